@@ -1,0 +1,354 @@
+"""Frozen, typed configuration of one SimCLR run: every knob the paper ablates, with the paper's defaults.
+
+A `RunConfig` is plain data. `validate()` checks every name against the registries of the modules that
+implement it (augmentation ops, encoders, heads, losses, optimisers, datasets) and every value against
+its valid range, so bad input fails before any data is loaded or any step is run.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any, Mapping
+
+from simclr_core.validation import ConfigError, require_choice, require_range
+
+# Bump when a default's meaning changes, so stored results made under the old meaning are not reused.
+CONFIG_VERSION = 1
+ENCODER_WIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # "cifar10_subset" is the class-balanced subset shipped in the repo (no network needed).
+    dataset: str = "cifar10_subset"
+    # Local files for the dataset (folder of parquet/arrow files, image folder, or a single file);
+    # None -> $SIMCLR_DATA_DIR, then the hub id when online.
+    data_dir: str | None = None
+    # Side of the (square) training views; None -> the dataset's native size (32 for CIFAR).
+    image_size: int | None = None
+    # Use only this many training / test images (a fixed, class-balanced, seeded choice); None -> all.
+    train_limit: int | None = None
+    test_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    # The paper's vocabulary: crop, cutout, color, sobel, noise, blur, rotate (+ flip, grayscale as parts).
+    ops: tuple[str, ...] = ("crop", "color")
+    # Figure 5 protocol: crop (+resize) on both branches first, then the other ops on one branch only.
+    one_branch: bool = False
+    # The paper's s; 0.5 for CIFAR-10 (Appendix B.9), 1.0 for ImageNet.
+    color_strength: float = 0.5
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    blur_prob: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    # Cutout: a square of this fraction of the image side, placed uniformly at random.
+    cutout_fraction: float = 0.5
+    # Gaussian noise std on [0, 1] pixels, drawn per sample uniformly from this range.
+    noise_std: tuple[float, float] = (0.0, 0.1)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    name: str = "resnet18"
+    # Channel multiplier of every layer: the paper's 1x/2x/4x, plus 0.25x/0.5x for CPU-scale ablations.
+    width: float = 1.0
+    # "auto": CIFAR stem (3x3 conv, stride 1, no max-pool) for images <= 64 px, ImageNet stem otherwise.
+    stem: str = "auto"
+    # BatchNorm statistics over all processes (the paper's global BN); ignored with one process.
+    global_bn: bool = True
+    # Synchronise BN over groups of this many processes; None -> all processes.
+    global_bn_group_size: int | None = None
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    # none | linear | nonlinear | v2 (SimCLRv2's deeper 3-layer head)
+    kind: str = "nonlinear"
+    out_dim: int = 128
+    # None -> the encoder's feature width, as in the paper.
+    hidden_dim: int | None = None
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    # nt_xent | nt_logistic | margin_triplet
+    kind: str = "nt_xent"
+    temperature: float = 0.5
+    # l2-normalise projections before the similarity (Table 5 ablates this).
+    normalize: bool = True
+    semi_hard: bool = False
+    # Margin of the triplet loss (Appendix B.10 tunes it in {0, 0.4, 0.8, 1.6}).
+    margin: float = 0.4
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    # lars | sgd | adam | adamw
+    name: str = "lars"
+    # linear: lr = base_lr * batch_size / 256; sqrt: lr = base_lr * sqrt(batch_size).
+    lr_scaling: str = "linear"
+    # None -> the paper's constant for the scaling: 0.3 (linear) or 0.075 (sqrt).
+    base_lr: float | None = None
+    momentum: float = 0.9
+    # Coupled L2 weight decay (added to the gradient) as in the official LARS; not applied to biases/BN.
+    weight_decay: float = 1e-6
+    trust_coefficient: float = 1e-3
+    warmup_epochs: float = 10.0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    # Which evaluations run at the end of training: knn | linear | finetune
+    protocols: tuple[str, ...] = ("knn",)
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    linear_epochs: int = 100
+    linear_batch_size: int = 256
+    linear_lr: float = 0.1
+    # Label fractions for fine-tuning (the paper's 1% and 10%).
+    finetune_fractions: tuple[float, ...] = (0.01, 0.1)
+    finetune_epochs: int = 30
+    # Evaluate kNN every this many epochs during training (0 = only at the end).
+    knn_every_epochs: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # Global batch size N (2N views per step), over all processes.
+    batch_size: int = 256
+    epochs: float = 100.0
+    # Stop after this many optimiser steps (the schedule still spans `epochs`); None -> all steps.
+    max_steps: int | None = None
+    seed: int = 0
+    # auto: bf16 where the device supports it (CUDA with bf16, CPU with AVX-512 bf16), else fp32.
+    precision: str = "auto"
+    channels_last: bool = True
+    checkpoint_every_steps: int = 200
+    log_every_steps: int = 10
+    # Accelerate trackers, e.g. ("tensorboard",).
+    trackers: tuple[str, ...] = ()
+    config_version: int = CONFIG_VERSION
+
+    # ---- conversion -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        return _from_plain(cls, data, prefix="")
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "RunConfig":
+        """Apply dotted overrides such as {"loss.temperature": 0.1}; "__" may stand for ".". Unknown keys raise."""
+        cfg = self
+        for key, value in overrides.items():
+            cfg = _set_path(cfg, key.replace("__", ".").split("."), value, full_key=key)
+        return cfg
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys -> values, e.g. {"loss.temperature": 0.5, ...}."""
+        out: dict[str, Any] = {}
+
+        def walk(obj: Any, prefix: str) -> None:
+            for f in fields(obj):
+                value = getattr(obj, f.name)
+                if is_dataclass(value):
+                    walk(value, f"{prefix}{f.name}.")
+                else:
+                    out[f"{prefix}{f.name}"] = value
+
+        walk(self, "")
+        return out
+
+    # ---- derived values ---------------------------------------------------------------------
+    def peak_lr(self) -> float:
+        """Peak learning rate: `linear` 0.3 x B/256 or `sqrt` 0.075 x sqrt(B) unless optim.base_lr is set."""
+        from simclr_core.optim import scaled_lr
+
+        return scaled_lr(self.batch_size, self.optim.lr_scaling, self.optim.base_lr)
+
+    # ---- validation -------------------------------------------------------------------------
+    def validate(self) -> "RunConfig":
+        """Raise ConfigError on the first unknown name or out-of-range value; return self otherwise."""
+        from simclr_core.augment import OPS
+        from simclr_core.data import DATASETS
+        from simclr_core.losses import LOSSES
+        from simclr_core.models import HEAD_KINDS, list_encoders
+        from simclr_core.optim import OPTIMIZERS
+
+        d, a, e, h, l, o, ev = self.data, self.augment, self.encoder, self.head, self.loss, self.optim, self.eval
+        require_choice("data.dataset", d.dataset, DATASETS)
+        if d.image_size is not None:
+            require_range("data.image_size", d.image_size, low=8)
+        for name in ("train_limit", "test_limit"):
+            if getattr(d, name) is not None:
+                require_range(f"data.{name}", getattr(d, name), low=2)
+
+        if not a.ops:
+            raise ConfigError("augment.ops is empty; name at least one of: " + ", ".join(map(repr, OPS)))
+        for op in a.ops:
+            require_choice("augment.ops", op, OPS)
+        require_range("augment.color_strength", a.color_strength, low=0)
+        _require_interval("augment.crop_scale", a.crop_scale, 0, 1, low_inclusive=False)
+        _require_interval("augment.crop_ratio", a.crop_ratio, 0, None, low_inclusive=False)
+        require_range("augment.blur_prob", a.blur_prob, low=0, high=1)
+        _require_interval("augment.blur_sigma", a.blur_sigma, 0, None, low_inclusive=False)
+        require_range("augment.cutout_fraction", a.cutout_fraction, low=0, high=1, low_inclusive=False)
+        _require_interval("augment.noise_std", a.noise_std, 0, None)
+
+        require_choice("encoder.name", e.name, list_encoders())
+        require_choice("encoder.width", e.width, ENCODER_WIDTHS)
+        require_choice("encoder.stem", e.stem, ("auto", "cifar", "imagenet"))
+        if e.global_bn_group_size is not None:
+            require_range("encoder.global_bn_group_size", e.global_bn_group_size, low=1)
+
+        require_choice("head.kind", h.kind, HEAD_KINDS)
+        require_range("head.out_dim", h.out_dim, low=1)
+        if h.hidden_dim is not None:
+            require_range("head.hidden_dim", h.hidden_dim, low=1)
+
+        require_choice("loss.kind", l.kind, LOSSES)
+        require_range("loss.temperature", l.temperature, low=0, low_inclusive=False)
+        require_range("loss.margin", l.margin, low=0)
+
+        require_choice("optim.name", o.name, OPTIMIZERS)
+        require_choice("optim.lr_scaling", o.lr_scaling, ("linear", "sqrt"))
+        if o.base_lr is not None:
+            require_range("optim.base_lr", o.base_lr, low=0, low_inclusive=False)
+        require_range("optim.momentum", o.momentum, low=0, high=1, high_inclusive=False)
+        require_range("optim.weight_decay", o.weight_decay, low=0)
+        require_range("optim.trust_coefficient", o.trust_coefficient, low=0, low_inclusive=False)
+        require_range("optim.warmup_epochs", o.warmup_epochs, low=0)
+
+        for p in ev.protocols:
+            require_choice("eval.protocols", p, ("knn", "linear", "finetune"))
+        require_range("eval.knn_k", ev.knn_k, low=1)
+        require_range("eval.knn_temperature", ev.knn_temperature, low=0, low_inclusive=False)
+        require_range("eval.linear_epochs", ev.linear_epochs, low=1)
+        require_range("eval.linear_batch_size", ev.linear_batch_size, low=1)
+        require_range("eval.linear_lr", ev.linear_lr, low=0, low_inclusive=False)
+        for frac in ev.finetune_fractions:
+            require_range("eval.finetune_fractions", frac, low=0, high=1, low_inclusive=False)
+        require_range("eval.finetune_epochs", ev.finetune_epochs, low=1)
+        require_range("eval.knn_every_epochs", ev.knn_every_epochs, low=0)
+
+        require_range("batch_size", self.batch_size, low=2)
+        require_range("epochs", self.epochs, low=0, low_inclusive=False)
+        if self.max_steps is not None:
+            require_range("max_steps", self.max_steps, low=1)
+        require_choice("precision", self.precision, ("auto", "no", "bf16", "fp16"))
+        require_range("checkpoint_every_steps", self.checkpoint_every_steps, low=1)
+        require_range("log_every_steps", self.log_every_steps, low=1)
+        for t in self.trackers:
+            require_choice("trackers", t, ("tensorboard", "wandb", "mlflow", "comet_ml", "aim"))
+        return self
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+def _require_interval(name: str, value: Any, low: float | None, high: float | None, *,
+                      low_inclusive: bool = True) -> None:
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise ConfigError(f"{name}={value!r} must be a pair (low, high)")
+    for v in value:
+        require_range(name, v, low=low, high=high, low_inclusive=low_inclusive)
+    if value[0] > value[1]:
+        raise ConfigError(f"{name}={value!r}: low must not exceed high")
+
+
+def _to_plain(obj: Any) -> Any:
+    if is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(field_type: Any, value: Any, key: str) -> Any:
+    """Coerce JSON/CLI values to the field's declared type (tuples from lists, floats from ints)."""
+    text = str(field_type)
+    if value is None:
+        return None
+    if text.startswith("tuple"):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r} must be a list")
+        inner = "float" if "float" in text else ("int" if "int" in text else "str")
+        conv = {"float": float, "int": int, "str": str}[inner]
+        try:
+            return tuple(conv(v) for v in value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key}={value!r}: every element must be a {inner}") from exc
+    if text.startswith("bool"):
+        if isinstance(value, str):
+            lowered = value.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ConfigError(f"{key}={value!r} must be a boolean (true/false)")
+            return lowered in ("true", "1", "yes")
+        return bool(value)
+    if text.startswith("int"):
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError as exc:
+                raise ConfigError(f"{key}={value!r} must be an integer") from exc
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+    if text.startswith("float"):
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError as exc:
+                raise ConfigError(f"{key}={value!r} must be a number") from exc
+        if isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    if text.startswith("str") and not isinstance(value, str):
+        raise ConfigError(f"{key}={value!r} must be a string")
+    return value
+
+
+def _from_plain(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+                          f"valid keys: {', '.join(prefix + k for k in known)}")
+    kwargs = {}
+    for name, value in data.items():
+        f = known[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if is_dataclass(default):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{prefix}{name} must be a mapping of its fields")
+            kwargs[name] = _from_plain(type(default), value, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(f.type, value, prefix + name)
+    return cls(**kwargs)
+
+
+def _set_path(obj: Any, path: list[str], value: Any, full_key: str) -> Any:
+    known = {f.name: f for f in fields(obj)}
+    head = path[0]
+    if head not in known:
+        prefix = full_key[: len(full_key) - len(".".join(path))]
+        raise ConfigError(f"unknown config key {full_key!r}; valid keys here: "
+                          f"{', '.join(prefix + k for k in known)}")
+    current = getattr(obj, head)
+    if len(path) == 1:
+        if is_dataclass(current):
+            raise ConfigError(f"{full_key!r} is a section; set one of its fields, e.g. "
+                              f"{full_key}.{fields(current)[0].name}")
+        return replace(obj, **{head: _coerce(known[head].type, value, full_key)})
+    if not is_dataclass(current):
+        raise ConfigError(f"unknown config key {full_key!r}: {head!r} has no sub-fields")
+    return replace(obj, **{head: _set_path(current, path[1:], value, full_key)})
