@@ -110,6 +110,9 @@ class EvalConfig:
     # Label fractions for fine-tuning (the paper's 1% and 10%).
     finetune_fractions: tuple[float, ...] = (0.01, 0.1)
     finetune_epochs: int = 30
+    finetune_batch_size: int = 256
+    # The paper fine-tunes with 0.05 x B/256 (Appendix B.5); this is the lr at finetune_batch_size.
+    finetune_lr: float = 0.05
     # Evaluate kNN every this many epochs during training (0 = only at the end).
     knn_every_epochs: int = 0
 
@@ -238,6 +241,8 @@ class RunConfig:
         for frac in ev.finetune_fractions:
             require_range("eval.finetune_fractions", frac, low=0, high=1, low_inclusive=False)
         require_range("eval.finetune_epochs", ev.finetune_epochs, low=1)
+        require_range("eval.finetune_batch_size", ev.finetune_batch_size, low=2)
+        require_range("eval.finetune_lr", ev.finetune_lr, low=0, low_inclusive=False)
         require_range("eval.knn_every_epochs", ev.knn_every_epochs, low=0)
 
         require_range("batch_size", self.batch_size, low=2)

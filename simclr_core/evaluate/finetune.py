@@ -1,0 +1,144 @@
+"""Semi-supervised protocol: fine-tune the whole encoder plus a new linear head on a few labels.
+
+"we sample 1% or 10% of the labeled ILSVRC-12 training datasets in a class-balanced way (~12.8 and
+~128 images per class respectively). We simply fine-tune the whole base network on the labeled data
+without regularization" (Chen et al. 2020, Sec. 6). Appendix B.5: SGD with Nesterov momentum 0.9,
+learning rate 0.05 x BatchSize / 256, no warmup, no weight decay, random crop + flip only; the
+official code decays the rate with a cosine, as here.
+
+The protocol trains a deep copy, so the caller's encoder is never modified (checked bit for bit).
+Augmentation is the caller's: ``augment(uint8 batch on the training device, generator) -> float
+batch``, the network input, normalised by the callable itself (as `simclr_core.augment` pipelines
+do; the paper used random crop + flip). The generator is a seeded CPU torch.Generator, so drawing
+per-sample parameters needs no device sync. Without ``augment``: (x / 255 - mean) / std only.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from simclr_core.evaluate.accuracy import topk_accuracy
+from simclr_core.evaluate.features import (autocast, channel_stats, eval_mode, extract_features,
+                                           module_device, normalize)
+from simclr_core.evaluate.frozen import require_unchanged, snapshot_state
+from simclr_core.evaluate.inputs import (require_autocast_dtype, require_int, require_labelled_split,
+                                         require_labels, require_stats)
+from simclr_core.evaluate.linear import (MOMENTUM, cosine_lr, epoch_batches, linear_classifier, sgd_nesterov,
+                                         steps_per_epoch)
+from simclr_core.validation import ConfigError, require_range
+
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+
+
+def _require_fraction(label_fraction: float) -> None:
+    require_range("label_fraction", label_fraction, low=0, high=1, low_inclusive=False)
+
+
+def class_quotas(labels: Tensor, label_fraction: float, *, num_classes: int) -> Tensor:
+    """Examples to keep per class (num_classes,): round(label_fraction x n_c), at least 1 for a present
+    class (round half up), 0 for an absent one."""
+    counts = torch.bincount(labels, minlength=num_classes)                 # (C,)
+    quotas = torch.floor(counts.double() * label_fraction + 0.5).long()
+    return torch.where(counts > 0, quotas.clamp(min=1), 0)
+
+
+def balanced_subset(labels: Tensor, label_fraction: float, *, num_classes: int, seed: int) -> Tensor:
+    """Indices (sorted, int64, on labels' device) of a seeded class-balanced ``label_fraction`` subset.
+
+    Each class keeps `class_quotas` of its examples, chosen uniformly at random: one seeded
+    permutation, a stable sort by class (random order within each class), and the first quota of
+    each class. The same seed gives the same subset on any device.
+    """
+    _require_fraction(label_fraction)
+    require_int("num_classes", num_classes, low=1)
+    require_int("seed", seed, low=0)
+    require_labels("labels", labels, num_classes=num_classes)
+    n = labels.shape[0]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(labels.device)  # (N,)
+    shuffled = labels[perm]
+    order = torch.sort(shuffled, stable=True).indices                      # (N,) grouped by class
+    by_class = shuffled[order]
+    counts = torch.bincount(labels, minlength=num_classes)
+    first_of_class = counts.cumsum(0) - counts                             # (C,)
+    rank_in_class = torch.arange(n, device=labels.device) - first_of_class[by_class]
+    keep = rank_in_class < class_quotas(labels, label_fraction, num_classes=num_classes)[by_class]
+    return perm[order[keep]].sort().values
+
+
+def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, test_images: Tensor,
+                  test_labels: Tensor, *, mean: Sequence[float], std: Sequence[float], num_classes: int,
+                  label_fraction: float, epochs: int, batch_size: int, lr: float, seed: int,
+                  augment: Augment | None = None, weight_decay: float = 0.0, momentum: float = MOMENTUM,
+                  eval_batch_size: int = 512, device: torch.device | str | None = None,
+                  autocast_dtype: torch.dtype | None = None, channels_last: bool = False) -> dict[str, float]:
+    """Fine-tuned accuracy (percent) on the test split:
+    {"finetune_top1": ..., "finetune_top5": ..., "label_fraction": label_fraction}.
+
+    ``lr`` is the peak rate used as given (paper: 0.05 x batch_size / 256), decayed per step with a
+    cosine to 0 over ``epochs``; BatchNorm of the copy trains (batch statistics), as in fine-tuning.
+    """
+    require_int("num_classes", num_classes, low=1)
+    _require_fraction(label_fraction)
+    require_labelled_split("train", train_images, train_labels, num_classes=num_classes)
+    require_labelled_split("test", test_images, test_labels, num_classes=num_classes)
+    require_stats(mean, std, channels=train_images.shape[1])
+    require_int("epochs", epochs, low=1)
+    require_int("batch_size", batch_size, low=2)  # BatchNorm in train mode needs two examples
+    require_int("eval_batch_size", eval_batch_size, low=1)
+    require_range("lr", lr, low=0, low_inclusive=False)
+    require_range("weight_decay", weight_decay, low=0)
+    require_range("momentum", momentum, low=0, high=1, high_inclusive=False)
+    require_int("seed", seed, low=0)
+    require_autocast_dtype(autocast_dtype)
+    if augment is not None and not callable(augment):
+        raise ConfigError(f"augment={augment!r} must be a callable (uint8 batch, generator) -> float batch")
+    subset = balanced_subset(train_labels, label_fraction, num_classes=num_classes, seed=seed)
+    if subset.numel() < 2:
+        raise ConfigError(f"label_fraction={label_fraction!r} keeps {subset.numel()} labelled example(s); "
+                          "fine-tuning needs at least 2")
+
+    device = module_device(encoder) if device is None else torch.device(device)
+    before = snapshot_state(encoder)
+    images = train_images[subset.to(train_images.device)]                  # (n, C, H, W) uint8
+    labels = train_labels[subset].to(device, torch.long)                   # (n,)
+    mean_t, std_t = channel_stats(mean, std, device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    model = copy.deepcopy(encoder).to(device, memory_format=memory_format)
+    with eval_mode(model), torch.no_grad():                                # probe the width D of h
+        feature_dim = model(normalize(images[:1].to(device), mean_t, std_t)).shape[1]
+    head = linear_classifier(feature_dim, num_classes, feature_bn=False,
+                             generator=torch.Generator().manual_seed(seed + 2)).to(device)
+    network = nn.Sequential(model, head).train()
+    optimizer = sgd_nesterov(network, lr=lr, weight_decay=weight_decay, momentum=momentum)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    shuffle_gen = torch.Generator().manual_seed(seed + 1)
+    augment_gen = torch.Generator().manual_seed(seed + 3)
+
+    total_steps = epochs * steps_per_epoch(images.shape[0], batch_size)
+    step = 0
+    for _ in range(epochs):
+        for idx in epoch_batches(images.shape[0], batch_size, shuffle_gen):
+            batch = images[idx.to(images.device)].to(device, non_blocking=True)
+            x = augment(batch, augment_gen) if augment is not None else normalize(batch, mean_t, std_t)
+            x = x.contiguous(memory_format=memory_format)
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, total_steps, lr)
+            with autocast(device, autocast_dtype):
+                logits = network(x)
+            loss = F.cross_entropy(logits.float(), labels[idx.to(device)])
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+
+    logits = extract_features(network, test_images, mean=mean, std=std, batch_size=eval_batch_size,
+                              device=device, autocast_dtype=autocast_dtype, channels_last=channels_last)
+    require_unchanged(encoder, before, during="fine-tuning (which must train a copy)")
+    top1, top5 = topk_accuracy(logits, test_labels)
+    return {"finetune_top1": top1, "finetune_top5": top5, "label_fraction": label_fraction}
