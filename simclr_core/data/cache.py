@@ -1,0 +1,86 @@
+"""Decoded splits on disk: <cache>/<dataset>-<split>-<key>.{images,labels}.npy + .json, written atomically.
+
+The cache folder is $SIMCLR_CACHE_DIR, else ~/.cache/simclr_harness. The key hashes the source's fingerprint
+(path + size + mtime of every file, or the Hub id), the image size and the subset, so a changed file or
+setting decodes anew and an unchanged one never does. Each file is written under a temporary name and moved
+into place with os.replace, images last, so a reader sees a complete entry or none; a file lock lets one
+process decode while the others (e.g. the ranks of one node) wait for its result.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from filelock import FileLock
+
+CACHE_DIR_ENV = "SIMCLR_CACHE_DIR"
+# Bump when decoding changes (resize rule, layout), so entries made the old way are not reused.
+CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "simclr_harness").expanduser()
+
+
+@dataclass(frozen=True)
+class CachedSplit:
+    stem: Path
+
+    @classmethod
+    def for_key(cls, dataset: str, split: str, *parts: Any) -> "CachedSplit":
+        digest = hashlib.sha256(json.dumps([CACHE_VERSION, *parts]).encode()).hexdigest()[:16]
+        return cls(cache_dir() / f"{dataset}-{split}-{digest}")
+
+    @property
+    def images_path(self) -> Path:
+        return self.stem.with_name(self.stem.name + ".images.npy")
+
+    @property
+    def labels_path(self) -> Path:
+        return self.stem.with_name(self.stem.name + ".labels.npy")
+
+    @property
+    def meta_path(self) -> Path:
+        return self.stem.with_name(self.stem.name + ".json")
+
+    def lock(self) -> FileLock:
+        self.stem.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.stem) + ".lock")
+
+    def exists(self) -> bool:
+        return self.images_path.is_file() and self.labels_path.is_file() and self.meta_path.is_file()
+
+    def read(self, mmap: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(images (N, 3, S, S) uint8, labels (N,) int64, metadata); mmap=True maps the images read-only."""
+        images = np.load(self.images_path, mmap_mode="r" if mmap else None)
+        return images, np.load(self.labels_path), json.loads(self.meta_path.read_text())
+
+    def write(self, labels: np.ndarray, meta: dict,
+              fill_images: Callable[[Callable[[tuple[int, ...]], np.ndarray]], np.ndarray]) -> None:
+        """Store labels and meta, then the images that ``fill_images(allocate)`` decodes straight into a
+        memory-mapped temporary file (so a split larger than memory can be decoded)."""
+        self.stem.parent.mkdir(parents=True, exist_ok=True)
+        tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp_images = self.images_path.with_name(self.images_path.name + tag)
+        try:
+            mapped = fill_images(lambda shape: np.lib.format.open_memmap(tmp_images, "w+", np.uint8, shape))
+            mapped.flush()
+            del mapped
+            self._replace(self.labels_path, lambda f: np.save(f, labels), tag)
+            self._replace(self.meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()), tag)
+            os.replace(tmp_images, self.images_path)
+        finally:
+            tmp_images.unlink(missing_ok=True)
+
+    @staticmethod
+    def _replace(path: Path, write: Callable, tag: str) -> None:
+        tmp = path.with_name(path.name + tag)
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)

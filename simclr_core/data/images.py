@@ -1,0 +1,107 @@
+"""`load_images(cfg, split)`: one split of a named dataset as a single uint8 tensor, decoded once and cached.
+
+"Most of our study for unsupervised pretraining [...] is done using the ImageNet ILSVRC-2012 dataset [...].
+Some additional pretraining experiments on CIFAR-10 [...] can be found in Appendix B.9." (Sec. 2.3);
+`DATASETS` lists the names this harness can load.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from simclr_core.config import DataConfig
+from simclr_core.data.cache import CachedSplit
+from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
+from simclr_core.data.decode import decode_to_array, iter_encoded
+from simclr_core.data.locate import Source, locate_source
+from simclr_core.data.subset import SUBSET_SEED, balanced_subset
+from simclr_core.validation import ConfigError, require_choice
+
+log = logging.getLogger(__name__)
+
+_LABEL_COLUMNS = ("label", "fine_label", "labels")
+
+
+@dataclass
+class ImageSet:
+    """One split in memory: images (N, 3, H, W) uint8, labels (N,) int64, and the channel statistics (fractions
+    of 255) used to normalise it."""
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    name: str
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+
+def load_images(cfg: DataConfig, split: str) -> ImageSet:
+    """Split "train" or "test" of ``cfg.dataset``, limited to cfg.train_limit / cfg.test_limit images (a fixed,
+    class-balanced choice). The first call decodes and caches; later calls read the cache, not the source."""
+    spec = dataset_spec(cfg.dataset)
+    require_choice("split", split, SPLITS)
+    limit = cfg.train_limit if split == "train" else cfg.test_limit
+    source = locate_source(spec, cfg.data_dir, split)
+    size = cfg.image_size or spec.native_size  # None: the first image's side (folders, parquet)
+    fingerprint = source.fingerprint()
+    full = CachedSplit.for_key(spec.name, split, fingerprint, size, None)
+    wanted = full if limit is None else CachedSplit.for_key(spec.name, split, fingerprint, size,
+                                                            [limit, SUBSET_SEED])
+    if not wanted.exists():
+        with wanted.lock():
+            if not wanted.exists() and not (limit is not None and full.exists()):
+                _decode_and_cache(spec, source, size, limit, wanted)
+    if wanted.exists():
+        images, labels, meta = wanted.read()
+    else:  # the whole split is already decoded: take the subset from it
+        images, labels, meta = full.read(mmap=True)
+        chosen = balanced_subset(labels, limit)
+        images, labels = np.ascontiguousarray(images[chosen]), labels[chosen]
+    return ImageSet(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), meta["num_classes"],
+                    spec.mean, spec.std, spec.name)
+
+
+def _decode_and_cache(spec: DatasetSpec, source: Source, image_size: int | None, limit: int | None,
+                      target: CachedSplit) -> None:
+    started = time.perf_counter()
+    dataset = source.load()
+    image_column, label_column = _image_column(dataset, source), _label_column(dataset, source)
+    labels = dataset.select_columns([label_column]).with_format("arrow")[:].column(label_column).to_numpy()
+    labels = labels.astype(np.int64)
+    if labels.size and labels.min() < 0:
+        raise ConfigError(f"{source.describe()}: column {label_column!r} has unlabelled examples (label "
+                          f"{labels.min()}); use a labelled split")
+    feature = dataset.features[label_column]
+    num_classes = int(getattr(feature, "num_classes", None) or labels.max() + 1)
+    chosen = np.arange(len(labels)) if limit is None else balanced_subset(labels, limit)
+    meta = {"num_classes": num_classes, "count": len(chosen), "source": source.describe()}
+    encoded = iter_encoded(dataset, image_column, chosen)
+    target.write(labels[chosen], meta,
+                 lambda allocate: decode_to_array(encoded, len(chosen), image_size, spec.resize_margin, allocate))
+    log.info("decoded %d images of %s in %.1f s -> %s", len(chosen), source.describe(),
+             time.perf_counter() - started, target.images_path)
+
+
+def _image_column(dataset, source: Source) -> str:
+    """The column with the `datasets` Image feature, or an undeclared {bytes, path} struct (plain parquet)."""
+    import datasets
+
+    for name, feature in dataset.features.items():
+        undeclared = isinstance(feature, dict) and set(feature) == {"bytes", "path"}
+        if isinstance(feature, datasets.Image) or undeclared:
+            return name
+    raise ConfigError(f"{source.describe()} has no image column (columns: {', '.join(dataset.column_names)})")
+
+
+def _label_column(dataset, source: Source) -> str:
+    for name in _LABEL_COLUMNS:
+        if name in dataset.column_names:
+            return name
+    raise ConfigError(f"{source.describe()} has none of the label columns {', '.join(_LABEL_COLUMNS)} "
+                      f"(columns: {', '.join(dataset.column_names)})")

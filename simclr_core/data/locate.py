@@ -1,0 +1,198 @@
+"""Where a dataset split comes from: local files first, then the Hugging Face Hub.
+
+Resolution order: ``data.data_dir``, then ``$SIMCLR_DATA_DIR/<dataset>``, then the Hub id (HF offline mode
+respected). A local folder may hold ``train.parquet``/``test.parquet``, shards such as
+``train-00000-of-00004.parquet`` (also ``.arrow``), a Hub snapshot or HF datasets cache (the same names
+a few folders down), a ``Dataset.save_to_disk`` folder per split, or, for "imagefolder", class folders
+under ``train/`` and ``test/`` (or ``val/``). Nothing here decodes an image.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simclr_core.data.catalog import DatasetSpec
+from simclr_core.validation import ConfigError
+
+DATA_DIR_ENV = "SIMCLR_DATA_DIR"
+_FORMATS = {".parquet": "parquet", ".arrow": "arrow"}
+# A Hub folder's split names as `datasets` reports them (a folder called "val" becomes "validation").
+_HUB_SPLIT = {"val": "validation"}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No local files for a dataset split and the Hub cannot provide it; the message says where we looked and
+    how to provide the data."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One split of one dataset: local files, a saved dataset, an image folder, or a Hub id."""
+    dataset: str  # our name, e.g. "cifar10"
+    kind: str  # "files" | "disk" | "imagefolder" | "hub"
+    location: str  # file format ("parquet"/"arrow"), folder, or Hub id
+    split: str  # the split's name in the source ("validation" for ImageNet's test)
+    files: tuple[str, ...] = ()  # the files whose path, size and mtime identify the content
+    looked_at: tuple[str, ...] = field(default=(), compare=False)  # for the error message
+
+    def fingerprint(self) -> str:
+        """Stable text that changes when the content may have changed (path + size + mtime of each file)."""
+        if self.kind == "hub":
+            return f"hub:{self.location}:{self.split}"
+        digest = hashlib.sha256(f"{self.kind}:{self.location}:{self.split}".encode())
+        for path in self.files:
+            stat = os.stat(path)
+            digest.update(f"\n{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        return digest.hexdigest()
+
+    def describe(self) -> str:
+        if self.kind == "files":
+            folder = Path(self.files[0]).parent
+            where = self.files[0] if len(self.files) == 1 else f"{len(self.files)} files in {folder}"
+            return f"{where} ({self.location})"
+        return f"{self.kind} {self.location} split {self.split!r}"
+
+    def load(self):
+        """The split as a `datasets.Dataset` (images still encoded)."""
+        import datasets
+
+        if self.kind == "files":
+            return datasets.load_dataset(self.location, data_files=list(self.files), split="train")
+        if self.kind == "disk":
+            return datasets.load_from_disk(self.location)
+        if self.kind == "imagefolder":
+            return datasets.load_dataset("imagefolder", data_dir=self.location, split=self.split)
+        try:
+            return datasets.load_dataset(self.location, split=self.split)
+        except (ConnectionError, FileNotFoundError) as exc:  # offline, unreachable, gated or unknown repo
+            raise DataNotFoundError(
+                _missing_message(self.dataset, self.location, self.split, self.looked_at, exc)) from exc
+
+
+def locate_source(spec: DatasetSpec, data_dir: str | None, split: str) -> Source:
+    """Find ``split`` of ``spec``: data_dir, then $SIMCLR_DATA_DIR/<name>, then the Hub (checked on load)."""
+    names = spec.split_names(split)
+    if spec.name == "cifar10_subset":
+        root = Path(str(importlib.resources.files("simclr_core").joinpath("assets", "cifar10_subset")))
+        found, why = _find_local(spec, root, names)
+        if found is None:
+            raise DataNotFoundError(f"the embedded CIFAR-10 subset is missing ({why}); "
+                                    "regenerate it with: python scripts/make_embedded_subset.py")
+        return found
+
+    looked_at = []
+    if data_dir is not None:
+        found, why = _find_local(spec, Path(data_dir).expanduser(), names)
+        if found is not None:
+            return found
+        raise DataNotFoundError(f"{spec.name}: data.data_dir={data_dir!r} holds no {split!r} split: {why}.\n"
+                                + _how_to_provide(spec.name))
+    looked_at.append("data.data_dir (not set)")
+
+    env_root = os.environ.get(DATA_DIR_ENV)
+    if env_root:
+        found, why = _find_local(spec, Path(env_root).expanduser() / spec.name, names)
+        if found is not None:
+            return found
+        looked_at.append(f"${DATA_DIR_ENV}/{spec.name}: {why}")
+    else:
+        looked_at.append(f"${DATA_DIR_ENV} (not set)")
+
+    if spec.hub_id is None:
+        raise DataNotFoundError(_missing_message(spec.name, None, split, tuple(looked_at), None))
+    return Source(spec.name, "hub", spec.hub_id, names[0], looked_at=tuple(looked_at))
+
+
+# ---- local files ---------------------------------------------------------------------------------
+def _find_local(spec: DatasetSpec, path: Path, names: tuple[str, ...]) -> tuple[Source | None, str]:
+    """(source, "") for the first split name with files under ``path``, else (None, why not)."""
+    if path.is_file():
+        if path.suffix in _FORMATS and any(_names_split(path, n) for n in names):
+            return Source(spec.name, "files", _FORMATS[path.suffix], names[0], (str(path),)), ""
+        return None, f"{path} is a file whose name mentions none of {names}"
+    if not path.is_dir():
+        return None, f"{path} does not exist"
+    if spec.name == "imagefolder":
+        for name in names:
+            if (path / name).is_dir():
+                split = _HUB_SPLIT.get(name, name)
+                return Source(spec.name, "imagefolder", str(path), split, _walk_files(path)), ""
+        return None, f"{path} has no image subfolder named {' or '.join(names)}"
+    for name in names:
+        if (path / name / "state.json").is_file():  # Dataset.save_to_disk
+            saved = path / name
+            return Source(spec.name, "disk", str(saved), name, _walk_files(saved)), ""
+        files = _split_files(path, name)
+        if files:
+            return Source(spec.name, "files", _FORMATS[Path(files[0]).suffix], name, files), ""
+    return None, f"{path} has no {' / '.join(names)} .parquet/.arrow files"
+
+
+def _names_split(path: Path, name: str) -> bool:
+    """`train.parquet`, `train-00000-of-00002.parquet`, `cifar10-train.arrow` or `train/part-0.parquet`."""
+    return name in re.split(r"[-_.]", path.stem.lower()) or path.parent.name.lower() == name
+
+
+def _split_files(root: Path, name: str) -> tuple[str, ...]:
+    """Parquet (else arrow) files of split ``name`` under ``root``, all in one folder, in shard order."""
+    found: dict[str, list[Path]] = {}
+    for folder, files in _walk(root):
+        for file in files:
+            path = Path(folder) / file
+            if path.suffix in _FORMATS and _names_split(path, name):
+                found.setdefault(path.suffix, []).append(path)
+    files = found.get(".parquet") or found.get(".arrow") or []
+    folders = sorted({str(p.parent) for p in files})
+    if len(folders) > 1:
+        raise ConfigError(f"several folders under {root} hold {name!r} files: {', '.join(folders)}; "
+                          "set data.data_dir to the one to use")
+    return tuple(sorted(str(p) for p in files))
+
+
+def _walk_files(root: Path) -> tuple[str, ...]:
+    return tuple(sorted(str(Path(folder) / f) for folder, files in _walk(root) for f in files))
+
+
+def _walk(root: Path):
+    """(folder, file names) under root, following folder links once each (no cycles), skipping hidden folders."""
+    seen = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield folder, files
+
+
+# ---- the error -----------------------------------------------------------------------------------
+def _how_to_provide(name: str) -> str:
+    if name == "imagefolder":
+        layout = "class folders under train/ and test/ (or val/), e.g. DIR/train/cat/0001.jpg"
+    else:
+        layout = ("train/test .parquet or .arrow files, Hub-style shards such as train-00000-of-00001.parquet, "
+                  "or a Hub snapshot")
+    return (f"Provide the data with the override data.data_dir=DIR (a folder holding {layout}), "
+            f"or export {DATA_DIR_ENV}=ROOT with the files under ROOT/{name}/.")
+
+
+def _missing_message(name: str, hub_id: str | None, split: str, looked_at: tuple[str, ...],
+                     exc: Exception | None) -> str:
+    lines = [f"{name}: no local files for split {split!r} and the Hub cannot provide it.",
+             "Looked at: " + "; ".join(looked_at) + "."]
+    if hub_id is None:
+        lines.append(f"{name!r} has no Hub id: its files must be local.")
+    else:
+        lines.append(f"Hub id {hub_id!r} (split {split!r}) failed: {type(exc).__name__}: {exc}")
+        lines.append("Offline (HF_DATASETS_OFFLINE=1 or HF_HUB_OFFLINE=1), the Hub copy must already be in the "
+                     "HF cache. Download it once, online, with  "
+                     f"python -c \"import datasets; datasets.load_dataset('{hub_id}')\"  or  "
+                     f"hf download {hub_id} --repo-type dataset --local-dir ROOT/{name}  "
+                     "(gated sets such as ImageNet need `hf auth login` first).")
+    lines.append(_how_to_provide(name))
+    return "\n".join(lines)
