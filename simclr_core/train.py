@@ -1,0 +1,290 @@
+"""SimCLR pretraining: `train(cfg, run_dir) -> metrics`, the one function every launcher calls.
+
+Runs unchanged on a CPU, one GPU or many processes (Accelerate: DDP with NCCL on GPUs, gloo on CPUs).
+Every random draw is a pure function of (seed, step, rank): the data order of an epoch comes from
+(seed, epoch) and the augmentation of a step from (seed, step, rank), so a run resumed from its last
+checkpoint continues exactly as one that never stopped.
+
+Files written under run_dir (by the main process):
+  metrics.jsonl   one JSON object per logged step / evaluation
+  checkpoint.pt   model, optimizer and step, replaced atomically every `checkpoint_every_steps`
+  final.json      the final evaluation metrics plus wall clock, throughput and device
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
+from tqdm.auto import tqdm
+
+from simclr_core.augment import build_augmentation
+from simclr_core.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
+from simclr_core.config import AugmentConfig, RunConfig
+from simclr_core.data import ImageSet, load_images
+from simclr_core.distributed import convert_to_global_bn
+from simclr_core.evaluate import finetune_eval, knn_eval, linear_eval
+from simclr_core.losses import compute_loss, contrastive_stats
+from simclr_core.models import build_model
+from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
+from simclr_core.precision import autocast_dtype, resolve_precision
+from simclr_core.validation import ConfigError
+
+METRICS_NAME = "metrics.jsonl"
+FINAL_NAME = "final.json"
+# Datasets up to this size are moved to the accelerator whole, so a step never waits on the host.
+DEVICE_RESIDENT_BYTES = 2 << 30
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the last checkpoint on disk is from before it happened."""
+
+
+def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
+    cfg.validate()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    mixed_precision = resolve_precision(cfg.precision, torch.device(device_type))
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=device_type == "cpu",
+                              log_with=list(cfg.trackers) or None, project_dir=str(run_dir))
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {world} processes")
+    local_batch = cfg.batch_size // world
+
+    # ---- data ------------------------------------------------------------------------------------
+    train_set = load_images(cfg.data, "train")
+    test_set = load_images(cfg.data, "test") if cfg.eval.protocols or cfg.eval.knn_every_epochs else None
+    if len(train_set.labels) < cfg.batch_size:
+        raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {len(train_set.labels)} training images "
+                          f"of {cfg.data.dataset!r}; choose batch_size <= {len(train_set.labels)}")
+    image_size = cfg.data.image_size or train_set.images.shape[-1]
+    images = _place(train_set.images, device)
+    augment = build_augmentation(cfg.augment, image_size, train_set.mean, train_set.std)
+    steps_per_epoch = len(train_set.labels) // cfg.batch_size
+    total_steps = max(1, round(cfg.epochs * steps_per_epoch))
+    stop_step = min(total_steps, cfg.max_steps or total_steps)
+    warmup_steps = min(total_steps, round(cfg.optim.warmup_epochs * steps_per_epoch))
+    peak_lr = cfg.peak_lr()
+
+    # ---- model: encoder f(.) + projection head g(.) --------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.encoder, cfg.head, image_size)
+    if world > 1 and cfg.encoder.global_bn:
+        model = convert_to_global_bn(model.to(device), group_size=cfg.encoder.global_bn_group_size)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+
+    # ---- optimizer (LARS by default) + schedule -----------------------------------------------------
+    optimizer = build_optimizer(cfg.optim, model, peak_lr)
+
+    # ---- resume (no-op on a fresh run) -------------------------------------------------------------
+    start_step = 0
+    checkpoint = load_checkpoint(run_dir, map_location=device)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_step = checkpoint["step"]
+        torch.set_rng_state(checkpoint["torch_rng"].cpu())
+        if accelerator.is_main_process:
+            _truncate_metrics(run_dir / METRICS_NAME, start_step)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if checkpoint is not None and checkpoint.get("scaler") is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(checkpoint["scaler"])
+    if cfg.trackers:
+        accelerator.init_trackers(run_dir.name, config=_tracker_config(cfg))
+
+    # ---- loop --------------------------------------------------------------------------------------
+    # Augmentation parameters are drawn on the host and copied without a sync (see simclr_core.augment).
+    generator = torch.Generator()
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    last_finite_step, last_checkpoint_step, perm, perm_epoch = start_step, start_step, None, -1
+    log_loss = torch.zeros((), device=device)
+    log_count, log_clock = 0, time.perf_counter()
+    train_clock, train_images = time.perf_counter(), 0
+    bar = tqdm(total=stop_step, initial=start_step, disable=not accelerator.is_main_process,
+               desc=f"pretrain {run_dir.name}", unit="step", dynamic_ncols=True)
+    model.train()
+    for step in range(start_step, stop_step):
+        epoch, index_in_epoch = divmod(step, steps_per_epoch)
+        if epoch != perm_epoch:
+            perm, perm_epoch = _epoch_permutation(cfg.seed, epoch, len(train_set.labels)).to(images.device), epoch
+        start = index_in_epoch * cfg.batch_size + rank * local_batch
+        batch = images[perm[start:start + local_batch]].to(device, non_blocking=True)
+        generator.manual_seed(_step_seed(cfg.seed, step, rank))
+        view1, view2 = augment(batch, generator)
+        # Both views in one forward pass, as the official code does, so BatchNorm sees all 2N views.
+        x = torch.cat([view1, view2]).contiguous(memory_format=memory_format)
+        _, z = model(x)
+        z1, z2 = z.float().chunk(2)
+        loss = compute_loss(cfg.loss, z1, z2)
+
+        set_lr(optimizer, warmup_cosine(step, total_steps, warmup_steps, peak_lr))
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+
+        nonfinite |= ~torch.isfinite(loss.detach())
+        log_loss += loss.detach()
+        log_count += 1
+        train_images += cfg.batch_size
+        done = step + 1
+        bar.update(1)
+        is_log = done % cfg.log_every_steps == 0 or done == stop_step
+        is_ckpt = done % cfg.checkpoint_every_steps == 0 or done == stop_step
+        if is_log or is_ckpt:
+            if bool(nonfinite):
+                kept = (f"the last good checkpoint (step {last_checkpoint_step}) is kept in {run_dir}"
+                        if last_checkpoint_step else f"no checkpoint was written to {run_dir}")
+                raise NonFiniteLossError(
+                    f"non-finite loss between steps {last_finite_step + 1} and {done}; {kept}. "
+                    "Lower the learning rate or raise the temperature.")
+            last_finite_step = done
+        if is_log:
+            mean_loss = accelerator.reduce(log_loss, reduction="mean").item() / log_count
+            elapsed = time.perf_counter() - log_clock
+            stats = contrastive_stats(z1.detach(), z2.detach(), temperature=cfg.loss.temperature,
+                                      normalize=cfg.loss.normalize)
+            row = {"step": done, "epoch": done / steps_per_epoch, "loss": mean_loss,
+                   "lr": optimizer.param_groups[0]["lr"],
+                   "contrastive_acc": float(stats["contrastive_acc"]), "entropy": float(stats["entropy"]),
+                   "images_per_s": log_count * cfg.batch_size / max(elapsed, 1e-9)}
+            _log(accelerator, run_dir, row)
+            bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{row['lr']:.3g}")
+            log_loss.zero_()
+            log_count, log_clock = 0, time.perf_counter()
+        if cfg.eval.knn_every_epochs and done % (cfg.eval.knn_every_epochs * steps_per_epoch) == 0:
+            knn = _evaluate(accelerator, model, cfg, train_set, test_set, mixed_precision, ("knn",))
+            _log(accelerator, run_dir, {"step": done, "epoch": done / steps_per_epoch, **knn})
+            model.train()
+        if is_ckpt:
+            _save(accelerator, run_dir, model, optimizer, done, cfg)
+            last_checkpoint_step = done
+    bar.close()
+    train_seconds = time.perf_counter() - train_clock
+
+    # ---- final evaluation -> final.json -------------------------------------------------------------
+    metrics = _evaluate(accelerator, model, cfg, train_set, test_set, mixed_precision, cfg.eval.protocols)
+    steps_run = stop_step - start_step
+    metrics.update({
+        "steps": stop_step, "total_steps": total_steps, "epochs_done": stop_step / steps_per_epoch,
+        "pretrain_seconds_this_session": train_seconds,
+        "images_per_s": train_images / train_seconds if steps_run else None,
+        "device": _device_name(device), "processes": world, "mixed_precision": mixed_precision,
+    })
+    if accelerator.is_main_process:
+        atomic_write_json(run_dir / FINAL_NAME, metrics)
+    if cfg.trackers:
+        accelerator.end_training()
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+# ---- pieces of the loop ---------------------------------------------------------------------------
+def _place(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type != "cpu" and images.numel() <= DEVICE_RESIDENT_BYTES:
+        return images.to(device)
+    return images.pin_memory() if device.type == "cuda" else images
+
+
+def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(_mix(seed, epoch, 0x5EED))
+    return torch.randperm(n, generator=generator)
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return _mix(seed, step, rank)
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from integers (splitmix64-style), so nearby (seed, step, rank) give unrelated streams."""
+    x = 0x9E3779B97F4A7C15
+    for v in values:
+        x = (x ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        x = (x ^ (x >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+    return x >> 1
+
+
+def _log(accelerator: Accelerator, run_dir: Path, row: dict[str, Any]) -> None:
+    if accelerator.is_main_process:
+        with open(run_dir / METRICS_NAME, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    accelerator.log({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}, step=row["step"])
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows logged after the checkpoint we resume from, so the curve has no duplicated steps."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    atomic_write_bytes(path, lambda f: f.write("".join(r + "\n" for r in rows).encode()))
+
+
+def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, cfg: RunConfig) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_checkpoint(run_dir, {
+            "model": accelerator.unwrap_model(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+            "step": step,
+            "torch_rng": torch.get_rng_state(),
+            "config": cfg.to_dict(),
+        })
+
+
+def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, train_set: ImageSet, test_set: ImageSet | None,
+              mixed_precision: str, protocols: tuple[str, ...]) -> dict[str, Any]:
+    """Evaluate the encoder f(.) (the representation h, before the head) on the main process."""
+    metrics: dict[str, Any] = {}
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and protocols:
+        encoder = accelerator.unwrap_model(model).encoder
+        ev, dtype = cfg.eval, autocast_dtype(mixed_precision)
+        common = dict(mean=train_set.mean, std=train_set.std, num_classes=train_set.num_classes)
+        data = (train_set.images, train_set.labels, test_set.images, test_set.labels)
+        if "knn" in protocols:
+            metrics.update(knn_eval(encoder, *data, k=ev.knn_k, temperature=ev.knn_temperature,
+                                    autocast_dtype=dtype, **common))
+        if "linear" in protocols:
+            metrics.update(linear_eval(encoder, *data, epochs=ev.linear_epochs, batch_size=ev.linear_batch_size,
+                                       lr=ev.linear_lr, seed=cfg.seed, autocast_dtype=dtype, **common))
+        if "finetune" in protocols:
+            crop = build_augmentation(AugmentConfig(ops=("crop",)), train_set.images.shape[-1],
+                                      train_set.mean, train_set.std)
+            for fraction in ev.finetune_fractions:
+                result = finetune_eval(encoder, *data, label_fraction=fraction, epochs=ev.finetune_epochs,
+                                       batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,
+                                       augment=lambda x, g: crop(x, g)[0], **common)
+                pct = f"{fraction * 100:g}pct"
+                metrics.update({f"finetune_top1_{pct}": result["finetune_top1"],
+                                f"finetune_top5_{pct}": result["finetune_top5"]})
+    if accelerator.num_processes > 1:
+        box = [metrics]
+        broadcast_object_list(box)
+        metrics = box[0]
+    return metrics
+
+
+def _tracker_config(cfg: RunConfig) -> dict[str, Any]:
+    return {k: (",".join(map(str, v)) if isinstance(v, tuple) else v) for k, v in cfg.flat().items()
+            if v is None or isinstance(v, (int, float, str, bool, tuple))}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def total_steps_for(cfg: RunConfig, num_train_images: int) -> int:
+    """How many optimiser steps `cfg` trains for on a dataset of this size (for planners and estimates)."""
+    return max(1, round(cfg.epochs * (num_train_images // cfg.batch_size)))
+
+
+__all__ = ["train", "NonFiniteLossError", "total_steps_for", "METRICS_NAME", "FINAL_NAME"]

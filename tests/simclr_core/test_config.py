@@ -1,0 +1,69 @@
+import json
+
+import pytest
+
+from simclr_core.config import RunConfig
+from simclr_core.validation import ConfigError
+
+
+def test_dict_round_trip_through_json():
+    cfg = RunConfig().with_overrides({"loss.temperature": 0.1, "augment.ops": ("crop", "blur"), "seed": 3})
+    again = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    assert isinstance(again.augment.ops, tuple) and isinstance(again.augment.crop_scale, tuple)
+
+
+def test_overrides_accept_dots_double_underscores_and_strings():
+    cfg = RunConfig().with_overrides({"loss__temperature": "0.2", "head.kind": "linear",
+                                      "loss.normalize": "false", "augment.ops": "crop,color,blur",
+                                      "batch_size": "512"})
+    assert cfg.loss.temperature == 0.2 and cfg.head.kind == "linear" and cfg.loss.normalize is False
+    assert cfg.augment.ops == ("crop", "color", "blur") and cfg.batch_size == 512
+
+
+@pytest.mark.parametrize("key", ["loss.temprature", "nope", "encoder.name.x", "loss"])
+def test_unknown_override_keys_name_the_valid_ones(key):
+    with pytest.raises(ConfigError) as err:
+        RunConfig().with_overrides({key: 1})
+    assert repr(key) in str(err.value) or key in str(err.value)
+
+
+def test_from_dict_rejects_unknown_keys():
+    data = RunConfig().to_dict()
+    data["loss"]["tau"] = 0.1
+    with pytest.raises(ConfigError, match="loss.tau"):
+        RunConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("override, needle, choice", [
+    ({"loss.temperature": 0.0}, "loss.temperature=0.0", "(0"),
+    ({"loss.temperature": -1.0}, "loss.temperature=-1.0", "(0"),
+    ({"batch_size": 1}, "batch_size=1", "[2"),
+    ({"augment.color_strength": -0.5}, "augment.color_strength=-0.5", "[0"),
+    ({"encoder.width": 3}, "encoder.width=3", "4"),
+    ({"encoder.name": "vit_b"}, "encoder.name='vit_b'", "resnet50"),
+    ({"head.kind": "deep"}, "head.kind='deep'", "nonlinear"),
+    ({"loss.kind": "infonce"}, "loss.kind='infonce'", "nt_xent"),
+    ({"optim.name": "lamb"}, "optim.name='lamb'", "lars"),
+    ({"augment.ops": ("crop", "solarize")}, "'solarize'", "sobel"),
+    ({"data.dataset": "mnist"}, "data.dataset='mnist'", "cifar10"),
+    ({"optim.lr_scaling": "cube"}, "optim.lr_scaling='cube'", "sqrt"),
+    ({"precision": "fp8"}, "precision='fp8'", "bf16"),
+])
+def test_validate_names_bad_value_and_valid_choices(override, needle, choice):
+    cfg = RunConfig().with_overrides(override)
+    with pytest.raises(ConfigError) as err:
+        cfg.validate()
+    assert needle in str(err.value) and choice in str(err.value)
+
+
+def test_default_config_is_valid_and_lr_scalings_follow_the_paper():
+    cfg = RunConfig().validate()
+    assert cfg.with_overrides({"batch_size": 4096}).peak_lr() == pytest.approx(4.8)
+    assert cfg.with_overrides({"batch_size": 4096, "optim.lr_scaling": "sqrt"}).peak_lr() == pytest.approx(4.8)
+    assert cfg.with_overrides({"batch_size": 256, "optim.lr_scaling": "sqrt"}).peak_lr() == pytest.approx(1.2)
+
+
+def test_flat_uses_dotted_keys():
+    flat = RunConfig().flat()
+    assert flat["loss.temperature"] == 0.5 and flat["encoder.name"] == "resnet18" and "seed" in flat

@@ -1,0 +1,157 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from simclr_core import train as train_module
+from simclr_core.checkpoint import load_checkpoint
+from simclr_core.config import RunConfig
+from simclr_core.train import NonFiniteLossError, train
+from simclr_core.validation import ConfigError
+
+TINY = {
+    "data.train_limit": 256, "data.test_limit": 100, "encoder.width": 0.25, "batch_size": 32,
+    "epochs": 1, "optim.warmup_epochs": 0.25, "log_every_steps": 1, "checkpoint_every_steps": 3,
+    "eval.knn_k": 10, "seed": 1,
+}
+
+
+def tiny(**overrides) -> RunConfig:
+    return RunConfig().with_overrides({**TINY, **overrides})
+
+
+def losses(run_dir: Path) -> list[tuple[int, float]]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+def test_resumed_run_matches_uninterrupted_run(tmp_path):
+    full = train(tiny(), tmp_path / "full")
+    train(tiny(max_steps=3), tmp_path / "cut")
+    assert load_checkpoint(tmp_path / "cut")["step"] == 3
+    resumed = train(tiny(), tmp_path / "cut")
+
+    assert [s for s, _ in losses(tmp_path / "cut")] == list(range(1, 9))
+    torch.testing.assert_close(torch.tensor(losses(tmp_path / "cut")), torch.tensor(losses(tmp_path / "full")),
+                               rtol=0, atol=0)
+    assert resumed["knn_top1"] == full["knn_top1"]
+    a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "cut")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_rows_logged_after_the_last_checkpoint_are_dropped_on_resume(tmp_path):
+    run = tmp_path / "run"
+    train(tiny(max_steps=5), run)   # checkpoints at 3 and 5, logs 1..5
+    ckpt = load_checkpoint(run)
+    ckpt["step"] = 3                 # as if killed after logging steps 4-5 but before checkpointing them
+    torch.save(ckpt, run / "checkpoint.pt")
+    train(tiny(max_steps=6), run)
+    assert [s for s, _ in losses(run)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_non_finite_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = train_module.compute_loss
+
+    def poisoned(cfg, z1, z2):
+        calls["n"] += 1
+        loss = real(cfg, z1, z2)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(train_module, "compute_loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match="step 3"):
+        train(tiny(), tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run")["step"] == 3
+    assert not (tmp_path / "run" / "final.json").exists()
+
+
+def test_bad_config_fails_before_any_data_is_loaded(tmp_path, monkeypatch):
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was loaded")
+
+    monkeypatch.setattr(train_module, "load_images", no_data)
+    with pytest.raises(ConfigError, match="loss.temperature"):
+        train(tiny(**{"loss.temperature": 0.0}), tmp_path / "run")
+    with pytest.raises(ConfigError, match="augment.ops"):
+        train(tiny(**{"augment.ops": ("crop", "jigsaw")}), tmp_path / "run")
+
+
+def test_batch_larger_than_dataset_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="batch_size=512"):
+        train(tiny(batch_size=512), tmp_path / "run")
+
+
+def test_finished_run_writes_final_metrics(tmp_path):
+    metrics = train(tiny(max_steps=2), tmp_path / "run")
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert final["steps"] == 2 and final["total_steps"] == 8
+    assert 0 <= final["knn_top1"] <= 100 and final == json.loads(json.dumps(metrics))
+
+
+def _reference_first_step_loss(cfg: RunConfig, world: int, global_bn: bool) -> float:
+    """One process on the whole global batch, rebuilding exactly what each of `world` ranks fed the model.
+
+    global_bn: BatchNorm statistics over all ranks' views at once; else over each rank's 2n views alone.
+    """
+    from simclr_core.augment import build_augmentation
+    from simclr_core.data import load_images
+    from simclr_core.losses import compute_loss
+    from simclr_core.models import build_model
+    from simclr_core.train import _epoch_permutation, _step_seed
+
+    data = load_images(cfg.data, "train")
+    augment = build_augmentation(cfg.augment, 32, data.mean, data.std)
+    perm = _epoch_permutation(cfg.seed, 0, len(data.labels))
+    local = cfg.batch_size // world
+    views = []
+    for rank in range(world):
+        batch = data.images[perm[rank * local:(rank + 1) * local]]
+        views.append(augment(batch, torch.Generator().manual_seed(_step_seed(cfg.seed, 0, rank))))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.encoder, cfg.head, 32).train()
+    with torch.no_grad():
+        if global_bn:
+            _, z = model(torch.cat([v1 for v1, _ in views] + [v2 for _, v2 in views]))
+            z1, z2 = z.chunk(2)
+        else:
+            per_rank = [model(torch.cat(pair))[1].chunk(2) for pair in views]
+            z1, z2 = torch.cat([a for a, _ in per_rank]), torch.cat([b for _, b in per_rank])
+    return compute_loss(cfg.loss, z1, z2).item()
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_two_process_training_equals_one_process_on_the_whole_batch(tmp_path):
+    """2 CPU processes (Accelerate MULTI_CPU, gloo): with global BN and negatives gathered across ranks, the
+    first step's loss equals one process computing on the union of both ranks' views."""
+    cfg = tiny(max_steps=2, precision="no", **{"encoder.global_bn": True})
+    script = tmp_path / "run_two.py"
+    script.write_text(textwrap.dedent("""
+        import json, sys
+        import torch.distributed as dist
+        from simclr_core.config import RunConfig
+        from simclr_core.train import train
+        metrics = train(RunConfig.from_dict(json.loads(sys.argv[2])), sys.argv[1])
+        print("RESULT", dist.get_rank(), dist.get_world_size(), json.dumps(metrics))
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", str(29400 + os.getpid() % 500), str(script), str(tmp_path / "run"),
+                          json.dumps(cfg.to_dict())], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = [line.split(" ", 3) for line in out.stdout.splitlines() if line.startswith("RESULT")]
+    assert sorted(r[1] for r in results) == ["0", "1"] and all(r[2] == "2" for r in results)
+    metrics = [json.loads(r[3]) for r in results]
+    assert metrics[0] == metrics[1] and metrics[0]["processes"] == 2
+    assert load_checkpoint(tmp_path / "run")["step"] == 2
+
+    logged = losses(tmp_path / "run")[0][1]
+    assert logged == pytest.approx(_reference_first_step_loss(cfg, world=2, global_bn=True), rel=1e-4)
+    # Per-rank BN statistics would give a different loss: the global BN is really in use.
+    assert abs(logged - _reference_first_step_loss(cfg, world=2, global_bn=False)) > 1e-4
