@@ -221,6 +221,9 @@ class RunConfig:
         require_choice("loss.kind", l.kind, LOSSES)
         require_range("loss.temperature", l.temperature, low=0, low_inclusive=False)
         require_range("loss.margin", l.margin, low=0)
+        if l.semi_hard and l.kind == "nt_xent":
+            raise ConfigError("loss.semi_hard=True needs loss.kind 'nt_logistic' or 'margin_triplet' "
+                              "(NT-Xent weighs every negative by its softmax; the paper mines only for the others)")
 
         require_choice("optim.name", o.name, OPTIMIZERS)
         require_choice("optim.lr_scaling", o.lr_scaling, ("linear", "sqrt"))
