@@ -1,0 +1,17 @@
+"""The experiment registry: declarations -> runs with stable ids -> a results store, from a laptop to SLURM.
+
+    from registry import list_experiments, get_experiment, load_results
+    runs = get_experiment("augment_pairs").runs("smoke")      # 49 validated runs, nothing started
+    python -m registry --help                                  # list | show | validate | run | status | ...
+"""
+from registry.declare import Axes, Experiment, Published, Run, cases, grid, zip_axes
+from registry.discover import get_experiment, list_experiments
+from registry.scales import DEFAULT_SCALE, SCALES, Scale, get_scale
+from registry.store import RunStore, default_results_dir, load_results
+
+__all__ = [
+    "Axes", "Experiment", "Published", "Run", "cases", "grid", "zip_axes",
+    "get_experiment", "list_experiments",
+    "DEFAULT_SCALE", "SCALES", "Scale", "get_scale",
+    "RunStore", "default_results_dir", "load_results",
+]

@@ -1,0 +1,303 @@
+"""python -m registry: list, inspect, validate and run the paper's ablations.
+
+    python -m registry list [PATTERN]                 declared experiments (shell-style pattern)
+    python -m registry show NAME [--scale S]          its runs, their ids and states; tracebacks of failures
+    python -m registry validate                       every declaration resolves at every scale and has
+                                                      published rows; nothing runs
+    python -m registry run NAME [--scale S] [--dry-run] [--only GLOB] [--max-parallel K] [--slurm] [key=value ...]
+    python -m registry status                         runs per experiment and state in the results folder
+    python -m registry report | sweep                 (placeholders, filled by later issues)
+
+Results go to --results-dir, else $SIMCLR_RESULTS_DIR, else ./results. Running again skips finished runs
+and resumes interrupted ones from their checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import signal
+import sys
+from collections import Counter
+from typing import Any, Sequence
+
+from registry.declare import Experiment, Run
+from registry.discover import get_experiment, list_experiments
+from registry.estimate import VIEWS_PER_S, estimate, format_hours
+from registry.launch import Outcome, make_executor, raise_on_sigterm
+from registry.published import unmatched_points
+from registry.provenance import code_version
+from registry.scales import DEFAULT_SCALE, SCALES, get_scale
+from registry.store import STATES, RunStore
+from simclr_core.validation import ConfigError
+
+REPORT_ISSUE = "the reports issue (reports/ package: one renderer per paper artefact)"
+SWEEP_ISSUE = "the Optuna sweeps issue (registry/sweep.py)"
+
+
+# ---- helpers -----------------------------------------------------------------------------------------
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """["loss.temperature=0.2", "max_steps=none"] -> {"loss.temperature": "0.2", "max_steps": None}.
+
+    Values stay text (the config coerces them to each field's type); "none"/"null" mean None.
+    """
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like key=value, e.g. loss.temperature=0.2")
+        overrides[key.strip()] = None if value.strip().lower() in ("none", "null") else value
+    return overrides
+
+
+def select(runs: list[Run], patterns: Sequence[str] | None) -> list[Run]:
+    """Runs whose axis label, id or hash matches any of the shell-style patterns (all runs if none)."""
+    if not patterns:
+        return runs
+    chosen = [r for r in runs if any(fnmatch.fnmatchcase(text, p)
+                                     for p in patterns for text in (r.label, r.run_id, r.hash))]
+    if not chosen:
+        labels = ", ".join(r.label for r in runs[:12]) + (", ..." if len(runs) > 12 else "")
+        raise ConfigError(f"--only {' '.join(patterns)!r} matches no run; run labels look like: {labels}")
+    return chosen
+
+
+def _metric_text(store: RunStore, run: Run, experiment: Experiment) -> str:
+    final = store.final(run.run_id) or {}
+    keys = [experiment.metric] + sorted(k for k in final if k.endswith("_top1") and k != experiment.metric)
+    return "  ".join(f"{k}={final[k]:.2f}" for k in keys if isinstance(final.get(k), (int, float)))
+
+
+def _indent(text: str, prefix: str = "      | ") -> str:
+    return "\n".join(prefix + line for line in text.rstrip().splitlines())
+
+
+# ---- verbs -----------------------------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    names = list_experiments(args.pattern)
+    if not names:
+        print(f"no experiment matches {args.pattern!r}; known: {', '.join(list_experiments())}")
+        return 1
+    width = max(map(len, names))
+    for name in names:
+        e = get_experiment(name)
+        print(f"{name:<{width}}  {e.artefact:<5} {len(e.axes) * len(e.seeds):>3} runs  {e.metric:<12} {e.title}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    experiment = get_experiment(args.name)
+    scale = get_scale(args.scale)
+    runs = experiment.runs(scale)
+    store = RunStore(args.results_dir)
+    print(f"{experiment.name}: {experiment.title}")
+    print(f"  artefact {experiment.artefact}, metric {experiment.metric}, published {experiment.published.file}")
+    print(f"  scale {scale.name}: {scale.summary}")
+    print(f"  results {store.root}")
+    print("  deviations from the paper:")
+    for line in experiment.deviations:
+        print(f"    - {line}")
+    states = Counter()
+    width = max(len(r.run_id) for r in runs)
+    for run in runs:
+        state = store.state(run.run_id)
+        states[state] += 1
+        extra = _metric_text(store, run, experiment) if state == "done" else ""
+        if state == "pending" and store.has_checkpoint(run.run_id):
+            extra = "checkpoint present: resumes"
+        print(f"  {run.run_id:<{width}}  {state:<9}  {extra}")
+        if state == "failed":
+            error = store.error_text(run.run_id) or (store.status(run.run_id) or {}).get("error") or "(no traceback)"
+            print(_indent(error))
+    print("  " + ", ".join(f"{states[s]} {s}" for s in STATES if states[s]) + f" (of {len(runs)})")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    problems: list[str] = []
+    names = list_experiments()
+    for name in names:
+        experiment = get_experiment(name)
+        counts = []
+        for scale in SCALES:
+            try:
+                counts.append(f"{scale}={len(experiment.runs(scale))}")
+            except ConfigError as exc:
+                problems.append(f"{name} at scale {scale}: {exc}")
+        try:
+            unmatched = unmatched_points(experiment)
+        except (FileNotFoundError, KeyError) as exc:
+            unmatched = [f"{name}: {exc}"]
+        problems.extend(unmatched)
+        ok = "ok  " if not unmatched and len(counts) == len(SCALES) else "FAIL"
+        print(f"{ok} {name:<18} runs {' '.join(counts):<28} "
+              f"{len(experiment.axes) - len(unmatched)}/{len(experiment.axes)} points in {experiment.published.file}")
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    print(f"{len(names)} experiments, {len(SCALES)} scales: " + ("all valid" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+def _print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int) -> None:
+    scale = get_scale(scale_name)
+    unit = "GPU-hours" if scale.hardware == "gpu" else "CPU-hours"
+    header = f"  {'run id':<52} {'state':<9} {'batch':>6} {'epochs':>7} {'steps':>8} {'views':>10} {'est.':>10}"
+    print(header)
+    total_views, total_hours = 0, 0.0
+    for run in runs:
+        cost = estimate(run.config, scale.hardware)
+        state = store.state(run.run_id)
+        if state != "done" and store.has_checkpoint(run.run_id):
+            state = "resume"
+        total_views += cost.views
+        total_hours += cost.hours if state != "done" else 0.0
+        print(f"  {run.run_id:<52} {state:<9} {run.config.batch_size:>6} {run.config.epochs:>7g} "
+              f"{cost.steps:>8,} {cost.views:>10,} {format_hours(cost.hours):>10}")
+    rate = VIEWS_PER_S[scale.hardware]
+    print(f"  total: {len(runs)} runs, {total_views:,} training views; still to run: about "
+          f"{total_hours:,.2f} {unit}" + (f" (~{format_hours(total_hours / parallel)} wall with "
+                                          f"--max-parallel {parallel})" if scale.hardware == "cpu" else ""))
+    if scale.hardware == "gpu":
+        print(f"  assumes {rate:,.0f} ResNet-50-1x-224px views/s per GPU (PAPER_GPU_VIEWS_PER_S in "
+              "registry/estimate.py), FLOPs-scaled for other encoders; data loading not included")
+    else:
+        print("  assumes the 2-core reference CPU (CPU_REFERENCE_VIEWS_PER_S in registry/estimate.py); rough")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    experiment = get_experiment(args.name)
+    runs = select(experiment.runs(args.scale, parse_overrides(args.overrides)), args.only)
+    store = RunStore(args.results_dir)
+    if args.dry_run:
+        executor = None
+    elif args.slurm:
+        executor = make_executor("slurm")      # refuses clearly, before anything is recorded, if not wired
+    else:
+        finished = Counter()
+
+        def progress(outcome: Outcome) -> None:
+            finished["n"] += 1
+            print(f"[{finished['n']}/{len(runs)}] {outcome.state:<9} {outcome.run_id}  {outcome.detail}", flush=True)
+
+        executor = make_executor("local", max_parallel=args.max_parallel, on_outcome=progress)
+    target = "SLURM" if args.slurm else ("this process" if args.max_parallel == 1
+                                          else f"{args.max_parallel} local processes")
+    print(f"{experiment.name} at scale {args.scale}: {len(runs)} run(s) -> {store.root} via {target}")
+    if executor is None:
+        _print_plan(runs, args.scale, store, args.max_parallel)
+        return 0
+    code = code_version()
+    for run in runs:
+        if not store.is_done(run.run_id):
+            store.mark_pending(run, code)
+    outcomes = executor.dispatch(runs, store.root)
+    counts = Counter(o.state for o in outcomes)
+    print("summary: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    for outcome in outcomes:
+        if outcome.state == "failed":
+            print(f"failed: {outcome.run_id}: {outcome.detail}  (python -m registry show {experiment.name} "
+                  f"--scale {args.scale} prints the traceback)", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    store = RunStore(args.results_dir)
+    table: dict[tuple[str, str], Counter] = {}
+    for run_id in store.run_ids():
+        stored = store.config(run_id) or {}
+        key = (stored.get("experiment", run_id.partition("/")[0]), stored.get("scale", "?"))
+        table.setdefault(key, Counter())[store.state(run_id)] += 1
+    if not table:
+        print(f"no runs in {store.root}")
+        return 0
+    print(f"{'experiment':<20} {'scale':<6} " + " ".join(f"{s:>9}" for s in STATES))
+    for (name, scale), counts in sorted(table.items()):
+        print(f"{name:<20} {scale:<6} " + " ".join(f"{counts[s]:>9}" for s in STATES))
+    return 0
+
+
+def cmd_placeholder(issue: str):
+    def run(args: argparse.Namespace) -> int:
+        print(f"`python -m registry {args.verb}` is not implemented yet: {issue} fills it in.", file=sys.stderr)
+        return 2
+    return run
+
+
+# ---- parser ------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m registry", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    results = argparse.ArgumentParser(add_help=False)
+    results.add_argument("--results-dir", default=None,
+                         help="results folder (default: $SIMCLR_RESULTS_DIR, else ./results)")
+    scale = argparse.ArgumentParser(add_help=False)
+    scale.add_argument("--scale", default=DEFAULT_SCALE, choices=list(SCALES),
+                       help=f"compute scale (default {DEFAULT_SCALE}): "
+                            + "; ".join(f"{s.name}: {s.summary}" for s in SCALES.values()))
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("list", help="list declared experiments", description="List declared experiments.")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'aug*'")
+    p.set_defaults(func=cmd_list)
+
+    p = verbs.add_parser("show", parents=[results, scale], help="an experiment's runs and their states",
+                         description="Resolve an experiment at a scale and print its runs, ids and states; "
+                                     "failed runs show their traceback. Nothing runs.")
+    p.add_argument("name", help="experiment name (see `list`)")
+    p.set_defaults(func=cmd_show)
+
+    p = verbs.add_parser("validate", help="check every declaration at every scale; runs nothing",
+                         description="Resolve every experiment at every scale (validated configs, distinct ids) "
+                                     "and check that every axis point has exactly one published row.")
+    p.set_defaults(func=cmd_validate)
+
+    p = verbs.add_parser("run", parents=[results, scale], help="run an experiment (skips done runs, resumes others)",
+                         description="Resolve, then run every run that is not done. Runs with a checkpoint "
+                                     "resume; a failed run records its traceback and the others continue.")
+    p.add_argument("name", help="experiment name (see `list`)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides applied last, in final units (e.g. eval.knn_k=50)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (runs, steps, estimated hours) and stop")
+    p.add_argument("--only", action="append", metavar="GLOB",
+                   help="only runs whose label, id or hash matches (repeatable), e.g. --only 'crop*'")
+    p.add_argument("--max-parallel", type=int, default=1, metavar="K",
+                   help="run K runs at once, each in its own process (default 1: sequential, in this process)")
+    p.add_argument("--slurm", action="store_true", help="submit to SLURM instead of running locally")
+    p.set_defaults(func=cmd_run)
+
+    p = verbs.add_parser("status", parents=[results], help="runs per experiment and state",
+                         description="Count the stored runs per experiment, scale and state.")
+    p.set_defaults(func=cmd_status)
+
+    for verb, issue, what in (("report", REPORT_ISSUE, "render the paper's tables and figures"),
+                              ("sweep", SWEEP_ISSUE, "Optuna sweeps over an experiment")):
+        p = verbs.add_parser(verb, help=f"{what} (not implemented yet)",
+                             description=f"Placeholder: {issue} implements this verb.")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(func=cmd_placeholder(issue))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    # key=value overrides may come before or after options (argparse alone takes them only in one block).
+    args, extra = parser.parse_known_args(argv)
+    stray = [x for x in extra if x.startswith("-") or "=" not in x or args.verb != "run"]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    raise_on_sigterm()
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)    # `... | head` ends quietly
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: unfinished runs are marked cancelled; running again resumes them from their "
+              "checkpoints", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

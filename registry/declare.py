@@ -1,0 +1,233 @@
+"""Experiment declarations: a base, the axes that vary, the paper artefact they reproduce, and their runs.
+
+    EXPERIMENT = Experiment(
+        name="head_type", artefact="fig8", title="...",
+        base={"optim.lr_scaling": "linear"},                  # what the ablation fixes
+        axes=grid(head__kind=("linear", "nonlinear"), head__out_dim=(32, 64, 128)),
+        metric="linear_top1", published=Published(...), deviations=("...",),
+    )
+
+Axes are data. `grid` gives the Cartesian product, `zip_axes` paired lists, `cases` an explicit list of
+points; `+` concatenates axes with the same names. Axis names are dotted config keys ("head.kind", or
+"head__kind" in keyword form) unless the declaration maps its points to config overrides itself
+(`overrides=`), for axes such as Figure 5's (first, second) transformation pair. Unknown config keys are
+refused when the declaration is made, not when it runs.
+
+`Experiment.runs(scale)` resolves the declaration into fully specified, validated `Run`s with stable ids
+(see registry/scales.py for the resolution order and registry/run_id.py for the ids).
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from registry.run_id import config_hash, make_run_id
+from registry.scales import DEFAULT_SCALE, Scale, get_scale
+from simclr_core.config import RunConfig
+from simclr_core.validation import ConfigError
+
+Point = dict[str, Any]
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+# ---- axes ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Axes:
+    """Named axes and the points they take, in declaration order."""
+    names: tuple[str, ...]
+    values: tuple[tuple[Any, ...], ...]
+
+    def __post_init__(self) -> None:
+        if not self.names:
+            raise ConfigError("axes need at least one name")
+        if len(set(self.names)) != len(self.names):
+            raise ConfigError(f"axis names repeat: {self.names}")
+        for row in self.values:
+            if len(row) != len(self.names):
+                raise ConfigError(f"axis point {row!r} does not give one value per axis {self.names}")
+        seen = set()
+        for row in self.values:
+            key = repr(row)
+            if key in seen:
+                raise ConfigError(f"axis point {dict(zip(self.names, row))} is declared twice")
+            seen.add(key)
+
+    def __iter__(self) -> Iterator[Point]:
+        return (dict(zip(self.names, row)) for row in self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __add__(self, other: "Axes") -> "Axes":
+        if other.names != self.names:
+            raise ConfigError(f"cannot concatenate axes {self.names} and {other.names}: names differ")
+        return Axes(self.names, self.values + other.values)
+
+
+def _axis_name(name: str) -> str:
+    return name.replace("__", ".")
+
+
+def _as_values(name: str, values: Any) -> tuple[Any, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise ConfigError(f"axis {name!r} needs a non-empty list of values, got {values!r}")
+    return tuple(values)
+
+
+def grid(**axes: Sequence[Any]) -> Axes:
+    """Every combination of the axes' values (the first axis varies slowest)."""
+    names = tuple(_axis_name(n) for n in axes)
+    lists = [_as_values(n, v) for n, v in zip(names, axes.values())]
+    return Axes(names, tuple(itertools.product(*lists)))
+
+
+def zip_axes(**axes: Sequence[Any]) -> Axes:
+    """Paired values: the i-th point takes the i-th value of every axis (all lists equally long)."""
+    names = tuple(_axis_name(n) for n in axes)
+    lists = [_as_values(n, v) for n, v in zip(names, axes.values())]
+    if len({len(v) for v in lists}) != 1:
+        raise ConfigError("zip_axes needs equally long value lists; got "
+                          + ", ".join(f"{n}: {len(v)}" for n, v in zip(names, lists)))
+    return Axes(names, tuple(zip(*lists)))
+
+
+def cases(*points: Mapping[str, Any]) -> Axes:
+    """An explicit list of points, for irregular designs; every point names the same axes."""
+    if not points:
+        raise ConfigError("cases() needs at least one point")
+    names = tuple(_axis_name(n) for n in points[0])
+    for p in points:
+        if tuple(_axis_name(n) for n in p) != names:
+            raise ConfigError(f"case {dict(p)} does not name the axes {names} (in that order)")
+    return Axes(names, tuple(tuple(p.values()) for p in points))
+
+
+# ---- published numbers ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Published:
+    """Where an experiment's published numbers are: a CSV of the paper's cells, one row per cell.
+
+    `columns` maps a CSV column to the axis it records; `where` fixes other columns (a value or a tuple of
+    accepted values). Each declared axis point must match exactly one row (registry/published.py).
+    """
+    file: str
+    columns: Mapping[str, str]
+    where: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
+
+
+# ---- experiments and their runs ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    """One fully specified run: its id, the axis point it stands for (paper units) and its config."""
+    run_id: str
+    experiment: str
+    scale: str
+    point: Mapping[str, Any]
+    config: RunConfig
+
+    @property
+    def label(self) -> str:
+        return self.run_id.partition("/")[2].rpartition("-")[0]
+
+    @property
+    def hash(self) -> str:
+        return self.run_id.rpartition("-")[2]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    # Key of the paper artefact (fig5, tab1, ...): what reports/ renders and what `published` holds.
+    artefact: str
+    title: str
+    axes: Axes
+    # The metric the paper reports for this artefact (a key of final.json, e.g. "linear_top1").
+    metric: str
+    published: Published
+    # How our setting departs from the paper's, one line each; echoed under every rendered table.
+    deviations: tuple[str, ...]
+    # Dotted config overrides this ablation fixes on top of the scale's default setting.
+    base: Mapping[str, Any] = field(default_factory=dict)
+    # Axis point -> dotted config overrides; None: the axis names are config keys, the values their values.
+    overrides: Callable[[Point], Mapping[str, Any]] | None = None
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(f"experiment name {self.name!r} must be lower_snake_case")
+        for attr in ("artefact", "title", "metric"):
+            if not getattr(self, attr):
+                raise ConfigError(f"experiment {self.name!r}: {attr} is required")
+        if isinstance(self.deviations, str) or not self.deviations or not all(
+                isinstance(d, str) and d for d in self.deviations):
+            raise ConfigError(f"experiment {self.name!r}: deviations must be a non-empty tuple of sentences")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(
+                isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+            raise ConfigError(f"experiment {self.name!r}: seeds={self.seeds!r} must be distinct integers")
+        unknown_axes = sorted(set(self.published.columns.values()) - set(self.axes.names))
+        if unknown_axes:
+            raise ConfigError(f"experiment {self.name!r}: published.columns name axes {unknown_axes}; "
+                              f"the axes are {list(self.axes.names)}")
+        # Unknown keys fail here, at import time, naming the valid ones.
+        probe = RunConfig().with_overrides(self.base)
+        for point in self.axes:
+            probe.with_overrides(self.config_overrides(point))
+        if "optim.lr_scaling" not in self.varied_keys():
+            raise ConfigError(f"experiment {self.name!r} must state its learning-rate scaling "
+                              "(optim.lr_scaling: 'linear' or 'sqrt') in base or on an axis")
+
+    # ---- points and overrides -----------------------------------------------------------------------
+    def points(self) -> list[Point]:
+        return list(self.axes)
+
+    def config_overrides(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """The dotted config overrides of one axis point (before the scale shrinks it)."""
+        return dict(point if self.overrides is None else self.overrides(dict(point)))
+
+    def varied_keys(self) -> frozenset[str]:
+        """Config keys this experiment sets, fixed or per point."""
+        keys = {k.replace("__", ".") for k in self.base}
+        for point in self.axes:
+            keys.update(k.replace("__", ".") for k in self.config_overrides(point))
+        return frozenset(keys)
+
+    # ---- resolution --------------------------------------------------------------------------------
+    def runs(self, scale: str | Scale = DEFAULT_SCALE, overrides: Mapping[str, Any] | None = None,
+             seeds: Sequence[int] | None = None) -> list[Run]:
+        """Every (axis point x seed) at `scale` as a validated Run; ConfigError before anything runs.
+
+        `overrides` are dotted keys applied last, in final units (after the scale's shrinking); an override
+        of "seed" replaces the declared seeds.
+        """
+        scale = scale if isinstance(scale, Scale) else get_scale(scale)
+        overrides = dict(overrides or {})
+        if "seed" in overrides:
+            seeds = (RunConfig().with_overrides({"seed": overrides.pop("seed")}).seed,)
+        clash = sorted(self.varied_keys() & scale.fixed_keys())
+        if clash:
+            raise ConfigError(f"experiment {self.name!r} varies {clash}, which scale {scale.name!r} fixes; "
+                              "a scale may shrink compute but never the structure of an ablation")
+        seeds = tuple(self.seeds if seeds is None else seeds)
+        start = scale.start().with_overrides(self.base)
+        runs: list[Run] = []
+        by_hash: dict[str, Point] = {}
+        for point in self.points():
+            cfg = scale.shrink(start.with_overrides(self.config_overrides(point)))
+            if overrides:
+                cfg = cfg.with_overrides(overrides)   # unknown keys raise here, naming the valid ones
+            for seed in seeds:
+                try:
+                    seeded = replace(cfg, seed=seed).validate()
+                except ConfigError as exc:
+                    raise ConfigError(f"{self.name} at scale {scale.name}, point {point}: {exc}") from None
+                digest = config_hash(seeded)
+                if digest in by_hash:
+                    raise ConfigError(
+                        f"experiment {self.name!r} at scale {scale.name!r}: points {by_hash[digest]} and {point} "
+                        f"(seed {seed}) resolve to the same config; an override or the scale collapses an axis")
+                by_hash[digest] = point
+                run_id = make_run_id(self.name, point, seeded, seed_suffix=len(seeds) > 1)
+                runs.append(Run(run_id, self.name, scale.name, dict(point), seeded))
+        return runs

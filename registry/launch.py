@@ -1,0 +1,235 @@
+"""Dispatch runs: `execute_run` is the unit of work, an `Executor` decides where it runs.
+
+    execute_run(run, results_dir)   claim -> config.json + status running -> train(cfg, run_dir) ->
+                                    status done | failed (error.txt) | cancelled -> release the claim
+    LocalExecutor(max_parallel=1)   in this process, one run after the other
+    LocalExecutor(max_parallel=K)   K runs at a time, each in its own fresh process (a crash stays there)
+    make_executor("slurm")          registry/slurm.py's SlurmExecutor (job arrays via submitit), once it exists
+
+Every executor calls `execute_run` wherever the run lands (here, a pool process, a SLURM node), so
+claims, skipping, resuming and failure records behave the same everywhere. The training function is
+`simclr_core.train.train(cfg, run_dir) -> dict`; it writes metrics.jsonl, checkpoint.pt and final.json,
+and resumes from run_dir/checkpoint.pt by itself. Executors accept another function with that contract
+(a callable, or "module:function" so that it is imported only inside the worker process).
+"""
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from registry.claim import break_if_stale, describe_claim, read_claim, try_claim
+from registry.declare import Run
+from registry.provenance import code_version
+from registry.store import RunStore, now_iso
+from simclr_core.validation import ConfigError
+
+TrainFn = Callable[[Any, Path], dict]
+DEFAULT_TRAIN_FN = "simclr_core.train:train"
+OUTCOMES = ("done", "failed", "cancelled", "skipped", "submitted")
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+class RunCancelled(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM); raised inside the training function's frame."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    state: str          # one of OUTCOMES
+    detail: str = ""
+
+
+def resolve_train_fn(train_fn: TrainFn | str | None) -> TrainFn:
+    """A callable as is; "module:function" imported now; None -> simclr_core.train:train."""
+    if callable(train_fn):
+        return train_fn
+    module, _, name = (train_fn or DEFAULT_TRAIN_FN).partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into RunCancelled so a killed run records `cancelled` and releases its claim."""
+    def handler(signum: int, frame: object) -> None:
+        raise RunCancelled(f"received signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
+
+
+# ---- the unit of work ---------------------------------------------------------------------------------
+def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | str | None = None,
+                code: dict[str, Any] | None = None) -> Outcome:
+    """Run `run` here unless it is done or another live process owns it. Never raises for a failed run:
+    the traceback goes to error.txt and the outcome says `failed`. KeyboardInterrupt/SIGTERM mark the run
+    cancelled and propagate."""
+    store = RunStore(results_dir)
+    if store.is_done(run.run_id):
+        return Outcome(run.run_id, "skipped", "done already (final.json)")
+    claim = try_claim(store.run_dir(run.run_id))
+    if claim is None:
+        return Outcome(run.run_id, "skipped", f"claimed by {describe_claim(read_claim(store.run_dir(run.run_id)))}")
+    with claim:
+        if store.is_done(run.run_id):     # finished by another process between our check and our claim
+            return Outcome(run.run_id, "skipped", "done already (final.json)")
+        status = store.start_attempt(run, code or code_version())
+        run_dir = store.run_dir(run.run_id)
+        try:
+            metrics = resolve_train_fn(train_fn)(run.config, run_dir)
+        except KeyboardInterrupt as exc:      # includes RunCancelled
+            store.write_status(run.run_id, "cancelled", finished=now_iso(), error=type(exc).__name__)
+            raise
+        except BaseException as exc:          # a failed run must not stop the others
+            store.write_error(run.run_id, traceback.format_exc())
+            summary = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            store.write_status(run.run_id, "failed", finished=now_iso(), error=summary)
+            return Outcome(run.run_id, "failed", summary)
+        if not store.is_done(run.run_id):     # the contract says train() writes it; keep the store consistent
+            store.write_final(run.run_id, dict(metrics or {}))
+        store.write_status(run.run_id, "done", finished=now_iso())
+        how = "resumed from checkpoint" if status.get("resumed") else "trained"
+        return Outcome(run.run_id, "done", how)
+
+
+# ---- executors ------------------------------------------------------------------------------------------
+class Executor(ABC):
+    """Where runs execute. `dispatch` returns one Outcome per run, in the order given."""
+
+    name: str = "executor"
+
+    @abstractmethod
+    def dispatch(self, runs: Sequence[Run], results_dir: str | os.PathLike) -> list[Outcome]:
+        ...
+
+
+class LocalExecutor(Executor):
+    """This machine: sequential in this process (max_parallel=1), or K fresh processes at a time.
+
+    With K > 1 every run gets its own spawned process with cpu_count // K threads, so a segfault or an
+    out-of-memory kill loses that run only: the parent records it as failed and starts the next one.
+    """
+
+    name = "local"
+
+    def __init__(self, max_parallel: int = 1, train_fn: TrainFn | str | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None):
+        if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
+            raise ConfigError(f"--max-parallel={max_parallel!r} must be a positive integer")
+        self.max_parallel = max_parallel
+        self.train_fn = train_fn
+        self.on_outcome = on_outcome or (lambda outcome: None)
+
+    def dispatch(self, runs: Sequence[Run], results_dir: str | os.PathLike) -> list[Outcome]:
+        code = code_version()
+        if self.max_parallel == 1:
+            outcomes = []
+            for run in runs:
+                outcomes.append(execute_run(run, results_dir, self.train_fn, code))
+                self.on_outcome(outcomes[-1])
+            return outcomes
+        return self._dispatch_pool(list(runs), results_dir, code)
+
+    def _dispatch_pool(self, runs: list[Run], results_dir: str | os.PathLike, code: dict[str, Any]) -> list[Outcome]:
+        context = multiprocessing.get_context("spawn")   # no inherited torch threads or locks
+        threads = max(1, (os.cpu_count() or 1) // self.max_parallel)
+        outcomes: dict[str, Outcome] = {}
+        queue = list(reversed(runs))
+        active: dict[Connection, tuple[Run, Any]] = {}
+        try:
+            while queue or active:
+                while queue and len(active) < self.max_parallel:
+                    run = queue.pop()
+                    receiver, sender = context.Pipe(duplex=False)
+                    process = context.Process(target=_pool_worker, name=f"run {run.run_id}", daemon=False,
+                                              args=(run, str(results_dir), self.train_fn, code, threads, sender))
+                    process.start()
+                    sender.close()
+                    active[receiver] = (run, process)
+                for receiver in wait(list(active)):
+                    run, process = active.pop(receiver)
+                    try:
+                        outcome = receiver.recv()
+                    except EOFError:          # the process died before reporting
+                        outcome = None
+                    receiver.close()
+                    process.join()
+                    if outcome is None:
+                        outcome = _record_crash(run, results_dir, process.pid, process.exitcode)
+                    outcomes[run.run_id] = outcome
+                    self.on_outcome(outcome)
+        except KeyboardInterrupt as exc:
+            _stop_workers([process for _, process in active.values()], forward=isinstance(exc, RunCancelled))
+            raise
+        return [outcomes[run.run_id] for run in runs]
+
+
+def _stop_workers(processes: list, forward: bool, grace_s: float = 30.0) -> None:
+    """Let each worker record `cancelled` and release its claim, then make sure it is gone.
+
+    Ctrl-C reaches the whole process group, so the workers are already stopping; a SIGTERM (`forward`)
+    reached this process only and is passed on.
+    """
+    if forward:
+        for process in processes:
+            process.terminate()
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _pool_worker(run: Run, results_dir: str, train_fn: TrainFn | str | None, code: dict[str, Any],
+                 threads: int, sender: Connection) -> None:
+    for name in _THREAD_ENV:                  # before torch is imported in this fresh process
+        os.environ[name] = str(threads)
+    if "torch" in sys.modules:                # a pickled train_fn may have imported it already
+        sys.modules["torch"].set_num_threads(threads)
+    raise_on_sigterm()
+    try:
+        outcome = execute_run(run, results_dir, train_fn, code)
+    except KeyboardInterrupt:
+        outcome = Outcome(run.run_id, "cancelled", "interrupted")
+    sender.send(outcome)
+    sender.close()
+
+
+def _record_crash(run: Run, results_dir: str | os.PathLike, pid: int | None, exitcode: int | None) -> Outcome:
+    """A pool process died without reporting: record its run as failed (unless it finished) and free it."""
+    store = RunStore(results_dir)
+    if store.is_done(run.run_id):
+        return Outcome(run.run_id, "done", "finished, then its process exited abnormally")
+    reason = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
+    message = f"the worker process (pid {pid}) running this run died ({reason}) without reporting"
+    break_if_stale(store.run_dir(run.run_id))
+    status = store.status(run.run_id) or {}
+    if status.get("state") == "running" and status.get("pid") == pid:
+        store.write_error(run.run_id, message + "\n")
+        store.write_status(run.run_id, "failed", finished=now_iso(), error=message)
+    return Outcome(run.run_id, "failed", message)
+
+
+def make_executor(kind: str = "local", **options: Any) -> Executor:
+    """"local" -> LocalExecutor(**options); "slurm" -> registry.slurm.SlurmExecutor(**options)."""
+    if kind == "local":
+        return LocalExecutor(**options)
+    if kind == "slurm":
+        try:
+            slurm = importlib.import_module("registry.slurm")
+        except ModuleNotFoundError as exc:
+            if exc.name != "registry.slurm":
+                raise
+            raise ConfigError("--slurm is not wired yet: SLURM dispatch lives in registry/slurm.py "
+                              "(class SlurmExecutor(Executor)), which this checkout does not have; "
+                              "run locally, or use --dry-run to see the plan") from None
+        return slurm.SlurmExecutor(**options)
+    raise ConfigError(f"executor {kind!r} is not valid; choose one of: 'local', 'slurm'")

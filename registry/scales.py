@@ -1,0 +1,118 @@
+"""Scales: how much compute one resolved ablation spends, never which runs it has.
+
+Every scale resolves every axis point of an ablation; it changes only the setting the ablation starts
+from (ImageNet or CIFAR-10) and how much is trained. A run is resolved in this order:
+
+    cfg = scale.base()                    # the paper's setting for this scale's dataset (experiments/base.py)
+    cfg = cfg.with_overrides(scale.defaults)        # cheaper choices an ablation may still vary
+    cfg = cfg.with_overrides(experiment.base)       # what the ablation fixes
+    cfg = cfg.with_overrides(experiment overrides of the axis point)   # in the paper's units
+    cfg = scale.shrink(cfg)               # batch size, epochs, width scaled by factors; compute knobs set
+    cfg = cfg.with_overrides(command-line overrides)                    # final units, applied as given
+
+Batch sizes, epochs and widths are multiplied by factors rather than replaced, so an ablation over them
+(Figure 7, Figure 9) keeps every point distinct and in the paper's order.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from experiments.base import cifar10_base, imagenet_base
+from simclr_core.config import RunConfig
+from simclr_core.validation import ConfigError, require_choice
+
+DEFAULT_SCALE = "cpu"
+MIN_BATCH_SIZE = 2
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    summary: str
+    base: Callable[[], RunConfig]
+    # What the runs are planned for: "cpu" or "gpu" (selects the throughput used by --dry-run estimates).
+    hardware: str = "cpu"
+    # Set before the experiment's own settings, so an ablation may still vary them (e.g. encoder.name).
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    # Multiply every batch size / epoch count (epochs and warm-up) / encoder width after the axes are set.
+    batch_size_factor: float = 1.0
+    epochs_factor: float = 1.0
+    width_factor: float = 1.0
+    # Compute knobs no ablation varies, set last (a declaration that varies one of them is refused).
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require_choice(f"scale {self.name!r}: hardware", self.hardware, ("cpu", "gpu"))
+        for attr in ("batch_size_factor", "epochs_factor", "width_factor"):
+            value = getattr(self, attr)
+            if not (math.isfinite(value) and value > 0):   # a zero would collapse an axis
+                raise ConfigError(f"scale {self.name!r}: {attr}={value!r} must be a positive number")
+
+    def start(self) -> RunConfig:
+        """The configuration every experiment at this scale starts from."""
+        return self.base().with_overrides(self.defaults)
+
+    def shrink(self, cfg: RunConfig) -> RunConfig:
+        """Scale batch size, epochs and width by this scale's factors, then set its fixed compute knobs."""
+        overrides: dict[str, Any] = {}
+        if self.batch_size_factor != 1.0:
+            overrides["batch_size"] = max(MIN_BATCH_SIZE, round(cfg.batch_size * self.batch_size_factor))
+        if self.epochs_factor != 1.0:
+            overrides["epochs"] = cfg.epochs * self.epochs_factor
+            overrides["optim.warmup_epochs"] = cfg.optim.warmup_epochs * self.epochs_factor
+        if self.width_factor != 1.0:
+            overrides["encoder.width"] = cfg.encoder.width * self.width_factor
+        return cfg.with_overrides({**overrides, **self.fixed})
+
+    def fixed_keys(self) -> frozenset[str]:
+        return frozenset(k.replace("__", ".") for k in self.fixed)
+
+
+SCALES: dict[str, Scale] = {
+    scale.name: scale
+    for scale in (
+        Scale(
+            name="smoke",
+            summary="seconds per run, for tests and the demo: embedded cifar10_subset, ResNet width x0.25, "
+                    "batch 32, 2 steps, kNN on 200 test images",
+            base=cifar10_base,
+            defaults={"data.dataset": "cifar10_subset", "encoder.name": "resnet18"},
+            batch_size_factor=1 / 32,      # the CIFAR base's 1024 -> 32; Figure 9's 256..8192 -> 8..256
+            width_factor=0.25,             # 1x/2x/4x -> 0.25/0.5/1
+            fixed={"max_steps": 2, "data.train_limit": 512, "data.test_limit": 200,
+                   "eval.protocols": ("knn",), "eval.knn_k": 20, "precision": "no"},
+        ),
+        # First values, to be calibrated by the lead on the 2-core reference CPU. They aim at about one
+        # hour per ablation of ~50 runs, i.e. ~70 s per run: the demo trains ResNet-18 x0.25 at batch 256
+        # on 32 px images at roughly 1,250 views/s on 2 cores, so 5 epochs of 10,000 images (~195 steps)
+        # take ~80 s. Evaluation adds a fixed ~40 s per run on a busy 2-core CPU (kNN and linear evaluation
+        # each extract the features of 12,000 images). Figure 9's longest runs (800 epochs -> 40 here) cost
+        # ~8x a default run: it is the one ablation that overruns the hour at these values.
+        Scale(
+            name="cpu",
+            summary="about an hour per ablation on a 2-core CPU: CIFAR-10 (10,000 train / 2,000 test images), "
+                    "ResNet-18 (depth kept where ablated) at width x0.25, batch /4, epochs x0.05",
+            base=cifar10_base,
+            defaults={"encoder.name": "resnet18"},
+            batch_size_factor=1 / 4,       # 1024 -> 256; Figure 9's 256..8192 -> 64..2048
+            epochs_factor=0.05,            # 100 -> 5 epochs (warm-up 10 -> 0.5)
+            width_factor=0.25,
+            fixed={"data.train_limit": 10_000, "data.test_limit": 2_000,
+                   "eval.protocols": ("knn", "linear"), "eval.linear_epochs": 30},
+        ),
+        Scale(
+            name="paper",
+            summary="the paper's setting (Section 2.3) for a GPU cluster: ImageNet, ResNet-50, batch 4096, "
+                    "100 epochs, LARS, linear evaluation for 90 epochs",
+            base=imagenet_base,
+            hardware="gpu",
+        ),
+    )
+}
+
+
+def get_scale(name: str) -> Scale:
+    return SCALES[require_choice("--scale", name, SCALES)]
+

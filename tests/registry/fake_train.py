@@ -1,0 +1,43 @@
+"""Training functions with the contract of simclr_core.train.train, for the registry's tests.
+
+`counting_train` records each execution (pid) in run_dir/executions.log, sleeps $FAKE_TRAIN_SLEEP seconds
+so that concurrent workers overlap, and writes final.json. The seed chooses misbehaviour:
+seed 666 raises, seed 999 kills its own process (a hard crash), seed 777 is interrupted (Ctrl-C).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+FAIL_SEED = 666
+CRASH_SEED = 999
+INTERRUPT_SEED = 777
+
+
+def counting_train(cfg, run_dir: Path) -> dict:
+    run_dir = Path(run_dir)
+    resumed = (run_dir / "checkpoint.pt").exists()
+    with open(run_dir / "executions.log", "a") as f:
+        f.write(f"{os.getpid()} resumed={resumed}\n")
+    time.sleep(float(os.environ.get("FAKE_TRAIN_SLEEP", "0")))
+    if cfg.seed == FAIL_SEED:
+        raise RuntimeError(f"boom in {run_dir.name}")
+    if cfg.seed == CRASH_SEED:
+        os._exit(3)
+    if cfg.seed == INTERRUPT_SEED:
+        raise KeyboardInterrupt
+    metrics = {"linear_top1": 40.0 + cfg.loss.temperature, "knn_top1": 30.0 + cfg.seed, "device": "fake",
+               "resumed": resumed}
+    (run_dir / "final.json").write_text(json.dumps(metrics))
+    return metrics
+
+
+def no_final_train(cfg, run_dir: Path) -> dict:
+    """Returns metrics without writing final.json (the registry must still record the run as done)."""
+    return {"linear_top1": 12.5}
+
+
+def failing_train(cfg, run_dir: Path) -> dict:
+    raise RuntimeError(f"boom in {Path(run_dir).name}")

@@ -1,0 +1,135 @@
+"""The command line: `python -m registry ...` in real subprocesses for the main verbs, and `main(argv)` in
+this process for the error paths (each subprocess pays torch's import once more)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fake_train import counting_train, failing_train
+from registry import get_experiment, list_experiments
+from registry.__main__ import main
+from registry.launch import execute_run
+
+REPO = Path(__file__).resolve().parents[2]
+VERBS = ("list", "show", "validate", "run", "status", "report", "sweep")
+
+
+def cli(*args: str, results: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("SIMCLR_RESULTS_DIR", None)
+    if results is not None:
+        env["SIMCLR_RESULTS_DIR"] = str(results)
+    return subprocess.run([sys.executable, "-m", "registry", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=300)
+
+
+def run_main(monkeypatch, capsys, results: Path, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(results))
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help(verb, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([verb, "--help"])
+    assert exit_info.value.code == 0 and "usage: python -m registry " + verb in capsys.readouterr().out
+
+
+def test_list_with_and_without_pattern():
+    everything = cli("list").stdout
+    assert all(name in everything for name in list_experiments())
+    only = cli("list", "aug*").stdout.splitlines()
+    assert len(only) == 1 and only[0].startswith("augment_pairs") and "49 runs" in only[0]
+
+
+def test_validate_passes_and_runs_nothing(tmp_path):
+    done = cli("validate", results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "all valid" in done.stdout and "augment_pairs" in done.stdout
+    assert not any(tmp_path.iterdir())
+
+
+def test_dry_run_prints_the_plan_with_gpu_hours_and_writes_nothing(tmp_path):
+    done = cli("run", "loss_variant", "--scale", "paper", "--dry-run", results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("loss_variant/") == 5
+    assert "GPU-hours" in done.stdout and "PAPER_GPU_VIEWS_PER_S" in done.stdout
+    assert not any(tmp_path.iterdir())
+
+
+def test_only_filters_and_overrides_may_follow_options(tmp_path, monkeypatch, capsys):
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "run", "augment_pairs", "--scale", "smoke",
+                              "--dry-run", "--only", "crop*", "eval.knn_k=5")
+    assert code == 0, err
+    assert out.count("augment_pairs/crop+") == 7
+
+
+@pytest.mark.parametrize("args, message", [
+    (("run", "augment_pair", "--dry-run"), "known experiments: augment_pairs, batch_epochs"),
+    (("run", "loss_variant", "loss.temprature=0.2"), "unknown config key 'loss.temprature'"),
+    (("run", "loss_variant", "loss.temperature=hot"), "must be a number"),
+    (("run", "loss_variant", "--only", "zzz*"), "matches no run"),
+    (("show", "nope"), "unknown experiment 'nope'"),
+])
+def test_bad_input_fails_before_anything_is_dispatched(tmp_path, monkeypatch, capsys, args, message):
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, *args)
+    assert code == 2 and message in err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("registry.slurm") is not None, reason="SLURM dispatch is wired")
+def test_slurm_flag_is_accepted_but_not_wired_yet(tmp_path, monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, "run", "loss_variant", "--slurm")
+    assert code == 2 and "not wired yet" in err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("verb", ["report", "sweep"])
+def test_placeholders_name_the_issue_that_fills_them(verb, tmp_path, monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, verb)
+    assert code == 2 and "not implemented yet" in err and "issue" in err
+
+
+def test_show_and_status_report_a_failed_run_with_its_traceback(tmp_path):
+    runs = get_experiment("loss_variant").runs("smoke")
+    assert execute_run(runs[0], tmp_path, counting_train).state == "done"
+    failed = runs[1]
+    assert execute_run(failed, tmp_path, failing_train).state == "failed"
+
+    done = cli("show", "loss_variant", "--scale", "smoke", results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    row = next(i for i, line in enumerate(lines) if failed.run_id in line)
+    assert "failed" in lines[row]
+    assert "Traceback (most recent call last)" in lines[row + 1]
+    assert any("RuntimeError: boom" in line for line in lines[row + 1:])
+    assert "3 pending, 1 done, 1 failed (of 5)" in done.stdout
+
+    status = cli("status", results=tmp_path).stdout.splitlines()
+    header, row = status[0].split(), status[1].split()
+    assert row[:2] == ["loss_variant", "smoke"]
+    assert dict(zip(header[2:], map(int, row[2:]))) == {"pending": 0, "running": 0, "done": 1, "failed": 1,
+                                                         "cancelled": 0}
+
+
+@pytest.mark.slow
+def test_real_smoke_run_in_two_processes_then_skips_when_run_again(tmp_path):
+    from registry import load_results
+
+    args = ("run", "augment_pairs", "--scale", "smoke", "--only", "crop*", "--max-parallel", "2")
+    first = cli(*args, results=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "summary: 7 done" in first.stdout
+    again = cli(*args, results=tmp_path)
+    assert again.returncode == 0 and "summary: 7 skipped" in again.stdout
+    frame = load_results(tmp_path)
+    knn = frame[frame.metric == "knn_top1"]
+    assert len(knn) == 7 and knn["axis.first"].eq("crop").all() and knn.value.between(0, 100).all()
+    assert set(knn["scale"]) == {"smoke"} and (knn["max_steps"] == 2).all()

@@ -1,0 +1,166 @@
+"""Declarations: axis expansion, declaration-time checks, and resolution into runs at a scale."""
+from __future__ import annotations
+
+import pytest
+
+from registry import Experiment, Published, cases, get_experiment, grid, zip_axes
+from registry.scales import SCALES, Scale
+from simclr_core.config import RunConfig
+from simclr_core.validation import ConfigError
+
+PUBLISHED = Published("table5_temperature_l2norm.csv", columns={})
+
+
+def declare(**changes) -> Experiment:
+    fields = dict(name="toy", artefact="tab5", title="a toy ablation", metric="linear_top1", published=PUBLISHED,
+                  deviations=("a toy",), base={"optim.lr_scaling": "linear"},
+                  axes=grid(loss__temperature=(0.1, 0.5)))
+    fields.update(changes)
+    return Experiment(**fields)
+
+
+# ---- axes ----------------------------------------------------------------------------------------------
+def test_grid_is_the_cartesian_product_first_axis_slowest():
+    axes = grid(a=(1, 2, 3), b=("x", "y"))
+    assert len(axes) == 6
+    assert list(axes)[:3] == [{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}]
+
+
+def test_zip_pairs_values_and_needs_equal_lengths():
+    axes = zip_axes(batch_size=(256, 512), epochs=(100, 200))
+    assert list(axes) == [{"batch_size": 256, "epochs": 100}, {"batch_size": 512, "epochs": 200}]
+    with pytest.raises(ConfigError, match="equally long"):
+        zip_axes(batch_size=(256, 512), epochs=(100,))
+
+
+def test_double_underscore_names_are_dotted_keys():
+    assert grid(loss__temperature=(0.1,)).names == ("loss.temperature",)
+
+
+def test_cases_and_concatenation():
+    axes = grid(k=("linear",), d=(32, 64)) + cases({"k": "none", "d": 2048})
+    assert len(axes) == 3 and list(axes)[-1] == {"k": "none", "d": 2048}
+    with pytest.raises(ConfigError, match="names differ"):
+        grid(k=(1,)) + grid(j=(1,))
+    with pytest.raises(ConfigError, match="does not name the axes"):
+        cases({"a": 1}, {"b": 2})
+
+
+def test_repeated_points_and_empty_axes_are_refused():
+    with pytest.raises(ConfigError, match="declared twice"):
+        grid(a=(1, 1))
+    with pytest.raises(ConfigError, match="non-empty"):
+        grid(a=())
+    with pytest.raises(ConfigError, match="non-empty"):
+        grid(a="crop")   # a string is not a list of values
+
+
+def test_augment_pairs_has_49_runs_and_the_diagonal_is_one_transform():
+    experiment = get_experiment("augment_pairs")
+    runs = experiment.runs("smoke")
+    assert len(runs) == 49 == len({r.run_id for r in runs})
+    by_label = {r.label: r.config.augment for r in runs}
+    assert by_label["color+color"].ops == ("color",)
+    assert by_label["crop+color"].ops == ("crop", "color")
+    assert by_label["color+crop"].ops == ("color", "crop")
+    assert all(a.one_branch for a in by_label.values())
+
+
+# ---- declaration-time checks -----------------------------------------------------------------------------
+def test_unknown_axis_key_is_refused_when_declared():
+    with pytest.raises(ConfigError, match="unknown config key 'loss.temprature'"):
+        declare(axes=grid(loss__temprature=(0.1,)))
+
+
+def test_unknown_base_key_is_refused_when_declared():
+    with pytest.raises(ConfigError, match="unknown config key"):
+        declare(base={"optim.lr_scaling": "linear", "optim.lr": 1.0})
+
+
+def test_lr_scaling_must_be_stated():
+    with pytest.raises(ConfigError, match="learning-rate scaling"):
+        declare(base={})
+    declare(base={}, axes=grid(optim__lr_scaling=("linear", "sqrt")))   # on an axis is fine
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"deviations": ()}, "deviations"),
+    ({"deviations": "one string"}, "deviations"),
+    ({"metric": ""}, "metric"),
+    ({"name": "Bad-Name"}, "lower_snake_case"),
+    ({"seeds": (0, 0)}, "seeds"),
+    ({"published": Published("x.csv", columns={"temperature": "nope"})}, "published.columns"),
+])
+def test_provenance_and_shape_are_required(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        declare(**changes)
+
+
+# ---- resolution -----------------------------------------------------------------------------------------
+def test_runs_are_validated_configs_with_distinct_ids():
+    runs = declare(seeds=(0, 1)).runs("smoke")
+    assert len(runs) == 4 == len({r.run_id for r in runs})
+    assert {r.config.seed for r in runs} == {0, 1}
+    assert all(r.run_id.startswith("toy/") and "+seed" in r.label for r in runs)
+    assert all(isinstance(r.config, RunConfig) and r.scale == "smoke" for r in runs)
+
+
+def test_resolution_order_scale_then_experiment_then_axis_then_shrink_then_overrides():
+    smoke = SCALES["smoke"]
+    experiment = declare(base={"optim.lr_scaling": "linear", "encoder.name": "resnet34"},
+                         axes=grid(batch_size=(256, 8192)))
+    runs = experiment.runs(smoke, overrides={"eval.knn_k": 7})
+    cfg = runs[0].config
+    assert cfg.data.dataset == "cifar10_subset"              # scale default
+    assert cfg.encoder.name == "resnet34"                    # experiment base beats the scale default
+    assert [r.config.batch_size for r in runs] == [8, 256]   # axis in paper units, then shrunk (/32)
+    assert cfg.max_steps == smoke.fixed["max_steps"]          # fixed compute knob
+    assert cfg.eval.knn_k == 7                               # command-line override last
+
+
+def test_a_seed_override_replaces_the_declared_seeds():
+    runs = declare(seeds=(0, 1)).runs("smoke", overrides={"seed": "5"})
+    assert [r.config.seed for r in runs] == [5, 5] and len({r.run_id for r in runs}) == 2
+
+
+def test_unknown_override_key_raises_before_anything_runs():
+    with pytest.raises(ConfigError, match="unknown config key 'loss.tmp'"):
+        declare().runs("smoke", overrides={"loss.tmp": 1})
+
+
+def test_bad_override_value_names_the_point():
+    with pytest.raises(ConfigError, match=r"toy at scale smoke, point .*loss.temperature"):
+        declare().runs("smoke", overrides={"loss.temperature": -1})
+
+
+def test_an_override_that_collapses_an_axis_is_refused():
+    with pytest.raises(ConfigError, match="same config"):
+        declare().runs("smoke", overrides={"loss.temperature": 0.3})
+
+
+def test_a_scale_may_not_fix_a_key_the_experiment_varies():
+    scale = Scale(name="odd", summary="fixes the temperature", base=RunConfig, fixed={"loss.temperature": 1.0})
+    with pytest.raises(ConfigError, match="never the structure"):
+        declare().runs(scale)
+
+
+def test_unknown_scale_lists_the_choices():
+    with pytest.raises(ConfigError, match="'smoke', 'cpu', 'paper'"):
+        declare().runs("huge")
+
+
+def test_scales_keep_every_axis_point_of_figure_9():
+    experiment = get_experiment("batch_epochs")
+    for scale in SCALES:
+        runs = experiment.runs(scale)
+        assert len(runs) == 48
+        batches = sorted({r.config.batch_size for r in runs})
+        epochs = sorted({r.config.epochs for r in runs})
+        assert len(batches) == 6 and len(epochs) == 4, (scale, batches, epochs)
+    paper = {r.label: r.config for r in experiment.runs("paper")}
+    assert paper["4096+100+sqrt"].peak_lr() == pytest.approx(paper["4096+100+linear"].peak_lr()) == 4.8
+
+
+def test_scale_factors_must_be_positive():
+    with pytest.raises(ConfigError, match="positive"):
+        Scale(name="zero", summary="", base=RunConfig, epochs_factor=0.0)

@@ -1,0 +1,153 @@
+"""The results store: file layout, derived states, claims, and the long-form results table."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from registry.claim import CLAIM_NAME, describe_claim, is_stale, read_claim, try_claim
+from registry.declare import Run
+from registry.store import RESULTS_DIR_ENV, RunStore, default_results_dir, load_results
+from simclr_core.config import RunConfig
+
+CODE = {"git_sha": "abc123", "git_dirty": False, "python": "3", "packages": {}}
+
+
+def make_run(label: str = "a", temperature: float = 0.5, seed: int = 0) -> Run:
+    cfg = RunConfig().with_overrides({"loss.temperature": temperature, "seed": seed})
+    return Run(f"toy/{label}-0123456789ab", "toy", "smoke", {"loss.temperature": temperature}, cfg)
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def write_claim(run_dir, **content) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CLAIM_NAME).write_text(json.dumps({"token": "t", **content}))
+
+
+# ---- layout and states -----------------------------------------------------------------------------------
+def test_results_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv(RESULTS_DIR_ENV, raising=False)
+    assert str(default_results_dir()) == "results"
+    monkeypatch.setenv(RESULTS_DIR_ENV, str(tmp_path / "env"))
+    assert default_results_dir() == tmp_path / "env"
+    assert default_results_dir(tmp_path / "flag") == tmp_path / "flag"
+
+
+def test_config_and_status_round_trip(results):
+    store, run = RunStore(results), make_run()
+    assert store.state(run.run_id) == "pending" and list(store.run_ids()) == []
+    assert store.mark_pending(run, CODE) is True
+    assert store.mark_pending(run, CODE) is False           # never overwrites an existing status
+    stored = store.config(run.run_id)
+    assert RunConfig.from_dict(stored["config"]) == run.config
+    assert stored["experiment"] == "toy" and stored["scale"] == "smoke" and stored["code"] == CODE
+    assert stored["point"] == {"loss.temperature": 0.5}
+    assert store.status(run.run_id)["state"] == "pending"
+    assert list(store.run_ids()) == [run.run_id]
+
+
+def test_states_follow_the_files(results):
+    store, run = RunStore(results), make_run()
+    with try_claim(store.run_dir(run.run_id)):
+        store.start_attempt(run, CODE)
+        status = store.status(run.run_id)
+        assert store.state(run.run_id) == "running"
+        assert status["pid"] == os.getpid() and status["host"] == socket.gethostname()
+        assert status["attempt"] == 1 and status["resumed"] is False and status["started"]
+    # status says running but nobody holds the claim any more: the run stopped without a word
+    assert store.state(run.run_id) == "cancelled"
+    store.write_status(run.run_id, "failed", error="x")
+    assert store.state(run.run_id) == "failed"
+    assert store.status(run.run_id)["started"] == status["started"]   # earlier fields are kept
+    store.write_final(run.run_id, {"linear_top1": 1.0})
+    assert store.state(run.run_id) == "done"                  # final.json wins over status.json
+    with pytest.raises(ValueError):
+        store.write_status(run.run_id, "exploded")
+
+
+def test_second_attempt_counts_and_sees_the_checkpoint(results):
+    store, run = RunStore(results), make_run()
+    store.start_attempt(run, CODE)
+    (store.run_dir(run.run_id) / "checkpoint.pt").write_bytes(b"x")
+    status = store.start_attempt(run, CODE)
+    assert status["attempt"] == 2 and status["resumed"] is True
+
+
+# ---- claims ---------------------------------------------------------------------------------------------
+def test_claim_is_exclusive_and_released(tmp_path):
+    first = try_claim(tmp_path / "run")
+    assert first is not None and try_claim(tmp_path / "run") is None   # our own live pid holds it
+    assert read_claim(tmp_path / "run")["pid"] == os.getpid()
+    first.release()
+    assert read_claim(tmp_path / "run") is None
+    assert try_claim(tmp_path / "run") is not None
+
+
+def test_stale_claim_of_a_dead_process_is_broken(tmp_path):
+    run_dir = tmp_path / "run"
+    write_claim(run_dir, host=socket.gethostname(), pid=dead_pid(), process_started=time.time())
+    assert is_stale(read_claim(run_dir)) and "[stale]" in describe_claim(read_claim(run_dir))
+    claim = try_claim(run_dir)
+    assert claim is not None and read_claim(run_dir)["pid"] == os.getpid()
+
+
+def test_claim_of_a_reused_pid_is_stale(tmp_path):
+    # Our pid is alive, but it started long after this claim was written: not the owner.
+    write_claim(tmp_path, host=socket.gethostname(), pid=os.getpid(), process_started=1.0)
+    assert is_stale(read_claim(tmp_path))
+
+
+@pytest.mark.parametrize("content", [
+    {"host": socket.gethostname(), "pid": os.getppid()},        # a live process on this host
+    {"host": "another-node", "pid": 1},                          # another host: cannot judge, keep it
+])
+def test_live_or_foreign_claims_are_respected(tmp_path, content):
+    write_claim(tmp_path, **content)
+    assert not is_stale(read_claim(tmp_path))
+    assert try_claim(tmp_path) is None
+    assert read_claim(tmp_path)["pid"] == content["pid"]
+
+
+def test_half_written_claim_counts_as_held_until_it_is_old(tmp_path):
+    (tmp_path / CLAIM_NAME).write_text("")
+    assert try_claim(tmp_path) is None
+    old = time.time() - 3600
+    os.utime(tmp_path / CLAIM_NAME, (old, old))
+    assert try_claim(tmp_path) is not None
+
+
+# ---- long-form results -----------------------------------------------------------------------------------
+def test_load_results_is_long_form(results):
+    store = RunStore(results)
+    for i, temperature in enumerate((0.1, 0.5)):
+        run = make_run(label=f"t{temperature}", temperature=temperature, seed=i)
+        store.write_config(run, CODE)
+        store.write_final(run.run_id, {"linear_top1": 50.0 + i, "knn_top1": 40.0, "device": "cpu", "flag": True})
+    unfinished = make_run(label="pending", temperature=1.0)
+    store.mark_pending(unfinished, CODE)
+
+    frame = load_results(results)
+    assert len(frame) == 4                                       # 2 finished runs x 2 numeric metrics
+    assert set(frame["metric"]) == {"linear_top1", "knn_top1"}   # text and booleans are not metrics
+    assert list(frame.columns[:9]) == ["run_id", "experiment", "scale", "label", "seed", "git_sha", "git_dirty",
+                                       "metric", "value"]
+    row = frame[(frame.metric == "linear_top1") & (frame["loss.temperature"] == 0.5)].iloc[0]
+    assert row.value == 51.0 and row.seed == 1 and row.experiment == "toy" and row.git_sha == "abc123"
+    assert row["axis.loss.temperature"] == 0.5 and row.label == "t0.5"
+    assert row["augment.ops"] == ("crop", "color")               # lists come back as tuples
+    assert frame.groupby("run_id").size().tolist() == [2, 2]
+
+
+def test_load_results_of_an_empty_store(tmp_path):
+    frame = load_results(tmp_path / "nothing")
+    assert frame.empty and "metric" in frame.columns
