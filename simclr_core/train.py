@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
@@ -50,6 +51,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     mixed_precision = resolve_precision(cfg.precision, torch.device(device_type))
+    _forget_previous_accelerator()
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=device_type == "cpu",
                               log_with=list(cfg.trackers) or None, project_dir=str(run_dir))
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
@@ -186,6 +188,16 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
 
 
 # ---- pieces of the loop ---------------------------------------------------------------------------
+def _forget_previous_accelerator() -> None:
+    """Let one process call train() several times (sweeps, tests) with different precisions.
+
+    Accelerate keeps its settings in a process-wide singleton and refuses a second Accelerator with other
+    settings; the process group (PartialState) is kept, only the per-run settings are dropped.
+    """
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+
+
 def _place(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type != "cpu" and images.numel() <= DEVICE_RESIDENT_BYTES:
         return images.to(device)
