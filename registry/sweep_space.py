@@ -1,0 +1,185 @@
+"""What a sweep searches: the SWEEPS registry, and one study's plan resolved into registry runs.
+
+A sweep searches one axis of a declared experiment. Its trials are that experiment's runs at other axis
+values, so they share its base, seeds, scale shrinking and run ids: a trial at a declared point *is* the
+declared run (`python -m registry run temperature_norm` and `sweep temperature --sampler grid` train each
+Table 5 cell once between them), and a trial at a new value is an ordinary run of the same experiment.
+
+    SWEEPS["temperature"]: experiment temperature_norm, axis loss.temperature, one study per value of
+                           loss.normalize; grid = the experiment's declared (Table 5) temperatures;
+                           TPE searches log-uniformly in RANGES[normalize]
+
+Adding a sweep is one `Sweep(...)` entry below.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence
+
+from registry.declare import Experiment, Run, cases
+from registry.discover import get_experiment
+from registry.run_id import canonical_json, semantic_dict
+from registry.scales import Scale, get_scale
+from simclr_core.validation import ConfigError, require_choice
+
+SAMPLERS = ("grid", "tpe")
+STUDY_HASH_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One searchable axis of a declared experiment.
+
+    `ranges` maps each value of `split_axis` (None when there is none) to the log-uniform (low, high) range
+    TPE searches; each value of the split axis is a study of its own. Other axes of the experiment are held
+    at `fixed`. Suggested values are rounded to `significant_digits` before they become config values, so
+    that nearby suggestions name the same run and reuse its result.
+    """
+    name: str
+    experiment: str
+    axis: str
+    ranges: Mapping[Any, tuple[float, float]]
+    summary: str
+    split_axis: str | None = None
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    significant_digits: int = 3
+
+    def splits(self) -> tuple[Any, ...]:
+        return tuple(self.ranges)
+
+
+SWEEPS: dict[str, Sweep] = {
+    sweep.name: sweep
+    for sweep in (
+        Sweep(
+            name="temperature",
+            experiment="temperature_norm",
+            axis="loss.temperature",
+            split_axis="loss.normalize",
+            # With l2 normalisation the logits are cosine similarities / temperature, in [-1/t, 1/t]: 0.01
+            # makes them span +-100 (near one-hot), 10 makes the distribution almost uniform. Without it the
+            # logits are raw dot products of 128-d projections, so the useful temperatures are larger:
+            # Table 5 tries 10 and 100; the range adds a decade on either side.
+            ranges={True: (0.01, 10.0), False: (1.0, 1000.0)},
+            summary="NT-Xent temperature with / without l2 normalisation (Table 5's grid; TPE beyond it)",
+        ),
+    )
+}
+
+
+def get_sweep(name: str) -> Sweep:
+    """The sweep called `name`; ConfigError listing the known ones otherwise."""
+    if name not in SWEEPS:
+        raise ConfigError(f"unknown sweep {name!r}; known sweeps: {', '.join(sorted(SWEEPS))}")
+    return SWEEPS[name]
+
+
+def round_significant(value: float, digits: int) -> float:
+    """0.0731234 -> 0.0731 (digits=3); grid values such as 0.05 or 100.0 are unchanged."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return float(f"{value:.{digits - 1}e}")
+
+
+# ---- one study: a sweep at a scale, for one split value and one sampler ----------------------------------
+@dataclass(frozen=True)
+class StudyPlan:
+    """Everything that identifies one Optuna study and turns its suggestions into registry runs."""
+    sweep: Sweep
+    experiment: Experiment
+    scale: Scale
+    split: Any                          # the split axis's value for this study (None without a split axis)
+    sampler: str                        # "grid" | "tpe"
+    low: float
+    high: float
+    grid: tuple[float, ...]             # the experiment's declared values of the axis in this split
+    metric: str                         # the objective: a numeric key of final.json, maximised
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    # ---- naming ------------------------------------------------------------------------------------
+    @property
+    def study_name(self) -> str:
+        """`<experiment>-<hash8>` (STYLE.md); the hash covers everything that makes two studies differ."""
+        return f"{self.experiment.name}-{self.study_hash()}"
+
+    def study_hash(self) -> str:
+        reference = self.runs_at(self.grid[0] if self.grid else math.sqrt(self.low * self.high))[0]
+        identity = {
+            "sweep": self.sweep.name, "axis": self.sweep.axis, "split": {str(self.sweep.split_axis): self.split},
+            # The resolved config of one trial stands for the base: scale, experiment base, overrides, version.
+            "base": semantic_dict(reference.config),
+            "seeds": list(self.experiment.seeds), "metric": self.metric, "sampler": self.sampler,
+            "space": list(self.grid) if self.sampler == "grid" else [self.low, self.high, "log"],
+            "significant_digits": self.sweep.significant_digits,
+        }
+        return hashlib.sha256(canonical_json(identity).encode("ascii")).hexdigest()[:STUDY_HASH_LENGTH]
+
+    @property
+    def split_label(self) -> str:
+        if self.sweep.split_axis is None:
+            return "-"
+        return f"{self.sweep.split_axis}={self.split}"
+
+    # ---- trials -> runs ----------------------------------------------------------------------------
+    def point(self, value: float) -> dict[str, Any]:
+        """The experiment's axis point for a suggested value (declared axis order, so labels match)."""
+        value = round_significant(float(value), self.sweep.significant_digits)
+        known = {**self.sweep.fixed, self.sweep.axis: value}
+        if self.sweep.split_axis is not None:
+            known[self.sweep.split_axis] = self.split
+        point = {name: known[name] for name in self.experiment.axes.names}
+        point.update({k: v for k, v in known.items() if k not in point})
+        return point
+
+    def runs_at(self, value: float) -> list[Run]:
+        """The registry runs (one per seed) of the trial that suggests `value`; ConfigError if invalid."""
+        one_point = replace(self.experiment, axes=cases(self.point(value)))
+        return one_point.runs(self.scale, overrides=self.overrides)
+
+
+def objective_metric(experiment: Experiment, protocols: Sequence[str]) -> str:
+    """The experiment's metric when the scale evaluates it, else kNN top-1.
+
+    `linear_top1` needs the "linear" protocol, which the smoke scale leaves out (kNN only); the cpu and
+    paper scales run it. A study never mixes metrics: the metric is part of its name's hash.
+    """
+    protocol = experiment.metric.split("_")[0]
+    if protocol in protocols:
+        return experiment.metric
+    if "knn" in protocols:
+        return "knn_top1"
+    raise ConfigError(f"experiment {experiment.name!r}: neither {experiment.metric!r} nor 'knn_top1' is "
+                      f"evaluated at this scale (eval.protocols={tuple(protocols)!r})")
+
+
+def plan_studies(sweep_name: str, *, scale: str = "cpu", sampler: str = "grid", splits: Sequence[Any] | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> list[StudyPlan]:
+    """One StudyPlan per split value; every check that can fail happens here, before anything runs."""
+    sweep = get_sweep(sweep_name)
+    require_choice("--sampler", sampler, SAMPLERS)
+    scale_obj = get_scale(scale)
+    experiment = get_experiment(sweep.experiment)
+    overrides = dict(overrides or {})
+    searched = {sweep.axis} | ({sweep.split_axis} if sweep.split_axis else set())
+    clash = sorted(k for k in overrides if k.replace("__", ".") in searched)
+    if clash:
+        raise ConfigError(f"override(s) {clash} would fix what sweep {sweep.name!r} searches ({sorted(searched)})")
+    chosen = sweep.splits() if splits is None else tuple(splits)
+    for value in chosen:
+        require_choice(f"sweep {sweep.name!r}: {sweep.split_axis or 'split'}", value, sweep.splits())
+    plans = []
+    for split in chosen:
+        low, high = sweep.ranges[split]
+        grid = tuple(float(p[sweep.axis]) for p in experiment.points()
+                     if sweep.split_axis is None or p.get(sweep.split_axis) == split)
+        if sampler == "grid" and not grid:
+            raise ConfigError(f"sweep {sweep.name!r}: experiment {experiment.name!r} declares no "
+                              f"{sweep.axis} values for {sweep.split_axis}={split!r}; use --sampler tpe")
+        plan = StudyPlan(sweep, experiment, scale_obj, split, sampler, low, high, grid, metric="", overrides=overrides)
+        probe = plan.runs_at(grid[0] if grid else low)[0]           # resolves and validates trials now
+        if sampler == "tpe":
+            plan.runs_at(low), plan.runs_at(high)
+        plans.append(replace(plan, metric=objective_metric(experiment, probe.config.eval.protocols)))
+    return plans

@@ -1,0 +1,380 @@
+"""One Optuna study driven by ask-and-tell through the registry's executors, resumable after any interrupt.
+
+    study = open_study(plan, storage)        # created, or loaded and continued (same name -> same study)
+    drive_study(plan, study, executor, results_dir, trials=N, max_parallel=K)
+
+The loop: fail-and-retry orphaned trials -> ask up to K trials -> each suggestion becomes an axis point,
+then registry runs with stable ids -> dispatch the runs that are not done yet -> tell each trial as its
+runs finish (read from the results store, the one place every executor writes) -> repeat until the study
+holds N counted trials. A trial whose runs are already done is told at once from final.json: repeating a
+known configuration never trains again.
+
+A failed trial (its run raised, or its metric is missing) counts and is not asked again unless the driver
+is started with --retry-failed, which enqueues it once more (its run is retried, as `registry run` retries
+failed runs).
+
+The same code serves every executor. LocalExecutor.dispatch returns when its runs are finished; a SLURM
+executor returns `submitted` outcomes and the loop polls the store until the runs end, keeping K trials in
+flight (ask k, submit k, tell as they finish).
+
+Interrupts. A trial is RUNNING from ask to tell; a driver that dies leaves it RUNNING. Such an orphan is
+found on the next pass of any driver (its recorded owner is a dead process on this host, or its heartbeat,
+refreshed every HEARTBEAT_S by the live owner, is older than STALE_AFTER_S), told FAIL, and re-enqueued
+with the same parameters and `retry_of` = its number, Optuna's RetryFailedTrialCallback convention. The
+retry names the same runs, so it resumes from their checkpoints or reuses their final.json. Counted
+trials: finished (COMPLETE or FAIL) trials that have parameters and were not retried.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from registry.claim import is_stale, owner_info
+from registry.declare import Run
+from registry.launch import Executor, Outcome
+from registry.provenance import code_version
+from registry.store import RunStore
+from registry.sweep_space import StudyPlan
+from simclr_core.validation import ConfigError
+
+if TYPE_CHECKING:  # optuna is imported when a study is opened, so `python -m registry --help` stays fast
+    import optuna
+
+HEARTBEAT_S = 60.0
+STALE_AFTER_S = 600.0
+STORAGE_KINDS = ("sqlite", "journal")
+TPE_STARTUP_TRIALS = 5
+Report = Callable[[str], None]
+
+
+# ---- storage ------------------------------------------------------------------------------------------
+def storage_url(spec: str | None, study_name: str, results_dir: str | Path) -> str:
+    """--storage -> a URL. None/"sqlite": sqlite:///<results>/optuna/<study>.db; "journal":
+    journal:///<results>/optuna/<study>.journal; "journal:///abs/path" or "journal:rel/path": that journal
+    file; any other "scheme://..." is an SQLAlchemy URL given to Optuna's RDBStorage as is."""
+    folder = Path(results_dir).resolve() / "optuna"
+    if spec in (None, "", "sqlite"):
+        return f"sqlite:///{folder / f'{study_name}.db'}"
+    if spec == "journal":
+        return f"journal://{folder / f'{study_name}.journal'}"
+    if spec.startswith("journal:"):
+        path = spec.removeprefix("journal:").removeprefix("//")
+        if not path:
+            raise ConfigError(f"--storage {spec!r} names no file; e.g. journal:///shared/optuna/temperature.journal")
+        return f"journal://{Path(path).resolve()}"
+    if "://" in spec:
+        return spec
+    raise ConfigError(f"--storage={spec!r} is not valid; choose one of: 'sqlite', 'journal', "
+                      "'journal:///path/to/file', or an RDB URL such as 'sqlite:///path.db' or 'postgresql://...'")
+
+
+def open_storage(url: str) -> "optuna.storages.BaseStorage | str":
+    """A JournalStorage for journal:// URLs (file locks that work on NFS, for many SLURM workers), else the URL."""
+    if not url.startswith("journal://"):
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return url
+    import optuna
+
+    path = Path(url.removeprefix("journal://"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        backend = optuna.storages.journal.JournalFileBackend(str(path))
+    except AttributeError:      # optuna < 4.0
+        backend = optuna.storages.JournalFileStorage(str(path))
+    return optuna.storages.JournalStorage(backend)
+
+
+def _grid_sampler_class() -> type:
+    from optuna.samplers import GridSampler
+
+    class AskTellGridSampler(GridSampler):
+        """GridSampler minus its after_trial, which calls study.stop() and so raises RuntimeError at the last
+        tell outside study.optimize (optuna issues #4121, #5141); the driver checks exhaustion itself."""
+
+        def after_trial(self, study, trial, state, values) -> None:
+            return None
+
+        def value_of(self, trial: "optuna.trial.FrozenTrial") -> dict[str, Any] | None:
+            """The grid point assigned to `trial` before it suggested anything (for its retry)."""
+            grid_id = trial.system_attrs.get("grid_id")
+            if grid_id is None:
+                return None
+            return dict(zip(self._param_names, self._all_grids[grid_id]))
+
+    return AskTellGridSampler
+
+
+def make_sampler(plan: StudyPlan, seed: int) -> "optuna.samplers.BaseSampler":
+    """GridSampler over the experiment's declared values, or TPE (log-uniform range) beyond them."""
+    import optuna
+
+    if plan.sampler == "grid":
+        # Always seed 0: a trial's grid_id indexes the seed-shuffled grid, so another seed on a continued study
+        # would read the stored ids as other values (the order of a full grid does not matter anyway).
+        return _grid_sampler_class()({plan.sweep.axis: list(plan.grid)}, seed=0)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
+
+
+def open_study(plan: StudyPlan, storage: Any, sampler_seed: int = 0) -> "optuna.Study":
+    """Create the plan's study, or load it to continue; its identity is recorded in the study's user attrs."""
+    import optuna
+
+    study = optuna.create_study(study_name=plan.study_name, storage=storage, direction="maximize",
+                                sampler=make_sampler(plan, sampler_seed), load_if_exists=True)
+    if plan.sampler == "tpe":
+        # A continued (or concurrent) driver must not replay the first driver's random start-up suggestions.
+        study.sampler = make_sampler(plan, sampler_seed + len(study.get_trials(deepcopy=False)))
+    identity = {"sweep": plan.sweep.name, "experiment": plan.experiment.name, "scale": plan.scale.name,
+                "sampler": plan.sampler, "metric": plan.metric, "axis": plan.sweep.axis,
+                "split_axis": plan.sweep.split_axis, "split": plan.split}
+    if study.user_attrs.get("identity") != identity:
+        study.set_user_attr("identity", identity)
+    return study
+
+
+# ---- counting and orphans --------------------------------------------------------------------------------
+def trial_counts(study: "optuna.Study") -> dict[str, int]:
+    """counted: finished trials with parameters that no later trial retries; running; waiting (enqueued)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    counted = sum(1 for t in trials if t.state.is_finished() and t.params and t.number not in retried)
+    running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+    waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
+    return {"counted": counted, "running": running, "waiting": waiting}
+
+
+def orphan_reason(trial: "optuna.trial.FrozenTrial", now: float | None = None) -> str | None:
+    """Why a RUNNING trial has no live driver, or None when it may still have one."""
+    now = time.time() if now is None else now
+    driver = trial.user_attrs.get("driver")
+    if driver and is_stale(driver):
+        return f"its driver {driver.get('host')}:{driver.get('pid')} is gone"
+    beat = trial.user_attrs.get("heartbeat")
+    if beat is None and trial.datetime_start is not None:
+        beat = trial.datetime_start.timestamp()      # naive local time, as Optuna records it
+    if beat is not None and now - beat > STALE_AFTER_S:
+        return f"no heartbeat for {now - beat:.0f} s (> {STALE_AFTER_S:.0f} s)"
+    return None
+
+
+def recover_orphans(study: "optuna.Study", mine: set[int], report: Report) -> int:
+    """Tell orphaned RUNNING trials FAIL and enqueue each one's parameters again; returns how many."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    recovered = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = None if trial.number in mine else orphan_reason(trial)
+        if reason is None:
+            continue
+        params = dict(trial.params)
+        if not params and hasattr(study.sampler, "value_of"):
+            params = study.sampler.value_of(trial) or {}
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError, UpdateFinishedTrialError):
+            continue                      # another driver got there first; it enqueues the retry
+        if params:
+            study.enqueue_trial(params, user_attrs={"retry_of": trial.number, "retry_reason": reason})
+        report(f"trial {trial.number} was left running ({reason}): failed it"
+               + (f" and re-asked {params}" if params else "; it had suggested nothing yet"))
+        recovered += 1
+    return recovered
+
+
+def retry_failed(study: "optuna.Study", report: Report) -> int:
+    """Enqueue the parameters of every counted FAIL trial again (--retry-failed); returns how many."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    again = [t for t in trials if t.state == TrialState.FAIL and t.params and t.number not in retried]
+    for trial in again:
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, "retry_reason": "--retry-failed"})
+        report(f"trial {trial.number} failed ({trial.user_attrs.get('error', 'no error recorded')}): re-asked {trial.params}")
+    return len(again)
+
+
+# ---- the driver ---------------------------------------------------------------------------------------------
+@dataclass
+class _InFlight:
+    trial: "optuna.trial.Trial"
+    value: float
+    runs: list[Run]
+    reused: bool
+    status_before: dict[str, Any] = field(default_factory=dict)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+
+class _Heartbeat:
+    """Refreshes the `heartbeat` user attr of the trials this driver holds, so others can tell it is alive."""
+
+    def __init__(self, inflight: dict[int, _InFlight], lock: threading.Lock, interval_s: float | None = None):
+        self._inflight, self._lock = inflight, lock
+        self._interval = HEARTBEAT_S if interval_s is None else interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="sweep-heartbeat", daemon=True)
+
+    def __enter__(self) -> "_Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            with self._lock:
+                trials = [item.trial for item in self._inflight.values()]
+            for trial in trials:
+                try:
+                    trial.set_user_attr("heartbeat", time.time())
+                except Exception:          # told meanwhile by the main thread: nothing left to keep alive
+                    pass
+
+
+class StudyDriver:
+    """Runs one study's ask-and-tell loop through an executor (see the module docstring)."""
+
+    def __init__(self, plan: StudyPlan, study: "optuna.Study", executor: Executor, results_dir: str | Path, *,
+                 report: Report = print, poll_s: float = 10.0, on_tell: Callable[[], None] | None = None):
+        self.plan, self.study, self.executor = plan, study, executor
+        self.store = RunStore(results_dir)
+        self.report, self.poll_s = report, poll_s
+        self.on_tell = on_tell or (lambda: None)
+        self.inflight: dict[int, _InFlight] = {}
+        self.lock = threading.Lock()
+        self.failed_now = 0
+        self.told = 0
+        self._code = code_version()
+
+    # ---- the loop -------------------------------------------------------------------------------------
+    def drive(self, trials: int, max_parallel: int = 1) -> None:
+        """Until the study holds `trials` counted trials (grid: at most one per grid value)."""
+        with _Heartbeat(self.inflight, self.lock):
+            while True:
+                recover_orphans(self.study, set(self.inflight), self.report)
+                counts = trial_counts(self.study)
+                to_ask = trials - counts["counted"] - counts["running"]
+                new = []
+                while to_ask > 0 and len(self.inflight) < max_parallel:
+                    new.append(self._ask())
+                    to_ask -= 1
+                if not self.inflight:
+                    return
+                told_before = self.told
+                self._dispatch(new)
+                self._reconcile()
+                self.settle()
+                if not new and self.told == told_before:   # only runs elsewhere are left: wait for them
+                    time.sleep(self.poll_s)
+
+    def _ask(self) -> _InFlight:
+        trial = self.study.ask()
+        value = trial.suggest_float(self.plan.sweep.axis, self.plan.low, self.plan.high, log=True)
+        trial.set_user_attr("driver", owner_info())
+        trial.set_user_attr("heartbeat", time.time())
+        try:
+            runs = self.plan.runs_at(value)
+        except ConfigError as exc:       # the range is validated up front; this is a bug, recorded not hidden
+            trial.set_user_attr("error", str(exc))
+            self.study.tell(trial, state=_fail_state())
+            raise
+        point = self.plan.point(value)
+        trial.set_user_attr("point", point)
+        trial.set_user_attr("run_ids", [r.run_id for r in runs])
+        item = _InFlight(trial, point[self.plan.sweep.axis], runs,
+                         reused=all(self.store.is_done(r.run_id) for r in runs))
+        with self.lock:
+            self.inflight[trial.number] = item
+        return item
+
+    def _dispatch(self, new: list[_InFlight]) -> None:
+        todo = []
+        for item in new:
+            for run in item.runs:
+                if self.store.is_done(run.run_id):
+                    continue
+                self.store.mark_pending(run, self._code)
+                item.status_before[run.run_id] = self.store.status(run.run_id) or {}
+                todo.append((item, run))
+        if not todo:
+            return
+        outcomes = self.executor.dispatch([run for _, run in todo], self.store.root)
+        for (item, run), outcome in zip(todo, outcomes):
+            item.outcomes[run.run_id] = outcome
+
+    def _reconcile(self) -> None:
+        """Under SLURM, let the store learn of jobs that ended without their run recording it (cancelled while
+        queued, node lost): registry/slurm_state.py reads sacct and records those runs cancelled or failed."""
+        if getattr(self.executor, "name", "") != "slurm":
+            return
+        from registry.slurm_state import reconcile
+
+        waiting = [run.run_id for item in self.inflight.values() for run in item.runs
+                   if not self.store.is_done(run.run_id)]
+        if waiting:
+            reconcile(self.store, waiting)
+
+    # ---- telling ----------------------------------------------------------------------------------------
+    def settle(self) -> int:
+        """Tell every in-flight trial whose runs have all ended; returns how many were told."""
+        told = 0
+        for number, item in list(self.inflight.items()):
+            results = [self._run_result(item, run) for run in item.runs]
+            if any(state == "waiting" for state, _ in results):
+                continue
+            self._tell(item, results)
+            with self.lock:
+                del self.inflight[number]
+            told += 1
+        self.told += told
+        return told
+
+    def _run_result(self, item: _InFlight, run: Run) -> tuple[str, Any]:
+        """("done", metric value or None) | ("failed", reason) | ("waiting", None)."""
+        if self.store.is_done(run.run_id):
+            return "done", (self.store.final(run.run_id) or {}).get(self.plan.metric)
+        outcome = item.outcomes.get(run.run_id)
+        if outcome is not None and outcome.state in ("failed", "cancelled"):
+            return "failed", f"{outcome.state}: {outcome.detail}"
+        status = self.store.status(run.run_id) or {}
+        # A run submitted elsewhere (SLURM) or owned by another process: wait for a status newer than the one
+        # it had when we dispatched (an earlier attempt's failure must not end this trial).
+        if self.store.state(run.run_id) in ("failed", "cancelled") and status != item.status_before.get(run.run_id):
+            return "failed", f"{self.store.state(run.run_id)}: {status.get('error') or 'no error recorded'}"
+        return "waiting", None
+
+    def _tell(self, item: _InFlight, results: list[tuple[str, Any]]) -> None:
+        axis, trial = self.plan.sweep.axis, item.trial
+        failures = [detail for state, detail in results if state == "failed"]
+        values = [detail for state, detail in results if state == "done"]
+        if not failures and not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            failures = [f"final.json has no finite {self.plan.metric!r} (the scale's eval.protocols decide it)"]
+        where = f"[{self.plan.study_name}] trial {trial.number} {axis}={item.value:g}"
+        if failures:
+            trial.set_user_attr("error", failures[0][:500])
+            self.study.tell(trial, state=_fail_state())
+            self.failed_now += 1
+            self.report(f"{where} FAILED: {failures[0]}  ({item.runs[0].run_id})")
+        else:
+            trial.set_user_attr("reused", item.reused)
+            value = sum(values) / len(values)
+            self.study.tell(trial, value)
+            how = "reused stored result" if item.reused else "trained"
+            self.report(f"{where} -> {self.plan.metric}={value:.2f} ({how}: {item.runs[0].run_id})")
+        self.on_tell()
+
+
+def _fail_state():
+    from optuna.trial import TrialState
+
+    return TrialState.FAIL

@@ -1,0 +1,154 @@
+"""From the results table to report sections: one per (artefact, scale), each with its context.
+
+A section carries what a reader needs so that a number is never read out of context: the scale it was
+trained at (and whether that scale is comparable in value with the paper), how many of the declared runs
+are done, the experiment's deviations from the paper, and where each published number came from.
+
+The declared run count is len(points) x len(seeds), the same at every scale (a scale changes compute, never
+which runs exist: registry/scales.py). It is counted here without `Experiment.runs(scale)`, whose config
+validation imports the training code and with it torch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import pandas as pd
+
+from registry.declare import Experiment
+from registry.discover import get_experiment
+from registry.scales import SCALES
+from reports.artefacts import ARTEFACTS, Artefact, Spec, temperature_runs
+from reports.compare import canon, point_keys
+from reports.published import published_for
+from simclr_core.validation import ConfigError, require_choice
+
+# The scale whose runs use the paper's own setting; numbers at any other scale compare by rank only.
+COMPARABLE_SCALE = "paper"
+# Where a scale does not evaluate the paper's metric (smoke runs kNN only), ours ranks by a stand-in.
+STAND_INS = {"linear_top1": ("knn_top1",)}
+
+
+@dataclass
+class Section:
+    key: str
+    experiment: str
+    title: str
+    scale: str | None           # None: no results at any scale yet (the paper's side only)
+    artefact: Artefact
+    done: int | None            # declared (point, seed) runs finished at this scale; None for the sweep curve
+    expected: int | None
+    deviations: tuple[str, ...]
+    published_file: str
+    sources: list[str] = field(default_factory=list)
+    read_as_counts: dict[str, int] = field(default_factory=dict)
+    plot_bound: float = math.nan    # the largest stated error of a number read off a plot
+    ours_metric: str = ""           # the metric our column shows: the paper's, or its stand-in
+    metric: str = ""                # the paper's metric
+
+    @property
+    def comparable(self) -> bool:
+        """Whether our values may be compared with the paper's as values, not only as a ranking."""
+        return self.scale == COMPARABLE_SCALE
+
+    @property
+    def scale_summary(self) -> str:
+        return SCALES[self.scale].summary if self.scale in SCALES else "no finished runs at any scale"
+
+    @property
+    def progress(self) -> str:
+        if self.expected is None:
+            return self.artefact.notes[0] if self.artefact.notes else ""
+        at = f"at scale {self.scale}" if self.scale else "at any scale"
+        status = "complete" if self.done == self.expected else "incomplete"
+        return f"{self.done} of {self.expected} runs done {at} ({status})"
+
+    @property
+    def slug(self) -> str:
+        return f"{self.key}_{self.scale or 'noruns'}"
+
+
+def declared_progress(experiment_name: str, ours: pd.DataFrame) -> tuple[int, int]:
+    """(finished declared runs, declared runs): distinct (axis point, seed) pairs among the declared ones."""
+    experiment = get_experiment(experiment_name)
+    expected = len(experiment.axes) * len(experiment.seeds)
+    if ours.empty:
+        return 0, expected
+    axes = experiment.axes.names
+    declared = {tuple(canon(p[a]) for a in axes) for p in experiment.points()}
+    seeds = {canon(s) for s in experiment.seeds}
+    runs = ours.drop_duplicates("run_id")
+    done = {(key, canon(seed)) for key, seed in zip(point_keys(runs, axes), runs["seed"])
+            if key in declared and canon(seed) in seeds}
+    return len(done), expected
+
+
+def with_metric(ours: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
+    """`ours` with `metric`, or, where no run has it, with its first stand-in present relabelled as `metric`
+    (its real name kept in a `stand_in` column, for the figures' titles); and the metric actually shown."""
+    if ours.empty or (ours["metric"] == metric).any():
+        return ours, metric
+    for stand_in in STAND_INS.get(metric, ()):
+        if (ours["metric"] == stand_in).any():
+            return ours[ours["metric"] == stand_in].assign(metric=metric, stand_in=stand_in), stand_in
+    return ours, metric
+
+
+def _scales_present(frame: pd.DataFrame) -> list[str]:
+    present = set(frame["scale"]) if len(frame) and "scale" in frame else set()
+    return [s for s in SCALES if s in present] + sorted(present - set(SCALES))
+
+
+def build_sections(results: pd.DataFrame, keys: Sequence[str] | None = None,
+                   scales: Sequence[str] | None = None) -> list[Section]:
+    """Every requested artefact (all by default) at every requested scale (by default: each scale that has
+    results for it, or one results-free section showing the paper's side when there are none)."""
+    for key in keys or ():
+        require_choice("artefact", key, ARTEFACTS)
+    for scale in scales or ():
+        require_choice("--scale", scale, SCALES)
+    sections = []
+    for key, spec in ARTEFACTS.items():
+        if keys and key not in keys:
+            continue
+        experiment = get_experiment(spec.experiment)
+        if experiment.artefact != key.partition("_")[0]:     # "tab5_sweep" sits beside "tab5"
+            raise ConfigError(f"artefact {key!r} is registered for experiment {experiment.name!r}, which "
+                              f"declares artefact {experiment.artefact!r}")
+        published = published_for(experiment, spec.published_extra)
+        mine = _runs_read_by(spec, results)
+        for scale in scales or _scales_present(mine) or [None]:
+            ours = mine[mine["scale"] == scale] if scale and len(mine) else mine.iloc[0:0]
+            sections.append(_section(key, spec, experiment, published, ours, scale))
+    return sections
+
+
+def _runs_read_by(spec: Spec, results: pd.DataFrame) -> pd.DataFrame:
+    if results.empty:
+        return results
+    if spec.reads_every_experiment:
+        return results[results["run_id"].isin(temperature_runs(results, None)["run_id"])]
+    return results[results["experiment"] == spec.experiment]
+
+
+def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFrame, ours: pd.DataFrame,
+             scale: str | None) -> Section:
+    ours, ours_metric = with_metric(ours, experiment.metric)
+    done, expected = (None, None) if spec.reads_every_experiment else declared_progress(experiment.name, ours)
+    declared = published[published["declared"]]
+    return Section(
+        key=key, experiment=experiment.name,
+        title=experiment.title + (" — temperature curve from every run varying loss.temperature"
+                                  if spec.reads_every_experiment else ""),
+        scale=scale, artefact=spec.build(ours, published), done=done, expected=expected,
+        deviations=tuple(experiment.deviations), published_file=experiment.published.file,
+        sources=sorted(set(declared["source"]) - {""}),
+        read_as_counts={k: int(v) for k, v in declared["read_as"].value_counts().items()},
+        plot_bound=plot_bound(declared), ours_metric=ours_metric, metric=experiment.metric)
+
+
+def plot_bound(published: pd.DataFrame) -> float:
+    """The largest stated plot-reading bound among the cells (NaN when every cell is printed)."""
+    bounds = published.loc[published["read_as"] == "read_from_plot", "uncertainty"].astype(float)
+    return float(bounds.max()) if len(bounds) else math.nan

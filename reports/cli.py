@@ -1,0 +1,74 @@
+"""Rebuild the paper's tables and figures from whatever results exist, each beside the published one.
+
+    python -m registry report                      every artefact, at every scale that has results
+    python -m registry report fig5 tab4 --scale cpu
+    python -m reports --results-dir runs/ --out /tmp/report
+
+Writes <out>/index.html (self-contained: figures embedded), <out>/report.md, and per artefact and scale
+<key>_<scale>.md / .png / .csv, plus summary.csv and conclusions.csv. The default <out> is report/ inside the
+results folder (./results/report). Reads finished runs only (final.json); never trains, never imports torch,
+and takes seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from registry.scales import SCALES
+from registry.store import default_results_dir, load_results
+from simclr_core.validation import ConfigError
+
+REPORT_FOLDER = "report"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Light on purpose: every `python -m registry` command builds this parser; the plotting stack loads in main.
+    parser.add_argument("artefacts", nargs="*", metavar="ARTEFACT",
+                        help="paper artefacts to build, e.g. fig5 tab4 (default: all; fig5, tab1, fig7, fig8, tab4, "
+                             "tab5 and the temperature curve tab5_sweep, fig9); an unknown name is refused with "
+                             "the list")
+    parser.add_argument("--results-dir", default=None,
+                        help="results folder (default: $SIMCLR_RESULTS_DIR, else ./results)")
+    parser.add_argument("--out", default=None,
+                        help=f"output folder (default: <results folder>/{REPORT_FOLDER})")
+    parser.add_argument("--scale", action="append", choices=list(SCALES), default=None,
+                        help="only these scales (repeatable; default: every scale with results, "
+                             "or the paper's side alone where there are none)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from reports.build import build_sections
+    from reports.render import write_report
+
+    started = time.perf_counter()
+    results_dir = default_results_dir(args.results_dir)
+    out = args.out or results_dir / REPORT_FOLDER
+    results = load_results(results_dir)
+    sections = build_sections(results, keys=args.artefacts or None, scales=args.scale)
+    written = write_report(sections, out, results_dir)
+    width = max(len(s.key) for s in sections)
+    for s in sections:
+        a = s.artefact.agreement
+        ranks = f"Spearman {a.spearman:+.2f}, Kendall {a.kendall:+.2f} over {a.cells} cells" if a.measured \
+            else f"ranks not measured ({a.cells} cells)"
+        holding = [c.ours.holds for c in s.artefact.conclusions]
+        print(f"{s.key:<{width}}  {s.scale or 'none':<6} {s.progress}; {ranks}; "
+              f"conclusions holding {holding.count(True)}/{len(holding)}")
+    print(f"{len(results['run_id'].unique()) if len(results) else 0} finished runs in {results_dir}; "
+          f"report in {written.out_dir} ({written.html.name}, {written.markdown.name}, "
+          f"{len(written.files)} files) in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def run(argv: list[str] | None = None) -> int:
+    """`python -m reports`: the same verb, standalone."""
+    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return main(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

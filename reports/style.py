@@ -1,0 +1,66 @@
+"""One look for every figure: the Agg backend (no display, no GUI toolkit), one seaborn theme, one size,
+paper and ours side by side, and PNG bytes out."""
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")   # before pyplot or seaborn load: reports run headless, on laptops and cluster nodes
+
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+PANEL_SIZE = (6.0, 4.2)     # inches per panel
+DPI = 100
+PAPER_COLOR = "#4c72b0"
+OURS_COLOR = "#dd8452"
+NO_DATA = "no finished runs yet"
+MARGIN_IN = {"left": 0.8, "right": 0.15, "bottom": 0.95, "top": 0.85, "between_rows": 1.3}
+
+sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+
+
+def panels(rows: int = 1, columns: int = 2, scale: str | None = None, title: str = "",
+           size: tuple[float, float] = PANEL_SIZE) -> tuple[Figure, list[list[Axes]]]:
+    """A figure of rows x columns panels; with two columns, the left one is titled as the paper's and the
+    right one as ours at `scale`. Axes are not shared: our values are on another dataset's scale."""
+    width, height = size[0] * columns, size[1] * rows
+    figure, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
+    # Fixed margins in inches (room for tick labels, rotated category names, titles): tight_layout would
+    # measure every text and take a third of the report's build time for the same result.
+    figure.subplots_adjust(left=MARGIN_IN["left"] / width, right=1 - MARGIN_IN["right"] / width,
+                           bottom=MARGIN_IN["bottom"] / height, top=1 - MARGIN_IN["top"] / height,
+                           wspace=0.22, hspace=MARGIN_IN["between_rows"] * rows / height)
+    if columns == 2:
+        for row in axes:
+            row[0].set_title(paper_title())
+            row[1].set_title(ours_title(scale))
+    if title:
+        figure.suptitle(title, fontweight="bold")
+    return figure, [list(row) for row in axes]
+
+
+def paper_title() -> str:
+    return "Paper (ImageNet, as published)"
+
+
+def ours_title(scale: str | None) -> str:
+    return f"Ours (scale: {scale})" if scale else "Ours"
+
+
+def mark_empty(ax: Axes, message: str = NO_DATA) -> None:
+    """An empty panel that says why it is empty rather than a blank square."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, fontsize=12, color="0.4")
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed (reports build many and keep none open)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    plt.close(figure)
+    return buffer.getvalue()

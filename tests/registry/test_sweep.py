@@ -1,0 +1,363 @@
+"""The Optuna sweep: trials are registry runs (stable ids, reuse), the grid is Table 5's, studies resume after a
+kill, journal storage, the asynchronous (SLURM-style) path, bad input refused before anything runs, and one
+real smoke trial through the command line."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from registry import get_experiment, load_results
+from registry.__main__ import main
+from registry.launch import Executor, LocalExecutor, Outcome, execute_run
+from registry.scales import SCALES
+from registry.store import RunStore
+from registry.sweep import run_sweep
+from registry.sweep_space import SWEEPS, plan_studies, round_significant
+from registry.sweep_study import STALE_AFTER_S, open_storage, orphan_reason, storage_url
+from registry.sweep_summary import load_sweeps
+from simclr_core.validation import ConfigError
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+TABLE5 = {True: [0.05, 0.1, 0.5, 1.0], False: [10.0, 100.0]}
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def temperature_train(cfg, run_dir) -> dict:
+    """The train() contract with a known optimum: metrics peak at temperature 0.2 (log-distance).
+
+    Logs each execution, leaves a checkpoint (so a re-run counts as a resume), sleeps $SWEEP_FAKE_SLEEP."""
+    run_dir = Path(run_dir)
+    resumed = (run_dir / "checkpoint.pt").exists()
+    with open(run_dir / "executions.log", "a") as f:
+        f.write(f"{os.getpid()} resumed={resumed}\n")
+    (run_dir / "checkpoint.pt").write_bytes(b"step 1")
+    time.sleep(float(os.environ.get("SWEEP_FAKE_SLEEP", "0")))
+    if cfg.loss.temperature == float(os.environ.get("SWEEP_FAKE_FAIL_AT", "nan")):
+        raise RuntimeError(f"boom at temperature {cfg.loss.temperature}")
+    score = 50.0 - 10.0 * abs(math.log10(cfg.loss.temperature / 0.2))
+    metrics = {"knn_top1": score, "linear_top1": score + 10.0}
+    (run_dir / "final.json").write_text(json.dumps(metrics))
+    return metrics
+
+
+def executions(results: Path) -> dict[str, list[str]]:
+    """run label -> lines of its executions.log."""
+    return {p.parent.name.rpartition("-")[0]: p.read_text().splitlines()
+            for p in results.glob("temperature_norm/*/executions.log")}
+
+
+def load_study(results: Path, summary: dict) -> optuna.Study:
+    return optuna.load_study(study_name=summary["study"], storage=open_storage(summary["storage"]))
+
+
+def complete_values(study: optuna.Study) -> list[float]:
+    return sorted(t.params["loss.temperature"] for t in study.trials if t.state == TrialState.COMPLETE)
+
+
+# ---- bad input ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, message", [
+    ({"name": "temprature"}, "unknown sweep 'temprature'; known sweeps: temperature"),
+    ({"trials": 0}, "--trials=0 is out of range"),
+    ({"sampler": "random"}, "--sampler='random' is not valid; choose one of: 'grid', 'tpe'"),
+    ({"normalize": "maybe"}, "--normalize='maybe' is not valid; choose one of: 'true', 'false', 'both'"),
+    ({"storage": "mongo"}, "choose one of: 'sqlite', 'journal'"),
+    ({"scale": "huge"}, "--scale='huge' is not valid; choose one of: 'smoke', 'cpu', 'paper'"),
+    ({"trials": 5, "normalize": "true"}, "--trials 5 exceeds the 4 grid values"),
+    ({"overrides": {"loss.temperature": 0.3}}, "would fix what sweep 'temperature' searches"),
+    ({"overrides": {"loss.temprature": 0.3}}, "unknown config key 'loss.temprature'"),
+    ({"max_parallel": 0}, "--max-parallel=0 is out of range"),
+])
+def test_bad_input_fails_before_anything_runs(results, kwargs, message):
+    def must_not_train(cfg, run_dir):
+        raise AssertionError("trained despite bad input")
+
+    kwargs = {"name": "temperature", "scale": "smoke", **kwargs}
+    with pytest.raises(ConfigError) as error:
+        run_sweep(results_dir=str(results), train_fn=must_not_train, report=lambda line: None, **kwargs)
+    assert message in str(error.value)
+    assert not results.exists()
+
+
+def test_cli_reports_bad_input_with_exit_code_2(results, capsys):
+    code = main(["sweep", "lr", "--results-dir", str(results)])
+    assert code == 2 and "unknown sweep 'lr'; known sweeps: temperature" in capsys.readouterr().err
+    assert not results.exists()
+
+
+# ---- the registry of sweeps -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(SWEEPS))
+@pytest.mark.parametrize("scale", list(SCALES))
+def test_every_sweep_plans_at_every_scale(name, scale):
+    for sampler in ("grid", "tpe"):
+        plans = plan_studies(name, scale=scale, sampler=sampler)
+        assert len({p.study_name for p in plans}) == len(plans) == len(SWEEPS[name].ranges)
+        for plan in plans:
+            assert all(plan.low <= v <= plan.high for v in plan.grid), "grid values must lie in the TPE range"
+            assert plan.metric == ("knn_top1" if scale == "smoke" else plan.experiment.metric)
+            assert plan.study_name.startswith(f"{plan.experiment.name}-") and len(plan.study_hash()) == 8
+
+
+def test_study_names_are_stable_and_separate_what_differs():
+    def name(**kw):
+        return plan_studies("temperature", splits=(True,), **kw)[0].study_name
+
+    assert name(scale="smoke") == name(scale="smoke")
+    names = {name(scale="smoke"), name(scale="cpu"), name(scale="smoke", sampler="tpe"),
+             name(scale="smoke", overrides={"eval.knn_k": 5}),
+             plan_studies("temperature", scale="smoke", splits=(False,))[0].study_name}
+    assert len(names) == 5
+
+
+def test_grid_trials_are_the_declared_table5_runs_and_nearby_tpe_values_share_a_run():
+    declared = {r.run_id for r in get_experiment("temperature_norm").runs("smoke")}
+    plans = plan_studies("temperature", scale="smoke")
+    assert {p.split: list(p.grid) for p in plans} == TABLE5
+    assert {p.runs_at(v)[0].run_id for p in plans for v in p.grid} == declared
+    plan = plans[0]
+    assert round_significant(0.0731234, 3) == 0.0731 and round_significant(100.0, 3) == 100.0
+    assert plan.runs_at(0.07312)[0].run_id == plan.runs_at(0.073149)[0].run_id != plan.runs_at(0.0732)[0].run_id
+
+
+# ---- grid, reuse, continuation --------------------------------------------------------------------------------
+def test_grid_sweep_covers_table5_exactly_once_and_a_rerun_asks_nothing(results):
+    summaries = run_sweep("temperature", scale="smoke", results_dir=str(results), train_fn=temperature_train,
+                          report=lambda line: None)
+    assert [s["split"] for s in summaries] == [True, False]
+    for summary in summaries:
+        study = load_study(results, summary)
+        assert complete_values(study) == TABLE5[summary["split"]]
+        assert len(study.trials) == len(TABLE5[summary["split"]])
+        assert summary["metric"] == "knn_top1" and summary["counts"]["COMPLETE"] == len(study.trials)
+        best = max(TABLE5[summary["split"]], key=lambda t: -abs(math.log10(t / 0.2)))
+        assert summary["best"]["loss.temperature"] == best
+        assert summary["best"]["value"] == pytest.approx(50.0 - 10.0 * abs(math.log10(best / 0.2)))
+        on_disk = json.loads((results / "optuna" / f"{summary['study']}.json").read_text())
+        assert on_disk["best"] == summary["best"] and len(on_disk["trials"]) == len(study.trials)
+    assert {k: len(v) for k, v in executions(results).items()} == {
+        "normalize+0.05": 1, "normalize+0.1": 1, "normalize+0.5": 1, "normalize+1": 1,
+        "no-normalize+10": 1, "no-normalize+100": 1}
+
+    # What the reports read: ordinary temperature_norm runs, plus the study's view of them.
+    frame = load_results(results)
+    knn = frame[frame.metric == "knn_top1"]
+    assert set(knn.experiment) == {"temperature_norm"} and len(knn) == 6
+    assert sorted(zip(knn["axis.loss.normalize"], knn["axis.loss.temperature"])) == sorted(
+        (n, t) for n, ts in TABLE5.items() for t in ts)
+    sweeps = load_sweeps(results)
+    assert len(sweeps) == 6 and sweeps["is_best"].sum() == 2 and set(sweeps.run_id) == set(knn.run_id)
+
+    again = run_sweep("temperature", scale="smoke", results_dir=str(results), train_fn=temperature_train,
+                      report=lambda line: None)
+    assert [s["study"] for s in again] == [s["study"] for s in summaries]
+    assert all(len(load_study(results, s).trials) == s["counts"]["COMPLETE"] for s in again)
+    assert all(len(v) == 1 for v in executions(results).values())
+
+
+def test_known_configs_reuse_stored_results_without_training(results):
+    runs = [r for r in get_experiment("temperature_norm").runs("smoke") if r.config.loss.normalize]
+    LocalExecutor(train_fn=temperature_train).dispatch(runs, results)     # what `registry run` would leave
+    lines: list[str] = []
+    summary, = run_sweep("temperature", scale="smoke", normalize="true", results_dir=str(results),
+                         train_fn=temperature_train, report=lines.append)
+    assert all(len(v) == 1 for v in executions(results).values()) and len(executions(results)) == 4
+    study = load_study(results, summary)
+    assert complete_values(study) == TABLE5[True]
+    assert all(t.user_attrs["reused"] is True for t in study.trials)
+    store = RunStore(results)
+    for t in study.trials:
+        assert t.value == store.final(t.user_attrs["run_ids"][0])["knn_top1"]
+    assert sum("reused stored result" in line for line in lines) == 4
+
+
+def test_interrupted_sweep_resumes_without_retraining_finished_trials(results, tmp_path):
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(REPO)!r}, {str(HERE)!r}]
+        from test_sweep import temperature_train
+        from registry.sweep import run_sweep
+        run_sweep("temperature", scale="smoke", normalize="true", results_dir={str(results)!r},
+                  train_fn=temperature_train)
+    """))
+    env = {**os.environ, "SWEEP_FAKE_SLEEP": "1.5"}
+    process = subprocess.Popen([sys.executable, str(driver)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while len(executions(results)) < 2:          # the second trial is training: the first was told
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert len(list(results.glob("temperature_norm/*/final.json"))) == 1    # one trial finished, one cut short
+
+    lines: list[str] = []
+    summary, = run_sweep("temperature", scale="smoke", normalize="true", results_dir=str(results),
+                         train_fn=temperature_train, report=lines.append)
+    study = load_study(results, summary)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert complete_values(study) == TABLE5[True]                       # every grid value exactly once
+    assert len(failed) == 1 and any("was left running" in line for line in lines)
+    retry, = [t for t in complete if t.user_attrs.get("retry_of") == failed[0].number]
+    assert retry.params == failed[0].params and "is gone" in retry.user_attrs["retry_reason"]
+    runs = executions(results)
+    interrupted = retry.user_attrs["run_ids"][0].partition("/")[2].rpartition("-")[0]
+    assert len(runs[interrupted]) == 2 and runs[interrupted][1].endswith("resumed=True")
+    assert all(len(lines_) == 1 for label, lines_ in runs.items() if label != interrupted), runs
+    assert summary["counts"] == {"COMPLETE": 4, "FAIL": 1, "RUNNING": 0, "WAITING": 0}
+
+
+def test_failed_trials_count_and_are_asked_again_only_with_retry_failed(results, monkeypatch):
+    monkeypatch.setenv("SWEEP_FAKE_FAIL_AT", "0.05")
+    lines: list[str] = []
+    first, = run_sweep("temperature", scale="smoke", normalize="true", results_dir=str(results),
+                       train_fn=temperature_train, report=lines.append)
+    assert first["failed_now"] == 1 and first["counts"] == {"COMPLETE": 3, "FAIL": 1, "RUNNING": 0, "WAITING": 0}
+    failed, = [t for t in first["trials"] if t["state"] == "FAIL"]
+    assert failed["loss.temperature"] == 0.05 and "RuntimeError: boom at temperature 0.05" in failed["error"]
+    assert any("FAILED" in line and "boom" in line for line in lines)
+    monkeypatch.delenv("SWEEP_FAKE_FAIL_AT")
+    again, = run_sweep("temperature", scale="smoke", normalize="true", results_dir=str(results),
+                       train_fn=temperature_train, report=lambda line: None)
+    assert again["counts"]["FAIL"] == 1 and again["counts"]["COMPLETE"] == 3          # counted: not re-asked
+    fixed, = run_sweep("temperature", scale="smoke", normalize="true", results_dir=str(results),
+                       train_fn=temperature_train, retry_failed=True, report=lambda line: None)
+    assert fixed["failed_now"] == 0 and complete_values(load_study(results, fixed)) == TABLE5[True]
+    assert {k: len(v) for k, v in executions(results).items()}["normalize+0.05"] == 2
+
+
+def test_stale_running_trials_are_recognised():
+    running = optuna.trial.create_trial(state=TrialState.RUNNING, params={"x": 1.0},
+                                        distributions={"x": optuna.distributions.FloatDistribution(0, 2)})
+    now = time.time()
+    running.user_attrs = {"driver": {"host": "another-node", "pid": 1}, "heartbeat": now - 10}
+    assert orphan_reason(running, now) is None                 # another host, recent heartbeat: maybe alive
+    running.user_attrs = {"driver": {"host": "another-node", "pid": 1}, "heartbeat": now - STALE_AFTER_S - 1}
+    assert "no heartbeat" in orphan_reason(running, now)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+    running.user_attrs = {"driver": {"host": socket.gethostname(), "pid": int(dead.stdout)}, "heartbeat": now}
+    assert "is gone" in orphan_reason(running, now)
+
+
+# ---- storages and executors -----------------------------------------------------------------------------------
+def test_journal_storage_tpe_search_continues_where_it_stopped(results, tmp_path):
+    journal = tmp_path / "shared" / "sweeps.journal"
+    assert storage_url(f"journal://{journal}", "x", results) == f"journal://{journal}"
+    first, = run_sweep("temperature", scale="smoke", sampler="tpe", trials=3, normalize="false",
+                       storage=f"journal://{journal}", results_dir=str(results), train_fn=temperature_train,
+                       report=lambda line: None)
+    assert journal.is_file() and first["counts"]["COMPLETE"] == 3
+    second, = run_sweep("temperature", scale="smoke", sampler="tpe", trials=5, normalize="false",
+                        storage=f"journal://{journal}", results_dir=str(results), train_fn=temperature_train,
+                        report=lambda line: None)
+    assert second["study"] == first["study"]
+    study = optuna.load_study(study_name=first["study"], storage=open_storage(f"journal://{journal}"))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5
+    for t in study.trials:
+        point = t.user_attrs["point"]
+        assert point["loss.normalize"] is False and 1.0 <= point["loss.temperature"] <= 1000.0
+        assert point["loss.temperature"] == round_significant(t.params["loss.temperature"], 3)
+    assert second["best"]["value"] == max(t.value for t in study.trials)
+    assert sum(len(v) for v in executions(results).values()) == len({t.user_attrs["run_ids"][0] for t in study.trials})
+
+
+class SubmittingExecutor(Executor):
+    """Like a SLURM executor: dispatch returns `submitted` at once; the runs finish later, elsewhere."""
+
+    name = "fake-slurm"
+
+    def __init__(self, delay_s: float = 0.3):
+        self.delay_s, self.batches, self.threads = delay_s, [], []
+
+    def dispatch(self, runs, results_dir):
+        self.batches.append([r.run_id for r in runs])
+        for run in runs:
+            def job(run=run):
+                time.sleep(self.delay_s)
+                execute_run(run, results_dir, temperature_train)
+            thread = threading.Thread(target=job)
+            thread.start()
+            self.threads.append(thread)
+        return [Outcome(r.run_id, "submitted", "job 1") for r in runs]
+
+
+def test_submitted_runs_are_polled_and_k_trials_stay_in_flight(results, monkeypatch):
+    monkeypatch.setattr("registry.sweep_study.HEARTBEAT_S", 0.05)
+    executor = SubmittingExecutor()
+    summary, = run_sweep("temperature", scale="smoke", sampler="tpe", trials=5, normalize="true",
+                         results_dir=str(results), executor=executor, max_parallel=2, poll_s=0.05,
+                         report=lambda line: None)
+    for thread in executor.threads:
+        thread.join()
+    assert summary["counts"]["COMPLETE"] == 5
+    assert len(executor.batches[0]) == 2 and max(map(len, executor.batches)) == 2   # ask k, submit k
+    assert sum(map(len, executor.batches)) == len({r for b in executor.batches for r in b})
+    study = load_study(results, summary)
+    # The driver kept its trials alive while their runs ran elsewhere (what tells it from a dead driver).
+    assert all(t.user_attrs["heartbeat"] - t.datetime_start.timestamp() > 0.1 for t in study.trials)
+
+
+def test_local_trials_in_parallel_processes(results):
+    summary, = run_sweep("temperature", scale="smoke", sampler="tpe", trials=2, normalize="true",
+                         results_dir=str(results), max_parallel=2, train_fn="test_sweep:temperature_train",
+                         report=lambda line: None)
+    assert summary["counts"]["COMPLETE"] == 2
+    pids = {line.split()[0] for lines in executions(results).values() for line in lines}
+    assert len(pids) == 2 and str(os.getpid()) not in pids
+
+
+# ---- one real trial ------------------------------------------------------------------------------------------
+def test_cli_runs_one_real_smoke_trial(results, capsys):
+    code = main(["sweep", "temperature", "--scale", "smoke", "--normalize", "false", "--trials", "1",
+                 "--results-dir", str(results)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    summary = json.loads(next((results / "optuna").glob("*.json")).read_text())
+    best = summary["best"]
+    final = RunStore(results).final(best["run_id"])
+    assert final["steps"] == 2 and best["value"] == final["knn_top1"] and best["loss.temperature"] in TABLE5[False]
+    assert summary["study"] in out and "trained" in out
+
+
+# ---- a real SLURM cluster (scripts/slurm/start-cluster.sh; source /tmp/slurm-local/env.sh) ---------------------
+def _no_cluster() -> str | None:
+    if not os.environ.get("SLURM_CONF"):
+        return "SLURM_CONF is unset: no test cluster"
+    try:
+        probe = subprocess.run(["sinfo", "-h"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"sinfo failed: {exc}"
+    return None if probe.returncode == 0 else f"sinfo failed: {probe.stderr.strip()}"
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_real_slurm_sweep_keeps_two_jobs_in_flight_on_journal_storage(results, capsys):
+    problem = _no_cluster()
+    if problem:
+        pytest.skip(problem)
+    args = ["sweep", "temperature", "--slurm", "--slurm-time-min", "20", "--scale", "smoke", "--normalize", "false",
+            "--max-parallel", "2", "--poll-seconds", "1", "--results-dir", str(results)]
+    assert main(args) == 0, capsys.readouterr()
+    summary = json.loads(next((results / "optuna").glob("*.json")).read_text())
+    assert summary["storage"].startswith("journal://") and summary["counts"]["COMPLETE"] == 2
+    jobs = {p.parent.name: json.loads(p.read_text())["job_id"] for p in results.glob("temperature_norm/*/slurm.json")}
+    assert len(jobs) == 2 and len({job.partition("_")[0] for job in jobs.values()}) == 1   # one array of k=2
+    assert main(args) == 0                                   # complete: nothing asked, nothing submitted
+    assert {p.parent.name: json.loads(p.read_text())["job_id"]
+            for p in results.glob("temperature_norm/*/slurm.json")} == jobs

@@ -1,0 +1,81 @@
+"""Aggregation over seeds, the delta table, rank correlations against hand computations, and value lookup."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fake_results import long_form
+from reports.compare import (agreement, aggregate, average_ranks, canon, compare, kendall_tau_b, spearman,
+                             value_at)
+
+
+def test_canon_spells_each_value_once():
+    assert canon(np.bool_(True)) is True and canon(False) is False
+    assert canon(2) == canon(2.0) == canon(np.int64(2)) == 2.0
+    assert canon("crop") == "crop" and canon(None) is None and canon(float("nan")) is None
+    assert canon(["crop", 1]) == ("crop", 1.0)
+
+
+def test_average_ranks_share_ties():
+    assert average_ranks([10, 20, 20, 30]).tolist() == [1, 2.5, 2.5, 4]
+    assert average_ranks([3, 1, 2]).tolist() == [3, 1, 2]
+
+
+def test_rank_correlations_match_hand_computations():
+    # one swapped pair out of four: rho = 1 - 6 * 2 / (4 * 15) = 0.8; tau = (5 - 1) / 6
+    assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+    # ties: ranks x = (1, 2.5, 2.5, 4), y = (1, 2, 3.5, 3.5) -> rho = 3.75 / 4.5;
+    # tau-b: 4 concordant, 0 discordant, one tie in each -> 4 / sqrt(5 * 5)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 3]) == pytest.approx(3.75 / 4.5)
+    assert kendall_tau_b([1, 2, 2, 3], [1, 2, 3, 3]) == pytest.approx(0.8)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1) and kendall_tau_b([1, 2, 3], [3, 2, 1]) == -1
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3])) and math.isnan(kendall_tau_b([1, 1, 1], [1, 2, 3]))
+
+
+def test_spearman_agrees_with_pandas_on_random_data_with_ties():
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 6, 40).astype(float), rng.normal(size=40)
+    y[:10] = np.round(y[:10])
+    # DataFrame.corr ranks in pandas' own code (Series.corr would need scipy)
+    expected = pd.DataFrame({"x": x, "y": y}).corr(method="spearman").loc["x", "y"]
+    assert spearman(x, y) == pytest.approx(expected)
+
+
+def test_agreement_needs_three_cells_with_both_numbers():
+    table = pd.DataFrame({"published": [1.0, 2.0, 3.0, 4.0], "ours_mean": [1.0, 3.0, math.nan, 4.0]})
+    a = agreement(table)
+    assert a.cells == 3 and a.spearman == pytest.approx(1.0) and a.kendall == pytest.approx(1.0)
+    b = agreement(table.iloc[:2])
+    assert b.cells == 2 and not b.measured
+
+
+def test_aggregate_is_mean_and_sample_std_over_seeds():
+    ours = long_form("loss_variant", [({"loss.kind": "nt_xent", "loss.semi_hard": False}, [1.0, 2.0, 3.0]),
+                                      ({"loss.kind": "nt_logistic", "loss.semi_hard": True}, [5.0])])
+    agg = aggregate(ours, ("loss.kind", "loss.semi_hard"), "linear_top1")
+    first, second = agg.iloc[0], agg.iloc[1]
+    assert (first["ours_mean"], first["ours_std"], first["ours_runs"], first["seeds"]) == (2.0, 1.0, 3, (0, 1, 2))
+    assert second["ours_mean"] == 5.0 and math.isnan(second["ours_std"]) and second["ours_runs"] == 1
+
+
+def test_compare_joins_on_axis_values_whatever_their_dtype():
+    published = pd.DataFrame({"axis.width": [1, 2, 4], "declared": True, "metric": "linear_top1",
+                              "value": [50.0, 60.0, 65.0], "read_as": "printed", "uncertainty": 0.05,
+                              "source": "paper"})
+    # the results hold floats (a column with gaps becomes float64) and only two of the three points
+    ours = long_form("model_width", [({"width": 1.0}, [40.0, 42.0]), ({"width": 4.0}, [50.0])])
+    table = compare(ours, published, ("width",))
+    assert table["ours_mean"].tolist()[0] == 41.0 and math.isnan(table["ours_mean"].iloc[1])
+    assert table["delta"].tolist()[0] == -9.0 and table["delta"].tolist()[2] == -15.0
+    assert table["ours_runs"].tolist() == [2, 0, 1]
+
+
+def test_value_at_finds_a_cell_by_its_axis_values():
+    cells = pd.DataFrame({"axis.head.kind": ["linear", "none"], "axis.head.out_dim": [128, 2048],
+                          "value": [1.0, 2.0]})
+    assert value_at(cells, head__kind="none", head__out_dim=2048.0) == 2.0
+    assert math.isnan(value_at(cells, head__kind="none", head__out_dim=128))

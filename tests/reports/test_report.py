@@ -1,0 +1,207 @@
+"""The whole report from a results folder in the store's format: sections with scale, progress and deviations;
+the files written; the CLI through `python -m registry report` and `python -m reports`, without torch; and the
+HTML page opened in a real headless Chromium, whose screenshot must show every figure pixel for pixel."""
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fake_results import write_results, write_run
+from registry import get_experiment
+from registry.published import rows_for_point
+from registry.store import RunStore, load_results
+from reports.build import build_sections
+from reports.cli import run
+from simclr_core.validation import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium"
+
+
+def _value(name, point, seed):
+    """Ours = 0.6 x the paper's cell: the same ranking at another level. Figure 5's 'rotate' row is not run."""
+    if name == "augment_pairs" and point["first"] == "rotate":
+        return None
+    return 0.6 * float(rows_for_point(get_experiment(name).published, point)[0]["value"]) + seed
+
+
+@pytest.fixture(scope="session")
+def results_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    write_results(root, "cpu", _value)
+    write_results(root, "smoke", _value, names=["loss_variant"])
+    # a sweep trial: an undeclared temperature of the Table 5 experiment
+    write_run(RunStore(root), "temperature_norm", "cpu", {"loss.normalize": True, "loss.temperature": 0.2}, 0, 40.0,
+              overrides={"loss.temperature": 0.2})
+    return root
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="session")
+def report(results_dir, tmp_path_factory) -> Path:
+    """The full report, built once through `python -m registry report` in a fresh interpreter that must
+    never have imported torch by the end."""
+    out = tmp_path_factory.mktemp("report")
+    code = ("import sys, time; from registry.__main__ import main\n"
+            "started = time.perf_counter()\n"
+            f"rc = main(['report', '--results-dir', {str(results_dir)!r}, '--out', {str(out)!r}])\n"
+            "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+            "assert rc == 0, rc\nassert not loaded, loaded\n"
+            "print(f'no torch; built in {time.perf_counter() - started:.1f}s')")
+    done = _run(code)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "no torch" in done.stdout
+    seconds = float(re.search(r"built in ([0-9.]+)s", done.stdout).group(1))
+    assert seconds < 60, f"the report took {seconds:.1f}s to build; it should take seconds"
+    return out
+
+
+def test_report_verb_names_scale_progress_and_agreement(report):
+    summary = pd.read_csv(report / "summary.csv")
+    by = {(a, s): row for a, s, row in zip(summary["artefact"], summary["scale"], summary.to_dict("records"))}
+    assert set(by) == {("fig5", "cpu"), ("tab1", "cpu"), ("fig7", "cpu"), ("fig8", "cpu"), ("tab4", "smoke"),
+                       ("tab4", "cpu"), ("tab5", "cpu"), ("tab5_sweep", "cpu"), ("fig9", "cpu")}
+    assert by["fig5", "cpu"]["runs done"] == "42 of 49 runs done at scale cpu (incomplete)"
+    assert by["fig9", "cpu"]["runs done"] == "48 of 48 runs done at scale cpu (complete)"
+    assert by["tab5", "cpu"]["runs done"] == "6 of 6 runs done at scale cpu (complete)"   # the trial is undeclared
+    assert by["tab5_sweep", "cpu"]["runs done"].startswith("7 finished runs vary loss.temperature")
+    assert (summary["comparable in value"] == "no").all()
+    regular = summary[summary["artefact"] != "tab5_sweep"]
+    assert np.allclose(regular["spearman"], 1.0) and np.allclose(regular["kendall"], 1.0)   # 0.6 x paper
+    assert not summary["conclusions holding"].str.contains("undecided").any()
+    assert by["fig5", "cpu"]["cells compared"] == 42
+
+
+def test_sections_in_process(results_dir):
+    sections = build_sections(load_results(results_dir), keys=["tab5", "tab5_sweep"])
+    tab5, sweep = sections
+    assert (tab5.done, tab5.expected, tab5.scale) == (6, 6, "cpu")
+    assert len(sweep.artefact.compare) == 7 and sweep.expected is None               # the trial is on the curve
+    assert tab5.deviations == get_experiment("temperature_norm").deviations
+    assert all(c.ours.holds for s in sections for c in s.artefact.conclusions)
+
+
+def test_scale_filter_unknown_names_and_no_results(results_dir):
+    results = load_results(results_dir)
+    (only,) = build_sections(results, keys=["tab4"], scales=["smoke"])
+    assert (only.key, only.scale, only.done, only.expected) == ("tab4", "smoke", 5, 5)
+    assert only.ours_metric == "knn_top1" and only.artefact.agreement.spearman == pytest.approx(1.0)
+    assert only.artefact.figure.axes[1].get_title() == "Ours (scale: smoke, knn_top1 standing in)"
+    (paper,) = build_sections(results, keys=["tab4"], scales=["paper"])
+    assert paper.progress == "0 of 5 runs done at scale paper (incomplete)" and paper.comparable
+    with pytest.raises(ConfigError, match="fig6.*fig5"):
+        build_sections(results, keys=["fig6"])
+    empty = build_sections(pd.DataFrame(columns=["run_id", "experiment", "scale", "metric", "value"]),
+                           keys=["fig5"])
+    assert [(s.scale, s.progress) for s in empty] == [(None, "0 of 49 runs done at any scale (incomplete)")]
+
+
+def _slugs(report: Path) -> list[str]:
+    summary = pd.read_csv(report / "summary.csv")
+    return [f"{a}_{s}" for a, s in zip(summary["artefact"], summary["scale"])]
+
+
+def test_markdown_and_csv_name_scale_and_deviations(report):
+    md = (report / "fig5_cpu.md").read_text()
+    assert "scale **cpu**" in md and "NOT the paper's setting" in md and "42 of 49 runs done" in md
+    for line in get_experiment("augment_pairs").deviations:
+        assert f"- {line}" in md
+    assert re.search(r"\|\s*crop\s*\|\s*color\s*\|\s*56\.3\s*\|\s*33\.8\s*\|\s*-22\.5\s*\|\s*1\s*\|", md)  # 0.6 x 56.3
+    assert "![fig5 at scale cpu](fig5_cpu.png)" in md
+    csv = pd.read_csv(report / "tab4_cpu.csv")
+    assert set(csv["scale"]) == {"cpu"} and not csv["comparable_in_value"].any()
+    assert csv["deviations"].iloc[0].startswith("smoke/cpu scales")
+    assert set(csv["ours_metric"]) == {"linear_top1"}
+    assert csv["delta"].tolist() == pytest.approx((0.6 - 1) * csv["published"])
+
+
+def test_a_scale_without_linear_evaluation_shows_knn_in_its_place(report):
+    csv = pd.read_csv(report / "tab4_smoke.csv")             # smoke evaluates kNN only: knn = 0.6 x paper - 5
+    assert set(csv["ours_metric"]) == {"knn_top1"} and set(csv["scale"]) == {"smoke"}
+    assert csv["ours_mean"].tolist() == pytest.approx(0.6 * csv["published"] - 5)
+    md = (report / "tab4_smoke.md").read_text()
+    assert "ours (smoke, knn_top1)" in md
+    assert "This scale does not evaluate linear_top1: our column shows knn_top1 in its place." in md
+    conclusions = pd.read_csv(report / "conclusions.csv")
+    assert conclusions["holds_in_paper"].all() and conclusions["holds_in_ours"].all() and len(conclusions) == 13
+    slugs = _slugs(report)
+    for slug in slugs:
+        for suffix in (".md", ".png", ".csv"):
+            assert (report / f"{slug}{suffix}").is_file()
+    assert (report / "report.md").read_text().count("\n## ") == len(slugs) + 1   # the summary and each section
+
+
+def test_html_is_self_contained_with_one_image_per_figure(report):
+    page = (report / "index.html").read_text()
+    slugs = _slugs(report)
+    images = re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == len(slugs) == page.count("<img")
+    for slug, data in zip(slugs, images):
+        assert base64.b64decode(data) == (report / f"{slug}.png").read_bytes()
+    assert "<script" not in page and "<link" not in page and 'src="http' not in page
+    assert page.count("NOT the paper&#x27;s setting") == len(slugs)
+
+
+def test_python_m_reports_selects_artefacts_and_refuses_unknown_ones(results_dir, tmp_path, capsys):
+    out = tmp_path / "via-reports"
+    done = subprocess.run([sys.executable, "-m", "reports", "tab4", "--scale", "smoke", "--results-dir",
+                           str(results_dir), "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("*.png")) == ["tab4_smoke.png"]
+    assert run(["fig6", "--results-dir", str(results_dir), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "fig6" in error and "fig5" in error
+
+
+def _find(shot: np.ndarray, figure: np.ndarray) -> tuple[int, int] | None:
+    """(top, left) where `figure` appears pixel for pixel in `shot`, else None."""
+    height, width, _ = shot.shape
+    h, w, _ = figure.shape
+    stride, middle = width * 3, h // 2
+    blob, row = shot.tobytes(), figure[middle].tobytes()
+    start = blob.find(row)
+    while start >= 0:
+        y, x = divmod(start, stride)
+        if x % 3 == 0 and x // 3 + w <= width and y - middle >= 0 and y - middle + h <= height:
+            top, left = y - middle, x // 3
+            if np.mean(shot[top:top + h, left:left + w] == figure) > 0.999:
+                return top, left
+        start = blob.find(row, start + 1)
+    return None
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=f"needs a headless Chromium; install it with `{CHROMIUM_INSTALL}`")
+def test_headless_chromium_screenshot_shows_every_figure(report, tmp_path):
+    screenshot = tmp_path / "report.png"
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
+                           f"--screenshot={screenshot}", "--window-size=1400,20000",
+                           (report / "index.html").resolve().as_uri()], capture_output=True, text=True, timeout=180)
+    assert screenshot.is_file(), done.stderr[-2000:]
+    shot = np.asarray(Image.open(screenshot).convert("RGB"))
+    tops = []
+    for slug in _slugs(report):
+        figure = np.asarray(Image.open(report / f"{slug}.png").convert("RGB"))
+        found = _find(shot, figure)
+        assert found is not None, f"{slug}.png is not on the rendered page"
+        top, left = found
+        h, w, _ = figure.shape
+        for half in (shot[top:top + h, left:left + w // 2], shot[top:top + h, left + w // 2:left + w]):
+            assert (half < 235).any(axis=2).mean() > 0.02, f"{slug}: a panel is blank on the page"
+        tops.append(top)
+    assert tops == sorted(tops), "figures are not in section order"
+    shutil.copy(screenshot, report / "screenshot.png")     # kept beside the report for a human look
