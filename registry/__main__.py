@@ -6,7 +6,8 @@
                                                       published rows; nothing runs
     python -m registry run NAME [--scale S] [--dry-run] [--only GLOB] [--max-parallel K] [--slurm] [key=value ...]
     python -m registry status                         runs per experiment and state in the results folder
-    python -m registry report | sweep                 (placeholders, filled by later issues)
+    python -m registry report [...]                   (reports/cli.py)
+    python -m registry sweep [...]                    (registry/sweep.py)
 
 Results go to --results-dir, else $SIMCLR_RESULTS_DIR, else ./results. Running again skips finished runs
 and resumes interrupted ones from their checkpoint.
@@ -14,6 +15,7 @@ and resumes interrupted ones from their checkpoint.
 from __future__ import annotations
 
 import argparse
+import importlib
 import fnmatch
 import signal
 import sys
@@ -26,12 +28,12 @@ from registry.estimate import VIEWS_PER_S, estimate, format_hours
 from registry.launch import Outcome, make_executor, raise_on_sigterm
 from registry.published import unmatched_points
 from registry.provenance import code_version
+from registry.slurm_state import reconcile
 from registry.scales import DEFAULT_SCALE, SCALES, get_scale
+from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import STATES, RunStore
 from simclr_core.validation import ConfigError
 
-REPORT_ISSUE = "the reports issue (reports/ package: one renderer per paper artefact)"
-SWEEP_ISSUE = "the Optuna sweeps issue (registry/sweep.py)"
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
@@ -98,12 +100,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"    - {line}")
     states = Counter()
     width = max(len(r.run_id) for r in runs)
+    # SLURM job of each submitted run (and the fate of jobs that ended without recording it).
+    slurm_notes = reconcile(store, [r.run_id for r in runs])
     for run in runs:
         state = store.state(run.run_id)
         states[state] += 1
         extra = _metric_text(store, run, experiment) if state == "done" else ""
         if state == "pending" and store.has_checkpoint(run.run_id):
             extra = "checkpoint present: resumes"
+        extra = "  ".join(x for x in (extra, slurm_notes.get(run.run_id, "")) if x)
         print(f"  {run.run_id:<{width}}  {state:<9}  {extra}")
         if state == "failed":
             error = store.error_text(run.run_id) or (store.status(run.run_id) or {}).get("error") or "(no traceback)"
@@ -167,10 +172,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     experiment = get_experiment(args.name)
     runs = select(experiment.runs(args.scale, parse_overrides(args.overrides)), args.only)
     store = RunStore(args.results_dir)
+    if not args.slurm and stray_slurm_flags(args):
+        raise ConfigError(f"{', '.join(stray_slurm_flags(args))} only apply with --slurm")
     if args.dry_run:
         executor = None
-    elif args.slurm:
-        executor = make_executor("slurm")      # refuses clearly, before anything is recorded, if not wired
+    elif args.slurm:   # refuses plainly, before anything is recorded, where there is no SLURM or no time limit
+        executor = make_executor("slurm", settings=settings_from_args(args), wait=args.slurm_wait,
+                                 on_outcome=lambda o: print(f"{o.state:<9} {o.run_id}  {o.detail}", flush=True))
     else:
         finished = Counter()
 
@@ -215,11 +223,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_placeholder(issue: str):
-    def run(args: argparse.Namespace) -> int:
-        print(f"`python -m registry {args.verb}` is not implemented yet: {issue} fills it in.", file=sys.stderr)
-        return 2
-    return run
+def _delegated_verb(verbs, name: str, module: str, help_text: str) -> None:
+    """A verb whose arguments and body live in `module` (add_arguments(parser) and main(args) -> int)."""
+    impl = importlib.import_module(module)
+    p = verbs.add_parser(name, help=help_text, description=impl.__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    impl.add_arguments(p)
+    p.set_defaults(func=impl.main)
 
 
 # ---- parser ------------------------------------------------------------------------------------------------
@@ -261,19 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only runs whose label, id or hash matches (repeatable), e.g. --only 'crop*'")
     p.add_argument("--max-parallel", type=int, default=1, metavar="K",
                    help="run K runs at once, each in its own process (default 1: sequential, in this process)")
-    p.add_argument("--slurm", action="store_true", help="submit to SLURM instead of running locally")
+    p.add_argument("--slurm", action="store_true",
+                   help="submit to SLURM (one job array, one job per run) instead of running locally")
+    add_slurm_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = verbs.add_parser("status", parents=[results], help="runs per experiment and state",
                          description="Count the stored runs per experiment, scale and state.")
     p.set_defaults(func=cmd_status)
 
-    for verb, issue, what in (("report", REPORT_ISSUE, "render the paper's tables and figures"),
-                              ("sweep", SWEEP_ISSUE, "Optuna sweeps over an experiment")):
-        p = verbs.add_parser(verb, help=f"{what} (not implemented yet)",
-                             description=f"Placeholder: {issue} implements this verb.")
-        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        p.set_defaults(func=cmd_placeholder(issue))
+    _delegated_verb(verbs, "report", "reports.cli", "rebuild the paper's tables and figures beside ours")
+    _delegated_verb(verbs, "sweep", "registry.sweep", "Optuna search over a config axis (e.g. temperature)")
     return parser
 
 

@@ -4,7 +4,7 @@
                                     status done | failed (error.txt) | cancelled -> release the claim
     LocalExecutor(max_parallel=1)   in this process, one run after the other
     LocalExecutor(max_parallel=K)   K runs at a time, each in its own fresh process (a crash stays there)
-    make_executor("slurm")          registry/slurm.py's SlurmExecutor (job arrays via submitit), once it exists
+    make_executor("slurm")          registry/slurm.py's SlurmExecutor (job arrays via submitit)
 
 Every executor calls `execute_run` wherever the run lands (here, a pool process, a SLURM node), so
 claims, skipping, resuming and failure records behave the same everywhere. The training function is
@@ -223,13 +223,6 @@ def make_executor(kind: str = "local", **options: Any) -> Executor:
     if kind == "local":
         return LocalExecutor(**options)
     if kind == "slurm":
-        try:
-            slurm = importlib.import_module("registry.slurm")
-        except ModuleNotFoundError as exc:
-            if exc.name != "registry.slurm":
-                raise
-            raise ConfigError("--slurm is not wired yet: SLURM dispatch lives in registry/slurm.py "
-                              "(class SlurmExecutor(Executor)), which this checkout does not have; "
-                              "run locally, or use --dry-run to see the plan") from None
-        return slurm.SlurmExecutor(**options)
+        from registry.slurm import SlurmExecutor   # here, not at the top: registry.slurm imports this module
+        return SlurmExecutor(**options)
     raise ConfigError(f"executor {kind!r} is not valid; choose one of: 'local', 'slurm'")

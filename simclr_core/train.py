@@ -87,7 +87,8 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
 
     # ---- resume (no-op on a fresh run) -------------------------------------------------------------
     start_step = 0
-    checkpoint = load_checkpoint(run_dir, map_location=device)
+    # torch.load refuses Accelerate's "cpu:0"; tensors then follow the model with load_state_dict.
+    checkpoint = load_checkpoint(run_dir, map_location=device if device.type != "cpu" else "cpu")
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])

@@ -2,7 +2,6 @@
 this process for the error paths (each subprocess pays torch's import once more)."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -82,19 +81,6 @@ def test_bad_input_fails_before_anything_is_dispatched(tmp_path, monkeypatch, ca
     code, _, err = run_main(monkeypatch, capsys, tmp_path, *args)
     assert code == 2 and message in err
     assert not any(tmp_path.iterdir())
-
-
-@pytest.mark.skipif(importlib.util.find_spec("registry.slurm") is not None, reason="SLURM dispatch is wired")
-def test_slurm_flag_is_accepted_but_not_wired_yet(tmp_path, monkeypatch, capsys):
-    code, _, err = run_main(monkeypatch, capsys, tmp_path, "run", "loss_variant", "--slurm")
-    assert code == 2 and "not wired yet" in err
-    assert not any(tmp_path.iterdir())
-
-
-@pytest.mark.parametrize("verb", ["report", "sweep"])
-def test_placeholders_name_the_issue_that_fills_them(verb, tmp_path, monkeypatch, capsys):
-    code, _, err = run_main(monkeypatch, capsys, tmp_path, verb)
-    assert code == 2 and "not implemented yet" in err and "issue" in err
 
 
 def test_show_and_status_report_a_failed_run_with_its_traceback(tmp_path):

@@ -1,7 +1,6 @@
 """Dispatch: execute_run's records, the local executors, and claims between two real processes."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -193,7 +192,3 @@ def test_executor_choices():
         make_executor("kubernetes")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("registry.slurm") is not None, reason="SLURM dispatch is wired")
-def test_slurm_without_its_module_says_so():
-    with pytest.raises(ConfigError, match="not wired yet"):
-        make_executor("slurm")

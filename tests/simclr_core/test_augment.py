@@ -1,6 +1,5 @@
 """Augmentations: kernels vs torchvision.transforms.v2.functional on fixed parameters, samplers vs the
 paper's distributions, and the two-view module's contract (shapes, seeds, Figure 5 protocol, errors)."""
-import math
 
 import numpy as np
 import pytest

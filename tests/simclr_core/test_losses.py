@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import simclr_core.losses as losses
 from simclr_core.config import LossConfig
-from simclr_core.losses import LOSSES, compute_loss, contrastive_stats, margin_triplet, nt_logistic, nt_xent
+from simclr_core.losses import LOSSES, compute_loss, contrastive_stats, nt_xent
 from simclr_core.validation import ConfigError
 
 

@@ -1,0 +1,189 @@
+"""SLURM dispatch through submitit: every run of a grid is one element of a job array.
+
+    executor = SlurmExecutor(load_settings(), wait=False)   # registry/slurm_settings.py: file + flags
+    executor.dispatch(runs, results_dir)   # -> Outcome "submitted" per run (wait=True: done|failed|cancelled)
+
+    python -m registry run NAME --scale S --slurm [--slurm-partition P --slurm-gpus-per-node 8 ...] [--slurm-wait]
+
+Each job runs registry/slurm_job.py's `SlurmRunTask` with the submitting process's Python (sys.executable), one
+process per GPU (or --slurm-tasks-per-node K on CPUs): claims, statuses, skipping and resuming behave as in a
+local run. Jobs write their logs under <results>/.submitit/<job id>/; each run records its job in slurm.json
+(here, at submission) and status.json (in the job). Runs already done, or queued/running in a live job, are not
+submitted again. A job that ends without the run recording it (cancelled while queued, killed) is reconciled
+from sacct/squeue: see registry/slurm_state.py.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+from registry.claim import describe_claim, is_stale, read_claim
+from registry.declare import Run
+from registry.launch import Executor, Outcome, TrainFn
+from registry.provenance import code_version
+from registry.slurm_settings import SlurmSettings, load_settings
+from registry.slurm_state import (ENDED_STATES, job_states, read_submission, reconcile, reconcile_run,
+                                  write_submission)
+from registry.store import RunStore, now_iso
+from simclr_core.validation import ConfigError
+
+SLURM_COMMANDS = ("sbatch", "srun", "squeue", "scancel", "scontrol", "sinfo")
+SUBMITIT_DIR = ".submitit"
+_ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+           "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")
+
+__all__ = ["SlurmExecutor", "require_slurm", "reconcile", "SlurmSettings", "load_settings"]
+
+
+def require_slurm() -> None:
+    """Refuse plainly, before anything is recorded, where there is no reachable SLURM."""
+    missing = [c for c in SLURM_COMMANDS if shutil.which(c) is None]
+    if missing:
+        raise ConfigError(f"--slurm: SLURM's commands are not on this machine ({', '.join(missing)} not found on "
+                          "PATH); install the SLURM client (Debian/Ubuntu: slurm-client) or load your cluster's "
+                          "module, or run locally without --slurm")
+    try:
+        probe = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise ConfigError("--slurm: sinfo did not answer within 60 s; is the SLURM controller up?") from None
+    if probe.returncode != 0:
+        detail = (probe.stderr or probe.stdout).strip().splitlines()
+        raise ConfigError(f"--slurm: the SLURM controller does not answer (sinfo: {detail[-1] if detail else probe.returncode}); "
+                          f"check SLURM_CONF={os.environ.get('SLURM_CONF', '(unset)')}")
+
+
+class SlurmExecutor(Executor):
+    """Submit runs as a submitit job array; optionally wait for them and report each run's outcome."""
+
+    name = "slurm"
+
+    def __init__(self, settings: SlurmSettings | None = None, train_fn: TrainFn | str | None = None,
+                 wait: bool = False, on_outcome: Callable[[Outcome], None] | None = None, poll_s: float = 5.0):
+        self.settings = settings if settings is not None else load_settings()
+        self.settings.require_time_limit()
+        require_slurm()
+        self.train_fn = train_fn
+        self.wait = wait
+        self.on_outcome = on_outcome or (lambda outcome: None)
+        self.poll_s = poll_s
+        self.jobs: dict[str, Any] = {}        # run id -> submitit Job, for the runs submitted by this executor
+
+    # ---- dispatch --------------------------------------------------------------------------------------
+    def dispatch(self, runs: Sequence[Run], results_dir: str | os.PathLike) -> list[Outcome]:
+        store = RunStore(results_dir)
+        states = job_states(s["job_id"] for r in runs if (s := read_submission(store.run_dir(r.run_id))))
+        outcomes: dict[str, Outcome] = {}
+        todo = []
+        for run in runs:
+            reconcile_run(store, run.run_id, states)     # a job that died unrecorded: cancelled/failed first
+            reason = self._not_now(store, run, states)
+            if reason:
+                outcomes[run.run_id] = Outcome(run.run_id, "skipped", reason)
+                self.on_outcome(outcomes[run.run_id])
+            else:
+                todo.append(run)
+        if todo:
+            jobs = self._submit(todo, store)
+            if self.wait:
+                outcomes.update(self._wait(store, jobs))
+            else:
+                for run in todo:
+                    outcomes[run.run_id] = Outcome(run.run_id, "submitted", f"SLURM job {jobs[run.run_id].job_id}")
+                    self.on_outcome(outcomes[run.run_id])
+        return [outcomes[run.run_id] for run in runs]
+
+    def _not_now(self, store: RunStore, run: Run, states: dict[str, str]) -> str:
+        if store.is_done(run.run_id):
+            return "done already (final.json)"
+        submission = read_submission(store.run_dir(run.run_id))
+        if submission and states.get(submission["job_id"]) in _ACTIVE:
+            return f"in SLURM job {submission['job_id']} ({states[submission['job_id']]})"
+        claim = read_claim(store.run_dir(run.run_id))
+        if claim is not None and not is_stale(claim):
+            return f"claimed by {describe_claim(claim)}"
+        return ""
+
+    def _submit(self, runs: list[Run], store: RunStore) -> dict[str, Any]:
+        import submitit
+        from submitit.core.utils import FailedJobError
+
+        from registry.slurm_job import SlurmRunTask
+
+        folder = store.root.resolve() / SUBMITIT_DIR / "%j"
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
+                                         slurm_max_num_timeout=self.settings.max_requeues)
+        experiments = sorted({run.experiment for run in runs})
+        executor.update_parameters(name="simclr_" + ("+".join(experiments) if len(experiments) < 3 else "runs"),
+                                   **self.settings.submitit_parameters())
+        code = code_version()
+        root = store.root.resolve()
+        for run in runs:   # queued again: pending (before sbatch, so that no attempt of the job can be overwritten)
+            if not store.mark_pending(run, code) and store.state(run.run_id) in ("failed", "cancelled"):
+                store.write_status(run.run_id, "pending", error=None, finished=None)
+        try:
+            with executor.batch():
+                jobs = [executor.submit(SlurmRunTask(run, root, self.train_fn, code)) for run in runs]
+        except FailedJobError as exc:         # sbatch refused: bad partition, account, limits...
+            raise ConfigError(f"sbatch refused the job ({self.settings.summary()}; settings from "
+                              f"{self.settings.source}):\n{str(exc).strip()}") from None
+        submitted = {}
+        for run, job in zip(runs, jobs):
+            write_submission(store.run_dir(run.run_id), job, self.settings.summary())
+            submitted[run.run_id] = self.jobs[run.run_id] = job
+        return submitted
+
+    # ---- waiting -----------------------------------------------------------------------------------------
+    def _wait(self, store: RunStore, jobs: dict[str, Any]) -> dict[str, Outcome]:
+        """Poll until every job has ended; the outcome of each run as soon as its job ends."""
+        outcomes: dict[str, Outcome] = {}
+        pending = dict(jobs)
+        try:
+            while pending:
+                states = job_states(job.job_id for job in pending.values())
+                for run_id, job in list(pending.items()):
+                    outcome = _ended_outcome(store, run_id, job, states.get(str(job.job_id), "UNKNOWN"))
+                    if outcome is not None:
+                        outcomes[run_id] = outcome
+                        del pending[run_id]
+                        self.on_outcome(outcome)
+                if pending:
+                    time.sleep(self.poll_s)
+        except KeyboardInterrupt:
+            print(f"stopped waiting; {len(pending)} SLURM job(s) keep running: "
+                  f"{' '.join(str(job.job_id) for job in pending.values())} (scancel them to stop them)",
+                  file=sys.stderr)
+            for run_id, job in pending.items():
+                outcomes[run_id] = Outcome(run_id, "submitted", f"SLURM job {job.job_id}")
+        return outcomes
+
+
+def _task_jobs(job: Any) -> list[Any]:
+    return [job.task(i) for i in range(job.num_tasks)] if job.num_tasks > 1 else [job]
+
+
+def _ended_outcome(store: RunStore, run_id: str, job: Any, state: str) -> Outcome | None:
+    """The run's outcome once its job has ended (every task left a result, or SLURM says it ended), else None."""
+    from submitit.core.utils import pickle_load
+
+    tasks = _task_jobs(job)
+    if not all(task.paths.result_pickle.exists() for task in tasks) and state not in ENDED_STATES:
+        return None
+    lead = tasks[0].paths.result_pickle
+    if lead.exists():
+        kind, value = pickle_load(lead)
+        if kind == "success" and isinstance(value, Outcome):
+            return value
+        if kind == "error" and (store.status(run_id) or {}).get("state") == "pending":
+            # The task failed before it could record anything (e.g. it could not import the project).
+            message = f"SLURM job {job.job_id} failed before the run started"
+            store.write_error(run_id, f"{message}:\n{value}")
+            store.write_status(run_id, "failed", finished=now_iso(), error=message)
+    reconcile_run(store, run_id, {str(job.job_id): state})
+    ended = store.state(run_id)
+    if ended == "pending":                    # nothing recorded a reason, yet nothing will run it now
+        return Outcome(run_id, "failed", f"SLURM job {job.job_id} ended {state}; the run is still pending")
+    return Outcome(run_id, ended, (store.status(run_id) or {}).get("error") or f"SLURM job {job.job_id} {state}")

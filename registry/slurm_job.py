@@ -1,0 +1,245 @@
+"""Inside a SLURM job: one run on every task of the job, requeued from its checkpoint when time runs out.
+
+submitit unpickles a `SlurmRunTask` on each task (srun) of the job and calls it.
+
+  one task      execute_run(run) exactly as a local run: claim, status running, train, done | failed | cancelled.
+  N tasks       (nodes x tasks per node) torch.distributed is set up from SLURM's variables (RANK, WORLD_SIZE,
+                LOCAL_RANK, MASTER_ADDR, MASTER_PORT; NCCL on GPUs, gloo on CPUs). Rank 0 goes through execute_run
+                and tells the other ranks whether to train (a run it skips must not leave them waiting);
+                Accelerate finds the process group, so negatives and BatchNorm statistics span all N processes.
+
+Signals, as SLURM and submitit send them:
+
+  SIGUSR2  SLURM's warning `signal_delay_s` before the time limit (sbatch --signal=USR2@...), or submitit's
+           preemption: training stops, the run goes back to pending, then submitit checkpoints the task
+           (`checkpoint()` returns a fresh task for the same run) and requeues the job. The next attempt resumes
+           from the run's checkpoint.pt, as any re-run does.
+  SIGTERM  scancel (or a preemption that SLURM requeues by itself): training stops and the run is recorded
+           cancelled (launch.RunCancelled). A SIGUSR2 that follows within PREEMPT_GRACE_S (submitit's preemption
+           sends TERM, then USR2) turns it into a requeue as above.
+
+Only rank 0 stops on a signal. The other ranks keep training until rank 0 leaves the collectives, so a broken
+connection rank 0 caused on purpose is never recorded as the run's failure.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+import submitit
+from submitit.core.utils import UncompletedJobError
+from submitit.helpers import Checkpointable, DelayedSubmission
+
+from registry.declare import Run
+from registry.launch import Outcome, RunCancelled, TrainFn, execute_run, resolve_train_fn
+from registry.store import CHECKPOINT_NAME, RunStore, now_iso
+
+# Seconds rank 0 waits after SIGTERM for the SIGUSR2 that would make it a preemption (submitit sends both at once).
+PREEMPT_GRACE_S = 3.0
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_DECISION_KEY = "simclr_harness/decision"
+_GO, _SKIP = "go", "skip"
+
+
+class RunPreempted(RunCancelled):
+    """SIGUSR2: the job's time limit is near, or it is being preempted; the run is requeued, not cancelled."""
+
+
+class _Signals:
+    """SIGTERM / SIGUSR2 handlers. They raise in the training frame of rank 0 only while training (`armed`);
+    otherwise they only remember the signal, so that writing the store is never interrupted halfway."""
+
+    def __init__(self, rank: int):
+        self.rank = rank
+        self.armed = False
+        self.term = False
+        self.usr2 = False
+
+    def install(self) -> Callable | int | None:
+        """Take over SIGTERM and SIGUSR2; returns submitit's SIGUSR2 handler (checkpoint + requeue)."""
+        submitit_usr2 = signal.getsignal(signal.SIGUSR2)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGUSR2, self._on_usr2)
+        return submitit_usr2
+
+    @property
+    def seen(self) -> bool:
+        return self.term or self.usr2
+
+    def arm(self) -> None:
+        if self.rank == 0 and self.seen:      # a signal came while we were still starting
+            raise self._exception("before training started")
+        self.armed = True
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def _on_term(self, signum: int, frame: object) -> None:
+        self.term = True
+        self._raise_if_armed()
+
+    def _on_usr2(self, signum: int, frame: object) -> None:
+        self.usr2 = True
+        self._raise_if_armed()
+
+    def _raise_if_armed(self) -> None:
+        if self.armed and self.rank == 0:
+            self.armed = False
+            raise self._exception("during training")
+
+    def _exception(self, when: str) -> RunCancelled:
+        if self.usr2:
+            return RunPreempted(f"SIGUSR2 {when}: time limit near or preempted; requeueing")
+        return RunCancelled(f"SIGTERM {when}: job cancelled")
+
+    def wait_for_usr2(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while not self.usr2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.usr2
+
+
+class SlurmRunTask(Checkpointable):
+    """The callable submitted for one run. Picklable: the run, the results folder, the training function
+    ("module:function" or an importable callable) and the submitting checkout's code version."""
+
+    def __init__(self, run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | str | None = None,
+                 code: dict[str, Any] | None = None):
+        self.run = run
+        self.results_dir = str(results_dir)
+        self.train_fn = train_fn
+        self.code = code
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
+        """submitit calls this on SIGUSR2 before requeueing: the same run again (training keeps its own
+        checkpoint.pt, so there is no state to carry)."""
+        return DelayedSubmission(SlurmRunTask(self.run, self.results_dir, self.train_fn, self.code), *args, **kwargs)
+
+    def __call__(self) -> Outcome:
+        env = submitit.JobEnvironment()
+        _use_allocated_cpus(env)
+        signals = _Signals(env.global_rank)
+        submitit_usr2 = signals.install()
+        store = _join_process_group(env) if env.num_tasks > 1 else None
+        if env.global_rank == 0:
+            return self._lead(env, signals, store, submitit_usr2)
+        return self._follow(env, signals, store)
+
+    # ---- rank 0 ---------------------------------------------------------------------------------------
+    def _lead(self, env, signals: _Signals, store, submitit_usr2) -> Outcome:
+        runs = RunStore(self.results_dir)
+        started = False
+
+        def train_here(cfg, run_dir: Path) -> dict:
+            nonlocal started
+            started = True
+            if store is not None:
+                store.set(_DECISION_KEY, _GO)
+            _record_attempt(runs, self.run.run_id, env)
+            signals.arm()
+            try:
+                return resolve_train_fn(self.train_fn)(cfg, run_dir)
+            finally:
+                signals.disarm()
+
+        try:
+            return execute_run(self.run, self.results_dir, train_here, self.code)
+        except RunCancelled:                  # execute_run recorded `cancelled` and released the claim
+            if signals.usr2 or signals.wait_for_usr2(PREEMPT_GRACE_S):
+                _requeue(runs, self.run.run_id, submitit_usr2)
+            raise
+        finally:
+            if store is not None and not started:
+                store.set(_DECISION_KEY, _SKIP)
+
+    # ---- ranks 1..N-1 ---------------------------------------------------------------------------------
+    def _follow(self, env, signals: _Signals, store) -> Outcome:
+        rank, world = env.global_rank, env.num_tasks
+        if store.get(_DECISION_KEY).decode() != _GO:
+            return Outcome(self.run.run_id, "skipped", f"rank {rank}: rank 0 did not start the run")
+        run_dir = RunStore(self.results_dir).run_dir(self.run.run_id)
+        try:
+            resolve_train_fn(self.train_fn)(self.run.config, run_dir)
+        except Exception as exc:
+            if signals.seen:                  # rank 0 stopped on purpose and left the collectives
+                return Outcome(self.run.run_id, "cancelled", f"rank {rank}: stopped with rank 0 ({type(exc).__name__})")
+            raise
+        return Outcome(self.run.run_id, "done", f"rank {rank} of {world}")
+
+
+# ---- pieces ------------------------------------------------------------------------------------------
+def _use_allocated_cpus(env) -> None:
+    """One thread per CPU allocated to this task (else the submitting shell's OMP_NUM_THREADS is inherited,
+    or torch takes every core of the node)."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if not cpus and os.environ.get("SLURM_CPUS_ON_NODE", "").isdigit():
+        tasks_here = max(1, env.num_tasks // max(1, env.num_nodes))
+        cpus = str(max(1, int(os.environ["SLURM_CPUS_ON_NODE"]) // tasks_here))
+    if not cpus:
+        return
+    for name in _THREAD_ENV:
+        os.environ[name] = cpus
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(cpus))
+
+
+def _join_process_group(env):
+    """torch.distributed over the job's tasks (env:// variables exported for Accelerate); returns the TCPStore
+    that rank 0 uses to tell the others whether to train."""
+    import torch
+    import torch.distributed as dist
+
+    submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), env.num_tasks,
+                          is_master=env.global_rank == 0, timeout=timedelta(minutes=30))
+    dist.init_process_group(backend, store=store, rank=env.global_rank, world_size=env.num_tasks)
+    return store
+
+
+def checkpoint_step(run_dir: Path) -> int | None:
+    """The step of run_dir's checkpoint.pt (memory-mapped: the tensors are not read), or None."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["step"])
+
+
+def _record_attempt(runs: RunStore, run_id: str, env) -> None:
+    """Status fields of this attempt: the job (as squeue shows it), its restarts, processes, where it resumes."""
+    fields: dict[str, Any] = {
+        "slurm_job_id": env.job_id, "slurm_raw_job_id": env.raw_job_id, "slurm_nodes": list(env.hostnames),
+        "slurm_restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0")), "processes": env.num_tasks,
+    }
+    step = checkpoint_step(runs.run_dir(run_id))
+    fields["resumed_from_step"] = step
+    if step is not None:
+        print(f"[{run_id}] resumed from step {step} (SLURM job {env.job_id}, restart "
+              f"{fields['slurm_restarts']})", flush=True)
+    runs.write_status(run_id, "running", **fields)
+
+
+def _requeue(runs: RunStore, run_id: str, submitit_usr2) -> None:
+    """Back to pending, then submitit's own SIGUSR2 handler: checkpoint(), `scontrol requeue`, sys.exit.
+    Recorded first: the next attempt cannot start while this process lives."""
+    runs.write_status(run_id, "pending", requeued=now_iso(), error=None, finished=None)
+    if not callable(submitit_usr2):
+        return
+    try:
+        submitit_usr2(signal.SIGUSR2, None)
+    except UncompletedJobError as exc:        # submitit gives up: time limit reached max_requeues times
+        message = str(exc).splitlines()[0]
+        runs.write_error(run_id, message + "\n")
+        runs.write_status(run_id, "failed", finished=now_iso(), error=message)
+        raise

@@ -1,0 +1,161 @@
+"""What SLURM says about the runs' jobs, and the store brought in line with it.
+
+A submitted run has `<run_dir>/slurm.json` (written by the submitting process only: job id, time, log paths);
+inside the job, status.json gets the job id too (see registry/slurm_job.py). A job can end without the run
+recording why: cancelled while still queued, killed by SIGKILL, out of memory, node failure, time limit without
+requeue. `reconcile_run` then records `cancelled` or `failed` from the job's final SLURM state (sacct, else
+squeue) and breaks the claim that the dead job left behind, which a login node could never judge stale.
+"""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from filelock import FileLock, Timeout
+
+from registry.claim import _GUARD_NAME, CLAIM_NAME, is_stale, read_claim
+from registry.store import RunStore, _read_json, atomic_write_text, now_iso
+
+SUBMISSION_NAME = "slurm.json"
+# Job states after which nothing more happens to the job. COMPLETED is not reconciled: the job itself recorded
+# whatever happened to the run (including "skipped: claimed elsewhere"). PREEMPTED is not final: a preempted job
+# is usually requeued (submitit also treats it as unfinished).
+CANCELLED_STATES = frozenset({"CANCELLED", "REVOKED", "DEADLINE"})
+FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "SPECIAL_EXIT"})
+ENDED_STATES = CANCELLED_STATES | FAILED_STATES | {"COMPLETED"}
+_ARRAY = re.compile(r"^(\d+)_\[([^\]]+)\]$")
+
+
+# ---- submissions ---------------------------------------------------------------------------------------
+def write_submission(run_dir: Path, job: Any, settings_summary: str) -> dict[str, Any]:
+    record = {"job_id": str(job.job_id), "submitted": now_iso(), "settings": settings_summary,
+              "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
+    atomic_write_text(Path(run_dir) / SUBMISSION_NAME, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def read_submission(run_dir: Path) -> dict[str, Any] | None:
+    return _read_json(Path(run_dir) / SUBMISSION_NAME)
+
+
+# ---- job states --------------------------------------------------------------------------------------------
+def _base_id(job_id: str) -> str:
+    return str(job_id).partition("_")[0]
+
+
+def _expand(job_id: str) -> list[str]:
+    """'12_[0-2,5%2]' -> ['12_0', '12_1', '12_2', '12_5'] (a pending array prints as one line); else [job_id]."""
+    match = _ARRAY.match(job_id)
+    if not match:
+        return [job_id]
+    base, spec = match.group(1), match.group(2).partition("%")[0]
+    ids = []
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        ids.extend(f"{base}_{i}" for i in range(int(low), int(high or low) + 1))
+    return ids
+
+
+def parse_states(text: str) -> dict[str, str]:
+    """'ID|STATE' lines (sacct --parsable2 or squeue -o '%i|%T') -> {job id: first word of the state}."""
+    states: dict[str, str] = {}
+    for line in text.splitlines():
+        job_id, sep, state = line.strip().partition("|")
+        if not sep or not job_id or "." in job_id:     # job steps (12.batch, 12.0) are not jobs
+            continue
+        word = state.split()[0].rstrip("+") if state.strip() else "UNKNOWN"
+        for one in _expand(job_id):
+            states[one] = word
+    return states
+
+
+def job_states(job_ids: Iterable[str]) -> dict[str, str]:
+    """{job id: SLURM state} for the ids SLURM still knows; sacct first, squeue when accounting is off."""
+    ids = sorted({str(j) for j in job_ids if j})
+    if not ids:
+        return {}
+    bases = ",".join(sorted({_base_id(j) for j in ids}))
+    queries = (["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", bases],
+               ["squeue", "-h", "-t", "all", "-o", "%i|%T"])
+    for command in queries:
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0:
+            states = parse_states(done.stdout)
+            if states or command[0] == "squeue":
+                return {j: states[j] for j in ids if j in states}
+    return {}
+
+
+# ---- reconciling -----------------------------------------------------------------------------------------
+def reconcile_run(store: RunStore, run_id: str, states: Mapping[str, str]) -> str | None:
+    """If the run's latest job ended without the run recording it, record cancelled/failed now.
+
+    Returns a note for `show` ("SLURM job 12_3 RUNNING"), or None for a run never submitted.
+    """
+    run_dir = store.run_dir(run_id)
+    submission = read_submission(run_dir)
+    if submission is None:
+        return None
+    job_id = submission["job_id"]
+    state = states.get(job_id, "UNKNOWN")
+    note = f"SLURM job {job_id} {state}"
+    if store.is_done(run_id) or state not in CANCELLED_STATES | FAILED_STATES:
+        return note
+    status = store.status(run_id) or {}
+    if status.get("state") == "running":
+        if status.get("slurm_job_id") != job_id:
+            return note                        # another owner (a local run, a later job) is running it
+        claim = read_claim(run_dir)
+        if claim and str(claim.get("slurm_job_id")) != str(status.get("slurm_raw_job_id")):
+            return note                        # claimed since by someone else
+        if claim and claim.get("host") == socket.gethostname() and not is_stale(claim):
+            return note                        # its process still lives here (unwinding): it records its end
+        if claim and not _break_claim(run_dir, claim):
+            return note
+    elif status.get("state", "pending") != "pending":
+        return note                            # the job recorded its end itself (cancelled, failed)
+    ended = "cancelled" if state in CANCELLED_STATES else "failed"
+    message = f"SLURM job {job_id} ended {state} before the run finished"
+    if ended == "failed":
+        store.write_error(run_id, message + "\n" + _log_tail(submission))
+    store.write_status(run_id, ended, finished=now_iso(), error=message)
+    return note
+
+
+def reconcile(store: RunStore, run_ids: Iterable[str]) -> dict[str, str]:
+    """reconcile_run for many runs with one sacct call; {run id: note} for the submitted ones (for `show`)."""
+    run_ids = list(run_ids)
+    submissions = {r: read_submission(store.run_dir(r)) for r in run_ids}
+    states = job_states(s["job_id"] for s in submissions.values() if s)
+    notes = {r: reconcile_run(store, r, states) for r in run_ids if submissions[r]}
+    return {r: n for r, n in notes.items() if n}
+
+
+def _break_claim(run_dir: Path, seen: dict[str, Any]) -> bool:
+    """Delete the claim a dead job left, if it is still exactly that claim (same guard as registry/claim.py)."""
+    try:
+        with FileLock(str(Path(run_dir) / _GUARD_NAME), timeout=10):
+            current = read_claim(run_dir)
+            if current is not None and current.get("token") == seen.get("token"):
+                (Path(run_dir) / CLAIM_NAME).unlink(missing_ok=True)
+            return read_claim(run_dir) is None
+    except Timeout:
+        return False
+
+
+def _log_tail(submission: Mapping[str, Any], lines: int = 30) -> str:
+    for key in ("stderr", "stdout"):
+        try:
+            text = Path(submission.get(key, "")).read_text(errors="replace")
+        except OSError:
+            continue
+        if text.strip():
+            return f"last lines of {submission[key]}:\n" + "\n".join(text.splitlines()[-lines:]) + "\n"
+    return "(no job log)\n"

@@ -1,0 +1,317 @@
+"""SLURM dispatch (registry/slurm*.py): settings, states and signals here; real jobs on a one-node cluster.
+
+The tests marked `slurm` need a running cluster: scripts/slurm/start-cluster.sh, then
+`source /tmp/slurm-local/env.sh` (exports SLURM_CONF). Without one they skip and say why. They train real
+smoke-scale runs through submitit with this venv's Python, and take about two minutes on a 2-core machine.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from registry import RunStore, get_experiment
+from registry.__main__ import main
+from registry.claim import CLAIM_NAME, owner_info
+from registry.slurm_job import RunPreempted, SlurmRunTask, _Signals
+from registry.slurm_settings import SlurmSettings, load_settings
+from registry.slurm_state import SUBMISSION_NAME, parse_states, reconcile_run
+from registry.launch import RunCancelled
+from simclr_core.validation import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+# Small, fast steps (16 px, batch 16) for the jobs that must still be training when they are signalled.
+QUICK = {"checkpoint_every_steps": 5, "log_every_steps": 1, "data.image_size": 16, "batch_size": 16,
+         "data.train_limit": 256, "data.test_limit": 64}
+
+
+def cluster_problem() -> str | None:
+    if not os.environ.get("SLURM_CONF"):
+        return ("SLURM_CONF is unset: no test cluster (scripts/slurm/start-cluster.sh, then "
+                "source /tmp/slurm-local/env.sh)")
+    try:
+        probe = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"sinfo failed: {exc}"
+    if probe.returncode != 0:
+        return f"sinfo failed: {(probe.stderr or probe.stdout).strip()}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def partition() -> str:
+    """Skips unless a SLURM cluster answers; its default partition (the tests hard-code no cluster facts)."""
+    problem = cluster_problem()
+    if problem:
+        pytest.skip(problem)
+    names = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout.split()
+    return next((n.rstrip("*") for n in names if n.endswith("*")), names[0])
+
+
+def smoke_runs(overrides: dict | None = None, count: int = 1):
+    return get_experiment("head_type").runs("smoke", overrides or {})[:count]
+
+
+def metric_steps(run_dir: Path) -> list[int]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(condition, timeout: float, what: str, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def executor(settings: SlurmSettings, **kwargs):
+    from registry.slurm import SlurmExecutor
+    return SlurmExecutor(settings, poll_s=1.0, **kwargs)
+
+
+# ---- settings ------------------------------------------------------------------------------------------
+def test_flags_override_the_config_file_and_map_onto_submitit(tmp_path, monkeypatch):
+    config = tmp_path / "slurm.toml"
+    config.write_text('partition = "gpu"\naccount = "proj"\ngpus_per_node = 4\ncpus_per_task = 8\n'
+                      'time_min = 600\nsetup = ["module load cuda"]\n[sbatch]\nexclusive = true\n')
+    monkeypatch.setenv("SIMCLR_SLURM_CONFIG", str(config))
+    settings = load_settings(overrides={"time_min": 30, "account": None, "tasks_per_node": None})
+    assert (settings.partition, settings.account, settings.time_min) == ("gpu", "proj", 30)
+    assert settings.processes_per_node == 4              # one training process per GPU by default
+    assert settings.submitit_parameters() == {
+        "nodes": 1, "tasks_per_node": 4, "timeout_min": 30, "slurm_signal_delay_s": 120,
+        "slurm_partition": "gpu", "slurm_account": "proj", "cpus_per_task": 8, "gpus_per_node": 4,
+        "slurm_setup": ["module load cuda"], "slurm_additional_parameters": {"exclusive": True}}
+    cpu = load_settings(overrides={"gpus_per_node": 0, "tasks_per_node": 2})
+    assert cpu.processes_per_node == 2 and "gpus_per_node" not in cpu.submitit_parameters()
+
+
+def test_bad_settings_name_the_valid_choices(tmp_path, monkeypatch):
+    config = tmp_path / "slurm.toml"
+    config.write_text('partiton = "gpu"\n')
+    with pytest.raises(ConfigError, match=r"'partiton'.*valid: partition, account"):
+        load_settings(config)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="gpus_per_node=-1"):
+        SlurmSettings(gpus_per_node=-1)
+    monkeypatch.delenv("SIMCLR_SLURM_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "empty"))     # no default file: no settings
+    with pytest.raises(ConfigError, match="--slurm-time-min"):
+        load_settings().submitit_parameters()
+
+
+def test_slurm_without_slurm_commands_says_so_before_recording_anything(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(tmp_path / "results"))
+    code = main(["run", "head_type", "--scale", "smoke", "--slurm", "--slurm-time-min", "5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "SLURM's commands are not on this machine" in err and "sbatch" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_slurm_flags_without_slurm_are_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(tmp_path / "results"))
+    code = main(["run", "head_type", "--scale", "smoke", "--slurm-partition", "gpu", "--slurm-wait"])
+    assert code == 2 and "--slurm-partition, --slurm-wait only apply with --slurm" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+# ---- states, reconciling, signals ------------------------------------------------------------------------
+def test_sacct_and_squeue_lines_parse_with_pending_arrays_expanded():
+    text = "12_[0-2,5%2]|PENDING\n12_3|RUNNING\n13|CANCELLED by 0\n13.batch|CANCELLED\n14|COMPLETED\n"
+    assert parse_states(text) == {"12_0": "PENDING", "12_1": "PENDING", "12_2": "PENDING", "12_5": "PENDING",
+                                  "12_3": "RUNNING", "13": "CANCELLED", "14": "COMPLETED"}
+
+
+def _submitted_run(store: RunStore, run_id: str, status: dict, claim: dict | None) -> Path:
+    run_dir = store.run_dir(run_id)
+    run_dir.mkdir(parents=True)
+    log = run_dir / "job.err"
+    log.write_text("Traceback ...\nMemoryError: the last line of the job log\n")
+    (run_dir / SUBMISSION_NAME).write_text(json.dumps({"job_id": "7_1", "stderr": str(log)}))
+    store.write_status(run_id, status.pop("state"), **status)
+    if claim is not None:
+        (run_dir / CLAIM_NAME).write_text(json.dumps(claim))
+    return run_dir
+
+
+def test_a_job_that_died_unrecorded_is_reconciled_and_its_claim_broken(tmp_path):
+    store = RunStore(tmp_path)
+    running = {"state": "running", "slurm_job_id": "7_1", "slurm_raw_job_id": "8"}
+    dead_owner = {"host": "node-elsewhere", "pid": 1, "slurm_job_id": "8", "token": "t"}
+    run_dir = _submitted_run(store, "e/killed-1", dict(running), dead_owner)
+    assert reconcile_run(store, "e/killed-1", {"7_1": "RUNNING"}) == "SLURM job 7_1 RUNNING"
+    assert store.status("e/killed-1")["state"] == "running" and (run_dir / CLAIM_NAME).exists()
+
+    assert reconcile_run(store, "e/killed-1", {"7_1": "OUT_OF_MEMORY"}) == "SLURM job 7_1 OUT_OF_MEMORY"
+    assert store.state("e/killed-1") == "failed" and not (run_dir / CLAIM_NAME).exists()
+    assert "ended OUT_OF_MEMORY" in store.status("e/killed-1")["error"]
+    assert "MemoryError: the last line of the job log" in store.error_text("e/killed-1")
+
+    # Its process still alive on this host (unwinding after scancel): it records its own end.
+    alive = {**owner_info(), "slurm_job_id": "8", "token": "v"}
+    _submitted_run(store, "e/unwinding-1", dict(running), alive)
+    reconcile_run(store, "e/unwinding-1", {"7_1": "CANCELLED"})
+    assert store.status("e/unwinding-1")["state"] == "running"
+    # Claimed since by another job: not ours to break.
+    _submitted_run(store, "e/reclaimed-1", dict(running), {**dead_owner, "slurm_job_id": "99", "token": "u"})
+    reconcile_run(store, "e/reclaimed-1", {"7_1": "NODE_FAIL"})
+    assert store.status("e/reclaimed-1")["state"] == "running"
+    # Cancelled while still queued: cancelled. A run that recorded its own end is left alone.
+    _submitted_run(store, "e/queued-1", {"state": "pending"}, None)
+    reconcile_run(store, "e/queued-1", {"7_1": "CANCELLED"})
+    assert store.state("e/queued-1") == "cancelled" and "ended CANCELLED" in store.status("e/queued-1")["error"]
+    _submitted_run(store, "e/own-1", {"state": "cancelled", "error": "RunCancelled"}, None)
+    reconcile_run(store, "e/own-1", {"7_1": "CANCELLED"})
+    assert store.status("e/own-1")["error"] == "RunCancelled"
+
+
+def test_signals_stop_only_rank_0_and_only_while_training():
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
+    try:
+        lead = _Signals(rank=0)
+        lead.install()
+        os.kill(os.getpid(), signal.SIGUSR2)          # while starting: remembered, not raised
+        assert lead.usr2
+        with pytest.raises(RunPreempted):
+            lead.arm()
+        lead = _Signals(rank=0)
+        lead.install()
+        lead.arm()
+        with pytest.raises(RunCancelled) as stopped:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        assert not isinstance(stopped.value, RunPreempted) and not lead.armed
+        other = _Signals(rank=1)
+        other.install()
+        other.arm()
+        os.kill(os.getpid(), signal.SIGTERM)          # rank 1 keeps going until rank 0 leaves the collectives
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert other.term and other.usr2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def test_checkpoint_resubmits_a_fresh_task_for_the_same_run(tmp_path):
+    run = smoke_runs()[0]
+    task = SlurmRunTask(run, tmp_path, "simclr_core.train:train", {"git_sha": "abc"})
+    delayed = task.checkpoint()
+    assert delayed.function is not task and isinstance(delayed.function, SlurmRunTask)
+    assert (delayed.function.run, delayed.function.results_dir, delayed.function.train_fn, delayed.function.code) \
+        == (run, str(tmp_path), "simclr_core.train:train", {"git_sha": "abc"})
+
+
+# ---- a real cluster ----------------------------------------------------------------------------------------
+@pytest.mark.slurm
+def test_cli_runs_a_smoke_ablation_as_a_job_array(partition, tmp_path):
+    config = tmp_path / "slurm.toml"
+    config.write_text(f'partition = "{partition}"\ntime_min = 600\ncpus_per_task = 1\narray_parallelism = 2\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SIMCLR_RESULTS_DIR": str(tmp_path / "results"),
+           "SIMCLR_SLURM_CONFIG": str(config)}
+    done = subprocess.run([sys.executable, "-m", "registry", "run", "head_type", "--scale", "smoke", "--slurm",
+                           "--slurm-wait", "--slurm-time-min", "20", "--only", "linear+32", "--only", "nonlinear+32",
+                           "data.image_size=16", "batch_size=16"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "summary: 2 done" in done.stdout
+    store = RunStore(tmp_path / "results")
+    run_ids = list(store.run_ids())
+    assert len(run_ids) == 2 and all(store.is_done(r) for r in run_ids)
+    job_ids = [store.status(r)["slurm_job_id"] for r in run_ids]
+    array = {j.partition("_")[0] for j in job_ids}
+    assert len(array) == 1 and sorted(j.partition("_")[2] for j in job_ids) == ["0", "1"]   # one array
+    for run_id in run_ids:
+        submission = json.loads((store.run_dir(run_id) / SUBMISSION_NAME).read_text())
+        assert submission["job_id"] == store.status(run_id)["slurm_job_id"]
+        assert "time_min=20" in submission["settings"] and f"partition={partition}" in submission["settings"]
+        assert not (store.run_dir(run_id) / CLAIM_NAME).exists()
+    again = subprocess.run(done.args, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert again.returncode == 0 and again.stdout.count("done already") == 2, again.stdout + again.stderr
+
+
+@pytest.mark.slurm
+def test_two_tasks_train_one_run_with_two_gloo_processes(partition, tmp_path):
+    runs = smoke_runs()
+    slurm = executor(SlurmSettings(tasks_per_node=2, cpus_per_task=1, time_min=20), wait=True)
+    [outcome] = slurm.dispatch(runs, tmp_path)
+    assert outcome.state == "done", outcome
+    store = RunStore(tmp_path)
+    final = store.final(runs[0].run_id)
+    assert final["processes"] == 2 and store.status(runs[0].run_id)["processes"] == 2
+    ranks = slurm.jobs[runs[0].run_id].results()
+    assert [o.detail for o in ranks] == ["trained", "rank 1 of 2"] and all(o.state == "done" for o in ranks)
+
+
+@pytest.mark.slurm
+def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(partition, tmp_path):
+    runs = smoke_runs({**QUICK, "max_steps": 60})
+    store = RunStore(tmp_path)
+    run_dir = store.run_dir(runs[0].run_id)
+    slurm = executor(SlurmSettings(cpus_per_task=1, time_min=60), wait=False)
+    [outcome] = slurm.dispatch(runs, tmp_path)
+    assert outcome.state == "submitted"
+    wait_for(lambda: max(metric_steps(run_dir), default=0) >= 7, 120, "step 7 (a checkpoint at step 5)", 0.1)
+    job = slurm.jobs[runs[0].run_id]
+    job._interrupt()      # submitit's preemption: SIGTERM, then SIGUSR2 -> checkpoint() + scontrol requeue
+    reached = max(metric_steps(run_dir))
+    wait_for(lambda: store.is_done(runs[0].run_id), 180, "the requeued job to finish", 1.0)
+
+    status = store.status(runs[0].run_id)
+    assert status["state"] == "done" and status["attempt"] == 2 and status["slurm_restarts"] == 1
+    assert status["requeued"] and status["resumed"] is True
+    assert 5 <= status["resumed_from_step"] <= reached
+    assert metric_steps(run_dir) == list(range(1, 61))       # continued, no step repeated or lost
+    log = Path(json.loads((run_dir / SUBMISSION_NAME).read_text())["stdout"]).read_text()
+    assert f"resumed from step {status['resumed_from_step']}" in log
+    [again] = slurm.dispatch(runs, tmp_path)
+    assert again.state == "skipped" and "done already" in again.detail
+
+
+@pytest.mark.slurm
+def test_cancelled_jobs_are_recorded_cancelled_whether_running_or_queued(partition, tmp_path):
+    runs = smoke_runs({**QUICK, "max_steps": 100_000}, count=2)
+    store = RunStore(tmp_path)
+    slurm = executor(SlurmSettings(cpus_per_task=1, time_min=60, array_parallelism=1), wait=True)
+    result: dict = {}
+    waiting = threading.Thread(target=lambda: result.update(outcomes=slurm.dispatch(runs, tmp_path)), daemon=True)
+    waiting.start()
+    first, second = (r.run_id for r in runs)
+    wait_for(lambda: metric_steps(store.run_dir(first)), 120, "the first run to train")
+    assert store.state(second) == "pending"                  # array parallelism 1: still queued
+    job_id = slurm.jobs[first].job_id
+    array_id = job_id.partition("_")[0]
+    queued = executor(SlurmSettings(time_min=60), wait=False).dispatch(runs, tmp_path)
+    assert [o.state for o in queued] == ["skipped", "skipped"] and "in SLURM job" in queued[1].detail
+
+    subprocess.run(["scancel", array_id], check=True)
+    waiting.join(timeout=120)
+    assert not waiting.is_alive(), "dispatch(wait=True) did not return after scancel"
+    assert [o.state for o in result["outcomes"]] == ["cancelled", "cancelled"], result["outcomes"]
+    # Running: SIGTERM -> RunCancelled in the job. Queued: reconciled from the job's CANCELLED state.
+    assert store.status(first)["error"] == "RunCancelled"
+    assert "ended CANCELLED" in store.status(second)["error"]
+    assert not any((store.run_dir(r) / CLAIM_NAME).exists() for r in (first, second))
+
+
+@pytest.mark.slurm
+def test_an_unknown_partition_surfaces_sbatchs_error(partition, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(tmp_path))
+    code = main(["run", "head_type", "--scale", "smoke", "--slurm", "--slurm-time-min", "5",
+                 "--slurm-partition", "no_such_partition", "--only", "linear+32"])
+    err = capsys.readouterr().err
+    assert code == 2 and "sbatch refused the job" in err and "invalid partition" in err.lower(), err
+    assert not list(tmp_path.glob(f"*/*/{SUBMISSION_NAME}"))
