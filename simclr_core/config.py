@@ -181,7 +181,7 @@ class RunConfig:
     # ---- validation -------------------------------------------------------------------------
     def validate(self) -> "RunConfig":
         """Raise ConfigError on the first unknown name or out-of-range value; return self otherwise."""
-        from simclr_core.augment import OPS
+        from simclr_core.augment import validate_augment_config
         from simclr_core.data import DATASETS
         from simclr_core.losses import LOSSES
         from simclr_core.models import HEAD_KINDS, list_encoders
@@ -195,17 +195,7 @@ class RunConfig:
             if getattr(d, name) is not None:
                 require_range(f"data.{name}", getattr(d, name), low=2)
 
-        if not a.ops:
-            raise ConfigError("augment.ops is empty; name at least one of: " + ", ".join(map(repr, OPS)))
-        for op in a.ops:
-            require_choice("augment.ops", op, OPS)
-        require_range("augment.color_strength", a.color_strength, low=0)
-        _require_interval("augment.crop_scale", a.crop_scale, 0, 1, low_inclusive=False)
-        _require_interval("augment.crop_ratio", a.crop_ratio, 0, None, low_inclusive=False)
-        require_range("augment.blur_prob", a.blur_prob, low=0, high=1)
-        _require_interval("augment.blur_sigma", a.blur_sigma, 0, None, low_inclusive=False)
-        require_range("augment.cutout_fraction", a.cutout_fraction, low=0, high=1, low_inclusive=False)
-        _require_interval("augment.noise_std", a.noise_std, 0, None)
+        validate_augment_config(a)
 
         require_choice("encoder.name", e.name, list_encoders())
         require_choice("encoder.width", e.width, ENCODER_WIDTHS)
@@ -261,16 +251,6 @@ class RunConfig:
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-def _require_interval(name: str, value: Any, low: float | None, high: float | None, *,
-                      low_inclusive: bool = True) -> None:
-    if not (isinstance(value, (tuple, list)) and len(value) == 2):
-        raise ConfigError(f"{name}={value!r} must be a pair (low, high)")
-    for v in value:
-        require_range(name, v, low=low, high=high, low_inclusive=low_inclusive)
-    if value[0] > value[1]:
-        raise ConfigError(f"{name}={value!r}: low must not exceed high")
-
-
 def _to_plain(obj: Any) -> Any:
     if is_dataclass(obj):
         return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj)}

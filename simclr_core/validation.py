@@ -30,3 +30,15 @@ def require_range(field: str, value: Any, *, low: float | None = None, high: flo
         hi = "inf" if high is None else repr(high)
         raise ConfigError(f"{field}={value!r} is out of range; valid values lie in {left}{lo}, {hi}{right}")
     return value
+
+
+def require_pair(field: str, value: Any, *, low: float | None = None, high: float | None = None,
+                 low_inclusive: bool = True) -> Any:
+    """Return ``value`` if it is a (low, high) pair inside the interval with low <= high, else raise."""
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise ConfigError(f"{field}={value!r} must be a pair (low, high)")
+    for v in value:
+        require_range(field, v, low=low, high=high, low_inclusive=low_inclusive)
+    if value[0] > value[1]:
+        raise ConfigError(f"{field}={value!r}: low must not exceed high")
+    return value

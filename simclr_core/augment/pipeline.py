@@ -14,7 +14,7 @@ from torch import Tensor
 from simclr_core.augment import functional as F
 from simclr_core.augment.ops import OPS, Op
 from simclr_core.config import AugmentConfig
-from simclr_core.validation import ConfigError, require_choice, require_range
+from simclr_core.validation import ConfigError, require_choice, require_pair, require_range
 
 
 @dataclass(frozen=True)
@@ -84,20 +84,10 @@ def validate_augment_config(cfg: AugmentConfig) -> AugmentConfig:
     for op in cfg.ops:
         require_choice("augment.ops", op, OPS)
     require_range("augment.color_strength", cfg.color_strength, low=0)
-    _require_pair("augment.crop_scale", cfg.crop_scale, low=0, high=1, low_inclusive=False)
-    _require_pair("augment.crop_ratio", cfg.crop_ratio, low=0, low_inclusive=False)
+    require_pair("augment.crop_scale", cfg.crop_scale, low=0, high=1, low_inclusive=False)
+    require_pair("augment.crop_ratio", cfg.crop_ratio, low=0, low_inclusive=False)
     require_range("augment.blur_prob", cfg.blur_prob, low=0, high=1)
-    _require_pair("augment.blur_sigma", cfg.blur_sigma, low=0, low_inclusive=False)
+    require_pair("augment.blur_sigma", cfg.blur_sigma, low=0, low_inclusive=False)
     require_range("augment.cutout_fraction", cfg.cutout_fraction, low=0, high=1, low_inclusive=False)
-    _require_pair("augment.noise_std", cfg.noise_std, low=0)
+    require_pair("augment.noise_std", cfg.noise_std, low=0)
     return cfg
-
-
-def _require_pair(field: str, value: object, *, low: float, high: float | None = None,
-                  low_inclusive: bool = True) -> None:
-    if not (isinstance(value, (tuple, list)) and len(value) == 2):
-        raise ConfigError(f"{field}={value!r} must be a pair (low, high)")
-    for v in value:
-        require_range(field, v, low=low, high=high, low_inclusive=low_inclusive)
-    if value[0] > value[1]:
-        raise ConfigError(f"{field}={value!r}: low must not exceed high")
