@@ -29,9 +29,11 @@ CIFAR_STEM_MAX_IMAGE_SIZE = 64
 # (batch 256 per GPU); SimCLR adds a 2-layer head and a 2N x 2N similarity (<2% of the FLOPs). An H100
 # should be ~1.5-2x faster. Placeholder until measured on our own code (the lead will refine it).
 PAPER_GPU_VIEWS_PER_S = 2_500.0
-# Views per second on the 2-core reference CPU for ResNet-18 x0.25 at 32 px (CIFAR stem): the demo's
-# calibration (simclr_core/demo.py: 15 epochs of 5,000 images in about two minutes). Rough.
-CPU_REFERENCE_VIEWS_PER_S = 1_250.0
+# Views per second on the 2-core reference CPU (AVX-512 bf16) for ResNet-18 x0.25 at 32 px (CIFAR stem),
+# batch 256, bf16 autocast + channels_last, whole pipeline (augmentation + step): measured 2026-11-22 in the
+# metrics.jsonl windows of a cpu-scale temperature_norm run while nothing else ran: 390-447 images/s, i.e.
+# 780-890 views/s. Windows measured while other jobs shared the 2 cores fell to 44-170 images/s.
+CPU_REFERENCE_VIEWS_PER_S = 850.0
 _CPU_REFERENCE_COST = ENCODER_GFLOPS_224["resnet18"] * 0.25 ** 2 * (4 * 32 / 224) ** 2 / ENCODER_GFLOPS_224["resnet50"]
 VIEWS_PER_S = {"gpu": PAPER_GPU_VIEWS_PER_S, "cpu": CPU_REFERENCE_VIEWS_PER_S * _CPU_REFERENCE_COST}
 # (for "cpu" this is the rate of a ResNet-50 1x @ 224 px equivalent view, so the same cost model applies)

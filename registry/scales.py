@@ -84,20 +84,21 @@ SCALES: dict[str, Scale] = {
             fixed={"max_steps": 2, "data.train_limit": 512, "data.test_limit": 200,
                    "eval.protocols": ("knn",), "eval.knn_k": 20, "precision": "no"},
         ),
-        # First values, to be calibrated by the lead on the 2-core reference CPU. They aim at about one
-        # hour per ablation of ~50 runs, i.e. ~70 s per run: the demo trains ResNet-18 x0.25 at batch 256
-        # on 32 px images at roughly 1,250 views/s on 2 cores, so 5 epochs of 10,000 images (~195 steps)
-        # take ~80 s. Evaluation adds a fixed ~40 s per run on a busy 2-core CPU (kNN and linear evaluation
-        # each extract the features of 12,000 images). Figure 9's longest runs (800 epochs -> 40 here) cost
-        # ~8x a default run: it is the one ablation that overruns the hour at these values.
+        # Calibrated on the 2-core reference CPU (2026-11-22): ResNet-18 x0.25 at batch 256 trains at about
+        # 430 images/s (850 views/s, registry/estimate.py); 3 epochs of 10,000 images (117 steps) take ~70 s,
+        # evaluation (kNN + linear on frozen features) adds a little. `--dry-run` estimates per ablation:
+        # augment_pairs (49 runs) 1.1 h, head_type 20 min, temperature_norm 8 min, color_strength and
+        # loss_variant 7 min each. Two ablations are dearer by structure, not by scale: model_width (ResNet-152
+        # and 4x widths, 3.6 h) and batch_epochs (up to 800 paper epochs -> 24 here, 3.5 h).
+        # One measured run at 5 epochs (temperature 0.1): kNN top-1 43.9%, linear top-1 44.1% (2,000 test images).
         Scale(
             name="cpu",
             summary="about an hour per ablation on a 2-core CPU: CIFAR-10 (10,000 train / 2,000 test images), "
-                    "ResNet-18 (depth kept where ablated) at width x0.25, batch /4, epochs x0.05",
+                    "ResNet-18 (depth kept where ablated) at width x0.25, batch /4, epochs x0.03",
             base=cifar10_base,
             defaults={"encoder.name": "resnet18"},
             batch_size_factor=1 / 4,       # 1024 -> 256; Figure 9's 256..8192 -> 64..2048
-            epochs_factor=0.05,            # 100 -> 5 epochs (warm-up 10 -> 0.5)
+            epochs_factor=0.03,            # 100 -> 3 epochs (warm-up 10 -> 0.3)
             width_factor=0.25,
             fixed={"data.train_limit": 10_000, "data.test_limit": 2_000,
                    "eval.protocols": ("knn", "linear"), "eval.linear_epochs": 30},
