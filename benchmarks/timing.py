@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -51,7 +51,6 @@ class Row:
     seconds: list[float]
     work: float
     memory_mib: float | None = None
-    notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def rates(self) -> list[float]:
