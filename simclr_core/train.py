@@ -69,7 +69,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     images = _place(train_set.images, device)
     augment = build_augmentation(cfg.augment, image_size, train_set.mean, train_set.std)
     steps_per_epoch = len(train_set.labels) // cfg.batch_size
-    total_steps = max(1, round(cfg.epochs * steps_per_epoch))
+    total_steps = total_steps_for(cfg, len(train_set.labels))
     stop_step = min(total_steps, cfg.max_steps or total_steps)
     warmup_steps = min(total_steps, round(cfg.optim.warmup_epochs * steps_per_epoch))
     peak_lr = cfg.peak_lr()
