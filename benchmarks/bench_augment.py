@@ -24,6 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import simclr_core  # noqa: F401  (first: it requests huge pages before torch allocates, see simclr_core/hugepages.py)
 import torch
 from torch.utils.data import DataLoader
 

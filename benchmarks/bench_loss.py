@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import simclr_core  # noqa: F401  (first: it requests huge pages before torch allocates, see simclr_core/hugepages.py)
 import torch
 import torch.nn.functional as F
 
