@@ -6,11 +6,14 @@ augmentation involves appearance transformation, such as color distortion (inclu
 dropping, brightness, contrast, saturation, hue), Gaussian blur, and Sobel filtering."
 
 An op maps a float32 batch (N, 3, H, W) in [0, 1] and a generator to a batch of the same kind,
-drawing its own per-sample parameters. Only "crop" changes the size (to image_size).
+drawing its own per-sample parameters. Only "crop" changes the size (to image_size). Drawing and
+applying are separate steps (`Op.draw`, then `Op.apply`), and every op acts on each row on its own, so
+a pipeline may draw the parameters of a whole batch and apply them to slices of it (`take_rows`).
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -19,7 +22,29 @@ from simclr_core.augment import functional as F
 from simclr_core.augment import sampling
 from simclr_core.config import AugmentConfig
 
-Op = Callable[[Tensor, torch.Generator], Tensor]
+Params = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One named augmentation, ``op(x, generator) -> x'``, in two steps.
+
+    draw(n, height, width, device, generator) -> params: every random draw, from ``generator`` only;
+    per-sample parameters are tensors with a leading dimension n, anything else is shared by all rows.
+    apply(x, params): the kernels of functional.py; row i of the result depends only on row i of x and
+    of the parameters.
+    """
+    draw: Callable[[int, int, int, torch.device, torch.Generator], Params]
+    apply: Callable[[Tensor, Params], Tensor]
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        n, _, height, width = x.shape
+        return self.apply(x, self.draw(n, height, width, x.device, generator))
+
+
+def take_rows(params: Params, rows: Tensor | slice) -> Params:
+    """The parameters of the rows ``rows`` (per-sample tensors are indexed, shared values kept)."""
+    return tuple(p[rows] if isinstance(p, Tensor) and p.ndim > 0 else p for p in params)
 
 
 def crop(cfg: AugmentConfig, image_size: int) -> Op:
@@ -29,12 +54,10 @@ def crop(cfg: AugmentConfig, image_size: int) -> Op:
     random crop (with resize) is always followed by a random horizontal/left-to-right flip with 50%
     probability."
     """
-    def apply(x: Tensor, generator: torch.Generator) -> Tensor:
-        n, _, height, width = x.shape
+    def draw(n, height, width, device, generator):
         boxes = sampling.crop_boxes(n, height, width, cfg.crop_scale, cfg.crop_ratio, generator)
-        flip = sampling.bernoulli(n, 0.5, generator)
-        return F.resized_crop(x, boxes, image_size, flip)
-    return apply
+        return boxes, sampling.bernoulli(n, 0.5, generator)
+    return Op(draw, lambda x, p: F.resized_crop(x, p[0], image_size, p[1]))
 
 
 def color(cfg: AugmentConfig, image_size: int) -> Op:
@@ -44,17 +67,20 @@ def color(cfg: AugmentConfig, image_size: int) -> Op:
     0.2*s)``, ``RandomApply([color_jitter], p=0.8)``, ``RandomGrayscale(p=0.2)``; the official code
     (data_util.color_jitter_rand) applies the four jitters in a random order.
     """
-    def apply(x: Tensor, generator: torch.Generator) -> Tensor:
-        n = x.shape[0]
+    def draw(n, height, width, device, generator):
         jittered = sampling.bernoulli(n, 0.8, generator)
         factors, order = sampling.color_jitter_params(n, cfg.color_strength, generator)
         dropped = sampling.bernoulli(n, 0.2, generator)
         identity = torch.tensor([1.0, 1.0, 1.0, 0.0], device=factors.device)
-        x = F.color_jitter(x, torch.where(jittered.unsqueeze(1), factors, identity), order)
+        return torch.where(jittered.unsqueeze(1), factors, identity), order, dropped
+
+    def apply(x, params):
+        factors, order, dropped = params
+        x = F.color_jitter(x, factors, order)
         # color_jitter returned a fresh tensor, so colour dropping may write into it.
         return F.apply_to_subset(x, dropped, lambda rows, _: F.rgb_to_grayscale(rows, num_output_channels=3),
                                  inplace=True)
-    return apply
+    return Op(draw, apply)
 
 
 def blur(cfg: AugmentConfig, image_size: int) -> Op:
@@ -63,13 +89,14 @@ def blur(cfg: AugmentConfig, image_size: int) -> Op:
     Paper, Appendix A: "We blur the image 50% of the time using a Gaussian kernel. We randomly
     sample sigma in [0.1, 2.0], and the kernel size is set to be 10% of the image height/width."
     """
-    def apply(x: Tensor, generator: torch.Generator) -> Tensor:
-        n, _, height, _ = x.shape
+    def draw(n, height, width, device, generator):
         blurred = sampling.bernoulli(n, cfg.blur_prob, generator)
-        sigma = sampling.uniform(n, *cfg.blur_sigma, generator)
-        size = F.blur_kernel_size(height)
+        return blurred, sampling.uniform(n, *cfg.blur_sigma, generator), F.blur_kernel_size(height)
+
+    def apply(x, params):
+        blurred, sigma, size = params
         return F.apply_to_subset(x, blurred, lambda rows, idx: F.gaussian_blur(rows, size, sigma[idx]))
-    return apply
+    return Op(draw, apply)
 
 
 def cutout(cfg: AugmentConfig, image_size: int) -> Op:
@@ -78,35 +105,31 @@ def cutout(cfg: AugmentConfig, image_size: int) -> Op:
     Paper, Figure 4 "Cutout". Neither the text nor the official code (which lacks this op) says
     what fills the square; we use 0 on [0, 1] pixels, i.e. black before normalisation.
     """
-    def apply(x: Tensor, generator: torch.Generator) -> Tensor:
-        n, _, height, width = x.shape
+    def draw(n, height, width, device, generator):
         side = max(1, round(cfg.cutout_fraction * min(height, width)))
-        corners = sampling.cutout_corners(n, height, width, side, generator)
-        return F.cutout(x, corners, side)
-    return apply
+        return sampling.cutout_corners(n, height, width, side, generator), side
+    return Op(draw, lambda x, p: F.cutout(x, *p))
 
 
 def sobel(cfg: AugmentConfig, image_size: int) -> Op:
     """Sobel filtering (paper, Figure 4): the edge magnitude of the image, kept as 3 equal channels."""
-    def apply(x: Tensor, generator: torch.Generator) -> Tensor:
-        return F.sobel(x)
-    return apply
+    return Op(lambda *_: (), lambda x, p: F.sobel(x))
 
 
 def noise(cfg: AugmentConfig, image_size: int) -> Op:
     """Gaussian noise (paper, Figure 4) with a per-sample std uniform in noise_std, clamped to [0, 1]."""
-    def apply(x: Tensor, generator: torch.Generator) -> Tensor:
-        std = sampling.uniform(x.shape[0], *cfg.noise_std, generator)
-        draws = sampling.device_generator(generator, x.device)
-        return F.add_gaussian_noise(x, std, torch.randn(x.shape, generator=draws, device=x.device))
-    return apply
+    def draw(n, height, width, device, generator):
+        std = sampling.uniform(n, *cfg.noise_std, generator)
+        draws = sampling.device_generator(generator, device)
+        return std, torch.randn((n, 3, height, width), generator=draws, device=device)
+    return Op(draw, lambda x, p: F.add_gaussian_noise(x, *p))
 
 
 def rotate(cfg: AugmentConfig, image_size: int) -> Op:
     """Rotate {90, 180, 270} degrees (paper, Figure 4), one of the three uniformly per sample."""
-    def apply(x: Tensor, generator: torch.Generator) -> Tensor:
-        return F.rotate90(x, sampling.quarter_turns(x.shape[0], generator))
-    return apply
+    def draw(n, height, width, device, generator):
+        return (sampling.quarter_turns(n, generator),)
+    return Op(draw, lambda x, p: F.rotate90(x, p[0]))
 
 
 OPS: dict[str, Callable[[AugmentConfig, int], Op]] = {

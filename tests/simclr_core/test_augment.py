@@ -332,3 +332,41 @@ def test_cuda_batch_gives_the_cpu_views():
     assert gpu[0].is_cuda
     for a, b in zip(cpu, gpu):
         torch.testing.assert_close(b.cpu(), a, atol=1e-4, rtol=0)
+
+
+# ---- chunked application on CPUs -----------------------------------------------------------------
+@pytest.mark.parametrize("cfg", [
+    AugmentConfig(ops=("crop", "color", "blur", "cutout", "rotate", "noise", "sobel")),
+    AugmentConfig(ops=("crop", "color", "blur", "rotate"), one_branch=True),
+    AugmentConfig(ops=("color", "blur")),                                 # no crop: resized first
+])
+def test_chunked_views_equal_the_whole_batch_views(cfg, monkeypatch):
+    from simclr_core.augment import pipeline
+    images = torch.randint(0, 256, (11, 3, 24, 24), dtype=torch.uint8, generator=gen(20))
+    aug = build_augmentation(cfg, 16, MEAN, STD)
+    whole = aug(images, gen(21))
+    monkeypatch.setattr(pipeline, "CPU_CHUNK_BYTES", 4 * 2 * 3 * 24 * 24 * 4)   # 4 images per chunk
+    assert aug.chunk_rows(24, 24) == 4
+    chunk_sizes = []
+    views = pipeline.TwoViewAugmentation._views
+    monkeypatch.setattr(pipeline.TwoViewAugmentation, "_views",
+                        lambda self, images, params: chunk_sizes.append(len(images)) or views(self, images, params))
+    chunked = aug(images, gen(21))
+    assert chunk_sizes == [4, 4, 3]
+    for a, b in zip(whole, chunked):
+        assert b.shape == a.shape
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
+
+
+def test_cifar_batches_are_never_split_and_224px_ones_are():
+    aug = build_augmentation(AugmentConfig(), 32, MEAN, STD)
+    assert aug.chunk_rows(32, 32) >= 512
+    assert 8 <= build_augmentation(AugmentConfig(), 224, MEAN, STD).chunk_rows(224, 224) < 64
+
+
+def test_take_rows_indexes_per_sample_tensors_and_keeps_shared_values():
+    from simclr_core.augment.ops import take_rows
+    params = (torch.arange(6), 23, torch.arange(12).view(6, 2))
+    rows = torch.tensor([1, 4])
+    taken = take_rows(params, rows)
+    assert taken[1] == 23 and torch.equal(taken[0], rows) and torch.equal(taken[2], params[2][rows])
