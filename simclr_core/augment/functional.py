@@ -40,11 +40,12 @@ def to_float_rgb(images: Tensor) -> Tensor:
     return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
 
 
-def normalize(x: Tensor, mean: tuple[float, float, float], std: tuple[float, float, float]) -> Tensor:
-    """Per-channel (x - mean) / std, as one fused x * (1 / std) + (-mean / std)."""
+def normalize(x: Tensor, mean: tuple[float, float, float], std: tuple[float, float, float], *,
+              out: Tensor | None = None) -> Tensor:
+    """Per-channel (x - mean) / std, as one fused x * (1 / std) + (-mean / std), optionally into ``out``."""
     scale = _constant([1.0 / s for s in std], x).view(1, 3, 1, 1)
     shift = _constant([-m / s for m, s in zip(mean, std)], x).view(1, 3, 1, 1)
-    return torch.addcmul(shift, x, scale)
+    return torch.addcmul(shift, x, scale, out=out) if out is not None else torch.addcmul(shift, x, scale)
 
 
 def _constant(values, like: Tensor) -> Tensor:
@@ -192,7 +193,7 @@ def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
     return ramp.mul_(delta.neg_().unsqueeze(1)).add_(maxc.unsqueeze(1))
 
 
-def color_jitter(x: Tensor, factors: Tensor, order: Tensor) -> Tensor:
+def color_jitter(x: Tensor, factors: Tensor, order: Tensor, *, inplace: bool = False) -> Tensor:
     """Brightness, contrast, saturation and hue in a per-sample order.
 
     ``factors`` (N, 4): the factors of BRIGHTNESS, CONTRAST, SATURATION, HUE (columns by op id);
@@ -202,9 +203,10 @@ def color_jitter(x: Tensor, factors: Tensor, order: Tensor) -> Tensor:
     Brightness, contrast and saturation are one operation, a blend with a reference image (black,
     the grey mean, the grey image), so each stage runs one batched blend whose reference and weight
     are chosen per sample (weight 1 is the identity for samples whose op at this stage is hue), and
-    the hue rotation only on the samples whose permutation puts hue at this stage.
+    the hue rotation only on the samples whose permutation puts hue at this stage. ``inplace``
+    writes into x (for callers that own it) instead of a copy.
     """
-    out = x.clone()
+    out = x if inplace else x.clone()
     for stage in range(4):
         op = order[:, stage]
         weight = torch.where(op == HUE, 1.0, factors.gather(1, op.unsqueeze(1)).squeeze(1))

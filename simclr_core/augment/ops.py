@@ -36,10 +36,17 @@ class Op:
     """
     draw: Callable[[int, int, int, torch.device, torch.Generator], Params]
     apply: Callable[[Tensor, Params], Tensor]
+    # apply that may write into x and return it: for callers that own x (the two-view pipeline);
+    # None where the op has no cheaper in-place form.
+    apply_: Callable[[Tensor, Params], Tensor] | None = None
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
         n, _, height, width = x.shape
         return self.apply(x, self.draw(n, height, width, x.device, generator))
+
+    def apply_owned(self, x: Tensor, params: Params) -> Tensor:
+        """apply, allowed to overwrite x (which the caller owns and no longer needs)."""
+        return (self.apply_ or self.apply)(x, params)
 
 
 def take_rows(params: Params, rows: Tensor | slice) -> Params:
@@ -74,13 +81,13 @@ def color(cfg: AugmentConfig, image_size: int) -> Op:
         identity = torch.tensor([1.0, 1.0, 1.0, 0.0], device=factors.device)
         return torch.where(jittered.unsqueeze(1), factors, identity), order, dropped
 
-    def apply(x, params):
+    def apply(x, params, owned=False):
         factors, order, dropped = params
-        x = F.color_jitter(x, factors, order)
-        # color_jitter returned a fresh tensor, so colour dropping may write into it.
+        x = F.color_jitter(x, factors, order, inplace=owned)
+        # x is now color_jitter's own tensor, so colour dropping may write into it.
         return F.apply_to_subset(x, dropped, lambda rows, _: F.rgb_to_grayscale(rows, num_output_channels=3),
                                  inplace=True)
-    return Op(draw, apply)
+    return Op(draw, apply, lambda x, p: apply(x, p, owned=True))
 
 
 def blur(cfg: AugmentConfig, image_size: int) -> Op:
@@ -93,10 +100,11 @@ def blur(cfg: AugmentConfig, image_size: int) -> Op:
         blurred = sampling.bernoulli(n, cfg.blur_prob, generator)
         return blurred, sampling.uniform(n, *cfg.blur_sigma, generator), F.blur_kernel_size(height)
 
-    def apply(x, params):
+    def apply(x, params, owned=False):
         blurred, sigma, size = params
-        return F.apply_to_subset(x, blurred, lambda rows, idx: F.gaussian_blur(rows, size, sigma[idx]))
-    return Op(draw, apply)
+        return F.apply_to_subset(x, blurred, lambda rows, idx: F.gaussian_blur(rows, size, sigma[idx]),
+                                 inplace=owned)
+    return Op(draw, apply, lambda x, p: apply(x, p, owned=True))
 
 
 def cutout(cfg: AugmentConfig, image_size: int) -> Op:

@@ -22,7 +22,7 @@ from simclr_core.validation import ConfigError, require_choice, require_pair, re
 # serves with a new mmap that the kernel zeroes page by page on first touch (half the CPU time, measured).
 # Chunk-sized temporaries are reused from the allocator's free lists and stay in the L3 cache: 2.3x
 # faster at 224 px (benchmarks/RESULTS.md). Batches at 32 px (6 MB for 256 images) are never split.
-CPU_CHUNK_BYTES = 32 << 20
+CPU_CHUNK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ class TwoViewAugmentation:
         view2 = torch.empty_like(view1)
         for start in range(0, b, rows):
             stop = min(start + rows, b)
-            view1[start:stop], view2[start:stop] = self._views(images[start:stop],
-                                                               self._take(params, start, stop, b))
+            self._views(images[start:stop], self._take(params, start, stop, b),
+                        out=(view1[start:stop], view2[start:stop]))
         return view1, view2
 
     def chunk_rows(self, height: int, width: int) -> int:
@@ -84,18 +84,23 @@ class TwoViewAugmentation:
         rows = torch.cat((torch.arange(start, stop), torch.arange(b + start, b + stop)))
         return [take_rows(p, rows) for p in both], [take_rows(p, slice(start, stop)) for p in first]
 
-    def _views(self, images: Tensor, params: tuple[list[Params], list[Params]]) -> tuple[Tensor, Tensor]:
+    def _views(self, images: Tensor, params: tuple[list[Params], list[Params]],
+               out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         both_params, first_params = params
         x = F.to_float_rgb(images)                                           # (B, 3, H, W) in [0, 1]
         if "crop" not in self._names():
             x = F.resize(x, self.image_size)
+        # `views` is always a tensor made here (cat, then each op's result), so ops may overwrite it;
+        # view 1 is a slice of it that nothing else reads.
         views = torch.cat((x, x))                                            # (2B, 3, H, W)
         for (_, op), p in zip(self.both, both_params):
-            views = op.apply(views, p)
+            views = op.apply_owned(views, p)
         view1, view2 = views.chunk(2)
         for (_, op), p in zip(self.first_only, first_params):
-            view1 = op.apply(view1, p)
-        return F.normalize(view1, self.mean, self.std), F.normalize(view2, self.mean, self.std)
+            view1 = op.apply_owned(view1, p)
+        out1, out2 = out or (None, None)
+        return (F.normalize(view1, self.mean, self.std, out=out1),
+                F.normalize(view2, self.mean, self.std, out=out2))
 
     def _names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.both)

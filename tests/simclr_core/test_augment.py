@@ -350,7 +350,8 @@ def test_chunked_views_equal_the_whole_batch_views(cfg, monkeypatch):
     chunk_sizes = []
     views = pipeline.TwoViewAugmentation._views
     monkeypatch.setattr(pipeline.TwoViewAugmentation, "_views",
-                        lambda self, images, params: chunk_sizes.append(len(images)) or views(self, images, params))
+                        lambda self, images, params, out=None: chunk_sizes.append(len(images))
+                        or views(self, images, params, out=out))
     chunked = aug(images, gen(21))
     assert chunk_sizes == [4, 4, 3]
     for a, b in zip(whole, chunked):
@@ -370,3 +371,14 @@ def test_take_rows_indexes_per_sample_tensors_and_keeps_shared_values():
     rows = torch.tensor([1, 4])
     taken = take_rows(params, rows)
     assert taken[1] == 23 and torch.equal(taken[0], rows) and torch.equal(taken[2], params[2][rows])
+
+
+@pytest.mark.parametrize("name", ["color", "blur"])
+def test_ops_and_the_pipeline_never_write_into_the_callers_images(name):
+    x = torch.rand(64, 3, 12, 12, generator=gen(30))
+    before = x.clone()
+    cfg = AugmentConfig(ops=(name,), blur_prob=1.0)
+    out = OPS[name](cfg, 12)(x, gen(31))
+    assert torch.equal(x, before) and not torch.equal(out, x)
+    build_augmentation(cfg, 12, MEAN, STD)(x, gen(32))                    # float input, no crop, same size
+    assert torch.equal(x, before)
