@@ -375,10 +375,10 @@ def test_take_rows_indexes_per_sample_tensors_and_keeps_shared_values():
 
 @pytest.mark.parametrize("name", ["color", "blur"])
 def test_ops_and_the_pipeline_never_write_into_the_callers_images(name):
-    x = torch.rand(64, 3, 12, 12, generator=gen(30))
+    x = torch.rand(64, 3, 24, 24, generator=gen(30))
     before = x.clone()
     cfg = AugmentConfig(ops=(name,), blur_prob=1.0)
-    out = OPS[name](cfg, 12)(x, gen(31))
+    out = OPS[name](cfg, 24)(x, gen(31))
     assert torch.equal(x, before) and not torch.equal(out, x)
-    build_augmentation(cfg, 12, MEAN, STD)(x, gen(32))                    # float input, no crop, same size
+    build_augmentation(cfg, 24, MEAN, STD)(x, gen(32))                    # float input, no crop, same size
     assert torch.equal(x, before)
