@@ -52,6 +52,23 @@ RECIPES: dict[str, dict] = {
             "warm-up 2 epochs": "B.9's 10 would be a third of the run",
         },
     },
+    # Run 1 (cpu60) plateaued at 60% over its last 13 epochs: this changes only the optimiser, to the
+    # plain SGD with strong weight decay that short CIFAR recipes elsewhere use.
+    "cpu60-sgd": {
+        "overrides": {
+            "encoder.name": "resnet18", "encoder.width": 0.25, "encoder.stem": "cifar",
+            "batch_size": 256, "augment.ops": ("crop", "color"), "augment.color_strength": 0.5,
+            "augment.crop_scale": (0.2, 1.0),
+            "loss.kind": "nt_xent", "loss.temperature": 0.2,
+            "optim.name": "sgd", "optim.lr_scaling": "linear", "optim.base_lr": 0.25,
+            "optim.weight_decay": 5e-4, "optim.warmup_epochs": 2.0,
+            "precision": "auto", "channels_last": True, "eval.protocols": ("knn",),
+            "checkpoint_every_steps": 500, "log_every_steps": 50,
+        },
+        "why": {
+            "SGD, lr 0.25, weight decay 5e-4": "tests whether cpu60's plateau comes from LARS with 1e-6 decay",
+        },
+    },
 }
 
 

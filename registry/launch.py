@@ -43,6 +43,22 @@ class RunCancelled(KeyboardInterrupt):
     """The process was asked to stop (SIGTERM); raised inside the training function's frame."""
 
 
+# The interrupt a signal handler raised, kept until execute_run has classified the run's end. A signal
+# that lands while C++ code calls back into Python (e.g. torch.save writing a checkpoint) reaches us
+# wrapped in a RuntimeError; this is how such a run is still recorded as cancelled, not failed.
+_raised_interrupt: list[RunCancelled] = []
+
+
+def raise_interrupt(exc: RunCancelled) -> None:
+    """Raise ``exc`` from a signal handler, remembering it for execute_run."""
+    _raised_interrupt[:] = [exc]
+    raise exc
+
+
+def _take_raised_interrupt() -> RunCancelled | None:
+    return _raised_interrupt.pop() if _raised_interrupt else None
+
+
 @dataclass(frozen=True)
 class Outcome:
     run_id: str
@@ -61,7 +77,7 @@ def resolve_train_fn(train_fn: TrainFn | str | None) -> TrainFn:
 def raise_on_sigterm() -> None:
     """Turn SIGTERM into RunCancelled so a killed run records `cancelled` and releases its claim."""
     def handler(signum: int, frame: object) -> None:
-        raise RunCancelled(f"received signal {signum}")
+        raise_interrupt(RunCancelled(f"received signal {signum}"))
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -82,12 +98,19 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
             return Outcome(run.run_id, "skipped", "done already (final.json)")
         status = store.start_attempt(run, code or code_version())
         run_dir = store.run_dir(run.run_id)
+        _take_raised_interrupt()
         try:
             metrics = resolve_train_fn(train_fn)(run.config, run_dir)
         except KeyboardInterrupt as exc:      # includes RunCancelled
+            _take_raised_interrupt()
             store.write_status(run.run_id, "cancelled", finished=now_iso(), error=type(exc).__name__)
             raise
         except BaseException as exc:          # a failed run must not stop the others
+            interrupt = _take_raised_interrupt()
+            if interrupt is not None:         # the signal's exception came back wrapped (see above)
+                store.write_error(run.run_id, traceback.format_exc())
+                store.write_status(run.run_id, "cancelled", finished=now_iso(), error=type(interrupt).__name__)
+                raise interrupt from exc
             store.write_error(run.run_id, traceback.format_exc())
             summary = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             store.write_status(run.run_id, "failed", finished=now_iso(), error=summary)

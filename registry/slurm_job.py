@@ -36,7 +36,7 @@ from submitit.core.utils import UncompletedJobError
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from registry.declare import Run
-from registry.launch import Outcome, RunCancelled, TrainFn, execute_run, resolve_train_fn
+from registry.launch import Outcome, RunCancelled, TrainFn, execute_run, raise_interrupt, resolve_train_fn
 from registry.store import CHECKPOINT_NAME, RunStore, now_iso
 
 # Seconds rank 0 waits after SIGTERM for the SIGUSR2 that would make it a preemption (submitit sends both at once).
@@ -73,7 +73,7 @@ class _Signals:
 
     def arm(self) -> None:
         if self.rank == 0 and self.seen:      # a signal came while we were still starting
-            raise self._exception("before training started")
+            raise_interrupt(self._exception("before training started"))
         self.armed = True
 
     def disarm(self) -> None:
@@ -90,7 +90,7 @@ class _Signals:
     def _raise_if_armed(self) -> None:
         if self.armed and self.rank == 0:
             self.armed = False
-            raise self._exception("during training")
+            raise_interrupt(self._exception("during training"))
 
     def _exception(self, when: str) -> RunCancelled:
         if self.usr2:

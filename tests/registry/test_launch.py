@@ -192,3 +192,37 @@ def test_executor_choices():
         make_executor("kubernetes")
 
 
+
+
+def _train_killed_while_saving_a_checkpoint(cfg, run_dir):
+    """SIGTERM arrives inside torch.save's writes, as when `scancel` hits a run during a checkpoint."""
+    import io
+    import torch
+    writes = []
+
+    class KilledMidWrite(io.FileIO):
+        def write(self, data):
+            writes.append(len(data))
+            if len(writes) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().write(data)
+
+    with KilledMidWrite(Path(run_dir) / "checkpoint.pt", "w") as f:
+        torch.save({"weights": [torch.zeros(50_000) for _ in range(4)]}, f)
+    return {"never": "reached"}
+
+
+def test_a_sigterm_during_a_checkpoint_write_is_recorded_cancelled_not_failed(results):
+    """torch.save turns the handler's RunCancelled into a RuntimeError ("unexpected pos"); the run must
+    still end cancelled (and re-raise RunCancelled), not be recorded as a failed run."""
+    from registry.launch import RunCancelled, raise_on_sigterm
+    [run] = make_runs(7)
+    previous = signal.getsignal(signal.SIGTERM)
+    raise_on_sigterm()
+    try:
+        with pytest.raises(RunCancelled):
+            execute_run(run, results, _train_killed_while_saving_a_checkpoint)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    status = RunStore(results).status(run.run_id)
+    assert status["state"] == "cancelled" and status["error"] == "RunCancelled"

@@ -137,17 +137,21 @@ def test_two_process_training_equals_one_process_on_the_whole_batch(tmp_path):
         import torch.distributed as dist
         from simclr_core.config import RunConfig
         from simclr_core.train import train
+        from pathlib import Path
         metrics = train(RunConfig.from_dict(json.loads(sys.argv[2])), sys.argv[1])
-        print("RESULT", dist.get_rank(), dist.get_world_size(), json.dumps(metrics))
+        # One file per rank: two ranks printing long lines into one pipe can interleave them.
+        result = {"rank": dist.get_rank(), "world": dist.get_world_size(), "metrics": metrics}
+        (Path(sys.argv[3]) / f"rank{dist.get_rank()}.json").write_text(json.dumps(result))
     """))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                           "--master_port", str(29400 + os.getpid() % 500), str(script), str(tmp_path / "run"),
-                          json.dumps(cfg.to_dict())], capture_output=True, text=True, env=env, timeout=300)
+                          json.dumps(cfg.to_dict()), str(tmp_path)], capture_output=True, text=True, env=env,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    results = [line.split(" ", 3) for line in out.stdout.splitlines() if line.startswith("RESULT")]
-    assert sorted(r[1] for r in results) == ["0", "1"] and all(r[2] == "2" for r in results)
-    metrics = [json.loads(r[3]) for r in results]
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["rank"] for r in results] == [0, 1] and all(r["world"] == 2 for r in results)
+    metrics = [r["metrics"] for r in results]
     assert metrics[0]["knn_top1"] == metrics[1]["knn_top1"] and metrics[0]["processes"] == 2
     assert load_checkpoint(tmp_path / "run")["step"] == 2
 
