@@ -19,9 +19,10 @@ from simclr_core.validation import ConfigError, require_choice, require_pair, re
 
 # On a CPU, the batch is augmented in chunks whose two float32 views take at most this many bytes.
 # Every eager kernel returns a fresh tensor; at 224 px a whole batch's views are 308 MB, which glibc
-# serves with a new mmap that the kernel zeroes page by page on first touch (half the CPU time, measured).
-# Chunk-sized temporaries are reused from the allocator's free lists and stay in the L3 cache: 2.3x
-# faster at 224 px (benchmarks/RESULTS.md). Batches at 32 px (6 MB for 256 images) are never split.
+# serves with a new mmap that the kernel zeroes page by page on first touch (~40% of the CPU time,
+# measured). Chunk-sized temporaries are reused from the allocator's free lists and stay in the L3
+# cache: at 224 px, 1.4 s -> 1.0 s per 256 images with huge pages on, 2.3 s -> 1.0 s without
+# (benchmarks/RESULTS.md). Batches at 32 px (6 MB for 256 images) are never split.
 CPU_CHUNK_BYTES = 16 << 20
 
 
