@@ -31,7 +31,7 @@ from benchmarks.machine import describe, load_average  # noqa: E402
 from simclr_core.config import RunConfig  # noqa: E402
 from simclr_core.train import METRICS_NAME, train  # noqa: E402
 
-# Each recipe: overrides on RunConfig() plus why each value was chosen. The reasons are the expectations that
+# Each recipe: overrides on RunConfig() (after those of its "base" recipe, if any) plus why each value was chosen. The reasons are the expectations that
 # picked the values; what was measured is in benchmarks/RESULTS.md ("Quality moonshot").
 RECIPES: dict[str, dict] = {
     "cpu60": {
@@ -56,16 +56,8 @@ RECIPES: dict[str, dict] = {
     # Run 1 (cpu60) plateaued at 60% over its last 13 epochs: this changes only the optimiser, to the
     # plain SGD with strong weight decay that short CIFAR recipes elsewhere use.
     "cpu60-sgd": {
-        "overrides": {
-            "encoder.name": "resnet18", "encoder.width": 0.25, "encoder.stem": "cifar",
-            "batch_size": 256, "augment.ops": ("crop", "color"), "augment.color_strength": 0.5,
-            "augment.crop_scale": (0.2, 1.0),
-            "loss.kind": "nt_xent", "loss.temperature": 0.2,
-            "optim.name": "sgd", "optim.lr_scaling": "linear", "optim.base_lr": 0.25,
-            "optim.weight_decay": 5e-4, "optim.warmup_epochs": 2.0,
-            "precision": "auto", "channels_last": True, "eval.protocols": ("knn",),
-            "checkpoint_every_steps": 500, "log_every_steps": 50,
-        },
+        "overrides": {"optim.name": "sgd", "optim.base_lr": 0.25, "optim.weight_decay": 5e-4},
+        "base": "cpu60",
         "why": {
             "SGD, lr 0.25, weight decay 5e-4": "measured: +5.6 points kNN over cpu60 at 25 epochs (65.68% vs 60.09%)",
         },
@@ -87,9 +79,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("needs the full CIFAR-10: pass --data-dir or set SIMCLR_DATA_DIR")
 
     recipe = RECIPES[args.recipe]
+    base = RECIPES[recipe["base"]]["overrides"] if "base" in recipe else {}
     extra = dict(item.split("=", 1) for item in args.overrides)
     cfg = RunConfig().with_overrides({
-        **recipe["overrides"], "data.dataset": "cifar10", "data.data_dir": args.data_dir,
+        **base, **recipe["overrides"], "data.dataset": "cifar10", "data.data_dir": args.data_dir,
         "epochs": args.epochs, "eval.knn_every_epochs": args.knn_every, **extra,
     }).validate()
     run_dir = Path(args.run_dir or f"runs/quality/{args.recipe}-e{args.epochs:g}")

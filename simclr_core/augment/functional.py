@@ -25,18 +25,23 @@ BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 
 
 # ---- conversion ----------------------------------------------------------------------------------
-def to_float_rgb(images: Tensor) -> Tensor:
-    """(N, C, H, W) uint8 in 0..255 or float in [0, 1], C in {1, 3} -> float32 (N, 3, H, W) in [0, 1]."""
+def check_images(images: Tensor) -> None:
+    """Raise unless ``images`` is a (N, C, H, W) batch, C in {1, 3}, of uint8 or floating point."""
     if images.ndim != 4:
         raise ValueError(f"images must be a (N, C, H, W) batch, got shape {tuple(images.shape)}")
     if images.shape[1] not in (1, 3):
         raise ValueError(f"images must have 1 or 3 channels, got {images.shape[1]}")
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
+
+
+def to_float_rgb(images: Tensor) -> Tensor:
+    """(N, C, H, W) uint8 in 0..255 or float in [0, 1], C in {1, 3} -> float32 (N, 3, H, W) in [0, 1]."""
+    check_images(images)
     if images.dtype == torch.uint8:
         x = images.to(torch.float32).div_(255.0)
-    elif images.is_floating_point():
-        x = images.to(torch.float32)
     else:
-        raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
+        x = images.to(torch.float32)
     return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
 
 

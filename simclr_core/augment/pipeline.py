@@ -42,9 +42,7 @@ class TwoViewAugmentation:
     std: tuple[float, float, float]
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        if images.ndim != 4 or images.shape[1] not in (1, 3) or not (images.dtype == torch.uint8
-                                                                     or images.is_floating_point()):
-            F.to_float_rgb(images)                                           # raises the precise error
+        F.check_images(images)                                               # before any draw
         b, _, height, width = images.shape
         params = self._draw(b, height, width, images.device, generator)
         rows = self.chunk_rows(height, width) if images.device.type == "cpu" else b
