@@ -89,6 +89,18 @@ def test_colour_jitter_with_identity_factors_is_the_identity():
     assert torch.equal(F.color_jitter(x, factors, order), x)
 
 
+def test_colour_jitter_in_place_and_on_strided_input_gives_the_same_images():
+    n = 12
+    x = colourful(n, 9, 7, seed=8)
+    factors, order = sampling.color_jitter_params(n, 1.0, gen(9))
+    expected = F.color_jitter(x, factors, order)
+    strided = x.to(memory_format=torch.channels_last)                 # reshape must copy it
+    torch.testing.assert_close(F.color_jitter(strided, factors, order), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(strided, x, atol=0, rtol=0)           # not written into
+    owned = x.clone()
+    torch.testing.assert_close(F.color_jitter(owned, factors, order, inplace=True), expected, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("kernel_size", [3, 5, 23])
 def test_gaussian_blur_with_per_sample_sigma_equals_torchvision(kernel_size):
     x = torch.rand(3, 3, 24, 26, generator=gen(5))
