@@ -35,15 +35,18 @@ def check_images(images: Tensor) -> None:
         raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
 
 
-def to_float_rgb(images: Tensor) -> Tensor:
-    """(N, C, H, W) uint8 in 0..255 or float in [0, 1], C in {1, 3} -> float32 (N, 3, H, W) in [0, 1]."""
+def to_float_rgb(images: Tensor, *, out: Tensor | None = None) -> Tensor:
+    """(N, C, H, W) uint8 in 0..255 or float in [0, 1], C in {1, 3} -> float32 (N, 3, H, W) in [0, 1].
+
+    ``out``, if given, is a float32 (N, 3, H, W) tensor to write into.
+    """
     check_images(images)
+    rgb = images.expand(-1, 3, -1, -1)                                       # a view; copied once below
+    if out is None:
+        out = torch.empty(rgb.shape, dtype=torch.float32, device=images.device)
     if images.dtype == torch.uint8:
-        x = torch.empty(images.shape, dtype=torch.float32, device=images.device)
-        torch.div(images, 255.0, out=x)                                      # one pass, no uint8 -> float copy
-    else:
-        x = images.to(torch.float32)
-    return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
+        return torch.div(rgb, 255.0, out=out)                                # one pass, no uint8 -> float copy
+    return out.copy_(rgb)
 
 
 def normalize(x: Tensor, mean: tuple[float, float, float], std: tuple[float, float, float], *,
@@ -148,9 +151,8 @@ def cutout(x: Tensor, corners: Tensor, size: int) -> Tensor:
 # fresh allocation (page faults), which dominates these memory-bound ops.
 def rgb_to_grayscale(x: Tensor, num_output_channels: int = 1) -> Tensor:
     """Luma 0.2989 R + 0.587 G + 0.114 B, as (N, 1, H, W) or broadcast (a view) to (N, 3, H, W)."""
-    n, _, h, w = x.shape
-    # One (1 x 3) @ (3 x HW) product per image: a single pass over the pixels.
-    luma = torch.matmul(_constant(_LUMA, x).view(1, 1, 3), x.reshape(n, 3, h * w)).view(n, 1, h, w)
+    r, g, b = x.unbind(1)
+    luma = (r * _LUMA[0]).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2]).unsqueeze(1)
     return luma.expand(-1, num_output_channels, -1, -1)
 
 
@@ -183,8 +185,11 @@ def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
     where V = max and V S = max - min, so no per-sector gather and no division by V is needed.
     """
     r, g, b = x.unbind(1)
-    minc, maxc = torch.aminmax(x, dim=1)                                     # (N, H, W); maxc = V
-    delta = minc.neg_().add_(maxc)                                           # V S = max - min
+    maxc = torch.maximum(r, g)
+    torch.maximum(maxc, b, out=maxc)                                         # V, (N, H, W)
+    delta = torch.minimum(r, g)
+    torch.minimum(delta, b, out=delta)
+    delta.neg_().add_(maxc)                                                  # V S = max - min
     # Hexcone hue numerators for max = r, g, b. Their magnitude never exceeds delta, so clamping
     # delta away from 0 is safe (grey pixels have delta = 0 and ignore the hue anyway).
     hue6 = torch.sub(r, g).add_(delta, alpha=4.0)
@@ -193,8 +198,8 @@ def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
     hue6.div_(delta.clamp(min=1e-12)).add_(_per_sample(factor, x).view(-1, 1, 1), alpha=6.0)
     n = torch.arange(5.0, 0.0, -2.0, device=x.device).view(1, 3, 1, 1)      # 5, 3, 1 for R, G, B
     k = torch.add(n, hue6.unsqueeze(1)).remainder_(6.0)                      # (N, 3, H, W)
-    ramp = torch.minimum(k, torch.rsub(k, 4.0)).clamp_(0.0, 1.0)            # min(k, 4 - k) in [0, 1]
-    return torch.addcmul(maxc.unsqueeze(1), delta.unsqueeze(1), ramp, value=-1.0, out=ramp)
+    ramp = k.sub_(2.0).abs_().neg_().add_(2.0).clamp_(0.0, 1.0)            # min(k, 4 - k) in [0, 1]
+    return ramp.mul_(delta.neg_().unsqueeze(1)).add_(maxc.unsqueeze(1))
 
 
 def color_jitter(x: Tensor, factors: Tensor, order: Tensor, *, inplace: bool = False) -> Tensor:
@@ -205,39 +210,24 @@ def color_jitter(x: Tensor, factors: Tensor, order: Tensor, *, inplace: bool = F
     sample; stage t applies op ``order[:, t]``, as torchvision's ColorJitter with a per-sample randperm.
 
     Brightness, contrast and saturation are one operation, a blend with a reference image (black,
-    the grey mean, the grey image): clamp(f x + (1 - f) ref). Each is affine in the pixel's RGB, so
-    each stage is one batched (3 x 3) @ (3 x HW) product plus a per-sample offset, whose matrix and
-    offset are chosen per sample (the identity for samples whose op at this stage is hue), then the
-    clamp; the hue rotation runs only on the samples whose permutation puts hue at this stage.
-    ``inplace`` lets the kernel overwrite x (for callers that own it); use the returned tensor.
+    the grey mean, the grey image), so each stage runs one batched blend whose reference and weight
+    are chosen per sample (weight 1 is the identity for samples whose op at this stage is hue), and
+    the hue rotation only on the samples whose permutation puts hue at this stage. ``inplace``
+    writes into x (for callers that own it) instead of a copy.
     """
-    n, c, h, w = x.shape
-    if n == 0:
-        return x if inplace else x.clone()
-    x_flat = x.reshape(n, c, h * w)
-    may_overwrite_x = inplace or x_flat.data_ptr() != x.data_ptr()       # reshape copied a strided x
-    eye = torch.eye(3, dtype=factors.dtype, device=factors.device)
-    luma_row = torch.tensor(_LUMA, dtype=factors.dtype, device=factors.device).view(1, 1, 3)
-    luma = _constant(_LUMA, x)
-    # The product cannot write into its own input, so stages alternate between two buffers.
-    src, free = x_flat, None
+    out = x if inplace else x.clone()
     for stage in range(4):
         op = order[:, stage]
         weight = torch.where(op == HUE, 1.0, factors.gather(1, op.unsqueeze(1)).squeeze(1))
-        saturation = torch.where(op == SATURATION, 1.0 - weight, 0.0)
-        contrast = torch.where(op == CONTRAST, 1.0 - weight, 0.0)
-        matrix = weight.view(n, 1, 1) * eye + saturation.view(n, 1, 1) * luma_row    # f I + (1 - f) 1 L^T
-        offset = _per_sample(contrast, x).view(n, 1, 1)
-        if bool((contrast != 0).any()):
-            offset = offset * (src.mean(dim=2) @ luma).view(n, 1, 1)         # (1 - f) x mean of the grey image
-        dst = free if free is not None else torch.empty_like(src)
-        torch.baddbmm(offset.expand(n, c, 1), matrix.to(x.device, non_blocking=True), src, out=dst)
-        dst.clamp_(0.0, 1.0)
-        free = src if src is not x_flat or may_overwrite_x else None
-        src = dst
-        apply_to_subset(src.view(n, c, h, w), (op == HUE) & (factors[:, HUE] != 0),
+        use_gray = _per_sample((op == SATURATION).to(factors.dtype), out)
+        use_mean = _per_sample((op == CONTRAST).to(factors.dtype), out)
+        gray = rgb_to_grayscale(out)                                         # (N, 1, H, W)
+        mean = gray.mean(dim=(1, 2, 3), keepdim=True)
+        reference = gray.mul_(use_gray).add_(mean.mul_(use_mean))           # 0, mean or gray
+        torch.lerp(reference.expand_as(out), out, _per_sample(weight, out), out=out).clamp_(0.0, 1.0)
+        apply_to_subset(out, (op == HUE) & (factors[:, HUE] != 0),
                         lambda rows, idx: adjust_hue(rows, factors[idx, HUE]), inplace=True)
-    return src.view(n, c, h, w)
+    return out
 
 
 # ---- filters -------------------------------------------------------------------------------------

@@ -86,12 +86,16 @@ class TwoViewAugmentation:
     def _views(self, images: Tensor, params: tuple[list[Params], list[Params]],
                out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         both_params, first_params = params
-        x = F.to_float_rgb(images)                                           # (B, 3, H, W) in [0, 1]
-        if "crop" not in self._names():
-            x = F.resize(x, self.image_size)
-        # `views` is always a tensor made here (cat, then each op's result), so ops may overwrite it;
-        # view 1 is a slice of it that nothing else reads.
-        views = torch.cat((x, x))                                            # (2B, 3, H, W)
+        b = images.shape[0]
+        if "crop" in self._names():
+            views = torch.empty((2 * b, 3, *images.shape[2:]), dtype=torch.float32, device=images.device)
+            F.to_float_rgb(images, out=views[:b])
+            views[b:].copy_(views[:b])                                       # (2B, 3, H, W) in [0, 1]
+        else:
+            x = F.resize(F.to_float_rgb(images), self.image_size)
+            views = torch.cat((x, x))
+        # `views` is always a tensor made here (then each op's result), so ops may overwrite it; view 1
+        # is a slice of it that nothing else reads.
         for (_, op), p in zip(self.both, both_params):
             views = op.apply_owned(views, p)
         view1, view2 = views.chunk(2)

@@ -94,11 +94,15 @@ def test_colour_jitter_in_place_and_on_strided_input_gives_the_same_images():
     x = colourful(n, 9, 7, seed=8)
     factors, order = sampling.color_jitter_params(n, 1.0, gen(9))
     expected = F.color_jitter(x, factors, order)
-    strided = x.to(memory_format=torch.channels_last)                 # reshape must copy it
+    strided = x.to(memory_format=torch.channels_last)                 # not contiguous in (N, C, H, W)
     torch.testing.assert_close(F.color_jitter(strided, factors, order), expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(strided, x, atol=0, rtol=0)           # not written into
     owned = x.clone()
     torch.testing.assert_close(F.color_jitter(owned, factors, order, inplace=True), expected, atol=1e-6, rtol=0)
+    every_other_column = colourful(n, 9, 14, seed=10)[..., ::2]           # a strided view of a larger tensor
+    expected = F.color_jitter(every_other_column.contiguous(), factors, order)
+    torch.testing.assert_close(F.color_jitter(every_other_column, factors, order, inplace=True), expected,
+                               atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("kernel_size", [3, 5, 23])
