@@ -89,6 +89,18 @@ def test_colour_jitter_with_identity_factors_is_the_identity():
     assert torch.equal(F.color_jitter(x, factors, order), x)
 
 
+def test_to_float_rgb_scales_uint8_repeats_grey_and_writes_into_out():
+    grey = torch.tensor([0, 51, 255], dtype=torch.uint8).view(3, 1, 1, 1)
+    x = F.to_float_rgb(grey)
+    assert x.dtype == torch.float32 and x.shape == (3, 3, 1, 1)
+    torch.testing.assert_close(x[:, 2].flatten(), torch.tensor([0.0, 0.2, 1.0]), atol=0, rtol=0)
+    out = torch.full((3, 3, 1, 1), -1.0)
+    assert F.to_float_rgb(grey, out=out) is out and torch.equal(out, x)
+    floats = torch.rand(2, 3, 4, 4, dtype=torch.float64, generator=gen(11))
+    converted = F.to_float_rgb(floats)
+    assert converted.dtype == torch.float32 and torch.equal(converted, floats.float())
+
+
 def test_colour_jitter_in_place_and_on_strided_input_gives_the_same_images():
     n = 12
     x = colourful(n, 9, 7, seed=8)
