@@ -106,12 +106,11 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
             store.write_status(run.run_id, "cancelled", finished=now_iso(), error=type(exc).__name__)
             raise
         except BaseException as exc:          # a failed run must not stop the others
+            store.write_error(run.run_id, traceback.format_exc())
             interrupt = _take_raised_interrupt()
             if interrupt is not None:         # the signal's exception came back wrapped (see above)
-                store.write_error(run.run_id, traceback.format_exc())
                 store.write_status(run.run_id, "cancelled", finished=now_iso(), error=type(interrupt).__name__)
                 raise interrupt from exc
-            store.write_error(run.run_id, traceback.format_exc())
             summary = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             store.write_status(run.run_id, "failed", finished=now_iso(), error=summary)
             return Outcome(run.run_id, "failed", summary)

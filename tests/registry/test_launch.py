@@ -192,8 +192,6 @@ def test_executor_choices():
         make_executor("kubernetes")
 
 
-
-
 def _train_killed_while_saving_a_checkpoint(cfg, run_dir):
     """SIGTERM arrives inside torch.save's writes, as when `scancel` hits a run during a checkpoint."""
     import io
