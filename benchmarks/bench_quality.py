@@ -72,6 +72,14 @@ RECIPES: dict[str, dict] = {
             "SGD lr 0.5": "measured: +0.8 points kNN over lr 0.25 in a 4.5-epoch proxy (55.67% vs 54.84%)",
         },
     },
+    # Session 4's proxies went on up the learning rate: 1.0 gained another 1.8 points, 2.0 lost 2.1 of them.
+    "cpu60-sgd-lr1": {
+        "overrides": {"optim.base_lr": 1.0},
+        "base": "cpu60-sgd-lr0.5",
+        "why": {
+            "SGD lr 1.0": "measured: 57.51% kNN in the 4.5-epoch proxy vs 55.67% at lr 0.5 and 55.46% at lr 2.0",
+        },
+    },
 }
 
 

@@ -11,15 +11,18 @@ Contenders (each its own model and optimiser, all built from the same RunConfig)
                compute_loss (NT-Xent), warm-up/cosine lr, LARS step;
   pre-made     the same step on two fixed, already augmented views (no data, no augmentation);
   train()      simclr_core.train.train itself with max_steps, timed from its own per-step metrics.jsonl
-               rows (log_every_steps=1; set-up, first step and the final checkpoint are outside them);
+               rows (log_every_steps=1; set-up, the first --train-warmup steps and the final checkpoint are
+               outside them: a fresh model's first steps still create oneDNN primitives and grow the
+               allocator's pools, which the other rows, whose models persist across repeats, paid once);
   lightly      lightly SimCLRTransform (same augmentation, PIL images) in a DataLoader with 0, 1 or 2 workers,
                lightly NTXentLoss(temperature=0.5), and the same model, autocast, single forward on the
                concatenated views, and LARS step as the pipeline.
 A measurement of the pipeline or the pre-made step is a single step, so the two alternate step by step
-and a shared machine's slow spells hit both alike. train() runs one untimed step, then --loop-steps timed
-ones. A lightly measurement is an epoch of --lightly-steps steps timed from the DataLoader's start, first
-batch included, as in training: timing only later steps would credit lightly with batches its workers
-prepared before the clock started (up to 2 per worker), which for short runs hides its augmentation cost.
+and a shared machine's slow spells hit both alike. train() runs --train-warmup untimed steps, then
+--loop-steps timed ones. A lightly measurement is an epoch of --lightly-steps steps timed from the
+DataLoader's start, first batch included, as in training: timing only later steps would credit lightly
+with batches its workers prepared before the clock started (up to 2 per worker), which for short runs
+hides its augmentation cost.
 
 Run by hand (lightly is the optional `bench` extra):
     .venv/bin/python benchmarks/bench_train.py [--widths 0.25 1.0] [--repeats 3] [--device cuda]
@@ -140,9 +143,9 @@ def build_variants(args, width: float, device: torch.device, only: str | None = 
         def call_train():
             with tempfile.TemporaryDirectory() as run_dir, open(os.devnull, "w") as quiet:
                 with contextlib.redirect_stderr(quiet):   # train()'s progress bar
-                    train(replace(cfg, max_steps=steps + 1), run_dir)
+                    train(replace(cfg, max_steps=args.train_warmup + steps), run_dir)
                 rows = [json.loads(line) for line in (Path(run_dir) / METRICS_NAME).read_text().splitlines()]
-            timed = [r for r in rows if "images_per_s" in r][1:]
+            timed = [r for r in rows if "images_per_s" in r][args.train_warmup:]
             return sum(args.batch / r["images_per_s"] for r in timed)
         variants[TRAIN] = call_train
 
@@ -182,7 +185,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--widths", type=float, nargs="+", default=[0.25, 1.0])
     p.add_argument("--lightly-widths", type=float, nargs="*", default=[0.25])
-    p.add_argument("--loop-steps", type=int, default=2, help="timed steps per train() call (after one untimed step)")
+    p.add_argument("--loop-steps", type=int, default=6, help="timed steps per train() call")
+    p.add_argument("--train-warmup", type=int, default=3, help="untimed first steps of each train() call")
     p.add_argument("--lightly-steps", type=int, default=10,
                    help="steps per lightly measurement, timed from the DataLoader's start as in an epoch")
     p.add_argument("--batch", type=int, default=256)

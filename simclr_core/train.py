@@ -161,7 +161,9 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
             bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{row['lr']:.3g}")
             log_loss.zero_()
             log_count, log_clock = 0, time.perf_counter()
-        if cfg.eval.knn_every_epochs and done % (cfg.eval.knn_every_epochs * steps_per_epoch) == 0:
+        # The last step's kNN comes from the final evaluation below when that includes kNN: not run twice.
+        final_has_knn = done == stop_step and "knn" in cfg.eval.protocols
+        if cfg.eval.knn_every_epochs and done % (cfg.eval.knn_every_epochs * steps_per_epoch) == 0 and not final_has_knn:
             knn = _evaluate(accelerator, model, cfg, train_set, test_set, mixed_precision, ("knn",))
             _log(accelerator, run_dir, {"step": done, "epoch": done / steps_per_epoch, **knn})
             model.train()

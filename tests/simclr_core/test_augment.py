@@ -127,6 +127,17 @@ def test_gaussian_blur_with_per_sample_sigma_equals_torchvision(kernel_size):
         torch.testing.assert_close(out[i], ref, atol=1e-5, rtol=0)
 
 
+def test_gaussian_blur_ignores_the_input_memory_layout():
+    x = torch.rand(4, 3, 30, 34, generator=gen(6))
+    sigma = torch.tensor([0.1, 0.5, 1.0, 2.0])
+    expected = F.gaussian_blur(x, 5, sigma)
+    for layout in (x.contiguous(memory_format=torch.channels_last), torch.rand(4, 3, 30, 68)[..., ::2].copy_(x)):
+        out = F.gaussian_blur(layout, 5, sigma)
+        assert out.shape == x.shape
+        torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    assert not torch.equal(expected, x)
+
+
 def test_blur_kernel_is_ten_percent_of_the_side_and_odd():
     assert [F.blur_kernel_size(s) for s in (9, 32, 64, 96, 224)] == [1, 3, 7, 9, 23]
 

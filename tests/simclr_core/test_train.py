@@ -94,6 +94,17 @@ def test_finished_run_writes_final_metrics(tmp_path):
     assert 0 <= final["knn_top1"] <= 100 and final == json.loads(json.dumps(metrics))
 
 
+def test_periodic_knn_is_logged_each_period_and_not_repeated_at_the_end(tmp_path, monkeypatch):
+    calls = []
+    real_knn = train_module.knn_eval
+    monkeypatch.setattr(train_module, "knn_eval", lambda *a, **kw: calls.append(1) or real_knn(*a, **kw))
+    metrics = train(tiny(epochs=3, **{"eval.knn_every_epochs": 1}), tmp_path / "run")   # 8 steps per epoch
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["epoch"]) for r in rows if "knn_top1" in r] == [(8, 1.0), (16, 2.0)]
+    assert len(calls) == 3                          # epochs 1 and 2, then the final evaluation (epoch 3) once
+    assert 0 <= metrics["knn_top1"] <= 100
+
+
 def _reference_first_step_loss(cfg: RunConfig, world: int, global_bn: bool) -> float:
     """One process on the whole global batch, rebuilding exactly what each of `world` ranks fed the model.
 
