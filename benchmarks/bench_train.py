@@ -12,8 +12,8 @@ Contenders (each its own model and optimiser, all built from the same RunConfig)
   pre-made     the same step on two fixed, already augmented views (no data, no augmentation);
   train()      simclr_core.train.train itself with max_steps, timed from its own per-step metrics.jsonl
                rows (log_every_steps=1; set-up, the first --train-warmup steps and the final checkpoint are
-               outside them: a fresh model's first steps still create oneDNN primitives and grow the
-               allocator's pools, which the other rows, whose models persist across repeats, paid once);
+               outside them: a fresh model's first steps run slower (measured in RESULTS.md, session 4),
+               a cost the other rows, whose models persist across repeats, paid once);
   lightly      lightly SimCLRTransform (same augmentation, PIL images) in a DataLoader with 0, 1 or 2 workers,
                lightly NTXentLoss(temperature=0.5), and the same model, autocast, single forward on the
                concatenated views, and LARS step as the pipeline.
