@@ -7,8 +7,9 @@ Issue 5 targets, each a ratio of medians measured side by side in one run:
       simclr_core >= 3x lightly.
 
 Contenders, all producing two normalised float32 (B, 3, S, S) views of B random images:
-  simclr_core    build_augmentation(...) on the uint8 batch, in the main process (as train() runs it), with
-                 torch's default thread count and with one thread;
+  simclr_core    build_augmentation(...) on the uint8 batch, in the main process, writing both views into
+                 one channels_last tensor reused for every batch (as train() runs it), with torch's default
+                 thread count and with one thread;
   lightly        lightly.transforms.SimCLRTransform on PIL images (its documented input; on uint8 tensors it is
                  ~10x slower since its blur round-trips through PIL), DataLoader with 0, 1 or 2 workers;
   torchvision    a textbook per-image torchvision.transforms.v2 pipeline on uint8 tensors, same DataLoaders.
@@ -93,6 +94,9 @@ def build_variants(args, size: int, pool: ImageSet, device: torch.device, shapes
         augment = build_augmentation(cfg, size, pool.mean, pool.std)
         images = pool.images.to(device)   # resident on the device, as train() keeps datasets < 2 GiB
         generator = torch.Generator().manual_seed(args.seed)
+        # As train() runs it: both views of every batch written into one tensor made once, in the
+        # model's memory format (see simclr_core.train).
+        out = torch.empty((2 * args.batch, 3, size, size), device=device, memory_format=torch.channels_last)
 
         def make_ours(name, threads):
             def ours():
@@ -102,7 +106,8 @@ def build_variants(args, size: int, pool: ImageSet, device: torch.device, shapes
                     start = timing.clock(device)
                     perm = torch.randperm(len(images), generator=generator)[:count].to(device)
                     for b in range(args.batches[size]):
-                        view1, view2 = augment(images[perm[b * args.batch:(b + 1) * args.batch]], generator)
+                        view1, view2 = augment(images[perm[b * args.batch:(b + 1) * args.batch]], generator,
+                                               out=out)
                     elapsed = timing.clock(device) - start
                 finally:
                     torch.set_num_threads(previous)

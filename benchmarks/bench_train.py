@@ -7,7 +7,8 @@ batch 256 = 512 views of 32 px CIFAR-10, bf16 autocast where the device has it, 
 
 Contenders (each its own model and optimiser, all built from the same RunConfig):
   pipeline     what simclr_core.train does per step, reproduced with its parts: gather the batch from the uint8
-               dataset, build_augmentation (crop + colour s = 0.5), model(cat(views)) under autocast,
+               dataset, build_augmentation (crop + colour s = 0.5) writing both views into one reused
+               channels_last tensor, the model on it under autocast,
                compute_loss (NT-Xent), warm-up/cosine lr, LARS step;
   pre-made     the same step on two fixed, already augmented views (no data, no augmentation);
   train()      simclr_core.train.train itself with max_steps, timed from its own per-step metrics.jsonl
@@ -71,7 +72,8 @@ def run_config(args, width: float) -> RunConfig:
 
 
 class Step:
-    """One optimisation step as simclr_core.train runs it, on two views; ``loss_fn`` may replace its loss."""
+    """One optimisation step as simclr_core.train runs it, on both views stacked (view 1's rows, then view 2's)
+    in channels_last; ``loss_fn`` may replace its loss."""
 
     def __init__(self, cfg: RunConfig, device: torch.device, num_images: int, loss_fn=None):
         torch.manual_seed(cfg.seed)
@@ -86,8 +88,7 @@ class Step:
         self.peak_lr = cfg.peak_lr()
         self.index = 0
 
-    def __call__(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([view1, view2]).contiguous(memory_format=torch.channels_last)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
             _, z = self.model(x)
         z1, z2 = z.float().chunk(2)
@@ -120,22 +121,26 @@ def build_variants(args, width: float, device: torch.device, only: str | None = 
 
     if need(PIPELINE):
         step = Step(cfg, device, len(images))
+        # As train() does: every step's views are written into one reused tensor in the model's layout.
+        views = torch.empty((2 * args.batch, 3, 32, 32), device=device, memory_format=torch.channels_last)
 
         def pipeline():
             start = timing.clock(device)
             batch = images[torch.randperm(len(images), generator=generator)[: args.batch].to(device)]
             generator.manual_seed(args.seed * 1_000_003 + step.index)
-            step(*augment(batch, generator))
+            augment(batch, generator, out=views)
+            step(views)
             return timing.clock(device) - start
         variants[PIPELINE] = pipeline
 
     if need(PREMADE):
         premade_step = Step(cfg, device, len(images))
-        views = augment(images[: args.batch], generator.manual_seed(args.seed))
+        premade_views = torch.cat(augment(images[: args.batch], generator.manual_seed(args.seed)))
+        premade_views = premade_views.contiguous(memory_format=torch.channels_last)
 
         def premade():
             start = timing.clock(device)
-            premade_step(*views)
+            premade_step(premade_views)
             return timing.clock(device) - start
         variants[PREMADE] = premade
 
@@ -176,7 +181,8 @@ def _lightly_variant(args, cfg, dataset, workers, device, loss_class, persistent
     def measure():
         start = timing.clock(device)
         for view1, view2 in loader:
-            step(view1.to(device, non_blocking=True), view2.to(device, non_blocking=True))
+            x = torch.cat([view1.to(device, non_blocking=True), view2.to(device, non_blocking=True)])
+            step(x.contiguous(memory_format=torch.channels_last))
         return timing.clock(device) - start
     return measure
 

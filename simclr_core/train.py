@@ -106,6 +106,11 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     # Augmentation parameters are drawn on the host and copied without a sync (see simclr_core.augment).
     generator = torch.Generator()
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    # Both views of every step are written into this one tensor, in the model's memory format: the model
+    # reads all 2N views in one forward pass (as the official code does, so BatchNorm sees them all), and
+    # the autograd graph that holds them is freed by the step's backward, before the next step writes.
+    views = torch.empty((2 * local_batch, 3, image_size, image_size), device=device,
+                        memory_format=memory_format)
     last_finite_step, last_checkpoint_step, perm, perm_epoch = start_step, start_step, None, -1
     log_loss = torch.zeros((), device=device)
     log_count, log_clock = 0, time.perf_counter()
@@ -120,10 +125,8 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         start = index_in_epoch * cfg.batch_size + rank * local_batch
         batch = images[perm[start:start + local_batch]].to(device, non_blocking=True)
         generator.manual_seed(_step_seed(cfg.seed, step, rank))
-        view1, view2 = augment(batch, generator)
-        # Both views in one forward pass, as the official code does, so BatchNorm sees all 2N views.
-        x = torch.cat([view1, view2]).contiguous(memory_format=memory_format)
-        _, z = model(x)
+        augment(batch, generator, out=views)
+        _, z = model(views)
         z1, z2 = z.float().chunk(2)
         loss = compute_loss(cfg.loss, z1, z2)
 

@@ -41,20 +41,34 @@ class TwoViewAugmentation:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
-    def __call__(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def __call__(self, images: Tensor, generator: torch.Generator, *,
+                 out: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``out``, if given: a float32 (2B, 3, image_size, image_size) tensor on the images' device, in any
+        memory format, that receives view 1 in rows 0..B-1 and view 2 in rows B..2B-1; the views returned are
+        its two halves. A training loop that hands the same tensor to every step feeds its model both views
+        without a concatenation, and at 224 px saves the page faults of 308 MB of fresh memory per batch."""
         F.check_images(images)                                               # before any draw
         b, _, height, width = images.shape
+        if out is not None:
+            self._check_out(out, b, images.device)
         params = self._draw(b, height, width, images.device, generator)
         rows = self.chunk_rows(height, width) if images.device.type == "cpu" else b
-        if rows >= b:
+        if out is None and rows >= b:
             return self._views(images, params)
-        view1 = torch.empty((b, 3, self.image_size, self.image_size), dtype=torch.float32)
-        view2 = torch.empty_like(view1)
+        if out is None:
+            out = torch.empty((2 * b, 3, self.image_size, self.image_size), dtype=torch.float32)
+        view1, view2 = out.chunk(2)
         for start in range(0, b, rows):
             stop = min(start + rows, b)
             self._views(images[start:stop], self._take(params, start, stop, b),
                         out=(view1[start:stop], view2[start:stop]))
         return view1, view2
+
+    def _check_out(self, out: Tensor, b: int, device: torch.device) -> None:
+        shape = (2 * b, 3, self.image_size, self.image_size)
+        if tuple(out.shape) != shape or out.dtype != torch.float32 or out.device != device:
+            raise ValueError(f"out must be a float32 tensor of shape {shape} on {device} (both views of {b} "
+                             f"images), got {out.dtype} {tuple(out.shape)} on {out.device}")
 
     def chunk_rows(self, height: int, width: int) -> int:
         """Images per chunk on a CPU: their two float32 views, at the larger of the input and output

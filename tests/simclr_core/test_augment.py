@@ -404,6 +404,30 @@ def test_cifar_batches_are_never_split_and_224px_ones_are():
     assert 8 <= build_augmentation(AugmentConfig(), 224, MEAN, STD).chunk_rows(224, 224) < 64
 
 
+@pytest.mark.parametrize("size, memory_format", [
+    (16, torch.contiguous_format), (16, torch.channels_last), (224, torch.channels_last),   # 224: chunked
+])
+def test_views_written_into_out_equal_the_returned_views(size, memory_format):
+    images = torch.randint(0, 256, (20, 3, size, size), dtype=torch.uint8, generator=gen(22))
+    cfg = AugmentConfig(ops=("crop", "color", "blur"), color_strength=1.0)
+    aug = build_augmentation(cfg, size, MEAN, STD)
+    expected = aug(images, gen(23))
+    out = torch.full((40, 3, size, size), float("nan")).contiguous(memory_format=memory_format)
+    v1, v2 = aug(images, gen(23), out=out)
+    assert v1.data_ptr() == out.data_ptr() and out.is_contiguous(memory_format=memory_format)
+    torch.testing.assert_close(out[:20], expected[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[20:], expected[1], atol=1e-6, rtol=0)
+    torch.testing.assert_close(v2, expected[1], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("bad", [torch.empty(10, 3, 16, 16), torch.empty(20, 3, 12, 12),
+                                 torch.empty(20, 3, 16, 16, dtype=torch.float64)])
+def test_an_out_of_the_wrong_shape_or_dtype_is_refused_naming_the_one_expected(bad):
+    aug = build_augmentation(AugmentConfig(), 16, MEAN, STD)
+    with pytest.raises(ValueError, match=r"float32 tensor of shape \(20, 3, 16, 16\)"):
+        aug(torch.zeros(10, 3, 16, 16, dtype=torch.uint8), gen(0), out=bad)
+
+
 def test_take_rows_indexes_per_sample_tensors_and_keeps_shared_values():
     from simclr_core.augment.ops import take_rows
     params = (torch.arange(6), 23, torch.arange(12).view(6, 2))
