@@ -190,16 +190,23 @@ def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
     delta = torch.minimum(r, g)
     torch.minimum(delta, b, out=delta)
     delta.neg_().add_(maxc)                                                  # V S = max - min
-    # Hexcone hue numerators for max = r, g, b. Their magnitude never exceeds delta, so clamping
-    # delta away from 0 is safe (grey pixels have delta = 0 and ignore the hue anyway).
+    # Hexcone hue numerators for max = b, then g, then r (r wins ties, then g, as in torchvision). Their
+    # magnitude never exceeds delta, so clamping delta away from 0 is safe (grey pixels have delta = 0
+    # and ignore the hue anyway). Each is selected by lerp with a 0/1 float mask, which returns exactly
+    # one of its ends: on a CPU that is ~10x faster than torch.where with a bool mask (measured).
     hue6 = torch.sub(r, g).add_(delta, alpha=4.0)
-    torch.where(maxc == g, torch.sub(b, r).add_(delta, alpha=2.0), hue6, out=hue6)
-    torch.where(maxc == r, torch.sub(g, b), hue6, out=hue6)
+    is_max = torch.empty_like(maxc)
+    hue6.lerp_(torch.sub(b, r).add_(delta, alpha=2.0), torch.eq(maxc, g, out=is_max))
+    hue6.lerp_(torch.sub(g, b), torch.eq(maxc, r, out=is_max))
     hue6.div_(delta.clamp(min=1e-12)).add_(_per_sample(factor, x).view(-1, 1, 1), alpha=6.0)
     n = torch.arange(5.0, 0.0, -2.0, device=x.device).view(1, 3, 1, 1)      # 5, 3, 1 for R, G, B
-    k = torch.add(n, hue6.unsqueeze(1)).remainder_(6.0)                      # (N, 3, H, W)
-    ramp = k.sub_(2.0).abs_().neg_().add_(2.0).clamp_(0.0, 1.0)            # min(k, 4 - k) in [0, 1]
-    return ramp.mul_(delta.neg_().unsqueeze(1)).add_(maxc.unsqueeze(1))
+    k = torch.add(n, hue6.unsqueeze(1))                                      # (N, 3, H, W)
+    # k mod 6 as k - 6 floor(k / 6) (~5x faster than remainder_ on a CPU). Rounding may leave k a hair
+    # below 0 or at 6 instead of 0, where the ramp below is 0 all the same.
+    k.add_(torch.mul(k, 1.0 / 6.0).floor_(), alpha=-6.0)
+    # min(k, 4 - k) clamped to [0, 1] is 2 - clamp(|k - 2|, 1, 2), so c_n = V - 2 V S + V S clamp(|k - 2|, 1, 2).
+    ramp = k.sub_(2.0).abs_().clamp_(1.0, 2.0)
+    return ramp.mul_(delta.unsqueeze(1)).add_(maxc.sub_(delta, alpha=2.0).unsqueeze(1))
 
 
 def color_jitter(x: Tensor, factors: Tensor, order: Tensor, *, inplace: bool = False) -> Tensor:
