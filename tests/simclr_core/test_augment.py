@@ -96,6 +96,8 @@ def test_to_float_rgb_scales_uint8_repeats_grey_and_writes_into_out():
     torch.testing.assert_close(x[:, 2].flatten(), torch.tensor([0.0, 0.2, 1.0]), atol=0, rtol=0)
     out = torch.full((3, 3, 1, 1), -1.0)
     assert F.to_float_rgb(grey, out=out) is out and torch.equal(out, x)
+    every_value = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    assert torch.equal(F.to_float_rgb(every_value)[0, 0].flatten(), torch.arange(256, dtype=torch.float32) / 255)
     floats = torch.rand(2, 3, 4, 4, dtype=torch.float64, generator=gen(11))
     converted = F.to_float_rgb(floats)
     assert converted.dtype == torch.float32 and torch.equal(converted, floats.float())
