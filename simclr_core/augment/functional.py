@@ -116,6 +116,14 @@ def resized_crop(x: Tensor, boxes: Tensor, size: int, flip: Tensor | None = None
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def mirror_boxes(boxes: Tensor, width: int, flip: Tensor) -> Tensor:
+    """``boxes`` (N, 4) [top, left, height, width] moved, where ``flip`` (N,) is True, to the same crop of the
+    horizontally flipped image: resized_crop(hflip(x), mirror_boxes(...)) is hflip(resized_crop(x, boxes))."""
+    top, left, height, box_width = boxes.unbind(1)
+    left = torch.where(flip.to(boxes.device), width - left - box_width, left)
+    return torch.stack((top, left, height, box_width), dim=1)
+
+
 def resize(x: Tensor, size: int) -> Tensor:
     """Bilinear resize of whole images to (size, size) (antialias=False); identity when already that size."""
     n, _, h, w = x.shape

@@ -99,9 +99,11 @@ class TwoViewAugmentation:
 
     def _views(self, images: Tensor, params: tuple[list[Params], list[Params]],
                out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        both_params, first_params = params
+        both_params, first_params = list(params[0]), params[1]
         b = images.shape[0]
-        if "crop" in self._names():
+        if self._names()[:1] == ("crop",):
+            views, both_params[0] = self._flipped_sources(images, *both_params[0])
+        elif "crop" in self._names():
             views = torch.empty((2 * b, 3, *images.shape[2:]), dtype=torch.float32, device=images.device)
             F.to_float_rgb(images, out=views[:b])
             views[b:].copy_(views[:b])                                       # (2B, 3, H, W) in [0, 1]
@@ -118,6 +120,18 @@ class TwoViewAugmentation:
         out1, out2 = out or (None, None)
         return (F.normalize(view1, self.mean, self.std, out=out1),
                 F.normalize(view2, self.mean, self.std, out=out2))
+
+    @staticmethod
+    def _flipped_sources(images: Tensor, boxes: Tensor, flip: Tensor) -> tuple[Tensor, tuple[Tensor, None]]:
+        """The 2B float sources of a crop that comes first, already flipped where ``flip`` (2B,) says, and the
+        crop's parameters on them (mirrored boxes, no flip). Flipping the uint8 images costs a quarter of
+        flipping float views, and grid_sample runs ~1.5x slower on a right-to-left grid (measured)."""
+        b = images.shape[0]
+        both = torch.cat((images, images.flip(3)))                           # the images, then their mirrors
+        which = torch.arange(2 * b, device=flip.device) % b + b * flip.long()
+        sources = both.index_select(0, which.to(images.device, non_blocking=True))
+        views = torch.empty((2 * b, 3, *images.shape[2:]), dtype=torch.float32, device=images.device)
+        return F.to_float_rgb(sources, out=views), (F.mirror_boxes(boxes, images.shape[-1], flip), None)
 
     def _names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.both)

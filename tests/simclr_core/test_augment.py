@@ -282,6 +282,31 @@ def test_views_differ_and_uint8_equals_float_input():
     torch.testing.assert_close(f2, v2, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("one_branch", [False, True])
+def test_a_crop_that_comes_first_gives_crop_resize_then_flip_per_view(one_branch):
+    images = torch.randint(0, 256, (6, 3, 20, 28), dtype=torch.uint8, generator=gen(24))
+    aug = build_augmentation(AugmentConfig(ops=("crop",), one_branch=one_branch), 16, (0.0,) * 3, (1.0,) * 3)
+    views = torch.cat(aug(images, gen(25)))
+    (boxes, flip), = aug._draw(6, 20, 28, images.device, gen(25))[0]     # the parameters the call drew
+    assert flip.any() and not flip.all()
+    floats = images.float() / 255
+    for i in range(12):
+        ref = TF.resized_crop(floats[i % 6], *boxes[i].tolist(), [16, 16], antialias=False)
+        ref = TF.horizontal_flip(ref) if flip[i] else ref
+        torch.testing.assert_close(views[i], ref, atol=1e-5, rtol=0)
+
+
+def test_mirrored_boxes_crop_the_flipped_image_as_the_flipped_crop():
+    x = torch.rand(4, 3, 12, 17, generator=gen(26))
+    boxes = torch.tensor([[0, 0, 12, 17], [2, 3, 5, 9], [1, 10, 7, 7], [11, 16, 1, 1]])
+    flip = torch.tensor([True, True, False, True])
+    mirrored = F.mirror_boxes(boxes, 17, flip)
+    assert mirrored[:, 1].tolist() == [0, 5, 10, 0] and torch.equal(mirrored[:, [0, 2, 3]], boxes[:, [0, 2, 3]])
+    flipped = torch.where(flip.view(4, 1, 1, 1), x.flip(3), x)
+    torch.testing.assert_close(F.resized_crop(flipped, mirrored, 9), F.resized_crop(x, boxes, 9, flip),
+                               atol=1e-5, rtol=0)
+
+
 def test_single_channel_input_is_repeated_and_normalised():
     gray = torch.rand(4, 1, 20, 20, generator=gen(2))
     v1, _ = build_augmentation(AugmentConfig(ops=("crop",)), 12, (0.5,) * 3, (0.25,) * 3)(gray, gen(0))
