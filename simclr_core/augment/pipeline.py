@@ -13,6 +13,7 @@ from torch import Tensor
 
 from simclr_core.augment import functional as F
 from simclr_core.augment.ops import OPS, Op, Params, take_rows
+from simclr_core.augment.workers import chunk_pool
 from simclr_core.config import AugmentConfig
 from simclr_core.validation import ConfigError, require_choice, require_pair, require_range
 
@@ -33,7 +34,8 @@ class TwoViewAugmentation:
     ``both`` runs on both views (each view draws its own parameters: the two views are stacked
     into one 2B batch, so every op runs once per call); ``first_only`` then runs on view 1 only.
     All parameters of the batch are drawn first; on a CPU they are then applied chunk by chunk
-    (CPU_CHUNK_BYTES), which gives the same views as applying them to the whole batch.
+    (CPU_CHUNK_BYTES), the chunks side by side on single-threaded workers (``workers.chunk_pool``), which
+    gives the same views as applying them to the whole batch.
     """
     both: tuple[tuple[str, Op], ...]
     first_only: tuple[tuple[str, Op], ...]
@@ -58,10 +60,15 @@ class TwoViewAugmentation:
         if out is None:
             out = torch.empty((2 * b, 3, self.image_size, self.image_size), dtype=torch.float32)
         view1, view2 = out.chunk(2)
-        for start in range(0, b, rows):
-            stop = min(start + rows, b)
-            self._views(images[start:stop], self._take(params, start, stop, b),
-                        out=(view1[start:stop], view2[start:stop]))
+        chunks = [(images[start:stop], self._take(params, start, stop, b), (view1[start:stop], view2[start:stop]))
+                  for start, stop in ((start, min(start + rows, b)) for start in range(0, b, rows))]
+        pool = chunk_pool()
+        if pool is None:
+            for chunk, chunk_params, chunk_out in chunks:
+                self._views(chunk, chunk_params, out=chunk_out)
+        else:
+            for future in [pool.submit(self._views, *chunk) for chunk in chunks]:
+                future.result()
         return view1, view2
 
     def _check_out(self, out: Tensor, b: int, device: torch.device) -> None:

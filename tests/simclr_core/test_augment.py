@@ -406,20 +406,32 @@ def test_cuda_batch_gives_the_cpu_views():
     AugmentConfig(ops=("crop", "color", "blur", "rotate"), one_branch=True),
     AugmentConfig(ops=("color", "blur")),                                 # no crop: resized first
 ])
-def test_chunked_views_equal_the_whole_batch_views(cfg, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chunked_views_equal_the_whole_batch_views(cfg, threads, monkeypatch):
+    import threading
     from simclr_core.augment import pipeline
     images = torch.randint(0, 256, (11, 3, 24, 24), dtype=torch.uint8, generator=gen(20))
     aug = build_augmentation(cfg, 16, MEAN, STD)
     whole = aug(images, gen(21))
     monkeypatch.setattr(pipeline, "CPU_CHUNK_BYTES", 4 * 2 * 3 * 24 * 24 * 4)   # 4 images per chunk
     assert aug.chunk_rows(24, 24) == 4
-    chunk_sizes = []
+    chunks = []
     views = pipeline.TwoViewAugmentation._views
     monkeypatch.setattr(pipeline.TwoViewAugmentation, "_views",
-                        lambda self, images, params, out=None: chunk_sizes.append(len(images))
+                        lambda self, images, params, out=None: chunks.append(
+                            (len(images), threading.current_thread().name, torch.get_num_threads()))
                         or views(self, images, params, out=out))
-    chunked = aug(images, gen(21))
-    assert chunk_sizes == [4, 4, 3]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        chunked = aug(images, gen(21))
+    finally:
+        torch.set_num_threads(previous)
+    assert sorted(size for size, _, _ in chunks) == [3, 4, 4]
+    if threads == 1:                          # one chunk after another on the caller's thread
+        assert {name for _, name, _ in chunks} == {threading.current_thread().name}
+    else:                                     # side by side on single-threaded workers
+        assert all(name.startswith("simclr-augment") and count == 1 for _, name, count in chunks)
     for a, b in zip(whole, chunked):
         assert b.shape == a.shape
         torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
