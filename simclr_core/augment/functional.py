@@ -53,9 +53,14 @@ def to_float_rgb(images: Tensor, *, out: Tensor | None = None) -> Tensor:
 def normalize(x: Tensor, mean: tuple[float, float, float], std: tuple[float, float, float], *,
               out: Tensor | None = None) -> Tensor:
     """Per-channel (x - mean) / std, as one fused x * (1 / std) + (-mean / std), optionally into ``out``."""
-    scale = _constant([1.0 / s for s in std], x).view(1, 3, 1, 1)
-    shift = _constant([-m / s for m, s in zip(mean, std)], x).view(1, 3, 1, 1)
+    scale, shift = (_constant(values, x).view(1, 3, 1, 1) for values in normalize_affine(mean, std))
     return torch.addcmul(shift, x, scale, out=out) if out is not None else torch.addcmul(shift, x, scale)
+
+
+def normalize_affine(mean: tuple[float, float, float], std: tuple[float, float, float]
+                     ) -> tuple[list[float], list[float]]:
+    """(scale, shift) per channel with (x - mean) / std = x * scale + shift."""
+    return [1.0 / s for s in std], [-m / s for m, s in zip(mean, std)]
 
 
 def _constant(values, like: Tensor) -> Tensor:
@@ -253,6 +258,13 @@ def blur_kernel_size(side: int) -> int:
     return 2 * ((side // 10) // 2) + 1
 
 
+def blur_kernels(kernel_size: int, sigma: Tensor) -> Tensor:
+    """(N, kernel_size) normalised 1-D Gaussian kernels, one per ``sigma`` (N,), on sigma's device and dtype."""
+    radius = kernel_size // 2
+    offsets = torch.arange(-radius, radius + 1, device=sigma.device, dtype=sigma.dtype)
+    return torch.softmax(-(offsets / sigma.view(-1, 1)).pow(2) / 2.0, dim=1)
+
+
 def gaussian_blur(x: Tensor, kernel_size: int, sigma: Tensor) -> Tensor:
     """Separable Gaussian blur with per-sample ``sigma`` (N,), reflect padding (as torchvision).
 
@@ -262,9 +274,7 @@ def gaussian_blur(x: Tensor, kernel_size: int, sigma: Tensor) -> Tensor:
     if n == 0 or kernel_size == 1:
         return x
     radius = kernel_size // 2
-    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    sig = sigma.to(device=x.device, dtype=x.dtype, non_blocking=True).view(-1, 1)
-    kernel = torch.softmax(-(offsets / sig).pow(2) / 2.0, dim=1)             # (N, k), sums to 1
+    kernel = blur_kernels(kernel_size, sigma.to(device=x.device, dtype=x.dtype, non_blocking=True))
     kernel = kernel.repeat_interleave(c, dim=0)                              # (N*C, k)
     flat = F.pad(x.reshape(1, n * c, h, w), (radius, radius, radius, radius), mode="reflect")
     flat = F.conv2d(flat, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)

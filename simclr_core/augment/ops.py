@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from simclr_core.augment import functional as F
-from simclr_core.augment import sampling
+from simclr_core.augment import native, sampling
 from simclr_core.config import AugmentConfig
 
 Params = tuple[Any, ...]
@@ -47,6 +47,13 @@ class Op:
     def apply_owned(self, x: Tensor, params: Params) -> Tensor:
         """apply, allowed to overwrite x (which the caller owns and no longer needs)."""
         return (self.apply_ or self.apply)(x, params)
+
+
+def native_kernels_for(x: Tensor):
+    """native.cpp's kernels where they can run on x in place (a contiguous float32 CPU batch), else None."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous():
+        return None
+    return native.kernels()
 
 
 def take_rows(params: Params, rows: Tensor | slice) -> Params:
@@ -83,6 +90,10 @@ def color(cfg: AugmentConfig, image_size: int) -> Op:
 
     def apply(x, params, owned=False):
         factors, order, dropped = params
+        kernels = native_kernels_for(x) if owned else None
+        if kernels is not None:
+            kernels.color_(x, factors, order, dropped)
+            return x
         x = F.color_jitter(x, factors, order, inplace=owned)
         # x is now color_jitter's own tensor, so colour dropping may write into it.
         return F.apply_to_subset(x, dropped, lambda rows, _: F.rgb_to_grayscale(rows, num_output_channels=3),
@@ -102,6 +113,12 @@ def blur(cfg: AugmentConfig, image_size: int) -> Op:
 
     def apply(x, params, owned=False):
         blurred, sigma, size = params
+        kernels = native_kernels_for(x) if owned else None
+        if kernels is not None:
+            rows = blurred.nonzero().squeeze(1)
+            if size > 1 and rows.numel():
+                kernels.blur_rows_(x, rows, F.blur_kernels(size, sigma[rows].to(torch.float32)))
+            return x
         return F.apply_to_subset(x, blurred, lambda rows, idx: F.gaussian_blur(rows, size, sigma[idx]),
                                  inplace=owned)
     return Op(draw, apply, lambda x, p: apply(x, p, owned=True))

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from simclr_core.augment import functional as F
-from simclr_core.augment.ops import OPS, Op, Params, take_rows
+from simclr_core.augment import functional as F, native
+from simclr_core.augment.ops import OPS, Op, Params, native_kernels_for, take_rows
 from simclr_core.augment.workers import chunk_pool
 from simclr_core.config import AugmentConfig
 from simclr_core.validation import ConfigError, require_choice, require_pair, require_range
@@ -54,7 +54,11 @@ class TwoViewAugmentation:
         if out is not None:
             self._check_out(out, b, images.device)
         params = self._draw(b, height, width, images.device, generator)
-        rows = self.chunk_rows(height, width) if images.device.type == "cpu" else b
+        cpu = images.device.type == "cpu"
+        rows = self.chunk_rows(height, width) if cpu else b
+        pool = chunk_pool() if cpu else None
+        if pool is not None:                                                 # at least a chunk per worker
+            rows = min(rows, -(-b // torch.get_num_threads()))
         if rows >= b:
             return self._views(images, params, out=None if out is None else out.chunk(2))
         if out is None:
@@ -62,7 +66,6 @@ class TwoViewAugmentation:
         view1, view2 = out.chunk(2)
         chunks = [(images[start:stop], self._take(params, start, stop, b), (view1[start:stop], view2[start:stop]))
                   for start, stop in ((start, min(start + rows, b)) for start in range(0, b, rows))]
-        pool = chunk_pool()
         if pool is None:
             for chunk, chunk_params, chunk_out in chunks:
                 self._views(chunk, chunk_params, out=chunk_out)
@@ -107,8 +110,16 @@ class TwoViewAugmentation:
     def _views(self, images: Tensor, params: tuple[list[Params], list[Params]],
                out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         both_params, first_params = list(params[0]), params[1]
+        both_ops = [op for _, op in self.both]
         b = images.shape[0]
-        if self._names()[:1] == ("crop",):
+        kernels = native.kernels() if images.device.type == "cpu" and images.dtype == torch.uint8 else None
+        if self._names()[:1] == ("crop",) and kernels is not None:
+            # One pass: crop, resize, flip and uint8 -> float, straight from the images (native.cpp).
+            views = torch.empty((2 * b, 3, self.image_size, self.image_size), dtype=torch.float32)
+            sources = torch.arange(2 * b) % b
+            kernels.resized_crop_uint8(images.contiguous(), sources, *both_params[0], views)
+            both_ops, both_params = both_ops[1:], both_params[1:]
+        elif self._names()[:1] == ("crop",):
             views, both_params[0] = self._flipped_sources(images, *both_params[0])
         elif "crop" in self._names():
             views = torch.empty((2 * b, 3, *images.shape[2:]), dtype=torch.float32, device=images.device)
@@ -119,14 +130,22 @@ class TwoViewAugmentation:
             views = torch.cat((x, x))
         # `views` is always a tensor made here (then each op's result), so ops may overwrite it; view 1
         # is a slice of it that nothing else reads.
-        for (_, op), p in zip(self.both, both_params):
+        for op, p in zip(both_ops, both_params):
             views = op.apply_owned(views, p)
         view1, view2 = views.chunk(2)
         for (_, op), p in zip(self.first_only, first_params):
             view1 = op.apply_owned(view1, p)
         out1, out2 = out or (None, None)
-        return (F.normalize(view1, self.mean, self.std, out=out1),
-                F.normalize(view2, self.mean, self.std, out=out2))
+        return self._normalize(view1, out1), self._normalize(view2, out2)
+
+    def _normalize(self, x: Tensor, out: Tensor | None) -> Tensor:
+        kernels = native_kernels_for(x)
+        if kernels is None or not (out is None or out.is_contiguous()
+                                   or out.is_contiguous(memory_format=torch.channels_last)):
+            return F.normalize(x, self.mean, self.std, out=out)
+        out = torch.empty_like(x) if out is None else out
+        kernels.normalize_into(x, *F.normalize_affine(self.mean, self.std), out)
+        return out
 
     @staticmethod
     def _flipped_sources(images: Tensor, boxes: Tensor, flip: Tensor) -> tuple[Tensor, tuple[Tensor, None]]:

@@ -1,0 +1,137 @@
+"""native.cpp's fused CPU kernels against the eager kernels of functional.py (themselves tested against
+torchvision in test_augment.py), and the pipeline's views with and without them."""
+import shutil
+
+import pytest
+import torch
+
+from simclr_core.augment import build_augmentation, functional as F, native, sampling
+from simclr_core.config import AugmentConfig
+
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    compiled = native.kernels()
+    if compiled is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler here: the pipeline runs its eager ops")
+    assert compiled is not None, "g++ is here, yet the native kernels did not build"
+    return compiled
+
+
+@pytest.mark.parametrize("channels, in_h, in_w, size", [(3, 40, 50, 32), (3, 40, 50, 96), (1, 33, 33, 16)])
+def test_crop_kernel_equals_float_conversion_then_resized_crop_with_flip(kernels, channels, in_h, in_w, size):
+    images = torch.randint(0, 256, (6, channels, in_h, in_w), dtype=torch.uint8, generator=gen(1))
+    views = 14
+    sources = torch.randint(0, 6, (views,), generator=gen(2))
+    boxes = sampling.crop_boxes(views, in_h, in_w, (0.08, 1.0), (3 / 4, 4 / 3), gen(3))
+    boxes[0] = torch.tensor([0, 0, in_h, in_w])                             # the whole image
+    boxes[1] = torch.tensor([in_h - 1, in_w - 1, 1, 1])                     # the last pixel
+    flip = torch.rand(views, generator=gen(4)) < 0.5
+    out = torch.full((views, 3, size, size), float("nan"))
+    kernels.resized_crop_uint8(images, sources, boxes, flip, out)
+    expected = F.resized_crop(F.to_float_rgb(images[sources]), boxes, size, flip)
+    # 1e-5, as against torchvision: grid_sample's coordinates go through [-1, 1] and back (~1e-5 px)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kernel_size, side", [(3, 16), (7, 30), (23, 48)])
+def test_blur_kernel_blurs_exactly_the_given_rows_as_the_eager_blur(kernels, kernel_size, side):
+    x = torch.rand(8, 3, side, side + 3, generator=gen(5))
+    rows = torch.tensor([1, 4, 5])
+    sigma = torch.rand(3, generator=gen(6)) * 1.9 + 0.1
+    blurred = x.clone()
+    kernels.blur_rows_(blurred, rows, F.blur_kernels(kernel_size, sigma))
+    expected = x.clone()
+    expected[rows] = F.gaussian_blur(x[rows], kernel_size, sigma)
+    torch.testing.assert_close(blurred, expected, atol=1e-6, rtol=0)
+    untouched = torch.tensor([0, 2, 3, 6, 7])
+    assert torch.equal(blurred[untouched], x[untouched])
+
+
+def test_colour_kernel_equals_jitter_in_each_samples_order_then_dropping(kernels):
+    n = 96
+    factors, order = sampling.color_jitter_params(n, 1.0, gen(7))
+    factors[::6] = torch.tensor([1.0, 1.0, 1.0, 0.0])                       # not jittered
+    factors[1::6, 3] = 0.0                                                   # jittered without a hue shift
+    factors[2::6, :3] = torch.tensor([0.2, 1.8, 0.0])                        # the ends of strength 1
+    dropped = torch.rand(n, generator=gen(8)) < 0.3
+    x = torch.rand(n, 3, 20, 21, generator=gen(9))
+    x[3::6] = x[3::6, :1]                                                    # grey images: hue undefined
+    out = x.clone()
+    kernels.color_(out, factors, order, dropped)
+    expected = F.color_jitter(x, factors, order)
+    expected[dropped] = F.rgb_to_grayscale(expected[dropped], num_output_channels=3)
+    torch.testing.assert_close(out, expected, atol=2e-6, rtol=0)
+    assert torch.equal(out[::6][~dropped[::6]], x[::6][~dropped[::6]])     # the identity is exact
+
+
+@pytest.mark.parametrize("size, ops", [
+    (32, ("crop", "color")),
+    (64, ("crop", "color", "blur")),
+    (224, ("crop", "color", "blur")),                                        # chunked
+    (32, ("crop", "color", "blur", "cutout", "rotate", "noise", "sobel")),
+])
+def test_pipeline_views_with_native_kernels_equal_the_eager_views(kernels, size, ops, monkeypatch):
+    images = torch.randint(0, 256, (20, 3, size, size), dtype=torch.uint8, generator=gen(10))
+    if size == 224:
+        # Smooth images, as photographs are: at 224 px both crops compute their float32 source coordinates
+        # ~2e-5 px from the exact ones (each within 2.1e-5 of a float64 crop on noise images, measured),
+        # which on pixel-to-pixel noise would be ~1e-4 after the colour jitter and normalisation.
+        small = torch.rand(20, 3, 28, 28, generator=gen(10)) * 255
+        images = torch.nn.functional.interpolate(small, size=224, mode="bilinear").round().to(torch.uint8)
+    aug = build_augmentation(AugmentConfig(ops=ops, color_strength=1.0), size, MEAN, STD)
+    fast = aug(images, gen(11))
+    monkeypatch.setattr(native, "kernels", lambda: None)
+    eager = aug(images, gen(11))
+    for a, b in zip(fast, eager):
+        torch.testing.assert_close(a, b, atol=5e-5, rtol=0)    # after dividing by std ~0.25: 1.25e-5 in [0, 1]
+
+
+def test_kernels_refuse_a_batch_they_cannot_read(kernels):
+    with pytest.raises(RuntimeError, match="contiguous .* Float.* got Double"):
+        kernels.color_(torch.rand(2, 3, 8, 8, dtype=torch.float64), torch.ones(2, 4), torch.zeros(2, 4).long(),
+                       torch.zeros(2, dtype=torch.bool))
+    with pytest.raises(RuntimeError, match="contiguous"):
+        kernels.blur_rows_(torch.rand(2, 3, 8, 8).transpose(2, 3), torch.tensor([0]), F.blur_kernels(3, torch.ones(1)))
+    with pytest.raises(RuntimeError, match="crop box outside the image"):
+        kernels.resized_crop_uint8(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.tensor([0]),
+                                   torch.tensor([[4, 4, 8, 8]]), torch.tensor([False]), torch.empty(1, 3, 4, 4))
+
+
+def test_the_switch_turns_the_kernels_off_and_names_its_values(monkeypatch):
+    native.kernels.cache_clear()
+    try:
+        monkeypatch.setenv(native.SWITCH, "0")
+        assert native.kernels() is None
+        native.kernels.cache_clear()
+        monkeypatch.setenv(native.SWITCH, "yes")
+        with pytest.raises(ValueError, match=r"SIMCLR_NATIVE_AUGMENT must be 0 .* or 1 .*, got 'yes'"):
+            native.kernels()
+    finally:
+        native.kernels.cache_clear()
+
+
+def test_builds_are_named_by_source_and_cpu(tmp_path, monkeypatch):
+    name = native._build_name()
+    assert name.startswith("simclr_augment_") and name == native._build_name()
+    edited = tmp_path / "native.cpp"
+    edited.write_text(native.SOURCE.read_text() + "\n// edited\n")
+    monkeypatch.setattr(native, "SOURCE", edited)
+    assert native._build_name() != name
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_normalisation_kernel_writes_either_layout_as_the_eager_one(kernels, memory_format):
+    x = torch.rand(5, 3, 9, 11, generator=gen(12))
+    out = torch.full_like(x, float("nan")).contiguous(memory_format=memory_format)
+    kernels.normalize_into(x, *F.normalize_affine(MEAN, STD), out)
+    assert out.is_contiguous(memory_format=memory_format)
+    torch.testing.assert_close(out, F.normalize(x, MEAN, STD), atol=1e-6, rtol=0)
+    with pytest.raises(RuntimeError, match="contiguous or channels_last"):
+        kernels.normalize_into(x, *F.normalize_affine(MEAN, STD), torch.empty(5, 9, 3, 11).transpose(1, 2))
