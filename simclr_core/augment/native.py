@@ -13,6 +13,7 @@ import hashlib
 import os
 import platform
 import sysconfig
+import threading
 import warnings
 from pathlib import Path
 
@@ -20,9 +21,18 @@ SOURCE = Path(__file__).with_name("native.cpp")
 SWITCH = "SIMCLR_NATIVE_AUGMENT"
 
 
-@functools.lru_cache(maxsize=None)
+_lock = threading.Lock()
+
+
 def kernels():
-    """The compiled module (resized_crop_uint8, blur_rows_, color_), or None where it cannot be used."""
+    """The compiled module (resized_crop_uint8, blur_rows_, color_, normalize_into), or None where it cannot
+    be used. Thread-safe: the pipeline's worker threads may be the first to ask."""
+    with _lock:
+        return _load()
+
+
+@functools.lru_cache(maxsize=None)
+def _load():
     setting = os.environ.get(SWITCH, "1")
     if setting not in ("0", "1"):
         raise ValueError(f"{SWITCH} must be 0 (eager PyTorch ops) or 1 (native kernels), got {setting!r}")
@@ -60,3 +70,14 @@ def _put_ninja_on_path() -> None:
     path = os.environ.get("PATH", "")
     if scripts and scripts not in path.split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join(filter(None, (path, scripts)))
+
+
+kernels.cache_clear = _load.cache_clear       # forget the module (or its absence), e.g. after changing SWITCH
+
+
+def _new_lock_after_fork() -> None:
+    global _lock                      # a thread of the parent may have held it when the child was forked
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
