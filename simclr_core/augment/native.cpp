@@ -3,7 +3,7 @@
 // (tests/simclr_core/test_augment_native.py compares them); native.py builds this file on first use.
 //
 // All kernels are single-threaded: the pipeline runs chunks side by side on its own worker threads
-// (workers.py), which keeps OpenMP out of this file.
+// (workers.py), so no OpenMP runtime is linked here (`omp simd` only asks the compiler to vectorise).
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -14,7 +14,7 @@
 namespace {
 
 constexpr float kLuma[3] = {0.2989f, 0.587f, 0.114f};   // as functional._LUMA
-enum { kBrightness = 0, kContrast = 1, kSaturation = 2, kHue = 3 };
+enum { kBrightness = 0, kContrast = 1, kSaturation = 2, kHue = 3 };   // functional's colour-jitter op ids
 
 void check(bool ok, const char* what) { TORCH_CHECK(ok, "simclr native augmentation: ", what); }
 
@@ -55,8 +55,8 @@ void resized_crop_uint8(const at::Tensor& images, const at::Tensor& sources, con
   const int64_t views = out.size(0), size = out.size(2), in_c = images.size(1);
   const int64_t in_h = images.size(2), in_w = images.size(3);
   check(out.size(1) == 3 && out.size(3) == size, "out must be (V, 3, size, size)");
-  check(sources.numel() == views && boxes.size(0) == views && flip.numel() == views,
-        "sources, boxes and flip need one row per view");
+  check(sources.numel() == views && boxes.dim() == 2 && boxes.size(0) == views && boxes.size(1) == 4 &&
+        flip.numel() == views, "sources (V,), boxes (V, 4) and flip (V,): one row per view");
   const auto src_idx = sources.contiguous().to(at::kLong);
   const auto box = boxes.contiguous().to(at::kLong);
   const auto mirrored = flip.contiguous().to(at::kBool);

@@ -99,6 +99,9 @@ def test_kernels_refuse_a_batch_they_cannot_read(kernels):
                        torch.zeros(2, dtype=torch.bool))
     with pytest.raises(RuntimeError, match="contiguous"):
         kernels.blur_rows_(torch.rand(2, 3, 8, 8).transpose(2, 3), torch.tensor([0]), F.blur_kernels(3, torch.ones(1)))
+    with pytest.raises(RuntimeError, match=r"boxes \(V, 4\)"):
+        kernels.resized_crop_uint8(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.tensor([0]),
+                                   torch.tensor([0, 0, 8, 8]), torch.tensor([False]), torch.empty(1, 3, 4, 4))
     with pytest.raises(RuntimeError, match="crop box outside the image"):
         kernels.resized_crop_uint8(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.tensor([0]),
                                    torch.tensor([[4, 4, 8, 8]]), torch.tensor([False]), torch.empty(1, 3, 4, 4))
