@@ -45,22 +45,22 @@ inline float source_coord(int64_t i, int64_t offset, int64_t length, int64_t out
 
 }  // namespace
 
-// out[v] = the box boxes[v] = [top, left, height, width] of images[sources[v]], resized bilinearly to
-// (size, size) and mirrored left-right where flip[v]; uint8 0..255 -> float [0, 1]. Grey (C = 1) images are
-// repeated to 3 channels. Equals resized_crop(to_float_rgb(images[sources]), boxes, size, flip).
-void resized_crop_uint8(const at::Tensor& images, const at::Tensor& sources, const at::Tensor& boxes,
-                        const at::Tensor& flip, at::Tensor& out) {
+// out[v] = the box boxes[v] = [top, left, height, width] of images[v % N], resized bilinearly to (size, size)
+// and mirrored left-right where flip[v]; uint8 0..255 -> float [0, 1] (V views of N images, V a multiple of
+// N: the pipeline's two views). Grey (C = 1) images are repeated to 3 channels. Equals
+// resized_crop(to_float_rgb(images.repeat(V / N, 1, 1, 1)), boxes, size, flip).
+void resized_crop_uint8(const at::Tensor& images, const at::Tensor& boxes, const at::Tensor& flip,
+                        at::Tensor& out) {
   check_batch(images, at::kByte, "images");
   check_batch(out, at::kFloat, "out");
   const int64_t views = out.size(0), size = out.size(2), in_c = images.size(1);
   const int64_t in_h = images.size(2), in_w = images.size(3);
   check(out.size(1) == 3 && out.size(3) == size, "out must be (V, 3, size, size)");
-  check(sources.numel() == views && boxes.dim() == 2 && boxes.size(0) == views && boxes.size(1) == 4 &&
-        flip.numel() == views, "sources (V,), boxes (V, 4) and flip (V,): one row per view");
-  const auto src_idx = sources.contiguous().to(at::kLong);
+  check(images.size(0) > 0 && views % images.size(0) == 0, "out must hold a multiple of the images' count");
+  check(boxes.dim() == 2 && boxes.size(0) == views && boxes.size(1) == 4 && flip.numel() == views,
+        "boxes (V, 4) and flip (V,): one row per view");
   const auto box = boxes.contiguous().to(at::kLong);
   const auto mirrored = flip.contiguous().to(at::kBool);
-  const int64_t* src_p = src_idx.data_ptr<int64_t>();
   const int64_t* box_p = box.data_ptr<int64_t>();
   const bool* flip_p = mirrored.data_ptr<bool>();
   const uint8_t* in = images.data_ptr<uint8_t>();
@@ -69,9 +69,8 @@ void resized_crop_uint8(const at::Tensor& images, const at::Tensor& sources, con
   std::vector<int64_t> x0(size), x1(size);
   std::vector<float> fx(size), row(in_w);
   for (int64_t v = 0; v < views; ++v) {
-    const int64_t s = src_p[v], top = box_p[4 * v], left = box_p[4 * v + 1];
+    const int64_t s = v % images.size(0), top = box_p[4 * v], left = box_p[4 * v + 1];
     const int64_t height = box_p[4 * v + 2], width = box_p[4 * v + 3];
-    check(s >= 0 && s < images.size(0), "source index out of range");
     check(height > 0 && width > 0 && top >= 0 && left >= 0 && top + height <= in_h && left + width <= in_w,
           "crop box outside the image");
     for (int64_t j = 0; j < size; ++j) {

@@ -45,7 +45,7 @@ def _load():
                     extra_cflags=["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno"])
     except Exception as error:           # no compiler or ninja here: the eager ops give the same views
         warnings.warn(f"simclr_core: the native CPU augmentation kernels did not build ({error}); using eager "
-                      f"PyTorch ops, ~2x slower at 224 px. Set {SWITCH}=0 to skip the build.", stacklevel=2)
+                      f"PyTorch ops, ~2.4x slower at 224 px. Set {SWITCH}=0 to skip the build.", stacklevel=2)
         return None
 
 

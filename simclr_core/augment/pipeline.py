@@ -112,14 +112,15 @@ class TwoViewAugmentation:
         both_params, first_params = list(params[0]), params[1]
         both_ops = [op for _, op in self.both]
         b = images.shape[0]
-        kernels = native.kernels() if images.device.type == "cpu" and images.dtype == torch.uint8 else None
-        if self._names()[:1] == ("crop",) and kernels is not None:
+        crop_first = self._names()[:1] == ("crop",)
+        cpu_uint8 = images.device.type == "cpu" and images.dtype == torch.uint8
+        kernels = native.kernels() if crop_first and cpu_uint8 else None
+        if kernels is not None:
             # One pass: crop, resize, flip and uint8 -> float, straight from the images (native.cpp).
             views = torch.empty((2 * b, 3, self.image_size, self.image_size), dtype=torch.float32)
-            sources = torch.arange(2 * b) % b
-            kernels.resized_crop_uint8(images.contiguous(), sources, *both_params[0], views)
+            kernels.resized_crop_uint8(images.contiguous(), *both_params[0], views)
             both_ops, both_params = both_ops[1:], both_params[1:]
-        elif self._names()[:1] == ("crop",):
+        elif crop_first:
             views, both_params[0] = self._flipped_sources(images, *both_params[0])
         elif "crop" in self._names():
             views = torch.empty((2 * b, 3, *images.shape[2:]), dtype=torch.float32, device=images.device)
