@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from simclr_core.config import ENCODER_WIDTHS
+from simclr_core.models.fused_bn import batch_norm_act
 from simclr_core.validation import ConfigError, require_choice, require_range
 
 STEMS = ("auto", "cifar", "imagenet")
@@ -111,7 +112,6 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.conv1 = _conv3x3(in_channels, channels, stride)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU(inplace=True)
         self.conv2 = _conv3x3(channels, channels)
         self.bn2 = nn.BatchNorm2d(channels)
         self.downsample = _shortcut(in_channels, channels, stride)
@@ -122,9 +122,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out = batch_norm_act(self.bn1, self.conv1(x))
+        return batch_norm_act(self.bn2, self.conv2(out), residual=identity)
 
 
 class Bottleneck(nn.Module):
@@ -141,7 +140,6 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
         self.conv3 = _conv1x1(channels, out_channels)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
         self.downsample = _shortcut(in_channels, out_channels, stride)
 
     @property
@@ -150,10 +148,9 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out = batch_norm_act(self.bn1, self.conv1(x))
+        out = batch_norm_act(self.bn2, self.conv2(out))
+        return batch_norm_act(self.bn3, self.conv3(out), residual=identity)
 
 
 # ---- the encoder --------------------------------------------------------------------------------
@@ -181,7 +178,6 @@ class ResNetEncoder(nn.Module):
             self.conv1 = nn.Conv2d(3, base, kernel_size=3, stride=1, padding=1, bias=False)
             self.maxpool = nn.Identity()
         self.bn1 = nn.BatchNorm2d(base)
-        self.relu = nn.ReLU(inplace=True)
 
         in_channels = base
         stages = []
@@ -210,7 +206,7 @@ class ResNetEncoder(nn.Module):
                 nn.init.zeros_(m.last_bn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64w, H/s, W/s); s = 1 (cifar) or 4
+        x = self.maxpool(batch_norm_act(self.bn1, self.conv1(x)))  # (B, 64w, H/s, W/s); s = 1 (cifar) or 4
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, feature_dim, H/(8s), W/(8s))
         return torch.flatten(self.avgpool(x), 1)  # (B, feature_dim)
 

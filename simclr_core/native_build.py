@@ -1,0 +1,93 @@
+"""C++ kernels compiled for this CPU on first use, cached by torch, with an environment switch and a fallback.
+
+Two sources use this: the fused augmentation kernels (augment/native.cpp) and the fused BatchNorm + ReLU of
+the encoders (models/native_bn.cpp). Each needs a C++ compiler (g++) and ninja at its first use (~40 s);
+torch caches the build (~/.cache/torch_extensions). Where the build fails, or the switch says "0", the
+kernels are None and the callers run eager PyTorch ops that compute the same thing (tested).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import sysconfig
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+
+def build_name(prefix: str, source: Path) -> str:
+    """`prefix` + a hash of the source and the CPU's instruction sets.
+
+    -march=native code runs only on CPUs with this one's instruction sets: on a cluster whose nodes share a
+    home directory (torch caches builds there), each kind of CPU gets a build of its own.
+    """
+    flags = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags += line
+                break
+    except OSError:
+        pass
+    return f"{prefix}_" + hashlib.sha256(flags.encode() + source.read_bytes()).hexdigest()[:12]
+
+
+def compile_extension(name: str, source: Path, *, openmp: bool) -> Any:
+    """Build (or load the cached build of) `source` as the Python module `name`.
+
+    `openmp`: the kernels use ATen's parallel_for, which runs on torch's OpenMP threads only when compiled
+    with -fopenmp; without it they are single-threaded and only `omp simd` is honoured.
+    """
+    from torch.utils.cpp_extension import load
+    _put_ninja_on_path()
+    cflags = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp" if openmp else "-fopenmp-simd"]
+    return load(name=name, sources=[str(source)], extra_cflags=cflags,
+                extra_ldflags=["-fopenmp"] if openmp else [])
+
+
+def _put_ninja_on_path() -> None:
+    """torch runs `ninja` from PATH; the pip-installed one sits beside this interpreter's scripts."""
+    scripts = sysconfig.get_path("scripts")
+    path = os.environ.get("PATH", "")
+    if scripts and scripts not in path.split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join(filter(None, (path, scripts)))
+
+
+class LazyExtension:
+    """`ext()` -> the compiled module, or None where the switch is "0" or the build failed (with a warning
+    naming `fallback`). Thread-safe (worker threads may be the first to ask); `ext.cache_clear()` forgets the
+    module or its absence, e.g. after the switch changed."""
+
+    def __init__(self, switch: str, build: Callable[[], Any], fallback: str):
+        self.switch = switch
+        self._build = build
+        self._fallback = fallback
+        self._lock = threading.Lock()
+        self._load = functools.lru_cache(maxsize=None)(self._load_uncached)
+        os.register_at_fork(after_in_child=self._new_lock)
+
+    def __call__(self) -> Any:
+        with self._lock:
+            return self._load()
+
+    def cache_clear(self) -> None:
+        self._load.cache_clear()
+
+    def _load_uncached(self) -> Any:
+        setting = os.environ.get(self.switch, "1")
+        if setting not in ("0", "1"):
+            raise ValueError(f"{self.switch} must be 0 (eager PyTorch ops) or 1 (native kernels), got {setting!r}")
+        if setting == "0":
+            return None
+        try:
+            return self._build()
+        except Exception as error:           # no compiler or ninja here: the eager ops compute the same
+            warnings.warn(f"simclr_core: native CPU kernels did not build ({error}); using {self._fallback}. "
+                          f"Set {self.switch}=0 to skip the build.", stacklevel=3)
+            return None
+
+    def _new_lock(self) -> None:
+        self._lock = threading.Lock()     # a thread of the parent may have held it when the child was forked
