@@ -1,8 +1,8 @@
 // Training-mode BatchNorm fused with what follows it in a ResNet (the residual add and the ReLU), for CPU
 // tensors in channels_last: y = relu(batch_norm(x) + residual). Eager PyTorch makes one pass over the
-// activation per operation and, for 16- and 32-channel layers in channels_last, runs its BatchNorm 3-6x
-// slower than the memory allows (benchmarks/RESULTS.md); here the forward reads x twice and writes y once,
-// and the backward reads its inputs twice and writes dx (and d residual) once.
+// activation per operation and, for 16-channel layers in channels_last, runs its BatchNorm about 3x slower
+// than the memory allows (benchmarks/RESULTS.md); here the forward reads x twice and writes y once, and the
+// backward reads its inputs twice and writes dx (and d residual) once.
 //
 // A channels_last (N, C, H, W) tensor is a row-major (M, C) matrix with M = N*H*W: every pass below walks
 // rows and vectorises over the C channels. Statistics are accumulated per thread in float over blocks of
