@@ -2,13 +2,15 @@
 
 glibc serves every block above its mmap threshold (128 KiB at the start, raised by frees to at most 32 MiB)
 with a fresh mmap and gives it back to the kernel on free; the next block of that size then faults in and
-zeroes every page again. A training step allocates and frees its activations (16 MiB each in the first
-stage of ResNet-18 x0.25 at batch 256) every step: measured on the 2-core reference CPU, 7,100-8,500 page
-faults and 63-96 ms of system time per step, against 160-440 faults and 13-34 ms with this setting, and
-steps of 0.42 s instead of 0.48 s (benchmarks/RESULTS.md). The setting: glibc's mmap threshold raised to
-1 GiB (blocks come from the heap) and its trim threshold to 2 GiB (the heap's top is not given back). The
-cost is that the process keeps its peak memory mapped until it exits, which a training process reaches every
-step anyway.
+zeroes its pages again. A training step allocates and frees its activations (16 MiB each in the first stage
+of ResNet-18 x0.25 at batch 256) every step: measured on the 2-core reference CPU, 5,900-8,600 page faults
+and 60-87 ms of system time per step, against 390-570 faults and 30-45 ms with this setting, and 13% less
+time per step (0.468 vs 0.540 s; benchmarks/RESULTS.md). The setting: glibc's mmap threshold fixed at its
+32 MiB maximum (blocks up to that size come from the heap) and its trim threshold at 2 GiB (the heap's top
+is not given back). Larger blocks (224 px batches) keep their own mappings: a 1 GiB threshold put those in
+the heap too and fragmented it (two of six 224 px runs at ~0.55x speed with 600 MiB more memory).
+The cost is that freed memory stays mapped until the process exits; a training process reaches its peak
+every step anyway. It helps where torch's allocator asks for huge pages (hugepages.py, set alongside).
 
 `keep_freed_memory()` runs when `simclr_core` or `registry` is imported. It changes nothing where the user
 configured glibc's allocator (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ or a malloc GLIBC_TUNABLES

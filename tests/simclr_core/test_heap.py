@@ -3,16 +3,20 @@ import os
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 
 from simclr_core.heap import SWITCH
 
-# Allocate, touch and free a 64 MiB tensor five times; count the page faults of the last four.
+THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+# Allocate, touch and free a 24 MiB tensor (below the 32 MiB threshold) five times; count the page faults of the last four.
 REUSE_FAULTS = """
 import resource, simclr_core, torch
 torch.set_num_threads(1)
 def touch():
-    torch.empty(64 << 20, dtype=torch.uint8).fill_(1)
+    torch.empty(24 << 20, dtype=torch.uint8).fill_(1)
 touch()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(4):
@@ -28,11 +32,14 @@ def run_python(code: str, **env_overrides: str) -> str:
                           timeout=120).stdout.strip()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator only")
+# Measured where torch's allocator asks for huge pages (the default simclr_core sets, hugepages.py); with
+# THP_MEM_ALLOC_ENABLE=0 the freed block faulted in again here whatever glibc's thresholds.
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not THP_MODE.exists()
+                    or "[never]" in THP_MODE.read_text(), reason="glibc with transparent huge pages only")
 def test_a_freed_tensor_is_reused_without_page_faults():
     kept = int(run_python(REUSE_FAULTS))
     given_back = int(run_python(REUSE_FAULTS, **{SWITCH: "0"}))
-    assert given_back >= 100, given_back              # 2 MiB pages: 32 per 64 MiB; 4 KiB pages: 16,384
+    assert given_back >= 40, given_back               # 2 MiB pages: 12 per 24 MiB, then page tables
     assert kept * 10 < given_back, (kept, given_back)
 
 
