@@ -41,7 +41,7 @@ def keep_freed_memory() -> bool:
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
         libc.gnu_get_libc_version          # glibc only: musl and macOS have other allocators
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):   # TypeError: Windows has no CDLL(None)
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # The mmap threshold first: setting either one also stops glibc from moving the mmap threshold itself.

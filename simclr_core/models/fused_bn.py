@@ -4,8 +4,9 @@ On CPU tensors in channels_last, in training, it runs native_bn.cpp's fused kern
 statistics and one read + write for the output, and a backward of two passes, where eager PyTorch runs
 BatchNorm, add and ReLU as separate passes (and its channels_last BatchNorm of a 16-channel layer, the first
 stage of the width x0.25 ResNet-18 that CPU-scale runs use, takes about 3x what its memory traffic needs).
-Per layer 1.2-1.6x faster, per training step 2-7% (benchmarks/RESULTS.md). Everywhere else (GPUs, eval mode, contiguous tensors, global BatchNorm, float64,
-torch.compile tracing, no compiler, SIMCLR_NATIVE_BN=0) it is the eager module call, unchanged.
+Per layer 1.2-1.6x faster, per training step 2-7% (benchmarks/RESULTS.md). Everywhere else (GPUs, eval
+mode, contiguous tensors, global BatchNorm, float64, torch.compile tracing, no compiler, SIMCLR_NATIVE_BN=0)
+it is the eager module call, unchanged.
 
 The fused path is nn.BatchNorm2d's training forward: batch statistics with the biased variance for the
 output, running statistics updated with the unbiased one (momentum, or the cumulative average when momentum
@@ -83,4 +84,3 @@ class _BatchNormAct(torch.autograd.Function):
                 grad_weight if ctx.needs_input_grad[1] else None,
                 grad_bias if ctx.needs_input_grad[2] else None,
                 grad_residual if want_residual else None, None, None, None)
-

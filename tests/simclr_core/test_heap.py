@@ -11,7 +11,8 @@ from simclr_core.heap import SWITCH
 
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
-# Allocate, touch and free a 24 MiB tensor (below the 32 MiB threshold) five times; count the page faults of the last four.
+# Allocate, touch and free a 24 MiB tensor (below the 32 MiB threshold) five times; count the page faults of
+# the last four.
 REUSE_FAULTS = """
 import resource, simclr_core, torch
 torch.set_num_threads(1)
