@@ -83,6 +83,14 @@ void normalize_rows(const T* in, const T* res, T* out, const float* scale, const
   });
 }
 
+// The gradient reaching bn(x) + residual: dy where the ReLU passed its input (y > 0), else 0.
+template <bool kRelu, typename T>
+inline float relu_gradient(const T* dy, const T* out, int64_t i) {
+  const float g = load(dy, i);
+  if constexpr (kRelu) return load(out, i) > 0.0f ? g : 0.0f;
+  return g;
+}
+
 // Pass 1 of the backward: per-channel sums of g and g * (x - mean), g = dy masked by the ReLU (y > 0).
 template <typename T, bool kRelu>
 std::pair<std::vector<double>, std::vector<double>> gradient_sums(const T* dy, const T* in, const T* out,
@@ -92,8 +100,7 @@ std::pair<std::vector<double>, std::vector<double>> gradient_sums(const T* dy, c
       const int64_t at_row = r * channels;
 #pragma omp simd
       for (int64_t c = 0; c < channels; ++c) {
-        float g = load(dy, at_row + c);
-        if constexpr (kRelu) g = load(out, at_row + c) > 0.0f ? g : 0.0f;
+        const float g = relu_gradient<kRelu>(dy, out, at_row + c);
         sg[c] += g;
         sgx[c] += g * (load(in, at_row + c) - m[c]);
       }
@@ -110,8 +117,7 @@ void input_gradient_rows(const T* dy, const T* in, const T* out, const float* m,
       const int64_t at_row = r * channels;
 #pragma omp simd
       for (int64_t c = 0; c < channels; ++c) {
-        float g = load(dy, at_row + c);
-        if constexpr (kRelu) g = load(out, at_row + c) > 0.0f ? g : 0.0f;
+        const float g = relu_gradient<kRelu>(dy, out, at_row + c);
         store(dx, at_row + c, cg[c] * g + cx[c] * (load(in, at_row + c) - m[c]) + c0[c]);
         if constexpr (kResidual) store(dr, at_row + c, g);
       }
