@@ -4,11 +4,9 @@
     runs = get_experiment("augment_pairs").runs("smoke")      # 49 validated runs, nothing started
     python -m registry --help                                  # list | show | validate | run | status | ...
 """
-from simclr_core.heap import keep_freed_memory
 from simclr_core.hugepages import request_huge_pages
 
 request_huge_pages()   # before anything imports torch: see simclr_core/hugepages.py
-keep_freed_memory()    # freed CPU tensors stay mapped for the next step: see simclr_core/heap.py
 
 from registry.declare import Axes, Experiment, Published, Run, cases, grid, zip_axes
 from registry.discover import get_experiment, list_experiments

@@ -1,7 +1,7 @@
 """C++ kernels compiled for this CPU on first use, cached by torch, with an environment switch and a fallback.
 
-Two sources use this: the fused augmentation kernels (augment/native.cpp) and the fused BatchNorm + ReLU of
-the encoders (models/native_bn.cpp). Each needs a C++ compiler (g++) and ninja at its first use (~40 s);
+Three sources use this: the fused augmentation kernels (augment/native.cpp), the fused BatchNorm + ReLU of
+the encoders (models/native_bn.cpp) and the CPU block cache (cpu_cache.cpp). Each needs a C++ compiler (g++) and ninja at its first use (~40 s);
 torch caches the build (~/.cache/torch_extensions). Where the build fails, or the switch says "0", the
 kernels are None and the callers run eager PyTorch ops that compute the same thing (tested).
 """
@@ -61,10 +61,12 @@ class LazyExtension:
     naming `fallback`). Thread-safe (worker threads may be the first to ask); `ext.cache_clear()` forgets the
     module or its absence, e.g. after the switch changed."""
 
-    def __init__(self, switch: str, build: Callable[[], Any], fallback: str):
+    def __init__(self, switch: str, build: Callable[[], Any], fallback: str, *,
+                 off_means: str = "eager PyTorch ops", on_means: str = "native kernels"):
         self.switch = switch
         self._build = build
         self._fallback = fallback
+        self._choices = f"0 ({off_means}) or 1 ({on_means})"
         self._lock = threading.Lock()
         self._load = functools.lru_cache(maxsize=None)(self._load_uncached)
         os.register_at_fork(after_in_child=self._new_lock)
@@ -79,7 +81,7 @@ class LazyExtension:
     def _load_uncached(self) -> Any:
         setting = os.environ.get(self.switch, "1")
         if setting not in ("0", "1"):
-            raise ValueError(f"{self.switch} must be 0 (eager PyTorch ops) or 1 (native kernels), got {setting!r}")
+            raise ValueError(f"{self.switch} must be {self._choices}, got {setting!r}")
         if setting == "0":
             return None
         try:

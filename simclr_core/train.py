@@ -23,6 +23,7 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
+from simclr_core import cpu_cache
 from simclr_core.augment import build_augmentation
 from simclr_core.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from simclr_core.config import AugmentConfig, RunConfig
@@ -50,6 +51,8 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_type == "cpu":
+        cpu_cache.install()   # each step reuses the last step's freed activations: see cpu_cache.py
     mixed_precision = resolve_precision(cfg.precision, torch.device(device_type))
     _forget_previous_accelerator()
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=device_type == "cpu",
