@@ -18,6 +18,7 @@ Contenders (each its own model and optimiser, all built from the same RunConfig)
   lightly      lightly SimCLRTransform (same augmentation, PIL images) in a DataLoader with 0, 1 or 2 workers,
                lightly NTXentLoss(temperature=0.5), and the same model, autocast, single forward on the
                concatenated views, and LARS step as the pipeline.
+On CPUs the block cache (simclr_core/cpu_cache.py), which train() installs, serves every contender alike.
 A measurement of the pipeline or the pre-made step is a single step, so the two alternate step by step
 and a shared machine's slow spells hit both alike. train() runs --train-warmup untimed steps, then
 --loop-steps timed ones. A lightly measurement is an epoch of --lightly-steps steps timed from the
@@ -49,6 +50,7 @@ import memory  # noqa: E402
 import timing  # noqa: E402
 from loaders import MultiView, RandomSubset, cifar_config, default_data_dir, pil_images  # noqa: E402
 
+from simclr_core import cpu_cache  # noqa: E402
 from simclr_core.augment import build_augmentation  # noqa: E402
 from simclr_core.config import EncoderConfig, EvalConfig, RunConfig  # noqa: E402
 from simclr_core.data import load_images  # noqa: E402
@@ -215,6 +217,8 @@ def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     device = torch.device(args.device)
+    if device.type == "cpu":
+        cpu_cache.install()    # for every variant alike, as train() installs it for itself
     if args.memory_of:
         measure = build_variants(args, args.widths[0], device, only=args.memory_of)[args.memory_of]
         with memory.PeakMemory(device) as peak:
