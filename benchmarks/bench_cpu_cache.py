@@ -1,14 +1,14 @@
 """The CPU block cache (simclr_core/cpu_cache.py) against torch's CPU allocator: time, page faults, memory.
 
 Two workloads, each measured with the cache installed and with torch's allocator, alternating repeat by
-repeat in one process (switching off also unmaps the cache's idle blocks, so torch's allocator starts from
-the same memory state each time):
+repeat in one process (the cache keeps its idle blocks while torch's allocator runs, as it would in a
+training process; its first fill, one step's worth of fresh huge pages, falls in the untimed warm-up):
   step     --steps pretraining steps on pre-made views (bf16 autocast where native, channels_last, NT-Xent,
            backward, LARS) of ResNet-18 (CIFAR stem) at each --widths, batch --batch (2x as many views);
   augment  --batches batches of the 224 px augmentation (crop, colour s = 1, blur) of --batch-224 random
            images of 256 px into one reused output, as train() runs it; with --no-augment, skipped.
 Per workload and allocator: images/s (median, min, max of --repeats), page faults and system CPU seconds
-per step or batch (medians), and the resident memory after the last repeat.
+per step or batch (medians); then the process's resident memory and the cache's idle part of it.
 
 Run by hand:
     .venv/bin/python benchmarks/bench_cpu_cache.py [--widths 0.25 1] [--repeats 10]
@@ -52,20 +52,20 @@ class Counted:
         self.work, self.use_cache, self.units = work, use_cache, units
         self.faults: list[float] = []
         self.system: list[float] = []
-        self.resident = 0.0
+        self.resident = self.idle = 0.0
 
     def __call__(self) -> float:
         if self.use_cache:
             cpu_cache.install()
         else:
             cpu_cache.uninstall()
-            cpu_cache.release_idle()
         before = resource.getrusage(resource.RUSAGE_SELF)
         seconds = self.work()
         after = resource.getrusage(resource.RUSAGE_SELF)
         self.faults.append((after.ru_minflt - before.ru_minflt) / self.units)
         self.system.append((after.ru_stime - before.ru_stime) / self.units)
         self.resident = resident_mib()
+        self.idle = cpu_cache.stats()["idle_bytes"] / 2**20
         return seconds
 
 
@@ -111,8 +111,9 @@ def report(title: str, variants: dict[str, Counted], seconds: dict[str, list[flo
     print(timing.table(rows, "images/s", reference=TORCH, label="torch"))
     for name, counted in variants.items():
         print(f"{name}: {statistics.median(counted.faults):,.0f} page faults and "
-              f"{1000 * statistics.median(counted.system):.0f} ms system CPU per {unit} (medians); "
-              f"resident after its last repeat {counted.resident:,.0f} MiB")
+              f"{1000 * statistics.median(counted.system):.0f} ms system CPU per {unit} (medians)")
+    print(f"after the last repeat: the process's resident memory {variants[CACHE].resident:,.0f} MiB, of which "
+          f"{variants[CACHE].idle:,.0f} MiB idle in the cache")
     paired = statistics.median(t / c for t, c in zip(seconds[TORCH], seconds[CACHE]))
     print(f"cache / torch speed: {paired:.2f}x (median of per-repeat ratios)")
 

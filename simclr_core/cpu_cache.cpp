@@ -149,7 +149,9 @@ class BlockCache final : public c10::Allocator {
     const uintptr_t tail = aligned + size, end = start + padded;
     if (end > tail) munmap(reinterpret_cast<void*>(tail), end - tail);
     void* block = reinterpret_cast<void*>(aligned);
+#ifdef MADV_HUGEPAGE
     if (huge_pages_) madvise(block, size, MADV_HUGEPAGE);
+#endif
     return block;
   }
 
