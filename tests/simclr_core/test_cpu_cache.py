@@ -201,3 +201,17 @@ def test_the_switch_leaves_torchs_allocator_in_place():
 def test_a_negative_cap_is_refused():
     with pytest.raises(ValueError, match="max_idle_bytes must be >= 0, got -1"):
         cpu_cache.install(max_idle_bytes=-1)
+
+
+def test_train_runs_on_the_cache_and_gives_its_idle_blocks_back(tmp_path):
+    from simclr_core.config import RunConfig
+    from simclr_core.train import train
+
+    cfg = RunConfig().with_overrides({"data.train_limit": 256, "data.test_limit": 100, "encoder.width": 0.25,
+                                      "batch_size": 128, "epochs": 1, "max_steps": 2, "eval.knn_k": 10})
+    reused = cpu_cache.stats().get("reused", 0) if cpu_cache.installed() else None
+    train(cfg, tmp_path / "run")
+    assert cpu_cache.installed()
+    stats = cpu_cache.stats()
+    assert reused is None or stats["reused"] > reused
+    assert stats["mapped"] > 0 and stats["idle_bytes"] == 0
