@@ -31,6 +31,7 @@ from registry.claim import break_if_stale, describe_claim, read_claim, try_claim
 from registry.declare import Run
 from registry.provenance import code_version
 from registry.store import RunStore, now_iso
+from simclr_core import cpu_cache
 from simclr_core.validation import ConfigError
 
 TrainFn = Callable[[Any, Path], dict]
@@ -114,6 +115,8 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
             summary = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             store.write_status(run.run_id, "failed", finished=now_iso(), error=summary)
             return Outcome(run.run_id, "failed", summary)
+        finally:
+            cpu_cache.release_idle()          # the next run may use other sizes: see simclr_core/cpu_cache.py
         if not store.is_done(run.run_id):     # the contract says train() writes it; keep the store consistent
             store.write_final(run.run_id, dict(metrics or {}))
         store.write_status(run.run_id, "done", finished=now_iso())

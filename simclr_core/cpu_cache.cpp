@@ -3,9 +3,10 @@
 // in (and zeroed) page by page at the next training step. Why, and what it measured: cpu_cache.py.
 //
 // Blocks are whole 2 MiB units, 2 MiB-aligned, from mmap (with MADV_HUGEPAGE where huge pages are asked
-// for). A request takes the smallest idle block that is at least as large and at most 1/8 larger; idle
-// blocks beyond `max_idle_bytes` are unmapped. Smaller requests go to the allocator that was installed
-// before (torch's default), untouched.
+// for). A request takes the smallest idle block that is at least as large and at most 1/8 larger. Idle
+// blocks beyond `max_idle_bytes` are unmapped, and so is a block that stayed idle through `stale_after`
+// allocations (a size the training step no longer asks for: another run's, an evaluation's). Smaller
+// requests go to the allocator that was installed before (torch's default), untouched.
 #include <torch/extension.h>
 #include <c10/core/CPUAllocator.h>
 
@@ -21,8 +22,14 @@
 namespace {
 
 constexpr size_t kUnit = size_t(2) << 20;
+constexpr int64_t kSweepEvery = 256;  // allocations between two looks for stale blocks
 
 size_t round_to_unit(size_t n) { return (n + kUnit - 1) / kUnit * kUnit; }
+
+struct Idle {
+  void* block;
+  int64_t since;  // the allocation clock when it was freed
+};
 
 class BlockCache final : public c10::Allocator {
  public:
@@ -32,6 +39,7 @@ class BlockCache final : public c10::Allocator {
     void* block = nullptr;
     {
       std::lock_guard<std::mutex> guard(*mutex_);
+      if (++clock_ % kSweepEvery == 0) unmap_stale();
       block = take_idle(wanted);
     }
     if (block == nullptr) block = map_new(wanted);
@@ -45,12 +53,14 @@ class BlockCache final : public c10::Allocator {
     default_copy_data(dest, src, count);
   }
 
-  void configure(c10::Allocator* fallback, size_t min_bytes, size_t max_idle_bytes, bool huge_pages) {
+  void configure(c10::Allocator* fallback, size_t min_bytes, size_t max_idle_bytes, int64_t stale_after,
+                 bool huge_pages) {
     std::lock_guard<std::mutex> guard(*mutex_);
     fallback_ = fallback;
     fallback_deleter_ = fallback->raw_deleter();
     min_bytes_ = min_bytes < kUnit ? kUnit : min_bytes;
     max_idle_bytes_ = max_idle_bytes;
+    stale_after_ = stale_after;
     huge_pages_ = huge_pages;
     trim_idle(max_idle_bytes_);
   }
@@ -67,7 +77,8 @@ class BlockCache final : public c10::Allocator {
     return {{"live_bytes", int64_t(live_bytes_)}, {"idle_bytes", int64_t(idle_bytes_)},
             {"live_blocks", int64_t(live_.size())}, {"idle_blocks", int64_t(idle_.size())},
             {"mapped", int64_t(mapped_)}, {"reused", int64_t(reused_)}, {"unmapped", int64_t(unmapped_)},
-            {"min_bytes", int64_t(min_bytes_)}, {"max_idle_bytes", int64_t(max_idle_bytes_)}};
+            {"min_bytes", int64_t(min_bytes_)}, {"max_idle_bytes", int64_t(max_idle_bytes_)},
+            {"stale_after", stale_after_}, {"allocations", clock_}};
   }
 
   c10::Allocator* fallback() const { return fallback_; }
@@ -96,7 +107,7 @@ class BlockCache final : public c10::Allocator {
         live_.erase(live);
         live_bytes_ -= size;
         if (idle_bytes_ + size <= max_idle_bytes_) {
-          idle_.emplace(size, block);
+          idle_.emplace(size, Idle{block, clock_});
           idle_bytes_ += size;
           return;
         }
@@ -113,7 +124,7 @@ class BlockCache final : public c10::Allocator {
   void* take_idle(size_t wanted) {
     auto it = idle_.lower_bound(wanted);
     if (it == idle_.end() || it->first > wanted + wanted / 8) return nullptr;
-    void* block = it->second;
+    void* block = it->second.block;
     const size_t size = it->first;
     idle_.erase(it);
     idle_bytes_ -= size;
@@ -157,13 +168,21 @@ class BlockCache final : public c10::Allocator {
 
   // Unmaps idle blocks, largest first, until at most `keep` bytes stay idle. Caller holds the lock.
   void trim_idle(size_t keep) {
-    while (idle_bytes_ > keep && !idle_.empty()) {
-      auto largest = std::prev(idle_.end());
-      munmap(largest->second, largest->first);
-      idle_bytes_ -= largest->first;
-      ++unmapped_;
-      idle_.erase(largest);
+    while (idle_bytes_ > keep && !idle_.empty()) unmap_idle(std::prev(idle_.end()));
+  }
+
+  // Unmaps the blocks idle through more than `stale_after_` allocations. Caller holds the lock.
+  void unmap_stale() {
+    for (auto it = idle_.begin(); it != idle_.end();) {
+      it = clock_ - it->second.since > stale_after_ ? unmap_idle(it) : std::next(it);
     }
+  }
+
+  std::multimap<size_t, Idle>::iterator unmap_idle(std::multimap<size_t, Idle>::iterator it) {
+    munmap(it->second.block, it->first);
+    idle_bytes_ -= it->first;
+    ++unmapped_;
+    return idle_.erase(it);
   }
 
   std::mutex* mutex_ = new std::mutex();
@@ -171,8 +190,10 @@ class BlockCache final : public c10::Allocator {
   c10::DeleterFnPtr fallback_deleter_ = nullptr;
   size_t min_bytes_ = kUnit;
   size_t max_idle_bytes_ = 0;
+  int64_t stale_after_ = 0;
   bool huge_pages_ = false;
-  std::multimap<size_t, void*> idle_;
+  int64_t clock_ = 0;  // allocations of min_bytes_ and more so far
+  std::multimap<size_t, Idle> idle_;
   std::unordered_map<void*, size_t> live_;
   size_t live_bytes_ = 0, idle_bytes_ = 0;
   int64_t mapped_ = 0, reused_ = 0, unmapped_ = 0;
@@ -180,14 +201,15 @@ class BlockCache final : public c10::Allocator {
 
 void after_fork_in_child() { BlockCache::instance().forget_lock_after_fork(); }
 
-bool install(int64_t min_bytes, int64_t max_idle_bytes, bool huge_pages) {
-  TORCH_CHECK(min_bytes > 0 && max_idle_bytes >= 0, "cpu_cache: min_bytes must be > 0 and max_idle_bytes >= 0");
+bool install(int64_t min_bytes, int64_t max_idle_bytes, int64_t stale_after, bool huge_pages) {
+  TORCH_CHECK(min_bytes > 0 && max_idle_bytes >= 0 && stale_after > 0,
+              "cpu_cache: min_bytes and stale_after must be > 0, max_idle_bytes >= 0");
   BlockCache& cache = BlockCache::instance();
   c10::Allocator* current = c10::GetCPUAllocator();
   static bool fork_handler = (pthread_atfork(nullptr, nullptr, &after_fork_in_child), true);
   (void)fork_handler;
   cache.configure(current == &cache ? cache.fallback() : current, size_t(min_bytes), size_t(max_idle_bytes),
-                  huge_pages);
+                  stale_after, huge_pages);
   c10::SetCPUAllocator(&cache, /*priority=*/0);
   return c10::GetCPUAllocator() == &cache;  // false where another allocator holds a higher priority
 }

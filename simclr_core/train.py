@@ -48,21 +48,11 @@ class NonFiniteLossError(FloatingPointError):
 
 def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     cfg.validate()
-    on_cpu = not torch.cuda.is_available()
-    if on_cpu:
-        cpu_cache.install()   # each step reuses the last step's freed activations: see cpu_cache.py
-    try:
-        return _train(cfg, run_dir)
-    finally:
-        # Here _train's tensors are freed: a process that goes on (a sweep, a notebook) gets the memory back.
-        if on_cpu:
-            cpu_cache.release_idle()
-
-
-def _train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_type == "cpu":
+        cpu_cache.install()   # each step reuses the last step's freed activations: see cpu_cache.py
     mixed_precision = resolve_precision(cfg.precision, torch.device(device_type))
     _forget_previous_accelerator()
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=device_type == "cpu",

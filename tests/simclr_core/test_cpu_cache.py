@@ -88,6 +88,19 @@ def test_idle_blocks_beyond_the_cap_are_unmapped_largest_first(cache):
     assert cache.release_idle() == 2 * MiB and cache.stats()["idle_bytes"] == 0
 
 
+def test_a_block_no_one_asks_for_any_more_is_unmapped_once_stale(cache):
+    odd_size = block_of(6)
+    del odd_size
+    unmapped = cache.stats()["unmapped"]
+    for _ in range(cache.STALE_AFTER - 300):
+        block_of(2)
+    assert cache.stats()["idle_bytes"] == 8 * MiB                      # still kept: not stale yet
+    for _ in range(600):
+        block_of(2)
+    stats = cache.stats()
+    assert stats["idle_bytes"] == 2 * MiB and stats["unmapped"] == unmapped + 1
+
+
 def test_uninstall_gives_new_allocations_back_to_torch_and_takes_back_its_own_blocks(cache):
     kept = block_of(4)
     assert cache.uninstall() and not cache.installed()
@@ -203,15 +216,22 @@ def test_a_negative_cap_is_refused():
         cpu_cache.install(max_idle_bytes=-1)
 
 
-def test_train_runs_on_the_cache_and_gives_its_idle_blocks_back(tmp_path):
+def test_train_runs_on_the_cache_and_the_registry_gives_its_idle_blocks_back(tmp_path):
+    from registry.declare import Run
+    from registry.launch import execute_run
     from simclr_core.config import RunConfig
     from simclr_core.train import train
 
     cfg = RunConfig().with_overrides({"data.train_limit": 256, "data.test_limit": 100, "encoder.width": 0.25,
                                       "batch_size": 128, "epochs": 1, "max_steps": 2, "eval.knn_k": 10})
-    reused = cpu_cache.stats().get("reused", 0) if cpu_cache.installed() else None
-    train(cfg, tmp_path / "run")
-    assert cpu_cache.installed()
-    stats = cpu_cache.stats()
-    assert reused is None or stats["reused"] > reused
-    assert stats["mapped"] > 0 and stats["idle_bytes"] == 0
+    seen = {}
+
+    def train_and_look(cfg, run_dir):
+        metrics = train(cfg, run_dir)
+        seen.update(installed=cpu_cache.installed(), **cpu_cache.stats())
+        return metrics
+
+    run = Run("toy/s1-000000000001", "toy", "smoke", {"seed": 1}, cfg)
+    assert execute_run(run, tmp_path, train_and_look).state == "done"
+    assert seen["installed"] and seen["reused"] > 0 and seen["idle_bytes"] > 0     # train() kept its blocks
+    assert cpu_cache.stats()["idle_bytes"] == 0                                      # the registry freed them
