@@ -3,16 +3,19 @@
 // in (and zeroed) page by page at the next training step. Why, and what it measured: cpu_cache.py.
 //
 // Blocks are whole 2 MiB units, 2 MiB-aligned, from mmap (with MADV_HUGEPAGE where huge pages are asked
-// for). A request takes the smallest idle block that is at least as large and at most 1/8 larger. Idle
-// blocks beyond `max_idle_bytes` are unmapped, and so is a block that stayed idle through `stale_after`
-// allocations (a size the training step no longer asks for: another run's, an evaluation's). Smaller
-// requests go to the allocator that was installed before (torch's default), untouched.
+// for). A request takes the smallest idle block that is at least as large and at most 1/8 larger. Where
+// none fits, the longest-idle blocks are unmapped first, so that the cache's footprint (live + idle)
+// stays within the highest live total so far: the memory torch's allocator would have needed at its
+// peak. Idle blocks beyond `max_idle_bytes` are unmapped too, and so is a block that stayed idle through
+// `stale_after` allocations (a size no one asks for any more). Smaller requests go to the allocator that
+// was installed before (torch's default), untouched.
 #include <torch/extension.h>
 #include <c10/core/CPUAllocator.h>
 
 #include <pthread.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -65,10 +68,12 @@ class BlockCache final : public c10::Allocator {
     trim_idle(max_idle_bytes_);
   }
 
+  // Unmaps every idle block; the footprint's bound starts again from what is live now.
   size_t release_idle() {
     std::lock_guard<std::mutex> guard(*mutex_);
     const size_t freed = idle_bytes_;
     trim_idle(0);
+    peak_live_bytes_ = live_bytes_;
     return freed;
   }
 
@@ -77,7 +82,7 @@ class BlockCache final : public c10::Allocator {
     return {{"live_bytes", int64_t(live_bytes_)}, {"idle_bytes", int64_t(idle_bytes_)},
             {"live_blocks", int64_t(live_.size())}, {"idle_blocks", int64_t(idle_.size())},
             {"mapped", int64_t(mapped_)}, {"reused", int64_t(reused_)}, {"unmapped", int64_t(unmapped_)},
-            {"min_bytes", int64_t(min_bytes_)}, {"max_idle_bytes", int64_t(max_idle_bytes_)},
+            {"peak_live_bytes", int64_t(peak_live_bytes_)}, {"min_bytes", int64_t(min_bytes_)}, {"max_idle_bytes", int64_t(max_idle_bytes_)},
             {"stale_after", stale_after_}, {"allocations", clock_}};
   }
 
@@ -128,13 +133,17 @@ class BlockCache final : public c10::Allocator {
     const size_t size = it->first;
     idle_.erase(it);
     idle_bytes_ -= size;
-    live_.emplace(block, size);
-    live_bytes_ += size;
+    add_live(block, size);
     ++reused_;
     return block;
   }
 
   void* map_new(size_t size) {
+    {
+      std::lock_guard<std::mutex> guard(*mutex_);
+      const size_t bound = std::max(peak_live_bytes_, live_bytes_ + size);
+      while (!idle_.empty() && live_bytes_ + idle_bytes_ + size > bound) unmap_idle(longest_idle());
+    }
     void* block = map_aligned(size);
     if (block == nullptr) {
       release_idle();  // memory is short: give the idle blocks back and try once more
@@ -143,10 +152,24 @@ class BlockCache final : public c10::Allocator {
     TORCH_CHECK_WITH(OutOfMemoryError, block != nullptr, "simclr cpu_cache: out of memory mapping ", size,
                      " bytes for a CPU tensor");
     std::lock_guard<std::mutex> guard(*mutex_);
-    live_.emplace(block, size);
-    live_bytes_ += size;
+    add_live(block, size);
     ++mapped_;
     return block;
+  }
+
+  void add_live(void* block, size_t size) {  // caller holds the lock
+    live_.emplace(block, size);
+    live_bytes_ += size;
+    peak_live_bytes_ = std::max(peak_live_bytes_, live_bytes_);
+  }
+
+  // The block idle longest; of those freed as long ago, the largest. Caller holds the lock; idle_ not empty.
+  std::multimap<size_t, Idle>::iterator longest_idle() {
+    auto oldest = idle_.begin();
+    for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+      if (it->second.since <= oldest->second.since) oldest = it;   // keys ascend: ties go to the larger
+    }
+    return oldest;
   }
 
   void* map_aligned(size_t size) const {
@@ -195,7 +218,7 @@ class BlockCache final : public c10::Allocator {
   int64_t clock_ = 0;  // allocations of min_bytes_ and more so far
   std::multimap<size_t, Idle> idle_;
   std::unordered_map<void*, size_t> live_;
-  size_t live_bytes_ = 0, idle_bytes_ = 0;
+  size_t live_bytes_ = 0, idle_bytes_ = 0, peak_live_bytes_ = 0;
   int64_t mapped_ = 0, reused_ = 0, unmapped_ = 0;
 };
 

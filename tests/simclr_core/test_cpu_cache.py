@@ -15,9 +15,11 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 
 
 @pytest.fixture
-def cache():
+def cache(monkeypatch):
     """The cache installed with a 64 MiB idle cap and emptied; the allocator before it restored afterwards."""
     was_installed = cpu_cache.installed()
+    monkeypatch.delenv(cpu_cache.SWITCH, raising=False)   # these tests are about the cache itself
+    cpu_cache.extension.cache_clear()
     if not cpu_cache.install(max_idle_bytes=64 * MiB):
         pytest.fail("the block cache did not build or install (needs g++ and ninja)")
     cpu_cache.release_idle()
@@ -55,9 +57,32 @@ def test_a_freed_block_is_handed_out_again_for_the_same_size_and_up_to_an_eighth
     slightly_smaller = block_of(22)                                      # 24 MiB <= 22 + 22/8
     assert slightly_smaller.data_ptr() == address
     del slightly_smaller
+    unmapped = cache.stats()["unmapped"]
     much_smaller = block_of(20)                                          # 24 MiB > 20 + 20/8: a new block
     assert much_smaller.data_ptr() != address
-    assert cache.stats()["idle_bytes"] == 24 * MiB
+
+
+def test_a_miss_unmaps_idle_blocks_longest_idle_first_to_stay_within_the_peak_live_total(cache):
+    def within_peak(stats):
+        return stats["live_bytes"] + stats["idle_bytes"] <= stats["peak_live_bytes"]
+
+    small, large = block_of(4), block_of(8)
+    del small, large                     # peak 12 MiB live; both idle since the same allocation
+    unmapped = cache.stats()["unmapped"]
+    miss = block_of(6)                   # fits neither (8 > 6 + 6/8), 12 + 6 > 12: of the two, the larger goes
+    stats = cache.stats()
+    assert stats["idle_bytes"] == 4 * MiB and stats["unmapped"] == unmapped + 1 and within_peak(stats)
+    del miss
+    cache.release_idle()
+
+    small, large = block_of(4), block_of(8)
+    del small, large
+    again = block_of(8)                  # reuses the 8 MiB block: it is now the more recently freed
+    del again
+    unmapped = cache.stats()["unmapped"]
+    miss = block_of(6)                   # the 4 MiB block, idle longer, goes first; then the 8 MiB one too
+    stats = cache.stats()
+    assert stats["idle_bytes"] == 0 and stats["unmapped"] == unmapped + 2 and within_peak(stats)
 
 
 def test_live_tensors_never_share_memory(cache):
@@ -89,8 +114,8 @@ def test_idle_blocks_beyond_the_cap_are_unmapped_largest_first(cache):
 
 
 def test_a_block_no_one_asks_for_any_more_is_unmapped_once_stale(cache):
-    odd_size = block_of(6)
-    del odd_size
+    odd_size, two = block_of(6), block_of(2)
+    del odd_size, two
     unmapped = cache.stats()["unmapped"]
     for _ in range(cache.STALE_AFTER - 300):
         block_of(2)
