@@ -170,7 +170,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         # The last step's kNN comes from the final evaluation below when that includes kNN: not run twice.
         final_has_knn = done == stop_step and "knn" in cfg.eval.protocols
         if cfg.eval.knn_every_epochs and done % (cfg.eval.knn_every_epochs * steps_per_epoch) == 0 and not final_has_knn:
-            knn = _evaluate(accelerator, model, cfg, train_set, test_set, mixed_precision, ("knn",))
+            knn = _evaluate_apart(accelerator, model, cfg, train_set, test_set, mixed_precision, ("knn",))
             _log(accelerator, run_dir, {"step": done, "epoch": done / steps_per_epoch, **knn})
             model.train()
         if is_ckpt:
@@ -180,7 +180,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     train_seconds = time.perf_counter() - train_clock
 
     # ---- final evaluation -> final.json -------------------------------------------------------------
-    metrics = _evaluate(accelerator, model, cfg, train_set, test_set, mixed_precision, cfg.eval.protocols)
+    metrics = _evaluate_apart(accelerator, model, cfg, train_set, test_set, mixed_precision, cfg.eval.protocols)
     steps_run = stop_step - start_step
     metrics.update({
         "steps": stop_step, "total_steps": total_steps, "epochs_done": stop_step / steps_per_epoch,
@@ -257,6 +257,16 @@ def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, 
             "torch_rng": torch.get_rng_state(),
             "config": cfg.to_dict(),
         })
+
+
+def _evaluate_apart(accelerator: Accelerator, model, *args) -> dict[str, Any]:
+    """_evaluate with the CPU block cache emptied before and after: evaluation allocates other sizes than
+    the training step, and neither phase's idle blocks serve the other (see cpu_cache.py)."""
+    cpu_cache.release_idle()
+    try:
+        return _evaluate(accelerator, model, *args)
+    finally:
+        cpu_cache.release_idle()
 
 
 def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, train_set: ImageSet, test_set: ImageSet | None,
