@@ -17,12 +17,15 @@ and CI caught it. The block cache has no such state: a freed block is reused, or
 
 `install()` runs at the start of `train()` on CPUs (and of the benchmarks). It needs Linux and the C++
 build (a compiler, ~30 s once, cached by torch); without them, or with SIMCLR_CPU_CACHE=0, torch's
-allocator stays. Idle blocks are capped at `max_idle_bytes` (default: a quarter of physical memory, or
-SIMCLR_CPU_CACHE_MAX_IDLE_MB), the largest unmapped first; a block idle through STALE_AFTER allocations
-is unmapped too; `release_idle()` unmaps them all, as the registry does after each run. Huge pages are
-asked for (madvise) where hugepages.py asks torch for them. Idle blocks count in the process's resident
-memory, as the GPU cache's do in nvidia-smi (x0.25: 388 MiB idle between steps, yet a lower peak than
-torch's allocator, 1,106 vs 1,203 MiB; x1: 1.6 GiB idle, peak 2,485 vs 2,296 MiB).
+allocator stays. The memory it keeps is bounded three ways: live + idle blocks stay within twice the
+highest live total so far (a request that fits no idle block first unmaps the longest-idle ones); idle
+blocks within `max_idle_bytes` (default: a quarter of physical memory, or SIMCLR_CPU_CACHE_MAX_IDLE_MB),
+the largest unmapped first; and a block idle through STALE_AFTER allocations is unmapped. `release_idle()`
+unmaps every idle block, as torch.cuda.empty_cache() does on a GPU: `train()` calls it around each
+evaluation (whose sizes differ from the step's) and the registry after each run. Idle blocks count in the
+process's resident memory, as the GPU cache's do in nvidia-smi (x0.25: 388 MiB of blocks for a step whose
+live peak is 304 MiB, yet a lower peak RSS than torch's allocator, 1,106 vs 1,203 MiB; x1: 2,485 vs
+2,296 MiB). Huge pages are asked for (madvise) where hugepages.py asks torch for them.
 """
 from __future__ import annotations
 
