@@ -7,8 +7,8 @@ cpu_cache.cpp is a caching allocator for CPU tensors, as PyTorch has one for GPU
 more, in whole 2 MiB-aligned huge-page units, are kept when freed and handed out again (the smallest idle
 block that fits and is at most 1/8 larger); smaller requests go to torch's allocator as before. Measured
 on the 2-core reference CPU (benchmarks/bench_cpu_cache.py, RESULTS.md "CPU block cache"): per x0.25
-step 6,200 page faults and 81 ms of system time become 0 and 1 ms, 1.15x the speed; per x1 step 19,300
-faults and 1.8 s of system time become 0 and 6 ms, 1.22x.
+step 6,600 page faults and 64 ms of system time become 0 and 0 ms, 1.11x the speed (per repeat); per x1
+step 24,000 faults and 1.8 s of system time become 0 and 3 ms, 1.29x.
 
 Session 7 had tuned glibc instead (mmap threshold 32 MiB, trim threshold 2 GiB). That reused a block only
 while glibc's leftovers from torch's aligned allocations stayed out of its thread cache; in 6 of 40
