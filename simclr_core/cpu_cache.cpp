@@ -19,7 +19,6 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
-#include <new>
 #include <unordered_map>
 
 namespace {
@@ -88,8 +87,8 @@ class BlockCache final : public c10::Allocator {
     return {{"live_bytes", int64_t(live_bytes_)}, {"idle_bytes", int64_t(idle_bytes_)},
             {"live_blocks", int64_t(live_.size())}, {"idle_blocks", int64_t(idle_.size())},
             {"mapped", int64_t(mapped_)}, {"reused", int64_t(reused_)}, {"unmapped", int64_t(unmapped_)},
-            {"peak_live_bytes", int64_t(peak_live_bytes_)}, {"min_bytes", int64_t(min_bytes_)}, {"max_idle_bytes", int64_t(max_idle_bytes_)},
-            {"stale_after", stale_after_}, {"allocations", clock_}};
+            {"peak_live_bytes", int64_t(peak_live_bytes_)}, {"min_bytes", int64_t(min_bytes_)},
+            {"max_idle_bytes", int64_t(max_idle_bytes_)}, {"stale_after", stale_after_}, {"allocations", clock_}};
   }
 
   c10::Allocator* fallback() const { return fallback_; }

@@ -57,7 +57,6 @@ def test_a_freed_block_is_handed_out_again_for_the_same_size_and_up_to_an_eighth
     slightly_smaller = block_of(22)                                      # 24 MiB <= 22 + 22/8
     assert slightly_smaller.data_ptr() == address
     del slightly_smaller
-    unmapped = cache.stats()["unmapped"]
     much_smaller = block_of(20)                                          # 24 MiB > 20 + 20/8: a new block
     assert much_smaller.data_ptr() != address
 
@@ -84,6 +83,7 @@ def test_a_miss_unmaps_idle_blocks_longest_idle_first_to_stay_within_twice_the_p
     miss = block_of(16 + live)           # the 4 MiB block, idle longer, goes; that is enough
     stats = cache.stats()
     assert stats["idle_bytes"] == 8 * MiB and stats["unmapped"] == unmapped + 1 and within_bound(stats)
+    del miss
 
 
 def test_live_tensors_never_share_memory(cache):
@@ -261,5 +261,5 @@ def test_train_runs_on_the_cache_and_the_registry_gives_its_idle_blocks_back(tmp
     reused_before = cpu_cache.stats().get("reused", 0)
     run = Run("toy/s1-000000000001", "toy", "smoke", {"seed": 1}, cfg)
     assert execute_run(run, tmp_path, train_and_look).state == "done"
-    assert seen["installed"] and seen["reused"] > reused_before and seen["idle_bytes"] >= 4 * MiB   # train()'s steps reused
-    assert cpu_cache.stats()["idle_bytes"] == 0                                          # the registry freed them
+    assert seen["installed"] and seen["reused"] > reused_before and seen["idle_bytes"] >= 4 * MiB
+    assert cpu_cache.stats()["idle_bytes"] == 0                      # the registry gave the idle blocks back
