@@ -259,12 +259,16 @@ def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, 
         })
 
 
-def _evaluate_apart(accelerator: Accelerator, model, *args) -> dict[str, Any]:
+def _evaluate_apart(accelerator: Accelerator, model, cfg: RunConfig, train_set: ImageSet,
+                    test_set: ImageSet | None, mixed_precision: str, protocols: tuple[str, ...]) -> dict[str, Any]:
     """_evaluate with the CPU block cache emptied before and after: evaluation allocates other sizes than
     the training step, and neither phase's idle blocks serve the other (see cpu_cache.py)."""
+    args = (accelerator, model, cfg, train_set, test_set, mixed_precision, protocols)
+    if not protocols:
+        return _evaluate(*args)
     cpu_cache.release_idle()
     try:
-        return _evaluate(accelerator, model, *args)
+        return _evaluate(*args)
     finally:
         cpu_cache.release_idle()
 
