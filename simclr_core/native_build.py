@@ -1,9 +1,10 @@
 """C++ kernels compiled for this CPU on first use, cached by torch, with an environment switch and a fallback.
 
 Three sources use this: the fused augmentation kernels (augment/native.cpp), the fused BatchNorm + ReLU of
-the encoders (models/native_bn.cpp) and the CPU block cache (cpu_cache.cpp). Each needs a C++ compiler (g++) and ninja at its first use (~40 s);
-torch caches the build (~/.cache/torch_extensions). Where the build fails, or the switch says "0", the
-kernels are None and the callers run eager PyTorch ops that compute the same thing (tested).
+the encoders (models/native_bn.cpp) and the CPU block cache (cpu_cache.cpp). Each needs a C++ compiler
+(g++) and ninja at its first use (~30-40 s); torch caches the build (~/.cache/torch_extensions). Where the
+build fails, or the switch says "0", the module is None and the callers fall back: eager PyTorch ops that
+compute the same thing (tested), or torch's own CPU allocator.
 """
 from __future__ import annotations
 
