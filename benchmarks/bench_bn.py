@@ -24,12 +24,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
 import timing  # noqa: E402
+from steps import Step  # noqa: E402
 
 from simclr_core.config import EncoderConfig, EvalConfig, RunConfig  # noqa: E402
-from simclr_core.losses import compute_loss  # noqa: E402
-from simclr_core.models import build_model, fused_bn  # noqa: E402
-from simclr_core.optim import build_optimizer  # noqa: E402
-from simclr_core.precision import cpu_supports_bf16  # noqa: E402
+from simclr_core.models import fused_bn  # noqa: E402
 
 FUSED, EAGER = "fused kernels", "eager BatchNorm, add, ReLU"
 
@@ -58,22 +56,14 @@ def layer_variants(compiled, channels: int, side: int, views: int, dtype: torch.
 
 def step_variants(compiled, width: float, views: int):
     cfg = RunConfig(encoder=EncoderConfig(width=width), eval=EvalConfig(protocols=()), batch_size=views // 2)
-    torch.manual_seed(0)
-    model = build_model(cfg.encoder, cfg.head, 32).to(memory_format=torch.channels_last).train()
-    optimizer = build_optimizer(cfg.optim, model, cfg.peak_lr())
+    step = Step(cfg, torch.device("cpu"))
     x = torch.randn(views, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    dtype = torch.bfloat16 if cpu_supports_bf16() else None
 
     def measure(kernels):
         def run() -> float:
             fused_bn.kernels = kernels
             start = timing.clock(x.device)
-            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                _, z = model(x)
-            loss = compute_loss(cfg.loss, *z.float().chunk(2))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step(x)
             return timing.clock(x.device) - start
         return run
     return {FUSED: measure(lambda: compiled), EAGER: measure(lambda: None)}

@@ -28,14 +28,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
 import timing  # noqa: E402
+from steps import Step  # noqa: E402
 
 from simclr_core import cpu_cache  # noqa: E402
 from simclr_core.augment import build_augmentation  # noqa: E402
 from simclr_core.config import AugmentConfig, EncoderConfig, EvalConfig, RunConfig  # noqa: E402
-from simclr_core.losses import compute_loss  # noqa: E402
-from simclr_core.models import build_model  # noqa: E402
-from simclr_core.optim import build_optimizer  # noqa: E402
-from simclr_core.precision import cpu_supports_bf16  # noqa: E402
 
 CACHE, TORCH = "block cache", "torch's allocator"
 
@@ -71,21 +68,13 @@ class Counted:
 
 def step_work(width: float, views: int, steps: int) -> Callable[[], float]:
     cfg = RunConfig(encoder=EncoderConfig(width=width), eval=EvalConfig(protocols=()), batch_size=views // 2)
-    torch.manual_seed(0)
-    model = build_model(cfg.encoder, cfg.head, 32).to(memory_format=torch.channels_last).train()
-    optimizer = build_optimizer(cfg.optim, model, cfg.peak_lr())
+    step = Step(cfg, torch.device("cpu"))
     x = torch.randn(views, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    bf16 = cpu_supports_bf16()
 
     def run() -> float:
         start = timing.clock(x.device)
         for _ in range(steps):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                _, z = model(x)
-            loss = compute_loss(cfg.loss, *z.float().chunk(2))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step(x)
         return timing.clock(x.device) - start
     return run
 

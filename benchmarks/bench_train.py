@@ -49,16 +49,14 @@ import machine  # noqa: E402
 import memory  # noqa: E402
 import timing  # noqa: E402
 from loaders import MultiView, RandomSubset, cifar_config, default_data_dir, pil_images  # noqa: E402
+from steps import Step  # noqa: E402
 
 from simclr_core import cpu_cache  # noqa: E402
 from simclr_core.augment import build_augmentation  # noqa: E402
 from simclr_core.config import EncoderConfig, EvalConfig, RunConfig  # noqa: E402
 from simclr_core.data import load_images  # noqa: E402
-from simclr_core.losses import compute_loss  # noqa: E402
-from simclr_core.models import build_model  # noqa: E402
-from simclr_core.optim import build_optimizer, set_lr, warmup_cosine  # noqa: E402
-from simclr_core.precision import autocast_dtype, resolve_precision  # noqa: E402
-from simclr_core.train import METRICS_NAME, total_steps_for, train  # noqa: E402
+from simclr_core.precision import resolve_precision  # noqa: E402
+from simclr_core.train import METRICS_NAME, train  # noqa: E402
 
 PIPELINE = "simclr_core pipeline (data + augment + step)"
 PREMADE = "same step on pre-made views"
@@ -71,36 +69,6 @@ def run_config(args, width: float) -> RunConfig:
     return RunConfig(data=cifar_config(args.data_dir), encoder=EncoderConfig(width=width),
                      eval=EvalConfig(protocols=()), batch_size=args.batch, precision=args.precision,
                      channels_last=True, log_every_steps=1, checkpoint_every_steps=10**9, seed=args.seed)
-
-
-class Step:
-    """One optimisation step as simclr_core.train runs it, on both views stacked (view 1's rows, then view 2's)
-    in channels_last; ``loss_fn`` may replace its loss."""
-
-    def __init__(self, cfg: RunConfig, device: torch.device, num_images: int, loss_fn=None):
-        torch.manual_seed(cfg.seed)
-        self.device = device
-        self.model = build_model(cfg.encoder, cfg.head, 32).to(device, memory_format=torch.channels_last)
-        self.model.train()
-        self.optimizer = build_optimizer(cfg.optim, self.model, cfg.peak_lr())
-        self.dtype = autocast_dtype(resolve_precision(cfg.precision, device))
-        self.loss_fn = loss_fn or (lambda z1, z2: compute_loss(cfg.loss, z1, z2))
-        self.total_steps = total_steps_for(cfg, num_images)
-        self.warmup_steps = round(cfg.optim.warmup_epochs * (num_images // cfg.batch_size))
-        self.peak_lr = cfg.peak_lr()
-        self.index = 0
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
-            _, z = self.model(x)
-        z1, z2 = z.float().chunk(2)
-        loss = self.loss_fn(z1, z2)
-        set_lr(self.optimizer, warmup_cosine(self.index, self.total_steps, self.warmup_steps, self.peak_lr))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.index += 1
-        return loss.detach()
 
 
 def timed_steps(args, name: str) -> int:
