@@ -24,8 +24,8 @@ the largest unmapped first; and a block idle through STALE_AFTER allocations is 
 unmaps every idle block, as torch.cuda.empty_cache() does on a GPU: `train()` calls it around each
 evaluation (whose sizes differ from the step's) and the registry after each run. Idle blocks count in the
 process's resident memory, as the GPU cache's do in nvidia-smi (x0.25: 388 MiB of blocks for a step whose
-live peak is 304 MiB, yet a lower peak RSS than torch's allocator, 1,106 vs 1,203 MiB; x1: 2,485 vs
-2,296 MiB). Huge pages are asked for (madvise) where hugepages.py asks torch for them.
+live peak is 304 MiB, yet a lower peak RSS than torch's allocator, 1,122 vs 1,268 MiB; x1: 2,507 vs
+2,309 MiB). Huge pages are asked for (madvise) where hugepages.py asks torch for them.
 """
 from __future__ import annotations
 
