@@ -160,13 +160,17 @@ def test_threads_allocating_at_once_get_their_own_blocks(cache):
 def test_a_forked_child_allocates_from_the_inherited_cache(cache):
     import multiprocessing as mp
     with mp.get_context("fork").Pool(1) as pool:
-        total = pool.apply(_sum_of_fresh_blocks)
+        total, served = pool.apply_async(_sum_of_fresh_blocks).get(timeout=120)   # a lock left held would hang
     assert total == 3 * 8 * MiB
+    assert served >= 3                                         # the child's blocks came from the cache
 
 
-def _sum_of_fresh_blocks() -> int:
+def _sum_of_fresh_blocks() -> tuple[int, int]:
     torch.set_num_threads(1)       # as DataLoader workers do: the parent's OpenMP team does not survive a fork
-    return sum(int(torch.ones(8 * MiB, dtype=torch.uint8).sum()) for _ in range(3))
+    before = cpu_cache.stats()
+    total = sum(int(torch.ones(8 * MiB, dtype=torch.uint8).sum()) for _ in range(3))
+    after = cpu_cache.stats()
+    return total, after["mapped"] + after["reused"] - before["mapped"] - before["reused"]
 
 
 def test_a_training_step_gives_the_same_result_with_and_without_the_cache(cache):
