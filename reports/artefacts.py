@@ -308,7 +308,7 @@ def fig8(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
 
 # ---- Table 4: loss functions ----------------------------------------------------------------------------------
 TAB4_AXES = ("loss.kind", "loss.semi_hard")
-_LOSS_NAMES = {"nt_xent": "NT-Xent", "nt_logistic": "NT-Logi.", "margin_triplet": "Margin"}
+_LOSS_NAMES = {"nt_xent": "NT-Xent", "nt_logistic": "NT-Logi.", "margin_triplet": "Margin", "dcl": "DCL"}
 
 
 def _tab4_label(kind: str, semi_hard: Any) -> str:

@@ -73,7 +73,7 @@ class HeadConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    # nt_xent | nt_logistic | margin_triplet
+    # nt_xent | nt_logistic | margin_triplet (the paper's) | dcl (decoupled NT-Xent, Yeh et al. 2022)
     kind: str = "nt_xent"
     temperature: float = 0.5
     # l2-normalise projections before the similarity (Table 5 ablates this).
@@ -211,7 +211,7 @@ class RunConfig:
         require_choice("loss.kind", l.kind, LOSSES)
         require_range("loss.temperature", l.temperature, low=0, low_inclusive=False)
         require_range("loss.margin", l.margin, low=0)
-        if l.semi_hard and l.kind == "nt_xent":
+        if l.semi_hard and l.kind in ("nt_xent", "dcl"):
             raise ConfigError("loss.semi_hard=True needs loss.kind 'nt_logistic' or 'margin_triplet' "
                               "(NT-Xent weighs every negative by its softmax; the paper mines only for the others)")
 

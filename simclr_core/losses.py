@@ -1,4 +1,5 @@
-"""SimCLR's contrastive losses: NT-Xent (Eq. 1, Algorithm 1) and Table 2's NT-Logistic and margin triplet.
+"""SimCLR's contrastive losses: NT-Xent (Eq. 1, Algorithm 1) and Table 2's NT-Logistic and margin triplet, plus
+one later variant, decoupled NT-Xent ("dcl": Yeh et al., 2022, not in the SimCLR paper).
 
 Every loss has one signature, `fn(z1, z2, *, temperature, normalize, semi_hard, margin) -> scalar`, where
 z1, z2 (n, d) are the projections z = g(h) of the two augmented views of this process's n images, and
@@ -75,7 +76,9 @@ def _row_chunks(rows: int, columns: int, whole: bool = False) -> list[tuple[int,
 
 # ---- NT-Xent ------------------------------------------------------------------------------------
 class _NTXent(torch.autograd.Function):
-    """mean_i [logsumexp_{k != i} s_ik / t - s_i,pos(i) / t] for anchors (R, d) against candidates (M, d).
+    """mean_i [logsumexp_{k not masked for i} s_ik / t - s_i,pos(i) / t] for anchors (R, d) against candidates
+    (M, d). `masked_cols` (R, m) lists the columns left out of each anchor's denominator: its own (NT-Xent),
+    or its own and its positive's (decoupled NT-Xent).
 
     Forward, per chunk of anchors: block = exp(logits - rowmax) in place, with the row sums. Backward
     needs only softmax = block / rowsum, so autograd's copies of the logits, masked logits and
@@ -85,7 +88,7 @@ class _NTXent(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, anchors: Tensor, candidates: Tensor, self_cols: Tensor, pos_cols: Tensor,
+    def forward(ctx, anchors: Tensor, candidates: Tensor, masked_cols: Tensor, pos_cols: Tensor,
                 temperature: float) -> Tensor:
         inv_t = 1.0 / temperature
         keep = anchors.shape[0] * candidates.shape[0] <= _KEEP_ELEMENTS
@@ -94,9 +97,9 @@ class _NTXent(torch.autograd.Function):
             rowsum = anchors.new_empty(anchors.shape[0])                                # (R,)
             kept = []
             for start, stop in _row_chunks(anchors.shape[0], candidates.shape[0], whole=keep):
-                block = _masked_logits(anchors[start:stop] * inv_t, candidates, self_cols[start:stop])  # (c, M)
+                block = _masked_logits(anchors[start:stop] * inv_t, candidates, masked_cols[start:stop])  # (c, M)
                 rowmax[start:stop] = block.amax(1)
-                block.sub_(rowmax[start:stop, None]).exp_()        # unnormalised softmax; self -> 0
+                block.sub_(rowmax[start:stop, None]).exp_()        # unnormalised softmax; masked -> 0
                 rowsum[start:stop] = block.sum(1)
                 if keep:
                     kept.append(block)
@@ -104,15 +107,16 @@ class _NTXent(torch.autograd.Function):
             lse = rowmax + rowsum.log()                                                 # (R,)
             positive = (anchors * candidates[pos_cols]).sum(1) * inv_t                  # (R,)
             loss = (lse - positive).mean()
-        ctx.save_for_backward(anchors, candidates, self_cols, pos_cols, rowmax, rowsum, *kept)
+        ctx.save_for_backward(anchors, candidates, masked_cols, pos_cols, rowmax, rowsum, *kept)
         ctx.inv_t = inv_t
         return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_loss: Tensor):
-        anchors, candidates, self_cols, pos_cols, rowmax, rowsum, *kept = ctx.saved_tensors
-        # d loss / d logit_ik = (p_ik - [k = pos(i)]) / R and d logit_ik = (a_i . c_k) / t
+        anchors, candidates, masked_cols, pos_cols, rowmax, rowsum, *kept = ctx.saved_tensors
+        # d loss / d logit_ik = (p_ik - [k = pos(i)]) / R, p the softmax over the unmasked columns (so with the
+        # positive masked, its column gets only the -1), and d logit_ik = (a_i . c_k) / t
         scale = grad_loss * (ctx.inv_t / anchors.shape[0])                              # 0-d
         with torch.autocast(anchors.device.type, enabled=False):
             grad_anchors = torch.empty_like(anchors)                                    # (R, d)
@@ -122,7 +126,7 @@ class _NTXent(torch.autograd.Function):
                 if kept:
                     block = kept[k]                                                     # (c, M)
                 else:
-                    block = _masked_logits(anchors[start:stop] * ctx.inv_t, candidates, self_cols[start:stop],
+                    block = _masked_logits(anchors[start:stop] * ctx.inv_t, candidates, masked_cols[start:stop],
                                            shift=rowmax[start:stop]).exp_()            # (c, M)
                 inv_rowsum = rowsum[start:stop, None].reciprocal()                      # (c, 1)
                 # softmax = block / rowsum: divide the thin (c, d) operands, not the (c, M) block
@@ -134,9 +138,10 @@ class _NTXent(torch.autograd.Function):
         return grad_anchors, grad_candidates, None, None, None
 
 
-def _masked_logits(scaled_anchors: Tensor, candidates: Tensor, self_cols: Tensor,
+def _masked_logits(scaled_anchors: Tensor, candidates: Tensor, masked_cols: Tensor,
                    shift: Tensor | None = None) -> Tensor:
-    """(anchors / t) (c, d) . candidates (M, d)^T - shift (c,), each anchor's own column at -inf: (c, M).
+    """(anchors / t) (c, d) . candidates (M, d)^T - shift (c,), with each anchor's `masked_cols` (c,) or (c, m)
+    at -inf: (c, M).
 
     1/t scales the small (c, d) operand, and the shift rides in the GEMM, so no extra pass over (c, M).
     """
@@ -144,7 +149,8 @@ def _masked_logits(scaled_anchors: Tensor, candidates: Tensor, self_cols: Tensor
         logits = torch.mm(scaled_anchors, candidates.T)
     else:
         logits = torch.addmm(shift[:, None], scaled_anchors, candidates.T, beta=-1)
-    return logits.scatter_(1, self_cols[:, None], float("-inf"))
+    columns = masked_cols[:, None] if masked_cols.dim() == 1 else masked_cols
+    return logits.scatter_(1, columns, float("-inf"))
 
 
 def nt_xent(z1: Tensor, z2: Tensor, *, temperature: float = 0.5, normalize: bool = True,
@@ -173,6 +179,32 @@ def nt_xent(z1: Tensor, z2: Tensor, *, temperature: float = 0.5, normalize: bool
     anchors, candidates, offset = _anchors_and_candidates(z1, z2, normalize)      # (2n, d), (2N, d)
     self_cols, pos_cols = _self_and_positive_columns(z1.shape[0], offset, anchors.device)   # (2n,) each
     return _NTXent.apply(anchors, candidates, self_cols, pos_cols, temperature)
+
+
+def dcl(z1: Tensor, z2: Tensor, *, temperature: float = 0.5, normalize: bool = True,
+        semi_hard: bool = False, margin: float = 0.4) -> Tensor:
+    """Decoupled NT-Xent (Yeh et al., 2022, "Decoupled Contrastive Learning", Eq. 6): NT-Xent with the positive
+    also left out of the denominator,
+
+        l_ij = -sim(z_i, z_j)/t + log sum_{k != i, k != j} exp(sim(z_i, z_k)/t),
+
+    averaged over all 2N views like NT-Xent. Not one of the SimCLR paper's losses: in NT-Xent the gradient of
+    every view is scaled by 1 - p_ij, the softmax weight of its own positive, which shrinks the update of
+    the views whose positive is already easy to tell apart; that coupling is strongest with few negatives
+    (small batches), and dropping the positive from the denominator removes it. The loss can be negative.
+    Same computation as `nt_xent` (log space, float32 at least, the same custom backward); needs at least
+    two images in the global batch, so that every view keeps a negative.
+    """
+    _check_inputs(z1, z2, temperature)
+    if semi_hard:
+        raise ConfigError("loss.semi_hard=True applies to 'nt_logistic' and 'margin_triplet' only; "
+                          "decoupled NT-Xent, like NT-Xent, weighs negatives by their softmax")
+    anchors, candidates, offset = _anchors_and_candidates(z1, z2, normalize)      # (2n, d), (2N, d)
+    if candidates.shape[0] < 4:
+        raise ValueError(f"decoupled NT-Xent needs at least 2 images in the global batch (a negative for every "
+                         f"view); got {candidates.shape[0] // 2}")
+    self_cols, pos_cols = _self_and_positive_columns(z1.shape[0], offset, anchors.device)   # (2n,) each
+    return _NTXent.apply(anchors, candidates, torch.stack([self_cols, pos_cols], 1), pos_cols, temperature)
 
 
 # ---- NT-Logistic and margin triplet (Table 2, Appendix B.10) ---------------------------------------
@@ -261,6 +293,7 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "nt_xent": nt_xent,
     "nt_logistic": nt_logistic,
     "margin_triplet": margin_triplet,
+    "dcl": dcl,
 }
 
 

@@ -17,6 +17,7 @@ from torch import nn
 # (kind, semi_hard, normalize, NT-Xent memory path)
 LOSS_CASES = [
     ("nt_xent", False, True, "kept"), ("nt_xent", False, False, "kept"), ("nt_xent", False, True, "recomputed"),
+    ("dcl", False, True, "kept"), ("dcl", False, True, "recomputed"),
     ("nt_logistic", False, True, "kept"), ("nt_logistic", True, True, "kept"),
     ("margin_triplet", False, True, "kept"), ("margin_triplet", True, False, "kept"),
 ]

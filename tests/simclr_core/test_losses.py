@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import simclr_core.losses as losses
-from simclr_core.config import LossConfig
+from simclr_core.config import LossConfig, RunConfig
 from simclr_core.losses import LOSSES, compute_loss, contrastive_stats, nt_xent
 from simclr_core.validation import ConfigError
 
@@ -37,6 +37,18 @@ def textbook_nt_xent(z1, z2, temperature, normalize):
         denominator = sum(torch.exp(_sim(views[i], views[k], normalize) / temperature)
                           for k in range(2 * n) if k != i)
         total = total - torch.log(torch.exp(_sim(views[i], views[j], normalize) / temperature) / denominator)
+    return total / (2 * n)
+
+
+def textbook_dcl(z1, z2, temperature, normalize):
+    """Yeh et al. (2022), Eq. 6: Eq. (1) with the positive also left out of the denominator, mean over 2N views."""
+    views, n = _views(z1, z2), z1.shape[0]
+    total = 0.0
+    for i in range(2 * n):
+        j = (i + n) % (2 * n)
+        denominator = sum(torch.exp(_sim(views[i], views[k], normalize) / temperature)
+                          for k in range(2 * n) if k not in (i, j))
+        total = total - _sim(views[i], views[j], normalize) / temperature + torch.log(denominator)
     return total / (2 * n)
 
 
@@ -78,6 +90,8 @@ def textbook_margin_triplet(z1, z2, margin, normalize, semi_hard):
 def _reference(kind, z1, z2, temperature, normalize, semi_hard, margin=0.4):
     if kind == "nt_xent":
         return textbook_nt_xent(z1, z2, temperature, normalize)
+    if kind == "dcl":
+        return textbook_dcl(z1, z2, temperature, normalize)
     if kind == "nt_logistic":
         return textbook_nt_logistic(z1, z2, temperature, normalize, semi_hard)
     return textbook_margin_triplet(z1, z2, margin, normalize, semi_hard)
@@ -108,11 +122,12 @@ def _use_ntxent_path(monkeypatch, path):
 
 # ---- value and gradient vs the textbook ----------------------------------------------------------
 CASES = [
-    ("nt_xent", False), ("nt_logistic", False), ("nt_logistic", True),
+    ("nt_xent", False), ("dcl", False), ("nt_logistic", False), ("nt_logistic", True),
     ("margin_triplet", False), ("margin_triplet", True),
 ]
-# (kind, semi_hard, NT-Xent memory path)
-PATH_CASES = [("nt_xent", False, "kept"), ("nt_xent", False, "recomputed")] + [c + ("kept",) for c in CASES[1:]]
+# (kind, semi_hard, NT-Xent memory path); dcl runs through NT-Xent's code, so it takes both paths too
+PATH_CASES = ([("nt_xent", False, "kept"), ("nt_xent", False, "recomputed"), ("dcl", False, "kept"),
+               ("dcl", False, "recomputed")] + [c + ("kept",) for c in CASES[2:]])
 
 
 @pytest.mark.parametrize("kind,semi_hard,path", PATH_CASES)
@@ -210,7 +225,7 @@ def test_compute_loss_dispatches_with_every_knob():
         cfg = LossConfig(kind=kind, temperature=0.3, normalize=False, semi_hard=semi_hard, margin=0.8)
         expected = LOSSES[kind](z1, z2, temperature=0.3, normalize=False, semi_hard=semi_hard, margin=0.8)
         assert torch.equal(compute_loss(cfg, z1, z2), expected)
-    assert set(LOSSES) == {"nt_xent", "nt_logistic", "margin_triplet"}
+    assert set(LOSSES) == {"nt_xent", "dcl", "nt_logistic", "margin_triplet"}
 
 
 def test_bad_configs_raise_config_error_naming_the_choices():
@@ -220,8 +235,13 @@ def test_bad_configs_raise_config_error_naming_the_choices():
     for temperature in (0.0, -0.5):
         with pytest.raises(ConfigError, match="loss.temperature"):
             compute_loss(LossConfig(temperature=temperature), z1, z2)
-    with pytest.raises(ConfigError, match="semi_hard"):
-        compute_loss(LossConfig(kind="nt_xent", semi_hard=True), z1, z2)
+    for kind in ("nt_xent", "dcl"):
+        with pytest.raises(ConfigError, match="semi_hard"):
+            compute_loss(LossConfig(kind=kind, semi_hard=True), z1, z2)
+        with pytest.raises(ConfigError, match="semi_hard"):
+            RunConfig().with_overrides({"loss.kind": kind, "loss.semi_hard": True}).validate()
+    with pytest.raises(ValueError, match="at least 2 images.*got 1"):
+        compute_loss(LossConfig(kind="dcl"), z1[:1], z2[:1])
     with pytest.raises(ConfigError, match="loss.margin"):
         compute_loss(LossConfig(kind="margin_triplet", margin=-0.1), z1, z2)
     with pytest.raises(ValueError, match="z1 and z2"):
