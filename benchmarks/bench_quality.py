@@ -83,6 +83,16 @@ RECIPES: dict[str, dict] = {
                           "66.98% after 33 epochs (54.7 min) vs 67.15% for lr 0.5 after 30",
         },
     },
+    # Session 9: the decoupled loss, which its authors found most useful at small batches like this one.
+    "cpu60-dcl": {
+        "overrides": {"loss.kind": "dcl"},
+        "base": "cpu60-sgd-lr0.5",
+        "why": {
+            "decoupled NT-Xent (loss.kind=dcl)": "expected: without the positive in the denominator, the views whose "
+                                                 "positive is already easy still get full-size gradients; "
+                                                 "measured level in the 4.5-epoch proxy (55.45% vs 55.67%)",
+        },
+    },
 }
 
 

@@ -77,8 +77,8 @@ def _row_chunks(rows: int, columns: int, whole: bool = False) -> list[tuple[int,
 # ---- NT-Xent ------------------------------------------------------------------------------------
 class _NTXent(torch.autograd.Function):
     """mean_i [logsumexp_{k not masked for i} s_ik / t - s_i,pos(i) / t] for anchors (R, d) against candidates
-    (M, d). `masked_cols` (R, m) lists the columns left out of each anchor's denominator: its own (NT-Xent),
-    or its own and its positive's (decoupled NT-Xent).
+    (M, d). `masked_cols` lists the columns left out of each anchor's denominator: (R,) its own (NT-Xent), or
+    (R, 2) its own and its positive's (decoupled NT-Xent).
 
     Forward, per chunk of anchors: block = exp(logits - rowmax) in place, with the row sums. Backward
     needs only softmax = block / rowsum, so autograd's copies of the logits, masked logits and
