@@ -172,13 +172,7 @@ def nt_xent(z1: Tensor, z2: Tensor, *, temperature: float = 0.5, normalize: bool
     `semi_hard` is rejected: NT-Xent weighs every negative by its softmax probability, which is why the
     paper mines only for the other losses (Section 5.1).
     """
-    _check_inputs(z1, z2, temperature)
-    if semi_hard:
-        raise ConfigError("loss.semi_hard=True applies to 'nt_logistic' and 'margin_triplet' only; "
-                          "NT-Xent already weighs negatives by their hardness (Section 5.1)")
-    anchors, candidates, offset = _anchors_and_candidates(z1, z2, normalize)      # (2n, d), (2N, d)
-    self_cols, pos_cols = _self_and_positive_columns(z1.shape[0], offset, anchors.device)   # (2n,) each
-    return _NTXent.apply(anchors, candidates, self_cols, pos_cols, temperature)
+    return _softmax_loss(z1, z2, temperature, normalize, semi_hard, decoupled=False)
 
 
 def dcl(z1: Tensor, z2: Tensor, *, temperature: float = 0.5, normalize: bool = True,
@@ -195,16 +189,23 @@ def dcl(z1: Tensor, z2: Tensor, *, temperature: float = 0.5, normalize: bool = T
     Same computation as `nt_xent` (log space, float32 at least, the same custom backward); needs at least
     two images in the global batch, so that every view keeps a negative.
     """
+    return _softmax_loss(z1, z2, temperature, normalize, semi_hard, decoupled=True)
+
+
+def _softmax_loss(z1: Tensor, z2: Tensor, temperature: float, normalize: bool, semi_hard: bool,
+                  decoupled: bool) -> Tensor:
+    """NT-Xent, or with `decoupled` its positive also left out of every denominator (`dcl`)."""
     _check_inputs(z1, z2, temperature)
     if semi_hard:
-        raise ConfigError("loss.semi_hard=True applies to 'nt_logistic' and 'margin_triplet' only; "
-                          "decoupled NT-Xent, like NT-Xent, weighs negatives by their softmax")
+        raise ConfigError("loss.semi_hard=True applies to 'nt_logistic' and 'margin_triplet' only; NT-Xent "
+                          "(and its decoupled form) already weighs negatives by their hardness (Section 5.1)")
     anchors, candidates, offset = _anchors_and_candidates(z1, z2, normalize)      # (2n, d), (2N, d)
-    if candidates.shape[0] < 4:
+    if decoupled and candidates.shape[0] < 4:
         raise ValueError(f"decoupled NT-Xent needs at least 2 images in the global batch (a negative for every "
                          f"view); got {candidates.shape[0] // 2}")
     self_cols, pos_cols = _self_and_positive_columns(z1.shape[0], offset, anchors.device)   # (2n,) each
-    return _NTXent.apply(anchors, candidates, torch.stack([self_cols, pos_cols], 1), pos_cols, temperature)
+    masked_cols = torch.stack([self_cols, pos_cols], 1) if decoupled else self_cols
+    return _NTXent.apply(anchors, candidates, masked_cols, pos_cols, temperature)
 
 
 # ---- NT-Logistic and margin triplet (Table 2, Appendix B.10) ---------------------------------------

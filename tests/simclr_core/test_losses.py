@@ -28,27 +28,17 @@ def _sim(u, v, normalize):
     return (u @ v) / (u.norm() * v.norm()) if normalize else u @ v
 
 
-def textbook_nt_xent(z1, z2, temperature, normalize):
-    """Algorithm 1: L = 1/(2N) sum_k [l(2k-1, 2k) + l(2k, 2k-1)], l from Eq. (1)."""
+def textbook_nt_xent(z1, z2, temperature, normalize, decoupled=False):
+    """Algorithm 1: L = 1/(2N) sum_k [l(2k-1, 2k) + l(2k, 2k-1)], l from Eq. (1). With `decoupled`, Yeh et al.
+    (2022), Eq. 6: the positive j is also left out of the denominator."""
     views, n = _views(z1, z2), z1.shape[0]
     total = 0.0
     for i in range(2 * n):
         j = (i + n) % (2 * n)
+        excluded = (i, j) if decoupled else (i,)
         denominator = sum(torch.exp(_sim(views[i], views[k], normalize) / temperature)
-                          for k in range(2 * n) if k != i)
+                          for k in range(2 * n) if k not in excluded)
         total = total - torch.log(torch.exp(_sim(views[i], views[j], normalize) / temperature) / denominator)
-    return total / (2 * n)
-
-
-def textbook_dcl(z1, z2, temperature, normalize):
-    """Yeh et al. (2022), Eq. 6: Eq. (1) with the positive also left out of the denominator, mean over 2N views."""
-    views, n = _views(z1, z2), z1.shape[0]
-    total = 0.0
-    for i in range(2 * n):
-        j = (i + n) % (2 * n)
-        denominator = sum(torch.exp(_sim(views[i], views[k], normalize) / temperature)
-                          for k in range(2 * n) if k not in (i, j))
-        total = total - _sim(views[i], views[j], normalize) / temperature + torch.log(denominator)
     return total / (2 * n)
 
 
@@ -91,7 +81,7 @@ def _reference(kind, z1, z2, temperature, normalize, semi_hard, margin=0.4):
     if kind == "nt_xent":
         return textbook_nt_xent(z1, z2, temperature, normalize)
     if kind == "dcl":
-        return textbook_dcl(z1, z2, temperature, normalize)
+        return textbook_nt_xent(z1, z2, temperature, normalize, decoupled=True)
     if kind == "nt_logistic":
         return textbook_nt_logistic(z1, z2, temperature, normalize, semi_hard)
     return textbook_margin_triplet(z1, z2, margin, normalize, semi_hard)
