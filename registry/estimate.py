@@ -1,6 +1,7 @@
 """What a planned run costs, before any data is read: steps, views seen, and hours on the scale's hardware.
 
-Cost model: one training step processes 2 x batch_size views (forward + backward); evaluation extracts
+Cost model: one training step processes 2 x batch_size views (forward + backward), plus multi-crop's small
+views, each costing (its side / the full side)^2 of a full-size one; evaluation extracts
 features once per protocol (one forward pass over train + test, counted as 1/3 of a training view).
 A view's cost relative to ResNet-50 (1x) at 224 px is the encoder's forward FLOPs ratio: torchvision's
 published GFLOPs per 224 px image, times width^2, times the spatial area after the stem (the CIFAR stem
@@ -69,11 +70,17 @@ def estimate(cfg: RunConfig, hardware: str) -> Estimate:
         test = min(test, cfg.data.test_limit)
     total_steps = max(1, round(cfg.epochs * (train // cfg.batch_size)))   # as train.total_steps_for
     steps = min(total_steps, cfg.max_steps or total_steps)
-    views = 2 * cfg.batch_size * steps
+    views = (2 + cfg.augment.local_crops) * cfg.batch_size * steps
     eval_views = len(cfg.eval.protocols) * (train + test) / 3
     cost = relative_view_cost(cfg)
-    hours = (views + eval_views) * cost / VIEWS_PER_S[hardware] / 3600
+    hours = (train_view_equivalents(cfg) * cfg.batch_size * steps + eval_views) * cost / VIEWS_PER_S[hardware] / 3600
     return Estimate(steps, views, cost, hours)
+
+
+def train_view_equivalents(cfg: RunConfig) -> float:
+    """Full-size views' worth of compute per training image: the two views plus the small views by area."""
+    size = cfg.data.image_size or NATIVE_IMAGE_SIZE.get(cfg.data.dataset, 224)
+    return 2 + cfg.augment.local_crops * (cfg.augment.local_crop_side(size) / size) ** 2
 
 
 def format_hours(hours: float) -> str:

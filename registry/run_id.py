@@ -33,6 +33,13 @@ EXCLUDED_KEYS = frozenset({
 })
 # Any field whose last component matches is also left out (e.g. a future "data.num_workers").
 EXCLUDED_LEAF_PATTERN = re.compile(r"(^|\.)(num_workers|[a-z_]*_dir)$")
+# Fields added after the ids of config_version 1 were first made: left out while they hold their default,
+# so every run that does not use them keeps its id and its stored results.
+ADDED_LATER_KEYS = frozenset({
+    "augment.local_crops",
+    "augment.local_crop_size",
+    "augment.local_crop_scale",
+})
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+=_-]+")
 
@@ -45,7 +52,7 @@ def canonical_json(obj: Any) -> str:
 def semantic_dict(cfg: RunConfig) -> dict[str, Any]:
     """The configuration that identifies a run: `cfg` with typed values, minus the excluded keys."""
     typed = RunConfig.from_dict(cfg.to_dict()).to_dict()   # coerce ints given for float fields, etc.
-    return _drop_excluded(typed, prefix="")
+    return _drop_excluded(typed, RunConfig().to_dict(), prefix="")
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -101,11 +108,13 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def _drop_excluded(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+def _drop_excluded(tree: dict[str, Any], defaults: dict[str, Any], prefix: str) -> dict[str, Any]:
     out = {}
     for key, value in tree.items():
         dotted = prefix + key
         if dotted in EXCLUDED_KEYS or EXCLUDED_LEAF_PATTERN.search(dotted):
             continue
-        out[key] = _drop_excluded(value, dotted + ".") if isinstance(value, dict) else value
+        if dotted in ADDED_LATER_KEYS and value == defaults[key]:
+            continue
+        out[key] = _drop_excluded(value, defaults[key], dotted + ".") if isinstance(value, dict) else value
     return out

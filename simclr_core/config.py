@@ -47,6 +47,17 @@ class AugmentConfig:
     cutout_fraction: float = 0.5
     # Gaussian noise std on [0, 1] pixels, drawn per sample uniformly from this range.
     noise_std: tuple[float, float] = (0.0, 0.1)
+    # Multi-crop (SwAV, Caron et al. 2020; not one of the paper's ablations): this many extra small views per
+    # image (an even number; 0 = the paper's two views), each contrasted with both full-size views.
+    local_crops: int = 0
+    # Side of the small views; None -> half the training view's side (16 px at 32, 112 at 224).
+    local_crop_size: int | None = None
+    # Area fraction of the image each small view crops (SwAV's (0.05, 0.14) at 224 px).
+    local_crop_scale: tuple[float, float] = (0.05, 0.14)
+
+    def local_crop_side(self, image_size: int) -> int:
+        """Side of multi-crop's small views when the full-size views have side `image_size`."""
+        return self.local_crop_size if self.local_crop_size is not None else max(1, image_size // 2)
 
 
 @dataclass(frozen=True)

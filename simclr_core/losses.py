@@ -15,7 +15,7 @@ single-process gradients.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -303,6 +303,15 @@ def compute_loss(cfg: LossConfig, z1: Tensor, z2: Tensor) -> Tensor:
     loss = LOSSES[require_choice("loss.kind", cfg.kind, LOSSES)]
     return loss(z1, z2, temperature=cfg.temperature, normalize=cfg.normalize, semi_hard=cfg.semi_hard,
                 margin=cfg.margin)
+
+
+def compute_multicrop_loss(cfg: LossConfig, z1: Tensor, z2: Tensor, small: Sequence[Tensor] = ()) -> Tensor:
+    """Multi-crop's loss: the mean of `compute_loss` over the pair of full-size views (z1, z2) and every pair
+    of a full-size view with a small one, (z1, s) and (z2, s) for s in `small` (SwAV's pairing: small views are
+    never contrasted with each other). With no small views it is `compute_loss(cfg, z1, z2)`. Each pair's
+    negatives are the other views of that pair, as in the two-view loss."""
+    pairs = [(z1, z2)] + [(full, s) for s in small for full in (z1, z2)]
+    return sum(compute_loss(cfg, a, b) for a, b in pairs) / len(pairs)
 
 
 # ---- Table 5's diagnostics ------------------------------------------------------------------------

@@ -24,13 +24,13 @@ from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from simclr_core import cpu_cache
-from simclr_core.augment import build_augmentation
+from simclr_core.augment import build_augmentation, build_local_views
 from simclr_core.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from simclr_core.config import AugmentConfig, RunConfig
 from simclr_core.data import ImageSet, load_images
 from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate import finetune_eval, knn_eval, linear_eval
-from simclr_core.losses import compute_loss, contrastive_stats
+from simclr_core.losses import compute_multicrop_loss, contrastive_stats
 from simclr_core.models import build_model
 from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
 from simclr_core.precision import autocast_dtype, resolve_precision
@@ -71,6 +71,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     image_size = cfg.data.image_size or train_set.images.shape[-1]
     images = _place(train_set.images, device)
     augment = build_augmentation(cfg.augment, image_size, train_set.mean, train_set.std)
+    augment_small = build_local_views(cfg.augment, image_size, train_set.mean, train_set.std)
     steps_per_epoch = len(train_set.labels) // cfg.batch_size
     total_steps = total_steps_for(cfg, len(train_set.labels))
     stop_step = min(total_steps, cfg.max_steps or total_steps)
@@ -114,6 +115,10 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     # the autograd graph that holds them is freed by the step's backward, before the next step writes.
     views = torch.empty((2 * local_batch, 3, image_size, image_size), device=device,
                         memory_format=memory_format)
+    # Multi-crop's small views, if any: small view k of image i in row k * local_batch + i.
+    small_views = None if augment_small is None else torch.empty(
+        (cfg.augment.local_crops * local_batch, 3, augment_small.image_size, augment_small.image_size),
+        device=device, memory_format=memory_format)
     last_finite_step, last_checkpoint_step, perm, perm_epoch = start_step, start_step, None, -1
     log_loss = torch.zeros((), device=device)
     log_count, log_clock = 0, time.perf_counter()
@@ -129,9 +134,11 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         batch = images[perm[start:start + local_batch]].to(device, non_blocking=True)
         generator.manual_seed(_step_seed(cfg.seed, step, rank))
         augment(batch, generator, out=views)
-        _, z = model(views)
-        z1, z2 = z.float().chunk(2)
-        loss = compute_loss(cfg.loss, z1, z2)
+        if small_views is not None:
+            augment_small(batch, generator, out=small_views)
+        _, z = model(views if small_views is None else (views, small_views))
+        z1, z2, *small = z.float().split(local_batch)
+        loss = compute_multicrop_loss(cfg.loss, z1, z2, small)
 
         set_lr(optimizer, warmup_cosine(step, total_steps, warmup_steps, peak_lr))
         optimizer.zero_grad(set_to_none=True)

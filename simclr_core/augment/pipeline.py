@@ -210,4 +210,17 @@ def validate_augment_config(cfg: AugmentConfig) -> AugmentConfig:
     require_pair("augment.blur_sigma", cfg.blur_sigma, low=0, low_inclusive=False)
     require_range("augment.cutout_fraction", cfg.cutout_fraction, low=0, high=1, low_inclusive=False)
     require_pair("augment.noise_std", cfg.noise_std, low=0)
+    require_range("augment.local_crops", cfg.local_crops, low=0)
+    if cfg.local_crops % 2:
+        raise ConfigError(f"augment.local_crops={cfg.local_crops} must be even (small views are made in pairs); "
+                          f"use {cfg.local_crops - 1} or {cfg.local_crops + 1}")
+    if cfg.local_crop_size is not None:
+        require_range("augment.local_crop_size", cfg.local_crop_size, low=1)
+    require_pair("augment.local_crop_scale", cfg.local_crop_scale, low=0, high=1, low_inclusive=False)
+    if cfg.local_crops and "crop" not in cfg.ops:
+        raise ConfigError(f"augment.local_crops={cfg.local_crops} needs 'crop' in augment.ops={cfg.ops!r}: "
+                          "small views are crops of the image")
+    if cfg.local_crops and cfg.one_branch:
+        raise ConfigError(f"augment.local_crops={cfg.local_crops} needs augment.one_branch=False: the Figure 5 "
+                          "protocol compares one augmented branch with one identity branch, there is no third")
     return cfg

@@ -6,7 +6,7 @@ contrastive loss is applied." After pre-training the head is thrown away and h i
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
@@ -20,15 +20,23 @@ if TYPE_CHECKING:
 
 
 class SimCLRModel(nn.Module):
-    """forward(x: (B, 3, H, W)) -> (h: (B, encoder.feature_dim), z: (B, out_dim)); z is h for head kind "none"."""
+    """forward(x: (B, 3, H, W)) -> (h: (B, encoder.feature_dim), z: (B, out_dim)); z is h for head kind "none".
+
+    x may also be a sequence of batches of different sides (multi-crop's full-size and small views): the
+    encoder runs once per batch, so its BatchNorm statistics are per side, as in SwAV, and the head once on
+    all their features; h and z are the batches' rows in order. One call, so DDP sees one forward.
+    """
 
     def __init__(self, encoder: nn.Module, head: nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = head
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x)  # (B, feature_dim)
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(x, torch.Tensor):
+            h = self.encoder(x)  # (B, feature_dim)
+        else:
+            h = torch.cat([self.encoder(batch) for batch in x])
         z = self.head(h)  # (B, out_dim)
         return h, z
 

@@ -5,8 +5,8 @@ import hashlib
 
 import pytest
 
-from registry.run_id import (EXCLUDED_KEYS, canonical_json, config_hash, make_run_id, point_label, semantic_dict,
-                             split_run_id)
+from registry.run_id import (ADDED_LATER_KEYS, EXCLUDED_KEYS, canonical_json, config_hash, make_run_id,
+                             point_label, semantic_dict, split_run_id)
 from simclr_core.config import RunConfig
 
 # Pinned: changing the canonical format orphans every stored result.
@@ -75,9 +75,20 @@ def test_excluded_keys_are_real_config_fields():
 @pytest.mark.parametrize("override", [
     {"seed": 1}, {"max_steps": 2}, {"loss.temperature": 0.2}, {"config_version": 2},
     {"augment.ops": ("color", "crop")}, {"encoder.width": 0.5}, {"eval.knn_k": 20},
+    {"augment.local_crops": 2}, {"augment.local_crop_size": 12}, {"augment.local_crop_scale": (0.1, 0.3)},
 ])
 def test_semantic_fields_change_the_id(override):
     assert config_hash(RunConfig().with_overrides(override)) != config_hash(RunConfig())
+
+
+def test_fields_added_later_enter_the_id_only_when_set():
+    """Multi-crop's fields came after the first ids: at their defaults they are left out, so the pinned hash
+    above holds; set, they are part of the id like any other semantic field."""
+    assert ADDED_LATER_KEYS <= set(RunConfig().flat())
+    assert "local_crops" not in semantic_dict(RunConfig())["augment"]
+    assert semantic_dict(RunConfig().with_overrides({"augment.local_crops": 4}))["augment"]["local_crops"] == 4
+    two = RunConfig().with_overrides({"augment.local_crops": 2})
+    assert config_hash(two) != config_hash(two.with_overrides({"augment.local_crops": 4}))
 
 
 def test_non_finite_floats_are_refused():

@@ -30,11 +30,13 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in rows if "loss" in r]
 
 
-def test_resumed_run_matches_uninterrupted_run(tmp_path):
-    full = train(tiny(), tmp_path / "full")
-    train(tiny(max_steps=3), tmp_path / "cut")
+@pytest.mark.parametrize("local_crops", [0, 2])
+def test_resumed_run_matches_uninterrupted_run(tmp_path, local_crops):
+    small = {"augment.local_crops": local_crops}
+    full = train(tiny(**small), tmp_path / "full")
+    train(tiny(max_steps=3, **small), tmp_path / "cut")
     assert load_checkpoint(tmp_path / "cut")["step"] == 3
-    resumed = train(tiny(), tmp_path / "cut")
+    resumed = train(tiny(**small), tmp_path / "cut")
 
     assert [s for s, _ in losses(tmp_path / "cut")] == list(range(1, 9))
     torch.testing.assert_close(torch.tensor(losses(tmp_path / "cut")), torch.tensor(losses(tmp_path / "full")),
@@ -57,14 +59,14 @@ def test_rows_logged_after_the_last_checkpoint_are_dropped_on_resume(tmp_path):
 
 def test_non_finite_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = train_module.compute_loss
+    real = train_module.compute_multicrop_loss
 
-    def poisoned(cfg, z1, z2):
+    def poisoned(cfg, z1, z2, small):
         calls["n"] += 1
-        loss = real(cfg, z1, z2)
+        loss = real(cfg, z1, z2, small)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(train_module, "compute_loss", poisoned)
+    monkeypatch.setattr(train_module, "compute_multicrop_loss", poisoned)
     with pytest.raises(NonFiniteLossError, match="step 3"):
         train(tiny(), tmp_path / "run")
     assert load_checkpoint(tmp_path / "run")["step"] == 3
@@ -109,39 +111,49 @@ def _reference_first_step_loss(cfg: RunConfig, world: int, global_bn: bool) -> f
     """One process on the whole global batch, rebuilding exactly what each of `world` ranks fed the model.
 
     global_bn: BatchNorm statistics over all ranks' views at once; else over each rank's 2n views alone.
+    With multi-crop's small views, the encoder's statistics are per side and the loss is over view pairs.
     """
-    from simclr_core.augment import build_augmentation
+    from simclr_core.augment import build_augmentation, build_local_views
     from simclr_core.data import load_images
-    from simclr_core.losses import compute_loss
+    from simclr_core.losses import compute_multicrop_loss
     from simclr_core.models import build_model
     from simclr_core.train import _epoch_permutation, _step_seed
 
     data = load_images(cfg.data, "train")
     augment = build_augmentation(cfg.augment, 32, data.mean, data.std)
+    augment_small = build_local_views(cfg.augment, 32, data.mean, data.std)
+    count = cfg.augment.local_crops
     perm = _epoch_permutation(cfg.seed, 0, len(data.labels))
     local = cfg.batch_size // world
-    views = []
+    views, smalls = [], []       # per rank: (view 1, view 2) and the small views k = 0..count-1
     for rank in range(world):
         batch = data.images[perm[rank * local:(rank + 1) * local]]
-        views.append(augment(batch, torch.Generator().manual_seed(_step_seed(cfg.seed, 0, rank))))
+        generator = torch.Generator().manual_seed(_step_seed(cfg.seed, 0, rank))
+        views.append(augment(batch, generator))
+        smalls.append(augment_small(batch, generator).chunk(count) if count else ())
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.encoder, cfg.head, 32).train()
     with torch.no_grad():
         if global_bn:
-            _, z = model(torch.cat([v1 for v1, _ in views] + [v2 for _, v2 in views]))
-            z1, z2 = z.chunk(2)
+            full = torch.cat([v1 for v1, _ in views] + [v2 for _, v2 in views])
+            small = [torch.cat([smalls[rank][k] for rank in range(world)]) for k in range(count)]
+            _, z = model((full, torch.cat(small)) if count else full)
+            z1, z2, *small = z.split(cfg.batch_size)
         else:
-            per_rank = [model(torch.cat(pair))[1].chunk(2) for pair in views]
-            z1, z2 = torch.cat([a for a, _ in per_rank]), torch.cat([b for _, b in per_rank])
-    return compute_loss(cfg.loss, z1, z2).item()
+            per_rank = [model((torch.cat(pair), torch.cat(smalls[rank])) if count else torch.cat(pair))[1]
+                        .split(local) for rank, pair in enumerate(views)]
+            z1, z2, *small = (torch.cat(parts) for parts in zip(*per_rank))
+    return compute_multicrop_loss(cfg.loss, z1, z2, small).item()
 
 
 @pytest.mark.distributed
 @pytest.mark.slow
-def test_two_process_training_equals_one_process_on_the_whole_batch(tmp_path):
+@pytest.mark.parametrize("local_crops", [0, 2])
+def test_two_process_training_equals_one_process_on_the_whole_batch(tmp_path, local_crops):
     """2 CPU processes (Accelerate MULTI_CPU, gloo): with global BN and negatives gathered across ranks, the
-    first step's loss equals one process computing on the union of both ranks' views."""
-    cfg = tiny(max_steps=2, precision="no", **{"encoder.global_bn": True})
+    first step's loss equals one process computing on the union of both ranks' views, with multi-crop's
+    small views too."""
+    cfg = tiny(max_steps=2, precision="no", **{"encoder.global_bn": True, "augment.local_crops": local_crops})
     script = tmp_path / "run_two.py"
     script.write_text(textwrap.dedent("""
         import json, sys
