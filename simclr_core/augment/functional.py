@@ -141,7 +141,8 @@ def resize(x: Tensor, size: int) -> Tensor:
 def rotate90(x: Tensor, quarter_turns: Tensor) -> Tensor:
     """Rotate each square image counter-clockwise by ``quarter_turns`` (N,) int x 90 degrees."""
     if x.shape[-1] != x.shape[-2]:
-        raise ValueError(f"rotate needs square images (crop/resize first), got {tuple(x.shape[-2:])}")
+        raise ValueError(f"rotate needs square images, got {tuple(x.shape[-2:])}: "
+                         "put 'crop' before 'rotate' in augment.ops")
     out = x.clone()
     for k in (1, 2, 3):
         apply_to_subset(out, quarter_turns == k, lambda rows, _, k=k: torch.rot90(rows, k, dims=(-2, -1)),
@@ -296,7 +297,8 @@ def sobel(x: Tensor) -> Tensor:
     luma = F.pad(rgb_to_grayscale(x), (1, 1, 1, 1), mode="reflect")
     grad = F.conv2d(luma, weight)                                            # (N, 2, H, W)
     magnitude = grad.pow(2).sum(dim=1, keepdim=True).sqrt_().clamp_(0.0, 1.0)
-    return magnitude.expand(-1, 3, -1, -1)
+    # A copy, not an expanded view: the ops after it (colour, blur) may write into their input in place.
+    return magnitude.repeat(1, 3, 1, 1)
 
 
 def add_gaussian_noise(x: Tensor, std: Tensor, noise: Tensor) -> Tensor:

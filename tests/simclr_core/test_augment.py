@@ -484,3 +484,29 @@ def test_ops_and_the_pipeline_never_write_into_the_callers_images(name):
     assert torch.equal(x, before) and not torch.equal(out, x)
     build_augmentation(cfg, 24, MEAN, STD)(x, gen(32))                    # float input, no crop, same size
     assert torch.equal(x, before)
+
+
+# ---- every ordered pair of ops, as Figure 5 composes them ----------------------------------------
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("one_branch", [False, True])
+@pytest.mark.parametrize("second", sorted(OPS))
+@pytest.mark.parametrize("first", sorted(OPS))
+def test_every_ordered_pair_of_ops_composes(first, second, one_branch, device, monkeypatch):
+    """Each op's output is a valid input to every other op (an op may write into its input in place, so a
+    view that shares memory, such as an expanded grey channel, must not leave an op)."""
+    from simclr_core.augment import native
+
+    images = uint8_images(n=6, h=20, w=20, seed=3).to(device)       # square: rotate may come before crop
+    ops = (first,) if first == second else (first, second)
+    aug = build_augmentation(AugmentConfig(ops=ops, one_branch=one_branch), 16, MEAN, STD)
+    v1, v2 = aug(images, gen(4))
+    assert v1.shape == v2.shape == (6, 3, 16, 16) and v1.device.type == device
+    raw = torch.cat((v1, v2)) * torch.tensor(STD, device=device).view(1, 3, 1, 1) \
+        + torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    assert torch.isfinite(raw).all() and raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
+    monkeypatch.setattr(native, "kernels", lambda: None)            # the eager kernels give the same views
+    for fast, eager in zip((v1, v2), aug(images, gen(4))):
+        torch.testing.assert_close(fast, eager, atol=5e-5, rtol=0)
