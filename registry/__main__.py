@@ -17,15 +17,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import fnmatch
+import os
 import signal
 import sys
+import tempfile
+import traceback
 from collections import Counter
 from typing import Any, Sequence
 
+from registry.claim import describe_claim, read_claim, try_claim
 from registry.declare import Experiment, Run
 from registry.discover import get_experiment, list_experiments
 from registry.estimate import VIEWS_PER_S, estimate, format_hours
-from registry.launch import Outcome, make_executor, raise_on_sigterm
+from registry.launch import Outcome, make_executor, raise_on_sigterm, redo_command
 from registry.published import unmatched_points
 from registry.provenance import code_version
 from registry.slurm_state import reconcile
@@ -86,11 +90,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def stored_scales(store: RunStore, experiment: str) -> list[str]:
+    """The scales of the runs of `experiment` in the store, most recently written first."""
+    latest: dict[str, float] = {}
+    for run_id in store.run_ids():
+        if run_id.partition("/")[0] != experiment:
+            continue
+        stored = store.config(run_id) or {}
+        path = store.run_dir(run_id) / "config.json"
+        if stored.get("scale") in SCALES and path.exists():
+            latest[stored["scale"]] = max(latest.get(stored["scale"], 0.0), path.stat().st_mtime)
+    return sorted(latest, key=latest.get, reverse=True)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     experiment = get_experiment(args.name)
+    store = RunStore(args.results_dir)
+    if args.scale is None:   # the scale of the runs in the store (the latest written), else the default
+        found = stored_scales(store, experiment.name)
+        args.scale = found[0] if found else DEFAULT_SCALE
+        if len(found) > 1:
+            print(f"(the results also hold scale(s) {', '.join(found[1:])} of {experiment.name}: --scale picks one)")
     scale = get_scale(args.scale)
     runs = experiment.runs(scale)
-    store = RunStore(args.results_dir)
     print(f"{experiment.name}: {experiment.title}")
     print(f"  artefact {experiment.artefact}, metric {experiment.metric}, published {experiment.published.file}")
     print(f"  scale {scale.name}: {scale.summary}")
@@ -110,6 +132,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             extra = "checkpoint present: resumes"
         extra = "  ".join(x for x in (extra, slurm_notes.get(run.run_id, "")) if x)
         print(f"  {run.run_id:<{width}}  {state:<9}  {extra}")
+        if state == "corrupt":
+            print(_indent(f"{store.problem(run.run_id)}\nto train it again: {redo_command(run)}"))
         if state == "failed":
             error = store.error_text(run.run_id) or (store.status(run.run_id) or {}).get("error") or "(no traceback)"
             print(_indent(error))
@@ -169,9 +193,15 @@ def _print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.name is None:
+        raise ConfigError("run needs an experiment name: python -m registry run NAME [key=value ...]; "
+                          f"declared: {', '.join(list_experiments())}")
     experiment = get_experiment(args.name)
     runs = select(experiment.runs(args.scale, parse_overrides(args.overrides)), args.only)
     store = RunStore(args.results_dir)
+    if args.redo and not args.only:
+        raise ConfigError("--redo trains runs again from scratch: name them with --only GLOB (a label, id or "
+                          f"hash; `python -m registry show {experiment.name} --scale {args.scale}` lists them)")
     if not args.slurm and stray_slurm_flags(args):
         raise ConfigError(f"{', '.join(stray_slurm_flags(args))} only apply with --slurm")
     if args.dry_run:
@@ -193,34 +223,73 @@ def cmd_run(args: argparse.Namespace) -> int:
     if executor is None:
         _print_plan(runs, args.scale, store, args.max_parallel)
         return 0
+    store.ensure_writable()
+    if args.redo:
+        for run in runs:
+            _discard(store, run)
     code = code_version()
     for run in runs:
-        if not store.is_done(run.run_id):
+        if not store.is_done(run.run_id) and not store.problem(run.run_id):
             store.mark_pending(run, code)
     outcomes = executor.dispatch(runs, store.root)
     counts = Counter(o.state for o in outcomes)
     print("summary: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     for outcome in outcomes:
         if outcome.state == "failed":
-            print(f"failed: {outcome.run_id}: {outcome.detail}  (python -m registry show {experiment.name} "
-                  f"--scale {args.scale} prints the traceback)", file=sys.stderr)
-    return 1 if counts["failed"] else 0
+            print(f"failed: {outcome.run_id}:\n{_indent(outcome.detail, '    ')}\n  (python -m registry show "
+                  f"{experiment.name} --scale {args.scale} prints the traceback)", file=sys.stderr)
+        elif outcome.state == "corrupt":
+            print(f"corrupt: {outcome.run_id}: {outcome.detail}", file=sys.stderr)
+    return 1 if counts["failed"] or counts["corrupt"] else 0
+
+
+def _discard(store: RunStore, run: Run) -> None:
+    """--redo: move the run's files aside under its claim, so that it trains from scratch."""
+    claim = try_claim(store.run_dir(run.run_id))
+    if claim is None:
+        raise ConfigError(f"--redo: {run.run_id} is being trained by "
+                          f"{describe_claim(read_claim(store.run_dir(run.run_id)))}; stop it first")
+    with claim:
+        moved = store.discard(run.run_id)
+    if moved is not None:
+        print(f"redo {run.run_id}: its earlier files are kept in {moved}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     store = RunStore(args.results_dir)
     table: dict[tuple[str, str], Counter] = {}
+    corrupt = []
     for run_id in store.run_ids():
         stored = store.config(run_id) or {}
-        key = (stored.get("experiment", run_id.partition("/")[0]), stored.get("scale", "?"))
-        table.setdefault(key, Counter())[store.state(run_id)] += 1
+        state = store.state(run_id)
+        scale = stored.get("scale") if stored.get("scale") in SCALES else _declared_scale(run_id)
+        table.setdefault((run_id.partition("/")[0], scale or "?"), Counter())[state] += 1
+        if state == "corrupt":
+            corrupt.append((run_id, scale or "SCALE"))
     if not table:
         print(f"no runs in {store.root}")
         return 0
     print(f"{'experiment':<20} {'scale':<6} " + " ".join(f"{s:>9}" for s in STATES))
     for (name, scale), counts in sorted(table.items()):
         print(f"{name:<20} {scale:<6} " + " ".join(f"{counts[s]:>9}" for s in STATES))
+    for run_id, scale in corrupt:
+        print(f"corrupt: {run_id}: {store.problem(run_id)}\n  to train it again: python -m registry run "
+              f"{run_id.partition('/')[0]} --scale {scale} --only {run_id} --redo")
     return 0
+
+
+def _declared_scale(run_id: str) -> str | None:
+    """The scale at which the declared experiment has a run of this id (for runs whose config.json is lost)."""
+    name = run_id.partition("/")[0]
+    if name not in list_experiments():
+        return None
+    for scale in SCALES:
+        try:
+            if any(run.run_id == run_id for run in get_experiment(name).runs(scale)):
+                return scale
+        except ConfigError:
+            continue
+    return None
 
 
 def _delegated_verb(verbs, name: str, module: str, help_text: str) -> None:
@@ -243,13 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--scale", default=DEFAULT_SCALE, choices=list(SCALES),
                        help=f"compute scale (default {DEFAULT_SCALE}): "
                             + "; ".join(f"{s.name}: {s.summary}" for s in SCALES.values()))
+    stored_scale = argparse.ArgumentParser(add_help=False)
+    stored_scale.add_argument("--scale", default=None, choices=list(SCALES),
+                              help="compute scale (default: that of the experiment's latest runs in the results "
+                                   f"folder, else {DEFAULT_SCALE})")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = verbs.add_parser("list", help="list declared experiments", description="List declared experiments.")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'aug*'")
     p.set_defaults(func=cmd_list)
 
-    p = verbs.add_parser("show", parents=[results, scale], help="an experiment's runs and their states",
+    p = verbs.add_parser("show", parents=[results, stored_scale], help="an experiment's runs and their states",
                          description="Resolve an experiment at a scale and print its runs, ids and states; "
                                      "failed runs show their traceback. Nothing runs.")
     p.add_argument("name", help="experiment name (see `list`)")
@@ -263,12 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("run", parents=[results, scale], help="run an experiment (skips done runs, resumes others)",
                          description="Resolve, then run every run that is not done. Runs with a checkpoint "
                                      "resume; a failed run records its traceback and the others continue.")
-    p.add_argument("name", help="experiment name (see `list`)")
+    p.add_argument("name", nargs="?", help="experiment name (see `list`)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides applied last, in final units (e.g. eval.knn_k=50)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, steps, estimated hours) and stop")
     p.add_argument("--only", action="append", metavar="GLOB",
                    help="only runs whose label, id or hash matches (repeatable), e.g. --only 'crop*'")
+    p.add_argument("--redo", action="store_true",
+                   help="train the runs chosen with --only again from scratch, even finished or corrupt ones; "
+                        "their earlier files move to <run folder>/discarded-<time>/")
     p.add_argument("--max-parallel", type=int, default=1, metavar="K",
                    help="run K runs at once, each in its own process (default 1: sequential, in this process)")
     p.add_argument("--slurm", action="store_true",
@@ -305,6 +381,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: unfinished runs are marked cancelled; running again resumes them from their "
               "checkpoints", file=sys.stderr)
         return 130
+    except Exception as exc:   # a bug or an unforeseen fault: one line here, the traceback in a file
+        return report_unexpected(exc)
+
+
+def report_unexpected(exc: BaseException) -> int:
+    """Print one line naming the error and a file holding its traceback (never the traceback itself)."""
+    text = traceback.format_exc()
+    try:
+        fd, path = tempfile.mkstemp(prefix="simclr-harness-error-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        where = f"the traceback is in {path}"
+    except OSError:
+        where = "the traceback could not be saved"
+    print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n"
+          f"  an unexpected failure; {where} (please include it in a bug report)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

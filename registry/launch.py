@@ -36,8 +36,11 @@ from simclr_core.validation import ConfigError
 
 TrainFn = Callable[[Any, Path], dict]
 DEFAULT_TRAIN_FN = "simclr_core.train:train"
-OUTCOMES = ("done", "failed", "cancelled", "skipped", "submitted")
+OUTCOMES = ("done", "failed", "cancelled", "skipped", "submitted", "corrupt")
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Exceptions whose message is written for the user; FloatingPointError covers train()'s NonFiniteLossError,
+# OSError the data layer's DataNotFoundError and a full disk (without importing torch here).
+_USER_ERRORS = (ConfigError, FloatingPointError, OSError)
 
 
 class RunCancelled(KeyboardInterrupt):
@@ -67,6 +70,11 @@ class Outcome:
     detail: str = ""
 
 
+def redo_command(run: Run) -> str:
+    """The command that trains `run` again from scratch, moving its present files aside."""
+    return f"python -m registry run {run.experiment} --scale {run.scale} --only {run.run_id} --redo"
+
+
 def resolve_train_fn(train_fn: TrainFn | str | None) -> TrainFn:
     """A callable as is; "module:function" imported now; None -> simclr_core.train:train."""
     if callable(train_fn):
@@ -89,6 +97,10 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
     the traceback goes to error.txt and the outcome says `failed`. KeyboardInterrupt/SIGTERM mark the run
     cancelled and propagate."""
     store = RunStore(results_dir)
+    problem = store.problem(run.run_id)
+    if problem:
+        return Outcome(run.run_id, "corrupt", f"{problem}; {redo_command(run)} trains it again "
+                                              "(the damaged files are kept)")
     if store.is_done(run.run_id):
         return Outcome(run.run_id, "skipped", "done already (final.json)")
     claim = try_claim(store.run_dir(run.run_id))
@@ -114,7 +126,9 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
                 raise interrupt from exc
             summary = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             store.write_status(run.run_id, "failed", finished=now_iso(), error=summary)
-            return Outcome(run.run_id, "failed", summary)
+            # Errors written for users (bad input, missing data, a damaged checkpoint) are shown whole.
+            detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, _USER_ERRORS) else summary
+            return Outcome(run.run_id, "failed", detail)
         finally:
             cpu_cache.release_idle()          # the next run may use other sizes: see simclr_core/cpu_cache.py
         if not store.is_done(run.run_id):     # the contract says train() writes it; keep the store consistent

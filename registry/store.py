@@ -8,6 +8,11 @@
         checkpoint.pt   the last checkpoint; a re-run resumes from it (written by the training function)
         final.json      final evaluation metrics; its presence means done (written by the training function)
         error.txt       the traceback of the last failure
+        discarded-<time>/  the files of an earlier attempt, moved aside by `registry run ... --redo`
+
+A run whose config.json, final.json or checkpoint.pt cannot be read is `corrupt` (`RunStore.problem` says
+which file and why): it is never counted as done, skipped as done or resumed from, and
+`python -m registry run NAME --only ID --redo` trains it again, keeping the damaged files.
 
 The results folder is --results-dir, else $SIMCLR_RESULTS_DIR, else ./results. `load_results` turns the
 finished runs into the long-form table that reports/ reads.
@@ -16,12 +21,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from registry.claim import is_stale, owner_info, read_claim
+from simclr_core.validation import ConfigError
 
 if TYPE_CHECKING:  # pandas is imported only by load_results
     import pandas as pd
@@ -35,7 +43,8 @@ METRICS_NAME = "metrics.jsonl"
 CHECKPOINT_NAME = "checkpoint.pt"
 FINAL_NAME = "final.json"
 ERROR_NAME = "error.txt"
-STATES = ("pending", "running", "done", "failed", "cancelled")
+STATES = ("pending", "running", "done", "failed", "cancelled", "corrupt")
+DISCARDED_PREFIX = "discarded-"
 
 
 def default_results_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -61,6 +70,9 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:      # e.g. a full disk: say which file, keep the previous one
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, f"could not write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -71,10 +83,38 @@ def _dump(obj: Any) -> str:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when the file is missing or damaged (`_json_problem` says why)."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        value = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+    return value if isinstance(value, dict) else None
+
+
+def _json_problem(path: Path) -> str | None:
+    """Why `path` is not a readable JSON object, or None when it is one or does not exist."""
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return f"{path.name} is not valid JSON ({exc})"
+    if not isinstance(value, dict):
+        return f"{path.name} holds a JSON {type(value).__name__}, not an object"
+    return None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why `path` cannot be a checkpoint torch.save wrote, or None. torch.save writes a zip archive whose
+    directory sits at the end, so reading the directory (not the tensors) catches a truncated file cheaply."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.namelist()
+    except FileNotFoundError:
+        return None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        return f"{path.name} is truncated or damaged ({exc})"
+    return None
 
 
 class RunStore:
@@ -82,6 +122,21 @@ class RunStore:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = default_results_dir(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"the results folder {self.root} is a file, not a folder; choose another with "
+                              f"--results-dir DIR or ${RESULTS_DIR_ENV}")
+
+    def ensure_writable(self) -> "RunStore":
+        """Create the results folder if needed and check that runs can be written into it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=self.root)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to the results folder {self.root} ({exc.strerror or exc}); choose "
+                              f"another with --results-dir DIR or ${RESULTS_DIR_ENV}") from exc
+        return self
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / run_id
@@ -97,7 +152,17 @@ class RunStore:
         return _read_json(self.run_dir(run_id) / FINAL_NAME)
 
     def is_done(self, run_id: str) -> bool:
-        return (self.run_dir(run_id) / FINAL_NAME).is_file()
+        """final.json exists and holds a JSON object (a damaged one makes the run corrupt, not done)."""
+        return self.final(run_id) is not None
+
+    def problem(self, run_id: str) -> str | None:
+        """Why the run's files cannot be trusted ("final.json is not valid JSON (...)"), or None."""
+        run_dir = self.run_dir(run_id)
+        found = [p for p in (_json_problem(run_dir / CONFIG_NAME), _json_problem(run_dir / FINAL_NAME),
+                             checkpoint_problem(run_dir / CHECKPOINT_NAME)) if p]
+        if (run_dir / FINAL_NAME).exists() and not (run_dir / CONFIG_NAME).exists():
+            found.insert(0, f"{CONFIG_NAME} is missing")
+        return "; ".join(found) or None
 
     def has_checkpoint(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / CHECKPOINT_NAME).is_file()
@@ -109,14 +174,19 @@ class RunStore:
             return None
 
     def state(self, run_id: str) -> str:
-        """One of STATES. final.json means done, whatever status.json says; a run whose status says running
-        but whose owner is gone (no claim, or a stale one) reads as cancelled: it stopped without a word."""
+        """One of STATES. Damaged files mean corrupt; else final.json means done, whatever status.json says;
+        a run whose status says running but whose owner is gone (no claim, or a stale one) reads as
+        cancelled: it stopped without a word."""
+        if self.problem(run_id):
+            return "corrupt"
         if self.is_done(run_id):
             return "done"
         status = self.status(run_id)
         if status is None:
             return "pending"
         state = status.get("state", "pending")
+        if state == "done":      # final.json is gone (it decides): the run trains, or resumes, again
+            return "pending"
         if state == "running":
             claim = read_claim(self.run_dir(run_id))
             if claim is None or is_stale(claim):
@@ -124,10 +194,11 @@ class RunStore:
         return state
 
     def run_ids(self) -> Iterator[str]:
-        """Ids of every stored run (folders holding a config.json), sorted."""
+        """Ids of every stored run (folders holding a config.json, status.json or final.json), sorted."""
         if not self.root.is_dir():
             return iter(())
-        return iter(sorted(str(p.parent.relative_to(self.root)) for p in self.root.glob(f"*/*/{CONFIG_NAME}")))
+        return iter(sorted({str(p.parent.relative_to(self.root)) for name in (CONFIG_NAME, STATUS_NAME, FINAL_NAME)
+                            for p in self.root.glob(f"*/*/{name}")}))
 
     # ---- writing -----------------------------------------------------------------------------------
     def write_config(self, run: "Run", code: dict[str, Any]) -> None:
@@ -167,6 +238,21 @@ class RunStore:
     def write_error(self, run_id: str, text: str) -> None:
         atomic_write_text(self.run_dir(run_id) / ERROR_NAME, text)
 
+    def discard(self, run_id: str) -> Path | None:
+        """Move every file of the run into <run_dir>/discarded-<UTC time>/ (nothing is deleted), so that it
+        trains again from scratch; the caller holds the run's claim. Returns that folder, or None if empty."""
+        run_dir = self.run_dir(run_id)
+        names = [n for n in (CONFIG_NAME, STATUS_NAME, METRICS_NAME, CHECKPOINT_NAME, FINAL_NAME, ERROR_NAME)
+                 if (run_dir / n).exists()]
+        if not names:
+            return None
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        target = run_dir / f"{DISCARDED_PREFIX}{stamp}"
+        target.mkdir()
+        for name in names:
+            shutil.move(str(run_dir / name), str(target / name))
+        return target
+
     def clear_error(self, run_id: str) -> None:
         (self.run_dir(run_id) / ERROR_NAME).unlink(missing_ok=True)
 
@@ -197,6 +283,9 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def load_results(results_dir: str | os.PathLike | None = None) -> "pd.DataFrame":
     """Finished runs as a long-form table: one row per (run_id, metric).
 
+    Runs with a final.json that cannot be used (damaged files: `RunStore.problem`) are left out and listed
+    in ``frame.attrs["left_out"]`` as {run_id: reason}, for the report to say so.
+
     Columns: run_id, experiment, scale, label, seed, git_sha, git_dirty, metric, value; `axis.<name>` for
     each axis value of the run's point (paper units, e.g. axis.first = "crop"); and every config field
     flattened to its dotted key ("loss.temperature", "augment.ops", ...; lists become tuples). Only the
@@ -205,15 +294,23 @@ def load_results(results_dir: str | os.PathLike | None = None) -> "pd.DataFrame"
     import pandas as pd
 
     store = RunStore(results_dir)
-    rows = []
+    rows, left_out = [], {}
     for run_id in store.run_ids():
+        final_path = store.run_dir(run_id) / FINAL_NAME
+        if not final_path.exists():
+            continue
+        problem = store.problem(run_id)
         final, stored = store.final(run_id), store.config(run_id)
-        if final is None or stored is None:
+        if not problem and not isinstance(stored.get("config"), dict):
+            problem = "config.json has no 'config' object"
+        if problem:
+            left_out[run_id] = problem
             continue
         config = _flatten(stored["config"])
         code = stored.get("code") or {}
         common = {
-            "run_id": run_id, "experiment": stored["experiment"], "scale": stored["scale"],
+            "run_id": run_id, "experiment": stored.get("experiment", run_id.partition("/")[0]),
+            "scale": stored.get("scale", "?"),
             "label": run_id.partition("/")[2].rpartition("-")[0], "seed": config.get("seed"),
             "git_sha": code.get("git_sha"), "git_dirty": code.get("git_dirty"),
             **{f"axis.{k}": v for k, v in stored.get("point", {}).items()},
@@ -224,6 +321,7 @@ def load_results(results_dir: str | os.PathLike | None = None) -> "pd.DataFrame"
                 rows.append({**common, "metric": metric, "value": float(value)})
     leading = ["run_id", "experiment", "scale", "label", "seed", "git_sha", "git_dirty", "metric", "value"]
     frame = pd.DataFrame(rows)
-    if frame.empty:
-        return pd.DataFrame(columns=leading)
-    return frame[leading + [c for c in frame.columns if c not in leading]]
+    frame = pd.DataFrame(columns=leading) if frame.empty else frame[leading + [c for c in frame.columns
+                                                                                if c not in leading]]
+    frame.attrs["left_out"] = left_out
+    return frame

@@ -1,15 +1,23 @@
 """Atomic checkpoints: a run killed at any moment leaves either the previous or the new file, never half of one."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from simclr_core.validation import ConfigError
+
 CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class CorruptCheckpointError(ConfigError):
+    """checkpoint.pt exists but cannot be read (truncated, damaged, or not a checkpoint of this code)."""
 
 
 def atomic_write_bytes(path: Path, write) -> None:
@@ -23,6 +31,12 @@ def atomic_write_bytes(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:      # e.g. a full disk: name the file and the free space; the previous file stays
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        free = shutil.disk_usage(path.parent).free
+        raise OSError(exc.errno, f"could not write {path}: {exc.strerror or exc} ({free / 2**20:,.0f} MiB free "
+                                 f"on that disk); the previous {path.name}, if any, is unchanged") from exc
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -35,7 +49,11 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     path = Path(run_dir) / CHECKPOINT_NAME
-    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    # Serialised in memory first: torch.save into a file turns an OSError (a full disk) into an opaque
+    # "enforce fail at inline_container.cc"; a plain write keeps the errno.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, lambda f: f.write(buffer.getbuffer()))
     return path
 
 
@@ -44,4 +62,14 @@ def load_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> 
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.exists():
         return None
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, ImportError, AttributeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        raise CorruptCheckpointError(
+            f"{path} cannot be read ({reason}): it is truncated or damaged. Move it aside to train the run "
+            "from scratch (with the registry: python -m registry run NAME --only RUN_ID --redo)") from exc
+    if not isinstance(checkpoint, dict) or "step" not in checkpoint:
+        raise CorruptCheckpointError(f"{path} is not a checkpoint written by train() (no 'step'); move it aside "
+                                     "to train the run from scratch")
+    return checkpoint

@@ -12,8 +12,10 @@ import functools
 import hashlib
 import os
 import platform
+import sys
 import sysconfig
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -42,11 +44,21 @@ def compile_extension(name: str, source: Path, *, openmp: bool) -> Any:
     `openmp`: the kernels use ATen's parallel_for, which runs on torch's OpenMP threads only when compiled
     with -fopenmp; without it they are single-threaded and only `omp simd` is honoured.
     """
-    from torch.utils.cpp_extension import load
+    from torch.utils import cpp_extension
     _put_ninja_on_path()
     cflags = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp" if openmp else "-fopenmp-simd"]
-    return load(name=name, sources=[str(source)], extra_cflags=cflags,
-                extra_ldflags=["-fopenmp"] if openmp else [])
+    folder = Path(cpp_extension._get_build_directory(name, verbose=False))   # where torch caches the build
+    fresh = not (folder / f"{name}.so").is_file()
+    if fresh:   # a first build takes a while with no output of its own: say what is happening, once
+        print(f"simclr_core: compiling {source.name} for this CPU (first use only, about 30-90 s; cached in "
+              f"{folder.parent})...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    module = cpp_extension.load(name=name, sources=[str(source)], extra_cflags=cflags,
+                                extra_ldflags=["-fopenmp"] if openmp else [])
+    if fresh:
+        print(f"simclr_core: {source.name} compiled in {time.perf_counter() - started:.0f} s",
+              file=sys.stderr, flush=True)
+    return module
 
 
 def _put_ninja_on_path() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,15 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
             _log(accelerator, run_dir, {"step": done, "epoch": done / steps_per_epoch, **knn})
             model.train()
         if is_ckpt:
+            # "Last good" means finite weights and BatchNorm statistics too: a finite loss can leave an
+            # infinite running_var behind, and resuming from it would only fail later.
+            bad = _nonfinite_state(accelerator, model)
+            if bad:
+                kept = (f"the last good checkpoint (step {last_checkpoint_step}) is kept in {run_dir}"
+                        if last_checkpoint_step else f"no checkpoint was written to {run_dir}")
+                raise NonFiniteLossError(
+                    f"non-finite values in {bad} at step {done} (the loss was finite); {kept}. "
+                    "Lower the learning rate or raise the temperature.")
             _save(accelerator, run_dir, model, optimizer, done, cfg)
             last_checkpoint_step = done
     bar.close()
@@ -238,6 +248,18 @@ def _mix(*values: int) -> int:
     return x >> 1
 
 
+def _nonfinite_state(accelerator: Accelerator, model) -> str:
+    """Names of the floating-point parameters and buffers holding NaN or inf on any process ("" if none)."""
+    named = [(n, t) for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_floating_point()]
+    flags = torch.stack([~torch.isfinite(t).all() for _, t in named])
+    if accelerator.num_processes > 1:    # every process must take the same branch
+        flags = accelerator.reduce(flags.int(), reduction="sum") > 0
+    if not bool(flags.any()):
+        return ""
+    bad = [name.removeprefix("module.") for (name, _), flag in zip(named, flags.tolist()) if flag]
+    return ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+
+
 def _log(accelerator: Accelerator, run_dir: Path, row: dict[str, Any]) -> None:
     if accelerator.is_main_process:
         with open(run_dir / METRICS_NAME, "a") as f:
@@ -246,10 +268,19 @@ def _log(accelerator: Accelerator, run_dir: Path, row: dict[str, Any]) -> None:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop rows logged after the checkpoint we resume from, so the curve has no duplicated steps."""
+    """Drop rows logged after the checkpoint we resume from, so the curve has no duplicated steps. A line
+    that is not a JSON row (one cut off by a kill during its write) is dropped with a warning naming it."""
     if not path.exists():
         return
-    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        try:
+            row_step = json.loads(line)["step"] if line.strip() else None
+        except (json.JSONDecodeError, KeyError, TypeError):
+            warnings.warn(f"{path}, line {number}: not a metrics row, dropped: {line[:80]!r}", stacklevel=2)
+            continue
+        if row_step is not None and row_step <= step:
+            rows.append(line)
     atomic_write_bytes(path, lambda f: f.write("".join(r + "\n" for r in rows).encode()))
 
 

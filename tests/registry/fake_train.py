@@ -9,11 +9,18 @@ from __future__ import annotations
 import json
 import os
 import time
+import zipfile
 from pathlib import Path
 
 FAIL_SEED = 666
 CRASH_SEED = 999
 INTERRUPT_SEED = 777
+
+
+def write_fake_checkpoint(path: Path, payload: bytes = b"state") -> None:
+    """A file shaped as torch.save writes one (a zip archive), without importing torch."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", payload)
 
 
 def counting_train(cfg, run_dir: Path) -> dict:

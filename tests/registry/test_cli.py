@@ -102,7 +102,7 @@ def test_show_and_status_report_a_failed_run_with_its_traceback(tmp_path):
     header, row = status[0].split(), status[1].split()
     assert row[:2] == ["loss_variant", "smoke"]
     assert dict(zip(header[2:], map(int, row[2:]))) == {"pending": 0, "running": 0, "done": 1, "failed": 1,
-                                                         "cancelled": 0}
+                                                         "cancelled": 0, "corrupt": 0}
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_train import CRASH_SEED, FAIL_SEED, INTERRUPT_SEED, counting_train, no_final_train
+from fake_train import CRASH_SEED, FAIL_SEED, INTERRUPT_SEED, counting_train, no_final_train, write_fake_checkpoint
 from registry.claim import read_claim
 from registry.declare import Run
 from registry.launch import LocalExecutor, execute_run, make_executor
@@ -63,7 +63,7 @@ def test_a_run_with_a_checkpoint_resumes(results):
     run = make_runs(3)[0]
     store = RunStore(results)
     store.run_dir(run.run_id).mkdir(parents=True)
-    (store.run_dir(run.run_id) / "checkpoint.pt").write_bytes(b"state")
+    write_fake_checkpoint(store.run_dir(run.run_id) / "checkpoint.pt")
     outcome = execute_run(run, results, counting_train)
     assert outcome.state == "done" and outcome.detail == "resumed from checkpoint"
     assert executions(store, run) == [executions(store, run)[0]] and "resumed=True" in executions(store, run)[0]

@@ -73,6 +73,73 @@ def test_non_finite_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(t
     assert not (tmp_path / "run" / "final.json").exists()
 
 
+def test_non_finite_batchnorm_statistics_are_never_checkpointed(tmp_path, monkeypatch):
+    """A finite loss can leave an infinite running_var behind (as optim.base_lr=1e9 did): the run stops
+    at the next checkpoint naming the buffer, and the checkpoint on disk is the last one with finite state."""
+    real_build = train_module.build_model
+
+    def build_then_poison(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        calls = {"n": 0}
+
+        def poison(module, inputs, output):
+            calls["n"] += 1
+            if calls["n"] == 5:
+                dict(module.named_buffers())["encoder.bn1.running_var"].fill_(float("inf"))
+
+        model.register_forward_hook(poison)
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", build_then_poison)
+    with pytest.raises(NonFiniteLossError, match=r"encoder\.bn1\.running_var at step 6 .*checkpoint \(step 3\)"):
+        train(tiny(), tmp_path / "run")
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert checkpoint["step"] == 3
+    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values() if t.is_floating_point())
+
+
+def test_a_damaged_checkpoint_fails_naming_its_path_and_the_way_out(tmp_path):
+    train(tiny(max_steps=3), tmp_path / "run")
+    path = tmp_path / "run" / "checkpoint.pt"
+    data = path.read_bytes()
+    for damaged in (data[: len(data) // 2], data[:100] + b"\0" * (len(data) - 100)):
+        path.write_bytes(damaged)
+        with pytest.raises(ConfigError, match="checkpoint.pt cannot be read .*truncated or damaged.*--redo") as err:
+            train(tiny(), tmp_path / "run")
+        assert str(path) in str(err.value)
+
+
+def test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one(tmp_path):
+    """RLIMIT_FSIZE makes writes past the limit fail as a full disk does (EFBIG instead of ENOSPC)."""
+    script = textwrap.dedent(f"""
+        import resource, signal, torch
+        from simclr_core.checkpoint import save_checkpoint, load_checkpoint
+        save_checkpoint({str(tmp_path)!r}, {{"step": 1, "w": torch.zeros(10)}})
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+        try:
+            save_checkpoint({str(tmp_path)!r}, {{"step": 2, "w": torch.zeros(1_000_000)}})
+        except OSError as exc:
+            print("ERROR", exc)
+        print("STEP", load_checkpoint({str(tmp_path)!r})["step"])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"could not write {tmp_path / 'checkpoint.pt'}: File too large" in done.stdout
+    assert "inline_container" not in done.stdout and "STEP 1" in done.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]          # no temporary file left behind
+
+
+def test_a_metrics_line_cut_by_a_kill_is_dropped_with_a_warning_on_resume(tmp_path):
+    run = tmp_path / "run"
+    train(tiny(max_steps=3), run)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "lo')                                            # killed mid-write
+    with pytest.warns(UserWarning, match=r"metrics.jsonl, line 4: not a metrics row, dropped"):
+        train(tiny(max_steps=4), run)
+    assert [s for s, _ in losses(run)] == [1, 2, 3, 4]
+
+
 def test_bad_config_fails_before_any_data_is_loaded(tmp_path, monkeypatch):
     def no_data(*args, **kwargs):
         raise AssertionError("data was loaded")
@@ -200,3 +267,23 @@ def test_pretraining_on_the_embedded_subset_learns(tmp_path):
     after = train(cfg, tmp_path / "run")["knn_top1"]
     print(f"kNN top-1: random init {before:.1f}%, after 8 epochs {after:.1f}%")
     assert after >= before + 8.0, (before, after)
+
+
+@pytest.mark.distributed
+def test_the_demo_takes_epochs_and_prints_its_result_once_under_torchrun(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    args = [str(torchrun), "--nproc_per_node", "2", "-m", "simclr_core.demo", "--epochs", "2",
+            "--run-dir", str(tmp_path / "demo"), "max_steps=1", "data.train_limit=256", "data.test_limit=100",
+            "batch_size=64"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[2],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count('"pretrained_knn_top1"') == 1
+    assert load_checkpoint(tmp_path / "demo")["config"]["epochs"] == 2
+
+
+def test_the_demo_refuses_a_bad_override_in_one_line(tmp_path):
+    for bad, needle in ((["epochs"], "must look like key=value"), (["--epochs", "0"], "epochs=0.0 is out of range")):
+        done = subprocess.run([sys.executable, "-m", "simclr_core.demo", "--run-dir", str(tmp_path), *bad],
+                              capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2])
+        assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr
