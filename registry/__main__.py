@@ -28,7 +28,7 @@ from typing import Any, Sequence
 from registry.claim import describe_claim, read_claim, try_claim
 from registry.declare import Experiment, Run
 from registry.discover import get_experiment, list_experiments
-from registry.estimate import VIEWS_PER_S, estimate, format_hours
+from registry.estimate import PAPER_GPU_RATE_SOURCE, VIEWS_PER_S, estimate, format_hours
 from registry.launch import Outcome, make_executor, raise_on_sigterm, redo_command
 from registry.published import unmatched_points
 from registry.provenance import code_version
@@ -166,14 +166,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int) -> None:
+def _print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
+                gpu_images_per_s: float | None = None) -> None:
     scale = get_scale(scale_name)
+    views_per_s = 2 * gpu_images_per_s if gpu_images_per_s and scale.hardware == "gpu" else None
     unit = "GPU-hours" if scale.hardware == "gpu" else "CPU-hours"
     header = f"  {'run id':<52} {'state':<9} {'batch':>6} {'epochs':>7} {'steps':>8} {'views':>10} {'est.':>10}"
     print(header)
     total_views, total_hours = 0, 0.0
     for run in runs:
-        cost = estimate(run.config, scale.hardware)
+        cost = estimate(run.config, scale.hardware, views_per_s)
         state = store.state(run.run_id)
         if state != "done" and store.has_checkpoint(run.run_id):
             state = "resume"
@@ -181,13 +183,14 @@ def _print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int
         total_hours += cost.hours if state != "done" else 0.0
         print(f"  {run.run_id:<52} {state:<9} {run.config.batch_size:>6} {run.config.epochs:>7g} "
               f"{cost.steps:>8,} {cost.views:>10,} {format_hours(cost.hours):>10}")
-    rate = VIEWS_PER_S[scale.hardware]
+    rate = views_per_s or VIEWS_PER_S[scale.hardware]
     print(f"  total: {len(runs)} runs, {total_views:,} training views; still to run: about "
           f"{total_hours:,.2f} {unit}" + (f" (~{format_hours(total_hours / parallel)} wall with "
                                           f"--max-parallel {parallel})" if scale.hardware == "cpu" else ""))
     if scale.hardware == "gpu":
-        print(f"  assumes {rate:,.0f} ResNet-50-1x-224px views/s per GPU (PAPER_GPU_VIEWS_PER_S in "
-              "registry/estimate.py), FLOPs-scaled for other encoders; data loading not included")
+        source = "given by --gpu-images-per-s" if views_per_s else f"{PAPER_GPU_RATE_SOURCE}; PAPER_GPU_VIEWS_PER_S"
+        print(f"  assumes {rate:,.0f} ResNet-50-1x-224px views/s per GPU ({source}), FLOPs-scaled for other "
+              "encoders; data loading not included. Your GPU's rate: --gpu-images-per-s R")
     else:
         print("  assumes the 2-core reference CPU (CPU_REFERENCE_VIEWS_PER_S in registry/estimate.py); rough")
 
@@ -202,6 +205,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.redo and not args.only:
         raise ConfigError("--redo trains runs again from scratch: name them with --only GLOB (a label, id or "
                           f"hash; `python -m registry show {experiment.name} --scale {args.scale}` lists them)")
+    if args.gpu_images_per_s is not None and not args.dry_run:
+        raise ConfigError("--gpu-images-per-s only applies with --dry-run (it sets the planner's GPU rate)")
     if not args.slurm and stray_slurm_flags(args):
         raise ConfigError(f"{', '.join(stray_slurm_flags(args))} only apply with --slurm")
     if args.dry_run:
@@ -221,7 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                           else f"{args.max_parallel} local processes")
     print(f"{experiment.name} at scale {args.scale}: {len(runs)} run(s) -> {store.root} via {target}")
     if executor is None:
-        _print_plan(runs, args.scale, store, args.max_parallel)
+        _print_plan(runs, args.scale, store, args.max_parallel, args.gpu_images_per_s)
         return 0
     store.ensure_writable()
     if args.redo:
@@ -276,6 +281,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"corrupt: {run_id}: {store.problem(run_id)}\n  to train it again: python -m registry run "
               f"{run_id.partition('/')[0]} --scale {scale} --only {run_id} --redo")
     return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of images per second")
+    return value
 
 
 def _declared_scale(run_id: str) -> str | None:
@@ -340,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides applied last, in final units (e.g. eval.knn_k=50)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, steps, estimated hours) and stop")
+    p.add_argument("--gpu-images-per-s", type=_positive_float, default=None, metavar="R",
+                   help="with --dry-run at a GPU scale: images/s your GPU trains ResNet-50 1x at 224 px (bf16, "
+                        "batch 256); default: the rate measured on an H200 (registry/estimate.py)")
     p.add_argument("--only", action="append", metavar="GLOB",
                    help="only runs whose label, id or hash matches (repeatable), e.g. --only 'crop*'")
     p.add_argument("--redo", action="store_true",

@@ -25,11 +25,12 @@ NATIVE_IMAGE_SIZE = {"cifar10_subset": 32, "cifar10": 32, "cifar100": 32, "stl10
 ENCODER_GFLOPS_224 = {"resnet18": 1.81, "resnet34": 3.66, "resnet50": 4.09, "resnet101": 7.80, "resnet152": 11.51}
 CIFAR_STEM_MAX_IMAGE_SIZE = 64
 
-# Views per second that one GPU trains for ResNet-50 (1x) at 224 px, bf16 + channels_last. Derivation:
-# NVIDIA's DeepLearningExamples report ~2,500-2,700 img/s for ResNet-50 v1.5 AMP training on one A100
-# (batch 256 per GPU); SimCLR adds a 2-layer head and a 2N x 2N similarity (<2% of the FLOPs). An H100
-# should be ~1.5-2x faster. Placeholder until measured on our own code (the lead will refine it).
-PAPER_GPU_VIEWS_PER_S = 2_500.0
+# Views per second that one GPU trains for ResNet-50 (1x) at 224 px: measured on one NVIDIA H200 with this
+# code (bf16 autocast, channels_last, eager, LARS, batch 256, the step on pre-made views): 2,429 images/s,
+# i.e. 4,858 views/s. Data loading is not included. Other GPUs: `registry run --dry-run --gpu-images-per-s R`
+# with R the images/s of that same step on yours (benchmarks/bench_data.py prints it).
+PAPER_GPU_VIEWS_PER_S = 4_858.0
+PAPER_GPU_RATE_SOURCE = "measured on one NVIDIA H200: ResNet-50 1x, 224 px, bf16, batch 256, pre-made views"
 # Views per second on the 2-core reference CPU (AVX-512 bf16) for ResNet-18 x0.25 at 32 px (CIFAR stem),
 # batch 256, bf16 autocast + channels_last, whole pipeline (augmentation + step): measured 2026-11-22 in the
 # metrics.jsonl windows of a cpu-scale temperature_norm run while nothing else ran: 390-447 images/s, i.e.
@@ -60,8 +61,9 @@ def relative_view_cost(cfg: RunConfig) -> float:
     return gflops * cfg.encoder.width ** 2 * (effective / 224) ** 2 / ENCODER_GFLOPS_224["resnet50"]
 
 
-def estimate(cfg: RunConfig, hardware: str) -> Estimate:
-    """Steps, training views and hours of one run of `cfg` on one device of `hardware` ("cpu" or "gpu")."""
+def estimate(cfg: RunConfig, hardware: str, views_per_s: float | None = None) -> Estimate:
+    """Steps, training views and hours of one run of `cfg` on one device of `hardware` ("cpu" or "gpu");
+    `views_per_s`: that device's ResNet-50-1x-224px-equivalent training views per second, if not the default."""
     train = TRAIN_IMAGES.get(cfg.data.dataset, TRAIN_IMAGES["imagenet"])
     test = TEST_IMAGES.get(cfg.data.dataset, TEST_IMAGES["imagenet"])
     if cfg.data.train_limit:
@@ -73,7 +75,8 @@ def estimate(cfg: RunConfig, hardware: str) -> Estimate:
     views = (2 + cfg.augment.local_crops) * cfg.batch_size * steps
     eval_views = len(cfg.eval.protocols) * (train + test) / 3
     cost = relative_view_cost(cfg)
-    hours = (train_view_equivalents(cfg) * cfg.batch_size * steps + eval_views) * cost / VIEWS_PER_S[hardware] / 3600
+    rate = views_per_s or VIEWS_PER_S[hardware]
+    hours = (train_view_equivalents(cfg) * cfg.batch_size * steps + eval_views) * cost / rate / 3600
     return Estimate(steps, views, cost, hours)
 
 

@@ -228,8 +228,10 @@ def _summary_display(sections: Sequence[Section]) -> pd.DataFrame:
     return table
 
 
-def write_report(sections: Sequence[Section], out_dir: str | Path, results_dir: str | Path) -> Written:
-    """Write every file under `out_dir` (created) and return where they are."""
+def write_report(sections: Sequence[Section], out_dir: str | Path, results_dir: str | Path,
+                 left_out: dict[str, str] | None = None) -> Written:
+    """Write every file under `out_dir` (created) and return where they are. `left_out`: finished runs the
+    results table could not use ({run_id: why}, from load_results), listed at the top of the report."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -265,16 +267,23 @@ def write_report(sections: Sequence[Section], out_dir: str | Path, results_dir: 
     if len(index_rows):
         index_rows = index_rows.map(lambda v: html.escape(str(v)))
         index_rows["artefact"] = [f'<a href="#{html.escape(s.slug)}">{html.escape(s.key)}</a>' for s in sections]
+    omitted = [f"{run_id}: {why}" for run_id, why in sorted((left_out or {}).items())]
+    omitted_intro = (f"Left out: {len(omitted)} finished run(s) whose files are damaged (`python -m registry "
+                     "status` gives the command that trains each again):") if omitted else ""
     page = "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         "<title>SimCLR reproduction report</title>", f"<style>{CSS}</style></head><body>",
         "<h1>SimCLR reproduction report</h1>", f"<p>{html.escape(header)}</p>",
+        *([f"<p>{html.escape(omitted_intro)}</p><ul>"
+           + "".join(f"<li>{html.escape(line)}</li>" for line in omitted) + "</ul>"] if omitted else []),
         "<h2>Summary</h2>", index_rows.to_html(index=False, escape=False, border=0, na_rep="—"),
         *html_parts, "</body></html>"])
     page_path = out / "index.html"
     page_path.write_text(page)
     report_md = out / "report.md"
-    report_md.write_text("\n".join(["# SimCLR reproduction report", "", header, "", "## Summary", "",
+    report_md.write_text("\n".join(["# SimCLR reproduction report", "", header, "",
+                                    *([omitted_intro, "", *(f"- {line}" for line in omitted), ""] if omitted else []),
+                                    "## Summary", "",
                                     _summary_display(sections).to_markdown(index=False), "", *md_parts]) + "\n")
     written += [summary, conclusions, page_path, report_md]
     return Written(out, page_path, report_md, tuple(written))
