@@ -7,11 +7,12 @@ consider as a positive pair."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
-from simclr_core.augment import functional as F, native
+from simclr_core.augment import functional as F, native, originals
 from simclr_core.augment.ops import OPS, Op, Params, native_kernels_for, take_rows
 from simclr_core.augment.workers import chunk_pool
 from simclr_core.config import AugmentConfig
@@ -129,6 +130,11 @@ class TwoViewAugmentation:
         else:
             x = F.resize(F.to_float_rgb(images), self.image_size)
             views = torch.cat((x, x))
+        return self._rest(views, both_ops, both_params, first_params, out)
+
+    def _rest(self, views: Tensor, both_ops: list[Op], both_params: list[Params], first_params: list[Params],
+              out: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
+        """The ops after the first view tensor exists (2B rows), then the view-1 ops, then normalisation."""
         # `views` is always a tensor made here (then each op's result), so ops may overwrite it; view 1
         # is a slice of it that nothing else reads.
         for op, p in zip(both_ops, both_params):
@@ -138,6 +144,32 @@ class TwoViewAugmentation:
             view1 = op.apply_owned(view1, p)
         out1, out2 = out or (None, None)
         return self._normalize(view1, out1), self._normalize(view2, out2)
+
+    def views_from_originals(self, images: Sequence[Tensor], generator: torch.Generator, *,
+                             out: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The two views of images of different sizes, (C, H_i, W_i) uint8 each on one device: each view's
+        crop is drawn on its own image's height and width and resized once to image_size (originals.py),
+        as the paper crops ImageNet photographs; the other ops then run as in __call__. Without "crop" in
+        the ops each image's centred square is resized. `out` as in __call__."""
+        names = self._names()
+        if "crop" in names and names[0] != "crop":
+            raise ConfigError(f"augment.ops={names!r}: images of different sizes need 'crop' first (or no crop)")
+        b = len(images)
+        device = images[0].device
+        if out is not None:
+            self._check_out(out, b, device)
+        sizes = torch.tensor([tuple(x.shape[-2:]) for x in images], dtype=torch.int64)
+        both_ops = [op for _, op in self.both]
+        if names[:1] == ("crop",):
+            boxes, flip = both_ops[0].draw(2 * b, sizes[:, 0].repeat(2), sizes[:, 1].repeat(2), device, generator)
+            both_ops = both_ops[1:]
+        else:
+            boxes, flip = originals.central_boxes(sizes).repeat(2, 1), None
+        size = self.image_size
+        both_params = [op.draw(2 * b, size, size, device, generator) for op in both_ops]
+        first_params = [op.draw(b, size, size, device, generator) for _, op in self.first_only]
+        views = originals.resized_crops(images, boxes, size, flip)
+        return self._rest(views, both_ops, both_params, first_params, None if out is None else out.chunk(2))
 
     def _normalize(self, x: Tensor, out: Tensor | None) -> Tensor:
         kernels = native_kernels_for(x)

@@ -22,9 +22,12 @@ def bernoulli(n: int, p: float, generator: torch.Generator) -> Tensor:
     return torch.rand(n, generator=generator, device=generator.device) < p
 
 
-def crop_boxes(n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
-               generator: torch.Generator, attempts: int = 10) -> Tensor:
+def crop_boxes(n: int, height: int | Tensor, width: int | Tensor, scale: tuple[float, float],
+               ratio: tuple[float, float], generator: torch.Generator, attempts: int = 10) -> Tensor:
     """(n, 4) int64 boxes [top, left, height, width], torchvision RandomResizedCrop.get_params batched.
+
+    ``height`` and ``width`` are the image's, or (n,) int64 tensors with each sample's own image size (images
+    of different sizes: the streamed data path); the draws are the same either way.
 
     Paper, Appendix A: "The crop of random size (uniform from 0.08 to 1.0 in area) of the original
     size and a random aspect ratio (default: of 3/4 to 4/3) of the original aspect ratio is made."
@@ -32,6 +35,9 @@ def crop_boxes(n: int, height: int, width: int, scale: tuple[float, float], rati
     none fits it takes torchvision's fallback, a central crop with the aspect ratio clamped to ``ratio``.
     """
     device = generator.device
+    per_sample = isinstance(height, Tensor)
+    if per_sample:                                                           # (n, 1): against every attempt
+        height, width = height.to(device).view(n, 1), width.to(device).view(n, 1)
     area = height * width
     target_area = area * (torch.rand(n, attempts, generator=generator, device=device)
                           * (scale[1] - scale[0]) + scale[0])
@@ -43,7 +49,11 @@ def crop_boxes(n: int, height: int, width: int, scale: tuple[float, float], rati
     first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)                 # first fitting attempt
     found = fits.any(dim=1)
 
-    fallback_h, fallback_w = _central_fallback(height, width, ratio)
+    if per_sample:
+        height, width = height.squeeze(1), width.squeeze(1)
+        fallback_h, fallback_w = _central_fallback_per_sample(height, width, ratio)
+    else:
+        fallback_h, fallback_w = _central_fallback(height, width, ratio)
     h = torch.where(found, h.gather(1, first).squeeze(1), fallback_h)
     w = torch.where(found, w.gather(1, first).squeeze(1), fallback_w)
     u = torch.rand(n, 2, generator=generator, device=device)
@@ -59,6 +69,15 @@ def _central_fallback(height: int, width: int, ratio: tuple[float, float]) -> tu
     if in_ratio > max(ratio):
         return height, int(round(height * max(ratio)))
     return height, width
+
+
+def _central_fallback_per_sample(height: Tensor, width: Tensor, ratio: tuple[float, float]) -> tuple[Tensor, Tensor]:
+    """_central_fallback for (n,) sizes (Python's round() and torch.round both round half to even)."""
+    in_ratio = width / height
+    narrow, wide = in_ratio < min(ratio), in_ratio > max(ratio)
+    fallback_h = torch.where(narrow, torch.round(width / min(ratio)).long(), height)
+    fallback_w = torch.where(wide, torch.round(height * max(ratio)).long(), width)
+    return fallback_h, fallback_w
 
 
 def color_jitter_params(n: int, strength: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
