@@ -35,6 +35,7 @@ from simclr_core.losses import compute_multicrop_loss, contrastive_stats
 from simclr_core.models import build_model
 from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
 from simclr_core.precision import autocast_dtype, resolve_precision
+from simclr_core.seeding import epoch_permutation, step_seed
 from simclr_core.validation import ConfigError
 
 METRICS_NAME = "metrics.jsonl"
@@ -130,10 +131,10 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     for step in range(start_step, stop_step):
         epoch, index_in_epoch = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
-            perm, perm_epoch = _epoch_permutation(cfg.seed, epoch, len(train_set.labels)).to(images.device), epoch
+            perm, perm_epoch = epoch_permutation(cfg.seed, epoch, len(train_set.labels)).to(images.device), epoch
         start = index_in_epoch * cfg.batch_size + rank * local_batch
         batch = images[perm[start:start + local_batch]].to(device, non_blocking=True)
-        generator.manual_seed(_step_seed(cfg.seed, step, rank))
+        generator.manual_seed(step_seed(cfg.seed, step, rank))
         augment(batch, generator, out=views)
         if small_views is not None:
             augment_small(batch, generator, out=small_views)
@@ -228,36 +229,6 @@ def _place(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type != "cpu" and images.numel() <= DEVICE_RESIDENT_BYTES:
         return images.to(device)
     return images.pin_memory() if device.type == "cuda" else images
-
-
-def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(_mix(seed, epoch, 0x5EED))
-    return torch.randperm(n, generator=generator)
-
-
-def _step_seed(seed: int, step: int, rank: int) -> int:
-    return _mix(seed, step, rank)
-
-
-def _mix(*values: int) -> int:
-    """A 63-bit seed from integers (splitmix64-style), so nearby (seed, step, rank) give unrelated streams."""
-    x = 0x9E3779B97F4A7C15
-    for v in values:
-        x = (x ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        x = (x ^ (x >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-    return x >> 1
-
-
-def _nonfinite_state(accelerator: Accelerator, model) -> str:
-    """Names of the floating-point parameters and buffers holding NaN or inf on any process ("" if none)."""
-    named = [(n, t) for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_floating_point()]
-    flags = torch.stack([~torch.isfinite(t).all() for _, t in named])
-    if accelerator.num_processes > 1:    # every process must take the same branch
-        flags = accelerator.reduce(flags.int(), reduction="sum") > 0
-    if not bool(flags.any()):
-        return ""
-    bad = [name.removeprefix("module.") for (name, _), flag in zip(named, flags.tolist()) if flag]
-    return ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
 
 
 def _log(accelerator: Accelerator, run_dir: Path, row: dict[str, Any]) -> None:

@@ -184,7 +184,7 @@ def _reference_first_step_loss(cfg: RunConfig, world: int, global_bn: bool) -> f
     from simclr_core.data import load_images
     from simclr_core.losses import compute_multicrop_loss
     from simclr_core.models import build_model
-    from simclr_core.train import _epoch_permutation, _step_seed
+    from simclr_core.seeding import epoch_permutation as _epoch_permutation, step_seed as _step_seed
 
     data = load_images(cfg.data, "train")
     augment = build_augmentation(cfg.augment, 32, data.mean, data.std)

@@ -1,0 +1,286 @@
+"""An index of encoded images: where each image's bytes are and its label, so that training can stream them.
+
+`open_encoded(cfg, split)` finds the split as `load_images` does (locate.py) and returns an `EncodedSplit`:
+labels, the number of classes, `read(indices) -> [bytes]` and `where(index) -> "row 17 of /x/train.parquet"`.
+Nothing is decoded. Three layouts:
+
+  - parquet shards (the Hugging Face layout, e.g. the Hub's ImageNet): read by row group, the unit of
+    parquet's compression; only the label column is read to build the index;
+  - an image folder (class folders of JPEG/PNG files): one file per image;
+  - arrow files and `save_to_disk` folders: memory-mapped by `datasets`, read row by row.
+
+The order of an epoch (`epoch_order`) is a pure function of (seed, epoch, rank, world), so a resumed run reads
+what an uninterrupted one would have, and the processes of a run read disjoint images. Where single images
+are cheap to reach (folders, arrow) it is the resident path's order: one permutation of the whole split,
+process r taking rows r*b..(r+1)*b-1 of each batch. Parquet rows are reached a row group at a time, so
+there a permutation of the row groups is dealt to the processes in turn and each process shuffles the
+images within windows of WINDOW_UNITS consecutive groups: a process holds at most that many decoded-free
+(still encoded) row groups in memory, however large the dataset.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from simclr_core import seeding
+from simclr_core.config import DataConfig
+from simclr_core.data.catalog import SPLITS, dataset_spec
+from simclr_core.data.locate import Source, locate_source
+from simclr_core.validation import ConfigError, require_choice
+
+WINDOW_UNITS = 4
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+LABEL_COLUMNS = ("label", "fine_label", "labels")
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The permutation of n items for (seed, epoch): the one train() uses for the resident path."""
+    return seeding.epoch_permutation(seed, epoch, n).numpy()
+
+
+class EncodedSplit(ABC):
+    """One split's encoded images. Subclasses say how bytes are reached."""
+
+    name: str
+    labels: np.ndarray                 # (N,) int64
+    num_classes: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @abstractmethod
+    def read(self, indices: Sequence[int]) -> list[bytes]:
+        """The encoded bytes of images `indices`, in that order."""
+
+    @abstractmethod
+    def where(self, index: int) -> str:
+        """Where image `index` is, for messages: a file, or a row of a file."""
+
+    def epoch_order(self, seed: int, epoch: int, rank: int, world: int, local_batch: int) -> np.ndarray:
+        """The images process `rank` of `world` reads in epoch `epoch`, in order, local_batch per step."""
+        perm = epoch_permutation(seed, epoch, len(self))
+        steps = len(perm) // (local_batch * world)
+        return perm[:steps * local_batch * world].reshape(steps, world, local_batch)[:, rank].reshape(-1)
+
+
+class FileSplit(EncodedSplit):
+    """An image folder: one file per image, labels from the class folder names (sorted)."""
+
+    def __init__(self, name: str, paths: Sequence[str], labels: np.ndarray, num_classes: int):
+        self.name, self.paths, self.labels, self.num_classes = name, list(paths), labels, num_classes
+
+    def read(self, indices: Sequence[int]) -> list[bytes]:
+        out = []
+        for i in indices:
+            with open(self.paths[i], "rb") as f:
+                out.append(f.read())
+        return out
+
+    def where(self, index: int) -> str:
+        return self.paths[index]
+
+
+class ArrowSplit(EncodedSplit):
+    """Arrow files or a saved dataset, memory-mapped by `datasets`: any row is cheap to reach."""
+
+    def __init__(self, name: str, dataset, column: str, labels: np.ndarray, num_classes: int, describe: str):
+        self.name, self.labels, self.num_classes = name, labels, num_classes
+        self._rows = dataset.select_columns([column]).with_format("arrow")
+        self._column, self._describe = column, describe
+
+    def read(self, indices: Sequence[int]) -> list[bytes]:
+        table = self._rows[list(map(int, indices))]
+        images = table.column(self._column).combine_chunks()
+        data, paths = images.field("bytes").to_pylist(), images.field("path").to_pylist()
+        return [b if b is not None else Path(p).read_bytes() for b, p in zip(data, paths)]
+
+    def where(self, index: int) -> str:
+        return f"row {index} of {self._describe}"
+
+
+@dataclass(frozen=True)
+class _Unit:
+    file: int
+    row_group: int
+    first: int          # index of its first image in the split
+    rows: int
+
+
+class ParquetSplit(EncodedSplit):
+    """Parquet shards read a row group at a time (see the module's docstring for the epoch order)."""
+
+    def __init__(self, name: str, files: Sequence[str], column: str, labels: np.ndarray, num_classes: int,
+                 units: list[_Unit]):
+        self.name, self.files, self.column = name, list(files), column
+        self.labels, self.num_classes, self.units = labels, num_classes, units
+        self._starts = np.array([u.first for u in units], dtype=np.int64)
+        self._cache: OrderedDict[int, list] = OrderedDict()
+
+    def _unit_of(self, index: int) -> int:
+        return int(np.searchsorted(self._starts, index, side="right") - 1)
+
+    def _unit_rows(self, unit: int) -> list:
+        """The (bytes, path) pairs of a row group, keeping the WINDOW_UNITS most recently used."""
+        if unit in self._cache:
+            self._cache.move_to_end(unit)
+            return self._cache[unit]
+        import pyarrow.parquet as pq
+
+        u = self.units[unit]
+        table = pq.ParquetFile(self.files[u.file]).read_row_group(u.row_group, columns=[self.column])
+        images = table.column(self.column).combine_chunks()
+        rows = list(zip(images.field("bytes").to_pylist(), images.field("path").to_pylist()))
+        self._cache[unit] = rows
+        while len(self._cache) > WINDOW_UNITS:
+            self._cache.popitem(last=False)
+        return rows
+
+    def read(self, indices: Sequence[int]) -> list[bytes]:
+        out = []
+        for i in map(int, indices):
+            unit = self._unit_of(i)
+            data, path = self._unit_rows(unit)[i - self.units[unit].first]
+            out.append(data if data is not None else Path(path).read_bytes())
+        return out
+
+    def where(self, index: int) -> str:
+        u = self.units[self._unit_of(index)]
+        return f"row {index - u.first + _file_offset(self.units, u)} of {self.files[u.file]}"
+
+    def epoch_order(self, seed: int, epoch: int, rank: int, world: int, local_batch: int) -> np.ndarray:
+        units = epoch_permutation(seed, epoch, len(self.units))[rank::world]
+        rng = np.random.default_rng([seed, epoch, rank, 0x0DE2])
+        order = []
+        for start in range(0, len(units), WINDOW_UNITS):
+            window = np.concatenate([np.arange(self.units[u].first, self.units[u].first + self.units[u].rows)
+                                     for u in units[start:start + WINDOW_UNITS]])
+            order.append(window[rng.permutation(len(window))])
+        order = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+        steps = len(self) // (local_batch * world)
+        if len(order) < steps * local_batch:      # row groups of unequal sizes: wrap around this process's own
+            order = np.resize(order, steps * local_batch)
+        return order[:steps * local_batch]
+
+
+def _file_offset(units: list[_Unit], unit: _Unit) -> int:
+    """Index of the unit's first row within its file."""
+    return unit.first - next(u.first for u in units if u.file == unit.file)
+
+
+# ---- opening a split ------------------------------------------------------------------------------------
+def open_encoded(cfg: DataConfig, split: str) -> EncodedSplit:
+    """The index of `split` of cfg.dataset, or a ConfigError naming what is missing (no images, no labels)."""
+    spec = dataset_spec(cfg.dataset)
+    require_choice("split", split, SPLITS)
+    source = locate_source(spec, cfg.data_dir, split)
+    if source.kind == "imagefolder":
+        encoded = _open_folder(spec.name, source)
+    elif source.kind == "files" and source.location == "parquet":
+        encoded = _open_parquet(spec.name, source)
+    else:
+        encoded = _open_arrow(spec.name, source)
+    if len(encoded) == 0:
+        raise ConfigError(f"{source.describe()} holds no images for split {split!r}")
+    return encoded
+
+
+def _open_folder(name: str, source: Source) -> FileSplit:
+    root = Path(source.location)
+    split_dir = next(root / n for n in (source.split, "val", "validation", "test", "train") if (root / n).is_dir())
+    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    paths, labels = [], []
+    for label, cls in enumerate(classes):
+        for folder, _, files in sorted(os.walk(split_dir / cls)):
+            for f in sorted(files):
+                if f.lower().endswith(IMAGE_SUFFIXES):
+                    paths.append(os.path.join(folder, f))
+                    labels.append(label)
+    if not paths:
+        raise ConfigError(f"{split_dir} holds no images ({', '.join(IMAGE_SUFFIXES)}) in class folders; expected "
+                          f"{split_dir}/<class>/<image>, e.g. {split_dir}/cat/0001.jpg")
+    return FileSplit(name, paths, np.asarray(labels, dtype=np.int64), len(classes))
+
+
+def _image_column(schema, where: str) -> str:
+    import pyarrow as pa
+
+    for field in schema:
+        if pa.types.is_struct(field.type) and {field.type.field(i).name for i in range(field.type.num_fields)} \
+                >= {"bytes", "path"}:
+            return field.name
+    raise ConfigError(f"{where} has no image column (a struct of bytes and path, as `datasets` writes images); "
+                      f"columns: {', '.join(schema.names)}")
+
+
+def _label_column(names: Sequence[str], where: str) -> str:
+    for name in LABEL_COLUMNS:
+        if name in names:
+            return name
+    raise ConfigError(f"{where} has none of the label columns {', '.join(LABEL_COLUMNS)} (columns: "
+                      f"{', '.join(names)})")
+
+
+def _checked_labels(labels: np.ndarray, num_classes: int | None, where: str) -> tuple[np.ndarray, int]:
+    labels = labels.astype(np.int64)
+    if labels.size and labels.min() < 0:
+        row = int(np.argmin(labels))
+        raise ConfigError(f"{where}: row {row} has label {labels[row]}: an unlabelled split; use a labelled one")
+    if num_classes is not None and labels.size and labels.max() >= num_classes:
+        row = int(np.argmax(labels))
+        raise ConfigError(f"{where}: row {row} has label {labels[row]}, outside the {num_classes} classes "
+                          f"0..{num_classes - 1} its label column declares")
+    return labels, int(num_classes if num_classes is not None else (labels.max() + 1 if labels.size else 0))
+
+
+def _declared_classes(schema, column: str) -> int | None:
+    """num_classes of a `datasets` ClassLabel column, from the features that `datasets` stores in the schema."""
+    import json
+
+    meta = (schema.metadata or {}).get(b"huggingface")
+    if not meta:
+        return None
+    feature = json.loads(meta).get("info", {}).get("features", {}).get(column, {})
+    names = feature.get("names")
+    return len(names) if feature.get("_type") == "ClassLabel" and names else None
+
+
+def _open_parquet(name: str, source: Source) -> ParquetSplit:
+    import pyarrow.parquet as pq
+
+    units, labels, column, num_classes = [], [], None, None
+    for f, path in enumerate(source.files):
+        handle = pq.ParquetFile(path)
+        schema = handle.schema_arrow
+        column = _image_column(schema, path) if column is None else column
+        label = _label_column(schema.names, path)
+        num_classes = num_classes or _declared_classes(schema, label)
+        labels.append(handle.read(columns=[label]).column(label).to_numpy())
+        first = sum(u.rows for u in units)
+        for g in range(handle.metadata.num_row_groups):
+            rows = handle.metadata.row_group(g).num_rows
+            units.append(_Unit(f, g, first, rows))
+            first += rows
+    labels, classes = _checked_labels(np.concatenate(labels) if labels else np.zeros(0), num_classes,
+                                      source.describe())
+    return ParquetSplit(name, source.files, column, labels, classes, units)
+
+
+def _open_arrow(name: str, source: Source) -> ArrowSplit:
+    dataset = source.load()
+    schema = dataset.data.schema
+    column = _image_column(schema, source.describe())
+    label = _label_column(dataset.column_names, source.describe())
+    feature = dataset.features[label]
+    raw = dataset.select_columns([label]).with_format("arrow")[:].column(label).to_numpy()
+    labels, classes = _checked_labels(raw, getattr(feature, "num_classes", None), source.describe())
+    return ArrowSplit(name, dataset, column, labels, classes, source.describe())
+
+
+__all__ = ["EncodedSplit", "FileSplit", "ArrowSplit", "ParquetSplit", "open_encoded", "epoch_permutation",
+           "WINDOW_UNITS"]

@@ -1,0 +1,266 @@
+"""Streamed images: encoded bytes read and decoded a few batches ahead of the step, never the whole split.
+
+    batches = StreamedBatches(split, seed=0, local_batch=256, ..., device=device)
+    for step, images in batches:          # images: list of (3, H_i, W_i) uint8 on `device`, each its own size
+        views = augment.views_from_originals(images, generator)
+
+A background thread reads batch k+1 (encoded.py) and decodes it while step k runs. On CUDA, JPEGs are decoded
+in one batched nvjpeg call (torchvision.io.decode_jpeg on a list) on a side stream; what nvjpeg refuses (PNG,
+CMYK, a damaged file) is decoded on the CPU and copied over. On a CPU, a pool of threads decodes (torchvision's
+decoders release the GIL: 2 threads decode 1.6x as fast as one on the 2-core reference machine).
+
+An image that cannot be decoded is replaced by another image of its batch, with a warning naming its file and
+row; their count goes to train()'s final.json. Once MIN_BAD_FOR_VERDICT images are bad and they are more than
+MAX_BAD_FRACTION of the images seen, the run stops with an error listing the first ones. `EvalImages` streams a split in order as evaluation wants it: each image
+resized so its shorter side is round(S x margin) (ImageNet: 256 for S = 224) and its centre S x S kept.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from simclr_core.data.decode import decode_image, fit_square
+from simclr_core.data.encoded import EncodedSplit
+from simclr_core.validation import ConfigError
+
+MAX_BAD_FRACTION = 0.01
+# ... judged once this many are bad (one bad image among the first ten read is no verdict on the dataset).
+MIN_BAD_FOR_VERDICT = 10
+PREFETCH_BATCHES = 2
+_JPEG_MAGIC = b"\xff\xd8"
+
+
+def default_decode_threads(device: torch.device) -> int:
+    """Half the cores on a CPU run (the other half compute); all but two beside a GPU (nvjpeg does most)."""
+    cores = os.cpu_count() or 1
+    return max(1, cores // 2 if device.type == "cpu" else cores - 2)
+
+
+@dataclass
+class BadImages:
+    """Images that could not be decoded: how many, of how many seen, and the first few (where, why)."""
+    seen: int = 0
+    bad: int = 0
+    first: list[str] = field(default_factory=list)
+
+    def add(self, where: str, why: str) -> None:
+        self.bad += 1
+        if len(self.first) < 5:
+            self.first.append(f"{where} ({why})")
+        warnings.warn(f"skipping an unreadable image: {where} ({why}); it is replaced by another image of its batch",
+                      stacklevel=2)
+
+    def check(self) -> None:
+        if self.bad >= MIN_BAD_FOR_VERDICT and self.bad > MAX_BAD_FRACTION * self.seen:
+            raise ConfigError(f"{self.bad} of the {self.seen} images read so far could not be decoded (more than "
+                              f"{MAX_BAD_FRACTION:.0%}); the first: {'; '.join(self.first)}. Re-encode or remove "
+                              "them from the dataset")
+
+
+class Decoder:
+    """bytes -> (3, H, W) uint8 RGB on `device`; None for an image that cannot be decoded (with why)."""
+
+    def __init__(self, device: torch.device, threads: int | None = None):
+        self.device = device
+        self.pool = ThreadPoolExecutor(threads or default_decode_threads(device), thread_name_prefix="decode")
+
+    def __call__(self, data: Sequence[bytes]) -> list[tuple[Tensor | None, str]]:
+        results: list[tuple[Tensor | None, str]] = [(None, "")] * len(data)
+        on_cpu = list(range(len(data)))
+        if self.device.type == "cuda":
+            on_cpu = self._decode_jpegs_on_gpu(data, results)
+        for i, result in zip(on_cpu, self.pool.map(_decode_or_reason, [data[i] for i in on_cpu])):
+            image, why = result
+            if image is not None and self.device.type == "cuda":
+                image = image.pin_memory().to(self.device, non_blocking=True)
+            results[i] = (image, why)
+        return results
+
+    def _decode_jpegs_on_gpu(self, data: Sequence[bytes], results: list) -> list[int]:
+        """Decode the JPEGs in one nvjpeg batch; returns the positions left for the CPU."""
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        jpegs = [i for i, d in enumerate(data) if d[:2] == _JPEG_MAGIC]
+        if not jpegs:
+            return list(range(len(data)))
+        encoded = [torch.frombuffer(bytearray(data[i]), dtype=torch.uint8) for i in jpegs]
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self.device)
+        except RuntimeError:        # one image nvjpeg refuses (CMYK, damaged) fails the batch: the CPU decodes all
+            return list(range(len(data)))
+        for i, image in zip(jpegs, decoded):
+            results[i] = (image, "")
+        done = set(jpegs)
+        return [i for i in range(len(data)) if i not in done]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _decode_or_reason(data: bytes) -> tuple[Tensor | None, str]:
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            return decode_image(data, None), ""
+    except Exception as exc:          # PIL and torchvision raise several types for damaged bytes
+        return None, f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+
+
+def decode_batch(split: EncodedSplit, indices: np.ndarray, decoder: Decoder, bad: BadImages) -> list[Tensor]:
+    """Images `indices` of `split`, decoded; an unreadable one is replaced by a readable one of the batch."""
+    decoded = decoder(split.read(indices))
+    bad.seen += len(decoded)
+    good = [image for image, _ in decoded if image is not None]
+    if not good:
+        bad.bad += len(decoded)
+        raise ConfigError(f"none of the {len(decoded)} images of a batch could be decoded, e.g. "
+                          f"{split.where(int(indices[0]))} ({decoded[0][1]})")
+    images = []
+    for index, (image, why) in zip(indices, decoded):
+        if image is None:
+            bad.add(split.where(int(index)), why)
+            image = good[len(images) % len(good)]
+        images.append(image)
+    bad.check()
+    return images
+
+
+class StreamedBatches:
+    """This process's decoded training batches for steps start_step..stop_step-1, read ahead on a thread."""
+
+    def __init__(self, split: EncodedSplit, *, seed: int, local_batch: int, rank: int, world: int,
+                 steps_per_epoch: int, start_step: int, stop_step: int, device: torch.device,
+                 threads: int | None = None, prefetch: int = PREFETCH_BATCHES):
+        self.split, self.seed, self.local_batch = split, seed, local_batch
+        self.rank, self.world, self.steps_per_epoch = rank, world, steps_per_epoch
+        self.start_step, self.stop_step, self.device = start_step, stop_step, device
+        self.bad = BadImages()
+        self._order, self._order_epoch = np.zeros(0, dtype=np.int64), -1
+        self._decoder = Decoder(device, threads)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._thread = threading.Thread(target=self._produce, name="stream-batches", daemon=True)
+        self._thread.start()
+
+    def indices(self, step: int) -> np.ndarray:
+        """The images this process reads at `step` (a pure function of seed, step, rank and world)."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        if self._order_epoch != epoch:
+            self._order = self.split.epoch_order(self.seed, epoch, self.rank, self.world, self.local_batch)
+            self._order_epoch = epoch
+        return self._order[position * self.local_batch:(position + 1) * self.local_batch]
+
+    def _produce(self) -> None:
+        try:
+            for step in range(self.start_step, self.stop_step):
+                if self._stop.is_set():
+                    return
+                with torch.cuda.stream(self._stream) if self._stream is not None else _nothing():
+                    images = decode_batch(self.split, self.indices(step), self._decoder, self.bad)
+                    event = None
+                    if self._stream is not None:
+                        event = torch.cuda.Event()
+                        event.record(self._stream)
+                self._put((step, images, event))
+        except BaseException as exc:            # handed to the training loop, which raises it
+            self._put(exc)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[tuple[int, list[Tensor]]]:
+        for _ in range(self.start_step, self.stop_step):
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self.close()
+                raise item
+            step, images, event = item
+            if event is not None:       # the step's stream waits for the decode; the allocator learns the reuse
+                current = torch.cuda.current_stream(self.device)
+                current.wait_event(event)
+                for image in images:
+                    image.record_stream(current)
+            yield step, images
+
+    def close(self) -> None:
+        self._stop.set()
+        self._decoder.close()
+
+    def __enter__(self) -> "StreamedBatches":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+class EvalImages:
+    """A split streamed in order for evaluation: uint8 batches (B, 3, S, S), each image's shorter side resized
+    to round(S x margin) and its centre S x S kept; `labels` as a tensor. Decoded anew at every pass."""
+
+    def __init__(self, split: EncodedSplit, image_size: int, margin: float, device: torch.device,
+                 threads: int | None = None):
+        self.split, self.image_size, self.margin, self.device = split, image_size, margin, device
+        self.labels = torch.from_numpy(split.labels)
+        self.num_classes = split.num_classes
+        self.threads = threads
+        self.bad = BadImages()
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self), 3, self.image_size, self.image_size)
+
+    def batches(self, batch_size: int) -> Iterator[Tensor]:
+        decoder = Decoder(self.device, self.threads)
+        ahead: queue.Queue = queue.Queue(maxsize=1)
+
+        def produce() -> None:
+            try:
+                for start in range(0, len(self), batch_size):
+                    indices = np.arange(start, min(start + batch_size, len(self)))
+                    images = decode_batch(self.split, indices, decoder, self.bad)
+                    ahead.put(torch.stack([fit_square(x, self.image_size, self.margin) for x in images]))
+                ahead.put(None)
+            except BaseException as exc:
+                ahead.put(exc)
+
+        thread = threading.Thread(target=produce, name="stream-eval", daemon=True)
+        thread.start()
+        try:
+            while (item := ahead.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            decoder.close()
+
+
+__all__ = ["BadImages", "Decoder", "EvalImages", "MAX_BAD_FRACTION", "StreamedBatches", "decode_batch",
+           "default_decode_threads"]
