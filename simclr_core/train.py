@@ -231,6 +231,18 @@ def _place(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return images.pin_memory() if device.type == "cuda" else images
 
 
+def _nonfinite_state(accelerator: Accelerator, model) -> str:
+    """Names of the floating-point parameters and buffers holding NaN or inf on any process ("" if none)."""
+    named = [(n, t) for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_floating_point()]
+    flags = torch.stack([~torch.isfinite(t).all() for _, t in named])
+    if accelerator.num_processes > 1:    # every process must take the same branch
+        flags = accelerator.reduce(flags.int(), reduction="sum") > 0
+    if not bool(flags.any()):
+        return ""
+    bad = [name.removeprefix("module.") for (name, _), flag in zip(named, flags.tolist()) if flag]
+    return ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+
+
 def _log(accelerator: Accelerator, run_dir: Path, row: dict[str, Any]) -> None:
     if accelerator.is_main_process:
         with open(run_dir / METRICS_NAME, "a") as f:
