@@ -5,11 +5,14 @@ files are not sorted by class. The original JPEG bytes and paths are kept as the
 files carry the `datasets` features Image + ClassLabel (names read from the source paths, e.g. "cat/0042.jpg"),
 so `datasets.load_dataset("parquet", ...)` on them gives the Hub schema.
 
-    python scripts/make_embedded_subset.py [--source /work/shared/data/cifar10] [--seed 0]
+    python scripts/make_embedded_subset.py [--source DIR] [--seed 0]
+
+DIR defaults to $SIMCLR_DATA_DIR/cifar10 when that is set, else ../shared/data/cifar10 beside the repository.
 """
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,8 @@ import pyarrow.parquet as pq
 from simclr_core.data.subset import balanced_subset
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCE = (Path(os.environ["SIMCLR_DATA_DIR"]) if os.environ.get("SIMCLR_DATA_DIR")
+                  else REPO.parent / "shared" / "data") / "cifar10"
 PER_CLASS = {"train": 500, "test": 100}
 
 
@@ -50,11 +55,15 @@ def write_split(source: Path, out: Path, split: str, per_class: int, seed: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", type=Path, default=Path("/work/shared/data/cifar10"),
-                        help="folder with the full CIFAR-10 train.parquet and test.parquet")
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE,
+                        help="folder with the full CIFAR-10 train.parquet and test.parquet (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=REPO / "simclr_core" / "assets" / "cifar10_subset")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    missing = [split for split in PER_CLASS if not (args.source / f"{split}.parquet").is_file()]
+    if missing:
+        parser.error(f"--source {args.source} has no {', '.join(f'{s}.parquet' for s in missing)}; "
+                     "pass the folder of the full CIFAR-10 parquet files")
     total = 0
     for split, per_class in PER_CLASS.items():
         names, count = write_split(args.source, args.out, split, per_class, args.seed)

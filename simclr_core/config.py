@@ -17,6 +17,9 @@ CONFIG_VERSION = 1
 ENCODER_WIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
+DATA_LOADERS = ("auto", "resident", "stream")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     # "cifar10_subset" is the class-balanced subset shipped in the repo (no network needed).
@@ -29,6 +32,10 @@ class DataConfig:
     # Use only this many training / test images (a fixed, class-balanced, seeded choice); None -> all.
     train_limit: int | None = None
     test_limit: int | None = None
+    # "resident": decode the split once into one uint8 tensor of squares; "stream": read encoded images and
+    # decode them a few batches ahead, cropping each view from the original image (data/feed.py);
+    # "auto": stream the photo collections (imagenet, imagefolder, parquet), keep the others resident.
+    loader: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -200,6 +207,11 @@ class RunConfig:
 
         d, a, e, h, l, o, ev = self.data, self.augment, self.encoder, self.head, self.loss, self.optim, self.eval
         require_choice("data.dataset", d.dataset, DATASETS)
+        if d.dataset == "cifar10_subset" and d.data_dir is not None:
+            raise ConfigError(f"data.data_dir={d.data_dir!r} does not apply to data.dataset='cifar10_subset', "
+                              "which is embedded in the package; for CIFAR-10 from files use "
+                              "data.dataset=cifar10 data.data_dir=DIR, or drop data.data_dir")
+        require_choice("data.loader", d.loader, DATA_LOADERS)
         if d.image_size is not None:
             require_range("data.image_size", d.image_size, low=8)
         for name in ("train_limit", "test_limit"):

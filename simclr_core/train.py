@@ -28,20 +28,18 @@ from simclr_core import cpu_cache
 from simclr_core.augment import build_augmentation, build_local_views
 from simclr_core.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from simclr_core.config import AugmentConfig, RunConfig
-from simclr_core.data import ImageSet, load_images
+from simclr_core.data.feed import Feed, open_feed, resolve_loader
 from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate import finetune_eval, knn_eval, linear_eval
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
 from simclr_core.models import build_model
 from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
 from simclr_core.precision import autocast_dtype, resolve_precision
-from simclr_core.seeding import epoch_permutation, step_seed
+from simclr_core.seeding import step_seed
 from simclr_core.validation import ConfigError
 
 METRICS_NAME = "metrics.jsonl"
 FINAL_NAME = "final.json"
-# Datasets up to this size are moved to the accelerator whole, so a step never waits on the host.
-DEVICE_RESIDENT_BYTES = 2 << 30
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -65,17 +63,18 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     local_batch = cfg.batch_size // world
 
     # ---- data ------------------------------------------------------------------------------------
-    train_set = load_images(cfg.data, "train")
-    test_set = load_images(cfg.data, "test") if cfg.eval.protocols or cfg.eval.knn_every_epochs else None
-    if len(train_set.labels) < cfg.batch_size:
-        raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {len(train_set.labels)} training images "
-                          f"of {cfg.data.dataset!r}; choose batch_size <= {len(train_set.labels)}")
-    image_size = cfg.data.image_size or train_set.images.shape[-1]
-    images = _place(train_set.images, device)
-    augment = build_augmentation(cfg.augment, image_size, train_set.mean, train_set.std)
-    augment_small = build_local_views(cfg.augment, image_size, train_set.mean, train_set.std)
-    steps_per_epoch = len(train_set.labels) // cfg.batch_size
-    total_steps = total_steps_for(cfg, len(train_set.labels))
+    if "finetune" in cfg.eval.protocols and resolve_loader(cfg.data) == "stream":
+        raise ConfigError("eval.protocols 'finetune' needs data.loader='resident' (it augments decoded images); "
+                          "drop it from eval.protocols or set data.loader=resident")
+    feed = open_feed(cfg.data, need_test=bool(cfg.eval.protocols or cfg.eval.knn_every_epochs))
+    if feed.num_train < cfg.batch_size:
+        raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {feed.num_train} training images "
+                          f"of {cfg.data.dataset!r}; choose batch_size <= {feed.num_train}")
+    image_size = feed.image_size
+    augment = build_augmentation(cfg.augment, image_size, feed.mean, feed.std)
+    augment_small = build_local_views(cfg.augment, image_size, feed.mean, feed.std)
+    steps_per_epoch = feed.num_train // cfg.batch_size
+    total_steps = total_steps_for(cfg, feed.num_train)
     stop_step = min(total_steps, cfg.max_steps or total_steps)
     warmup_steps = min(total_steps, round(cfg.optim.warmup_epochs * steps_per_epoch))
     peak_lr = cfg.peak_lr()
@@ -121,23 +120,20 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     small_views = None if augment_small is None else torch.empty(
         (cfg.augment.local_crops * local_batch, 3, augment_small.image_size, augment_small.image_size),
         device=device, memory_format=memory_format)
-    last_finite_step, last_checkpoint_step, perm, perm_epoch = start_step, start_step, None, -1
+    last_finite_step, last_checkpoint_step = start_step, start_step
     log_loss = torch.zeros((), device=device)
     log_count, log_clock = 0, time.perf_counter()
     train_clock, train_images = time.perf_counter(), 0
     bar = tqdm(total=stop_step, initial=start_step, disable=not accelerator.is_main_process,
                desc=f"pretrain {run_dir.name}", unit="step", dynamic_ncols=True)
     model.train()
-    for step in range(start_step, stop_step):
-        epoch, index_in_epoch = divmod(step, steps_per_epoch)
-        if epoch != perm_epoch:
-            perm, perm_epoch = epoch_permutation(cfg.seed, epoch, len(train_set.labels)).to(images.device), epoch
-        start = index_in_epoch * cfg.batch_size + rank * local_batch
-        batch = images[perm[start:start + local_batch]].to(device, non_blocking=True)
+    batches = feed.batches(seed=cfg.seed, rank=rank, world=world, local_batch=local_batch,
+                           steps_per_epoch=steps_per_epoch, start_step=start_step, stop_step=stop_step, device=device)
+    for step, batch in batches:
         generator.manual_seed(step_seed(cfg.seed, step, rank))
-        augment(batch, generator, out=views)
+        feed.views(augment, batch, generator, out=views)
         if small_views is not None:
-            augment_small(batch, generator, out=small_views)
+            feed.views(augment_small, batch, generator, out=small_views)
         _, z = model(views if small_views is None else (views, small_views))
         z1, z2, *small = z.float().split(local_batch)
         loss = compute_multicrop_loss(cfg.loss, z1, z2, small)
@@ -179,7 +175,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         # The last step's kNN comes from the final evaluation below when that includes kNN: not run twice.
         final_has_knn = done == stop_step and "knn" in cfg.eval.protocols
         if cfg.eval.knn_every_epochs and done % (cfg.eval.knn_every_epochs * steps_per_epoch) == 0 and not final_has_knn:
-            knn = _evaluate_apart(accelerator, model, cfg, train_set, test_set, mixed_precision, ("knn",))
+            knn = _evaluate_apart(accelerator, model, cfg, feed, mixed_precision, ("knn",))
             _log(accelerator, run_dir, {"step": done, "epoch": done / steps_per_epoch, **knn})
             model.train()
         if is_ckpt:
@@ -198,13 +194,14 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     train_seconds = time.perf_counter() - train_clock
 
     # ---- final evaluation -> final.json -------------------------------------------------------------
-    metrics = _evaluate_apart(accelerator, model, cfg, train_set, test_set, mixed_precision, cfg.eval.protocols)
+    metrics = _evaluate_apart(accelerator, model, cfg, feed, mixed_precision, cfg.eval.protocols)
     steps_run = stop_step - start_step
     metrics.update({
         "steps": stop_step, "total_steps": total_steps, "epochs_done": stop_step / steps_per_epoch,
         "pretrain_seconds_this_session": train_seconds,
         "images_per_s": train_images / train_seconds if steps_run else None,
         "device": _device_name(device), "processes": world, "mixed_precision": mixed_precision,
+        **feed.stats(),
     })
     if accelerator.is_main_process:
         atomic_write_json(run_dir / FINAL_NAME, metrics)
@@ -223,12 +220,6 @@ def _forget_previous_accelerator() -> None:
     """
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
-
-
-def _place(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type != "cpu" and images.numel() <= DEVICE_RESIDENT_BYTES:
-        return images.to(device)
-    return images.pin_memory() if device.type == "cuda" else images
 
 
 def _nonfinite_state(accelerator: Accelerator, model) -> str:
@@ -280,11 +271,11 @@ def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, 
         })
 
 
-def _evaluate_apart(accelerator: Accelerator, model, cfg: RunConfig, train_set: ImageSet,
-                    test_set: ImageSet | None, mixed_precision: str, protocols: tuple[str, ...]) -> dict[str, Any]:
+def _evaluate_apart(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed_precision: str,
+                    protocols: tuple[str, ...]) -> dict[str, Any]:
     """_evaluate with the CPU block cache emptied before and after: evaluation allocates other sizes than
     the training step, and neither phase's idle blocks serve the other (see cpu_cache.py)."""
-    args = (accelerator, model, cfg, train_set, test_set, mixed_precision, protocols)
+    args = (accelerator, model, cfg, feed, mixed_precision, protocols)
     if not protocols:
         return _evaluate(*args)
     cpu_cache.release_idle()
@@ -294,16 +285,16 @@ def _evaluate_apart(accelerator: Accelerator, model, cfg: RunConfig, train_set: 
         cpu_cache.release_idle()
 
 
-def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, train_set: ImageSet, test_set: ImageSet | None,
-              mixed_precision: str, protocols: tuple[str, ...]) -> dict[str, Any]:
+def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed_precision: str,
+              protocols: tuple[str, ...]) -> dict[str, Any]:
     """Evaluate the encoder f(.) (the representation h, before the head) on the main process."""
     metrics: dict[str, Any] = {}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and protocols:
         encoder = accelerator.unwrap_model(model).encoder
         ev, dtype = cfg.eval, autocast_dtype(mixed_precision)
-        common = dict(mean=train_set.mean, std=train_set.std, num_classes=train_set.num_classes)
-        data = (train_set.images, train_set.labels, test_set.images, test_set.labels)
+        common = dict(mean=feed.mean, std=feed.std, num_classes=feed.num_classes)
+        data = (feed.train_eval, feed.train_labels, feed.test_eval, feed.test_labels)
         if "knn" in protocols:
             metrics.update(knn_eval(encoder, *data, k=ev.knn_k, temperature=ev.knn_temperature,
                                     autocast_dtype=dtype, **common))
@@ -311,8 +302,7 @@ def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, train_set: ImageS
             metrics.update(linear_eval(encoder, *data, epochs=ev.linear_epochs, batch_size=ev.linear_batch_size,
                                        lr=ev.linear_lr, seed=cfg.seed, autocast_dtype=dtype, **common))
         if "finetune" in protocols:
-            crop = build_augmentation(AugmentConfig(ops=("crop",)), train_set.images.shape[-1],
-                                      train_set.mean, train_set.std)
+            crop = build_augmentation(AugmentConfig(ops=("crop",)), feed.train_eval.shape[-1], feed.mean, feed.std)
             for fraction in ev.finetune_fractions:
                 result = finetune_eval(encoder, *data, label_fraction=fraction, epochs=ev.finetune_epochs,
                                        batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,

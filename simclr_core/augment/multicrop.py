@@ -7,6 +7,7 @@ adding them lifts several methods, SimCLR among them; it is not one of the SimCL
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -33,6 +34,12 @@ class LocalViews:
     def __call__(self, images: Tensor, generator: torch.Generator, *, out: Tensor | None = None) -> Tensor:
         repeated = images.repeat(self.count // 2, 1, 1, 1) if self.count > 2 else images
         view1, view2 = self.pairs(repeated, generator, out=out)
+        return out if out is not None else torch.cat([view1, view2])
+
+    def views_from_originals(self, images: Sequence[Tensor], generator: torch.Generator, *,
+                             out: Tensor | None = None) -> Tensor:
+        """The same small views of images of different sizes (each cropped from its own image)."""
+        view1, view2 = self.pairs.views_from_originals(list(images) * (self.count // 2), generator, out=out)
         return out if out is not None else torch.cat([view1, view2])
 
 

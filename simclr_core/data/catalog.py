@@ -2,10 +2,10 @@
 size and its per-channel statistics.
 
 Channel statistics are fractions of 255 over the training split, as published for the original files; the
-test suite re-measures CIFAR-10's on /work/shared/data/cifar10 (JPEG re-encodings: mean within 1e-4, std
-within 2e-3). The folder/parquet datasets have no fixed
-statistics; they use ImageNet's, so that train and test splits are normalised alike without reading the
-training split first.
+test suite re-measures CIFAR-10's on the full files, ../shared/data/cifar10 beside the repository or
+$SIMCLR_DATA_DIR/cifar10 (JPEG re-encodings: mean within 1e-4, std within 2e-3). The folder/parquet datasets
+have no fixed statistics; they use ImageNet's, so that train and test splits are normalised alike without
+reading the training split first.
 """
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ class DatasetSpec:
     variable_size: bool
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    # Number of classes; labels must lie in [0, num_classes). None -> the largest label + 1 (folders, parquet).
+    num_classes: int | None = None
 
     @property
     def resize_margin(self) -> float:
@@ -61,14 +63,14 @@ _TEST = ("test", "validation", "val")
 _SPECS = {
     spec.name: spec
     for spec in (
-        DatasetSpec("cifar10_subset", None, ("test",), 32, False, CIFAR10_MEAN, CIFAR10_STD),
-        DatasetSpec("cifar10", "uoft-cs/cifar10", ("test",), 32, False, CIFAR10_MEAN, CIFAR10_STD),
-        DatasetSpec("cifar100", "uoft-cs/cifar100", ("test",), 32, False, CIFAR100_MEAN, CIFAR100_STD),
+        DatasetSpec("cifar10_subset", None, ("test",), 32, False, CIFAR10_MEAN, CIFAR10_STD, 10),
+        DatasetSpec("cifar10", "uoft-cs/cifar10", ("test",), 32, False, CIFAR10_MEAN, CIFAR10_STD, 10),
+        DatasetSpec("cifar100", "uoft-cs/cifar100", ("test",), 32, False, CIFAR100_MEAN, CIFAR100_STD, 100),
         # The Hub copy holds the 5,000 labelled training images and 8,000 test images, no "unlabeled" split:
         # "train" (pretraining and linear evaluation alike) is the labelled training split.
-        DatasetSpec("stl10", "tanganke/stl10", ("test",), 96, False, STL10_MEAN, STL10_STD),
+        DatasetSpec("stl10", "tanganke/stl10", ("test",), 96, False, STL10_MEAN, STL10_STD, 10),
         DatasetSpec("imagenet", "ILSVRC/imagenet-1k", ("validation", "val"), 224, True,
-                    IMAGENET_MEAN, IMAGENET_STD),
+                    IMAGENET_MEAN, IMAGENET_STD, 1000),
         DatasetSpec("imagefolder", None, _TEST, None, True, IMAGENET_MEAN, IMAGENET_STD),
         DatasetSpec("parquet", None, _TEST, None, True, IMAGENET_MEAN, IMAGENET_STD),
     )

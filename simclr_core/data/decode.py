@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2.functional import resize
 
+from simclr_core.validation import ConfigError
+
 try:  # torchvision 0.29 deprecates its image decoders (for torchcodec); PIL takes over once they are gone.
     from torchvision.io import ImageReadMode, decode_image as tv_decode_image
 except ImportError:  # pragma: no cover - depends on the torchvision version
@@ -44,6 +46,8 @@ def decode_image(data: bytes | None, path: str | None) -> torch.Tensor:
     torchvision's decoders (JPEG, PNG, WebP, GIF; 2.5x faster than PIL on CIFAR's JPEGs and bit-identical);
     PIL for anything they refuse."""
     if data is None:
+        if path is None:
+            raise ValueError("the row has neither image bytes nor a path")
         with open(path, "rb") as f:
             data = f.read()
     if tv_decode_image is not None:
@@ -67,14 +71,21 @@ def iter_encoded(dataset, column: str, indices: np.ndarray, batch_size: int = 10
 
 
 def decode_to_array(encoded: Iterator[tuple[bytes | None, str | None]], count: int, size: int | None,
-                    margin: float, allocate: Callable[[tuple[int, ...]], np.ndarray]) -> np.ndarray:
+                    margin: float, allocate: Callable[[tuple[int, ...]], np.ndarray],
+                    where: Callable[[int], str] = "image {}".format) -> np.ndarray:
     """Decode ``count`` images into ``allocate((count, 3, S, S))``; S = size, or the first image's (shorter)
-    side when size is None. A plain loop: the decoder dominates, and threads did not help on 32 px JPEGs."""
+    side when size is None. A plain loop: the decoder dominates, and threads did not help on 32 px JPEGs.
+    An image that cannot be decoded raises ConfigError naming ``where(i)`` (e.g. "row 17 of /x/train.parquet")."""
     out = None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io.image")
         for i, (data, path) in enumerate(encoded):
-            image = decode_image(data, path)
+            try:
+                image = decode_image(data, path)
+            except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+                stored = f" (path {path!r})" if path else ""
+                raise ConfigError(f"{where(i)}{stored} is not a readable image ({type(exc).__name__}: {exc}); "
+                                  "remove the row or re-encode the image as JPEG or PNG") from exc
             if out is None:
                 size = size or min(image.shape[-2:])
                 out = allocate((count, 3, size, size))

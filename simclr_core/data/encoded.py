@@ -182,9 +182,9 @@ def open_encoded(cfg: DataConfig, split: str) -> EncodedSplit:
     if source.kind == "imagefolder":
         encoded = _open_folder(spec.name, source)
     elif source.kind == "files" and source.location == "parquet":
-        encoded = _open_parquet(spec.name, source)
+        encoded = _open_parquet(spec.name, source, spec.num_classes)
     else:
-        encoded = _open_arrow(spec.name, source)
+        encoded = _open_arrow(spec.name, source, spec.num_classes)
     if len(encoded) == 0:
         raise ConfigError(f"{source.describe()} holds no images for split {split!r}")
     return encoded
@@ -233,8 +233,8 @@ def _checked_labels(labels: np.ndarray, num_classes: int | None, where: str) -> 
         raise ConfigError(f"{where}: row {row} has label {labels[row]}: an unlabelled split; use a labelled one")
     if num_classes is not None and labels.size and labels.max() >= num_classes:
         row = int(np.argmax(labels))
-        raise ConfigError(f"{where}: row {row} has label {labels[row]}, outside the {num_classes} classes "
-                          f"0..{num_classes - 1} its label column declares")
+        raise ConfigError(f"{where}: row {row} has label {labels[row]}, outside the {num_classes} classes of the "
+                          f"dataset; valid labels lie in [0, {num_classes - 1}]: fix or remove the row")
     return labels, int(num_classes if num_classes is not None else (labels.max() + 1 if labels.size else 0))
 
 
@@ -250,7 +250,7 @@ def _declared_classes(schema, column: str) -> int | None:
     return len(names) if feature.get("_type") == "ClassLabel" and names else None
 
 
-def _open_parquet(name: str, source: Source) -> ParquetSplit:
+def _open_parquet(name: str, source: Source, catalog_classes: int | None) -> ParquetSplit:
     import pyarrow.parquet as pq
 
     units, labels, column, num_classes = [], [], None, None
@@ -266,19 +266,20 @@ def _open_parquet(name: str, source: Source) -> ParquetSplit:
             rows = handle.metadata.row_group(g).num_rows
             units.append(_Unit(f, g, first, rows))
             first += rows
-    labels, classes = _checked_labels(np.concatenate(labels) if labels else np.zeros(0), num_classes,
-                                      source.describe())
+    labels, classes = _checked_labels(np.concatenate(labels) if labels else np.zeros(0),
+                                      num_classes or catalog_classes, source.describe())
     return ParquetSplit(name, source.files, column, labels, classes, units)
 
 
-def _open_arrow(name: str, source: Source) -> ArrowSplit:
+def _open_arrow(name: str, source: Source, catalog_classes: int | None) -> ArrowSplit:
     dataset = source.load()
     schema = dataset.data.schema
     column = _image_column(schema, source.describe())
     label = _label_column(dataset.column_names, source.describe())
     feature = dataset.features[label]
     raw = dataset.select_columns([label]).with_format("arrow")[:].column(label).to_numpy()
-    labels, classes = _checked_labels(raw, getattr(feature, "num_classes", None), source.describe())
+    labels, classes = _checked_labels(raw, getattr(feature, "num_classes", None) or catalog_classes,
+                                      source.describe())
     return ArrowSplit(name, dataset, column, labels, classes, source.describe())
 
 

@@ -46,6 +46,7 @@ def load_images(cfg: DataConfig, split: str) -> ImageSet:
     class-balanced choice). The first call decodes and caches; later calls read the cache, not the source."""
     spec = dataset_spec(cfg.dataset)
     require_choice("split", split, SPLITS)
+    limit_key = f"data.{split}_limit"
     limit = cfg.train_limit if split == "train" else cfg.test_limit
     source = locate_source(spec, cfg.data_dir, split)
     size = cfg.image_size or spec.native_size  # None: the first image's side (folders, parquet)
@@ -56,36 +57,80 @@ def load_images(cfg: DataConfig, split: str) -> ImageSet:
     if not wanted.exists():
         with wanted.lock():
             if not wanted.exists() and not (limit is not None and full.exists()):
-                _decode_and_cache(spec, source, size, limit, wanted)
+                _decode_and_cache(spec, source, size, limit, limit_key, wanted)
     if wanted.exists():
         images, labels, meta = wanted.read()
     else:  # the whole split is already decoded: take the subset from it
         images, labels, meta = full.read(mmap=True)
-        chosen = balanced_subset(labels, limit)
+        chosen = _limited(labels, limit, limit_key, source)
         images, labels = np.ascontiguousarray(images[chosen]), labels[chosen]
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), meta["num_classes"],
                     spec.mean, spec.std, spec.name)
 
 
 def _decode_and_cache(spec: DatasetSpec, source: Source, image_size: int | None, limit: int | None,
-                      target: CachedSplit) -> None:
+                      limit_key: str, target: CachedSplit) -> None:
     started = time.perf_counter()
     dataset = source.load()
     image_column, label_column = _image_column(dataset, source), _label_column(dataset, source)
     labels = dataset.select_columns([label_column]).with_format("arrow")[:].column(label_column).to_numpy()
     labels = labels.astype(np.int64)
-    if labels.size and labels.min() < 0:
-        raise ConfigError(f"{source.describe()}: column {label_column!r} has unlabelled examples (label "
-                          f"{labels.min()}); use a labelled split")
-    feature = dataset.features[label_column]
-    num_classes = int(getattr(feature, "num_classes", None) or labels.max() + 1)
-    chosen = np.arange(len(labels)) if limit is None else balanced_subset(labels, limit)
+    declared = getattr(dataset.features[label_column], "num_classes", None)
+    num_classes = _check_labels(labels, declared, spec, source, label_column)
+    chosen = np.arange(len(labels)) if limit is None else _limited(labels, limit, limit_key, source)
     meta = {"num_classes": num_classes, "count": len(chosen), "source": source.describe()}
     encoded = iter_encoded(dataset, image_column, chosen)
+
+    def where(i: int) -> str:
+        return _row_of(source, int(chosen[i]))
+
     target.write(labels[chosen], meta,
-                 lambda allocate: decode_to_array(encoded, len(chosen), image_size, spec.resize_margin, allocate))
+                 lambda allocate: decode_to_array(encoded, len(chosen), image_size, spec.resize_margin, allocate,
+                                                  where))
     log.info("decoded %d images of %s in %.1f s -> %s", len(chosen), source.describe(),
              time.perf_counter() - started, target.images_path)
+
+
+def _check_labels(labels: np.ndarray, declared: int | None, spec: DatasetSpec, source: Source,
+                  column: str) -> int:
+    """The number of classes: the label column's ClassLabel, else the catalogue's, else the largest label + 1.
+    ConfigError naming the first bad row when a label is negative or not below a known class count."""
+    known = declared if declared is not None else spec.num_classes
+    if not labels.size:
+        return int(known or 0)
+    bad = labels < 0 if known is None else (labels < 0) | (labels >= known)
+    if bad.any():
+        row = int(np.argmax(bad))
+        if known is None:
+            valid = "valid labels are >= 0"
+        else:
+            origin = f"column {column!r} declares" if declared is not None else f"{spec.name} has"
+            valid = f"valid labels lie in [0, {known - 1}] ({origin} {known} classes)"
+        fix = "an unlabelled example: use a labelled split" if labels[row] < 0 else "fix or remove the row"
+        raise ConfigError(f"{_row_of(source, row)} has {column} {labels[row]}; {valid}; {fix}")
+    return int(known if known is not None else labels.max() + 1)
+
+
+def _limited(labels: np.ndarray, limit: int, key: str, source: Source) -> np.ndarray:
+    """balanced_subset, with a range error that names the config key (a scale may have set it, not the user)."""
+    if not 2 <= limit <= len(labels):
+        raise ConfigError(f"{key}={limit} does not fit the {len(labels)} examples of split {source.split!r} of "
+                          f"{source.describe()}; valid values lie in [2, {len(labels)}]: override it with {key}=N")
+    return balanced_subset(labels, limit)
+
+
+def _row_of(source: Source, row: int) -> str:
+    """"DATASET SPLIT: row N of FILE" for row ``row`` of the split, counted within its own file when the split
+    spans several parquet files (for error messages only: it reads the files' footers)."""
+    if source.kind == "files" and source.location == "parquet" and len(source.files) > 1:
+        import pyarrow.parquet as pq
+
+        for path in source.files:
+            rows = pq.ParquetFile(path).metadata.num_rows
+            if row < rows:
+                return f"{source.dataset} {source.split}: row {row} of {path}"
+            row -= rows
+    return f"{source.dataset} {source.split}: row {row} of {source.describe()}"
 
 
 def _image_column(dataset, source: Source) -> str:

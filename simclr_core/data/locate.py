@@ -1,17 +1,23 @@
 """Where a dataset split comes from: local files first, then the Hugging Face Hub.
 
 Resolution order: ``data.data_dir``, then ``$SIMCLR_DATA_DIR/<dataset>``, then the Hub id (HF offline mode
-respected). A local folder may hold ``train.parquet``/``test.parquet``, shards such as
-``train-00000-of-00004.parquet`` (also ``.arrow``), a Hub snapshot or HF datasets cache (the same names
-a few folders down), a ``Dataset.save_to_disk`` folder per split, or, for "imagefolder", class folders
+respected; a Hub host that takes no TCP connection within seconds counts as offline, so a missing dataset fails
+at once instead of after the Hub client's retries). A local folder may hold ``train.parquet``/``test.parquet``,
+shards such as ``train-00000-of-00004.parquet`` (also ``.arrow``), a Hub snapshot or HF datasets cache (the
+same names a few folders down), a ``Dataset.save_to_disk`` folder per split, or, for "imagefolder", class folders
 under ``train/`` and ``test/`` (or ``val/``). Nothing here decodes an image.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.resources
 import os
 import re
+import socket
+import threading
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +25,7 @@ from simclr_core.data.catalog import DatasetSpec
 from simclr_core.validation import ConfigError
 
 DATA_DIR_ENV = "SIMCLR_DATA_DIR"
+HUB_PROBE_TIMEOUT_S = 3.0
 _FORMATS = {".parquet": "parquet", ".arrow": "arrow"}
 # A Hub folder's split names as `datasets` reports them (a folder called "val" becomes "validation").
 _HUB_SPLIT = {"val": "validation"}
@@ -66,11 +73,23 @@ class Source:
             return datasets.load_from_disk(self.location)
         if self.kind == "imagefolder":
             return datasets.load_dataset("imagefolder", data_dir=self.location, split=self.split)
+        offline = bool(datasets.config.HF_HUB_OFFLINE)
+        unreachable = None if offline else hub_unreachable()
         try:
-            return datasets.load_dataset(self.location, split=self.split)
+            with _hub_offline(unreachable is not None):
+                return datasets.load_dataset(self.location, split=self.split)
         except (ConnectionError, FileNotFoundError) as exc:  # offline, unreachable, gated or unknown repo
-            raise DataNotFoundError(
-                _missing_message(self.dataset, self.location, self.split, self.looked_at, exc)) from exc
+            hub_id = f"Hub id {self.location!r} (split {self.split!r})"
+            if unreachable:
+                hub, detail = "Hub unreachable", (f"{hub_id}: the Hub took no connection ({unreachable}) and "
+                                                  "the HF cache holds no copy.")
+            elif offline:
+                hub, detail = "HF offline mode", (f"{hub_id}: HF offline mode is on and the HF cache holds no "
+                                                  f"copy ({type(exc).__name__}: {exc})")
+            else:
+                hub, detail = f"Hub: {type(exc).__name__}", f"{hub_id}: {type(exc).__name__}: {exc}"
+            raise DataNotFoundError(_missing_message(self.dataset, self.location, self.split,
+                                                     (*self.looked_at, hub), detail)) from exc
 
 
 def locate_source(spec: DatasetSpec, data_dir: str | None, split: str) -> Source:
@@ -89,9 +108,9 @@ def locate_source(spec: DatasetSpec, data_dir: str | None, split: str) -> Source
         found, why = _find_local(spec, Path(data_dir).expanduser(), names)
         if found is not None:
             return found
-        raise DataNotFoundError(f"{spec.name}: data.data_dir={data_dir!r} holds no {split!r} split: {why}.\n"
-                                + _how_to_provide(spec.name))
-    looked_at.append("data.data_dir (not set)")
+        raise DataNotFoundError(f"{spec.name}: no {names[0]!r} split found (data.data_dir={data_dir!r}: {why}): "
+                                f"{_in_brief(spec.name, names[0])}\n" + _how_to_provide(spec.name))
+    looked_at.append("data.data_dir not set")
 
     env_root = os.environ.get(DATA_DIR_ENV)
     if env_root:
@@ -100,10 +119,10 @@ def locate_source(spec: DatasetSpec, data_dir: str | None, split: str) -> Source
             return found
         looked_at.append(f"${DATA_DIR_ENV}/{spec.name}: {why}")
     else:
-        looked_at.append(f"${DATA_DIR_ENV} (not set)")
+        looked_at.append(f"${DATA_DIR_ENV} not set")
 
     if spec.hub_id is None:
-        raise DataNotFoundError(_missing_message(spec.name, None, split, tuple(looked_at), None))
+        raise DataNotFoundError(_missing_message(spec.name, None, names[0], (*looked_at, "no Hub copy"), None))
     return Source(spec.name, "hub", spec.hub_id, names[0], looked_at=tuple(looked_at))
 
 
@@ -170,7 +189,58 @@ def _walk(root: Path):
         yield folder, files
 
 
+# ---- the Hub -------------------------------------------------------------------------------------
+def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hub's host ($HF_ENDPOINT, else huggingface.co) takes no TCP connection within ``timeout`` s, or
+    None when it does, or when a proxy is set (a direct connection proves nothing then)."""
+    from huggingface_hub import constants  # its ENDPOINT: $HF_ENDPOINT as read at import, the one the client uses
+
+    url = urllib.parse.urlsplit(constants.ENDPOINT)
+    proxies = urllib.request.getproxies()
+    if not url.hostname or proxies.get(url.scheme) or proxies.get("all"):
+        return None
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"{host}:{port}: {exc}")
+
+    # A thread, so that a name lookup that hangs (the socket timeout does not cover it) is bounded as well.
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"{host}:{port}: no answer within {timeout:g} s"
+
+
+@contextlib.contextmanager
+def _hub_offline(enabled: bool):
+    """`datasets` and `huggingface_hub` in offline mode for the block, so a copy in the HF cache still loads and
+    a missing one fails at once. Both read their flag from the environment once, at import: it is set on them."""
+    if not enabled:
+        yield
+        return
+    import datasets
+    from huggingface_hub import constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+
+
 # ---- the error -----------------------------------------------------------------------------------
+def _in_brief(name: str, split: str) -> str:
+    """How to provide the split, in one line (terminals show an error's first line)."""
+    where = f"{split}/<class>/<image>" if name == "imagefolder" else f"{split}.parquet"
+    return f"set data.data_dir=DIR with DIR/{where}, or ${DATA_DIR_ENV}=ROOT with ROOT/{name}/{where}"
+
+
 def _how_to_provide(name: str) -> str:
     if name == "imagefolder":
         layout = "class folders under train/ and test/ (or val/), e.g. DIR/train/cat/0001.jpg"
@@ -182,13 +252,13 @@ def _how_to_provide(name: str) -> str:
 
 
 def _missing_message(name: str, hub_id: str | None, split: str, looked_at: tuple[str, ...],
-                     exc: Exception | None) -> str:
-    lines = [f"{name}: no local files for split {split!r} and the Hub cannot provide it.",
-             "Looked at: " + "; ".join(looked_at) + "."]
+                     hub_detail: str | None) -> str:
+    """First line: where we looked and how to provide the split, in brief; then the details."""
+    lines = [f"{name}: no {split!r} split found ({'; '.join(looked_at)}): {_in_brief(name, split)}"]
     if hub_id is None:
         lines.append(f"{name!r} has no Hub id: its files must be local.")
     else:
-        lines.append(f"Hub id {hub_id!r} (split {split!r}) failed: {type(exc).__name__}: {exc}")
+        lines.append(hub_detail)
         lines.append("Offline (HF_DATASETS_OFFLINE=1 or HF_HUB_OFFLINE=1), the Hub copy must already be in the "
                      "HF cache. Download it once, online, with  "
                      f"python -c \"import datasets; datasets.load_dataset('{hub_id}')\"  or  "

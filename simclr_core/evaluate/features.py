@@ -13,7 +13,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from simclr_core.evaluate.inputs import require_autocast_dtype, require_images, require_int, require_stats
+from simclr_core.evaluate.inputs import (is_image_stream, require_autocast_dtype, require_images, require_int,
+                                         require_stats)
 
 
 def module_device(module: nn.Module) -> torch.device:
@@ -65,7 +66,8 @@ def extract_features(encoder: nn.Module, images: Tensor, *, mean: Sequence[float
     (not inference_mode: linear evaluation trains a head on these tensors afterwards). With
     ``autocast_dtype`` (bf16/fp16) the forward runs under autocast; features are returned as float32.
     ``channels_last`` converts the input batches only; the caller decides the encoder's memory format.
-    The images are used at their given size; resizing is the caller's business.
+    The images are used at their given size; resizing is the caller's business. ``images`` may also be a
+    stream of uint8 batches (`is_image_stream`), read once, in order.
     """
     require_images("images", images)
     require_stats(mean, std, channels=images.shape[1])
@@ -76,9 +78,11 @@ def extract_features(encoder: nn.Module, images: Tensor, *, mean: Sequence[float
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     chunks = []
+    batches = images.batches(batch_size) if is_image_stream(images) else \
+        (images[start:start + batch_size] for start in range(0, images.shape[0], batch_size))
     with eval_mode(encoder), torch.no_grad(), autocast(device, autocast_dtype):
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size].to(device, non_blocking=True)
+        for batch in batches:
+            batch = batch.to(device, non_blocking=True)
             batch = normalize(batch, mean_t, std_t).contiguous(memory_format=memory_format)
             h = encoder(batch)
             if h.ndim != 2:

@@ -1,6 +1,7 @@
 """The input contract shared by every evaluation protocol, checked before any compute is spent.
 
-Images are uint8 tensors (N, C, H, W) with pixels in [0, 255]; labels are integer class indices (N,)
+Images are uint8 tensors (N, C, H, W) with pixels in [0, 255] (or a stream of such batches, for datasets that
+are not held in memory: `is_image_stream`); labels are integer class indices (N,)
 in [0, num_classes); the normalisation statistics have one entry per channel. Every violation raises
 ConfigError naming the argument and its value.
 """
@@ -23,7 +24,17 @@ def require_int(name: str, value: Any, *, low: int) -> int:
     return require_range(name, value, low=low)
 
 
+def is_image_stream(images: Any) -> bool:
+    """An object that yields uint8 batches instead of holding them (data/stream.py's EvalImages): `shape`
+    (N, C, H, W) and `batches(batch_size)` -> (B, C, H, W) uint8 tensors, in order."""
+    return not isinstance(images, Tensor) and hasattr(images, "batches") and hasattr(images, "shape")
+
+
 def require_images(name: str, images: Any) -> Tensor:
+    if is_image_stream(images):
+        if len(images.shape) != 4 or images.shape[0] == 0:
+            raise ConfigError(f"{name} streams no images (shape {tuple(images.shape)})")
+        return images
     if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
         got = (f"dtype={images.dtype}, shape={tuple(images.shape)}" if isinstance(images, Tensor)
                else f"type={type(images).__name__}")

@@ -2,28 +2,35 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import time
 from pathlib import Path
 
 import datasets
+import huggingface_hub
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
 
-from simclr_core.config import DataConfig
+from simclr_core.config import DataConfig, RunConfig
 from simclr_core.data import (DATASETS, DataNotFoundError, balanced_subset, dataset_spec, load_images,
                               native_image_size)
 from simclr_core.data import decode as decode_module
 from simclr_core.data.decode import fit_square
 from simclr_core.validation import ConfigError
 
-SHARED = Path("/work/shared/data/cifar10")
-ASSETS = Path(__file__).resolve().parents[2] / "simclr_core" / "assets" / "cifar10_subset"
+REPO = Path(__file__).resolve().parents[2]
+# The full CIFAR-10 parquet files: $SIMCLR_DATA_DIR/cifar10, else ../shared/data/cifar10 beside the repository.
+SHARED = (Path(os.environ["SIMCLR_DATA_DIR"]) if os.environ.get("SIMCLR_DATA_DIR")
+          else REPO.parent / "shared" / "data") / "cifar10"
+ASSETS = REPO / "simclr_core" / "assets" / "cifar10_subset"
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} (full CIFAR-10 parquet) is missing")
+PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
 
 
 @pytest.fixture(autouse=True)
@@ -286,6 +293,153 @@ def test_missing_data_names_what_was_tried_and_how_to_provide_it(tmp_path, monke
         load_images(DataConfig(dataset="cifar100", data_dir=str(tmp_path / "empty")), "test")
     with pytest.raises(DataNotFoundError, match="no Hub id"):
         load_images(DataConfig(dataset="parquet"), "train")
+
+
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch):
+    """No Hub copy in the HF cache, and the HF flags as an online machine without offline mode has them."""
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", *PROXY_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    # The discard port, closed: refused at once. The Hub client reads $HF_ENDPOINT at import, hence both.
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+
+
+def test_unreachable_hub_fails_at_once_and_the_first_line_says_where_and_how(tmp_path, monkeypatch,
+                                                                            empty_hf_cache):
+    constants = huggingface_hub.constants
+    monkeypatch.setenv("SIMCLR_DATA_DIR", str(tmp_path / "root"))
+    started = time.perf_counter()
+    with pytest.raises(DataNotFoundError) as error:
+        load_images(DataConfig(dataset="cifar10"), "train")
+    assert time.perf_counter() - started < 10  # no Hub retries (about 30 s)
+    first, *rest = str(error.value).splitlines()
+    for needle in ("cifar10", "'train'", "data.data_dir not set", str(tmp_path / "root" / "cifar10"),
+                   "Hub unreachable", "data.data_dir=DIR", "SIMCLR_DATA_DIR=ROOT", "ROOT/cifar10/train.parquet"):
+        assert needle in first, needle
+    assert "127.0.0.1:9" in "\n".join(rest) and "uoft-cs/cifar10" in "\n".join(rest)
+    assert datasets.config.HF_HUB_OFFLINE is False and constants.HF_HUB_OFFLINE is False  # restored
+
+
+def test_unreachable_hub_still_loads_a_copy_from_the_hf_cache(monkeypatch, empty_hf_cache):
+    constants = huggingface_hub.constants
+    offline_during_load, real_load_dataset = [], datasets.load_dataset
+
+    def cached_copy(path, split):  # stands in for a copy in the HF cache, which loads in offline mode
+        offline_during_load.append((datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE))
+        return real_load_dataset("parquet", data_files=str(ASSETS / f"{split}.parquet"), split="train")
+
+    monkeypatch.setattr(datasets, "load_dataset", cached_copy)
+    loaded = load_images(DataConfig(dataset="cifar10", test_limit=20), "test")
+    assert offline_during_load == [(True, True)] and len(loaded) == 20
+    assert datasets.config.HF_HUB_OFFLINE is False and constants.HF_HUB_OFFLINE is False
+
+
+def _set_column(path: Path, column: str, values: list) -> None:
+    """Overwrite one column of a parquet file, keeping its schema (and the `datasets` features stored in it)."""
+    table = pq.read_table(path)
+    index = table.schema.get_field_index(column)
+    field = table.schema.field(index)
+    pq.write_table(table.set_column(index, field, pa.array(values, type=field.type)), path)
+
+
+@pytest.mark.parametrize("dataset, class_label, label, valid", [
+    ("parquet", True, 1_000_000, "[0, 9] (column 'label' declares 10 classes)"),
+    ("cifar10", False, 10, "[0, 9] (cifar10 has 10 classes)"),
+    ("parquet", False, -1, ">= 0"),
+])
+def test_label_outside_the_known_classes_names_file_row_and_range(tmp_path, dataset, class_label, label, valid):
+    path = tmp_path / "data" / "train.parquet"
+    labels = [0, 1, 2, 3]
+    if class_label:
+        _write_parquet(path, _random_images(4, 8, 8, seed=4), labels, names=[f"c{i}" for i in range(10)])
+    else:
+        _write_plain_parquet(path, _random_images(4, 8, 8, seed=4), labels)
+    _set_column(path, "label", [0, 1, label, 3])
+    with pytest.raises(ConfigError) as error:
+        load_images(DataConfig(dataset=dataset, data_dir=str(path.parent)), "train")
+    message = str(error.value)
+    for needle in (str(path), "row 2", f"label {label}", valid):
+        assert needle in message, needle
+
+
+def test_label_count_without_known_classes_is_the_largest_label_plus_one(tmp_path):
+    path = tmp_path / "data" / "train.parquet"
+    _write_plain_parquet(path, _random_images(3, 8, 8, seed=5), [0, 6, 2])
+    assert load_images(DataConfig(dataset="parquet", data_dir=str(path.parent)), "train").num_classes == 7
+
+
+def _write_plain_parquet(path: Path, images: list[np.ndarray], labels: list[int]) -> None:
+    """Parquet without `datasets` features: an {bytes, path} struct and plain integer labels."""
+    def encode(array):
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        return {"bytes": buffer.getvalue(), "path": None}
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"image": [encode(a) for a in images], "label": pa.array(labels, pa.int64())}), path)
+
+
+def test_data_dir_with_the_embedded_subset_is_rejected_naming_what_to_use():
+    with pytest.raises(ConfigError) as error:
+        RunConfig().with_overrides({"data.data_dir": "/nonexistent"}).validate()
+    for needle in ("data.data_dir='/nonexistent'", "cifar10_subset", "embedded", "data.dataset=cifar10"):
+        assert needle in str(error.value), needle
+    RunConfig().with_overrides({"data.dataset": "cifar10", "data.data_dir": "/nonexistent"}).validate()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+@pytest.mark.parametrize("shards", [False, True])
+def test_unreadable_image_names_file_row_and_path(tmp_path, damage, shards):
+    images, labels = _random_images(4, 8, 8, seed=6), [0, 1, 0, 1]
+    folder = tmp_path / "data"
+    if shards:
+        files = [folder / "train-00000-of-00002.parquet", folder / "train-00001-of-00002.parquet"]
+        _write_parquet(files[0], images[:2], labels[:2], names=["a", "b"])
+        _write_parquet(files[1], images[2:], labels[2:], names=["a", "b"])
+    else:
+        files = [folder / "train.parquet"]
+        _write_parquet(files[0], images, labels, names=["a", "b"])
+    bad = pq.read_table(files[-1]).column("image").to_pylist()
+    good_bytes = bad[1]["bytes"]
+    bad[1] = {"bytes": b"not an image" if damage == "garbage" else good_bytes[:len(good_bytes) // 2],
+              "path": "b/0003.png"}
+    _set_column(files[-1], "image", bad)
+    with pytest.raises(ConfigError) as error:
+        load_images(DataConfig(dataset="parquet", data_dir=str(folder)), "train")
+    message = str(error.value)
+    for needle in (f"row 1 of {files[-1]}", "'b/0003.png'", "not a readable image", "re-encode"):
+        assert needle in message, needle
+    assert not list((tmp_path / "cache").glob("*.npy"))  # nothing half-written is cached
+
+
+@pytest.mark.parametrize("split, key", [("train", "data.train_limit"), ("test", "data.test_limit")])
+@pytest.mark.parametrize("whole_split_cached", [False, True])
+def test_limit_beyond_the_split_names_the_key_value_split_and_source(tmp_path, split, key, whole_split_cached):
+    path = tmp_path / "data" / f"{split}.parquet"
+    _write_parquet(path, _random_images(5, 8, 8, seed=7), [0, 1, 0, 1, 0])
+    if whole_split_cached:
+        load_images(DataConfig(dataset="parquet", data_dir=str(path.parent)), split)
+    limits = {"train_limit": 512} if split == "train" else {"test_limit": 512}
+    with pytest.raises(ConfigError) as error:
+        load_images(DataConfig(dataset="parquet", data_dir=str(path.parent), **limits), split)
+    message = str(error.value)
+    for needle in (f"{key}=512", "5 examples", f"split {split!r}", str(path), "[2, 5]"):
+        assert needle in message, needle
+
+
+def test_no_python_file_holds_an_absolute_path_to_the_shared_data():
+    """The data lives beside the repository (../shared/data) or under $SIMCLR_DATA_DIR, never at one machine's
+    absolute path."""
+    absolute = re.compile(r"""["'](/[\w.-]+)+/shared/data""")
+    found = [f"{path.relative_to(REPO)}:{number}"
+             for path in REPO.rglob("*.py") if not any(p.startswith(".") for p in path.relative_to(REPO).parts)
+             for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+             if absolute.search(line)]
+    assert not found, found
 
 
 def test_unknown_names_raise_config_errors_naming_the_choices():

@@ -185,7 +185,7 @@ def test_eval_images_are_resized_and_centre_cropped_in_order(split):
 @pytest.mark.parametrize("bad, needle", [
     ("empty", "holds no images"),
     ("no_label", "none of the label columns"),
-    ("label_out_of_range", "outside the 3 classes"),
+    ("label_out_of_range", r"row 0 has label 5, outside the 3 classes .* valid labels lie in \[0, 2\]"),
 ])
 def test_bad_sources_fail_before_any_step_naming_the_problem(tmp_path, bad, needle):
     import pyarrow as pa
@@ -237,3 +237,60 @@ def test_host_memory_stays_bounded_when_the_dataset_grows_tenfold(tmp_path):
         grown.append(int(done.stdout.split()[-1]))
     print(f"resident set growth while streaming: {grown[0]} kB (200 images), {grown[1]} kB (2,000 images)")
     assert grown[1] < grown[0] + 60_000, grown      # kB; holding every row group read adds ~140 MB (measured)
+
+
+# ---- train() on the streamed path ----------------------------------------------------------------------
+def stream_config(data_dir: Path, dataset: str, **overrides):
+    from simclr_core.config import RunConfig
+
+    return RunConfig().with_overrides({
+        "data.dataset": dataset, "data.data_dir": str(data_dir), "data.image_size": 32, "encoder.width": 0.25,
+        "batch_size": 8, "epochs": 1, "optim.warmup_epochs": 0.25, "log_every_steps": 1,
+        "checkpoint_every_steps": 2, "eval.protocols": ("knn",), "eval.knn_k": 5, "seed": 2, **overrides})
+
+
+def logged_losses(run_dir: Path) -> list[tuple[int, float]]:
+    import json
+
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+@pytest.mark.parametrize("layout", ["folder", "parquet"])
+def test_train_streams_photos_of_every_size_and_resumes_exactly(tmp_path, images, layout):
+    from simclr_core.train import train
+
+    data = tmp_path / "data"
+    (write_folder if layout == "folder" else write_parquet)(data, images)
+    (write_folder if layout == "folder" else write_parquet)(data, images[:20], split="test")
+    dataset = "imagefolder" if layout == "folder" else "parquet"
+    full = train(stream_config(data, dataset, max_steps=4), tmp_path / "full")
+    assert full["data_loader"] == "stream" and full["unreadable_images"] == 0 and full["images_read"] == 32
+    assert 0 <= full["knn_top1"] <= 100
+    train(stream_config(data, dataset, max_steps=2), tmp_path / "cut")
+    train(stream_config(data, dataset, max_steps=4), tmp_path / "cut")
+    assert logged_losses(tmp_path / "cut") == logged_losses(tmp_path / "full")
+
+
+def test_a_resident_run_of_the_same_folder_is_recorded_as_such(tmp_path, images):
+    from simclr_core.train import train
+
+    write_folder(tmp_path / "data", images)
+    write_folder(tmp_path / "data", images[:20], split="test")
+    metrics = train(stream_config(tmp_path / "data", "imagefolder", max_steps=1, **{"data.loader": "resident"}),
+                    tmp_path / "run")
+    assert metrics["data_loader"] == "resident" and "unreadable_images" not in metrics
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"data.train_limit": 16}, "apply to data.loader='resident' only"),
+    ({"eval.protocols": ("finetune",)}, "'finetune' needs data.loader='resident'"),
+    ({"data.loader": "disk"}, "data.loader='disk' is not valid; choose one of: 'auto', 'resident', 'stream'"),
+])
+def test_streamed_runs_refuse_what_they_cannot_do_before_any_step(tmp_path, images, overrides, needle):
+    from simclr_core.train import train
+
+    write_folder(tmp_path / "data", images[:10])
+    with pytest.raises(ConfigError, match=needle):
+        train(stream_config(tmp_path / "data", "imagefolder", **overrides), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

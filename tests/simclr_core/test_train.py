@@ -144,7 +144,7 @@ def test_bad_config_fails_before_any_data_is_loaded(tmp_path, monkeypatch):
     def no_data(*args, **kwargs):
         raise AssertionError("data was loaded")
 
-    monkeypatch.setattr(train_module, "load_images", no_data)
+    monkeypatch.setattr(train_module, "open_feed", no_data)
     with pytest.raises(ConfigError, match="loss.temperature"):
         train(tiny(**{"loss.temperature": 0.0}), tmp_path / "run")
     with pytest.raises(ConfigError, match="augment.ops"):

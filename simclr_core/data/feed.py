@@ -1,0 +1,133 @@
+"""What train() reads: `open_feed(cfg, device, need_test)` -> a `Feed` for either data path.
+
+    resident   the split decoded once into one uint8 tensor of square images (images.py): CIFAR-sized sets,
+               where a step never waits on the host
+    stream     encoded images read and decoded a few batches ahead, each view cropped from the original
+               image at its own size (encoded.py, stream.py, augment/originals.py): ImageNet, image
+               folders, parquet shards; host memory stays bounded
+
+`data.loader` picks one; "auto" streams the photo collections (datasets whose images differ in size:
+imagenet, imagefolder, parquet) and keeps the others resident. Both paths read an epoch in an order that is
+a pure function of (seed, epoch), so a resumed run continues as one that never stopped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor
+
+from simclr_core.config import DATA_LOADERS as LOADERS, DataConfig
+from simclr_core.data.catalog import dataset_spec
+from simclr_core.data.images import ImageSet, load_images
+from simclr_core.seeding import epoch_permutation
+from simclr_core.validation import ConfigError, require_choice
+
+# Datasets up to this size are moved to the accelerator whole, so a step never waits on the host.
+DEVICE_RESIDENT_BYTES = 2 << 30
+# The view side of a streamed dataset whose catalog entry names none (image folders, parquet): ImageNet's.
+DEFAULT_STREAM_SIZE = 224
+
+
+def resolve_loader(cfg: DataConfig) -> str:
+    """"resident" or "stream" for cfg (data.loader, with "auto" decided by the dataset)."""
+    require_choice("data.loader", cfg.loader, LOADERS)
+    if cfg.loader != "auto":
+        return cfg.loader
+    return "stream" if dataset_spec(cfg.dataset).variable_size else "resident"
+
+
+@dataclass
+class Feed:
+    """Training batches and evaluation inputs of one run, whichever the path."""
+    loader: str
+    num_train: int
+    num_classes: int
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    train_eval: Any              # uint8 (N, 3, S, S) tensor, or a stream of such batches (stream.EvalImages)
+    train_labels: Tensor
+    test_eval: Any
+    test_labels: Tensor | None
+    resident: ImageSet | None    # the decoded training split (resident path only: fine-tuning needs it)
+    _split: Any = None           # stream path: the training split's index (encoded.EncodedSplit)
+    _streams: list = None        # stream path: the open batch streams, for their counts
+
+    def batches(self, *, seed: int, rank: int, world: int, local_batch: int, steps_per_epoch: int,
+                start_step: int, stop_step: int, device: torch.device) -> Iterator[tuple[int, Any]]:
+        """(step, batch) for this process: a uint8 (B, C, S, S) tensor on `device` (resident) or a list of B
+        uint8 (3, H_i, W_i) images on `device` (stream)."""
+        if self.loader == "stream":
+            from simclr_core.data.stream import StreamedBatches
+
+            stream = StreamedBatches(self._split, seed=seed, local_batch=local_batch, rank=rank, world=world,
+                                     steps_per_epoch=steps_per_epoch, start_step=start_step, stop_step=stop_step,
+                                     device=device)
+            self._streams.append(stream)
+            with stream:
+                yield from stream
+            return
+        images = _place(self.resident.images, device)
+        batch_size = local_batch * world
+        perm, perm_epoch = None, -1
+        for step in range(start_step, stop_step):
+            epoch, index_in_epoch = divmod(step, steps_per_epoch)
+            if epoch != perm_epoch:
+                perm, perm_epoch = epoch_permutation(seed, epoch, self.num_train).to(images.device), epoch
+            start = index_in_epoch * batch_size + rank * local_batch
+            yield step, images[perm[start:start + local_batch]].to(device, non_blocking=True)
+
+    @staticmethod
+    def views(augment, batch: Any, generator: torch.Generator, out: Tensor) -> None:
+        """Write augment's views of `batch` into `out` (either path; both views or the small ones)."""
+        if isinstance(batch, Tensor):
+            augment(batch, generator, out=out)
+        else:
+            augment.views_from_originals(batch, generator, out=out)
+
+    def stats(self) -> dict[str, Any]:
+        """What final.json records about the data path."""
+        out: dict[str, Any] = {"data_loader": self.loader}
+        if self.loader == "stream":
+            seen = sum(s.bad.seen for s in self._streams)
+            out.update(images_read=seen, unreadable_images=sum(s.bad.bad for s in self._streams))
+        return out
+
+
+def open_feed(cfg: DataConfig, need_test: bool) -> Feed:
+    """The run's data, by its path; a bad dataset fails here, before any step."""
+    loader = resolve_loader(cfg)
+    if loader == "resident":
+        train_set = load_images(cfg, "train")
+        test_set = load_images(cfg, "test") if need_test else None
+        return Feed("resident", len(train_set), train_set.num_classes, cfg.image_size or train_set.images.shape[-1],
+                    train_set.mean, train_set.std, train_set.images, train_set.labels,
+                    None if test_set is None else test_set.images, None if test_set is None else test_set.labels,
+                    train_set)
+    from simclr_core.data.encoded import open_encoded
+    from simclr_core.data.stream import EvalImages
+
+    spec = dataset_spec(cfg.dataset)
+    if cfg.train_limit is not None or cfg.test_limit is not None:
+        raise ConfigError(f"data.train_limit / data.test_limit apply to data.loader='resident' only (the streamed "
+                          f"path reads whole splits); unset them or set data.loader=resident")
+    size = cfg.image_size or spec.native_size or DEFAULT_STREAM_SIZE
+    train_split = open_encoded(cfg, "train")
+    test_split = open_encoded(cfg, "test") if need_test else None
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train_eval = EvalImages(train_split, size, spec.resize_margin, device)
+    test_eval = None if test_split is None else EvalImages(test_split, size, spec.resize_margin, device)
+    return Feed("stream", len(train_split), train_split.num_classes, size, spec.mean, spec.std, train_eval,
+                train_eval.labels, test_eval, None if test_eval is None else test_eval.labels, None,
+                _split=train_split, _streams=[])
+
+
+def _place(images: Tensor, device: torch.device) -> Tensor:
+    if device.type != "cpu" and images.numel() <= DEVICE_RESIDENT_BYTES:
+        return images.to(device)
+    return images.pin_memory() if device.type == "cuda" else images
+
+
+__all__ = ["Feed", "LOADERS", "open_feed", "resolve_loader"]
