@@ -15,13 +15,14 @@ CIFAR10_TRAIN_IMAGES = 50_000
 
 class Step:
     """One optimisation step as simclr_core.train runs it, on both views stacked (view 1's rows, then view 2's)
-    in channels_last; ``loss_fn`` may replace its loss. ``num_images`` sets the lr schedule's length."""
+    in channels_last; ``loss_fn`` may replace its loss. ``num_images`` sets the lr schedule's length;
+    ``image_size`` the views' side (which picks the CIFAR or ImageNet stem, as train() does)."""
 
     def __init__(self, cfg: RunConfig, device: torch.device, num_images: int = CIFAR10_TRAIN_IMAGES,
-                 loss_fn=None):
+                 loss_fn=None, image_size: int = 32):
         torch.manual_seed(cfg.seed)
         self.device = device
-        self.model = build_model(cfg.encoder, cfg.head, 32).to(device, memory_format=torch.channels_last)
+        self.model = build_model(cfg.encoder, cfg.head, image_size).to(device, memory_format=torch.channels_last)
         self.model.train()
         self.optimizer = build_optimizer(cfg.optim, self.model, cfg.peak_lr())
         self.dtype = autocast_dtype(resolve_precision(cfg.precision, device))

@@ -294,3 +294,33 @@ def test_streamed_runs_refuse_what_they_cannot_do_before_any_step(tmp_path, imag
     with pytest.raises(ConfigError, match=needle):
         train(stream_config(tmp_path / "data", "imagefolder", **overrides), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_decode_equals_cpu_decode_within_jpeg_tolerance(images):
+    """nvjpeg and libjpeg-turbo may differ by a grey level or two (IDCT and upsampling); PNG, CMYK and
+    grayscale go through the CPU fallback and must come back exact."""
+    data = [d for d, _, _ in images[:10]]
+    on_gpu = Decoder(torch.device("cuda"), 2)(data)
+    on_cpu = Decoder(torch.device("cpu"), 2)(data)
+    for (gpu, _), (cpu, _) in zip(on_gpu, on_cpu):
+        assert gpu.is_cuda and gpu.shape == cpu.shape
+        difference = (gpu.cpu().int() - cpu.int()).abs().float()
+        assert difference.mean() < 1.5 and difference.max() <= 64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_streamed_batches_reach_the_gpu_without_a_host_sync_in_the_step(split):
+    from simclr_core.augment import build_augmentation
+    from simclr_core.config import AugmentConfig
+
+    augment = build_augmentation(AugmentConfig(ops=("crop", "color", "blur")), 32, (0.5,) * 3, (0.25,) * 3)
+    with StreamedBatches(split, seed=0, local_batch=4, rank=0, world=1, steps_per_epoch=len(split) // 4,
+                         start_step=0, stop_step=3, device=torch.device("cuda"), threads=2) as batches:
+        for step, images in batches:
+            assert all(x.is_cuda for x in images)
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                augment.views_from_originals(images, torch.Generator().manual_seed(step))
+            finally:
+                torch.cuda.set_sync_debug_mode("default")

@@ -1,0 +1,175 @@
+"""Paper-scale data path: images/s of the streamed path against the step it feeds and a PIL DataLoader.
+
+On synthetic ImageNet-like JPEGs that it makes (about 375 x 500 px and 100 kB each, in an image folder and
+in parquet shards of the Hugging Face layout), one run prints images/s of:
+  (a) pre-made     the training step alone, on two fixed views per image (no data, no augmentation);
+  (b) stream       simclr_core's streamed path feeding that step: read the encoded bytes (parquet), decode
+                   them ahead of the step (nvjpeg on CUDA, CPU threads otherwise), crop each view from the
+                   original image, the paper's augmentation batched, the step (data/stream.py, originals.py);
+  (c) pil-loader   torchvision ImageFolder + PIL: decode, RandomResizedCrop, flip, ColorJitter, grayscale,
+                   blur per image in DataLoader workers (--workers, the same CPU cores), then the same step.
+and the same two data paths without the step ("... data only"), which show the data path's own ceiling.
+Issue 16's targets: on a GPU (b) >= 90% of (a) and >= 3x (c); on the 2-core reference CPU (b) >= 1.5x (c).
+
+    .venv/bin/python benchmarks/bench_data.py                    # CPU defaults: ResNet-18 x0.25, 96 px
+    .venv/bin/python benchmarks/bench_data.py --device cuda --encoder resnet50 --width 1 --size 224 \\
+        --batch 256 --images 4096 --workers 14
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import simclr_core  # noqa: F401  (first: huge pages before torch allocates)
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import machine  # noqa: E402
+import timing  # noqa: E402
+from steps import Step  # noqa: E402
+
+from simclr_core.augment import build_augmentation  # noqa: E402
+from simclr_core.config import RunConfig  # noqa: E402
+from simclr_core.data.catalog import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from simclr_core.data.encoded import open_encoded  # noqa: E402
+from simclr_core.data.stream import StreamedBatches  # noqa: E402
+from simclr_core.seeding import step_seed  # noqa: E402
+
+CLASSES = 10
+
+
+def make_photos(root: Path, count: int, seed: int = 0) -> tuple[Path, Path]:
+    """`count` JPEGs of ~375 x 500 px, ~100 kB: an image folder and the same bytes as parquet shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    folder, shards = root / "folder", root / "parquet"
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(count):
+        h, w = (375, 500) if i % 3 else (500, 375)
+        coarse = rng.integers(0, 256, (h // 4, w // 4, 3), dtype=np.uint8)
+        fine = rng.integers(-24, 25, (h, w, 3))
+        pixels = np.clip(np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC), dtype=np.int64) + fine,
+                         0, 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=85)
+        label = i % CLASSES
+        path = folder / "train" / f"class{label}" / f"{i:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(buffer.getvalue())
+        rows.append((buffer.getvalue(), label))
+    shards.mkdir(parents=True, exist_ok=True)
+    per = 1024
+    for s in range(0, count, per):
+        part = rows[s:s + per]
+        table = pa.table({"image": [{"bytes": b, "path": None} for b, _ in part],
+                          "label": pa.array([l for _, l in part], pa.int64())})
+        pq.write_table(table, shards / f"train-{s // per:05d}-of-{-(-count // per):05d}.parquet", row_group_size=256)
+    print(f"made {count} JPEGs, {sum(len(b) for b, _ in rows) / count / 1e3:.0f} kB each on average, in {root}")
+    return folder, shards
+
+
+def pil_loader(folder: Path, size: int, batch: int, workers: int, strength: float = 1.0):
+    """torchvision ImageFolder + PIL transforms (the paper's augmentation, as peers run it), two views."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms as T
+
+    s = strength
+    one_view = T.Compose([
+        T.RandomResizedCrop(size), T.RandomHorizontalFlip(),
+        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8), T.RandomGrayscale(p=0.2),
+        T.RandomApply([T.GaussianBlur(kernel_size=2 * (size // 20) + 1, sigma=(0.1, 2.0))], p=0.5),
+        T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    dataset = datasets.ImageFolder(str(folder / "train"), transform=lambda im: (one_view(im), one_view(im)))
+    return DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
+                      persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+                      prefetch_factor=2 if workers > 0 else None)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--encoder", default=None, help="default: resnet50 on CUDA, resnet18 on CPU")
+    p.add_argument("--width", type=float, default=None, help="default: 1 on CUDA, 0.25 on CPU")
+    p.add_argument("--size", type=int, default=None, help="view side (default: 224 on CUDA, 96 on CPU)")
+    p.add_argument("--batch", type=int, default=None, help="images per step (default: 256 on CUDA, 64 on CPU)")
+    p.add_argument("--images", type=int, default=None, help="JPEGs made (default: 4096 on CUDA, 512 on CPU)")
+    p.add_argument("--steps", type=int, default=None, help="steps per measurement (default: 8)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers of (c)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--dir", default=None, help="where the JPEGs go (default: a temporary folder)")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    encoder = args.encoder or ("resnet50" if gpu else "resnet18")
+    width = args.width or (1.0 if gpu else 0.25)
+    size, batch = args.size or (224 if gpu else 96), args.batch or (256 if gpu else 64)
+    count, steps = args.images or (4096 if gpu else 512), args.steps or 8
+    print("\n".join(machine.describe(device)))
+    print(f"{encoder} x{width:g}, {size} px views, batch {batch}, {steps} steps per measurement, "
+          f"(c) with {args.workers} workers")
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        folder, shards = make_photos(Path(tmp), count)
+        cfg = RunConfig().with_overrides({"encoder.name": encoder, "encoder.width": width, "batch_size": batch,
+                                          "augment.ops": ("crop", "color", "blur"), "augment.color_strength": 1.0})
+        step = Step(cfg, device, num_images=count, image_size=size)
+        augment = build_augmentation(cfg.augment, size, IMAGENET_MEAN, IMAGENET_STD)
+        views = torch.empty((2 * batch, 3, size, size), device=device).to(memory_format=torch.channels_last)
+        premade = torch.randn_like(views)
+        split = open_encoded(cfg.data.__class__(dataset="parquet", data_dir=str(shards)), "train")
+        steps_per_epoch = count // batch
+        state = {"stream_step": 0}
+        loader = pil_loader(folder, size, batch, args.workers)
+
+        def run_premade() -> float:
+            start = timing.clock(device)
+            for _ in range(steps):
+                step(premade)
+            return timing.clock(device) - start
+
+        def run_stream(with_step: bool) -> float:
+            first = state["stream_step"]
+            state["stream_step"] += steps
+            start = timing.clock(device)
+            with StreamedBatches(split, seed=0, local_batch=batch, rank=0, world=1, steps_per_epoch=steps_per_epoch,
+                                 start_step=first, stop_step=first + steps, device=device) as stream:
+                for index, images in stream:
+                    generator = torch.Generator().manual_seed(step_seed(0, index, 0))
+                    augment.views_from_originals(images, generator, out=views)
+                    if with_step:
+                        step(views)
+            return timing.clock(device) - start
+
+        def run_pil(with_step: bool) -> float:
+            # A fresh iterator per measurement, its first batch inside the clock: batches the workers made
+            # while other variants ran would otherwise come free (as bench_train.py explains).
+            start = timing.clock(device)
+            batches = iter(loader)
+            for _ in range(steps):
+                (v1, v2), _ = next(batches)
+                x = torch.cat((v1, v2)).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                if with_step:
+                    step(x)
+            return timing.clock(device) - start
+
+        variants = {"(a) pre-made": run_premade, "(b) stream": lambda: run_stream(True),
+                    "(c) pil-loader": lambda: run_pil(True), "(b) stream, data only": lambda: run_stream(False),
+                    "(c) pil-loader, data only": lambda: run_pil(False)}
+        seconds = timing.run_interleaved(variants, args.repeats)
+        rows = [timing.Row(name, s, steps * batch) for name, s in seconds.items()]
+        print(timing.table(rows, "images/s", reference="(c) pil-loader", label="(c)"))
+        a, b, c = (next(r for r in rows if r.name == n) for n in ("(a) pre-made", "(b) stream", "(c) pil-loader"))
+        print(f"(b) / (a) = {timing.paired_ratio(b, a):.2f}  (target on a GPU >= 0.90);  (b) / (c) = "
+              f"{timing.paired_ratio(b, c):.2f}  (target >= 3 on a GPU, >= 1.5 on the 2-core CPU)")
+
+
+if __name__ == "__main__":
+    main()
