@@ -201,7 +201,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         "pretrain_seconds_this_session": train_seconds,
         "images_per_s": train_images / train_seconds if steps_run else None,
         "device": _device_name(device), "processes": world, "mixed_precision": mixed_precision,
-        **feed.stats(),
+        **_data_stats(accelerator, feed),
     })
     if accelerator.is_main_process:
         atomic_write_json(run_dir / FINAL_NAME, metrics)
@@ -220,6 +220,16 @@ def _forget_previous_accelerator() -> None:
     """
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
+
+
+def _data_stats(accelerator: Accelerator, feed: Feed) -> dict[str, Any]:
+    """feed.stats() with its image counts summed over the processes."""
+    stats = feed.stats()
+    counts = [k for k in ("images_read", "unreadable_images") if k in stats]
+    if counts and accelerator.num_processes > 1:
+        total = accelerator.reduce(torch.tensor([stats[k] for k in counts], device=accelerator.device), "sum")
+        stats.update(zip(counts, total.tolist()))
+    return stats
 
 
 def _nonfinite_state(accelerator: Accelerator, model) -> str:
