@@ -18,8 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from simclr_core.augment import functional as F
-from simclr_core.augment import native, sampling
+from simclr_core.augment import fastpath, functional as F, sampling
 from simclr_core.config import AugmentConfig
 
 Params = tuple[Any, ...]
@@ -47,13 +46,6 @@ class Op:
     def apply_owned(self, x: Tensor, params: Params) -> Tensor:
         """apply, allowed to overwrite x (which the caller owns and no longer needs)."""
         return (self.apply_ or self.apply)(x, params)
-
-
-def native_kernels_for(x: Tensor):
-    """native.cpp's kernels where they can run on x in place (a contiguous float32 CPU batch), else None."""
-    if x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous():
-        return None
-    return native.kernels()
 
 
 def take_rows(params: Params, rows: Tensor | slice) -> Params:
@@ -88,17 +80,8 @@ def color(cfg: AugmentConfig, image_size: int) -> Op:
         identity = torch.tensor([1.0, 1.0, 1.0, 0.0], device=factors.device)
         return torch.where(jittered.unsqueeze(1), factors, identity), order, dropped
 
-    def apply(x, params, owned=False):
-        factors, order, dropped = params
-        kernels = native_kernels_for(x) if owned else None
-        if kernels is not None:
-            kernels.color_(x, factors, order, dropped)
-            return x
-        x = F.color_jitter(x, factors, order, inplace=owned)
-        # x is now color_jitter's own tensor, so colour dropping may write into it.
-        return F.apply_to_subset(x, dropped, lambda rows, _: F.rgb_to_grayscale(rows, num_output_channels=3),
-                                 inplace=True)
-    return Op(draw, apply, lambda x, p: apply(x, p, owned=True))
+    return Op(draw, lambda x, p: fastpath.color_distort(x, *p, inplace=False),
+              lambda x, p: fastpath.color_distort(x, *p, inplace=True))
 
 
 def blur(cfg: AugmentConfig, image_size: int) -> Op:
@@ -111,17 +94,7 @@ def blur(cfg: AugmentConfig, image_size: int) -> Op:
         blurred = sampling.bernoulli(n, cfg.blur_prob, generator)
         return blurred, sampling.uniform(n, *cfg.blur_sigma, generator), F.blur_kernel_size(height)
 
-    def apply(x, params, owned=False):
-        blurred, sigma, size = params
-        kernels = native_kernels_for(x) if owned else None
-        if kernels is not None:
-            rows = blurred.nonzero().squeeze(1)
-            if size > 1 and rows.numel():
-                kernels.blur_rows_(x, rows, F.blur_kernels(size, sigma[rows].to(torch.float32)))
-            return x
-        return F.apply_to_subset(x, blurred, lambda rows, idx: F.gaussian_blur(rows, size, sigma[idx]),
-                                 inplace=owned)
-    return Op(draw, apply, lambda x, p: apply(x, p, owned=True))
+    return Op(draw, lambda x, p: fastpath.blur(x, *p, inplace=False), lambda x, p: fastpath.blur(x, *p, inplace=True))
 
 
 def cutout(cfg: AugmentConfig, image_size: int) -> Op:

@@ -12,9 +12,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from simclr_core.augment import functional as F, native, originals
-from simclr_core.augment.ops import OPS, Op, Params, native_kernels_for, take_rows
-from simclr_core.augment.workers import chunk_pool
+from simclr_core.augment import fastpath, functional as F, originals
+from simclr_core.augment.ops import OPS, Op, Params, take_rows
 from simclr_core.config import AugmentConfig
 from simclr_core.validation import ConfigError, require_choice, require_pair, require_range
 
@@ -35,7 +34,7 @@ class TwoViewAugmentation:
     ``both`` runs on both views (each view draws its own parameters: the two views are stacked
     into one 2B batch, so every op runs once per call); ``first_only`` then runs on view 1 only.
     All parameters of the batch are drawn first; on a CPU they are then applied chunk by chunk
-    (CPU_CHUNK_BYTES), the chunks side by side on single-threaded workers (``workers.chunk_pool``), which
+    (CPU_CHUNK_BYTES), the chunks side by side on single-threaded workers (``fastpath.in_chunks``), which
     gives the same views as applying them to the whole batch.
     """
     both: tuple[tuple[str, Op], ...]
@@ -55,25 +54,12 @@ class TwoViewAugmentation:
         if out is not None:
             self._check_out(out, b, images.device)
         params = self._draw(b, height, width, images.device, generator)
-        cpu = images.device.type == "cpu"
-        rows = self.chunk_rows(height, width) if cpu else b
-        pool = chunk_pool() if cpu else None
-        if pool is not None:                                                 # at least a chunk per worker
-            rows = min(rows, -(-b // torch.get_num_threads()))
-        if rows >= b:
-            return self._views(images, params, out=None if out is None else out.chunk(2))
-        if out is None:
-            out = torch.empty((2 * b, 3, self.image_size, self.image_size), dtype=torch.float32)
-        view1, view2 = out.chunk(2)
-        chunks = [(images[start:stop], self._take(params, start, stop, b), (view1[start:stop], view2[start:stop]))
-                  for start, stop in ((start, min(start + rows, b)) for start in range(0, b, rows))]
-        if pool is None:
-            for chunk, chunk_params, chunk_out in chunks:
-                self._views(chunk, chunk_params, out=chunk_out)
-        else:
-            for future in [pool.submit(self._views, *chunk) for chunk in chunks]:
-                future.result()
-        return view1, view2
+        if images.device.type == "cpu":
+            chunked = fastpath.in_chunks(self._views, images, params, self._take, out, self.image_size,
+                                         self.chunk_rows(height, width))
+            if chunked is not None:
+                return chunked
+        return self._views(images, params, out=None if out is None else out.chunk(2))
 
     def _check_out(self, out: Tensor, b: int, device: torch.device) -> None:
         shape = (2 * b, 3, self.image_size, self.image_size)
@@ -113,16 +99,9 @@ class TwoViewAugmentation:
         both_params, first_params = list(params[0]), params[1]
         both_ops = [op for _, op in self.both]
         b = images.shape[0]
-        crop_first = self._names()[:1] == ("crop",)
-        cpu_uint8 = images.device.type == "cpu" and images.dtype == torch.uint8
-        kernels = native.kernels() if crop_first and cpu_uint8 else None
-        if kernels is not None:
-            # One pass: crop, resize, flip and uint8 -> float, straight from the images (native.cpp).
-            views = torch.empty((2 * b, 3, self.image_size, self.image_size), dtype=torch.float32)
-            kernels.resized_crop_uint8(images.contiguous(), *both_params[0], views)
+        if self._names()[:1] == ("crop",):
+            views = fastpath.crop_resize_flip(images, *both_params[0], self.image_size)
             both_ops, both_params = both_ops[1:], both_params[1:]
-        elif crop_first:
-            views, both_params[0] = self._flipped_sources(images, *both_params[0])
         elif "crop" in self._names():
             views = torch.empty((2 * b, 3, *images.shape[2:]), dtype=torch.float32, device=images.device)
             F.to_float_rgb(images, out=views[:b])
@@ -172,24 +151,7 @@ class TwoViewAugmentation:
         return self._rest(views, both_ops, both_params, first_params, None if out is None else out.chunk(2))
 
     def _normalize(self, x: Tensor, out: Tensor | None) -> Tensor:
-        kernels = native_kernels_for(x)
-        if kernels is None or not (out is None or out.is_contiguous()
-                                   or out.is_contiguous(memory_format=torch.channels_last)):
-            return F.normalize(x, self.mean, self.std, out=out)
-        out = torch.empty_like(x) if out is None else out
-        kernels.normalize_into(x, *F.normalize_affine(self.mean, self.std), out)
-        return out
-
-    @staticmethod
-    def _flipped_sources(images: Tensor, boxes: Tensor, flip: Tensor) -> tuple[Tensor, tuple[Tensor, None]]:
-        """The 2B float sources of a crop that comes first, already flipped where ``flip`` (2B,) says, and the
-        crop's parameters on them (mirrored boxes, no flip). Flipping the uint8 images moves a quarter of the
-        bytes of flipping float views, and grid_sample runs ~1.5x slower on a right-to-left grid (measured)."""
-        b = images.shape[0]
-        both = torch.cat((images, images.flip(3)))                           # the images, then their mirrors
-        which = torch.arange(2 * b, device=flip.device) % b + b * flip.long()
-        sources = both.index_select(0, which.to(images.device, non_blocking=True))
-        return F.to_float_rgb(sources), (F.mirror_boxes(boxes, images.shape[-1], flip), None)
+        return fastpath.normalize(x, self.mean, self.std, out)
 
     def _names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.both)
