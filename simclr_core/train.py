@@ -31,6 +31,7 @@ from simclr_core.config import AugmentConfig, RunConfig
 from simclr_core.data.feed import Feed, open_feed, resolve_loader
 from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate import finetune_eval, knn_eval, linear_eval
+from simclr_core.evaluate.features import reuse_features
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
 from simclr_core.models import build_model
 from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
@@ -301,29 +302,37 @@ def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed
     metrics: dict[str, Any] = {}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and protocols:
-        encoder = accelerator.unwrap_model(model).encoder
-        ev, dtype = cfg.eval, autocast_dtype(mixed_precision)
-        common = dict(mean=feed.mean, std=feed.std, num_classes=feed.num_classes)
-        data = (feed.train_eval, feed.train_labels, feed.test_eval, feed.test_labels)
-        if "knn" in protocols:
-            metrics.update(knn_eval(encoder, *data, k=ev.knn_k, temperature=ev.knn_temperature,
-                                    autocast_dtype=dtype, **common))
-        if "linear" in protocols:
-            metrics.update(linear_eval(encoder, *data, epochs=ev.linear_epochs, batch_size=ev.linear_batch_size,
-                                       lr=ev.linear_lr, seed=cfg.seed, autocast_dtype=dtype, **common))
-        if "finetune" in protocols:
-            crop = build_augmentation(AugmentConfig(ops=("crop",)), feed.train_eval.shape[-1], feed.mean, feed.std)
-            for fraction in ev.finetune_fractions:
-                result = finetune_eval(encoder, *data, label_fraction=fraction, epochs=ev.finetune_epochs,
-                                       batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,
-                                       augment=lambda x, g: crop(x, g)[0], **common)
-                pct = f"{fraction * 100:g}pct"
-                metrics.update({f"finetune_top1_{pct}": result["finetune_top1"],
-                                f"finetune_top5_{pct}": result["finetune_top5"]})
+        with reuse_features():           # kNN and linear evaluation share one pass over each split
+            metrics.update(_protocols(accelerator, model, cfg, feed, mixed_precision, protocols))
     if accelerator.num_processes > 1:
         box = [metrics]
         broadcast_object_list(box)
         metrics = box[0]
+    return metrics
+
+
+def _protocols(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed_precision: str,
+               protocols: tuple[str, ...]) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    encoder = accelerator.unwrap_model(model).encoder
+    ev, dtype = cfg.eval, autocast_dtype(mixed_precision)
+    common = dict(mean=feed.mean, std=feed.std, num_classes=feed.num_classes)
+    data = (feed.train_eval, feed.train_labels, feed.test_eval, feed.test_labels)
+    if "knn" in protocols:
+        metrics.update(knn_eval(encoder, *data, k=ev.knn_k, temperature=ev.knn_temperature,
+                                autocast_dtype=dtype, **common))
+    if "linear" in protocols:
+        metrics.update(linear_eval(encoder, *data, epochs=ev.linear_epochs, batch_size=ev.linear_batch_size,
+                                   lr=ev.linear_lr, seed=cfg.seed, autocast_dtype=dtype, **common))
+    if "finetune" in protocols:
+        crop = build_augmentation(AugmentConfig(ops=("crop",)), feed.train_eval.shape[-1], feed.mean, feed.std)
+        for fraction in ev.finetune_fractions:
+            result = finetune_eval(encoder, *data, label_fraction=fraction, epochs=ev.finetune_epochs,
+                                   batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,
+                                   augment=lambda x, g: crop(x, g)[0], **common)
+            pct = f"{fraction * 100:g}pct"
+            metrics.update({f"finetune_top1_{pct}": result["finetune_top1"],
+                            f"finetune_top5_{pct}": result["finetune_top5"]})
     return metrics
 
 

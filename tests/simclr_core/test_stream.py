@@ -324,3 +324,23 @@ def test_streamed_batches_reach_the_gpu_without_a_host_sync_in_the_step(split):
                 augment.views_from_originals(images, torch.Generator().manual_seed(step))
             finally:
                 torch.cuda.set_sync_debug_mode("default")
+
+
+def test_knn_and_linear_evaluation_read_each_streamed_split_once(tmp_path, images, monkeypatch):
+    from simclr_core.data import stream as stream_module
+    from simclr_core.train import train
+
+    write_folder(tmp_path / "data", images)
+    write_folder(tmp_path / "data", images[:20], split="test")
+    passes = []
+    real = stream_module.EvalImages.batches
+
+    def counted(self, batch_size):
+        passes.append(len(self))
+        return real(self, batch_size)
+
+    monkeypatch.setattr(stream_module.EvalImages, "batches", counted)
+    metrics = train(stream_config(tmp_path / "data", "imagefolder", max_steps=1,
+                                  **{"eval.protocols": ("knn", "linear"), "eval.linear_epochs": 2}), tmp_path / "run")
+    assert sorted(passes) == [20, 40]                                   # each split decoded once, not once per protocol
+    assert 0 <= metrics["knn_top1"] <= 100 and 0 <= metrics["linear_top1"] <= 100
