@@ -2,16 +2,17 @@
 
 `open_encoded(cfg, split)` finds the split as `load_images` does (locate.py) and returns an `EncodedSplit`:
 labels, the number of classes, `read(indices) -> [bytes]` and `where(index) -> "row 17 of /x/train.parquet"`.
-Nothing is decoded. Three layouts:
+Nothing is decoded. Four layouts:
 
   - parquet shards (the Hugging Face layout, e.g. the Hub's ImageNet): read by row group, the unit of
     parquet's compression; only the label column is read to build the index;
   - an image folder (class folders of JPEG/PNG files): one file per image;
-  - arrow files and `save_to_disk` folders: memory-mapped by `datasets`, read row by row.
+  - arrow files and `save_to_disk` folders: memory-mapped by `datasets`, read row by row;
+  - WebDataset tar shards (key.jpg + key.cls): each image's offset and size in its shard, read by seeking.
 
 The order of an epoch (`epoch_order`) is a pure function of (seed, epoch, rank, world), so a resumed run reads
 what an uninterrupted one would have, and the processes of a run read disjoint images. Where single images
-are cheap to reach (folders, arrow) it is the resident path's order: one permutation of the whole split,
+are cheap to reach (folders, arrow, tar) it is the resident path's order: one permutation of the whole split,
 process r taking rows r*b..(r+1)*b-1 of each batch. Parquet rows are reached a row group at a time, so
 there a permutation of the row groups is dealt to the processes in turn and each process shuffles the
 images within windows of WINDOW_UNITS consecutive groups: a process holds at most that many decoded-free
@@ -20,6 +21,7 @@ images within windows of WINDOW_UNITS consecutive groups: a process holds at mos
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -86,6 +88,36 @@ class FileSplit(EncodedSplit):
         return self.paths[index]
 
 
+class TarSplit(EncodedSplit):
+    """WebDataset tar shards: sample `key` is the member key.jpg (or .jpeg/.png/.webp) with its label in
+    key.cls; read by seeking to each member's bytes (the index holds shard, offset and size)."""
+
+    def __init__(self, name: str, files: Sequence[str], members: list[str], shard: np.ndarray,
+                 offset: np.ndarray, size: np.ndarray, labels: np.ndarray, num_classes: int):
+        self.name, self.files, self.members = name, list(files), members
+        self.shard, self.offset, self.size = shard, offset, size
+        self.labels, self.num_classes = labels, num_classes
+        self._handles: dict[int, object] = {}
+        self._lock = threading.Lock()      # a training stream and an evaluation may read at once
+
+    def read(self, indices: Sequence[int]) -> list[bytes]:
+        with self._lock:
+            return self._read(indices)
+
+    def _read(self, indices: Sequence[int]) -> list[bytes]:
+        out = []
+        for i in map(int, indices):
+            handle = self._handles.get(int(self.shard[i]))
+            if handle is None:
+                handle = self._handles[int(self.shard[i])] = open(self.files[int(self.shard[i])], "rb")
+            handle.seek(int(self.offset[i]))
+            out.append(handle.read(int(self.size[i])))
+        return out
+
+    def where(self, index: int) -> str:
+        return f"{self.members[index]} in {self.files[int(self.shard[index])]}"
+
+
 class ArrowSplit(EncodedSplit):
     """Arrow files or a saved dataset, memory-mapped by `datasets`: any row is cheap to reach."""
 
@@ -121,6 +153,7 @@ class ParquetSplit(EncodedSplit):
         self.labels, self.num_classes, self.units = labels, num_classes, units
         self._starts = np.array([u.first for u in units], dtype=np.int64)
         self._cache: OrderedDict[int, list] = OrderedDict()
+        self._lock = threading.Lock()      # a training stream and an evaluation may read at once
 
     def _unit_of(self, index: int) -> int:
         return int(np.searchsorted(self._starts, index, side="right") - 1)
@@ -142,6 +175,10 @@ class ParquetSplit(EncodedSplit):
         return rows
 
     def read(self, indices: Sequence[int]) -> list[bytes]:
+        with self._lock:
+            return self._read(indices)
+
+    def _read(self, indices: Sequence[int]) -> list[bytes]:
         out = []
         for i in map(int, indices):
             unit = self._unit_of(i)
@@ -183,6 +220,8 @@ def open_encoded(cfg: DataConfig, split: str) -> EncodedSplit:
         encoded = _open_folder(spec.name, source)
     elif source.kind == "files" and source.location == "parquet":
         encoded = _open_parquet(spec.name, source, spec.num_classes)
+    elif source.kind == "files" and source.location == "webdataset":
+        encoded = _open_tar(spec.name, source, spec.num_classes)
     else:
         encoded = _open_arrow(spec.name, source, spec.num_classes)
     if len(encoded) == 0:
@@ -271,6 +310,42 @@ def _open_parquet(name: str, source: Source, catalog_classes: int | None) -> Par
     return ParquetSplit(name, source.files, column, labels, classes, units)
 
 
+def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSplit:
+    import tarfile
+
+    members, shard, offset, size, labels = [], [], [], [], []
+    for f, path in enumerate(source.files):
+        images, classes = {}, {}
+        try:
+            with tarfile.open(path) as archive:
+                for member in archive:
+                    if not member.isfile():
+                        continue
+                    key, _, suffix = member.name.rpartition(".")
+                    if "." + suffix.lower() in IMAGE_SUFFIXES:
+                        images[key] = (member.name, member.offset_data, member.size)
+                    elif suffix == "cls":
+                        classes[key] = archive.extractfile(member).read().decode().strip()
+        except (tarfile.TarError, OSError) as exc:
+            raise ConfigError(f"{path} is not a readable tar shard ({exc})") from exc
+        for key in sorted(images):
+            if key not in classes:
+                raise ConfigError(f"{path}: sample {key!r} has an image but no {key}.cls label (WebDataset layout: "
+                                  "key.jpg beside key.cls holding the class index)")
+            try:
+                labels.append(int(classes[key]))
+            except ValueError:
+                raise ConfigError(f"{path}: {key}.cls holds {classes[key]!r}, not a class index") from None
+            member, start, length = images[key]
+            members.append(member)
+            shard.append(f)
+            offset.append(start)
+            size.append(length)
+    labels, classes = _checked_labels(np.asarray(labels, dtype=np.int64), catalog_classes, source.describe())
+    return TarSplit(name, source.files, members, np.asarray(shard), np.asarray(offset, dtype=np.int64),
+                    np.asarray(size, dtype=np.int64), labels, classes)
+
+
 def _open_arrow(name: str, source: Source, catalog_classes: int | None) -> ArrowSplit:
     dataset = source.load()
     schema = dataset.data.schema
@@ -283,5 +358,5 @@ def _open_arrow(name: str, source: Source, catalog_classes: int | None) -> Arrow
     return ArrowSplit(name, dataset, column, labels, classes, source.describe())
 
 
-__all__ = ["EncodedSplit", "FileSplit", "ArrowSplit", "ParquetSplit", "open_encoded", "epoch_permutation",
+__all__ = ["EncodedSplit", "FileSplit", "ArrowSplit", "ParquetSplit", "TarSplit", "open_encoded", "epoch_permutation",
            "WINDOW_UNITS"]

@@ -23,7 +23,7 @@ from simclr_core.validation import ConfigError, require_choice
 
 log = logging.getLogger(__name__)
 
-_LABEL_COLUMNS = ("label", "fine_label", "labels")
+_LABEL_COLUMNS = ("label", "fine_label", "labels", "cls")       # "cls": WebDataset shards
 
 
 @dataclass
@@ -49,6 +49,9 @@ def load_images(cfg: DataConfig, split: str) -> ImageSet:
     limit_key = f"data.{split}_limit"
     limit = cfg.train_limit if split == "train" else cfg.test_limit
     source = locate_source(spec, cfg.data_dir, split)
+    if source.location == "webdataset":
+        raise ConfigError(f"{source.describe()}: WebDataset tar shards are read by the streamed path; set "
+                          "data.loader=stream (or leave data.loader=auto with data.dataset=parquet or imagenet)")
     size = cfg.image_size or spec.native_size  # None: the first image's side (folders, parquet)
     fingerprint = source.fingerprint()
     full = CachedSplit.for_key(spec.name, split, fingerprint, size, None)

@@ -26,7 +26,9 @@ from simclr_core.validation import ConfigError
 
 DATA_DIR_ENV = "SIMCLR_DATA_DIR"
 HUB_PROBE_TIMEOUT_S = 3.0
-_FORMATS = {".parquet": "parquet", ".arrow": "arrow"}
+# WebDataset tar shards (key.jpg + key.cls per sample) are read by `datasets`' "webdataset" builder on the
+# resident path and by encoded.TarSplit on the streamed one.
+_FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".tar": "webdataset"}
 # A Hub folder's split names as `datasets` reports them (a folder called "val" becomes "validation").
 _HUB_SPLIT = {"val": "validation"}
 
@@ -148,7 +150,7 @@ def _find_local(spec: DatasetSpec, path: Path, names: tuple[str, ...]) -> tuple[
         files = _split_files(path, name)
         if files:
             return Source(spec.name, "files", _FORMATS[Path(files[0]).suffix], name, files), ""
-    return None, f"{path} has no {' / '.join(names)} .parquet/.arrow files"
+    return None, f"{path} has no {' / '.join(names)} .parquet/.arrow/.tar files"
 
 
 def _names_split(path: Path, name: str) -> bool:
@@ -164,7 +166,7 @@ def _split_files(root: Path, name: str) -> tuple[str, ...]:
             path = Path(folder) / file
             if path.suffix in _FORMATS and _names_split(path, name):
                 found.setdefault(path.suffix, []).append(path)
-    files = found.get(".parquet") or found.get(".arrow") or []
+    files = found.get(".parquet") or found.get(".arrow") or found.get(".tar") or []
     folders = sorted({str(p.parent) for p in files})
     if len(folders) > 1:
         raise ConfigError(f"several folders under {root} hold {name!r} files: {', '.join(folders)}; "

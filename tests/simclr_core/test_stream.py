@@ -15,7 +15,7 @@ from PIL import Image
 
 from simclr_core.config import DataConfig
 from simclr_core.data.decode import decode_image
-from simclr_core.data.encoded import WINDOW_UNITS, FileSplit, ParquetSplit, open_encoded
+from simclr_core.data.encoded import WINDOW_UNITS, ParquetSplit, open_encoded
 from simclr_core.data.stream import BadImages, Decoder, EvalImages, StreamedBatches, decode_batch
 from simclr_core.validation import ConfigError
 
@@ -80,12 +80,12 @@ def images():
     return image_set(40)
 
 
-@pytest.fixture(params=["folder", "parquet"])
+@pytest.fixture(params=["folder", "parquet", "tar"])
 def split(request, tmp_path, images):
     if request.param == "folder":
         write_folder(tmp_path / "data", images)
         return open_encoded(DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "data")), "train")
-    write_parquet(tmp_path / "data", images)
+    (write_parquet if request.param == "parquet" else write_tar)(tmp_path / "data", images)
     return open_encoded(DataConfig(dataset="parquet", data_dir=str(tmp_path / "data")), "train")
 
 
@@ -112,7 +112,7 @@ def test_processes_read_disjoint_images_whose_union_is_the_epoch(split, world):
     orders = [split.epoch_order(7, 0, rank, world, local) for rank in range(world)]
     steps = len(split) // (local * world)
     assert all(len(o) == steps * local for o in orders)
-    if isinstance(split, FileSplit):   # the resident path's order: all but the last partial batch
+    if not isinstance(split, ParquetSplit):   # the resident path's order: all but the last partial batch
         seen = np.concatenate(orders)
         assert len(set(seen.tolist())) == len(seen) == steps * local * world
     else:
@@ -256,13 +256,14 @@ def logged_losses(run_dir: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in rows if "loss" in r]
 
 
-@pytest.mark.parametrize("layout", ["folder", "parquet"])
+@pytest.mark.parametrize("layout", ["folder", "parquet", "tar"])
 def test_train_streams_photos_of_every_size_and_resumes_exactly(tmp_path, images, layout):
     from simclr_core.train import train
 
     data = tmp_path / "data"
-    (write_folder if layout == "folder" else write_parquet)(data, images)
-    (write_folder if layout == "folder" else write_parquet)(data, images[:20], split="test")
+    write = {"folder": write_folder, "parquet": write_parquet, "tar": write_tar}[layout]
+    write(data, images)
+    write(data, images[:20], split="test")
     dataset = "imagefolder" if layout == "folder" else "parquet"
     full = train(stream_config(data, dataset, max_steps=4), tmp_path / "full")
     assert full["data_loader"] == "stream" and full["unreadable_images"] == 0 and full["images_read"] == 32
@@ -344,3 +345,51 @@ def test_knn_and_linear_evaluation_read_each_streamed_split_once(tmp_path, image
                                   **{"eval.protocols": ("knn", "linear"), "eval.linear_epochs": 2}), tmp_path / "run")
     assert sorted(passes) == [20, 40]                                   # each split decoded once, not once per protocol
     assert 0 <= metrics["knn_top1"] <= 100 and 0 <= metrics["linear_top1"] <= 100
+
+
+def write_tar(root: Path, images, split: str = "train", shards: int = 2) -> Path:
+    """WebDataset shards: key.jpg/.png beside key.cls."""
+    import tarfile
+
+    root.mkdir(parents=True, exist_ok=True)
+    per = -(-len(images) // shards)
+    for s in range(shards):
+        with tarfile.open(root / f"{split}-{s:06d}.tar", "w") as archive:
+            for i, (data, label, suffix) in enumerate(images[s * per:(s + 1) * per], start=s * per):
+                for name, payload in ((f"{i:06d}{suffix}", data), (f"{i:06d}.cls", str(label).encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(payload)
+                    archive.addfile(info, io.BytesIO(payload))
+    return root
+
+
+def test_webdataset_tar_shards_are_indexed_and_read_by_offset(tmp_path, images):
+    from simclr_core.data.encoded import TarSplit
+
+    write_tar(tmp_path / "t", images)
+    split = open_encoded(DataConfig(dataset="parquet", data_dir=str(tmp_path / "t")), "train")
+    assert isinstance(split, TarSplit) and len(split) == len(images)
+    assert split.read([0, 39, 5]) == [images[0][0], images[39][0], images[5][0]]
+    assert split.labels.tolist() == [l for _, l, _ in images]
+    assert split.where(39) == f"000039{images[39][2]} in {tmp_path / 't' / 'train-000001.tar'}"
+
+
+def test_a_tar_sample_without_a_label_is_named(tmp_path, images):
+    import tarfile
+
+    root = tmp_path / "t"
+    root.mkdir()
+    with tarfile.open(root / "train-000000.tar", "w") as archive:
+        info = tarfile.TarInfo("sample7.jpg")
+        info.size = len(images[0][0])
+        archive.addfile(info, io.BytesIO(images[0][0]))
+    with pytest.raises(ConfigError, match=r"sample 'sample7' has an image but no sample7.cls label"):
+        open_encoded(DataConfig(dataset="parquet", data_dir=str(root)), "train")
+
+
+def test_the_resident_path_refuses_tar_shards_naming_the_streamed_one(tmp_path, images):
+    from simclr_core.data import load_images
+
+    write_tar(tmp_path / "t", images[:6])
+    with pytest.raises(ConfigError, match="WebDataset tar shards are read by the streamed path; set data.loader=stream"):
+        load_images(DataConfig(dataset="parquet", data_dir=str(tmp_path / "t"), loader="resident"), "train")
