@@ -197,6 +197,24 @@ class RunConfig:
         return scaled_lr(self.batch_size, self.optim.lr_scaling, self.optim.base_lr)
 
     # ---- validation -------------------------------------------------------------------------
+    def _validate_streamed(self) -> None:
+        """What the streamed data path (data.loader, data/feed.py) cannot do, refused before any data is read."""
+        from simclr_core.data.feed import resolve_loader
+
+        d, a = self.data, self.augment
+        if resolve_loader(d) != "stream":
+            return
+        why = f"data.loader={d.loader!r} streams {d.dataset!r}"
+        if d.train_limit is not None or d.test_limit is not None:
+            raise ConfigError(f"{why}, which reads whole splits: data.train_limit / data.test_limit need "
+                              "data.loader=resident; unset them or set data.loader=resident")
+        if "finetune" in self.eval.protocols:
+            raise ConfigError(f"{why}: eval.protocols 'finetune' needs data.loader=resident (it augments decoded "
+                              "images); drop it from eval.protocols or set data.loader=resident")
+        if "crop" in a.ops and a.ops[0] != "crop" and not a.one_branch:
+            raise ConfigError(f"{why}: augment.ops={a.ops!r} must start with 'crop' (each view is cropped from its "
+                              "own image first), or leave 'crop' out")
+
     def validate(self) -> "RunConfig":
         """Raise ConfigError on the first unknown name or out-of-range value; return self otherwise."""
         from simclr_core.augment import validate_augment_config
@@ -219,6 +237,7 @@ class RunConfig:
                 require_range(f"data.{name}", getattr(d, name), low=2)
 
         validate_augment_config(a)
+        self._validate_streamed()
 
         require_choice("encoder.name", e.name, list_encoders())
         require_choice("encoder.width", e.width, ENCODER_WIDTHS)

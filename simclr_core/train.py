@@ -28,7 +28,7 @@ from simclr_core import cpu_cache
 from simclr_core.augment import build_augmentation, build_local_views
 from simclr_core.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from simclr_core.config import AugmentConfig, RunConfig
-from simclr_core.data.feed import Feed, open_feed, resolve_loader
+from simclr_core.data.feed import Feed, open_feed
 from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate import finetune_eval, knn_eval, linear_eval
 from simclr_core.evaluate.features import reuse_features
@@ -64,9 +64,6 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     local_batch = cfg.batch_size // world
 
     # ---- data ------------------------------------------------------------------------------------
-    if "finetune" in cfg.eval.protocols and resolve_loader(cfg.data) == "stream":
-        raise ConfigError("eval.protocols 'finetune' needs data.loader='resident' (it augments decoded images); "
-                          "drop it from eval.protocols or set data.loader=resident")
     feed = open_feed(cfg.data, need_test=bool(cfg.eval.protocols or cfg.eval.knn_every_epochs))
     if feed.num_train < cfg.batch_size:
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {feed.num_train} training images "

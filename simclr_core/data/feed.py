@@ -22,7 +22,7 @@ from simclr_core.config import DATA_LOADERS as LOADERS, DataConfig
 from simclr_core.data.catalog import dataset_spec
 from simclr_core.data.images import ImageSet, load_images
 from simclr_core.seeding import epoch_permutation
-from simclr_core.validation import ConfigError, require_choice
+from simclr_core.validation import require_choice
 
 # Datasets up to this size are moved to the accelerator whole, so a step never waits on the host.
 DEVICE_RESIDENT_BYTES = 2 << 30
@@ -110,9 +110,6 @@ def open_feed(cfg: DataConfig, need_test: bool) -> Feed:
     from simclr_core.data.stream import EvalImages
 
     spec = dataset_spec(cfg.dataset)
-    if cfg.train_limit is not None or cfg.test_limit is not None:
-        raise ConfigError(f"data.train_limit / data.test_limit apply to data.loader='resident' only (the streamed "
-                          f"path reads whole splits); unset them or set data.loader=resident")
     size = cfg.image_size or spec.native_size or DEFAULT_STREAM_SIZE
     train_split = open_encoded(cfg, "train")
     test_split = open_encoded(cfg, "test") if need_test else None

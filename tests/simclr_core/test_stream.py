@@ -284,8 +284,9 @@ def test_a_resident_run_of_the_same_folder_is_recorded_as_such(tmp_path, images)
 
 
 @pytest.mark.parametrize("overrides, needle", [
-    ({"data.train_limit": 16}, "apply to data.loader='resident' only"),
-    ({"eval.protocols": ("finetune",)}, "'finetune' needs data.loader='resident'"),
+    ({"data.train_limit": 16}, "data.train_limit / data.test_limit need data.loader=resident"),
+    ({"eval.protocols": ("finetune",)}, "'finetune' needs data.loader=resident"),
+    ({"augment.ops": ("color", "crop")}, r"must start with 'crop' \(each view is cropped from its own image"),
     ({"data.loader": "disk"}, "data.loader='disk' is not valid; choose one of: 'auto', 'resident', 'stream'"),
 ])
 def test_streamed_runs_refuse_what_they_cannot_do_before_any_step(tmp_path, images, overrides, needle):
