@@ -97,16 +97,17 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
     the traceback goes to error.txt and the outcome says `failed`. KeyboardInterrupt/SIGTERM mark the run
     cancelled and propagate."""
     store = RunStore(results_dir)
-    problem = store.problem(run.run_id)
-    if problem:
-        return Outcome(run.run_id, "corrupt", f"{problem}; {redo_command(run)} trains it again "
-                                              "(the damaged files are kept)")
-    if store.is_done(run.run_id):
+    if store.is_done(run.run_id) and not store.problem(run.run_id):
         return Outcome(run.run_id, "skipped", "done already (final.json)")
     claim = try_claim(store.run_dir(run.run_id))
     if claim is None:
         return Outcome(run.run_id, "skipped", f"claimed by {describe_claim(read_claim(store.run_dir(run.run_id)))}")
     with claim:
+        # Judged under the claim: a file another process is still writing is not damage.
+        problem = store.problem(run.run_id)
+        if problem:
+            return Outcome(run.run_id, "corrupt", f"{problem}; {redo_command(run)} trains it again "
+                                                  "(the damaged files are kept)")
         if store.is_done(run.run_id):     # finished by another process between our check and our claim
             return Outcome(run.run_id, "skipped", "done already (final.json)")
         status = store.start_attempt(run, code or code_version())

@@ -63,9 +63,9 @@ class SlurmExecutor(Executor):
 
     def __init__(self, settings: SlurmSettings | None = None, train_fn: TrainFn | str | None = None,
                  wait: bool = False, on_outcome: Callable[[Outcome], None] | None = None, poll_s: float = 5.0):
+        require_slurm()                   # first: on a machine without SLURM no setting can help
         self.settings = settings if settings is not None else load_settings()
         self.settings.require_time_limit()
-        require_slurm()
         self.train_fn = train_fn
         self.wait = wait
         self.on_outcome = on_outcome or (lambda outcome: None)

@@ -32,6 +32,7 @@ trials (default 4) are in flight as SLURM jobs; the driver tells each as its run
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Any, Callable, Sequence
 
@@ -40,7 +41,7 @@ from registry.scales import DEFAULT_SCALE, SCALES
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import default_results_dir
 from registry.sweep_space import SAMPLERS, SWEEPS, StudyPlan, get_sweep, plan_studies
-from registry.sweep_study import STORAGE_KINDS, StudyDriver, open_storage, open_study, storage_url
+from registry.sweep_study import STORAGE_KINDS, StudyDriver, check_storage, open_study_at, storage_url
 from registry.sweep_study import retry_failed as retry_failed_trials
 from registry.sweep_summary import study_summary, summary_path, write_summary
 from simclr_core.validation import ConfigError, require_choice, require_range
@@ -106,19 +107,21 @@ def run_sweep(name: str, *, trials: int | None = None, sampler: str = "grid", st
     require_range("--max-parallel", parallel, low=1)
     plans = plan_studies(name, scale=scale, sampler=sampler, splits=_splits(name, normalize), overrides=overrides)
     targets = [_target(plan, trials) for plan in plans]
+    results = default_results_dir(results_dir)
+    urls = [storage_url(storage or ("journal" if slurm else "sqlite"), plan.study_name, results) for plan in plans]
+    for url in dict.fromkeys(urls):     # every study's storage, before the first study's trials run
+        check_storage(url)
     relay = _TellOnOutcome()
     if executor is None:
         # SLURM: submit and return (wait=False); the driver polls the store and tells trials as runs end.
         executor = (make_executor("slurm", settings=slurm_settings, train_fn=train_fn, wait=False) if slurm
                     else LocalExecutor(max_parallel=parallel, train_fn=train_fn, on_outcome=relay))
-    results = default_results_dir(results_dir)
     poll_s = poll_s if poll_s is not None else (30.0 if slurm else 5.0)
 
     # ---- one study per split value ----------------------------------------------------------------------
     summaries = []
-    for plan, target in zip(plans, targets):
-        url = storage_url(storage or ("journal" if slurm else "sqlite"), plan.study_name, results)
-        study = open_study(plan, open_storage(url), sampler_seed)
+    for plan, target, url in zip(plans, targets, urls):
+        study = open_study_at(plan, url, sampler_seed)
 
         def save(plan: StudyPlan = plan, study=study, url: str = url, target: int = target) -> dict[str, Any]:
             summary = study_summary(plan, study, url, target)
@@ -149,8 +152,14 @@ def _print_table(summaries: Sequence[dict[str, Any]], results_dir: str | None) -
     for s in summaries:
         print(f"summary: {summary_path(default_results_dir(results_dir), s['study'])}")
     if summaries:
-        print(f"runs: python -m registry show {summaries[0]['experiment']} lists the declared ones; "
-              "load_results() has every trial's run")
+        print(f"runs: {show_command(summaries[0]['experiment'], summaries[0]['scale'], results_dir)} lists the "
+              "declared ones; load_results() has every trial's run")
+
+
+def show_command(experiment: str, scale: str, results_dir: str | None) -> str:
+    """The `show` command for the sweep's runs: at its scale (show's default is another), in its results folder."""
+    command = f"python -m registry show {experiment} --scale {scale}"
+    return command + (f" --results-dir {shlex.quote(str(results_dir))}" if results_dir else "")
 
 
 # ---- command line ---------------------------------------------------------------------------------------------

@@ -26,16 +26,20 @@ trials: finished (COMPLETE or FAIL) trials that have parameters and were not ret
 """
 from __future__ import annotations
 
+import json
 import math
+import shlex
+import sqlite3
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from registry.claim import is_stale, owner_info
 from registry.declare import Run
-from registry.launch import Executor, Outcome
+from registry.launch import Executor, Outcome, redo_command
 from registry.provenance import code_version
 from registry.store import RunStore
 from registry.sweep_space import StudyPlan
@@ -47,6 +51,16 @@ if TYPE_CHECKING:  # optuna is imported when a study is opened, so `python -m re
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 600.0
 STORAGE_KINDS = ("sqlite", "journal")
+STORAGE_FORMS = ("'sqlite' (the default: <results>/optuna/<study>.db), 'journal' (<results>/optuna/<study>.journal), "
+                 "'journal:///path/to/file.journal', 'sqlite:///path/to/file.db', or a database URL: "
+                 "'postgresql://user@host/db' (pip install 'psycopg[binary]'), "
+                 "'mysql+pymysql://user@host/db' (pip install PyMySQL)")
+# SQLAlchemy's driver name -> the package that provides it, for the message when it is not installed.
+DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pg8000": "pg8000",
+                   "asyncpg": "asyncpg", "mysqldb": "mysqlclient", "pymysql": "PyMySQL",
+                   "mysqlconnector": "mysql-connector-python", "mariadbconnector": "mariadb",
+                   "pyodbc": "pyodbc", "oracledb": "oracledb", "cx_oracle": "cx_Oracle"}
+SQLITE_HEADER = b"SQLite format 3\x00"
 TPE_STARTUP_TRIALS = 5
 Report = Callable[[str], None]
 
@@ -68,8 +82,93 @@ def storage_url(spec: str | None, study_name: str, results_dir: str | Path) -> s
         return f"journal://{Path(path).resolve()}"
     if "://" in spec:
         return spec
-    raise ConfigError(f"--storage={spec!r} is not valid; choose one of: 'sqlite', 'journal', "
-                      "'journal:///path/to/file', or an RDB URL such as 'sqlite:///path.db' or 'postgresql://...'")
+    hint = ""
+    if "/" in spec or "." in spec:       # a bare file path: say which URL names it
+        where = Path(spec).resolve()
+        hint = f" (for the file {spec}: sqlite://{where} for an SQLite database, journal://{where} for a journal)"
+    raise ConfigError(f"--storage={spec!r} is not valid{hint}; choose one of: {STORAGE_FORMS}")
+
+
+def check_storage(url: str) -> None:
+    """Refuse, before anything runs, a storage Optuna could not open: an unknown URL scheme, a database driver
+    that is not installed, or an existing file that is not a study database or journal (left untouched)."""
+    if url.startswith("journal://"):
+        _check_journal(Path(url.removeprefix("journal://")))
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    shown = _shown(url)
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()          # NoSuchModuleError (an ArgumentError) for an unknown scheme
+    except ArgumentError:
+        scheme = url.partition("://")[0]
+        raise ConfigError(f"--storage {shown}: unknown storage scheme {scheme + '://'!r}; valid forms: "
+                          f"{STORAGE_FORMS}") from None
+    try:
+        (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
+    except ImportError as exc:
+        package = DRIVER_PACKAGES.get(parsed.get_driver_name(), exc.name or "its driver")
+        raise ConfigError(f"--storage {shown}: the {parsed.get_backend_name()} driver {parsed.get_driver_name()!r} "
+                          f"is not installed ({exc}); install it in this environment (pip install {package}), "
+                          "or use another storage, e.g. --storage sqlite or --storage journal") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        _check_sqlite(Path(parsed.database))
+
+
+def _shown(url: str) -> str:
+    """The URL for messages, its password hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _not_a_study(path: Path, kind: str, detail: str) -> ConfigError:
+    return ConfigError(f"{path} is not a valid Optuna study {kind} ({detail}); it was left untouched. Move it "
+                       f"aside to start a new study there (mv {shlex.quote(str(path))} "
+                       f"{shlex.quote(str(path) + '.bad')}), or point --storage elsewhere")
+
+
+def _check_sqlite(path: Path) -> None:
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise _not_a_study(path, "database", "it is not a file")
+    with open(path, "rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if header and header != SQLITE_HEADER:
+        raise _not_a_study(path, "database", "not an SQLite file")
+    try:  # read-only: a file that is not ours must not gain Optuna's tables
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            raise _not_a_study(path, "database", f"SQLite says: {exc}") from None
+        return                             # e.g. a journal left by a killed writer: Optuna's own open recovers it
+    if tables and "studies" not in tables:
+        raise _not_a_study(path, "database", f"an SQLite database of other tables: {', '.join(sorted(tables))}")
+
+
+def _check_journal(path: Path) -> None:
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise _not_a_study(path, "journal", "it is not a file")
+    *lines, tail = path.read_bytes().split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:                 # JSONDecodeError, UnicodeDecodeError
+            record = None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise _not_a_study(path, "journal", f"line {number} is not a journal record")
+    # A last line without its newline may be a record another driver is appending right now; garbage is not.
+    if tail.strip() and not tail.startswith(b"{"):
+        raise _not_a_study(path, "journal", f"line {len(lines) + 1} is not a journal record")
 
 
 def open_storage(url: str) -> "optuna.storages.BaseStorage | str":
@@ -118,6 +217,22 @@ def make_sampler(plan: StudyPlan, seed: int) -> "optuna.samplers.BaseSampler":
         # would read the stored ids as other values (the order of a full grid does not matter anyway).
         return _grid_sampler_class()({plan.sweep.axis: list(plan.grid)}, seed=0)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
+
+
+def open_study_at(plan: StudyPlan, url: str, sampler_seed: int = 0) -> "optuna.Study":
+    """open_study on the storage at `url` (check_storage it first); a database that fails to open is one clear
+    error naming it, not SQLAlchemy's traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return open_study(plan, open_storage(url), sampler_seed)
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if url.startswith("sqlite:///") and ("not a database" in detail or "malformed" in detail):
+            raise _not_a_study(Path(url.removeprefix("sqlite:///")), "database", f"SQLite says: {detail}") from None
+        raise ConfigError(f"cannot open the study storage {_shown(url)}: {detail}; check that the database "
+                          "server is reachable and the URL's user, host and database exist, or choose another "
+                          f"storage: {STORAGE_FORMS}") from None
 
 
 def open_study(plan: StudyPlan, storage: Any, sampler_seed: int = 0) -> "optuna.Study":
@@ -341,6 +456,9 @@ class StudyDriver:
 
     def _run_result(self, item: _InFlight, run: Run) -> tuple[str, Any]:
         """("done", metric value or None) | ("failed", reason) | ("waiting", None)."""
+        problem = self.store.problem(run.run_id)
+        if problem:      # damaged files: no result to use, and the executors will not train it again by themselves
+            return "failed", f"corrupt: {problem}; {redo_command(run)} trains it again"
         if self.store.is_done(run.run_id):
             return "done", (self.store.final(run.run_id) or {}).get(self.plan.metric)
         outcome = item.outcomes.get(run.run_id)

@@ -12,8 +12,10 @@ and takes seconds.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
 from registry.scales import SCALES
 from registry.store import default_results_dir, load_results
@@ -43,10 +45,19 @@ def main(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     results_dir = default_results_dir(args.results_dir)
-    out = args.out or results_dir / REPORT_FOLDER
+    out = Path(args.out) if args.out else results_dir / REPORT_FOLDER
+    check_out_dir(out)
     results = load_results(results_dir)
     sections = build_sections(results, keys=args.artefacts or None, scales=args.scale)
-    written = write_report(sections, out, results_dir)
+    left_out = results.attrs.get("left_out", {})
+    for run_id, why in sorted(left_out.items()):
+        print(f"left out: {run_id}: {why} (python -m registry status gives the command that trains it again)",
+              file=sys.stderr)
+    try:
+        written = write_report(sections, out, results_dir, left_out)
+    except OSError as exc:             # a disk that fills up, a folder changed meanwhile
+        raise ConfigError(f"could not write the report in the report folder {out}: {exc.strerror or exc}"
+                          + (f" ({exc.filename})" if exc.filename else "")) from None
     width = max(len(s.key) for s in sections)
     for s in sections:
         a = s.artefact.agreement
@@ -59,6 +70,20 @@ def main(args: argparse.Namespace) -> int:
           f"report in {written.out_dir} ({written.html.name}, {written.markdown.name}, "
           f"{len(written.files)} files) in {time.perf_counter() - started:.1f}s")
     return 0
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse an output folder that is a file or cannot be written, before anything is read or drawn."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:   # the folder, or what would hold it
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == out else f"lies under {existing}, which is a file"
+        raise ConfigError(f"the report folder {out} {what}; name a folder for the report with --out PATH "
+                          "(created if missing; the file is left as it is)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"the report folder {out} cannot be written ({existing}: no permission, or a read-only "
+                          "disk); name a folder you can write to with --out PATH")
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -156,3 +156,16 @@ def test_an_unexpected_error_prints_one_line_and_keeps_the_traceback_in_a_file(t
     path = Path(err.split("the traceback is in ")[1].split()[0])
     assert "Traceback (most recent call last)" in path.read_text() and "broken" in path.read_text()
     path.unlink()
+
+
+def test_the_report_names_the_runs_it_left_out(finished, tmp_path, capsys):
+    from reports.cli import run as report
+
+    results, runs = finished
+    (results / runs[0].run_id / "final.json").write_text("{")
+    code = report(["--results-dir", str(results), "--out", str(tmp_path / "report"), "tab4"])
+    err = capsys.readouterr().err
+    assert code == 0 and f"left out: {runs[0].run_id}: final.json is not valid JSON" in err
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "Left out: 1 finished run(s) whose files are damaged" in page and runs[0].run_id in page
+    assert runs[0].run_id in (tmp_path / "report" / "index.html").read_text()

@@ -122,6 +122,20 @@ def test_slurm_without_slurm_commands_says_so_before_recording_anything(tmp_path
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("verb", [["run", "head_type"], ["sweep", "temperature"]])
+def test_missing_slurm_is_reported_before_the_missing_time_limit(tmp_path, verb):
+    # No sbatch on PATH and no time limit anywhere (no flag, no config file): SLURM's absence is what to fix first.
+    env = {**os.environ, "PATH": str(tmp_path / "no-bin"), "PYTHONPATH": str(REPO),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "SIMCLR_RESULTS_DIR": str(tmp_path / "results")}
+    env.pop("SIMCLR_SLURM_CONFIG", None)
+    done = subprocess.run([sys.executable, "-m", "registry", *verb, "--scale", "smoke", "--slurm"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "SLURM's commands are not on this machine" in done.stderr and "sbatch" in done.stderr
+    assert "--slurm-time-min" not in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
 def test_slurm_flags_without_slurm_are_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(tmp_path / "results"))
     code = main(["run", "head_type", "--scale", "smoke", "--slurm-partition", "gpu", "--slurm-wait"])

@@ -12,12 +12,14 @@ import sys
 import textwrap
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+from fake_train import write_fake_checkpoint
 from registry import get_experiment, load_results
 from registry.__main__ import main
 from registry.launch import Executor, LocalExecutor, Outcome, execute_run
@@ -43,7 +45,7 @@ def temperature_train(cfg, run_dir) -> dict:
     resumed = (run_dir / "checkpoint.pt").exists()
     with open(run_dir / "executions.log", "a") as f:
         f.write(f"{os.getpid()} resumed={resumed}\n")
-    (run_dir / "checkpoint.pt").write_bytes(b"step 1")
+    write_fake_checkpoint(run_dir / "checkpoint.pt", b"step 1")
     time.sleep(float(os.environ.get("SWEEP_FAKE_SLEEP", "0")))
     if cfg.loss.temperature == float(os.environ.get("SWEEP_FAKE_FAIL_AT", "nan")):
         raise RuntimeError(f"boom at temperature {cfg.loss.temperature}")
@@ -73,7 +75,9 @@ def complete_values(study: optuna.Study) -> list[float]:
     ({"trials": 0}, "--trials=0 is out of range"),
     ({"sampler": "random"}, "--sampler='random' is not valid; choose one of: 'grid', 'tpe'"),
     ({"normalize": "maybe"}, "--normalize='maybe' is not valid; choose one of: 'true', 'false', 'both'"),
-    ({"storage": "mongo"}, "choose one of: 'sqlite', 'journal'"),
+    ({"storage": "mongo"}, "--storage='mongo' is not valid; choose one of: 'sqlite'"),
+    ({"storage": "foo://x"}, "--storage foo://x: unknown storage scheme 'foo://'; valid forms: 'sqlite'"),
+    ({"storage": "runs/t.db"}, "(for the file runs/t.db: sqlite:///"),
     ({"scale": "huge"}, "--scale='huge' is not valid; choose one of: 'smoke', 'cpu', 'paper'"),
     ({"trials": 5, "normalize": "true"}, "--trials 5 exceeds the 4 grid values"),
     ({"overrides": {"loss.temperature": 0.3}}, "would fix what sweep 'temperature' searches"),
@@ -89,6 +93,26 @@ def test_bad_input_fails_before_anything_runs(results, kwargs, message):
         run_sweep(results_dir=str(results), train_fn=must_not_train, report=lambda line: None, **kwargs)
     assert message in str(error.value)
     assert not results.exists()
+
+
+def test_sqlite_files_that_are_not_study_databases_are_refused_untouched(results, tmp_path):
+    import sqlite3
+
+    other = tmp_path / "notes.db"
+    with closing(sqlite3.connect(other)) as db, db:
+        db.execute("CREATE TABLE notes (text)")
+    broken = tmp_path / "broken.db"                # an SQLite header, then damaged pages
+    run_sweep("temperature", scale="smoke", normalize="true", trials=1, storage=f"sqlite:///{broken}",
+              results_dir=str(results), train_fn=temperature_train, report=lambda line: None)
+    data = broken.read_bytes()
+    broken.write_bytes(data[:100] + bytes(len(data) - 100))
+    for path, detail in ((other, "an SQLite database of other tables: notes"), (broken, "malformed")):
+        before = path.read_bytes()
+        with pytest.raises(ConfigError, match="not a valid Optuna study database") as error:
+            run_sweep("temperature", scale="smoke", normalize="true", storage=f"sqlite:///{path}",
+                      results_dir=str(results), train_fn=temperature_train, report=lambda line: None)
+        assert str(path) in str(error.value) and detail in str(error.value)
+        assert path.read_bytes() == before
 
 
 def test_cli_reports_bad_input_with_exit_code_2(results, capsys):
@@ -240,6 +264,32 @@ def test_failed_trials_count_and_are_asked_again_only_with_retry_failed(results,
     assert {k: len(v) for k, v in executions(results).items()}["normalize+0.05"] == 2
 
 
+def test_trials_on_runs_with_damaged_files_fail_and_name_the_redo_command(results, tmp_path):
+    run_sweep("temperature", scale="smoke", normalize="true", results_dir=str(results),
+              train_fn=temperature_train, report=lambda line: None)
+    store = RunStore(results)
+    done, unfinished = (next(results.glob(f"temperature_norm/normalize+{t}-*")) for t in ("0.1", "0.5"))
+    (done / "checkpoint.pt").write_bytes(b"truncated")               # its final.json would be reused
+    (unfinished / "checkpoint.pt").write_bytes(b"truncated")         # the executor refuses to resume it
+    (unfinished / "final.json").unlink()
+    summaries: list = []
+    # A new study over the same runs; it must end (a corrupt run is neither done nor running anywhere).
+    driver = threading.Thread(target=lambda: summaries.extend(run_sweep(
+        "temperature", scale="smoke", normalize="true", storage=f"sqlite:///{tmp_path / 'again.db'}",
+        results_dir=str(results), train_fn=temperature_train, poll_s=0.1, report=lambda line: None)), daemon=True)
+    driver.start()
+    driver.join(120)
+    assert not driver.is_alive(), "the sweep kept waiting for runs with damaged files"
+    summary, = summaries
+    assert summary["failed_now"] == 2 and summary["counts"]["COMPLETE"] == 2
+    errors = {t["loss.temperature"]: t["error"] for t in summary["trials"] if t["state"] == "FAIL"}
+    assert set(errors) == {0.1, 0.5}
+    for temperature, run_dir in ((0.1, done), (0.5, unfinished)):
+        assert "checkpoint.pt is truncated or damaged" in errors[temperature]
+        assert f"--only temperature_norm/{run_dir.name} --redo" in errors[temperature]
+        assert store.state(f"temperature_norm/{run_dir.name}") == "corrupt"
+
+
 def test_stale_running_trials_are_recognised():
     running = optuna.trial.create_trial(state=TrialState.RUNNING, params={"x": 1.0},
                                         distributions={"x": optuna.distributions.FloatDistribution(0, 2)})
@@ -332,6 +382,8 @@ def test_cli_runs_one_real_smoke_trial(results, capsys):
     final = RunStore(results).final(best["run_id"])
     assert final["steps"] == 2 and best["value"] == final["knn_top1"] and best["loss.temperature"] in TABLE5[False]
     assert summary["study"] in out and "trained" in out
+    # the closing hint shows the sweep's runs at its scale (show's default scale is another one)
+    assert f"python -m registry show temperature_norm --scale smoke --results-dir {results} " in out
 
 
 # ---- a real SLURM cluster (scripts/slurm/start-cluster.sh; source /tmp/slurm-local/env.sh) ---------------------

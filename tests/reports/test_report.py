@@ -4,6 +4,7 @@ HTML page opened in a real headless Chromium, whose screenshot must show every f
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import subprocess
@@ -164,6 +165,38 @@ def test_python_m_reports_selects_artefacts_and_refuses_unknown_ones(results_dir
     assert run(["fig6", "--results-dir", str(results_dir), "--out", str(out)]) == 2
     error = capsys.readouterr().err
     assert "fig6" in error and "fig5" in error
+
+
+def _report_to(out: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "registry", "report", "tab4", "--results-dir",
+                           str(tmp_path / "results"), "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("under", [False, True], ids=["a-file", "under-a-file"])
+def test_out_that_is_a_file_is_refused_and_the_file_kept(tmp_path, under):
+    file = tmp_path / "notes.txt"
+    file.write_text("keep me\n")
+    out = file / "report" if under else file
+    done = _report_to(out, tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"the report folder {out}" in done.stderr and "is a file" in done.stderr and "--out PATH" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert file.read_text() == "keep me\n"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write any folder")
+def test_out_in_a_folder_that_cannot_be_written_is_refused(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        done = _report_to(locked / "report", tmp_path)
+    finally:
+        locked.chmod(0o700)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"the report folder {locked / 'report'} cannot be written" in done.stderr
+    assert "Traceback" not in done.stderr and not (locked / "report").exists()
 
 
 def _find(shot: np.ndarray, figure: np.ndarray) -> tuple[int, int] | None:

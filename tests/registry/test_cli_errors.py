@@ -1,0 +1,70 @@
+"""Bad input to `python -m registry sweep` in real subprocesses: one `error:` line naming the bad URL or file and
+what to do, exit code 2, no traceback, nothing trained, and a damaged study file left exactly as it was."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from registry.sweep_space import plan_studies
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def sweep(results: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("SIMCLR_RESULTS_DIR", None)
+    return subprocess.run([sys.executable, "-m", "registry", "sweep", "temperature", "--scale", "smoke",
+                           "--results-dir", str(results), *args],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+
+def assert_refused(done: subprocess.CompletedProcess, *names: str) -> None:
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.startswith("error: "), done.stderr
+    for name in names:
+        assert name in done.stderr, done.stderr
+
+
+def no_driver(module: str):
+    return pytest.mark.skipif(importlib.util.find_spec(module) is not None, reason=f"{module} is installed")
+
+
+@pytest.mark.parametrize("storage, names", [
+    ("foo://x", ["'foo://'", "sqlite:///", "journal", "postgresql://", "pip install"]),
+    pytest.param("postgresql://u@localhost/db", ["postgresql://u@localhost/db", "'psycopg'", "pip install 'psycopg"],
+                 marks=no_driver("psycopg")),
+    pytest.param("mysql+pymysql://u:secret@localhost/db", ["mysql+pymysql://u:***@localhost/db", "pip install PyMySQL"],
+                 marks=no_driver("pymysql")),
+])
+def test_a_bad_storage_url_names_it_and_the_valid_forms(tmp_path, storage, names):
+    results = tmp_path / "results"
+    done = sweep(results, "--storage", storage)
+    assert_refused(done, *names)
+    assert "secret" not in done.stderr
+    assert not results.exists()
+
+
+def study_file(results: Path, normalize: bool, suffix: str) -> Path:
+    plan = plan_studies("temperature", scale="smoke", splits=(normalize,))[0]
+    return results / "optuna" / f"{plan.study_name}{suffix}"
+
+
+@pytest.mark.parametrize("suffix, args, garbage, kind", [
+    (".db", (), b"\x00\x13garbage, not SQLite" * 40, "database"),
+    (".journal", ("--storage", "journal"), b"\x00\xffgarbage\nmore garbage", "journal"),
+])
+def test_a_corrupt_study_file_is_named_and_left_untouched(tmp_path, suffix, args, garbage, kind):
+    # The second study's file (normalize false): refused before the first study's trials run.
+    results = tmp_path / "results"
+    damaged = study_file(results, False, suffix)
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(garbage)
+    done = sweep(results, *args)
+    assert_refused(done, str(damaged), f"is not a valid Optuna study {kind}", "Move it aside", "--storage")
+    assert damaged.read_bytes() == garbage
+    assert sorted(p.name for p in results.rglob("*")) == ["optuna", damaged.name]     # no run, no other study
