@@ -219,7 +219,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         def progress(outcome: Outcome) -> None:
             finished["n"] += 1
-            print(f"[{finished['n']}/{len(runs)}] {outcome.state:<9} {outcome.run_id}  {outcome.detail}", flush=True)
+            first_line = outcome.detail.splitlines()[0] if outcome.detail else ""   # the summary shows it whole
+            print(f"[{finished['n']}/{len(runs)}] {outcome.state:<9} {outcome.run_id}  {first_line}", flush=True)
 
         executor = make_executor("local", max_parallel=args.max_parallel, on_outcome=progress)
     target = "SLURM" if args.slurm else ("this process" if args.max_parallel == 1

@@ -169,3 +169,22 @@ def test_the_report_names_the_runs_it_left_out(finished, tmp_path, capsys):
     page = (tmp_path / "report" / "report.md").read_text()
     assert "Left out: 1 finished run(s) whose files are damaged" in page and runs[0].run_id in page
     assert runs[0].run_id in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_a_missing_dataset_fails_fast_saying_where_it_looked_and_how_to_provide_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in ("SIMCLR_DATA_DIR", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(repo),
+               SIMCLR_RESULTS_DIR=str(tmp_path / "results"), SIMCLR_CACHE_DIR=str(tmp_path / "cache"))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "registry", "run", "temperature_norm", "--scale", "cpu",
+                           "--only", "normalize+0.1"], capture_output=True, text=True, env=env, cwd=repo, timeout=300)
+    assert time.monotonic() - started < 120 and done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "no 'train' split found (data.data_dir not set; $SIMCLR_DATA_DIR not set" in done.stderr
+    assert "data.data_dir=DIR" in done.stderr and "SIMCLR_DATA_DIR=ROOT" in done.stderr
