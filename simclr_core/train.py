@@ -223,7 +223,7 @@ def _forget_previous_accelerator() -> None:
 def _data_stats(accelerator: Accelerator, feed: Feed) -> dict[str, Any]:
     """feed.stats() with its image counts summed over the processes."""
     stats = feed.stats()
-    counts = [k for k in ("images_read", "unreadable_images") if k in stats]
+    counts = [k for k in ("images_read", "unreadable_images", "images_smaller_than_view") if k in stats]
     if counts and accelerator.num_processes > 1:
         total = accelerator.reduce(torch.tensor([stats[k] for k in counts], device=accelerator.device), "sum")
         stats.update(zip(counts, total.tolist()))

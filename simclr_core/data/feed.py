@@ -64,7 +64,7 @@ class Feed:
 
             stream = StreamedBatches(self._split, seed=seed, local_batch=local_batch, rank=rank, world=world,
                                      steps_per_epoch=steps_per_epoch, start_step=start_step, stop_step=stop_step,
-                                     device=device)
+                                     device=device, view_side=self.image_size)
             self._streams.append(stream)
             with stream:
                 yield from stream
@@ -91,8 +91,9 @@ class Feed:
         """What final.json records about the data path."""
         out: dict[str, Any] = {"data_loader": self.loader}
         if self.loader == "stream":
-            seen = sum(s.bad.seen for s in self._streams)
-            out.update(images_read=seen, unreadable_images=sum(s.bad.bad for s in self._streams))
+            out.update(images_read=sum(s.bad.seen for s in self._streams),
+                       unreadable_images=sum(s.bad.bad for s in self._streams),
+                       images_smaller_than_view=sum(s.bad.small for s in self._streams))
         return out
 
 

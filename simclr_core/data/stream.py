@@ -48,10 +48,18 @@ def default_decode_threads(device: torch.device) -> int:
 
 @dataclass
 class BadImages:
-    """Images that could not be decoded: how many, of how many seen, and the first few (where, why)."""
+    """Images that could not be decoded: how many, of how many seen, and the first few (where, why); and how
+    many had a side shorter than the view (their crops are upscaled, as torchvision's would be)."""
     seen: int = 0
     bad: int = 0
     first: list[str] = field(default_factory=list)
+    small: int = 0
+
+    def add_small(self, where: str, height: int, width: int, side: int) -> None:
+        if not self.small:
+            warnings.warn(f"{where} is {height} x {width} px, smaller than the {side} px views: its crops are "
+                          "upscaled; final.json counts such images (images_smaller_than_view)", stacklevel=2)
+        self.small += 1
 
     def add(self, where: str, why: str) -> None:
         self.bad += 1
@@ -118,8 +126,10 @@ def _decode_or_reason(data: bytes) -> tuple[Tensor | None, str]:
         return None, f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
 
 
-def decode_batch(split: EncodedSplit, indices: np.ndarray, decoder: Decoder, bad: BadImages) -> list[Tensor]:
-    """Images `indices` of `split`, decoded; an unreadable one is replaced by a readable one of the batch."""
+def decode_batch(split: EncodedSplit, indices: np.ndarray, decoder: Decoder, bad: BadImages,
+                 view_side: int = 0) -> list[Tensor]:
+    """Images `indices` of `split`, decoded; an unreadable one is replaced by a readable one of the batch.
+    Images with a side shorter than `view_side` are counted in `bad.small`."""
     decoded = decoder(split.read(indices))
     bad.seen += len(decoded)
     good = [image for image, _ in decoded if image is not None]
@@ -132,6 +142,8 @@ def decode_batch(split: EncodedSplit, indices: np.ndarray, decoder: Decoder, bad
         if image is None:
             bad.add(split.where(int(index)), why)
             image = good[len(images) % len(good)]
+        elif min(image.shape[-2:]) < view_side:
+            bad.add_small(split.where(int(index)), *image.shape[-2:], view_side)
         images.append(image)
     bad.check()
     return images
@@ -142,8 +154,8 @@ class StreamedBatches:
 
     def __init__(self, split: EncodedSplit, *, seed: int, local_batch: int, rank: int, world: int,
                  steps_per_epoch: int, start_step: int, stop_step: int, device: torch.device,
-                 threads: int | None = None, prefetch: int = PREFETCH_BATCHES):
-        self.split, self.seed, self.local_batch = split, seed, local_batch
+                 threads: int | None = None, prefetch: int = PREFETCH_BATCHES, view_side: int = 0):
+        self.split, self.seed, self.local_batch, self.view_side = split, seed, local_batch, view_side
         self.rank, self.world, self.steps_per_epoch = rank, world, steps_per_epoch
         self.start_step, self.stop_step, self.device = start_step, stop_step, device
         self.bad = BadImages()
@@ -169,7 +181,7 @@ class StreamedBatches:
                 if self._stop.is_set():
                     return
                 with torch.cuda.stream(self._stream) if self._stream is not None else _nothing():
-                    images = decode_batch(self.split, self.indices(step), self._decoder, self.bad)
+                    images = decode_batch(self.split, self.indices(step), self._decoder, self.bad, self.view_side)
                     event = None
                     if self._stream is not None:
                         event = torch.cuda.Event()

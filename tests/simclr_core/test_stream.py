@@ -163,6 +163,16 @@ def test_a_truncated_image_is_replaced_with_a_warning_naming_it_and_counted(tmp_
     assert all(x.dtype == torch.uint8 and x.shape[0] == 3 for x in batch)
 
 
+def test_images_smaller_than_the_view_are_counted_with_one_warning(tmp_path, images):
+    write_folder(tmp_path / "f", images[:8])
+    split = open_encoded(DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "f")), "train")
+    sides = [min(decode_image(d, None).shape[-2:]) for d in split.read(range(8))]
+    bad = BadImages()
+    with pytest.warns(UserWarning, match=r"smaller than the 400 px views: its crops are upscaled") as caught:
+        decode_batch(split, np.arange(8), Decoder(torch.device("cpu"), 1), bad, view_side=400)
+    assert bad.small == sum(side < 400 for side in sides) > 0 and len(caught) == 1
+
+
 def test_too_many_unreadable_images_stop_with_a_clear_error(tmp_path, images):
     damaged = [(d[:40], l, s) if i % 2 else (d, l, s) for i, (d, l, s) in enumerate(images[:20])]
     write_folder(tmp_path / "f", damaged)
@@ -267,6 +277,7 @@ def test_train_streams_photos_of_every_size_and_resumes_exactly(tmp_path, images
     dataset = "imagefolder" if layout == "folder" else "parquet"
     full = train(stream_config(data, dataset, max_steps=4), tmp_path / "full")
     assert full["data_loader"] == "stream" and full["unreadable_images"] == 0 and full["images_read"] == 32
+    assert full["images_smaller_than_view"] == 0                       # 50-600 px against 32 px views
     assert 0 <= full["knn_top1"] <= 100
     train(stream_config(data, dataset, max_steps=2), tmp_path / "cut")
     train(stream_config(data, dataset, max_steps=4), tmp_path / "cut")
