@@ -405,3 +405,57 @@ def test_the_resident_path_refuses_tar_shards_naming_the_streamed_one(tmp_path, 
     write_tar(tmp_path / "t", images[:6])
     with pytest.raises(ConfigError, match="WebDataset tar shards are read by the streamed path; set data.loader=stream"):
         load_images(DataConfig(dataset="parquet", data_dir=str(tmp_path / "t"), loader="resident"), "train")
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_two_streaming_processes_equal_one_process_on_the_union_of_their_images(tmp_path, images):
+    """2 CPU processes (gloo, global BN) streaming an image folder: each reads its own images of the epoch order,
+    and the first step's loss equals one process on the union of both ranks' views."""
+    import json
+    import os
+
+    from simclr_core.augment import build_augmentation
+    from simclr_core.data.catalog import IMAGENET_MEAN, IMAGENET_STD
+    from simclr_core.losses import compute_loss
+    from simclr_core.models import build_model
+    from simclr_core.seeding import step_seed
+
+    data = tmp_path / "data"
+    write_folder(data, images)
+    write_folder(data, images[:12], split="test")
+    cfg = stream_config(data, "imagefolder", max_steps=2, precision="no", batch_size=8,
+                        **{"encoder.global_bn": True})
+    script = tmp_path / "run_two.py"
+    script.write_text(textwrap.dedent("""
+        import json, sys
+        import torch.distributed as dist
+        from pathlib import Path
+        from simclr_core.config import RunConfig
+        from simclr_core.train import train
+        metrics = train(RunConfig.from_dict(json.loads(sys.argv[2])), sys.argv[1])
+        (Path(sys.argv[3]) / f"rank{dist.get_rank()}.json").write_text(json.dumps(metrics))
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", str(29900 + os.getpid() % 90), str(script), str(tmp_path / "run"),
+                           json.dumps(cfg.to_dict()), str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert metrics[0]["knn_top1"] == metrics[1]["knn_top1"] and metrics[0]["images_read"] == 2 * 8
+
+    split = open_encoded(cfg.data, "train")
+    augment = build_augmentation(cfg.augment, 32, IMAGENET_MEAN, IMAGENET_STD)
+    views = []
+    for rank in range(2):
+        indices = split.epoch_order(cfg.seed, 0, rank, 2, 4)[:4]
+        decoded = [decode_image(d, None) for d in split.read(indices)]
+        views.append(augment.views_from_originals(decoded, torch.Generator().manual_seed(step_seed(cfg.seed, 0, rank))))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.encoder, cfg.head, 32).train()
+    with torch.no_grad():
+        _, z = model(torch.cat([v1 for v1, _ in views] + [v2 for _, v2 in views]))
+    expected = compute_loss(cfg.loss, *z.split(8)).item()
+    logged = logged_losses(tmp_path / "run")[0][1]
+    assert logged == pytest.approx(expected, rel=1e-4)
