@@ -31,7 +31,6 @@ from registry.claim import break_if_stale, describe_claim, read_claim, try_claim
 from registry.declare import Run
 from registry.provenance import code_version
 from registry.store import RunStore, now_iso
-from simclr_core import cpu_cache
 from simclr_core.validation import ConfigError
 
 TrainFn = Callable[[Any, Path], dict]
@@ -130,8 +129,6 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
             # Errors written for users (bad input, missing data, a damaged checkpoint) are shown whole.
             detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, _USER_ERRORS) else summary
             return Outcome(run.run_id, "failed", detail)
-        finally:
-            cpu_cache.release_idle()          # the next run may use other sizes: see simclr_core/cpu_cache.py
         if not store.is_done(run.run_id):     # the contract says train() writes it; keep the store consistent
             store.write_final(run.run_id, dict(metrics or {}))
         store.write_status(run.run_id, "done", finished=now_iso())

@@ -208,9 +208,12 @@ class RunConfig:
         if d.train_limit is not None or d.test_limit is not None:
             raise ConfigError(f"{why}, which reads whole splits: data.train_limit / data.test_limit need "
                               "data.loader=resident; unset them or set data.loader=resident")
-        if "finetune" in self.eval.protocols:
-            raise ConfigError(f"{why}: eval.protocols 'finetune' needs data.loader=resident (it augments decoded "
-                              "images); drop it from eval.protocols or set data.loader=resident")
+        from simclr_core.evaluate.protocols import PROTOCOLS
+
+        for name in self.eval.protocols:
+            if name in PROTOCOLS and PROTOCOLS[name].needs_resident:
+                raise ConfigError(f"{why}: eval.protocols {name!r} needs data.loader=resident (it augments decoded "
+                                  f"images); drop it from eval.protocols or set data.loader=resident")
         if "crop" in a.ops and a.ops[0] != "crop" and not a.one_branch:
             raise ConfigError(f"{why}: augment.ops={a.ops!r} must start with 'crop' (each view is cropped from its "
                               "own image first), or leave 'crop' out")
@@ -219,6 +222,7 @@ class RunConfig:
         """Raise ConfigError on the first unknown name or out-of-range value; return self otherwise."""
         from simclr_core.augment import validate_augment_config
         from simclr_core.data import DATASETS
+        from simclr_core.evaluate.protocols import PROTOCOLS
         from simclr_core.losses import LOSSES
         from simclr_core.models import HEAD_KINDS, list_encoders
         from simclr_core.optim import OPTIMIZERS
@@ -267,7 +271,7 @@ class RunConfig:
         require_range("optim.warmup_epochs", o.warmup_epochs, low=0)
 
         for p in ev.protocols:
-            require_choice("eval.protocols", p, ("knn", "linear", "finetune"))
+            require_choice("eval.protocols", p, PROTOCOLS)
         require_range("eval.knn_k", ev.knn_k, low=1)
         require_range("eval.knn_temperature", ev.knn_temperature, low=0, low_inclusive=False)
         require_range("eval.linear_epochs", ev.linear_epochs, low=1)

@@ -22,7 +22,7 @@ highest live total so far (a request that fits no idle block first unmaps the lo
 blocks within `max_idle_bytes` (default: a quarter of physical memory, or SIMCLR_CPU_CACHE_MAX_IDLE_MB),
 the largest unmapped first; and a block idle through STALE_AFTER allocations is unmapped. `release_idle()`
 unmaps every idle block, as torch.cuda.empty_cache() does on a GPU: `train()` calls it around each
-evaluation (whose sizes differ from the step's) and the registry after each run. Idle blocks count in the
+evaluation (whose sizes differ from the step's) and when it returns. Idle blocks count in the
 process's resident memory, as the GPU cache's do in nvidia-smi (x0.25: 388 MiB of blocks for a step whose
 live peak is 304 MiB, yet a lower peak RSS than torch's allocator, 1,122 vs 1,268 MiB; x1: 2,507 vs
 2,309 MiB). Huge pages are asked for (madvise) where hugepages.py asks torch for them.

@@ -27,11 +27,10 @@ from tqdm.auto import tqdm
 from simclr_core import cpu_cache
 from simclr_core.augment import build_augmentation, build_local_views
 from simclr_core.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
-from simclr_core.config import AugmentConfig, RunConfig
+from simclr_core.config import RunConfig
 from simclr_core.data.feed import Feed, open_feed
 from simclr_core.distributed import convert_to_global_bn
-from simclr_core.evaluate import finetune_eval, knn_eval, linear_eval
-from simclr_core.evaluate.features import reuse_features
+from simclr_core.evaluate.protocols import run_protocols
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
 from simclr_core.models import build_model
 from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
@@ -48,8 +47,17 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Pretrain `cfg` in `run_dir` (resuming from its checkpoint) and return the final metrics."""
+    try:
+        return _train(cfg, Path(run_dir))
+    finally:
+        # The CPU block cache lives as long as the run: its idle blocks go back to the system when the run
+        # ends, however it ends (the next run may use other sizes; see cpu_cache.py).
+        cpu_cache.release_idle()
+
+
+def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     cfg.validate()
-    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     if device_type == "cpu":
@@ -299,37 +307,12 @@ def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed
     metrics: dict[str, Any] = {}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and protocols:
-        with reuse_features():           # kNN and linear evaluation share one pass over each split
-            metrics.update(_protocols(accelerator, model, cfg, feed, mixed_precision, protocols))
+        encoder = accelerator.unwrap_model(model).encoder
+        metrics.update(run_protocols(encoder, feed, cfg, autocast_dtype(mixed_precision), protocols))
     if accelerator.num_processes > 1:
         box = [metrics]
         broadcast_object_list(box)
         metrics = box[0]
-    return metrics
-
-
-def _protocols(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed_precision: str,
-               protocols: tuple[str, ...]) -> dict[str, Any]:
-    metrics: dict[str, Any] = {}
-    encoder = accelerator.unwrap_model(model).encoder
-    ev, dtype = cfg.eval, autocast_dtype(mixed_precision)
-    common = dict(mean=feed.mean, std=feed.std, num_classes=feed.num_classes)
-    data = (feed.train_eval, feed.train_labels, feed.test_eval, feed.test_labels)
-    if "knn" in protocols:
-        metrics.update(knn_eval(encoder, *data, k=ev.knn_k, temperature=ev.knn_temperature,
-                                autocast_dtype=dtype, **common))
-    if "linear" in protocols:
-        metrics.update(linear_eval(encoder, *data, epochs=ev.linear_epochs, batch_size=ev.linear_batch_size,
-                                   lr=ev.linear_lr, seed=cfg.seed, autocast_dtype=dtype, **common))
-    if "finetune" in protocols:
-        crop = build_augmentation(AugmentConfig(ops=("crop",)), feed.train_eval.shape[-1], feed.mean, feed.std)
-        for fraction in ev.finetune_fractions:
-            result = finetune_eval(encoder, *data, label_fraction=fraction, epochs=ev.finetune_epochs,
-                                   batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,
-                                   augment=lambda x, g: crop(x, g)[0], **common)
-            pct = f"{fraction * 100:g}pct"
-            metrics.update({f"finetune_top1_{pct}": result["finetune_top1"],
-                            f"finetune_top5_{pct}": result["finetune_top5"]})
     return metrics
 
 

@@ -67,3 +67,13 @@ def test_default_config_is_valid_and_lr_scalings_follow_the_paper():
 def test_flat_uses_dotted_keys():
     flat = RunConfig().flat()
     assert flat["loss.temperature"] == 0.5 and flat["encoder.name"] == "resnet18" and "seed" in flat
+
+
+def test_eval_protocols_are_the_evaluation_registry():
+    from simclr_core.evaluate.protocols import PROTOCOLS
+
+    for name in PROTOCOLS:
+        RunConfig().with_overrides({"eval.protocols": (name,)}).validate()
+    with pytest.raises(ConfigError, match="eval.protocols='probe' is not valid; choose one of: " +
+                       ", ".join(repr(name) for name in PROTOCOLS)):
+        RunConfig().with_overrides({"eval.protocols": ("probe",)}).validate()

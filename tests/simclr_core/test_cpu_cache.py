@@ -246,24 +246,23 @@ def test_a_negative_cap_is_refused():
         cpu_cache.install(max_idle_bytes=-1)
 
 
-def test_train_runs_on_the_cache_and_the_registry_gives_its_idle_blocks_back(tmp_path):
-    from registry.declare import Run
-    from registry.launch import execute_run
+def test_train_runs_on_the_cache_and_gives_its_idle_blocks_back_when_it_returns(tmp_path, monkeypatch):
+    from simclr_core import train as train_module
     from simclr_core.config import RunConfig
-    from simclr_core.train import train
 
     cfg = RunConfig().with_overrides({"data.train_limit": 256, "data.test_limit": 100, "encoder.width": 0.25,
                                       "batch_size": 128, "epochs": 1, "max_steps": 2, "eval.knn_k": 10})
     seen = {}
+    real = train_module._train
 
     def train_and_look(cfg, run_dir):
-        metrics = train(cfg, run_dir)
-        block_of(4)                      # one more idle block, whatever train() left
+        metrics = real(cfg, run_dir)
+        block_of(4)                      # one more idle block, whatever training left
         seen.update(installed=cpu_cache.installed(), **cpu_cache.stats())
         return metrics
 
     reused_before = cpu_cache.stats().get("reused", 0)
-    run = Run("toy/s1-000000000001", "toy", "smoke", {"seed": 1}, cfg)
-    assert execute_run(run, tmp_path, train_and_look).state == "done"
+    monkeypatch.setattr(train_module, "_train", train_and_look)
+    train_module.train(cfg, tmp_path / "run")
     assert seen["installed"] and seen["reused"] > reused_before and seen["idle_bytes"] >= 4 * MiB
-    assert cpu_cache.stats()["idle_bytes"] == 0                      # the registry gave the idle blocks back
+    assert cpu_cache.stats()["idle_bytes"] == 0                      # train() gave the idle blocks back

@@ -164,9 +164,10 @@ def test_finished_run_writes_final_metrics(tmp_path):
 
 
 def test_periodic_knn_is_logged_each_period_and_not_repeated_at_the_end(tmp_path, monkeypatch):
+    from simclr_core.evaluate import protocols
     calls = []
-    real_knn = train_module.knn_eval
-    monkeypatch.setattr(train_module, "knn_eval", lambda *a, **kw: calls.append(1) or real_knn(*a, **kw))
+    real_knn = protocols.knn_eval
+    monkeypatch.setattr(protocols, "knn_eval", lambda *a, **kw: calls.append(1) or real_knn(*a, **kw))
     metrics = train(tiny(epochs=3, **{"eval.knn_every_epochs": 1}), tmp_path / "run")   # 8 steps per epoch
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["epoch"]) for r in rows if "knn_top1" in r] == [(8, 1.0), (16, 2.0)]

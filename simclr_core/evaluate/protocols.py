@@ -1,0 +1,82 @@
+"""The evaluation protocols a run can name in eval.protocols, in one registry: `PROTOCOLS[name]`.
+
+Each entry runs one protocol on the trained encoder f(.) with the run's data (train()'s Feed: the evaluation
+images and labels of both splits, their statistics) and the run's settings (cfg.eval), and returns its metrics.
+`run_protocols` runs the named ones in the registry's order; kNN and linear evaluation share one feature pass
+over each split. Adding a protocol is one entry here; config validation and train() read this table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from simclr_core.evaluate.features import reuse_features
+from simclr_core.evaluate.finetune import finetune_eval
+from simclr_core.evaluate.knn import knn_eval
+from simclr_core.evaluate.linear import linear_eval
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    run: Callable[[nn.Module, Any, Any, torch.dtype | None], dict[str, Any]]   # (encoder, feed, cfg, dtype)
+    # True where the protocol augments decoded images, which only the resident data path holds.
+    needs_resident: bool = False
+
+
+def _data(feed) -> tuple:
+    return feed.train_eval, feed.train_labels, feed.test_eval, feed.test_labels
+
+
+def _common(feed) -> dict[str, Any]:
+    return dict(mean=feed.mean, std=feed.std, num_classes=feed.num_classes)
+
+
+def _knn(encoder, feed, cfg, dtype) -> dict[str, Any]:
+    return knn_eval(encoder, *_data(feed), k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
+                    autocast_dtype=dtype, **_common(feed))
+
+
+def _linear(encoder, feed, cfg, dtype) -> dict[str, Any]:
+    ev = cfg.eval
+    return linear_eval(encoder, *_data(feed), epochs=ev.linear_epochs, batch_size=ev.linear_batch_size,
+                       lr=ev.linear_lr, seed=cfg.seed, autocast_dtype=dtype, **_common(feed))
+
+
+def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
+    from simclr_core.augment import build_augmentation
+    from simclr_core.config import AugmentConfig
+
+    ev, metrics = cfg.eval, {}
+    crop = build_augmentation(AugmentConfig(ops=("crop",)), feed.train_eval.shape[-1], feed.mean, feed.std)
+    for fraction in ev.finetune_fractions:
+        result = finetune_eval(encoder, *_data(feed), label_fraction=fraction, epochs=ev.finetune_epochs,
+                               batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,
+                               augment=lambda x, g: crop(x, g)[0], **_common(feed))
+        pct = f"{fraction * 100:g}pct"
+        metrics.update({f"finetune_top1_{pct}": result["finetune_top1"],
+                        f"finetune_top5_{pct}": result["finetune_top5"]})
+    return metrics
+
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
+    Protocol("knn", _knn),
+    Protocol("linear", _linear),
+    Protocol("finetune", _finetune, needs_resident=True),
+)}
+
+
+def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, names: Sequence[str]) -> dict[str, Any]:
+    """The metrics of the protocols `names`, run in the registry's order."""
+    metrics: dict[str, Any] = {}
+    with reuse_features():           # kNN and linear evaluation share one pass over each split
+        for protocol in PROTOCOLS.values():
+            if protocol.name in names:
+                metrics.update(protocol.run(encoder, feed, cfg, dtype))
+    return metrics
+
+
+__all__ = ["PROTOCOLS", "Protocol", "run_protocols"]
