@@ -231,8 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     store.ensure_writable()
     if args.redo:
-        for run in runs:
-            _discard(store, run)
+        _discard(store, runs)
     code = code_version()
     for run in runs:
         if not store.is_done(run.run_id) and not store.problem(run.run_id):
@@ -249,16 +248,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] or counts["corrupt"] else 0
 
 
-def _discard(store: RunStore, run: Run) -> None:
-    """--redo: move the run's files aside under its claim, so that it trains from scratch."""
-    claim = try_claim(store.run_dir(run.run_id))
-    if claim is None:
-        raise ConfigError(f"--redo: {run.run_id} is being trained by "
-                          f"{describe_claim(read_claim(store.run_dir(run.run_id)))}; stop it first")
-    with claim:
-        moved = store.discard(run.run_id)
-    if moved is not None:
-        print(f"redo {run.run_id}: its earlier files are kept in {moved}")
+def _discard(store: RunStore, runs: list[Run]) -> None:
+    """--redo: claim every run first (all or none), then move their files aside, so that they train from scratch."""
+    claims = []
+    try:
+        for run in runs:
+            claim = try_claim(store.run_dir(run.run_id))
+            if claim is None:
+                raise ConfigError(f"--redo: {run.run_id} is being trained by "
+                                  f"{describe_claim(read_claim(store.run_dir(run.run_id)))}; stop it first "
+                                  "(no run was redone)")
+            claims.append(claim)
+        for run in runs:
+            moved = store.discard(run.run_id)
+            if moved is not None:
+                print(f"redo {run.run_id}: its earlier files are kept in {moved}")
+    finally:
+        for claim in claims:
+            claim.release()
 
 
 def cmd_status(args: argparse.Namespace) -> int:

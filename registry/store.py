@@ -110,9 +110,9 @@ def checkpoint_problem(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
             archive.namelist()
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):     # absent, or not ours to judge: training will say so
         return None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, EOFError) as exc:
         return f"{path.name} is truncated or damaged ({exc})"
     return None
 

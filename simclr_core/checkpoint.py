@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -64,7 +65,8 @@ def load_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> 
         return None
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, ImportError, AttributeError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, ImportError, AttributeError,
+            pickle.UnpicklingError) as exc:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
         raise CorruptCheckpointError(
             f"{path} cannot be read ({reason}): it is truncated or damaged. Move it aside to train the run "

@@ -72,7 +72,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     local_batch = cfg.batch_size // world
 
     # ---- data ------------------------------------------------------------------------------------
-    feed = open_feed(cfg.data, need_test=bool(cfg.eval.protocols or cfg.eval.knn_every_epochs))
+    feed = open_feed(cfg.data, need_test=bool(cfg.eval.protocols or cfg.eval.knn_every_epochs), device=device)
     if feed.num_train < cfg.batch_size:
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {feed.num_train} training images "
                           f"of {cfg.data.dataset!r}; choose batch_size <= {feed.num_train}")
@@ -135,67 +135,71 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     model.train()
     batches = feed.batches(seed=cfg.seed, rank=rank, world=world, local_batch=local_batch,
                            steps_per_epoch=steps_per_epoch, start_step=start_step, stop_step=stop_step, device=device)
-    for step, batch in batches:
-        generator.manual_seed(step_seed(cfg.seed, step, rank))
-        feed.views(augment, batch, generator, out=views)
-        if small_views is not None:
-            feed.views(augment_small, batch, generator, out=small_views)
-        _, z = model(views if small_views is None else (views, small_views))
-        z1, z2, *small = z.float().split(local_batch)
-        loss = compute_multicrop_loss(cfg.loss, z1, z2, small)
+    try:
+        for step, batch in batches:
+            generator.manual_seed(step_seed(cfg.seed, step, rank))
+            feed.views(augment, batch, generator, out=views)
+            if small_views is not None:
+                feed.views(augment_small, batch, generator, out=small_views)
+            _, z = model(views if small_views is None else (views, small_views))
+            z1, z2, *small = z.float().split(local_batch)
+            loss = compute_multicrop_loss(cfg.loss, z1, z2, small)
 
-        set_lr(optimizer, warmup_cosine(step, total_steps, warmup_steps, peak_lr))
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        optimizer.step()
+            set_lr(optimizer, warmup_cosine(step, total_steps, warmup_steps, peak_lr))
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
 
-        nonfinite |= ~torch.isfinite(loss.detach())
-        log_loss += loss.detach()
-        log_count += 1
-        train_images += cfg.batch_size
-        done = step + 1
-        bar.update(1)
-        is_log = done % cfg.log_every_steps == 0 or done == stop_step
-        is_ckpt = done % cfg.checkpoint_every_steps == 0 or done == stop_step
-        if is_log or is_ckpt:
-            if bool(nonfinite):
-                kept = (f"the last good checkpoint (step {last_checkpoint_step}) is kept in {run_dir}"
-                        if last_checkpoint_step else f"no checkpoint was written to {run_dir}")
-                raise NonFiniteLossError(
-                    f"non-finite loss between steps {last_finite_step + 1} and {done}; {kept}. "
-                    "Lower the learning rate or raise the temperature.")
-            last_finite_step = done
-        if is_log:
-            mean_loss = accelerator.reduce(log_loss, reduction="mean").item() / log_count
-            elapsed = time.perf_counter() - log_clock
-            stats = contrastive_stats(z1.detach(), z2.detach(), temperature=cfg.loss.temperature,
-                                      normalize=cfg.loss.normalize)
-            row = {"step": done, "epoch": done / steps_per_epoch, "loss": mean_loss,
-                   "lr": optimizer.param_groups[0]["lr"],
-                   "contrastive_acc": float(stats["contrastive_acc"]), "entropy": float(stats["entropy"]),
-                   "images_per_s": log_count * cfg.batch_size / max(elapsed, 1e-9)}
-            _log(accelerator, run_dir, row)
-            bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{row['lr']:.3g}")
-            log_loss.zero_()
-            log_count, log_clock = 0, time.perf_counter()
-        # The last step's kNN comes from the final evaluation below when that includes kNN: not run twice.
-        final_has_knn = done == stop_step and "knn" in cfg.eval.protocols
-        if cfg.eval.knn_every_epochs and done % (cfg.eval.knn_every_epochs * steps_per_epoch) == 0 and not final_has_knn:
-            knn = _evaluate_apart(accelerator, model, cfg, feed, mixed_precision, ("knn",))
-            _log(accelerator, run_dir, {"step": done, "epoch": done / steps_per_epoch, **knn})
-            model.train()
-        if is_ckpt:
-            # "Last good" means finite weights and BatchNorm statistics too: a finite loss can leave an
-            # infinite running_var behind, and resuming from it would only fail later.
-            bad = _nonfinite_state(accelerator, model)
-            if bad:
-                kept = (f"the last good checkpoint (step {last_checkpoint_step}) is kept in {run_dir}"
-                        if last_checkpoint_step else f"no checkpoint was written to {run_dir}")
-                raise NonFiniteLossError(
-                    f"non-finite values in {bad} at step {done} (the loss was finite); {kept}. "
-                    "Lower the learning rate or raise the temperature.")
-            _save(accelerator, run_dir, model, optimizer, done, cfg)
-            last_checkpoint_step = done
+            nonfinite |= ~torch.isfinite(loss.detach())
+            log_loss += loss.detach()
+            log_count += 1
+            train_images += cfg.batch_size
+            done = step + 1
+            bar.update(1)
+            is_log = done % cfg.log_every_steps == 0 or done == stop_step
+            is_ckpt = done % cfg.checkpoint_every_steps == 0 or done == stop_step
+            if is_log or is_ckpt:
+                if bool(nonfinite):
+                    kept = (f"the last good checkpoint (step {last_checkpoint_step}) is kept in {run_dir}"
+                            if last_checkpoint_step else f"no checkpoint was written to {run_dir}")
+                    raise NonFiniteLossError(
+                        f"non-finite loss between steps {last_finite_step + 1} and {done}; {kept}. "
+                        "Lower the learning rate or raise the temperature.")
+                last_finite_step = done
+            if is_log:
+                mean_loss = accelerator.reduce(log_loss, reduction="mean").item() / log_count
+                elapsed = time.perf_counter() - log_clock
+                stats = contrastive_stats(z1.detach(), z2.detach(), temperature=cfg.loss.temperature,
+                                          normalize=cfg.loss.normalize)
+                row = {"step": done, "epoch": done / steps_per_epoch, "loss": mean_loss,
+                       "lr": optimizer.param_groups[0]["lr"],
+                       "contrastive_acc": float(stats["contrastive_acc"]), "entropy": float(stats["entropy"]),
+                       "images_per_s": log_count * cfg.batch_size / max(elapsed, 1e-9)}
+                _log(accelerator, run_dir, row)
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{row['lr']:.3g}")
+                log_loss.zero_()
+                log_count, log_clock = 0, time.perf_counter()
+            # The last step's kNN comes from the final evaluation below when that includes kNN: not run twice.
+            final_has_knn = done == stop_step and "knn" in cfg.eval.protocols
+            knn_period = cfg.eval.knn_every_epochs * steps_per_epoch
+            if cfg.eval.knn_every_epochs and done % knn_period == 0 and not final_has_knn:
+                knn = _evaluate_apart(accelerator, model, cfg, feed, mixed_precision, ("knn",))
+                _log(accelerator, run_dir, {"step": done, "epoch": done / steps_per_epoch, **knn})
+                model.train()
+            if is_ckpt:
+                # "Last good" means finite weights and BatchNorm statistics too: a finite loss can leave an
+                # infinite running_var behind, and resuming from it would only fail later.
+                bad = _nonfinite_state(accelerator, model)
+                if bad:
+                    kept = (f"the last good checkpoint (step {last_checkpoint_step}) is kept in {run_dir}"
+                            if last_checkpoint_step else f"no checkpoint was written to {run_dir}")
+                    raise NonFiniteLossError(
+                        f"non-finite values in {bad} at step {done} (the loss was finite); {kept}. "
+                        "Lower the learning rate or raise the temperature.")
+                _save(accelerator, run_dir, model, optimizer, done, cfg)
+                last_checkpoint_step = done
+    finally:
+        batches.close()      # stops the streamed path's reader, however the loop ends
     bar.close()
     train_seconds = time.perf_counter() - train_clock
 

@@ -24,6 +24,9 @@ from torch.nn import functional as F
 
 from simclr_core.augment.workers import chunk_pool
 
+# The CUDA path's padded sources per matrix product: 1 GiB holds 256 ImageNet photographs (~400 x 350 px).
+BATCHED_BYTES = 1 << 30
+
 
 def resample_weights(start: Tensor, length: Tensor, out_size: int, in_size: int,
                      dtype: torch.dtype = torch.float32) -> Tensor:
@@ -56,7 +59,7 @@ def resized_crops(images: Sequence[Tensor], boxes: Tensor, size: int, flip: Tens
         raise ValueError(f"{views} boxes for {b} images: expected a multiple of {b} (views per image x images)")
     device = images[0].device
     if device.type == "cuda":
-        out = _batched(images, boxes.to(device, non_blocking=True), size)
+        out = _batched(images, boxes.cpu(), size)
     else:
         out = _per_view(images, boxes.cpu(), size)
     if flip is not None:
@@ -90,24 +93,57 @@ def _crop_views(images: Sequence[Tensor], rows: list, views: range, size: int, o
 
 
 def _batched(images: Sequence[Tensor], boxes: Tensor, size: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """out[v] = Wy[v] @ image[v % B] @ Wx[v]^T over a zero-padded batch: the padding gets zero weight."""
+    """out[v] = Wy[v] @ source[v % B] @ Wx[v]^T, where an image's source is the part of it its views' boxes
+    cover, zero-padded to the largest source of its group: the padding gets zero weight. Images go in groups
+    whose padded sources take at most BATCHED_BYTES, so one large photograph does not pad the whole batch.
+    `boxes` stay on the host (their values shape the groups); the result is on the images' device."""
     b, views = len(images), boxes.shape[0]
     per_image = views // b
-    height = max(int(x.shape[-2]) for x in images)
-    width = max(int(x.shape[-1]) for x in images)
-    padded = torch.zeros((b, 3, height, width), dtype=dtype, device=boxes.device)
-    for i, image in enumerate(images):                  # one copy per image (grey images broadcast to RGB)
-        padded[i, :, :image.shape[-2], :image.shape[-1]] = image
-    padded.div_(255.0)
-    top, left, box_h, box_w = boxes.unbind(1)
-    wy = resample_weights(top, box_h, size, height, dtype)                    # (V, S, H)
-    wx = resample_weights(left, box_w, size, width, dtype)                    # (V, S, W)
-    # The views of image i are rows i, B + i, ...: gather them per image so each image is read once.
-    wy = wy.view(per_image, b, size, height).transpose(0, 1).reshape(b, per_image * size, height)
-    rows = torch.bmm(wy, padded.permute(0, 2, 1, 3).reshape(b, height, 3 * width))   # (B, k*S, 3*W)
-    rows = rows.view(b, per_image, size, 3, width).transpose(0, 1).reshape(views, size, 3, width)
-    out = torch.matmul(rows.permute(0, 2, 1, 3), wx.unsqueeze(1).transpose(2, 3))     # (V, 3, S, S)
-    return out.float()
+    device = images[0].device
+    rows_of = boxes.view(per_image, b, 4)                                       # [k, i]: view k of image i
+    top, left = rows_of[..., 0].min(0).values, rows_of[..., 1].min(0).values   # what the views cover, per image
+    bottom = (rows_of[..., 0] + rows_of[..., 2]).max(0).values
+    right = (rows_of[..., 1] + rows_of[..., 3]).max(0).values
+    shifted = rows_of.clone()
+    shifted[..., 0] -= top
+    shifted[..., 1] -= left
+    spans = list(zip(top.tolist(), left.tolist(), bottom.tolist(), right.tolist()))
+    out = torch.empty((views, 3, size, size), dtype=torch.float32, device=device)
+    for group in _groups([(y1 - y0, x1 - x0) for y0, x0, y1, x1 in spans], torch.finfo(dtype).bits // 8):
+        height = max(spans[i][2] - spans[i][0] for i in group)
+        width = max(spans[i][3] - spans[i][1] for i in group)
+        padded = torch.zeros((len(group), 3, height, width), dtype=dtype, device=device)
+        for j, i in enumerate(group):                 # one copy per image (grey images broadcast to RGB)
+            y0, x0, y1, x1 = spans[i]
+            padded[j, :, :y1 - y0, :x1 - x0] = images[i][:, y0:y1, x0:x1]
+        padded.div_(255.0)
+        g = len(group)
+        mine = shifted[:, group].reshape(-1, 4).to(device, non_blocking=True)  # (k*g, 4), view-major
+        wy = resample_weights(mine[:, 0], mine[:, 2], size, height, dtype)     # (k*g, S, H)
+        wx = resample_weights(mine[:, 1], mine[:, 3], size, width, dtype)      # (k*g, S, W)
+        # The views of one image read its source once: stack their row weights.
+        wy = wy.view(per_image, g, size, height).transpose(0, 1).reshape(g, per_image * size, height)
+        rows = torch.bmm(wy, padded.permute(0, 2, 1, 3).reshape(g, height, 3 * width))   # (g, k*S, 3*W)
+        rows = rows.view(g, per_image, size, 3, width).transpose(0, 1).reshape(per_image * g, size, 3, width)
+        result = torch.matmul(rows.permute(0, 2, 1, 3), wx.unsqueeze(1).transpose(2, 3))  # (k*g, 3, S, S)
+        where = (torch.arange(per_image).view(-1, 1) * b + torch.tensor(group).view(1, -1)).reshape(-1)
+        out.index_copy_(0, where.to(device, non_blocking=True), result.float())
+    return out
+
+
+def _groups(sizes: list[tuple[int, int]], item_bytes: int) -> list[list[int]]:
+    """Indices grouped, largest first, so that each group's padded (n, 3, max H, max W) fits BATCHED_BYTES."""
+    order = sorted(range(len(sizes)), key=lambda i: sizes[i][0] * sizes[i][1], reverse=True)
+    groups, height, width = [], 0, 0
+    for i in order:
+        h, w = max(height, sizes[i][0]), max(width, sizes[i][1])
+        if groups and (len(groups[-1]) + 1) * 3 * h * w * item_bytes <= BATCHED_BYTES:
+            groups[-1].append(i)
+            height, width = h, w
+        else:
+            groups.append([i])
+            height, width = sizes[i]
+    return groups
 
 
 def central_boxes(sizes: Tensor) -> Tensor:

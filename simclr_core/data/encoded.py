@@ -37,6 +37,8 @@ from simclr_core.data.locate import Source, locate_source
 from simclr_core.validation import ConfigError, require_choice
 
 WINDOW_UNITS = 4
+# Tar shards kept open at once (a shuffled ImageNet epoch touches ~1,300; the usual limit is 1,024 files).
+OPEN_SHARDS = 64
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 LABEL_COLUMNS = ("label", "fine_label", "labels")
 
@@ -97,7 +99,7 @@ class TarSplit(EncodedSplit):
         self.name, self.files, self.members = name, list(files), members
         self.shard, self.offset, self.size = shard, offset, size
         self.labels, self.num_classes = labels, num_classes
-        self._handles: dict[int, object] = {}
+        self._handles: OrderedDict[int, object] = OrderedDict()     # the OPEN_SHARDS most recently read
         self._lock = threading.Lock()      # a training stream and an evaluation may read at once
 
     def read(self, indices: Sequence[int]) -> list[bytes]:
@@ -107,9 +109,13 @@ class TarSplit(EncodedSplit):
     def _read(self, indices: Sequence[int]) -> list[bytes]:
         out = []
         for i in map(int, indices):
-            handle = self._handles.get(int(self.shard[i]))
+            shard = int(self.shard[i])
+            handle = self._handles.get(shard)
             if handle is None:
-                handle = self._handles[int(self.shard[i])] = open(self.files[int(self.shard[i])], "rb")
+                handle = self._handles[shard] = open(self.files[shard], "rb")
+                while len(self._handles) > OPEN_SHARDS:             # a shuffled epoch touches every shard
+                    self._handles.popitem(last=False)[1].close()
+            self._handles.move_to_end(shard)
             handle.seek(int(self.offset[i]))
             out.append(handle.read(int(self.size[i])))
         return out
@@ -191,18 +197,28 @@ class ParquetSplit(EncodedSplit):
         return f"row {index - u.first + _file_offset(self.units, u)} of {self.files[u.file]}"
 
     def epoch_order(self, seed: int, epoch: int, rank: int, world: int, local_batch: int) -> np.ndarray:
-        units = epoch_permutation(seed, epoch, len(self.units))[rank::world]
+        # Row groups larger than a 64th of a process's share are cut into pieces of that size, so that one
+        # large group (CIFAR-10's parquet is a single one) still feeds every process. Each piece goes to the
+        # process holding the fewest images so far: shares differ by at most one piece, and the few images a
+        # process lacks for its last steps are taken again from the start of its own order.
+        piece = max(local_batch, len(self) // (64 * world))
+        pieces = [(u.first + start, min(piece, u.rows - start)) for u in self.units for start in range(0, u.rows, piece)]
+        held, mine = np.zeros(world, dtype=np.int64), []
+        for p in epoch_permutation(seed, epoch, len(pieces)):
+            owner = int(np.argmin(held))
+            held[owner] += pieces[p][1]
+            if owner == rank:
+                mine.append(pieces[p])
         rng = np.random.default_rng([seed, epoch, rank, 0x0DE2])
         order = []
-        for start in range(0, len(units), WINDOW_UNITS):
-            window = np.concatenate([np.arange(self.units[u].first, self.units[u].first + self.units[u].rows)
-                                     for u in units[start:start + WINDOW_UNITS]])
+        for start in range(0, len(mine), WINDOW_UNITS):
+            window = np.concatenate([np.arange(first, first + rows) for first, rows in mine[start:start + WINDOW_UNITS]])
             order.append(window[rng.permutation(len(window))])
         order = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
-        steps = len(self) // (local_batch * world)
-        if len(order) < steps * local_batch:      # row groups of unequal sizes: wrap around this process's own
-            order = np.resize(order, steps * local_batch)
-        return order[:steps * local_batch]
+        need = (len(self) // (local_batch * world)) * local_batch
+        if 0 < len(order) < need:
+            order = np.resize(order, need)
+        return order[:need]
 
 
 def _file_offset(units: list[_Unit], unit: _Unit) -> int:
@@ -265,16 +281,18 @@ def _label_column(names: Sequence[str], where: str) -> str:
                       f"{', '.join(names)})")
 
 
-def _checked_labels(labels: np.ndarray, num_classes: int | None, where: str) -> tuple[np.ndarray, int]:
-    labels = labels.astype(np.int64)
+def _check_labels(split: EncodedSplit, num_classes: int | None) -> EncodedSplit:
+    """Refuse labels outside [0, num_classes) naming the image (split.where); set split.num_classes."""
+    labels = split.labels = split.labels.astype(np.int64)
     if labels.size and labels.min() < 0:
         row = int(np.argmin(labels))
-        raise ConfigError(f"{where}: row {row} has label {labels[row]}: an unlabelled split; use a labelled one")
+        raise ConfigError(f"{split.where(row)} has label {labels[row]}: an unlabelled split; use a labelled one")
     if num_classes is not None and labels.size and labels.max() >= num_classes:
         row = int(np.argmax(labels))
-        raise ConfigError(f"{where}: row {row} has label {labels[row]}, outside the {num_classes} classes of the "
-                          f"dataset; valid labels lie in [0, {num_classes - 1}]: fix or remove the row")
-    return labels, int(num_classes if num_classes is not None else (labels.max() + 1 if labels.size else 0))
+        raise ConfigError(f"{split.where(row)} has label {labels[row]}, outside the {num_classes} classes of the "
+                          f"dataset; valid labels lie in [0, {num_classes - 1}]: fix or remove it")
+    split.num_classes = int(num_classes if num_classes is not None else (labels.max() + 1 if labels.size else 0))
+    return split
 
 
 def _declared_classes(schema, column: str) -> int | None:
@@ -305,9 +323,8 @@ def _open_parquet(name: str, source: Source, catalog_classes: int | None) -> Par
             rows = handle.metadata.row_group(g).num_rows
             units.append(_Unit(f, g, first, rows))
             first += rows
-    labels, classes = _checked_labels(np.concatenate(labels) if labels else np.zeros(0),
-                                      num_classes or catalog_classes, source.describe())
-    return ParquetSplit(name, source.files, column, labels, classes, units)
+    split = ParquetSplit(name, source.files, column, np.concatenate(labels) if labels else np.zeros(0), 0, units)
+    return _check_labels(split, num_classes or catalog_classes)
 
 
 def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSplit:
@@ -341,9 +358,9 @@ def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSpli
             shard.append(f)
             offset.append(start)
             size.append(length)
-    labels, classes = _checked_labels(np.asarray(labels, dtype=np.int64), catalog_classes, source.describe())
-    return TarSplit(name, source.files, members, np.asarray(shard), np.asarray(offset, dtype=np.int64),
-                    np.asarray(size, dtype=np.int64), labels, classes)
+    split = TarSplit(name, source.files, members, np.asarray(shard), np.asarray(offset, dtype=np.int64),
+                     np.asarray(size, dtype=np.int64), np.asarray(labels, dtype=np.int64), 0)
+    return _check_labels(split, catalog_classes)
 
 
 def _open_arrow(name: str, source: Source, catalog_classes: int | None) -> ArrowSplit:
@@ -353,9 +370,8 @@ def _open_arrow(name: str, source: Source, catalog_classes: int | None) -> Arrow
     label = _label_column(dataset.column_names, source.describe())
     feature = dataset.features[label]
     raw = dataset.select_columns([label]).with_format("arrow")[:].column(label).to_numpy()
-    labels, classes = _checked_labels(raw, getattr(feature, "num_classes", None) or catalog_classes,
-                                      source.describe())
-    return ArrowSplit(name, dataset, column, labels, classes, source.describe())
+    split = ArrowSplit(name, dataset, column, raw, 0, source.describe())
+    return _check_labels(split, getattr(feature, "num_classes", None) or catalog_classes)
 
 
 __all__ = ["EncodedSplit", "FileSplit", "ArrowSplit", "ParquetSplit", "TarSplit", "open_encoded", "epoch_permutation",

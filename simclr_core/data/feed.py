@@ -93,12 +93,15 @@ class Feed:
         if self.loader == "stream":
             out.update(images_read=sum(s.bad.seen for s in self._streams),
                        unreadable_images=sum(s.bad.bad for s in self._streams),
-                       images_smaller_than_view=sum(s.bad.small for s in self._streams))
+                       images_smaller_than_view=sum(s.bad.small for s in self._streams),
+                       unreadable_eval_images=sum(e.bad.bad for e in (self.train_eval, self.test_eval)
+                                                  if e is not None))
         return out
 
 
-def open_feed(cfg: DataConfig, need_test: bool) -> Feed:
-    """The run's data, by its path; a bad dataset fails here, before any step."""
+def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = None) -> Feed:
+    """The run's data, by its path; a bad dataset fails here, before any step. `device`: where the streamed
+    path decodes evaluation images (the run's device)."""
     loader = resolve_loader(cfg)
     if loader == "resident":
         train_set = load_images(cfg, "train")
@@ -114,7 +117,7 @@ def open_feed(cfg: DataConfig, need_test: bool) -> Feed:
     size = cfg.image_size or spec.native_size or DEFAULT_STREAM_SIZE
     train_split = open_encoded(cfg, "train")
     test_split = open_encoded(cfg, "test") if need_test else None
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train_eval = EvalImages(train_split, size, spec.resize_margin, device)
     test_eval = None if test_split is None else EvalImages(test_split, size, spec.resize_margin, device)
     return Feed("stream", len(train_split), train_split.num_classes, size, spec.mean, spec.std, train_eval,

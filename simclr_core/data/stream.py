@@ -32,6 +32,10 @@ from simclr_core.data.decode import decode_image, fit_square
 from simclr_core.data.encoded import EncodedSplit
 from simclr_core.validation import ConfigError
 
+# torchvision 0.29 deprecates its decoders (for torchcodec) with a warning per call; catch_warnings is not
+# thread-safe, so the decoding threads rely on this one filter for that notice alone.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
 MAX_BAD_FRACTION = 0.01
 # ... judged once this many are bad (one bad image among the first ten read is no verdict on the dataset).
 MIN_BAD_FOR_VERDICT = 10
@@ -82,7 +86,7 @@ class Decoder:
         self.device = device
         self.pool = ThreadPoolExecutor(threads or default_decode_threads(device), thread_name_prefix="decode")
 
-    def __call__(self, data: Sequence[bytes]) -> list[tuple[Tensor | None, str]]:
+    def __call__(self, data: Sequence[bytes | Exception]) -> list[tuple[Tensor | None, str]]:
         results: list[tuple[Tensor | None, str]] = [(None, "")] * len(data)
         on_cpu = list(range(len(data)))
         if self.device.type == "cuda":
@@ -98,14 +102,12 @@ class Decoder:
         """Decode the JPEGs in one nvjpeg batch; returns the positions left for the CPU."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
-        jpegs = [i for i, d in enumerate(data) if d[:2] == _JPEG_MAGIC]
+        jpegs = [i for i, d in enumerate(data) if isinstance(d, bytes) and d[:2] == _JPEG_MAGIC]
         if not jpegs:
             return list(range(len(data)))
         encoded = [torch.frombuffer(bytearray(data[i]), dtype=torch.uint8) for i in jpegs]
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=DeprecationWarning)
-                decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self.device)
+            decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self.device)
         except RuntimeError:        # one image nvjpeg refuses (CMYK, damaged) fails the batch: the CPU decodes all
             return list(range(len(data)))
         for i, image in zip(jpegs, decoded):
@@ -117,20 +119,39 @@ class Decoder:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _decode_or_reason(data: bytes) -> tuple[Tensor | None, str]:
+def _decode_or_reason(data: bytes | Exception) -> tuple[Tensor | None, str]:
+    if isinstance(data, Exception):   # the bytes could not even be read
+        return None, _reason(data)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            return decode_image(data, None), ""
+        return decode_image(data, None), ""
     except Exception as exc:          # PIL and torchvision raise several types for damaged bytes
-        return None, f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+        return None, _reason(exc)
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+
+
+def read_each(split: EncodedSplit, indices: np.ndarray) -> list[bytes | Exception]:
+    """split.read(indices), or, where that fails, each image on its own: a failure (a missing file, a row with
+    neither bytes nor path) takes that image's place, to be counted as unreadable."""
+    try:
+        return split.read(indices)
+    except Exception:
+        out: list[bytes | Exception] = []
+        for index in indices:
+            try:
+                out.extend(split.read([int(index)]))
+            except Exception as exc:
+                out.append(exc)
+        return out
 
 
 def decode_batch(split: EncodedSplit, indices: np.ndarray, decoder: Decoder, bad: BadImages,
                  view_side: int = 0) -> list[Tensor]:
     """Images `indices` of `split`, decoded; an unreadable one is replaced by a readable one of the batch.
     Images with a side shorter than `view_side` are counted in `bad.small`."""
-    decoded = decoder(split.read(indices))
+    decoded = decoder(read_each(split, indices))
     bad.seen += len(decoded)
     good = [image for image, _ in decoded if image is not None]
     if not good:
@@ -214,6 +235,8 @@ class StreamedBatches:
 
     def close(self) -> None:
         self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=60)     # it stops after the batch it is decoding
         self._decoder.close()
 
     def __enter__(self) -> "StreamedBatches":
@@ -233,7 +256,9 @@ class _nothing:
 
 class EvalImages:
     """A split streamed in order for evaluation: uint8 batches (B, 3, S, S), each image's shorter side resized
-    to round(S x margin) and its centre S x S kept; `labels` as a tensor. Decoded anew at every pass."""
+    to round(S x margin) and its centre S x S kept; `labels` as a tensor. Decoded anew at every pass. An
+    unreadable image is replaced by another of its batch (its label kept) and counted in `bad`: train()
+    reports the count (unreadable_eval_images), and past 1% the evaluation stops, as training does."""
 
     def __init__(self, split: EncodedSplit, image_size: int, margin: float, device: torch.device,
                  threads: int | None = None):
@@ -253,16 +278,27 @@ class EvalImages:
     def batches(self, batch_size: int) -> Iterator[Tensor]:
         decoder = Decoder(self.device, self.threads)
         ahead: queue.Queue = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def put(item) -> None:
+            while not stop.is_set():
+                try:
+                    ahead.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
 
         def produce() -> None:
             try:
                 for start in range(0, len(self), batch_size):
+                    if stop.is_set():
+                        return
                     indices = np.arange(start, min(start + batch_size, len(self)))
                     images = decode_batch(self.split, indices, decoder, self.bad)
-                    ahead.put(torch.stack([fit_square(x, self.image_size, self.margin) for x in images]))
-                ahead.put(None)
+                    put(torch.stack([fit_square(x, self.image_size, self.margin) for x in images]))
+                put(None)
             except BaseException as exc:
-                ahead.put(exc)
+                put(exc)
 
         thread = threading.Thread(target=produce, name="stream-eval", daemon=True)
         thread.start()
@@ -272,6 +308,8 @@ class EvalImages:
                     raise item
                 yield item
         finally:
+            stop.set()
+            thread.join(timeout=30)
             decoder.close()
 
 

@@ -92,7 +92,7 @@ def extract_features(encoder: nn.Module, images: Tensor, *, mean: Sequence[float
     device = module_device(encoder) if device is None else torch.device(device)
     key = (id(encoder), id(images), tuple(mean), tuple(std), batch_size, str(device), autocast_dtype, channels_last)
     if _reused is not None and key in _reused:
-        return _reused[key][1]
+        return _reused[key][-1]
     mean_t, std_t = channel_stats(mean, std, device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
@@ -110,5 +110,5 @@ def extract_features(encoder: nn.Module, images: Tensor, *, mean: Sequence[float
             chunks.append(h.float())
     features = torch.cat(chunks)
     if _reused is not None:
-        _reused[key] = (images, features)          # holding `images` keeps its id from being reused
+        _reused[key] = (encoder, images, features)   # holding both keeps their ids from being reused
     return features

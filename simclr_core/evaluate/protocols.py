@@ -25,6 +25,8 @@ class Protocol:
     run: Callable[[nn.Module, Any, Any, torch.dtype | None], dict[str, Any]]   # (encoder, feed, cfg, dtype)
     # True where the protocol augments decoded images, which only the resident data path holds.
     needs_resident: bool = False
+    # True where it reads the frozen encoder's features (shared between such protocols in one evaluation).
+    frozen_features: bool = False
 
 
 def _data(feed) -> tuple:
@@ -63,8 +65,8 @@ def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
 
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
-    Protocol("knn", _knn),
-    Protocol("linear", _linear),
+    Protocol("knn", _knn, frozen_features=True),
+    Protocol("linear", _linear, frozen_features=True),
     Protocol("finetune", _finetune, needs_resident=True),
 )}
 
@@ -72,10 +74,12 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
 def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, names: Sequence[str]) -> dict[str, Any]:
     """The metrics of the protocols `names`, run in the registry's order."""
     metrics: dict[str, Any] = {}
+    chosen = [p for p in PROTOCOLS.values() if p.name in names]
     with reuse_features():           # kNN and linear evaluation share one pass over each split
-        for protocol in PROTOCOLS.values():
-            if protocol.name in names:
-                metrics.update(protocol.run(encoder, feed, cfg, dtype))
+        for protocol in (p for p in chosen if p.frozen_features):
+            metrics.update(protocol.run(encoder, feed, cfg, dtype))
+    for protocol in (p for p in chosen if not p.frozen_features):   # they train copies of the encoder
+        metrics.update(protocol.run(encoder, feed, cfg, dtype))
     return metrics
 
 

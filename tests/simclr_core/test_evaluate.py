@@ -355,3 +355,29 @@ def test_knn_classify_checks_its_arguments():
         knn_classify(train, labels, torch.randn(3, 5), num_classes=2)
     with pytest.raises(ConfigError, match="train_labels has 9 entries"):
         knn_classify(train, labels[:9], test, num_classes=2)
+
+
+def test_reused_features_are_never_those_of_an_encoder_freed_meanwhile():
+    """Inside reuse_features(), features are keyed by the encoder's id: the block keeps every encoder it saw
+    alive, so a new encoder can never take a freed one's id (and its features); after the block they go."""
+    import gc
+    import weakref
+
+    from simclr_core.evaluate.features import extract_features, reuse_features
+
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    stats = dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    with reuse_features():
+        seen, outputs = [], []
+        for seed in range(4):
+            torch.manual_seed(seed)
+            encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                          torch.nn.Flatten())
+            outputs.append(extract_features(encoder, images, **stats))
+            seen.append(weakref.ref(encoder))
+            del encoder
+            gc.collect()
+        assert all(ref() is not None for ref in seen)                    # no id can be reused meanwhile
+        assert all(not torch.equal(outputs[i], outputs[j]) for i in range(4) for j in range(i))
+    gc.collect()
+    assert all(ref() is None for ref in seen)

@@ -133,3 +133,17 @@ def test_cuda_crops_equal_the_cpu_crops_without_a_host_sync():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("budget", [1 << 30, 3 * 300 * 300 * 8])     # one group; about one image per group
+def test_batched_crops_in_memory_bounded_groups_equal_the_reference(budget, monkeypatch):
+    from simclr_core.augment import originals
+
+    monkeypatch.setattr(originals, "BATCHED_BYTES", budget)
+    images = images_of(SIZES, seed=7)
+    boxes = random_boxes(SIZES, 3 * len(SIZES), seed=8)                 # three views per image
+    expected = reference(images, boxes, 24, torch.zeros(len(boxes), dtype=torch.bool))
+    got = _batched(images, boxes, 24, dtype=torch.float64)
+    torch.testing.assert_close(got.double().clamp(0, 1), expected, atol=1e-6, rtol=0)
+    groups = originals._groups([(int(x.shape[-2]), int(x.shape[-1])) for x in images], 8)
+    assert (len(groups) == 1) == (budget == 1 << 30)

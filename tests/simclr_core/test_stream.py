@@ -170,7 +170,8 @@ def test_images_smaller_than_the_view_are_counted_with_one_warning(tmp_path, ima
     bad = BadImages()
     with pytest.warns(UserWarning, match=r"smaller than the 400 px views: its crops are upscaled") as caught:
         decode_batch(split, np.arange(8), Decoder(torch.device("cpu"), 1), bad, view_side=400)
-    assert bad.small == sum(side < 400 for side in sides) > 0 and len(caught) == 1
+    assert bad.small == sum(side < 400 for side in sides) > 0
+    assert sum("smaller than the 400 px views" in str(w.message) for w in caught) == 1
 
 
 def test_too_many_unreadable_images_stop_with_a_clear_error(tmp_path, images):
@@ -195,7 +196,7 @@ def test_eval_images_are_resized_and_centre_cropped_in_order(split):
 @pytest.mark.parametrize("bad, needle", [
     ("empty", "holds no images"),
     ("no_label", "none of the label columns"),
-    ("label_out_of_range", r"row 0 has label 5, outside the 3 classes .* valid labels lie in \[0, 2\]"),
+    ("label_out_of_range", r"row 0 of .*train.parquet has label 5, outside the 3 classes .* valid labels lie in \[0, 2\]"),
 ])
 def test_bad_sources_fail_before_any_step_naming_the_problem(tmp_path, bad, needle):
     import pyarrow as pa
@@ -459,3 +460,68 @@ def test_two_streaming_processes_equal_one_process_on_the_union_of_their_images(
     expected = compute_loss(cfg.loss, *z.split(8)).item()
     logged = logged_losses(tmp_path / "run")[0][1]
     assert logged == pytest.approx(expected, rel=1e-4)
+
+
+def test_one_row_group_still_feeds_every_process_without_repeats(tmp_path, images):
+    write_parquet(tmp_path / "p", images, shards=1, row_group=len(images))      # CIFAR-10's parquet: one group
+    split = open_encoded(DataConfig(dataset="parquet", data_dir=str(tmp_path / "p")), "train")
+    orders = [split.epoch_order(0, 0, rank, 2, 4) for rank in (0, 1)]
+    assert [len(o) for o in orders] == [20, 20]
+    assert len(set(np.concatenate(orders).tolist())) == 40                    # disjoint, nothing taken twice
+
+
+def test_an_image_that_cannot_even_be_read_is_counted_as_unreadable(tmp_path, images):
+    write_folder(tmp_path / "f", images[:6])
+    split = open_encoded(DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "f")), "train")
+    gone = Path(split.where(2))
+    gone.unlink()                                                             # deleted after indexing
+    bad = BadImages()
+    with pytest.warns(UserWarning, match=rf"unreadable image: .*{gone.name} \(FileNotFoundError"):
+        batch = decode_batch(split, np.arange(6), Decoder(torch.device("cpu"), 1), bad)
+    assert len(batch) == 6 and bad.bad == 1
+
+
+def test_tar_shards_open_at_once_stay_bounded(tmp_path, images, monkeypatch):
+    from simclr_core.data import encoded
+
+    write_tar(tmp_path / "t", images, shards=5)
+    monkeypatch.setattr(encoded, "OPEN_SHARDS", 2)
+    split = open_encoded(DataConfig(dataset="parquet", data_dir=str(tmp_path / "t")), "train")
+    assert split.read(range(0, 40, 3)) == [images[i][0] for i in range(0, 40, 3)]
+    assert len(split._handles) == 2
+
+
+def test_an_evaluation_stream_stopped_early_leaves_no_thread_behind(split):
+    import threading
+    import time
+
+    stream = EvalImages(split, 32, 8 / 7, torch.device("cpu"), threads=1)
+    for _ in range(3):
+        batches = stream.batches(4)
+        next(batches)
+        batches.close()                                                       # the consumer stops early
+    deadline = time.monotonic() + 10
+    while any(t.name == "stream-eval" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "stream-eval" for t in threading.enumerate())
+
+
+def test_a_run_that_stops_on_an_error_leaves_no_reader_behind(tmp_path, images, monkeypatch):
+    import threading
+
+    from simclr_core import train as train_module
+
+    write_folder(tmp_path / "data", images)
+    write_folder(tmp_path / "data", images[:12], split="test")
+    calls = {"n": 0}
+    real = train_module.compute_multicrop_loss
+
+    def poisoned(cfg, z1, z2, small):
+        calls["n"] += 1
+        loss = real(cfg, z1, z2, small)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    monkeypatch.setattr(train_module, "compute_multicrop_loss", poisoned)
+    with pytest.raises(train_module.NonFiniteLossError):
+        train_module.train(stream_config(tmp_path / "data", "imagefolder"), tmp_path / "run")
+    assert not any(t.name == "stream-batches" and t.is_alive() for t in threading.enumerate())
