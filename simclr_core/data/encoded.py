@@ -189,7 +189,9 @@ class ParquetSplit(EncodedSplit):
         for i in map(int, indices):
             unit = self._unit_of(i)
             data, path = self._unit_rows(unit)[i - self.units[unit].first]
-            out.append(data if data is not None else Path(path).read_bytes())
+            # A row may hold only a path, relative to its shard's folder (as `datasets` writes them).
+            folder = Path(self.files[self.units[unit].file]).parent
+            out.append(data if data is not None else (folder / path).read_bytes())
         return out
 
     def where(self, index: int) -> str:
@@ -202,7 +204,8 @@ class ParquetSplit(EncodedSplit):
         # process holding the fewest images so far: shares differ by at most one piece, and the few images a
         # process lacks for its last steps are taken again from the start of its own order.
         piece = max(local_batch, len(self) // (64 * world))
-        pieces = [(u.first + start, min(piece, u.rows - start)) for u in self.units for start in range(0, u.rows, piece)]
+        pieces = [(u.first + start, min(piece, u.rows - start))
+                  for u in self.units for start in range(0, u.rows, piece)]
         held, mine = np.zeros(world, dtype=np.int64), []
         for p in epoch_permutation(seed, epoch, len(pieces)):
             owner = int(np.argmin(held))
@@ -212,7 +215,8 @@ class ParquetSplit(EncodedSplit):
         rng = np.random.default_rng([seed, epoch, rank, 0x0DE2])
         order = []
         for start in range(0, len(mine), WINDOW_UNITS):
-            window = np.concatenate([np.arange(first, first + rows) for first, rows in mine[start:start + WINDOW_UNITS]])
+            window = np.concatenate([np.arange(first, first + rows)
+                                     for first, rows in mine[start:start + WINDOW_UNITS]])
             order.append(window[rng.permutation(len(window))])
         order = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
         need = (len(self) // (local_batch * world)) * local_batch

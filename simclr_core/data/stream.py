@@ -11,8 +11,9 @@ decoders release the GIL: 2 threads decode 1.6x as fast as one on the 2-core ref
 
 An image that cannot be decoded is replaced by another image of its batch, with a warning naming its file and
 row; their count goes to train()'s final.json. Once MIN_BAD_FOR_VERDICT images are bad and they are more than
-MAX_BAD_FRACTION of the images seen, the run stops with an error listing the first ones. `EvalImages` streams a split in order as evaluation wants it: each image
-resized so its shorter side is round(S x margin) (ImageNet: 256 for S = 224) and its centre S x S kept.
+MAX_BAD_FRACTION of the images seen, the run stops with an error listing the first ones. `EvalImages` streams a
+split in order as evaluation wants it: each image resized so its shorter side is round(S x margin) (ImageNet:
+256 for S = 224) and its centre S x S kept.
 """
 from __future__ import annotations
 

@@ -196,7 +196,8 @@ def test_eval_images_are_resized_and_centre_cropped_in_order(split):
 @pytest.mark.parametrize("bad, needle", [
     ("empty", "holds no images"),
     ("no_label", "none of the label columns"),
-    ("label_out_of_range", r"row 0 of .*train.parquet has label 5, outside the 3 classes .* valid labels lie in \[0, 2\]"),
+    ("label_out_of_range",
+     r"row 0 of .*train.parquet has label 5, outside the 3 classes .* valid labels lie in \[0, 2\]"),
 ])
 def test_bad_sources_fail_before_any_step_naming_the_problem(tmp_path, bad, needle):
     import pyarrow as pa
@@ -404,7 +405,7 @@ def test_the_resident_path_refuses_tar_shards_naming_the_streamed_one(tmp_path, 
     from simclr_core.data import load_images
 
     write_tar(tmp_path / "t", images[:6])
-    with pytest.raises(ConfigError, match="WebDataset tar shards are read by the streamed path; set data.loader=stream"):
+    with pytest.raises(ConfigError, match="WebDataset tar shards are read by the streamed path; set data.loader"):
         load_images(DataConfig(dataset="parquet", data_dir=str(tmp_path / "t"), loader="resident"), "train")
 
 
@@ -452,7 +453,8 @@ def test_two_streaming_processes_equal_one_process_on_the_union_of_their_images(
     for rank in range(2):
         indices = split.epoch_order(cfg.seed, 0, rank, 2, 4)[:4]
         decoded = [decode_image(d, None) for d in split.read(indices)]
-        views.append(augment.views_from_originals(decoded, torch.Generator().manual_seed(step_seed(cfg.seed, 0, rank))))
+        generator = torch.Generator().manual_seed(step_seed(cfg.seed, 0, rank))
+        views.append(augment.views_from_originals(decoded, generator))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.encoder, cfg.head, 32).train()
     with torch.no_grad():
