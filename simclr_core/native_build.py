@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import platform
 import sys
@@ -44,6 +45,9 @@ def compile_extension(name: str, source: Path, *, openmp: bool) -> Any:
     `openmp`: the kernels use ATen's parallel_for, which runs on torch's OpenMP threads only when compiled
     with -fopenmp; without it they are single-threaded and only `omp simd` is honoured.
     """
+    # Importing cpp_extension on a machine without CUDA logs "No CUDA runtime is found, using CUDA_HOME=..." at
+    # warning level; these builds are CPU code, so the line only alarms (it printed on every first-run command).
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils import cpp_extension
     _put_ninja_on_path()
     cflags = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp" if openmp else "-fopenmp-simd"]

@@ -138,3 +138,14 @@ def test_normalisation_kernel_writes_either_layout_as_the_eager_one(kernels, mem
     torch.testing.assert_close(out, F.normalize(x, MEAN, STD), atol=1e-6, rtol=0)
     with pytest.raises(RuntimeError, match="contiguous or channels_last"):
         kernels.normalize_into(x, *F.normalize_affine(MEAN, STD), torch.empty(5, 9, 3, 11).transpose(1, 2))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the line only shows where there is no CUDA")
+def test_loading_the_kernels_prints_no_cuda_warning_on_a_cpu_machine():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "from simclr_core.augment import native; native.kernels()"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "No CUDA runtime is found" not in done.stderr
