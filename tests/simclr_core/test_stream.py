@@ -280,6 +280,7 @@ def test_train_streams_photos_of_every_size_and_resumes_exactly(tmp_path, images
     full = train(stream_config(data, dataset, max_steps=4), tmp_path / "full")
     assert full["data_loader"] == "stream" and full["unreadable_images"] == 0 and full["images_read"] == 32
     assert full["images_smaller_than_view"] == 0                       # 50-600 px against 32 px views
+    assert str(data) in full["data_source"]
     assert 0 <= full["knn_top1"] <= 100
     train(stream_config(data, dataset, max_steps=2), tmp_path / "cut")
     train(stream_config(data, dataset, max_steps=4), tmp_path / "cut")

@@ -161,6 +161,7 @@ def test_finished_run_writes_final_metrics(tmp_path):
     final = json.loads((tmp_path / "run" / "final.json").read_text())
     assert final["steps"] == 2 and final["total_steps"] == 8
     assert 0 <= final["knn_top1"] <= 100 and final == json.loads(json.dumps(metrics))
+    assert final["data_loader"] == "resident" and "cifar10_subset" in final["data_source"]
 
 
 def test_periodic_knn_is_logged_each_period_and_not_repeated_at_the_end(tmp_path, monkeypatch):
