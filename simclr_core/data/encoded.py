@@ -90,7 +90,21 @@ class FileSplit(EncodedSplit):
         return self.paths[index]
 
 
-class TarSplit(EncodedSplit):
+class _LockedReads(EncodedSplit):
+    """A split whose reads share state (open files, cached row groups): one read at a time, since a training
+    stream and an evaluation may read at once."""
+    _lock: threading.Lock
+
+    def read(self, indices: Sequence[int]) -> list[bytes]:
+        with self._lock:
+            return self._read(indices)
+
+    @abstractmethod
+    def _read(self, indices: Sequence[int]) -> list[bytes]:
+        ...
+
+
+class TarSplit(_LockedReads):
     """WebDataset tar shards: sample `key` is the member key.jpg (or .jpeg/.png/.webp) with its label in
     key.cls; read by seeking to each member's bytes (the index holds shard, offset and size)."""
 
@@ -100,11 +114,7 @@ class TarSplit(EncodedSplit):
         self.shard, self.offset, self.size = shard, offset, size
         self.labels, self.num_classes = labels, num_classes
         self._handles: OrderedDict[int, object] = OrderedDict()     # the OPEN_SHARDS most recently read
-        self._lock = threading.Lock()      # a training stream and an evaluation may read at once
-
-    def read(self, indices: Sequence[int]) -> list[bytes]:
-        with self._lock:
-            return self._read(indices)
+        self._lock = threading.Lock()
 
     def _read(self, indices: Sequence[int]) -> list[bytes]:
         out = []
@@ -150,7 +160,7 @@ class _Unit:
     rows: int
 
 
-class ParquetSplit(EncodedSplit):
+class ParquetSplit(_LockedReads):
     """Parquet shards read a row group at a time (see the module's docstring for the epoch order)."""
 
     def __init__(self, name: str, files: Sequence[str], column: str, labels: np.ndarray, num_classes: int,
@@ -159,7 +169,7 @@ class ParquetSplit(EncodedSplit):
         self.labels, self.num_classes, self.units = labels, num_classes, units
         self._starts = np.array([u.first for u in units], dtype=np.int64)
         self._cache: OrderedDict[int, list] = OrderedDict()
-        self._lock = threading.Lock()      # a training stream and an evaluation may read at once
+        self._lock = threading.Lock()
 
     def _unit_of(self, index: int) -> int:
         return int(np.searchsorted(self._starts, index, side="right") - 1)
@@ -179,10 +189,6 @@ class ParquetSplit(EncodedSplit):
         while len(self._cache) > WINDOW_UNITS:
             self._cache.popitem(last=False)
         return rows
-
-    def read(self, indices: Sequence[int]) -> list[bytes]:
-        with self._lock:
-            return self._read(indices)
 
     def _read(self, indices: Sequence[int]) -> list[bytes]:
         out = []
