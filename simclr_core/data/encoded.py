@@ -13,10 +13,10 @@ Nothing is decoded. Four layouts:
 The order of an epoch (`epoch_order`) is a pure function of (seed, epoch, rank, world), so a resumed run reads
 what an uninterrupted one would have, and the processes of a run read disjoint images. Where single images
 are cheap to reach (folders, arrow, tar) it is the resident path's order: one permutation of the whole split,
-process r taking rows r*b..(r+1)*b-1 of each batch. Parquet rows are reached a row group at a time, so
-there a permutation of the row groups is dealt to the processes in turn and each process shuffles the
-images within windows of WINDOW_UNITS consecutive groups: a process holds at most that many decoded-free
-(still encoded) row groups in memory, however large the dataset.
+process r taking rows r*b..(r+1)*b-1 of each batch. Parquet rows are reached a row group at a time, so there
+the row groups (cut into pieces where a group is large against a process's share) are dealt to the processes
+by size, and each process shuffles the images within windows of WINDOW_UNITS pieces: a process holds at most
+that many (still encoded) row groups in memory, however large the dataset.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ import numpy as np
 from simclr_core import seeding
 from simclr_core.config import DataConfig
 from simclr_core.data.catalog import SPLITS, dataset_spec
+from simclr_core.data.images import label_column
 from simclr_core.data.locate import Source, locate_source
 from simclr_core.validation import ConfigError, require_choice
 
@@ -40,7 +41,6 @@ WINDOW_UNITS = 4
 # Tar shards kept open at once (a shuffled ImageNet epoch touches ~1,300; the usual limit is 1,024 files).
 OPEN_SHARDS = 64
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
-LABEL_COLUMNS = ("label", "fine_label", "labels")
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -54,6 +54,7 @@ class EncodedSplit(ABC):
     name: str
     labels: np.ndarray                 # (N,) int64
     num_classes: int
+    source: str = ""                   # where the index was built from (Source.describe()), for final.json
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -195,9 +196,9 @@ class ParquetSplit(_LockedReads):
         for i in map(int, indices):
             unit = self._unit_of(i)
             data, path = self._unit_rows(unit)[i - self.units[unit].first]
-            # A row may hold only a path, relative to its shard's folder (as `datasets` writes them).
-            folder = Path(self.files[self.units[unit].file]).parent
-            out.append(data if data is not None else (folder / path).read_bytes())
+            if data is None:      # a row may hold only a path, relative to its shard's folder (as `datasets` writes)
+                data = (Path(self.files[self.units[unit].file]).parent / path).read_bytes()
+            out.append(data)
         return out
 
     def where(self, index: int) -> str:
@@ -252,6 +253,7 @@ def open_encoded(cfg: DataConfig, split: str) -> EncodedSplit:
         encoded = _open_arrow(spec.name, source, spec.num_classes)
     if len(encoded) == 0:
         raise ConfigError(f"{source.describe()} holds no images for split {split!r}")
+    encoded.source = source.describe()
     return encoded
 
 
@@ -281,14 +283,6 @@ def _image_column(schema, where: str) -> str:
             return field.name
     raise ConfigError(f"{where} has no image column (a struct of bytes and path, as `datasets` writes images); "
                       f"columns: {', '.join(schema.names)}")
-
-
-def _label_column(names: Sequence[str], where: str) -> str:
-    for name in LABEL_COLUMNS:
-        if name in names:
-            return name
-    raise ConfigError(f"{where} has none of the label columns {', '.join(LABEL_COLUMNS)} (columns: "
-                      f"{', '.join(names)})")
 
 
 def _check_labels(split: EncodedSplit, num_classes: int | None) -> EncodedSplit:
@@ -325,7 +319,7 @@ def _open_parquet(name: str, source: Source, catalog_classes: int | None) -> Par
         handle = pq.ParquetFile(path)
         schema = handle.schema_arrow
         column = _image_column(schema, path) if column is None else column
-        label = _label_column(schema.names, path)
+        label = label_column(schema.names, path)
         num_classes = num_classes or _declared_classes(schema, label)
         labels.append(handle.read(columns=[label]).column(label).to_numpy())
         first = sum(u.rows for u in units)
@@ -377,7 +371,7 @@ def _open_arrow(name: str, source: Source, catalog_classes: int | None) -> Arrow
     dataset = source.load()
     schema = dataset.data.schema
     column = _image_column(schema, source.describe())
-    label = _label_column(dataset.column_names, source.describe())
+    label = label_column(dataset.column_names, source.describe())
     feature = dataset.features[label]
     raw = dataset.select_columns([label]).with_format("arrow")[:].column(label).to_numpy()
     split = ArrowSplit(name, dataset, column, raw, 0, source.describe())

@@ -21,7 +21,6 @@ from torch import Tensor
 from simclr_core.config import DATA_LOADERS as LOADERS, DataConfig
 from simclr_core.data.catalog import dataset_spec
 from simclr_core.data.images import ImageSet, load_images
-from simclr_core.data.locate import locate_source
 from simclr_core.seeding import epoch_permutation
 from simclr_core.validation import require_choice
 
@@ -53,7 +52,9 @@ class Feed:
     test_eval: Any
     test_labels: Tensor | None
     resident: ImageSet | None    # the decoded training split (resident path only: fine-tuning needs it)
-    source: str = ""             # where the training split came from (a file, folder or Hub id), for final.json
+    # Where the training split came from (a file, folder or Hub id), for final.json: the run id leaves
+    # data.data_dir out (a path of one machine).
+    source: str = ""
     _split: Any = None           # stream path: the training split's index (encoded.EncodedSplit)
     _streams: list = None        # stream path: the open batch streams, for their counts
 
@@ -105,15 +106,13 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
     """The run's data, by its path; a bad dataset fails here, before any step. `device`: where the streamed
     path decodes evaluation images (the run's device)."""
     loader = resolve_loader(cfg)
-    # The run id leaves data.data_dir out (a path of one machine); final.json records what was read.
-    source = locate_source(dataset_spec(cfg.dataset), cfg.data_dir, "train").describe()
     if loader == "resident":
         train_set = load_images(cfg, "train")
         test_set = load_images(cfg, "test") if need_test else None
         return Feed("resident", len(train_set), train_set.num_classes, cfg.image_size or train_set.images.shape[-1],
                     train_set.mean, train_set.std, train_set.images, train_set.labels,
                     None if test_set is None else test_set.images, None if test_set is None else test_set.labels,
-                    train_set, source)
+                    train_set, train_set.source)
     from simclr_core.data.encoded import open_encoded
     from simclr_core.data.stream import EvalImages
 
@@ -125,7 +124,7 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
     train_eval = EvalImages(train_split, size, spec.resize_margin, device)
     test_eval = None if test_split is None else EvalImages(test_split, size, spec.resize_margin, device)
     return Feed("stream", len(train_split), train_split.num_classes, size, spec.mean, spec.std, train_eval,
-                train_eval.labels, test_eval, None if test_eval is None else test_eval.labels, None, source,
+                train_eval.labels, test_eval, None if test_eval is None else test_eval.labels, None, train_split.source,
                 _split=train_split, _streams=[])
 
 

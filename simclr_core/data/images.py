@@ -10,6 +10,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from typing import Sequence
+
 import numpy as np
 import torch
 
@@ -23,7 +25,7 @@ from simclr_core.validation import ConfigError, require_choice
 
 log = logging.getLogger(__name__)
 
-_LABEL_COLUMNS = ("label", "fine_label", "labels", "cls")       # "cls": WebDataset shards
+LABEL_COLUMNS = ("label", "fine_label", "labels", "cls")       # "cls": WebDataset shards
 
 
 @dataclass
@@ -36,6 +38,7 @@ class ImageSet:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     name: str
+    source: str = ""        # where it was decoded from (Source.describe()), for final.json
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -68,7 +71,7 @@ def load_images(cfg: DataConfig, split: str) -> ImageSet:
         chosen = _limited(labels, limit, limit_key, source)
         images, labels = np.ascontiguousarray(images[chosen]), labels[chosen]
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), meta["num_classes"],
-                    spec.mean, spec.std, spec.name)
+                    spec.mean, spec.std, spec.name, meta.get("source", source.describe()))
 
 
 def _decode_and_cache(spec: DatasetSpec, source: Source, image_size: int | None, limit: int | None,
@@ -148,8 +151,13 @@ def _image_column(dataset, source: Source) -> str:
 
 
 def _label_column(dataset, source: Source) -> str:
-    for name in _LABEL_COLUMNS:
-        if name in dataset.column_names:
+    return label_column(dataset.column_names, source.describe())
+
+
+def label_column(names: Sequence[str], where: str) -> str:
+    """The first of LABEL_COLUMNS among the column `names`, or a ConfigError naming `where` and the columns."""
+    for name in LABEL_COLUMNS:
+        if name in names:
             return name
-    raise ConfigError(f"{source.describe()} has none of the label columns {', '.join(_LABEL_COLUMNS)} "
-                      f"(columns: {', '.join(dataset.column_names)})")
+    raise ConfigError(f"{where} has none of the label columns {', '.join(LABEL_COLUMNS)} "
+                      f"(columns: {', '.join(names)})")

@@ -17,6 +17,7 @@ split in order as evaluation wants it: each image resized so its shorter side is
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -133,6 +134,16 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
 
 
+def put_unless_stopped(ahead: queue.Queue, item, stop: threading.Event) -> None:
+    """ahead.put(item), giving up once `stop` is set (the consumer has gone: nobody will take it)."""
+    while not stop.is_set():
+        try:
+            ahead.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
 def read_each(split: EncodedSplit, indices: np.ndarray) -> list[bytes | Exception]:
     """split.read(indices), or, where that fails, each image on its own: a failure (a missing file, a row with
     neither bytes nor path) takes that image's place, to be counted as unreadable."""
@@ -202,23 +213,15 @@ class StreamedBatches:
             for step in range(self.start_step, self.stop_step):
                 if self._stop.is_set():
                     return
-                with torch.cuda.stream(self._stream) if self._stream is not None else _nothing():
+                with torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext():
                     images = decode_batch(self.split, self.indices(step), self._decoder, self.bad, self.view_side)
                     event = None
                     if self._stream is not None:
                         event = torch.cuda.Event()
                         event.record(self._stream)
-                self._put((step, images, event))
+                put_unless_stopped(self._queue, (step, images, event), self._stop)
         except BaseException as exc:            # handed to the training loop, which raises it
-            self._put(exc)
-
-    def _put(self, item) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+            put_unless_stopped(self._queue, exc, self._stop)
 
     def __iter__(self) -> Iterator[tuple[int, list[Tensor]]]:
         for _ in range(self.start_step, self.stop_step):
@@ -247,14 +250,6 @@ class StreamedBatches:
         self.close()
 
 
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 class EvalImages:
     """A split streamed in order for evaluation: uint8 batches (B, 3, S, S), each image's shorter side resized
     to round(S x margin) and its centre S x S kept; `labels` as a tensor. Decoded anew at every pass. An
@@ -281,14 +276,6 @@ class EvalImages:
         ahead: queue.Queue = queue.Queue(maxsize=1)
         stop = threading.Event()
 
-        def put(item) -> None:
-            while not stop.is_set():
-                try:
-                    ahead.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-
         def produce() -> None:
             try:
                 for start in range(0, len(self), batch_size):
@@ -296,10 +283,11 @@ class EvalImages:
                         return
                     indices = np.arange(start, min(start + batch_size, len(self)))
                     images = decode_batch(self.split, indices, decoder, self.bad)
-                    put(torch.stack([fit_square(x, self.image_size, self.margin) for x in images]))
-                put(None)
+                    squares = torch.stack([fit_square(x, self.image_size, self.margin) for x in images])
+                    put_unless_stopped(ahead, squares, stop)
+                put_unless_stopped(ahead, None, stop)
             except BaseException as exc:
-                put(exc)
+                put_unless_stopped(ahead, exc, stop)
 
         thread = threading.Thread(target=produce, name="stream-eval", daemon=True)
         thread.start()
