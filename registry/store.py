@@ -82,26 +82,27 @@ def _dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in `path`, or None when the file is missing or damaged (`_json_problem` says why)."""
+def _load_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the JSON object in `path`, None), or (None, why it is not one); (None, None) when the file is missing."""
     try:
         value = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
+    except FileNotFoundError:
+        return None, None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, f"{path.name} is not valid JSON ({exc})"
+    if not isinstance(value, dict):
+        return None, f"{path.name} holds a JSON {type(value).__name__}, not an object"
+    return value, None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when the file is missing or damaged (`_json_problem` says why)."""
+    return _load_json(path)[0]
 
 
 def _json_problem(path: Path) -> str | None:
     """Why `path` is not a readable JSON object, or None when it is one or does not exist."""
-    try:
-        value = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return f"{path.name} is not valid JSON ({exc})"
-    if not isinstance(value, dict):
-        return f"{path.name} holds a JSON {type(value).__name__}, not an object"
-    return None
+    return _load_json(path)[1]
 
 
 def checkpoint_problem(path: Path) -> str | None:

@@ -11,8 +11,9 @@ Two implementations of the same formula, chosen by device (the one seam for spee
   - CPU: one antialiased interpolate per view on the uint8 crop, the views shared among the augmentation
     threads (ATen's separable uint8 kernel touches only the crop's pixels, 1.7x faster than on floats; its
     result is rounded to whole grey levels, within 1/255 of the float64 reference);
-  - CUDA: the whole batch at once as two batched matrix products over a zero-padded batch, with the
-    resampling weights of every view built in a few tensor ops (no per-view kernels, no host sync).
+  - CUDA: two batched matrix products over a zero-padded batch of the parts of the images the boxes cover, in
+    groups of at most BATCHED_BYTES, with the resampling weights of every view built in a few tensor ops (no
+    per-view kernels, no host sync).
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def _per_view(images: Sequence[Tensor], boxes: Tensor, size: int) -> Tensor:
     out = torch.empty((boxes.shape[0], 3, size, size), dtype=torch.float32)
     rows = boxes.tolist()
     pool = chunk_pool()
-    parts = pool._max_workers if pool is not None else 1
+    parts = torch.get_num_threads() if pool is not None else 1        # the pool has one worker per torch thread
     chunks = [range(start, len(rows), parts) for start in range(parts)]
     if pool is None:
         _crop_views(images, rows, chunks[0], size, out)
