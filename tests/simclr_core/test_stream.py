@@ -415,8 +415,7 @@ def test_the_resident_path_refuses_tar_shards_naming_the_streamed_one(tmp_path, 
 def test_two_streaming_processes_equal_one_process_on_the_union_of_their_images(tmp_path, images):
     """2 CPU processes (gloo, global BN) streaming an image folder: each reads its own images of the epoch order,
     and the first step's loss equals one process on the union of both ranks' views."""
-    import json
-    import os
+    from test_train import train_in_two_processes
 
     from simclr_core.augment import build_augmentation
     from simclr_core.data.catalog import IMAGENET_MEAN, IMAGENET_STD
@@ -429,23 +428,7 @@ def test_two_streaming_processes_equal_one_process_on_the_union_of_their_images(
     write_folder(data, images[:12], split="test")
     cfg = stream_config(data, "imagefolder", max_steps=2, precision="no", batch_size=8,
                         **{"encoder.global_bn": True})
-    script = tmp_path / "run_two.py"
-    script.write_text(textwrap.dedent("""
-        import json, sys
-        import torch.distributed as dist
-        from pathlib import Path
-        from simclr_core.config import RunConfig
-        from simclr_core.train import train
-        metrics = train(RunConfig.from_dict(json.loads(sys.argv[2])), sys.argv[1])
-        (Path(sys.argv[3]) / f"rank{dist.get_rank()}.json").write_text(json.dumps(metrics))
-    """))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", str(29900 + os.getpid() % 90), str(script), str(tmp_path / "run"),
-                           json.dumps(cfg.to_dict()), str(tmp_path)], capture_output=True, text=True, env=env,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    metrics = [r["metrics"] for r in train_in_two_processes(cfg, tmp_path / "run", tmp_path)]
     assert metrics[0]["knn_top1"] == metrics[1]["knn_top1"] and metrics[0]["images_read"] == 2 * 8
 
     split = open_encoded(cfg.data, "train")
@@ -512,19 +495,13 @@ def test_an_evaluation_stream_stopped_early_leaves_no_thread_behind(split):
 def test_a_run_that_stops_on_an_error_leaves_no_reader_behind(tmp_path, images, monkeypatch):
     import threading
 
+    from test_train import poison_loss_at
+
     from simclr_core import train as train_module
 
     write_folder(tmp_path / "data", images)
     write_folder(tmp_path / "data", images[:12], split="test")
-    calls = {"n": 0}
-    real = train_module.compute_multicrop_loss
-
-    def poisoned(cfg, z1, z2, small):
-        calls["n"] += 1
-        loss = real(cfg, z1, z2, small)
-        return loss * float("nan") if calls["n"] == 2 else loss
-
-    monkeypatch.setattr(train_module, "compute_multicrop_loss", poisoned)
+    poison_loss_at(monkeypatch, 2)
     with pytest.raises(train_module.NonFiniteLossError):
         train_module.train(stream_config(tmp_path / "data", "imagefolder"), tmp_path / "run")
     assert not any(t.name == "stream-batches" and t.is_alive() for t in threading.enumerate())

@@ -57,16 +57,21 @@ def test_rows_logged_after_the_last_checkpoint_are_dropped_on_resume(tmp_path):
     assert [s for s, _ in losses(run)] == [1, 2, 3, 4, 5, 6]
 
 
-def test_non_finite_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+def poison_loss_at(monkeypatch, call: int) -> None:
+    """train()'s loss becomes NaN at its `call`-th computation (1-based)."""
     calls = {"n": 0}
     real = train_module.compute_multicrop_loss
 
     def poisoned(cfg, z1, z2, small):
         calls["n"] += 1
         loss = real(cfg, z1, z2, small)
-        return loss * float("nan") if calls["n"] == 5 else loss
+        return loss * float("nan") if calls["n"] == call else loss
 
     monkeypatch.setattr(train_module, "compute_multicrop_loss", poisoned)
+
+
+def test_non_finite_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    poison_loss_at(monkeypatch, 5)
     with pytest.raises(NonFiniteLossError, match="step 3"):
         train(tiny(), tmp_path / "run")
     assert load_checkpoint(tmp_path / "run")["step"] == 3
@@ -176,6 +181,29 @@ def test_periodic_knn_is_logged_each_period_and_not_repeated_at_the_end(tmp_path
     assert 0 <= metrics["knn_top1"] <= 100
 
 
+def train_in_two_processes(cfg: RunConfig, run_dir: Path, out_dir: Path) -> list[dict]:
+    """train(cfg, run_dir) in 2 CPU processes under torchrun (gloo); each rank's {"rank", "world", "metrics"}."""
+    script = out_dir / "run_two.py"
+    script.write_text(textwrap.dedent("""
+        import json, sys
+        import torch.distributed as dist
+        from simclr_core.config import RunConfig
+        from simclr_core.train import train
+        from pathlib import Path
+        metrics = train(RunConfig.from_dict(json.loads(sys.argv[2])), sys.argv[1])
+        # One file per rank: two ranks printing long lines into one pipe can interleave them.
+        result = {"rank": dist.get_rank(), "world": dist.get_world_size(), "metrics": metrics}
+        (Path(sys.argv[3]) / f"rank{dist.get_rank()}.json").write_text(json.dumps(result))
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", str(29400 + os.getpid() % 500), str(script), str(run_dir),
+                          json.dumps(cfg.to_dict()), str(out_dir)], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return [json.loads((out_dir / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
 def _reference_first_step_loss(cfg: RunConfig, world: int, global_bn: bool) -> float:
     """One process on the whole global batch, rebuilding exactly what each of `world` ranks fed the model.
 
@@ -223,25 +251,7 @@ def test_two_process_training_equals_one_process_on_the_whole_batch(tmp_path, lo
     first step's loss equals one process computing on the union of both ranks' views, with multi-crop's
     small views too."""
     cfg = tiny(max_steps=2, precision="no", **{"encoder.global_bn": True, "augment.local_crops": local_crops})
-    script = tmp_path / "run_two.py"
-    script.write_text(textwrap.dedent("""
-        import json, sys
-        import torch.distributed as dist
-        from simclr_core.config import RunConfig
-        from simclr_core.train import train
-        from pathlib import Path
-        metrics = train(RunConfig.from_dict(json.loads(sys.argv[2])), sys.argv[1])
-        # One file per rank: two ranks printing long lines into one pipe can interleave them.
-        result = {"rank": dist.get_rank(), "world": dist.get_world_size(), "metrics": metrics}
-        (Path(sys.argv[3]) / f"rank{dist.get_rank()}.json").write_text(json.dumps(result))
-    """))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", str(29400 + os.getpid() % 500), str(script), str(tmp_path / "run"),
-                          json.dumps(cfg.to_dict()), str(tmp_path)], capture_output=True, text=True, env=env,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    results = train_in_two_processes(cfg, tmp_path / "run", tmp_path)
     assert [r["rank"] for r in results] == [0, 1] and all(r["world"] == 2 for r in results)
     metrics = [r["metrics"] for r in results]
     assert metrics[0]["knn_top1"] == metrics[1]["knn_top1"] and metrics[0]["processes"] == 2
