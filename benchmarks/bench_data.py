@@ -34,7 +34,7 @@ import timing  # noqa: E402
 from steps import Step  # noqa: E402
 
 from simclr_core.augment import build_augmentation  # noqa: E402
-from simclr_core.config import RunConfig  # noqa: E402
+from simclr_core.config import DataConfig, RunConfig  # noqa: E402
 from simclr_core.data.catalog import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from simclr_core.data.encoded import open_encoded  # noqa: E402
 from simclr_core.data.stream import StreamedBatches  # noqa: E402
@@ -124,7 +124,7 @@ def main(argv=None) -> None:
         augment = build_augmentation(cfg.augment, size, IMAGENET_MEAN, IMAGENET_STD)
         views = torch.empty((2 * batch, 3, size, size), device=device).to(memory_format=torch.channels_last)
         premade = torch.randn_like(views)
-        split = open_encoded(cfg.data.__class__(dataset="parquet", data_dir=str(shards)), "train")
+        split = open_encoded(DataConfig(dataset="parquet", data_dir=str(shards)), "train")
         steps_per_epoch = count // batch
         state = {"stream_step": 0}
         loader = pil_loader(folder, size, batch, args.workers)
