@@ -4,7 +4,8 @@
     python -m registry show NAME [--scale S]          its runs, their ids and states; tracebacks of failures
     python -m registry validate                       every declaration resolves at every scale and has
                                                       published rows; nothing runs
-    python -m registry run NAME [--scale S] [--dry-run] [--only GLOB] [--max-parallel K] [--slurm] [key=value ...]
+    python -m registry run NAME [--scale S] [--seeds N ...] [--dry-run] [--only GLOB] [--max-parallel K] [--slurm]
+                                                      [key=value ...]
     python -m registry status                         runs per experiment and state in the results folder
     python -m registry report [...]                   (reports/cli.py)
     python -m registry sweep [...]                    (registry/sweep.py)
@@ -86,7 +87,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max(map(len, names))
     for name in names:
         e = get_experiment(name)
-        print(f"{name:<{width}}  {e.artefact:<5} {len(e.axes) * len(e.seeds):>3} runs  {e.metric:<12} {e.title}")
+        print(f"{name:<{width}}  {e.artefact:<5} {len(e.axes) * len(e.seeds_at(DEFAULT_SCALE)):>3} runs  "
+              f"{e.metric:<12} {e.title}")
     return 0
 
 
@@ -112,7 +114,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         if len(found) > 1:
             print(f"(the results also hold scale(s) {', '.join(found[1:])} of {experiment.name}: --scale picks one)")
     scale = get_scale(args.scale)
-    runs = experiment.runs(scale)
+    runs = experiment.runs(scale, seeds=args.seeds)
     print(f"{experiment.name}: {experiment.title}")
     print(f"  artefact {experiment.artefact}, metric {experiment.metric}, published {experiment.published.file}")
     print(f"  scale {scale.name}: {scale.summary}")
@@ -200,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("run needs an experiment name: python -m registry run NAME [key=value ...]; "
                           f"declared: {', '.join(list_experiments())}")
     experiment = get_experiment(args.name)
-    runs = select(experiment.runs(args.scale, parse_overrides(args.overrides)), args.only)
+    runs = select(experiment.runs(args.scale, parse_overrides(args.overrides), seeds=args.seeds), args.only)
     store = RunStore(args.results_dir)
     if args.redo and not args.only:
         raise ConfigError("--redo trains runs again from scratch: name them with --only GLOB (a label, id or "
@@ -301,6 +303,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed; seeds are integers >= 0, e.g. --seeds 0 1 2")
+    return value
+
+
 def _declared_scale(run_id: str) -> str | None:
     """The scale at which the declared experiment has a run of this id (for runs whose config.json is lost)."""
     name = run_id.partition("/")[0]
@@ -339,13 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
     stored_scale.add_argument("--scale", default=None, choices=list(SCALES),
                               help="compute scale (default: that of the experiment's latest runs in the results "
                                    f"folder, else {DEFAULT_SCALE})")
+    seeds = argparse.ArgumentParser(add_help=False)
+    seeds.add_argument("--seeds", nargs="+", type=_seed, default=None, metavar="N",
+                       help="the seeds of each axis point (default: the experiment's, else the scale's: "
+                            + ", ".join(f"{s.name} {s.seeds}" for s in SCALES.values()) + ")")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = verbs.add_parser("list", help="list declared experiments", description="List declared experiments.")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'aug*'")
     p.set_defaults(func=cmd_list)
 
-    p = verbs.add_parser("show", parents=[results, stored_scale], help="an experiment's runs and their states",
+    p = verbs.add_parser("show", parents=[results, stored_scale, seeds], help="an experiment's runs and their states",
                          description="Resolve an experiment at a scale and print its runs, ids and states; "
                                      "failed runs show their traceback. Nothing runs.")
     p.add_argument("name", help="experiment name (see `list`)")
@@ -356,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and check that every axis point has exactly one published row.")
     p.set_defaults(func=cmd_validate)
 
-    p = verbs.add_parser("run", parents=[results, scale], help="run an experiment (skips done runs, resumes others)",
+    p = verbs.add_parser("run", parents=[results, scale, seeds], help="run an experiment (skips done runs, resumes others)",
                          description="Resolve, then run every run that is not done. Runs with a checkpoint "
                                      "resume; a failed run records its traceback and the others continue.")
     p.add_argument("name", nargs="?", help="experiment name (see `list`)")

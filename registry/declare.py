@@ -118,6 +118,17 @@ class Published:
 
 
 # ---- experiments and their runs ---------------------------------------------------------------------
+def check_seeds(seeds: Sequence[Any], what: str) -> tuple[int, ...]:
+    """`seeds` as a tuple of distinct non-negative integers, else a ConfigError naming `what`."""
+    seeds = tuple(seeds)
+    bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
+    if not seeds or bad or len(set(seeds)) != len(seeds):
+        problem = (f"{bad[0]!r} is not a non-negative integer" if bad else "none given" if not seeds
+                   else "a seed repeats")
+        raise ConfigError(f"{what}={list(seeds)!r}: {problem}; give distinct integers >= 0, e.g. 0 1 2")
+    return seeds
+
+
 @dataclass(frozen=True)
 class Run:
     """One fully specified run: its id, the axis point it stands for (paper units) and its config."""
@@ -152,7 +163,8 @@ class Experiment:
     base: Mapping[str, Any] = field(default_factory=dict)
     # Axis point -> dotted config overrides; None: the axis names are config keys, the values their values.
     overrides: Callable[[Point], Mapping[str, Any]] | None = None
-    seeds: tuple[int, ...] = (0,)
+    # None: the scale's default seeds (registry/scales.py); `registry run --seeds` overrides either.
+    seeds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -163,9 +175,8 @@ class Experiment:
         if isinstance(self.deviations, str) or not self.deviations or not all(
                 isinstance(d, str) and d for d in self.deviations):
             raise ConfigError(f"experiment {self.name!r}: deviations must be a non-empty tuple of sentences")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(
-                isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
-            raise ConfigError(f"experiment {self.name!r}: seeds={self.seeds!r} must be distinct integers")
+        if self.seeds is not None:
+            check_seeds(self.seeds, f"experiment {self.name!r}: seeds")
         unknown_axes = sorted(set(self.published.columns.values()) - set(self.axes.names))
         if unknown_axes:
             raise ConfigError(f"experiment {self.name!r}: published.columns name axes {unknown_axes}; "
@@ -194,12 +205,17 @@ class Experiment:
         return frozenset(keys)
 
     # ---- resolution --------------------------------------------------------------------------------
+    def seeds_at(self, scale: str | Scale) -> tuple[int, ...]:
+        """The seeds each axis point runs with at `scale` when the command line names none."""
+        scale = scale if isinstance(scale, Scale) else get_scale(scale)
+        return tuple(self.seeds) if self.seeds is not None else scale.default_seeds
+
     def runs(self, scale: str | Scale = DEFAULT_SCALE, overrides: Mapping[str, Any] | None = None,
              seeds: Sequence[int] | None = None) -> list[Run]:
         """Every (axis point x seed) at `scale` as a validated Run; ConfigError before anything runs.
 
         `overrides` are dotted keys applied last, in final units (after the scale's shrinking); an override
-        of "seed" replaces the declared seeds.
+        of "seed" replaces the declared seeds, as does `seeds`.
         """
         scale = scale if isinstance(scale, Scale) else get_scale(scale)
         overrides = dict(overrides or {})
@@ -209,7 +225,7 @@ class Experiment:
         if clash:
             raise ConfigError(f"experiment {self.name!r} varies {clash}, which scale {scale.name!r} fixes; "
                               "a scale may shrink compute but never the structure of an ablation")
-        seeds = tuple(self.seeds if seeds is None else seeds)
+        seeds = self.seeds_at(scale) if seeds is None else check_seeds(seeds, "--seeds")
         start = scale.start().with_overrides(self.base)
         runs: list[Run] = []
         by_hash: dict[str, Point] = {}
@@ -228,6 +244,6 @@ class Experiment:
                         f"experiment {self.name!r} at scale {scale.name!r}: points {by_hash[digest]} and {point} "
                         f"(seed {seed}) resolve to the same config; an override or the scale collapses an axis")
                 by_hash[digest] = point
-                run_id = make_run_id(self.name, point, seeded, seed_suffix=len(seeds) > 1)
+                run_id = make_run_id(self.name, point, seeded)
                 runs.append(Run(run_id, self.name, scale.name, dict(point), seeded))
         return runs

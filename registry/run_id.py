@@ -7,6 +7,7 @@ moved to another disk or re-launched with a different logging cadence keeps its 
 
     hash12    = sha256(canonical_json(semantic_dict(cfg)))[:12]
     run id    = "<experiment>/<axis-values>-<hash12>", e.g. "augment_pairs/crop+color-3f9a1c2e0b4d"
+                ("<experiment>/<axis-values>+seed<N>-<hash12>" for a seed N other than 0)
 
 Canonical JSON: sorted keys, no whitespace, floats via `repr` (Python's shortest round-trip form),
 tuples as lists, ASCII only. Values are first coerced to their declared field types (an int given for a
@@ -83,10 +84,14 @@ def point_label(point: Mapping[str, Any]) -> str:
     return _UNSAFE.sub("_", "+".join(parts))
 
 
-def make_run_id(experiment: str, point: Mapping[str, Any], cfg: RunConfig, *, seed_suffix: bool = False) -> str:
-    """`<experiment>/<axis-values>-<hash12>`; with `seed_suffix`, the seed is shown too (`...+seed1-...`)."""
+def make_run_id(experiment: str, point: Mapping[str, Any], cfg: RunConfig) -> str:
+    """`<experiment>/<axis-values>-<hash12>`; a seed other than 0 is shown too (`...+seed1-...`).
+
+    Seed 0 carries no suffix, so a run's id never depends on how many other seeds were run beside it:
+    adding seeds to a finished one-seed grid reuses its runs.
+    """
     label = point_label(point)
-    if seed_suffix:
+    if cfg.seed != 0:
         label = f"{label}+seed{cfg.seed}"
     return f"{experiment}/{label}-{config_hash(cfg)}"
 

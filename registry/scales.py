@@ -42,6 +42,9 @@ class Scale:
     width_factor: float = 1.0
     # Compute knobs no ablation varies, set last (a declaration that varies one of them is refused).
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    # Seeds 0..seeds-1 per axis point unless the experiment or `--seeds` says otherwise; two or more let the
+    # report tell a ranking from seed noise.
+    seeds: int = 1
 
     def __post_init__(self) -> None:
         require_choice(f"scale {self.name!r}: hardware", self.hardware, ("cpu", "gpu"))
@@ -49,6 +52,12 @@ class Scale:
             value = getattr(self, attr)
             if not (math.isfinite(value) and value > 0):   # a zero would collapse an axis
                 raise ConfigError(f"scale {self.name!r}: {attr}={value!r} must be a positive number")
+        if not (isinstance(self.seeds, int) and not isinstance(self.seeds, bool) and self.seeds >= 1):
+            raise ConfigError(f"scale {self.name!r}: seeds={self.seeds!r} must be a whole number >= 1")
+
+    @property
+    def default_seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.seeds))
 
     def start(self) -> RunConfig:
         """The configuration every experiment at this scale starts from."""

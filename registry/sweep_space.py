@@ -110,7 +110,7 @@ class StudyPlan:
             "sweep": self.sweep.name, "axis": self.sweep.axis, "split": {str(self.sweep.split_axis): self.split},
             # The resolved config of one trial stands for the base: scale, experiment base, overrides, version.
             "base": semantic_dict(reference.config),
-            "seeds": list(self.experiment.seeds), "metric": self.metric, "sampler": self.sampler,
+            "seeds": list(self.experiment.seeds_at(self.scale)), "metric": self.metric, "sampler": self.sampler,
             "space": list(self.grid) if self.sampler == "grid" else [self.low, self.high, "log"],
             "significant_digits": self.sweep.significant_digits,
         }

@@ -18,7 +18,7 @@ import pandas as pd
 
 from registry.declare import Experiment
 from registry.discover import get_experiment
-from registry.scales import SCALES
+from registry.scales import DEFAULT_SCALE, SCALES
 from reports.artefacts import ARTEFACTS, Artefact, Spec, temperature_runs
 from reports.compare import canon, point_keys
 from reports.published import published_for
@@ -72,13 +72,16 @@ class Section:
 def declared_progress(experiment_name: str, ours: pd.DataFrame) -> tuple[int, int]:
     """(finished declared runs, declared runs): distinct (axis point, seed) pairs among the declared ones."""
     experiment = get_experiment(experiment_name)
-    expected = len(experiment.axes) * len(experiment.seeds)
     if ours.empty:
-        return 0, expected
+        return 0, len(experiment.axes) * len(experiment.seeds_at(DEFAULT_SCALE))
+    runs = ours.drop_duplicates("run_id")
+    scale = runs["scale"].iloc[0] if runs["scale"].nunique() == 1 else DEFAULT_SCALE
+    declared_seeds = set(experiment.seeds_at(scale if scale in SCALES else DEFAULT_SCALE))
+    # Seeds run beyond the declared ones (`--seeds`) count as declared too.
+    seeds = {canon(s) for s in declared_seeds | set(runs["seed"].dropna().astype(int))}
+    expected = len(experiment.axes) * len(seeds)
     axes = experiment.axes.names
     declared = {tuple(canon(p[a]) for a in axes) for p in experiment.points()}
-    seeds = {canon(s) for s in experiment.seeds}
-    runs = ours.drop_duplicates("run_id")
     done = {(key, canon(seed)) for key, seed in zip(point_keys(runs, axes), runs["seed"])
             if key in declared and canon(seed) in seeds}
     return len(done), expected

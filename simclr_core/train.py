@@ -97,13 +97,14 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     optimizer = build_optimizer(cfg.optim, model, peak_lr)
 
     # ---- resume (no-op on a fresh run) -------------------------------------------------------------
-    start_step = 0
+    start_step, earlier_seconds = 0, 0.0
     # torch.load refuses Accelerate's "cpu:0"; tensors then follow the model with load_state_dict.
     checkpoint = load_checkpoint(run_dir, map_location=device if device.type != "cpu" else "cpu")
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_step = checkpoint["step"]
+        earlier_seconds = float(checkpoint.get("pretrain_seconds", 0.0))   # earlier sessions' training time
         torch.set_rng_state(checkpoint["torch_rng"].cpu())
         if accelerator.is_main_process:
             _truncate_metrics(run_dir / METRICS_NAME, start_step)
@@ -196,7 +197,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                     raise NonFiniteLossError(
                         f"non-finite values in {bad} at step {done} (the loss was finite); {kept}. "
                         "Lower the learning rate or raise the temperature.")
-                _save(accelerator, run_dir, model, optimizer, done, cfg)
+                _save(accelerator, run_dir, model, optimizer, done, cfg,
+                      earlier_seconds + time.perf_counter() - train_clock)
                 last_checkpoint_step = done
     finally:
         batches.close()      # stops the streamed path's reader, however the loop ends
@@ -204,11 +206,16 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     train_seconds = time.perf_counter() - train_clock
 
     # ---- final evaluation -> final.json -------------------------------------------------------------
+    eval_clock = time.perf_counter()
     metrics = _evaluate_apart(accelerator, model, cfg, feed, mixed_precision, cfg.eval.protocols)
     steps_run = stop_step - start_step
     metrics.update({
         "steps": stop_step, "total_steps": total_steps, "epochs_done": stop_step / steps_per_epoch,
         "pretrain_seconds_this_session": train_seconds,
+        # All sessions of this run (a resumed run adds the time its checkpoint recorded) and the final evaluation:
+        # with `processes`, what the report counts as device-hours.
+        "pretrain_seconds": earlier_seconds + train_seconds,
+        "eval_seconds": time.perf_counter() - eval_clock,
         "images_per_s": train_images / train_seconds if steps_run else None,
         "device": _device_name(device), "processes": world, "mixed_precision": mixed_precision,
         **_data_stats(accelerator, feed),
@@ -278,7 +285,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_bytes(path, lambda f: f.write("".join(r + "\n" for r in rows).encode()))
 
 
-def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, cfg: RunConfig) -> None:
+def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, cfg: RunConfig,
+          pretrain_seconds: float) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_checkpoint(run_dir, {
@@ -288,6 +296,7 @@ def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, 
             "step": step,
             "torch_rng": torch.get_rng_state(),
             "config": cfg.to_dict(),
+            "pretrain_seconds": pretrain_seconds,
         })
 
 

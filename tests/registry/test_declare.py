@@ -101,7 +101,9 @@ def test_runs_are_validated_configs_with_distinct_ids():
     runs = declare(seeds=(0, 1)).runs("smoke")
     assert len(runs) == 4 == len({r.run_id for r in runs})
     assert {r.config.seed for r in runs} == {0, 1}
-    assert all(r.run_id.startswith("toy/") and "+seed" in r.label for r in runs)
+    assert all(r.run_id.startswith("toy/") for r in runs)
+    assert [("+seed1" in r.label) for r in runs] == [False, True, False, True]   # seed 0 keeps its one-seed id
+    assert {r.run_id for r in runs if r.config.seed == 0} == {r.run_id for r in declare().runs("smoke")}
     assert all(isinstance(r.config, RunConfig) and r.scale == "smoke" for r in runs)
 
 

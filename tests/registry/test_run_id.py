@@ -35,8 +35,9 @@ def test_run_id_format():
     run_id = make_run_id("augment_pairs", {"first": "crop", "second": "color"}, RunConfig())
     assert run_id == f"augment_pairs/crop+color-{GOLDEN_DEFAULT_HASH}"
     assert split_run_id(run_id) == ("augment_pairs", "crop+color", GOLDEN_DEFAULT_HASH)
-    seeded = make_run_id("x", {"a": 1}, RunConfig(seed=3), seed_suffix=True)
+    seeded = make_run_id("x", {"a": 1}, RunConfig(seed=3))
     assert seeded.startswith("x/1+seed3-")
+    assert make_run_id("x", {"a": 1}, RunConfig(seed=0)) == f"x/1-{GOLDEN_DEFAULT_HASH}"   # seed 0: no suffix
 
 
 def test_key_order_does_not_change_the_id():

@@ -24,12 +24,12 @@ ValueFn = Callable[[str, Mapping[str, Any], int], "float | None"]
 
 
 def write_run(store: RunStore, name: str, scale: str, point: Mapping[str, Any], seed: int, value: float,
-              overrides: Mapping[str, Any] | None = None, seed_suffix: bool = False) -> str:
+              overrides: Mapping[str, Any] | None = None) -> str:
     experiment = get_experiment(name)
     s = get_scale(scale)
     cfg = s.shrink(s.start().with_overrides(experiment.base).with_overrides(experiment.config_overrides(point)))
     cfg = replace(cfg.with_overrides(dict(overrides or {})), seed=seed)
-    run_id = make_run_id(name, point, cfg, seed_suffix=seed_suffix)
+    run_id = make_run_id(name, point, cfg)
     store.write_config(Run(run_id, name, scale, dict(point), cfg), CODE)
     # the metrics the scale evaluates: linear_top1 = value, knn_top1 = value - 5 (smoke evaluates kNN only)
     final = {"linear_top1": value, "knn_top1": value - 5.0, "device": "fake"}
@@ -48,7 +48,7 @@ def write_results(root: Path, scale: str, value: ValueFn, seeds: Sequence[int] =
             for seed in seeds:
                 v = value(name, point, seed)
                 if v is not None:
-                    written.append(write_run(store, name, scale, point, seed, v, seed_suffix=len(seeds) > 1))
+                    written.append(write_run(store, name, scale, point, seed, v))
     return written
 
 
