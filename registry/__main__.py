@@ -4,8 +4,9 @@
     python -m registry show NAME [--scale S]          its runs, their ids and states; tracebacks of failures
     python -m registry validate                       every declaration resolves at every scale and has
                                                       published rows; nothing runs
-    python -m registry run NAME [--scale S] [--seeds N ...] [--dry-run] [--only GLOB] [--max-parallel K] [--slurm]
-                                                      [key=value ...]
+    python -m registry scales                         the scales: purpose, what they train, hours per ablation
+    python -m registry run NAME [--scale S] [--seeds N ...] [--dry-run] [--only GLOB] [--max-parallel K]
+                                                      [--runs-per-gpu K] [--slurm] [key=value ...]
     python -m registry status                         runs per experiment and state in the results folder
     python -m registry report [...]                   (reports/cli.py)
     python -m registry sweep [...]                    (registry/sweep.py)
@@ -29,8 +30,9 @@ from typing import Any, Sequence
 from registry.claim import describe_claim, read_claim, try_claim
 from registry.declare import Experiment, Run
 from registry.discover import get_experiment, list_experiments
-from registry.estimate import PAPER_GPU_RATE_SOURCE, VIEWS_PER_S, estimate, format_hours
 from registry.launch import Outcome, make_executor, raise_on_sigterm, redo_command
+from registry.placement import plan_placement
+from registry.plan import cmd_scales, print_plan
 from registry.published import unmatched_points
 from registry.provenance import code_version
 from registry.slurm_state import reconcile
@@ -168,35 +170,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
-                gpu_images_per_s: float | None = None) -> None:
-    scale = get_scale(scale_name)
-    views_per_s = 2 * gpu_images_per_s if gpu_images_per_s and scale.hardware == "gpu" else None
-    unit = "GPU-hours" if scale.hardware == "gpu" else "CPU-hours"
-    header = f"  {'run id':<52} {'state':<9} {'batch':>6} {'epochs':>7} {'steps':>8} {'views':>10} {'est.':>10}"
-    print(header)
-    total_views, total_hours = 0, 0.0
-    for run in runs:
-        cost = estimate(run.config, scale.hardware, views_per_s)
-        state = store.state(run.run_id)
-        if state != "done" and store.has_checkpoint(run.run_id):
-            state = "resume"
-        total_views += cost.views
-        total_hours += cost.hours if state != "done" else 0.0
-        print(f"  {run.run_id:<52} {state:<9} {run.config.batch_size:>6} {run.config.epochs:>7g} "
-              f"{cost.steps:>8,} {cost.views:>10,} {format_hours(cost.hours):>10}")
-    rate = views_per_s or VIEWS_PER_S[scale.hardware]
-    print(f"  total: {len(runs)} runs, {total_views:,} training views; still to run: about "
-          f"{total_hours:,.2f} {unit}" + (f" (~{format_hours(total_hours / parallel)} wall with "
-                                          f"--max-parallel {parallel})" if scale.hardware == "cpu" else ""))
-    if scale.hardware == "gpu":
-        source = "given by --gpu-images-per-s" if views_per_s else f"{PAPER_GPU_RATE_SOURCE}; PAPER_GPU_VIEWS_PER_S"
-        print(f"  assumes {rate:,.0f} ResNet-50-1x-224px views/s per GPU ({source}), FLOPs-scaled for other "
-              "encoders; data loading not included. Your GPU's rate: --gpu-images-per-s R")
-    else:
-        print("  assumes the 2-core reference CPU (CPU_REFERENCE_VIEWS_PER_S in registry/estimate.py); rough")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     if args.name is None:
         raise ConfigError("run needs an experiment name: python -m registry run NAME [key=value ...]; "
@@ -211,6 +184,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--gpu-images-per-s only applies with --dry-run (it sets the planner's GPU rate)")
     if not args.slurm and stray_slurm_flags(args):
         raise ConfigError(f"{', '.join(stray_slurm_flags(args))} only apply with --slurm")
+    if args.slurm and args.runs_per_gpu is not None:
+        raise ConfigError("--runs-per-gpu applies to local runs; under --slurm every run has its own GPUs "
+                          "(--slurm-gpus-per-node)")
+    # Local runs: on which GPUs, how many at once; a bad count, or more runs per GPU than fit, stops here.
+    placement = None if args.slurm else plan_placement(args.max_parallel, args.runs_per_gpu)
+    if placement is not None:
+        placement.check_memory(runs)
     if args.dry_run:
         executor = None
     elif args.slurm:   # refuses plainly, before anything is recorded, where there is no SLURM or no time limit
@@ -224,12 +204,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             first_line = outcome.detail.splitlines()[0] if outcome.detail else ""   # the summary shows it whole
             print(f"[{finished['n']}/{len(runs)}] {outcome.state:<9} {outcome.run_id}  {first_line}", flush=True)
 
-        executor = make_executor("local", max_parallel=args.max_parallel, on_outcome=progress)
-    target = "SLURM" if args.slurm else ("this process" if args.max_parallel == 1
-                                          else f"{args.max_parallel} local processes")
+        executor = make_executor("local", placement=placement, on_outcome=progress)
+    target = "SLURM" if args.slurm else placement.describe()
     print(f"{experiment.name} at scale {args.scale}: {len(runs)} run(s) -> {store.root} via {target}")
     if executor is None:
-        _print_plan(runs, args.scale, store, args.max_parallel, args.gpu_images_per_s)
+        print_plan(runs, args.scale, store, placement.workers if placement else 1, args.gpu_images_per_s)
         return 0
     store.ensure_writable()
     if args.redo:
@@ -372,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and check that every axis point has exactly one published row.")
     p.set_defaults(func=cmd_validate)
 
+    p = verbs.add_parser("scales", help="the scales: purpose, what they train, hours per ablation",
+                         description="Print every scale: what it is for, what it trains, its default seeds, its "
+                                     "hardware, and the estimated hours of a typical ablation and of all of them.")
+    p.set_defaults(func=cmd_scales)
+
     p = verbs.add_parser("run", parents=[results, scale, seeds], help="run an experiment (skips done runs, resumes others)",
                          description="Resolve, then run every run that is not done. Runs with a checkpoint "
                                      "resume; a failed run records its traceback and the others continue.")
@@ -387,8 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redo", action="store_true",
                    help="train the runs chosen with --only again from scratch, even finished or corrupt ones; "
                         "their earlier files move to <run folder>/discarded-<time>/")
-    p.add_argument("--max-parallel", type=int, default=1, metavar="K",
-                   help="run K runs at once, each in its own process (default 1: sequential, in this process)")
+    p.add_argument("--max-parallel", type=int, default=None, metavar="K",
+                   help="run at most K runs at once, each in its own process (default without a GPU: 1, sequential "
+                        "in this process; with GPUs: all GPUs x --runs-per-gpu)")
+    p.add_argument("--runs-per-gpu", type=int, default=None, metavar="K",
+                   help="with GPUs: run K runs on each GPU at once (default 1), each in its own process that sees "
+                        "only its GPU; refused when K runs' estimated memory exceeds the GPU's")
     p.add_argument("--slurm", action="store_true",
                    help="submit to SLURM (one job array, one job per run) instead of running locally")
     add_slurm_arguments(p)

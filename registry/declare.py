@@ -210,6 +210,16 @@ class Experiment:
         scale = scale if isinstance(scale, Scale) else get_scale(scale)
         return tuple(self.seeds) if self.seeds is not None else scale.default_seeds
 
+    def resolve(self, scale: str | Scale, point: Mapping[str, Any], seed: int,
+                overrides: Mapping[str, Any] | None = None) -> RunConfig:
+        """The config of one (axis point, seed) at `scale`, before `validate()` (which imports the training code
+        and with it torch: reports resolve declared configs without it). Order: registry/scales.py."""
+        scale = scale if isinstance(scale, Scale) else get_scale(scale)
+        cfg = scale.shrink(scale.start().with_overrides(self.base).with_overrides(self.config_overrides(point)))
+        if overrides:
+            cfg = cfg.with_overrides(overrides)   # unknown keys raise here, naming the valid ones
+        return replace(cfg, seed=seed)
+
     def runs(self, scale: str | Scale = DEFAULT_SCALE, overrides: Mapping[str, Any] | None = None,
              seeds: Sequence[int] | None = None) -> list[Run]:
         """Every (axis point x seed) at `scale` as a validated Run; ConfigError before anything runs.
@@ -226,16 +236,12 @@ class Experiment:
             raise ConfigError(f"experiment {self.name!r} varies {clash}, which scale {scale.name!r} fixes; "
                               "a scale may shrink compute but never the structure of an ablation")
         seeds = self.seeds_at(scale) if seeds is None else check_seeds(seeds, "--seeds")
-        start = scale.start().with_overrides(self.base)
         runs: list[Run] = []
         by_hash: dict[str, Point] = {}
         for point in self.points():
-            cfg = scale.shrink(start.with_overrides(self.config_overrides(point)))
-            if overrides:
-                cfg = cfg.with_overrides(overrides)   # unknown keys raise here, naming the valid ones
             for seed in seeds:
                 try:
-                    seeded = replace(cfg, seed=seed).validate()
+                    seeded = self.resolve(scale, point, seed, overrides).validate()
                 except ConfigError as exc:
                     raise ConfigError(f"{self.name} at scale {scale.name}, point {point}: {exc}") from None
                 digest = config_hash(seeded)

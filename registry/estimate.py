@@ -5,15 +5,22 @@ views, each costing (its side / the full side)^2 of a full-size one; evaluation 
 features once per protocol (one forward pass over train + test, counted as 1/3 of a training view).
 A view's cost relative to ResNet-50 (1x) at 224 px is the encoder's forward FLOPs ratio: torchvision's
 published GFLOPs per 224 px image, times width^2, times the spatial area after the stem (the CIFAR stem
-keeps full resolution: a 32 px CIFAR view costs as much as a 128 px ImageNet-stem view). Small models
-on CPUs are overhead-bound, so treat CPU figures as rough until calibrated.
+keeps full resolution: a 32 px CIFAR view costs as much as a 128 px ImageNet-stem view).
+
+Rates: MEASURED_RATES holds training throughputs measured with this code, each naming its device and
+conditions. A run is timed from the entry of its hardware ("cpu" or "gpu") closest to it in view cost,
+scaled by relative FLOPs from there; FLOPs alone scale badly across model sizes (small 32 px models are
+overhead-bound on CPUs and under-fill a GPU's FLOPs far less than a 224 px ResNet-50 would suggest).
 """
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
+from typing import Iterable
 
 from simclr_core.config import RunConfig
+from simclr_core.validation import ConfigError
 
 # Training-split sizes, so that plans need no data on disk.
 TRAIN_IMAGES = {"cifar10_subset": 5_000, "cifar10": 50_000, "cifar100": 50_000, "stl10": 5_000,
@@ -24,21 +31,64 @@ NATIVE_IMAGE_SIZE = {"cifar10_subset": 32, "cifar10": 32, "cifar100": 32, "stl10
 # Forward GFLOPs of one 224 px image at width 1 (torchvision model cards: ResNet*_Weights.IMAGENET1K_V1).
 ENCODER_GFLOPS_224 = {"resnet18": 1.81, "resnet34": 3.66, "resnet50": 4.09, "resnet101": 7.80, "resnet152": 11.51}
 CIFAR_STEM_MAX_IMAGE_SIZE = 64
+HOURS_UNIT = {"cpu": "CPU-hours", "gpu": "GPU-hours"}
 
-# Views per second that one GPU trains for ResNet-50 (1x) at 224 px: measured on one NVIDIA H200 with this
-# code (bf16 autocast, channels_last, eager, LARS, batch 256, the step on pre-made views): 2,429 images/s,
-# i.e. 4,858 views/s. Data loading is not included. Other GPUs: `registry run --dry-run --gpu-images-per-s R`
-# with R the images/s of that same step on yours (benchmarks/bench_data.py prints it).
-PAPER_GPU_VIEWS_PER_S = 4_858.0
-PAPER_GPU_RATE_SOURCE = "measured on one NVIDIA H200: ResNet-50 1x, 224 px, bf16, batch 256, pre-made views"
-# Views per second on the 2-core reference CPU (AVX-512 bf16) for ResNet-18 x0.25 at 32 px (CIFAR stem),
-# batch 256, bf16 autocast + channels_last, whole pipeline (augmentation + step): measured 2026-11-22 in the
-# metrics.jsonl windows of a cpu-scale temperature_norm run while nothing else ran: 390-447 images/s, i.e.
-# 780-890 views/s. Windows measured while other jobs shared the 2 cores fell to 44-170 images/s.
-CPU_REFERENCE_VIEWS_PER_S = 850.0
-_CPU_REFERENCE_COST = ENCODER_GFLOPS_224["resnet18"] * 0.25 ** 2 * (4 * 32 / 224) ** 2 / ENCODER_GFLOPS_224["resnet50"]
-VIEWS_PER_S = {"gpu": PAPER_GPU_VIEWS_PER_S, "cpu": CPU_REFERENCE_VIEWS_PER_S * _CPU_REFERENCE_COST}
-# (for "cpu" this is the rate of a ResNet-50 1x @ 224 px equivalent view, so the same cost model applies)
+
+def view_cost(encoder: str, width: float, image_size: int, stem: str) -> float:
+    """Forward FLOPs of one view, relative to ResNet-50 (1x) at 224 px; `stem` "cifar" or "imagenet"."""
+    effective = 4 * image_size if stem == "cifar" else image_size      # the ImageNet stem downsamples by 4
+    gflops = ENCODER_GFLOPS_224.get(encoder, ENCODER_GFLOPS_224["resnet50"])
+    return gflops * width ** 2 * (effective / 224) ** 2 / ENCODER_GFLOPS_224["resnet50"]
+
+
+@dataclass(frozen=True)
+class MeasuredRate:
+    """A training throughput measured with this code: on which device, for which model, under what conditions."""
+    hardware: str            # the scales it times: "cpu" or "gpu"
+    device: str
+    encoder: str
+    width: float
+    image_size: int
+    stem: str                # "cifar" or "imagenet"
+    images_per_s: float      # training images per second, two views each
+    conditions: str          # batch, precision, and what the clock covered
+
+    @property
+    def relative_cost(self) -> float:
+        return view_cost(self.encoder, self.width, self.image_size, self.stem)
+
+    @property
+    def reference_views_per_s(self) -> float:
+        """This rate in ResNet-50-1x-224px views per second (what the FLOPs scaling starts from)."""
+        return 2 * self.images_per_s * self.relative_cost
+
+    @property
+    def setting(self) -> str:
+        stem = "CIFAR " if self.stem == "cifar" else ""
+        return f"{encoder_title(self.encoder)} x{self.width:g} {stem}{self.image_size} px, {self.conditions}"
+
+    def describe(self) -> str:
+        return f"measured on {self.device}: {self.setting}"
+
+
+# Measured on one NVIDIA H200 by train() itself (augmentation, step and bookkeeping; the resident CIFAR-10
+# split on the GPU), bf16 autocast: ~27,000 images/s (benchmarks/RESULTS.md, "The GPU path"). FLOPs-scaling
+# the ResNet-50 entry below would have predicted ~16,800.
+H200_RESNET18_CIFAR = MeasuredRate("gpu", "one NVIDIA H200", "resnet18", 1.0, 32, "cifar", 27_000.0,
+                                   "batch 512, bf16, train()")
+# ResNet-50 (1x) at 224 px on one NVIDIA H200: bf16 autocast, channels_last, eager, LARS, batch 256, the step on
+# pre-made views (data loading not included): 2,429 images/s.
+H200_RESNET50_224 = MeasuredRate("gpu", "one NVIDIA H200", "resnet50", 1.0, 224, "imagenet", 2_429.0,
+                                 "batch 256, bf16, the step on pre-made views")
+# The 2-core reference CPU (AVX-512 bf16), ResNet-18 x0.25 at 32 px (CIFAR stem), batch 256, bf16 autocast +
+# channels_last, whole pipeline (augmentation + step): measured 2026-12-04 as final.json's images_per_s of 33
+# cpu-scale runs (temperature_norm and loss_variant, seeds 0-2): mean 857, at most 964 images/s, part of them
+# while tests shared the 2 cores. (2026-11-22, before the CPU speed work: 390-447 images/s.)
+CPU_REFERENCE = MeasuredRate("cpu", "the 2-core reference CPU", "resnet18", 0.25, 32, "cifar", 857.0,
+                             "batch 256, bf16, train()")
+MEASURED_RATES: tuple[MeasuredRate, ...] = (H200_RESNET18_CIFAR, H200_RESNET50_224, CPU_REFERENCE)
+
+PAPER_GPU_VIEWS_PER_S = H200_RESNET50_224.reference_views_per_s     # 4,858
 
 
 @dataclass(frozen=True)
@@ -48,36 +98,75 @@ class Estimate:
     # Cost of one view relative to ResNet-50 (1x) at 224 px.
     relative_cost: float
     hours: float
+    # The measured rate the hours were scaled from.
+    rate: MeasuredRate
 
 
-def relative_view_cost(cfg: RunConfig) -> float:
-    """Forward FLOPs of one view of `cfg`'s encoder, relative to ResNet-50 (1x) at 224 px."""
+def encoder_title(name: str) -> str:
+    """"resnet18" -> "ResNet-18"."""
+    return f"ResNet-{name[len('resnet'):]}" if name.startswith("resnet") else name
+
+
+def view_geometry(cfg: RunConfig) -> tuple[int, str]:
+    """(side of a training view, stem "cifar" or "imagenet") as the run resolves them, without data."""
     size = cfg.data.image_size or NATIVE_IMAGE_SIZE.get(cfg.data.dataset, 224)
     stem = cfg.encoder.stem
     if stem == "auto":
         stem = "cifar" if size <= CIFAR_STEM_MAX_IMAGE_SIZE else "imagenet"
-    effective = 4 * size if stem == "cifar" else size      # the ImageNet stem downsamples by 4
-    gflops = ENCODER_GFLOPS_224.get(cfg.encoder.name, ENCODER_GFLOPS_224["resnet50"])
-    return gflops * cfg.encoder.width ** 2 * (effective / 224) ** 2 / ENCODER_GFLOPS_224["resnet50"]
+    return size, stem
 
 
-def estimate(cfg: RunConfig, hardware: str, views_per_s: float | None = None) -> Estimate:
-    """Steps, training views and hours of one run of `cfg` on one device of `hardware` ("cpu" or "gpu");
-    `views_per_s`: that device's ResNet-50-1x-224px-equivalent training views per second, if not the default."""
+def split_sizes(cfg: RunConfig) -> tuple[int, int]:
+    """(training images, test images) the run reads, after data.train_limit / data.test_limit."""
     train = TRAIN_IMAGES.get(cfg.data.dataset, TRAIN_IMAGES["imagenet"])
     test = TEST_IMAGES.get(cfg.data.dataset, TEST_IMAGES["imagenet"])
     if cfg.data.train_limit:
         train = min(train, cfg.data.train_limit)
     if cfg.data.test_limit:
         test = min(test, cfg.data.test_limit)
+    return train, test
+
+
+def relative_view_cost(cfg: RunConfig) -> float:
+    """Forward FLOPs of one view of `cfg`'s encoder, relative to ResNet-50 (1x) at 224 px."""
+    return view_cost(cfg.encoder.name, cfg.encoder.width, *view_geometry(cfg))
+
+
+def _closest(cost: float, hardware: str) -> MeasuredRate:
+    candidates = [r for r in MEASURED_RATES if r.hardware == hardware]
+    if not candidates:
+        raise ConfigError(f"no measured rate for hardware {hardware!r}; measured: "
+                          f"{', '.join(sorted({r.hardware for r in MEASURED_RATES}))}")
+    return min(candidates, key=lambda r: abs(math.log(cost / r.relative_cost)))
+
+
+def rate_for(cfg: RunConfig, hardware: str) -> MeasuredRate:
+    """The measured rate of `hardware` whose model is closest to `cfg`'s in view cost."""
+    return _closest(relative_view_cost(cfg), hardware)
+
+
+def reference_views_per_s(hardware: str) -> float:
+    """ResNet-50-1x-224px views/s of the `hardware` entry nearest that model: what a device's own rate replaces."""
+    return _closest(1.0, hardware).reference_views_per_s
+
+
+def estimate(cfg: RunConfig, hardware: str, views_per_s: float | None = None) -> Estimate:
+    """Steps, training views and hours of one run of `cfg` on one device of `hardware` ("cpu" or "gpu").
+
+    `views_per_s`: another device's ResNet-50-1x-224px training views per second; every measured rate of
+    `hardware` is then scaled by its ratio to the reference device's (reference_views_per_s)."""
+    train, test = split_sizes(cfg)
     total_steps = max(1, round(cfg.epochs * (train // cfg.batch_size)))   # as train.total_steps_for
     steps = min(total_steps, cfg.max_steps or total_steps)
     views = (2 + cfg.augment.local_crops) * cfg.batch_size * steps
     eval_views = len(cfg.eval.protocols) * (train + test) / 3
     cost = relative_view_cost(cfg)
-    rate = views_per_s or VIEWS_PER_S[hardware]
-    hours = (train_view_equivalents(cfg) * cfg.batch_size * steps + eval_views) * cost / rate / 3600
-    return Estimate(steps, views, cost, hours)
+    rate = _closest(cost, hardware)
+    reference = rate.reference_views_per_s
+    if views_per_s:
+        reference *= views_per_s / reference_views_per_s(hardware)
+    hours = (train_view_equivalents(cfg) * cfg.batch_size * steps + eval_views) * cost / reference / 3600
+    return Estimate(steps, views, cost, hours, rate)
 
 
 def train_view_equivalents(cfg: RunConfig) -> float:
@@ -86,9 +175,47 @@ def train_view_equivalents(cfg: RunConfig) -> float:
     return 2 + cfg.augment.local_crops * (cfg.augment.local_crop_side(size) / size) ** 2
 
 
+@dataclass(frozen=True)
+class Total:
+    """Hours of a set of runs on one device each, and the measured rates they were timed from."""
+    runs: int
+    hours: float
+    rates: Counter      # MeasuredRate -> runs timed from it
+
+    def rate_text(self) -> str:
+        """"rate measured on one NVIDIA H200: ResNet-18 x1 ...", with each entry's run count if several."""
+        if not self.rates:
+            return "no runs"
+        by_device: dict[str, list[str]] = {}
+        for rate, n in self.rates.most_common():
+            by_device.setdefault(rate.device, []).append(
+                rate.setting + (f" ({n} run{'s' * (n != 1)})" if len(self.rates) > 1 else ""))
+        word = "rate" if len(self.rates) == 1 else "rates"
+        return "; ".join(f"{word} measured on {device}: {'; '.join(settings)}" for device, settings in by_device.items())
+
+
+def total(configs: Iterable[RunConfig], hardware: str, views_per_s: float | None = None) -> Total:
+    hours, rates, runs = 0.0, Counter(), 0
+    for cfg in configs:
+        cost = estimate(cfg, hardware, views_per_s)
+        hours += cost.hours
+        rates[cost.rate] += 1
+        runs += 1
+    return Total(runs, hours, rates)
+
+
 def format_hours(hours: float) -> str:
     if hours < 1 / 60:
         return f"{hours * 3600:.0f} s"
     if hours < 1:
         return f"{hours * 60:.1f} min"
     return f"{hours:,.1f} h" if math.isfinite(hours) else "?"
+
+
+def format_device_hours(hours: float, hardware: str) -> str:
+    """"0.62 GPU-hours", "1,234 CPU-hours", "<0.01 CPU-hours (~3 s)": the amount in the hardware's unit."""
+    if not math.isfinite(hours):
+        return f"? {HOURS_UNIT[hardware]}"
+    amount = f"{hours:,.0f}" if hours >= 10 else f"{hours:.1f}" if hours >= 1 else (
+        f"{hours:.2f}" if hours >= 0.01 else "<0.01")
+    return f"{amount} {HOURS_UNIT[hardware]}" + (f" (~{format_hours(hours)})" if hours < 1 else "")

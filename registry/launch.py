@@ -2,8 +2,10 @@
 
     execute_run(run, results_dir)   claim -> config.json + status running -> train(cfg, run_dir) ->
                                     status done | failed (error.txt) | cancelled -> release the claim
-    LocalExecutor(max_parallel=1)   in this process, one run after the other
-    LocalExecutor(max_parallel=K)   K runs at a time, each in its own fresh process (a crash stays there)
+    LocalExecutor()                 no GPU: in this process, one run after the other (max_parallel=K: K runs
+                                    at a time, each in its own fresh process, so a crash stays there)
+                                    G GPUs: up to G*runs_per_gpu runs at a time (max_parallel caps it), each
+                                    in its own process pinned to one GPU (registry/placement.py)
     make_executor("slurm")          registry/slurm.py's SlurmExecutor (job arrays via submitit)
 
 Every executor calls `execute_run` wherever the run lands (here, a pool process, a SLURM node), so
@@ -29,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 from registry.claim import break_if_stale, describe_claim, read_claim, try_claim
 from registry.declare import Run
+from registry.placement import Placement, plan_placement
 from registry.provenance import code_version
 from registry.store import RunStore, now_iso
 from simclr_core.validation import ConfigError
@@ -148,25 +151,27 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """This machine: sequential in this process (max_parallel=1), or K fresh processes at a time.
+    """This machine, as `placement` (default: plan_placement(max_parallel, runs_per_gpu)) says: sequential in
+    this process when it has a single slot, else one fresh process per run, at most one per slot at a time.
 
-    With K > 1 every run gets its own spawned process with cpu_count // K threads, so a segfault or an
-    out-of-memory kill loses that run only: the parent records it as failed and starts the next one.
+    Each process gets cpu_count // slots threads, and the GPU of its slot, so a segfault or an out-of-memory
+    kill loses that run only: the parent records it as failed and gives its slot to the next run.
     """
 
     name = "local"
 
-    def __init__(self, max_parallel: int = 1, train_fn: TrainFn | str | None = None,
-                 on_outcome: Callable[[Outcome], None] | None = None):
-        if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
-            raise ConfigError(f"--max-parallel={max_parallel!r} must be a positive integer")
-        self.max_parallel = max_parallel
+    def __init__(self, max_parallel: int | None = None, train_fn: TrainFn | str | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None, runs_per_gpu: int | None = None,
+                 placement: Placement | None = None):
+        self.placement = placement if placement is not None else plan_placement(max_parallel, runs_per_gpu)
+        self.max_parallel = self.placement.workers
         self.train_fn = train_fn
         self.on_outcome = on_outcome or (lambda outcome: None)
 
     def dispatch(self, runs: Sequence[Run], results_dir: str | os.PathLike) -> list[Outcome]:
+        self.placement.check_memory(runs)
         code = code_version()
-        if self.max_parallel == 1:
+        if self.placement.in_process:
             outcomes = []
             for run in runs:
                 outcomes.append(execute_run(run, results_dir, self.train_fn, code))
@@ -176,34 +181,37 @@ class LocalExecutor(Executor):
 
     def _dispatch_pool(self, runs: list[Run], results_dir: str | os.PathLike, code: dict[str, Any]) -> list[Outcome]:
         context = multiprocessing.get_context("spawn")   # no inherited torch threads or locks
-        threads = max(1, (os.cpu_count() or 1) // self.max_parallel)
+        threads = max(1, (os.cpu_count() or 1) // self.placement.workers)
         outcomes: dict[str, Outcome] = {}
         queue = list(reversed(runs))
-        active: dict[Connection, tuple[Run, Any]] = {}
+        free = list(self.placement.slots)
+        active: dict[Connection, tuple[Run, Any, str | None]] = {}
         try:
             while queue or active:
-                while queue and len(active) < self.max_parallel:
-                    run = queue.pop()
+                while queue and free:
+                    run, device = queue.pop(), free.pop(0)
                     receiver, sender = context.Pipe(duplex=False)
                     process = context.Process(target=_pool_worker, name=f"run {run.run_id}", daemon=False,
-                                              args=(run, str(results_dir), self.train_fn, code, threads, sender))
+                                              args=(run, str(results_dir), self.train_fn, code, threads, device,
+                                                    sender))
                     process.start()
                     sender.close()
-                    active[receiver] = (run, process)
+                    active[receiver] = (run, process, device)
                 for receiver in wait(list(active)):
-                    run, process = active.pop(receiver)
+                    run, process, device = active.pop(receiver)
                     try:
                         outcome = receiver.recv()
                     except EOFError:          # the process died before reporting
                         outcome = None
                     receiver.close()
                     process.join()
+                    free.append(device)       # once the process is gone, with the GPU memory it held
                     if outcome is None:
                         outcome = _record_crash(run, results_dir, process.pid, process.exitcode)
                     outcomes[run.run_id] = outcome
                     self.on_outcome(outcome)
         except KeyboardInterrupt as exc:
-            _stop_workers([process for _, process in active.values()], forward=isinstance(exc, RunCancelled))
+            _stop_workers([process for _, process, _ in active.values()], forward=isinstance(exc, RunCancelled))
             raise
         return [outcomes[run.run_id] for run in runs]
 
@@ -226,7 +234,9 @@ def _stop_workers(processes: list, forward: bool, grace_s: float = 30.0) -> None
 
 
 def _pool_worker(run: Run, results_dir: str, train_fn: TrainFn | str | None, code: dict[str, Any],
-                 threads: int, sender: Connection) -> None:
+                 threads: int, device: str | None, sender: Connection) -> None:
+    if device is not None:                    # before CUDA starts, which torch does at the first use of a GPU
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
     for name in _THREAD_ENV:                  # before torch is imported in this fresh process
         os.environ[name] = str(threads)
     if "torch" in sys.modules:                # a pickled train_fn may have imported it already

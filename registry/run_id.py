@@ -41,6 +41,7 @@ ADDED_LATER_KEYS = frozenset({
     "augment.local_crops",
     "augment.local_crop_size",
     "augment.local_crop_scale",
+    "eval.transform_tasks", "eval.transform_epochs", "eval.transform_batch_size", "eval.transform_lr",
 })
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+=_-]+")

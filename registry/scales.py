@@ -1,5 +1,9 @@
 """Scales: how much compute one resolved ablation spends, never which runs it has.
 
+SCALES, cheapest first: smoke (plumbing in seconds), cpu (trends on a 2-core CPU), gpu (one H100/H200-class GPU),
+paper (the paper's setting on a cluster); `python -m registry scales` prints each one's purpose, what it trains
+and the estimated hours of its ablations.
+
 Every scale resolves every axis point of an ablation; it changes only the setting the ablation starts
 from (ImageNet or CIFAR-10) and how much is trained. A run is resolved in this order:
 
@@ -19,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from experiments.base import cifar10_base, imagenet_base
+from experiments.base import PAPER_LINEAR_EVAL_EPOCHS, cifar10_base, imagenet_base
 from simclr_core.config import RunConfig
 from simclr_core.validation import ConfigError, require_choice
 
@@ -32,6 +36,8 @@ class Scale:
     name: str
     summary: str
     base: Callable[[], RunConfig]
+    # What the scale is for, one line (`summary` says what it trains); `python -m registry scales` prints both.
+    purpose: str = ""
     # What the runs are planned for: "cpu" or "gpu" (selects the throughput used by --dry-run estimates).
     hardware: str = "cpu"
     # Set before the experiment's own settings, so an ablation may still vary them (e.g. encoder.name).
@@ -86,6 +92,7 @@ SCALES: dict[str, Scale] = {
             name="smoke",
             summary="seconds per run, for tests and the demo: embedded cifar10_subset, ResNet width x0.25, "
                     "batch 32, 2 steps, kNN on 200 test images",
+            purpose="plumbing in seconds: tests, the demo, a check that every run starts; its numbers mean nothing",
             base=cifar10_base,
             defaults={"data.dataset": "cifar10_subset", "encoder.name": "resnet18"},
             batch_size_factor=1 / 32,      # the CIFAR base's 1024 -> 32; Figure 9's 256..8192 -> 8..256
@@ -93,18 +100,16 @@ SCALES: dict[str, Scale] = {
             fixed={"max_steps": 2, "data.train_limit": 512, "data.test_limit": 200,
                    "eval.protocols": ("knn",), "eval.knn_k": 20, "precision": "no"},
         ),
-        # Calibrated on the 2-core reference CPU (2026-11-22): ResNet-18 x0.25 at batch 256 trains at about
-        # 430 images/s (850 views/s, registry/estimate.py); 3 epochs of 10,000 images (117 steps) take ~70 s,
-        # evaluation (kNN + linear on frozen features) adds a little. `--dry-run` estimates per ablation:
-        # augment_pairs (49 runs) 1.1 h, head_type 20 min, temperature_norm 8 min, color_strength and
-        # loss_variant 7 min each. Two ablations are dearer by structure, not by scale: model_width (ResNet-152
-        # and 4x widths, 3.6 h) and batch_epochs (up to 800 paper epochs -> 24 here, 3.5 h).
-        # Measured runs (temperature 0.1, 2,000 test images): at these 3 epochs kNN top-1 41.6%, linear 41.9%, with
-        # 408-470 images/s in the logged windows while the CPU was otherwise idle; at 5 epochs 43.9% / 44.1%.
+        # Calibrated on the 2-core reference CPU: 2026-12-04, ResNet-18 x0.25 at batch 256 trained at a mean 857
+        # images/s (registry/estimate.py); 3 epochs of 10,000 images (117 steps) took 32-34 s, evaluation (kNN +
+        # linear on frozen features) ~2-4 s more. Two seeds of temperature_norm and of loss_variant (22 runs) took
+        # 25 min of wall clock. Two ablations are dearer by structure, not by scale: model_width (ResNet-152 and
+        # 4x widths) and batch_epochs (up to 800 paper epochs -> 24 here); `registry scales` prints the hours.
         Scale(
             name="cpu",
             summary="about an hour per ablation on a 2-core CPU: CIFAR-10 (10,000 train / 2,000 test images), "
                     "ResNet-18 (depth kept where ablated) at width x0.25, batch /4, epochs x0.03",
+            purpose="trends on the 2-core reference CPU in about an hour per ablation: compare rankings, not values",
             base=cifar10_base,
             defaults={"encoder.name": "resnet18"},
             batch_size_factor=1 / 4,       # 1024 -> 256; Figure 9's 256..8192 -> 64..2048
@@ -113,10 +118,33 @@ SCALES: dict[str, Scale] = {
             fixed={"data.train_limit": 10_000, "data.test_limit": 2_000,
                    "eval.protocols": ("knn", "linear"), "eval.linear_epochs": 30},
         ),
+        # One H100/H200-class GPU: Appendix B.9's CIFAR-10 setting (CIFAR stem, LARS lr 1.0 with linear scaling,
+        # temperature 0.5, colour strength 0.5, no blur) at its full 100 epochs and all 50,000 images, with
+        # ResNet-18 x1 in place of ResNet-50 and half its batch, so that a run takes minutes: ~3 min of training
+        # at the ~27,000 images/s train() measured on an H200 (registry/estimate.py), i.e. 0.6 GPU-hours for
+        # temperature_norm's 12 runs, ~5 for augment_pairs' 98; dearer by structure, model_width (ResNet-152, 4x
+        # widths: ~27) and batch_epochs (up to 800 epochs: ~18). Linear evaluation keeps B.6's 90 epochs: it
+        # trains on features extracted once, seconds on a GPU. Two seeds, so that a report can tell a ranking
+        # from seed noise.
+        Scale(
+            name="gpu",
+            summary="a few GPU-hours per typical ablation on one H100/H200-class GPU: all of CIFAR-10 (50,000 train "
+                    "/ 10,000 test images), ResNet-18 (depth kept where ablated) x1 with the CIFAR stem, batch /2, "
+                    "100 epochs, kNN + linear evaluation (90 epochs), 2 seeds",
+            purpose="trends at the paper's CIFAR-10 length on one GPU in a few hours, two seeds to tell them "
+                    "from noise",
+            base=cifar10_base,
+            hardware="gpu",
+            defaults={"encoder.name": "resnet18"},
+            batch_size_factor=1 / 2,       # 1024 -> 512; Figure 9's 256..8192 -> 128..4096
+            fixed={"eval.protocols": ("knn", "linear"), "eval.linear_epochs": PAPER_LINEAR_EVAL_EPOCHS},
+            seeds=2,
+        ),
         Scale(
             name="paper",
             summary="the paper's setting (Section 2.3) for a GPU cluster: ImageNet, ResNet-50, batch 4096, "
                     "100 epochs, LARS, linear evaluation for 90 epochs",
+            purpose="the paper's setting on a GPU cluster (SLURM): the values to set beside the published ones",
             base=imagenet_base,
             hardware="gpu",
         ),

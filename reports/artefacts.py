@@ -6,7 +6,8 @@ Every function has the same shape, `(ours, published) -> Artefact`:
                experiment for the temperature curve, which reads whatever runs vary loss.temperature;
     published  reports.published.published_for(experiment): the paper's cells with how each was read.
 It builds the delta table (reports/compare.py), one figure with the paper's panel beside ours, and checks the
-paper's conclusions on both sides. It never trains and never imports torch.
+paper's conclusions on both sides (reports/claims.py: each check returns the margins that are positive when the
+claim holds, judged against our seed noise). It never trains and never imports torch.
 
 The artefacts, in the paper's order: fig5 (Section 3), tab1 (Section 3), fig7 (4.1), fig8 (4.2), tab4 and tab5
 (5.1, with the temperature curve tab5_sweep beside tab5), fig9 (5.2 / Table B.1).
@@ -21,9 +22,12 @@ import numpy as np
 import pandas as pd
 
 from reports import style
-from reports.compare import (Agreement, Check, Conclusion, Verdict, agreement, aggregate, canon, compare,
-                             conclusions, point_keys, spearman, value_at)
+from reports.claims import (Check, Conclusion, Finding, Verdict, best, cell_at, conclude, conclusions, contrast,
+                            difference, noise_of, slope, undecided)
+from reports.compare import Agreement, agreement, aggregate, canon, compare, point_keys
+from reports.noise import Margin
 from reports.published import axis_column
+from reports.ranks import spearman
 
 from matplotlib.axes import Axes  # noqa: E402  (after reports.style chose the Agg backend)
 from matplotlib.figure import Figure  # noqa: E402
@@ -130,29 +134,27 @@ def _result(figure: Figure, table: pd.DataFrame, checks: Sequence[tuple[str, Che
 FIG5_AXES = ("first", "second")
 
 
-def _best_pair_is_crop_color(cells: pd.DataFrame) -> Verdict:
+def _best_pair_is_crop_color(cells: pd.DataFrame) -> Finding | Verdict:
     off = cells[cells["axis.first"] != cells["axis.second"]]
     is_cc = off.apply(lambda r: {r["axis.first"], r["axis.second"]} == {"crop", "color"}, axis=1) \
         if len(off) else pd.Series(dtype=bool)
     crop_color, others = off[is_cc], off[~is_cc] if len(off) else off
     if crop_color.empty or len(others) < 2:
-        return Verdict(None, f"needs a crop+color cell and at least 2 other pairs; have {len(off)} pairs")
-    best = others.loc[others["value"].astype(float).idxmax()]
-    holds = crop_color["value"].max() > best["value"]
-    return Verdict(bool(holds), f"crop+color {crop_color['value'].max():.1f} vs best other pair "
-                                f"({best['axis.first']}, {best['axis.second']}) {best['value']:.1f}, "
-                                f"over {len(off)} pairs")
+        return undecided(f"needs a crop+color cell and at least 2 other pairs; have {len(off)} pairs")
+    cc, other = best(crop_color), best(others)
+    return Finding((difference(cc, other),),
+                   f"crop+color {cc['value']:.1f} vs best other pair ({other['axis.first']}, "
+                   f"{other['axis.second']}) {other['value']:.1f}, over {len(off)} pairs")
 
 
-def _no_single_transformation_suffices(cells: pd.DataFrame) -> Verdict:
+def _no_single_transformation_suffices(cells: pd.DataFrame) -> Finding | Verdict:
     single = cells[cells["axis.first"] == cells["axis.second"]]
     pairs = cells[cells["axis.first"] != cells["axis.second"]]
     if single.empty or pairs.empty:
-        return Verdict(None, f"needs single and paired cells; have {len(single)} single, {len(pairs)} pairs")
-    s, p = single.loc[single["value"].idxmax()], pairs.loc[pairs["value"].idxmax()]
-    return Verdict(bool(p["value"] > s["value"]),
-                   f"best pair ({p['axis.first']}, {p['axis.second']}) {p['value']:.1f} vs best single "
-                   f"{s['axis.first']} {s['value']:.1f}")
+        return undecided(f"needs single and paired cells; have {len(single)} single, {len(pairs)} pairs")
+    s, p = best(single), best(pairs)
+    return Finding((difference(p, s),), f"best pair ({p['axis.first']}, {p['axis.second']}) {p['value']:.1f} vs "
+                                        f"best single {s['axis.first']} {s['value']:.1f}")
 
 
 def _heatmap(ax: Axes, grid: pd.DataFrame) -> None:
@@ -205,24 +207,26 @@ def _tab1_label(strength: Any, blur: Any) -> str:
     return f"s={name}" + (" +blur" if canon(blur) else "")
 
 
-def _stronger_color_helps(cells: pd.DataFrame) -> Verdict:
+def _stronger_color_helps(cells: pd.DataFrame) -> Finding | Verdict:
+    """The slope of top-1 over the strengths without blur, in steps up the list of strengths."""
     plain = cells[cells["axis.blur"].map(canon) == False].copy()  # noqa: E712
     if len(plain) < 3:
-        return Verdict(None, f"needs at least 3 strengths without blur; have {len(plain)}")
+        return undecided(f"needs at least 3 strengths without blur; have {len(plain)}")
     plain["s"] = plain["axis.color_strength"].astype(float)
     plain = plain.sort_values("s")
     rho = spearman(plain["s"], plain["value"])
     weakest, strongest = plain.iloc[0], plain.iloc[-1]
-    holds = rho > 0 and strongest["value"] > weakest["value"]
-    return Verdict(bool(holds), f"s={weakest['s']:g}: {weakest['value']:.1f} -> s={strongest['s']:g}: "
-                                f"{strongest['value']:.1f}; Spearman(s, top-1) = {rho:.2f} over {len(plain)} strengths")
+    return Finding((slope(plain, "color_strength", "slope per step of s"),),
+                   f"s={weakest['s']:g}: {weakest['value']:.1f} -> s={strongest['s']:g}: {strongest['value']:.1f}; "
+                   f"Spearman(s, top-1) = {rho:.2f} over {len(plain)} strengths")
 
 
-def _blur_helps(cells: pd.DataFrame) -> Verdict:
-    with_blur, without = value_at(cells, color_strength=1.0, blur=True), value_at(cells, color_strength=1.0, blur=False)
-    if math.isnan(with_blur) or math.isnan(without):
-        return Verdict(None, "needs s=1 with and without blur")
-    return Verdict(with_blur > without, f"s=1 +blur {with_blur:.1f} vs s=1 {without:.1f}")
+def _blur_helps(cells: pd.DataFrame) -> Finding | Verdict:
+    with_blur, without = cell_at(cells, color_strength=1.0, blur=True), cell_at(cells, color_strength=1.0, blur=False)
+    if with_blur is None or without is None:
+        return undecided("needs s=1 with and without blur")
+    return Finding((difference(with_blur, without),),
+                   f"s=1 +blur {with_blur['value']:.1f} vs s=1 {without['value']:.1f}")
 
 
 @artefact("tab1", "color_strength")
@@ -242,18 +246,18 @@ def tab1(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
 FIG7_AXES = ("depth", "width")
 
 
-def _monotone_in(cells: pd.DataFrame, along: str, within: str, word: str) -> Verdict:
-    """Spearman(`along`, value) > 0 inside every group of `within` holding at least 2 points."""
-    parts = []
+def _monotone_in(cells: pd.DataFrame, along: str, within: str, word: str) -> Finding | Verdict:
+    """A positive slope of top-1 over the steps of `along` inside every group of `within` holding 2+ points."""
+    margins, detail = [], []
     for key, part in cells.groupby(cells[axis_column(within)].map(canon), sort=True):
         if len(part) >= 2:
             rho = spearman(part[axis_column(along)].astype(float), part["value"])
-            parts.append((key, rho, len(part)))
-    if not parts:
-        return Verdict(None, f"needs 2 or more {along} values at some {within}")
-    holds = all(rho > 0 for _, rho, _ in parts)
-    detail = "; ".join(f"{within} {key:g}: rho {rho:+.2f} ({n})" for key, rho, n in parts)
-    return Verdict(holds, f"{word}: Spearman({along}, top-1) per {within} -> {detail}")
+            margins.append(slope(part, along, f"{within} {key:g}:"))
+            detail.append(f"{within} {key:g}: rho {rho:+.2f} ({len(part)})")
+    if not margins:
+        return undecided(f"needs 2 or more {along} values at some {within}")
+    return Finding(tuple(margins), f"{word}: Spearman({along}, top-1) per {within} -> {'; '.join(detail)}; "
+                                   f"margins are slopes per step of {along}")
 
 
 @artefact("fig7", "model_width")
@@ -276,15 +280,23 @@ def fig7(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
 FIG8_AXES = ("head.kind", "head.out_dim")
 
 
-def _nonlinear_linear_none(cells: pd.DataFrame) -> Verdict:
+def _mean_gap(upper: pd.DataFrame, lower: pd.DataFrame, label: str) -> Margin:
+    """mean(upper cells) - mean(lower cells) as one contrast."""
+    weights = [1 / len(upper)] * len(upper) + [-1 / len(lower)] * len(lower)
+    return contrast(pd.concat([upper, lower]), weights, label)
+
+
+def _nonlinear_linear_none(cells: pd.DataFrame) -> Finding | Verdict:
     kinds = cells["axis.head.kind"].map(canon)
-    means = {k: cells.loc[kinds == k, "value"].astype(float) for k in ("nonlinear", "linear", "none")}
-    if any(v.empty for v in means.values()):
-        return Verdict(None, "needs nonlinear, linear and none cells; have "
-                             + ", ".join(f"{k} {len(v)}" for k, v in means.items()))
-    nl, li, no = (means[k].mean() for k in ("nonlinear", "linear", "none"))
-    return Verdict(bool(nl > li > no), f"nonlinear {nl:.1f} (mean of {len(means['nonlinear'])} dims), "
-                                       f"linear {li:.1f} (mean of {len(means['linear'])}), none {no:.1f}")
+    parts = {k: cells[kinds == k] for k in ("nonlinear", "linear", "none")}
+    if any(v.empty for v in parts.values()):
+        return undecided("needs nonlinear, linear and none cells; have "
+                         + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
+    nl, li, no = (parts[k]["value"].astype(float).mean() for k in ("nonlinear", "linear", "none"))
+    return Finding((_mean_gap(parts["nonlinear"], parts["linear"], "nonlinear - linear"),
+                    _mean_gap(parts["linear"], parts["none"], "linear - none")),
+                   f"nonlinear {nl:.1f} (mean of {len(parts['nonlinear'])} dims), "
+                   f"linear {li:.1f} (mean of {len(parts['linear'])}), none {no:.1f}")
 
 
 @artefact("fig8", "head_type")
@@ -315,15 +327,15 @@ def _tab4_label(kind: str, semi_hard: Any) -> str:
     return _LOSS_NAMES.get(kind, kind) + (" (sh)" if canon(semi_hard) else "")
 
 
-def _nt_xent_best(cells: pd.DataFrame) -> Verdict:
+def _nt_xent_best(cells: pd.DataFrame) -> Finding | Verdict:
     kinds = cells["axis.loss.kind"].map(canon)
     xent, others = cells[kinds == "nt_xent"], cells[kinds != "nt_xent"]
     if xent.empty or others.empty:
-        return Verdict(None, f"needs NT-Xent and another loss; have {len(xent)} and {len(others)}")
-    best = others.loc[others["value"].astype(float).idxmax()]
-    return Verdict(bool(xent["value"].max() > best["value"]),
-                   f"NT-Xent {xent['value'].max():.1f} vs best other "
-                   f"{_tab4_label(best['axis.loss.kind'], best['axis.loss.semi_hard'])} {best['value']:.1f}")
+        return undecided(f"needs NT-Xent and another loss; have {len(xent)} and {len(others)}")
+    top, other = best(xent), best(others)
+    return Finding((difference(top, other),),
+                   f"NT-Xent {top['value']:.1f} vs best other "
+                   f"{_tab4_label(other['axis.loss.kind'], other['axis.loss.semi_hard'])} {other['value']:.1f}")
 
 
 @artefact("tab4", "loss_variant")
@@ -344,13 +356,13 @@ TAB5_AXES = ("loss.normalize", "loss.temperature")
 
 
 def _l2_helps(cells: pd.DataFrame, normalize: str = "axis.loss.normalize",
-              temperature: str = "axis.loss.temperature") -> Verdict:
+              temperature: str = "axis.loss.temperature") -> Finding | Verdict:
     flags = cells[normalize].map(canon)
     on, off = cells[flags == True], cells[flags == False]  # noqa: E712
     if on.empty or off.empty:
-        return Verdict(None, f"needs runs with and without l2 normalisation; have {len(on)} and {len(off)}")
-    best_on, best_off = on.loc[on["value"].astype(float).idxmax()], off.loc[off["value"].astype(float).idxmax()]
-    return Verdict(bool(best_on["value"] > best_off["value"]),
+        return undecided(f"needs runs with and without l2 normalisation; have {len(on)} and {len(off)}")
+    best_on, best_off = best(on), best(off)
+    return Finding((difference(best_on, best_off),),
                    f"best with l2 norm {best_on['value']:.1f} (tau {float(best_on[temperature]):g}) vs best "
                    f"without {best_off['value']:.1f} (tau {float(best_off[temperature]):g})")
 
@@ -404,8 +416,9 @@ def tab5_sweep(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
                                                                            experiment="Table 5"))
     _temperature_panel(right, table.rename(columns={"ours_mean": "mean"}).assign(err=table["ours_std"]),
                        empty="no finished runs vary loss.temperature yet")
-    verdicts = Conclusion("l2 normalisation helps (best with beats best without, over the whole curve)",
-                          _l2_helps(paper), _l2_helps(table.rename(columns={"ours_mean": "value"})))
+    ours_cells = table.rename(columns={"ours_mean": "value", "ours_runs": "runs"})
+    verdicts = conclude("l2 normalisation helps (best with beats best without, over the whole curve)", _l2_helps,
+                        paper.assign(runs=1), ours_cells[ours_cells["value"].notna()], noise_of(table))
     best = []
     for (name, normalize), part in table.groupby(["experiment", "axis.loss.normalize"], sort=True):
         tau = float(part.loc[part["ours_mean"].idxmax(), "axis.loss.temperature"])
@@ -448,38 +461,39 @@ def _temperature_panel(ax: Axes, frame: pd.DataFrame, empty: str = style.NO_DATA
 FIG9_AXES = ("batch_size", "epochs", "optim.lr_scaling")
 
 
-def _batch_gap(cells: pd.DataFrame, epochs: float, small: float, large: float) -> float:
-    return value_at(cells, batch_size=large, epochs=epochs) - value_at(cells, batch_size=small, epochs=epochs)
-
-
-def _big_batches_help_most_early(cells: pd.DataFrame) -> Verdict:
+def _big_batches_help_most_early(cells: pd.DataFrame) -> Finding | Verdict:
     linear = cells[cells["axis.optim.lr_scaling"].map(canon) == "linear"]
     if linear.empty:
-        return Verdict(None, "needs linear-scaling cells")
+        return undecided("needs linear-scaling cells")
     epochs = sorted({float(e) for e in linear["axis.epochs"]})
     if len(epochs) < 2:
-        return Verdict(None, "needs at least two epoch counts")
+        return undecided("needs at least two epoch counts")
     first, last = epochs[0], epochs[-1]
     batches = lambda e: {float(b) for b in linear.loc[linear["axis.epochs"].astype(float) == e, "axis.batch_size"]}
     common = sorted(batches(first) & batches(last))
     if len(common) < 2:
-        return Verdict(None, f"needs two batch sizes run at both {first:g} and {last:g} epochs")
+        return undecided(f"needs two batch sizes run at both {first:g} and {last:g} epochs")
     small, large = common[0], common[-1]
-    early, late = _batch_gap(linear, first, small, large), _batch_gap(linear, last, small, large)
-    return Verdict(bool(early > 0 and early > late),
-                   f"batch {large:g} minus batch {small:g}: {early:+.1f} at {first:g} epochs vs {late:+.1f} at "
-                   f"{last:g} epochs (linear lr scaling)")
+    corners = pd.DataFrame([cell_at(linear, batch_size=large, epochs=first), cell_at(linear, batch_size=small, epochs=first),
+                            cell_at(linear, batch_size=large, epochs=last), cell_at(linear, batch_size=small, epochs=last)])
+    early = contrast(corners.iloc[:2], [1, -1], f"gap at {first:g} epochs")
+    shrinks = contrast(corners, [1, -1, -1, 1], "gap early - gap late")
+    late = early.value - shrinks.value
+    return Finding((early, shrinks),
+                   f"batch {large:g} minus batch {small:g}: {early.value:+.1f} at {first:g} epochs vs "
+                   f"{late:+.1f} at {last:g} epochs (linear lr scaling)")
 
 
-def _sqrt_helps_small_batches_early(cells: pd.DataFrame) -> Verdict:
+def _sqrt_helps_small_batches_early(cells: pd.DataFrame) -> Finding | Verdict:
     if cells.empty:
-        return Verdict(None, "no cells")
+        return undecided("no cells")
     e, b = cells["axis.epochs"].astype(float).min(), cells["axis.batch_size"].astype(float).min()
-    root = value_at(cells, batch_size=b, epochs=e, optim__lr_scaling="sqrt")
-    linear = value_at(cells, batch_size=b, epochs=e, optim__lr_scaling="linear")
-    if math.isnan(root) or math.isnan(linear):
-        return Verdict(None, f"needs both scalings at batch {b:g}, {e:g} epochs")
-    return Verdict(root > linear, f"batch {b:g}, {e:g} epochs: sqrt {root:.1f} vs linear {linear:.1f}")
+    root = cell_at(cells, batch_size=b, epochs=e, optim__lr_scaling="sqrt")
+    linear = cell_at(cells, batch_size=b, epochs=e, optim__lr_scaling="linear")
+    if root is None or linear is None:
+        return undecided(f"needs both scalings at batch {b:g}, {e:g} epochs")
+    return Finding((difference(root, linear),),
+                   f"batch {b:g}, {e:g} epochs: sqrt {root['value']:.1f} vs linear {linear['value']:.1f}")
 
 
 @artefact("fig9", "batch_epochs")

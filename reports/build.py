@@ -1,8 +1,10 @@
 """From the results table to report sections: one per (artefact, scale), each with its context.
 
-A section carries what a reader needs so that a number is never read out of context: the scale it was
-trained at (and whether that scale is comparable in value with the paper), how many of the declared runs
-are done, the experiment's deviations from the paper, and where each published number came from.
+A section carries what a reader needs so that a number is never read out of context: what ran (from the runs'
+own configs and final.json: reports/what_ran.py), which runs were left out because their config differs in
+more than the seed (reports/variants.py), what the paper's numbers are to those runs (the paper's setting, an
+ImageNet trend, or CIFAR-10 references: reports/references.py), how many of the declared runs are done, the
+experiment's deviations from the paper, and where each published number came from.
 
 The declared run count is len(points) x len(seeds), the same at every scale (a scale changes compute, never
 which runs exist: registry/scales.py). It is counted here without `Experiment.runs(scale)`, whose config
@@ -19,9 +21,13 @@ import pandas as pd
 from registry.declare import Experiment
 from registry.discover import get_experiment
 from registry.scales import DEFAULT_SCALE, SCALES
+from reports import references
 from reports.artefacts import ARTEFACTS, Artefact, Spec, temperature_runs
+from reports.claims import Conclusion
 from reports.compare import canon, point_keys
 from reports.published import published_for
+from reports.variants import Variant, run_variants, select
+from reports.what_ran import WhatRan, describe
 from simclr_core.validation import ConfigError, require_choice
 
 # The scale whose runs use the paper's own setting; numbers at any other scale compare by rank only.
@@ -46,15 +52,33 @@ class Section:
     plot_bound: float = math.nan    # the largest stated error of a number read off a plot
     ours_metric: str = ""           # the metric our column shows: the paper's, or its stand-in
     metric: str = ""                # the paper's metric
+    what_ran: WhatRan = field(default_factory=lambda: WhatRan(0, []))
+    # Finished runs at this scale not shown, {run_id: why} (another config than the one shown).
+    left_out: dict[str, str] = field(default_factory=dict)
+    # experiment -> the config variant shown (reports/variants.py); declared unless no run has the declared one.
+    shown: dict[str, Variant] = field(default_factory=dict)
+    # What the published cells are to our runs: "ImageNet (the paper's setting)" or "ImageNet trend".
+    reference: str = references.IMAGENET_TREND
+    # Claims checked against the paper's numbers for our runs' dataset (CIFAR-10), and reference lines.
+    reference_conclusions: list[Conclusion] = field(default_factory=list)
+    reference_notes: list[str] = field(default_factory=list)
+
+    @property
+    def conclusions(self) -> list[Conclusion]:
+        return self.artefact.conclusions + self.reference_conclusions
 
     @property
     def comparable(self) -> bool:
-        """Whether our values may be compared with the paper's as values, not only as a ranking."""
-        return self.scale == COMPARABLE_SCALE
+        """Whether our values may be compared with the paper's as values, not only as a ranking: the paper's
+        scale, on ImageNet, with the declared config."""
+        return (self.scale == COMPARABLE_SCALE and self.reference == references.IMAGENET_SETTING
+                and all(v.declared for v in self.shown.values()))
 
     @property
-    def scale_summary(self) -> str:
-        return SCALES[self.scale].summary if self.scale in SCALES else "no finished runs at any scale"
+    def variant_notes(self) -> list[str]:
+        """One line per experiment whose runs here are not of the declared config."""
+        return [f"{name}: no run has today's declared config; shown: the most common variant, "
+                f"{variant.describe()}" for name, variant in sorted(self.shown.items()) if not variant.declared]
 
     @property
     def progress(self) -> str:
@@ -69,14 +93,16 @@ class Section:
         return f"{self.key}_{self.scale or 'noruns'}"
 
 
-def declared_progress(experiment_name: str, ours: pd.DataFrame) -> tuple[int, int]:
-    """(finished declared runs, declared runs): distinct (axis point, seed) pairs among the declared ones."""
+def declared_progress(experiment_name: str, ours: pd.DataFrame, scale: str | None = None) -> tuple[int, int]:
+    """(finished declared runs, declared runs): distinct (axis point, seed) pairs among the declared ones, at
+    `scale` (default: the runs' own scale, else the default scale)."""
     experiment = get_experiment(experiment_name)
-    if ours.empty:
-        return 0, len(experiment.axes) * len(experiment.seeds_at(DEFAULT_SCALE))
-    runs = ours.drop_duplicates("run_id")
-    scale = runs["scale"].iloc[0] if runs["scale"].nunique() == 1 else DEFAULT_SCALE
+    if scale is None and len(ours) and ours["scale"].nunique() == 1:
+        scale = ours["scale"].iloc[0]
     declared_seeds = set(experiment.seeds_at(scale if scale in SCALES else DEFAULT_SCALE))
+    if ours.empty:
+        return 0, len(experiment.axes) * len(declared_seeds)
+    runs = ours.drop_duplicates("run_id")
     # Seeds run beyond the declared ones (`--seeds`) count as declared too.
     seeds = {canon(s) for s in declared_seeds | set(runs["seed"].dropna().astype(int))}
     expected = len(experiment.axes) * len(seeds)
@@ -112,6 +138,7 @@ def build_sections(results: pd.DataFrame, keys: Sequence[str] | None = None,
     for scale in scales or ():
         require_choice("--scale", scale, SCALES)
     sections = []
+    variants = run_variants(results)
     for key, spec in ARTEFACTS.items():
         if keys and key not in keys:
             continue
@@ -123,7 +150,7 @@ def build_sections(results: pd.DataFrame, keys: Sequence[str] | None = None,
         mine = _runs_read_by(spec, results)
         for scale in scales or _scales_present(mine) or [None]:
             ours = mine[mine["scale"] == scale] if scale and len(mine) else mine.iloc[0:0]
-            sections.append(_section(key, spec, experiment, published, ours, scale))
+            sections.append(_section(key, spec, experiment, published, ours, scale, variants))
     return sections
 
 
@@ -136,19 +163,30 @@ def _runs_read_by(spec: Spec, results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFrame, ours: pd.DataFrame,
-             scale: str | None) -> Section:
-    ours, ours_metric = with_metric(ours, experiment.metric)
-    done, expected = (None, None) if spec.reads_every_experiment else declared_progress(experiment.name, ours)
+             scale: str | None, variants: dict[str, Variant]) -> Section:
+    selection = select(ours, variants)
+    ours, ours_metric = with_metric(selection.kept, experiment.metric)
+    done, expected = (None, None) if spec.reads_every_experiment else declared_progress(experiment.name, ours, scale)
     declared = published[published["declared"]]
+    what_ran = describe(selection.kept)      # all its rows: a stand-in metric keeps only its own
+    artefact = spec.build(ours, published)
+    # What the paper's numbers are to these runs; with none finished, to the runs the scale would make.
+    datasets = what_ran.datasets or ([SCALES[scale].start().data.dataset] if scale in SCALES else [])
+    cifar = references.on_cifar10(datasets)
+    line = references.best_linear_line(artefact.compare, ours_metric) if cifar else None
     return Section(
         key=key, experiment=experiment.name,
         title=experiment.title + (" — temperature curve from every run varying loss.temperature"
                                   if spec.reads_every_experiment else ""),
-        scale=scale, artefact=spec.build(ours, published), done=done, expected=expected,
+        scale=scale, artefact=artefact, done=done, expected=expected,
         deviations=tuple(experiment.deviations), published_file=experiment.published.file,
         sources=sorted(set(declared["source"]) - {""}),
         read_as_counts={k: int(v) for k, v in declared["read_as"].value_counts().items()},
-        plot_bound=plot_bound(declared), ours_metric=ours_metric, metric=experiment.metric)
+        plot_bound=plot_bound(declared), ours_metric=ours_metric, metric=experiment.metric,
+        what_ran=what_ran, left_out=selection.left_out, shown=selection.shown,
+        reference=references.comparison_label(datasets),
+        reference_conclusions=references.cifar10_conclusions(key, artefact.compare, experiment.name) if cifar else [],
+        reference_notes=[line] if line else [])
 
 
 def plot_bound(published: pd.DataFrame) -> float:

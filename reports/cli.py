@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from reports.build import build_sections
-    from reports.render import write_report
+    from reports.render import conclusions_count, write_report
+    from reports.variants import versions_note
 
     started = time.perf_counter()
     results_dir = default_results_dir(args.results_dir)
@@ -54,18 +55,21 @@ def main(args: argparse.Namespace) -> int:
         print(f"left out: {run_id}: {why} (python -m registry status gives the command that trains it again)",
               file=sys.stderr)
     try:
-        written = write_report(sections, out, results_dir, left_out)
+        written = write_report(sections, out, results_dir, left_out, versions_note(results))
     except OSError as exc:             # a disk that fills up, a folder changed meanwhile
         raise ConfigError(f"could not write the report in the report folder {out}: {exc.strerror or exc}"
                           + (f" ({exc.filename})" if exc.filename else "")) from None
+    for s in sections:
+        for run_id, why in sorted(s.left_out.items()):
+            print(f"left out of {s.key} at scale {s.scale}: {run_id}: {why}", file=sys.stderr)
     width = max(len(s.key) for s in sections)
     for s in sections:
         a = s.artefact.agreement
-        ranks = f"Spearman {a.spearman:+.2f}, Kendall {a.kendall:+.2f} over {a.cells} cells" if a.measured \
-            else f"ranks not measured ({a.cells} cells)"
-        holding = [c.ours.holds for c in s.artefact.conclusions]
-        print(f"{s.key:<{width}}  {s.scale or 'none':<6} {s.progress}; {ranks}; "
-              f"conclusions holding {holding.count(True)}/{len(holding)}")
+        ranks = f"Spearman {a.spearman:+.2f}, Kendall {a.kendall:+.2f} over {a.cells} cells ({a.seeds})" \
+            if a.measured else f"ranks {a.why_not}"
+        dropped = f"; {len(s.left_out)} run(s) of another config left out" if s.left_out else ""
+        print(f"{s.key:<{width}}  {s.scale or 'none':<6} {s.progress}{dropped}; {ranks}; "
+              f"conclusions: {conclusions_count(s.conclusions)}")
     print(f"{len(results['run_id'].unique()) if len(results) else 0} finished runs in {results_dir}; "
           f"report in {written.out_dir} ({written.html.name}, {written.markdown.name}, "
           f"{len(written.files)} files) in {time.perf_counter() - started:.1f}s")

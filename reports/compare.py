@@ -4,20 +4,22 @@ Everything here is numbers in, numbers out; rounding happens only when reports/r
 
 When our setting deviates from the paper's (CIFAR-10 and small ResNets instead of ImageNet/ResNet-50), the
 values cannot agree; the ordering of the cells can. Agreement is therefore measured as rank correlation over
-the cells both sides have: Spearman's rho (Pearson's r of the average ranks) and Kendall's tau-b (concordant
-minus discordant pairs, corrected for ties), both written out here because scipy is not a dependency.
+the cells both sides have (Spearman's rho and Kendall's tau-b: reports/ranks.py), with a bootstrap interval
+over our seeds (reports/bootstrap.py). The paper's conclusions are checked in reports/claims.py.
 """
 from __future__ import annotations
 
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from reports.bootstrap import Interval, bootstrap_intervals
 from reports.published import axis_column
+from reports.ranks import kendall_tau_b, spearman
 
 # Fewer matching cells than this and a rank correlation says nothing (two points are always +-1).
 MIN_CELLS_FOR_RANKS = 3
@@ -51,10 +53,11 @@ def aggregate(ours: pd.DataFrame, axes: Sequence[str], metric: str,
     """Mean, sample std (NaN for one run) and run count of `metric` per axis point (and `by` columns).
 
     `ours` is the long-form results table (registry.store.load_results); every finished run at a point
-    counts, normally one per seed. Columns: `axis.<name>`..., *by, ours_mean, ours_std, ours_runs, seeds.
+    counts, normally one per seed (reports/build.py has already left out runs of another config). Columns:
+    `axis.<name>`..., *by, ours_mean, ours_std, ours_runs, seeds, ours_values (the runs' values, by seed).
     """
     columns = [axis_column(a) for a in axes] + list(by)
-    out_columns = columns + ["ours_mean", "ours_std", "ours_runs", "seeds"]
+    out_columns = columns + ["ours_mean", "ours_std", "ours_runs", "seeds", "ours_values"]
     if ours.empty or "metric" not in ours:
         return pd.DataFrame(columns=out_columns)
     rows = ours[ours["metric"] == metric]
@@ -65,12 +68,15 @@ def aggregate(ours: pd.DataFrame, axes: Sequence[str], metric: str,
     rows = rows.assign(_key=pd.Series(keys, index=rows.index, dtype=object))
     records = []
     for _, group in rows.groupby("_key", sort=False):
+        if "seed" in group:
+            group = group.sort_values("seed", kind="stable")
         first = group.iloc[0]
         values = group["value"].astype(float)
         records.append({**{c: first.get(c) for c in columns},
                         "ours_mean": values.mean(), "ours_std": values.std(ddof=1) if len(values) > 1 else math.nan,
                         "ours_runs": len(values),
-                        "seeds": tuple(sorted(group["seed"].dropna().astype(int))) if "seed" in group else ()})
+                        "seeds": tuple(sorted(group["seed"].dropna().astype(int))) if "seed" in group else (),
+                        "ours_values": tuple(values)})
     return pd.DataFrame(records, columns=out_columns)
 
 
@@ -78,8 +84,8 @@ def compare(ours: pd.DataFrame, published: pd.DataFrame, axes: Sequence[str]) ->
     """The declared published cells, each with ours beside it: the tidy delta table.
 
     One row per declared point in the paper's order. Columns: `axis.<name>`..., published, read_as,
-    uncertainty, ours_mean, ours_std, ours_runs, delta (ours - published), source. The metric is the
-    published one (its `metric` column).
+    uncertainty, ours_mean, ours_std, ours_runs, ours_values, delta (ours - published), source. The metric
+    is the published one (its `metric` column).
     """
     cells = published[published["declared"]] if "declared" in published else published
     metrics = sorted(set(cells["metric"]) - {""})
@@ -95,108 +101,57 @@ def compare(ours: pd.DataFrame, published: pd.DataFrame, axes: Sequence[str]) ->
                         "metric": metrics[0],
                         "published": cell["value"], "read_as": cell["read_as"], "uncertainty": cell["uncertainty"],
                         "ours_mean": mean, "ours_std": match.get("ours_std", math.nan),
-                        "ours_runs": int(match.get("ours_runs", 0)),
+                        "ours_runs": int(match.get("ours_runs", 0)), "ours_values": match.get("ours_values", ()),
                         "delta": mean - cell["value"], "source": cell["source"]})
     return pd.DataFrame(records)
 
 
 # ---- rank agreement ------------------------------------------------------------------------------------
-def average_ranks(values: Sequence[float]) -> np.ndarray:
-    """Ranks 1..n, ties sharing the mean of the ranks they span ([10, 20, 20, 30] -> [1, 2.5, 2.5, 4])."""
-    x = np.asarray(values, dtype=float)
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    sorted_x = x[order]
-    start = 0
-    while start < len(x):
-        stop = start
-        while stop + 1 < len(x) and sorted_x[stop + 1] == sorted_x[start]:
-            stop += 1
-        ranks[order[start:stop + 1]] = (start + stop) / 2 + 1
-        start = stop + 1
-    return ranks
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rho: Pearson's correlation of the average ranks; NaN if either side is constant."""
-    rx, ry = average_ranks(x), average_ranks(y)
-    if len(rx) < 2:
-        return math.nan
-    dx, dy = rx - rx.mean(), ry - ry.mean()
-    denominator = math.sqrt(float(dx @ dx) * float(dy @ dy))
-    return float(dx @ dy) / denominator if denominator else math.nan
-
-
-def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b = (concordant - discordant) / sqrt((n0 - ties_x) (n0 - ties_y)), n0 = n(n-1)/2."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    n = len(x)
-    if n < 2:
-        return math.nan
-    i, j = np.triu_indices(n, k=1)
-    sx, sy = np.sign(x[j] - x[i]), np.sign(y[j] - y[i])
-    n0 = n * (n - 1) / 2
-    denominator = math.sqrt((n0 - np.sum(sx == 0)) * (n0 - np.sum(sy == 0)))
-    return float(np.sum(sx * sy)) / denominator if denominator else math.nan
-
-
 @dataclass(frozen=True)
 class Agreement:
-    """Rank agreement between our cells and the paper's, over the cells both have."""
+    """Rank agreement between our cells and the paper's, over the cells both have, with a bootstrap interval
+    over our seeds (reports/bootstrap.py) where some cell has two or more runs."""
     cells: int
     spearman: float
     kendall: float
+    # Why there is no correlation ("all 6 of our cells tie (24.0)"); "" when there is one.
+    why_not: str = ""
+    # {"spearman": Interval, "kendall": Interval}; None without an interval (`seeds` says why).
+    intervals: dict[str, Interval] | None = None
+    seeds: str = ""         # "3 seeds per cell", "1-3 seeds per cell", "1 seed: no interval"
 
     @property
     def measured(self) -> bool:
         return not math.isnan(self.spearman)
 
 
-def agreement(table: pd.DataFrame, ours: str = "ours_mean", paper: str = "published") -> Agreement:
-    """Spearman and Kendall over the rows of `table` where both columns hold a number."""
-    both = table[[ours, paper]].astype(float).dropna() if len(table) else table
-    if len(both) < MIN_CELLS_FOR_RANKS:
-        return Agreement(len(both), math.nan, math.nan)
-    return Agreement(len(both), spearman(both[ours], both[paper]), kendall_tau_b(both[ours], both[paper]))
+def _seeds_note(runs: Sequence[int]) -> str:
+    low, high = min(runs), max(runs)
+    if high <= 1:
+        return "1 seed: no interval"
+    return f"{low} seeds per cell" if low == high else f"{low}-{high} seeds per cell"
 
 
-# ---- the paper's conclusions ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Verdict:
-    """Whether a claim holds in one set of cells (None: not enough cells to tell) and the numbers behind it."""
-    holds: bool | None
-    evidence: str
-
-
-@dataclass(frozen=True)
-class Conclusion:
-    claim: str
-    paper: Verdict
-    ours: Verdict
-
-
-# A check reads cells (axis columns + "value") and returns its verdict.
-Check = Callable[[pd.DataFrame], Verdict]
-
-
-def cells_of(table: pd.DataFrame, column: str) -> pd.DataFrame:
-    """The compare table's axis columns with `column` renamed to "value", rows without a number dropped."""
-    axes = [c for c in table.columns if c.startswith("axis.")]
-    out = table[axes + [column]].rename(columns={column: "value"})
-    return out[out["value"].astype(float).notna()].reset_index(drop=True) if len(out) else out
-
-
-def conclusions(table: pd.DataFrame, checks: Sequence[tuple[str, Check]]) -> list[Conclusion]:
-    """Every check run twice: on the paper's numbers (a sanity check of the check) and on ours."""
-    paper, ours = cells_of(table, "published"), cells_of(table, "ours_mean")
-    return [Conclusion(claim, check(paper), check(ours)) for claim, check in checks]
-
-
-def value_at(cells: pd.DataFrame, **point: Any) -> float:
-    """The value of the cell at `point` (axis name -> value; dotted names as head__kind), NaN if absent."""
-    mask = pd.Series(True, index=cells.index)
-    for axis, wanted in point.items():
-        column = axis_column(axis.replace("__", "."))
-        mask &= cells[column].map(canon) == canon(wanted)
-    found = cells.loc[mask, "value"]
-    return float(found.iloc[0]) if len(found) else math.nan
+def agreement(table: pd.DataFrame, ours: str = "ours_mean", paper: str = "published",
+              values: str = "ours_values") -> Agreement:
+    """Spearman and Kendall over the rows of `table` where both columns hold a number; `values` (each cell's
+    seed runs) gives the bootstrap interval."""
+    if not len(table):
+        return Agreement(0, math.nan, math.nan, "not measured: no cell has both our number and the paper's")
+    mask = table[ours].astype(float).notna() & table[paper].astype(float).notna()
+    both = table[mask]
+    x, y = both[ours].astype(float).to_numpy(), both[paper].astype(float).to_numpy()
+    n = len(both)
+    if n == 0:
+        return Agreement(0, math.nan, math.nan, "not measured: no cell has both our number and the paper's")
+    if n < MIN_CELLS_FOR_RANKS:
+        return Agreement(n, math.nan, math.nan, f"not measured: {n} cell(s) with both numbers (at least "
+                                                f"{MIN_CELLS_FOR_RANKS} are needed)")
+    for side, v in (("our", x), ("the paper's", y)):
+        if np.all(v == v[0]):
+            return Agreement(n, math.nan, math.nan,
+                             f"undefined: all {n} of {side} cells tie ({v[0]:g}), so they have no ranking")
+    per_cell = [tuple(v) for v in both[values]] if values in both else [(m,) for m in x]
+    intervals = bootstrap_intervals(per_cell, y, {"spearman": spearman, "kendall": kendall_tau_b})
+    return Agreement(n, spearman(x, y), kendall_tau_b(x, y), "", intervals,
+                     _seeds_note([len(v) for v in per_cell]))

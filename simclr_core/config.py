@@ -118,7 +118,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    # Which evaluations run at the end of training: knn | linear | finetune
+    # Which evaluations run at the end of training: knn | linear | finetune | transform_probe
     protocols: tuple[str, ...] = ("knn",)
     knn_k: int = 200
     knn_temperature: float = 0.1
@@ -133,6 +133,12 @@ class EvalConfig:
     finetune_lr: float = 0.05
     # Evaluate kNN every this many epochs during training (0 = only at the end).
     knn_every_epochs: int = 0
+    # transform_probe (Table 3): the transformations an MLP on frozen h and g(h) learns to tell apart
+    # (color, rotation, noise, sobel), and how that MLP trains (SGD with Nesterov momentum, cosine decay).
+    transform_tasks: tuple[str, ...] = ("color", "rotation", "noise", "sobel")
+    transform_epochs: int = 30
+    transform_batch_size: int = 256
+    transform_lr: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -223,6 +229,7 @@ class RunConfig:
         from simclr_core.augment import validate_augment_config
         from simclr_core.data import DATASETS
         from simclr_core.evaluate.protocols import PROTOCOLS
+        from simclr_core.evaluate.transform_probe import require_tasks
         from simclr_core.losses import LOSSES
         from simclr_core.models import HEAD_KINDS, list_encoders
         from simclr_core.optim import OPTIMIZERS
@@ -283,6 +290,10 @@ class RunConfig:
         require_range("eval.finetune_batch_size", ev.finetune_batch_size, low=2)
         require_range("eval.finetune_lr", ev.finetune_lr, low=0, low_inclusive=False)
         require_range("eval.knn_every_epochs", ev.knn_every_epochs, low=0)
+        require_tasks("eval.transform_tasks", ev.transform_tasks)
+        require_range("eval.transform_epochs", ev.transform_epochs, low=1)
+        require_range("eval.transform_batch_size", ev.transform_batch_size, low=1)
+        require_range("eval.transform_lr", ev.transform_lr, low=0, low_inclusive=False)
 
         require_range("batch_size", self.batch_size, low=2)
         require_range("epochs", self.epochs, low=0, low_inclusive=False)

@@ -316,12 +316,14 @@ def _evaluate_apart(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed,
 
 def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed_precision: str,
               protocols: tuple[str, ...]) -> dict[str, Any]:
-    """Evaluate the encoder f(.) (the representation h, before the head) on the main process."""
+    """Evaluate the encoder f(.) (the representation h, before the head; a protocol may also read the head g(.))
+    on the main process."""
     metrics: dict[str, Any] = {}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and protocols:
-        encoder = accelerator.unwrap_model(model).encoder
-        metrics.update(run_protocols(encoder, feed, cfg, autocast_dtype(mixed_precision), protocols))
+        network = accelerator.unwrap_model(model)
+        metrics.update(run_protocols(network.encoder, feed, cfg, autocast_dtype(mixed_precision), protocols,
+                                     head=network.head))
     if accelerator.num_processes > 1:
         box = [metrics]
         broadcast_object_list(box)

@@ -37,9 +37,10 @@ def changed_tensors(module: nn.Module, snapshot: dict[str, Tensor]) -> list[str]
     return changed
 
 
-def require_unchanged(module: nn.Module, snapshot: dict[str, Tensor], *, during: str) -> None:
-    """Raise RuntimeError naming every tensor of ``module`` that changed since ``snapshot``."""
+def require_unchanged(module: nn.Module, snapshot: dict[str, Tensor], *, during: str,
+                      what: str = "the encoder") -> None:
+    """Raise RuntimeError naming every tensor of ``module`` (``what``, in the message) changed since ``snapshot``."""
     changed = changed_tensors(module, snapshot)
     if changed:
         shown = ", ".join(changed[:10]) + (f", ... ({len(changed)} in all)" if len(changed) > 10 else "")
-        raise RuntimeError(f"the encoder changed during {during} although it must stay frozen: {shown}")
+        raise RuntimeError(f"{what} changed during {during} although it must stay frozen: {shown}")

@@ -1,9 +1,10 @@
 """The evaluation protocols a run can name in eval.protocols, in one registry: `PROTOCOLS[name]`.
 
 Each entry runs one protocol on the trained encoder f(.) with the run's data (train()'s Feed: the evaluation
-images and labels of both splits, their statistics) and the run's settings (cfg.eval), and returns its metrics.
-`run_protocols` runs the named ones in the registry's order; kNN and linear evaluation share one feature pass
-over each split. Adding a protocol is one entry here; config validation and train() read this table.
+images and labels of both splits, their statistics) and the run's settings (cfg.eval), and returns its metrics;
+a protocol marked `needs_head` also reads the projection head g(.). `run_protocols` runs the named ones in the
+registry's order; kNN and linear evaluation share one feature pass over each split. Adding a protocol is one
+entry here; config validation and train() read this table.
 """
 from __future__ import annotations
 
@@ -17,16 +18,21 @@ from simclr_core.evaluate.features import reuse_features
 from simclr_core.evaluate.finetune import finetune_eval
 from simclr_core.evaluate.knn import knn_eval
 from simclr_core.evaluate.linear import linear_eval
+from simclr_core.evaluate.transform_probe import transform_probe_eval
+from simclr_core.validation import ConfigError
 
 
 @dataclass(frozen=True)
 class Protocol:
     name: str
-    run: Callable[[nn.Module, Any, Any, torch.dtype | None], dict[str, Any]]   # (encoder, feed, cfg, dtype)
+    # (encoder, feed, cfg, dtype), and head=g(.) as a keyword where needs_head
+    run: Callable[..., dict[str, Any]]
     # True where the protocol augments decoded images, which only the resident data path holds.
     needs_resident: bool = False
     # True where it reads the frozen encoder's features (shared between such protocols in one evaluation).
     frozen_features: bool = False
+    # True where it also reads the projection head g(.).
+    needs_head: bool = False
 
 
 def _data(feed) -> tuple:
@@ -64,22 +70,38 @@ def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
     return metrics
 
 
+def _transform_probe(encoder, feed, cfg, dtype, *, head) -> dict[str, Any]:
+    ev = cfg.eval
+    return transform_probe_eval(encoder, head, feed.train_eval, feed.test_eval, mean=feed.mean, std=feed.std,
+                                tasks=ev.transform_tasks, augment=cfg.augment, epochs=ev.transform_epochs,
+                                batch_size=ev.transform_batch_size, lr=ev.transform_lr, seed=cfg.seed,
+                                autocast_dtype=dtype)
+
+
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("knn", _knn, frozen_features=True),
     Protocol("linear", _linear, frozen_features=True),
     Protocol("finetune", _finetune, needs_resident=True),
+    Protocol("transform_probe", _transform_probe, needs_resident=True, needs_head=True),
 )}
 
 
-def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, names: Sequence[str]) -> dict[str, Any]:
-    """The metrics of the protocols `names`, run in the registry's order."""
-    metrics: dict[str, Any] = {}
+def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, names: Sequence[str],
+                  head: nn.Module | None = None) -> dict[str, Any]:
+    """The metrics of the protocols `names`, run in the registry's order; `head` is g(.), for those that read it."""
     chosen = [p for p in PROTOCOLS.values() if p.name in names]
+    needing_head = [p.name for p in chosen if p.needs_head]
+    if needing_head and head is None:
+        raise ConfigError(f"eval.protocols {', '.join(map(repr, needing_head))} read the projection head g(.), "
+                          "which run_protocols was not given; pass head=")
+    metrics: dict[str, Any] = {}
     with reuse_features():           # kNN and linear evaluation share one pass over each split
         for protocol in (p for p in chosen if p.frozen_features):
             metrics.update(protocol.run(encoder, feed, cfg, dtype))
-    for protocol in (p for p in chosen if not p.frozen_features):   # they train copies of the encoder
-        metrics.update(protocol.run(encoder, feed, cfg, dtype))
+    # The others train copies of the encoder or read features of transformed images that no other protocol shares.
+    for protocol in (p for p in chosen if not p.frozen_features):
+        extra = {"head": head} if protocol.needs_head else {}
+        metrics.update(protocol.run(encoder, feed, cfg, dtype, **extra))
     return metrics
 
 

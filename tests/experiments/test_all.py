@@ -25,7 +25,7 @@ def test_the_seven_paper_ablations_are_declared():
 def test_resolves_at_every_scale_keeping_every_point(name, scale):
     experiment = get_experiment(name)
     runs = experiment.runs(scale)
-    assert len(runs) == len(experiment.axes) * len(experiment.seeds)
+    assert len(runs) == len(experiment.axes) * len(experiment.seeds_at(scale))
     assert len({r.run_id for r in runs}) == len(runs)
     assert all(r.run_id.startswith(f"{name}/") for r in runs)
 

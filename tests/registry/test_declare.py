@@ -147,14 +147,14 @@ def test_a_scale_may_not_fix_a_key_the_experiment_varies():
 
 
 def test_unknown_scale_lists_the_choices():
-    with pytest.raises(ConfigError, match="'smoke', 'cpu', 'paper'"):
+    with pytest.raises(ConfigError, match="'smoke', 'cpu', 'gpu', 'paper'"):
         declare().runs("huge")
 
 
 def test_scales_keep_every_axis_point_of_figure_9():
     experiment = get_experiment("batch_epochs")
     for scale in SCALES:
-        runs = experiment.runs(scale)
+        runs = experiment.runs(scale, seeds=[0])
         assert len(runs) == 48
         batches = sorted({r.config.batch_size for r in runs})
         epochs = sorted({r.config.epochs for r in runs})

@@ -1,8 +1,11 @@
-"""The planner's cost model: multi-crop's small views count by area."""
+"""The planner's cost model: multi-crop's small views count by area; hours come from the measured rate closest
+to the run's model, naming its device."""
 import pytest
 
-from registry.estimate import estimate, train_view_equivalents
+from registry.estimate import (CPU_REFERENCE, H200_RESNET18_CIFAR, H200_RESNET50_224, estimate, total,
+                               train_view_equivalents)
 from simclr_core.config import RunConfig
+from simclr_core.validation import ConfigError
 
 
 def _cfg(**overrides) -> RunConfig:
@@ -27,10 +30,71 @@ def test_paper_scale_uses_the_measured_h200_rate_or_the_users_own():
     assert PAPER_GPU_VIEWS_PER_S == 2 * 2_429                           # images/s of the H200 step, two views each
     assert measured.hours == pytest.approx(2 * 256 * measured.steps / PAPER_GPU_VIEWS_PER_S / 3600, rel=1e-9)
     assert estimate(cfg, "gpu", views_per_s=PAPER_GPU_VIEWS_PER_S / 2).hours == pytest.approx(2 * measured.hours)
+    assert measured.rate is H200_RESNET50_224 and measured.rate.images_per_s == 2_429
+
+
+def _cifar_resnet(name: str, width: float = 1.0) -> RunConfig:
+    return RunConfig().with_overrides({"data.dataset": "cifar10", "encoder.name": name, "encoder.width": width,
+                                      "encoder.stem": "cifar", "batch_size": 512, "epochs": 100})
+
+
+def test_a_32px_resnet18_on_a_gpu_is_timed_from_the_27000_images_per_s_measured_in_train():
+    cfg = _cifar_resnet("resnet18").with_overrides({"eval.protocols": ("knn", "linear")})
+    cost = estimate(cfg, "gpu")
+    assert cost.rate is H200_RESNET18_CIFAR and cost.rate.images_per_s == 27_000
+    assert cost.steps == 100 * (50_000 // 512)
+    eval_views = 2 * (50_000 + 10_000) / 3                 # one feature pass per protocol, a third of a view each
+    assert cost.hours == pytest.approx((2 * 512 * cost.steps + eval_views) / (2 * 27_000) / 3600, rel=1e-9)
+    assert "one NVIDIA H200" in cost.rate.describe() and "ResNet-18 x1 CIFAR 32 px" in cost.rate.describe()
+
+
+@pytest.mark.parametrize("name, width, entry", [
+    ("resnet34", 1.0, H200_RESNET18_CIFAR),     # 0.29 of a 224 px ResNet-50 view: nearer ResNet-18's 0.14
+    ("resnet50", 1.0, H200_RESNET18_CIFAR),     # 0.33
+    ("resnet18", 2.0, H200_RESNET50_224),       # 0.58: nearer 1 than 0.14 by ratio
+    ("resnet50", 2.0, H200_RESNET50_224),       # 1.31
+])
+def test_the_gpu_entry_closest_in_cost_is_used_and_flops_scaled_from(name, width, entry):
+    cfg = _cifar_resnet(name, width).with_overrides({"eval.protocols": ()})
+    cost = estimate(cfg, "gpu")
+    assert cost.rate is entry
+    seconds_per_view = cost.hours * 3600 / cost.views
+    assert seconds_per_view == pytest.approx(cost.relative_cost / entry.relative_cost / (2 * entry.images_per_s))
+
+
+def test_cpu_runs_use_the_reference_cpu_whatever_the_model():
+    for cfg in (_cifar_resnet("resnet18", 0.25), _cifar_resnet("resnet152", 2.0)):
+        assert estimate(cfg, "cpu").rate is CPU_REFERENCE
+    assert CPU_REFERENCE.images_per_s == 857 and "2-core reference CPU" in CPU_REFERENCE.describe()
+
+
+def test_another_gpus_rate_scales_every_gpu_entry_by_its_ratio_to_the_h200():
+    small = _cifar_resnet("resnet18")
+    default = estimate(small, "gpu")
+    assert estimate(small, "gpu", views_per_s=2 * 2_429).hours == pytest.approx(default.hours, rel=1e-12)
+    half = estimate(small, "gpu", views_per_s=2_429)                # a GPU half as fast as the H200
+    assert half.rate is H200_RESNET18_CIFAR and half.hours == pytest.approx(2 * default.hours, rel=1e-12)
+
+
+def test_a_total_names_each_rate_it_used_with_its_run_count():
+    one = total([_cifar_resnet("resnet18")] * 3, "gpu")
+    assert one.runs == 3 and one.rate_text().startswith("rate measured on one NVIDIA H200: ResNet-18 x1 CIFAR")
+    mixed = total([_cifar_resnet("resnet18")] * 3 + [_cifar_resnet("resnet50", 2.0)], "gpu")
+    text = mixed.rate_text()
+    assert text.startswith("rates measured on one NVIDIA H200: ") and text.count("one NVIDIA H200") == 1
+    assert "ResNet-18 x1 CIFAR 32 px, batch 512, bf16, train() (3 runs)" in text
+    assert "ResNet-50 x1 224 px, batch 256, bf16, the step on pre-made views (1 run)" in text
+    assert mixed.hours == pytest.approx(sum(estimate(c, "gpu").hours for c in
+                                            [_cifar_resnet("resnet18")] * 3 + [_cifar_resnet("resnet50", 2.0)]))
+
+
+def test_hardware_without_a_measured_rate_is_refused_naming_the_measured_ones():
+    with pytest.raises(ConfigError, match=r"'tpu'.*cpu, gpu"):
+        estimate(_cifar_resnet("resnet18"), "tpu")
 
 
 @pytest.mark.parametrize("args, needle", [
-    (("--dry-run", "--gpu-images-per-s", "1200"), "2,400 ResNet-50-1x-224px views/s per GPU (given by"),
+    (("--dry-run", "--gpu-images-per-s", "1200"), "scaled by 1,200 / 2,429 ResNet-50-1x-224px images/s (given by"),
     (("--dry-run",), "measured on one NVIDIA H200"),
 ])
 def test_dry_run_names_where_its_gpu_rate_comes_from(args, needle, capsys, tmp_path, monkeypatch):

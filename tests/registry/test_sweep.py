@@ -78,7 +78,7 @@ def complete_values(study: optuna.Study) -> list[float]:
     ({"storage": "mongo"}, "--storage='mongo' is not valid; choose one of: 'sqlite'"),
     ({"storage": "foo://x"}, "--storage foo://x: unknown storage scheme 'foo://'; valid forms: 'sqlite'"),
     ({"storage": "runs/t.db"}, "(for the file runs/t.db: sqlite:///"),
-    ({"scale": "huge"}, "--scale='huge' is not valid; choose one of: 'smoke', 'cpu', 'paper'"),
+    ({"scale": "huge"}, "--scale='huge' is not valid; choose one of: 'smoke', 'cpu', 'gpu', 'paper'"),
     ({"trials": 5, "normalize": "true"}, "--trials 5 exceeds the 4 grid values"),
     ({"overrides": {"loss.temperature": 0.3}}, "would fix what sweep 'temperature' searches"),
     ({"overrides": {"loss.temprature": 0.3}}, "unknown config key 'loss.temprature'"),

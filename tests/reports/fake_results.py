@@ -24,7 +24,9 @@ ValueFn = Callable[[str, Mapping[str, Any], int], "float | None"]
 
 
 def write_run(store: RunStore, name: str, scale: str, point: Mapping[str, Any], seed: int, value: float,
-              overrides: Mapping[str, Any] | None = None) -> str:
+              overrides: Mapping[str, Any] | None = None, final: Mapping[str, Any] | None = None) -> str:
+    """One finished run; `overrides` change its config after the scale (as `registry run KEY=VALUE` does),
+    `final` adds or replaces entries of its final.json (timings, device, processes)."""
     experiment = get_experiment(name)
     s = get_scale(scale)
     cfg = s.shrink(s.start().with_overrides(experiment.base).with_overrides(experiment.config_overrides(point)))
@@ -32,9 +34,9 @@ def write_run(store: RunStore, name: str, scale: str, point: Mapping[str, Any], 
     run_id = make_run_id(name, point, cfg)
     store.write_config(Run(run_id, name, scale, dict(point), cfg), CODE)
     # the metrics the scale evaluates: linear_top1 = value, knn_top1 = value - 5 (smoke evaluates kNN only)
-    final = {"linear_top1": value, "knn_top1": value - 5.0, "device": "fake"}
-    store.write_final(run_id, {k: v for k, v in final.items()
-                               if k == "device" or k.partition("_")[0] in cfg.eval.protocols})
+    metrics = {"linear_top1": value, "knn_top1": value - 5.0, "device": "fake"}
+    store.write_final(run_id, {**{k: v for k, v in metrics.items()
+                                  if k == "device" or k.partition("_")[0] in cfg.eval.protocols}, **(final or {})})
     return run_id
 
 

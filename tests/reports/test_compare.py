@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from fake_results import long_form
-from reports.compare import (agreement, aggregate, average_ranks, canon, compare, kendall_tau_b, spearman,
-                             value_at)
+from reports.claims import value_at
+from reports.compare import agreement, aggregate, canon, compare
+from reports.ranks import average_ranks, kendall_tau_b, spearman
 
 
 def test_canon_spells_each_value_once():
@@ -59,6 +60,7 @@ def test_aggregate_is_mean_and_sample_std_over_seeds():
     agg = aggregate(ours, ("loss.kind", "loss.semi_hard"), "linear_top1")
     first, second = agg.iloc[0], agg.iloc[1]
     assert (first["ours_mean"], first["ours_std"], first["ours_runs"], first["seeds"]) == (2.0, 1.0, 3, (0, 1, 2))
+    assert first["ours_values"] == (1.0, 2.0, 3.0) and second["ours_values"] == (5.0,)
     assert second["ours_mean"] == 5.0 and math.isnan(second["ours_std"]) and second["ours_runs"] == 1
 
 

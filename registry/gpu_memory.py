@@ -1,0 +1,157 @@
+"""Peak GPU memory of one local run, estimated on any machine (no GPU needed): what `--runs-per-gpu K` checks.
+
+    estimate_run_memory(cfg) -> MemoryEstimate      bytes per part; .total is what one run's process holds
+
+Activations are not guessed: the run's model is built on torch's `meta` device (shapes, no storage) and runs
+one forward pass of the run's batch (2 views x batch_size in one local process, plus multi-crop's small views)
+while `torch.autograd.graph.saved_tensors_hooks` records every tensor autograd keeps for the backward pass,
+each storage counted once, parameters and buffers left out. Those tensors are all alive when the backward
+starts, the step's peak. Under mixed precision (precision auto/bf16/fp16 on a GPU) the meta pass runs in
+bfloat16: under CUDA autocast the convolutions and linear layers compute in 16 bits, and BatchNorm, ReLU and
+the residual add keep their 16-bit inputs' dtype, so every activation autograd saves is 2 bytes per element
+(the 16-bit copy of the float32 views included); precision "no" runs it in float32.
+
+Added to the saved activations:
+  gradients in flight   2 x the largest saved activation (a layer's output gradient and input gradient
+                        coexist during backward; an upper bound, as saved tensors are freed as it proceeds)
+  loss                  NT-Xent / DCL (whose custom autograd Function cannot run on `meta`): the float32
+                        (2N, 2N) similarity blocks simclr_core.losses keeps per view pair (or the one chunk
+                        it recomputes, for large 2N); the other losses are measured by the meta pass
+  model state           float32 weights, their gradients, optimizer state (LARS and momentum SGD: one buffer
+                        per weight, Adam/AdamW: two), autocast's 16-bit copy of the weights, BatchNorm buffers
+  inputs                the float32 view buffer train() reuses every step (plus small views), the uint8 batch
+  dataset               a resident training split (CIFAR, STL-10) is moved to the GPU whole when it fits
+                        DEVICE_RESIDENT_BYTES; streamed data (ImageNet, folders, parquet) is not counted
+Assumptions (stated numbers, not measurements):
+  ALLOCATOR_SLACK = 1.10  PyTorch's caching allocator rounds blocks and keeps freed ones: 10% over the tensors
+  CONTEXT_BYTES = 1 GiB   per process: the CUDA context with torch's kernels loaded lazily (~0.5 GiB on recent
+                          drivers) plus cuDNN/cuBLAS handles and their workspaces
+Not counted: evaluation at the end of a run (its batches run without autograd, well under the training
+peak), the augmentation's transient float copies (freed before the forward pass), streamed data's prefetch.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+
+from simclr_core.config import RunConfig
+
+GIB = float(1 << 30)
+ALLOCATOR_SLACK = 1.10
+CONTEXT_BYTES = 1 << 30
+_SOFTMAX_LOSSES = ("nt_xent", "dcl")
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes of one run's process on its GPU, by part; `total` includes the allocator slack and the context."""
+    activations: int
+    gradients_in_flight: int
+    loss: int
+    model_state: int
+    inputs: int
+    dataset: int
+    context: int = CONTEXT_BYTES
+
+    @property
+    def tensors(self) -> int:
+        return sum(getattr(self, f.name) for f in fields(self) if f.name != "context")
+
+    @property
+    def total(self) -> int:
+        return int(self.tensors * ALLOCATOR_SLACK) + self.context
+
+    def describe(self) -> str:
+        parts = (("activations", self.activations + self.gradients_in_flight + self.loss),
+                 ("weights+grads+optimizer", self.model_state), ("data", self.inputs + self.dataset))
+        return (f"{self.total / GIB:.1f} GiB = " + " + ".join(f"{name} {size / GIB:.2f}" for name, size in parts)
+                + f", x{ALLOCATOR_SLACK:g} allocator slack, + {self.context / GIB:g} GiB CUDA context")
+
+
+def view_side(cfg: RunConfig) -> int:
+    """Side of the run's training views, as train() resolves it (without reading the data)."""
+    from simclr_core.data.catalog import native_image_size
+    from simclr_core.data.feed import DEFAULT_STREAM_SIZE
+
+    # Folders and parquet files without data.image_size: the streamed path's side (a resident one would take
+    # its first image's side, unknown before the data is read).
+    return cfg.data.image_size or native_image_size(cfg.data.dataset) or DEFAULT_STREAM_SIZE
+
+
+def estimate_run_memory(cfg: RunConfig) -> MemoryEstimate:
+    """Peak GPU memory of `cfg` trained by one local process (the whole batch on one GPU)."""
+    side = view_side(cfg)
+    small = cfg.augment.local_crop_side(side) if cfg.augment.local_crops else 0
+    data = cfg.data
+    return _estimate(cfg.encoder, cfg.head, cfg.loss.kind, cfg.optim.name, cfg.optim.momentum > 0,
+                     cfg.precision != "no", cfg.batch_size, side, cfg.augment.local_crops, small,
+                     data.dataset, data.loader, data.train_limit, data.image_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _estimate(encoder, head, loss_kind: str, optim_name: str, momentum: bool, half: bool, batch: int, side: int,
+              local_crops: int, small_side: int, dataset: str, loader: str, train_limit: int | None,
+              image_size: int | None) -> MemoryEstimate:
+    import torch
+
+    from simclr_core.config import LossConfig
+    from simclr_core.losses import compute_multicrop_loss
+    from simclr_core.models import build_model
+
+    dtype = torch.bfloat16 if half else torch.float32
+    with torch.device("meta"):
+        model = build_model(encoder, head, side)
+    weights = sum(p.numel() for p in model.parameters()) * 4
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    optimizer_copies = 2 if optim_name in ("adam", "adamw") else int(momentum)
+    model_state = weights * (2 + optimizer_copies) + (weights // 2 if half else 0) + buffers
+
+    model = model.to(dtype)
+    own = {t.untyped_storage()._cdata for t in (*model.parameters(), *model.buffers())}
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage._cdata not in own:
+            saved[storage._cdata] = storage.nbytes()
+        return tensor
+
+    views = torch.empty((2 * batch, 3, side, side), device="meta", dtype=dtype)
+    small_views = torch.empty((local_crops * batch, 3, small_side, small_side), device="meta", dtype=dtype)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        _, z = model(views if not local_crops else (views, small_views))
+        z1, z2, *rest = z.float().split(batch)
+        if loss_kind in _SOFTMAX_LOSSES:
+            loss = _softmax_loss_bytes(batch, pairs=1 + 2 * local_crops)
+        else:
+            compute_multicrop_loss(LossConfig(kind=loss_kind), z1, z2, rest)
+            loss = 0
+    largest = max(saved.values(), default=0)
+
+    inputs = (views.numel() + small_views.numel()) * 4 + batch * 3 * side * side
+    return MemoryEstimate(activations=sum(saved.values()), gradients_in_flight=2 * largest, loss=loss,
+                          model_state=model_state, inputs=inputs,
+                          dataset=_resident_dataset_bytes(dataset, loader, train_limit, image_size))
+
+
+def _softmax_loss_bytes(batch: int, pairs: int) -> int:
+    """simclr_core.losses._NTXent's memory: each view pair's (2N, 2N) float32 blocks kept for backward when they
+    hold at most _KEEP_ELEMENTS, else recomputed there one chunk of at most _CHUNK_ELEMENTS at a time."""
+    from simclr_core.losses import _CHUNK_ELEMENTS, _KEEP_ELEMENTS
+
+    elements = (2 * batch) ** 2
+    return 4 * (pairs * elements if elements <= _KEEP_ELEMENTS else min(elements, _CHUNK_ELEMENTS))
+
+
+def _resident_dataset_bytes(dataset: str, loader: str, train_limit: int | None, image_size: int | None) -> int:
+    from registry.estimate import TRAIN_IMAGES
+    from simclr_core.config import DataConfig
+    from simclr_core.data.catalog import native_image_size
+    from simclr_core.data.feed import DEVICE_RESIDENT_BYTES, resolve_loader
+
+    if resolve_loader(DataConfig(dataset=dataset, loader=loader)) != "resident" or dataset not in TRAIN_IMAGES:
+        return 0
+    side = image_size or native_image_size(dataset)
+    count = min(TRAIN_IMAGES[dataset], train_limit or TRAIN_IMAGES[dataset])
+    size = count * 3 * side * side
+    return size if size <= DEVICE_RESIDENT_BYTES else 0

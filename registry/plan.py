@@ -1,0 +1,108 @@
+"""What a plan costs, printed: `registry run --dry-run`'s table and per-scale hours, and `registry scales`' ladder.
+
+Hours come from registry/estimate.py's measured rates, each line naming the device its rate was measured on.
+"""
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from registry.declare import Experiment, Run
+from registry.discover import get_experiment, list_experiments
+from registry.estimate import (Total, encoder_title, estimate, format_device_hours, format_hours,
+                               reference_views_per_s, split_sizes, total, view_geometry)
+from registry.scales import DEFAULT_SCALE, SCALES, Scale, get_scale
+from registry.store import RunStore
+from simclr_core.config import RunConfig
+from simclr_core.validation import ConfigError
+
+
+# The ablation whose hours `scales` quotes: six runs of the default model, the cost of most ablations per point.
+TYPICAL_ABLATION = "temperature_norm"
+
+
+def _describe_training(cfg: RunConfig) -> str:
+    """What a scale trains by default: data, encoder, batch, length, evaluation (an ablation varies its axes)."""
+    train, test = split_sizes(cfg)
+    size, stem = view_geometry(cfg)
+    length = f"{cfg.max_steps} steps" if cfg.max_steps else f"{cfg.epochs:g} epochs"
+    evals = " + ".join(f"linear ({cfg.eval.linear_epochs} epochs)" if p == "linear" else p
+                       for p in cfg.eval.protocols)
+    return (f"{cfg.data.dataset}, {train:,} training / {test:,} test images at {size} px; "
+            f"{encoder_title(cfg.encoder.name)} x{cfg.encoder.width:g}, {stem} stem; batch {cfg.batch_size:,}; "
+            f"{length}; evaluation {evals}")
+
+
+def cmd_scales(args: argparse.Namespace) -> int:
+    names = list_experiments()
+    typical = get_experiment(TYPICAL_ABLATION if TYPICAL_ABLATION in names else names[0])
+    print(f"scales, cheapest first (--scale NAME; default {DEFAULT_SCALE}); hours are per device, summed over runs")
+    for scale in SCALES.values():
+        one = _scale_total(typical, scale, None)
+        every = total((run.config for name in names for run in get_experiment(name).runs(scale)), scale.hardware)
+        print(f"{scale.name}")
+        print(f"  purpose   {scale.purpose}")
+        print(f"  trains    {_describe_training(scale.shrink(scale.start()))}")
+        print(f"  seeds     {scale.seeds} per axis point by default (--seeds overrides)")
+        print(f"  hardware  {scale.hardware}")
+        print(f"  hours     {typical.name}: {one.runs} runs, {format_device_hours(one.hours, scale.hardware)}; "
+              f"all {len(names)} experiments: {every.runs:,} runs, {format_device_hours(every.hours, scale.hardware)}")
+        print(f"            {every.rate_text()}")
+    return 0
+
+
+def _views_per_s(scale: Scale, gpu_images_per_s: float | None) -> float | None:
+    """--gpu-images-per-s as the planner's ResNet-50-1x-224px views/s, at GPU scales only."""
+    return 2 * gpu_images_per_s if gpu_images_per_s and scale.hardware == "gpu" else None
+
+
+def _rate_note(scale: Scale, gpu_images_per_s: float | None) -> str:
+    """Where the hours' rate comes from when --gpu-images-per-s replaces the reference GPU's."""
+    if _views_per_s(scale, gpu_images_per_s) is None:
+        return ""
+    return (f", scaled by {gpu_images_per_s:,.0f} / {reference_views_per_s('gpu') / 2:,.0f} ResNet-50-1x-224px "
+            "images/s (given by --gpu-images-per-s)")
+
+
+def _scale_total(experiment: Experiment, scale: Scale, gpu_images_per_s: float | None) -> Total:
+    """Hours of all of `experiment`'s runs at `scale` with its default seeds, one device each."""
+    return total((run.config for run in experiment.runs(scale)), scale.hardware,
+                 _views_per_s(scale, gpu_images_per_s))
+
+
+def print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
+                gpu_images_per_s: float | None = None) -> None:
+    scale = get_scale(scale_name)
+    views_per_s = _views_per_s(scale, gpu_images_per_s)
+    unit = "GPU-hours" if scale.hardware == "gpu" else "CPU-hours"
+    header = f"  {'run id':<52} {'state':<9} {'batch':>6} {'epochs':>7} {'steps':>8} {'views':>10} {'est.':>10}"
+    print(header)
+    total_views, total_hours, rates = 0, 0.0, Counter()
+    for run in runs:
+        cost = estimate(run.config, scale.hardware, views_per_s)
+        rates[cost.rate] += 1
+        state = store.state(run.run_id)
+        if state != "done" and store.has_checkpoint(run.run_id):
+            state = "resume"
+        total_views += cost.views
+        total_hours += cost.hours if state != "done" else 0.0
+        print(f"  {run.run_id:<52} {state:<9} {run.config.batch_size:>6} {run.config.epochs:>7g} "
+              f"{cost.steps:>8,} {cost.views:>10,} {format_hours(cost.hours):>10}")
+    print(f"  total: {len(runs)} runs, {total_views:,} training views; still to run: about "
+          f"{total_hours:,.2f} {unit}" + (f" (~{format_hours(total_hours / parallel)} wall with "
+                                          f"--max-parallel {parallel})" if scale.hardware == "cpu" else ""))
+    print(f"  assumes the {Total(len(runs), total_hours, rates).rate_text()}{_rate_note(scale, gpu_images_per_s)}; "
+          "FLOPs-scaled to each run's model (registry/estimate.py)"
+          + ("; your GPU's ResNet-50 1x 224 px images/s: --gpu-images-per-s R" if scale.hardware == "gpu"
+             else "; rough"))
+    experiment = get_experiment(runs[0].experiment)
+    print(f"  {experiment.name} at every scale, all its runs with the scale's default seeds, one device each "
+          "(python -m registry scales describes them):")
+    for other in SCALES.values():
+        try:
+            cost = _scale_total(experiment, other, gpu_images_per_s)
+        except ConfigError as exc:
+            print(f"    {other.name:<6} cannot be resolved: {exc}")
+            continue
+        print(f"    {other.name:<6} {cost.runs:>5} runs  {format_device_hours(cost.hours, other.hardware):<26} "
+              f"({cost.rate_text()}{_rate_note(other, gpu_images_per_s)})")

@@ -1,0 +1,133 @@
+"""What ran, read from the runs themselves (their resolved configs and final.json), never from a scale's
+nominal summary: a command-line override (`data.train_limit=None`, `epochs=8`) shows here as it ran.
+
+Where the runs of a section differ in a field, the field shows every value (up to four) or the range.
+Device-hours are the sum over runs of (pretrain_seconds + eval_seconds) x processes / 3600, named GPU-hours
+or CPU-hours by final.json's `device` ("cpu (2 threads)" is a CPU; any other name, e.g. "NVIDIA H200", a GPU).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import pandas as pd
+
+# Images in each dataset's training split, for runs without data.train_limit (None: the whole split).
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "cifar10_subset": 5_000, "imagenet": 1_281_167}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "cifar10_subset": "CIFAR-10 subset (embedded)",
+                 "stl10": "STL-10", "imagenet": "ImageNet", "imagefolder": "an image folder",
+                 "parquet": "parquet files"}
+# Numeric fields with more distinct values than this show as a range.
+MAX_LISTED = 4
+
+
+@dataclass
+class WhatRan:
+    runs: int
+    datasets: list[str]
+    # Phrases in reading order: "CIFAR-10, 10,000 training images", "resnet18 width x0.25, cifar stem", ...
+    phrases: list[str] = field(default_factory=list)
+    hours: dict[str, float] = field(default_factory=dict)         # "GPU-hours" / "CPU-hours" -> hours
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        if not self.runs:
+            return "no finished runs"
+        hours = ", ".join(f"{h:.2f} {kind}" for kind, h in self.hours.items()) or "device time not recorded"
+        return "; ".join(self.phrases) + f"; {hours} over {self.runs} run(s)" + "".join(f" ({n})" for n in self.notes)
+
+
+def values_text(values: Iterable[Any], unit: str = "") -> str:
+    """One value, a short list, or a range: "3", "0.25, 0.5", "64-2048 (6 values)"."""
+    distinct = sorted({v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))},
+                      key=lambda v: (isinstance(v, str), v))
+    if not distinct:
+        return "—"
+    shown = [f"{v:,}" if isinstance(v, int) else f"{v:g}" if isinstance(v, float) else str(v) for v in distinct]
+    if len(distinct) > MAX_LISTED and all(isinstance(v, (int, float)) for v in distinct):
+        return f"{shown[0]}-{shown[-1]}{unit} ({len(distinct)} values)"
+    return ", ".join(shown) + unit
+
+
+def _plain(value: Any) -> Any:
+    """numpy/pandas scalars as Python ones; integral floats of integer fields stay as pandas made them."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def train_images(dataset: str, limit: Any) -> int | None:
+    full = TRAIN_IMAGES.get(dataset)
+    limit = _plain(limit)
+    if limit is None:
+        return full
+    return int(limit) if full is None else min(int(limit), full)
+
+
+def _metric(runs: pd.DataFrame, metric: str) -> dict[str, float]:
+    rows = runs[runs["metric"] == metric]
+    return dict(zip(rows["run_id"], rows["value"].astype(float)))
+
+
+def device_kind(device: Any) -> str:
+    if not isinstance(device, str) or not device:
+        return "device-hours (device not recorded)"
+    return "CPU-hours" if device.lower().startswith("cpu") else "GPU-hours"
+
+
+def describe(ours: pd.DataFrame) -> WhatRan:
+    """What the finished runs in `ours` (rows of registry.store.load_results) were."""
+    if ours.empty:
+        return WhatRan(0, [])
+    runs = ours.drop_duplicates("run_id")
+    column = lambda name: [_plain(v) for v in runs[name]] if name in runs else []
+    datasets = sorted({d for d in column("data.dataset") if d})
+    images = [train_images(d, limit) for d, limit in zip(column("data.dataset"), column("data.train_limit"))]
+    data = ", ".join(DATASET_NAMES.get(d, d) for d in datasets) or "dataset not recorded"
+    counted = [n for n in images if n is not None]
+    phrases = [f"{data}, {values_text(counted)} training images" if len(counted) == len(images)
+               else f"{data}, {values_text(counted) + ' or ' if counted else ''}the whole training split",
+               f"{values_text(column('encoder.name'))} width x{values_text(column('encoder.width'))}, "
+               f"{values_text(column('encoder.stem'))} stem",
+               f"{values_text(column('epochs'))} epochs"]
+    steps = [s for s in column("max_steps") if s is not None]
+    if steps:
+        phrases[-1] += f", stopped at max_steps {values_text(steps)} ({len(steps)} of {len(runs)} runs)"
+    phrases += [f"batch {values_text(column('batch_size'))}", f"seeds {values_text(column('seed'))}",
+                f"device {values_text(column('device'))}" if any(column("device")) else "device not recorded"]
+    what = WhatRan(len(runs), datasets, phrases)
+    _device_hours(ours, runs, what)
+    return what
+
+
+def _device_hours(ours: pd.DataFrame, runs: pd.DataFrame, what: WhatRan) -> None:
+    total, session, evaluation = (_metric(ours, m) for m in ("pretrain_seconds", "pretrain_seconds_this_session",
+                                                             "eval_seconds"))
+    processes = _metric(ours, "processes")
+    fallback, no_eval, no_processes, untimed = 0, 0, 0, 0
+    for run_id, device in zip(runs["run_id"], runs["device"] if "device" in runs else [None] * len(runs)):
+        pretrain = total.get(run_id)
+        if pretrain is None:
+            pretrain = session.get(run_id)
+            if pretrain is None:
+                untimed += 1
+                continue
+            fallback += 1
+        if run_id not in evaluation:
+            no_eval += 1
+        if run_id not in processes:
+            no_processes += 1
+        seconds = (pretrain + evaluation.get(run_id, 0.0)) * processes.get(run_id, 1.0)
+        kind = device_kind(device)
+        what.hours[kind] = what.hours.get(kind, 0.0) + seconds / 3600
+    if fallback:
+        what.notes.append(f"{fallback} run(s) without pretrain_seconds: counted with pretrain_seconds_this_session, "
+                          "their last session only")
+    if no_eval:
+        what.notes.append(f"{no_eval} run(s) without eval_seconds: evaluation not counted")
+    if no_processes:
+        what.notes.append(f"{no_processes} run(s) without processes: counted as 1 process")
+    if untimed:
+        what.notes.append(f"{untimed} run(s) without any training time: not counted")

@@ -1,0 +1,160 @@
+"""Runs whose configs differ in more than the seed are never averaged: the report shows one config per experiment
+and scale, names every run it leaves out and why, and says what ran from the runs' own configs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fake_results import write_run
+from registry import get_experiment
+from registry.run_id import make_run_id
+from registry.scales import SCALES
+from registry.store import RunStore, load_results
+from reports.build import build_sections
+from reports.render import markdown_section, write_report
+from reports.variants import declared_config, run_variants, select
+from simclr_core.config import CONFIG_VERSION
+
+XENT = {"loss.kind": "nt_xent", "loss.semi_hard": False}
+POINTS = get_experiment("loss_variant").points()
+
+
+def _grid(root: Path, seeds=(0, 1), overrides=None, final=None, value=lambda p, s: 40.0 + s) -> list[str]:
+    store = RunStore(root)
+    return [write_run(store, "loss_variant", "cpu", p, s, value(p, s), overrides=overrides, final=final)
+            for p in POINTS for s in seeds]
+
+
+def _tab4(root: Path):
+    (section,) = build_sections(load_results(root), keys=["tab4"], scales=["cpu"])
+    return section
+
+
+def _xent_row(section) -> dict:
+    table = section.artefact.compare
+    return table[table["axis.loss.kind"] == "nt_xent"].iloc[0].to_dict()
+
+
+def test_runs_of_another_config_version_or_max_steps_are_left_out_named_and_not_averaged(tmp_path):
+    _grid(tmp_path)                                                    # nt_xent: 40 (seed 0), 41 (seed 1)
+    store = RunStore(tmp_path)
+    old = write_run(store, "loss_variant", "cpu", XENT, 0, 90.0, overrides={"config_version": CONFIG_VERSION + 1})
+    short = write_run(store, "loss_variant", "cpu", XENT, 0, 10.0, overrides={"max_steps": 2})
+    section = _tab4(tmp_path)
+    row = _xent_row(section)
+    assert (row["ours_mean"], row["ours_runs"], row["ours_values"]) == (40.5, 2, (40.0, 41.0))
+    assert set(section.left_out) == {old, short}
+    assert section.left_out[old].startswith(
+        f"another config_version ({CONFIG_VERSION + 1}; declared {CONFIG_VERSION}) (the report shows the declared")
+    assert section.left_out[short].startswith("max_steps=2 override")
+    assert section.shown["loss_variant"].declared and section.variant_notes == []
+    assert (section.done, section.expected) == (10, 10)
+    md = markdown_section(section, "tab4.png")
+    assert "Left out: 2 finished run(s)" in md and f"- {short}: max_steps=2 override" in md
+    written = write_report([section], tmp_path / "report", tmp_path)
+    page, report = written.html.read_text(), written.markdown.read_text()
+    for run_id in (old, short):
+        assert run_id in page and run_id in report
+
+
+def test_the_cli_names_a_results_folder_that_mixes_config_versions(tmp_path, capsys):
+    from reports.cli import run
+
+    _grid(tmp_path, seeds=(0,))
+    write_run(RunStore(tmp_path), "loss_variant", "cpu", XENT, 0, 90.0, overrides={"config_version": CONFIG_VERSION + 1})
+    assert run(["tab4", "--results-dir", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert (f"This results folder mixes config versions: {CONFIG_VERSION} (5 runs), {CONFIG_VERSION + 1} (1 runs)"
+            in report)
+    printed = capsys.readouterr()
+    assert "1 run(s) of another config left out" in printed.out
+    assert "left out of tab4 at scale cpu: loss_variant/nt_xent+no-semi_hard-" in printed.err
+    assert f"another config_version ({CONFIG_VERSION + 1}; declared {CONFIG_VERSION})" in printed.err
+
+
+def test_the_declared_config_is_shown_when_any_run_has_it(tmp_path):
+    _grid(tmp_path, seeds=(0,))
+    others = _grid(tmp_path, seeds=(1, 2, 3), overrides={"epochs": 8.0})        # more runs, but not declared
+    section = _tab4(tmp_path)
+    assert section.shown["loss_variant"].declared and set(section.left_out) == set(others)
+    assert all(why.startswith("other overrides: epochs=8.0") for why in section.left_out.values())
+    assert _xent_row(section)["ours_runs"] == 1
+
+
+def test_without_declared_runs_the_most_common_variant_is_shown_and_what_ran_says_what_it_was(tmp_path):
+    shown = _grid(tmp_path, overrides={"data.train_limit": None})
+    rare = write_run(RunStore(tmp_path), "loss_variant", "cpu", XENT, 5, 1.0, overrides={"epochs": 8.0})
+    section = _tab4(tmp_path)
+    assert section.shown["loss_variant"].describe() == "other overrides: data.train_limit=None"
+    assert section.variant_notes == ["loss_variant: no run has today's declared config; shown: the most common "
+                                     "variant, other overrides: data.train_limit=None"]
+    assert set(section.left_out) == {rare} and len(set(shown)) == 10
+    assert "(the report shows other overrides: data.train_limit=None)" in section.left_out[rare]
+    # the cpu scale's summary says 10,000 images; these runs read the whole 50,000-image split
+    text = section.what_ran.text
+    assert text.startswith("CIFAR-10, 50,000 training images; resnet18 width x0.25, cifar stem; 3 epochs; batch 256; "
+                           "seeds 0, 1;") and "10,000" not in text
+    assert "**Config shown:** loss_variant: no run has today's declared config" in markdown_section(section, "x.png")
+    assert not section.comparable
+
+
+def test_a_tie_between_undeclared_variants_goes_to_the_most_recently_written(tmp_path):
+    a = _grid(tmp_path, seeds=(0,), overrides={"epochs": 8.0})
+    b = _grid(tmp_path, seeds=(0,), overrides={"epochs": 9.0})
+    results = load_results(tmp_path)
+    for newer, older in ((a, b), (b, a)):
+        stamped = results.assign(written_at=results["run_id"].map(lambda r: "2026-12-02" if r in newer else "2026-12-01"))
+        selection = select(stamped, run_variants(stamped))
+        assert set(selection.kept["run_id"]) == set(newer) and set(selection.left_out) == set(older)
+
+
+def test_what_ran_counts_device_hours_by_device_and_names_fallbacks(tmp_path):
+    gpu = {"device": "NVIDIA H200", "pretrain_seconds": 3000.0, "eval_seconds": 600.0, "processes": 2}
+    _grid(tmp_path, seeds=(0,), final=gpu)                             # 5 runs x 3600 s x 2 processes = 10 h
+    old = {"device": "NVIDIA H200", "pretrain_seconds_this_session": 1800.0, "processes": 1}
+    write_run(RunStore(tmp_path), "loss_variant", "cpu", XENT, 1, 40.0, final=old)
+    what = _tab4(tmp_path).what_ran
+    assert what.hours == {"GPU-hours": pytest.approx(10.5)}
+    assert "device NVIDIA H200" in what.text and "10.50 GPU-hours over 6 run(s)" in what.text
+    assert "1 run(s) without pretrain_seconds: counted with pretrain_seconds_this_session" in what.text
+    assert "1 run(s) without eval_seconds" in what.text
+
+
+def test_runs_that_differ_in_epochs_show_the_range(tmp_path):
+    from reports.what_ran import describe
+
+    _grid(tmp_path, seeds=(0,))
+    _grid(tmp_path, seeds=(0,), overrides={"epochs": 8.0, "max_steps": 2})
+    text = describe(load_results(tmp_path)).text
+    assert "3, 8 epochs, stopped at max_steps 2 (5 of 10 runs)" in text
+
+
+def test_an_undeclared_experiment_is_left_out_with_why(tmp_path):
+    run_id = _grid(tmp_path, seeds=(0,))[0]
+    results = load_results(tmp_path)
+    results.loc[results["run_id"] == run_id, "experiment"] = "renamed_since"
+    selection = select(results, run_variants(results))
+    assert "experiment 'renamed_since' is not declared today" in selection.left_out[run_id]
+
+
+@pytest.mark.parametrize("scale", list(SCALES))
+def test_the_declared_config_is_what_the_declaration_resolves_to(scale):
+    """reports/variants.py resolves without validating (no torch); the ids must equal Experiment.runs'."""
+    for name in ("loss_variant", "augment_pairs", "model_width", "batch_epochs"):
+        experiment = get_experiment(name)
+        runs = experiment.runs(scale)
+        assert [r.run_id for r in runs] == [
+            make_run_id(name, r.point, declared_config(experiment, scale, r.point, r.config.seed)) for r in runs]
+
+
+def test_what_ran_at_a_scale_with_a_stand_in_metric_still_counts_its_time(tmp_path):
+    store = RunStore(tmp_path)
+    for p in POINTS:       # smoke evaluates kNN only: the section shows knn_top1 in linear_top1's place
+        write_run(store, "loss_variant", "smoke", p, 0, 40.0, final={"device": "cpu (2 threads)",
+                                                                     "pretrain_seconds": 360.0, "eval_seconds": 0.0,
+                                                                     "processes": 1})
+    (section,) = build_sections(load_results(tmp_path), keys=["tab4"], scales=["smoke"])
+    assert section.ours_metric == "knn_top1"
+    assert section.what_ran.hours == {"CPU-hours": pytest.approx(0.5)}
+    assert section.what_ran.text.startswith("CIFAR-10 subset (embedded), 512 training images; resnet18 width x0.25")
