@@ -26,7 +26,8 @@ re-asked with the same temperature, whose run resumes from its checkpoint) and a
 complete. A trial whose run failed stays failed; --retry-failed asks it again. After every trial
 <results>/optuna/<study>.json records its trials and best temperature.
 
-Locally trials run one after another (--max-parallel K: K at a time, in K processes). With --slurm, K
+Locally trials run one after another (--max-parallel K: K at a time, in K processes; with GPUs each process sees
+one GPU, at most one trial per GPU). With --slurm, K
 trials (default 4) are in flight as SLURM jobs; the driver tells each as its run finishes in the store.
 """
 from __future__ import annotations
@@ -181,7 +182,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slurm", action="store_true",
                         help="run trials as SLURM jobs (registry/slurm.py); --slurm-wait is implied")
     parser.add_argument("--max-parallel", type=int, default=None, metavar="K",
-                        help=f"trials in flight: local processes (default 1) or SLURM jobs "
+                        help=f"trials in flight: local processes (default 1; with GPUs one per GPU at most) or SLURM jobs "
                              f"(default {DEFAULT_SLURM_PARALLEL})")
     parser.add_argument("--retry-failed", action="store_true",
                         help="ask the study's failed trials once more (their runs are retried)")
