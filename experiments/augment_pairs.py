@@ -14,7 +14,7 @@ from registry import Experiment, Published, grid
 TRANSFORMS = ("crop", "cutout", "color", "sobel", "noise", "blur", "rotate")
 
 DEVIATIONS = (
-    "smoke/cpu scales: CIFAR-10 and a small ResNet instead of ImageNet/ResNet-50 (compare trends, not values)",
+    "smoke/cpu/gpu scales: CIFAR-10 and a small ResNet instead of ImageNet/ResNet-50 (compare trends, not values)",
     "a targeted 'crop' on the transformed branch is not applied twice: our pipeline already crops both "
     "branches, so row 'crop' and column 'crop' train the same model (the paper crops that branch again)",
     "paper batch size and epochs for this figure are not restated; the default setting is assumed",

@@ -11,8 +11,8 @@ linear-scaling half; its other epochs were read off the plot and are not declare
 from registry import Experiment, Published, grid
 
 DEVIATIONS = (
-    "smoke/cpu scales: CIFAR-10 and a small ResNet; batch sizes and epochs are multiplied by the scale's "
-    "factors (cpu: batch /4, epochs x0.05), so the grid keeps its shape, not its values",
+    "smoke/cpu/gpu scales: CIFAR-10 and a small ResNet; batch sizes and epochs are multiplied by the scale's "
+    "factors (cpu: batch /4, epochs x0.03; gpu: batch /2), so the grid keeps its shape, not its values",
     "the paper's learning-rate constants (0.3 linear, 0.075 sqrt) are used at every scale, including "
     "CIFAR-10 where the other ablations use base_lr 1.0",
 )

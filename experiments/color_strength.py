@@ -10,7 +10,7 @@ column has no counterpart here (no AutoAugment op) and is not declared.
 from registry import Experiment, Published, cases
 
 DEVIATIONS = (
-    "smoke/cpu scales: CIFAR-10 and a small ResNet instead of ImageNet/ResNet-50 (compare trends, not values)",
+    "smoke/cpu/gpu scales: CIFAR-10 and a small ResNet instead of ImageNet/ResNet-50 (compare trends, not values)",
     "the CIFAR-10 base uses s = 0.5 and no blur (Appendix B.9); this ablation sets s and blur explicitly",
     "the supervised rows of Table 1 are not reproduced (self-supervised runs only)",
 )

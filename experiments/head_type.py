@@ -11,7 +11,7 @@ from registry import Experiment, Published, cases, grid
 OUT_DIMS = (32, 64, 128, 256, 512, 1024, 2048)
 
 DEVIATIONS = (
-    "smoke/cpu scales: CIFAR-10 and a small ResNet; h is narrower than 2048-d, so the head's output can be "
+    "smoke/cpu/gpu scales: CIFAR-10 and a small ResNet; h is narrower than 2048-d, so the head's output can be "
     "wider than h for the largest out_dim",
     "the paper's text claims (+3% over linear, >10% over none and h over z) are not separate runs",
 )

@@ -9,7 +9,7 @@ sweep (B.10: learning rate, margin, temperature); the cells here run once at our
 from registry import Experiment, Published, cases
 
 DEVIATIONS = (
-    "smoke/cpu scales: CIFAR-10 and a small ResNet instead of ImageNet/ResNet-50 (compare trends, not values)",
+    "smoke/cpu/gpu scales: CIFAR-10 and a small ResNet instead of ImageNet/ResNet-50 (compare trends, not values)",
     "no per-loss tuning: the paper reports the best of a sweep over lr, margin and temperature (App. B.10); "
     "we use the base learning rate, margin 0.4 and the base temperature for every loss",
     "negatives come from both views for every loss; the paper's Table 4 uses one view only (footnote 8)",

@@ -10,7 +10,7 @@ The 1000-epoch stars and the supervised crosses are not declared.
 from registry import Experiment, Published, grid
 
 DEVIATIONS = (
-    "smoke/cpu scales: CIFAR-10 at 32 px with the CIFAR stem instead of ImageNet at 224 px",
+    "smoke/cpu/gpu scales: CIFAR-10 at 32 px with the CIFAR stem instead of ImageNet at 224 px",
     "smoke/cpu scales: every width is multiplied by the scale's width factor (1x/2x/4x -> 0.25/0.5/1 at cpu); "
     "depth is kept",
 )

@@ -10,7 +10,7 @@ the contrastive distribution's entropy and contrastive accuracy, which train() l
 from registry import Experiment, Published, grid
 
 DEVIATIONS = (
-    "smoke/cpu scales: CIFAR-10 and a small ResNet instead of ImageNet/ResNet-50 (compare trends, not values)",
+    "smoke/cpu/gpu scales: CIFAR-10 and a small ResNet instead of ImageNet/ResNet-50 (compare trends, not values)",
     "the contrastive distribution spans the scaled batch (e.g. 256 at cpu scale), not 4096 examples, so "
     "entropy and contrastive accuracy are not comparable in value",
 )

@@ -133,7 +133,7 @@ def test_markdown_and_csv_name_scale_and_deviations(report):
     assert "![fig5 at scale cpu](fig5_cpu.png)" in md
     csv = pd.read_csv(report / "tab4_cpu.csv")
     assert set(csv["scale"]) == {"cpu"} and not csv["comparable_in_value"].any()
-    assert csv["deviations"].iloc[0].startswith("smoke/cpu scales")
+    assert csv["deviations"].iloc[0].startswith("smoke/cpu/gpu scales")
     assert set(csv["ours_metric"]) == {"linear_top1"}
     assert csv["delta"].tolist() == pytest.approx((0.6 - 1) * csv["published"])
 
