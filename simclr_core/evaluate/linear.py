@@ -79,27 +79,35 @@ def train_linear_head(train_features: Tensor, train_labels: Tensor, *, num_class
                       batch_size: int, lr: float, weight_decay: float, feature_bn: bool, seed: int,
                       momentum: float = MOMENTUM) -> nn.Sequential:
     """Fit `linear_classifier` on fixed features (N, D) with cross-entropy; returns it in eval mode."""
-    device = train_features.device
-    init_gen = torch.Generator().manual_seed(seed)
-    shuffle_gen = torch.Generator().manual_seed(seed + 1)
     head = linear_classifier(train_features.shape[1], num_classes, feature_bn=feature_bn,
-                             generator=init_gen).to(device)
-    optimizer = sgd_nesterov(head, lr=lr, weight_decay=weight_decay, momentum=momentum)
-    labels = train_labels.to(device, torch.long)
-    total_steps = epochs * steps_per_epoch(train_features.shape[0], batch_size)
+                             generator=torch.Generator().manual_seed(seed)).to(train_features.device)
+    return fit_on_features(head, train_features, train_labels, epochs=epochs, batch_size=batch_size, lr=lr,
+                           weight_decay=weight_decay, momentum=momentum,
+                           shuffle=torch.Generator().manual_seed(seed + 1))
+
+
+def fit_on_features(model: nn.Module, features: Tensor, labels: Tensor, *, epochs: int, batch_size: int,
+                    lr: float, weight_decay: float, shuffle: torch.Generator,
+                    momentum: float = MOMENTUM) -> nn.Module:
+    """Train `model` with cross-entropy on fixed (N, D) features: SGD with Nesterov momentum, cosine decay per
+    step, batches drawn from `shuffle`; returns it in eval mode."""
+    device = features.device
+    optimizer = sgd_nesterov(model, lr=lr, weight_decay=weight_decay, momentum=momentum)
+    labels = labels.to(device, torch.long)
+    total_steps = epochs * steps_per_epoch(features.shape[0], batch_size)
     step = 0
-    head.train()
+    model.train()
     for _ in range(epochs):
-        for idx in epoch_batches(train_features.shape[0], batch_size, shuffle_gen):
+        for idx in epoch_batches(features.shape[0], batch_size, shuffle):
             idx = idx.to(device, non_blocking=True)
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, total_steps, lr)
-            loss = F.cross_entropy(head(train_features[idx]), labels[idx])
+            loss = F.cross_entropy(model(features[idx]), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
-    return head.eval()
+    return model.eval()
 
 
 def linear_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, test_images: Tensor,

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simclr_core.augment import functional as K, sampling
@@ -39,7 +38,7 @@ from simclr_core.evaluate.features import autocast, eval_mode, module_device
 from simclr_core.evaluate.frozen import require_unchanged, snapshot_state
 from simclr_core.evaluate.inputs import (is_image_stream, require_autocast_dtype, require_images, require_int,
                                          require_stats)
-from simclr_core.evaluate.linear import cosine_lr, epoch_batches, sgd_nesterov, steps_per_epoch
+from simclr_core.evaluate.linear import fit_on_features
 from simclr_core.seeding import mix
 from simclr_core.validation import ConfigError, require_choice, require_range
 
@@ -160,26 +159,11 @@ def probe_accuracy(train_features: Tensor, train_labels: Tensor, test_features: 
     var, mean = torch.var_mean(train_features, dim=0, correction=0)
     scale = (var + 1e-5).rsqrt()
     train_x, test_x = (train_features - mean) * scale, (test_features - mean) * scale
-    device = train_x.device
-    probe = mlp_probe(train_x.shape[1], hidden_dim, num_classes, torch.Generator().manual_seed(seed)).to(device)
-    optimizer = sgd_nesterov(probe, lr=lr, weight_decay=weight_decay)
-    shuffle = torch.Generator().manual_seed(seed + 1)
-    labels = train_labels.to(device, torch.long)
-    total_steps = epochs * steps_per_epoch(train_x.shape[0], batch_size)
-    step = 0
-    probe.train()
-    for _ in range(epochs):
-        for idx in epoch_batches(train_x.shape[0], batch_size, shuffle):
-            idx = idx.to(device, non_blocking=True)
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total_steps, lr)
-            loss = F.cross_entropy(probe(train_x[idx]), labels[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
+    probe = mlp_probe(train_x.shape[1], hidden_dim, num_classes, torch.Generator().manual_seed(seed))
+    fit_on_features(probe.to(train_x.device), train_x, train_labels, epochs=epochs, batch_size=batch_size, lr=lr,
+                    weight_decay=weight_decay, shuffle=torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
-        logits = probe.eval()(test_x)
+        logits = probe(test_x)
     return topk_accuracy(logits, test_labels, ks=(1,))[0]
 
 
