@@ -103,7 +103,7 @@ SCALES: dict[str, Scale] = {
         # Calibrated on the 2-core reference CPU: 2026-12-04, ResNet-18 x0.25 at batch 256 trained at a mean 857
         # images/s (registry/estimate.py); 3 epochs of 10,000 images (117 steps) took 32-34 s, evaluation (kNN +
         # linear on frozen features) ~2-4 s more. Two seeds of temperature_norm and of loss_variant (22 runs) took
-        # 25 min of wall clock. Two ablations are dearer by structure, not by scale: model_width (ResNet-152 and
+        # 13 min of wall clock. Two ablations are dearer by structure, not by scale: model_width (ResNet-152 and
         # 4x widths) and batch_epochs (up to 800 paper epochs -> 24 here); `registry scales` prints the hours.
         Scale(
             name="cpu",

@@ -13,8 +13,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-# Images in each dataset's training split, for runs without data.train_limit (None: the whole split).
-TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "cifar10_subset": 5_000, "imagenet": 1_281_167}
+from registry.estimate import TRAIN_IMAGES     # each training split's size, for runs without data.train_limit
+
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "cifar10_subset": "CIFAR-10 subset (embedded)",
                  "stl10": "STL-10", "imagenet": "ImageNet", "imagefolder": "an image folder",
                  "parquet": "parquet files"}

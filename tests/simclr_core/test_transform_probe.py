@@ -16,28 +16,9 @@ from simclr_core.evaluate.protocols import run_protocols
 from simclr_core.evaluate.transform_probe import TASKS, labelled_views, probe_accuracy, transform_probe_eval
 from simclr_core.models import projection_head
 from simclr_core.validation import ConfigError
+from test_evaluate import MEAN, STD, CountingEncoder, small_encoder
 
-MEAN = (0.5, 0.4, 0.3)
-STD = (0.25, 0.2, 0.3)
 PROBE = dict(hidden_dim=32, epochs=20, batch_size=32, lr=0.1, seed=0)
-
-
-def small_encoder(width: int = 8) -> nn.Sequential:
-    """conv -> BatchNorm -> ReLU -> global average pool: images (B, 3, H, W) -> h (B, width)."""
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-
-class CountingEncoder(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = small_encoder()
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.body(x)
 
 
 def random_images(n: int, size: int = 8, seed: int = 0) -> torch.Tensor:
@@ -139,7 +120,7 @@ def test_probe_on_features_independent_of_the_label_stays_near_the_majority_rate
 
 # ---- the protocol -----------------------------------------------------------------------------------------
 def test_encoder_and_head_are_bit_identical_after_the_protocol():
-    encoder, head = small_encoder(), projection_head("nonlinear", 8, 4)
+    encoder, head = small_encoder(width=8), projection_head("nonlinear", 8, 4)
     encoder.train(), head.train()
     before = {name: t.clone() for name, t in [*encoder.state_dict().items(),
                                               *(("head." + n, t) for n, t in head.state_dict().items())]}
@@ -164,7 +145,7 @@ def test_a_head_that_changes_in_eval_mode_is_caught():
             return h
 
     with pytest.raises(RuntimeError, match=r"projection head g\(\.\) changed .*head\.count"):
-        transform_probe_eval(small_encoder(), Counting(), random_images(8), random_images(8), mean=MEAN, std=STD,
+        transform_probe_eval(small_encoder(width=8), Counting(), random_images(8), random_images(8), mean=MEAN, std=STD,
                              tasks=("sobel",), epochs=1)
 
 
@@ -176,7 +157,7 @@ def task_generator(seed: int, task: str, split: int) -> torch.Generator:
 
 def test_random_guess_is_the_majority_share_of_the_test_labels():
     test = random_images(30, seed=2)
-    metrics = transform_probe_eval(small_encoder(), nn.Identity(), random_images(16), test, mean=MEAN, std=STD,
+    metrics = transform_probe_eval(small_encoder(width=8), nn.Identity(), random_images(16), test, mean=MEAN, std=STD,
                                    tasks=("rotation",), epochs=1, seed=3)
     _, labels = labelled_views(test, "rotation", AugmentConfig(), task_generator(3, "rotation", split=1))
     assert metrics["transform_rotation_random_guess"] == pytest.approx(100 * torch.bincount(labels).max().item() / 30)
@@ -208,7 +189,7 @@ def test_a_stream_of_images_is_refused_naming_the_resident_path():
             yield random_images(8)
 
     with pytest.raises(ConfigError, match=r"test_images is a stream .*data\.loader=resident"):
-        transform_probe_eval(small_encoder(), nn.Identity(), random_images(8), Stream(), mean=MEAN, std=STD)
+        transform_probe_eval(small_encoder(width=8), nn.Identity(), random_images(8), Stream(), mean=MEAN, std=STD)
 
 
 def test_config_validates_the_tasks_and_refuses_the_streamed_path():
@@ -224,7 +205,7 @@ def test_config_validates_the_tasks_and_refuses_the_streamed_path():
 
 def test_run_protocols_needs_the_head_for_the_probe():
     with pytest.raises(ConfigError, match=r"'transform_probe' read the projection head g\(\.\)"):
-        run_protocols(small_encoder(), None, RunConfig(), None, ("transform_probe",))
+        run_protocols(small_encoder(width=8), None, RunConfig(), None, ("transform_probe",))
 
 
 def test_train_writes_the_probe_metrics_to_final_json(tmp_path):
