@@ -7,6 +7,12 @@
         metric="linear_top1", published=Published(...), deviations=("...",),
     )
 
+An experiment of one's own (no paper numbers) leaves out `published` (and `artefact`, which then defaults to
+its name); its report shows our mean +/- std per cell and no paper column. `metrics=` names further final.json
+keys each run reports (e.g. kNN, linear, fine-tuning at 1% and 10%); `metric` is the one that ranks the cells.
+An axis whose keys are all `eval.*` is an evaluation-only axis: its points share one pretraining, which the
+registry trains once and reuses (registry/pretraining.py).
+
 Axes are data. `grid` gives the Cartesian product, `zip_axes` paired lists, `cases` an explicit list of
 points; `+` concatenates axes with the same names. Axis names are dotted config keys ("head.kind", or
 "head__kind" in keyword form) unless the declaration maps its points to config overrides itself
@@ -26,9 +32,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from registry.run_id import config_hash, make_run_id
 from registry.scales import DEFAULT_SCALE, Scale, get_scale
 from simclr_core.config import RunConfig
+from simclr_core.metric_names import protocol_for_metric
 from simclr_core.validation import ConfigError
 
 Point = dict[str, Any]
+# Protocols a scale chooses for itself (smoke: kNN only); an experiment's metric never adds them.
+STAND_IN_PROTOCOLS = frozenset({"knn", "linear"})
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -109,12 +118,19 @@ def cases(*points: Mapping[str, Any]) -> Axes:
 class Published:
     """Where an experiment's published numbers are: a CSV of the paper's cells, one row per cell.
 
-    `columns` maps a CSV column to the axis it records; `where` fixes other columns (a value or a tuple of
-    accepted values). Each declared axis point must match exactly one row (registry/published.py).
+    A cell is (axis point, metric). `columns` maps a CSV column to the axis it records; `values` translates an
+    axis's values into that column's text where they differ ({"width": {1: "ResNet-50", 2: "ResNet-50 (2x)"}});
+    `where` fixes other columns (a value or a tuple of accepted values). `metrics` maps each of the experiment's
+    metrics that the paper reports to the further `where` conditions of its rows (Table 3: {"transform_color_h":
+    {"what_to_predict": "color vs grayscale", "representation": "h"}}); without it only the experiment's
+    `metric` has published rows, those `where` selects. Each cell matches at most one row
+    (registry/published.py); a cell matching none is one the paper does not report.
     """
     file: str
-    columns: Mapping[str, str]
+    columns: Mapping[str, str] = field(default_factory=dict)
     where: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
+    values: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
+    metrics: Mapping[str, Mapping[str, str | tuple[str, ...]]] = field(default_factory=dict)
 
 
 # ---- experiments and their runs ---------------------------------------------------------------------
@@ -147,20 +163,27 @@ class Run:
         return self.run_id.rpartition("-")[2]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Experiment:
     name: str
-    # Key of the paper artefact (fig5, tab1, ...): what reports/ renders and what `published` holds.
-    artefact: str
     title: str
     axes: Axes
-    # The metric the paper reports for this artefact (a key of final.json, e.g. "linear_top1").
+    # The metric that ranks the cells (a key of final.json, e.g. "linear_top1"): the paper's, for its artefacts.
     metric: str
-    published: Published
-    # How our setting departs from the paper's, one line each; echoed under every rendered table.
-    deviations: tuple[str, ...]
+    # Further final.json keys each run reports and the report shows beside `metric` (e.g. "knn_top1").
+    metrics: tuple[str, ...] = ()
+    # The paper's numbers; None for an experiment of one's own (its report has no paper column).
+    published: Published | None = None
+    # Key of the artefact reports/ renders (fig5, tab1, ...); default: the experiment's name.
+    artefact: str = ""
+    # How our setting departs from the paper's, one line each; echoed under every rendered table (required
+    # with `published`).
+    deviations: tuple[str, ...] = ()
     # Dotted config overrides this ablation fixes on top of the scale's default setting.
     base: Mapping[str, Any] = field(default_factory=dict)
+    # The paper's setting this ablation starts from at every scale (experiments/base.py, e.g. cifar10_base for
+    # Appendix B.9); None: the scale's own (ImageNet at paper scale, CIFAR-10 below).
+    setting: Callable[[], RunConfig] | None = None
     # Axis point -> dotted config overrides; None: the axis names are config keys, the values their values.
     overrides: Callable[[Point], Mapping[str, Any]] | None = None
     # None: the scale's default seeds (registry/scales.py); `registry run --seeds` overrides either.
@@ -169,18 +192,24 @@ class Experiment:
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ConfigError(f"experiment name {self.name!r} must be lower_snake_case")
-        for attr in ("artefact", "title", "metric"):
-            if not getattr(self, attr):
-                raise ConfigError(f"experiment {self.name!r}: {attr} is required")
-        if isinstance(self.deviations, str) or not self.deviations or not all(
-                isinstance(d, str) and d for d in self.deviations):
-            raise ConfigError(f"experiment {self.name!r}: deviations must be a non-empty tuple of sentences")
+        if not self.artefact:
+            object.__setattr__(self, "artefact", self.name)
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ConfigError(f"experiment {self.name!r} has no metric: name the final.json key that ranks its "
+                              "cells, e.g. metric='linear_top1' (or 'knn_top1', 'finetune_top1_10pct')")
+        if isinstance(self.metrics, str) or not all(isinstance(m, str) and m for m in self.metrics):
+            raise ConfigError(f"experiment {self.name!r}: metrics={self.metrics!r} must be a tuple of final.json "
+                              "keys, e.g. ('knn_top1', 'linear_top1')")
+        if not self.title:
+            raise ConfigError(f"experiment {self.name!r}: title is required")
+        if isinstance(self.deviations, str) or not all(isinstance(d, str) and d for d in self.deviations) or (
+                self.published is not None and not self.deviations):
+            raise ConfigError(f"experiment {self.name!r}: deviations must be a tuple of sentences, non-empty when "
+                              "the experiment reproduces published numbers")
         if self.seeds is not None:
             check_seeds(self.seeds, f"experiment {self.name!r}: seeds")
-        unknown_axes = sorted(set(self.published.columns.values()) - set(self.axes.names))
-        if unknown_axes:
-            raise ConfigError(f"experiment {self.name!r}: published.columns name axes {unknown_axes}; "
-                              f"the axes are {list(self.axes.names)}")
+        if self.published is not None:
+            self._check_published(self.published)
         # Unknown keys fail here, at import time, naming the valid ones.
         probe = RunConfig().with_overrides(self.base)
         for point in self.axes:
@@ -188,6 +217,30 @@ class Experiment:
         if "optim.lr_scaling" not in self.varied_keys():
             raise ConfigError(f"experiment {self.name!r} must state its learning-rate scaling "
                               "(optim.lr_scaling: 'linear' or 'sqrt') in base or on an axis")
+
+    def _check_published(self, spec: Published) -> None:
+        axes = list(self.axes.names)
+        unknown_axes = sorted({*spec.columns.values(), *spec.values} - set(axes))
+        if unknown_axes:
+            raise ConfigError(f"experiment {self.name!r}: published names axes {unknown_axes}; the axes are {axes}")
+        unknown_metrics = sorted(set(spec.metrics) - set(self.all_metrics))
+        if unknown_metrics:
+            raise ConfigError(f"experiment {self.name!r}: published.metrics names {unknown_metrics}, which are not "
+                              f"among the experiment's metrics {list(self.all_metrics)}")
+
+    # ---- metrics -----------------------------------------------------------------------------------
+    @property
+    def all_metrics(self) -> tuple[str, ...]:
+        """`metric` first, then the further `metrics`, each once."""
+        return tuple(dict.fromkeys((self.metric, *self.metrics)))
+
+    @property
+    def published_metrics(self) -> tuple[str, ...]:
+        """The metrics the paper reports cells of (none for an experiment of one's own)."""
+        if self.published is None:
+            return ()
+        return tuple(m for m in self.all_metrics if m in self.published.metrics) if self.published.metrics \
+            else (self.metric,)
 
     # ---- points and overrides -----------------------------------------------------------------------
     def points(self) -> list[Point]:
@@ -204,6 +257,22 @@ class Experiment:
             keys.update(k.replace("__", ".") for k in self.config_overrides(point))
         return frozenset(keys)
 
+    def evaluation_only_axes(self) -> tuple[str, ...]:
+        """Axes whose points differ only in `eval.*` keys: changing one of them, the others held, changes no
+        pretraining key, so such points share one pretraining."""
+        found = []
+        for axis in self.axes.names:
+            changed: set[str] = set()
+            points = self.points()
+            for a in points:
+                for b in points:
+                    if all(a[n] == b[n] for n in self.axes.names if n != axis) and a[axis] != b[axis]:
+                        oa, ob = self.config_overrides(a), self.config_overrides(b)
+                        changed.update(k.replace("__", ".") for k in {*oa, *ob} if oa.get(k) != ob.get(k))
+            if changed and all(k.startswith("eval.") for k in changed):
+                found.append(axis)
+        return tuple(found)
+
     # ---- resolution --------------------------------------------------------------------------------
     def seeds_at(self, scale: str | Scale) -> tuple[int, ...]:
         """The seeds each axis point runs with at `scale` when the command line names none."""
@@ -215,10 +284,22 @@ class Experiment:
         """The config of one (axis point, seed) at `scale`, before `validate()` (which imports the training code
         and with it torch: reports resolve declared configs without it). Order: registry/scales.py."""
         scale = scale if isinstance(scale, Scale) else get_scale(scale)
-        cfg = scale.shrink(scale.start().with_overrides(self.base).with_overrides(self.config_overrides(point)))
+        start = scale.start() if self.setting is None else self.setting().with_overrides(scale.defaults)
+        cfg = scale.shrink(start.with_overrides(self.base).with_overrides(self.config_overrides(point)))
+        cfg = self._with_metric_protocols(cfg)
         if overrides:
             cfg = cfg.with_overrides(overrides)   # unknown keys raise here, naming the valid ones
         return replace(cfg, seed=seed)
+
+    def _with_metric_protocols(self, cfg: RunConfig) -> RunConfig:
+        """`cfg` evaluating every protocol the experiment's metrics come from. kNN and linear evaluation stay the
+        scale's choice (smoke runs kNN only, standing in for linear: reports/build.py); the others (fine-tuning,
+        the transformation probe, transfer) exist for the experiments that name their metrics."""
+        needed = [p for p in (protocol_for_metric(m) for m in self.all_metrics)
+                  if p is not None and p not in STAND_IN_PROTOCOLS and p not in cfg.eval.protocols]
+        if not needed:
+            return cfg
+        return cfg.with_overrides({"eval.protocols": tuple(cfg.eval.protocols) + tuple(dict.fromkeys(needed))})
 
     def runs(self, scale: str | Scale = DEFAULT_SCALE, overrides: Mapping[str, Any] | None = None,
              seeds: Sequence[int] | None = None) -> list[Run]:

@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 from registry.claim import break_if_stale, describe_claim, read_claim, try_claim
 from registry.declare import Run
 from registry.placement import Placement, plan_placement
+from registry.pretraining import pretraining_key, reuse_pretraining
 from registry.provenance import code_version
 from registry.store import RunStore, now_iso
 from simclr_core.validation import ConfigError
@@ -116,6 +117,9 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
         run_dir = store.run_dir(run.run_id)
         _take_raised_interrupt()
         try:
+            donor = reuse_pretraining(store, run.run_id, run.config)
+            if donor is not None:
+                status = store.write_status(run.run_id, "running", pretraining_from=donor)
             metrics = resolve_train_fn(train_fn)(run.config, run_dir)
         except KeyboardInterrupt as exc:      # includes RunCancelled
             _take_raised_interrupt()
@@ -134,8 +138,11 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
             return Outcome(run.run_id, "failed", detail)
         if not store.is_done(run.run_id):     # the contract says train() writes it; keep the store consistent
             store.write_final(run.run_id, dict(metrics or {}))
+        if donor is not None:                 # its pretraining is the donor's: device-hours count it once
+            store.write_final(run.run_id, {**(store.final(run.run_id) or {}), "pretraining_from": donor})
         store.write_status(run.run_id, "done", finished=now_iso())
-        how = "resumed from checkpoint" if status.get("resumed") else "trained"
+        how = (f"evaluated the pretraining of {donor}" if donor is not None
+               else "resumed from checkpoint" if status.get("resumed") else "trained")
         return Outcome(run.run_id, "done", how)
 
 
@@ -186,10 +193,16 @@ class LocalExecutor(Executor):
         queue = list(reversed(runs))
         free = list(self.placement.slots)
         active: dict[Connection, tuple[Run, Any, str | None]] = {}
+        keys = {run.run_id: pretraining_key(run.config) for run in runs}
         try:
             while queue or active:
                 while queue and free:
-                    run, device = queue.pop(), free.pop(0)
+                    # A run whose pretraining an active run is training waits for it, to evaluate its checkpoint.
+                    training = {keys[r.run_id] for r, _, _ in active.values()}
+                    ready = [i for i in range(len(queue) - 1, -1, -1) if keys[queue[i].run_id] not in training]
+                    if not ready:
+                        break
+                    run, device = queue.pop(ready[0]), free.pop(0)
                     receiver, sender = context.Pipe(duplex=False)
                     process = context.Process(target=_pool_worker, name=f"run {run.run_id}", daemon=False,
                                               args=(run, str(results_dir), self.train_fn, code, threads, device,

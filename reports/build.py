@@ -25,7 +25,7 @@ from reports import references
 from reports.artefacts import ARTEFACTS, Artefact, Spec, temperature_runs
 from reports.claims import Conclusion
 from reports.compare import canon, point_keys
-from reports.published import published_for
+from reports.published import published_cells
 from reports.variants import Variant, run_variants, select
 from reports.what_ran import WhatRan, describe
 from simclr_core.validation import ConfigError, require_choice
@@ -145,7 +145,7 @@ def build_sections(results: pd.DataFrame, keys: Sequence[str] | None = None,
         if experiment.artefact != key.partition("_")[0]:     # "tab5_sweep" sits beside "tab5"
             raise ConfigError(f"artefact {key!r} is registered for experiment {experiment.name!r}, which "
                               f"declares artefact {experiment.artefact!r}")
-        published = published_for(experiment, spec.published_extra)
+        published = published_cells(experiment, spec.published_extra)
         mine = _runs_read_by(spec, results)
         for scale in scales or _scales_present(mine) or [None]:
             ours = mine[mine["scale"] == scale] if scale and len(mine) else mine.iloc[0:0]

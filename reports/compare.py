@@ -83,22 +83,30 @@ def aggregate(ours: pd.DataFrame, axes: Sequence[str], metric: str,
 def compare(ours: pd.DataFrame, published: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
     """The declared published cells, each with ours beside it: the tidy delta table.
 
-    One row per declared point in the paper's order. Columns: `axis.<name>`..., published, read_as,
-    uncertainty, ours_mean, ours_std, ours_runs, ours_values, delta (ours - published), source. The metric
-    is the published one (its `metric` column).
+    One row per declared cell in the paper's order. Columns: `axis.<name>`..., metric, published, read_as,
+    uncertainty, ours_mean, ours_std, ours_runs, ours_values, delta (ours - published), source. A cell's metric
+    is our final.json key for it: `cell_metric` where `published` has that column (reports/published.py's
+    published_cells: one row per (point, metric) for tables of several metrics), else the CSV's `metric`.
     """
     cells = published[published["declared"]] if "declared" in published else published
-    metrics = sorted(set(cells["metric"]) - {""})
+    if "cell_metric" in cells and len(cells):
+        return pd.concat([_compare_metric(ours, part, axes, metric)
+                          for metric, part in cells.groupby("cell_metric", sort=False)], ignore_index=True)
+    metrics = sorted(set(cells["metric"]) - {""}) if "metric" in cells else []
     if len(metrics) != 1:
         raise ValueError(f"published cells should hold one metric, found {metrics}")
-    mine = aggregate(ours, axes, metrics[0])
+    return _compare_metric(ours, cells, axes, metrics[0])
+
+
+def _compare_metric(ours: pd.DataFrame, cells: pd.DataFrame, axes: Sequence[str], metric: str) -> pd.DataFrame:
+    mine = aggregate(ours, axes, metric)
     by_key = dict(zip(point_keys(mine, axes), mine.to_dict("records")))
     records = []
     for key, (_, cell) in zip(point_keys(cells, axes), cells.iterrows()):
         match = by_key.get(key, {})
         mean = match.get("ours_mean", math.nan)
         records.append({**{axis_column(a): cell[axis_column(a)] for a in axes},
-                        "metric": metrics[0],
+                        "metric": metric,
                         "published": cell["value"], "read_as": cell["read_as"], "uncertainty": cell["uncertainty"],
                         "ours_mean": mean, "ours_std": match.get("ours_std", math.nan),
                         "ours_runs": int(match.get("ours_runs", 0)), "ours_values": match.get("ours_values", ()),

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from registry.declare import Experiment
-from registry.published import load_table, rows_for_point
+from registry.published import load_table, rows_for_cell
 
 READ_AS = ("printed", "read_from_plot", "missing")
 # Kept from each CSV row beside the parsed value (the files share these columns).
@@ -80,9 +80,10 @@ def describe_row(row: Mapping[str, str]) -> dict[str, Any]:
             **{k: row.get(k, "") for k in KEPT}}
 
 
-def published_for(experiment: Experiment, extra_where: Mapping[str, str | tuple[str, ...]] | None = None
-                  ) -> pd.DataFrame:
-    """The experiment's published cells, one row per declared axis point, in declaration order.
+def published_for(experiment: Experiment, extra_where: Mapping[str, str | tuple[str, ...]] | None = None,
+                  metric: str | None = None) -> pd.DataFrame:
+    """The experiment's published cells of `metric` (default: the experiment's ranking metric), one row per
+    declared axis point, in declaration order.
 
     Columns: `axis.<name>` per axis (the declared values, typed as declared), `declared` (True), value,
     value_text, read_as, uncertainty, metric, value_type, table_or_figure, source, notes. A point the CSV
@@ -93,18 +94,34 @@ def published_for(experiment: Experiment, extra_where: Mapping[str, str | tuple[
     """
     spec = experiment.published
     axes = experiment.axes.names
+    metric = metric or experiment.metric
     rows: list[dict[str, Any]] = []
     for point in experiment.points():
-        found = rows_for_point(spec, point)
+        found = rows_for_cell(experiment, point, metric)
         if len(found) > 1:
-            raise ValueError(f"{experiment.name}: point {point} matches {len(found)} rows of {spec.file}")
+            raise ValueError(f"{experiment.name}: point {point}, metric {metric} matches {len(found)} rows of "
+                             f"{spec.file}")
         cell = describe_row(found[0]) if found else {
             "value": math.nan, "value_text": "", "read_as": "missing", "uncertainty": math.nan,
             **{k: "" for k in KEPT}}
         rows.append({**{axis_column(a): point[a] for a in axes}, "declared": True, **cell})
-    if extra_where:
+    if extra_where and spec is not None:
         for row in load_table(spec.file):
             if all(row.get(c) in ((v,) if isinstance(v, str) else v) for c, v in extra_where.items()):
                 axis_values = {axis_column(axis): row[column] for column, axis in spec.columns.items()}
                 rows.append({**axis_values, "declared": False, **describe_row(row)})
     return pd.DataFrame(rows)
+
+
+def published_cells(experiment: Experiment, extra_where: Mapping[str, str | tuple[str, ...]] | None = None
+                    ) -> pd.DataFrame:
+    """`published_for` over every metric the paper reports for `experiment`, one row per (declared point, metric),
+    with `cell_metric` naming our final.json key for the row (the CSV's own `metric` column may name it otherwise:
+    Table 7's "finetune_top5" at 1% is our finetune_top5_1pct). Empty, with the axis columns, for an experiment
+    of one's own."""
+    frames = [published_for(experiment, extra_where if i == 0 else None, metric).assign(cell_metric=metric)
+              for i, metric in enumerate(experiment.published_metrics)]
+    if not frames:
+        return pd.DataFrame(columns=[axis_column(a) for a in experiment.axes.names]
+                            + ["declared", "value", "value_text", "read_as", "uncertainty", *KEPT, "cell_metric"])
+    return pd.concat(frames, ignore_index=True)

@@ -2,7 +2,8 @@
 nominal summary: a command-line override (`data.train_limit=None`, `epochs=8`) shows here as it ran.
 
 Where the runs of a section differ in a field, the field shows every value (up to four) or the range.
-Device-hours are the sum over runs of (pretrain_seconds + eval_seconds) x processes / 3600, named GPU-hours
+Device-hours are the sum over runs of (pretrain_seconds + eval_seconds) x processes / 3600 (a run that evaluated
+another run's pretraining, registry/pretraining.py, counts its evaluation only), named GPU-hours
 or CPU-hours by final.json's `device` ("cpu (2 threads)" is a CPU; any other name, e.g. "NVIDIA H200", a GPU).
 """
 from __future__ import annotations
@@ -106,8 +107,16 @@ def _device_hours(ours: pd.DataFrame, runs: pd.DataFrame, what: WhatRan) -> None
     total, session, evaluation = (_metric(ours, m) for m in ("pretrain_seconds", "pretrain_seconds_this_session",
                                                              "eval_seconds"))
     processes = _metric(ours, "processes")
-    fallback, no_eval, no_processes, untimed = 0, 0, 0, 0
-    for run_id, device in zip(runs["run_id"], runs["device"] if "device" in runs else [None] * len(runs)):
+    fallback, no_eval, no_processes, untimed, reused = 0, 0, 0, 0, 0
+    donors = runs["pretraining_from"] if "pretraining_from" in runs else [None] * len(runs)
+    for run_id, device, donor in zip(runs["run_id"], runs["device"] if "device" in runs else [None] * len(runs),
+                                     donors):
+        if isinstance(donor, str) and donor:
+            reused += 1
+            seconds = evaluation.get(run_id, 0.0) * processes.get(run_id, 1.0)
+            kind = device_kind(device)
+            what.hours[kind] = what.hours.get(kind, 0.0) + seconds / 3600
+            continue
         pretrain = total.get(run_id)
         if pretrain is None:
             pretrain = session.get(run_id)
@@ -122,6 +131,8 @@ def _device_hours(ours: pd.DataFrame, runs: pd.DataFrame, what: WhatRan) -> None
         seconds = (pretrain + evaluation.get(run_id, 0.0)) * processes.get(run_id, 1.0)
         kind = device_kind(device)
         what.hours[kind] = what.hours.get(kind, 0.0) + seconds / 3600
+    if reused:
+        what.notes.append(f"{reused} run(s) evaluated another run's pretraining: their evaluation counted only")
     if fallback:
         what.notes.append(f"{fallback} run(s) without pretrain_seconds: counted with pretrain_seconds_this_session, "
                           "their last session only")

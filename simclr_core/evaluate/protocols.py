@@ -78,7 +78,7 @@ def _transform_probe(encoder, feed, cfg, dtype, *, head) -> dict[str, Any]:
                                 autocast_dtype=dtype)
 
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (  # each one's metric prefix: simclr_core/metric_names.py
     Protocol("knn", _knn, frozen_features=True),
     Protocol("linear", _linear, frozen_features=True),
     Protocol("finetune", _finetune, needs_resident=True),

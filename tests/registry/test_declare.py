@@ -86,14 +86,38 @@ def test_lr_scaling_must_be_stated():
 @pytest.mark.parametrize("changes, message", [
     ({"deviations": ()}, "deviations"),
     ({"deviations": "one string"}, "deviations"),
-    ({"metric": ""}, "metric"),
+    ({"metric": ""}, "has no metric: name the final.json key"),
+    ({"metrics": "knn_top1"}, "metrics='knn_top1' must be a tuple"),
     ({"name": "Bad-Name"}, "lower_snake_case"),
     ({"seeds": (0, 0)}, "seeds"),
-    ({"published": Published("x.csv", columns={"temperature": "nope"})}, "published.columns"),
+    ({"published": Published("x.csv", columns={"temperature": "nope"})}, r"published names axes \['nope'\]"),
+    ({"published": Published("x.csv", values={"nope": {1: "a"}})}, r"published names axes \['nope'\]"),
+    ({"published": Published("x.csv", metrics={"knn_top5": {}})}, r"names \['knn_top5'\], which are not"),
+    ({"axes": grid(nope__temperature=(0.1,))}, "nope"),
 ])
 def test_provenance_and_shape_are_required(changes, message):
     with pytest.raises(ConfigError, match=message):
         declare(**changes)
+
+
+def test_an_experiment_of_ones_own_needs_no_published_numbers():
+    own = declare(published=None, deviations=(), artefact="", metrics=("knn_top1", "linear_top1"))
+    assert own.artefact == own.name and own.published_metrics == ()
+    assert own.all_metrics == ("linear_top1", "knn_top1")      # the ranking metric first, each once
+
+
+def test_evaluation_only_axes_are_those_that_change_only_eval_keys():
+    experiment = declare(axes=grid(loss__temperature=(0.1, 0.5), eval__finetune_fractions=((0.01,), (0.1,))))
+    assert experiment.evaluation_only_axes() == ("eval.finetune_fractions",)
+    assert declare().evaluation_only_axes() == ()
+
+
+def test_a_setting_replaces_the_scales_base_at_every_scale():
+    from experiments.base import cifar10_base
+    experiment = declare(setting=cifar10_base)
+    cfg = experiment.resolve("paper", {"loss.temperature": 0.1}, seed=0)
+    assert cfg.data.dataset == "cifar10" and cfg.encoder.stem == "cifar" and cfg.encoder.name == "resnet50"
+    assert declare().resolve("paper", {"loss.temperature": 0.1}, seed=0).data.dataset == "imagenet"
 
 
 # ---- resolution -----------------------------------------------------------------------------------------

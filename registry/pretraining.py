@@ -1,0 +1,80 @@
+"""One pretraining for the runs that differ only in how they are evaluated.
+
+Two runs whose configs differ only in `eval.*` keys (an evaluation-only axis: Table 8's transfer datasets, the
+label fractions of Table 7, a user's evaluation protocol) pretrain the same network. A run that starts with no
+checkpoint of its own takes the finished checkpoint of such a run from the store (`reuse_pretraining`): train()
+then resumes at its last step and only evaluates. The run records where its pretraining came from
+(`pretraining_from` in status.json and final.json), so that device-hours count that pretraining once
+(reports/what_ran.py).
+
+kNN monitoring during training (eval.knn_every_epochs) is kept in the key: it runs inside the training loop.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from registry.run_id import canonical_json, semantic_dict
+from registry.store import CHECKPOINT_NAME, METRICS_NAME, RunStore
+from simclr_core.config import RunConfig
+
+# Evaluation keys that act during pretraining and so belong to the pretraining key.
+_TRAINING_EVAL_KEYS = ("knn_every_epochs",)
+
+
+def pretraining_key(cfg: RunConfig | Mapping[str, Any]) -> str:
+    """A hash of everything in `cfg` but its end-of-training evaluation settings."""
+    cfg = cfg if isinstance(cfg, RunConfig) else RunConfig.from_dict(cfg)
+    semantic = semantic_dict(cfg)
+    evaluation = semantic.pop("eval", {})
+    semantic["eval"] = {k: v for k, v in evaluation.items() if k in _TRAINING_EVAL_KEYS}
+    return hashlib.sha256(canonical_json(semantic).encode("ascii")).hexdigest()[:12]
+
+
+def find_pretrained(store: RunStore, run_id: str, cfg: RunConfig) -> str | None:
+    """A finished run in `store`, other than `run_id`, whose checkpoint holds `cfg`'s pretraining; None if none."""
+    key = pretraining_key(cfg)
+    for other in store.run_ids():
+        if other == run_id or not store.is_done(other) or not store.has_checkpoint(other) or store.problem(other):
+            continue
+        recorded = (store.config(other) or {}).get("config")
+        if recorded is None:
+            continue
+        try:
+            if pretraining_key(recorded) == key:
+                return other
+        except Exception:            # a config.json of an older layout: not a donor
+            continue
+    return None
+
+
+def _copy(source: Path, target: Path, link: bool) -> None:
+    """`source` to `target` atomically; with `link`, a hard link where the file system allows one (for a file
+    that is only ever replaced, never written in place: the checkpoint, not the appended training curve)."""
+    tmp = target.with_name(f".{target.name}.reuse-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        if not link:
+            raise OSError("copy asked for")
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def reuse_pretraining(store: RunStore, run_id: str, cfg: RunConfig) -> str | None:
+    """Seed `run_id`'s folder with the checkpoint (and training curve) of a finished run of the same pretraining,
+    unless it has a checkpoint of its own; the donor's run id, or None when it trains itself."""
+    if store.has_checkpoint(run_id):
+        return None
+    donor = find_pretrained(store, run_id, cfg)
+    if donor is None:
+        return None
+    source, target = store.run_dir(donor), store.run_dir(run_id)
+    if (source / METRICS_NAME).exists():
+        _copy(source / METRICS_NAME, target / METRICS_NAME, link=False)
+    _copy(source / CHECKPOINT_NAME, target / CHECKPOINT_NAME, link=True)
+    return donor

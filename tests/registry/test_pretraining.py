@@ -1,0 +1,62 @@
+"""Runs that differ only in evaluation share one pretraining: the second evaluates the first's checkpoint and
+gets the metrics it would have got by training itself."""
+from __future__ import annotations
+
+import json
+
+from registry import Experiment, grid
+from registry.launch import LocalExecutor, execute_run
+from registry.pretraining import pretraining_key
+from registry.store import RunStore, load_results
+from reports.what_ran import describe
+
+
+def _experiment() -> Experiment:
+    return Experiment(name="own_eval_axis", title="kNN temperature, an evaluation-only axis", metric="knn_top1",
+                      base={"optim.lr_scaling": "linear"},
+                      axes=grid(eval__knn_temperature=(0.07, 0.5)))
+
+
+def _steps(path) -> list[int]:
+    return [json.loads(line)["step"] for line in path.read_text().splitlines() if '"step"' in line]
+
+
+def test_an_evaluation_only_axis_is_recognised_and_keys_one_pretraining():
+    experiment = _experiment()
+    assert experiment.evaluation_only_axes() == ("eval.knn_temperature",)
+    first, second = experiment.runs("smoke")
+    assert first.run_id != second.run_id
+    assert pretraining_key(first.config) == pretraining_key(second.config)
+    assert pretraining_key(first.config) != pretraining_key(first.config.with_overrides({"seed": 1}))
+
+
+def test_the_second_run_evaluates_the_first_ones_pretraining_as_if_it_had_trained(tmp_path):
+    first, second = _experiment().runs("smoke")
+    assert execute_run(first, tmp_path / "shared").state == "done"
+    outcome = execute_run(second, tmp_path / "shared")
+    assert outcome.state == "done" and "pretraining of" in outcome.detail
+    store = RunStore(tmp_path / "shared")
+    final = store.final(second.run_id)
+    assert final["pretraining_from"] == first.run_id
+    assert store.status(second.run_id)["pretraining_from"] == first.run_id
+    # The training curve is the donor's; the donor's own files are untouched.
+    donor_curve = (store.run_dir(first.run_id) / "metrics.jsonl").read_text()
+    assert (store.run_dir(second.run_id) / "metrics.jsonl").read_text().startswith(donor_curve)
+    assert _steps(store.run_dir(second.run_id) / "metrics.jsonl") == _steps(store.run_dir(first.run_id) / "metrics.jsonl")
+    assert store.final(first.run_id).get("pretraining_from") is None
+
+    # Trained on its own, the second run reaches the same evaluation.
+    assert execute_run(second, tmp_path / "alone").state == "done"
+    alone = RunStore(tmp_path / "alone").final(second.run_id)
+    assert alone["knn_top1"] == final["knn_top1"] and alone["steps"] == final["steps"]
+
+    # Device-hours count the shared pretraining once.
+    what = describe(load_results(tmp_path / "shared"))
+    assert any("evaluated another run's pretraining" in note for note in what.notes)
+
+
+def test_a_pool_runs_shared_pretrainings_one_after_the_other(tmp_path):
+    first, second = _experiment().runs("smoke")
+    outcomes = LocalExecutor(max_parallel=2).dispatch([first, second], tmp_path)
+    assert [o.state for o in outcomes] == ["done", "done"]
+    assert RunStore(tmp_path).final(second.run_id)["pretraining_from"] == first.run_id
