@@ -22,6 +22,7 @@ from registry.declare import Experiment
 from registry.discover import get_experiment
 from registry.scales import DEFAULT_SCALE, SCALES
 from reports import references
+import reports.tables  # noqa: F401  (registers Tables 3, 6, 7, 8 and Appendix B.9 in ARTEFACTS)
 from reports.artefacts import ARTEFACTS, Artefact, Spec, temperature_runs
 from reports.claims import Conclusion
 from reports.compare import canon, point_keys
