@@ -19,12 +19,13 @@ from typing import Sequence
 import pandas as pd
 
 from registry.declare import Experiment
-from registry.discover import get_experiment
+from registry.discover import get_experiment, list_experiments
 from registry.scales import DEFAULT_SCALE, SCALES
 from reports import references
 import reports.tables  # noqa: F401  (registers Tables 3, 6, 7, 8 and Appendix B.9 in ARTEFACTS)
 from reports.artefacts import ARTEFACTS, Artefact, Spec, temperature_runs
 from reports.claims import Conclusion
+from reports.own import own_builder
 from reports.compare import canon, point_keys
 from reports.published import published_cells
 from reports.variants import Variant, run_variants, select
@@ -33,6 +34,8 @@ from simclr_core.validation import ConfigError, require_choice
 
 # The scale whose runs use the paper's own setting; numbers at any other scale compare by rank only.
 COMPARABLE_SCALE = "paper"
+# What the published numbers are to an experiment of our own.
+OWN = "none (an experiment of our own)"
 # Where a scale does not evaluate the paper's metric (smoke runs kNN only), ours ranks by a stand-in.
 STAND_INS = {"linear_top1": ("knn_top1",)}
 
@@ -63,6 +66,11 @@ class Section:
     # Claims checked against the paper's numbers for our runs' dataset (CIFAR-10), and reference lines.
     reference_conclusions: list[Conclusion] = field(default_factory=list)
     reference_notes: list[str] = field(default_factory=list)
+
+    @property
+    def own(self) -> bool:
+        """An experiment of our own: no published numbers, no paper column."""
+        return self.reference == OWN
 
     @property
     def conclusions(self) -> list[Conclusion]:
@@ -133,17 +141,18 @@ def build_sections(results: pd.DataFrame, keys: Sequence[str] | None = None,
                    scales: Sequence[str] | None = None) -> list[Section]:
     """Every requested artefact (all by default) at every requested scale (by default: each scale that has
     results for it, or one results-free section showing the paper's side when there are none)."""
+    specs = all_artefacts()
     for key in keys or ():
-        require_choice("artefact", key, ARTEFACTS)
+        require_choice("artefact", key, specs)
     for scale in scales or ():
         require_choice("--scale", scale, SCALES)
     sections = []
     variants = run_variants(results)
-    for key, spec in ARTEFACTS.items():
+    for key, spec in specs.items():
         if keys and key not in keys:
             continue
         experiment = get_experiment(spec.experiment)
-        if experiment.artefact != key.partition("_")[0]:     # "tab5_sweep" sits beside "tab5"
+        if key != experiment.artefact and not key.startswith(experiment.artefact + "_"):   # "tab5_sweep" by "tab5"
             raise ConfigError(f"artefact {key!r} is registered for experiment {experiment.name!r}, which "
                               f"declares artefact {experiment.artefact!r}")
         published = published_cells(experiment, spec.published_extra)
@@ -152,6 +161,17 @@ def build_sections(results: pd.DataFrame, keys: Sequence[str] | None = None,
             ours = mine[mine["scale"] == scale] if scale and len(mine) else mine.iloc[0:0]
             sections.append(_section(key, spec, experiment, published, ours, scale, variants))
     return sections
+
+
+def all_artefacts() -> dict[str, Spec]:
+    """The registered paper artefacts, then one per experiment of our own that has no report function of its
+    own (reports/own.py), keyed by the experiment's artefact name."""
+    specs = dict(ARTEFACTS)
+    for name in list_experiments():
+        experiment = get_experiment(name)
+        if experiment.published is None and experiment.artefact not in specs:
+            specs[experiment.artefact] = Spec(own_builder(experiment), name)
+    return specs
 
 
 def _runs_read_by(spec: Spec, results: pd.DataFrame) -> pd.DataFrame:
@@ -167,24 +187,25 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
     selection = select(ours, variants)
     ours, ours_metric = with_metric(selection.kept, experiment.metric)
     done, expected = (None, None) if spec.reads_every_experiment else declared_progress(experiment.name, ours, scale)
-    declared = published[published["declared"]]
+    declared = published[published["declared"].astype(bool)]
     what_ran = describe(selection.kept)      # all its rows: a stand-in metric keeps only its own
     artefact = spec.build(ours, published)
     # What the paper's numbers are to these runs; with none finished, to the runs the scale would make.
     datasets = what_ran.datasets or ([SCALES[scale].start().data.dataset] if scale in SCALES else [])
-    cifar = references.on_cifar10(datasets)
+    own = experiment.published is None
+    cifar = references.on_cifar10(datasets) and not own
     line = references.best_linear_line(artefact.compare, ours_metric) if cifar else None
     return Section(
         key=key, experiment=experiment.name,
         title=experiment.title + (" — temperature curve from every run varying loss.temperature"
                                   if spec.reads_every_experiment else ""),
         scale=scale, artefact=artefact, done=done, expected=expected,
-        deviations=tuple(experiment.deviations), published_file=experiment.published.file,
+        deviations=tuple(experiment.deviations), published_file="" if own else experiment.published.file,
         sources=sorted(set(declared["source"]) - {""}),
         read_as_counts={k: int(v) for k, v in declared["read_as"].value_counts().items()},
         plot_bound=plot_bound(declared), ours_metric=ours_metric, metric=experiment.metric,
         what_ran=what_ran, left_out=selection.left_out, shown=selection.shown,
-        reference=references.comparison_label(datasets),
+        reference=OWN if own else references.comparison_label(datasets),
         reference_conclusions=references.cifar10_conclusions(key, artefact.compare, experiment.name) if cifar else [],
         reference_notes=[line] if line else [])
 

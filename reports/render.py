@@ -21,6 +21,7 @@ from typing import Sequence
 import pandas as pd
 
 from reports import style
+from reports.style import axis_value
 from reports.build import Section
 from reports.claims import Conclusion, noise_of
 from reports.compare import Agreement
@@ -58,14 +59,6 @@ def fmt_paper(value: float, read_as: str, uncertainty: float) -> str:
     return fmt(value)
 
 
-def axis_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float) and value.is_integer():
-        return f"{value:g}"
-    return str(value)
-
-
 def ours_label(section: Section) -> str:
     label = section.scale or "no runs"
     return label + (f", {section.ours_metric}" if section.ours_metric != section.metric else "")
@@ -81,6 +74,8 @@ def display_table(section: Section) -> pd.DataFrame:
     out = pd.DataFrame({c: table[c].map(axis_value) for c in leading})
     for c in axes:
         out[c.removeprefix("axis.")] = table[c].map(axis_value)
+    if "metric" in table and table["metric"].nunique() > 1:      # a table of several metrics (Table 3, 6, 7, 8)
+        out["metric"] = table["metric"]
     out[f"paper ({section.reference})"] = [fmt_paper(v, r, u) for v, r, u in zip(table["published"], table["read_as"], table["uncertainty"])]
     out[f"ours ({ours_label(section)})"] = [fmt_ours(m, s, int(n)) for m, s, n in
                                                    zip(table["ours_mean"], table["ours_std"], table["ours_runs"])]
@@ -144,6 +139,10 @@ def what_ran_text(section: Section) -> str:
 
 
 def scale_banner(section: Section) -> str:
+    if section.own:
+        runs = f"Scale: {section.scale}." if section.scale else "No finished runs at any scale yet."
+        return (f"{runs} An experiment of our own: no published numbers to set beside ours; the cells are ranked "
+                f"against their seed noise.")
     if section.scale is None:
         return "No finished runs at any scale yet: the paper's side only."
     stand_in = (f" This scale does not evaluate {section.metric}: our column shows {section.ours_metric} "
@@ -188,9 +187,10 @@ def markdown_section(section: Section, image: str, level: int = 2) -> str:
     lines += [f"**Config shown:** {n}" for n in section.variant_notes] + ([""] if section.variant_notes else [])
     if section.left_out:
         lines += [left_out_intro(section), ""] + [f"- {line}" for line in left_out_lines(section)] + [""]
-    lines += [f"![{section.key} at scale {section.scale}]({image})", "",
-              f"{h}# Paper vs ours (scale: {ours_label(section)})", "",
-              display_table(section).to_markdown(index=False), "", agreement_text(section), ""]
+    lines += [f"![{section.key} at scale {section.scale}]({image})", ""]
+    if not section.own:
+        lines += [f"{h}# Paper vs ours (scale: {ours_label(section)})", "",
+                  display_table(section).to_markdown(index=False), "", agreement_text(section), ""]
     for title, frame in section.artefact.tables.items():
         lines += [f"{h}# {title.capitalize()} (scale: {section.scale or 'no runs'})", "",
                   display_extra(frame).to_markdown(index=False), ""]
@@ -201,9 +201,11 @@ def markdown_section(section: Section, image: str, level: int = 2) -> str:
         lines += [f"{h}# CIFAR-10 reference", ""] + [f"- {n}" for n in section.reference_notes] + [""]
     lines += [f"{h}# Notes", ""] + [f"- {n}" for n in section.artefact.notes[section.expected is None:]] \
         if section.artefact.notes[section.expected is None:] else []
-    lines += [f"{h}# Deviations from the paper", ""] + [f"- {d}" for d in section.deviations] + [""]
-    lines += [f"{h}# Published numbers", "", f"- {published_text(section)}"]
-    lines += [f"- source: {s}" for s in section.sources] + [""]
+    if section.deviations:
+        lines += [f"{h}# Deviations from the paper", ""] + [f"- {d}" for d in section.deviations] + [""]
+    if not section.own:
+        lines += [f"{h}# Published numbers", "", f"- {published_text(section)}"]
+        lines += [f"- source: {s}" for s in section.sources] + [""]
     return "\n".join(lines)
 
 
@@ -247,9 +249,10 @@ def html_section(section: Section, png: bytes) -> str:
         parts += [f"<p>{e(left_out_intro(section))}</p><ul>"] + [f"<li>{e(line)}</li>" for line in
                                                                 left_out_lines(section)] + ["</ul>"]
     parts += [f'<img class="figure" alt="{e(section.key)} at scale {e(str(section.scale))}" '
-              f'src="data:image/png;base64,{base64.b64encode(png).decode()}">',
-              f"<h3>Paper vs ours (scale: {e(ours_label(section))})</h3>", _table_html(display_table(section)),
-              f"<p>{e(agreement_text(section))}</p>"]
+              f'src="data:image/png;base64,{base64.b64encode(png).decode()}">']
+    if not section.own:
+        parts += [f"<h3>Paper vs ours (scale: {e(ours_label(section))})</h3>", _table_html(display_table(section)),
+                  f"<p>{e(agreement_text(section))}</p>"]
     for title, frame in section.artefact.tables.items():
         parts += [f"<h3>{e(title.capitalize())} (scale: {e(section.scale or 'no runs')})</h3>",
                   _table_html(display_extra(frame))]
@@ -262,9 +265,13 @@ def html_section(section: Section, png: bytes) -> str:
     notes = section.artefact.notes[section.expected is None:]     # the sweep's first note is its progress line
     if notes:
         parts += ["<h3>Notes</h3><ul>"] + [f"<li>{e(n)}</li>" for n in notes] + ["</ul>"]
-    parts += ["<h3>Deviations from the paper</h3><ul>"] + [f"<li>{e(d)}</li>" for d in section.deviations]
-    parts += ["</ul>", "<h3>Published numbers</h3><ul>", f"<li>{e(published_text(section))}</li>"]
-    parts += [f"<li>source: {e(s)}</li>" for s in section.sources] + ["</ul>", "</section>"]
+    if section.deviations:
+        parts += ["<h3>Deviations from the paper</h3><ul>"] + [f"<li>{e(d)}</li>" for d in section.deviations]
+        parts += ["</ul>"]
+    if not section.own:
+        parts += ["<h3>Published numbers</h3><ul>", f"<li>{e(published_text(section))}</li>"]
+        parts += [f"<li>source: {e(s)}</li>" for s in section.sources] + ["</ul>"]
+    parts += ["</section>"]
     return "\n".join(parts)
 
 

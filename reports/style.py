@@ -64,3 +64,12 @@ def png_bytes(figure: Figure) -> bytes:
     figure.savefig(buffer, format="png", dpi=DPI)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def axis_value(value: object) -> str:
+    """An axis value as a table or tick label shows it: booleans as yes/no, 2.0 as 2."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:g}"
+    return str(value)

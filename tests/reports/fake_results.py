@@ -6,7 +6,6 @@ Runs are resolved like `Experiment.runs(scale)` minus the final `validate()`, wh
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -17,6 +16,7 @@ from registry.discover import get_experiment, list_experiments
 from registry.run_id import make_run_id
 from registry.scales import get_scale
 from registry.store import RunStore
+from simclr_core.metric_names import protocol_for_metric
 
 CODE = {"git_sha": "0" * 40, "git_dirty": False}
 # (experiment name, axis point, seed) -> linear top-1, or None to leave that run unfinished.
@@ -28,15 +28,17 @@ def write_run(store: RunStore, name: str, scale: str, point: Mapping[str, Any], 
     """One finished run; `overrides` change its config after the scale (as `registry run KEY=VALUE` does),
     `final` adds or replaces entries of its final.json (timings, device, processes)."""
     experiment = get_experiment(name)
-    s = get_scale(scale)
-    cfg = s.shrink(s.start().with_overrides(experiment.base).with_overrides(experiment.config_overrides(point)))
-    cfg = replace(cfg.with_overrides(dict(overrides or {})), seed=seed)
+    cfg = experiment.resolve(get_scale(scale), point, seed, overrides)
     run_id = make_run_id(name, point, cfg)
     store.write_config(Run(run_id, name, scale, dict(point), cfg), CODE)
-    # the metrics the scale evaluates: linear_top1 = value, knn_top1 = value - 5 (smoke evaluates kNN only)
-    metrics = {"linear_top1": value, "knn_top1": value - 5.0, "device": "fake"}
-    store.write_final(run_id, {**{k: v for k, v in metrics.items()
-                                  if k == "device" or k.partition("_")[0] in cfg.eval.protocols}, **(final or {})})
+    # the metrics the run's protocols evaluate: linear_top1 = value, knn_top1 = value - 5 (smoke evaluates kNN
+    # only), and each further metric of the experiment value - 1, value - 2, ... in declaration order
+    metrics = {"linear_top1": value, "knn_top1": value - 5.0}
+    extra = [m for m in experiment.all_metrics if m not in metrics]
+    metrics.update({m: value - 1.0 - i for i, m in enumerate(extra)})
+    store.write_final(run_id, {"device": "fake", **{k: v for k, v in metrics.items()
+                                                     if protocol_for_metric(k) in cfg.eval.protocols},
+                               **(final or {})})
     return run_id
 
 

@@ -1,0 +1,123 @@
+"""Experiments of one's own: no published numbers, so the report shows ours alone, judged against seed noise.
+
+Every experiment declared without `published` gets this artefact unless a report function is registered for
+it (reports/artefacts.py): our cells as mean ± std over seeds for each of the experiment's metrics, one panel
+per metric (at most four), and a ranking by the experiment's `metric` that names which cells lie within seed
+noise of the best one (the rule of reports/noise.py: |best − cell| <= 2 SE from the pooled within-cell std).
+With one seed per cell the ranking goes by the means alone and says so.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from registry.declare import Experiment
+from reports import style
+from reports.artefacts import Artefact
+from reports.compare import Agreement, aggregate, canon, point_keys
+from reports.noise import Margin, pooled_noise
+from reports.published import axis_column
+from reports.style import axis_value
+
+NO_PAPER = "no published numbers: an experiment of our own"
+MAX_PANELS = 4
+
+
+def point_label(point: dict, axes: tuple[str, ...]) -> str:
+    return ", ".join(axis_value(point[a]) for a in axes)
+
+
+def cells(experiment: Experiment, ours: pd.DataFrame) -> pd.DataFrame:
+    """One row per (declared point, metric) in declaration order: the axis columns, metric, ours_mean, ours_std,
+    ours_runs, ours_values, and the paper's columns empty (so that the report's shared code reads it as a
+    compare table)."""
+    axes = experiment.axes.names
+    records = []
+    for metric in experiment.all_metrics:
+        mine = aggregate(ours, axes, metric)
+        by_key = dict(zip(point_keys(mine, axes), mine.to_dict("records")))
+        for point in experiment.points():
+            match = by_key.get(tuple(canon(point[a]) for a in axes), {})
+            records.append({**{axis_column(a): point[a] for a in axes}, "metric": metric,
+                            "published": math.nan, "read_as": "missing", "uncertainty": math.nan,
+                            "ours_mean": match.get("ours_mean", math.nan), "ours_std": match.get("ours_std", math.nan),
+                            "ours_runs": int(match.get("ours_runs", 0)), "ours_values": match.get("ours_values", ()),
+                            "delta": math.nan, "source": ""})
+    return pd.DataFrame(records)
+
+
+def ranking(experiment: Experiment, table: pd.DataFrame) -> list[str]:
+    """Lines ranking the cells of the experiment's metric: the best, those within noise of it, the others."""
+    axes = experiment.axes.names
+    rows = table[(table["metric"] == experiment.metric) & table["ours_mean"].astype(float).notna()]
+    if rows.empty:
+        return [f"Ranking by {experiment.metric}: no finished runs yet."]
+    noise = pooled_noise(rows["ours_std"].astype(float).tolist(), rows["ours_runs"].tolist())
+    rows = rows.sort_values("ours_mean", ascending=False, kind="stable")
+    top = rows.iloc[0]
+    label = lambda r: point_label({a: r[axis_column(a)] for a in axes}, axes)   # noqa: E731
+    tied, below = [], []
+    for _, row in rows.iloc[1:].iterrows():
+        margin = Margin(float(top["ours_mean"] - row["ours_mean"]),
+                        math.sqrt(1 / max(int(top["ours_runs"]), 1) + 1 / max(int(row["ours_runs"]), 1)))
+        text = f"{label(row)} {row['ours_mean']:.2f} ({margin.value:+.2f})"
+        (tied if margin.outcome(noise) == "within noise" else below).append(text)
+    lines = [f"Ranking by {experiment.metric}: best {label(top)} {top['ours_mean']:.2f} over {len(rows)} cell(s); "
+             f"seed noise: {noise.describe()}."]
+    if not noise.measured:
+        lines.append("With one seed per cell the order below is by the means alone: run more seeds "
+                     "(`--seeds 0 1 2`) to tell it from noise.")
+    lines.append("Within noise of the best: " + ("; ".join(tied) if tied else "none") + ".")
+    lines.append("Below it beyond noise: " + ("; ".join(below) if below else "none") + ".")
+    return lines
+
+
+def wide(experiment: Experiment, table: pd.DataFrame) -> pd.DataFrame:
+    """Our table in one row per point: each metric as "mean ± std (n)"."""
+    axes = experiment.axes.names
+    out = pd.DataFrame([{a: p[a] for a in axes} for p in experiment.points()])
+    for metric in experiment.all_metrics:
+        part = table[table["metric"] == metric]
+        out[metric] = [_mean_std(m, s, n) for m, s, n in zip(part["ours_mean"], part["ours_std"], part["ours_runs"])]
+    return out
+
+
+def _mean_std(mean: float, std: float, runs: int) -> str:
+    if math.isnan(mean):
+        return "—"
+    spread = f" ± {std:.2f}" if not math.isnan(std) else ""
+    return f"{mean:.2f}{spread} ({runs} run{'s' if runs != 1 else ''})"
+
+
+def figure(experiment: Experiment, table: pd.DataFrame, scale: str | None):
+    metrics = experiment.all_metrics[:MAX_PANELS]
+    fig, axes = style.panels(1, len(metrics), scale=None, title=f"{experiment.title} (ours, scale: {scale})")
+    labels = [point_label(p, experiment.axes.names) for p in experiment.points()]
+    for ax, metric in zip(axes[0], metrics):
+        part = table[table["metric"] == metric]
+        values = part["ours_mean"].astype(float).to_numpy()
+        ax.set_title(metric)
+        if np.isnan(values).all():
+            style.mark_empty(ax)
+            continue
+        x = np.arange(len(labels))
+        ax.bar(x, np.nan_to_num(values), yerr=np.nan_to_num(part["ours_std"].astype(float).to_numpy()),
+               color=style.OURS_COLOR, capsize=3, alpha=0.9)
+        ax.set_xticks(x, labels, rotation=30, ha="right")
+        low, high = np.nanmin(values), np.nanmax(values)
+        ax.set_ylim(max(0.0, low - 0.2 * (high - low + 1)), high + 0.15 * (high - low + 1))
+    return fig
+
+
+def own_builder(experiment: Experiment) -> Callable[[pd.DataFrame, pd.DataFrame], Artefact]:
+    """The artefact builder for `experiment` (one of our own), with the `(ours, published)` contract."""
+    def build(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
+        table = cells(experiment, ours)
+        scale = ", ".join(sorted(set(ours["scale"]))) if len(ours) and "scale" in ours else None
+        extra = {"ours: mean ± std over seeds, per metric": wide(experiment, table)}
+        return Artefact(figure(experiment, table, scale), table, Agreement(0, math.nan, math.nan, NO_PAPER), [],
+                        tables=extra, notes=ranking(experiment, table))
+    return build

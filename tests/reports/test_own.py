@@ -1,0 +1,77 @@
+"""An experiment of one's own (no published numbers): our cells per metric as mean ± std, a ranking judged
+against seed noise, and a report section with no paper column."""
+from __future__ import annotations
+
+import pytest
+
+from registry import Experiment, grid
+from registry.discover import _registry
+from reports.build import OWN, build_sections
+from reports.own import NO_PAPER, cells, own_builder, ranking
+from reports.render import html_section, markdown_section
+
+from fake_results import long_form, write_run
+from registry.store import RunStore, load_results
+
+TOY = Experiment(name="own_toy", title="Own: loss x temperature", metric="linear_top1",
+                 metrics=("knn_top1",), base={"optim.lr_scaling": "linear"},
+                 axes=grid(loss__temperature=(0.1, 0.2, 0.5)))
+
+
+def _ours(values):
+    frame = long_form("own_toy", [({"loss.temperature": t}, v) for t, v in zip((0.1, 0.2, 0.5), values)])
+    return frame.assign(**{"loss.temperature": frame["axis.loss.temperature"]}) if len(frame) else frame
+
+
+@pytest.fixture
+def declared(monkeypatch):
+    monkeypatch.setitem(_registry(), "own_toy", TOY)
+    return TOY
+
+
+def test_cells_hold_every_point_and_metric_with_mean_and_std():
+    table = cells(TOY, _ours([(60.0, 62.0), (61.0, 61.0), (50.0, 52.0)]))
+    assert list(table["metric"]) == ["linear_top1"] * 3 + ["knn_top1"] * 3
+    top = table.iloc[0]
+    assert top["ours_mean"] == 61.0 and top["ours_std"] == pytest.approx(2 ** 0.5) and top["ours_runs"] == 2
+    assert table["published"].isna().all()
+
+
+def test_the_ranking_tells_noise_from_a_real_gap():
+    # pooled std 1.15 over 3 cells of 2 seeds; 2 SE of a difference of two 2-seed means = 2.31
+    lines = ranking(TOY, cells(TOY, _ours([(60.0, 62.0), (61.0, 61.0), (50.0, 52.0)])))
+    assert lines[0].startswith("Ranking by linear_top1: best 0.1 61.00 over 3 cell(s)")
+    assert lines[-2] == "Within noise of the best: 0.2 61.00 (+0.00)."
+    assert lines[-1] == "Below it beyond noise: 0.5 51.00 (+10.00)."
+
+
+def test_one_seed_ranks_by_the_means_and_says_so():
+    lines = ranking(TOY, cells(TOY, _ours([(60.0,), (61.0,), (50.0,)])))
+    assert "1 seed: noise not measured" in lines[0] and "by the means alone" in lines[1]
+    assert lines[-1] == "Below it beyond noise: 0.1 60.00 (+1.00); 0.5 50.00 (+11.00)."
+
+
+def test_no_runs_yet():
+    empty = _ours([(60.0,), (61.0,), (50.0,)]).iloc[0:0]
+    assert ranking(TOY, cells(TOY, empty)) == ["Ranking by linear_top1: no finished runs yet."]
+
+
+def test_the_section_has_our_table_and_no_paper_column(declared, tmp_path):
+    artefact = own_builder(TOY)(_ours([(60.0, 62.0), (61.0, 61.0), (50.0, 52.0)]), None)
+    assert artefact.agreement.why_not == NO_PAPER and artefact.conclusions == []
+    (wide,) = artefact.tables.values()
+    assert list(wide.columns) == ["loss.temperature", "linear_top1", "knn_top1"]
+    assert wide.iloc[0]["linear_top1"] == "61.00 ± 1.41 (2 runs)"
+
+    store = RunStore(tmp_path)
+    for t, values in zip((0.1, 0.2, 0.5), ((60.0, 62.0), (61.0, 61.0), (50.0, 52.0))):
+        for seed, value in enumerate(values):
+            write_run(store, "own_toy", "cpu", {"loss.temperature": t}, seed, value)
+    (section,) = build_sections(load_results(tmp_path), keys=["own_toy"])
+    assert section.own and section.reference == OWN and (section.done, section.expected) == (6, 6)
+    text = markdown_section(section, "x.png")
+    assert "Paper vs ours" not in text and "Published numbers" not in text and "paper (" not in text
+    assert "An experiment of our own" in text and "61.00 ± 1.41 (2 runs)" in text
+    assert "Within noise of the best: 0.2" in text
+    page = html_section(section, b"png")
+    assert "Published numbers" not in page and "Paper vs ours" not in page and "61.00 ± 1.41 (2 runs)" in page
