@@ -100,6 +100,8 @@ class Estimate:
     hours: float
     # The measured rate the hours were scaled from.
     rate: MeasuredRate
+    # The share of `hours` spent pretraining (the rest evaluates): runs of one pretraining pay it once.
+    pretrain_hours: float = 0.0
 
 
 def encoder_title(name: str) -> str:
@@ -165,8 +167,9 @@ def estimate(cfg: RunConfig, hardware: str, views_per_s: float | None = None) ->
     reference = rate.reference_views_per_s
     if views_per_s:
         reference *= views_per_s / reference_views_per_s(hardware)
-    hours = (train_view_equivalents(cfg) * cfg.batch_size * steps + eval_views) * cost / reference / 3600
-    return Estimate(steps, views, cost, hours, rate)
+    to_hours = cost / reference / 3600
+    pretrain_hours = train_view_equivalents(cfg) * cfg.batch_size * steps * to_hours
+    return Estimate(steps, views, cost, pretrain_hours + eval_views * to_hours, rate, pretrain_hours)
 
 
 def train_view_equivalents(cfg: RunConfig) -> float:
@@ -195,10 +198,16 @@ class Total:
 
 
 def total(configs: Iterable[RunConfig], hardware: str, views_per_s: float | None = None) -> Total:
-    hours, rates, runs = 0.0, Counter(), 0
+    """Hours of `configs`, each pretraining counted once (runs differing only in evaluation share it:
+    registry/pretraining.py)."""
+    from registry.pretraining import pretraining_key
+
+    hours, rates, runs, pretrained = 0.0, Counter(), 0, set()
     for cfg in configs:
         cost = estimate(cfg, hardware, views_per_s)
-        hours += cost.hours
+        key = pretraining_key(cfg)
+        hours += cost.hours - (cost.pretrain_hours if key in pretrained else 0.0)
+        pretrained.add(key)
         rates[cost.rate] += 1
         runs += 1
     return Total(runs, hours, rates)

@@ -11,6 +11,7 @@ from registry.declare import Experiment, Run
 from registry.discover import get_experiment, list_experiments
 from registry.estimate import (Total, encoder_title, estimate, format_device_hours, format_hours,
                                reference_views_per_s, split_sizes, total, view_geometry)
+from registry.pretraining import pretraining_key
 from registry.scales import DEFAULT_SCALE, SCALES, Scale, get_scale
 from registry.store import RunStore
 from simclr_core.config import RunConfig
@@ -77,17 +78,22 @@ def print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
     unit = "GPU-hours" if scale.hardware == "gpu" else "CPU-hours"
     header = f"  {'run id':<52} {'state':<9} {'batch':>6} {'epochs':>7} {'steps':>8} {'views':>10} {'est.':>10}"
     print(header)
-    total_views, total_hours, rates = 0, 0.0, Counter()
+    total_views, total_hours, rates, pretrained = 0, 0.0, Counter(), set()
     for run in runs:
         cost = estimate(run.config, scale.hardware, views_per_s)
         rates[cost.rate] += 1
         state = store.state(run.run_id)
         if state != "done" and store.has_checkpoint(run.run_id):
             state = "resume"
-        total_views += cost.views
-        total_hours += cost.hours if state != "done" else 0.0
+        key = pretraining_key(run.config)
+        hours = cost.hours - cost.pretrain_hours if key in pretrained else cost.hours
+        if key in pretrained and state == "pending":
+            state = "eval only"      # it will evaluate the pretraining of an earlier run of this plan
+        pretrained.add(key)
+        total_views += cost.views if hours == cost.hours else 0
+        total_hours += hours if state != "done" else 0.0
         print(f"  {run.run_id:<52} {state:<9} {run.config.batch_size:>6} {run.config.epochs:>7g} "
-              f"{cost.steps:>8,} {cost.views:>10,} {format_hours(cost.hours):>10}")
+              f"{cost.steps:>8,} {cost.views:>10,} {format_hours(hours):>10}")
     print(f"  total: {len(runs)} runs, {total_views:,} training views; still to run: about "
           f"{total_hours:,.2f} {unit}" + (f" (~{format_hours(total_hours / parallel)} wall with "
                                           f"--max-parallel {parallel})" if scale.hardware == "cpu" else ""))

@@ -77,15 +77,15 @@ def test_another_gpus_rate_scales_every_gpu_entry_by_its_ratio_to_the_h200():
 
 
 def test_a_total_names_each_rate_it_used_with_its_run_count():
-    one = total([_cifar_resnet("resnet18")] * 3, "gpu")
+    seeds = [_cifar_resnet("resnet18").with_overrides({"seed": s}) for s in range(3)]
+    one = total(seeds, "gpu")
     assert one.runs == 3 and one.rate_text().startswith("rate measured on one NVIDIA H200: ResNet-18 x1 CIFAR")
-    mixed = total([_cifar_resnet("resnet18")] * 3 + [_cifar_resnet("resnet50", 2.0)], "gpu")
+    mixed = total(seeds + [_cifar_resnet("resnet50", 2.0)], "gpu")
     text = mixed.rate_text()
     assert text.startswith("rates measured on one NVIDIA H200: ") and text.count("one NVIDIA H200") == 1
     assert "ResNet-18 x1 CIFAR 32 px, batch 512, bf16, train() (3 runs)" in text
     assert "ResNet-50 x1 224 px, batch 256, bf16, the step on pre-made views (1 run)" in text
-    assert mixed.hours == pytest.approx(sum(estimate(c, "gpu").hours for c in
-                                            [_cifar_resnet("resnet18")] * 3 + [_cifar_resnet("resnet50", 2.0)]))
+    assert mixed.hours == pytest.approx(sum(estimate(c, "gpu").hours for c in seeds + [_cifar_resnet("resnet50", 2.0)]))
 
 
 def test_hardware_without_a_measured_rate_is_refused_naming_the_measured_ones():

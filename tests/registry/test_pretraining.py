@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from registry import Experiment, grid
 from registry.launch import LocalExecutor, execute_run
 from registry.pretraining import pretraining_key
@@ -60,3 +62,15 @@ def test_a_pool_runs_shared_pretrainings_one_after_the_other(tmp_path):
     outcomes = LocalExecutor(max_parallel=2).dispatch([first, second], tmp_path)
     assert [o.state for o in outcomes] == ["done", "done"]
     assert RunStore(tmp_path).final(second.run_id)["pretraining_from"] == first.run_id
+
+
+def test_estimates_count_a_shared_pretraining_once():
+    from registry.estimate import estimate, total
+
+    first, second = _experiment().runs("cpu")
+    one, other = estimate(first.config, "cpu"), estimate(second.config, "cpu")
+    assert 0 < one.pretrain_hours < one.hours
+    both = total([first.config, second.config], "cpu")
+    assert both.hours == pytest.approx(one.hours + other.hours - other.pretrain_hours)
+    seeded = first.config.with_overrides({"seed": 1})       # another pretraining: paid again
+    assert total([first.config, seeded], "cpu").hours == pytest.approx(2 * one.hours)
