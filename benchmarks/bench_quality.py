@@ -1,17 +1,34 @@
-"""Quality per CPU-hour: pretrain a named recipe on all of CIFAR-10 within a wall-clock budget, report kNN top-1.
+"""Quality per CPU-hour: run a declared experiment through the registry, then print time and quality per run.
 
-Issue 5's moonshot: the `cpu` recipe should reach >= 70% kNN top-1 (k = 200, cosine, t = 0.1, on the encoder's
-features h) on the 10,000 CIFAR-10 test images after 60 minutes of wall clock on the 2-core reference machine.
-The clock covers everything a user waits for: data loading, pretraining and the final kNN evaluation.
+    .venv/bin/python benchmarks/bench_quality.py NAME [--scale S] [--only GLOB ...] [--seeds N ...]
+        [--results-dir DIR] [--budget-min M] [--table-only] [key=value ...]
 
-A recipe is a set of RunConfig overrides (RECIPES below). Its epoch count is fixed up front, because the
-warm-up + cosine schedule needs the total number of steps: choose --epochs from a measured images/s
-(`bench_train.py`) so the whole run fits the budget; the table says whether it did. With --knn-every E the run
-also evaluates kNN every E epochs (inside the clock: it costs about 25 s per evaluation at width x0.25),
-which gives the learning curve.
+NAME is a declared experiment (`python -m registry list`); the quality recipes are experiments/beyond_*.py
+(beyond_cpu_recipe, beyond_multicrop, beyond_dcl). The runs go through `python -m registry run` with the same
+arguments, so they get its run ids, store, claims and resumption (an interrupted run resumes from its
+checkpoint when the command is given again); --table-only reads the store without running anything. The table
+then gives, for each selected run, its state, epochs, images/s, pretraining and evaluation time, the wall
+clock of its last attempt against --budget-min, and every metric the experiment declares (read from the
+store's final.json); runs that evaluated kNN during training (eval.knn_every_epochs=E) also get their kNN
+curve. Nothing here holds a config: what a run trains is its declaration at the scale plus the overrides.
 
-Run by hand (an hour of an otherwise idle machine; the run resumes if it is cut off):
-    .venv/bin/python benchmarks/bench_quality.py --recipe cpu60 --epochs 28 --knn-every 7
+Issue 5's moonshot: >= 70% kNN top-1 (k = 200, cosine, t = 0.1, on the encoder's features h) on the 10,000
+CIFAR-10 test images within 60 minutes of wall clock on the 2-core reference machine, the clock covering data
+loading, pretraining and the final kNN evaluation. A scale's runs are short proxies (cpu: 3 epochs of 10,000
+images); the hour's runs are the cpu scale with the recipe's compute as overrides, which reproduce the recipes
+of benchmarks/RESULTS.md exactly (each experiment's docstring has its command). The multi-crop recipe of
+RESULTS.md's runs 9 and 10 (an hour of an otherwise idle machine; needs SIMCLR_DATA_DIR):
+
+    .venv/bin/python benchmarks/bench_quality.py beyond_multicrop --scale cpu --only 2 \\
+        epochs=27 optim.warmup_epochs=2 data.train_limit=none data.test_limit=none \\
+        eval.protocols=knn eval.linear_epochs=100
+
+The epoch count is fixed up front, because the warm-up + cosine schedule needs the total number of steps:
+choose it from a measured images/s (`bench_train.py`) so that the run fits the budget; the table says whether
+it did. `eval.knn_every_epochs=E` costs about 25 s per evaluation at width x0.25, inside the clock.
+
+Results go to --results-dir, default runs/quality, apart from the ablations' ./results: a report averages the
+runs of an axis point in its folder, and an hour's run of a point is not its 3-epoch proxy.
 """
 from __future__ import annotations
 
@@ -19,145 +36,162 @@ import argparse
 import json
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
-
-import simclr_core  # noqa: F401  (first: it requests huge pages before torch allocates, see simclr_core/hugepages.py)
-import torch
+from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.loaders import default_data_dir  # noqa: E402
-from benchmarks.machine import describe, load_average  # noqa: E402
-from simclr_core.config import RunConfig  # noqa: E402
-from simclr_core.train import METRICS_NAME, train  # noqa: E402
+import registry.__main__ as registry_cli  # noqa: E402  (registry first: it requests huge pages before torch loads)
+from registry import SCALES, RunStore, get_experiment  # noqa: E402
+from registry.declare import Run  # noqa: E402
+from registry.store import METRICS_NAME  # noqa: E402
+from simclr_core.validation import ConfigError  # noqa: E402
 
-# Each recipe: overrides on RunConfig() (after those of its "base" recipe, if any) plus why each value was chosen. The reasons are the expectations that
-# picked the values; what was measured is in benchmarks/RESULTS.md ("Quality moonshot").
-RECIPES: dict[str, dict] = {
-    "cpu60": {
-        "overrides": {
-            "encoder.name": "resnet18", "encoder.width": 0.25, "encoder.stem": "cifar",
-            "batch_size": 256, "augment.ops": ("crop", "color"), "augment.color_strength": 0.5,
-            "augment.crop_scale": (0.2, 1.0),
-            "loss.kind": "nt_xent", "loss.temperature": 0.2,
-            "optim.name": "lars", "optim.lr_scaling": "linear", "optim.base_lr": 1.0,
-            "optim.weight_decay": 1e-6, "optim.warmup_epochs": 2.0,
-            "precision": "auto", "channels_last": True, "eval.protocols": ("knn",),
-            "checkpoint_every_steps": 500, "log_every_steps": 50,
-        },
-        "why": {
-            "encoder.width 0.25": "about 4x the images/s of x0.5 on this CPU: ~30 epochs in an hour instead of ~10",
-            "crop_scale (0.2, 1)": "expected: milder crops than (0.08, 1) learn faster in a short schedule on 32 px images",
-            "temperature 0.2": "expected: sharper than B.9's 0.5, which is tuned for 100+ epochs, so kNN rises faster",
-            "batch 256, LARS lr 1.0": "more steps per epoch than batch 1024 at the same images/s",
-            "warm-up 2 epochs": "B.9's 10 would be a third of the run",
-        },
-    },
-    # Run 1 (cpu60) plateaued at 60% over its last 13 epochs: this changes only the optimiser, to the
-    # plain SGD with strong weight decay that short CIFAR recipes elsewhere use.
-    "cpu60-sgd": {
-        "overrides": {"optim.name": "sgd", "optim.base_lr": 0.25, "optim.weight_decay": 5e-4},
-        "base": "cpu60",
-        "why": {
-            "SGD, lr 0.25, weight decay 5e-4": "measured: +5.6 points kNN over cpu60 at 25 epochs (65.68% vs 60.09%)",
-        },
-    },
-    # Session 3's 4.5-epoch proxies (benchmarks/RESULTS.md) moved only the learning rate: 0.5 gained 0.8 points
-    # over 0.25, while t = 0.5 lost 6.1, t = 0.1 (with lr 0.5) lost 2.6, and neither 24 / 20 px views nor a
-    # 512-wide head or batch 128 gained anything at equal time.
-    "cpu60-sgd-lr0.5": {
-        "overrides": {"optim.base_lr": 0.5},
-        "base": "cpu60-sgd",
-        "why": {
-            "SGD lr 0.5": "measured: +0.8 points kNN over lr 0.25 in a 4.5-epoch proxy (55.67% vs 54.84%)",
-        },
-    },
-    # Session 4's proxies went on up the learning rate: 1.0 gained another 1.8 points, 2.0 lost 2.1 of them.
-    # The full run did not keep the gain (66.98% after 33 epochs vs lr 0.5's 67.15% after 30): lr 0.5 stays the
-    # best recipe; this one is kept so the measurement can be repeated.
-    "cpu60-sgd-lr1": {
-        "overrides": {"optim.base_lr": 1.0},
-        "base": "cpu60-sgd-lr0.5",
-        "why": {
-            "SGD lr 1.0": "measured: 57.51% kNN in the 4.5-epoch proxy vs 55.67% at lr 0.5 and 55.46% at lr 2.0; "
-                          "66.98% after 33 epochs (54.7 min) vs 67.15% for lr 0.5 after 30",
-        },
-    },
-    # Session 9: the decoupled loss, which its authors found most useful at small batches like this one.
-    "cpu60-dcl": {
-        "overrides": {"loss.kind": "dcl"},
-        "base": "cpu60-sgd-lr0.5",
-        "why": {
-            "decoupled NT-Xent (loss.kind=dcl)": "expected: without the positive in the denominator, the views whose "
-                                                 "positive is already easy still get full-size gradients; "
-                                                 "measured level in the 4.5-epoch proxy (55.45% vs 55.67%) and "
-                                                 "67.40% after 33 epochs (53.5 min) vs 67.49% and 67.88% for "
-                                                 "NT-Xent (runs 5 and 6)",
-        },
-    },
-    # Session 10: SwAV's multi-crop, two small 16 px views per image next to the two 32 px ones.
-    "cpu60-multicrop": {
-        "overrides": {"augment.local_crops": 2, "augment.local_crop_size": 16, "augment.local_crop_scale": (0.1, 0.4)},
-        "base": "cpu60-sgd-lr0.5",
-        "why": {
-            "2 small views of 16 px, crop scale (0.1, 0.4)": "expected: more positive pairs per image at a quarter of a "
-                                                           "full view's cost each; measured +1.7 points in a proxy at "
-                                                           "about equal wall clock (57.35% after 3.5 epochs vs 55.67% "
-                                                           "after 4.5), and ~1.36x the time per epoch; "
-                                                           "71.06% after 27 epochs (53.3 min) vs 67.88% for the "
-                                                           "best two-view run (33 epochs, 56.3 min)",
-        },
-    },
-}
+DEFAULT_RESULTS_DIR = "runs/quality"
+MISSING = "-"
 
 
-def recipe_overrides(name: str) -> dict:
-    """The overrides of recipe `name` on top of those of its base recipes, the nearest last."""
-    recipe = RECIPES[name]
-    return {**(recipe_overrides(recipe["base"]) if "base" in recipe else {}), **recipe["overrides"]}
+# ---- reading the store ------------------------------------------------------------------------------
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-def main(argv: list[str] | None = None) -> None:
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def quality_row(store: RunStore, run: Run, metrics: Sequence[str]) -> dict[str, Any]:
+    """What the table shows of one run, from its status.json and final.json (None where the store has nothing).
+
+    `clock_s` is what the budget is judged on: the wall clock of the run's attempt when that attempt trained it
+    from the start, else (resumed from a checkpoint, or evaluating another run's pretraining) the pretraining of
+    all sessions plus the final evaluation, without their data loading; `clock_is_wall` says which.
+    """
+    final = store.final(run.run_id) or {}
+    status = store.status(run.run_id) or {}
+    pretrain, evaluation = _number(final.get("pretrain_seconds")), _number(final.get("eval_seconds"))
+    wall = _seconds_between(status.get("started"), status.get("finished")) if final else None
+    donor = final.get("pretraining_from")
+    clock_is_wall = wall is not None and not status.get("resumed") and not donor
+    clock = wall if clock_is_wall else (pretrain + evaluation if pretrain is not None and evaluation is not None
+                                        else None)
+    return {
+        "run": run.label, "seed": run.config.seed, "state": store.state(run.run_id),
+        "epochs": _number(final.get("epochs_done")), "images_per_s": _number(final.get("images_per_s")),
+        "pretrain_s": pretrain, "eval_s": evaluation, "wall_s": wall, "clock_s": clock,
+        "clock_is_wall": clock_is_wall, "pretraining_from": donor,
+        "metrics": {m: _number(final.get(m)) for m in metrics},
+    }
+
+
+def knn_curve(store: RunStore, run: Run) -> list[tuple[float, float]]:
+    """(epoch, kNN top-1) of the evaluations during training (eval.knn_every_epochs), then the final one."""
+    path = store.run_dir(run.run_id) / METRICS_NAME
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    curve = [(float(r["epoch"]), float(r["knn_top1"])) for r in rows if "knn_top1" in r]
+    final = store.final(run.run_id) or {}
+    if curve and _number(final.get("knn_top1")) is not None and _number(final.get("epochs_done")) is not None:
+        curve.append((float(final["epochs_done"]), float(final["knn_top1"])))
+    return curve
+
+
+# ---- formatting --------------------------------------------------------------------------------------------
+def _fmt(value: float | None, spec: str) -> str:
+    return MISSING if value is None else format(value, spec)
+
+
+def format_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str], budget_min: float) -> str:
+    """A markdown table, one line per run: time (minutes, seconds for evaluation) and quality (percent)."""
+    header = ["run", "seed", "state", "epochs", "images/s", "pretraining min", "evaluation s", "wall min",
+              f"budget {budget_min:g} min", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    footnote = False
+    for row in rows:
+        if row["clock_s"] is None:
+            verdict = MISSING
+        else:
+            verdict = "within" if row["clock_s"] <= 60 * budget_min else "OVER"
+            if not row["clock_is_wall"]:
+                verdict, footnote = verdict + "*", True
+        wall = row["wall_s"] / 60 if row["wall_s"] is not None else None
+        pretrain = row["pretrain_s"] / 60 if row["pretrain_s"] is not None else None
+        cells = [row["run"], str(row["seed"]), row["state"], _fmt(row["epochs"], ".1f"),
+                 _fmt(row["images_per_s"], ".0f"), _fmt(pretrain, ".2f"), _fmt(row["eval_s"], ".1f"),
+                 _fmt(wall, ".2f"), verdict, *(_fmt(row["metrics"][m], ".2f") for m in metrics)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if footnote:
+        lines.append("\n* resumed, or evaluated another run's pretraining: judged on the pretraining of all its "
+                     "sessions plus the final evaluation (data loading not counted)")
+    donors = [(row["run"], row["seed"], row["pretraining_from"]) for row in rows if row["pretraining_from"]]
+    lines.extend(f"{run} (seed {seed}) evaluated the pretraining of {donor}" for run, seed, donor in donors)
+    return "\n".join(lines)
+
+
+def format_curve(label: str, curve: Sequence[tuple[float, float]]) -> str:
+    lines = [f"{label}:", "| epoch | kNN top-1 |", "|---|---|"]
+    lines += [f"| {epoch:.1f}{' (final)' if i == len(curve) - 1 else ''} | {knn:.2f}% |"
+              for i, (epoch, knn) in enumerate(curve)]
+    return "\n".join(lines)
+
+
+# ---- command line --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default="cpu60", choices=sorted(RECIPES))
-    parser.add_argument("--epochs", type=float, default=28.0)
-    parser.add_argument("--knn-every", type=int, default=0, help="also evaluate kNN every this many epochs")
-    parser.add_argument("--budget-min", type=float, default=60.0)
-    parser.add_argument("--data-dir", default=default_data_dir())
-    parser.add_argument("--run-dir", default=None, help="default runs/quality/RECIPE-eEPOCHS")
-    parser.add_argument("overrides", nargs="*", help="extra RunConfig overrides key=value")
-    args = parser.parse_args(argv)
-    if not args.data_dir:
-        parser.error("needs the full CIFAR-10: pass --data-dir or set SIMCLR_DATA_DIR")
+    parser.add_argument("name", help="a declared experiment, e.g. beyond_multicrop (python -m registry list)")
+    parser.add_argument("--scale", default="cpu", choices=list(SCALES))
+    parser.add_argument("--only", action="append", metavar="GLOB",
+                        help="only runs whose axis label, id or hash matches (repeatable), e.g. --only 2")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N")
+    parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR)
+    parser.add_argument("--budget-min", type=float, default=60.0, help="wall-clock budget per run (minutes)")
+    parser.add_argument("--table-only", action="store_true", help="print the table of the stored runs; run nothing")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides applied last, in final units, as `registry run` takes them")
+    return parser
 
-    recipe = RECIPES[args.recipe]
-    extra = dict(item.split("=", 1) for item in args.overrides)
-    cfg = RunConfig().with_overrides({
-        **recipe_overrides(args.recipe), "data.dataset": "cifar10", "data.data_dir": args.data_dir,
-        "epochs": args.epochs, "eval.knn_every_epochs": args.knn_every, **extra,
-    }).validate()
-    run_dir = Path(args.run_dir or f"runs/quality/{args.recipe}-e{args.epochs:g}")
-    print("\n".join(describe(torch.device("cpu"))))
-    print(f"recipe {args.recipe}: " + json.dumps(cfg.flat(), default=str))
-    load_before = load_average()
-    start = time.perf_counter()
-    metrics = train(cfg, run_dir)
-    wall = time.perf_counter() - start
 
-    curve = [json.loads(line) for line in (run_dir / METRICS_NAME).read_text().splitlines()]
-    curve = [row for row in curve if "knn_top1" in row]
-    print(f"\nload average before: {load_before}; after: {load_average()}")
-    print("\n| epoch | kNN top-1 |\n|---|---|")
-    for row in curve:
-        print(f"| {row['epoch']:.1f} | {row['knn_top1']:.2f}% |")
-    print(f"| {metrics['epochs_done']:.1f} (final) | {metrics['knn_top1']:.2f}% |")
-    print(f"\nwall clock {wall / 60:.1f} min (pretraining {metrics['pretrain_seconds_this_session'] / 60:.1f} min, "
-          f"{metrics['images_per_s']:.0f} images/s), budget {args.budget_min:g} min: "
-          f"{'within' if wall <= 60 * args.budget_min else 'OVER'}; "
-          f"kNN top-1 {metrics['knn_top1']:.2f}% (target 70%)")
-    for choice, reason in recipe["why"].items():
-        print(f"  {choice}: {reason}")
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    # key=value overrides may come before or after options (argparse alone takes them only in one block).
+    args, extra = parser.parse_known_args(argv)
+    stray = [x for x in extra if x.startswith("-") or "=" not in x]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides = [*args.overrides, *extra]
+    try:   # resolve before anything runs: a bad name, scale value, override or --only stops here
+        experiment = get_experiment(args.name)
+        runs = registry_cli.select(experiment.runs(args.scale, registry_cli.parse_overrides(args.overrides),
+                                                   seeds=args.seeds), args.only)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    store = RunStore(args.results_dir)
+    code = 0
+    if not args.table_only:
+        import torch
+
+        from benchmarks.machine import describe, load_average
+
+        print("\n".join(describe(torch.device("cuda" if torch.cuda.is_available() else "cpu"))))
+        print(f"load average before: {load_average()}")
+        argv_run = ["run", experiment.name, "--scale", args.scale, "--results-dir", str(store.root),
+                    *(["--seeds", *map(str, args.seeds)] if args.seeds else []),
+                    *(x for pattern in args.only or () for x in ("--only", pattern)), *args.overrides]
+        start = time.perf_counter()
+        code = registry_cli.main(argv_run)
+        print(f"load average after: {load_average()}; {(time.perf_counter() - start) / 60:.1f} min in all")
+    print(f"\n{experiment.name} at scale {args.scale} ({store.root}):\n")
+    print(format_table([quality_row(store, run, experiment.all_metrics) for run in runs],
+                       experiment.all_metrics, args.budget_min))
+    for run in runs:
+        curve = knn_curve(store, run)
+        if len(curve) > 1:
+            print("\n" + format_curve(f"{run.label} (seed {run.config.seed})", curve))
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -33,7 +33,7 @@ from registry.discover import get_experiment, list_experiments
 from registry.launch import Outcome, make_executor, raise_on_sigterm, redo_command
 from registry.placement import plan_placement
 from registry.plan import cmd_scales, print_plan
-from registry.published import unmatched_points
+from registry.published import published_cells, unmatched_points
 from registry.provenance import code_version
 from registry.slurm_state import reconcile
 from registry.scales import DEFAULT_SCALE, SCALES, get_scale
@@ -89,7 +89,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max(map(len, names))
     for name in names:
         e = get_experiment(name)
-        print(f"{name:<{width}}  {e.artefact:<5} {len(e.axes) * len(e.seeds_at(DEFAULT_SCALE)):>3} runs  "
+        print(f"{name:<{width}}  {e.artefact:<20} {len(e.axes) * len(e.seeds_at(DEFAULT_SCALE)):>3} runs  "
               f"{e.metric:<12} {e.title}")
     return 0
 
@@ -118,7 +118,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     scale = get_scale(args.scale)
     runs = experiment.runs(scale, seeds=args.seeds)
     print(f"{experiment.name}: {experiment.title}")
-    print(f"  artefact {experiment.artefact}, metric {experiment.metric}, published {experiment.published.file}")
+    further = f" (also {', '.join(experiment.metrics)})" if experiment.metrics else ""
+    published = experiment.published.file if experiment.published else "none (an experiment of our own)"
+    print(f"  artefact {experiment.artefact}, metric {experiment.metric}{further}, published {published}")
+    if experiment.evaluation_only_axes():
+        print(f"  evaluation-only axes (their points share one pretraining): "
+              f"{', '.join(experiment.evaluation_only_axes())}")
     print(f"  scale {scale.name}: {scale.summary}")
     print(f"  results {store.root}")
     print("  deviations from the paper:")
@@ -162,8 +167,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
             unmatched = [f"{name}: {exc}"]
         problems.extend(unmatched)
         ok = "ok  " if not unmatched and len(counts) == len(SCALES) else "FAIL"
-        print(f"{ok} {name:<18} runs {' '.join(counts):<28} "
-              f"{len(experiment.axes) - len(unmatched)}/{len(experiment.axes)} points in {experiment.published.file}")
+        if experiment.published is None:
+            where = "no published numbers (an experiment of our own)"
+        else:
+            cells = [rows for _, _, rows in published_cells(experiment)]
+            where = (f"{sum(len(r) == 1 for r in cells)}/{len(cells)} cells in {experiment.published.file}"
+                     if not unmatched else f"{len(unmatched)} cell(s) match several rows of {experiment.published.file}")
+        print(f"{ok} {name:<22} runs {' '.join(counts):<28} {where}")
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     print(f"{len(names)} experiments, {len(SCALES)} scales: " + ("all valid" if not problems else f"{len(problems)} problem(s)"))

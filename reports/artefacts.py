@@ -14,6 +14,7 @@ The artefacts, in the paper's order: fig5 (Section 3), tab1 (Section 3), fig7 (4
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -399,12 +400,29 @@ def temperature_runs(ours: pd.DataFrame, metric: str | None) -> pd.DataFrame:
     return rows[rows["experiment"].isin(varied[varied >= 2].index)]
 
 
+def _temperature_only(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """`runs` of the experiments whose runs differ in nothing but temperature, l2 normalisation and seed (so
+    that a point of the curve never averages, say, DCL with NT-Xent), and the names of the others."""
+    if runs.empty or "config_json" not in runs:
+        return runs, []
+    def setting(text: str) -> str:
+        config = json.loads(text)
+        config.pop("seed", None)
+        config.get("loss", {}).pop("temperature", None)
+        config.get("loss", {}).pop("normalize", None)
+        return json.dumps(config, sort_keys=True)
+    settings = runs.drop_duplicates("run_id").assign(_setting=lambda f: f["config_json"].map(setting))
+    count = settings.groupby("experiment")["_setting"].nunique()
+    mixed = sorted(count[count > 1].index)
+    return runs[~runs["experiment"].isin(mixed)], mixed
+
+
 @artefact("tab5_sweep", "temperature_norm", reads_every_experiment=True)
 def tab5_sweep(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     """Beside Table 5: accuracy against temperature, with and without l2 normalisation, from every finished
     run that varies loss.temperature (the declared grid and any sweep trials), with Table 5's cells beside."""
     metric = sorted(set(published["metric"]))[0]
-    runs = temperature_runs(ours, metric)
+    runs, mixed = _temperature_only(temperature_runs(ours, metric))
     curve = aggregate(runs, (), metric, by=SWEEP_BY).rename(
         columns={"loss.normalize": "axis.loss.normalize", "loss.temperature": "axis.loss.temperature"})
     paper = published[published["declared"]] if "declared" in published else published
@@ -425,6 +443,9 @@ def tab5_sweep(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
         best.append(f"{name}, {'l2' if canon(normalize) else 'no l2'}: best τ {tau:g}")
     notes = [f"{len(runs['run_id'].unique()) if len(runs) else 0} finished runs vary loss.temperature"
              + (f" (experiments: {', '.join(sorted(set(runs['experiment'])))})" if len(runs) else "")] + best
+    if mixed:
+        notes.append(f"not on the curve: {', '.join(mixed)}, whose runs also differ in more than temperature, l2 "
+                     "normalisation and seed (their own sections show them)")
     return Artefact(figure, table, agreement(table), [verdicts], notes=notes)
 
 

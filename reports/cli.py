@@ -27,9 +27,11 @@ REPORT_FOLDER = "report"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Light on purpose: every `python -m registry` command builds this parser; the plotting stack loads in main.
     parser.add_argument("artefacts", nargs="*", metavar="ARTEFACT",
-                        help="paper artefacts to build, e.g. fig5 tab4 (default: all; fig5, tab1, fig7, fig8, tab4, "
-                             "tab5 and the temperature curve tab5_sweep, fig9); an unknown name is refused with "
-                             "the list")
+                        help="artefacts to build, e.g. fig5 tab4 (default: all). The paper's ablations fig5, tab1, "
+                             "fig7, fig8, tab4, tab5 (with the temperature curve tab5_sweep), fig9; its tables tab3, "
+                             "tab6, tab7, tab8 and Appendix B.9's b9_batch_epochs, b9_temperature_batch; each "
+                             "experiment of our own by its name (python -m registry list shows each one's "
+                             "artefact). An unknown name is refused with the list")
     parser.add_argument("--results-dir", default=None,
                         help="results folder (default: $SIMCLR_RESULTS_DIR, else ./results)")
     parser.add_argument("--out", default=None,
@@ -66,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
     for s in sections:
         a = s.artefact.agreement
         ranks = f"Spearman {a.spearman:+.2f}, Kendall {a.kendall:+.2f} over {a.cells} cells ({a.seeds})" \
-            if a.measured else f"ranks {a.why_not}"
+            if a.measured else a.why_not if s.own else f"ranks {a.why_not}"
         dropped = f"; {len(s.left_out)} run(s) of another config left out" if s.left_out else ""
         print(f"{s.key:<{width}}  {s.scale or 'none':<6} {s.progress}{dropped}; {ranks}; "
               f"conclusions: {conclusions_count(s.conclusions)}")

@@ -94,7 +94,10 @@ def _mean_std(mean: float, std: float, runs: int) -> str:
 
 def figure(experiment: Experiment, table: pd.DataFrame, scale: str | None):
     metrics = experiment.all_metrics[:MAX_PANELS]
-    fig, axes = style.panels(1, len(metrics), scale=None, title=f"{experiment.title} (ours, scale: {scale})")
+    # As wide as the paper's artefacts' two panels, however many metrics share it.
+    size = (2 * style.PANEL_SIZE[0] / len(metrics), style.PANEL_SIZE[1])
+    fig, axes = style.panels(1, len(metrics), scale=None, title=f"{experiment.title} (ours, scale: {scale})",
+                             size=size)
     labels = [point_label(p, experiment.axes.names) for p in experiment.points()]
     for ax, metric in zip(axes[0], metrics):
         part = table[table["metric"] == metric]

@@ -305,6 +305,8 @@ def _correlation_text(value: float, low: float, high: float, why_not: str) -> st
 def conclusions_count(conclusions: Sequence[Conclusion]) -> str:
     """"2 of 3 hold, 1 within noise" (our side), naming every outcome that occurs."""
     outcomes = [c.ours.outcome for c in conclusions]
+    if not outcomes:
+        return "none to check"
     held = f"{outcomes.count('holds')} of {len(outcomes)} hold"
     others = [f"{outcomes.count(o)} {o}" for o in ("fails", "within noise", "undecided") if o in outcomes]
     return ", ".join([held] + others)

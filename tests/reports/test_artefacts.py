@@ -12,14 +12,14 @@ import pytest
 from fake_results import long_form
 from registry import get_experiment
 from reports.artefacts import ARTEFACTS
-from reports.published import published_for
+from reports.published import published_cells
 
 TRANSFORMS = ("crop", "cutout", "color", "sobel", "noise", "blur", "rotate")
 
 
 def published(key: str) -> pd.DataFrame:
     spec = ARTEFACTS[key]
-    return published_for(get_experiment(spec.experiment), spec.published_extra)
+    return published_cells(get_experiment(spec.experiment), spec.published_extra)
 
 
 def build(key: str, cells, **kw):
