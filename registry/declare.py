@@ -286,17 +286,20 @@ class Experiment:
         scale = scale if isinstance(scale, Scale) else get_scale(scale)
         start = scale.start() if self.setting is None else self.setting().with_overrides(scale.defaults)
         cfg = scale.shrink(start.with_overrides(self.base).with_overrides(self.config_overrides(point)))
-        cfg = self._with_metric_protocols(cfg)
+        cfg = scale.settle_protocols(self._with_metric_protocols(cfg))
         if overrides:
             cfg = cfg.with_overrides(overrides)   # unknown keys raise here, naming the valid ones
         return replace(cfg, seed=seed)
+
+    def metric_protocols(self) -> tuple[str, ...]:
+        """The protocols this experiment's metrics come from, in order."""
+        return tuple(dict.fromkeys(p for p in map(protocol_for_metric, self.all_metrics) if p is not None))
 
     def _with_metric_protocols(self, cfg: RunConfig) -> RunConfig:
         """`cfg` evaluating every protocol the experiment's metrics come from. kNN and linear evaluation stay the
         scale's choice (smoke runs kNN only, standing in for linear: reports/build.py); the others (fine-tuning,
         the transformation probe, transfer) exist for the experiments that name their metrics."""
-        needed = [p for p in (protocol_for_metric(m) for m in self.all_metrics)
-                  if p is not None and p not in STAND_IN_PROTOCOLS and p not in cfg.eval.protocols]
+        needed = [p for p in self.metric_protocols() if p not in STAND_IN_PROTOCOLS and p not in cfg.eval.protocols]
         if not needed:
             return cfg
         return cfg.with_overrides({"eval.protocols": tuple(cfg.eval.protocols) + tuple(dict.fromkeys(needed))})
@@ -312,7 +315,7 @@ class Experiment:
         overrides = dict(overrides or {})
         if "seed" in overrides:
             seeds = (RunConfig().with_overrides({"seed": overrides.pop("seed")}).seed,)
-        clash = sorted(self.varied_keys() & scale.fixed_keys())
+        clash = sorted(self.varied_keys() & scale.fixed_keys(self.metric_protocols()))
         if clash:
             raise ConfigError(f"experiment {self.name!r} varies {clash}, which scale {scale.name!r} fixes; "
                               "a scale may shrink compute but never the structure of an ablation")

@@ -42,6 +42,7 @@ ADDED_LATER_KEYS = frozenset({
     "augment.local_crop_size",
     "augment.local_crop_scale",
     "eval.transform_tasks", "eval.transform_epochs", "eval.transform_batch_size", "eval.transform_lr",
+    "eval.transfer_dataset", "eval.transfer_protocols",
 })
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+=_-]+")

@@ -192,7 +192,7 @@ def markdown_section(section: Section, image: str, level: int = 2) -> str:
         lines += [f"{h}# Paper vs ours (scale: {ours_label(section)})", "",
                   display_table(section).to_markdown(index=False), "", agreement_text(section), ""]
     for title, frame in section.artefact.tables.items():
-        lines += [f"{h}# {title.capitalize()} (scale: {section.scale or 'no runs'})", "",
+        lines += [f"{h}# {title[:1].upper() + title[1:]} (scale: {section.scale or 'no runs'})", "",
                   display_extra(frame).to_markdown(index=False), ""]
     if section.conclusions:
         lines += [f"{h}# The paper's conclusions, checked", "", conclusions_table(section).to_markdown(index=False), "",
@@ -254,7 +254,7 @@ def html_section(section: Section, png: bytes) -> str:
         parts += [f"<h3>Paper vs ours (scale: {e(ours_label(section))})</h3>", _table_html(display_table(section)),
                   f"<p>{e(agreement_text(section))}</p>"]
     for title, frame in section.artefact.tables.items():
-        parts += [f"<h3>{e(title.capitalize())} (scale: {e(section.scale or 'no runs')})</h3>",
+        parts += [f"<h3>{e(title[:1].upper() + title[1:])} (scale: {e(section.scale or 'no runs')})</h3>",
                   _table_html(display_extra(frame))]
     if section.conclusions:
         parts += ["<h3>The paper's conclusions, checked</h3>", _verdict_cells(conclusions_table(section)),

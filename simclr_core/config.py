@@ -118,7 +118,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    # Which evaluations run at the end of training: knn | linear | finetune | transform_probe
+    # Which evaluations run at the end of training: knn | linear | finetune | transform_probe | transfer
     protocols: tuple[str, ...] = ("knn",)
     knn_k: int = 200
     knn_temperature: float = 0.1
@@ -139,6 +139,13 @@ class EvalConfig:
     transform_epochs: int = 30
     transform_batch_size: int = 256
     transform_lr: float = 0.1
+    # transfer (Table 8): the dataset the frozen (linear) or fine-tuned encoder is evaluated on, a name of the data
+    # catalog (simclr_core/data/catalog.py: DATASETS or TRANSFER_DATASETS), and which of "linear" / "finetune"
+    # run; they train like eval.linear_* and eval.finetune_* (all labels). Its files: eval.transfer_data_dir, else
+    # $SIMCLR_DATA_DIR/<name>, else the dataset's Hub id.
+    transfer_dataset: str = "cifar100"
+    transfer_protocols: tuple[str, ...] = ("linear", "finetune")
+    transfer_data_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +236,7 @@ class RunConfig:
         from simclr_core.augment import validate_augment_config
         from simclr_core.data import DATASETS
         from simclr_core.evaluate.protocols import PROTOCOLS
+        from simclr_core.evaluate.transfer import require_transfer
         from simclr_core.evaluate.transform_probe import require_tasks
         from simclr_core.losses import LOSSES
         from simclr_core.models import HEAD_KINDS, list_encoders
@@ -294,6 +302,7 @@ class RunConfig:
         require_range("eval.transform_epochs", ev.transform_epochs, low=1)
         require_range("eval.transform_batch_size", ev.transform_batch_size, low=1)
         require_range("eval.transform_lr", ev.transform_lr, low=0, low_inclusive=False)
+        require_transfer(ev.transfer_dataset, ev.transfer_protocols)
 
         require_range("batch_size", self.batch_size, low=2)
         require_range("epochs", self.epochs, low=0, low_inclusive=False)

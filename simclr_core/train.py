@@ -30,7 +30,7 @@ from simclr_core.checkpoint import atomic_write_bytes, atomic_write_json, load_c
 from simclr_core.config import RunConfig
 from simclr_core.data.feed import Feed, open_feed
 from simclr_core.distributed import convert_to_global_bn
-from simclr_core.evaluate.protocols import run_protocols
+from simclr_core.evaluate.protocols import require_protocol_data, run_protocols
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
 from simclr_core.models import build_model
 from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
@@ -58,6 +58,7 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
 
 def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     cfg.validate()
+    require_protocol_data(cfg)   # e.g. a transfer dataset: missing data stops the run before any step
     run_dir.mkdir(parents=True, exist_ok=True)
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     if device_type == "cpu":

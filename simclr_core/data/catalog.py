@@ -6,6 +6,11 @@ test suite re-measures CIFAR-10's on the full files, ../shared/data/cifar10 besi
 $SIMCLR_DATA_DIR/cifar10 (JPEG re-encodings: mean within 1e-4, std within 2e-3). The folder/parquet datasets
 have no fixed statistics; they use ImageNet's, so that train and test splits are normalised alike without
 reading the training split first.
+
+`TRANSFER_DATASETS` are Table 8's transfer targets (Sec. 4.3, Appendix B.8): loadable by name for the transfer
+evaluation (simclr_core/evaluate/transfer.py), not offered for pretraining (data.dataset). Their Hub ids name public
+copies with labelled train and test splits, found by search and not downloaded here; None where no such copy was
+found, so that only a local folder provides the set. VOC2007 is not among them: its labels are multi-label.
 """
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from dataclasses import dataclass
 from simclr_core.validation import require_choice
 
 DATASETS = ("cifar10_subset", "cifar10", "cifar100", "stl10", "imagenet", "imagefolder", "parquet")
+TRANSFER_DATASETS = ("food101", "birdsnap", "sun397", "stanford_cars", "fgvc_aircraft", "dtd", "oxford_pets",
+                     "caltech101", "flowers102")
 SPLITS = ("train", "test")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -78,9 +85,32 @@ _SPECS = {
 assert tuple(_SPECS) == DATASETS
 
 
+def _photos(name: str, hub_id: str | None, num_classes: int | None, test: tuple[str, ...] = _TEST) -> DatasetSpec:
+    return DatasetSpec(name, hub_id, test, None, True, IMAGENET_MEAN, IMAGENET_STD, num_classes)
+
+
+_TRANSFER_SPECS = {
+    spec.name: spec
+    for spec in (
+        _photos("food101", "ethz/food101", 101, ("validation", "test", "val")),   # the Hub copy's test split
+        _photos("birdsnap", None, 500),                           # no labelled train/test copy found on the Hub
+        _photos("sun397", "tanganke/sun397", 397),
+        _photos("stanford_cars", "tanganke/stanford_cars", 196),
+        _photos("fgvc_aircraft", None, 100),                      # Hub copies: label columns not verified
+        _photos("dtd", "tanganke/dtd", 47),
+        _photos("oxford_pets", "timm/oxford-iiit-pet", 37),
+        _photos("caltech101", None, None),                        # 101 classes, or 102 with the background one
+        _photos("flowers102", "dpdl-benchmark/oxford_flowers102", 102),
+    )
+}
+assert tuple(_TRANSFER_SPECS) == TRANSFER_DATASETS
+
+
 def dataset_spec(name: str) -> DatasetSpec:
-    """The spec of dataset ``name``; ConfigError naming the choices if it is unknown."""
-    return _SPECS[require_choice("data.dataset", name, DATASETS)]
+    """The spec of dataset ``name`` (a pretraining or a transfer dataset); ConfigError naming the choices if it is
+    unknown."""
+    specs = {**_SPECS, **_TRANSFER_SPECS}
+    return specs[require_choice("data.dataset", name, specs)]
 
 
 def native_image_size(name: str) -> int | None:

@@ -5,6 +5,8 @@
 - finetune: a copy of the encoder + linear head fine-tuned on a class-balanced fraction -> finetune_top1/5
 - transform_probe: an MLP on frozen h and g(h) predicts the transformation applied (Table 3)
                                                                       -> transform_<task>_h/gh/random_guess
+- transfer: linear evaluation and fine-tuning on another dataset (Table 8)
+                                         -> transfer_{linear,finetune}_{top1,mean_per_class_acc}
 
 Every protocol takes uint8 images (N, C, H, W), integer labels (the transformation probe makes its own)
 and the normalisation mean/std, checks its arguments (ConfigError) before any compute, runs on the

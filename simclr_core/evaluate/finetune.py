@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from simclr_core.evaluate.accuracy import topk_accuracy
+from simclr_core.evaluate.accuracy import mean_per_class_accuracy, topk_accuracy
 from simclr_core.evaluate.features import (autocast, channel_stats, eval_mode, extract_features,
                                            module_device, normalize)
 from simclr_core.evaluate.frozen import require_unchanged, snapshot_state
@@ -74,9 +74,11 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
                   label_fraction: float, epochs: int, batch_size: int, lr: float, seed: int,
                   augment: Augment | None = None, weight_decay: float = 0.0, momentum: float = MOMENTUM,
                   eval_batch_size: int = 512, device: torch.device | str | None = None,
-                  autocast_dtype: torch.dtype | None = None, channels_last: bool = False) -> dict[str, float]:
+                  autocast_dtype: torch.dtype | None = None, channels_last: bool = False,
+                  mean_per_class: bool = False) -> dict[str, float]:
     """Fine-tuned accuracy (percent) on the test split:
-    {"finetune_top1": ..., "finetune_top5": ..., "label_fraction": label_fraction}.
+    {"finetune_top1": ..., "finetune_top5": ..., "label_fraction": label_fraction}, and
+    "finetune_mean_per_class_acc" with ``mean_per_class`` (accuracy.mean_per_class_accuracy).
 
     ``lr`` is the peak rate used as given (paper: 0.05 x batch_size / 256), decayed per step with a
     cosine to 0 over ``epochs``; BatchNorm of the copy trains (batch statistics), as in fine-tuning.
@@ -141,4 +143,7 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
                               device=device, autocast_dtype=autocast_dtype, channels_last=channels_last)
     require_unchanged(encoder, before, during="fine-tuning (which must train a copy)")
     top1, top5 = topk_accuracy(logits, test_labels)
-    return {"finetune_top1": top1, "finetune_top5": top5, "label_fraction": label_fraction}
+    metrics = {"finetune_top1": top1, "finetune_top5": top5, "label_fraction": label_fraction}
+    if mean_per_class:
+        metrics["finetune_mean_per_class_acc"] = mean_per_class_accuracy(logits, test_labels)
+    return metrics

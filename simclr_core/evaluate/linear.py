@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from simclr_core.evaluate.accuracy import topk_accuracy
+from simclr_core.evaluate.accuracy import mean_per_class_accuracy, topk_accuracy
 from simclr_core.evaluate.features import extract_features, module_device
 from simclr_core.evaluate.frozen import require_unchanged, snapshot_state
 from simclr_core.evaluate.inputs import (require_autocast_dtype, require_int, require_labelled_split,
@@ -115,8 +115,10 @@ def linear_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, 
                 epochs: int = 100, batch_size: int = 256, lr: float = 0.1, weight_decay: float = 0.0,
                 feature_bn: bool = False, seed: int = 0, momentum: float = MOMENTUM,
                 extract_batch_size: int = 512, device: torch.device | str | None = None,
-                autocast_dtype: torch.dtype | None = None, channels_last: bool = False) -> dict[str, float]:
-    """Linear-evaluation accuracy (percent) of the frozen encoder: {"linear_top1": ..., "linear_top5": ...}.
+                autocast_dtype: torch.dtype | None = None, channels_last: bool = False,
+                mean_per_class: bool = False) -> dict[str, float]:
+    """Linear-evaluation accuracy (percent) of the frozen encoder: {"linear_top1": ..., "linear_top5": ...}, and
+    "linear_mean_per_class_acc" with ``mean_per_class`` (accuracy.mean_per_class_accuracy).
 
     ``lr`` is the peak learning rate used as given (the paper's rule 0.1 x batch_size / 256 gives the
     default 0.1 at batch size 256); it decays with a per-step cosine to 0 over ``epochs``.
@@ -154,4 +156,7 @@ def linear_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, 
         logits = head(test_features)                                     # (M, C)
     require_unchanged(encoder, before, during="linear evaluation")
     top1, top5 = topk_accuracy(logits, test_labels)
-    return {"linear_top1": top1, "linear_top5": top5}
+    metrics = {"linear_top1": top1, "linear_top5": top5}
+    if mean_per_class:
+        metrics["linear_mean_per_class_acc"] = mean_per_class_accuracy(logits, test_labels)
+    return metrics

@@ -3,8 +3,9 @@
 Each entry runs one protocol on the trained encoder f(.) with the run's data (train()'s Feed: the evaluation
 images and labels of both splits, their statistics) and the run's settings (cfg.eval), and returns its metrics;
 a protocol marked `needs_head` also reads the projection head g(.). `run_protocols` runs the named ones in the
-registry's order; kNN and linear evaluation share one feature pass over each split. Adding a protocol is one
-entry here; config validation and train() read this table.
+registry's order; kNN and linear evaluation share one feature pass over each split. A protocol that reads data
+of its own (transfer) says how to check it is there: `require_protocol_data`, which train() calls before
+pretraining. Adding a protocol is one entry here; config validation and train() read this table.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from simclr_core.evaluate.features import reuse_features
 from simclr_core.evaluate.finetune import finetune_eval
 from simclr_core.evaluate.knn import knn_eval
 from simclr_core.evaluate.linear import linear_eval
+from simclr_core.evaluate.transfer import require_transfer_data, run_transfer
 from simclr_core.evaluate.transform_probe import transform_probe_eval
 from simclr_core.validation import ConfigError
 
@@ -33,6 +35,8 @@ class Protocol:
     frozen_features: bool = False
     # True where it also reads the projection head g(.).
     needs_head: bool = False
+    # (cfg) -> None, raising when data the protocol reads besides the run's own cannot be found.
+    check_data: Callable[[Any], None] | None = None
 
 
 def _data(feed) -> tuple:
@@ -78,12 +82,25 @@ def _transform_probe(encoder, feed, cfg, dtype, *, head) -> dict[str, Any]:
                                 autocast_dtype=dtype)
 
 
+def _transfer(encoder, feed, cfg, dtype) -> dict[str, Any]:
+    return run_transfer(encoder, cfg, image_size=feed.image_size, mean=feed.mean, std=feed.std, autocast_dtype=dtype)
+
+
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (  # each one's metric prefix: simclr_core/metric_names.py
     Protocol("knn", _knn, frozen_features=True),
     Protocol("linear", _linear, frozen_features=True),
     Protocol("finetune", _finetune, needs_resident=True),
     Protocol("transform_probe", _transform_probe, needs_resident=True, needs_head=True),
+    Protocol("transfer", _transfer, check_data=require_transfer_data),
 )}
+
+
+def require_protocol_data(cfg) -> None:
+    """Raise (DataNotFoundError, naming where it looked) when data one of cfg.eval.protocols reads besides the run's
+    own is missing: called before pretraining, so that no compute is spent on a run that cannot be evaluated."""
+    for protocol in PROTOCOLS.values():
+        if protocol.name in cfg.eval.protocols and protocol.check_data is not None:
+            protocol.check_data(cfg)
 
 
 def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, names: Sequence[str],
@@ -105,4 +122,4 @@ def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, name
     return metrics
 
 
-__all__ = ["PROTOCOLS", "Protocol", "run_protocols"]
+__all__ = ["PROTOCOLS", "Protocol", "require_protocol_data", "run_protocols"]

@@ -74,8 +74,19 @@ def test_provenance_is_stated(name):
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_smoke_view_trains_for_real(name, tmp_path):
     from registry.launch import execute_run
+    from simclr_core.evaluate.protocols import require_protocol_data
 
-    run = get_experiment(name).runs("smoke")[-1]
+    def available(run) -> bool:          # e.g. Table 8's transfer datasets: most are not on this machine
+        try:
+            require_protocol_data(run.config)
+        except OSError:
+            return False
+        return True
+
+    runs = get_experiment(name).runs("smoke")
+    run = next((r for r in reversed(runs) if available(r)), None)
+    if run is None:
+        pytest.skip(f"{name}: no smoke run has its evaluation data here (e.g. {runs[-1].run_id})")
     outcome = execute_run(run, tmp_path)
     assert outcome.state == "done", RunStore(tmp_path).error_text(run.run_id)
     final = RunStore(tmp_path).final(run.run_id)

@@ -190,3 +190,13 @@ def test_scales_keep_every_axis_point_of_figure_9():
 def test_scale_factors_must_be_positive():
     with pytest.raises(ConfigError, match="positive"):
         Scale(name="zero", summary="", base=RunConfig, epochs_factor=0.0)
+
+
+def test_a_scale_settles_the_protocols_an_experiments_metrics_add():
+    plain = declare()
+    tuned = declare(metrics=("finetune_top1_10pct",))
+    smoke_plain, smoke_tuned = plain.runs("smoke")[0].config, tuned.runs("smoke")[0].config
+    assert smoke_tuned.eval.protocols == ("knn", "finetune") and smoke_tuned.eval.finetune_epochs == 1
+    assert smoke_plain.eval.protocols == ("knn",) and smoke_plain.eval.finetune_epochs == RunConfig().eval.finetune_epochs
+    with pytest.raises(ConfigError, match=r"varies \['eval.finetune_epochs'\], which scale 'smoke' fixes"):
+        declare(metrics=("finetune_top1_10pct",), axes=grid(eval__finetune_epochs=(5, 10))).runs("smoke")

@@ -1,0 +1,176 @@
+"""Transfer learning (Chen et al. 2020, Sec. 4.3, Table 8): the pretrained encoder evaluated on another dataset.
+
+"We evaluate the transfer learning performance of our ImageNet-pretrained ResNet model on 12 natural image
+datasets in both linear evaluation (fixed feature extractor) and fine-tuning settings" (Sec. 4.3). The protocols,
+chosen by eval.transfer_protocols:
+
+  linear    a linear classifier on the frozen encoder's features of the transfer dataset (linear.py, with the
+            eval.linear_* settings); the encoder is checked bit for bit afterwards
+  finetune  a copy of the encoder plus a new linear head trained on the whole training split with random crop and
+            flip (finetune.py at label fraction 1, with the eval.finetune_* settings)
+
+Each reports top-1 and mean per-class accuracy (percent) on the test split: transfer_linear_top1,
+transfer_linear_mean_per_class_acc, transfer_finetune_top1, transfer_finetune_mean_per_class_acc. Table 8 prints
+mean per-class accuracy for Aircraft, Pets, Caltech-101 and Flowers and top-1 for the others; both are computed.
+
+Data: eval.transfer_dataset names a dataset of the data catalog (data/catalog.py), found like any other
+(eval.transfer_data_dir, else $SIMCLR_DATA_DIR/<name>, else its Hub id) and decoded by the data layer
+(data/images.py) at the run's image size, the side of the pretraining views. The images are normalised with the
+pretraining statistics, so the network sees inputs as it did in pretraining, and limited like the pretraining
+data (data.train_limit / data.test_limit, capped at each split's size). `require_transfer_data` runs at the start
+of train(): a dataset that cannot be found stops the run before any pretraining step, with a message that names
+where it looked and how to provide the files.
+
+Departures from Appendix B.8: no hyperparameter search on a validation split (the paper tunes the learning rate
+and weight decay per dataset), the linear classifier is trained with SGD (the paper: L-BFGS on l2-regularised
+multinomial logistic regression), and fine-tuning runs eval.finetune_epochs epochs (the paper: 20,000 steps at
+batch size 256). VOC2007 is refused: Table 8 reports its 11-point mAP, a multi-label metric.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from simclr_core.config import DataConfig, RunConfig
+from simclr_core.data.catalog import DATASETS, SPLITS, TRANSFER_DATASETS, dataset_spec
+from simclr_core.data.images import ImageSet, load_images
+from simclr_core.data.locate import DataNotFoundError, locate_source
+from simclr_core.evaluate.finetune import Augment, finetune_eval
+from simclr_core.evaluate.linear import linear_eval
+from simclr_core.validation import ConfigError, require_choice
+
+TRANSFER_PROTOCOLS = ("linear", "finetune")
+# Table 8's datasets whose metric no protocol here computes, and why.
+UNSUPPORTED = {
+    "voc2007": "VOC2007 is multi-label (20 classes, several per image) and Table 8 reports its 11-point mAP; "
+               "the transfer protocols train single-label classifiers and report accuracy",
+}
+
+
+def transfer_datasets() -> tuple[str, ...]:
+    """Every name eval.transfer_dataset may take: the pretraining datasets and Table 8's transfer targets."""
+    return DATASETS + TRANSFER_DATASETS
+
+
+def require_transfer_dataset(dataset: str) -> str:
+    """`dataset` if eval.transfer_dataset may take it; else ConfigError naming the choices (and, for a Table 8
+    dataset no protocol here can score, why)."""
+    if dataset in UNSUPPORTED:
+        raise ConfigError(f"eval.transfer_dataset={dataset!r} is not supported: {UNSUPPORTED[dataset]}; choose one "
+                          f"of: {', '.join(map(repr, transfer_datasets()))}")
+    return require_choice("eval.transfer_dataset", dataset, transfer_datasets())
+
+
+def require_transfer_protocols(protocols: Sequence[str]) -> tuple[str, ...]:
+    """`protocols` as a tuple if it is a non-empty sequence of distinct names of TRANSFER_PROTOCOLS."""
+    if isinstance(protocols, str) or not isinstance(protocols, (tuple, list)) or not protocols:
+        raise ConfigError(f"eval.transfer_protocols={protocols!r} must name at least one of "
+                          f"{', '.join(map(repr, TRANSFER_PROTOCOLS))}")
+    for protocol in protocols:
+        require_choice("eval.transfer_protocols", protocol, TRANSFER_PROTOCOLS)
+    if len(set(protocols)) != len(protocols):
+        raise ConfigError(f"eval.transfer_protocols={tuple(protocols)!r} names a protocol more than once")
+    return tuple(protocols)
+
+
+def require_transfer(dataset: str, protocols: Sequence[str]) -> None:
+    """The checks of eval.transfer_dataset and eval.transfer_protocols (RunConfig.validate)."""
+    require_transfer_dataset(dataset)
+    require_transfer_protocols(protocols)
+
+
+# ---- data ---------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _explained(dataset: str) -> Iterator[None]:
+    """A DataNotFoundError raised in the block, restated for the transfer dataset."""
+    try:
+        yield
+    except DataNotFoundError as exc:
+        # locate.py words its advice for the pretraining data (data.data_dir); the transfer data is found the same
+        # way with eval.transfer_data_dir in that place.
+        detail = str(exc).replace("data.data_dir", "eval.transfer_data_dir")
+        raise DataNotFoundError(f"eval.transfer_dataset={dataset!r} is not available, so the transfer evaluation "
+                                f"cannot run: {detail}") from exc
+
+
+def require_transfer_data(cfg: RunConfig) -> None:
+    """DataNotFoundError, naming where it looked and how to provide the files, unless both splits of
+    eval.transfer_dataset can be found; a Hub copy is opened (from the HF cache when offline), nothing is decoded."""
+    ev = cfg.eval
+    spec = dataset_spec(ev.transfer_dataset)
+    with _explained(ev.transfer_dataset):
+        for split in SPLITS:
+            source = locate_source(spec, ev.transfer_data_dir, split)
+            if source.kind == "hub":
+                source.load()
+
+
+def load_transfer_split(cfg: RunConfig, split: str, image_size: int) -> ImageSet:
+    """Split `split` of eval.transfer_dataset as square uint8 images of side `image_size`, limited like the
+    pretraining data (data.train_limit / data.test_limit; the whole split when the limit exceeds it)."""
+    ev = cfg.eval
+    data = DataConfig(dataset=ev.transfer_dataset, data_dir=ev.transfer_data_dir, image_size=image_size,
+                      loader="resident")
+    limit = cfg.data.train_limit if split == "train" else cfg.data.test_limit
+    with _explained(ev.transfer_dataset):
+        if limit is not None and limit < len(locate_source(dataset_spec(data.dataset), data.data_dir, split).load()):
+            data = replace(data, **{f"{split}_limit": limit})
+        return load_images(data, split)
+
+
+# ---- the protocols ----------------------------------------------------------------------------------------------
+def transfer_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, test_images: Tensor,
+                  test_labels: Tensor, *, num_classes: int, mean: Sequence[float], std: Sequence[float],
+                  protocols: Sequence[str] = TRANSFER_PROTOCOLS, seed: int = 0, linear: dict[str, Any] | None = None,
+                  finetune: dict[str, Any] | None = None, augment: Augment | None = None,
+                  autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Top-1 and mean per-class accuracy (percent) of each protocol in `protocols` on a labelled transfer dataset:
+    {"transfer_linear_top1", "transfer_linear_mean_per_class_acc", "transfer_finetune_top1",
+    "transfer_finetune_mean_per_class_acc"} (those of the protocols run).
+
+    `linear` and `finetune` are further keyword arguments of linear_eval and finetune_eval (epochs, batch_size,
+    lr, ...); fine-tuning uses every training label and `augment` (uint8 batch, generator) -> network input.
+    The encoder is left unchanged (both protocols check it bit for bit).
+    """
+    protocols = require_transfer_protocols(protocols)
+    data = (encoder, train_images, train_labels, test_images, test_labels)
+    common = dict(mean=mean, std=std, num_classes=num_classes, seed=seed, mean_per_class=True)
+    metrics: dict[str, float] = {}
+    if "linear" in protocols:
+        result = linear_eval(*data, autocast_dtype=autocast_dtype, **common, **(linear or {}))
+        metrics.update(transfer_linear_top1=result["linear_top1"],
+                       transfer_linear_mean_per_class_acc=result["linear_mean_per_class_acc"])
+    if "finetune" in protocols:
+        result = finetune_eval(*data, label_fraction=1.0, augment=augment, **common, **(finetune or {}))
+        metrics.update(transfer_finetune_top1=result["finetune_top1"],
+                       transfer_finetune_mean_per_class_acc=result["finetune_mean_per_class_acc"])
+    return metrics
+
+
+def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: Sequence[float], std: Sequence[float],
+                 autocast_dtype: torch.dtype | None = None) -> dict[str, Any]:
+    """The transfer protocol of a run: eval.transfer_dataset loaded at `image_size` and normalised with the
+    pretraining statistics `mean`/`std`; `transfer_eval`'s metrics, the image counts and the data's source."""
+    from simclr_core.augment import build_augmentation
+    from simclr_core.config import AugmentConfig
+
+    ev = cfg.eval
+    train, test = (load_transfer_split(cfg, split, image_size) for split in SPLITS)
+    crop = build_augmentation(AugmentConfig(ops=("crop",)), image_size, mean, std)
+    metrics = transfer_eval(
+        encoder, train.images, train.labels, test.images, test.labels,
+        num_classes=max(train.num_classes, test.num_classes), mean=mean, std=std, protocols=ev.transfer_protocols,
+        seed=cfg.seed, autocast_dtype=autocast_dtype, augment=lambda x, g: crop(x, g)[0],
+        linear=dict(epochs=ev.linear_epochs, batch_size=ev.linear_batch_size, lr=ev.linear_lr),
+        finetune=dict(epochs=ev.finetune_epochs, batch_size=ev.finetune_batch_size, lr=ev.finetune_lr))
+    return {**metrics, "transfer_train_images": len(train), "transfer_test_images": len(test),
+            "transfer_source": train.source}
+
+
+__all__ = ["TRANSFER_PROTOCOLS", "UNSUPPORTED", "load_transfer_split", "require_transfer", "require_transfer_data",
+           "require_transfer_dataset", "require_transfer_protocols", "run_transfer", "transfer_datasets",
+           "transfer_eval"]
