@@ -6,7 +6,7 @@ NT-Xent, optimized using LARS with learning rate of 4.8 (= 0.3 x BatchSize/256) 
 10^-6. We train at batch size 4096 for 100 epochs. Furthermore, we use linear warmup for the first 10
 epochs, and decay the learning rate with the cosine decay schedule without restarts."
 
-Which base a run starts from is the scale's choice (registry/scales.py): `imagenet_base` at `paper`
+Which base a run starts from is the scale's choice (experiments/scales.py): `imagenet_base` at `paper`
 scale, `cifar10_base` at `gpu`, `cpu` and `smoke` scale. A declaration never repeats these values; it names
 only what its ablation fixes differently (`Experiment.base`) and what it varies (`Experiment.axes`).
 """

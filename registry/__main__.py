@@ -17,7 +17,6 @@ and resumes interrupted ones from their checkpoint.
 from __future__ import annotations
 
 import argparse
-import importlib
 import fnmatch
 import os
 import signal
@@ -27,7 +26,9 @@ import traceback
 from collections import Counter
 from typing import Any, Sequence
 
+from registry import sweep as sweep_verb
 from registry.claim import describe_claim, read_claim, try_claim
+from registry.commands import GROUP, INSTALL_HINT, Command, add_unavailable, plugin_commands
 from registry.declare import Experiment, Run
 from registry.discover import get_experiment, list_experiments
 from registry.launch import Outcome, make_executor, raise_on_sigterm, redo_command
@@ -316,13 +317,23 @@ def _declared_scale(run_id: str) -> str | None:
     return None
 
 
-def _delegated_verb(verbs, name: str, module: str, help_text: str) -> None:
-    """A verb whose arguments and body live in `module` (add_arguments(parser) and main(args) -> int)."""
-    impl = importlib.import_module(module)
-    p = verbs.add_parser(name, help=help_text, description=impl.__doc__,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    impl.add_arguments(p)
-    p.set_defaults(func=impl.main)
+# Verbs that other packages provide through the entry points of registry.commands.GROUP, and which package:
+# named here only so that `python -m registry report` says how to get it where the package is not installed.
+PLUGIN_VERBS = {"report": "the reports package"}
+
+
+def _plugin_verbs(verbs, builtin: set[str]) -> None:
+    """The verbs installed packages provide (registry/commands.py); each expected one that is missing says why."""
+    commands = plugin_commands()
+    for name in sorted({*commands, *PLUGIN_VERBS} - builtin):
+        command = commands.get(name)
+        if isinstance(command, Command):
+            command.add_to(verbs, name)
+        elif command is not None:
+            add_unavailable(verbs, name, f"{command}; {INSTALL_HINT}")
+        else:
+            add_unavailable(verbs, name, f"it is a verb of {PLUGIN_VERBS[name]} (entry point group {GROUP!r}), "
+                                         f"which is not installed; {INSTALL_HINT}")
 
 
 # ---- parser ------------------------------------------------------------------------------------------------
@@ -396,8 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Count the stored runs per experiment, scale and state.")
     p.set_defaults(func=cmd_status)
 
-    _delegated_verb(verbs, "report", "reports.cli", "rebuild the paper's tables and figures beside ours")
-    _delegated_verb(verbs, "sweep", "registry.sweep", "Optuna search over a config axis (e.g. temperature)")
+    _plugin_verbs(verbs, builtin={*verbs.choices, "sweep"})
+    Command(help="Optuna search over a config axis (e.g. temperature)", description=sweep_verb.__doc__,
+            add_arguments=sweep_verb.add_arguments, main=sweep_verb.main).add_to(verbs, "sweep")
     return parser
 
 
@@ -405,6 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     # key=value overrides may come before or after options (argparse alone takes them only in one block).
     args, extra = parser.parse_known_args(argv)
+    if getattr(args, "unavailable", None):   # a verb another package provides, not installed here
+        print(f"error: {args.unavailable}", file=sys.stderr)
+        return 2
     stray = [x for x in extra if x.startswith("-") or "=" not in x or args.verb != "run"]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")

@@ -186,7 +186,7 @@ class Experiment:
     setting: Callable[[], RunConfig] | None = None
     # Axis point -> dotted config overrides; None: the axis names are config keys, the values their values.
     overrides: Callable[[Point], Mapping[str, Any]] | None = None
-    # None: the scale's default seeds (registry/scales.py); `registry run --seeds` overrides either.
+    # None: the scale's default seeds (experiments/scales.py); `registry run --seeds` overrides either.
     seeds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:

@@ -1,7 +1,9 @@
-"""Find the declarations: every module in the `experiments` package that defines `EXPERIMENT`.
+"""Find the declarations: every module in the `experiments` package that defines `EXPERIMENT`, and the content
+modules beside them (the scales in experiments/scales.py, the sweeps in experiments/sweeps.py).
 
-Imported once, on first use. A name declared twice is an error naming both modules (two files silently
-shadowing each other would make results depend on import order).
+The registry never imports `experiments` statically (it sits below it): the package is imported here, by name,
+on first use. A name declared twice is an error naming both modules (two files silently shadowing each other
+would make results depend on import order).
 """
 from __future__ import annotations
 
@@ -9,17 +11,26 @@ import fnmatch
 import functools
 import importlib
 import pkgutil
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
-from registry.declare import Experiment
 from simclr_core.validation import ConfigError
 
+if TYPE_CHECKING:
+    from registry.declare import Experiment
+
+# The package the registry discovers its content in: the one place the registry names a layer above it.
 PACKAGE = "experiments"
-# Modules of the package that hold shared pieces rather than a declaration.
-NOT_DECLARATIONS = frozenset({"base"})
+# Modules of the package that hold shared pieces or other content rather than an experiment's declaration.
+NOT_DECLARATIONS = frozenset({"base", "scales", "sweeps"})
+
+T = TypeVar("T")
 
 
 @functools.lru_cache(maxsize=None)
 def _registry() -> dict[str, Experiment]:
+    # Imported here, not above: registry.declare imports registry.scales, which imports this module.
+    from registry.declare import Experiment
+
     package = importlib.import_module(PACKAGE)
     found: dict[str, Experiment] = {}
     where: dict[str, str] = {}
@@ -49,3 +60,56 @@ def get_experiment(name: str) -> Experiment:
     if name not in experiments:
         raise ConfigError(f"unknown experiment {name!r}; known experiments: {', '.join(sorted(experiments))}")
     return experiments[name]
+
+
+class Declared(Mapping[str, T]):
+    """A read-only mapping name -> entry of the sequence `attr` that `experiments.<module>` declares, in its order.
+
+    Nothing is imported until the first look-up (`SCALES["cpu"]`, `for name in SCALES`, `len(SCALES)`, ...);
+    then every entry is checked to be a `kind` and named once. `registry.scales.SCALES` and
+    `registry.sweep_space.SWEEPS` are two of these.
+    """
+
+    def __init__(self, module: str, attr: str, kind: type, name_of: Callable[[Any], str] = lambda e: e.name):
+        self._module, self._attr, self._kind, self._name_of = module, attr, kind, name_of
+        self._entries: dict[str, T] | None = None
+
+    @property
+    def source(self) -> str:
+        """Where the entries are declared, e.g. `experiments.scales.SCALES`."""
+        return f"{PACKAGE}.{self._module}.{self._attr}"
+
+    def _load(self) -> dict[str, T]:
+        if self._entries is None:
+            module = importlib.import_module(f"{PACKAGE}.{self._module}")
+            declared = getattr(module, self._attr, None)
+            if isinstance(declared, Mapping):
+                declared = tuple(declared.values())
+            if not isinstance(declared, (tuple, list)):
+                raise ConfigError(f"{module.__name__} defines no {self._attr} = ({self._kind.__name__}(...), ...)")
+            entries: dict[str, T] = {}
+            for entry in declared:
+                if not isinstance(entry, self._kind):
+                    raise ConfigError(f"{self.source} holds {entry!r}, not a {self._kind.__name__}")
+                name = self._name_of(entry)
+                if name in entries:
+                    raise ConfigError(f"{self.source} declares {name!r} twice")
+                entries[name] = entry
+            self._entries = entries
+        return self._entries
+
+    def __getitem__(self, name: str) -> T:
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._load()
+
+    def __repr__(self) -> str:
+        loaded = repr(self._entries) if self._entries is not None else "(not loaded yet)"
+        return f"<{self.source}: {loaded}>"

@@ -8,6 +8,8 @@ then resumes at its last step and only evaluates. The run records where its pret
 (reports/what_ran.py).
 
 kNN monitoring during training (eval.knn_every_epochs) is kept in the key: it runs inside the training loop.
+data.loader "auto" is keyed as what it resolves to for the dataset, so Table 7 (which names "resident" so that
+fine-tuning can run at every scale) evaluates Table 6's CIFAR-10 checkpoints.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Any, Mapping
 from registry.run_id import canonical_json, semantic_dict
 from registry.store import CHECKPOINT_NAME, METRICS_NAME, RunStore
 from simclr_core.config import RunConfig
+from simclr_core.data.catalog import loader_for
 
 # Evaluation keys that act during pretraining and so belong to the pretraining key.
 _TRAINING_EVAL_KEYS = ("knn_every_epochs",)
@@ -28,6 +31,8 @@ _TRAINING_EVAL_KEYS = ("knn_every_epochs",)
 def pretraining_key(cfg: RunConfig | Mapping[str, Any]) -> str:
     """A hash of everything in `cfg` but its end-of-training evaluation settings."""
     cfg = cfg if isinstance(cfg, RunConfig) else RunConfig.from_dict(cfg)
+    # "auto" and what it means for the dataset (resident CIFAR-10, streamed ImageNet) train the same way
+    cfg = cfg.with_overrides({"data.loader": loader_for(cfg.data.dataset, cfg.data.loader)})
     semantic = semantic_dict(cfg)
     evaluation = semantic.pop("eval", {})
     semantic["eval"] = {k: v for k, v in evaluation.items() if k in _TRAINING_EVAL_KEYS}

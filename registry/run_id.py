@@ -41,8 +41,10 @@ ADDED_LATER_KEYS = frozenset({
     "augment.local_crops",
     "augment.local_crop_size",
     "augment.local_crop_scale",
+    "augment.sobel_prob", "augment.noise_prob", "augment.rotate_prob",
     "eval.transform_tasks", "eval.transform_epochs", "eval.transform_batch_size", "eval.transform_lr",
     "eval.transfer_dataset", "eval.transfer_protocols",
+    "eval.finetune_subset_files",
 })
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+=_-]+")

@@ -5,7 +5,7 @@
     python -m registry sweep temperature --slurm --storage journal --max-parallel 8
     python -m registry sweep temperature --scale cpu eval.knn_k=50     (key=value: config overrides, final units)
 
-Sweeps (registry/sweep_space.py SWEEPS): `temperature` searches loss.temperature of the experiment
+Sweeps (declared in experiments/sweeps.py): `temperature` searches loss.temperature of the experiment
 `temperature_norm` (Table 5), one study per --normalize value. `--sampler grid` (default) asks exactly the
 temperatures Table 5 declares (0.05, 0.1, 0.5, 1 with l2 normalisation; 10, 100 without); `--sampler tpe`
 goes beyond the paper, log-uniformly in [0.01, 10] normalised and [1, 1000] unnormalised (default 20 trials;

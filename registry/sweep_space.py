@@ -1,15 +1,15 @@
-"""What a sweep searches: the SWEEPS registry, and one study's plan resolved into registry runs.
+"""What a sweep searches: the `Sweep` declaration and the SWEEPS registry, and one study's plan resolved into
+registry runs.
 
 A sweep searches one axis of a declared experiment. Its trials are that experiment's runs at other axis
 values, so they share its base, seeds, scale shrinking and run ids: a trial at a declared point *is* the
 declared run (`python -m registry run temperature_norm` and `sweep temperature --sampler grid` train each
 Table 5 cell once between them), and a trial at a new value is an ordinary run of the same experiment.
 
-    SWEEPS["temperature"]: experiment temperature_norm, axis loss.temperature, one study per value of
-                           loss.normalize; grid = the experiment's declared (Table 5) temperatures;
-                           TPE searches log-uniformly in RANGES[normalize]
-
-Adding a sweep is one `Sweep(...)` entry below.
+The sweeps themselves are experiment content, declared in experiments/sweeps.py (e.g. `temperature`: experiment
+temperature_norm, axis loss.temperature, one study per value of loss.normalize); `SWEEPS` maps each name to its
+`Sweep` and imports that module by name on first use (registry/discover.py), as the registry finds experiments.
+Adding a sweep is one `Sweep(...)` entry there.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from registry.declare import Experiment, Run, cases
-from registry.discover import get_experiment
+from registry.discover import Declared, get_experiment
 from registry.run_id import canonical_json, semantic_dict
 from registry.scales import Scale, get_scale
 from simclr_core.validation import ConfigError, require_choice
@@ -50,23 +50,8 @@ class Sweep:
         return tuple(self.ranges)
 
 
-SWEEPS: dict[str, Sweep] = {
-    sweep.name: sweep
-    for sweep in (
-        Sweep(
-            name="temperature",
-            experiment="temperature_norm",
-            axis="loss.temperature",
-            split_axis="loss.normalize",
-            # With l2 normalisation the logits are cosine similarities / temperature, in [-1/t, 1/t]: 0.01
-            # makes them span +-100 (near one-hot), 10 makes the distribution almost uniform. Without it the
-            # logits are raw dot products of 128-d projections, so the useful temperatures are larger:
-            # Table 5 tries 10 and 100; the range adds a decade on either side.
-            ranges={True: (0.01, 10.0), False: (1.0, 1000.0)},
-            summary="NT-Xent temperature with / without l2 normalisation (Table 5's grid; TPE beyond it)",
-        ),
-    )
-}
+# The declared sweeps (experiments/sweeps.py), by name in their order; loaded on first use.
+SWEEPS: Mapping[str, Sweep] = Declared("sweeps", "SWEEPS", Sweep)
 
 
 def get_sweep(name: str) -> Sweep:

@@ -80,7 +80,7 @@ class Section:
     def comparable(self) -> bool:
         """Whether our values may be compared with the paper's as values, not only as a ranking: the paper's
         scale, on ImageNet, with the declared config."""
-        return (self.scale == COMPARABLE_SCALE and self.reference == references.IMAGENET_SETTING
+        return (self.scale == COMPARABLE_SCALE and self.reference in references.OWN_SETTING
                 and all(v.declared for v in self.shown.values()))
 
     @property
@@ -191,9 +191,11 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
     what_ran = describe(selection.kept)      # all its rows: a stand-in metric keeps only its own
     artefact = spec.build(ours, published)
     # What the paper's numbers are to these runs; with none finished, to the runs the scale would make.
-    datasets = what_ran.datasets or ([SCALES[scale].start().data.dataset] if scale in SCALES else [])
+    datasets = what_ran.datasets or ([experiment.resolve(scale, experiment.points()[0], 0).data.dataset]
+                                     if scale in SCALES else [])
     own = experiment.published is None
-    cifar = references.on_cifar10(datasets) and not own
+    # CIFAR-10 references beside ImageNet cells (Appendix B.9's own artefacts already hold them as cells)
+    cifar = references.on_cifar10(datasets) and not own and experiment.published.file != references.CIFAR10_FILE
     line = references.best_linear_line(artefact.compare, ours_metric) if cifar else None
     return Section(
         key=key, experiment=experiment.name,
@@ -205,7 +207,7 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
         read_as_counts={k: int(v) for k, v in declared["read_as"].value_counts().items()},
         plot_bound=plot_bound(declared), ours_metric=ours_metric, metric=experiment.metric,
         what_ran=what_ran, left_out=selection.left_out, shown=selection.shown,
-        reference=OWN if own else references.comparison_label(datasets),
+        reference=OWN if own else references.comparison_label(datasets, experiment.published.file),
         reference_conclusions=references.cifar10_conclusions(key, artefact.compare, experiment.name) if cifar else [],
         reference_notes=[line] if line else [])
 

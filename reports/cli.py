@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from registry.commands import Command
 from registry.scales import SCALES
 from registry.store import default_results_dir, load_results
 from simclr_core.validation import ConfigError
@@ -90,6 +91,12 @@ def check_out_dir(out: Path) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"the report folder {out} cannot be written ({existing}: no permission, or a read-only "
                           "disk); name a folder you can write to with --out PATH")
+
+
+# `python -m registry report`: pyproject.toml names this as the entry point `report` of the registry's verbs
+# ([project.entry-points."simclr_harness.commands"]), so that the registry runs it without importing reports.
+COMMAND = Command(help="rebuild the paper's tables and figures beside ours", description=__doc__,
+                  add_arguments=add_arguments, main=main)
 
 
 def run(argv: list[str] | None = None) -> int:

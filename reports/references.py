@@ -1,7 +1,9 @@
 """Which of the paper's numbers fit our runs, decided by the dataset the runs trained on (their resolved config).
 
-Every artefact's published cells are ImageNet numbers. Runs on ImageNet meet them in their own setting; runs on
-anything else meet them as a trend, and every column and claim drawn from them says "ImageNet trend". For runs
+An artefact's published cells are ImageNet numbers, except Appendix B.9's (CIFAR-10: the artefacts whose
+published file is appendixB9_cifar10.csv). Runs on the published cells' dataset meet them in their own setting;
+runs on anything else meet them as a trend, and every column and claim drawn from them says so ("ImageNet
+trend"). For runs
 on CIFAR-10 the paper also gives CIFAR-10 numbers (Appendix B.9, reports/published/appendixB9_cifar10.csv),
 and those are checked as CIFAR-10 references where they exist:
 
@@ -27,13 +29,19 @@ CIFAR10 = ("cifar10", "cifar10_subset")       # the embedded subset is CIFAR-10 
 CIFAR10_FILE = "appendixB9_cifar10.csv"
 IMAGENET_TREND = "ImageNet trend"
 IMAGENET_SETTING = "ImageNet (the paper's setting)"
+CIFAR10_TREND = "CIFAR-10 trend"
+CIFAR10_SETTING = "CIFAR-10 (the paper's Appendix B.9 setting)"
+# The labels under which published cells are the runs' own setting, so values may be compared as values.
+OWN_SETTING = (IMAGENET_SETTING, CIFAR10_SETTING)
 
 
-def comparison_label(datasets: Sequence[str]) -> str:
-    """How the artefact's published (ImageNet) cells relate to runs on `datasets`."""
-    if list(datasets) == [IMAGENET]:
-        return IMAGENET_SETTING
-    return IMAGENET_TREND if datasets else "the paper (no runs)"
+def comparison_label(datasets: Sequence[str], published_file: str = "") -> str:
+    """How the artefact's published cells (ImageNet, or CIFAR-10 for `CIFAR10_FILE`) relate to runs on `datasets`."""
+    if not datasets:
+        return "the paper (no runs)"
+    if published_file == CIFAR10_FILE:
+        return CIFAR10_SETTING if list(datasets) == ["cifar10"] else CIFAR10_TREND
+    return IMAGENET_SETTING if list(datasets) == [IMAGENET] else IMAGENET_TREND
 
 
 def on_cifar10(datasets: Sequence[str]) -> bool:

@@ -25,7 +25,7 @@ from reports.style import axis_value
 from reports.build import Section
 from reports.claims import Conclusion, noise_of
 from reports.compare import Agreement
-from reports.references import IMAGENET_SETTING
+from reports.references import CIFAR10_SETTING, CIFAR10_TREND, OWN_SETTING
 from reports.what_ran import DATASET_NAMES
 
 READ_AS_TEXT = {"printed": "printed", "read_from_plot": "read off a plot", "missing": "not in the paper"}
@@ -148,16 +148,17 @@ def scale_banner(section: Section) -> str:
     stand_in = (f" This scale does not evaluate {section.metric}: our column shows {section.ours_metric} "
                 f"in its place." if section.ours_metric != section.metric else "")
     runs = "" if section.what_ran.runs else " No finished runs of this scale's config yet."
+    published_on = "CIFAR-10" if section.reference in (CIFAR10_SETTING, CIFAR10_TREND) else "ImageNet"
     if section.comparable:
-        return (f"Scale: {section.scale}, the paper's setting (ImageNet, the declared config): values may be "
+        return (f"Scale: {section.scale}, the paper's setting ({published_on}, the declared config): values may be "
                 f"compared directly, within the published numbers' uncertainty.{runs}{stand_in}")
-    if section.reference == IMAGENET_SETTING:
-        why = "ImageNet, but not the paper's declared setting"
+    if section.reference in OWN_SETTING:
+        why = f"{published_on}, but not the paper's declared setting"
     elif section.what_ran.runs:
         why = ("runs on " + ", ".join(DATASET_NAMES.get(d, d) for d in section.what_ran.datasets)
-               + ": the paper's ImageNet numbers are a trend to them")
+               + f": the paper's {published_on} numbers are a trend to them")
     else:
-        why = "this scale does not train on ImageNet: the paper's numbers are a trend to its runs"
+        why = f"this scale does not train on {published_on}: the paper's numbers are a trend to its runs"
     return (f"Scale: {section.scale}. NOT the paper's setting ({why}): values are not comparable; the ranking of "
             f"the cells and the conclusions are what is tested.{runs}{stand_in}")
 
@@ -190,16 +191,16 @@ def markdown_section(section: Section, image: str, level: int = 2) -> str:
     lines += [f"![{section.key} at scale {section.scale}]({image})", ""]
     if not section.own:
         lines += [f"{h}# Paper vs ours (scale: {ours_label(section)})", "",
-                  display_table(section).to_markdown(index=False), "", agreement_text(section), ""]
+                  display_table(section).to_markdown(index=False, disable_numparse=True), "", agreement_text(section), ""]
     for title, frame in section.artefact.tables.items():
         lines += [f"{h}# {title[:1].upper() + title[1:]} (scale: {section.scale or 'no runs'})", "",
-                  display_extra(frame).to_markdown(index=False), ""]
+                  display_extra(frame).to_markdown(index=False, disable_numparse=True), ""]
     if section.conclusions:
         lines += [f"{h}# The paper's conclusions, checked", "", conclusions_table(section).to_markdown(index=False), "",
                   noise_text(section), ""]
     if section.reference_notes:
         lines += [f"{h}# CIFAR-10 reference", ""] + [f"- {n}" for n in section.reference_notes] + [""]
-    lines += [f"{h}# Notes", ""] + [f"- {n}" for n in section.artefact.notes[section.expected is None:]] \
+    lines += [f"{h}# Notes", ""] + [f"- {n}" for n in section.artefact.notes[section.expected is None:]] + [""] \
         if section.artefact.notes[section.expected is None:] else []
     if section.deviations:
         lines += [f"{h}# Deviations from the paper", ""] + [f"- {d}" for d in section.deviations] + [""]

@@ -54,6 +54,12 @@ class AugmentConfig:
     cutout_fraction: float = 0.5
     # Gaussian noise std on [0, 1] pixels, drawn per sample uniformly from this range.
     noise_std: tuple[float, float] = (0.0, 0.1)
+    # Probability that a view gets the op when it is in `ops` (1.0: every view, Figure 4/5's protocol).
+    # rotate: a rotated view turns by 90, 180 or 270 degrees with equal odds, so P(k quarter turns) is
+    # 1 - rotate_prob for k = 0 and rotate_prob / 3 for k = 1, 2, 3 (0.75: k uniform over {0, 1, 2, 3}).
+    sobel_prob: float = 1.0
+    noise_prob: float = 1.0
+    rotate_prob: float = 1.0
     # Multi-crop (SwAV, Caron et al. 2020; not one of the paper's ablations): this many extra small views per
     # image (an even number; 0 = the paper's two views), each contrasted with both full-size views.
     local_crops: int = 0
@@ -84,7 +90,8 @@ class EncoderConfig:
 class HeadConfig:
     # none | linear | nonlinear | v2 (SimCLRv2's deeper 3-layer head)
     kind: str = "nonlinear"
-    out_dim: int = 128
+    # Width of z; None -> the encoder's feature width (z as wide as h).
+    out_dim: int | None = 128
     # None -> the encoder's feature width, as in the paper.
     hidden_dim: int | None = None
 
@@ -131,6 +138,11 @@ class EvalConfig:
     finetune_batch_size: int = 256
     # The paper fine-tunes with 0.05 x B/256 (Appendix B.5); this is the lr at finetune_batch_size.
     finetune_lr: float = 0.05
+    # Fixed label subsets, one file per entry of finetune_fractions (in its order), e.g. the paper's published
+    # ImageNet 1% / 10% lists; () -> class-balanced subsets drawn with the run's seed. A file lists one training
+    # image per line, by its stored path or a tail of it, or (a file of integers) by its row in the training
+    # split: simclr_core/evaluate/subset_files.py.
+    finetune_subset_files: tuple[str, ...] = ()
     # Evaluate kNN every this many epochs during training (0 = only at the end).
     knn_every_epochs: int = 0
     # transform_probe (Table 3): the transformations an MLP on frozen h and g(h) learns to tell apart
@@ -236,6 +248,7 @@ class RunConfig:
         from simclr_core.augment import validate_augment_config
         from simclr_core.data import DATASETS
         from simclr_core.evaluate.protocols import PROTOCOLS
+        from simclr_core.evaluate.subset_files import require_fractions_and_files
         from simclr_core.evaluate.transfer import require_transfer
         from simclr_core.evaluate.transform_probe import require_tasks
         from simclr_core.losses import LOSSES
@@ -265,7 +278,8 @@ class RunConfig:
             require_range("encoder.global_bn_group_size", e.global_bn_group_size, low=1)
 
         require_choice("head.kind", h.kind, HEAD_KINDS)
-        require_range("head.out_dim", h.out_dim, low=1)
+        if h.out_dim is not None:
+            require_range("head.out_dim", h.out_dim, low=1)
         if h.hidden_dim is not None:
             require_range("head.hidden_dim", h.hidden_dim, low=1)
 
@@ -294,6 +308,8 @@ class RunConfig:
         require_range("eval.linear_lr", ev.linear_lr, low=0, low_inclusive=False)
         for frac in ev.finetune_fractions:
             require_range("eval.finetune_fractions", frac, low=0, high=1, low_inclusive=False)
+        require_fractions_and_files(ev.finetune_fractions, ev.finetune_subset_files,
+                                    needed="finetune" in ev.protocols)
         require_range("eval.finetune_epochs", ev.finetune_epochs, low=1)
         require_range("eval.finetune_batch_size", ev.finetune_batch_size, low=2)
         require_range("eval.finetune_lr", ev.finetune_lr, low=0, low_inclusive=False)

@@ -110,23 +110,49 @@ def cutout(cfg: AugmentConfig, image_size: int) -> Op:
 
 
 def sobel(cfg: AugmentConfig, image_size: int) -> Op:
-    """Sobel filtering (paper, Figure 4): the edge magnitude of the image, kept as 3 equal channels."""
-    return Op(lambda *_: (), lambda x, p: F.sobel(x))
+    """Sobel filtering (paper, Figure 4) with probability sobel_prob: the edge magnitude of the image, kept as
+    3 equal channels."""
+    if cfg.sobel_prob == 1.0:                   # every view, and no draw: the generator moves as it always did
+        return Op(lambda *_: (), lambda x, p: F.sobel(x))
+
+    def draw(n, height, width, device, generator):
+        return (sampling.bernoulli(n, cfg.sobel_prob, generator),)
+    return Op(draw, lambda x, p: F.apply_to_subset(x, p[0], lambda rows, _: F.sobel(rows)))
 
 
 def noise(cfg: AugmentConfig, image_size: int) -> Op:
-    """Gaussian noise (paper, Figure 4) with a per-sample std uniform in noise_std, clamped to [0, 1]."""
+    """Gaussian noise (paper, Figure 4) with probability noise_prob, a per-sample std uniform in noise_std,
+    clamped to [0, 1]."""
     def draw(n, height, width, device, generator):
         std = sampling.uniform(n, *cfg.noise_std, generator)
         draws = sampling.device_generator(generator, device)
         return std, torch.randn((n, 3, height, width), generator=draws, device=device)
-    return Op(draw, lambda x, p: F.add_gaussian_noise(x, *p))
+
+    if cfg.noise_prob == 1.0:
+        return Op(draw, lambda x, p: F.add_gaussian_noise(x, *p))
+
+    def draw_some(n, height, width, device, generator):
+        # The mask after the other draws: the views that get noise get the noise they get at noise_prob 1.
+        return *draw(n, height, width, device, generator), sampling.bernoulli(n, cfg.noise_prob, generator)
+
+    def apply(x, p):
+        noisy = p[2].to(x.device, non_blocking=True).view(-1, 1, 1, 1)
+        return torch.where(noisy, F.add_gaussian_noise(x, p[0], p[1]), x)
+    return Op(draw_some, apply)
 
 
 def rotate(cfg: AugmentConfig, image_size: int) -> Op:
-    """Rotate {90, 180, 270} degrees (paper, Figure 4), one of the three uniformly per sample."""
+    """Rotation (paper, Figure 4) with probability rotate_prob, by 90, 180 or 270 degrees uniformly per sample.
+
+    A view left upright has k = 0 quarter turns, so k is 0 with probability 1 - rotate_prob and each of 1, 2, 3
+    with rotate_prob / 3; rotate_prob = 0.75 draws the angle uniformly from Table 3's {0, 90, 180, 270}.
+    """
     def draw(n, height, width, device, generator):
-        return (sampling.quarter_turns(n, generator),)
+        turns = sampling.quarter_turns(n, generator)
+        if cfg.rotate_prob == 1.0:              # no draw for the mask: the generator moves as it always did
+            return (turns,)
+        rotated = sampling.bernoulli(n, cfg.rotate_prob, generator)
+        return (torch.where(rotated, turns, torch.zeros_like(turns)),)
     return Op(draw, lambda x, p: F.rotate90(x, p[0]))
 
 

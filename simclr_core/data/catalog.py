@@ -113,6 +113,14 @@ def dataset_spec(name: str) -> DatasetSpec:
     return specs[require_choice("data.dataset", name, specs)]
 
 
+def loader_for(dataset: str, loader: str) -> str:
+    """"resident" or "stream": `loader` as given, or for "auto" what the dataset decides (photo collections of
+    varying size stream; fixed-size sets are decoded once and held)."""
+    if loader != "auto":
+        return loader
+    return "stream" if dataset_spec(dataset).variable_size else "resident"
+
+
 def native_image_size(name: str) -> int | None:
     """Side of the dataset's square images when data.image_size is None (32 CIFAR, 96 STL-10, 224 ImageNet
     after its centre crop); None for folders and parquet files, whose size is read from the first image."""

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from simclr_core.config import DATA_LOADERS as LOADERS, DataConfig
-from simclr_core.data.catalog import dataset_spec
+from simclr_core.data.catalog import dataset_spec, loader_for
 from simclr_core.data.images import ImageSet, load_images
 from simclr_core.seeding import epoch_permutation
 from simclr_core.validation import require_choice
@@ -33,9 +33,7 @@ DEFAULT_STREAM_SIZE = 224
 def resolve_loader(cfg: DataConfig) -> str:
     """"resident" or "stream" for cfg (data.loader, with "auto" decided by the dataset)."""
     require_choice("data.loader", cfg.loader, LOADERS)
-    if cfg.loader != "auto":
-        return cfg.loader
-    return "stream" if dataset_spec(cfg.dataset).variable_size else "resident"
+    return loader_for(cfg.dataset, cfg.loader)
 
 
 @dataclass

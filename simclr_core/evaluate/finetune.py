@@ -69,19 +69,37 @@ def balanced_subset(labels: Tensor, label_fraction: float, *, num_classes: int, 
     return perm[order[keep]].sort().values
 
 
+def require_subset(subset, n: int) -> Tensor:
+    """`subset` as a sorted int64 tensor of distinct indices into n training examples, else ConfigError."""
+    subset = torch.as_tensor(subset)
+    if subset.dim() != 1 or subset.dtype.is_floating_point or subset.dtype == torch.bool:
+        raise ConfigError(f"subset must be a 1-D tensor of integer indices, got {subset.dtype} of shape "
+                          f"{tuple(subset.shape)}")
+    subset = subset.long().sort().values
+    if subset.numel() and (subset[0] < 0 or subset[-1] >= n):
+        bad = int(subset[0] if subset[0] < 0 else subset[-1])
+        raise ConfigError(f"subset index {bad} is outside the {n} training examples; valid indices lie in "
+                          f"[0, {n - 1}]")
+    if subset.unique().numel() != subset.numel():
+        raise ConfigError("subset lists a training example twice; give each index once")
+    return subset
+
+
 def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, test_images: Tensor,
                   test_labels: Tensor, *, mean: Sequence[float], std: Sequence[float], num_classes: int,
                   label_fraction: float, epochs: int, batch_size: int, lr: float, seed: int,
                   augment: Augment | None = None, weight_decay: float = 0.0, momentum: float = MOMENTUM,
                   eval_batch_size: int = 512, device: torch.device | str | None = None,
                   autocast_dtype: torch.dtype | None = None, channels_last: bool = False,
-                  mean_per_class: bool = False) -> dict[str, float]:
+                  mean_per_class: bool = False, subset: Tensor | None = None) -> dict[str, float]:
     """Fine-tuned accuracy (percent) on the test split:
     {"finetune_top1": ..., "finetune_top5": ..., "label_fraction": label_fraction}, and
     "finetune_mean_per_class_acc" with ``mean_per_class`` (accuracy.mean_per_class_accuracy).
 
     ``lr`` is the peak rate used as given (paper: 0.05 x batch_size / 256), decayed per step with a
     cosine to 0 over ``epochs``; BatchNorm of the copy trains (batch statistics), as in fine-tuning.
+    ``subset``: indices of the labelled training examples (a fixed list, e.g. the paper's published 1% of
+    ImageNet: subset_files.py); None -> `balanced_subset(train_labels, label_fraction, seed=seed)`.
     """
     require_int("num_classes", num_classes, low=1)
     _require_fraction(label_fraction)
@@ -98,7 +116,10 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
     require_autocast_dtype(autocast_dtype)
     if augment is not None and not callable(augment):
         raise ConfigError(f"augment={augment!r} must be a callable (uint8 batch, generator) -> float batch")
-    subset = balanced_subset(train_labels, label_fraction, num_classes=num_classes, seed=seed)
+    if subset is None:
+        subset = balanced_subset(train_labels, label_fraction, num_classes=num_classes, seed=seed)
+    else:
+        subset = require_subset(subset, train_labels.shape[0]).to(train_labels.device)
     if subset.numel() < 2:
         raise ConfigError(f"label_fraction={label_fraction!r} keeps {subset.numel()} labelled example(s); "
                           "fine-tuning needs at least 2")

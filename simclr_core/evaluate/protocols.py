@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from simclr_core.evaluate.features import reuse_features
-from simclr_core.evaluate.finetune import finetune_eval
+from simclr_core.evaluate.finetune import balanced_subset, finetune_eval
 from simclr_core.evaluate.knn import knn_eval
 from simclr_core.evaluate.linear import linear_eval
+from simclr_core.evaluate.subset_files import official_subsets, require_subset_data
 from simclr_core.evaluate.transfer import require_transfer_data, run_transfer
 from simclr_core.evaluate.transform_probe import transform_probe_eval
 from simclr_core.validation import ConfigError
@@ -59,18 +60,25 @@ def _linear(encoder, feed, cfg, dtype) -> dict[str, Any]:
 
 
 def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
+    """Per label fraction: finetune_top1_<pct>, finetune_top5_<pct> and finetune_examples_<pct> (how many labelled
+    images it fine-tuned on), on a class-balanced draw with the run's seed or on the images of the fraction's file
+    in eval.finetune_subset_files."""
     from simclr_core.augment import build_augmentation
     from simclr_core.config import AugmentConfig
 
     ev, metrics = cfg.eval, {}
     crop = build_augmentation(AugmentConfig(ops=("crop",)), feed.train_eval.shape[-1], feed.mean, feed.std)
-    for fraction in ev.finetune_fractions:
+    listed = [torch.from_numpy(s) for s in official_subsets(cfg)] or [None] * len(ev.finetune_fractions)
+    for fraction, subset in zip(ev.finetune_fractions, listed):
+        if subset is None:
+            subset = balanced_subset(feed.train_labels, fraction, num_classes=feed.num_classes, seed=cfg.seed)
         result = finetune_eval(encoder, *_data(feed), label_fraction=fraction, epochs=ev.finetune_epochs,
                                batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,
-                               augment=lambda x, g: crop(x, g)[0], **_common(feed))
+                               augment=lambda x, g: crop(x, g)[0], subset=subset, **_common(feed))
         pct = f"{fraction * 100:g}pct"
         metrics.update({f"finetune_top1_{pct}": result["finetune_top1"],
-                        f"finetune_top5_{pct}": result["finetune_top5"]})
+                        f"finetune_top5_{pct}": result["finetune_top5"],
+                        f"finetune_examples_{pct}": int(subset.numel())})
     return metrics
 
 
@@ -89,7 +97,7 @@ def _transfer(encoder, feed, cfg, dtype) -> dict[str, Any]:
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (  # each one's metric prefix: simclr_core/metric_names.py
     Protocol("knn", _knn, frozen_features=True),
     Protocol("linear", _linear, frozen_features=True),
-    Protocol("finetune", _finetune, needs_resident=True),
+    Protocol("finetune", _finetune, needs_resident=True, check_data=require_subset_data),
     Protocol("transform_probe", _transform_probe, needs_resident=True, needs_head=True),
     Protocol("transfer", _transfer, check_data=require_transfer_data),
 )}

@@ -38,10 +38,10 @@ class BatchNorm1dNoBias(nn.BatchNorm1d):
         nn.init.ones_(self.weight)
 
 
-def head_output_dim(kind: str, in_dim: int, out_dim: int = 128) -> int:
-    """Width of z: `in_dim` for kind "none" (z = h), `out_dim` otherwise."""
+def head_output_dim(kind: str, in_dim: int, out_dim: int | None = 128) -> int:
+    """Width of z: `in_dim` for kind "none" (z = h) or out_dim None (z as wide as h), `out_dim` otherwise."""
     require_choice("head.kind", kind, HEAD_KINDS)
-    return in_dim if kind == "none" else out_dim
+    return in_dim if kind == "none" or out_dim is None else out_dim
 
 
 def _linear_bn(in_dim: int, out_dim: int, hidden: bool) -> list[nn.Module]:
@@ -53,14 +53,17 @@ def _linear_bn(in_dim: int, out_dim: int, hidden: bool) -> list[nn.Module]:
     return [linear, BatchNorm1dNoBias(out_dim)]
 
 
-def projection_head(kind: str, in_dim: int, out_dim: int = 128, hidden_dim: int | None = None) -> nn.Module:
+def projection_head(kind: str, in_dim: int, out_dim: int | None = 128, hidden_dim: int | None = None) -> nn.Module:
     """Build g(.): (B, in_dim) -> (B, head_output_dim(kind, in_dim, out_dim)).
 
-    `kind` is one of HEAD_KINDS. `hidden_dim` (width of the hidden layers of "nonlinear" and "v2") defaults
+    `kind` is one of HEAD_KINDS. `out_dim` None makes z as wide as h (`in_dim`: the paper's 2048 for a
+    ResNet-50, as in Table 3). `hidden_dim` (width of the hidden layers of "nonlinear" and "v2") defaults
     to `in_dim`, the official code's choice; "none" and "linear" have no hidden layer and ignore it.
     """
     require_choice("head.kind", kind, HEAD_KINDS)
     require_range("head.in_dim", in_dim, low=1)
+    if out_dim is None:
+        out_dim = in_dim
     require_range("head.out_dim", out_dim, low=1)
     if hidden_dim is not None:
         require_range("head.hidden_dim", hidden_dim, low=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import torch
 
 from registry import SCALES, get_experiment
 from registry.published import load_table, published_cells
@@ -50,12 +51,26 @@ def test_every_scale_adds_one_op_and_probes_all_tasks_on_resident_images(scale):
     ops = {run.point["added_transform"]: run.config.augment.ops for run in runs}
     assert ops == {"none": ("crop", "color"), "rotate": ("crop", "color", "rotate"),
                    "noise": ("crop", "color", "noise"), "sobel": ("crop", "color", "sobel")}
+    # each view gets the added op at random: rotation uniform over the 4 angles, noise and Sobel with p = 0.5
+    probs = {run.point["added_transform"]: (run.config.augment.rotate_prob, run.config.augment.noise_prob,
+                                            run.config.augment.sobel_prob) for run in runs}
+    assert probs == {"none": (1.0, 1.0, 1.0), "rotate": (0.75, 1.0, 1.0), "noise": (1.0, 0.5, 1.0),
+                     "sobel": (1.0, 1.0, 0.5)}
     for run in runs:
         cfg = run.config
         assert "transform_probe" in cfg.eval.protocols
         assert set(cfg.eval.transform_tasks) == {"color", "rotation", "noise", "sobel"}
         assert resolve_loader(cfg.data) == "resident"
-        assert cfg.head.out_dim == 2048 and cfg.optim.lr_scaling == "linear"
+        assert cfg.head.out_dim is None and cfg.optim.lr_scaling == "linear"     # g(h) as wide as h
+
+
+def test_g_of_h_is_as_wide_as_h():
+    from simclr_core.models import build_model
+
+    cfg = EXPERIMENT.runs("smoke", seeds=(0,))[0].config
+    model = build_model(cfg.encoder, cfg.head, 32)
+    h, z = model.eval()(torch.zeros(2, 3, 32, 32))
+    assert h.shape == z.shape == (2, model.encoder.feature_dim)
 
 
 def test_the_paper_scale_needs_the_cifar10_setting():

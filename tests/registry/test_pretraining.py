@@ -74,3 +74,10 @@ def test_estimates_count_a_shared_pretraining_once():
     assert both.hours == pytest.approx(one.hours + other.hours - other.pretrain_hours)
     seeded = first.config.with_overrides({"seed": 1})       # another pretraining: paid again
     assert total([first.config, seeded], "cpu").hours == pytest.approx(2 * one.hours)
+
+
+def test_auto_loader_is_keyed_as_what_it_resolves_to():
+    first = _experiment().runs("cpu")[0].config
+    assert first.data.loader == "auto" and first.data.dataset == "cifar10"
+    assert pretraining_key(first) == pretraining_key(first.with_overrides({"data.loader": "resident"}))
+    assert pretraining_key(first) != pretraining_key(first.with_overrides({"data.loader": "stream"}))

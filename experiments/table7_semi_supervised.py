@@ -1,0 +1,75 @@
+"""SimCLR v1, Table 7 (top-5) and Table B.4 (top-1): fine-tuning ResNet-50 1x / 2x / 4x on 1% and 10% of the labels.
+
+Paper: Chen et al. 2020, arXiv:2002.05709 v3, Section 6 ("Semi-supervised learning"), Table 7; top-1 in Appendix B.5,
+Table B.4. Protocol (Sec. 6, B.5): "we sample 1% or 10% of the labeled ILSVRC-12 training datasets in a
+class-balanced way (~12.8 and ~128 images per class respectively). We simply fine-tune the whole base network on the
+labeled data without regularization"; Nesterov momentum, batch 4096, lr 0.05 x B/256, 60 epochs on 1%, 30 on 10%.
+Claim: "our approach significantly improves over state-of-the-art with both 1% and 10% of the labels"; in the
+table, 10% of the labels beats 1% at every width, and the wider network is better at each label fraction.
+Published numbers: table7_semi_supervised.csv, method "SimCLR (ours)": rows of "Table 7" (finetune_top5: 75.5 / 87.8,
+83.0 / 91.2, 85.8 / 92.6 at 1% / 10% for 1x / 2x / 4x) and of "Table B.4" (finetune_top1: 48.3 / 65.6, 58.5 / 71.7,
+63.0 / 74.4); printed, exact. Other methods' rows (baselines the paper quotes) and Table B.2 (broader augmentation)
+are not cells of ours.
+
+One run per width evaluates both fractions (eval.finetune_fractions = (0.01, 0.1): metrics finetune_top1_1pct,
+finetune_top5_1pct, finetune_top1_10pct, finetune_top5_10pct), rather than an evaluation-only axis over the fraction:
+the metric names stay fixed per cell, one pretraining per width needs no checkpoint hand-over, and the fractions fit
+one row of the paper's layout. The pretraining is Table 6's (experiments/table6_linear_eval.py: same base, same
+widths) but for data.loader=resident, which fine-tuning needs (it augments decoded images) and which ImageNet's
+"auto" would not choose; that key keeps these runs from reusing Table 6's checkpoints (registry/pretraining.py),
+also at the CIFAR scales, where "auto" means resident too.
+Subsets: class-balanced draws with the run's seed (simclr_core/evaluate/finetune.py: round(fraction x n_c) images of
+each class, at least one). The paper's own ImageNet subsets are published as file lists (the official repository's
+imagenet_subsets/1percent.txt and 10percent.txt); at paper scale pass them with
+`eval.finetune_subset_files=/path/1percent.txt,/path/10percent.txt` (simclr_core/evaluate/subset_files.py).
+Cost, as `python -m registry run table7_semi_supervised --dry-run --scale cpu` estimates the pretraining (rough):
+13 min / 54 min / 3.6 h for the 1x / 2x / 4x rungs, 4.7 CPU-hours in all; fine-tuning adds 30 epochs on 100 and on
+1,000 labelled images per width, which the estimate leaves out. gpu scale 77 GPU-hours (2 seeds), paper scale
+3,070 GPU-hours.
+"""
+from registry import Experiment, Published, grid
+
+from experiments.table6_linear_eval import ARCHITECTURES, PRETRAINING, resnet50
+
+# Our metric -> the CSV's (label_fraction, metric) of its rows.
+METRICS = {
+    "finetune_top5_1pct": ("1%", "finetune_top5"),
+    "finetune_top5_10pct": ("10%", "finetune_top5"),
+    "finetune_top1_1pct": ("1%", "finetune_top1"),
+    "finetune_top1_10pct": ("10%", "finetune_top1"),
+}
+
+DEVIATIONS = (
+    "smoke/cpu/gpu scales: CIFAR-10 at 32 px (Appendix B.9's setting) instead of ImageNet; 1% of CIFAR-10's training "
+    "images is 50 per class (10 at cpu scale, which keeps 10,000 images; 1 at smoke scale), not ImageNet's ~12.8",
+    "the 1000 epochs and the 1x/2x/4x widths are paper units: each scale multiplies them by its factors (cpu: 30 "
+    "epochs, widths 0.25/0.5/1; gpu: 1000 epochs, widths 1/2/4; smoke: 2 steps, widths 0.25/0.5/1)",
+    "both fractions fine-tune for eval.finetune_epochs (30; 1 at smoke scale); the paper fine-tunes 60 epochs on 1% "
+    "and 30 on 10%",
+    "fine-tuning batch 256 at lr 0.05 (the paper's 0.05 x B/256), not batch 4096 at lr 0.8; random crop (+flip) "
+    "as in the paper, at the run's image size",
+    "subsets are class-balanced draws with the run's seed, not the paper's published ImageNet lists, unless "
+    "eval.finetune_subset_files names them",
+    "paper scale: fine-tuning augments decoded images, which only data.loader=resident holds, so the whole ImageNet "
+    "training split is decoded once to 224 px squares (1,281,167 x 3 x 224 x 224 bytes, about 193 GB, cached on "
+    "disk) and pretraining crops from those squares, not from the full photographs",
+)
+
+EXPERIMENT = Experiment(
+    name="table7_semi_supervised",
+    artefact="tab7",
+    title="Table 7 / B.4: fine-tuning ResNet-50 1x / 2x / 4x on 1% and 10% of the labels",
+    base={**PRETRAINING, "eval.finetune_fractions": (0.01, 0.1), "data.loader": "resident"},
+    axes=grid(width=tuple(ARCHITECTURES)),
+    overrides=resnet50,
+    metric="finetune_top5_1pct",
+    metrics=tuple(m for m in METRICS if m != "finetune_top5_1pct"),
+    published=Published(
+        "table7_semi_supervised.csv",
+        columns={"architecture": "width"},
+        values={"width": ARCHITECTURES},
+        where={"method": "SimCLR (ours)"},
+        metrics={metric: {"label_fraction": fraction, "metric": name}
+                 for metric, (fraction, name) in METRICS.items()}),
+    deviations=DEVIATIONS,
+)

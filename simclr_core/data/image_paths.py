@@ -1,0 +1,51 @@
+"""Which source row and stored path each image of a decoded split has: `image_paths(cfg, split)`.
+
+`load_images` keeps pixels and labels only. A list of images named by the dataset's own file names (the paper's
+1% / 10% ImageNet label subsets, eval.finetune_subset_files) needs to know, for every image it returned, the row of
+the split it was decoded from and the path the dataset stores with it: the image column's `path` field (a file
+name or a class/file path in parquet files, the file's full path in an image folder). Rows are the order of the
+split's files; with data.train_limit / data.test_limit only the chosen rows are held, in the order load_images
+holds them. Nothing is decoded; only the label column and the paths are read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simclr_core.config import DataConfig
+from simclr_core.data.catalog import SPLITS, dataset_spec
+from simclr_core.data.images import _image_column, _label_column, _limited
+from simclr_core.data.locate import locate_source
+from simclr_core.validation import require_choice
+
+
+@dataclass(frozen=True)
+class ImagePaths:
+    """Image i of the decoded split is row `rows[i]` of the split's `total` rows, stored as `paths[i]` (None where
+    the dataset stores no path)."""
+    rows: np.ndarray                 # (N,) int64, increasing
+    paths: tuple[str | None, ...]
+    total: int
+    where: str                       # the split's source, for messages
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def image_paths(cfg: DataConfig, split: str) -> ImagePaths:
+    """The source rows and stored paths of the images `load_images(cfg, split)` returns, in its order."""
+    require_choice("split", split, SPLITS)
+    source = locate_source(dataset_spec(cfg.dataset), cfg.data_dir, split)
+    dataset = source.load()
+    labels = dataset.select_columns([_label_column(dataset, source)]).with_format("arrow")[:].column(0).to_numpy()
+    limit = cfg.train_limit if split == "train" else cfg.test_limit
+    rows = np.arange(len(labels)) if limit is None else _limited(labels.astype(np.int64), limit,
+                                                                   f"data.{split}_limit", source)
+    column = _image_column(dataset, source)
+    paths: list[str | None] = []
+    table = dataset.select(rows).select_columns([column]).with_format("arrow")
+    for batch in table.iter(batch_size=4096):
+        for chunk in batch.column(column).chunks:
+            paths.extend(chunk.field("path").to_pylist())
+    return ImagePaths(np.asarray(rows, dtype=np.int64), tuple(paths), len(labels), source.describe())
