@@ -22,7 +22,6 @@ from typing import Any, Mapping
 from registry.run_id import canonical_json, semantic_dict
 from registry.store import CHECKPOINT_NAME, METRICS_NAME, RunStore
 from simclr_core.config import RunConfig
-from simclr_core.data.catalog import loader_for
 
 # Evaluation keys that act during pretraining and so belong to the pretraining key.
 _TRAINING_EVAL_KEYS = ("knn_every_epochs",)
@@ -30,6 +29,8 @@ _TRAINING_EVAL_KEYS = ("knn_every_epochs",)
 
 def pretraining_key(cfg: RunConfig | Mapping[str, Any]) -> str:
     """A hash of everything in `cfg` but its end-of-training evaluation settings."""
+    from simclr_core.data.catalog import loader_for   # here: the data package imports torch, reports must not
+
     cfg = cfg if isinstance(cfg, RunConfig) else RunConfig.from_dict(cfg)
     # "auto" and what it means for the dataset (resident CIFAR-10, streamed ImageNet) train the same way
     cfg = cfg.with_overrides({"data.loader": loader_for(cfg.data.dataset, cfg.data.loader)})
