@@ -23,8 +23,10 @@ connection rank 0 caused on purpose is never recorded as the run's failure.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
+import socket
 import sys
 import time
 from datetime import timedelta
@@ -194,16 +196,57 @@ def _join_process_group(env):
     import torch
     import torch.distributed as dist
 
+    # MASTER_ADDR = the job's first node (SLURM_JOB_NODELIST), RANK = SLURM_PROCID, LOCAL_RANK = SLURM_LOCALID,
+    # WORLD_SIZE = SLURM_NTASKS, MASTER_PORT from the job id (or an inherited MASTER_PORT).
     submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
     if torch.cuda.is_available():
         torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
         backend = "nccl"
     else:
         backend = "gloo"
+    check_rendezvous(os.environ["MASTER_ADDR"], env.num_nodes, env.node, backend)
     store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), env.num_tasks,
                           is_master=env.global_rank == 0, timeout=timedelta(minutes=30))
     dist.init_process_group(backend, store=store, rank=env.global_rank, world_size=env.num_tasks)
     return store
+
+
+def _addresses(host: str) -> list[str]:
+    return sorted({info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)})
+
+
+def _all_loopback(addresses: list[str]) -> bool:
+    return all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def check_rendezvous(master_addr: str, num_nodes: int, node: int, backend: str) -> None:
+    """Fail with a clear message, instead of a hang, where a multi-node rendezvous cannot work from this node:
+    the first node's name does not resolve here, or resolves to loopback on another node (each node would wait
+    for itself); or gloo would pick a loopback address for this node (this host's name resolves to loopback and
+    GLOO_SOCKET_IFNAME is unset), so the other nodes could never connect to it."""
+    where = f"node {node} of {num_nodes} ({socket.gethostname()})"
+    try:
+        master = _addresses(master_addr)
+    except OSError as exc:
+        raise RuntimeError(f"{where}: the job's first node {master_addr!r} (MASTER_ADDR, from SLURM_JOB_NODELIST) "
+                           f"does not resolve here ({exc}); torch.distributed cannot rendezvous. Make the node "
+                           "names resolvable on every node (DNS or /etc/hosts)") from None
+    if num_nodes <= 1:
+        return
+    if node != 0 and _all_loopback(master):
+        raise RuntimeError(f"{where}: the job's first node {master_addr!r} (MASTER_ADDR) resolves to a loopback "
+                           f"address here ({', '.join(master)}), so this node would rendezvous with itself; fix "
+                           "the name's entry in DNS or /etc/hosts on this node")
+    if backend == "gloo" and not os.environ.get("GLOO_SOCKET_IFNAME"):
+        try:
+            own = _addresses(socket.gethostname())
+        except OSError:
+            own = []
+        if not own or _all_loopback(own):
+            raise RuntimeError(f"{where}: this host's name resolves to {', '.join(own) or 'nothing'}, so gloo would "
+                               "listen on loopback only and the other nodes could not reach this one; set "
+                               "GLOO_SOCKET_IFNAME to the interface between the nodes (e.g. in the SLURM setup "
+                               "lines) or fix the host's entry in /etc/hosts")
 
 
 def checkpoint_step(run_dir: Path) -> int | None:

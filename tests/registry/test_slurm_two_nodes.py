@@ -1,0 +1,154 @@
+"""Multi-node SLURM (issue 21): the rendezvous of registry/slurm_job.py across two real nodes.
+
+The `slurm` test needs the two-node cluster of scripts/slurm/start-two-node-cluster.sh (two slurmd, each in
+its own network namespace with its own address). It uses SLURM_CONF when that cluster has two nodes up, else
+$SLURM_2NODE_DIR/etc/slurm.conf (default /tmp/slurm-2node); otherwise it skips and says why. The other tests
+check the rendezvous's clear errors without a cluster.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from registry import slurm_job
+from registry.slurm_job import check_rendezvous
+from simclr_core.losses import nt_xent
+
+REPO = Path(__file__).resolve().parents[2]
+STEP = Path(__file__).with_name("two_node_step.py")
+NODES, TASKS_PER_NODE = 2, 2
+WORLD = NODES * TASKS_PER_NODE
+
+
+def _up_nodes(conf: str) -> tuple[list[str], str]:
+    """(names of the nodes that can run jobs, problem) for the cluster of `conf`."""
+    try:
+        probe = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], capture_output=True, text=True, timeout=30,
+                               env={**os.environ, "SLURM_CONF": conf})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [], f"sinfo failed: {exc}"
+    if probe.returncode != 0:
+        return [], f"sinfo failed: {(probe.stderr or probe.stdout).strip()[-300:]}"
+    states = dict(line.split()[:2] for line in probe.stdout.splitlines() if line.strip())
+    return sorted(n for n, s in states.items() if s.rstrip("*~#") in ("idle", "mixed", "allocated")), ""
+
+
+@pytest.fixture(scope="module")
+def two_node_conf() -> str:
+    """SLURM_CONF of a cluster with at least two usable nodes, or skip with the reason."""
+    default = str(Path(os.environ.get("SLURM_2NODE_DIR", "/tmp/slurm-2node")) / "etc" / "slurm.conf")
+    reasons = []
+    for conf in dict.fromkeys(c for c in (os.environ.get("SLURM_CONF"), default) if c):
+        if not Path(conf).is_file():
+            reasons.append(f"{conf}: no such file")
+            continue
+        nodes, problem = _up_nodes(conf)
+        if len(nodes) >= NODES:
+            return conf
+        reasons.append(f"{conf}: {problem or f'{len(nodes)} usable node(s) {nodes}'}")
+    pytest.skip("no two-node SLURM cluster (scripts/slurm/start-two-node-cluster.sh): " + "; ".join(reasons))
+
+
+def _harness():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("dist_harness", REPO / "tests" / "simclr_core" / "dist_harness.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slurm
+def test_two_nodes_by_two_tasks_step_equals_one_process_on_the_union(two_node_conf, tmp_path):
+    """sbatch -N2 --ntasks-per-node=2: four gloo processes on two nodes join through slurm_job's rendezvous
+    (MASTER_ADDR = first node of the job), and one DDP step with global BatchNorm and NT-Xent gives the loss and
+    parameter gradients of one process on the union of the four ranks' views."""
+    harness = _harness()
+    inputs = harness.make_inputs(world=WORLD)
+    torch.save(inputs, tmp_path / "inputs.pt")
+    env = {**os.environ, "SLURM_CONF": two_node_conf, "OMP_NUM_THREADS": "1", "SUBMITIT_EXECUTOR": "slurm",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    env.pop("MASTER_PORT", None)
+    env.pop("MASTER_ADDR", None)
+    submit = subprocess.run(
+        ["sbatch", "--parsable", f"-N{NODES}", f"--ntasks-per-node={TASKS_PER_NODE}", "--cpus-per-task=1",
+         "-t", "5", "-J", "two_node_step", "-o", str(tmp_path / "job-%j.out"),
+         "--wrap", f"srun {sys.executable} {STEP} {tmp_path / 'inputs.pt'} {tmp_path}"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert submit.returncode == 0, submit.stderr
+    job = submit.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + 240
+    state = ""
+    while time.monotonic() < deadline:
+        state = subprocess.run(["squeue", "-h", "-t", "all", "-j", job, "-o", "%T"], capture_output=True,
+                               text=True, env=env).stdout.strip()
+        if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
+            break
+        time.sleep(1)
+    log = "".join(p.read_text() for p in tmp_path.glob("job-*.out"))
+    assert state == "COMPLETED", f"job {job} {state or 'never ended'}:\n{log[-3000:]}"
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, env=env).stdout.split()
+    assert [(o["rank"], o["world"], o["local_rank"]) for o in ranks] == [(r, WORLD, r % TASKS_PER_NODE)
+                                                                         for r in range(WORLD)]
+    hosts = [o["host"] for o in ranks]
+    assert hosts[0] == hosts[1] != hosts[2] == hosts[3], hosts        # 2 tasks per node, block distribution
+    assert {o["master_addr"] for o in ranks} == {ranks[0]["master_addr"]} and ranks[0]["master_addr"] in nodes
+
+    net = harness.small_net()
+    z = net(torch.cat(list(inputs["images"])))
+    loss = nt_xent(*z.chunk(2), temperature=harness.TEMPERATURE)
+    loss.backward()
+    torch.testing.assert_close(sum(o["loss"] for o in ranks) / WORLD, loss.detach(), rtol=1e-10, atol=1e-12)
+    for o in ranks:
+        for name, p in net.named_parameters():
+            torch.testing.assert_close(o["grads"][name], p.grad, rtol=1e-9, atol=1e-12)
+
+
+# ---- the rendezvous's clear errors (no cluster needed) -------------------------------------------------
+def _resolver(table: dict[str, list[str]]):
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in table[host]]
+    return getaddrinfo
+
+
+def test_a_first_node_that_does_not_resolve_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(slurm_job.socket, "getaddrinfo", _resolver({}))
+    with pytest.raises(RuntimeError, match=r"first node 'gone1' \(MASTER_ADDR, from SLURM_JOB_NODELIST\) does not "
+                                           r"resolve here"):
+        check_rendezvous("gone1", 2, 1, "gloo")
+
+
+def test_a_first_node_that_resolves_to_loopback_on_another_node_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(slurm_job.socket, "getaddrinfo", _resolver({"n1": ["127.0.1.1"], "n2": ["10.0.0.2"]}))
+    monkeypatch.setattr(slurm_job.socket, "gethostname", lambda: "n2")
+    with pytest.raises(RuntimeError, match="resolves to a loopback address here"):
+        check_rendezvous("n1", 2, 1, "gloo")
+    check_rendezvous("n1", 1, 0, "gloo")                    # one node: loopback is right
+
+
+def test_gloo_on_a_host_named_for_loopback_needs_gloo_socket_ifname(monkeypatch):
+    monkeypatch.setattr(slurm_job.socket, "getaddrinfo", _resolver({"n1": ["127.0.1.1"], "n2": ["10.0.0.2"]}))
+    monkeypatch.setattr(slurm_job.socket, "gethostname", lambda: "n1")
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
+    with pytest.raises(RuntimeError, match="GLOO_SOCKET_IFNAME"):
+        check_rendezvous("n1", 2, 0, "gloo")
+    check_rendezvous("n1", 2, 0, "nccl")                    # NCCL chooses its interface itself
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "eth0")
+    check_rendezvous("n1", 2, 0, "gloo")
+
+
+def test_resolvable_nodes_pass(monkeypatch):
+    monkeypatch.setattr(slurm_job.socket, "getaddrinfo", _resolver({"n1": ["10.0.0.1"], "n2": ["10.0.0.2"]}))
+    monkeypatch.setattr(slurm_job.socket, "gethostname", lambda: "n2")
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
+    check_rendezvous("n1", 2, 1, "gloo")
