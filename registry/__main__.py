@@ -207,6 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.slurm:   # refuses plainly, before anything is recorded, where there is no SLURM or no time limit
         executor = make_executor("slurm", settings=settings_from_args(args), wait=args.slurm_wait,
                                  on_outcome=lambda o: print(f"{o.state:<9} {o.run_id}  {o.detail}", flush=True))
+        executor.check(runs)   # e.g. a batch the job's processes cannot split: before anything is recorded
     else:
         finished = Counter()
 

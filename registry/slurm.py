@@ -36,7 +36,8 @@ SUBMITIT_DIR = ".submitit"
 _ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
            "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")
 
-__all__ = ["SlurmExecutor", "require_slurm", "reconcile", "SlurmSettings", "load_settings"]
+__all__ = ["SlurmExecutor", "require_slurm", "partition_nodes", "check_batch_sizes", "reconcile", "SlurmSettings",
+           "load_settings"]
 
 
 def require_slurm() -> None:
@@ -56,6 +57,64 @@ def require_slurm() -> None:
                           f"check SLURM_CONF={os.environ.get('SLURM_CONF', '(unset)')}")
 
 
+def partition_nodes(partition: str | None) -> tuple[str, int] | None:
+    """(partition, its node count) from sinfo -- the default partition when `partition` is None -- or None where
+    SLURM cannot say (sinfo fails or does not list it: sbatch then gives its own error)."""
+    try:
+        probe = subprocess.run(["sinfo", "-h", "-o", "%P %D"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if probe.returncode != 0:
+        return None
+    counts: dict[str, int] = {}
+    default = None
+    for line in probe.stdout.splitlines():
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            continue
+        name = parts[0]
+        if name.endswith("*"):
+            name = default = name.rstrip("*")
+        counts[name] = counts.get(name, 0) + int(parts[1])
+    chosen = partition if partition is not None else default
+    if chosen is None or chosen not in counts:
+        return None
+    return chosen, counts[chosen]
+
+
+def check_nodes(settings: SlurmSettings) -> None:
+    """--slurm-nodes larger than the partition: a ConfigError before anything is submitted (skipped where SLURM
+    cannot say how many nodes the partition has)."""
+    found = partition_nodes(settings.partition)
+    if found is None:
+        return
+    name, count = found
+    if settings.nodes > count:
+        raise ConfigError(f"--slurm-nodes {settings.nodes} (from {settings.source}) is more than partition "
+                          f"{name!r} has: choose 1..{count} node(s)"
+                          + ("" if settings.partition else " (the default partition; --slurm-partition picks another)"))
+
+
+def check_batch_sizes(runs: Sequence[Run], settings: SlurmSettings) -> None:
+    """Every run's batch must split evenly over the job's nodes x processes per node: one ConfigError naming the
+    runs, the world size and the choices that would fit, before anything is submitted."""
+    world = settings.nodes * settings.processes_per_node
+    if world <= 1:
+        return
+    bad = [run for run in runs if run.config.batch_size % world]
+    if not bad:
+        return
+    batches = sorted({run.config.batch_size for run in bad})
+    nodes, per_node = settings.nodes, settings.processes_per_node
+    fits = [k for k in range(1, max(8, 2 * per_node) + 1) if all(b % (nodes * k) == 0 for b in batches)]
+    names = ", ".join(run.run_id for run in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    raise ConfigError(
+        f"batch_size {', '.join(map(str, batches))} is not divisible by the world size {world} ({nodes} node(s) x "
+        f"{per_node} process(es) per node, from {settings.source}) for {names}; valid: with {nodes} node(s), "
+        + (f"--slurm-tasks-per-node {' | '.join(map(str, fits))}" if fits else "no tasks per node fits")
+        + f", or a batch_size that is a multiple of {world}")
+
+
 class SlurmExecutor(Executor):
     """Submit runs as a submitit job array; optionally wait for them and report each run's outcome."""
 
@@ -66,6 +125,7 @@ class SlurmExecutor(Executor):
         require_slurm()                   # first: on a machine without SLURM no setting can help
         self.settings = settings if settings is not None else load_settings()
         self.settings.require_time_limit()
+        check_nodes(self.settings)        # --slurm-nodes larger than the partition: before anything is submitted
         self.train_fn = train_fn
         self.wait = wait
         self.on_outcome = on_outcome or (lambda outcome: None)
@@ -73,7 +133,12 @@ class SlurmExecutor(Executor):
         self.jobs: dict[str, Any] = {}        # run id -> submitit Job, for the runs submitted by this executor
 
     # ---- dispatch --------------------------------------------------------------------------------------
+    def check(self, runs: Sequence[Run]) -> None:
+        """What can be known wrong before submission, for these runs (ConfigError): the batch over the world."""
+        check_batch_sizes(runs, self.settings)
+
     def dispatch(self, runs: Sequence[Run], results_dir: str | os.PathLike) -> list[Outcome]:
+        self.check(runs)
         store = RunStore(results_dir)
         states = job_states(s["job_id"] for r in runs if (s := read_submission(store.run_dir(r.run_id))))
         outcomes: dict[str, Outcome] = {}

@@ -1,25 +1,34 @@
-"""Multi-node SLURM (issue 21): the rendezvous of registry/slurm_job.py across two real nodes.
+"""Multi-node SLURM (issue 21): the rendezvous of registry/slurm_job.py across two real nodes, and a 2-node x
+2-task registry job that is requeued (resumes from its checkpoint) or cancelled (recorded as cancelled).
 
-The `slurm` test needs the two-node cluster of scripts/slurm/start-two-node-cluster.sh (two slurmd, each in
+The `slurm` tests need the two-node cluster of scripts/slurm/start-two-node-cluster.sh (two slurmd, each in
 its own network namespace with its own address). It uses SLURM_CONF when that cluster has two nodes up, else
 $SLURM_2NODE_DIR/etc/slurm.conf (default /tmp/slurm-2node); otherwise it skips and says why. The other tests
 check the rendezvous's clear errors without a cluster.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from registry import slurm_job
+from registry import RunStore, slurm_job
+from registry.claim import CLAIM_NAME
 from registry.slurm_job import check_rendezvous
+from registry.slurm_settings import SlurmSettings
+from registry.slurm_state import SUBMISSION_NAME
 from simclr_core.losses import nt_xent
+
+# The one-node tests' helpers and quick settings (batch 16: 4 images per rank of the 2 x 2 job).
+from test_slurm import QUICK, executor, metric_steps, smoke_runs, wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 STEP = Path(__file__).with_name("two_node_step.py")
@@ -110,6 +119,63 @@ def test_two_nodes_by_two_tasks_step_equals_one_process_on_the_union(two_node_co
     for o in ranks:
         for name, p in net.named_parameters():
             torch.testing.assert_close(o["grads"][name], p.grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.fixture
+def two_node_slurm(two_node_conf, monkeypatch) -> str:
+    """This process's SLURM commands (submitit's sbatch, squeue, sacct) talk to the two-node cluster."""
+    monkeypatch.setenv("SLURM_CONF", two_node_conf)
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    return two_node_conf
+
+
+def _two_by_two(**kwargs) -> SlurmSettings:
+    return SlurmSettings(nodes=NODES, tasks_per_node=TASKS_PER_NODE, cpus_per_task=1, **kwargs)
+
+
+@pytest.mark.slurm
+def test_a_requeued_two_node_job_resumes_from_its_checkpoint(two_node_slurm, tmp_path):
+    runs = smoke_runs({**QUICK, "max_steps": 40})
+    store = RunStore(tmp_path)
+    run_dir = store.run_dir(runs[0].run_id)
+    slurm = executor(_two_by_two(time_min=60), wait=False)
+    [outcome] = slurm.dispatch(runs, tmp_path)
+    assert outcome.state == "submitted"
+    wait_for(lambda: max(metric_steps(run_dir), default=0) >= 7, 240, "step 7 (a checkpoint at step 5)", 0.1)
+    job = slurm.jobs[runs[0].run_id]
+    job._interrupt()      # preemption of the whole job: SIGTERM, then SIGUSR2 -> checkpoint() + scontrol requeue
+    reached = max(metric_steps(run_dir))
+    wait_for(lambda: store.is_done(runs[0].run_id), 360, "the requeued two-node job to finish", 1.0)
+
+    status = store.status(runs[0].run_id)
+    assert status["state"] == "done" and status["attempt"] == 2 and status["slurm_restarts"] == 1, status
+    assert status["requeued"] and status["resumed"] is True and status["processes"] == WORLD
+    assert 5 <= status["resumed_from_step"] <= reached
+    assert metric_steps(run_dir) == list(range(1, 41))       # continued, no step repeated or lost
+    assert store.final(runs[0].run_id)["processes"] == WORLD
+    log = Path(json.loads((run_dir / SUBMISSION_NAME).read_text())["stdout"]).read_text()
+    assert f"resumed from step {status['resumed_from_step']}" in log
+    [again] = slurm.dispatch(runs, tmp_path)
+    assert again.state == "skipped" and "done already" in again.detail
+
+
+@pytest.mark.slurm
+def test_a_cancelled_two_node_job_is_recorded_cancelled(two_node_slurm, tmp_path):
+    runs = smoke_runs({**QUICK, "max_steps": 100_000})
+    store = RunStore(tmp_path)
+    slurm = executor(_two_by_two(time_min=60), wait=True)
+    result: dict = {}
+    waiting = threading.Thread(target=lambda: result.update(outcomes=slurm.dispatch(runs, tmp_path)), daemon=True)
+    waiting.start()
+    run_id = runs[0].run_id
+    wait_for(lambda: metric_steps(store.run_dir(run_id)), 240, "the two-node run to train")
+    subprocess.run(["scancel", slurm.jobs[run_id].job_id], check=True)
+    waiting.join(timeout=180)
+    assert not waiting.is_alive(), "dispatch(wait=True) did not return after scancel"
+    assert [o.state for o in result["outcomes"]] == ["cancelled"], result["outcomes"]
+    assert store.status(run_id)["error"] == "RunCancelled"        # rank 0 got SIGTERM while training
+    assert not (store.run_dir(run_id) / CLAIM_NAME).exists()
 
 
 # ---- the rendezvous's clear errors (no cluster needed) -------------------------------------------------

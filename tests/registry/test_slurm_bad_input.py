@@ -1,0 +1,81 @@
+"""Bad SLURM input refused before submission (issue 21), without a cluster: --slurm-nodes larger than the
+partition (SLURM's sinfo answer faked), and a batch that the job's nodes x tasks per node cannot split."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from registry import get_experiment, slurm
+from registry.__main__ import main
+from registry.slurm_settings import SlurmSettings
+from simclr_core.validation import ConfigError
+
+
+@pytest.fixture
+def fake_slurm(monkeypatch, tmp_path):
+    """SLURM's commands 'present' and a partition 'debug' (default) of 2 nodes and 'big' of 8; nothing submits."""
+    monkeypatch.setattr(slurm, "require_slurm", lambda: None)
+    monkeypatch.setattr(slurm, "partition_nodes",
+                        lambda partition: {None: ("debug", 2), "debug": ("debug", 2), "big": ("big", 8)}.get(partition))
+
+    def no_submit(*args, **kwargs):
+        raise AssertionError("submitted despite bad input")
+    monkeypatch.setattr(slurm.SlurmExecutor, "_submit", no_submit)
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.delenv("SIMCLR_SLURM_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path / "results"
+
+
+def _run(*flags: str) -> list[str]:
+    return ["run", "head_type", "--scale", "smoke", "--only", "linear+32", "--slurm", "--slurm-time-min", "5", *flags]
+
+
+def test_more_nodes_than_the_partition_is_refused_with_the_valid_range(fake_slurm, capsys):
+    assert main(_run("--slurm-nodes", "3")) == 2
+    err = capsys.readouterr().err
+    assert "--slurm-nodes 3" in err and "partition 'debug'" in err and "choose 1..2 node(s)" in err, err
+    assert "default partition" in err
+    assert main(_run("--slurm-nodes", "9", "--slurm-partition", "big")) == 2
+    err = capsys.readouterr().err
+    assert "--slurm-nodes 9" in err and "partition 'big'" in err and "choose 1..8 node(s)" in err, err
+    assert not list(fake_slurm.rglob("status.json"))
+
+
+def test_nodes_are_not_checked_where_slurm_cannot_say(monkeypatch):
+    monkeypatch.setattr(slurm, "require_slurm", lambda: None)
+    monkeypatch.setattr(slurm, "partition_nodes", lambda partition: None)
+    assert slurm.SlurmExecutor(SlurmSettings(nodes=64, time_min=5)).settings.nodes == 64
+
+
+def test_a_batch_the_world_cannot_split_is_refused_before_anything_is_recorded(fake_slurm, capsys):
+    code = main(_run("--slurm-nodes", "2", "--slurm-tasks-per-node", "3", "batch_size=16"))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "batch_size 16 is not divisible by the world size 6 (2 node(s) x 3 process(es) per node" in err, err
+    assert "--slurm-tasks-per-node 1 | 2 | 4 | 8" in err and "a multiple of 6" in err, err
+    assert not list(fake_slurm.rglob("status.json"))
+
+
+def test_dispatch_itself_refuses_a_batch_the_world_cannot_split(fake_slurm, tmp_path):
+    runs = get_experiment("head_type").runs("smoke", {"batch_size": 9})[:2]
+    executor = slurm.SlurmExecutor(SlurmSettings(nodes=2, tasks_per_node=2, time_min=5))
+    with pytest.raises(ConfigError, match=r"batch_size 9 is not divisible by the world size 4 .*"
+                                          r"with 2 node\(s\), no tasks per node fits, or a batch_size that is a "
+                                          r"multiple of 4"):
+        executor.dispatch(runs, tmp_path / "store")
+    assert not (tmp_path / "store").exists()
+    executor.check(get_experiment("head_type").runs("smoke", {"batch_size": 8})[:1])     # 8 = 2 x 2 x 2: fine
+
+
+def test_partition_nodes_reads_sinfo(monkeypatch):
+    answer = "debug* 2\ngpu 3\ngpu 5\n"
+    monkeypatch.setattr(slurm.subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a[0], 0, stdout=answer, stderr=""))
+    assert slurm.partition_nodes(None) == ("debug", 2)
+    assert slurm.partition_nodes("gpu") == ("gpu", 8)          # lines of one partition in several states add up
+    assert slurm.partition_nodes("nope") is None                # sbatch says "invalid partition" itself
+    monkeypatch.setattr(slurm.subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a[0], 1, stdout="", stderr="down"))
+    assert slurm.partition_nodes(None) is None
