@@ -35,7 +35,6 @@ PARTITION="${SLURM_LOCAL_PARTITION:-debug}"
 NODENAME="${SLURM_LOCAL_NODENAME:-$(hostname -s)}"
 CTLD_PORT="${SLURM_LOCAL_CTLD_PORT:-6817}"
 SLURMD_PORT="${SLURM_LOCAL_SLURMD_PORT:-6818}"
-INSTALL="${SLURM_LOCAL_INSTALL:-1}"
 ACCOUNTING="${SLURM_LOCAL_ACCOUNTING:-slurmdbd}"
 if [[ "$ACCOUNTING" == slurmdbd ]]; then SACCT_SHIM="${SLURM_LOCAL_SACCT_SHIM:-0}"; else SACCT_SHIM="${SLURM_LOCAL_SACCT_SHIM:-1}"; fi
 DBD_PORT="${SLURM_LOCAL_DBD_PORT:-6819}"
@@ -46,35 +45,21 @@ MEM_MARGIN="${SLURM_LOCAL_MEM_MARGIN:-0}"
 CRED_EXPIRE="${SLURM_LOCAL_CRED_EXPIRE:-10}"
 TEMPLATE="${SLURM_LOCAL_TEMPLATE:-$HERE/slurm.conf.template}"
 
-log() { echo "[slurm-local] $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+LOG_TAG=slurm-local
+# shellcheck source=common.sh
+source "$HERE/common.sh"
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (slurmd launches jobs as root)"
 [[ -f "$TEMPLATE" ]] || die "template not found: $TEMPLATE"
 
 # ---------------------------------------------------------------- 1. install
-need_install=0
-for b in slurmctld slurmd sbatch srun sinfo squeue scontrol scancel munged mungekey munge unmunge; do
-  command -v "$b" >/dev/null 2>&1 || need_install=1
-done
 PKGS=(slurmctld slurmd slurm-client munge)
+BINARIES="$SLURM_BINARIES"
 if [[ "$ACCOUNTING" == slurmdbd ]]; then
   PKGS+=(slurmdbd mariadb-server)
-  for b in slurmdbd sacctmgr mariadbd mariadb-install-db mariadb; do command -v "$b" >/dev/null 2>&1 || need_install=1; done
+  BINARIES+=" slurmdbd sacctmgr mariadbd mariadb-install-db mariadb"
 fi
-if [[ $need_install -eq 1 ]]; then
-  [[ "$INSTALL" == 1 ]] || die "slurm/munge binaries missing and SLURM_LOCAL_INSTALL=0"
-  log "installing ${PKGS[*]} (apt-get)"
-  t0=$(date +%s)
-  export DEBIAN_FRONTEND=noninteractive
-  # Wait for another apt/dpkg run (unattended upgrades, a parallel job) instead of failing on its lock.
-  APT=(apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends)
-  "${APT[@]}" "${PKGS[@]}" >/dev/null \
-    || { apt-get -o DPkg::Lock::Timeout=600 update >/dev/null && "${APT[@]}" "${PKGS[@]}" >/dev/null; } \
-    || die "apt-get install ${PKGS[*]} failed"
-  log "installed in $(( $(date +%s) - t0 ))s"
-fi
+install_packages SLURM_LOCAL_INSTALL "$BINARIES" "${PKGS[@]}"
 
 mkdir -p "$DIR"/{etc,state,spool,log,run,pids,bin,munge}
 chmod 0755 "$DIR" "$DIR"/{etc,state,spool,log,run,pids,bin}
@@ -121,55 +106,9 @@ EOF
 export SLURM_CONF="$CONF"
 [[ "$SACCT_SHIM" == 1 ]] && export PATH="$DIR/bin:$PATH"
 
-if [[ "$SACCT_SHIM" == 1 ]]; then
-  # submitit polls `sacct -o JobID,State,NodeList --parsable2 -j ID...` ; without
-  # slurmdbd the real sacct fails. Answer from slurmctld's memory instead
-  # (finished jobs stay there for MinJobAge seconds).
-  cat > "$DIR/bin/sacct" <<'EOF'
-#!/usr/bin/env bash
-# Minimal sacct stand-in for clusters without accounting (see scripts/slurm/README.md).
-# Supports what submitit uses: -o/--format (JobID,State,NodeList,...), --parsable2/-P,
-# -n/--noheader, -j/--jobs (repeatable, comma lists). Data comes from squeue -t all.
-fields="JobID,State,NodeList"; ids=(); header=1
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    -o|--format) fields="$2"; shift 2;; --format=*) fields="${1#*=}"; shift;;
-    -j|--jobs) ids+=("$2"); shift 2;; --jobs=*) ids+=("${1#*=}"); shift;;
-    -n|--noheader) header=0; shift;;
-    -P|--parsable2|-p|--parsable|-X|--allocations|-a|--allusers) shift;;
-    *) shift;;
-  esac
-done
-declare -A map=([JobID]=%i [JobIDRaw]=%A [State]=%T [NodeList]=%N [JobName]=%j [Partition]=%P
-                [ExitCode]=%x [Elapsed]=%M [Start]=%S [End]=%e [Submit]=%V [User]=%u)
-fmt=""; IFS=, read -ra fl <<<"$fields"
-for f in "${fl[@]}"; do fmt+="${map[$f]:-%i}|"; done
-[[ $header == 1 ]] && (IFS='|'; echo "${fl[*]}")
-jobs_arg=(); [[ ${#ids[@]} -gt 0 ]] && jobs_arg=(--jobs="$(IFS=,; echo "${ids[*]}")")
-squeue -h -t all "${jobs_arg[@]}" -o "${fmt%|}" 2>/dev/null | sed 's/ *$//'
-exit 0
-EOF
-  chmod 0755 "$DIR/bin/sacct"
-fi
+[[ "$SACCT_SHIM" == 1 ]] && write_sacct_shim
 
 # ---------------------------------------------------------------- 3. daemons
-start_munged() {
-  if alive "$DIR/pids/munged.pid"; then log "munged already running (pid $(cat "$DIR/pids/munged.pid"))"; return; fi
-  [[ -s "$DIR/munge/munge.key" ]] || mungekey --create --keyfile="$DIR/munge/munge.key" >/dev/null 2>&1 \
-    || dd if=/dev/urandom of="$DIR/munge/munge.key" bs=1024 count=1 2>/dev/null
-  chmod 0600 "$DIR/munge/munge.key"
-  rm -f "$DIR/munge/munge.socket.2" "$DIR/munge/munge.socket.2.lock"
-  # -F: foreground, so $! is the daemon itself. --force: we run it as root.
-  nohup munged -F --force --key-file="$DIR/munge/munge.key" --socket="$DIR/munge/munge.socket.2" \
-    --pid-file="$DIR/run/munged.pid" --log-file="$DIR/log/munged.log" \
-    --seed-file="$DIR/munge/munged.seed" </dev/null >>"$DIR/log/munged.out" 2>&1 &
-  echo $! > "$DIR/pids/munged.pid"
-  for _ in $(seq 50); do [[ -S "$DIR/munge/munge.socket.2" ]] && break; sleep 0.1; done
-  munge -n -S "$DIR/munge/munge.socket.2" | unmunge -S "$DIR/munge/munge.socket.2" >/dev/null \
-    || die "munge self-test failed; see $DIR/log/munged.log"
-  log "munged started (pid $(cat "$DIR/pids/munged.pid"))"
-}
-
 start_mariadb() {
   if alive "$DIR/pids/mariadbd.pid"; then log "mariadbd already running (pid $(cat "$DIR/pids/mariadbd.pid"))"; return; fi
   mkdir -p "$DIR/mysql"
@@ -202,16 +141,6 @@ start_slurmdbd() {
   log "slurmdbd started (pid $(cat "$DIR/pids/slurmdbd.pid"))"
 }
 
-start_slurmctld() {
-  if alive "$DIR/pids/slurmctld.pid"; then log "slurmctld already running (pid $(cat "$DIR/pids/slurmctld.pid"))"; return; fi
-  local extra=(); [[ "$CLEAN" == 1 ]] && extra=(-c)
-  nohup slurmctld -D -f "$CONF" "${extra[@]}" </dev/null >>"$DIR/log/slurmctld.out" 2>&1 &
-  echo $! > "$DIR/pids/slurmctld.pid"
-  for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q 'is UP' && break; sleep 0.2; done
-  scontrol ping | grep -q 'is UP' || die "slurmctld not answering; see $DIR/log/slurmctld.log"
-  log "slurmctld started (pid $(cat "$DIR/pids/slurmctld.pid"))"
-}
-
 start_slurmd() {
   if alive "$DIR/pids/slurmd.pid"; then log "slurmd already running (pid $(cat "$DIR/pids/slurmd.pid"))"; return; fi
   nohup slurmd -D -f "$CONF" -N "$NODENAME" </dev/null >>"$DIR/log/slurmd.out" 2>&1 &
@@ -223,7 +152,7 @@ start_slurmd() {
 if ! alive "$DIR/pids/slurmctld.pid" && ! alive "$DIR/pids/slurmd.pid"; then render_conf; fi
 start_munged
 if [[ "$ACCOUNTING" == slurmdbd ]]; then start_mariadb; start_slurmdbd; fi
-start_slurmctld
+if [[ "$CLEAN" == 1 ]]; then start_slurmctld -c; else start_slurmctld; fi
 start_slurmd
 
 # ---------------------------------------------------------------- 4. health

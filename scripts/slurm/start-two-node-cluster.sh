@@ -36,6 +36,7 @@
 #   SLURM_2NODE_INSTALL    1 = apt-get install missing packages [1]
 set -euo pipefail
 
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DIR="${SLURM_2NODE_DIR:-/tmp/slurm-2node}"
 CLUSTER="${SLURM_2NODE_CLUSTER:-twonode}"
 PARTITION="${SLURM_2NODE_PARTITION:-debug}"
@@ -46,7 +47,6 @@ CTLD_PORT="${SLURM_2NODE_CTLD_PORT:-6827}"
 SLURMD_PORT="${SLURM_2NODE_SLURMD_PORT:-6828}"
 CRED_EXPIRE="${SLURM_2NODE_CRED_EXPIRE:-10}"
 TIMEOUT="${SLURM_2NODE_TIMEOUT:-60}"
-INSTALL="${SLURM_2NODE_INSTALL:-1}"
 CTLD_ADDR="$NET.1"
 NODES=("$NODE1" "$NODE2")
 declare -A ADDR=(["$NODE1"]="$NET.11" ["$NODE2"]="$NET.12")
@@ -54,27 +54,15 @@ declare -A VETH=(["$NODE1"]="s2nv1" ["$NODE2"]="s2nv2")
 HOSTS_TAG="# slurm-two-node"
 CTLD_NAME="$(hostname -s)"             # slurmctld only starts where SlurmctldHost is this host's name
 
-log() { echo "[slurm-2node] $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+LOG_TAG=slurm-2node
+# shellcheck source=common.sh
+source "$HERE/common.sh"
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces; slurmd launches jobs)"
 [[ -n "$NODE1" && -n "$NODE2" && "$NODE1" != "$NODE2" ]] || die "SLURM_2NODE_NODES must name two different nodes"
 
 # ---------------------------------------------------------------- 1. install
-need_install=0
-for b in slurmctld slurmd sbatch srun sinfo squeue scontrol scancel munged mungekey munge unmunge; do
-  command -v "$b" >/dev/null 2>&1 || need_install=1
-done
-if [[ $need_install -eq 1 ]]; then
-  [[ "$INSTALL" == 1 ]] || die "slurm/munge binaries missing and SLURM_2NODE_INSTALL=0"
-  log "installing slurmctld slurmd slurm-client munge (apt-get)"
-  export DEBIAN_FRONTEND=noninteractive
-  APT=(apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends)
-  "${APT[@]}" slurmctld slurmd slurm-client munge >/dev/null \
-    || { apt-get -o DPkg::Lock::Timeout=600 update >/dev/null && "${APT[@]}" slurmctld slurmd slurm-client munge >/dev/null; } \
-    || die "apt-get install failed"
-fi
+install_packages SLURM_2NODE_INSTALL "$SLURM_BINARIES" slurmctld slurmd slurm-client munge
 for b in ip unshare nsenter; do command -v "$b" >/dev/null 2>&1 || die "$b not found (iproute2 / util-linux)"; done
 
 mkdir -p "$DIR"/{etc,state,spool,log,run,pids,bin,munge}
@@ -185,58 +173,10 @@ write_env_and_shim() {
 export SLURM_CONF="$CONF"
 export PATH="$DIR/bin:\$PATH"
 EOF
-  # Same squeue-based sacct stand-in as start-cluster.sh (SLURM_LOCAL_ACCOUNTING=none).
-  cat > "$DIR/bin/sacct" <<'EOF'
-#!/usr/bin/env bash
-# Minimal sacct stand-in for clusters without accounting (see scripts/slurm/README.md).
-fields="JobID,State,NodeList"; ids=(); header=1
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    -o|--format) fields="$2"; shift 2;; --format=*) fields="${1#*=}"; shift;;
-    -j|--jobs) ids+=("$2"); shift 2;; --jobs=*) ids+=("${1#*=}"); shift;;
-    -n|--noheader) header=0; shift;;
-    *) shift;;
-  esac
-done
-declare -A map=([JobID]=%i [JobIDRaw]=%A [State]=%T [NodeList]=%N [JobName]=%j [Partition]=%P
-                [ExitCode]=%x [Elapsed]=%M [Start]=%S [End]=%e [Submit]=%V [User]=%u)
-fmt=""; IFS=, read -ra fl <<<"$fields"
-for f in "${fl[@]}"; do fmt+="${map[$f]:-%i}|"; done
-[[ $header == 1 ]] && (IFS='|'; echo "${fl[*]}")
-jobs_arg=(); [[ ${#ids[@]} -gt 0 ]] && jobs_arg=(--jobs="$(IFS=,; echo "${ids[*]}")")
-squeue -h -t all "${jobs_arg[@]}" -o "${fmt%|}" 2>/dev/null | sed 's/ *$//'
-exit 0
-EOF
-  chmod 0755 "$DIR/bin/sacct"
+  write_sacct_shim
 }
 
 # ---------------------------------------------------------------- 4. daemons
-start_munged() {
-  if alive "$DIR/pids/munged.pid"; then log "munged already running (pid $(cat "$DIR/pids/munged.pid"))"; return; fi
-  [[ -s "$DIR/munge/munge.key" ]] || mungekey --create --keyfile="$DIR/munge/munge.key" >/dev/null 2>&1 \
-    || dd if=/dev/urandom of="$DIR/munge/munge.key" bs=1024 count=1 2>/dev/null
-  chmod 0600 "$DIR/munge/munge.key"
-  rm -f "$DIR/munge/munge.socket.2" "$DIR/munge/munge.socket.2.lock"
-  # One munged for all three daemons: its socket is a file, reachable from every network namespace.
-  nohup munged -F --force --key-file="$DIR/munge/munge.key" --socket="$DIR/munge/munge.socket.2" \
-    --pid-file="$DIR/run/munged.pid" --log-file="$DIR/log/munged.log" \
-    --seed-file="$DIR/munge/munged.seed" </dev/null >>"$DIR/log/munged.out" 2>&1 &
-  echo $! > "$DIR/pids/munged.pid"
-  for _ in $(seq 50); do [[ -S "$DIR/munge/munge.socket.2" ]] && break; sleep 0.1; done
-  munge -n -S "$DIR/munge/munge.socket.2" | unmunge -S "$DIR/munge/munge.socket.2" >/dev/null \
-    || die "munge self-test failed; see $DIR/log/munged.log"
-  log "munged started (pid $(cat "$DIR/pids/munged.pid"))"
-}
-
-start_slurmctld() {
-  if alive "$DIR/pids/slurmctld.pid"; then log "slurmctld already running (pid $(cat "$DIR/pids/slurmctld.pid"))"; return; fi
-  nohup slurmctld -D -f "$CONF" </dev/null >>"$DIR/log/slurmctld.out" 2>&1 &
-  echo $! > "$DIR/pids/slurmctld.pid"
-  for _ in $(seq 100); do [[ "$(scontrol ping 2>/dev/null)" == *"is UP"* ]] && break; sleep 0.2; done
-  [[ "$(scontrol ping 2>&1)" == *"is UP"* ]] || die "slurmctld not answering; see $DIR/log/slurmctld.log"
-  log "slurmctld started (pid $(cat "$DIR/pids/slurmctld.pid"))"
-}
-
 start_slurmd() {  # node
   local n="$1" pf="$DIR/pids/slurmd-$1.pid"
   if alive "$pf"; then log "slurmd $n already running (pid $(cat "$pf"))"; return; fi

@@ -6,6 +6,7 @@
 # SLURM_2NODE_PURGE=1 also deletes $SLURM_2NODE_DIR.
 set -uo pipefail
 
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DIR="${SLURM_2NODE_DIR:-/tmp/slurm-2node}"
 PURGE="${SLURM_2NODE_PURGE:-0}"
 read -r NODE1 NODE2 <<<"${SLURM_2NODE_NODES:-slnode1 slnode2}"
@@ -13,33 +14,12 @@ BRIDGE="${SLURM_2NODE_BRIDGE:-s2nbr0}"
 HOSTS_TAG="# slurm-two-node"
 export SLURM_CONF="$DIR/etc/slurm.conf"
 
-log() { echo "[slurm-2node] $*" >&2; }
-alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-stop_pid() {  # name pidfile
-  local name="$1" pf="$2" pid
-  if ! alive "$pf"; then rm -f "$pf"; log "$name not running"; return 0; fi
-  pid="$(cat "$pf")"
-  kill -TERM "$pid" 2>/dev/null
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  if kill -0 "$pid" 2>/dev/null; then log "$name (pid $pid) ignored SIGTERM for 20s, sending SIGKILL"; kill -KILL "$pid"; sleep 0.5; fi
-  rm -f "$pf"
-  log "$name (pid $pid) stopped"
-}
+LOG_TAG=slurm-2node
+# shellcheck source=common.sh
+source "$HERE/common.sh"
 
 # 1. Cancel this cluster's jobs while its daemons are up (slurmstepd then ends on its own).
-if alive "$DIR/pids/slurmctld.pid" && [[ -f "$SLURM_CONF" ]]; then
-  ids="$(squeue -h -o '%A' 2>/dev/null | sort -u | tr '\n' ' ')"
-  if [[ -n "${ids// }" ]]; then
-    log "cancelling jobs: $ids"
-    # shellcheck disable=SC2086
-    scancel $ids 2>/dev/null || true
-    for _ in $(seq 60); do
-      [[ -z "$(squeue -h -t PD,R,CG,CF,S,RQ,RS,RF,SE,SO,ST -o '%A' 2>/dev/null)" ]] && break
-      sleep 0.5
-    done
-  fi
-fi
+cancel_all_jobs
 
 # 2. Daemons, in reverse start order.
 stop_pid "slurmd $NODE2" "$DIR/pids/slurmd-$NODE2.pid"
