@@ -152,6 +152,9 @@ class Executor(ABC):
 
     name: str = "executor"
 
+    def check(self, runs: Sequence[Run]) -> None:
+        """What can be known wrong with these runs here before any is recorded (ConfigError); none by default."""
+
     @abstractmethod
     def dispatch(self, runs: Sequence[Run], results_dir: str | os.PathLike) -> list[Outcome]:
         ...

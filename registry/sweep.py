@@ -117,6 +117,9 @@ def run_sweep(name: str, *, trials: int | None = None, sampler: str = "grid", st
         # SLURM: submit and return (wait=False); the driver polls the store and tells trials as runs end.
         executor = (make_executor("slurm", settings=slurm_settings, train_fn=train_fn, wait=False) if slurm
                     else LocalExecutor(max_parallel=parallel, train_fn=train_fn, on_outcome=relay))
+    # E.g. a batch the SLURM job's processes cannot split: every declared trial (grid), or both ends of the range.
+    executor.check([run for plan in plans for value in (plan.grid or (plan.low, plan.high))
+                    for run in plan.runs_at(value)])
     poll_s = poll_s if poll_s is not None else (30.0 if slurm else 5.0)
 
     # ---- one study per split value ----------------------------------------------------------------------

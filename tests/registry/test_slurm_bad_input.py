@@ -58,6 +58,15 @@ def test_a_batch_the_world_cannot_split_is_refused_before_anything_is_recorded(f
     assert not list(fake_slurm.rglob("status.json"))
 
 
+def test_a_sweep_refuses_a_batch_the_world_cannot_split_before_a_study_opens(fake_slurm, capsys):
+    code = main(["sweep", "temperature", "batch_size=16", "--slurm", "--slurm-time-min", "5", "--scale", "smoke",
+                 "--normalize", "false", "--slurm-nodes", "2", "--slurm-tasks-per-node", "3"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "batch_size 16 is not divisible by the world size 6" in err and "--slurm-tasks-per-node 1 | 2 | 4 | 8" in err
+    assert not fake_slurm.exists() or not any(fake_slurm.rglob("*")), "a study or run was recorded"
+
+
 def test_dispatch_itself_refuses_a_batch_the_world_cannot_split(fake_slurm, tmp_path):
     runs = get_experiment("head_type").runs("smoke", {"batch_size": 9})[:2]
     executor = slurm.SlurmExecutor(SlurmSettings(nodes=2, tasks_per_node=2, time_min=5))

@@ -134,6 +134,35 @@ def _two_by_two(**kwargs) -> SlurmSettings:
     return SlurmSettings(nodes=NODES, tasks_per_node=TASKS_PER_NODE, cpus_per_task=1, **kwargs)
 
 
+def _first_step_reference():
+    import importlib.util
+    path = REPO / "tests" / "simclr_core" / "first_step_reference.py"
+    spec = importlib.util.spec_from_file_location("first_step_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.reference_first_step_loss
+
+
+@pytest.mark.slurm
+def test_the_registrys_two_node_run_logs_the_first_step_loss_of_one_process(two_node_slurm, tmp_path):
+    """`registry run --slurm --slurm-nodes 2 --slurm-tasks-per-node 2` as the CLI dispatches it: train() in four
+    processes on two nodes logs, at step 1, the loss one process computes on the union of the four ranks'
+    views with BatchNorm over all of them; per-rank BatchNorm would log another loss."""
+    [run] = smoke_runs({**QUICK, "max_steps": 2, "precision": "no", "encoder.global_bn": True})
+    store = RunStore(tmp_path)
+    [outcome] = executor(_two_by_two(time_min=30), wait=True).dispatch([run], tmp_path)
+    assert outcome.state == "done", outcome
+    final = store.final(run.run_id)
+    assert final["processes"] == WORLD and store.status(run.run_id)["processes"] == WORLD
+
+    rows = [json.loads(line) for line in (store.run_dir(run.run_id) / "metrics.jsonl").read_text().splitlines()]
+    step, logged = next((r["step"], r["loss"]) for r in rows if "loss" in r)
+    assert step == 1
+    reference = _first_step_reference()
+    assert logged == pytest.approx(reference(run.config, world=WORLD, global_bn=True), rel=1e-4)
+    assert abs(logged - reference(run.config, world=WORLD, global_bn=False)) > 1e-4
+
+
 @pytest.mark.slurm
 def test_a_requeued_two_node_job_resumes_from_its_checkpoint(two_node_slurm, tmp_path):
     runs = smoke_runs({**QUICK, "max_steps": 40})

@@ -14,6 +14,8 @@ from simclr_core.config import RunConfig
 from simclr_core.train import NonFiniteLossError, train
 from simclr_core.validation import ConfigError
 
+from first_step_reference import reference_first_step_loss
+
 TINY = {
     "data.train_limit": 256, "data.test_limit": 100, "encoder.width": 0.25, "batch_size": 32,
     "epochs": 1, "optim.warmup_epochs": 0.25, "log_every_steps": 1, "checkpoint_every_steps": 3,
@@ -204,45 +206,6 @@ def train_in_two_processes(cfg: RunConfig, run_dir: Path, out_dir: Path) -> list
     return [json.loads((out_dir / f"rank{rank}.json").read_text()) for rank in (0, 1)]
 
 
-def _reference_first_step_loss(cfg: RunConfig, world: int, global_bn: bool) -> float:
-    """One process on the whole global batch, rebuilding exactly what each of `world` ranks fed the model.
-
-    global_bn: BatchNorm statistics over all ranks' views at once; else over each rank's 2n views alone.
-    With multi-crop's small views, the encoder's statistics are per side and the loss is over view pairs.
-    """
-    from simclr_core.augment import build_augmentation, build_local_views
-    from simclr_core.data import load_images
-    from simclr_core.losses import compute_multicrop_loss
-    from simclr_core.models import build_model
-    from simclr_core.seeding import epoch_permutation as _epoch_permutation, step_seed as _step_seed
-
-    data = load_images(cfg.data, "train")
-    augment = build_augmentation(cfg.augment, 32, data.mean, data.std)
-    augment_small = build_local_views(cfg.augment, 32, data.mean, data.std)
-    count = cfg.augment.local_crops
-    perm = _epoch_permutation(cfg.seed, 0, len(data.labels))
-    local = cfg.batch_size // world
-    views, smalls = [], []       # per rank: (view 1, view 2) and the small views k = 0..count-1
-    for rank in range(world):
-        batch = data.images[perm[rank * local:(rank + 1) * local]]
-        generator = torch.Generator().manual_seed(_step_seed(cfg.seed, 0, rank))
-        views.append(augment(batch, generator))
-        smalls.append(augment_small(batch, generator).chunk(count) if count else ())
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.encoder, cfg.head, 32).train()
-    with torch.no_grad():
-        if global_bn:
-            full = torch.cat([v1 for v1, _ in views] + [v2 for _, v2 in views])
-            small = [torch.cat([smalls[rank][k] for rank in range(world)]) for k in range(count)]
-            _, z = model((full, torch.cat(small)) if count else full)
-            z1, z2, *small = z.split(cfg.batch_size)
-        else:
-            per_rank = [model((torch.cat(pair), torch.cat(smalls[rank])) if count else torch.cat(pair))[1]
-                        .split(local) for rank, pair in enumerate(views)]
-            z1, z2, *small = (torch.cat(parts) for parts in zip(*per_rank))
-    return compute_multicrop_loss(cfg.loss, z1, z2, small).item()
-
-
 @pytest.mark.distributed
 @pytest.mark.slow
 @pytest.mark.parametrize("local_crops", [0, 2])
@@ -258,9 +221,9 @@ def test_two_process_training_equals_one_process_on_the_whole_batch(tmp_path, lo
     assert load_checkpoint(tmp_path / "run")["step"] == 2
 
     logged = losses(tmp_path / "run")[0][1]
-    assert logged == pytest.approx(_reference_first_step_loss(cfg, world=2, global_bn=True), rel=1e-4)
+    assert logged == pytest.approx(reference_first_step_loss(cfg, world=2, global_bn=True), rel=1e-4)
     # Per-rank BN statistics would give a different loss: the global BN is really in use.
-    assert abs(logged - _reference_first_step_loss(cfg, world=2, global_bn=False)) > 1e-4
+    assert abs(logged - reference_first_step_loss(cfg, world=2, global_bn=False)) > 1e-4
 
 
 def test_tensorboard_tracker_writes_event_files(tmp_path):
