@@ -57,6 +57,20 @@ def find_pretrained(store: RunStore, run_id: str, cfg: RunConfig) -> str | None:
     return None
 
 
+def finished_pretrainings(store: RunStore) -> dict[str, str]:
+    """Pretraining key -> a finished run of `store` whose checkpoint holds it (one read of the store)."""
+    found: dict[str, str] = {}
+    for run_id in store.run_ids():
+        if not store.is_done(run_id) or not store.has_checkpoint(run_id) or store.problem(run_id):
+            continue
+        recorded = (store.config(run_id) or {}).get("config")
+        try:
+            found.setdefault(pretraining_key(recorded), run_id)
+        except Exception:            # no config, or a config.json of an older layout: not a donor
+            continue
+    return found
+
+
 def _copy(source: Path, target: Path, link: bool) -> None:
     """`source` to `target` atomically; with `link`, a hard link where the file system allows one (for a file
     that is only ever replaced, never written in place: the checkpoint, not the appended training curve)."""

@@ -10,7 +10,8 @@ process per GPU (or --slurm-tasks-per-node K on CPUs): claims, statuses, skippin
 local run. Jobs write their logs under <results>/.submitit/<job id>/; each run records its job in slurm.json
 (here, at submission) and status.json (in the job). Runs already done, or queued/running in a live job, are not
 submitted again. A job that ends without the run recording it (cancelled while queued, killed) is reconciled
-from sacct/squeue: see registry/slurm_state.py.
+from sacct/squeue: see registry/slurm_state.py. Runs that differ only in evaluation pretrain once: the others'
+jobs wait for the job that trains it (share_pretraining).
 """
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from registry.claim import describe_claim, is_stale, read_claim
 from registry.declare import Run
 from registry.launch import Executor, Outcome, TrainFn
+from registry.pretraining import finished_pretrainings, pretraining_key
 from registry.provenance import code_version
 from registry.slurm_settings import SlurmSettings, load_settings
 from registry.slurm_state import (ENDED_STATES, job_states, read_submission, reconcile, reconcile_run,
@@ -36,8 +38,8 @@ SUBMITIT_DIR = ".submitit"
 _ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
            "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")
 
-__all__ = ["SlurmExecutor", "require_slurm", "partition_nodes", "check_batch_sizes", "reconcile", "SlurmSettings",
-           "load_settings"]
+__all__ = ["SlurmExecutor", "require_slurm", "partition_nodes", "check_batch_sizes", "share_pretraining", "reconcile",
+           "SlurmSettings", "load_settings"]
 
 
 def require_slurm() -> None:
@@ -115,6 +117,35 @@ def check_batch_sizes(runs: Sequence[Run], settings: SlurmSettings) -> None:
         + f", or a batch_size that is a multiple of {world}")
 
 
+def share_pretraining(runs: Sequence[Run], store: RunStore,
+                      training: Mapping[str, str]) -> tuple[list[Run], dict[str, list[Run]]]:
+    """Which runs to submit now, and which wait for another run's pretraining: {that run's id: its followers}.
+
+    Runs that differ only in evaluation (registry/pretraining.py) pretrain once: the first of them trains and
+    the others' jobs start after its job ends (an `afterany` dependency), to evaluate its checkpoint. A run
+    with a checkpoint of its own resumes it and leads its group; a run whose pretraining is already finished in
+    the store, or that no other run shares, is submitted now. `training`: pretraining key -> the id of a run
+    that a live job is training already (its followers wait for that job).
+    """
+    finished = finished_pretrainings(store)
+    leaders = dict(training)
+    now: list[Run] = []
+    waiting: dict[str, list[Run]] = {}
+    own_checkpoint_first = sorted(runs, key=lambda run: not store.has_checkpoint(run.run_id))
+    for run in own_checkpoint_first:
+        key = pretraining_key(run.config)
+        if key in finished or store.has_checkpoint(run.run_id):
+            now.append(run)
+            leaders.setdefault(key, run.run_id)
+        elif key in leaders:
+            waiting.setdefault(leaders[key], []).append(run)
+        else:
+            now.append(run)
+            leaders[key] = run.run_id
+    order = {run.run_id: i for i, run in enumerate(runs)}
+    return sorted(now, key=lambda run: order[run.run_id]), waiting
+
+
 class SlurmExecutor(Executor):
     """Submit runs as a submitit job array; optionally wait for them and report each run's outcome."""
 
@@ -131,6 +162,7 @@ class SlurmExecutor(Executor):
         self.on_outcome = on_outcome or (lambda outcome: None)
         self.poll_s = poll_s
         self.jobs: dict[str, Any] = {}        # run id -> submitit Job, for the runs submitted by this executor
+        self.waits_for: dict[str, str] = {}   # run id -> the run whose pretraining its job waits for
 
     # ---- dispatch --------------------------------------------------------------------------------------
     def check(self, runs: Sequence[Run]) -> None:
@@ -143,23 +175,36 @@ class SlurmExecutor(Executor):
         states = job_states(s["job_id"] for r in runs if (s := read_submission(store.run_dir(r.run_id))))
         outcomes: dict[str, Outcome] = {}
         todo = []
+        live: dict[str, str] = {}          # run id -> job id, for runs a live job holds already
         for run in runs:
             reconcile_run(store, run.run_id, states)     # a job that died unrecorded: cancelled/failed first
             reason = self._not_now(store, run, states)
             if reason:
                 outcomes[run.run_id] = Outcome(run.run_id, "skipped", reason)
                 self.on_outcome(outcomes[run.run_id])
+                submission = read_submission(store.run_dir(run.run_id))
+                if submission and states.get(submission["job_id"]) in _ACTIVE:
+                    live[run.run_id] = str(submission["job_id"])
             else:
                 todo.append(run)
         if todo:
-            jobs = self._submit(todo, store)
+            training = {pretraining_key(run.config): run.run_id for run in runs if run.run_id in live}
+            jobs = self._submit(todo, store, training, live)
             if self.wait:
                 outcomes.update(self._wait(store, jobs))
             else:
                 for run in todo:
-                    outcomes[run.run_id] = Outcome(run.run_id, "submitted", f"SLURM job {jobs[run.run_id].job_id}")
+                    outcomes[run.run_id] = Outcome(run.run_id, "submitted", self._describe(run.run_id, live))
                     self.on_outcome(outcomes[run.run_id])
         return [outcomes[run.run_id] for run in runs]
+
+    def _describe(self, run_id: str, live: Mapping[str, str]) -> str:
+        detail = f"SLURM job {self.jobs[run_id].job_id}"
+        leader = self.waits_for.get(run_id)
+        if leader is not None:
+            leader_job = self.jobs[leader].job_id if leader in self.jobs else live[leader]
+            detail += f", after job {leader_job} (it evaluates the pretraining of {leader})"
+        return detail
 
     def _not_now(self, store: RunStore, run: Run, states: dict[str, str]) -> str:
         if store.is_done(run.run_id):
@@ -172,23 +217,42 @@ class SlurmExecutor(Executor):
             return f"claimed by {describe_claim(claim)}"
         return ""
 
-    def _submit(self, runs: list[Run], store: RunStore) -> dict[str, Any]:
+    def _submit(self, runs: list[Run], store: RunStore, training: Mapping[str, str],
+                live: Mapping[str, str]) -> dict[str, Any]:
+        """One job array for the runs that can start now, then one per shared pretraining for the runs that
+        evaluate it, each starting after the job that trains it ends (share_pretraining)."""
         import submitit
-        from submitit.core.utils import FailedJobError
-
-        from registry.slurm_job import SlurmRunTask
 
         folder = store.root.resolve() / SUBMITIT_DIR / "%j"
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
                                          slurm_max_num_timeout=self.settings.max_requeues)
         experiments = sorted({run.experiment for run in runs})
+        parameters = self.settings.submitit_parameters()
         executor.update_parameters(name="simclr_" + ("+".join(experiments) if len(experiments) < 3 else "runs"),
-                                   **self.settings.submitit_parameters())
+                                   **parameters)
         code = code_version()
-        root = store.root.resolve()
         for run in runs:   # queued again: pending (before sbatch, so that no attempt of the job can be overwritten)
             if not store.mark_pending(run, code) and store.state(run.run_id) in ("failed", "cancelled"):
                 store.write_status(run.run_id, "pending", error=None, finished=None)
+        now, waiting = share_pretraining(runs, store, training)
+        submitted = self._sbatch(executor, now, store, code)
+        for leader, followers in waiting.items():
+            leader_job = submitted[leader].job_id if leader in submitted else live[leader]
+            extra = dict(parameters.get("slurm_additional_parameters", {}))
+            extra["dependency"] = ",".join(d for d in (extra.get("dependency"), f"afterany:{leader_job}") if d)
+            executor.update_parameters(slurm_additional_parameters=extra)
+            submitted.update(self._sbatch(executor, followers, store, code))
+            self.waits_for.update({run.run_id: leader for run in followers})
+        return {run.run_id: submitted[run.run_id] for run in runs}
+
+    def _sbatch(self, executor: Any, runs: list[Run], store: RunStore, code: dict[str, Any]) -> dict[str, Any]:
+        from submitit.core.utils import FailedJobError
+
+        from registry.slurm_job import SlurmRunTask
+
+        if not runs:          # e.g. every run waits for a pretraining that a live job is training
+            return {}
+        root = store.root.resolve()
         try:
             with executor.batch():
                 jobs = [executor.submit(SlurmRunTask(run, root, self.train_fn, code)) for run in runs]
