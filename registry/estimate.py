@@ -1,8 +1,13 @@
 """What a planned run costs, before any data is read: steps, views seen, and hours on the scale's hardware.
 
 Cost model: one training step processes 2 x batch_size views (forward + backward), plus multi-crop's small
-views, each costing (its side / the full side)^2 of a full-size one; evaluation extracts
-features once per protocol (one forward pass over train + test, counted as 1/3 of a training view).
+views, each costing (its side / the full side)^2 of a full-size one. A forward pass alone counts as 1/3 of a
+training view. Evaluation (evaluation_view_equivalents): kNN and linear evaluation extract features of train +
+test once each; fine-tuning trains the whole network on each label fraction for its epochs, then reads the
+test split; the transformation probe extracts train + test once per task; transfer reads the transfer
+dataset's splits (TRANSFER_IMAGES) once for linear evaluation and fine-tunes on all its labels. kNN monitoring
+during training (eval.knn_every_epochs) is part of the pretraining. Heads trained on extracted features cost
+next to nothing and are left out.
 A view's cost relative to ResNet-50 (1x) at 224 px is the encoder's forward FLOPs ratio: torchvision's
 published GFLOPs per 224 px image, times width^2, times the spatial area after the stem (the CIFAR stem
 keeps full resolution: a 32 px CIFAR view costs as much as a 128 px ImageNet-stem view).
@@ -27,6 +32,13 @@ TRAIN_IMAGES = {"cifar10_subset": 5_000, "cifar10": 50_000, "cifar100": 50_000, 
                 "imagenet": 1_281_167}
 TEST_IMAGES = {"cifar10_subset": 1_000, "cifar10": 10_000, "cifar100": 10_000, "stl10": 8_000,
                "imagenet": 50_000}
+# Table 8's transfer datasets: (train, test) images as the paper's protocol uses them (train includes
+# validation), from Kornblith et al. 2019, "Do Better ImageNet Models Transfer Better?", Appendix Table A1.
+TRANSFER_IMAGES = {"food101": (75_750, 25_250), "cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000),
+                   "birdsnap": (47_386, 2_443), "sun397": (19_850, 19_850), "stanford_cars": (8_144, 8_041),
+                   "fgvc_aircraft": (6_667, 3_333), "dtd": (3_760, 1_880), "oxford_pets": (3_680, 3_669),
+                   "caltech101": (3_060, 6_084), "flowers102": (2_040, 6_149)}
+FORWARD_VIEW_SHARE = 1 / 3           # a forward pass alone, as a share of a training view's forward + backward
 NATIVE_IMAGE_SIZE = {"cifar10_subset": 32, "cifar10": 32, "cifar100": 32, "stl10": 96, "imagenet": 224}
 # Forward GFLOPs of one 224 px image at width 1 (torchvision model cards: ResNet*_Weights.IMAGENET1K_V1).
 ENCODER_GFLOPS_224 = {"resnet18": 1.81, "resnet34": 3.66, "resnet50": 4.09, "resnet101": 7.80, "resnet152": 11.51}
@@ -161,15 +173,51 @@ def estimate(cfg: RunConfig, hardware: str, views_per_s: float | None = None) ->
     total_steps = max(1, round(cfg.epochs * (train // cfg.batch_size)))   # as train.total_steps_for
     steps = min(total_steps, cfg.max_steps or total_steps)
     views = (2 + cfg.augment.local_crops) * cfg.batch_size * steps
-    eval_views = len(cfg.eval.protocols) * (train + test) / 3
     cost = relative_view_cost(cfg)
     rate = _closest(cost, hardware)
     reference = rate.reference_views_per_s
     if views_per_s:
         reference *= views_per_s / reference_views_per_s(hardware)
     to_hours = cost / reference / 3600
-    pretrain_hours = train_view_equivalents(cfg) * cfg.batch_size * steps * to_hours
-    return Estimate(steps, views, cost, pretrain_hours + eval_views * to_hours, rate, pretrain_hours)
+    monitoring = 0.0
+    if cfg.eval.knn_every_epochs:
+        monitoring = (steps // max(1, train // cfg.batch_size) // cfg.eval.knn_every_epochs
+                      * (train + test) * FORWARD_VIEW_SHARE)
+    pretrain_hours = (train_view_equivalents(cfg) * cfg.batch_size * steps + monitoring) * to_hours
+    eval_hours = evaluation_view_equivalents(cfg, train, test) * to_hours
+    return Estimate(steps, views, cost, pretrain_hours + eval_hours, rate, pretrain_hours)
+
+
+def transfer_split_sizes(cfg: RunConfig) -> tuple[int, int]:
+    """(train, test) images of eval.transfer_dataset that the transfer protocol reads, limited like the
+    pretraining data (as simclr_core/evaluate/transfer.py does)."""
+    train, test = TRANSFER_IMAGES.get(cfg.eval.transfer_dataset, TRANSFER_IMAGES["cifar100"])
+    if cfg.data.train_limit:
+        train = min(train, cfg.data.train_limit)
+    if cfg.data.test_limit:
+        test = min(test, cfg.data.test_limit)
+    return train, test
+
+
+def evaluation_view_equivalents(cfg: RunConfig, train: int, test: int) -> float:
+    """Training views' worth of compute of the end-of-training evaluation (`train`, `test`: split sizes)."""
+    ev, forward = cfg.eval, FORWARD_VIEW_SHARE
+    views = 0.0
+    for protocol in ev.protocols:
+        if protocol in ("knn", "linear"):
+            views += (train + test) * forward
+        elif protocol == "finetune":
+            views += sum(ev.finetune_epochs * math.ceil(fraction * train) + test * forward
+                         for fraction in ev.finetune_fractions)
+        elif protocol == "transform_probe":
+            views += len(ev.transform_tasks) * (train + test) * forward
+        elif protocol == "transfer":
+            transfer_train, transfer_test = transfer_split_sizes(cfg)
+            if "linear" in ev.transfer_protocols:
+                views += (transfer_train + transfer_test) * forward
+            if "finetune" in ev.transfer_protocols:
+                views += ev.finetune_epochs * transfer_train + transfer_test * forward
+    return views
 
 
 def train_view_equivalents(cfg: RunConfig) -> float:

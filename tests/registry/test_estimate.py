@@ -116,3 +116,48 @@ def test_a_bad_gpu_rate_is_refused(args, needle, capsys, tmp_path, monkeypatch):
     except SystemExit as exc:
         code = exc.code
     assert code == 2 and needle in capsys.readouterr().err
+
+
+def _eval_hours(cfg: RunConfig) -> float:
+    """Hours of `cfg`'s evaluation alone: the estimate minus that of the same run with no protocol."""
+    cost = estimate(cfg, "gpu")
+    return cost.hours - estimate(cfg.with_overrides({"eval.protocols": ()}), "gpu").hours
+
+
+def test_fine_tuning_costs_its_epochs_over_each_label_fraction():
+    cfg = _cifar_resnet("resnet18").with_overrides({"eval.protocols": ("finetune",), "eval.finetune_epochs": 30,
+                                                    "eval.finetune_fractions": (0.01, 0.1)})
+    views = 30 * (500 + 5_000) + 2 * 10_000 / 3           # fwd + bwd per labelled image and epoch; a test pass each
+    seconds_per_view = 1 / (2 * 27_000)                    # ResNet-18 CIFAR: the entry's own cost, no scaling
+    assert _eval_hours(cfg) == pytest.approx(views * seconds_per_view / 3600, rel=1e-9)
+    longer = cfg.with_overrides({"eval.finetune_epochs": 60})
+    assert _eval_hours(longer) > 1.9 * _eval_hours(cfg)
+
+
+def test_the_transform_probe_reads_both_splits_once_per_task():
+    cfg = _cifar_resnet("resnet18").with_overrides({"eval.protocols": ("transform_probe",)})
+    assert _eval_hours(cfg) == pytest.approx(4 * 60_000 / 3 / (2 * 27_000) / 3600, rel=1e-9)
+    two = cfg.with_overrides({"eval.transform_tasks": ("color", "rotation")})
+    assert _eval_hours(two) == pytest.approx(_eval_hours(cfg) / 2, rel=1e-9)
+
+
+def test_transfer_costs_the_transfer_datasets_own_size():
+    food = _cifar_resnet("resnet18").with_overrides({"eval.protocols": ("transfer",), "eval.finetune_epochs": 10,
+                                                     "eval.transfer_dataset": "food101"})
+    views = (75_750 + 25_250) / 3 + 10 * 75_750 + 25_250 / 3          # linear: one pass; fine-tuning: 10 epochs
+    assert _eval_hours(food) == pytest.approx(views / (2 * 27_000) / 3600, rel=1e-9)
+    flowers = food.with_overrides({"eval.transfer_dataset": "flowers102"})
+    assert _eval_hours(flowers) < _eval_hours(food) / 10
+    linear_only = food.with_overrides({"eval.transfer_protocols": ("linear",)})
+    assert _eval_hours(linear_only) == pytest.approx(101_000 / 3 / (2 * 27_000) / 3600, rel=1e-9)
+    limited = food.with_overrides({"data.train_limit": 1_000, "data.test_limit": 100})   # as transfer.py limits it
+    assert _eval_hours(limited) == pytest.approx((1_100 / 3 + 10_000 + 100 / 3) / (2 * 27_000) / 3600, rel=1e-9)
+
+
+def test_knn_monitoring_during_training_is_part_of_the_pretraining():
+    cfg = _cifar_resnet("resnet18").with_overrides({"eval.protocols": (), "eval.knn_every_epochs": 10})
+    plain = estimate(cfg.with_overrides({"eval.knn_every_epochs": 0}), "gpu")
+    monitored = estimate(cfg, "gpu")
+    extra = 10 * 60_000 / 3 / (2 * 27_000) / 3600                     # 100 epochs: 10 monitor passes
+    assert monitored.pretrain_hours == pytest.approx(plain.pretrain_hours + extra, rel=1e-9)
+    assert monitored.hours == pytest.approx(monitored.pretrain_hours, rel=1e-12)
