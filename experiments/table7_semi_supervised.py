@@ -15,17 +15,15 @@ One run per width evaluates both fractions (eval.finetune_fractions = (0.01, 0.1
 finetune_top5_1pct, finetune_top1_10pct, finetune_top5_10pct), rather than an evaluation-only axis over the fraction:
 the metric names stay fixed per cell, one pretraining per width needs no checkpoint hand-over, and the fractions fit
 one row of the paper's layout. The pretraining is Table 6's (experiments/table6_linear_eval.py: same base, same
-widths) but for data.loader=resident, which fine-tuning needs (it augments decoded images) and which ImageNet's
-"auto" would not choose; that key keeps these runs from reusing Table 6's checkpoints (registry/pretraining.py),
-also at the CIFAR scales, where "auto" means resident too.
+widths), so a results folder that holds Table 6's runs fine-tunes their checkpoints instead of pretraining again
+(registry/pretraining.py). At paper scale ImageNet streams: fine-tuning decodes its labelled images batch by batch
+and crops each view from the original photograph, as pretraining does (simclr_core/evaluate/finetune.py).
 Subsets: class-balanced draws with the run's seed (simclr_core/evaluate/finetune.py: round(fraction x n_c) images of
 each class, at least one). The paper's own ImageNet subsets are published as file lists (the official repository's
 imagenet_subsets/1percent.txt and 10percent.txt); at paper scale pass them with
 `eval.finetune_subset_files=/path/1percent.txt,/path/10percent.txt` (simclr_core/evaluate/subset_files.py).
-Cost, as `python -m registry run table7_semi_supervised --dry-run --scale cpu` estimates the pretraining (rough):
-13 min / 54 min / 3.6 h for the 1x / 2x / 4x rungs, 4.7 CPU-hours in all; fine-tuning adds 30 epochs on 100 and on
-1,000 labelled images per width, which the estimate leaves out. gpu scale 77 GPU-hours (2 seeds), paper scale
-3,070 GPU-hours.
+Cost: `python -m registry run table7_semi_supervised --dry-run --scale S` estimates pretraining and fine-tuning
+(30 epochs on each label fraction) from measured rates; Table 6's finished runs make the pretraining free.
 """
 from registry import Experiment, Published, grid
 
@@ -50,16 +48,15 @@ DEVIATIONS = (
     "as in the paper, at the run's image size",
     "subsets are class-balanced draws with the run's seed, not the paper's published ImageNet lists, unless "
     "eval.finetune_subset_files names them",
-    "paper scale: fine-tuning augments decoded images, which only data.loader=resident holds, so the whole ImageNet "
-    "training split is decoded once to 224 px squares (1,281,167 x 3 x 224 x 224 bytes, about 193 GB, cached on "
-    "disk) and pretraining crops from those squares, not from the full photographs",
+    "on the streamed path (paper scale) eval.finetune_subset_files is refused: the paper's published lists need "
+    "data.loader=resident there (the whole ImageNet split decoded once to 224 px squares, about 193 GB)",
 )
 
 EXPERIMENT = Experiment(
     name="table7_semi_supervised",
     artefact="tab7",
     title="Table 7 / B.4: fine-tuning ResNet-50 1x / 2x / 4x on 1% and 10% of the labels",
-    base={**PRETRAINING, "eval.finetune_fractions": (0.01, 0.1), "data.loader": "resident"},
+    base={**PRETRAINING, "eval.finetune_fractions": (0.01, 0.1)},
     axes=grid(width=tuple(ARCHITECTURES)),
     overrides=resnet50,
     metric="finetune_top5_1pct",

@@ -49,7 +49,7 @@ class Feed:
     train_labels: Tensor
     test_eval: Any
     test_labels: Tensor | None
-    resident: ImageSet | None    # the decoded training split (resident path only: fine-tuning needs it)
+    resident: ImageSet | None    # the decoded training split (resident path only)
     # Where the training split came from (a file, folder or Hub id), for final.json: the run id leaves
     # data.data_dir out (a path of one machine).
     source: str = ""

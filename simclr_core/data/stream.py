@@ -302,5 +302,62 @@ class EvalImages:
             decoder.close()
 
 
-__all__ = ["BadImages", "Decoder", "EvalImages", "MAX_BAD_FRACTION", "StreamedBatches", "decode_batch",
-           "default_decode_threads"]
+    def originals(self, rows: Tensor | np.ndarray) -> "LabelledOriginals":
+        """Images `rows` of this split as whole decoded originals, for fine-tuning on the streamed path."""
+        return LabelledOriginals(self.split, np.asarray(torch.as_tensor(rows).cpu(), dtype=np.int64),
+                                 self.device, self.image_size, self.threads, self.bad)
+
+
+class LabelledOriginals:
+    """Images `rows` of a split, each decoded whole as (3, H_i, W_i) uint8 on `device`, read in the batches the
+    caller names, one batch ahead on a thread: what fine-tuning crops its views from when the run streams (as
+    pretraining crops from the originals). `labels` are the rows' labels. Unreadable images are handled and
+    counted in `bad` as in training (replaced by another of the batch; past 1% the run stops); images with a side
+    shorter than `view_side` are counted."""
+
+    def __init__(self, split: EncodedSplit, rows: np.ndarray, device: torch.device, view_side: int,
+                 threads: int | None = None, bad: BadImages | None = None):
+        if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= len(split))):
+            raise ConfigError(f"rows must index the {len(split)} images of {split.name!r}; got {rows.size} row(s) "
+                              f"from {rows.min() if rows.size else '-'} to {rows.max() if rows.size else '-'}")
+        self.split, self.rows, self.device, self.view_side = split, rows, device, view_side
+        self.threads = threads
+        self.bad = bad if bad is not None else BadImages()
+        self.labels = torch.from_numpy(split.labels[rows])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batches(self, index_batches: Sequence[Tensor]) -> Iterator[list[Tensor]]:
+        """For each tensor of positions into `rows`, the decoded originals of those images, in that order."""
+        decoder = Decoder(self.device, self.threads)
+        ahead: queue.Queue = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for positions in index_batches:
+                    if stop.is_set():
+                        return
+                    rows = self.rows[np.asarray(positions.cpu(), dtype=np.int64)]
+                    put_unless_stopped(ahead, decode_batch(self.split, rows, decoder, self.bad, self.view_side),
+                                       stop)
+                put_unless_stopped(ahead, None, stop)
+            except BaseException as exc:
+                put_unless_stopped(ahead, exc, stop)
+
+        thread = threading.Thread(target=produce, name="stream-originals", daemon=True)
+        thread.start()
+        try:
+            while (item := ahead.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+            decoder.close()
+
+
+__all__ = ["BadImages", "Decoder", "EvalImages", "LabelledOriginals", "MAX_BAD_FRACTION", "StreamedBatches",
+           "decode_batch", "default_decode_threads"]

@@ -11,6 +11,10 @@ Augmentation is the caller's: ``augment(uint8 batch on the training device, gene
 batch``, the network input, normalised by the callable itself (as `simclr_core.augment` pipelines
 do; the paper used random crop + flip). The generator is a seeded CPU torch.Generator, so drawing
 per-sample parameters needs no device sync. Without ``augment``: (x / 255 - mean) / std only.
+On the streamed data path the training split is an image stream (data/stream.py's EvalImages): the
+labelled images are decoded whole, one batch ahead, and ``augment`` receives the list of originals
+(C, H_i, W_i), so each crop is drawn on the original image, as in pretraining. The labelled images
+and their order are the same on both paths.
 """
 from __future__ import annotations
 
@@ -25,8 +29,8 @@ from simclr_core.evaluate.accuracy import mean_per_class_accuracy, topk_accuracy
 from simclr_core.evaluate.features import (autocast, channel_stats, eval_mode, extract_features,
                                            module_device, normalize)
 from simclr_core.evaluate.frozen import require_unchanged, snapshot_state
-from simclr_core.evaluate.inputs import (require_autocast_dtype, require_int, require_labelled_split,
-                                         require_labels, require_stats)
+from simclr_core.evaluate.inputs import (is_image_stream, require_autocast_dtype, require_int,
+                                         require_labelled_split, require_labels, require_stats)
 from simclr_core.evaluate.linear import (MOMENTUM, cosine_lr, epoch_batches, linear_classifier, sgd_nesterov,
                                          steps_per_epoch)
 from simclr_core.validation import ConfigError, require_range
@@ -124,16 +128,22 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
         raise ConfigError(f"label_fraction={label_fraction!r} keeps {subset.numel()} labelled example(s); "
                           "fine-tuning needs at least 2")
 
+    streamed = is_image_stream(train_images)
+    if streamed and augment is None:
+        raise ConfigError("fine-tuning on streamed images needs an `augment` that crops views from the originals "
+                          "(a list of (C, H_i, W_i) uint8 images, generator) -> float batch")
     device = module_device(encoder) if device is None else torch.device(device)
     before = snapshot_state(encoder)
-    images = train_images[subset.to(train_images.device)]                  # (n, C, H, W) uint8
+    # The labelled images: a uint8 (n, C, S, S) tensor, or (streamed) their originals, decoded batch by batch.
+    images = train_images.originals(subset) if streamed else train_images[subset.to(train_images.device)]
     labels = train_labels[subset].to(device, torch.long)                   # (n,)
+    count, side = subset.numel(), train_images.shape[-1]
     mean_t, std_t = channel_stats(mean, std, device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     model = copy.deepcopy(encoder).to(device, memory_format=memory_format)
     with eval_mode(model), torch.no_grad():                                # probe the width D of h
-        feature_dim = model(normalize(images[:1].to(device), mean_t, std_t)).shape[1]
+        feature_dim = model(torch.zeros(1, train_images.shape[1], side, side, device=device)).shape[1]
     head = linear_classifier(feature_dim, num_classes, feature_bn=False,
                              generator=torch.Generator().manual_seed(seed + 2)).to(device)
     network = nn.Sequential(model, head).train()
@@ -142,11 +152,13 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
     shuffle_gen = torch.Generator().manual_seed(seed + 1)
     augment_gen = torch.Generator().manual_seed(seed + 3)
 
-    total_steps = epochs * steps_per_epoch(images.shape[0], batch_size)
+    total_steps = epochs * steps_per_epoch(count, batch_size)
     step = 0
     for _ in range(epochs):
-        for idx in epoch_batches(images.shape[0], batch_size, shuffle_gen):
-            batch = images[idx.to(images.device)].to(device, non_blocking=True)
+        order = epoch_batches(count, batch_size, shuffle_gen)
+        batches = images.batches(order) if streamed else (
+            images[idx.to(images.device)].to(device, non_blocking=True) for idx in order)
+        for idx, batch in zip(order, batches):
             x = augment(batch, augment_gen) if augment is not None else normalize(batch, mean_t, std_t)
             x = x.contiguous(memory_format=memory_format)
             for group in optimizer.param_groups:

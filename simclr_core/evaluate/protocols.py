@@ -30,7 +30,7 @@ class Protocol:
     name: str
     # (encoder, feed, cfg, dtype), and head=g(.) as a keyword where needs_head
     run: Callable[..., dict[str, Any]]
-    # True where the protocol augments decoded images, which only the resident data path holds.
+    # True where the protocol augments decoded squares of the whole split, which only the resident path holds.
     needs_resident: bool = False
     # True where it reads the frozen encoder's features (shared between such protocols in one evaluation).
     frozen_features: bool = False
@@ -68,13 +68,17 @@ def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
 
     ev, metrics = cfg.eval, {}
     crop = build_augmentation(AugmentConfig(ops=("crop",)), feed.train_eval.shape[-1], feed.mean, feed.std)
+    if feed.loader == "stream":     # a crop drawn on each original image, as in pretraining
+        augment = lambda originals, g: crop.views_from_originals(originals, g)[0]  # noqa: E731
+    else:
+        augment = lambda x, g: crop(x, g)[0]  # noqa: E731
     listed = [torch.from_numpy(s) for s in official_subsets(cfg)] or [None] * len(ev.finetune_fractions)
     for fraction, subset in zip(ev.finetune_fractions, listed):
         if subset is None:
             subset = balanced_subset(feed.train_labels, fraction, num_classes=feed.num_classes, seed=cfg.seed)
         result = finetune_eval(encoder, *_data(feed), label_fraction=fraction, epochs=ev.finetune_epochs,
                                batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,
-                               augment=lambda x, g: crop(x, g)[0], subset=subset, **_common(feed))
+                               augment=augment, subset=subset, **_common(feed))
         pct = f"{fraction * 100:g}pct"
         metrics.update({f"finetune_top1_{pct}": result["finetune_top1"],
                         f"finetune_top5_{pct}": result["finetune_top5"],
@@ -97,7 +101,7 @@ def _transfer(encoder, feed, cfg, dtype) -> dict[str, Any]:
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (  # each one's metric prefix: simclr_core/metric_names.py
     Protocol("knn", _knn, frozen_features=True),
     Protocol("linear", _linear, frozen_features=True),
-    Protocol("finetune", _finetune, needs_resident=True, check_data=require_subset_data),
+    Protocol("finetune", _finetune, check_data=require_subset_data),
     Protocol("transform_probe", _transform_probe, needs_resident=True, needs_head=True),
     Protocol("transfer", _transfer, check_data=require_transfer_data),
 )}

@@ -1,0 +1,122 @@
+"""Fine-tuning on the streamed data path: the labelled images are decoded whole, batch by batch, and each view is
+cropped from the original image, as in pretraining. The same labelled images, in the same order, as the
+resident path's."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from simclr_core.config import DataConfig
+from simclr_core.data.decode import decode_image
+from simclr_core.data.encoded import open_encoded
+from simclr_core.data.stream import EvalImages
+from simclr_core.evaluate.features import channel_stats, normalize
+from simclr_core.evaluate.finetune import balanced_subset, finetune_eval
+from simclr_core.models import build_model
+from simclr_core.config import EncoderConfig, HeadConfig
+from simclr_core.validation import ConfigError
+
+from test_stream import CLASSES, image_set, stream_config, write_folder
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+
+
+def _squares(count: int, side: int) -> list[tuple[bytes, int, str]]:
+    """Lossless PNG squares of one side: decoded, they are exactly what the resident path would hold."""
+    rng = np.random.default_rng(7)
+    out = []
+    for i in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        out.append((buffer.getvalue(), i % len(CLASSES), ".png"))
+    return out
+
+
+def _encoder() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(EncoderConfig(width=0.25), HeadConfig(), 16).encoder
+
+
+def test_labelled_originals_are_the_rows_decoded_whole_in_the_order_asked(tmp_path):
+    write_folder(tmp_path / "data", image_set(12))
+    split = open_encoded(DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "data")), "train")
+    stream = EvalImages(split, 32, 8 / 7, torch.device("cpu"), threads=2)
+    rows = torch.tensor([9, 2, 5, 11])
+    originals = stream.originals(rows)
+    assert len(originals) == 4 and torch.equal(originals.labels, torch.from_numpy(split.labels[[9, 2, 5, 11]]))
+    batches = list(originals.batches([torch.tensor([3, 0]), torch.tensor([1, 2])]))
+    for batch, positions in zip(batches, ([3, 0], [1, 2])):
+        for image, position in zip(batch, positions):
+            assert torch.equal(image, decode_image(split.read([int(rows[position])])[0], None))   # its own size
+    with pytest.raises(ConfigError, match="rows must index the 12 images"):
+        stream.originals(torch.tensor([12]))
+
+
+def test_streamed_fine_tuning_equals_resident_on_the_same_images(tmp_path):
+    """Squares of the view's side, augmented the same way on both paths (normalisation only): the same labelled
+    subset, batches, updates and test accuracy, to the bit."""
+    side = 16
+    train_set, test_set = _squares(30, side), _squares(12, side)
+    write_folder(tmp_path / "data", train_set)
+    write_folder(tmp_path / "data", test_set, split="test")
+    data = DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "data"))
+    train_split, test_split = open_encoded(data, "train"), open_encoded(data, "test")
+    streamed_train = EvalImages(train_split, side, 1.0, torch.device("cpu"), threads=1)
+    streamed_test = EvalImages(test_split, side, 1.0, torch.device("cpu"), threads=1)
+    resident_train = torch.cat(list(streamed_train.batches(64)))        # squares of the side: fit_square keeps them
+    resident_test = torch.cat(list(streamed_test.batches(64)))
+    mean_t, std_t = channel_stats(MEAN, STD, torch.device("cpu"))
+
+    common = dict(mean=MEAN, std=STD, num_classes=3, label_fraction=0.5, epochs=2, batch_size=4, lr=0.05, seed=3)
+    resident = finetune_eval(_encoder(), resident_train, streamed_train.labels, resident_test, streamed_test.labels,
+                             augment=lambda x, g: normalize(x, mean_t, std_t), **common)
+    streamed = finetune_eval(_encoder(), streamed_train, streamed_train.labels, streamed_test, streamed_test.labels,
+                             augment=lambda originals, g: normalize(torch.stack(originals), mean_t, std_t), **common)
+    assert streamed == resident
+    assert streamed_train.bad.seen == 2 * 15 + 30          # 2 epochs of the 15 labelled images, after one pass
+
+
+def test_streamed_fine_tuning_needs_an_augmentation_that_reads_originals(tmp_path):
+    write_folder(tmp_path / "data", _squares(6, 16))
+    split = open_encoded(DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "data")), "train")
+    stream = EvalImages(split, 16, 1.0, torch.device("cpu"), threads=1)
+    with pytest.raises(ConfigError, match="needs an `augment` that crops views from the originals"):
+        finetune_eval(_encoder(), stream, stream.labels, stream, stream.labels, mean=MEAN, std=STD, num_classes=3,
+                      label_fraction=0.5, epochs=1, batch_size=2, lr=0.05, seed=0)
+
+
+def test_a_streamed_run_fine_tunes_on_crops_of_photos_of_every_size(tmp_path):
+    from simclr_core.train import train
+
+    photos = image_set(30)
+    write_folder(tmp_path / "data", photos)
+    write_folder(tmp_path / "data", image_set(12, seed=1), split="test")
+    cfg = stream_config(tmp_path / "data", "imagefolder", max_steps=2, **{
+        "eval.protocols": ("knn", "finetune"), "eval.finetune_fractions": (0.1, 0.5), "eval.finetune_epochs": 1,
+        "eval.finetune_batch_size": 4})
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["data_loader"] == "stream"
+    labels = torch.tensor([label for _, label, _ in photos])
+    for fraction, pct in ((0.1, "10pct"), (0.5, "50pct")):
+        expected = balanced_subset(labels.sort(stable=True).values, fraction, num_classes=3, seed=cfg.seed).numel()
+        assert metrics[f"finetune_examples_{pct}"] == expected
+        assert 0 <= metrics[f"finetune_top1_{pct}"] <= 100 and metrics[f"finetune_top5_{pct}"] == 100.0   # 3 classes
+    assert metrics["unreadable_eval_images"] == 0
+
+
+def test_official_subset_files_on_the_streamed_path_are_refused_before_any_step(tmp_path):
+    from simclr_core.train import train
+
+    write_folder(tmp_path / "data", image_set(10))
+    listed = tmp_path / "subset.txt"
+    listed.write_text("0\n1\n")
+    cfg = stream_config(tmp_path / "data", "imagefolder", **{
+        "eval.protocols": ("finetune",), "eval.finetune_fractions": (0.1,), "eval.finetune_subset_files": (str(listed),)})
+    with pytest.raises(ConfigError, match="eval.finetune_subset_files name images of the split as the resident path"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
