@@ -48,8 +48,6 @@ DEVIATIONS = (
     "as in the paper, at the run's image size",
     "subsets are class-balanced draws with the run's seed, not the paper's published ImageNet lists, unless "
     "eval.finetune_subset_files names them",
-    "on the streamed path (paper scale) eval.finetune_subset_files is refused: the paper's published lists need "
-    "data.loader=resident there (the whole ImageNet split decoded once to 224 px squares, about 193 GB)",
 )
 
 EXPERIMENT = Experiment(

@@ -239,10 +239,6 @@ class RunConfig:
             if name in PROTOCOLS and PROTOCOLS[name].needs_resident:
                 raise ConfigError(f"{why}: eval.protocols {name!r} needs data.loader=resident (it augments decoded "
                                   f"images); drop it from eval.protocols or set data.loader=resident")
-        if "finetune" in self.eval.protocols and self.eval.finetune_subset_files:
-            raise ConfigError(f"{why}: eval.finetune_subset_files name images of the split as the resident path "
-                              "decodes it; on the streamed path fine-tuning draws class-balanced subsets: unset "
-                              "eval.finetune_subset_files or set data.loader=resident")
         if "crop" in a.ops and a.ops[0] != "crop" and not a.one_branch:
             raise ConfigError(f"{why}: augment.ops={a.ops!r} must start with 'crop' (each view is cropped from its "
                               "own image first), or leave 'crop' out")

@@ -67,6 +67,11 @@ class EncodedSplit(ABC):
     def where(self, index: int) -> str:
         """Where image `index` is, for messages: a file, or a row of a file."""
 
+    def stored_paths(self) -> list[str | None]:
+        """The path each image is stored under (its file, its tar member, the image column's `path`), in index
+        order; None where the dataset stores none. Lists of image names (eval.finetune_subset_files) match it."""
+        return [None] * len(self)
+
     def epoch_order(self, seed: int, epoch: int, rank: int, world: int, local_batch: int) -> np.ndarray:
         """The images process `rank` of `world` reads in epoch `epoch`, in order, local_batch per step."""
         perm = epoch_permutation(seed, epoch, len(self))
@@ -89,6 +94,9 @@ class FileSplit(EncodedSplit):
 
     def where(self, index: int) -> str:
         return self.paths[index]
+
+    def stored_paths(self) -> list[str | None]:
+        return list(self.paths)
 
 
 class _LockedReads(EncodedSplit):
@@ -134,6 +142,9 @@ class TarSplit(_LockedReads):
     def where(self, index: int) -> str:
         return f"{self.members[index]} in {self.files[int(self.shard[index])]}"
 
+    def stored_paths(self) -> list[str | None]:
+        return list(self.members)
+
 
 class ArrowSplit(EncodedSplit):
     """Arrow files or a saved dataset, memory-mapped by `datasets`: any row is cheap to reach."""
@@ -151,6 +162,10 @@ class ArrowSplit(EncodedSplit):
 
     def where(self, index: int) -> str:
         return f"row {index} of {self._describe}"
+
+    def stored_paths(self) -> list[str | None]:
+        column = self._rows.data.column(self._column)          # memory-mapped: only the path field is read
+        return [p for chunk in column.chunks for p in chunk.field("path").to_pylist()]
 
 
 @dataclass(frozen=True)
@@ -200,6 +215,15 @@ class ParquetSplit(_LockedReads):
                 data = (Path(self.files[self.units[unit].file]).parent / path).read_bytes()
             out.append(data)
         return out
+
+    def stored_paths(self) -> list[str | None]:
+        import pyarrow.parquet as pq
+
+        paths: list[str | None] = []
+        for file in self.files:       # the path field alone: parquet reads one leaf of the image struct
+            table = pq.ParquetFile(file).read(columns=[f"{self.column}.path"])
+            paths.extend(p for chunk in table.column(self.column).chunks for p in chunk.field("path").to_pylist())
+        return paths
 
     def where(self, index: int) -> str:
         u = self.units[self._unit_of(index)]

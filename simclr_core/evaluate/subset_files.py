@@ -12,6 +12,9 @@ A file lists one training image per line, in one of two forms (blank lines are s
          ("n01440764_10026.JPEG" finds ".../train/n01440764/n01440764_10026.JPEG");
   rows   when the first line is an integer: every line is a row of the training split, counted from 0 over the
          split's files in order (all its rows, before data.train_limit keeps some), for datasets that store no paths.
+On the streamed data path (data.loader=stream) names match the paths the stream's index holds (the same stored
+paths; a tar shard's member names) and rows count in the index's order (files in order; an image folder's class
+folders and files sorted by name).
 Refused with a ConfigError naming the file, the line and the valid form: a missing or empty file, a row that is not
 a non-negative integer, a line listed twice (checked when the config is validated), and a name that matches no
 image of the training split or several, a row outside the split or not among the data.train_limit images the run
@@ -144,6 +147,14 @@ def official_subsets(cfg) -> list[np.ndarray]:
     files = cfg.eval.finetune_subset_files
     if not files:
         return []
+    from simclr_core.data.feed import resolve_loader
+
+    if resolve_loader(cfg.data) == "stream":          # positions in the stream's index (whole split, no limit)
+        from simclr_core.data.encoded import open_encoded
+
+        split = open_encoded(cfg.data, "train")
+        paths, rows = split.stored_paths(), np.arange(len(split), dtype=np.int64)
+        return [subset_positions(read_subset_file(path), paths, rows, len(split), "") for path in files]
     held = image_paths(cfg.data, "train")
     limit = cfg.data.train_limit
     note = f" (data.train_limit={limit} keeps {len(held)} of {held.total})" if limit is not None else ""

@@ -109,14 +109,69 @@ def test_a_streamed_run_fine_tunes_on_crops_of_photos_of_every_size(tmp_path):
     assert metrics["unreadable_eval_images"] == 0
 
 
-def test_official_subset_files_on_the_streamed_path_are_refused_before_any_step(tmp_path):
+@pytest.mark.parametrize("layout", ["folder", "parquet", "tar"])
+def test_official_subset_files_name_images_of_the_streams_index(tmp_path, layout):
+    from simclr_core.evaluate.subset_files import official_subsets
+    from test_stream import write_tar
+
+    photos = image_set(12)
+    if layout == "folder":
+        write_folder(tmp_path / "data", photos)
+        dataset, names = "imagefolder", ["dog/00004.png", f"00009{photos[9][2]}"]   # a path tail, or the file name
+    elif layout == "tar":
+        write_tar(tmp_path / "data", photos)
+        dataset, names = "parquet", None
+    else:
+        _write_parquet_with_paths(tmp_path / "data", photos)
+        dataset, names = "parquet", ["img/00004.jpg", "00009.jpg"]
+    split = open_encoded(DataConfig(dataset=dataset, data_dir=str(tmp_path / "data")), "train")
+    paths = split.stored_paths()
+    assert len(paths) == len(split) == 12
+    names = names or [paths[4], paths[9]]                                        # tar: member names
+    listed = tmp_path / "subset.txt"
+    listed.write_text("\n".join(names) + "\n")
+    cfg = stream_config(tmp_path / "data", dataset, **{"eval.protocols": ("finetune",),
+                                                       "eval.finetune_fractions": (0.1,),
+                                                       "eval.finetune_subset_files": (str(listed),)})
+    [positions] = official_subsets(cfg)
+    assert len(positions) == 2 and {n for n in names for p in positions if paths[p].endswith(n)} == set(names)
+    rows = tmp_path / "rows.txt"
+    rows.write_text("3\n7\n")
+    [by_rows] = official_subsets(cfg.with_overrides({"eval.finetune_subset_files": (str(rows),)}))
+    assert sorted(by_rows.tolist()) == [3, 7]                                   # rows of the index's order
+
+    missing = tmp_path / "missing.txt"
+    missing.write_text(names[0] + "\nnot-there.jpg\n")
+    with pytest.raises(ConfigError, match=r"missing.txt.*line 2.*not-there.jpg"):
+        official_subsets(cfg.with_overrides({"eval.finetune_subset_files": (str(missing),)}))
+
+
+def _write_parquet_with_paths(root: Path, images) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root.mkdir(parents=True, exist_ok=True)
+    for shard in range(2):
+        part = list(enumerate(images))[shard * 6:(shard + 1) * 6]
+        table = pa.table({"image": [{"bytes": d, "path": f"img/{i:05d}.jpg"} for i, (d, _, _) in part],
+                          "label": pa.array([label for _, (_, label, _) in part], pa.int64())})
+        pq.write_table(table, root / f"train-{shard:05d}-of-00002.parquet", row_group_size=4)
+
+
+def test_a_streamed_run_fine_tunes_on_exactly_the_listed_images(tmp_path):
     from simclr_core.train import train
 
-    write_folder(tmp_path / "data", image_set(10))
+    photos = image_set(30)
+    write_folder(tmp_path / "data", photos)
+    write_folder(tmp_path / "data", image_set(12, seed=1), split="test")
     listed = tmp_path / "subset.txt"
-    listed.write_text("0\n1\n")
-    cfg = stream_config(tmp_path / "data", "imagefolder", **{
-        "eval.protocols": ("finetune",), "eval.finetune_fractions": (0.1,), "eval.finetune_subset_files": (str(listed),)})
-    with pytest.raises(ConfigError, match="eval.finetune_subset_files name images of the split as the resident path"):
-        train(cfg, tmp_path / "run")
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    listed.write_text("".join(f"{i:05d}{photos[i][2]}\n" for i in (1, 2, 4, 7, 13)))
+    cfg = stream_config(tmp_path / "data", "imagefolder", max_steps=1, **{
+        "eval.protocols": ("finetune",), "eval.finetune_fractions": (0.1,), "eval.finetune_epochs": 1,
+        "eval.finetune_batch_size": 2, "eval.finetune_subset_files": (str(listed),)})
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["data_loader"] == "stream" and metrics["finetune_examples_10pct"] == 5
+    listed.write_text(f"00001{photos[1][2]}\nnope.jpg\n")                       # refused before pretraining
+    with pytest.raises(ConfigError, match="nope.jpg"):
+        train(cfg, tmp_path / "other")
+    assert not (tmp_path / "other" / "checkpoint.pt").exists()
