@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from registry.run_id import config_hash, make_run_id
-from registry.scales import DEFAULT_SCALE, Scale, get_scale
+from registry.scales import DEFAULT_SCALE, SCALES, Scale, get_scale
 from simclr_core.config import RunConfig
 from simclr_core.metric_names import protocol_for_metric
 from simclr_core.validation import ConfigError
@@ -184,6 +184,8 @@ class Experiment:
     # The paper's setting this ablation starts from at every scale (experiments/base.py, e.g. cifar10_base for
     # Appendix B.9); None: the scale's own (ImageNet at paper scale, CIFAR-10 below).
     setting: Callable[[], RunConfig] | None = None
+    # The scales `setting` applies at; None: every scale. The others start from the scale's own setting.
+    setting_scales: tuple[str, ...] | None = None
     # Axis point -> dotted config overrides; None: the axis names are config keys, the values their values.
     overrides: Callable[[Point], Mapping[str, Any]] | None = None
     # None: the scale's default seeds (experiments/scales.py); `registry run --seeds` overrides either.
@@ -284,7 +286,14 @@ class Experiment:
         """The config of one (axis point, seed) at `scale`, before `validate()` (which imports the training code
         and with it torch: reports resolve declared configs without it). Order: registry/scales.py."""
         scale = scale if isinstance(scale, Scale) else get_scale(scale)
-        start = scale.start() if self.setting is None else self.setting().with_overrides(scale.defaults)
+        unknown = [name for name in self.setting_scales or () if name not in SCALES]
+        if unknown:
+            raise ConfigError(f"experiment {self.name!r}: setting_scales names {unknown}, not declared scales; "
+                              f"choose from {', '.join(SCALES)}")
+        if self.setting is None or (self.setting_scales is not None and scale.name not in self.setting_scales):
+            start = scale.start()
+        else:
+            start = self.setting().with_overrides(scale.defaults)
         cfg = scale.shrink(start.with_overrides(self.base).with_overrides(self.config_overrides(point)))
         cfg = scale.settle_protocols(self._with_metric_protocols(cfg))
         if overrides:

@@ -233,12 +233,6 @@ class RunConfig:
         if d.train_limit is not None or d.test_limit is not None:
             raise ConfigError(f"{why}, which reads whole splits: data.train_limit / data.test_limit need "
                               "data.loader=resident; unset them or set data.loader=resident")
-        from simclr_core.evaluate.protocols import PROTOCOLS
-
-        for name in self.eval.protocols:
-            if name in PROTOCOLS and PROTOCOLS[name].needs_resident:
-                raise ConfigError(f"{why}: eval.protocols {name!r} needs data.loader=resident (it augments decoded "
-                                  f"images); drop it from eval.protocols or set data.loader=resident")
         if "crop" in a.ops and a.ops[0] != "crop" and not a.one_branch:
             raise ConfigError(f"{why}: augment.ops={a.ops!r} must start with 'crop' (each view is cropped from its "
                               "own image first), or leave 'crop' out")

@@ -30,8 +30,6 @@ class Protocol:
     name: str
     # (encoder, feed, cfg, dtype), and head=g(.) as a keyword where needs_head
     run: Callable[..., dict[str, Any]]
-    # True where the protocol augments decoded squares of the whole split, which only the resident path holds.
-    needs_resident: bool = False
     # True where it reads the frozen encoder's features (shared between such protocols in one evaluation).
     frozen_features: bool = False
     # True where it also reads the projection head g(.).
@@ -102,7 +100,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (  # each one's metric pref
     Protocol("knn", _knn, frozen_features=True),
     Protocol("linear", _linear, frozen_features=True),
     Protocol("finetune", _finetune, check_data=require_subset_data),
-    Protocol("transform_probe", _transform_probe, needs_resident=True, needs_head=True),
+    Protocol("transform_probe", _transform_probe, needs_head=True),
     Protocol("transfer", _transfer, check_data=require_transfer_data),
 )}
 

@@ -13,7 +13,8 @@ of the evaluation images (random guess in brackets, the share of the most freque
   sobel     Sobel filtering with p = 0.5; label = filtered                                      (50)
 
 Every image is first cropped and flipped as in pretraining (augment.crop_scale, augment.crop_ratio, flip with
-p = 0.5, resized back to its side), so the probe sees the inputs the network was trained on. With the default
+p = 0.5, resized back to its side), so the probe sees the inputs the network was trained on; on the streamed
+data path each crop is drawn on the original image, as in pretraining. With the default
 noise_std (0, 0.1) some "corrupted" images carry almost no noise: that task's ceiling is below 100 %.
 
 The encoder f(.) and the head g(.) run in eval mode without autograd, on each batch as it is transformed; both
@@ -31,7 +32,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from simclr_core.augment import functional as K, sampling
+from simclr_core.augment import functional as K, originals, sampling
 from simclr_core.config import AugmentConfig
 from simclr_core.evaluate.accuracy import topk_accuracy
 from simclr_core.evaluate.features import autocast, eval_mode, module_device
@@ -103,14 +104,22 @@ def require_tasks(name: str, tasks: Sequence[str]) -> tuple[str, ...]:
     return tuple(tasks)
 
 
-def labelled_views(images: Tensor, task: str, augment: AugmentConfig,
-                   generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def labelled_views(images: Tensor | Sequence[Tensor], task: str, augment: AugmentConfig,
+                   generator: torch.Generator, side: int | None = None) -> tuple[Tensor, Tensor]:
     """uint8 (N, C, H, W) images -> (float (N, 3, H, H) in [0, 1], labels (N,) int64 on the CPU): each image
-    cropped and flipped as in pretraining (resized to side H), then transformed by ``task`` as its label says."""
-    x = K.to_float_rgb(images)
-    n, _, height, width = x.shape
-    boxes = sampling.crop_boxes(n, height, width, augment.crop_scale, augment.crop_ratio, generator)
-    x = K.resized_crop(x, boxes, height, sampling.bernoulli(n, 0.5, generator))
+    cropped and flipped as in pretraining (resized to side H), then transformed by ``task`` as its label says.
+    ``images`` may also be a list of originals (C, H_i, W_i) of any sizes (the streamed path): each crop is then
+    drawn on its own image and resized to ``side``, with the same draws from ``generator``."""
+    if isinstance(images, Tensor):
+        x = K.to_float_rgb(images)
+        n, _, height, width = x.shape
+        boxes = sampling.crop_boxes(n, height, width, augment.crop_scale, augment.crop_ratio, generator)
+        x = K.resized_crop(x, boxes, height, sampling.bernoulli(n, 0.5, generator))
+    else:
+        n = len(images)
+        sizes = torch.tensor([tuple(image.shape[-2:]) for image in images], dtype=torch.int64)
+        boxes = sampling.crop_boxes(n, sizes[:, 0], sizes[:, 1], augment.crop_scale, augment.crop_ratio, generator)
+        x = originals.resized_crops(images, boxes, side, sampling.bernoulli(n, 0.5, generator))
     return TASKS[task].transform(x, augment, generator)
 
 
@@ -120,14 +129,20 @@ def probe_features(encoder: nn.Module, head: nn.Module, images: Tensor, task: st
                    ) -> tuple[Tensor, Tensor, Tensor]:
     """(h (N, D), g(h) (N, D'), labels (N,)) of ``task``'s labelled views of ``images``, float32 on ``device``.
 
-    Batch after batch in order, so the draws are a function of the generator's seed and ``batch_size``.
+    Batch after batch in order, so the draws are a function of the generator's seed and ``batch_size``. A stream
+    of images (the streamed path's EvalImages) is read as its originals, each view cropped from its own image.
     """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    count, side = images.shape[0], images.shape[-1]
+    order = [torch.arange(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
+    if is_image_stream(images):
+        batches = images.originals(torch.arange(count)).batches(order)
+    else:
+        batches = (images[int(rows[0]):int(rows[-1]) + 1].to(device, non_blocking=True) for rows in order)
     hs, zs, labels = [], [], []
     with eval_mode(encoder), eval_mode(head), torch.no_grad():
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size].to(device, non_blocking=True)
-            x, y = labelled_views(batch, task, augment, generator)
+        for batch in batches:
+            x, y = labelled_views(batch, task, augment, generator, side)
             x = K.normalize(x, tuple(mean), tuple(std)).contiguous(memory_format=memory_format)
             with autocast(device, autocast_dtype):
                 h = encoder(x)
@@ -181,9 +196,6 @@ def transform_probe_eval(encoder: nn.Module, head: nn.Module, train_images: Tens
     """
     tasks = require_tasks("tasks", tasks)
     for split, images in (("train", train_images), ("test", test_images)):
-        if is_image_stream(images):
-            raise ConfigError(f"{split}_images is a stream of batches; the transformation probe crops and "
-                              "transforms decoded images held in memory (data.loader=resident)")
         require_images(f"{split}_images", images)
         if images.shape[1] != 3:
             raise ConfigError(f"{split}_images has {images.shape[1]} channel(s); the transformations act on "

@@ -3,7 +3,6 @@ that added its transformation), and every scale resolves it to runs that probe a
 memory."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 import torch
@@ -11,7 +10,6 @@ import torch
 from registry import SCALES, get_experiment
 from registry.published import load_table, published_cells
 from simclr_core.data.feed import resolve_loader
-from simclr_core.validation import ConfigError
 
 EXPERIMENT = get_experiment("transform_prediction")
 # (added transformation, our metric) -> (what_to_predict, representation) of its row in the paper's CSV
@@ -46,7 +44,7 @@ def test_random_guesses_are_reported_metrics_but_not_published_cells():
 
 
 @pytest.mark.parametrize("scale", list(SCALES))
-def test_every_scale_adds_one_op_and_probes_all_tasks_on_resident_images(scale):
+def test_every_scale_adds_one_op_and_probes_all_tasks(scale):
     runs = EXPERIMENT.runs(scale, seeds=(0,))
     ops = {run.point["added_transform"]: run.config.augment.ops for run in runs}
     assert ops == {"none": ("crop", "color"), "rotate": ("crop", "color", "rotate"),
@@ -60,7 +58,7 @@ def test_every_scale_adds_one_op_and_probes_all_tasks_on_resident_images(scale):
         cfg = run.config
         assert "transform_probe" in cfg.eval.protocols
         assert set(cfg.eval.transform_tasks) == {"color", "rotation", "noise", "sobel"}
-        assert resolve_loader(cfg.data) == "resident"
+        assert resolve_loader(cfg.data) == ("stream" if scale == "paper" else "resident")
         assert cfg.head.out_dim is None and cfg.optim.lr_scaling == "linear"     # g(h) as wide as h
 
 
@@ -73,8 +71,9 @@ def test_g_of_h_is_as_wide_as_h():
     assert h.shape == z.shape == (2, model.encoder.feature_dim)
 
 
-def test_the_paper_scale_needs_the_cifar10_setting():
-    """Without it the paper scale starts from ImageNet, which streams: the probe is refused before any run."""
-    assert EXPERIMENT.runs("paper")[0].config.data.dataset == "cifar10"
-    with pytest.raises(ConfigError, match="transform_probe.*data.loader=resident"):
-        replace(EXPERIMENT, setting=None).runs("paper")
+def test_the_paper_scale_is_the_papers_imagenet_and_the_others_the_cifar10_setting():
+    paper = EXPERIMENT.runs("paper")[0].config
+    assert (paper.data.dataset, paper.encoder.name, paper.encoder.width) == ("imagenet", "resnet50", 1.0)
+    for scale in ("smoke", "cpu", "gpu"):
+        cfg = EXPERIMENT.runs(scale)[0].config
+        assert cfg.data.dataset.startswith("cifar10") and cfg.augment.color_strength == 0.5 and "blur" not in cfg.augment.ops

@@ -120,6 +120,19 @@ def test_a_setting_replaces_the_scales_base_at_every_scale():
     assert declare().resolve("paper", {"loss.temperature": 0.1}, seed=0).data.dataset == "imagenet"
 
 
+def test_a_setting_may_apply_at_some_scales_only():
+    from experiments.base import cifar10_base
+    experiment = declare(setting=cifar10_base, setting_scales=("smoke", "cpu", "gpu"))
+    point = {"loss.temperature": 0.1}
+    assert experiment.resolve("paper", point, seed=0).data.dataset == "imagenet"            # the scale's own
+    everywhere = declare(setting=cifar10_base)
+    for scale in ("smoke", "cpu", "gpu"):
+        assert experiment.resolve(scale, point, seed=0) == everywhere.resolve(scale, point, seed=0)
+    with pytest.raises(ConfigError, match=r"setting_scales names \['huge'\], not declared scales; choose from "
+                                          r"smoke, cpu, gpu, paper"):
+        declare(setting=cifar10_base, setting_scales=("huge",)).resolve("cpu", point, seed=0)
+
+
 # ---- resolution -----------------------------------------------------------------------------------------
 def test_runs_are_validated_configs_with_distinct_ids():
     runs = declare(seeds=(0, 1)).runs("smoke")

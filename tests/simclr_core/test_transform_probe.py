@@ -181,26 +181,14 @@ def test_bad_arguments_raise_config_error_before_any_compute(overrides, needle):
     assert encoder.calls == 0
 
 
-def test_a_stream_of_images_is_refused_naming_the_resident_path():
-    class Stream:
-        shape = (8, 3, 8, 8)
-
-        def batches(self, batch_size):
-            yield random_images(8)
-
-    with pytest.raises(ConfigError, match=r"test_images is a stream .*data\.loader=resident"):
-        transform_probe_eval(small_encoder(width=8), nn.Identity(), random_images(8), Stream(), mean=MEAN, std=STD)
-
-
-def test_config_validates_the_tasks_and_refuses_the_streamed_path():
+def test_config_validates_the_tasks_on_either_path():
     probe = {"eval.protocols": ("knn", "transform_probe")}
     RunConfig().with_overrides(probe).validate()
     assert RunConfig().eval.protocols == ("knn",)                               # opt-in only
     with pytest.raises(ConfigError, match="eval.transform_tasks='flip' is not valid; choose one of: 'color'"):
         RunConfig().with_overrides({**probe, "eval.transform_tasks": ("color", "flip")}).validate()
     streamed = {"data.dataset": "imagefolder", "data.data_dir": "/nowhere", "data.loader": "stream"}
-    with pytest.raises(ConfigError, match="'transform_probe' needs data.loader=resident"):
-        RunConfig().with_overrides({**probe, **streamed}).validate()
+    RunConfig().with_overrides({**probe, **streamed}).validate()               # crops drawn on the originals
 
 
 def test_run_protocols_needs_the_head_for_the_probe():

@@ -1,6 +1,6 @@
-"""Fine-tuning on the streamed data path: the labelled images are decoded whole, batch by batch, and each view is
-cropped from the original image, as in pretraining. The same labelled images, in the same order, as the
-resident path's."""
+"""Evaluations that augment on the streamed data path: fine-tuning and the transformation probe decode images whole,
+batch by batch, and crop each view from the original image, as pretraining does. Fine-tuning takes the same
+labelled images, in the same order, as on the resident path."""
 from __future__ import annotations
 
 import io
@@ -175,3 +175,38 @@ def test_a_streamed_run_fine_tunes_on_exactly_the_listed_images(tmp_path):
     with pytest.raises(ConfigError, match="nope.jpg"):
         train(cfg, tmp_path / "other")
     assert not (tmp_path / "other" / "checkpoint.pt").exists()
+
+
+def test_probe_views_of_streamed_originals_match_the_resident_views(tmp_path):
+    """Squares of the view's side: the same crops, flips and task labels from the same draws; pixels within one
+    grey level where the task keeps them (the streamed crop resizes uint8, the resident one floats; colour jitter
+    and Sobel filtering amplify that difference)."""
+    from simclr_core.config import AugmentConfig
+    from simclr_core.evaluate.transform_probe import TASKS, labelled_views
+
+    write_folder(tmp_path / "data", _squares(12, 24))
+    split = open_encoded(DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "data")), "train")
+    stream = EvalImages(split, 24, 1.0, torch.device("cpu"), threads=1)
+    resident = torch.cat(list(stream.batches(64)))
+    [originals] = list(stream.originals(torch.arange(12)).batches([torch.arange(12)]))
+    for task in TASKS:
+        x_res, y_res = labelled_views(resident, task, AugmentConfig(), torch.Generator().manual_seed(5))
+        x_str, y_str = labelled_views(originals, task, AugmentConfig(), torch.Generator().manual_seed(5), 24)
+        assert torch.equal(y_res, y_str), task
+        if task in ("rotation", "noise"):
+            assert (x_res - x_str).abs().max() <= 1.5 / 255 + 1e-6, task
+
+
+def test_a_streamed_run_probes_transformations_on_crops_of_photos_of_every_size(tmp_path):
+    from simclr_core.train import train
+
+    write_folder(tmp_path / "data", image_set(24))
+    write_folder(tmp_path / "data", image_set(12, seed=1), split="test")
+    cfg = stream_config(tmp_path / "data", "imagefolder", max_steps=1, **{
+        "eval.protocols": ("transform_probe",), "eval.transform_tasks": ("rotation", "sobel"),
+        "eval.transform_epochs": 2})
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["data_loader"] == "stream"
+    for task in ("rotation", "sobel"):
+        assert 0 <= metrics[f"transform_{task}_h"] <= 100 and 0 <= metrics[f"transform_{task}_gh"] <= 100
+    assert metrics["unreadable_eval_images"] == 0
