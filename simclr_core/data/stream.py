@@ -303,15 +303,16 @@ class EvalImages:
 
 
     def originals(self, rows: Tensor | np.ndarray) -> "LabelledOriginals":
-        """Images `rows` of this split as whole decoded originals, for fine-tuning on the streamed path."""
+        """Images `rows` of this split as whole decoded originals, for the evaluations that crop views (fine-tuning,
+        the transformation probe) on the streamed path."""
         return LabelledOriginals(self.split, np.asarray(torch.as_tensor(rows).cpu(), dtype=np.int64),
                                  self.device, self.image_size, self.threads, self.bad)
 
 
 class LabelledOriginals:
     """Images `rows` of a split, each decoded whole as (3, H_i, W_i) uint8 on `device`, read in the batches the
-    caller names, one batch ahead on a thread: what fine-tuning crops its views from when the run streams (as
-    pretraining crops from the originals). `labels` are the rows' labels. Unreadable images are handled and
+    caller names, one batch ahead on a thread: what fine-tuning and the transformation probe crop their views from
+    when the run streams (as pretraining crops from the originals). `labels` are the rows' labels. Unreadable images are handled and
     counted in `bad` as in training (replaced by another of the batch; past 1% the run stops); images with a side
     shorter than `view_side` are counted."""
 

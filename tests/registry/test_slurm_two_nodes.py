@@ -144,16 +144,27 @@ def _first_step_reference():
 
 
 @pytest.mark.slurm
-def test_the_registrys_two_node_run_logs_the_first_step_loss_of_one_process(two_node_slurm, tmp_path):
-    """`registry run --slurm --slurm-nodes 2 --slurm-tasks-per-node 2` as the CLI dispatches it: train() in four
-    processes on two nodes logs, at step 1, the loss one process computes on the union of the four ranks'
+def test_the_registrys_two_node_run_logs_the_first_step_loss_of_one_process(two_node_conf, tmp_path):
+    """`python -m registry run NAME --slurm --slurm-nodes 2 --slurm-tasks-per-node 2`, as a user types it: train() in
+    four processes on two nodes logs, at step 1, the loss one process computes on the union of the four ranks'
     views with BatchNorm over all of them; per-rank BatchNorm would log another loss."""
-    [run] = smoke_runs({**QUICK, "max_steps": 2, "precision": "no", "encoder.global_bn": True})
-    store = RunStore(tmp_path)
-    [outcome] = executor(_two_by_two(time_min=30), wait=True).dispatch([run], tmp_path)
-    assert outcome.state == "done", outcome
-    final = store.final(run.run_id)
-    assert final["processes"] == WORLD and store.status(run.run_id)["processes"] == WORLD
+    overrides = {**QUICK, "max_steps": 2, "precision": "no", "encoder.global_bn": True}
+    [run] = smoke_runs(overrides)
+    (tmp_path / "slurm.toml").write_text("")                  # no user settings: only the flags below
+    env = {**os.environ, "SLURM_CONF": two_node_conf, "SIMCLR_RESULTS_DIR": str(tmp_path / "results"),
+           "SIMCLR_SLURM_CONFIG": str(tmp_path / "slurm.toml"),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    env.pop("MASTER_ADDR", None)
+    env.pop("MASTER_PORT", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "registry", "run", "head_type", "--scale", "smoke", "--only", run.label,
+         *(f"{key}={value}" for key, value in overrides.items()),
+         "--slurm", "--slurm-nodes", str(NODES), "--slurm-tasks-per-node", str(TASKS_PER_NODE),
+         "--slurm-cpus-per-task", "1", "--slurm-time-min", "30", "--slurm-wait"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=400)
+    assert done.returncode == 0 and "summary: 1 done" in done.stdout, done.stdout + done.stderr
+    store = RunStore(tmp_path / "results")
+    assert store.final(run.run_id)["processes"] == WORLD and store.status(run.run_id)["processes"] == WORLD
 
     rows = [json.loads(line) for line in (store.run_dir(run.run_id) / "metrics.jsonl").read_text().splitlines()]
     step, logged = next((r["step"], r["loss"]) for r in rows if "loss" in r)
