@@ -28,7 +28,7 @@ $PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvisio
 
 echo "== CUDA tests (skip without a GPU)"
 timeout 150 $PY -m pytest -q -p no:cacheprovider tests/simclr_core/test_originals.py tests/simclr_core/test_stream.py \
-    tests/simclr_core/test_augment.py -k "cuda or gpu" -rs
+    tests/simclr_core/test_stream_evaluation.py tests/simclr_core/test_augment.py -k "cuda or gpu" -rs
 tests=$?
 
 echo "== the streamed data path against the step and a PIL DataLoader"

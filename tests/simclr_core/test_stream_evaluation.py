@@ -210,3 +210,31 @@ def test_a_streamed_run_probes_transformations_on_crops_of_photos_of_every_size(
     for task in ("rotation", "sobel"):
         assert 0 <= metrics[f"transform_{task}_h"] <= 100 and 0 <= metrics[f"transform_{task}_gh"] <= 100
     assert metrics["unreadable_eval_images"] == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_streamed_fine_tuning_and_probe_run_on_the_gpu(tmp_path):
+    """nvjpeg-decoded originals stay on the GPU; the crops of fine-tuning and of the probe are cut there."""
+    from simclr_core.augment import build_augmentation
+    from simclr_core.config import AugmentConfig
+    from simclr_core.evaluate.transform_probe import transform_probe_eval
+    from simclr_core.models import projection_head
+
+    write_folder(tmp_path / "data", image_set(20))
+    write_folder(tmp_path / "data", image_set(10, seed=1), split="test")
+    data = DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "data"))
+    cuda = torch.device("cuda")
+    train_split = EvalImages(open_encoded(data, "train"), 32, 8 / 7, cuda, threads=2)
+    test_split = EvalImages(open_encoded(data, "test"), 32, 8 / 7, cuda, threads=2)
+    [originals] = list(train_split.originals(torch.arange(4)).batches([torch.arange(4)]))
+    assert all(image.is_cuda for image in originals)
+    crop = build_augmentation(AugmentConfig(ops=("crop",)), 32, MEAN, STD)
+    encoder = _encoder().to(cuda)
+    metrics = finetune_eval(encoder, train_split, train_split.labels, test_split, test_split.labels, mean=MEAN,
+                            std=STD, num_classes=3, label_fraction=0.5, epochs=1, batch_size=4, lr=0.05, seed=0,
+                            augment=lambda images, g: crop.views_from_originals(images, g)[0])
+    assert 0 <= metrics["finetune_top1"] <= 100
+    head = projection_head("nonlinear", encoder.feature_dim).to(cuda)
+    probed = transform_probe_eval(encoder, head, train_split, test_split, mean=MEAN, std=STD, tasks=("rotation",),
+                                  epochs=2)
+    assert 0 <= probed["transform_rotation_h"] <= 100
