@@ -11,7 +11,7 @@ from registry.declare import Experiment, Run
 from registry.discover import get_experiment, list_experiments
 from registry.estimate import (Total, encoder_title, estimate, format_device_hours, format_hours,
                                reference_views_per_s, split_sizes, total, view_geometry)
-from registry.pretraining import pretraining_key
+from registry.pretraining import finished_pretrainings, pretraining_key
 from registry.scales import DEFAULT_SCALE, SCALES, Scale, get_scale
 from registry.store import RunStore
 from simclr_core.config import RunConfig
@@ -78,6 +78,9 @@ def print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
     unit = "GPU-hours" if scale.hardware == "gpu" else "CPU-hours"
     header = f"  {'run id':<52} {'state':<9} {'batch':>6} {'epochs':>7} {'steps':>8} {'views':>10} {'est.':>10}"
     print(header)
+    # Pretrainings paid for elsewhere: by a finished run of the results folder (e.g. Table 6's, for Table 7) or by
+    # a run above in this plan.
+    finished = finished_pretrainings(store)
     total_views, total_hours, rates, pretrained = 0, 0.0, Counter(), set()
     for run in runs:
         cost = estimate(run.config, scale.hardware, views_per_s)
@@ -86,9 +89,10 @@ def print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
         if state != "done" and store.has_checkpoint(run.run_id):
             state = "resume"
         key = pretraining_key(run.config)
-        hours = cost.hours - cost.pretrain_hours if key in pretrained else cost.hours
-        if key in pretrained and state == "pending":
-            state = "eval only"      # it will evaluate the pretraining of an earlier run of this plan
+        shared = key in pretrained or finished.get(key, run.run_id) != run.run_id
+        hours = cost.hours - cost.pretrain_hours if shared else cost.hours
+        if shared and state == "pending":
+            state = "eval only"      # it will evaluate a finished run's pretraining, or an earlier one's here
         pretrained.add(key)
         total_views += cost.views if hours == cost.hours else 0
         total_hours += hours if state != "done" else 0.0

@@ -81,3 +81,22 @@ def test_auto_loader_is_keyed_as_what_it_resolves_to():
     assert first.data.loader == "auto" and first.data.dataset == "cifar10"
     assert pretraining_key(first) == pretraining_key(first.with_overrides({"data.loader": "resident"}))
     assert pretraining_key(first) != pretraining_key(first.with_overrides({"data.loader": "stream"}))
+
+
+def test_a_dry_run_plans_evaluation_only_for_a_pretraining_the_results_folder_holds(tmp_path, capsys, monkeypatch):
+    from registry import plan
+    from registry.plan import print_plan
+
+    monkeypatch.setattr(plan, "get_experiment", lambda name: _experiment())      # not a declared experiment
+    first, second = _experiment().runs("smoke")
+    store = RunStore(tmp_path)
+    print_plan([second], "smoke", store, 1)
+    alone = capsys.readouterr().out
+    assert "pending" in alone and "eval only" not in alone
+    assert execute_run(first, tmp_path).state == "done"
+    print_plan([second], "smoke", store, 1)
+    planned = capsys.readouterr().out
+    line = next(row for row in planned.splitlines() if second.run_id in row)
+    assert "eval only" in line
+    print_plan([first], "smoke", store, 1)                   # the donor itself stays what it is
+    assert "done" in next(row for row in capsys.readouterr().out.splitlines() if first.run_id in row)
