@@ -24,7 +24,7 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -142,6 +142,40 @@ def put_unless_stopped(ahead: queue.Queue, item, stop: threading.Event) -> None:
             return
         except queue.Full:
             continue
+
+
+def decoded_ahead(device: torch.device, threads: int | None, name: str,
+                  produce: Callable[[Decoder], Iterator[Any]]) -> Iterator[Any]:
+    """What `produce(decoder)` yields, made one item ahead on a thread named `name`, so that decoding the next
+    batch overlaps the consumer's work on this one. An exception there is raised here; when the consumer stops
+    early, the thread stops before its next item and the decoder is closed."""
+    decoder = Decoder(device, threads)
+    ahead: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    end = object()
+
+    def run() -> None:
+        try:
+            items = produce(decoder)
+            while not stop.is_set():
+                item = next(items, end)
+                put_unless_stopped(ahead, None if item is end else item, stop)
+                if item is end:
+                    return
+        except BaseException as exc:
+            put_unless_stopped(ahead, exc, stop)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        while (item := ahead.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        decoder.close()
 
 
 def read_each(split: EncodedSplit, indices: np.ndarray) -> list[bytes | Exception]:
@@ -272,35 +306,13 @@ class EvalImages:
         return (len(self), 3, self.image_size, self.image_size)
 
     def batches(self, batch_size: int) -> Iterator[Tensor]:
-        decoder = Decoder(self.device, self.threads)
-        ahead: queue.Queue = queue.Queue(maxsize=1)
-        stop = threading.Event()
+        def squares(decoder: Decoder) -> Iterator[Tensor]:
+            for start in range(0, len(self), batch_size):
+                indices = np.arange(start, min(start + batch_size, len(self)))
+                images = decode_batch(self.split, indices, decoder, self.bad)
+                yield torch.stack([fit_square(x, self.image_size, self.margin) for x in images])
 
-        def produce() -> None:
-            try:
-                for start in range(0, len(self), batch_size):
-                    if stop.is_set():
-                        return
-                    indices = np.arange(start, min(start + batch_size, len(self)))
-                    images = decode_batch(self.split, indices, decoder, self.bad)
-                    squares = torch.stack([fit_square(x, self.image_size, self.margin) for x in images])
-                    put_unless_stopped(ahead, squares, stop)
-                put_unless_stopped(ahead, None, stop)
-            except BaseException as exc:
-                put_unless_stopped(ahead, exc, stop)
-
-        thread = threading.Thread(target=produce, name="stream-eval", daemon=True)
-        thread.start()
-        try:
-            while (item := ahead.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            thread.join(timeout=30)
-            decoder.close()
-
+        return decoded_ahead(self.device, self.threads, "stream-eval", squares)
 
     def originals(self, rows: Tensor | np.ndarray) -> "LabelledOriginals":
         """Images `rows` of this split as whole decoded originals, for the evaluations that crop views (fine-tuning,
@@ -331,33 +343,12 @@ class LabelledOriginals:
 
     def batches(self, index_batches: Sequence[Tensor]) -> Iterator[list[Tensor]]:
         """For each tensor of positions into `rows`, the decoded originals of those images, in that order."""
-        decoder = Decoder(self.device, self.threads)
-        ahead: queue.Queue = queue.Queue(maxsize=1)
-        stop = threading.Event()
+        def originals(decoder: Decoder) -> Iterator[list[Tensor]]:
+            for positions in index_batches:
+                rows = self.rows[np.asarray(positions.cpu(), dtype=np.int64)]
+                yield decode_batch(self.split, rows, decoder, self.bad, self.view_side)
 
-        def produce() -> None:
-            try:
-                for positions in index_batches:
-                    if stop.is_set():
-                        return
-                    rows = self.rows[np.asarray(positions.cpu(), dtype=np.int64)]
-                    put_unless_stopped(ahead, decode_batch(self.split, rows, decoder, self.bad, self.view_side),
-                                       stop)
-                put_unless_stopped(ahead, None, stop)
-            except BaseException as exc:
-                put_unless_stopped(ahead, exc, stop)
-
-        thread = threading.Thread(target=produce, name="stream-originals", daemon=True)
-        thread.start()
-        try:
-            while (item := ahead.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            thread.join(timeout=30)
-            decoder.close()
+        return decoded_ahead(self.device, self.threads, "stream-originals", originals)
 
 
 __all__ = ["BadImages", "Decoder", "EvalImages", "LabelledOriginals", "MAX_BAD_FRACTION", "StreamedBatches",

@@ -299,7 +299,6 @@ def test_a_resident_run_of_the_same_folder_is_recorded_as_such(tmp_path, images)
 
 @pytest.mark.parametrize("overrides, needle", [
     ({"data.train_limit": 16}, "data.train_limit / data.test_limit need data.loader=resident"),
-    ({"eval.protocols": ("transform_probe",)}, "'transform_probe' needs data.loader=resident"),
     ({"augment.ops": ("color", "crop")}, r"must start with 'crop' \(each view is cropped from its own image"),
     ({"data.loader": "disk"}, "data.loader='disk' is not valid; choose one of: 'auto', 'resident', 'stream'"),
 ])
