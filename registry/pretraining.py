@@ -8,8 +8,8 @@ then resumes at its last step and only evaluates. The run records where its pret
 (reports/what_ran.py).
 
 kNN monitoring during training (eval.knn_every_epochs) is kept in the key: it runs inside the training loop.
-data.loader "auto" is keyed as what it resolves to for the dataset, so Table 7 (which names "resident" so that
-fine-tuning can run at every scale) evaluates Table 6's CIFAR-10 checkpoints.
+data.loader "auto" is keyed as what it resolves to for the dataset, so a run that names the loader "auto" resolves
+to shares the pretraining of one that leaves it "auto".
 """
 from __future__ import annotations
 
@@ -38,23 +38,6 @@ def pretraining_key(cfg: RunConfig | Mapping[str, Any]) -> str:
     evaluation = semantic.pop("eval", {})
     semantic["eval"] = {k: v for k, v in evaluation.items() if k in _TRAINING_EVAL_KEYS}
     return hashlib.sha256(canonical_json(semantic).encode("ascii")).hexdigest()[:12]
-
-
-def find_pretrained(store: RunStore, run_id: str, cfg: RunConfig) -> str | None:
-    """A finished run in `store`, other than `run_id`, whose checkpoint holds `cfg`'s pretraining; None if none."""
-    key = pretraining_key(cfg)
-    for other in store.run_ids():
-        if other == run_id or not store.is_done(other) or not store.has_checkpoint(other) or store.problem(other):
-            continue
-        recorded = (store.config(other) or {}).get("config")
-        if recorded is None:
-            continue
-        try:
-            if pretraining_key(recorded) == key:
-                return other
-        except Exception:            # a config.json of an older layout: not a donor
-            continue
-    return None
 
 
 def finished_pretrainings(store: RunStore) -> dict[str, str]:
@@ -90,7 +73,7 @@ def reuse_pretraining(store: RunStore, run_id: str, cfg: RunConfig) -> str | Non
     unless it has a checkpoint of its own; the donor's run id, or None when it trains itself."""
     if store.has_checkpoint(run_id):
         return None
-    donor = find_pretrained(store, run_id, cfg)
+    donor = finished_pretrainings(store).get(pretraining_key(cfg))    # never run_id: it has no checkpoint
     if donor is None:
         return None
     source, target = store.run_dir(donor), store.run_dir(run_id)

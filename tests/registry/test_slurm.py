@@ -270,29 +270,36 @@ def test_two_tasks_train_one_run_with_two_gloo_processes(partition, tmp_path):
     assert [o.detail for o in ranks] == ["trained", "rank 1 of 2"] and all(o.state == "done" for o in ranks)
 
 
-@pytest.mark.slurm
-def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(partition, tmp_path):
-    runs = smoke_runs({**QUICK, "max_steps": 60})
-    store = RunStore(tmp_path)
+def preempt_and_check_resumed(slurm, results: Path, steps: int, timeout: float) -> dict:
+    """Submit one smoke run of `steps` steps through `slurm` (wait=False), preempt its job once it has passed a
+    checkpoint (submitit's SIGTERM then SIGUSR2: checkpoint() + scontrol requeue), and check that the requeued job
+    resumed from that checkpoint and finished with every step logged once. The run's final status."""
+    runs = smoke_runs({**QUICK, "max_steps": steps})
+    store = RunStore(results)
     run_dir = store.run_dir(runs[0].run_id)
-    slurm = executor(SlurmSettings(cpus_per_task=1, time_min=60), wait=False)
-    [outcome] = slurm.dispatch(runs, tmp_path)
+    [outcome] = slurm.dispatch(runs, results)
     assert outcome.state == "submitted"
-    wait_for(lambda: max(metric_steps(run_dir), default=0) >= 7, 120, "step 7 (a checkpoint at step 5)", 0.1)
-    job = slurm.jobs[runs[0].run_id]
-    job._interrupt()      # submitit's preemption: SIGTERM, then SIGUSR2 -> checkpoint() + scontrol requeue
+    wait_for(lambda: max(metric_steps(run_dir), default=0) >= 7, timeout, "step 7 (a checkpoint at step 5)", 0.1)
+    slurm.jobs[runs[0].run_id]._interrupt()
     reached = max(metric_steps(run_dir))
-    wait_for(lambda: store.is_done(runs[0].run_id), 180, "the requeued job to finish", 1.0)
+    wait_for(lambda: store.is_done(runs[0].run_id), 1.5 * timeout, "the requeued job to finish", 1.0)
 
     status = store.status(runs[0].run_id)
-    assert status["state"] == "done" and status["attempt"] == 2 and status["slurm_restarts"] == 1
+    assert status["state"] == "done" and status["attempt"] == 2 and status["slurm_restarts"] == 1, status
     assert status["requeued"] and status["resumed"] is True
     assert 5 <= status["resumed_from_step"] <= reached
-    assert metric_steps(run_dir) == list(range(1, 61))       # continued, no step repeated or lost
+    assert metric_steps(run_dir) == list(range(1, steps + 1))       # continued, no step repeated or lost
     log = Path(json.loads((run_dir / SUBMISSION_NAME).read_text())["stdout"]).read_text()
     assert f"resumed from step {status['resumed_from_step']}" in log
-    [again] = slurm.dispatch(runs, tmp_path)
+    [again] = slurm.dispatch(runs, results)
     assert again.state == "skipped" and "done already" in again.detail
+    return {**status, "final": store.final(runs[0].run_id)}
+
+
+@pytest.mark.slurm
+def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(partition, tmp_path):
+    preempt_and_check_resumed(executor(SlurmSettings(cpus_per_task=1, time_min=60), wait=False), tmp_path,
+                              steps=60, timeout=120)
 
 
 @pytest.mark.slurm

@@ -24,11 +24,10 @@ from registry import RunStore, slurm_job
 from registry.claim import CLAIM_NAME
 from registry.slurm_job import check_rendezvous
 from registry.slurm_settings import SlurmSettings
-from registry.slurm_state import SUBMISSION_NAME
 from simclr_core.losses import nt_xent
 
 # The one-node tests' helpers and quick settings (batch 16: 4 images per rank of the 2 x 2 job).
-from test_slurm import QUICK, executor, metric_steps, smoke_runs, wait_for  # noqa: E402
+from test_slurm import QUICK, executor, metric_steps, preempt_and_check_resumed, smoke_runs, wait_for  # noqa: E402,E501
 
 REPO = Path(__file__).resolve().parents[2]
 STEP = Path(__file__).with_name("two_node_step.py")
@@ -176,28 +175,9 @@ def test_the_registrys_two_node_run_logs_the_first_step_loss_of_one_process(two_
 
 @pytest.mark.slurm
 def test_a_requeued_two_node_job_resumes_from_its_checkpoint(two_node_slurm, tmp_path):
-    runs = smoke_runs({**QUICK, "max_steps": 40})
-    store = RunStore(tmp_path)
-    run_dir = store.run_dir(runs[0].run_id)
-    slurm = executor(_two_by_two(time_min=60), wait=False)
-    [outcome] = slurm.dispatch(runs, tmp_path)
-    assert outcome.state == "submitted"
-    wait_for(lambda: max(metric_steps(run_dir), default=0) >= 7, 240, "step 7 (a checkpoint at step 5)", 0.1)
-    job = slurm.jobs[runs[0].run_id]
-    job._interrupt()      # preemption of the whole job: SIGTERM, then SIGUSR2 -> checkpoint() + scontrol requeue
-    reached = max(metric_steps(run_dir))
-    wait_for(lambda: store.is_done(runs[0].run_id), 360, "the requeued two-node job to finish", 1.0)
-
-    status = store.status(runs[0].run_id)
-    assert status["state"] == "done" and status["attempt"] == 2 and status["slurm_restarts"] == 1, status
-    assert status["requeued"] and status["resumed"] is True and status["processes"] == WORLD
-    assert 5 <= status["resumed_from_step"] <= reached
-    assert metric_steps(run_dir) == list(range(1, 41))       # continued, no step repeated or lost
-    assert store.final(runs[0].run_id)["processes"] == WORLD
-    log = Path(json.loads((run_dir / SUBMISSION_NAME).read_text())["stdout"]).read_text()
-    assert f"resumed from step {status['resumed_from_step']}" in log
-    [again] = slurm.dispatch(runs, tmp_path)
-    assert again.state == "skipped" and "done already" in again.detail
+    status = preempt_and_check_resumed(executor(_two_by_two(time_min=60), wait=False), tmp_path, steps=40,
+                                       timeout=240)
+    assert status["processes"] == WORLD and status["final"]["processes"] == WORLD
 
 
 @pytest.mark.slurm
