@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
 from simclr_core.losses import compute_loss
 from simclr_core.models import build_model
@@ -16,7 +17,8 @@ CIFAR10_TRAIN_IMAGES = 50_000
 class Step:
     """One optimisation step as simclr_core.train runs it, on both views stacked (view 1's rows, then view 2's)
     in channels_last; ``loss_fn`` may replace its loss. ``num_images`` sets the lr schedule's length;
-    ``image_size`` the views' side (which picks the CIFAR or ImageNet stem, as train() does)."""
+    ``image_size`` the views' side (which picks the CIFAR or ImageNet stem, as train() does). ``cfg.compile``
+compiles the model as train() does (the first call then compiles)."""
 
     def __init__(self, cfg: RunConfig, device: torch.device, num_images: int = CIFAR10_TRAIN_IMAGES,
                  loss_fn=None, image_size: int = 32):
@@ -24,6 +26,8 @@ class Step:
         self.device = device
         self.model = build_model(cfg.encoder, cfg.head, image_size).to(device, memory_format=torch.channels_last)
         self.model.train()
+        self.compile_mode = resolve_compile(cfg.compile, device)
+        compile_model(self.model, self.compile_mode)
         self.optimizer = build_optimizer(cfg.optim, self.model, cfg.peak_lr())
         self.dtype = autocast_dtype(resolve_precision(cfg.precision, device))
         self.loss_fn = loss_fn or (lambda z1, z2: compute_loss(cfg.loss, z1, z2))

@@ -2,7 +2,8 @@
 
 A run id names a run's *semantic* configuration: every value that can change what is trained or how it
 is measured, the seed and `config_version` included. Where files go, how often the run logs or
-checkpoints, and which trackers it reports to do not change the result, so they are left out; a run
+checkpoints, which trackers it reports to and whether torch compiles the model do not change the result,
+so they are left out; a run
 moved to another disk or re-launched with a different logging cadence keeps its id and its results.
 
     hash12    = sha256(canonical_json(semantic_dict(cfg)))[:12]
@@ -24,13 +25,15 @@ from typing import Any, Mapping
 from simclr_core.config import RunConfig
 
 HASH_LENGTH = 12
-# Dotted config keys that never enter the id: file locations, logging/tracking/checkpoint cadence.
+# Dotted config keys that never enter the id: file locations, logging/tracking/checkpoint cadence, and
+# torch.compile, which computes what the eager model does (simclr_core/compiling.py).
 # (Worker counts and the launcher are not RunConfig fields; they live in the executor.)
 EXCLUDED_KEYS = frozenset({
     "data.data_dir",
     "trackers",
     "log_every_steps",
     "checkpoint_every_steps",
+    "compile",
 })
 # Any field whose last component matches is also left out (e.g. a future "data.num_workers").
 EXCLUDED_LEAF_PATTERN = re.compile(r"(^|\.)(num_workers|[a-z_]*_dir)$")

@@ -178,6 +178,8 @@ class RunConfig:
     # auto: bf16 where the device supports it (CUDA with bf16, CPU with AVX-512 bf16), else fp32.
     precision: str = "auto"
     channels_last: bool = True
+    # torch.compile of the model (simclr_core/compiling.py): auto = on for CUDA, off on CPUs; speed only.
+    compile: str = "auto"
     checkpoint_every_steps: int = 200
     log_every_steps: int = 10
     # Accelerate trackers, e.g. ("tensorboard",).
@@ -240,6 +242,7 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         """Raise ConfigError on the first unknown name or out-of-range value; return self otherwise."""
         from simclr_core.augment import validate_augment_config
+        from simclr_core.compiling import COMPILE_MODES
         from simclr_core.data import DATASETS
         from simclr_core.evaluate.protocols import PROTOCOLS
         from simclr_core.evaluate.subset_files import require_fractions_and_files
@@ -319,6 +322,7 @@ class RunConfig:
         if self.max_steps is not None:
             require_range("max_steps", self.max_steps, low=1)
         require_choice("precision", self.precision, ("auto", "no", "bf16", "fp16"))
+        require_choice("compile", self.compile, COMPILE_MODES)
         require_range("checkpoint_every_steps", self.checkpoint_every_steps, low=1)
         require_range("log_every_steps", self.log_every_steps, low=1)
         for t in self.trackers:

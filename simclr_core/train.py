@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from simclr_core import cpu_cache
 from simclr_core.augment import build_augmentation, build_local_views
 from simclr_core.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
+from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
 from simclr_core.data.feed import Feed, open_feed
 from simclr_core.distributed import convert_to_global_bn
@@ -110,6 +111,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         if accelerator.is_main_process:
             _truncate_metrics(run_dir / METRICS_NAME, start_step)
     model, optimizer = accelerator.prepare(model, optimizer)
+    compile_mode = resolve_compile(cfg.compile, device)
+    model = compile_model(model, compile_mode)     # in place: checkpoints and evaluation see the same module
     if checkpoint is not None and checkpoint.get("scaler") is not None and accelerator.scaler is not None:
         accelerator.scaler.load_state_dict(checkpoint["scaler"])
     if cfg.trackers:
@@ -219,6 +222,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "eval_seconds": time.perf_counter() - eval_clock,
         "images_per_s": train_images / train_seconds if steps_run else None,
         "device": _device_name(device), "processes": world, "mixed_precision": mixed_precision,
+        "compile": compile_mode,
         **_data_stats(accelerator, feed),
     })
     if accelerator.is_main_process:

@@ -17,7 +17,9 @@ from registry.__main__ import parse_overrides, select
 from simclr_core.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-BEYOND = ("beyond_cpu_recipe", "beyond_multicrop", "beyond_dcl")
+BEYOND = ("beyond_cpu_recipe", "beyond_multicrop", "beyond_dcl", "beyond_gpu_recipe")
+# Each point adds one change to the one before it; the others vary one choice around the two-view recipe.
+LADDERS = ("beyond_cpu_recipe", "beyond_gpu_recipe")
 
 
 def _load_bench():
@@ -110,7 +112,7 @@ def test_resolves_at_every_scale_with_the_recipe_choices(name, scale):
     for run in runs:
         cfg = run.config
         assert cfg.data.dataset in ("cifar10", "cifar10_subset") and cfg.encoder.stem == "cifar"
-        if name != "beyond_cpu_recipe":      # the two-view recipe at every scale; the axis changes the rest
+        if name not in LADDERS:      # the two-view recipe at every scale; the axis changes the rest
             assert (cfg.optim.name, cfg.optim.base_lr, cfg.optim.weight_decay) == ("sgd", 0.5, 5e-4)
             assert cfg.augment.crop_scale == (0.2, 1.0)
         if scale == "cpu":
@@ -125,6 +127,24 @@ def test_the_cpu_recipe_steps_add_one_change_each():
     assert changed == [["augment.crop_scale", "loss.temperature"],
                        ["optim.base_lr", "optim.name", "optim.weight_decay"], ["optim.base_lr"], ["optim.base_lr"]]
     assert runs["b9"].loss.temperature == 0.5 and runs["b9"].optim.name == "lars"
+
+
+def test_the_gpu_recipe_steps_add_one_change_each_and_fit_15_minutes_of_an_h200():
+    from registry.estimate import estimate
+
+    runs = {r.label: r.config for r in get_experiment("beyond_gpu_recipe").runs("gpu", seeds=(0,))}
+    assert list(runs) == ["b9", "cpu-recipe", "multicrop"]
+    for cfg in runs.values():
+        assert (cfg.encoder.name, cfg.encoder.width, cfg.batch_size, cfg.data.train_limit) == ("resnet18", 1.0, 512, None)
+        assert cfg.eval.knn_k == 200 and cfg.eval.knn_every_epochs == 50 and "knn" in cfg.eval.protocols
+        # Planned with the rate measured on an H200 (train() eager): training and evaluation inside 15 minutes.
+        assert estimate(cfg, "gpu").hours * 60 < 15
+    flat = {label: cfg.flat() for label, cfg in runs.items()}
+    changed = [sorted(k for k in flat[b] if flat[a][k] != flat[b][k]) for a, b in zip(flat, list(flat)[1:])]
+    assert changed == [["augment.crop_scale", "loss.temperature", "optim.base_lr", "optim.name", "optim.weight_decay"],
+                       ["augment.local_crop_scale", "augment.local_crop_size", "augment.local_crops", "epochs"]]
+    assert [runs[label].epochs for label in runs] == [400, 400, 320]
+    assert runs["b9"].optim.name == "lars" and runs["b9"].loss.temperature == 0.5
 
 
 @pytest.mark.parametrize("scale", list(SCALES))

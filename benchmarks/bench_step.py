@@ -1,0 +1,155 @@
+"""The step against the chip's limit: bf16 matmul ceiling, the step on pre-made views, and the pipeline feeding it.
+
+Issue 20's table, one block per preset (ResNet-50 x1 at 224 px, batch 256; ResNet-18 x1 at 32 px, batch 512,
+the CIFAR stem), each variant eager and under torch.compile (simclr_core/compiling.py, as train() applies it):
+  pre-made   the step of train() on two fixed, already augmented views (no data, no augmentation): model under
+             autocast, NT-Xent, warm-up/cosine lr, LARS;
+  pipeline   what train() does per step on a dataset that fits the device: gather the batch from uint8 images
+             resident there (side 256 for 224 px views, 32 for CIFAR), build_augmentation writing both views
+             into one reused tensor, then the same step.
+"% of peak" is the step's FLOPs (torch's FlopCounterMode over one forward + backward: convolutions and matrix
+products) times the step rate, over the bf16 matrix-product ceiling measured first (an n x n x n product).
+Targets (issue 20, one H100/H200-class GPU): ResNet-50 pre-made >= 25% of the ceiling; pipeline >= 95% of
+pre-made at both sizes. On a CPU the same script runs at tiny sizes as a rehearsal (`--tiny`).
+
+    python benchmarks/bench_step.py [--device cuda] [--presets r50-224 r18-32] [--compile default] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import simclr_core  # noqa: F401  (first: it requests huge pages before torch allocates, see simclr_core/hugepages.py)
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import machine  # noqa: E402
+import timing  # noqa: E402
+from steps import Step  # noqa: E402
+
+from simclr_core.augment import build_augmentation  # noqa: E402
+from simclr_core.compiling import COMPILE_MODES  # noqa: E402
+from simclr_core.config import RunConfig  # noqa: E402
+from simclr_core.seeding import step_seed  # noqa: E402
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+PREMADE_PEAK_TARGET, PIPELINE_TARGET = 0.25, 0.95
+
+
+@dataclass(frozen=True)
+class Preset:
+    encoder: str
+    width: float
+    size: int          # view side
+    source: int        # side of the resident uint8 images the pipeline crops from
+    batch: int
+    ops: tuple[str, ...]
+    color_strength: float
+
+
+PRESETS = {
+    "r50-224": Preset("resnet50", 1.0, 224, 256, 256, ("crop", "color", "blur"), 1.0),
+    "r18-32": Preset("resnet18", 1.0, 32, 32, 512, ("crop", "color"), 0.5),
+}
+# --tiny: the same code at sizes a 2-core CPU runs in about a minute.
+TINY = {"r50-224": Preset("resnet50", 0.25, 64, 72, 8, ("crop", "color", "blur"), 1.0),
+        "r18-32": Preset("resnet18", 0.25, 32, 32, 32, ("crop", "color"), 0.5)}
+
+
+def matmul_ceiling(device: torch.device, n: int, dtype=torch.bfloat16, products: int = 10) -> float:
+    """FLOP/s of n x n x n products on random data, after three untimed ones."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    start = timing.clock(device)
+    for _ in range(products):
+        a @ b
+    return 2 * n ** 3 * products / (timing.clock(device) - start)
+
+
+def step_flops(step: Step, views: torch.Tensor) -> int:
+    """FLOPs of one forward + backward of `step`'s model on `views` (counted, not timed; no update)."""
+    with FlopCounterMode(display=False) as counter:
+        with torch.autocast(views.device.type, dtype=step.dtype or torch.bfloat16, enabled=step.dtype is not None):
+            _, z = step.model(views)
+        z.float().sum().backward()
+    step.model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def bench_preset(name: str, preset: Preset, device: torch.device, compile_mode: str, steps: int, repeats: int,
+                 peak: float) -> None:
+    cfg = RunConfig().with_overrides({
+        "encoder.name": preset.encoder, "encoder.width": preset.width, "batch_size": preset.batch,
+        "augment.ops": preset.ops, "augment.color_strength": preset.color_strength})
+    b, size = preset.batch, preset.size
+    print(f"\n== {name}: {preset.encoder} x{preset.width:g}, {size} px views, batch {b} ({2 * b} views), "
+          f"{steps} steps per measurement; compiled = torch.compile mode {compile_mode!r}")
+    steppers = {"eager": Step(cfg.with_overrides({"compile": "off"}), device, image_size=size),
+                "compiled": Step(cfg.with_overrides({"compile": compile_mode}), device, image_size=size)}
+    augment = build_augmentation(cfg.augment, size, IMAGENET_MEAN, IMAGENET_STD)
+    pool = torch.randint(0, 256, (4 * b, 3, preset.source, preset.source), dtype=torch.uint8, device=device)
+    views = torch.empty((2 * b, 3, size, size), device=device, memory_format=torch.channels_last)
+    premade = torch.randn_like(views)
+    flops = step_flops(steppers["eager"], premade)
+    generator, draws = torch.Generator(), {"n": 0}
+
+    def run(stepper: Step, with_pipeline: bool) -> float:
+        start = timing.clock(device)
+        for _ in range(steps):
+            if with_pipeline:
+                draws["n"] += 1
+                generator.manual_seed(step_seed(0, draws["n"], 0))
+                index = torch.randint(len(pool), (b,), generator=generator).to(device, non_blocking=True)
+                augment(pool.index_select(0, index), generator, out=views)
+                stepper(views)
+            else:
+                stepper(premade)
+        return timing.clock(device) - start
+
+    variants = {f"{kind}, {mode}": (lambda s=stepper, p=kind == "pipeline": run(s, p))
+                for mode, stepper in steppers.items() for kind in ("pre-made", "pipeline")}
+    print("  (the first measurement of each compiled variant compiles; it is untimed)")
+    seconds = timing.run_interleaved(variants, repeats)
+    rows = [timing.Row(n, s, steps * b) for n, s in seconds.items()]
+    print(timing.table(rows, "images/s", reference="pre-made, eager", label="pre-made eager"))
+    per_image = flops / b
+    for row in rows:
+        print(f"  {row.name:20s} {per_image * row.median_rate / 1e12:8.2f} TFLOP/s = "
+              f"{100 * per_image * row.median_rate / peak:5.1f}% of the ceiling")
+    by = {r.name: r for r in rows}
+    best = max(("eager", "compiled"), key=lambda m: by[f"pre-made, {m}"].median_rate)
+    print(f"  step FLOPs {flops / 1e12:.3f} T per step of {b} images; compiled / eager pre-made = "
+          f"{timing.paired_ratio(by['pre-made, compiled'], by['pre-made, eager']):.2f}; "
+          f"pipeline / pre-made ({best}) = {timing.paired_ratio(by[f'pipeline, {best}'], by[f'pre-made, {best}']):.2f} "
+          f"(target >= {PIPELINE_TARGET})" + (f"; pre-made ({best}) = {100 * per_image * by[f'pre-made, {best}'].median_rate / peak:.1f}% "
+                                                 f"of the ceiling (target >= {100 * PREMADE_PEAK_TARGET:.0f}%)"
+                                                 if preset.encoder == "resnet50" else ""))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    p.add_argument("--compile", default="default", choices=[m for m in COMPILE_MODES if m not in ("auto", "off")],
+                   help="the torch.compile mode of the compiled rows")
+    p.add_argument("--steps", type=int, default=8, help="steps per measurement")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--matmul", type=int, default=None, help="side n of the ceiling's products (8192 on CUDA)")
+    p.add_argument("--tiny", action="store_true", help="tiny models and batches: a rehearsal on a CPU")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    print("\n".join(machine.describe(device)))
+    n = args.matmul or (8192 if device.type == "cuda" else 1024)
+    peak = matmul_ceiling(device, n)
+    print(f"bf16 matrix-product ceiling: {peak / 1e12:.1f} TFLOP/s ({n} x {n} x {n}, random data)")
+    presets = TINY if args.tiny else PRESETS
+    for name in args.presets:
+        bench_preset(name, presets[name], device, args.compile, args.steps, args.repeats, peak)
+
+
+if __name__ == "__main__":
+    main()
