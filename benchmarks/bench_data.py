@@ -34,6 +34,7 @@ import timing  # noqa: E402
 from steps import Step  # noqa: E402
 
 from simclr_core.augment import build_augmentation  # noqa: E402
+from simclr_core.compiling import COMPILE_MODES  # noqa: E402
 from simclr_core.config import DataConfig, RunConfig  # noqa: E402
 from simclr_core.data.catalog import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from simclr_core.data.encoded import open_encoded  # noqa: E402
@@ -105,6 +106,9 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers of (c)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dir", default=None, help="where the JPEGs go (default: a temporary folder)")
+    p.add_argument("--compile", default="auto", choices=COMPILE_MODES,
+                   help="torch.compile of the step's model, as train()'s `compile` (benchmarks/bench_step.py "
+                        "compares the modes)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
@@ -119,7 +123,8 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder, shards = make_photos(Path(tmp), count)
         cfg = RunConfig().with_overrides({"encoder.name": encoder, "encoder.width": width, "batch_size": batch,
-                                          "augment.ops": ("crop", "color", "blur"), "augment.color_strength": 1.0})
+                                          "augment.ops": ("crop", "color", "blur"), "augment.color_strength": 1.0,
+                                          "compile": args.compile})
         step = Step(cfg, device, num_images=count, image_size=size)
         augment = build_augmentation(cfg.augment, size, IMAGENET_MEAN, IMAGENET_STD)
         views = torch.empty((2 * batch, 3, size, size), device=device).to(memory_format=torch.channels_last)
