@@ -67,8 +67,10 @@ def test_compiled_model_in_two_processes_equals_one_process_on_the_whole_batch(t
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("mode", ["off", "default"])
 def test_a_cuda_training_step_waits_on_no_host_sync(mode):
-    """Model (eager or compiled) under autocast, NT-Xent, the lr schedule and LARS: once the first steps have
-    compiled and made the optimiser's state, a step only queues work on the device."""
+    """The resident pipeline's step: gather the batch from uint8 images on the device, augment both views into
+    the reused views tensor, then the model (eager or compiled) under autocast, NT-Xent, the lr schedule and
+    LARS. Once the first steps have compiled and made the optimiser's state, a step only queues device work."""
+    from simclr_core.augment import build_augmentation
     from simclr_core.compiling import compile_model
     from simclr_core.config import RunConfig
     from simclr_core.losses import compute_loss
@@ -79,9 +81,15 @@ def test_a_cuda_training_step_waits_on_no_host_sync(mode):
     cuda = torch.device("cuda")
     model = compile_model(build_model(cfg.encoder, cfg.head, 32).to(cuda, memory_format=torch.channels_last), mode)
     optimizer = build_optimizer(cfg.optim, model, cfg.peak_lr())
-    views = torch.randn(32, 3, 32, 32, device=cuda).contiguous(memory_format=torch.channels_last)
+    views = torch.empty((32, 3, 32, 32), device=cuda, memory_format=torch.channels_last)
+    augment = build_augmentation(cfg.augment, 32, (0.5,) * 3, (0.25,) * 3)
+    pool = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, device=cuda)
+    generator = torch.Generator()
 
     def step(index: int) -> None:
+        generator.manual_seed(index)
+        rows = torch.randperm(len(pool), generator=generator)[:16].to(cuda, non_blocking=True)
+        augment(pool.index_select(0, rows), generator, out=views)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             _, z = model(views)
         z1, z2 = z.float().chunk(2)
