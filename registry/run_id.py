@@ -3,8 +3,8 @@
 A run id names a run's *semantic* configuration: every value that can change what is trained or how it
 is measured, the seed and `config_version` included. Where files go, how often the run logs or
 checkpoints, which trackers it reports to and whether torch compiles the model do not change the result,
-so they are left out; a run
-moved to another disk or re-launched with a different logging cadence keeps its id and its results.
+so they are left out; a run moved to another disk or re-launched with a different logging cadence keeps
+its id and its results.
 
     hash12    = sha256(canonical_json(semantic_dict(cfg)))[:12]
     run id    = "<experiment>/<axis-values>-<hash12>", e.g. "augment_pairs/crop+color-3f9a1c2e0b4d"

@@ -31,8 +31,8 @@ def compile_model(model: nn.Module, mode: str) -> nn.Module:
     """Compile `model`'s forward in place (its state_dict keys stay as they are) unless `mode` is "off".
 
     Compilation happens at the first call, which then takes longer (tens of seconds to minutes); later calls
-    with the same shapes reuse the compiled code. On a model that DistributedDataParallel wraps, compiling the
-    wrapper lets torch overlap gradient communication with the backward, as it does eagerly.
+    with the same shapes reuse the compiled code. train() passes the DistributedDataParallel wrapper itself where
+    there is one, the arrangement torch documents for DDP under torch.compile.
     """
     if mode != "off":
         model.compile(mode=mode, dynamic=False)
