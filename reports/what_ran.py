@@ -98,6 +98,9 @@ def describe(ours: pd.DataFrame) -> WhatRan:
         phrases[-1] += f", stopped at max_steps {values_text(steps)} ({len(steps)} of {len(runs)} runs)"
     phrases += [f"batch {values_text(column('batch_size'))}", f"seeds {values_text(column('seed'))}",
                 f"device {values_text(column('device'))}" if any(column("device")) else "device not recorded"]
+    compiled = [mode for mode in column("compiled") if mode not in (None, "off")]
+    if compiled:
+        phrases.append(f"torch.compile {values_text(compiled)} in {len(compiled)} of {len(runs)} runs")
     what = WhatRan(len(runs), datasets, phrases)
     _device_hours(ours, runs, what)
     return what

@@ -130,6 +130,16 @@ def test_runs_that_differ_in_epochs_show_the_range(tmp_path):
     assert "3, 8 epochs, stopped at max_steps 2 (5 of 10 runs)" in text
 
 
+def test_what_ran_says_how_many_runs_were_compiled(tmp_path):
+    from reports.what_ran import describe
+
+    _grid(tmp_path, seeds=(0,), final={"compile": "default"})
+    _grid(tmp_path, seeds=(1,), final={"compile": "off"})
+    assert "torch.compile default in 5 of 10 runs" in describe(load_results(tmp_path)).text
+    _grid(tmp_path / "eager", seeds=(0,))                   # runs from before the key: nothing said
+    assert "torch.compile" not in describe(load_results(tmp_path / "eager")).text
+
+
 def test_an_undeclared_experiment_is_left_out_with_why(tmp_path):
     run_id = _grid(tmp_path, seeds=(0,))[0]
     results = load_results(tmp_path)
