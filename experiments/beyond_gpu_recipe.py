@@ -8,7 +8,9 @@ what does each choice buy at equal time? A public single-file peer reports 90.0%
 The budget. The gpu scale's train() on an H200 ran ~27,000 images/s eagerly (registry/estimate.py); 15 minutes
 minus ~1 minute of loading and evaluation leaves ~23 M images, ~450 epochs of 50,000, more where torch.compile
 (on by default on CUDA, simclr_core/compiling.py) speeds the step up. So the two-view points train 400 epochs,
-and the multi-crop point, whose two extra 16 px views cost about a quarter more per epoch, 320.
+and the multi-crop point 320: its two extra 16 px views cost 1.16x per epoch on the 2-core CPU (27 epochs in
+53.3 min against 33 in 56.3, benchmarks/RESULTS.md), and small views are expected to fill a GPU less well (not
+measured).
 
 The axis `recipe`, each point adding one change to the one before it:
     b9            Appendix B.9's CIFAR-10 setting as the scale resolves it (LARS lr 1.0 per 256, weight decay
