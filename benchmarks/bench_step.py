@@ -6,11 +6,14 @@ the CIFAR stem; on CPUs the cpu scale's ResNet-18 x0.25 at batch 256), each vari
              autocast, NT-Xent, warm-up/cosine lr, LARS;
   pipeline   what train() does per step on a dataset that fits the device: gather the batch from uint8 images
              resident there (side 256 for 224 px views, 32 for CIFAR), build_augmentation writing both views
-             into one reused tensor, then the same step.
+             into one reused tensor, then the same step (views_ahead=off);
+  ahead      the same pipeline with each step's views made while the previous step runs, on a side CUDA
+             stream (views_ahead=on, simclr_core/augment/ahead.py; on a CPU it runs in order, as a rehearsal).
 "% of peak" is the step's FLOPs (torch's FlopCounterMode over one forward + backward: convolutions and matrix
 products) times the step rate, over the bf16 matrix-product ceiling measured first (an n x n x n product).
 Targets (issue 20, one H100/H200-class GPU): ResNet-50 pre-made >= 25% of the ceiling; pipeline >= 95% of
-pre-made at both sizes. On a CPU the same script runs at tiny sizes as a rehearsal (`--tiny`).
+pre-made at both sizes (the better of pipeline and ahead). On a CPU the same script runs at tiny sizes as a
+rehearsal (`--tiny`).
 
     python benchmarks/bench_step.py [--device cuda] [--presets r50-224 r18-32] [--compile default] [--repeats 3]
 """
@@ -32,6 +35,7 @@ from steps import Step  # noqa: E402
 
 from simclr_core import cpu_cache  # noqa: E402
 from simclr_core.augment import build_augmentation  # noqa: E402
+from simclr_core.augment.ahead import views_ahead  # noqa: E402
 from simclr_core.compiling import COMPILE_MODES  # noqa: E402
 from simclr_core.config import RunConfig  # noqa: E402
 from simclr_core.data.catalog import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
@@ -95,26 +99,37 @@ def bench_preset(name: str, preset: Preset, device: torch.device, compile_mode: 
                 "compiled": Step(cfg.with_overrides({"compile": compile_mode}), device, image_size=size)}
     augment = build_augmentation(cfg.augment, size, IMAGENET_MEAN, IMAGENET_STD)
     pool = torch.randint(0, 256, (4 * b, 3, preset.source, preset.source), dtype=torch.uint8, device=device)
-    views = torch.empty((2 * b, 3, size, size), device=device, memory_format=torch.channels_last)
-    premade = torch.randn_like(views)
+    premade = torch.randn((2 * b, 3, size, size), device=device).contiguous(memory_format=torch.channels_last)
     flops = step_flops(steppers["eager"], premade)
     generator, draws = torch.Generator(), {"n": 0}
 
-    def run(stepper: Step, with_pipeline: bool) -> float:
-        start = timing.clock(device)
+    def batches():
+        """Gathered uint8 batches, as train()'s resident path yields them (a fresh draw each step)."""
         for _ in range(steps):
-            if with_pipeline:
-                draws["n"] += 1
-                generator.manual_seed(step_seed(0, draws["n"], 0))
-                index = torch.randint(len(pool), (b,), generator=generator).to(device, non_blocking=True)
-                augment(pool.index_select(0, index), generator, out=views)
-                stepper(views)
-            else:
+            draws["n"] += 1
+            generator.manual_seed(step_seed(0, draws["n"], 0))
+            index = torch.randint(len(pool), (b,), generator=generator).to(device, non_blocking=True)
+            yield draws["n"], pool.index_select(0, index)
+
+    def make_views(step, batch, buffers) -> None:
+        augment(batch, generator, out=buffers[0])
+
+    def new_buffers():
+        return (torch.empty((2 * b, 3, size, size), device=device, memory_format=torch.channels_last),)
+
+    def run(stepper: Step, kind: str) -> float:
+        start = timing.clock(device)
+        if kind == "pre-made":
+            for _ in range(steps):
                 stepper(premade)
+        else:
+            for _, (views,) in views_ahead(batches(), make_views, new_buffers, ahead=kind == "ahead",
+                                           device=device):
+                stepper(views)
         return timing.clock(device) - start
 
-    variants = {f"{kind}, {mode}": (lambda s=stepper, p=kind == "pipeline": run(s, p))
-                for mode, stepper in steppers.items() for kind in ("pre-made", "pipeline")}
+    variants = {f"{kind}, {mode}": (lambda s=stepper, k=kind: run(s, k))
+                for mode, stepper in steppers.items() for kind in ("pre-made", "pipeline", "ahead")}
     start = timing.clock(device)
     steppers["compiled"](premade)
     print(f"  compiling: the compiled model's first step took {timing.clock(device) - start:.1f} s")
@@ -127,10 +142,12 @@ def bench_preset(name: str, preset: Preset, device: torch.device, compile_mode: 
               f"{100 * per_image * row.median_rate / peak:5.1f}% of the ceiling")
     by = {r.name: r for r in rows}
     best = max(("eager", "compiled"), key=lambda m: by[f"pre-made, {m}"].median_rate)
+    fed = max(("pipeline", "ahead"), key=lambda k: by[f"{k}, {best}"].median_rate)
     summary = [f"step FLOPs {flops / 1e12:.3f} T per {b} images",
                f"compiled / eager pre-made = {timing.paired_ratio(by['pre-made, compiled'], by['pre-made, eager']):.2f}",
-               f"pipeline / pre-made ({best}) = "
-               f"{timing.paired_ratio(by[f'pipeline, {best}'], by[f'pre-made, {best}']):.2f} (target >= {PIPELINE_TARGET})"]
+               f"ahead / pipeline ({best}) = {timing.paired_ratio(by[f'ahead, {best}'], by[f'pipeline, {best}']):.2f}",
+               f"{fed} / pre-made ({best}) = "
+               f"{timing.paired_ratio(by[f'{fed}, {best}'], by[f'pre-made, {best}']):.2f} (target >= {PIPELINE_TARGET})"]
     if preset.encoder == "resnet50":
         share = per_image * by[f"pre-made, {best}"].median_rate / peak
         summary.append(f"pre-made ({best}) = {100 * share:.1f}% of the ceiling "

@@ -25,8 +25,9 @@ from typing import Any, Mapping
 from simclr_core.config import RunConfig
 
 HASH_LENGTH = 12
-# Dotted config keys that never enter the id: file locations, logging/tracking/checkpoint cadence, and
-# torch.compile, which computes what the eager model does (simclr_core/compiling.py).
+# Dotted config keys that never enter the id: file locations, logging/tracking/checkpoint cadence,
+# torch.compile, which computes what the eager model does (simclr_core/compiling.py), and views_ahead, which
+# only changes when a step's views are made (simclr_core/augment/ahead.py).
 # (Worker counts and the launcher are not RunConfig fields; they live in the executor.)
 EXCLUDED_KEYS = frozenset({
     "data.data_dir",
@@ -34,6 +35,7 @@ EXCLUDED_KEYS = frozenset({
     "log_every_steps",
     "checkpoint_every_steps",
     "compile",
+    "views_ahead",
 })
 # Any field whose last component matches is also left out (e.g. a future "data.num_workers").
 EXCLUDED_LEAF_PATTERN = re.compile(r"(^|\.)(num_workers|[a-z_]*_dir)$")

@@ -9,10 +9,12 @@
 #   GPU_CHECK_DEVICE=cpu scripts/gpu_check.sh  # rehearsal on a CPU with tiny sizes (the CUDA tests skip)
 # Parts:
 #   tests   the CUDA tests: GPU decode, crops and the streamed step without a host sync, streamed fine-tuning and
-#           probe, compiled training against eager, a training step without a host sync (eager and compiled)
+#           probe, compiled training against eager, a training step without a host sync (eager and compiled),
+#           views made ahead on a side stream: the same losses as just in time, no host sync
 #   data    benchmarks/bench_data.py: the step on pre-made views, the streamed path feeding it, a PIL DataLoader
 #   step    benchmarks/bench_step.py: bf16 matmul ceiling, ResNet-50 224 px and ResNet-18 32 px steps, eager and
-#           compiled, on pre-made views and behind the resident pipeline, % of the ceiling
+#           compiled, on pre-made views and behind the resident pipeline (views made just in time and ahead),
+#           % of the ceiling
 #   recipe  a short run of beyond_gpu_recipe (20 epochs of all CIFAR-10) through the registry, its kNN and rate;
 #           needs CIFAR-10 in $SIMCLR_DATA_DIR/cifar10 (default ./.gpudata: carry it, it is not in the repository)
 # Everything printed also goes to ${OUT:-/tmp}/gpu_check.log.
@@ -53,7 +55,7 @@ if has tests; then
     echo "== CUDA tests (skip without a GPU)"
     timeout 150 $PY -m pytest -q -p no:cacheprovider -rs \
         tests/simclr_core/test_originals.py tests/simclr_core/test_stream.py tests/simclr_core/test_stream_evaluation.py \
-        tests/simclr_core/test_augment.py tests/simclr_core/test_compiling.py \
+        tests/simclr_core/test_augment.py tests/simclr_core/test_compiling.py tests/simclr_core/test_views_ahead.py \
         -k "cuda or gpu or compiled_training_equals_eager"
     RC[tests]=$?
 fi
@@ -63,7 +65,7 @@ if has data; then
     RC[data]=$?
 fi
 if has step; then
-    echo "== issue 20: the step against the chip's ceiling, eager and compiled"
+    echo "== issue 20: the step against the chip's ceiling, eager and compiled, views made just in time and ahead"
     timeout 180 $PY benchmarks/bench_step.py "${STEP[@]}"
     RC[step]=$?
 fi

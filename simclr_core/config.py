@@ -180,6 +180,9 @@ class RunConfig:
     channels_last: bool = True
     # torch.compile of the model (simclr_core/compiling.py): auto = on for CUDA, off on CPUs; speed only.
     compile: str = "auto"
+    # Each step's views made while the previous step runs (simclr_core/augment/ahead.py): auto = on for CUDA,
+    # off on CPUs; speed only.
+    views_ahead: str = "auto"
     checkpoint_every_steps: int = 200
     log_every_steps: int = 10
     # Accelerate trackers, e.g. ("tensorboard",).
@@ -242,6 +245,7 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         """Raise ConfigError on the first unknown name or out-of-range value; return self otherwise."""
         from simclr_core.augment import validate_augment_config
+        from simclr_core.augment.ahead import VIEWS_AHEAD_MODES
         from simclr_core.compiling import COMPILE_MODES
         from simclr_core.data import DATASETS
         from simclr_core.evaluate.protocols import PROTOCOLS
@@ -323,6 +327,7 @@ class RunConfig:
             require_range("max_steps", self.max_steps, low=1)
         require_choice("precision", self.precision, ("auto", "no", "bf16", "fp16"))
         require_choice("compile", self.compile, COMPILE_MODES)
+        require_choice("views_ahead", self.views_ahead, VIEWS_AHEAD_MODES)
         require_range("checkpoint_every_steps", self.checkpoint_every_steps, low=1)
         require_range("log_every_steps", self.log_every_steps, low=1)
         for t in self.trackers:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from simclr_core import cpu_cache
 from simclr_core.augment import build_augmentation, build_local_views
+from simclr_core.augment.ahead import resolve_views_ahead, views_ahead
 from simclr_core.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
@@ -119,18 +120,30 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         accelerator.init_trackers(run_dir.name, config=_tracker_config(cfg))
 
     # ---- loop --------------------------------------------------------------------------------------
-    # Augmentation parameters are drawn on the host and copied without a sync (see simclr_core.augment).
+    # Augmentation parameters are drawn on the host and copied without a sync (see simclr_core.augment); with
+    # views_ahead on, step k+1's views are made while step k runs (simclr_core/augment/ahead.py).
     generator = torch.Generator()
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
-    # Both views of every step are written into this one tensor, in the model's memory format: the model
-    # reads all 2N views in one forward pass (as the official code does, so BatchNorm sees them all), and
-    # the autograd graph that holds them is freed by the step's backward, before the next step writes.
-    views = torch.empty((2 * local_batch, 3, image_size, image_size), device=device,
-                        memory_format=memory_format)
-    # Multi-crop's small views, if any: small view k of image i in row k * local_batch + i.
-    small_views = None if augment_small is None else torch.empty(
-        (cfg.augment.local_crops * local_batch, 3, augment_small.image_size, augment_small.image_size),
-        device=device, memory_format=memory_format)
+
+    def new_view_buffers() -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Both views of a step in one tensor, in the model's memory format: the model reads all 2N views in
+        one forward pass (as the official code does, so BatchNorm sees them all); then multi-crop's small
+        views, if any (small view k of image i in row k * local_batch + i). Reused step after step: the
+        autograd graph that holds them is freed by the step's backward, before the buffers are written again."""
+        views = torch.empty((2 * local_batch, 3, image_size, image_size), device=device,
+                            memory_format=memory_format)
+        small = None if augment_small is None else torch.empty(
+            (cfg.augment.local_crops * local_batch, 3, augment_small.image_size, augment_small.image_size),
+            device=device, memory_format=memory_format)
+        return views, small
+
+    def make_views(step: int, batch, buffers) -> None:
+        views, small = buffers
+        generator.manual_seed(step_seed(cfg.seed, step, rank))
+        feed.views(augment, batch, generator, out=views)
+        if small is not None:
+            feed.views(augment_small, batch, generator, out=small)
+
     last_finite_step, last_checkpoint_step = start_step, start_step
     log_loss = torch.zeros((), device=device)
     log_count, log_clock = 0, time.perf_counter()
@@ -140,12 +153,10 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     model.train()
     batches = feed.batches(seed=cfg.seed, rank=rank, world=world, local_batch=local_batch,
                            steps_per_epoch=steps_per_epoch, start_step=start_step, stop_step=stop_step, device=device)
+    ahead = resolve_views_ahead(cfg.views_ahead, device)
+    steps = views_ahead(batches, make_views, new_view_buffers, ahead=ahead == "on", device=device)
     try:
-        for step, batch in batches:
-            generator.manual_seed(step_seed(cfg.seed, step, rank))
-            feed.views(augment, batch, generator, out=views)
-            if small_views is not None:
-                feed.views(augment_small, batch, generator, out=small_views)
+        for step, (views, small_views) in steps:
             _, z = model(views if small_views is None else (views, small_views))
             z1, z2, *small = z.float().split(local_batch)
             loss = compute_multicrop_loss(cfg.loss, z1, z2, small)
@@ -205,7 +216,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                       earlier_seconds + time.perf_counter() - train_clock)
                 last_checkpoint_step = done
     finally:
-        batches.close()      # stops the streamed path's reader, however the loop ends
+        steps.close()        # stops the streamed path's reader, however the loop ends
+        batches.close()      # (in case the loop never started)
     bar.close()
     train_seconds = time.perf_counter() - train_clock
 
@@ -222,7 +234,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "eval_seconds": time.perf_counter() - eval_clock,
         "images_per_s": train_images / train_seconds if steps_run else None,
         "device": _device_name(device), "processes": world, "mixed_precision": mixed_precision,
-        "compile": compile_mode,
+        "compile": compile_mode, "views_ahead": ahead,
         **_data_stats(accelerator, feed),
     })
     if accelerator.is_main_process:

@@ -65,6 +65,7 @@ def test_int_given_for_a_float_field_names_the_same_run():
     {"log_every_steps": 1},
     {"checkpoint_every_steps": 7},
     {"compile": "default"},
+    {"views_ahead": "on"}, {"views_ahead": "off"},
 ])
 def test_excluded_fields_do_not_change_the_id(override):
     assert config_hash(RunConfig().with_overrides(override)) == config_hash(RunConfig())
