@@ -13,7 +13,8 @@ published GFLOPs per 224 px image, times width^2, times the spatial area after t
 keeps full resolution: a 32 px CIFAR view costs as much as a 128 px ImageNet-stem view).
 
 Rates: MEASURED_RATES holds training throughputs measured with this code, each naming its device and
-conditions. A run is timed from the entry of its hardware ("cpu" or "gpu") closest to it in view cost,
+conditions. A run is timed from the entry of its hardware ("cpu" or "gpu") and arithmetic (bf16 or fp32, as the
+run's precision resolves: on a CPU, this machine's, the one a local run uses) closest to it in view cost,
 scaled by relative FLOPs from there; FLOPs alone scale badly across model sizes (small 32 px models are
 overhead-bound on CPUs and under-fill a GPU's FLOPs far less than a 224 px ResNet-50 would suggest).
 """
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from simclr_core.config import RunConfig
+from simclr_core.precision import cpu_supports_bf16
 from simclr_core.validation import ConfigError
 
 # Training-split sizes, so that plans need no data on disk.
@@ -64,6 +66,7 @@ class MeasuredRate:
     stem: str                # "cifar" or "imagenet"
     images_per_s: float      # training images per second, two views each
     conditions: str          # batch, precision, and what the clock covered
+    arithmetic: str = "bf16"   # "bf16" (bf16 autocast) or "fp32": which runs it times (planned_arithmetic)
 
     @property
     def relative_cost(self) -> float:
@@ -98,7 +101,13 @@ H200_RESNET50_224 = MeasuredRate("gpu", "one NVIDIA H200", "resnet50", 1.0, 224,
 # while tests shared the 2 cores. (2026-11-22, before the CPU speed work: 390-447 images/s.)
 CPU_REFERENCE = MeasuredRate("cpu", "the 2-core reference CPU", "resnet18", 0.25, 32, "cifar", 857.0,
                              "batch 256, bf16, train()")
-MEASURED_RATES: tuple[MeasuredRate, ...] = (H200_RESNET18_CIFAR, H200_RESNET50_224, CPU_REFERENCE)
+# A 2-core CPU without native bf16 (AMD EPYC, AVX2 only: no AVX-512), where precision "auto" trains in fp32; the
+# same model and batch as CPU_REFERENCE, whole pipeline: measured 2026-12-05 as final.json's images_per_s of 10
+# cpu-scale runs (temperature_norm and loss_variant, seed 0): mean 249, at most 289 images/s (the first two alone:
+# 280 and 289; the other eight while a test job shared the 2 cores), 3.4x below CPU_REFERENCE's mean.
+CPU_WITHOUT_BF16 = MeasuredRate("cpu", "a 2-core CPU without native bf16 (AVX2)", "resnet18", 0.25, 32, "cifar",
+                                249.0, "batch 256, fp32, train()", arithmetic="fp32")
+MEASURED_RATES: tuple[MeasuredRate, ...] = (H200_RESNET18_CIFAR, H200_RESNET50_224, CPU_REFERENCE, CPU_WITHOUT_BF16)
 
 PAPER_GPU_VIEWS_PER_S = H200_RESNET50_224.reference_views_per_s     # 4,858
 
@@ -146,21 +155,35 @@ def relative_view_cost(cfg: RunConfig) -> float:
     return view_cost(cfg.encoder.name, cfg.encoder.width, *view_geometry(cfg))
 
 
-def _closest(cost: float, hardware: str) -> MeasuredRate:
+def planned_arithmetic(cfg: RunConfig, hardware: str) -> str:
+    """"bf16" or "fp32": the arithmetic `cfg` trains in on `hardware`, to pick the rate that times it. On a CPU
+    that is this machine's CPU: without native bf16, "auto" trains in fp32 and an explicit "bf16" is emulated
+    (no faster), so both take the fp32 rate. On a GPU, fp16 autocast counts as bf16 (the same half-precision
+    tensor cores)."""
+    if cfg.precision == "no" or (hardware == "cpu" and not cpu_supports_bf16()):
+        return "fp32"
+    return "bf16"
+
+
+def _closest(cost: float, hardware: str, arithmetic: str = "bf16") -> MeasuredRate:
+    """The `hardware` entry closest in view cost among those measured in `arithmetic` (if none was, among all
+    of `hardware`'s: e.g. no fp32 GPU rate was measured, and the rate text then says bf16)."""
     candidates = [r for r in MEASURED_RATES if r.hardware == hardware]
     if not candidates:
         raise ConfigError(f"no measured rate for hardware {hardware!r}; measured: "
                           f"{', '.join(sorted({r.hardware for r in MEASURED_RATES}))}")
+    candidates = [r for r in candidates if r.arithmetic == arithmetic] or candidates
     return min(candidates, key=lambda r: abs(math.log(cost / r.relative_cost)))
 
 
 def rate_for(cfg: RunConfig, hardware: str) -> MeasuredRate:
-    """The measured rate of `hardware` whose model is closest to `cfg`'s in view cost."""
-    return _closest(relative_view_cost(cfg), hardware)
+    """The measured rate of `hardware`, in the run's arithmetic, whose model is closest to `cfg`'s in view cost."""
+    return _closest(relative_view_cost(cfg), hardware, planned_arithmetic(cfg, hardware))
 
 
 def reference_views_per_s(hardware: str) -> float:
-    """ResNet-50-1x-224px views/s of the `hardware` entry nearest that model: what a device's own rate replaces."""
+    """ResNet-50-1x-224px views/s of the `hardware` bf16 entry nearest that model: what a device's own rate
+    (--gpu-images-per-s, a bf16 figure) replaces."""
     return _closest(1.0, hardware).reference_views_per_s
 
 
@@ -174,7 +197,7 @@ def estimate(cfg: RunConfig, hardware: str, views_per_s: float | None = None) ->
     steps = min(total_steps, cfg.max_steps or total_steps)
     views = (2 + cfg.augment.local_crops) * cfg.batch_size * steps
     cost = relative_view_cost(cfg)
-    rate = _closest(cost, hardware)
+    rate = rate_for(cfg, hardware)
     reference = rate.reference_views_per_s
     if views_per_s:
         reference *= views_per_s / reference_views_per_s(hardware)

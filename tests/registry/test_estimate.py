@@ -2,8 +2,8 @@
 to the run's model, naming its device."""
 import pytest
 
-from registry.estimate import (CPU_REFERENCE, H200_RESNET18_CIFAR, H200_RESNET50_224, estimate, total,
-                               train_view_equivalents)
+from registry.estimate import (CPU_REFERENCE, CPU_WITHOUT_BF16, H200_RESNET18_CIFAR, H200_RESNET50_224,
+                               estimate, total, train_view_equivalents)
 from simclr_core.config import RunConfig
 from simclr_core.validation import ConfigError
 
@@ -62,10 +62,55 @@ def test_the_gpu_entry_closest_in_cost_is_used_and_flops_scaled_from(name, width
     assert seconds_per_view == pytest.approx(cost.relative_cost / entry.relative_cost / (2 * entry.images_per_s))
 
 
-def test_cpu_runs_use_the_reference_cpu_whatever_the_model():
+@pytest.fixture
+def cpu_has_bf16(monkeypatch):
+    """Set whether this machine's CPU has native bf16, which decides the arithmetic of precision="auto"."""
+    def set_to(native: bool) -> None:
+        monkeypatch.setattr("registry.estimate.cpu_supports_bf16", lambda: native)
+    return set_to
+
+
+def test_cpu_runs_use_the_reference_cpu_whatever_the_model(cpu_has_bf16):
+    cpu_has_bf16(True)
     for cfg in (_cifar_resnet("resnet18", 0.25), _cifar_resnet("resnet152", 2.0)):
         assert estimate(cfg, "cpu").rate is CPU_REFERENCE
     assert CPU_REFERENCE.images_per_s == 857 and "2-core reference CPU" in CPU_REFERENCE.describe()
+
+
+@pytest.mark.parametrize("native_bf16, precision, entry", [
+    (True, "auto", CPU_REFERENCE),
+    (True, "bf16", CPU_REFERENCE),
+    (True, "no", CPU_WITHOUT_BF16),        # fp32 asked for: timed as fp32 even where bf16 would run
+    (False, "auto", CPU_WITHOUT_BF16),     # auto falls back to fp32 on this CPU
+    (False, "bf16", CPU_WITHOUT_BF16),     # emulated bf16 is no faster than fp32
+])
+def test_cpu_runs_are_timed_in_the_arithmetic_they_will_train_in_on_this_cpu(cpu_has_bf16, native_bf16, precision,
+                                                                             entry):
+    cpu_has_bf16(native_bf16)
+    cfg = _cifar_resnet("resnet18", 0.25).with_overrides({"precision": precision, "eval.protocols": ()})
+    cost = estimate(cfg, "cpu")
+    assert cost.rate is entry
+    assert cost.hours == pytest.approx(2 * 512 * cost.steps / (2 * entry.images_per_s) / 3600, rel=1e-9)
+    assert ("bf16" if entry is CPU_REFERENCE else "fp32") in cost.rate.describe()
+
+
+def test_an_fp32_cpu_run_takes_as_much_longer_as_the_measured_rates_differ(cpu_has_bf16):
+    cfg = _cifar_resnet("resnet18", 0.25)
+    cpu_has_bf16(True)
+    bf16 = estimate(cfg, "cpu").hours
+    cpu_has_bf16(False)
+    fp32 = estimate(cfg, "cpu").hours
+    assert fp32 / bf16 == pytest.approx(CPU_REFERENCE.images_per_s / CPU_WITHOUT_BF16.images_per_s, rel=1e-9)
+    assert 2 < fp32 / bf16 < 5 and "without native bf16" in CPU_WITHOUT_BF16.describe()
+
+
+def test_gpu_runs_ignore_the_cpus_bf16_and_fall_back_to_bf16_rates_for_fp32(cpu_has_bf16):
+    cpu_has_bf16(False)
+    cfg = _cifar_resnet("resnet18")
+    assert estimate(cfg, "gpu").rate is H200_RESNET18_CIFAR
+    # No fp32 rate was measured on a GPU: the bf16 entry times it, and its description says bf16.
+    fp32 = estimate(cfg.with_overrides({"precision": "no"}), "gpu")
+    assert fp32.rate is H200_RESNET18_CIFAR and "bf16" in fp32.rate.describe()
 
 
 def test_another_gpus_rate_scales_every_gpu_entry_by_its_ratio_to_the_h200():

@@ -9,7 +9,9 @@ from registry.__main__ import main
 from registry.estimate import split_sizes
 from simclr_core.validation import ConfigError
 
-DEVICE = {"cpu": "measured on the 2-core reference CPU", "gpu": "measured on one NVIDIA H200"}
+# The cpu entry's device depends on the arithmetic the runs train in on this machine (registry/estimate.py).
+DEVICE = {"cpu": ("measured on the 2-core reference CPU", "measured on a 2-core CPU without native bf16"),
+          "gpu": ("measured on one NVIDIA H200",)}
 UNIT = {"cpu": "CPU-hours", "gpu": "GPU-hours"}
 
 
@@ -77,9 +79,22 @@ def test_dry_run_prints_the_experiments_hours_at_every_scale_naming_the_device(s
     for name, row in ladder.items():
         hardware = SCALES[name].hardware
         runs = len(get_experiment("temperature_norm").runs(name))
-        assert row.startswith(f"{runs} runs") and UNIT[hardware] in row and DEVICE[hardware] in row
+        assert row.startswith(f"{runs} runs") and UNIT[hardware] in row and any(d in row for d in DEVICE[hardware])
     assert "ResNet-18 x1 CIFAR 32 px, batch 512" in ladder["gpu"] and "ResNet-50 x1 224 px" in ladder["paper"]
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_dry_run_ladder_times_each_cpu_scale_in_the_arithmetic_it_trains_in_here(native_bf16, tmp_path, monkeypatch,
+                                                                                capsys):
+    monkeypatch.setattr("registry.estimate.cpu_supports_bf16", lambda: native_bf16)
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(tmp_path))
+    assert main(["run", "temperature_norm", "--scale", "cpu", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    ladder = _ladder(out, "temperature_norm")
+    assert DEVICE["cpu"][1] in ladder["smoke"] and "fp32" in ladder["smoke"]      # the smoke scale sets precision no
+    assert DEVICE["cpu"][0 if native_bf16 else 1] in ladder["cpu"]
+    assert DEVICE["cpu"][0 if native_bf16 else 1] in next(line for line in out.splitlines() if "assumes the" in line)
 
 
 def test_dry_run_ladder_applies_another_gpus_rate_to_the_gpu_scales_only(tmp_path, monkeypatch, capsys):
@@ -108,7 +123,7 @@ def test_scales_verb_describes_every_scale(capsys):
         assert fields["seeds"].startswith(f"{scale.seeds} ")
         assert fields["hours"].startswith(f"temperature_norm: {len(get_experiment('temperature_norm').runs(name))} runs")
         assert f"all {len(list_experiments())} experiments" in fields["hours"] and UNIT[scale.hardware] in fields["hours"]
-        assert DEVICE[scale.hardware] in lines[-1]
+        assert any(d in lines[-1] for d in DEVICE[scale.hardware])
     assert "cifar10, 50,000 training / 10,000 test images at 32 px; ResNet-18 x1, cifar stem; batch 512; 100 epochs; " \
            "evaluation knn + linear (90 epochs)" in "\n".join(blocks["gpu"])
     assert "imagenet, 1,281,167 training" in "\n".join(blocks["paper"])
