@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from simclr_core.config import RunConfig
-from simclr_core.precision import cpu_supports_bf16
 from simclr_core.validation import ConfigError
 
 # Training-split sizes, so that plans need no data on disk.
@@ -160,6 +159,7 @@ def planned_arithmetic(cfg: RunConfig, hardware: str) -> str:
     that is this machine's CPU: without native bf16, "auto" trains in fp32 and an explicit "bf16" is emulated
     (no faster), so both take the fp32 rate. On a GPU, fp16 autocast counts as bf16 (the same half-precision
     tensor cores)."""
+    from simclr_core.precision import cpu_supports_bf16     # imports torch: not at import time (`report` never does)
     if cfg.precision == "no" or (hardware == "cpu" and not cpu_supports_bf16()):
         return "fp32"
     return "bf16"

@@ -66,7 +66,7 @@ def test_the_gpu_entry_closest_in_cost_is_used_and_flops_scaled_from(name, width
 def cpu_has_bf16(monkeypatch):
     """Set whether this machine's CPU has native bf16, which decides the arithmetic of precision="auto"."""
     def set_to(native: bool) -> None:
-        monkeypatch.setattr("registry.estimate.cpu_supports_bf16", lambda: native)
+        monkeypatch.setattr("simclr_core.precision.cpu_supports_bf16", lambda: native)
     return set_to
 
 

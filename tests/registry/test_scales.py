@@ -87,7 +87,7 @@ def test_dry_run_prints_the_experiments_hours_at_every_scale_naming_the_device(s
 @pytest.mark.parametrize("native_bf16", [True, False])
 def test_dry_run_ladder_times_each_cpu_scale_in_the_arithmetic_it_trains_in_here(native_bf16, tmp_path, monkeypatch,
                                                                                 capsys):
-    monkeypatch.setattr("registry.estimate.cpu_supports_bf16", lambda: native_bf16)
+    monkeypatch.setattr("simclr_core.precision.cpu_supports_bf16", lambda: native_bf16)
     monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(tmp_path))
     assert main(["run", "temperature_norm", "--scale", "cpu", "--dry-run"]) == 0
     out = capsys.readouterr().out
