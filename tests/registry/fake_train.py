@@ -12,15 +12,28 @@ import time
 import zipfile
 from pathlib import Path
 
+from registry.store import atomic_write_text
+
 FAIL_SEED = 666
 CRASH_SEED = 999
 INTERRUPT_SEED = 777
 
 
 def write_fake_checkpoint(path: Path, payload: bytes = b"state") -> None:
-    """A file shaped as torch.save writes one (a zip archive), without importing torch."""
-    with zipfile.ZipFile(path, "w") as archive:
+    """A file shaped as torch.save writes one (a zip archive), without importing torch.
+
+    Written aside and renamed into place, as train() writes its checkpoints: a sweep driver polling the run
+    from another thread must never see half a file (it would rightly call the run corrupt)."""
+    path = Path(path)
+    aside = path.with_name(f".{path.name}.writing")
+    with zipfile.ZipFile(aside, "w") as archive:
         archive.writestr("archive/data.pkl", payload)
+    os.replace(aside, path)
+
+
+def write_fake_final(run_dir: Path, metrics: dict) -> None:
+    """final.json written atomically, as train() writes it (see write_fake_checkpoint)."""
+    atomic_write_text(Path(run_dir) / "final.json", json.dumps(metrics))
 
 
 def counting_train(cfg, run_dir: Path) -> dict:
@@ -37,7 +50,7 @@ def counting_train(cfg, run_dir: Path) -> dict:
         raise KeyboardInterrupt
     metrics = {"linear_top1": 40.0 + cfg.loss.temperature, "knn_top1": 30.0 + cfg.seed, "device": "fake",
                "resumed": resumed}
-    (run_dir / "final.json").write_text(json.dumps(metrics))
+    write_fake_final(run_dir, metrics)
     return metrics
 
 
