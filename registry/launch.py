@@ -178,6 +178,24 @@ class LocalExecutor(Executor):
         self.train_fn = train_fn
         self.on_outcome = on_outcome or (lambda outcome: None)
 
+    def check(self, runs: Sequence[Run]) -> None:
+        """Missing data, before any run starts: the training function's `preflight(config)` (train()'s checks the
+        data every run reads), once per distinct data and evaluation settings. A missing dataset is then one
+        error, not one failed run each."""
+        preflight = getattr(resolve_train_fn(self.train_fn), "preflight", None)
+        if preflight is None:
+            return
+        checked = set()
+        for run in runs:
+            key = repr((run.config.data, run.config.eval))
+            if key in checked:
+                continue
+            checked.add(key)
+            try:
+                preflight(run.config)
+            except (ConfigError, OSError) as exc:     # OSError: DataNotFoundError, an unreadable file
+                raise ConfigError(f"{run.run_id}: {exc}\nNo run was started.") from exc
+
     def dispatch(self, runs: Sequence[Run], results_dir: str | os.PathLike) -> list[Outcome]:
         self.placement.check_memory(runs)
         code = code_version()

@@ -30,7 +30,7 @@ from simclr_core.augment.ahead import resolve_views_ahead, views_ahead
 from simclr_core.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
-from simclr_core.data.feed import Feed, open_feed
+from simclr_core.data.feed import Feed, open_feed, require_data
 from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate.protocols import require_protocol_data, run_protocols
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
@@ -58,6 +58,23 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         cpu_cache.release_idle()
 
 
+def check_inputs(cfg: RunConfig) -> None:
+    """What can be known wrong with `cfg` before its run starts: a bad value (ConfigError) or data it reads that
+    is missing (DataNotFoundError, saying where it looked and how to provide it). Launchers call it as
+    `train.preflight`, once per distinct config, before they start any run; nothing is decoded."""
+    cfg.validate()
+    require_data(cfg.data, need_test=needs_test_split(cfg))
+    require_protocol_data(cfg)
+
+
+train.preflight = check_inputs
+
+
+def needs_test_split(cfg: RunConfig) -> bool:
+    """Whether the run evaluates on the test split (an evaluation protocol, or the kNN monitor)."""
+    return bool(cfg.eval.protocols or cfg.eval.knn_every_epochs)
+
+
 def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     cfg.validate()
     require_protocol_data(cfg)   # e.g. a transfer dataset: missing data stops the run before any step
@@ -75,7 +92,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     local_batch = cfg.batch_size // world
 
     # ---- data ------------------------------------------------------------------------------------
-    feed = open_feed(cfg.data, need_test=bool(cfg.eval.protocols or cfg.eval.knn_every_epochs), device=device)
+    feed = open_feed(cfg.data, need_test=needs_test_split(cfg), device=device)
     if feed.num_train < cfg.batch_size:
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {feed.num_train} training images "
                           f"of {cfg.data.dataset!r}; choose batch_size <= {feed.num_train}")
@@ -364,4 +381,4 @@ def total_steps_for(cfg: RunConfig, num_train_images: int) -> int:
     return max(1, round(cfg.epochs * (num_train_images // cfg.batch_size)))
 
 
-__all__ = ["train", "NonFiniteLossError", "total_steps_for", "METRICS_NAME", "FINAL_NAME"]
+__all__ = ["train", "check_inputs", "needs_test_split", "NonFiniteLossError", "total_steps_for", "METRICS_NAME", "FINAL_NAME"]

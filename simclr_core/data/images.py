@@ -56,10 +56,7 @@ def load_images(cfg: DataConfig, split: str) -> ImageSet:
         raise ConfigError(f"{source.describe()}: WebDataset tar shards are read by the streamed path; set "
                           "data.loader=stream (or leave data.loader=auto with data.dataset=parquet or imagenet)")
     size = cfg.image_size or spec.native_size  # None: the first image's side (folders, parquet)
-    fingerprint = source.fingerprint()
-    full = CachedSplit.for_key(spec.name, split, fingerprint, size, None)
-    wanted = full if limit is None else CachedSplit.for_key(spec.name, split, fingerprint, size,
-                                                            [limit, SUBSET_SEED])
+    full, wanted = _cache_entries(spec, cfg, split, source)
     if not wanted.exists():
         with wanted.lock():
             if not wanted.exists() and not (limit is not None and full.exists()):
@@ -72,6 +69,22 @@ def load_images(cfg: DataConfig, split: str) -> ImageSet:
         images, labels = np.ascontiguousarray(images[chosen]), labels[chosen]
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), meta["num_classes"],
                     spec.mean, spec.std, spec.name, meta.get("source", source.describe()))
+
+
+def decoded_cache_exists(cfg: DataConfig, split: str, source: Source) -> bool:
+    """Whether load_images(cfg, split) would read its decoded cache and never open `source`."""
+    full, wanted = _cache_entries(dataset_spec(cfg.dataset), cfg, split, source)
+    return wanted.exists() or full.exists()
+
+
+def _cache_entries(spec: DatasetSpec, cfg: DataConfig, split: str, source: Source) -> tuple[CachedSplit, CachedSplit]:
+    """(the whole split's cache entry, the entry of the images cfg asks for): the same one without a limit."""
+    size = cfg.image_size or spec.native_size
+    limit = cfg.train_limit if split == "train" else cfg.test_limit
+    fingerprint = source.fingerprint()
+    full = CachedSplit.for_key(spec.name, split, fingerprint, size, None)
+    wanted = full if limit is None else CachedSplit.for_key(spec.name, split, fingerprint, size, [limit, SUBSET_SEED])
+    return full, wanted
 
 
 def _decode_and_cache(spec: DatasetSpec, source: Source, image_size: int | None, limit: int | None,

@@ -65,6 +65,18 @@ class Source:
             return f"{where} ({self.location})"
         return f"{self.kind} {self.location} split {self.split!r}"
 
+    def require_available(self) -> None:
+        """DataNotFoundError (as `load` words it) unless this split can be opened: local files are there by
+        construction; a Hub split needs the Hub reachable (the run downloads it) or a copy in the HF cache (opened
+        here, memory-mapped: no image is read)."""
+        if self.kind != "hub":
+            return
+        import datasets
+
+        if not datasets.config.HF_HUB_OFFLINE and hub_unreachable() is None:
+            return
+        self.load()
+
     def load(self):
         """The split as a `datasets.Dataset` (images still encoded)."""
         import datasets

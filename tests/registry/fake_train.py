@@ -61,3 +61,22 @@ def no_final_train(cfg, run_dir: Path) -> dict:
 
 def failing_train(cfg, run_dir: Path) -> dict:
     raise RuntimeError(f"boom in {Path(run_dir).name}")
+
+
+# Configs the preflight below was asked about, in this process (the registry calls it before any run starts).
+PREFLIGHT_CALLS: list = []
+
+
+def _preflight(cfg) -> None:
+    """Stands in for train()'s check_inputs: data under a path named `missing` is absent."""
+    PREFLIGHT_CALLS.append(cfg)
+    if "missing" in str(cfg.data.data_dir):
+        raise FileNotFoundError(f"no data in {cfg.data.data_dir}")
+
+
+def checked_train(cfg, run_dir: Path) -> dict:
+    """counting_train with a preflight, as simclr_core.train.train has one."""
+    return counting_train(cfg, run_dir)
+
+
+checked_train.preflight = _preflight

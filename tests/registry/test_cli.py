@@ -70,6 +70,22 @@ def test_only_filters_and_overrides_may_follow_options(tmp_path, monkeypatch, ca
     assert out.count("augment_pairs/crop+") == 7
 
 
+def test_missing_data_stops_the_run_command_before_a_run_is_recorded_and_spares_done_runs(tmp_path, monkeypatch,
+                                                                                           capsys):
+    from registry import launch
+
+    monkeypatch.setattr(launch, "DEFAULT_TRAIN_FN", "fake_train:checked_train")
+    missing = ("run", "loss_variant", "--scale", "cpu", "data.data_dir=/data/missing")
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, *missing)
+    assert code == 2 and "error: loss_variant/" in err and "no data in /data/missing" in err
+    assert "No run was started." in err and not any(tmp_path.iterdir())
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "run", "loss_variant", "--scale", "cpu")
+    assert code == 0 and "summary: 5 done" in out, err
+    # data.data_dir is left out of run ids: these are the same runs, all done, so their data is not needed
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, *missing)
+    assert code == 0 and "summary: 5 skipped" in out, err
+
+
 @pytest.mark.parametrize("args, message", [
     (("run", "augment_pair", "--dry-run"), "known experiments: augment_pairs, "),
     (("run", "loss_variant", "loss.temprature=0.2"), "unknown config key 'loss.temprature'"),

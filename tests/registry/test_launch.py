@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from fake_train import CRASH_SEED, FAIL_SEED, INTERRUPT_SEED, counting_train, no_final_train, write_fake_checkpoint
+import fake_train
+from fake_train import (CRASH_SEED, FAIL_SEED, INTERRUPT_SEED, checked_train, counting_train, no_final_train,
+                        write_fake_checkpoint)
 from registry.claim import read_claim
 from registry.declare import Run
 from registry.launch import LocalExecutor, execute_run, make_executor
 from registry.store import RunStore
-from simclr_core.config import RunConfig
+from simclr_core.config import DataConfig, EvalConfig, RunConfig
 from simclr_core.validation import ConfigError
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +48,34 @@ def test_failed_run_records_its_traceback_and_the_others_continue(results):
     assert [store.state(r.run_id) for r in (runs[0], runs[2])] == ["done", "done"]
     assert store.final(runs[0].run_id)["knn_top1"] == 31.0
     assert read_claim(store.run_dir(failed)) is None            # claims are released
+
+
+def test_the_check_asks_the_training_function_once_per_data_and_evaluation_settings(monkeypatch):
+    monkeypatch.setattr(fake_train, "PREFLIGHT_CALLS", [])
+    runs = make_runs(1, 2, 3)                        # the same data and evaluation: one question
+    other_eval = Run("toy/k5-000000000004", "toy", "smoke", {"seed": 4}, RunConfig(seed=4, eval=EvalConfig(knn_k=5)))
+    other_data = Run("toy/d-000000000005", "toy", "smoke", {"seed": 5},
+                     RunConfig(seed=5, data=DataConfig(data_dir="/elsewhere")))
+    LocalExecutor(train_fn=checked_train).check([*runs, other_eval, other_data])
+    assert [cfg.seed for cfg in fake_train.PREFLIGHT_CALLS] == [1, 4, 5]
+    LocalExecutor(train_fn=counting_train).check(runs)   # a training function without a preflight: nothing to ask
+    assert len(fake_train.PREFLIGHT_CALLS) == 3
+
+
+def test_missing_data_is_one_error_naming_the_run_before_any_run_starts(results):
+    runs = [Run(f"toy/m{seed}-{seed:012d}", "toy", "smoke", {"seed": seed},
+                RunConfig(seed=seed, data=DataConfig(data_dir="/data/missing"))) for seed in (1, 2)]
+    with pytest.raises(ConfigError) as error:
+        LocalExecutor(train_fn=checked_train).check(runs)
+    assert str(error.value).startswith(f"{runs[0].run_id}: no data in /data/missing")
+    assert str(error.value).endswith("No run was started.")
+    assert not results.exists()
+
+
+def test_train_offers_its_input_checks_as_its_preflight():
+    from simclr_core.train import check_inputs, train
+
+    assert train.preflight is check_inputs
 
 
 def test_running_again_skips_done_runs_and_retries_failed_ones(results):
@@ -111,7 +141,7 @@ TWO_PROCESSES = textwrap.dedent("""
     sys.path.insert(0, {here!r})
     from registry.declare import Run
     from registry.launch import LocalExecutor
-    from simclr_core.config import RunConfig
+    from simclr_core.config import DataConfig, EvalConfig, RunConfig
 
     if __name__ == "__main__":   # spawned workers import this file again
         results, go, parallel = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
@@ -154,7 +184,7 @@ INTERRUPTED = textwrap.dedent("""
     sys.path.insert(0, {here!r})
     from registry.declare import Run
     from registry.launch import LocalExecutor, raise_on_sigterm
-    from simclr_core.config import RunConfig
+    from simclr_core.config import DataConfig, EvalConfig, RunConfig
 
     if __name__ == "__main__":
         raise_on_sigterm()

@@ -21,6 +21,7 @@ from simclr_core.data import (DATASETS, DataNotFoundError, balanced_subset, data
                               native_image_size)
 from simclr_core.data import decode as decode_module
 from simclr_core.data.decode import fit_square
+from simclr_core.data.feed import require_data
 from simclr_core.validation import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -336,6 +337,50 @@ def test_unreachable_hub_still_loads_a_copy_from_the_hf_cache(monkeypatch, empty
     loaded = load_images(DataConfig(dataset="cifar10", test_limit=20), "test")
     assert offline_during_load == [(True, True)] and len(loaded) == 20
     assert datasets.config.HF_HUB_OFFLINE is False and constants.HF_HUB_OFFLINE is False
+
+
+# ---- the check before runs start (registry: train.preflight) ----------------------------------------------
+def test_require_data_finds_local_splits_without_decoding_and_names_a_missing_one(tmp_path):
+    _write_parquet(tmp_path / "data" / "train.parquet", _random_images(3, 8, 8, seed=1), [0, 1, 0])
+    for loader in ("resident", "stream"):
+        cfg = DataConfig(dataset="parquet", data_dir=str(tmp_path / "data"), loader=loader)
+        require_data(cfg, need_test=False)
+        with pytest.raises(DataNotFoundError, match=r"no 'test' split found \(data.data_dir="):
+            require_data(cfg, need_test=True)
+    assert not (tmp_path / "cache").exists()                       # nothing was decoded
+
+
+def test_require_data_refuses_a_hub_split_it_cannot_fetch(tmp_path, monkeypatch, empty_hf_cache):
+    monkeypatch.setenv("SIMCLR_DATA_DIR", str(tmp_path / "root"))
+    with pytest.raises(DataNotFoundError) as error:
+        require_data(DataConfig(dataset="cifar10"), need_test=False)
+    first = str(error.value).splitlines()[0]
+    assert "no 'train' split found" in first and "Hub unreachable" in first and "SIMCLR_DATA_DIR=ROOT" in first
+
+
+def test_require_data_leaves_a_reachable_hub_to_the_run(monkeypatch, empty_hf_cache):
+    from simclr_core.data import locate
+
+    monkeypatch.setattr(locate, "hub_unreachable", lambda timeout=0: None)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("the check must not download"))
+    require_data(DataConfig(dataset="cifar10"), need_test=True)
+
+
+def test_require_data_accepts_hub_splits_decoded_earlier_while_the_hub_is_unreachable(monkeypatch, empty_hf_cache):
+    real_load_dataset = datasets.load_dataset
+
+    def cached_copy(path, split):   # a copy in the HF cache, as in the test above
+        return real_load_dataset("parquet", data_files=str(ASSETS / f"{split}.parquet"), split="train")
+
+    monkeypatch.setattr(datasets, "load_dataset", cached_copy)
+    cfg = DataConfig(dataset="cifar10", train_limit=20, test_limit=20)
+    load_images(cfg, "train"), load_images(cfg, "test")          # decoded into the cache, keyed by the Hub id
+    monkeypatch.setattr(datasets, "load_dataset", real_load_dataset)   # the HF cache is empty again
+    require_data(cfg, need_test=True)                              # the run would read the decoded cache
+    with pytest.raises(DataNotFoundError, match="Hub unreachable"):
+        require_data(DataConfig(dataset="cifar10", train_limit=30), need_test=False)   # a subset not decoded yet
+    with pytest.raises(DataNotFoundError, match="Hub unreachable"):
+        require_data(DataConfig(dataset="cifar10", loader="stream", train_limit=20), need_test=False)  # reads the source
 
 
 def _set_column(path: Path, column: str, values: list) -> None:
