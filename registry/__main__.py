@@ -222,10 +222,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if executor is None:
         print_plan(runs, args.scale, store, placement.workers if placement else 1, args.gpu_images_per_s)
         return 0
+    store.ensure_writable()
     if not args.slurm:   # SLURM's nodes may see other file systems: there, a run finds its data or fails alone
         executor.check([run for run in runs if args.redo or not (store.is_done(run.run_id)
                                                                  or store.problem(run.run_id))])
-    store.ensure_writable()
     if args.redo:
         _discard(store, runs)
     code = code_version()
