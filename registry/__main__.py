@@ -41,6 +41,7 @@ from registry.scales import DEFAULT_SCALE, SCALES, get_scale
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import STATES, RunStore
 from simclr_core.validation import ConfigError
+from simclr_core.warning_format import print_warnings_on_one_line
 
 
 
@@ -430,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     raise_on_sigterm()
+    print_warnings_on_one_line()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)    # `... | head` ends quietly
     try:
         return args.func(args)

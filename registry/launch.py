@@ -36,6 +36,7 @@ from registry.pretraining import pretraining_key, reuse_pretraining
 from registry.provenance import code_version
 from registry.store import RunStore, now_iso
 from simclr_core.validation import ConfigError
+from simclr_core.warning_format import print_warnings_on_one_line
 
 TrainFn = Callable[[Any, Path], dict]
 DEFAULT_TRAIN_FN = "simclr_core.train:train"
@@ -276,6 +277,7 @@ def _pool_worker(run: Run, results_dir: str, train_fn: TrainFn | str | None, cod
     if "torch" in sys.modules:                # a pickled train_fn may have imported it already
         sys.modules["torch"].set_num_threads(threads)
     raise_on_sigterm()
+    print_warnings_on_one_line()
     try:
         outcome = execute_run(run, results_dir, train_fn, code)
     except KeyboardInterrupt:

@@ -40,6 +40,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from registry.declare import Run
 from registry.launch import Outcome, RunCancelled, TrainFn, execute_run, raise_interrupt, resolve_train_fn
 from registry.store import CHECKPOINT_NAME, RunStore, now_iso
+from simclr_core.warning_format import print_warnings_on_one_line
 
 # Seconds rank 0 waits after SIGTERM for the SIGUSR2 that would make it a preemption (submitit sends both at once).
 PREEMPT_GRACE_S = 3.0
@@ -125,6 +126,7 @@ class SlurmRunTask(Checkpointable):
     def __call__(self) -> Outcome:
         env = submitit.JobEnvironment()
         _use_allocated_cpus(env)
+        print_warnings_on_one_line()
         signals = _Signals(env.global_rank)
         submitit_usr2 = signals.install()
         store = _join_process_group(env) if env.num_tasks > 1 else None

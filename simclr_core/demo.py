@@ -24,6 +24,7 @@ from simclr_core.models import build_model
 from simclr_core.precision import autocast_dtype, resolve_precision
 from simclr_core.train import train
 from simclr_core.validation import ConfigError
+from simclr_core.warning_format import print_warnings_on_one_line
 
 # Measured on the 2-core reference CPU while other jobs shared it: 293 s wall in all, kNN top-1 23.7% at
 # random initialisation -> 39.3% after these 15 epochs (see README).
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", default="runs/demo", help="where metrics, checkpoint and final.json go")
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value, e.g. loss.temperature=0.5")
     args = parser.parse_args(argv)
+    print_warnings_on_one_line()
     bad = [item for item in args.overrides if "=" not in item or item.startswith("=")]
     if bad:
         parser.error(f"override {bad[0]!r} must look like key=value, e.g. loss.temperature=0.5")

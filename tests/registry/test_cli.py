@@ -135,3 +135,32 @@ def test_real_smoke_run_in_two_processes_then_skips_when_run_again(tmp_path):
     knn = frame[frame.metric == "knn_top1"]
     assert len(knn) == 7 and knn["axis.first"].eq("crop").all() and knn.value.between(0, 100).all()
     assert set(knn["scale"]) == {"smoke"} and (knn["max_steps"] == 2).all()
+
+
+
+# The registry CLI in one process, and a pool's worker process (the worker resolves its training function by name).
+_WARNING_SCRIPTS = {
+    "cli": "from registry import launch; launch.DEFAULT_TRAIN_FN = 'fake_train:warning_train'\n"
+           "from registry.__main__ import main\n"
+           "sys.exit(main(['run', 'temperature_norm', '--scale', 'smoke', '--only', 'normalize+0.1*']))",
+    "pool worker": "from registry.declare import Run; from registry.launch import LocalExecutor\n"
+                   "from simclr_core.config import RunConfig\n"
+                   "runs = [Run('toy/s1-000000000001', 'toy', 'smoke', {'seed': 1}, RunConfig(seed=1))]\n"
+                   "LocalExecutor(max_parallel=2, train_fn='fake_train:warning_train').dispatch(runs, sys.argv[2])",
+}
+
+
+@pytest.mark.parametrize("where", sorted(_WARNING_SCRIPTS))
+def test_a_warning_during_a_run_prints_as_one_line_without_the_code_that_raised_it(tmp_path, where):
+    script = "import sys; sys.path.insert(0, sys.argv[1])\n" + _WARNING_SCRIPTS[where]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SIMCLR_RESULTS_DIR": str(tmp_path)}
+    env.pop("PYTHONWARNINGS", None)
+    done = subprocess.run([sys.executable, "-c", script, str(REPO / "tests" / "registry"), str(tmp_path)],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list(tmp_path.rglob("executions.log")), "the warning training function did not run"
+    warned = [line for line in done.stderr.splitlines() if "unreadable image" in line]
+    assert len(warned) == 1, done.stderr
+    assert warned[0].startswith("warning: skipping an unreadable image: /data/")
+    assert warned[0].endswith(".jpg (OSError: Truncated File Read)")
+    assert "warnings.warn(" not in done.stderr and "fake_train.py" not in done.stderr
