@@ -20,7 +20,7 @@ from torch import Tensor
 
 from simclr_core.config import DATA_LOADERS as LOADERS, DataConfig
 from simclr_core.data.catalog import dataset_spec, loader_for
-from simclr_core.data.images import ImageSet, decoded_cache_exists, load_images
+from simclr_core.data.images import ImageSet, check_limit, decoded_cache_exists, load_images
 from simclr_core.data.locate import locate_source
 from simclr_core.seeding import epoch_permutation
 from simclr_core.validation import require_choice
@@ -129,14 +129,17 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
 
 def require_data(cfg: DataConfig, need_test: bool) -> None:
     """Raise DataNotFoundError, naming where it looked and how to provide the data, when a split that
-    open_feed(cfg, need_test) reads cannot be found or fetched; nothing is decoded. A launcher calls it before it
-    starts runs, so that missing data is one error, not one failed run each."""
+    open_feed(cfg, need_test) reads cannot be found or fetched, and ConfigError when data.train_limit or
+    data.test_limit exceeds its split; nothing is decoded. A launcher calls it before it starts runs, so that
+    missing data is one error, not one failed run each."""
     loader = resolve_loader(cfg)
     spec = dataset_spec(cfg.dataset)
     for split in ("train", "test") if need_test else ("train",):
         source = locate_source(spec, cfg.data_dir, split)
-        if loader == "resident" and decoded_cache_exists(cfg, split, source):
-            continue            # decoded once already: the run reads the cache, not the source
+        if loader == "resident":
+            check_limit(cfg, split, source)
+            if decoded_cache_exists(cfg, split, source):
+                continue        # decoded once already: the run reads the cache, not the source
         source.require_available()
 
 

@@ -77,6 +77,26 @@ def decoded_cache_exists(cfg: DataConfig, split: str, source: Source) -> bool:
     return wanted.exists() or full.exists()
 
 
+def check_limit(cfg: DataConfig, split: str, source: Source) -> None:
+    """The ConfigError load_images(cfg, split) would raise when data.<split>_limit does not fit the split, found
+    without decoding: the split is counted from its decoded cache, its parquet footers or its local listing. A Hub
+    split not in the decoded cache is counted when the run downloads it."""
+    limit = cfg.train_limit if split == "train" else cfg.test_limit
+    if limit is None:
+        return
+    full, wanted = _cache_entries(dataset_spec(cfg.dataset), cfg, split, source)
+    if wanted.exists():
+        return
+    if full.exists():
+        count = len(np.load(full.labels_path, mmap_mode="r"))
+    elif source.kind != "hub":
+        count = source.count_rows()
+    else:
+        return
+    if not 2 <= limit <= count:
+        raise _limit_error(limit, f"data.{split}_limit", count, source)
+
+
 def _cache_entries(spec: DatasetSpec, cfg: DataConfig, split: str, source: Source) -> tuple[CachedSplit, CachedSplit]:
     """(the whole split's cache entry, the entry of the images cfg asks for): the same one without a limit."""
     size = cfg.image_size or spec.native_size
@@ -133,9 +153,13 @@ def _check_labels(labels: np.ndarray, declared: int | None, spec: DatasetSpec, s
 def _limited(labels: np.ndarray, limit: int, key: str, source: Source) -> np.ndarray:
     """balanced_subset, with a range error that names the config key (a scale may have set it, not the user)."""
     if not 2 <= limit <= len(labels):
-        raise ConfigError(f"{key}={limit} does not fit the {len(labels)} examples of split {source.split!r} of "
-                          f"{source.describe()}; valid values lie in [2, {len(labels)}]: override it with {key}=N")
+        raise _limit_error(limit, key, len(labels), source)
     return balanced_subset(labels, limit)
+
+
+def _limit_error(limit: int, key: str, count: int, source: Source) -> ConfigError:
+    return ConfigError(f"{key}={limit} does not fit the {count} examples of split {source.split!r} of "
+                       f"{source.describe()}; valid values lie in [2, {count}]: override it with {key}=N")
 
 
 def _row_of(source: Source, row: int) -> str:

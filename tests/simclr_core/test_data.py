@@ -5,6 +5,7 @@ import io
 import os
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -348,6 +349,36 @@ def test_require_data_finds_local_splits_without_decoding_and_names_a_missing_on
         with pytest.raises(DataNotFoundError, match=r"no 'test' split found \(data.data_dir="):
             require_data(cfg, need_test=True)
     assert not (tmp_path / "cache").exists()                       # nothing was decoded
+
+
+def test_require_data_refuses_a_limit_larger_than_its_split_before_anything_is_decoded(tmp_path, monkeypatch):
+    from simclr_core.data.locate import Source
+
+    _write_parquet(tmp_path / "data" / "train-0.parquet", _random_images(3, 8, 8, seed=1), [0, 1, 0])
+    _write_parquet(tmp_path / "data" / "train-1.parquet", _random_images(2, 8, 8, seed=2), [1, 0])
+    for split in ("train", "test"):
+        folder = tmp_path / "folder" / split / "cat"
+        folder.mkdir(parents=True)
+        for i, array in enumerate(_random_images(4 if split == "train" else 3, 12, 10, seed=3)):
+            Image.fromarray(array).save(folder / f"{i}.png")
+    parquet = DataConfig(dataset="parquet", data_dir=str(tmp_path / "data"), loader="resident")
+    require_data(replace(parquet, train_limit=5), need_test=False)               # both files' rows count
+    with pytest.raises(ConfigError, match=r"^data.train_limit=6 does not fit the 5 examples .*valid values lie in "
+                                          r"\[2, 5\]: override it with data.train_limit=N$"):
+        require_data(replace(parquet, train_limit=6), need_test=False)
+    folder = DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "folder"), loader="resident")
+    require_data(replace(folder, train_limit=4, test_limit=3), need_test=True)
+    with pytest.raises(ConfigError, match=r"^data.test_limit=4 does not fit the 3 examples of split 'test'"):
+        require_data(replace(folder, train_limit=4, test_limit=4), need_test=True)
+    assert not (tmp_path / "cache").exists()                                      # nothing was decoded
+    with pytest.raises(ConfigError, match=r"data.train_limit=9 does not fit the 5 examples"):
+        load_images(replace(parquet, train_limit=9), "train")                     # as the run would say it
+
+    load_images(parquet, "train")                                                 # the whole split, decoded
+    monkeypatch.setattr(Source, "count_rows", _must_not_be_called)                # now counted from the cache
+    require_data(replace(parquet, train_limit=4), need_test=False)
+    with pytest.raises(ConfigError, match=r"data.train_limit=6 does not fit the 5 examples"):
+        require_data(replace(parquet, train_limit=6), need_test=False)
 
 
 def test_require_data_refuses_a_hub_split_it_cannot_fetch(tmp_path, monkeypatch, empty_hf_cache):
