@@ -1,4 +1,4 @@
-"""The step against the chip's limit: bf16 matmul ceiling, the step on pre-made views, and the pipeline feeding it.
+"""The step against the chip's limit: matmul ceiling, the step on pre-made views, and the pipeline feeding it.
 
 Issue 20's table, one block per preset (ResNet-50 x1 at 224 px, batch 256; ResNet-18 x1 at 32 px, batch 512,
 the CIFAR stem; on CPUs the cpu scale's ResNet-18 x0.25 at batch 256), each variant eager and under torch.compile (simclr_core/compiling.py, as train() applies it):
@@ -10,7 +10,8 @@ the CIFAR stem; on CPUs the cpu scale's ResNet-18 x0.25 at batch 256), each vari
   ahead      the same pipeline with each step's views made while the previous step runs, on a side CUDA
              stream (views_ahead=on, simclr_core/augment/ahead.py; on a CPU it runs in order, as a rehearsal).
 "% of peak" is the step's FLOPs (torch's FlopCounterMode over one forward + backward: convolutions and matrix
-products) times the step rate, over the bf16 matrix-product ceiling measured first (an n x n x n product).
+products) times the step rate, over the matrix-product ceiling measured first (an n x n x n product) in the
+precision the steps run in: bf16 on GPUs and on CPUs with native bf16, else float32.
 Targets (issue 20, one H100/H200-class GPU): ResNet-50 pre-made >= 25% of the ceiling; pipeline >= 95% of
 pre-made at both sizes (the better of pipeline and ahead). On a CPU the same script runs at tiny sizes as a
 rehearsal (`--tiny`).
@@ -39,6 +40,7 @@ from simclr_core.augment.ahead import views_ahead  # noqa: E402
 from simclr_core.compiling import COMPILE_MODES  # noqa: E402
 from simclr_core.config import RunConfig  # noqa: E402
 from simclr_core.data.catalog import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from simclr_core.precision import autocast_dtype, resolve_precision  # noqa: E402
 from simclr_core.seeding import step_seed  # noqa: E402
 
 PREMADE_PEAK_TARGET, PIPELINE_TARGET = 0.25, 0.95
@@ -172,8 +174,11 @@ def main(argv=None) -> None:
         cpu_cache.install()          # as train() does on CPUs
     print("\n".join(machine.describe(device)))
     n = args.matmul or (8192 if device.type == "cuda" else 1024)
-    peak = matmul_ceiling(device, n)
-    print(f"bf16 matrix-product ceiling: {peak / 1e12:.1f} TFLOP/s ({n} x {n} x {n}, random data)")
+    # The ceiling in the precision the steps run in: bf16 on GPUs and CPUs with native bf16, else float32.
+    dtype = autocast_dtype(resolve_precision(RunConfig().precision, device)) or torch.float32
+    peak = matmul_ceiling(device, n, dtype)
+    print(f"{str(dtype).removeprefix('torch.')} matrix-product ceiling: {peak / 1e12:.2f} TFLOP/s "
+          f"({n} x {n} x {n}, random data)")
     presets = TINY if args.tiny else PRESETS
     for name in args.presets or (["r50-224", "r18-32"] if device.type == "cuda" else ["cpu-scale"]):
         bench_preset(name, presets[name], device, args.compile, args.steps, args.repeats, peak)
