@@ -236,8 +236,12 @@ class RunConfig:
             return
         why = f"data.loader={d.loader!r} streams {d.dataset!r}"
         if d.train_limit is not None or d.test_limit is not None:
-            raise ConfigError(f"{why}, which reads whole splits: data.train_limit / data.test_limit need "
-                              "data.loader=resident; unset them or set data.loader=resident")
+            limits = " ".join(f"data.{split}_limit={limit}" for split, limit in
+                              (("train", d.train_limit), ("test", d.test_limit)) if limit is not None)
+            unset = " ".join(f"data.{split}_limit=none" for split, limit in
+                             (("train", d.train_limit), ("test", d.test_limit)) if limit is not None)
+            raise ConfigError(f"{why}, which reads whole splits, so {limits} need data.loader=resident: add "
+                              f"{unset} (all images) or data.loader=resident (decodes the split ahead)")
         if "crop" in a.ops and a.ops[0] != "crop" and not a.one_branch:
             raise ConfigError(f"{why}: augment.ops={a.ops!r} must start with 'crop' (each view is cropped from its "
                               "own image first), or leave 'crop' out")
