@@ -130,12 +130,18 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
 def require_data(cfg: DataConfig, need_test: bool) -> None:
     """Raise DataNotFoundError, naming where it looked and how to provide the data, when a split that
     open_feed(cfg, need_test) reads cannot be found or fetched, and ConfigError when data.train_limit or
-    data.test_limit exceeds its split; nothing is decoded. A launcher calls it before it starts runs, so that
-    missing data is one error, not one failed run each."""
+    data.test_limit exceeds its split or when a local split to stream has no images or labels (its index is
+    built: a listing, or the files' footers and labels); no image is decoded. A launcher calls it before it
+    starts runs, so that missing data is one error, not one failed run each."""
     loader = resolve_loader(cfg)
     spec = dataset_spec(cfg.dataset)
     for split in ("train", "test") if need_test else ("train",):
         source = locate_source(spec, cfg.data_dir, split)
+        if loader == "stream" and source.kind != "hub":
+            from simclr_core.data.encoded import open_encoded
+
+            open_encoded(cfg, split)
+            continue
         if loader == "resident":
             check_limit(cfg, split, source)
             if decoded_cache_exists(cfg, split, source):

@@ -381,6 +381,27 @@ def test_require_data_refuses_a_limit_larger_than_its_split_before_anything_is_d
         require_data(replace(parquet, train_limit=6), need_test=False)
 
 
+def test_require_data_indexes_a_local_split_to_stream_and_names_what_it_lacks(tmp_path):
+    empty = tmp_path / "folder" / "train" / "cat"
+    empty.mkdir(parents=True)
+    (empty / "notes.txt").write_text("no image here")
+    with pytest.raises(ConfigError, match=r"folder/train holds no images \(.jpg.*e.g. .*/train/cat/0001.jpg"):
+        require_data(DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "folder")), need_test=False)
+
+    _write_parquet(tmp_path / "data" / "train.parquet", _random_images(3, 8, 8, seed=1), [0, 1, 0])
+    _write_parquet(tmp_path / "data" / "test.parquet", _random_images(2, 8, 8, seed=2), [1, 0])
+    _set_column(tmp_path / "data" / "test.parquet", "label", [1, 5])
+    cfg = DataConfig(dataset="parquet", data_dir=str(tmp_path / "data"), loader="stream")
+    require_data(cfg, need_test=False)
+    with pytest.raises(ConfigError, match=r"test.parquet.* has label 5, outside the 2 classes"):
+        require_data(cfg, need_test=True)
+    table = pq.read_table(tmp_path / "data" / "train.parquet")
+    pq.write_table(table.drop(["label"]), tmp_path / "data" / "train.parquet")
+    with pytest.raises(ConfigError, match=r"train.parquet has none of the label columns"):
+        require_data(cfg, need_test=False)
+    assert not (tmp_path / "cache").exists()                       # nothing was decoded
+
+
 def test_require_data_refuses_a_hub_split_it_cannot_fetch(tmp_path, monkeypatch, empty_hf_cache):
     monkeypatch.setenv("SIMCLR_DATA_DIR", str(tmp_path / "root"))
     with pytest.raises(DataNotFoundError) as error:
