@@ -1,4 +1,5 @@
-"""Decoded splits on disk: <cache>/<dataset>-<split>-<key>.{images,labels}.npy + .json, written atomically.
+"""Decoded splits on disk: <cache>/<dataset>-<split>-<key>.{images,labels}.npy + .json, written atomically;
+and the index of a streamed split where building it is slow (tar shards): <cache>/<dataset>-<split>-<key>.index.npz.
 
 The cache folder is $SIMCLR_CACHE_DIR, else ~/.cache/simclr_harness. The key hashes the source's fingerprint
 (path + size + mtime of every file, or the Hub id), the image size and the subset, so a changed file or
@@ -12,6 +13,7 @@ import hashlib
 import json
 import os
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -84,3 +86,36 @@ class CachedSplit:
         with open(tmp, "wb") as f:
             write(f)
         os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class CachedIndex:
+    """Named arrays (an index of encoded images) in one .npz file, keyed like CachedSplit, written atomically."""
+    path: Path
+
+    @classmethod
+    def for_key(cls, dataset: str, split: str, *parts: Any) -> "CachedIndex":
+        stem = CachedSplit.for_key(dataset, split, *parts).stem
+        return cls(stem.with_name(stem.name + ".index.npz"))
+
+    def lock(self) -> FileLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.path) + ".lock")
+
+    def read(self) -> dict[str, np.ndarray] | None:
+        """The arrays, or None when there is no complete entry (a damaged one is rebuilt, not trusted)."""
+        try:
+            with np.load(self.path, allow_pickle=False) as stored:
+                return {name: stored[name] for name in stored.files}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            return None
+
+    def write(self, arrays: dict[str, np.ndarray]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)

@@ -8,7 +8,8 @@ Nothing is decoded. Four layouts:
     parquet's compression; only the label column is read to build the index;
   - an image folder (class folders of JPEG/PNG files): one file per image;
   - arrow files and `save_to_disk` folders: memory-mapped by `datasets`, read row by row;
-  - WebDataset tar shards (key.jpg + key.cls): each image's offset and size in its shard, read by seeking.
+  - WebDataset tar shards (key.jpg + key.cls): each image's offset and size in its shard, read by seeking;
+    building it reads every member's header, so this index is cached (data/cache.py: CachedIndex).
 
 The order of an epoch (`epoch_order`) is a pure function of (seed, epoch, rank, world), so a resumed run reads
 what an uninterrupted one would have, and the processes of a run read disjoint images. Where single images
@@ -32,6 +33,7 @@ import numpy as np
 
 from simclr_core import seeding
 from simclr_core.config import DataConfig
+from simclr_core.data.cache import CachedIndex
 from simclr_core.data.catalog import SPLITS, dataset_spec
 from simclr_core.data.images import label_column
 from simclr_core.data.locate import Source, locate_source
@@ -356,6 +358,23 @@ def _open_parquet(name: str, source: Source, catalog_classes: int | None) -> Par
 
 
 def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSplit:
+    """The shards' index from the cache, else built by reading every member's header (minutes for ImageNet's
+    1.28 M samples) and cached: the key covers each shard's path, size and mtime."""
+    cached = CachedIndex.for_key(name, source.split, "tar-index", source.fingerprint())
+    index = cached.read()
+    if index is None:
+        with cached.lock():
+            index = cached.read()
+            if index is None:
+                index = _index_tar(source)
+                cached.write(index)
+    members = [m.decode("utf-8", "surrogateescape") for m in index["members"].tolist()]
+    split = TarSplit(name, source.files, members, index["shard"], index["offset"], index["size"],
+                     index["labels"].astype(np.int64), 0)
+    return _check_labels(split, catalog_classes)
+
+
+def _index_tar(source: Source) -> dict[str, np.ndarray]:
     import tarfile
 
     members, shard, offset, size, labels = [], [], [], [], []
@@ -386,9 +405,9 @@ def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSpli
             shard.append(f)
             offset.append(start)
             size.append(length)
-    split = TarSplit(name, source.files, members, np.asarray(shard), np.asarray(offset, dtype=np.int64),
-                     np.asarray(size, dtype=np.int64), np.asarray(labels, dtype=np.int64), 0)
-    return _check_labels(split, catalog_classes)
+    return {"members": np.asarray([m.encode("utf-8", "surrogateescape") for m in members], dtype=bytes),
+            "shard": np.asarray(shard, dtype=np.int64), "offset": np.asarray(offset, dtype=np.int64),
+            "size": np.asarray(size, dtype=np.int64), "labels": np.asarray(labels, dtype=np.int64)}
 
 
 def _open_arrow(name: str, source: Source, catalog_classes: int | None) -> ArrowSplit:

@@ -75,6 +75,12 @@ def write_parquet(root: Path, images, split: str = "train", shards: int = 2, row
     return root
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Indexes cached by a test (tar shards) and splits it decodes stay in its own folder."""
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="module")
 def images():
     return image_set(40)
@@ -387,6 +393,29 @@ def test_webdataset_tar_shards_are_indexed_and_read_by_offset(tmp_path, images):
     assert split.read([0, 39, 5]) == [images[0][0], images[39][0], images[5][0]]
     assert split.labels.tolist() == [l for _, l, _ in images]
     assert split.where(39) == f"000039{images[39][2]} in {tmp_path / 't' / 'train-000001.tar'}"
+
+
+def test_a_tar_index_is_built_once_cached_and_built_again_when_a_shard_changes(tmp_path, images, monkeypatch):
+    from simclr_core.data import encoded
+
+    cfg = DataConfig(dataset="parquet", data_dir=str(tmp_path / "t"))
+    write_tar(tmp_path / "t", images)
+    built = open_encoded(cfg, "train")
+    assert len(list((tmp_path / "cache").glob("*.index.npz"))) == 1
+    real_index_tar = encoded._index_tar
+    monkeypatch.setattr(encoded, "_index_tar", lambda source: pytest.fail("indexed again instead of the cache"))
+    again = open_encoded(cfg, "train")
+    assert again.labels.tolist() == built.labels.tolist() and again.members == built.members
+    assert again.read([0, 39, 5]) == [images[0][0], images[39][0], images[5][0]]
+    assert again.where(39) == built.where(39) and again.num_classes == built.num_classes == len(CLASSES)
+
+    calls = []
+    monkeypatch.setattr(encoded, "_index_tar", lambda source: calls.append(source) or real_index_tar(source))
+    write_tar(tmp_path / "t", images[:30])                            # the shards rewritten: other sizes
+    assert len(open_encoded(cfg, "train")) == 30 and len(calls) == 1
+    for entry in (tmp_path / "cache").glob("*.index.npz"):
+        entry.write_bytes(entry.read_bytes()[:100])                   # a damaged entry is rebuilt, not trusted
+    assert len(open_encoded(cfg, "train")) == 30 and len(calls) == 2
 
 
 def test_a_tar_sample_without_a_label_is_named(tmp_path, images):
