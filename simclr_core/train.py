@@ -117,7 +117,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     optimizer = build_optimizer(cfg.optim, model, peak_lr)
 
     # ---- resume (no-op on a fresh run) -------------------------------------------------------------
-    start_step, earlier_seconds = 0, 0.0
+    start_step, earlier_seconds, processes_seen = 0, 0.0, [world]
     # torch.load refuses Accelerate's "cpu:0"; tensors then follow the model with load_state_dict.
     checkpoint = load_checkpoint(run_dir, map_location=device if device.type != "cpu" else "cpu")
     if checkpoint is not None:
@@ -125,6 +125,10 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_step = checkpoint["step"]
         earlier_seconds = float(checkpoint.get("pretrain_seconds", 0.0))   # earlier sessions' training time
+        last_processes = checkpoint.get("processes", world)
+        processes_seen = sorted({*checkpoint.get("processes_seen", [last_processes]), world})
+        if last_processes != world and accelerator.is_main_process:
+            warnings.warn(_other_processes_message(run_dir, start_step, last_processes, world), stacklevel=2)
         torch.set_rng_state(checkpoint["torch_rng"].cpu())
         if accelerator.is_main_process:
             _truncate_metrics(run_dir / METRICS_NAME, start_step)
@@ -230,7 +234,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                         f"non-finite values in {bad} at step {done} (the loss was finite); {kept}. "
                         "Lower the learning rate or raise the temperature.")
                 _save(accelerator, run_dir, model, optimizer, done, cfg,
-                      earlier_seconds + time.perf_counter() - train_clock)
+                      earlier_seconds + time.perf_counter() - train_clock, processes_seen)
                 last_checkpoint_step = done
     finally:
         steps.close()        # stops the streamed path's reader, however the loop ends
@@ -251,6 +255,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "eval_seconds": time.perf_counter() - eval_clock,
         "images_per_s": train_images / train_seconds if steps_run else None,
         "device": _device_name(device), "processes": world, "mixed_precision": mixed_precision,
+        **({"processes_seen": processes_seen} if len(processes_seen) > 1 else {}),
         "compile": compile_mode, "views_ahead": ahead,
         **_data_stats(accelerator, feed),
     })
@@ -320,7 +325,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, cfg: RunConfig,
-          pretrain_seconds: float) -> None:
+          pretrain_seconds: float, processes_seen: list[int]) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_checkpoint(run_dir, {
@@ -331,7 +336,16 @@ def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, 
             "torch_rng": torch.get_rng_state(),
             "config": cfg.to_dict(),
             "pretrain_seconds": pretrain_seconds,
+            "processes": accelerator.num_processes,
+            "processes_seen": processes_seen,
         })
+
+
+def _other_processes_message(run_dir: Path, step: int, before: int, now: int) -> str:
+    return (f"{run_dir}: resuming at step {step} with {now} process(es), where its checkpoint was written by "
+            f"{before}: from here on the views' augmentations (drawn per process), BatchNorm's batches without "
+            "encoder.global_bn and, on parquet shards, the images' order differ from an uninterrupted run; "
+            "final.json lists every process count that trained the run (processes_seen)")
 
 
 def _evaluate_apart(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed_precision: str,

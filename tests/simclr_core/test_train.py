@@ -147,6 +147,26 @@ def test_a_metrics_line_cut_by_a_kill_is_dropped_with_a_warning_on_resume(tmp_pa
     assert [s for s, _ in losses(run)] == [1, 2, 3, 4]
 
 
+def test_a_resume_with_another_process_count_says_so_and_final_json_records_it(tmp_path, recwarn):
+    run = tmp_path / "run"
+    train(tiny(max_steps=3), run)
+    ckpt = load_checkpoint(run)
+    assert ckpt["processes"] == 1 and ckpt["processes_seen"] == [1]
+    same = train(tiny(max_steps=4), run)                                   # resumed by as many processes
+    assert "processes_seen" not in same and not [w for w in recwarn if "process" in str(w.message)]
+    ckpt = load_checkpoint(run)
+    ckpt["processes"], ckpt["processes_seen"] = 2, [2]                     # as if 2 processes had written it
+    torch.save(ckpt, run / "checkpoint.pt")
+    with pytest.warns(UserWarning, match=r"resuming at step 4 with 1 process\(es\), where its checkpoint was "
+                                         r"written by 2: .*final.json lists every process count"):
+        metrics = train(tiny(max_steps=5), run)
+    assert metrics["processes_seen"] == [1, 2] and metrics["processes"] == 1
+    recwarn.clear()
+    again = train(tiny(max_steps=6), run)                                  # the next resume keeps the record
+    assert again["processes_seen"] == [1, 2] and not [w for w in recwarn if "process" in str(w.message)]
+    assert json.loads((run / "final.json").read_text())["processes_seen"] == [1, 2]
+
+
 def test_bad_config_fails_before_any_data_is_loaded(tmp_path, monkeypatch):
     def no_data(*args, **kwargs):
         raise AssertionError("data was loaded")
