@@ -2,8 +2,10 @@
 nominal summary: a command-line override (`data.train_limit=None`, `epochs=8`) shows here as it ran.
 
 Where the runs of a section differ in a field, the field shows every value (up to four) or the range.
-Device-hours are the sum over runs of (pretrain_seconds + eval_seconds) x processes / 3600 (a run that evaluated
-another run's pretraining, registry/pretraining.py, counts its evaluation only), named GPU-hours
+Device-hours are the sum over runs of (pretrain_seconds + eval_seconds) x processes / 3600, or, where final.json has
+it, pretrain_device_seconds (each session's seconds x its process count: exact for a run resumed by another count)
++ eval_seconds x processes (a run that evaluated another run's pretraining, registry/pretraining.py, counts its
+evaluation only), named GPU-hours
 or CPU-hours by final.json's `device` ("cpu (2 threads)" is a CPU; any other name, e.g. "NVIDIA H200", a GPU).
 """
 from __future__ import annotations
@@ -110,6 +112,7 @@ def _device_hours(ours: pd.DataFrame, runs: pd.DataFrame, what: WhatRan) -> None
     total, session, evaluation = (_metric(ours, m) for m in ("pretrain_seconds", "pretrain_seconds_this_session",
                                                              "eval_seconds"))
     processes = _metric(ours, "processes")
+    device_seconds = _metric(ours, "pretrain_device_seconds")
     fallback, no_eval, no_processes, untimed, reused = 0, 0, 0, 0, 0
     donors = runs["pretraining_from"] if "pretraining_from" in runs else [None] * len(runs)
     for run_id, device, donor in zip(runs["run_id"], runs["device"] if "device" in runs else [None] * len(runs),
@@ -131,7 +134,10 @@ def _device_hours(ours: pd.DataFrame, runs: pd.DataFrame, what: WhatRan) -> None
             no_eval += 1
         if run_id not in processes:
             no_processes += 1
-        seconds = (pretrain + evaluation.get(run_id, 0.0)) * processes.get(run_id, 1.0)
+        if run_id in device_seconds:
+            seconds = device_seconds[run_id] + evaluation.get(run_id, 0.0) * processes.get(run_id, 1.0)
+        else:
+            seconds = (pretrain + evaluation.get(run_id, 0.0)) * processes.get(run_id, 1.0)
         kind = device_kind(device)
         what.hours[kind] = what.hours.get(kind, 0.0) + seconds / 3600
     if reused:

@@ -117,7 +117,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     optimizer = build_optimizer(cfg.optim, model, peak_lr)
 
     # ---- resume (no-op on a fresh run) -------------------------------------------------------------
-    start_step, earlier_seconds, processes_seen = 0, 0.0, [world]
+    start_step, earlier_seconds, earlier_device_seconds, processes_seen = 0, 0.0, 0.0, [world]
     # torch.load refuses Accelerate's "cpu:0"; tensors then follow the model with load_state_dict.
     checkpoint = load_checkpoint(run_dir, map_location=device if device.type != "cpu" else "cpu")
     if checkpoint is not None:
@@ -126,6 +126,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         start_step = checkpoint["step"]
         earlier_seconds = float(checkpoint.get("pretrain_seconds", 0.0))   # earlier sessions' training time
         last_processes = checkpoint.get("processes", world)
+        # Seconds x processes of each earlier session (exact when sessions ran with different process counts).
+        earlier_device_seconds = float(checkpoint.get("pretrain_device_seconds", earlier_seconds * last_processes))
         processes_seen = sorted({*checkpoint.get("processes_seen", [last_processes]), world})
         if last_processes != world and accelerator.is_main_process:
             warnings.warn(_other_processes_message(run_dir, start_step, last_processes, world), stacklevel=2)
@@ -233,8 +235,9 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                     raise NonFiniteLossError(
                         f"non-finite values in {bad} at step {done} (the loss was finite); {kept}. "
                         "Lower the learning rate or raise the temperature.")
-                _save(accelerator, run_dir, model, optimizer, done, cfg,
-                      earlier_seconds + time.perf_counter() - train_clock, processes_seen)
+                session_seconds = time.perf_counter() - train_clock
+                _save(accelerator, run_dir, model, optimizer, done, cfg, earlier_seconds + session_seconds,
+                      earlier_device_seconds + session_seconds * world, processes_seen)
                 last_checkpoint_step = done
     finally:
         steps.close()        # stops the streamed path's reader, however the loop ends
@@ -249,9 +252,11 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     metrics.update({
         "steps": stop_step, "total_steps": total_steps, "epochs_done": stop_step / steps_per_epoch,
         "pretrain_seconds_this_session": train_seconds,
-        # All sessions of this run (a resumed run adds the time its checkpoint recorded) and the final evaluation:
-        # with `processes`, what the report counts as device-hours.
+        # All sessions of this run (a resumed run adds the time its checkpoint recorded) and the final evaluation;
+        # the report's device-hours are pretrain_device_seconds (each session's seconds x its processes) plus
+        # eval_seconds x processes.
         "pretrain_seconds": earlier_seconds + train_seconds,
+        "pretrain_device_seconds": earlier_device_seconds + train_seconds * world,
         "eval_seconds": time.perf_counter() - eval_clock,
         "images_per_s": train_images / train_seconds if steps_run else None,
         "device": _device_name(device), "processes": world, "mixed_precision": mixed_precision,
@@ -325,7 +330,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, cfg: RunConfig,
-          pretrain_seconds: float, processes_seen: list[int]) -> None:
+          pretrain_seconds: float, pretrain_device_seconds: float, processes_seen: list[int]) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_checkpoint(run_dir, {
@@ -336,6 +341,7 @@ def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, 
             "torch_rng": torch.get_rng_state(),
             "config": cfg.to_dict(),
             "pretrain_seconds": pretrain_seconds,
+            "pretrain_device_seconds": pretrain_device_seconds,
             "processes": accelerator.num_processes,
             "processes_seen": processes_seen,
         })

@@ -121,6 +121,14 @@ def test_what_ran_counts_device_hours_by_device_and_names_fallbacks(tmp_path):
     assert "1 run(s) without eval_seconds" in what.text
 
 
+def test_device_hours_of_a_run_resumed_by_another_process_count_use_its_device_seconds(tmp_path):
+    # 1000 s on 4 processes, then resumed for 2000 s on 1: 6000 process-seconds, not 3000 x 1 (or x 4).
+    resumed = {"device": "NVIDIA H200", "pretrain_seconds": 3000.0, "pretrain_device_seconds": 6000.0,
+               "eval_seconds": 600.0, "processes": 1}
+    write_run(RunStore(tmp_path), "loss_variant", "cpu", XENT, 1, 40.0, final=resumed)
+    assert _tab4(tmp_path).what_ran.hours == {"GPU-hours": pytest.approx((6000 + 600) / 3600)}
+
+
 def test_runs_that_differ_in_epochs_show_the_range(tmp_path):
     from reports.what_ran import describe
 

@@ -154,13 +154,16 @@ def test_a_resume_with_another_process_count_says_so_and_final_json_records_it(t
     assert ckpt["processes"] == 1 and ckpt["processes_seen"] == [1]
     same = train(tiny(max_steps=4), run)                                   # resumed by as many processes
     assert "processes_seen" not in same and not [w for w in recwarn if "process" in str(w.message)]
+    assert same["pretrain_device_seconds"] == pytest.approx(same["pretrain_seconds"])
     ckpt = load_checkpoint(run)
     ckpt["processes"], ckpt["processes_seen"] = 2, [2]                     # as if 2 processes had written it
+    ckpt["pretrain_device_seconds"] = 100.0
     torch.save(ckpt, run / "checkpoint.pt")
     with pytest.warns(UserWarning, match=r"resuming at step 4 with 1 process\(es\), where its checkpoint was "
                                          r"written by 2: .*final.json lists every process count"):
         metrics = train(tiny(max_steps=5), run)
     assert metrics["processes_seen"] == [1, 2] and metrics["processes"] == 1
+    assert metrics["pretrain_device_seconds"] == pytest.approx(100.0 + metrics["pretrain_seconds_this_session"])
     recwarn.clear()
     again = train(tiny(max_steps=6), run)                                  # the next resume keeps the record
     assert again["processes_seen"] == [1, 2] and not [w for w in recwarn if "process" in str(w.message)]
