@@ -169,6 +169,13 @@ def test_a_resume_with_another_process_count_says_so_and_final_json_records_it(t
     assert again["processes_seen"] == [1, 2] and not [w for w in recwarn if "process" in str(w.message)]
     assert json.loads((run / "final.json").read_text())["processes_seen"] == [1, 2]
 
+    ckpt = load_checkpoint(run)
+    ckpt["processes"], ckpt["processes_seen"] = 2, [2]
+    torch.save(ckpt, run / "checkpoint.pt")
+    recwarn.clear()
+    evaluated = train(tiny(max_steps=6), run)          # nothing left to train: evaluated by 1, trained by 2 only
+    assert "processes_seen" not in evaluated and not [w for w in recwarn if "process" in str(w.message)]
+
 
 def test_bad_config_fails_before_any_data_is_loaded(tmp_path, monkeypatch):
     def no_data(*args, **kwargs):
