@@ -4,9 +4,9 @@ nominal summary: a command-line override (`data.train_limit=None`, `epochs=8`) s
 Where the runs of a section differ in a field, the field shows every value (up to four) or the range.
 Device-hours are the sum over runs of (pretrain_seconds + eval_seconds) x processes / 3600, or, where final.json has
 it, pretrain_device_seconds (each session's seconds x its process count: exact for a run resumed by another count)
-+ eval_seconds x processes (a run that evaluated another run's pretraining, registry/pretraining.py, counts its
-evaluation only), named GPU-hours
-or CPU-hours by final.json's `device` ("cpu (2 threads)" is a CPU; any other name, e.g. "NVIDIA H200", a GPU).
++ eval_seconds x processes; a run that evaluated another run's pretraining (registry/pretraining.py) counts its
+evaluation only. They are named GPU-hours or CPU-hours by final.json's `device` ("cpu (2 threads)" is a CPU; any
+other name, e.g. "NVIDIA H200", a GPU).
 """
 from __future__ import annotations
 

@@ -236,10 +236,10 @@ class RunConfig:
             return
         why = f"data.loader={d.loader!r} streams {d.dataset!r}"
         if d.train_limit is not None or d.test_limit is not None:
-            limits = " ".join(f"data.{split}_limit={limit}" for split, limit in
-                              (("train", d.train_limit), ("test", d.test_limit)) if limit is not None)
-            unset = " ".join(f"data.{split}_limit=none" for split, limit in
-                             (("train", d.train_limit), ("test", d.test_limit)) if limit is not None)
+            given = [(split, limit) for split, limit in (("train", d.train_limit), ("test", d.test_limit))
+                     if limit is not None]
+            limits = " ".join(f"data.{split}_limit={limit}" for split, limit in given)
+            unset = " ".join(f"data.{split}_limit=none" for split, _ in given)
             raise ConfigError(f"{why}, which reads whole splits, so {limits} need data.loader=resident: add "
                               f"{unset} (all images) or data.loader=resident (decodes the split ahead)")
         if "crop" in a.ops and a.ops[0] != "crop" and not a.one_branch:
