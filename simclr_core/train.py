@@ -129,7 +129,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         # Seconds x processes of each earlier session (exact when sessions ran with different process counts).
         earlier_device_seconds = float(checkpoint.get("pretrain_device_seconds", earlier_seconds * last_processes))
         trains_on = start_step < stop_step        # else it only evaluates (e.g. another run's finished pretraining)
-        processes_seen = sorted({*checkpoint.get("processes_seen", [last_processes]), *([world] if trains_on else [])})
+        seen = set(checkpoint.get("processes_seen", [last_processes]))
+        processes_seen = sorted(seen | {world} if trains_on else seen)
         if trains_on and last_processes != world and accelerator.is_main_process:
             warnings.warn(_other_processes_message(run_dir, start_step, last_processes, world), stacklevel=2)
         torch.set_rng_state(checkpoint["torch_rng"].cpu())

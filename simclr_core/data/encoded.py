@@ -264,11 +264,12 @@ def _file_offset(units: list[_Unit], unit: _Unit) -> int:
 
 
 # ---- opening a split ------------------------------------------------------------------------------------
-def open_encoded(cfg: DataConfig, split: str) -> EncodedSplit:
-    """The index of `split` of cfg.dataset, or a ConfigError naming what is missing (no images, no labels)."""
+def open_encoded(cfg: DataConfig, split: str, source: Source | None = None) -> EncodedSplit:
+    """The index of `split` of cfg.dataset (at `source`, where the caller located it already), or a ConfigError
+    naming what is missing (no images, no labels)."""
     spec = dataset_spec(cfg.dataset)
     require_choice("split", split, SPLITS)
-    source = locate_source(spec, cfg.data_dir, split)
+    source = source or locate_source(spec, cfg.data_dir, split)
     if source.kind == "imagefolder":
         encoded = _open_folder(spec.name, source)
     elif source.kind == "files" and source.location == "parquet":
@@ -370,7 +371,7 @@ def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSpli
                 cached.write(index)
     members = [m.decode("utf-8", "surrogateescape") for m in index["members"].tolist()]
     split = TarSplit(name, source.files, members, index["shard"], index["offset"], index["size"],
-                     index["labels"].astype(np.int64), 0)
+                     index["labels"], 0)
     return _check_labels(split, catalog_classes)
 
 

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from simclr_core.config import DATA_LOADERS as LOADERS, DataConfig
 from simclr_core.data.catalog import dataset_spec, loader_for
-from simclr_core.data.images import ImageSet, check_limit, decoded_cache_exists, load_images
+from simclr_core.data.images import ImageSet, check_decodable, load_images
 from simclr_core.data.locate import locate_source
 from simclr_core.seeding import epoch_permutation
 from simclr_core.validation import require_choice
@@ -140,13 +140,11 @@ def require_data(cfg: DataConfig, need_test: bool) -> None:
         if loader == "stream" and source.kind != "hub":
             from simclr_core.data.encoded import open_encoded
 
-            open_encoded(cfg, split)
-            continue
-        if loader == "resident":
-            check_limit(cfg, split, source)
-            if decoded_cache_exists(cfg, split, source):
-                continue        # decoded once already: the run reads the cache, not the source
-        source.require_available()
+            open_encoded(cfg, split, source)
+        elif loader == "resident" and check_decodable(cfg, split, source):
+            continue            # decoded once already: the run reads the cache, not the source
+        else:
+            source.require_available()
 
 
 def _place(images: Tensor, device: torch.device) -> Tensor:

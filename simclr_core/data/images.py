@@ -71,30 +71,20 @@ def load_images(cfg: DataConfig, split: str) -> ImageSet:
                     spec.mean, spec.std, spec.name, meta.get("source", source.describe()))
 
 
-def decoded_cache_exists(cfg: DataConfig, split: str, source: Source) -> bool:
-    """Whether load_images(cfg, split) would read its decoded cache and never open `source`."""
-    full, wanted = _cache_entries(dataset_spec(cfg.dataset), cfg, split, source)
-    return wanted.exists() or full.exists()
-
-
-def check_limit(cfg: DataConfig, split: str, source: Source) -> None:
-    """The ConfigError load_images(cfg, split) would raise when data.<split>_limit does not fit the split, found
-    without decoding: the split is counted from its decoded cache, its parquet footers or its local listing. A Hub
-    split not in the decoded cache is counted when the run downloads it."""
+def check_decodable(cfg: DataConfig, split: str, source: Source) -> bool:
+    """Before load_images(cfg, split): the ConfigError it would raise when data.<split>_limit does not fit the
+    split, found without decoding (the split counted from its decoded cache, its parquet footers or its local
+    listing; a Hub split not in the decoded cache is counted when the run downloads it). Returns whether the
+    split is in the decoded cache, so that the run reads the cache and never opens `source`."""
     limit = cfg.train_limit if split == "train" else cfg.test_limit
-    if limit is None:
-        return
     full, wanted = _cache_entries(dataset_spec(cfg.dataset), cfg, split, source)
     if wanted.exists():
-        return
-    if full.exists():
-        count = len(np.load(full.labels_path, mmap_mode="r"))
-    elif source.kind != "hub":
-        count = source.count_rows()
-    else:
-        return
-    if not 2 <= limit <= count:
-        raise _limit_error(limit, f"data.{split}_limit", count, source)
+        return True
+    if limit is not None and (full.exists() or source.kind != "hub"):
+        count = len(np.load(full.labels_path, mmap_mode="r")) if full.exists() else source.count_rows()
+        if not 2 <= limit <= count:
+            raise _limit_error(limit, f"data.{split}_limit", count, source)
+    return full.exists()
 
 
 def _cache_entries(spec: DatasetSpec, cfg: DataConfig, split: str, source: Source) -> tuple[CachedSplit, CachedSplit]:
