@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, Mapping
 
+from simclr_core.trackers import TRACKERS
 from simclr_core.validation import ConfigError, require_choice, require_range
 
 # Bump when a default's meaning changes, so stored results made under the old meaning are not reused.
@@ -335,7 +336,7 @@ class RunConfig:
         require_range("checkpoint_every_steps", self.checkpoint_every_steps, low=1)
         require_range("log_every_steps", self.log_every_steps, low=1)
         for t in self.trackers:
-            require_choice("trackers", t, ("tensorboard", "wandb", "mlflow", "comet_ml", "aim"))
+            require_choice("trackers", t, TRACKERS)
         return self
 
 

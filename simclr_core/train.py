@@ -38,6 +38,7 @@ from simclr_core.models import build_model
 from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
 from simclr_core.precision import autocast_dtype, resolve_precision
 from simclr_core.seeding import step_seed
+from simclr_core.trackers import require_installed as require_trackers_installed
 from simclr_core.validation import ConfigError
 
 METRICS_NAME = "metrics.jsonl"
@@ -63,6 +64,7 @@ def check_inputs(cfg: RunConfig) -> None:
     is missing (DataNotFoundError, saying where it looked and how to provide it). Launchers call it as
     `train.preflight`, once per distinct config, before they start any run; nothing is decoded."""
     cfg.validate()
+    require_trackers_installed(cfg.trackers)
     require_data(cfg.data, need_test=needs_test_split(cfg))
     require_protocol_data(cfg)
 
@@ -77,6 +79,7 @@ def needs_test_split(cfg: RunConfig) -> bool:
 
 def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     cfg.validate()
+    require_trackers_installed(cfg.trackers)
     require_protocol_data(cfg)   # e.g. a transfer dataset: missing data stops the run before any step
     run_dir.mkdir(parents=True, exist_ok=True)
     device_type = "cuda" if torch.cuda.is_available() else "cpu"

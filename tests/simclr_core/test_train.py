@@ -262,6 +262,29 @@ def test_tensorboard_tracker_writes_event_files(tmp_path):
     assert events and all(e.stat().st_size > 0 for e in events)
 
 
+def test_a_tracker_whose_package_is_missing_stops_the_run_before_it_starts(tmp_path, monkeypatch):
+    # Accelerate alone would warn and log nowhere: the run would end without the curves it was asked for.
+    from simclr_core import trackers
+    from simclr_core.train import check_inputs
+
+    monkeypatch.setitem(trackers.TRACKER_MODULES, "tensorboard", ("simclr_no_such_module",))
+    cfg = tiny(max_steps=2, trackers=("tensorboard",))
+    for attempt in (lambda: check_inputs(cfg), lambda: train(cfg, tmp_path / "run")):
+        with pytest.raises(ConfigError) as error:
+            attempt()
+        assert str(error.value).startswith("trackers='tensorboard' needs the Python package 'simclr_no_such_module'")
+        assert "pip install simclr_no_such_module" in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_tracker_the_config_accepts_is_one_accelerate_knows():
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+    from simclr_core.trackers import TRACKERS
+
+    assert set(TRACKERS) <= set(LOGGER_TYPE_TO_CLASS)
+
+
 @pytest.mark.slow
 def test_pretraining_on_the_embedded_subset_learns(tmp_path):
     """A few CPU minutes of SimCLR lift kNN accuracy clearly above the same encoder at random init."""
