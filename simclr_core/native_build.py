@@ -8,8 +8,10 @@ compute the same thing (tested), or torch's own CPU allocator.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import io
 import logging
 import os
 import platform
@@ -46,9 +48,11 @@ def compile_extension(name: str, source: Path, *, openmp: bool) -> Any:
     with -fopenmp; without it they are single-threaded and only `omp simd` is honoured.
     """
     # Importing cpp_extension on a machine without CUDA logs "No CUDA runtime is found, using CUDA_HOME=..." at
-    # warning level; these builds are CPU code, so the line only alarms (it printed on every first-run command).
+    # warning level (torch < 2.5 prints it to stderr); these builds are CPU code, so the line only alarms (it
+    # printed on every first-run command).
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    from torch.utils import cpp_extension
+    with contextlib.redirect_stderr(io.StringIO()):
+        from torch.utils import cpp_extension
     _put_ninja_on_path()
     cflags = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp" if openmp else "-fopenmp-simd"]
     folder = Path(cpp_extension._get_build_directory(name, verbose=False))   # where torch caches the build
