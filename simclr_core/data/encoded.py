@@ -37,12 +37,12 @@ from simclr_core.data.cache import CachedIndex
 from simclr_core.data.catalog import SPLITS, dataset_spec
 from simclr_core.data.images import label_column
 from simclr_core.data.locate import Source, locate_source
+from simclr_core.data.tar_index import IMAGE_SUFFIXES, index_tar   # image suffixes: folders' too
 from simclr_core.validation import ConfigError, require_choice
 
 WINDOW_UNITS = 4
 # Tar shards kept open at once (a shuffled ImageNet epoch touches ~1,300; the usual limit is 1,024 files).
 OPEN_SHARDS = 64
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -359,56 +359,20 @@ def _open_parquet(name: str, source: Source, catalog_classes: int | None) -> Par
 
 
 def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSplit:
-    """The shards' index from the cache, else built by reading every member's header (minutes for ImageNet's
-    1.28 M samples) and cached: the key covers each shard's path, size and mtime."""
+    """The shards' index from the cache, else built by reading every member's header (data/tar_index.py) and
+    cached: the key covers each shard's path, size and mtime."""
     cached = CachedIndex.for_key(name, source.split, "tar-index", source.fingerprint())
     index = cached.read()
     if index is None:
         with cached.lock():
             index = cached.read()
             if index is None:
-                index = _index_tar(source)
+                index = index_tar(source.files)
                 cached.write(index)
     members = [m.decode("utf-8", "surrogateescape") for m in index["members"].tolist()]
     split = TarSplit(name, source.files, members, index["shard"], index["offset"], index["size"],
                      index["labels"], 0)
     return _check_labels(split, catalog_classes)
-
-
-def _index_tar(source: Source) -> dict[str, np.ndarray]:
-    import tarfile
-
-    members, shard, offset, size, labels = [], [], [], [], []
-    for f, path in enumerate(source.files):
-        images, classes = {}, {}
-        try:
-            with tarfile.open(path) as archive:
-                for member in archive:
-                    if not member.isfile():
-                        continue
-                    key, _, suffix = member.name.rpartition(".")
-                    if "." + suffix.lower() in IMAGE_SUFFIXES:
-                        images[key] = (member.name, member.offset_data, member.size)
-                    elif suffix == "cls":
-                        classes[key] = archive.extractfile(member).read().decode().strip()
-        except (tarfile.TarError, OSError) as exc:
-            raise ConfigError(f"{path} is not a readable tar shard ({exc})") from exc
-        for key in sorted(images):
-            if key not in classes:
-                raise ConfigError(f"{path}: sample {key!r} has an image but no {key}.cls label (WebDataset layout: "
-                                  "key.jpg beside key.cls holding the class index)")
-            try:
-                labels.append(int(classes[key]))
-            except ValueError:
-                raise ConfigError(f"{path}: {key}.cls holds {classes[key]!r}, not a class index") from None
-            member, start, length = images[key]
-            members.append(member)
-            shard.append(f)
-            offset.append(start)
-            size.append(length)
-    return {"members": np.asarray([m.encode("utf-8", "surrogateescape") for m in members], dtype=bytes),
-            "shard": np.asarray(shard, dtype=np.int64), "offset": np.asarray(offset, dtype=np.int64),
-            "size": np.asarray(size, dtype=np.int64), "labels": np.asarray(labels, dtype=np.int64)}
 
 
 def _open_arrow(name: str, source: Source, catalog_classes: int | None) -> ArrowSplit:

@@ -402,15 +402,15 @@ def test_a_tar_index_is_built_once_cached_and_built_again_when_a_shard_changes(t
     write_tar(tmp_path / "t", images)
     built = open_encoded(cfg, "train")
     assert len(list((tmp_path / "cache").glob("*.index.npz"))) == 1
-    real_index_tar = encoded._index_tar
-    monkeypatch.setattr(encoded, "_index_tar", lambda source: pytest.fail("indexed again instead of the cache"))
+    real_index_tar = encoded.index_tar
+    monkeypatch.setattr(encoded, "index_tar", lambda files: pytest.fail("indexed again instead of the cache"))
     again = open_encoded(cfg, "train")
     assert again.labels.tolist() == built.labels.tolist() and again.members == built.members
     assert again.read([0, 39, 5]) == [images[0][0], images[39][0], images[5][0]]
     assert again.where(39) == built.where(39) and again.num_classes == built.num_classes == len(CLASSES)
 
     calls = []
-    monkeypatch.setattr(encoded, "_index_tar", lambda source: calls.append(source) or real_index_tar(source))
+    monkeypatch.setattr(encoded, "index_tar", lambda files: calls.append(files) or real_index_tar(files))
     write_tar(tmp_path / "t", images[:30])                            # the shards rewritten: other sizes
     assert len(open_encoded(cfg, "train")) == 30 and len(calls) == 1
     for entry in (tmp_path / "cache").glob("*.index.npz"):
