@@ -38,15 +38,20 @@ def _number(field: bytes, path: str, offset: int) -> int:
         raise TarFormatError(f"{path}: the header at byte {offset} holds {text!r} where a number belongs") from None
 
 
-def _pax_records(data: bytes) -> dict[str, str]:
+def _pax_records(data: bytes, path: str, position: int) -> dict[str, str]:
     """A pax extended header's "LEN key=value\\n" records."""
     records, at = {}, 0
-    while at < len(data) and data[at:at + 1] != b"\0":
-        space = data.index(b" ", at)
-        length = int(data[at:space])
-        key, _, value = data[space + 1:at + length - 1].partition(b"=")
-        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        at += length
+    try:
+        while at < len(data) and data[at:at + 1] != b"\0":
+            space = data.index(b" ", at)
+            length = int(data[at:space])
+            key, _, value = data[space + 1:at + length - 1].partition(b"=")
+            records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+            at += length
+        if "size" in records:
+            int(records["size"])
+    except ValueError:
+        raise TarFormatError(f"{path}: the pax header at byte {position} is damaged") from None
     return records
 
 
@@ -86,7 +91,7 @@ def tar_members(handle: BinaryIO, path: str) -> Iterator[tuple[str, int, int]]:
         if kind == _GNU_LONG_NAME:
             long_name = handle.read(size).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         elif kind == _PAX:
-            pax = _pax_records(handle.read(size))
+            pax = _pax_records(handle.read(size), path, position)
         elif kind != _PAX_GLOBAL:
             if kind in _REGULAR:
                 yield long_name or pax.get("path") or _header_name(header), data, size
@@ -96,7 +101,7 @@ def tar_members(handle: BinaryIO, path: str) -> Iterator[tuple[str, int, int]]:
 
 def _header_name(header: bytes) -> str:
     name = header[:100].split(b"\0", 1)[0]
-    if header[257:262] == b"ustar":                             # POSIX ustar: a prefix field extends the name
+    if header[257:263] == b"ustar\0":          # POSIX ustar (not GNU's "ustar  "): a prefix field extends the name
         prefix = header[345:500].split(b"\0", 1)[0]
         if prefix:
             name = prefix + b"/" + name

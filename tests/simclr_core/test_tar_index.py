@@ -103,3 +103,36 @@ def test_a_damaged_header_and_a_file_that_is_no_tar_are_named(tmp_path):
     (tmp_path / "notes.tar").write_bytes(b"these are notes, not an archive\n" * 40)
     with pytest.raises(ConfigError, match=r"notes.tar is not a tar archive"):
         index_tar([str(tmp_path / "notes.tar")])
+
+
+def with_checksum(header: bytearray) -> bytearray:
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return header
+
+
+def test_gnu_headers_fields_after_the_magic_are_not_read_as_a_name_prefix(tmp_path):
+    # GNU tar keeps access and change times where POSIX ustar keeps the name's prefix (bytes 345-500).
+    path = tmp_path / "gnu.tar"
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as archive:
+        add_file(archive, "0001.jpg", b"jpeg")
+    data = bytearray(path.read_bytes())
+    assert data[257:265] == b"ustar  \0"
+    data[345:357] = b"14716615240\0"                                     # an atime
+    data[:BLOCK] = with_checksum(data[:BLOCK])
+    path.write_bytes(bytes(data))
+    with open(path, "rb") as handle:                 # (Python's tarfile reads the time as a directory here)
+        assert [name for name, _, _ in tar_members(handle, str(path))] == ["0001.jpg"]
+
+
+def test_a_damaged_pax_header_is_named(tmp_path):
+    path = tmp_path / "pax.tar"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+        add_file(archive, "é" * 60 + ".jpg", b"jpeg")                    # a pax record carries the name
+    data = bytearray(path.read_bytes())
+    assert data[156:157] == b"x"
+    record = data.index(b" path=", BLOCK)
+    data[BLOCK:record] = b"x" * (record - BLOCK)                          # the record's length: not a number
+    path.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match=r"pax.tar: the pax header at byte 0 is damaged"):
+        index_tar([str(path)])
