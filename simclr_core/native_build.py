@@ -23,14 +23,20 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+# A build takes about a minute (30-90 s on the 2-core reference CPU); a build lock older than this was left by a
+# build that was killed.
+STALE_BUILD_LOCK_S = 15 * 60
 
 def build_name(prefix: str, source: Path) -> str:
-    """`prefix` + a hash of the source and the CPU's instruction sets.
+    """`prefix` + a hash of the source, the CPU's instruction sets, torch's and Python's versions.
 
     -march=native code runs only on CPUs with this one's instruction sets: on a cluster whose nodes share a
-    home directory (torch caches builds there), each kind of CPU gets a build of its own.
+    home directory (torch caches builds there), each kind of CPU gets a build of its own. Environments with other
+    versions of torch or Python (which share that cache too) each keep theirs instead of rebuilding in turn.
     """
-    flags = platform.machine()
+    import torch
+
+    flags = f"{platform.machine()} torch {torch.__version__} python {sys.version_info[0]}.{sys.version_info[1]} "
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(("flags", "Features")):
@@ -60,6 +66,7 @@ def compile_extension(name: str, source: Path, *, openmp: bool) -> Any:
     if fresh:   # a first build takes a while with no output of its own: say what is happening, once
         print(f"simclr_core: compiling {source.name} for this CPU (first use only, about 30-90 s; cached in "
               f"{folder.parent})...", file=sys.stderr, flush=True)
+    clear_stale_build_lock(folder / "lock", source.name)
     started = time.perf_counter()
     module = cpp_extension.load(name=name, sources=[str(source)], extra_cflags=cflags,
                                 extra_ldflags=["-fopenmp"] if openmp else [])
@@ -67,6 +74,23 @@ def compile_extension(name: str, source: Path, *, openmp: bool) -> Any:
         print(f"simclr_core: {source.name} compiled in {time.perf_counter() - started:.0f} s",
               file=sys.stderr, flush=True)
     return module
+
+
+def clear_stale_build_lock(lock: Path, what: str) -> None:
+    """torch's build lock (a file in the build folder) is left behind when a build is killed (a job's time limit,
+    an OOM kill), and torch then waits for it forever, silently. A lock older than any build removed with a
+    warning; a younger one said, so that a wait for another process's build does not look like a hang."""
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > STALE_BUILD_LOCK_S:
+        warnings.warn(f"simclr_core: removing {lock}, left {age / 60:.0f} minutes ago by a build of {what} that "
+                      "did not finish (builds take about a minute)", stacklevel=2)
+        lock.unlink(missing_ok=True)
+    else:
+        print(f"simclr_core: waiting for another process's build of {what} (its lock: {lock}; if no other process "
+              "is building, delete that file)", file=sys.stderr, flush=True)
 
 
 def _put_ninja_on_path() -> None:

@@ -129,6 +129,32 @@ def test_builds_are_named_by_source_and_cpu(tmp_path, monkeypatch):
     assert native._build_name() != name
 
 
+def test_environments_with_another_torch_keep_builds_of_their_own(monkeypatch):
+    # They share ~/.cache/torch_extensions: with one name, each would rebuild over the other's build in turn.
+    name = native._build_name()
+    monkeypatch.setattr(torch, "__version__", torch.__version__ + ".other")
+    assert native._build_name() != name
+
+
+def test_a_build_lock_left_by_a_killed_build_is_removed_and_a_young_one_waited_for(tmp_path, capsys):
+    import os
+    import time
+
+    from simclr_core.native_build import STALE_BUILD_LOCK_S, clear_stale_build_lock
+
+    lock = tmp_path / "lock"
+    lock.touch()
+    clear_stale_build_lock(lock, "native.cpp")                # another process is building: wait, and say so
+    assert lock.exists() and "waiting for another process's build of native.cpp" in capsys.readouterr().err
+    old = time.time() - STALE_BUILD_LOCK_S - 60
+    os.utime(lock, (old, old))
+    with pytest.warns(UserWarning, match=r"removing .*lock, left 16 minutes ago by a build of native.cpp"):
+        clear_stale_build_lock(lock, "native.cpp")            # torch would wait for it forever
+    assert not lock.exists()
+    clear_stale_build_lock(lock, "native.cpp")                # no lock: nothing to say
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 def test_normalisation_kernel_writes_either_layout_as_the_eager_one(kernels, memory_format):
     x = torch.rand(5, 3, 9, 11, generator=gen(12))
