@@ -51,10 +51,6 @@ if TYPE_CHECKING:  # optuna is imported when a study is opened, so `python -m re
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 600.0
 STORAGE_KINDS = ("sqlite", "journal")
-STORAGE_FORMS = ("'sqlite' (the default: <results>/optuna/<study>.db), 'journal' (<results>/optuna/<study>.journal), "
-                 "'journal:///path/to/file.journal', 'sqlite:///path/to/file.db', or a database URL: "
-                 "'postgresql://user@host/db' (pip install 'psycopg[binary]'), "
-                 "'mysql+pymysql://user@host/db' (pip install PyMySQL)")
 # SQLAlchemy's driver name -> the package that provides it, for the message when it is not installed.
 DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pg8000": "pg8000",
                    "asyncpg": "asyncpg", "mysqldb": "mysqlclient", "pymysql": "PyMySQL",
@@ -66,6 +62,18 @@ Report = Callable[[str], None]
 
 
 # ---- storage ------------------------------------------------------------------------------------------
+def storage_forms() -> str:
+    """The valid --storage forms, for messages; a postgresql:// URL's driver package is SQLAlchemy's default
+    driver's (psycopg from SQLAlchemy 2.1 on, psycopg2 before)."""
+    from sqlalchemy.engine import make_url
+
+    driver = make_url("postgresql://").get_dialect().driver
+    return ("'sqlite' (the default: <results>/optuna/<study>.db), 'journal' (<results>/optuna/<study>.journal), "
+            "'journal:///path/to/file.journal', 'sqlite:///path/to/file.db', or a database URL: "
+            f"'postgresql://user@host/db' (pip install {DRIVER_PACKAGES.get(driver, driver)}), "
+            "'mysql+pymysql://user@host/db' (pip install PyMySQL)")
+
+
 def storage_url(spec: str | None, study_name: str, results_dir: str | Path) -> str:
     """--storage -> a URL. None/"sqlite": sqlite:///<results>/optuna/<study>.db; "journal":
     journal:///<results>/optuna/<study>.journal; "journal:///abs/path" or "journal:rel/path": that journal
@@ -86,7 +94,7 @@ def storage_url(spec: str | None, study_name: str, results_dir: str | Path) -> s
     if "/" in spec or "." in spec:       # a bare file path: say which URL names it
         where = Path(spec).resolve()
         hint = f" (for the file {spec}: sqlite://{where} for an SQLite database, journal://{where} for a journal)"
-    raise ConfigError(f"--storage={spec!r} is not valid{hint}; choose one of: {STORAGE_FORMS}")
+    raise ConfigError(f"--storage={spec!r} is not valid{hint}; choose one of: {storage_forms()}")
 
 
 def check_storage(url: str) -> None:
@@ -105,7 +113,7 @@ def check_storage(url: str) -> None:
     except ArgumentError:
         scheme = url.partition("://")[0]
         raise ConfigError(f"--storage {shown}: unknown storage scheme {scheme + '://'!r}; valid forms: "
-                          f"{STORAGE_FORMS}") from None
+                          f"{storage_forms()}") from None
     try:
         (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
     except ImportError as exc:
@@ -232,7 +240,7 @@ def open_study_at(plan: StudyPlan, url: str, sampler_seed: int = 0) -> "optuna.S
             raise _not_a_study(Path(url.removeprefix("sqlite:///")), "database", f"SQLite says: {detail}") from None
         raise ConfigError(f"cannot open the study storage {_shown(url)}: {detail}; check that the database "
                           "server is reachable and the URL's user, host and database exist, or choose another "
-                          f"storage: {STORAGE_FORMS}") from None
+                          f"storage: {storage_forms()}") from None
 
 
 def open_study(plan: StudyPlan, storage: Any, sampler_seed: int = 0) -> "optuna.Study":

@@ -34,6 +34,18 @@ def compile_model(model: nn.Module, mode: str) -> nn.Module:
     with the same shapes reuse the compiled code. train() passes the DistributedDataParallel wrapper itself where
     there is one, the arrangement torch documents for DDP under torch.compile.
     """
-    if mode != "off":
-        model.compile(mode=mode, dynamic=False)
+    if mode == "off":
+        return model
+    if isinstance(model, nn.parallel.DistributedDataParallel) and _torch_version() < (2, 6):
+        # torch < 2.6's DDPOptimizer (the graph split into gradient buckets) refuses a graph that holds a
+        # higher-order op, which is how dynamo traces a custom autograd function such as global BatchNorm's
+        # all-gather (distributed.py): one bucket instead (no overlap of the gradient all-reduce with the backward,
+        # the fallback torch's error message recommends). Found with torch 2.4.1; 2.6 no longer refuses.
+        torch._dynamo.config.optimize_ddp = False
+    model.compile(mode=mode, dynamic=False)
     return model
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)

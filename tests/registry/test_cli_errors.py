@@ -34,10 +34,21 @@ def no_driver(module: str):
     return pytest.mark.skipif(importlib.util.find_spec(module) is not None, reason=f"{module} is installed")
 
 
+def postgresql_driver() -> str:
+    """SQLAlchemy's default driver for postgresql:// URLs: psycopg from SQLAlchemy 2.1 on, psycopg2 before."""
+    from sqlalchemy.engine import make_url
+
+    return make_url("postgresql://").get_dialect().driver
+
+
+PG = postgresql_driver()
+PG_PACKAGE = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary"}[PG]
+
+
 @pytest.mark.parametrize("storage, names", [
-    ("foo://x", ["'foo://'", "sqlite:///", "journal", "postgresql://", "pip install"]),
-    pytest.param("postgresql://u@localhost/db", ["postgresql://u@localhost/db", "'psycopg'", "pip install 'psycopg"],
-                 marks=no_driver("psycopg")),
+    ("foo://x", ["'foo://'", "sqlite:///", "journal", "postgresql://", f"pip install {PG_PACKAGE}"]),
+    pytest.param("postgresql://u@localhost/db", ["postgresql://u@localhost/db", f"'{PG}'", f"pip install {PG_PACKAGE}"],
+                 marks=no_driver(PG)),
     pytest.param("mysql+pymysql://u:secret@localhost/db", ["mysql+pymysql://u:***@localhost/db", "pip install PyMySQL"],
                  marks=no_driver("pymysql")),
 ])
