@@ -41,6 +41,8 @@ def compile_model(model: nn.Module, mode: str) -> nn.Module:
         # higher-order op, which is how dynamo traces a custom autograd function such as global BatchNorm's
         # all-gather (distributed.py): one bucket instead (no overlap of the gradient all-reduce with the backward,
         # the fallback torch's error message recommends). Found with torch 2.4.1; 2.6 no longer refuses.
+        import torch._dynamo
+
         torch._dynamo.config.optimize_ddp = False
     model.compile(mode=mode, dynamic=False)
     return model
