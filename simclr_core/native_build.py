@@ -27,6 +27,7 @@ from typing import Any, Callable
 # build that was killed.
 STALE_BUILD_LOCK_S = 15 * 60
 
+
 def build_name(prefix: str, source: Path) -> str:
     """`prefix` + a hash of the source, the CPU's instruction sets, torch's and Python's versions.
 

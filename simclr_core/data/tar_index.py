@@ -22,7 +22,7 @@ _GNU_LONG_NAME, _PAX, _PAX_GLOBAL = b"L", b"x", b"g"
 _COMPRESSED = {b"\x1f\x8b": "gzip", b"BZ": "bzip2", b"\xfd7zXZ": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 
 
-class TarFormatError(ValueError):
+class TarFormatError(ConfigError):
     """The file is not an uncompressed tar archive (or is damaged); the message says where and why."""
 
 
@@ -59,7 +59,7 @@ def _checksum_ok(header: bytes, path: str, position: int) -> bool:
     """The header's stored checksum against the sum of its bytes, the checksum field counted as spaces (unsigned,
     or signed as some old tars wrote it)."""
     try:
-        stored = _number(header[148:156], path, position) if header[148:156].strip(b"\0 ") else -1
+        stored = _number(header[148:156], path, position)      # a blank field reads 0, which no real header sums to
     except TarFormatError:
         return False
     rest = header[:148] + header[156:]
@@ -131,8 +131,6 @@ def index_tar(files: Sequence[str]) -> dict[str, np.ndarray]:
                         images[key] = (name, start, length)
                     elif suffix == "cls":
                         classes[key] = handle.read(length).decode("utf-8", "replace").strip()
-        except TarFormatError as exc:
-            raise ConfigError(f"{exc}") from None
         except OSError as exc:
             raise ConfigError(f"{path} is not a readable tar shard ({exc})") from exc
         for key in sorted(images):
