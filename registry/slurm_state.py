@@ -18,7 +18,8 @@ from typing import Any, Iterable, Mapping
 from filelock import FileLock, Timeout
 
 from registry.claim import _GUARD_NAME, CLAIM_NAME, is_stale, read_claim
-from registry.store import RunStore, _read_json, atomic_write_text, now_iso
+from registry.store import RunStore, _read_json, now_iso
+from simclr_core.atomic_files import atomic_write_text
 
 SUBMISSION_NAME = "slurm.json"
 # Job states after which nothing more happens to the job. COMPLETED is not reconciled: the job itself recorded

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from registry.claim import is_stale, owner_info, read_claim
+from simclr_core.atomic_files import atomic_write_text, temp_file_beside
 from simclr_core.validation import ConfigError
 
 if TYPE_CHECKING:  # pandas is imported only by load_results
@@ -54,28 +55,6 @@ def default_results_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder and rename it over `path` (readers never see half).
-
-    The same idea as simclr_core.checkpoint.atomic_write_bytes, repeated here so that the registry never
-    imports torch (its CLI stays fast, and worker processes set their thread counts before torch loads).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:      # e.g. a full disk: say which file, keep the previous one
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(exc.errno, f"could not write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _dump(obj: Any) -> str:
@@ -225,7 +204,7 @@ class RunStore:
             self.write_config(run, code)
         status = _dump({"state": "pending", "run_id": run.run_id, "created": now_iso(), "updated": now_iso()})
         # Create-if-absent without a race: link a finished temporary file to the final name.
-        fd, tmp = tempfile.mkstemp(prefix=f".{STATUS_NAME}.", dir=run_dir)
+        fd, tmp = temp_file_beside(run_dir / STATUS_NAME)
         with os.fdopen(fd, "w") as f:
             f.write(status)
         try:

@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.store import atomic_write_text, default_results_dir, now_iso
+from registry.store import default_results_dir, now_iso
+from simclr_core.atomic_files import atomic_write_text
 
 if TYPE_CHECKING:
     import optuna

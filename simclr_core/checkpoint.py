@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from simclr_core.atomic_files import atomic_write_bytes
 from simclr_core.validation import ConfigError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -19,29 +17,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 class CorruptCheckpointError(ConfigError):
     """checkpoint.pt exists but cannot be read (truncated, damaged, or not a checkpoint of this code)."""
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file in the same folder, fsync it, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:      # e.g. a full disk: name the file and the free space; the previous file stays
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        free = shutil.disk_usage(path.parent).free
-        raise OSError(exc.errno, f"could not write {path}: {exc.strerror or exc} ({free / 2**20:,.0f} MiB free "
-                                 f"on that disk); the previous {path.name}, if any, is unchanged") from exc
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from simclr_core import cpu_cache
 from simclr_core.augment import build_augmentation, build_local_views
 from simclr_core.augment.ahead import resolve_views_ahead, views_ahead
-from simclr_core.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
+from simclr_core.atomic_files import atomic_write_bytes
+from simclr_core.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
 from simclr_core.data.feed import Feed, open_feed, require_data

@@ -13,7 +13,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from registry.store import atomic_write_text
+from simclr_core.atomic_files import atomic_write_text
 
 FAIL_SEED = 666
 CRASH_SEED = 999

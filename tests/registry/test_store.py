@@ -56,6 +56,21 @@ def test_config_and_status_round_trip(results):
     assert list(store.run_ids()) == [run.run_id]
 
 
+def test_a_group_shares_the_store_its_umask_allows(results):
+    # tempfile makes private files (0o600) whatever the umask; a store shared by a group (umask 002) must not be
+    # readable by the writer alone.
+    store, run = RunStore(results), make_run()
+    previous = os.umask(0o002)
+    try:
+        store.mark_pending(run, CODE)
+        store.write_error(run.run_id, "Traceback ...")
+        store.write_final(run.run_id, {"knn_top1": 0.5})
+    finally:
+        os.umask(previous)
+    for name in ("config.json", "status.json", "error.txt", "final.json"):
+        assert os.stat(store.run_dir(run.run_id) / name).st_mode & 0o777 == 0o664, name
+
+
 def test_states_follow_the_files(results):
     store, run = RunStore(results), make_run()
     with try_claim(store.run_dir(run.run_id)):

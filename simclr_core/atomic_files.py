@@ -1,0 +1,73 @@
+"""Files replaced whole: written beside the target, flushed to disk, then renamed over it, so that a reader, or a
+run killed at any moment, sees the previous file or the new one, never half of one.
+
+New files get the permissions a plain open() would give them (0o666 less the umask). tempfile makes its files
+private (0o600) whatever the umask, and a rename keeps them so: a results folder or checkpoint shared by a group
+(umask 002) would be readable by its writer alone.
+
+Nothing here imports torch: the registry's CLI writes its store through this module and stays fast.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Callable
+
+
+def process_umask() -> int:
+    """This process's umask, read without changing it where Linux shows it (os.umask can only be read by setting
+    it, which would leave another thread creating a file at that moment with the wrong permissions)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_file_beside(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new temporary file in path's folder, with the permissions open() gives a new file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~process_umask())
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, tmp
+
+
+def atomic_write_bytes(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> None:
+    """Call ``write(file_object)`` on a temporary file in the same folder, fsync it, then rename it over ``path``.
+    On an OSError (a full disk) the error names the file and the free space; the previous file stays."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_file_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        raise OSError(exc.errno, f"could not write {path}: {exc.strerror or exc} ({free / 2**20:,.0f} MiB free "
+                                 f"on that disk); the previous {path.name}, if any, is unchanged") from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """`text` as UTF-8, replacing `path` whole (atomic_write_bytes)."""
+    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
+
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "temp_file_beside", "process_umask"]

@@ -1,0 +1,64 @@
+"""Files replaced whole (simclr_core/atomic_files.py): the permissions a new file gets, and what a failure leaves."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+
+import pytest
+
+from simclr_core.atomic_files import atomic_write_bytes, atomic_write_text, process_umask
+from simclr_core.checkpoint import save_checkpoint
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("mask, expected", [(0o002, 0o664), (0o022, 0o644), (0o077, 0o600)])
+def test_new_and_replaced_files_get_what_open_would_give(tmp_path, mask, expected):
+    with umask(mask):
+        atomic_write_text(tmp_path / "status.json", "{}")
+        atomic_write_text(tmp_path / "status.json", '{"state": "done"}')      # replaced: a new file again
+        atomic_write_bytes(tmp_path / "sub" / "blob.bin", lambda f: f.write(b"\x00\x01"))
+        save_checkpoint(tmp_path / "run", {"step": 3})
+        with open(tmp_path / "plain.txt", "w") as plain:
+            plain.write("x")
+    assert (tmp_path / "status.json").read_text() == '{"state": "done"}'
+    assert (tmp_path / "sub" / "blob.bin").read_bytes() == b"\x00\x01"
+    assert mode(tmp_path / "plain.txt") == expected
+    for path in (tmp_path / "status.json", tmp_path / "sub" / "blob.bin", tmp_path / "run" / "checkpoint.pt"):
+        assert mode(path) == expected, path
+
+
+def test_the_umask_is_read_without_being_changed():
+    with umask(0o027):
+        assert process_umask() == 0o027
+        assert os.umask(0o027) == 0o027
+
+
+def test_a_failed_write_keeps_the_previous_file_and_no_temporary(tmp_path):
+    target = tmp_path / "final.json"
+    atomic_write_text(target, "previous")
+
+    def full_disk(f):
+        f.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as failure:
+        atomic_write_bytes(target, full_disk)
+    assert failure.value.errno == errno.ENOSPC
+    assert f"could not write {target}: No space left on device" in str(failure.value)
+    assert "MiB free on that disk); the previous final.json, if any, is unchanged" in str(failure.value)
+    assert target.read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.json"]
