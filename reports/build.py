@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 
@@ -142,8 +142,7 @@ def build_sections(results: pd.DataFrame, keys: Sequence[str] | None = None,
     """Every requested artefact (all by default) at every requested scale (by default: each scale that has
     results for it, or one results-free section showing the paper's side when there are none)."""
     specs = all_artefacts()
-    for key in keys or ():
-        require_choice("artefact", key, specs)
+    keys = artefact_keys(keys, specs) if keys else None
     for scale in scales or ():
         require_choice("--scale", scale, SCALES)
     sections = []
@@ -161,6 +160,19 @@ def build_sections(results: pd.DataFrame, keys: Sequence[str] | None = None,
             ours = mine[mine["scale"] == scale] if scale and len(mine) else mine.iloc[0:0]
             sections.append(_section(key, spec, experiment, published, ours, scale, variants))
     return sections
+
+
+def artefact_keys(names: Sequence[str], specs: Mapping[str, Spec]) -> list[str]:
+    """The artefacts `names` ask for: an artefact's key, or the name of the experiment that a run command took,
+    which stands for every artefact built from it (temperature_norm: tab5 and tab5_sweep)."""
+    keys = []
+    for name in names:
+        built_from = [key for key, spec in specs.items() if spec.experiment == name]
+        if name not in specs and not built_from:
+            raise ConfigError(f"artefact={name!r} is neither an artefact nor an experiment; choose an artefact "
+                              f"({', '.join(specs)}) or an experiment (python -m registry list)")
+        keys.extend([name] if name in specs else built_from)
+    return keys
 
 
 def all_artefacts() -> dict[str, Spec]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -87,7 +88,7 @@ def test_two_nodes_by_two_tasks_step_equals_one_process_on_the_union(two_node_co
     submit = subprocess.run(
         ["sbatch", "--parsable", f"-N{NODES}", f"--ntasks-per-node={TASKS_PER_NODE}", "--cpus-per-task=1",
          "-t", "5", "-J", "two_node_step", "-o", str(tmp_path / "job-%j.out"),
-         "--wrap", f"srun {sys.executable} {STEP} {tmp_path / 'inputs.pt'} {tmp_path}"],
+         "--wrap", "srun " + shlex.join([sys.executable, str(STEP), str(tmp_path / "inputs.pt"), str(tmp_path)])],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
     assert submit.returncode == 0, submit.stderr
     job = submit.stdout.strip().split(";")[0]

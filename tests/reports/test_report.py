@@ -127,8 +127,12 @@ def test_scale_filter_unknown_names_and_no_results(results_dir):
     assert only.artefact.figure.axes[1].get_title() == "Ours (scale: smoke, knn_top1 standing in)"
     (paper,) = build_sections(results, keys=["tab4"], scales=["paper"])
     assert paper.progress == "0 of 5 runs done at scale paper (incomplete)" and paper.comparable
-    with pytest.raises(ConfigError, match="fig6.*fig5"):
+    with pytest.raises(ConfigError, match="fig6.*fig5.*or an experiment"):
         build_sections(results, keys=["fig6"])
+    # The experiment's name, as `registry run` took it, stands for the artefacts built from it.
+    assert [s.key for s in build_sections(results, keys=["loss_variant"], scales=["smoke"])] == ["tab4"]
+    assert [s.key for s in build_sections(results, keys=["temperature_norm"], scales=["smoke"])] == \
+        ["tab5", "tab5_sweep"]
     empty = build_sections(pd.DataFrame(columns=["run_id", "experiment", "scale", "metric", "value"]),
                            keys=["fig5"])
     assert [(s.scale, s.progress) for s in empty] == [(None, "0 of 49 runs done at any scale (incomplete)")]
