@@ -40,7 +40,7 @@ from registry.slurm_state import reconcile
 from registry.scales import DEFAULT_SCALE, SCALES, get_scale
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import STATES, RunStore
-from simclr_core.validation import ConfigError
+from simclr_core.validation import ConfigError, require_choice
 from simclr_core.warning_format import print_warnings_on_one_line
 
 
@@ -267,17 +267,26 @@ def _discard(store: RunStore, runs: list[Run]) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     store = RunStore(args.results_dir)
+    run_ids = list(store.run_ids())
+    stored_names = {run_id.partition("/")[0] for run_id in run_ids}
+    for name in args.names:
+        require_choice("experiment", name, sorted(set(list_experiments()) | stored_names))
     table: dict[tuple[str, str], Counter] = {}
     corrupt = []
-    for run_id in store.run_ids():
+    for run_id in run_ids:
+        if args.names and run_id.partition("/")[0] not in args.names:
+            continue
         stored = store.config(run_id) or {}
         state = store.state(run_id)
         scale = stored.get("scale") if stored.get("scale") in SCALES else _declared_scale(run_id)
+        if args.scale and scale not in args.scale:
+            continue
         table.setdefault((run_id.partition("/")[0], scale or "?"), Counter())[state] += 1
         if state == "corrupt":
             corrupt.append((run_id, scale or "SCALE"))
     if not table:
-        print(f"no runs in {store.root}")
+        chosen = " of " + ", ".join(args.names) if args.names else ""
+        print(f"no runs{chosen}{' at scale ' + ', '.join(args.scale) if args.scale else ''} in {store.root}")
         return 0
     print(f"{'experiment':<20} {'scale':<6} " + " ".join(f"{s:>9}" for s in STATES))
     for (name, scale), counts in sorted(table.items()):
@@ -285,6 +294,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for run_id, scale in corrupt:
         print(f"corrupt: {run_id}: {store.problem(run_id)}\n  to train it again: python -m registry run "
               f"{run_id.partition('/')[0]} --scale {scale} --only {run_id} --redo")
+    for (name, scale), counts in sorted(table.items()):
+        if counts["failed"]:
+            print(f"failed: {counts['failed']} of {name} at scale {scale}; each one's traceback: python -m registry "
+                  f"show {name} --scale {scale}")
     return 0
 
 
@@ -409,7 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = verbs.add_parser("status", parents=[results], help="runs per experiment and state",
-                         description="Count the stored runs per experiment, scale and state.")
+                         description="Count the stored runs per experiment, scale and state (`show NAME` lists "
+                                     "one experiment's runs).")
+    p.add_argument("names", nargs="*", metavar="EXPERIMENT", help="only these experiments (default: all)")
+    p.add_argument("--scale", action="append", choices=list(SCALES), default=None,
+                   help="only these scales (repeatable; default: all)")
     p.set_defaults(func=cmd_status)
 
     _plugin_verbs(verbs, builtin={*verbs.choices, "sweep"})

@@ -119,6 +119,15 @@ def test_show_and_status_report_a_failed_run_with_its_traceback(tmp_path):
     assert row[:2] == ["loss_variant", "smoke"]
     assert dict(zip(header[2:], map(int, row[2:]))) == {"pending": 0, "running": 0, "done": 1, "failed": 1,
                                                          "cancelled": 0, "corrupt": 0}
+    assert status[2] == "failed: 1 of loss_variant at scale smoke; each one's traceback: python -m registry show " \
+                        "loss_variant --scale smoke"
+    assert cli("status", "loss_variant", "--scale", "smoke", results=tmp_path).stdout.splitlines() == status
+    assert cli("status", "--scale", "cpu", results=tmp_path).stdout.strip() == f"no runs at scale cpu in {tmp_path}"
+    assert cli("status", "temperature_norm", results=tmp_path).stdout.strip() == \
+        f"no runs of temperature_norm in {tmp_path}"
+    unknown = cli("status", "loss_varient", results=tmp_path)
+    assert unknown.returncode == 2 and "experiment='loss_varient' is not valid" in unknown.stderr
+    assert "'loss_variant'" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 @pytest.mark.slow
