@@ -1,6 +1,10 @@
 """Find the declarations: every module in the `experiments` package that defines `EXPERIMENT`, and the content
 modules beside them (the scales in experiments/scales.py, the sweeps in experiments/sweeps.py).
 
+A user's own ablations can live outside the package, in their own project (the package installed with a plain
+`pip install`): every `*.py` file not starting with "_" in the folders of $SIMCLR_EXPERIMENTS_DIR (several
+separated by os.pathsep) declares one EXPERIMENT too, as a module of `experiments` does.
+
 The registry never imports `experiments` statically (it sits below it): the package is imported here, by name,
 on first use. A name declared twice is an error naming both modules (two files silently shadowing each other
 would make results depend on import order).
@@ -9,8 +13,14 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import hashlib
 import importlib
+import importlib.util
+import os
 import pkgutil
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
 from simclr_core.validation import ConfigError
@@ -22,31 +32,80 @@ if TYPE_CHECKING:
 PACKAGE = "experiments"
 # Modules of the package that hold shared pieces or other content rather than an experiment's declaration.
 NOT_DECLARATIONS = frozenset({"base", "scales", "sweeps"})
+# Folders of declarations outside the package (os.pathsep-separated).
+EXPERIMENTS_DIR_ENV = "SIMCLR_EXPERIMENTS_DIR"
 
 T = TypeVar("T")
 
 
 @functools.lru_cache(maxsize=None)
 def _registry() -> dict[str, Experiment]:
+    return {name: experiment for name, (experiment, _) in _declarations().items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _declarations() -> dict[str, tuple[Experiment, ModuleType]]:
     # Imported here, not above: registry.declare imports registry.scales, which imports this module.
     from registry.declare import Experiment
 
-    package = importlib.import_module(PACKAGE)
-    found: dict[str, Experiment] = {}
+    found: dict[str, tuple[Experiment, ModuleType]] = {}
     where: dict[str, str] = {}
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name in NOT_DECLARATIONS:
-            continue
-        module = importlib.import_module(f"{PACKAGE}.{info.name}")
+    for origin, module in _declaration_modules():
         experiment = getattr(module, "EXPERIMENT", None)
         if not isinstance(experiment, Experiment):
-            raise ConfigError(f"{module.__name__} defines no EXPERIMENT = Experiment(...)")
+            raise ConfigError(f"{origin} defines no EXPERIMENT = Experiment(...)")
         if experiment.name in found:
             raise ConfigError(f"experiment {experiment.name!r} is declared twice: in {where[experiment.name]} "
-                              f"and in {module.__name__}")
-        found[experiment.name] = experiment
-        where[experiment.name] = module.__name__
+                              f"and in {origin}")
+        found[experiment.name] = (experiment, module)
+        where[experiment.name] = origin
     return found
+
+
+def declaring_module(name: str) -> ModuleType:
+    """The module that declares experiment `name` (its docstring states the question or the claim)."""
+    get_experiment(name)
+    return _declarations()[name][1]
+
+
+def _declaration_modules() -> Iterator[tuple[str, ModuleType]]:
+    """(where, module) of every declaration: the package's modules by name, then the user's files by path."""
+    package = importlib.import_module(PACKAGE)
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_") and info.name not in NOT_DECLARATIONS:
+            yield f"{PACKAGE}.{info.name}", importlib.import_module(f"{PACKAGE}.{info.name}")
+    for folder in experiment_folders():
+        for path in sorted(folder.glob("*.py")):
+            if not path.name.startswith("_"):
+                yield str(path), _load_file(path)
+
+
+def experiment_folders() -> list[Path]:
+    """The folders of $SIMCLR_EXPERIMENTS_DIR; a ConfigError naming one that is not a folder."""
+    folders = [Path(p).expanduser() for p in os.environ.get(EXPERIMENTS_DIR_ENV, "").split(os.pathsep) if p]
+    for folder in folders:
+        if not folder.is_dir():
+            raise ConfigError(f"${EXPERIMENTS_DIR_ENV}={os.environ[EXPERIMENTS_DIR_ENV]!r}: {folder} is not a folder; "
+                              f"it names folders of *.py files that each declare EXPERIMENT = Experiment(...)")
+    return folders
+
+
+def _load_file(path: Path) -> ModuleType:
+    """Import the file as a module of its own (in sys.modules under a name unique to its path, so that pickle
+    and dataclasses find it); any failure is a ConfigError naming the file."""
+    name = f"_simclr_experiments_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise ConfigError(f"{path}: {exc if isinstance(exc, ConfigError) else f'{type(exc).__name__}: {exc}'}"
+                          ) from exc
+    return module
 
 
 def list_experiments(pattern: str = "*") -> list[str]:

@@ -1,0 +1,91 @@
+"""A user's own ablations outside the package ($SIMCLR_EXPERIMENTS_DIR): listed, run, reported like the package's,
+and bad declarations refused with one line naming the file."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+OWN = '''"""Does a smaller temperature help at batch 32? Question: kNN top-1 at temperature 0.2 against 0.5."""
+from registry import Experiment, grid
+
+EXPERIMENT = Experiment(
+    name="my_temperature", title="My temperature check",
+    base={"optim.lr_scaling": "sqrt"},
+    axes=grid(loss__temperature=(0.2, 0.5)),
+    metric="knn_top1",
+)
+'''
+
+
+def registry(*args: str, folders: list[Path], results: Path, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SIMCLR_RESULTS_DIR": str(results),
+           "SIMCLR_EXPERIMENTS_DIR": os.pathsep.join(map(str, folders))}
+    return subprocess.run([sys.executable, "-m", "registry", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=600)
+
+
+def test_a_folder_of_ones_own_is_listed_beside_the_package(tmp_path):
+    own = tmp_path / "my project" / "ablations"
+    own.mkdir(parents=True)
+    (own / "my_temperature.py").write_text(OWN)
+    (own / "_helpers.py").write_text("raise RuntimeError('a helper is not a declaration')\n")
+    listed = registry("list", folders=[own], results=tmp_path / "results", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert any(line.startswith("my_temperature ") and "My temperature check" in line
+               for line in listed.stdout.splitlines())
+    assert any(line.startswith("temperature_norm ") for line in listed.stdout.splitlines())
+    shown = registry("show", "my_temperature", "--scale", "smoke", folders=[own], results=tmp_path / "results",
+                     cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "my_temperature/0.2-" in shown.stdout and "my_temperature/0.5-" in shown.stdout
+
+
+@pytest.mark.slow
+def test_ones_own_ablation_runs_and_is_reported(tmp_path):
+    own = tmp_path / "ablations"
+    own.mkdir()
+    (own / "my_temperature.py").write_text(OWN)
+    results = tmp_path / "results"
+    ran = registry("run", "my_temperature", "--scale", "smoke", folders=[own], results=results, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "summary: 2 done" in ran.stdout
+    finals = sorted(results.glob("my_temperature/*/final.json"))
+    assert len(finals) == 2 and all("knn_top1" in json.loads(f.read_text()) for f in finals)
+    reported = registry("report", "my_temperature", "--scale", "smoke", folders=[own], results=results, cwd=tmp_path)
+    assert reported.returncode == 0, reported.stderr[-3000:]
+    assert reported.stdout.startswith("my_temperature  smoke  2 of 2 runs done")
+    assert (results / "report" / "my_temperature_smoke.png").is_file()
+
+
+@pytest.mark.parametrize("case", ["missing folder", "syntax error", "no EXPERIMENT", "declared twice", "bad axis"])
+def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
+    own = tmp_path / "ablations"
+    own.mkdir()
+    file = own / "mine.py"
+    folders = [own]
+    if case == "missing folder":
+        folders = [own, tmp_path / "typo"]
+        expected = f"$SIMCLR_EXPERIMENTS_DIR={os.pathsep.join(map(str, folders))!r}: {tmp_path / 'typo'} is not a folder"
+    elif case == "syntax error":
+        file.write_text("EXPERIMENT = Experiment(name='x'\n")
+        expected = f"{file}: SyntaxError: "
+    elif case == "no EXPERIMENT":
+        file.write_text('"""Question: nothing."""\n')
+        expected = f"{file} defines no EXPERIMENT = Experiment(...)"
+    elif case == "declared twice":
+        file.write_text(OWN.replace('"my_temperature"', '"temperature_norm"'))
+        expected = f"experiment 'temperature_norm' is declared twice: in experiments.temperature_norm and in {file}"
+    else:
+        file.write_text(OWN.replace("loss__temperature", "loss__temprature"))
+        expected = f"{file}: "
+    listed = registry("list", folders=folders, results=tmp_path / "results", cwd=tmp_path)
+    assert listed.returncode == 2, listed.stdout + listed.stderr
+    assert expected in listed.stderr, listed.stderr
+    assert "Traceback" not in listed.stderr and len(listed.stderr.strip().splitlines()) <= 2, listed.stderr
