@@ -63,24 +63,58 @@ def compile_extension(name: str, source: Path, *, openmp: bool) -> Any:
     _put_ninja_on_path()
     cflags = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp" if openmp else "-fopenmp-simd"]
     folder = Path(cpp_extension._get_build_directory(name, verbose=False))   # where torch caches the build
-    fresh = not (folder / f"{name}.so").is_file()
-    if fresh:   # a first build takes a while with no output of its own: say what is happening, once
-        print(f"simclr_core: compiling {source.name} for this CPU (first use only, about 30-90 s; cached in "
-              f"{folder.parent})...", file=sys.stderr, flush=True)
-    clear_stale_build_lock(folder / "lock", source.name)
-    started = time.perf_counter()
-    module = cpp_extension.load(name=name, sources=[str(source)], extra_cflags=cflags,
-                                extra_ldflags=["-fopenmp"] if openmp else [])
+    with build_turn(folder, source.name, torch_lock_blocks=hasattr(cpp_extension, "FileBaton")):
+        fresh = not (folder / f"{name}.so").is_file()
+        if fresh:   # a first build takes a while with no output of its own: say what is happening, once
+            print(f"simclr_core: compiling {source.name} for this CPU (first use only, about 30-90 s; cached in "
+                  f"{folder.parent})...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        module = cpp_extension.load(name=name, sources=[str(source)], extra_cflags=cflags,
+                                    extra_ldflags=["-fopenmp"] if openmp else [])
     if fresh:
         print(f"simclr_core: {source.name} compiled in {time.perf_counter() - started:.0f} s",
               file=sys.stderr, flush=True)
     return module
 
 
+@contextlib.contextmanager
+def build_turn(folder: Path, what: str, *, torch_lock_blocks: bool):
+    """One process at a time builds or loads the extension in `folder`: an OS lock on a file of ours, which the
+    kernel releases when its holder dies (a job's time limit, an OOM kill), so a killed build never blocks the
+    next process. Older torch (2.11 among them) guards its builds with a file whose existence blocks (FileBaton,
+    `torch_lock_blocks`) and waits for it forever, silently, once a killed build left it: every builder holds
+    this turn, so such a file found while holding it is stale and is removed. Where the file system has no
+    locks, the file's age decides instead (clear_stale_build_lock)."""
+    from filelock import FileLock, Timeout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    turn = FileLock(str(folder / "simclr_build.lock"))
+    try:
+        try:
+            turn.acquire(timeout=0)
+        except Timeout:
+            print(f"simclr_core: waiting for another process's build of {what} (in {folder})", file=sys.stderr,
+                  flush=True)
+            turn.acquire()
+    except OSError:          # no locks on this file system (an NFS mount with nolock)
+        if torch_lock_blocks:
+            clear_stale_build_lock(folder / "lock", what)
+        yield
+        return
+    try:
+        left = folder / "lock"
+        if torch_lock_blocks and left.exists():
+            warnings.warn(f"simclr_core: removing {left}, left by a build of {what} that was killed (no process "
+                          "is building it)", stacklevel=3)
+            left.unlink(missing_ok=True)
+        yield
+    finally:
+        turn.release()
+
+
 def clear_stale_build_lock(lock: Path, what: str) -> None:
-    """torch's build lock (a file in the build folder) is left behind when a build is killed (a job's time limit,
-    an OOM kill), and torch then waits for it forever, silently. A lock older than any build removed with a
-    warning; a younger one said, so that a wait for another process's build does not look like a hang."""
+    """Where the turn's OS lock is not available: torch's FileBaton file older than any build is removed with a
+    warning; a younger one is said, so that a wait for another process's build does not look like a hang."""
     try:
         age = time.time() - lock.stat().st_mtime
     except FileNotFoundError:

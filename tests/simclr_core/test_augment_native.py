@@ -155,6 +155,63 @@ def test_a_build_lock_left_by_a_killed_build_is_removed_and_a_young_one_waited_f
     assert capsys.readouterr().err == ""
 
 
+HOLD_THE_TURN = """
+import sys, time
+from filelock import FileLock
+held = FileLock(sys.argv[1])
+held.acquire()
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _hold_the_turn(folder, seconds: float):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_TURN, str(folder / "simclr_build.lock"), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_build_waits_its_turn_and_a_killed_builder_blocks_nobody(tmp_path, capsys):
+    import signal
+    import time
+
+    from simclr_core.native_build import build_turn
+
+    holder = _hold_the_turn(tmp_path, 2.0)              # another process is building: wait for it, and say so
+    started = time.monotonic()
+    with build_turn(tmp_path, "native.cpp", torch_lock_blocks=False):
+        waited = time.monotonic() - started
+    holder.wait()
+    assert waited > 1.0 and f"waiting for another process's build of native.cpp (in {tmp_path})" in \
+        capsys.readouterr().err
+
+    killed = _hold_the_turn(tmp_path, 600.0)            # a builder killed mid-build (time limit, OOM)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    started = time.monotonic()
+    with build_turn(tmp_path, "native.cpp", torch_lock_blocks=False):
+        assert time.monotonic() - started < 1.0
+    assert capsys.readouterr().err == ""
+
+
+def test_torchs_blocking_build_file_left_by_a_killed_build_is_removed_at_once(tmp_path, recwarn):
+    from simclr_core.native_build import build_turn
+
+    left = tmp_path / "lock"                            # torch's FileBaton file (torch 2.11 and older)
+    left.touch()
+    with pytest.warns(UserWarning, match=r"removing .*lock, left by a build of native.cpp that was killed"):
+        with build_turn(tmp_path, "native.cpp", torch_lock_blocks=True):
+            assert not left.exists()
+    left.touch()                                        # torch's own OS lock file (newer torch): not ours to touch
+    with build_turn(tmp_path, "native.cpp", torch_lock_blocks=False):
+        assert left.exists()
+    assert not [w for w in recwarn if "removing" in str(w.message)]
+
+
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 def test_normalisation_kernel_writes_either_layout_as_the_eager_one(kernels, memory_format):
     x = torch.rand(5, 3, 9, 11, generator=gen(12))
