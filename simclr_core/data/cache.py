@@ -9,10 +9,13 @@ process decode while the others (e.g. the ranks of one node) wait for its result
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import uuid
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 from filelock import FileLock
+
+from simclr_core.validation import ConfigError
 
 CACHE_DIR_ENV = "SIMCLR_CACHE_DIR"
 # Bump when decoding changes (resize rule, layout), so entries made the old way are not reused.
@@ -71,7 +76,7 @@ class CachedSplit:
         tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp_images = self.images_path.with_name(self.images_path.name + tag)
         try:
-            mapped = fill_images(lambda shape: np.lib.format.open_memmap(tmp_images, "w+", np.uint8, shape))
+            mapped = fill_images(lambda shape: _reserved_memmap(tmp_images, shape))
             mapped.flush()
             del mapped
             self._replace(self.labels_path, lambda f: np.save(f, labels), tag)
@@ -86,6 +91,27 @@ class CachedSplit:
         with open(tmp, "wb") as f:
             write(f)
         os.replace(tmp, path)
+
+
+def _reserved_memmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A new .npy of uint8 `shape` mapped for writing, its disk blocks reserved first. Writing into a mapped file
+    that the disk cannot hold kills the process with SIGBUS, with no message and the run left 'running'; a
+    reservation that does not fit is one error naming the folder and the sizes instead."""
+    mapped = np.lib.format.open_memmap(path, "w+", np.uint8, shape)
+    if hasattr(os, "posix_fallocate"):
+        size = path.stat().st_size
+        try:
+            with open(path, "r+b") as f:
+                os.posix_fallocate(f.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            del mapped
+            free = shutil.disk_usage(path.parent).free
+            raise ConfigError(f"the decoded images need {size / 2**20:,.1f} MiB in the cache folder {path.parent}, "
+                              f"which has {free / 2**20:,.1f} MiB free ({exc.strerror}): free space there, or set "
+                              f"${CACHE_DIR_ENV} to a folder on a larger disk") from None
+    return mapped
 
 
 @dataclass(frozen=True)
@@ -111,11 +137,17 @@ class CachedIndex:
             return None
 
     def write(self, arrays: dict[str, np.ndarray]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Store the arrays; where the disk refuses (full, read-only), warn and go on: the index in memory serves
+        this run, and the next one builds it again."""
         tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
             os.replace(tmp, self.path)
+        except OSError as exc:
+            warnings.warn(f"simclr_core: could not cache the index in {self.path} ({exc.strerror or exc}); this run "
+                          f"uses it from memory, the next one builds it again (set ${CACHE_DIR_ENV} to a writable "
+                          f"folder with space to keep it)", stacklevel=2)
         finally:
             tmp.unlink(missing_ok=True)

@@ -184,6 +184,43 @@ def _must_not_be_called(*args, **kwargs):
     raise AssertionError("decoded again instead of reading the cache")
 
 
+def test_a_cache_too_small_for_the_images_is_one_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    def full_disk(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full_disk, raising=False)
+    with pytest.raises(ConfigError, match=r"the decoded images need 0\.6 MiB in the cache folder .*cache, which "
+                                          r"has [\d,.]+ MiB free \(No space left on device\): free space there, or "
+                                          r"set \$SIMCLR_CACHE_DIR to a folder on a larger disk"):
+        load_images(DataConfig(test_limit=200), "test")
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_a_full_cache_disk_is_an_error_not_a_sigbus(tmp_path):
+    # Writing into a mapped file that the disk cannot hold kills the process (SIGBUS, no message): on a real
+    # full file system (a 1 MiB tmpfs, mounted where this runs as root), a subprocess must fail with the error.
+    import subprocess
+    import sys
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a 1 MiB tmpfs (the monkeypatched test above covers the message)")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "from simclr_core.config import DataConfig; from simclr_core.data import "
+             "load_images; load_images(DataConfig(), 'test')"],
+            env={**os.environ, "SIMCLR_CACHE_DIR": str(small)}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1, (done.returncode, done.stderr[-2000:])      # SIGBUS would be -7
+        assert "ConfigError: the decoded images need 2.9 MiB in the cache folder" in done.stderr
+        assert [p.name for p in small.iterdir() if not p.name.endswith(".lock")] == []
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
 # ---- the cache ---------------------------------------------------------------------------------------
 def test_second_load_reads_the_cache_and_never_decodes(tmp_path, monkeypatch):
     cfg = DataConfig(test_limit=200)

@@ -418,6 +418,24 @@ def test_a_tar_index_is_built_once_cached_and_built_again_when_a_shard_changes(t
     assert len(open_encoded(cfg, "train")) == 30 and len(calls) == 2
 
 
+def test_a_tar_index_the_cache_cannot_hold_serves_the_run_with_a_warning(tmp_path, images, monkeypatch):
+    import errno
+
+    from simclr_core.data import cache
+
+    def full_disk(f, **arrays):
+        f.write(b"PK")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    write_tar(tmp_path / "t", images)
+    monkeypatch.setattr(cache.np, "savez", full_disk)
+    with pytest.warns(UserWarning, match=r"could not cache the index in .*index\.npz \(No space left on device\); "
+                                         r"this run uses it from memory, the next one builds it again"):
+        split = open_encoded(DataConfig(dataset="parquet", data_dir=str(tmp_path / "t")), "train")
+    assert len(split) == len(images) and split.read([3]) == [images[3][0]]
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
+
+
 def test_a_tar_sample_without_a_label_is_named(tmp_path, images):
     import tarfile
 
