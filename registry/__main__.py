@@ -17,6 +17,7 @@ and resumes interrupted ones from their checkpoint.
 from __future__ import annotations
 
 import argparse
+import errno
 import fnmatch
 import os
 import signal
@@ -459,8 +460,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: unfinished runs are marked cancelled; running again resumes them from their "
               "checkpoints", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in DISK_REFUSED:
+            return report_unexpected(exc)
+        print(f"error: {exc}\n  the disk refused a write: free space there (or make it writable) and run the same "
+              f"command again; finished runs are kept and unfinished ones resume", file=sys.stderr)
+        return 1
     except Exception as exc:   # a bug or an unforeseen fault: one line here, the traceback in a file
         return report_unexpected(exc)
+
+
+# A full disk, a quota, a read-only mount: the environment, not a bug.
+DISK_REFUSED = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def report_unexpected(exc: BaseException) -> int:

@@ -125,14 +125,19 @@ def break_if_stale(run_dir: Path) -> bool:
 def _create(run_dir: Path) -> Claim | None:
     token = secrets.token_hex(8)
     content = json.dumps({**owner_info(), "token": token, "claimed_at": time.time()})
+    path = run_dir / CLAIM_NAME
     try:
-        fd = os.open(run_dir / CLAIM_NAME, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return None
-    with os.fdopen(fd, "w") as f:
-        f.write(content)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:      # a full disk: an empty claim would hold the run for a while; leave none
+        path.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"could not write {path}: {exc.strerror or exc}") from exc
     return Claim(run_dir, token)
 
 
