@@ -17,7 +17,6 @@ and resumes interrupted ones from their checkpoint.
 from __future__ import annotations
 
 import argparse
-import errno
 import fnmatch
 import os
 import signal
@@ -41,6 +40,7 @@ from registry.slurm_state import reconcile
 from registry.scales import DEFAULT_SCALE, SCALES, get_scale
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import STATES, RunStore
+from simclr_core.atomic_files import DISK_REFUSED
 from simclr_core.validation import ConfigError, require_choice
 from simclr_core.warning_format import print_warnings_on_one_line
 
@@ -468,10 +468,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:   # a bug or an unforeseen fault: one line here, the traceback in a file
         return report_unexpected(exc)
-
-
-# A full disk, a quota, a read-only mount: the environment, not a bug.
-DISK_REFUSED = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def report_unexpected(exc: BaseException) -> int:

@@ -9,11 +9,16 @@ Nothing here imports torch: the registry's CLI writes its store through this mod
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Callable
+
+# A full disk, a quota, a read-only mount: the environment refusing a write, which a command reports in one line
+# (not as a bug).
+DISK_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 def process_umask() -> int:
@@ -70,4 +75,4 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "temp_file_beside", "process_umask"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "temp_file_beside", "process_umask", "DISK_REFUSED"]

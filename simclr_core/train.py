@@ -313,8 +313,11 @@ def _nonfinite_state(accelerator: Accelerator, model) -> str:
 
 def _log(accelerator: Accelerator, run_dir: Path, row: dict[str, Any]) -> None:
     if accelerator.is_main_process:
-        with open(run_dir / METRICS_NAME, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        try:
+            with open(run_dir / METRICS_NAME, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as exc:      # a full disk: name the file
+            raise OSError(exc.errno, f"could not write {run_dir / METRICS_NAME}: {exc.strerror or exc}") from exc
     accelerator.log({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}, step=row["step"])
 
 
