@@ -9,6 +9,7 @@ process decode while the others (e.g. the ranks of one node) wait for its result
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -19,7 +20,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from filelock import FileLock
@@ -33,6 +34,21 @@ CACHE_VERSION = 1
 
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "simclr_harness").expanduser()
+
+
+def require_writable_cache(what: str) -> None:
+    """ConfigError, before anything is decoded, when the cache folder could not take `what` (a read-only mount,
+    missing permissions, a file in its path). Creates nothing: the folder, or its nearest existing parent, is
+    asked (access(2) answers EROFS for a read-only mount, root included)."""
+    folder = cache_dir()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = (f"{existing} is not a folder" if not existing.is_dir() else
+               f"{existing} is not writable" if not os.access(existing, os.W_OK | os.X_OK) else None)
+    if problem:
+        raise ConfigError(f"cannot write {what} to the cache folder {folder} ({problem}); set ${CACHE_DIR_ENV} to a "
+                          f"writable folder")
 
 
 @dataclass(frozen=True)
@@ -124,9 +140,21 @@ class CachedIndex:
         stem = CachedSplit.for_key(dataset, split, *parts).stem
         return cls(stem.with_name(stem.name + ".index.npz"))
 
-    def lock(self) -> FileLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.path) + ".lock")
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Held while the index is built, so that one process builds it; where the cache folder cannot be
+        written, no lock (write() then says the index is not kept)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            held = FileLock(str(self.path) + ".lock")
+            held.acquire()
+        except OSError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            held.release()
 
     def read(self) -> dict[str, np.ndarray] | None:
         """The arrays, or None when there is no complete entry (a damaged one is rebuilt, not trusted)."""
@@ -150,4 +178,5 @@ class CachedIndex:
                           f"uses it from memory, the next one builds it again (set ${CACHE_DIR_ENV} to a writable "
                           f"folder with space to keep it)", stacklevel=2)
         finally:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)

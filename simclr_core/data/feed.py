@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from simclr_core.config import DATA_LOADERS as LOADERS, DataConfig
+from simclr_core.data.cache import require_writable_cache
 from simclr_core.data.catalog import dataset_spec, loader_for
 from simclr_core.data.images import ImageSet, check_decodable, load_images
 from simclr_core.data.locate import locate_source
@@ -145,6 +146,8 @@ def require_data(cfg: DataConfig, need_test: bool) -> None:
             continue            # decoded once already: the run reads the cache, not the source
         else:
             source.require_available()
+            if loader == "resident":
+                require_writable_cache(f"the decoded images of {spec.name}'s {split} split")
 
 
 def _place(images: Tensor, device: torch.device) -> Tensor:

@@ -198,6 +198,16 @@ def test_a_cache_too_small_for_the_images_is_one_error_and_leaves_nothing(tmp_pa
     assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
 
 
+def test_a_cache_folder_that_cannot_be_written_is_refused_before_decoding(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    monkeypatch.setattr(decode_module, "decode_image", _must_not_be_called)
+    with pytest.raises(ConfigError, match=r"cannot write the decoded images of cifar10_subset's train split to the "
+                                          r"cache folder .*a-file/cache \(.*a-file is not a folder\); set \$SIMCLR_CACHE_DIR "
+                                          r"to a writable folder"):
+        require_data(DataConfig(), need_test=False)
+
+
 def test_a_full_cache_disk_is_an_error_not_a_sigbus(tmp_path):
     # Writing into a mapped file that the disk cannot hold kills the process (SIGBUS, no message): on a real
     # full file system (a 1 MiB tmpfs, mounted where this runs as root), a subprocess must fail with the error.

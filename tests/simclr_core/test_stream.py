@@ -436,6 +436,15 @@ def test_a_tar_index_the_cache_cannot_hold_serves_the_run_with_a_warning(tmp_pat
     assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
 
 
+def test_a_tar_index_with_a_cache_folder_that_cannot_be_written_serves_the_run(tmp_path, images, monkeypatch):
+    write_tar(tmp_path / "t", images)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    with pytest.warns(UserWarning, match=r"could not cache the index in .*a-file/cache/.*\(Not a directory\)"):
+        split = open_encoded(DataConfig(dataset="parquet", data_dir=str(tmp_path / "t")), "train")
+    assert len(split) == len(images) and split.read([7]) == [images[7][0]]
+
+
 def test_a_tar_sample_without_a_label_is_named(tmp_path, images):
     import tarfile
 
