@@ -72,7 +72,8 @@ def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
     folders = [own]
     if case == "missing folder":
         folders = [own, tmp_path / "typo"]
-        expected = f"$SIMCLR_EXPERIMENTS_DIR={os.pathsep.join(map(str, folders))!r}: {tmp_path / 'typo'} is not a folder"
+        setting = os.pathsep.join(map(str, folders))
+        expected = f"$SIMCLR_EXPERIMENTS_DIR={setting!r}: {tmp_path / 'typo'} is not a folder"
     elif case == "syntax error":
         file.write_text("EXPERIMENT = Experiment(name='x'\n")
         expected = f"{file}: SyntaxError: "

@@ -203,8 +203,8 @@ def test_a_cache_folder_that_cannot_be_written_is_refused_before_decoding(tmp_pa
     monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
     monkeypatch.setattr(decode_module, "decode_image", _must_not_be_called)
     with pytest.raises(ConfigError, match=r"cannot write the decoded images of cifar10_subset's train split to the "
-                                          r"cache folder .*a-file/cache \(.*a-file is not a folder\); set \$SIMCLR_CACHE_DIR "
-                                          r"to a writable folder"):
+                                          r"cache folder .*a-file/cache \(.*a-file is not a folder\); set "
+                                          r"\$SIMCLR_CACHE_DIR to a writable folder"):
         require_data(DataConfig(), need_test=False)
 
 
