@@ -136,32 +136,18 @@ def test_a_claim_the_disk_cannot_hold_is_not_left_behind(tmp_path, monkeypatch):
     assert not (tmp_path / CLAIM_NAME).exists()       # an empty claim would hold the run for a minute
 
 
-def test_a_full_results_disk_is_one_error_and_the_run_goes_on_once_freed(tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("needs root to mount an 8 MiB tmpfs (the test above covers the claim)")
-    try:
-        filler = small / "filler"
-        with open(filler, "wb", buffering=0) as f:      # the disk full to the last block
-            try:
-                while True:
-                    f.write(b"\0" * 4096)
-            except OSError:
-                pass
-        env = {**os.environ, "SIMCLR_RESULTS_DIR": str(small), "PYTHONPATH": str(REPO)}
-        args = [sys.executable, "-m", "registry", "run", "loss_variant", "--scale", "smoke", "--only", "nt_xent*"]
-        done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
-        assert done.returncode == 1, done.stderr[-3000:]
-        assert "No space left on device" in done.stderr and "the disk refused a write: free space there" in \
-            done.stderr and "unexpected failure" not in done.stderr, done.stderr
-        assert not list(small.glob(f"loss_variant/*/{CLAIM_NAME}"))
-        filler.unlink()
-        again = subprocess.run(args, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
-        assert again.returncode == 0 and "summary: 1 done" in again.stdout, again.stderr[-3000:]
-    finally:
-        subprocess.run(["umount", str(small)], capture_output=True)
+def test_a_full_results_disk_is_one_error_and_the_run_goes_on_once_freed(tmp_path, small_disk):
+    small = small_disk("8m", full=True)
+    env = {**os.environ, "SIMCLR_RESULTS_DIR": str(small), "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "registry", "run", "loss_variant", "--scale", "smoke", "--only", "nt_xent*"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "No space left on device" in done.stderr and "the disk refused a write: free space there" in \
+        done.stderr and "unexpected failure" not in done.stderr, done.stderr
+    assert not list(small.glob(f"loss_variant/*/{CLAIM_NAME}"))
+    (small / "filler").unlink()
+    again = subprocess.run(args, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0 and "summary: 1 done" in again.stdout, again.stderr[-3000:]
 
 
 @pytest.mark.parametrize("content", [

@@ -208,27 +208,20 @@ def test_a_cache_folder_that_cannot_be_written_is_refused_before_decoding(tmp_pa
         require_data(DataConfig(), need_test=False)
 
 
-def test_a_full_cache_disk_is_an_error_not_a_sigbus(tmp_path):
+def test_a_full_cache_disk_is_an_error_not_a_sigbus(small_disk):
     # Writing into a mapped file that the disk cannot hold kills the process (SIGBUS, no message): on a real
-    # full file system (a 1 MiB tmpfs, mounted where this runs as root), a subprocess must fail with the error.
+    # full file system (a 1 MiB tmpfs), a subprocess must fail with the error.
     import subprocess
     import sys
 
-    small = tmp_path / "small"
-    small.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("needs root to mount a 1 MiB tmpfs (the monkeypatched test above covers the message)")
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", "from simclr_core.config import DataConfig; from simclr_core.data import "
-             "load_images; load_images(DataConfig(), 'test')"],
-            env={**os.environ, "SIMCLR_CACHE_DIR": str(small)}, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 1, (done.returncode, done.stderr[-2000:])      # SIGBUS would be -7
-        assert "ConfigError: the decoded images need 2.9 MiB in the cache folder" in done.stderr
-        assert [p.name for p in small.iterdir() if not p.name.endswith(".lock")] == []
-    finally:
-        subprocess.run(["umount", str(small)], capture_output=True)
+    small = small_disk("1m")
+    done = subprocess.run(
+        [sys.executable, "-c", "from simclr_core.config import DataConfig; from simclr_core.data import "
+         "load_images; load_images(DataConfig(), 'test')"],
+        env={**os.environ, "SIMCLR_CACHE_DIR": str(small)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])      # SIGBUS would be -7
+    assert "ConfigError: the decoded images need 2.9 MiB in the cache folder" in done.stderr
+    assert [p.name for p in small.iterdir() if not p.name.endswith(".lock")] == []
 
 
 # ---- the cache ---------------------------------------------------------------------------------------

@@ -318,24 +318,11 @@ def test_the_demo_refuses_a_bad_override_in_one_line(tmp_path):
         assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr
 
 
-def test_the_demo_on_a_full_disk_says_so_in_one_error(tmp_path):
-    full = tmp_path / "full"
-    full.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(full)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("needs root to mount a 1 MiB tmpfs")
-    try:
-        with open(full / "filler", "wb", buffering=0) as f:      # the disk full to the last block
-            try:
-                while True:
-                    f.write(b"\0" * 4096)
-            except OSError:
-                pass
-        done = subprocess.run([sys.executable, "-m", "simclr_core.demo", "--run-dir", str(full / "demo"),
-                               "max_steps=1", "data.train_limit=256", "data.test_limit=100", "batch_size=64"],
-                              capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[2])
-        assert done.returncode == 1, done.stderr[-3000:]
-        assert f"could not write {full / 'demo'}" in done.stderr and "No space left on device" in done.stderr
-        assert "the disk refused a write" in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
-    finally:
-        subprocess.run(["umount", str(full)], capture_output=True)
+def test_the_demo_on_a_full_disk_says_so_in_one_error(small_disk):
+    full = small_disk("1m", full=True)
+    done = subprocess.run([sys.executable, "-m", "simclr_core.demo", "--run-dir", str(full / "demo"),
+                           "max_steps=1", "data.train_limit=256", "data.test_limit=100", "batch_size=64"],
+                          capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[2])
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert f"could not write {full / 'demo'}" in done.stderr and "No space left on device" in done.stderr
+    assert "the disk refused a write" in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
