@@ -44,6 +44,8 @@ from simclr_core.atomic_files import DISK_REFUSED
 from simclr_core.validation import ConfigError, require_choice
 from simclr_core.warning_format import print_warnings_on_one_line
 
+DISK_REFUSED_HINT = ("free space there (or make it writable) and run the same command again; finished runs are kept "
+                     "and unfinished ones resume")
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
@@ -62,14 +64,16 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 
 def select(runs: list[Run], patterns: Sequence[str] | None) -> list[Run]:
-    """Runs whose axis label, id or hash matches any of the shell-style patterns (all runs if none)."""
+    """Runs whose axis label, id (with or without the experiment's folder) or hash matches any of the shell-style
+    patterns (all runs if none)."""
     if not patterns:
         return runs
-    chosen = [r for r in runs if any(fnmatch.fnmatchcase(text, p)
-                                     for p in patterns for text in (r.label, r.run_id, r.hash))]
+    chosen = [r for r in runs if any(fnmatch.fnmatchcase(text, p) for p in patterns
+                                     for text in (r.label, r.run_id, r.run_id.rpartition("/")[2], r.hash))]
     if not chosen:
         labels = ", ".join(r.label for r in runs[:12]) + (", ..." if len(runs) > 12 else "")
-        raise ConfigError(f"--only {' '.join(patterns)!r} matches no run; run labels look like: {labels}")
+        raise ConfigError(f"--only {' '.join(patterns)!r} matches no run; run labels look like: {labels} "
+                          f"(ids: {runs[0].run_id}, ...)")
     return chosen
 
 
@@ -243,6 +247,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"{experiment.name} --scale {args.scale} prints the traceback)", file=sys.stderr)
         elif outcome.state == "corrupt":
             print(f"corrupt: {outcome.run_id}: {outcome.detail}", file=sys.stderr)
+    if any(outcome.disk_refused for outcome in outcomes):
+        unstarted = sum(outcome.detail.startswith("not started") for outcome in outcomes)
+        print(f"the disk refused a write, so {unstarted} run(s) were not started: {DISK_REFUSED_HINT}",
+              file=sys.stderr)
     return 1 if counts["failed"] or counts["corrupt"] else 0
 
 
@@ -463,8 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in DISK_REFUSED:
             return report_unexpected(exc)
-        print(f"error: {exc}\n  the disk refused a write: free space there (or make it writable) and run the same "
-              f"command again; finished runs are kept and unfinished ones resume", file=sys.stderr)
+        print(f"error: {exc}\n  the disk refused a write: {DISK_REFUSED_HINT}", file=sys.stderr)
         return 1
     except Exception as exc:   # a bug or an unforeseen fault: one line here, the traceback in a file
         return report_unexpected(exc)

@@ -35,6 +35,7 @@ from registry.placement import Placement, plan_placement
 from registry.pretraining import pretraining_key, reuse_pretraining
 from registry.provenance import code_version
 from registry.store import RunStore, now_iso
+from simclr_core.atomic_files import DISK_REFUSED
 from simclr_core.validation import ConfigError
 from simclr_core.warning_format import print_warnings_on_one_line
 
@@ -72,6 +73,30 @@ class Outcome:
     run_id: str
     state: str          # one of OUTCOMES
     detail: str = ""
+    # The errno of a write the disk refused (full, over quota, read-only), which failed the run: the runs after
+    # it would train only to fail the same way, so an executor starts no more of them (`not_started`).
+    refused_errno: int | None = None
+
+    @property
+    def disk_refused(self) -> bool:
+        return self.refused_errno is not None
+
+
+def disk_refusal(exc: BaseException | None) -> int | None:
+    """The errno when `exc`, or an exception it was raised from or while handling, is the disk refusing a write."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in DISK_REFUSED:
+            return exc.errno
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def not_started(runs: Sequence[Run], refused: Outcome) -> list[Outcome]:
+    """Outcomes of the runs left unstarted after `refused`, a run the disk refused a write."""
+    return [Outcome(run.run_id, "skipped", f"not started: the disk refused a write of {refused.run_id}")
+            for run in runs]
 
 
 def redo_command(run: Run) -> str:
@@ -136,7 +161,7 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
             store.write_status(run.run_id, "failed", finished=now_iso(), error=summary)
             # Errors written for users (bad input, missing data, a damaged checkpoint) are shown whole.
             detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, _USER_ERRORS) else summary
-            return Outcome(run.run_id, "failed", detail)
+            return Outcome(run.run_id, "failed", detail, refused_errno=disk_refusal(exc))
         if not store.is_done(run.run_id):     # the contract says train() writes it; keep the store consistent
             store.write_final(run.run_id, dict(metrics or {}))
         if donor is not None:                 # its pretraining is the donor's: device-hours count it once
@@ -201,8 +226,11 @@ class LocalExecutor(Executor):
         self.placement.check_memory(runs)
         code = code_version()
         if self.placement.in_process:
-            outcomes = []
+            outcomes: list[Outcome] = []
             for run in runs:
+                if outcomes and outcomes[-1].disk_refused:
+                    outcomes += not_started(runs[len(outcomes):], outcomes[-1])
+                    break
                 outcomes.append(execute_run(run, results_dir, self.train_fn, code))
                 self.on_outcome(outcomes[-1])
             return outcomes
@@ -245,6 +273,9 @@ class LocalExecutor(Executor):
                         outcome = _record_crash(run, results_dir, process.pid, process.exitcode)
                     outcomes[run.run_id] = outcome
                     self.on_outcome(outcome)
+                    if outcome.disk_refused:     # the runs being trained end by themselves
+                        outcomes.update((o.run_id, o) for o in not_started(queue, outcome))
+                        queue.clear()
         except KeyboardInterrupt as exc:
             _stop_workers([process for _, process, _ in active.values()], forward=isinstance(exc, RunCancelled))
             raise
@@ -282,6 +313,10 @@ def _pool_worker(run: Run, results_dir: str, train_fn: TrainFn | str | None, cod
         outcome = execute_run(run, results_dir, train_fn, code)
     except KeyboardInterrupt:
         outcome = Outcome(run.run_id, "cancelled", "interrupted")
+    except OSError as exc:                    # the failure itself could not be recorded: the disk is full
+        if disk_refusal(exc) is None:
+            raise
+        outcome = Outcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}", refused_errno=disk_refusal(exc))
     sender.send(outcome)
     sender.close()
 

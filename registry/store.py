@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from registry.claim import is_stale, owner_info, read_claim
-from simclr_core.atomic_files import atomic_write_text, temp_file_beside
+from simclr_core.atomic_files import atomic_write_text, create_if_absent
 from simclr_core.validation import ConfigError
 
 if TYPE_CHECKING:  # pandas is imported only by load_results
@@ -203,17 +203,7 @@ class RunStore:
         if not (run_dir / CONFIG_NAME).exists():
             self.write_config(run, code)
         status = _dump({"state": "pending", "run_id": run.run_id, "created": now_iso(), "updated": now_iso()})
-        # Create-if-absent without a race: link a finished temporary file to the final name.
-        fd, tmp = temp_file_beside(run_dir / STATUS_NAME)
-        with os.fdopen(fd, "w") as f:
-            f.write(status)
-        try:
-            os.link(tmp, run_dir / STATUS_NAME)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
+        return create_if_absent(run_dir / STATUS_NAME, status)
 
     def write_error(self, run_id: str, text: str) -> None:
         atomic_write_text(self.run_dir(run_id) / ERROR_NAME, text)

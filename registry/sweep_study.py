@@ -377,6 +377,7 @@ class StudyDriver:
         self.lock = threading.Lock()
         self.failed_now = 0
         self.told = 0
+        self.refused: Outcome | None = None     # a run the disk refused a write: the study asks no more trials
         self._code = code_version()
 
     # ---- the loop -------------------------------------------------------------------------------------
@@ -397,6 +398,9 @@ class StudyDriver:
                 self._dispatch(new)
                 self._reconcile()
                 self.settle()
+                if self.refused is not None:
+                    raise OSError(self.refused.refused_errno, f"{self.refused.run_id}: {self.refused.detail}; no "
+                                                              f"more trials were started")
                 if not new and self.told == told_before:   # only runs elsewhere are left: wait for them
                     time.sleep(self.poll_s)
 
@@ -434,6 +438,8 @@ class StudyDriver:
         outcomes = self.executor.dispatch([run for _, run in todo], self.store.root)
         for (item, run), outcome in zip(todo, outcomes):
             item.outcomes[run.run_id] = outcome
+            if outcome.disk_refused and self.refused is None:
+                self.refused = outcome
 
     def _reconcile(self) -> None:
         """Under SLURM, let the store learn of jobs that ended without their run recording it (cancelled while

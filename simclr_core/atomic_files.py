@@ -19,6 +19,8 @@ from typing import IO, Callable
 # A full disk, a quota, a read-only mount: the environment refusing a write, which a command reports in one line
 # (not as a bug).
 DISK_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+# What os.link raises on a file system without hard links (exFAT and FAT drives, some FUSE and SMB mounts).
+NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def process_umask() -> int:
@@ -75,4 +77,37 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "temp_file_beside", "process_umask", "DISK_REFUSED"]
+def create_if_absent(path: str | os.PathLike, text: str) -> bool:
+    """Write `text` (UTF-8) to `path` unless a file of that name exists; True if this call created it.
+
+    Two processes racing to create the same file never both succeed, and a reader never sees it half-written:
+    the finished temporary file is hard-linked to the name, which fails if the name exists. A file system
+    without hard links gets the same guarantee from a lock file beside the target, held while the name is
+    checked and the temporary file renamed onto it.
+    """
+    path = Path(path)
+    fd, tmp = temp_file_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8"))
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in NO_HARD_LINKS:
+                raise
+        from filelock import FileLock
+
+        with FileLock(path.with_name(f".{path.name}.create-lock")):
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+            return True
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "create_if_absent", "temp_file_beside", "process_umask",
+           "DISK_REFUSED", "NO_HARD_LINKS"]

@@ -2,10 +2,12 @@
 
 `counting_train` records each execution (pid) in run_dir/executions.log, sleeps $FAKE_TRAIN_SLEEP seconds
 so that concurrent workers overlap, and writes final.json. The seed chooses misbehaviour:
-seed 666 raises, seed 999 kills its own process (a hard crash), seed 777 is interrupted (Ctrl-C).
+seed 666 raises, seed 999 kills its own process (a hard crash), seed 777 is interrupted (Ctrl-C), seed 555 finds
+the disk full when it writes its checkpoint.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -18,6 +20,7 @@ from simclr_core.atomic_files import atomic_write_text
 FAIL_SEED = 666
 CRASH_SEED = 999
 INTERRUPT_SEED = 777
+DISK_FULL_SEED = 555
 
 
 def write_fake_checkpoint(path: Path, payload: bytes = b"state") -> None:
@@ -49,6 +52,12 @@ def counting_train(cfg, run_dir: Path) -> dict:
         os._exit(3)
     if cfg.seed == INTERRUPT_SEED:
         raise KeyboardInterrupt
+    if cfg.seed == DISK_FULL_SEED:       # as atomic_write_bytes reports it, raised from the OS's error
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as exc:
+            raise OSError(exc.errno, f"could not write {run_dir / 'checkpoint.pt'}: No space left on device") \
+                from exc
     metrics = {"linear_top1": 40.0 + cfg.loss.temperature, "knn_top1": 30.0 + cfg.seed, "device": "fake",
                "resumed": resumed}
     write_fake_final(run_dir, metrics)

@@ -11,7 +11,7 @@ import pytest
 
 from fake_train import counting_train, failing_train
 from registry import get_experiment, list_experiments
-from registry.__main__ import main
+from registry.__main__ import main, select
 from registry.launch import execute_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +84,15 @@ def test_missing_data_stops_the_run_command_before_a_run_is_recorded_and_spares_
     # data.data_dir is left out of run ids: these are the same runs, all done, so their data is not needed
     code, out, err = run_main(monkeypatch, capsys, tmp_path, *missing)
     assert code == 0 and "summary: 5 skipped" in out, err
+
+
+def test_only_matches_a_label_a_whole_id_or_the_run_folder_name():
+    runs = get_experiment("loss_variant").runs("smoke")
+    wanted = runs[2]
+    folder = wanted.run_id.rpartition("/")[2]                   # what `ls results/loss_variant` shows
+    assert folder != wanted.run_id
+    for pattern in (wanted.label, wanted.run_id, folder, wanted.hash, f"*{wanted.hash}"):
+        assert select(runs, [pattern]) == [wanted], pattern
 
 
 @pytest.mark.parametrize("args, message", [

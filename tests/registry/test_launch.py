@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import fake_train
-from fake_train import (CRASH_SEED, FAIL_SEED, INTERRUPT_SEED, checked_train, counting_train, no_final_train,
-                        write_fake_checkpoint)
+from fake_train import (CRASH_SEED, DISK_FULL_SEED, FAIL_SEED, INTERRUPT_SEED, checked_train, counting_train,
+                        no_final_train, write_fake_checkpoint)
 from registry.claim import read_claim
 from registry.declare import Run
 from registry.launch import LocalExecutor, execute_run, make_executor
@@ -132,6 +132,23 @@ def test_pool_isolates_a_crashing_run(results):
     assert "RuntimeError: boom" in store.error_text(runs[3].run_id)
     pids = {executions(store, r)[0].split()[0] for r in runs}
     assert len(pids) == 4                                         # every run had its own process
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_full_disk_starts_no_more_runs(results, parallel):
+    # Every later run would train for its whole time only to fail the same way at its first checkpoint.
+    runs = make_runs(1, DISK_FULL_SEED, 2, 3, 4)
+    outcomes = LocalExecutor(max_parallel=parallel, train_fn=counting_train).dispatch(runs, results)
+    full = outcomes[1]
+    assert full.state == "failed" and full.disk_refused and "No space left on device" in full.detail
+    store = RunStore(results)
+    started = [r for r in runs if executions(store, r)]
+    assert runs[:2] == started[:2] and len(started) <= parallel + 1       # parallel: those already training end
+    for run, outcome in zip(runs, outcomes):
+        if run not in started:
+            assert outcome.state == "skipped" and outcome.detail == (
+                f"not started: the disk refused a write of {full.run_id}"), outcome
+    assert [o.state for o in outcomes[:2]] == ["done", "failed"] and not outcomes[0].disk_refused
 
 
 TWO_PROCESSES = textwrap.dedent("""

@@ -150,6 +150,47 @@ def test_a_full_results_disk_is_one_error_and_the_run_goes_on_once_freed(tmp_pat
     assert again.returncode == 0 and "summary: 1 done" in again.stdout, again.stderr[-3000:]
 
 
+@pytest.mark.parametrize("command", [("run", "loss_variant"), ("sweep", "temperature", "--normalize", "true")])
+def test_a_disk_too_small_for_checkpoints_stops_after_the_first_run(tmp_path, small_disk, command):
+    # Room for every run's config and status, not for one checkpoint (~6 MB at smoke): the first run trains and
+    # fails at its checkpoint; the others would do the same, so they are not started.
+    small = small_disk("2m")
+    env = {**os.environ, "SIMCLR_RESULTS_DIR": str(small), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "registry", *command, "--scale", "smoke"], env=env,
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "No space left on device" in done.stderr and "unexpected failure" not in done.stderr, done.stderr
+    assert "free space there (or make it writable) and run the same command again" in done.stderr
+    trained = [p.parent.name for p in small.glob("*/*/metrics.jsonl")]
+    assert len(trained) == 1, trained
+    if command[0] == "run":
+        assert "summary: 1 failed, 4 skipped" in done.stdout
+        assert "the disk refused a write, so 4 run(s) were not started" in done.stderr
+    else:
+        assert "no more trials were started" in done.stderr
+
+
+def test_a_store_and_cache_on_an_exfat_drive_run_resume_and_report(tmp_path, exfat_disk):
+    # exFAT has no hard links (os.link: EPERM), which mark_pending's create-if-absent relied on.
+    env = {**os.environ, "SIMCLR_RESULTS_DIR": str(exfat_disk / "results"),
+           "SIMCLR_CACHE_DIR": str(exfat_disk / "cache"), "PYTHONPATH": str(REPO)}
+    with pytest.raises(OSError):
+        os.link(REPO / "README.md", exfat_disk / "link-check")
+
+    def registry(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "registry", *args], env=env, capture_output=True, text=True,
+                              cwd=tmp_path, timeout=600)
+
+    run = ("run", "loss_variant", "--scale", "smoke", "--only", "nt_xent*")
+    first = registry(*run)
+    assert first.returncode == 0 and "summary: 1 done" in first.stdout, first.stderr[-3000:]
+    again = registry(*run)
+    assert again.returncode == 0 and "summary: 1 skipped" in again.stdout, again.stderr[-3000:]
+    status = registry("status", "loss_variant")
+    assert status.returncode == 0 and "done" in status.stdout, status.stderr[-3000:]
+    assert list((exfat_disk / "cache").glob("*.images.npy"))
+
+
 @pytest.mark.parametrize("content", [
     {"host": socket.gethostname(), "pid": os.getppid()},        # a live process on this host
     {"host": "another-node", "pid": 1},                          # another host: cannot judge, keep it

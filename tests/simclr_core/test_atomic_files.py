@@ -5,10 +5,12 @@ import contextlib
 import errno
 import os
 import stat
+import threading
 
 import pytest
 
-from simclr_core.atomic_files import atomic_write_bytes, atomic_write_text, process_umask
+from simclr_core import atomic_files
+from simclr_core.atomic_files import atomic_write_bytes, atomic_write_text, create_if_absent, process_umask
 from simclr_core.checkpoint import save_checkpoint
 
 
@@ -62,3 +64,28 @@ def test_a_failed_write_keeps_the_previous_file_and_no_temporary(tmp_path):
     assert "MiB free on that disk); the previous final.json, if any, is unchanged" in str(failure.value)
     assert target.read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final.json"]
+
+
+@pytest.mark.parametrize("hard_links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_of_racers_creating_one_file_exactly_one_wins_and_it_is_whole(tmp_path, monkeypatch, hard_links):
+    if not hard_links:      # as exFAT, FAT and some FUSE mounts answer (a real exFAT drive: tests/registry)
+        def refuse(*_):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        monkeypatch.setattr(atomic_files.os, "link", refuse)
+    target, racers = tmp_path / "status.json", 8
+    start, won = threading.Barrier(racers), []
+
+    def race(i: int) -> None:
+        start.wait()
+        if create_if_absent(target, f"racer {i} " + "x" * 100_000):
+            won.append(i)
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1
+    assert target.read_text() == f"racer {won[0]} " + "x" * 100_000
+    assert create_if_absent(target, "late") is False and target.read_text().startswith(f"racer {won[0]} ")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
