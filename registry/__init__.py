@@ -12,10 +12,12 @@ from registry.declare import Axes, Experiment, Published, Run, cases, grid, zip_
 from registry.discover import get_experiment, list_experiments
 from registry.scales import DEFAULT_SCALE, SCALES, Scale, get_scale
 from registry.store import RunStore, default_results_dir, load_results
+from registry.sweep_space import Sweep
 
 __all__ = [
     "Axes", "Experiment", "Published", "Run", "cases", "grid", "zip_axes",
     "get_experiment", "list_experiments",
     "DEFAULT_SCALE", "SCALES", "Scale", "get_scale",
     "RunStore", "default_results_dir", "load_results",
+    "Sweep",
 ]

@@ -40,6 +40,7 @@ from registry.slurm_state import reconcile
 from registry.scales import DEFAULT_SCALE, SCALES, get_scale
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import STATES, RunStore
+from registry.sweep_space import SWEEPS, plan_studies
 from simclr_core.atomic_files import DISK_REFUSED
 from simclr_core.validation import ConfigError, require_choice
 from simclr_core.warning_format import print_warnings_on_one_line
@@ -181,9 +182,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
             where = (f"{sum(len(r) == 1 for r in cells)}/{len(cells)} cells in {experiment.published.file}"
                      if not unmatched else f"{len(unmatched)} cell(s) match several rows of {experiment.published.file}")
         print(f"{ok} {name:<22} runs {' '.join(counts):<28} {where}")
+    for name in SWEEPS:       # every study of the sweep at every scale: its runs at both ends of the range
+        try:
+            studies = sum(len(plan_studies(name, scale=scale, sampler="tpe")) for scale in SCALES)
+            print(f"ok   sweep {name:<16} {SWEEPS[name].experiment}: {studies} studies over {len(SCALES)} scales")
+        except ConfigError as exc:
+            problems.append(f"sweep {name}: {exc}")
+            print(f"FAIL sweep {name:<16} {SWEEPS[name].experiment}")
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
-    print(f"{len(names)} experiments, {len(SCALES)} scales: " + ("all valid" if not problems else f"{len(problems)} problem(s)"))
+    print(f"{len(names)} experiments, {len(SWEEPS)} sweeps, {len(SCALES)} scales: "
+          + ("all valid" if not problems else f"{len(problems)} problem(s)"))
     return 1 if problems else 0
 
 
@@ -445,7 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()       # lists declared content (scales, sweeps), which may be the user's own
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     # key=value overrides may come before or after options (argparse alone takes them only in one block).
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "unavailable", None):   # a verb another package provides, not installed here

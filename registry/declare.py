@@ -36,8 +36,10 @@ from simclr_core.metric_names import protocol_for_metric
 from simclr_core.validation import ConfigError
 
 Point = dict[str, Any]
-# Protocols a scale chooses for itself (smoke: kNN only); an experiment's metric never adds them.
-STAND_IN_PROTOCOLS = frozenset({"knn", "linear"})
+# Protocols a scale may leave out for a stand-in (smoke: kNN stands in for linear evaluation); an experiment's metric
+# never adds them. kNN, one pass over the features, is added wherever a metric needs it (the paper scale runs only
+# linear evaluation).
+STAND_IN_PROTOCOLS = frozenset({"linear"})
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -305,9 +307,9 @@ class Experiment:
         return tuple(dict.fromkeys(p for p in map(protocol_for_metric, self.all_metrics) if p is not None))
 
     def _with_metric_protocols(self, cfg: RunConfig) -> RunConfig:
-        """`cfg` evaluating every protocol the experiment's metrics come from. kNN and linear evaluation stay the
-        scale's choice (smoke runs kNN only, standing in for linear: reports/build.py); the others (fine-tuning,
-        the transformation probe, transfer) exist for the experiments that name their metrics."""
+        """`cfg` evaluating every protocol the experiment's metrics come from. Linear evaluation stays the scale's
+        choice (smoke runs kNN only, standing in for it: reports/build.py); the others (kNN, fine-tuning, the
+        transformation probe, transfer) exist for the experiments that name their metrics."""
         needed = [p for p in self.metric_protocols() if p not in STAND_IN_PROTOCOLS and p not in cfg.eval.protocols]
         if not needed:
             return cfg

@@ -3,7 +3,8 @@ modules beside them (the scales in experiments/scales.py, the sweeps in experime
 
 A user's own ablations can live outside the package, in their own project (the package installed with a plain
 `pip install`): every `*.py` file not starting with "_" in the folders of $SIMCLR_EXPERIMENTS_DIR (several
-separated by os.pathsep) declares one EXPERIMENT too, as a module of `experiments` does.
+separated by os.pathsep) declares one EXPERIMENT too, as a module of `experiments` does, and/or SWEEPS =
+(Sweep(...), ...) beside the package's experiments/sweeps.py.
 
 The registry never imports `experiments` statically (it sits below it): the package is imported here, by name,
 on first use. A name declared twice is an error naming both modules (two files silently shadowing each other
@@ -34,6 +35,8 @@ PACKAGE = "experiments"
 NOT_DECLARATIONS = frozenset({"base", "scales", "sweeps"})
 # Folders of declarations outside the package (os.pathsep-separated).
 EXPERIMENTS_DIR_ENV = "SIMCLR_EXPERIMENTS_DIR"
+# What a file of those folders may declare instead of (or besides) an EXPERIMENT: `Declared` entries it adds to.
+USER_DECLARABLE = ("SWEEPS",)
 
 T = TypeVar("T")
 
@@ -50,10 +53,14 @@ def _declarations() -> dict[str, tuple[Experiment, ModuleType]]:
 
     found: dict[str, tuple[Experiment, ModuleType]] = {}
     where: dict[str, str] = {}
+    user_files = dict(_user_modules())
     for origin, module in _declaration_modules():
         experiment = getattr(module, "EXPERIMENT", None)
+        if origin in user_files and experiment is None and any(hasattr(module, a) for a in USER_DECLARABLE):
+            continue                     # a file of the user's that declares only sweeps
         if not isinstance(experiment, Experiment):
-            raise ConfigError(f"{origin} defines no EXPERIMENT = Experiment(...)")
+            also = "".join(f" or {a} = (...)" for a in USER_DECLARABLE) if origin in user_files else ""
+            raise ConfigError(f"{origin} defines no EXPERIMENT = Experiment(...){also}")
         if experiment.name in found:
             raise ConfigError(f"experiment {experiment.name!r} is declared twice: in {where[experiment.name]} "
                               f"and in {origin}")
@@ -74,10 +81,14 @@ def _declaration_modules() -> Iterator[tuple[str, ModuleType]]:
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if not info.name.startswith("_") and info.name not in NOT_DECLARATIONS:
             yield f"{PACKAGE}.{info.name}", importlib.import_module(f"{PACKAGE}.{info.name}")
-    for folder in experiment_folders():
-        for path in sorted(folder.glob("*.py")):
-            if not path.name.startswith("_"):
-                yield str(path), _load_file(path)
+    yield from _user_modules()
+
+
+@functools.lru_cache(maxsize=None)
+def _user_modules() -> tuple[tuple[str, ModuleType], ...]:
+    """(path, module) of every declaration file in the folders of $SIMCLR_EXPERIMENTS_DIR, loaded once."""
+    return tuple((str(path), _load_file(path)) for folder in experiment_folders()
+                 for path in sorted(folder.glob("*.py")) if not path.name.startswith("_"))
 
 
 def experiment_folders() -> list[Path]:
@@ -132,6 +143,7 @@ class Declared(Mapping[str, T]):
     def __init__(self, module: str, attr: str, kind: type, name_of: Callable[[Any], str] = lambda e: e.name):
         self._module, self._attr, self._kind, self._name_of = module, attr, kind, name_of
         self._entries: dict[str, T] | None = None
+        self._origin: dict[str, str] = {}
 
     @property
     def source(self) -> str:
@@ -141,19 +153,28 @@ class Declared(Mapping[str, T]):
     def _load(self) -> dict[str, T]:
         if self._entries is None:
             module = importlib.import_module(f"{PACKAGE}.{self._module}")
-            declared = getattr(module, self._attr, None)
-            if isinstance(declared, Mapping):
-                declared = tuple(declared.values())
-            if not isinstance(declared, (tuple, list)):
+            if not isinstance(getattr(module, self._attr, None), (tuple, list, Mapping)):
                 raise ConfigError(f"{module.__name__} defines no {self._attr} = ({self._kind.__name__}(...), ...)")
+            sources = [(self.source, module)]
+            if self._attr in USER_DECLARABLE:
+                sources += [(f"{path} ({self._attr})", user) for path, user in _user_modules()
+                            if hasattr(user, self._attr)]
             entries: dict[str, T] = {}
-            for entry in declared:
-                if not isinstance(entry, self._kind):
-                    raise ConfigError(f"{self.source} holds {entry!r}, not a {self._kind.__name__}")
-                name = self._name_of(entry)
-                if name in entries:
-                    raise ConfigError(f"{self.source} declares {name!r} twice")
-                entries[name] = entry
+            for source, holder in sources:
+                declared = getattr(holder, self._attr)
+                if isinstance(declared, Mapping):
+                    declared = tuple(declared.values())
+                if not isinstance(declared, (tuple, list)):
+                    raise ConfigError(f"{source} is {declared!r}, not a tuple of {self._kind.__name__}(...)")
+                for entry in declared:
+                    if not isinstance(entry, self._kind):
+                        raise ConfigError(f"{source} holds {entry!r}, not a {self._kind.__name__}")
+                    name = self._name_of(entry)
+                    if name in entries:
+                        raise ConfigError(f"{self._attr[:-1].lower()} {name!r} is declared twice: in "
+                                          f"{self._origin[name]} and in {source}")
+                    entries[name] = entry
+                    self._origin[name] = source
             self._entries = entries
         return self._entries
 

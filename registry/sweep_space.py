@@ -9,7 +9,7 @@ Table 5 cell once between them), and a trial at a new value is an ordinary run o
 The sweeps themselves are experiment content, declared in experiments/sweeps.py (e.g. `temperature`: experiment
 temperature_norm, axis loss.temperature, one study per value of loss.normalize); `SWEEPS` maps each name to its
 `Sweep` and imports that module by name on first use (registry/discover.py), as the registry finds experiments.
-Adding a sweep is one `Sweep(...)` entry there.
+Adding a sweep is one `Sweep(...)` entry there, or in a `SWEEPS` tuple of a file in $SIMCLR_EXPERIMENTS_DIR.
 """
 from __future__ import annotations
 
@@ -135,8 +135,8 @@ def objective_metric(experiment: Experiment, protocols: Sequence[str]) -> str:
         return experiment.metric
     if "knn" in protocols:
         return "knn_top1"
-    raise ConfigError(f"experiment {experiment.name!r}: neither {experiment.metric!r} nor 'knn_top1' is "
-                      f"evaluated at this scale (eval.protocols={tuple(protocols)!r})")
+    raise ConfigError(f"experiment {experiment.name!r}: its metric {experiment.metric!r} is not evaluated at this "
+                      f"scale and no kNN stands in for it (eval.protocols={tuple(protocols)!r})")
 
 
 def plan_studies(sweep_name: str, *, scale: str = "cpu", sampler: str = "grid", splits: Sequence[Any] | None = None,

@@ -213,3 +213,13 @@ def test_a_scale_settles_the_protocols_an_experiments_metrics_add():
     assert smoke_plain.eval.protocols == ("knn",) and smoke_plain.eval.finetune_epochs == RunConfig().eval.finetune_epochs
     with pytest.raises(ConfigError, match=r"varies \['eval.finetune_epochs'\], which scale 'smoke' fixes"):
         declare(metrics=("finetune_top1_10pct",), axes=grid(eval__finetune_epochs=(5, 10))).runs("smoke")
+
+
+def test_a_knn_metric_is_evaluated_at_every_scale_and_linear_only_where_the_scale_says():
+    # The paper scale evaluates linear only; an experiment ranked by kNN must still get kNN there (a sweep of it
+    # needs its objective, the report its column). Linear evaluation stays the scale's choice: smoke stands kNN in.
+    by_knn = declare(metric="knn_top1", published=None, deviations=(), artefact=None)
+    assert declare().runs("paper")[0].config.eval.protocols == ("linear",)
+    assert by_knn.runs("paper")[0].config.eval.protocols == ("linear", "knn")
+    assert by_knn.runs("smoke")[0].config.eval.protocols == ("knn",)
+    assert declare(metrics=("linear_top1",)).runs("smoke")[0].config.eval.protocols == ("knn",)

@@ -24,6 +24,15 @@ EXPERIMENT = Experiment(
 '''
 
 
+OWN_SWEEP = '''from registry import Sweep
+
+SWEEPS = (
+    Sweep(name="my_temperature_search", experiment="my_temperature", axis="loss.temperature",
+          ranges={None: (0.05, 2.0)}, summary="my temperatures, and TPE around them"),
+)
+'''
+
+
 def registry(*args: str, folders: list[Path], results: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "SIMCLR_RESULTS_DIR": str(results),
            "SIMCLR_EXPERIMENTS_DIR": os.pathsep.join(map(str, folders))}
@@ -64,7 +73,28 @@ def test_ones_own_ablation_runs_and_is_reported(tmp_path):
     assert (results / "report" / "my_temperature_smoke.png").is_file()
 
 
-@pytest.mark.parametrize("case", ["missing folder", "syntax error", "no EXPERIMENT", "declared twice", "bad axis"])
+def test_ones_own_sweep_searches_ones_own_experiment(tmp_path):
+    own = tmp_path / "ablations"
+    own.mkdir()
+    (own / "my_temperature.py").write_text(OWN)
+    (own / "my_sweeps.py").write_text(OWN_SWEEP)            # a file may declare sweeps only
+    results = tmp_path / "results"
+    valid = registry("validate", folders=[own], results=results, cwd=tmp_path)
+    assert valid.returncode == 0, valid.stderr
+    assert "ok   sweep my_temperature_search" in valid.stdout and "ok   sweep temperature " in valid.stdout
+    helped = registry("sweep", "--help", folders=[own], results=results, cwd=tmp_path)
+    assert "my_temperature_search (my temperatures, and TPE around them)" in " ".join(helped.stdout.split())
+    swept = registry("sweep", "my_temperature_search", "--scale", "smoke", folders=[own], results=results,
+                     cwd=tmp_path)
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    assert "sampler grid, scale smoke, objective knn_top1; target 2 trials" in swept.stdout
+    assert len(list(results.glob("my_temperature/*/final.json"))) == 2
+    summary = json.loads(next((results / "optuna").glob("my_temperature-*.json")).read_text())
+    assert summary["counts"]["COMPLETE"] == 2 and summary["metric"] == "knn_top1"
+
+
+@pytest.mark.parametrize("case", ["missing folder", "syntax error", "no EXPERIMENT", "declared twice", "bad axis",
+                                  "sweep declared twice", "sweep of no experiment"])
 def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
     own = tmp_path / "ablations"
     own.mkdir()
@@ -79,14 +109,21 @@ def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
         expected = f"{file}: SyntaxError: "
     elif case == "no EXPERIMENT":
         file.write_text('"""Question: nothing."""\n')
-        expected = f"{file} defines no EXPERIMENT = Experiment(...)"
+        expected = f"{file} defines no EXPERIMENT = Experiment(...) or SWEEPS = (...)"
+    elif case == "sweep declared twice":
+        file.write_text(OWN_SWEEP.replace('"my_temperature_search"', '"temperature"'))
+        expected = f"sweep 'temperature' is declared twice: in experiments.sweeps.SWEEPS and in {file} (SWEEPS)"
+    elif case == "sweep of no experiment":
+        file.write_text(OWN_SWEEP)
+        expected = "sweep my_temperature_search: unknown experiment 'my_temperature'"
     elif case == "declared twice":
         file.write_text(OWN.replace('"my_temperature"', '"temperature_norm"'))
         expected = f"experiment 'temperature_norm' is declared twice: in experiments.temperature_norm and in {file}"
     else:
         file.write_text(OWN.replace("loss__temperature", "loss__temprature"))
         expected = f"{file}: "
-    listed = registry("list", folders=folders, results=tmp_path / "results", cwd=tmp_path)
-    assert listed.returncode == 2, listed.stdout + listed.stderr
+    verb = "validate" if case.startswith("sweep") else "list"
+    listed = registry(verb, folders=folders, results=tmp_path / "results", cwd=tmp_path)
+    assert listed.returncode in ((1, 2) if verb == "validate" else (2,)), listed.stdout + listed.stderr
     assert expected in listed.stderr, listed.stderr
     assert "Traceback" not in listed.stderr and len(listed.stderr.strip().splitlines()) <= 2, listed.stderr
