@@ -170,7 +170,7 @@ def test_a_disk_too_small_for_checkpoints_stops_after_the_first_run(tmp_path, sm
         assert "no more trials were started" in done.stderr
 
 
-def test_a_store_and_cache_on_an_exfat_drive_run_resume_and_report(tmp_path, exfat_disk):
+def test_a_store_and_cache_on_an_exfat_drive_run_resume_and_sweep(tmp_path, exfat_disk):
     # exFAT has no hard links (os.link: EPERM), which mark_pending's create-if-absent relied on.
     env = {**os.environ, "SIMCLR_RESULTS_DIR": str(exfat_disk / "results"),
            "SIMCLR_CACHE_DIR": str(exfat_disk / "cache"), "PYTHONPATH": str(REPO)}
@@ -189,6 +189,11 @@ def test_a_store_and_cache_on_an_exfat_drive_run_resume_and_report(tmp_path, exf
     status = registry("status", "loss_variant")
     assert status.returncode == 0 and "done" in status.stdout, status.stderr[-3000:]
     assert list((exfat_disk / "cache").glob("*.images.npy"))
+    # Nor symlinks, Optuna's default journal lock (the storage many SLURM workers share).
+    swept = registry("sweep", "temperature", "--normalize", "true", "--trials", "1", "--storage", "journal",
+                     "--scale", "smoke")
+    assert swept.returncode == 0 and "done  fail" in swept.stdout, swept.stderr[-3000:]
+    assert len(list((exfat_disk / "results" / "optuna").glob("*.journal"))) == 1
 
 
 @pytest.mark.parametrize("content", [
