@@ -238,6 +238,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_plan(runs, args.scale, store, placement.workers if placement else 1, args.gpu_images_per_s)
         return 0
     store.ensure_writable()
+    executor.check_results(store.root)
     if not args.slurm:   # SLURM's nodes may see other file systems: there, a run finds its data or fails alone
         executor.check([run for run in runs if args.redo or not (store.is_done(run.run_id)
                                                                  or store.problem(run.run_id))])

@@ -181,6 +181,10 @@ class Executor(ABC):
     def check(self, runs: Sequence[Run]) -> None:
         """What can be known wrong with these runs here before any is recorded (ConfigError); none by default."""
 
+    def check_results(self, results_dir: str | os.PathLike) -> None:
+        """What this executor needs of the (existing) results folder, before any run is recorded in it
+        (ConfigError); nothing beyond RunStore's needs by default."""
+
     @abstractmethod
     def dispatch(self, runs: Sequence[Run], results_dir: str | os.PathLike) -> list[Outcome]:
         ...

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from registry.claim import describe_claim, is_stale, read_claim
@@ -30,7 +31,8 @@ from registry.provenance import code_version
 from registry.slurm_settings import SlurmSettings, load_settings
 from registry.slurm_state import (ENDED_STATES, job_states, read_submission, reconcile, reconcile_run,
                                   write_submission)
-from registry.store import RunStore, now_iso
+from registry.store import RESULTS_DIR_ENV, RunStore, now_iso
+from simclr_core.atomic_files import symlinks_work
 from simclr_core.validation import ConfigError
 
 SLURM_COMMANDS = ("sbatch", "srun", "squeue", "scancel", "scontrol", "sinfo")
@@ -169,8 +171,19 @@ class SlurmExecutor(Executor):
         """What can be known wrong before submission, for these runs (ConfigError): the batch over the world."""
         check_batch_sizes(runs, self.settings)
 
+    def check_results(self, results_dir: str | os.PathLike) -> None:
+        """submitit keeps each job's files in <results>/.submitit and links them with symbolic links."""
+        folder = Path(results_dir).resolve() / SUBMITIT_DIR
+        folder.mkdir(exist_ok=True)
+        if not symlinks_work(folder):
+            raise ConfigError(f"--slurm keeps its job files in {folder}, and submitit links them with symbolic "
+                              f"links, which that file system cannot make (exFAT, FAT, some FUSE or SMB mounts); "
+                              f"put the results folder (--results-dir, ${RESULTS_DIR_ENV}) on one that can, such "
+                              "as the cluster's home or scratch space. No job was submitted.")
+
     def dispatch(self, runs: Sequence[Run], results_dir: str | os.PathLike) -> list[Outcome]:
         self.check(runs)
+        self.check_results(results_dir)
         store = RunStore(results_dir)
         states = job_states(s["job_id"] for r in runs if (s := read_submission(store.run_dir(r.run_id))))
         outcomes: dict[str, Outcome] = {}

@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 from registry.launch import Executor, LocalExecutor, Outcome, TrainFn, make_executor
 from registry.scales import DEFAULT_SCALE, SCALES
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
-from registry.store import default_results_dir
+from registry.store import RunStore, default_results_dir
 from registry.sweep_space import SAMPLERS, SWEEPS, StudyPlan, get_sweep, plan_studies
 from registry.sweep_study import STORAGE_KINDS, StudyDriver, check_storage, open_study_at, storage_url
 from registry.sweep_study import retry_failed as retry_failed_trials
@@ -120,6 +120,7 @@ def run_sweep(name: str, *, trials: int | None = None, sampler: str = "grid", st
     # E.g. a batch the SLURM job's processes cannot split: every declared trial (grid), or both ends of the range.
     executor.check([run for plan in plans for value in (plan.grid or (plan.low, plan.high))
                     for run in plan.runs_at(value)])
+    executor.check_results(RunStore(results).ensure_writable().root)
     poll_s = poll_s if poll_s is not None else (30.0 if slurm else 5.0)
 
     # ---- one study per split value ----------------------------------------------------------------------

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 import sqlite3
 import threading
@@ -44,7 +43,7 @@ from registry.launch import Executor, Outcome, redo_command
 from registry.provenance import code_version
 from registry.store import RunStore
 from registry.sweep_space import StudyPlan
-from simclr_core.atomic_files import NO_HARD_LINKS
+from simclr_core.atomic_files import symlinks_work
 from simclr_core.validation import ConfigError
 
 if TYPE_CHECKING:  # optuna is imported when a study is opened, so `python -m registry --help` stays fast
@@ -194,20 +193,8 @@ def open_storage(url: str) -> "optuna.storages.BaseStorage | str":
     journal = optuna.storages.journal
     # Optuna's default lock is a symlink, which exFAT, FAT and some FUSE or SMB mounts cannot make; every driver
     # of one journal sees the same file system, so all of them choose the same kind of lock.
-    lock = None if _symlinks_work(path.parent) else journal.JournalFileOpenLock(str(path))
+    lock = None if symlinks_work(path.parent) else journal.JournalFileOpenLock(str(path))
     return optuna.storages.JournalStorage(journal.JournalFileBackend(str(path), lock_obj=lock))
-
-
-def _symlinks_work(folder: Path) -> bool:
-    probe = folder / f".symlink-check.{os.getpid()}.{threading.get_ident()}"
-    try:
-        os.symlink(probe.name, probe)
-    except OSError as exc:
-        if exc.errno in NO_HARD_LINKS:    # the errnos of a file system without links of either kind
-            return False
-        raise
-    probe.unlink()
-    return True
 
 
 def _grid_sampler_class() -> type:

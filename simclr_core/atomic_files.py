@@ -13,13 +13,15 @@ import errno
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Callable
 
 # A full disk, a quota, a read-only mount: the environment refusing a write, which a command reports in one line
 # (not as a bug).
 DISK_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
-# What os.link raises on a file system without hard links (exFAT and FAT drives, some FUSE and SMB mounts).
+# What os.link and os.symlink raise on a file system without such links (exFAT and FAT drives, some FUSE and SMB
+# mounts).
 NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
@@ -109,5 +111,19 @@ def create_if_absent(path: str | os.PathLike, text: str) -> bool:
         Path(tmp).unlink(missing_ok=True)
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "create_if_absent", "temp_file_beside", "process_umask",
-           "DISK_REFUSED", "NO_HARD_LINKS"]
+def symlinks_work(folder: str | os.PathLike) -> bool:
+    """Whether the file system of `folder` (an existing folder) can make symbolic links; exFAT, FAT and some FUSE
+    or SMB mounts cannot."""
+    probe = Path(folder) / f".symlink-check.{os.getpid()}.{threading.get_ident()}"
+    try:
+        os.symlink(probe.name, probe)
+    except OSError as exc:
+        if exc.errno in NO_HARD_LINKS:    # the same errnos as for hard links
+            return False
+        raise
+    probe.unlink()
+    return True
+
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "create_if_absent", "symlinks_work", "temp_file_beside",
+           "process_umask", "DISK_REFUSED", "NO_HARD_LINKS"]

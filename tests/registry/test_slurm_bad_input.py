@@ -88,3 +88,19 @@ def test_partition_nodes_reads_sinfo(monkeypatch):
     monkeypatch.setattr(slurm.subprocess, "run",
                         lambda *a, **k: subprocess.CompletedProcess(a[0], 1, stdout="", stderr="down"))
     assert slurm.partition_nodes(None) is None
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_a_results_folder_without_symlinks_is_refused_before_any_job(fake_slurm, exfat_disk, monkeypatch, capsys,
+                                                                      command):
+    # submitit links each job's files with symbolic links, which exFAT cannot make: the jobs would be submitted
+    # and fail without a word (their pickles never reach the job folder).
+    results = exfat_disk / "results"
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(results))
+    argv = _run() if command == "run" else ["sweep", "temperature", "--scale", "smoke", "--slurm",
+                                            "--slurm-time-min", "5"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--slurm keeps its job files in {results / '.submitit'}" in err and "No job was submitted." in err, err
+    assert "symbolic links" in err and "--results-dir" in err
+    assert not list(results.rglob("status.json")) and not list(results.rglob("*.journal"))
