@@ -16,12 +16,14 @@ import os
 import re
 import socket
 import threading
+import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from simclr_core.data.catalog import DatasetSpec
+from simclr_core.data.hf_freshness import load_current
 from simclr_core.validation import ConfigError
 
 DATA_DIR_ENV = "SIMCLR_DATA_DIR"
@@ -31,6 +33,10 @@ HUB_PROBE_TIMEOUT_S = 3.0
 _FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".tar": "webdataset"}
 # A Hub folder's split names as `datasets` reports them (a folder called "val" becomes "validation").
 _HUB_SPLIT = {"val": "validation"}
+# A file written this recently (seconds) may be rewritten within its file system's timestamp granularity (FAT 2 s,
+# HFS+ and ext3 1 s, exFAT 10 ms) keeping size and mtime: the ends of its content join its fingerprint.
+RACY_MTIME_S = 2.5
+_RACY_SAMPLE_BYTES = 1 << 20
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -49,13 +55,21 @@ class Source:
     looked_at: tuple[str, ...] = field(default=(), compare=False)  # for the error message
 
     def fingerprint(self) -> str:
-        """Stable text that changes when the content may have changed (path + size + mtime of each file)."""
+        """Stable text that changes when the content may have changed (path + size + mtime of each file, and the
+        first and last MiB of a file modified in the last RACY_MTIME_S: the same content then has another
+        fingerprint once the file is older, which costs one more decode, never a stale one)."""
         if self.kind == "hub":
             return f"hub:{self.location}:{self.split}"
         digest = hashlib.sha256(f"{self.kind}:{self.location}:{self.split}".encode())
+        now = time.time()
         for path in self.files:
             stat = os.stat(path)
             digest.update(f"\n{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+            if abs(now - stat.st_mtime) < RACY_MTIME_S:
+                with open(path, "rb") as f:
+                    digest.update(f.read(_RACY_SAMPLE_BYTES))
+                    f.seek(max(stat.st_size - _RACY_SAMPLE_BYTES, _RACY_SAMPLE_BYTES))
+                    digest.update(f.read(_RACY_SAMPLE_BYTES))
         return digest.hexdigest()
 
     def describe(self) -> str:
@@ -91,11 +105,13 @@ class Source:
         import datasets
 
         if self.kind == "files":
-            return datasets.load_dataset(self.location, data_files=list(self.files), split="train")
+            return load_current(lambda rebuild: datasets.load_dataset(
+                self.location, data_files=list(self.files), split="train", **rebuild), self.fingerprint())
         if self.kind == "disk":
             return datasets.load_from_disk(self.location)
         if self.kind == "imagefolder":
-            return datasets.load_dataset("imagefolder", data_dir=self.location, split=self.split)
+            return load_current(lambda rebuild: datasets.load_dataset(
+                "imagefolder", data_dir=self.location, split=self.split, **rebuild), self.fingerprint())
         offline = bool(datasets.config.HF_HUB_OFFLINE)
         unreachable = None if offline else hub_unreachable()
         try:

@@ -23,6 +23,7 @@ from simclr_core.data import (DATASETS, DataNotFoundError, balanced_subset, data
 from simclr_core.data import decode as decode_module
 from simclr_core.data.decode import fit_square
 from simclr_core.data.feed import require_data
+from simclr_core.data.locate import locate_source
 from simclr_core.validation import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -245,6 +246,47 @@ def test_changed_source_file_is_decoded_anew(tmp_path):
     _write_parquet(folder / "train.parquet", _random_images(4, 8, 8, seed=1), [1, 1, 0, 0])
     second = load_images(DataConfig(dataset="parquet", data_dir=str(folder)), "train")
     assert second.labels.tolist() == [1, 1, 0, 0] and not torch.equal(first.images, second.images)
+
+
+def test_a_file_rewritten_within_its_clocks_granularity_is_decoded_anew(tmp_path, monkeypatch):
+    # FAT keeps mtimes to 2 s, HFS+ and ext3 to 1 s, exFAT to 10 ms: a file rewritten that soon with the same size
+    # keeps size and mtime (here set back by hand, as such a clock leaves it; exFAT did it for real).
+    path = tmp_path / "data" / "train.parquet"
+    _write_parquet(path, _random_images(4, 8, 8, seed=0), [0, 1, 0, 1])
+    written = os.stat(path)
+    first = load_images(DataConfig(dataset="parquet", data_dir=str(path.parent)), "train")
+    _write_parquet(path, _random_images(4, 8, 8, seed=1), [1, 1, 0, 0])
+    assert os.stat(path).st_size == written.st_size
+    os.utime(path, ns=(written.st_atime_ns, written.st_mtime_ns))
+    second = load_images(DataConfig(dataset="parquet", data_dir=str(path.parent)), "train")
+    assert second.labels.tolist() == [1, 1, 0, 0] and not torch.equal(first.images, second.images)
+    # An older file is known by size and mtime alone: its content is not read to fingerprint it.
+    hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(path, ns=(hour_ago, hour_ago))
+    source = locate_source(dataset_spec("parquet"), str(path.parent), "train")
+    monkeypatch.setattr("builtins.open", lambda *args, **kwargs: pytest.fail(f"read {args[0]}"))
+    assert source.fingerprint() == source.fingerprint()
+
+
+def test_a_file_replaced_keeping_its_mtime_is_not_read_from_a_stale_hugging_face_copy(tmp_path, monkeypatch):
+    # `datasets` knows a local file by its mtime alone; cp -p, rsync -a or tar x of another version keep it.
+    path, hour_ago = tmp_path / "data" / "train.parquet", time.time_ns() - 3600 * 10**9
+    modes = []
+    real_load = datasets.load_dataset
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda *a, **k: modes.append(k.get("download_mode")) or real_load(*a, **k))
+    _write_parquet(path, _random_images(4, 8, 8, seed=0), [0, 1, 0, 1])
+    os.utime(path, ns=(hour_ago, hour_ago))
+    assert load_images(DataConfig(dataset="parquet", data_dir=str(path.parent)), "train").labels.tolist() == [0, 1, 0, 1]
+    _write_parquet(path, _random_images(6, 8, 8, seed=1), [1, 1, 0, 0, 1, 0])
+    os.utime(path, ns=(hour_ago, hour_ago))
+    second = load_images(DataConfig(dataset="parquet", data_dir=str(path.parent)), "train")
+    assert second.labels.tolist() == [1, 1, 0, 0, 1, 0]
+    assert modes == [None, None, "force_redownload"]          # our cache missed (size), then HF rebuilt
+    # Unchanged files: Hugging Face's copy is used as it is, even where our own cache misses (another size).
+    modes.clear()
+    again = load_images(DataConfig(dataset="parquet", data_dir=str(path.parent), image_size=16), "train")
+    assert again.labels.tolist() == [1, 1, 0, 0, 1, 0] and modes == [None]
 
 
 # ---- local layouts -------------------------------------------------------------------------------------
