@@ -167,7 +167,9 @@ class LazyExtension:
         try:
             return self._build()
         except Exception as error:           # no compiler or ninja here: the eager ops compute the same
-            warnings.warn(f"simclr_core: native CPU kernels did not build ({error}); using {self._fallback}. "
+            where = (" (torch builds them in $TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions: set it to a "
+                     "writable folder to have them)" if isinstance(error, PermissionError) else "")
+            warnings.warn(f"simclr_core: native CPU kernels did not build ({error}){where}; using {self._fallback}. "
                           f"Set {self.switch}=0 to skip the build.", stacklevel=3)
             return None
 

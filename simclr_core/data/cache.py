@@ -37,18 +37,21 @@ def cache_dir() -> Path:
 
 
 def require_writable_cache(what: str) -> None:
-    """ConfigError, before anything is decoded, when the cache folder could not take `what` (a read-only mount,
-    missing permissions, a file in its path). Creates nothing: the folder, or its nearest existing parent, is
-    asked (access(2) answers EROFS for a read-only mount, root included)."""
-    folder = cache_dir()
-    existing = folder
+    """ConfigError, before anything is decoded, when our cache folder could not take `what`."""
+    require_writable_folder(cache_dir(), f"{what} to the cache folder", f"${CACHE_DIR_ENV}")
+
+
+def require_writable_folder(folder: Path, what: str, setting: str) -> None:
+    """ConfigError "cannot write <what> <folder> (why); set <setting> to a writable folder" when `folder` could not
+    be written (a read-only mount, missing permissions, a file in its path). Creates nothing: the folder, or its
+    nearest existing parent, is asked (access(2) answers EROFS for a read-only mount, root included)."""
+    existing = Path(folder)
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     problem = (f"{existing} is not a folder" if not existing.is_dir() else
                f"{existing} is not writable" if not os.access(existing, os.W_OK | os.X_OK) else None)
     if problem:
-        raise ConfigError(f"cannot write {what} to the cache folder {folder} ({problem}); set ${CACHE_DIR_ENV} to a "
-                          f"writable folder")
+        raise ConfigError(f"cannot write {what} {folder} ({problem}); set {setting} to a writable folder")
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,7 @@ def require_data(cfg: DataConfig, need_test: bool) -> None:
             source.require_available()
             if loader == "resident":
                 require_writable_cache(f"the decoded images of {spec.name}'s {split} split")
+                source.require_hf_cache()
 
 
 def _place(images: Tensor, device: torch.device) -> Tensor:

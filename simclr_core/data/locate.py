@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simclr_core.data.cache import require_writable_folder
 from simclr_core.data.catalog import DatasetSpec
 from simclr_core.data.hf_freshness import load_current
 from simclr_core.validation import ConfigError
@@ -100,10 +101,20 @@ class Source:
             return sum(pq.ParquetFile(path).metadata.num_rows for path in self.files)
         return len(self.load())
 
+    def require_hf_cache(self) -> None:
+        """ConfigError unless Hugging Face's datasets cache can take the Arrow copy `load` makes of local files."""
+        if self.kind in ("files", "imagefolder"):
+            import datasets
+
+            require_writable_folder(Path(datasets.config.HF_DATASETS_CACHE),
+                                    f"Hugging Face's Arrow copy of {self.describe()} to its datasets cache",
+                                    "$HF_DATASETS_CACHE (or $HF_HOME)")
+
     def load(self):
         """The split as a `datasets.Dataset` (images still encoded)."""
         import datasets
 
+        self.require_hf_cache()
         if self.kind == "files":
             return load_current(lambda rebuild: datasets.load_dataset(
                 self.location, data_files=list(self.files), split="train", **rebuild), self.fingerprint())

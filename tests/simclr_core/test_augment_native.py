@@ -7,6 +7,7 @@ import torch
 
 from simclr_core.augment import build_augmentation, functional as F, native, sampling
 from simclr_core.config import AugmentConfig
+from simclr_core.native_build import LazyExtension
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
 
@@ -118,6 +119,22 @@ def test_the_switch_turns_the_kernels_off_and_names_its_values(monkeypatch):
             native.kernels()
     finally:
         native.kernels.cache_clear()
+
+
+@pytest.mark.parametrize("error, hint", [(PermissionError(13, "Permission denied: '/home/me/.cache'"), True),
+                                         (RuntimeError("Ninja is required"), False)])
+def test_a_failed_build_falls_back_with_one_warning_naming_what_to_set(error, hint, monkeypatch):
+    # A read-only home (cluster nodes, containers) is the one failure the user can fix with a setting.
+    def build():
+        raise error
+    extension = LazyExtension("SIMCLR_TEST_SWITCH", build, "the eager ops")
+    monkeypatch.delenv("SIMCLR_TEST_SWITCH", raising=False)
+    with pytest.warns(UserWarning) as caught:
+        assert extension() is None
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(f"simclr_core: native CPU kernels did not build ({error})")
+    assert message.endswith("using the eager ops. Set SIMCLR_TEST_SWITCH=0 to skip the build.")
+    assert ("set it to a writable folder" in message and "$TORCH_EXTENSIONS_DIR" in message) is hint
 
 
 def test_builds_are_named_by_source_and_cpu(tmp_path, monkeypatch):

@@ -209,6 +209,19 @@ def test_a_cache_folder_that_cannot_be_written_is_refused_before_decoding(tmp_pa
         require_data(DataConfig(), need_test=False)
 
 
+def test_a_hugging_face_cache_that_cannot_be_written_is_refused_before_decoding(tmp_path, monkeypatch):
+    # `datasets` copies local parquet files into its cache before anything can be decoded (a read-only $HOME on a
+    # cluster node, say): the run failed after the pre-run check had passed.
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "a-file" / "hf"))
+    monkeypatch.setattr(decode_module, "decode_image", _must_not_be_called)
+    with pytest.raises(ConfigError, match=r"cannot write Hugging Face's Arrow copy of .*train.parquet \(parquet\) to "
+                                          r"its datasets cache .*a-file/hf \(.*a-file is not a folder\); set "
+                                          r"\$HF_DATASETS_CACHE \(or \$HF_HOME\) to a writable folder"):
+        require_data(DataConfig(), need_test=False)
+    assert not (tmp_path / "cache").exists()
+
+
 def test_a_full_cache_disk_is_an_error_not_a_sigbus(small_disk):
     # Writing into a mapped file that the disk cannot hold kills the process (SIGBUS, no message): on a real
     # full file system (a 1 MiB tmpfs), a subprocess must fail with the error.
