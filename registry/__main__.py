@@ -31,7 +31,7 @@ from registry.claim import describe_claim, read_claim, try_claim
 from registry.commands import GROUP, INSTALL_HINT, Command, add_unavailable, plugin_commands
 from registry.declare import Experiment, Run
 from registry.discover import get_experiment, list_experiments
-from registry.launch import Outcome, make_executor, raise_on_sigterm, redo_command
+from registry.launch import NOT_STARTED, Outcome, make_executor, raise_on_sigterm, redo_command
 from registry.placement import plan_placement
 from registry.plan import cmd_scales, print_plan
 from registry.published import published_cells, unmatched_points
@@ -258,7 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif outcome.state == "corrupt":
             print(f"corrupt: {outcome.run_id}: {outcome.detail}", file=sys.stderr)
     if any(outcome.disk_refused for outcome in outcomes):
-        unstarted = sum(outcome.detail.startswith("not started") for outcome in outcomes)
+        unstarted = sum(outcome.detail.startswith(NOT_STARTED) for outcome in outcomes)
         print(f"the disk refused a write, so {unstarted} run(s) were not started: {DISK_REFUSED_HINT}",
               file=sys.stderr)
     return 1 if counts["failed"] or counts["corrupt"] else 0

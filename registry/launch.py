@@ -93,9 +93,12 @@ def disk_refusal(exc: BaseException | None) -> int | None:
     return None
 
 
+NOT_STARTED = "not started"
+
+
 def not_started(runs: Sequence[Run], refused: Outcome) -> list[Outcome]:
-    """Outcomes of the runs left unstarted after `refused`, a run the disk refused a write."""
-    return [Outcome(run.run_id, "skipped", f"not started: the disk refused a write of {refused.run_id}")
+    """Outcomes of the runs left unstarted after `refused`, the run whose write the disk refused."""
+    return [Outcome(run.run_id, "skipped", f"{NOT_STARTED}: the disk refused a write of {refused.run_id}")
             for run in runs]
 
 
@@ -318,9 +321,10 @@ def _pool_worker(run: Run, results_dir: str, train_fn: TrainFn | str | None, cod
     except KeyboardInterrupt:
         outcome = Outcome(run.run_id, "cancelled", "interrupted")
     except OSError as exc:                    # the failure itself could not be recorded: the disk is full
-        if disk_refusal(exc) is None:
+        refused = disk_refusal(exc)
+        if refused is None:
             raise
-        outcome = Outcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}", refused_errno=disk_refusal(exc))
+        outcome = Outcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}", refused_errno=refused)
     sender.send(outcome)
     sender.close()
 

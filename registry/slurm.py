@@ -174,7 +174,7 @@ class SlurmExecutor(Executor):
     def check_results(self, results_dir: str | os.PathLike) -> None:
         """submitit keeps each job's files in <results>/.submitit and links them with symbolic links."""
         folder = Path(results_dir).resolve() / SUBMITIT_DIR
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         if not symlinks_work(folder):
             raise ConfigError(f"--slurm keeps its job files in {folder}, and submitit links them with symbolic "
                               f"links, which that file system cannot make (exFAT, FAT, some FUSE or SMB mounts); "

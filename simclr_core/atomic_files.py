@@ -22,7 +22,7 @@ from typing import IO, Callable
 DISK_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 # What os.link and os.symlink raise on a file system without such links (exFAT and FAT drives, some FUSE and SMB
 # mounts).
-NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def process_umask() -> int:
@@ -98,7 +98,7 @@ def create_if_absent(path: str | os.PathLike, text: str) -> bool:
         except FileExistsError:
             return False
         except OSError as exc:
-            if exc.errno not in NO_HARD_LINKS:
+            if exc.errno not in NO_LINKS:
                 raise
         from filelock import FileLock
 
@@ -118,7 +118,7 @@ def symlinks_work(folder: str | os.PathLike) -> bool:
     try:
         os.symlink(probe.name, probe)
     except OSError as exc:
-        if exc.errno in NO_HARD_LINKS:    # the same errnos as for hard links
+        if exc.errno in NO_LINKS:
             return False
         raise
     probe.unlink()
@@ -126,4 +126,4 @@ def symlinks_work(folder: str | os.PathLike) -> bool:
 
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "create_if_absent", "symlinks_work", "temp_file_beside",
-           "process_umask", "DISK_REFUSED", "NO_HARD_LINKS"]
+           "process_umask", "DISK_REFUSED", "NO_LINKS"]
