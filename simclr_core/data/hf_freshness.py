@@ -6,8 +6,8 @@ HFS+ 1 s, exFAT 10 ms) would be served from the old copy, silently.
 So each cached copy gets a stamp in its own folder (where `datasets` keeps the copy's Arrow files and
 dataset_info.json, and removes them together): the fingerprint of the source (locate.Source.fingerprint: path +
 size + mtime, and content for young files) it was built from. A copy whose stamp differs from the source's
-fingerprint now, or that has no stamp and was not built just now, is built again (`download_mode="force_redownload"`, without checking the new split sizes against the old copy's) and
-stamped.
+fingerprint now, or that has no stamp and was not built just now, is built again (REBUILD: without checking the
+new split sizes against the old copy's) and stamped. A copy in a cache this process cannot write is used as it is.
 """
 from __future__ import annotations
 
