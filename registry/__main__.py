@@ -187,7 +187,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             studies = sum(len(plan_studies(name, scale=scale, sampler="tpe")) for scale in SCALES)
             print(f"ok   sweep {name:<16} {SWEEPS[name].experiment}: {studies} studies over {len(SCALES)} scales")
         except ConfigError as exc:
-            problems.append(f"sweep {name}: {exc}")
+            problems.append(str(exc) if str(exc).startswith(f"sweep {name!r}") else f"sweep {name}: {exc}")
             print(f"FAIL sweep {name:<16} {SWEEPS[name].experiment}")
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)

@@ -46,8 +46,35 @@ class Sweep:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     significant_digits: int = 3
 
+    def __post_init__(self) -> None:
+        """ConfigError naming the sweep when a range is not a log-uniform one or does not match `split_axis`."""
+        where = f"sweep {self.name!r}"
+        if not self.ranges:
+            raise ConfigError(f"{where}: ranges is empty; e.g. ranges={{None: (0.05, 2.0)}}")
+        keyed_by_none = list(self.ranges) == [None]
+        if self.split_axis is None and not keyed_by_none:
+            raise ConfigError(f"{where}: ranges are keyed by {list(self.ranges)!r}, values of a split axis, but "
+                              "split_axis is not set; without one, ranges={None: (low, high)}")
+        if self.split_axis is not None and None in self.ranges:
+            raise ConfigError(f"{where}: split_axis={self.split_axis!r} needs ranges keyed by its values, e.g. "
+                              "{True: (0.01, 10.0), False: (1.0, 1000.0)}, not by None")
+        for split, bounds in self.ranges.items():
+            if not _log_uniform(bounds):
+                raise ConfigError(f"{where}: the range for {split!r} is {bounds!r}; a log-uniform range is "
+                                  "(low, high) with 0 < low < high")
+        if not (isinstance(self.significant_digits, int) and self.significant_digits >= 1):
+            raise ConfigError(f"{where}: significant_digits={self.significant_digits!r} must be a whole number >= 1")
+
     def splits(self) -> tuple[Any, ...]:
         return tuple(self.ranges)
+
+
+def _log_uniform(bounds: Any) -> bool:
+    """Whether `bounds` is a range TPE can search log-uniformly: (low, high), finite, 0 < low < high."""
+    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+        return False
+    numbers = all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)
+    return numbers and 0 < bounds[0] < bounds[1]
 
 
 # The declared sweeps (experiments/sweeps.py), by name in their order; loaded on first use.
@@ -146,6 +173,10 @@ def plan_studies(sweep_name: str, *, scale: str = "cpu", sampler: str = "grid", 
     require_choice("--sampler", sampler, SAMPLERS)
     scale_obj = get_scale(scale)
     experiment = get_experiment(sweep.experiment)
+    unset = [name for name in experiment.axes.names if name not in {sweep.axis, sweep.split_axis, *sweep.fixed}]
+    if unset:
+        raise ConfigError(f"sweep {sweep.name!r}: experiment {experiment.name!r} also varies {unset}; the sweep "
+                          f"must search it (axis), split by it (split_axis) or hold it (fixed={{{unset[0]!r}: ...}})")
     overrides = dict(overrides or {})
     searched = {sweep.axis} | ({sweep.split_axis} if sweep.split_axis else set())
     clash = sorted(k for k in overrides if k.replace("__", ".") in searched)

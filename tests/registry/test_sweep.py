@@ -26,7 +26,7 @@ from registry.launch import Executor, LocalExecutor, Outcome, execute_run
 from registry.scales import SCALES
 from registry.store import RunStore
 from registry.sweep import run_sweep
-from registry.sweep_space import SWEEPS, plan_studies, round_significant
+from registry.sweep_space import SWEEPS, Sweep, plan_studies, round_significant
 from registry.sweep_study import STALE_AFTER_S, open_storage, orphan_reason, storage_url
 from registry.sweep_summary import load_sweeps
 from simclr_core.validation import ConfigError
@@ -132,6 +132,38 @@ def test_every_sweep_plans_at_every_scale(name, scale):
             assert all(plan.low <= v <= plan.high for v in plan.grid), "grid values must lie in the TPE range"
             assert plan.metric == ("knn_top1" if scale == "smoke" else plan.experiment.metric)
             assert plan.study_name.startswith(f"{plan.experiment.name}-") and len(plan.study_hash()) == 8
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"ranges": {None: (0.0, 1.0)}}, "the range for None is (0.0, 1.0); a log-uniform range is (low, high) with 0 < low"),
+    ({"ranges": {None: (2.0, 1.0)}}, "the range for None is (2.0, 1.0)"),
+    ({"ranges": {None: (0.1, float("inf"))}}, "the range for None is (0.1, inf)"),
+    ({"ranges": {None: (0.1,)}}, "the range for None is (0.1,)"),
+    ({"ranges": {}}, "ranges is empty"),
+    ({"ranges": {True: (0.1, 1.0)}}, "ranges are keyed by [True], values of a split axis, but split_axis is not set"),
+    ({"split_axis": "loss.normalize"}, "split_axis='loss.normalize' needs ranges keyed by its values"),
+    ({"significant_digits": 0}, "significant_digits=0 must be a whole number >= 1"),
+])
+def test_a_sweep_declaration_is_checked_when_it_is_made(changes, message):
+    # A user's own sweep (a file of $SIMCLR_EXPERIMENTS_DIR) must fail when declared, naming itself, not with
+    # Optuna's ValueError in the middle of a study.
+    fields = dict(name="mine", experiment="temperature_norm", axis="loss.temperature", ranges={None: (0.1, 1.0)},
+                  summary="a test")
+    with pytest.raises(ConfigError) as refused:
+        Sweep(**{**fields, **changes})
+    assert str(refused.value).startswith("sweep 'mine': ") and message in str(refused.value)
+
+
+def test_a_sweep_must_say_what_becomes_of_each_axis_of_its_experiment(monkeypatch):
+    partial = Sweep(name="mine", experiment="temperature_norm", axis="loss.temperature", ranges={None: (0.1, 1.0)},
+                    summary="loss.normalize left out")
+    monkeypatch.setitem(SWEEPS._load(), "mine", partial)
+    with pytest.raises(ConfigError, match=r"sweep 'mine': experiment 'temperature_norm' also varies "
+                                          r"\['loss.normalize'\]; .* hold it \(fixed=\{'loss.normalize': ...\}\)"):
+        plan_studies("mine", scale="smoke", sampler="tpe")
+    monkeypatch.setitem(SWEEPS._load(), "mine", Sweep(**{**partial.__dict__, "fixed": {"loss.normalize": True}}))
+    (plan,) = plan_studies("mine", scale="smoke", sampler="tpe")
+    assert plan.runs_at(0.3)[0].config.loss.normalize is True
 
 
 def test_study_names_are_stable_and_separate_what_differs():
