@@ -86,8 +86,13 @@ def _declaration_modules() -> Iterator[tuple[str, ModuleType]]:
 
 @functools.lru_cache(maxsize=None)
 def _user_modules() -> tuple[tuple[str, ModuleType], ...]:
-    """(path, module) of every declaration file in the folders of $SIMCLR_EXPERIMENTS_DIR, loaded once."""
-    return tuple((str(path), _load_file(path)) for folder in experiment_folders()
+    """(path, module) of every declaration file in the folders of $SIMCLR_EXPERIMENTS_DIR, loaded once.
+
+    Each folder joins the end of sys.path, so that a declaration imports the helpers beside it by name (`from
+    _common import BASE`; files starting with "_" declare nothing), and never shadows an installed package."""
+    folders = experiment_folders()
+    sys.path.extend(str(folder) for folder in folders if str(folder) not in sys.path)
+    return tuple((str(path), _load_file(path)) for folder in folders
                  for path in sorted(folder.glob("*.py")) if not path.name.startswith("_"))
 
 

@@ -43,7 +43,10 @@ def registry(*args: str, folders: list[Path], results: Path, cwd: Path) -> subpr
 def test_a_folder_of_ones_own_is_listed_beside_the_package(tmp_path):
     own = tmp_path / "my project" / "ablations"
     own.mkdir(parents=True)
-    (own / "my_temperature.py").write_text(OWN)
+    (own / "my_temperature.py").write_text(OWN.replace('base={"optim.lr_scaling": "sqrt"}', "base=BASE")
+                                           .replace("import Experiment, grid", "import Experiment, grid\n"
+                                                    "from _shared import BASE   # a helper beside it"))
+    (own / "_shared.py").write_text('BASE = {"optim.lr_scaling": "sqrt"}\n')
     (own / "_helpers.py").write_text("raise RuntimeError('a helper is not a declaration')\n")
     listed = registry("list", folders=[own], results=tmp_path / "results", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
