@@ -178,8 +178,9 @@ def artefact_keys(names: Sequence[str], specs: Mapping[str, Spec]) -> list[str]:
 def all_artefacts() -> dict[str, Spec]:
     """The registered paper artefacts, then one per experiment of our own that has no report function of its
     own (reports/own.py), keyed by the experiment's artefact name."""
+    names = list_experiments()     # first: loading a user's declarations registers their report functions
     specs = dict(ARTEFACTS)
-    for name in list_experiments():
+    for name in names:
         experiment = get_experiment(name)
         if experiment.published is None and experiment.artefact not in specs:
             specs[experiment.artefact] = Spec(own_builder(experiment), name)
