@@ -75,3 +75,32 @@ def test_the_section_has_our_table_and_no_paper_column(declared, tmp_path):
     assert "Within noise of the best: 0.2" in text
     page = html_section(section, b"png")
     assert "Published numbers" not in page and "Paper vs ours" not in page and "61.00 ± 1.41 (2 runs)" in page
+
+
+def test_a_report_function_in_ones_own_file_replaces_the_default_view(tmp_path, monkeypatch):
+    # Its @artefact runs when the file loads, which the first look at the declarations does: the report must look
+    # at the registered functions after that, whatever loaded first.
+    from registry import discover
+    from reports import artefacts
+    from reports.build import all_artefacts
+
+    (tmp_path / "mine.py").write_text(
+        '"""Question: a figure of my own?"""\n'
+        "from registry import Experiment, grid\n"
+        "from reports.artefacts import artefact\n"
+        "EXPERIMENT = Experiment(name='mine_fig', title='mine', base={'optim.lr_scaling': 'sqrt'},\n"
+        "                        axes=grid(loss__temperature=(0.2, 0.5)), metric='knn_top1')\n"
+        "@artefact('mine_fig', 'mine_fig')\n"
+        "def build(published, ours):\n"
+        "    return 'my figure'\n")
+    monkeypatch.setenv(discover.EXPERIMENTS_DIR_ENV, str(tmp_path))
+    for cached in (discover._registry, discover._declarations, discover._user_modules):
+        cached.cache_clear()
+    try:
+        spec = all_artefacts()["mine_fig"]
+        assert spec.experiment == "mine_fig" and spec.build(None, None) == "my figure"
+    finally:
+        artefacts.ARTEFACTS.pop("mine_fig", None)
+        monkeypatch.delenv(discover.EXPERIMENTS_DIR_ENV)
+        for cached in (discover._registry, discover._declarations, discover._user_modules):
+            cached.cache_clear()
