@@ -98,10 +98,11 @@ def _user_modules() -> tuple[tuple[str, ModuleType], ...]:
 
 def experiment_folders() -> list[Path]:
     """The folders of $SIMCLR_EXPERIMENTS_DIR; a ConfigError naming one that is not a folder."""
-    folders = [Path(p).expanduser() for p in os.environ.get(EXPERIMENTS_DIR_ENV, "").split(os.pathsep) if p]
+    setting = os.environ.get(EXPERIMENTS_DIR_ENV, "")
+    folders = [Path(p).expanduser().absolute() for p in setting.split(os.pathsep) if p]
     for folder in folders:
         if not folder.is_dir():
-            raise ConfigError(f"${EXPERIMENTS_DIR_ENV}={os.environ[EXPERIMENTS_DIR_ENV]!r}: {folder} is not a folder; "
+            raise ConfigError(f"${EXPERIMENTS_DIR_ENV}={setting!r}: {folder} is not a folder; "
                               f"it names folders of *.py files that each declare EXPERIMENT = Experiment(...)")
     return folders
 
