@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from registry.commands import Command
+from registry.discover import EXPERIMENTS_DIR_ENV, list_experiments
 from registry.scales import SCALES
 from registry.store import default_results_dir, load_results
 from simclr_core.validation import ConfigError
@@ -66,6 +67,11 @@ def main(args: argparse.Namespace) -> int:
     for s in sections:
         for run_id, why in sorted(s.left_out.items()):
             print(f"left out of {s.key} at scale {s.scale}: {run_id}: {why}", file=sys.stderr)
+    undeclared = undeclared_runs(results)
+    if undeclared:
+        print(f"left out: {sum(undeclared.values())} finished run(s) of experiments not declared here "
+              f"({', '.join(sorted(undeclared))}); set ${EXPERIMENTS_DIR_ENV} to the folder of their declarations "
+              f"to report them", file=sys.stderr)
     width = max(len(s.key) for s in sections)
     for s in sections:
         a = s.artefact.agreement
@@ -78,6 +84,16 @@ def main(args: argparse.Namespace) -> int:
           f"report in {written.out_dir} ({written.html.name}, {written.markdown.name}, "
           f"{len(written.files)} files) in {time.perf_counter() - started:.1f}s")
     return 0
+
+
+def undeclared_runs(results) -> dict[str, int]:
+    """Experiment name -> finished runs in `results` of experiments that no declaration here names (a user's own,
+    their declarations' folder not set, or one renamed since)."""
+    if not len(results):
+        return {}
+    runs = results.drop_duplicates("run_id")
+    counts = runs[~runs["experiment"].isin(list_experiments())]["experiment"].value_counts()
+    return {str(name): int(n) for name, n in counts.items()}
 
 
 def check_out_dir(out: Path) -> None:

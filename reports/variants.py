@@ -107,8 +107,8 @@ def variant_of(row: Mapping[str, Any]) -> Variant:
     try:
         experiment = get_experiment(name)
     except ConfigError:
-        return Variant(problem=f"experiment {name!r} is not declared today (experiments/*.py): no declared "
-                               "config to check its config against")
+        return Variant(problem=f"experiment {name!r} is not declared today (experiments/*.py, "
+                               "$SIMCLR_EXPERIMENTS_DIR): no declared config to check its config against")
     if scale not in SCALES:
         return Variant(problem=f"scale {scale!r} is not one of {', '.join(SCALES)}")
     if not isinstance(row.get("config_json"), str):

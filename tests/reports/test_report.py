@@ -287,3 +287,18 @@ def test_headless_chromium_screenshot_shows_every_figure(kinds_report, tmp_path)
         tops.append(top)
     assert tops == sorted(tops), "figures are not in section order"
     shutil.copy(screenshot, report / "screenshot.png")     # kept beside the report for a human look
+
+
+def test_runs_of_an_experiment_declared_nowhere_here_are_named_not_dropped(tmp_path, capsys):
+    # A user's own experiment reported without $SIMCLR_EXPERIMENTS_DIR (or one renamed since): its runs are in the
+    # results folder, and the report must say it leaves them out, and how to bring them in.
+    import json
+
+    store = RunStore(tmp_path / "results")
+    run_id = write_run(store, "loss_variant", "smoke", {"loss.kind": "nt_xent", "loss.semi_hard": False}, 0, 40.0)
+    config = store.run_dir(run_id) / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "experiment": "my_own"}))
+    assert run(["--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "report")]) == 0
+    err = capsys.readouterr().err
+    assert "left out: 1 finished run(s) of experiments not declared here (my_own); set $SIMCLR_EXPERIMENTS_DIR " \
+           "to the folder of their declarations to report them" in err, err
