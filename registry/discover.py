@@ -134,7 +134,11 @@ def get_experiment(name: str) -> Experiment:
     """The declaration called `name`; ConfigError listing the known names otherwise."""
     experiments = _registry()
     if name not in experiments:
-        raise ConfigError(f"unknown experiment {name!r}; known experiments: {', '.join(sorted(experiments))}")
+        setting = os.environ.get(EXPERIMENTS_DIR_ENV)
+        own = (f"from the package and ${EXPERIMENTS_DIR_ENV}={setting!r}" if setting else
+               f"an experiment of your own is found through ${EXPERIMENTS_DIR_ENV}, which is unset")
+        raise ConfigError(f"unknown experiment {name!r}; known experiments: {', '.join(sorted(experiments))} "
+                          f"({own})")
     return experiments[name]
 
 

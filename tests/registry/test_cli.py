@@ -97,12 +97,14 @@ def test_only_matches_a_label_a_whole_id_or_the_run_folder_name():
 
 @pytest.mark.parametrize("args, message", [
     (("run", "augment_pair", "--dry-run"), "known experiments: augment_pairs, "),
+    (("show", "my_own"), "(an experiment of your own is found through $SIMCLR_EXPERIMENTS_DIR, which is unset)"),
     (("run", "loss_variant", "loss.temprature=0.2"), "unknown config key 'loss.temprature'"),
     (("run", "loss_variant", "loss.temperature=hot"), "must be a number"),
     (("run", "loss_variant", "--only", "zzz*"), "matches no run"),
     (("show", "nope"), "unknown experiment 'nope'"),
 ])
 def test_bad_input_fails_before_anything_is_dispatched(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.delenv("SIMCLR_EXPERIMENTS_DIR", raising=False)
     code, _, err = run_main(monkeypatch, capsys, tmp_path, *args)
     assert code == 2 and message in err
     assert not any(tmp_path.iterdir())
