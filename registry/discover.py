@@ -134,12 +134,17 @@ def get_experiment(name: str) -> Experiment:
     """The declaration called `name`; ConfigError listing the known names otherwise."""
     experiments = _registry()
     if name not in experiments:
-        setting = os.environ.get(EXPERIMENTS_DIR_ENV)
-        own = (f"from the package and ${EXPERIMENTS_DIR_ENV}={setting!r}" if setting else
-               f"an experiment of your own is found through ${EXPERIMENTS_DIR_ENV}, which is unset")
         raise ConfigError(f"unknown experiment {name!r}; known experiments: {', '.join(sorted(experiments))} "
-                          f"({own})")
+                          f"({where_declared('an experiment')})")
     return experiments[name]
+
+
+def where_declared(what: str) -> str:
+    """Where the declarations were looked for, for an error about a name that none of them declares."""
+    setting = os.environ.get(EXPERIMENTS_DIR_ENV)
+    if setting:
+        return f"from the package and ${EXPERIMENTS_DIR_ENV}={setting!r}"
+    return f"{what} of your own is found through ${EXPERIMENTS_DIR_ENV}, which is unset"
 
 
 class Declared(Mapping[str, T]):

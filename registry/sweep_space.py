@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from registry.declare import Experiment, Run, cases
-from registry.discover import Declared, get_experiment
+from registry.discover import Declared, get_experiment, where_declared
 from registry.run_id import canonical_json, semantic_dict
 from registry.scales import Scale, get_scale
 from simclr_core.validation import ConfigError, require_choice
@@ -84,7 +84,8 @@ SWEEPS: Mapping[str, Sweep] = Declared("sweeps", "SWEEPS", Sweep)
 def get_sweep(name: str) -> Sweep:
     """The sweep called `name`; ConfigError listing the known ones otherwise."""
     if name not in SWEEPS:
-        raise ConfigError(f"unknown sweep {name!r}; known sweeps: {', '.join(sorted(SWEEPS))}")
+        raise ConfigError(f"unknown sweep {name!r}; known sweeps: {', '.join(sorted(SWEEPS))} "
+                          f"({where_declared('a sweep')})")
     return SWEEPS[name]
 
 
