@@ -71,6 +71,11 @@ def config_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(canonical_json(semantic_dict(cfg)).encode("ascii")).hexdigest()[:HASH_LENGTH]
 
 
+# A run's folder is `<label>[+seedN]-<hash12>`, and file systems refuse names over 255 bytes: a longer label (an
+# axis of long tuples, say) is cut here and marked with "~".
+MAX_LABEL_CHARS = 200
+
+
 def point_label(point: Mapping[str, Any]) -> str:
     """Readable, path-safe axis values: {"first": "crop", "second": "color"} -> "crop+color".
 
@@ -100,6 +105,8 @@ def make_run_id(experiment: str, point: Mapping[str, Any], cfg: RunConfig) -> st
     adding seeds to a finished one-seed grid reuses its runs.
     """
     label = point_label(point)
+    if len(label) > MAX_LABEL_CHARS:       # ASCII (path-safe); the hash keeps it unique, config.json has the point
+        label = label[:MAX_LABEL_CHARS - 1] + "~"
     if cfg.seed != 0:
         label = f"{label}+seed{cfg.seed}"
     return f"{experiment}/{label}-{config_hash(cfg)}"

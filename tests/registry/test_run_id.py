@@ -106,3 +106,19 @@ def test_point_label_is_readable_and_path_safe():
     assert point_label({"augment.ops": ("crop", "color")}) == "crop-color"
     assert point_label({"name": "a/b c"}) == "a_b_c"
     assert point_label({}) == "base"
+
+
+def test_a_label_too_long_for_a_folder_name_is_cut_and_the_hash_keeps_ids_apart(tmp_path):
+    # Folder names over 255 bytes are refused (ENAMETOOLONG) by ext4, XFS, exFAT...: an axis of long tuples
+    # reached that.
+    ops = ("crop", "color", "blur", "sobel", "noise", "rotate", "cutout") * 6
+    ids = {make_run_id("mine", {"augment.ops": ops, "loss.temperature": t},
+                       RunConfig().with_overrides({"augment.ops": ops, "loss.temperature": t, "seed": 12}))
+           for t in (0.1, 0.2)}
+    assert len(ids) == 2
+    for run_id in ids:
+        folder = split_run_id(run_id)
+        assert folder[1].endswith("~+seed12") and len(run_id.partition("/")[2].encode()) < 255, run_id
+        (tmp_path / run_id).mkdir(parents=True)
+    short = make_run_id("mine", {"loss.temperature": 0.1}, RunConfig().with_overrides({"loss.temperature": 0.1}))
+    assert "~" not in short
