@@ -4,7 +4,7 @@ modules beside them (the scales in experiments/scales.py, the sweeps in experime
 A user's own ablations can live outside the package, in their own project (the package installed with a plain
 `pip install`): every `*.py` file not starting with "_" in the folders of $SIMCLR_EXPERIMENTS_DIR (several
 separated by os.pathsep) declares one EXPERIMENT too, as a module of `experiments` does, and/or SWEEPS =
-(Sweep(...), ...) beside the package's experiments/sweeps.py.
+(Sweep(...), ...) and SCALES = (Scale(...), ...) beside the package's experiments/sweeps.py and scales.py.
 
 The registry never imports `experiments` statically (it sits below it): the package is imported here, by name,
 on first use. A name declared twice is an error naming both modules (two files silently shadowing each other
@@ -36,7 +36,7 @@ NOT_DECLARATIONS = frozenset({"base", "scales", "sweeps"})
 # Folders of declarations outside the package (os.pathsep-separated).
 EXPERIMENTS_DIR_ENV = "SIMCLR_EXPERIMENTS_DIR"
 # What a file of those folders may declare instead of (or besides) an EXPERIMENT: `Declared` entries it adds to.
-USER_DECLARABLE = ("SWEEPS",)
+USER_DECLARABLE = ("SWEEPS", "SCALES")
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ def _declarations() -> dict[str, tuple[Experiment, ModuleType]]:
     for origin, module in _declaration_modules():
         experiment = getattr(module, "EXPERIMENT", None)
         if origin in user_files and experiment is None and any(hasattr(module, a) for a in USER_DECLARABLE):
-            continue                     # a file of the user's that declares only sweeps
+            continue                     # a file of the user's that declares only sweeps or scales
         if not isinstance(experiment, Experiment):
             also = "".join(f" or {a} = (...)" for a in USER_DECLARABLE) if origin in user_files else ""
             raise ConfigError(f"{origin} defines no EXPERIMENT = Experiment(...){also}")

@@ -37,7 +37,8 @@ def _describe_training(cfg: RunConfig) -> str:
 def cmd_scales(args: argparse.Namespace) -> int:
     names = list_experiments()
     typical = get_experiment(TYPICAL_ABLATION if TYPICAL_ABLATION in names else names[0])
-    print(f"scales, cheapest first (--scale NAME; default {DEFAULT_SCALE}); hours are per device, summed over runs")
+    print(f"scales, the package's cheapest first, then any of yours (--scale NAME; default {DEFAULT_SCALE}); hours "
+          "are per device, summed over runs")
     for scale in SCALES.values():
         one = _scale_total(typical, scale, None)
         every = total((run.config for name in names for run in get_experiment(name).runs(scale)), scale.hardware)

@@ -33,6 +33,18 @@ SWEEPS = (
 '''
 
 
+OWN_SCALE = '''from experiments.base import cifar10_base
+from registry import Scale
+
+SCALES = (
+    Scale(name="tiny", summary="smoke with 64 training images", base=cifar10_base,
+          defaults={"data.dataset": "cifar10_subset", "encoder.name": "resnet18"}, batch_size_factor=1 / 64,
+          width_factor=0.25, fixed={"max_steps": 1, "data.train_limit": 64, "data.test_limit": 100,
+                                   "eval.protocols": ("knn",), "eval.knn_k": 5, "precision": "no"}),
+)
+'''
+
+
 def registry(*args: str, folders: list[Path], results: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "SIMCLR_RESULTS_DIR": str(results),
            "SIMCLR_EXPERIMENTS_DIR": os.pathsep.join(map(str, folders))}
@@ -96,8 +108,27 @@ def test_ones_own_sweep_searches_ones_own_experiment(tmp_path):
     assert summary["counts"]["COMPLETE"] == 2 and summary["metric"] == "knn_top1"
 
 
+def test_ones_own_scale_runs_ones_own_and_the_packages_experiments(tmp_path):
+    own = tmp_path / "ablations"
+    own.mkdir()
+    (own / "my_temperature.py").write_text(OWN)
+    (own / "my_scales.py").write_text(OWN_SCALE)            # a file may declare scales only
+    results = tmp_path / "results"
+    scales = registry("scales", folders=[own], results=results, cwd=tmp_path)
+    assert scales.returncode == 0, scales.stderr
+    assert "\ntiny\n" in scales.stdout and "64 training / 100 test images" in scales.stdout
+    for experiment in ("my_temperature", "loss_variant"):
+        ran = registry("run", experiment, "--scale", "tiny", "--only", "*0.2*", "--only", "nt_xent*",
+                       folders=[own], results=results, cwd=tmp_path)
+        assert ran.returncode == 0 and "summary: 1 done" in ran.stdout, ran.stderr[-3000:]
+    status = registry("status", "--scale", "tiny", folders=[own], results=results, cwd=tmp_path)
+    assert status.returncode == 0 and status.stdout.count(" tiny ") == 2, status.stdout + status.stderr
+    valid = registry("validate", folders=[own], results=results, cwd=tmp_path)
+    assert valid.returncode == 0 and "5 scales: all valid" in valid.stdout, valid.stdout + valid.stderr
+
+
 @pytest.mark.parametrize("case", ["missing folder", "syntax error", "no EXPERIMENT", "declared twice", "bad axis",
-                                  "sweep declared twice", "sweep of no experiment"])
+                                  "sweep declared twice", "sweep of no experiment", "scale declared twice"])
 def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
     own = tmp_path / "ablations"
     own.mkdir()
@@ -112,10 +143,13 @@ def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
         expected = f"{file}: SyntaxError: "
     elif case == "no EXPERIMENT":
         file.write_text('"""Question: nothing."""\n')
-        expected = f"{file} defines no EXPERIMENT = Experiment(...) or SWEEPS = (...)"
+        expected = f"{file} defines no EXPERIMENT = Experiment(...) or SWEEPS = (...) or SCALES = (...)"
     elif case == "sweep declared twice":
         file.write_text(OWN_SWEEP.replace('"my_temperature_search"', '"temperature"'))
         expected = f"sweep 'temperature' is declared twice: in experiments.sweeps.SWEEPS and in {file} (SWEEPS)"
+    elif case == "scale declared twice":
+        file.write_text(OWN_SCALE.replace('name="tiny"', 'name="smoke"'))
+        expected = f"scale 'smoke' is declared twice: in experiments.scales.SCALES and in {file} (SCALES)"
     elif case == "sweep of no experiment":
         file.write_text(OWN_SWEEP)
         expected = "sweep my_temperature_search: unknown experiment 'my_temperature'"
