@@ -103,7 +103,7 @@ def experiment_folders() -> list[Path]:
     for folder in folders:
         if not folder.is_dir():
             raise ConfigError(f"${EXPERIMENTS_DIR_ENV}={setting!r}: {folder} is not a folder; "
-                              f"it names folders of *.py files that each declare EXPERIMENT = Experiment(...)")
+                              f"it names folders of *.py files that declare EXPERIMENT, SWEEPS or SCALES")
     return folders
 
 

@@ -120,10 +120,9 @@ def run(argv: list[str] | None = None) -> int:
     """`python -m reports`: the same verb, standalone."""
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
     try:
-        return main(args)
+        add_arguments(parser)         # lists the scales, which may be the user's own
+        return main(parser.parse_args(argv))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
