@@ -30,7 +30,7 @@ from registry import sweep as sweep_verb
 from registry.claim import describe_claim, read_claim, try_claim
 from registry.commands import GROUP, INSTALL_HINT, Command, add_unavailable, plugin_commands
 from registry.declare import Experiment, Run
-from registry.discover import get_experiment, list_experiments
+from registry.discover import experiment_folders, get_experiment, list_experiments
 from registry.launch import NOT_STARTED, Outcome, make_executor, raise_on_sigterm, redo_command
 from registry.placement import plan_placement
 from registry.plan import cmd_scales, print_plan
@@ -501,9 +501,26 @@ def report_unexpected(exc: BaseException) -> int:
         where = f"the traceback is in {path}"
     except OSError:
         where = "the traceback could not be saved"
-    print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n"
-          f"  an unexpected failure; {where} (please include it in a bug report)", file=sys.stderr)
+    own = _raised_in_own_code(exc)
+    whose = (f"raised in your own code at {own}; {where}" if own else
+             f"an unexpected failure; {where} (please include it in a bug report)")
+    print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n  {whose}",
+          file=sys.stderr)
     return 1
+
+
+def _raised_in_own_code(exc: BaseException) -> str | None:
+    """"file:line" of the innermost frame of `exc` in a file of $SIMCLR_EXPERIMENTS_DIR (a user's report
+    function, say), else None."""
+    try:
+        folders = [str(folder) + os.sep for folder in experiment_folders()]
+    except ConfigError:
+        return None
+    innermost = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        if any(frame.f_code.co_filename.startswith(folder) for folder in folders):
+            innermost = f"{frame.f_code.co_filename}:{line}"
+    return innermost
 
 
 if __name__ == "__main__":

@@ -127,6 +127,22 @@ def test_ones_own_scale_runs_ones_own_and_the_packages_experiments(tmp_path):
     assert valid.returncode == 0 and "5 scales: all valid" in valid.stdout, valid.stdout + valid.stderr
 
 
+def test_a_failure_in_ones_own_report_function_is_not_called_a_bug_of_ours(tmp_path):
+    own = tmp_path / "ablations"
+    own.mkdir()
+    (own / "my_temperature.py").write_text(OWN + (
+        "\nfrom reports.artefacts import artefact\n\n\n"
+        "@artefact('my_temperature', 'my_temperature')\n"
+        "def build(ours, published):\n"
+        "    raise KeyError('a column I misspelt')\n"))
+    line = (own / "my_temperature.py").read_text().splitlines().index("    raise KeyError('a column I misspelt')") + 1
+    reported = registry("report", "my_temperature", folders=[own], results=tmp_path / "results", cwd=tmp_path)
+    assert reported.returncode == 1, reported.stdout + reported.stderr
+    assert "error: KeyError: 'a column I misspelt'" in reported.stderr
+    assert f"raised in your own code at {own / 'my_temperature.py'}:{line}; the traceback is in " in reported.stderr
+    assert "bug report" not in reported.stderr and "Traceback" not in reported.stderr
+
+
 @pytest.mark.parametrize("case", ["missing folder", "syntax error", "no EXPERIMENT", "declared twice", "bad axis",
                                   "sweep declared twice", "sweep of no experiment", "scale declared twice"])
 def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
