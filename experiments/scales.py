@@ -5,7 +5,8 @@ setting on a cluster); `python -m registry scales` prints each one's purpose, wh
 hours of its ablations. What a field of `Scale` means, and the order in which a run is resolved from a scale, is
 in registry/scales.py, which finds this module by name (`registry.scales.SCALES`, loaded on first use).
 
-Adding a scale is one `Scale(...)` entry below; the first one listed is the cheapest.
+Adding a scale is one `Scale(...)` entry below (the first one listed is the cheapest), or, outside the package, in
+a `SCALES` tuple of a file in $SIMCLR_EXPERIMENTS_DIR.
 """
 from __future__ import annotations
 

@@ -7,7 +7,8 @@
 What a field of `Sweep` means, and how a study's trials become registry runs, is in registry/sweep_space.py,
 which finds this module by name (`registry.sweep_space.SWEEPS`, loaded on first use).
 
-Adding a sweep is one `Sweep(...)` entry below.
+Adding a sweep is one `Sweep(...)` entry below, or, outside the package, in a `SWEEPS` tuple of a file in
+$SIMCLR_EXPERIMENTS_DIR.
 """
 from __future__ import annotations
 
