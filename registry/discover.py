@@ -91,15 +91,30 @@ def _user_modules() -> tuple[tuple[str, ModuleType], ...]:
     Each folder joins the end of sys.path, so that a declaration imports the helpers beside it by name (`from
     _common import BASE`; files starting with "_" declare nothing), and never shadows an installed package."""
     folders = experiment_folders()
+    _require_distinct_helpers(folders)
     sys.path.extend(str(folder) for folder in folders if str(folder) not in sys.path)
     return tuple((str(path), _load_file(path)) for folder in folders
                  for path in sorted(folder.glob("*.py")) if not path.name.startswith("_"))
 
 
+def _require_distinct_helpers(folders: list[Path]) -> None:
+    """ConfigError when two folders hold a helper of one name (`_shared.py`, or a package folder): on sys.path,
+    the first would be imported by the declarations of both."""
+    seen: dict[str, Path] = {}
+    for folder in folders:
+        helpers = list(folder.glob("_*.py")) + [p for p in folder.iterdir() if (p / "__init__.py").is_file()]
+        for helper in sorted(helpers):
+            name = helper.stem if helper.suffix == ".py" else helper.name
+            if name in seen and seen[name].parent != folder:
+                raise ConfigError(f"${EXPERIMENTS_DIR_ENV}: {seen[name]} and {helper} share the name {name!r}; "
+                                  "the declarations of both folders would import the first: rename one")
+            seen[name] = helper
+
+
 def experiment_folders() -> list[Path]:
     """The folders of $SIMCLR_EXPERIMENTS_DIR; a ConfigError naming one that is not a folder."""
     setting = os.environ.get(EXPERIMENTS_DIR_ENV, "")
-    folders = [Path(p).expanduser().absolute() for p in setting.split(os.pathsep) if p]
+    folders = list(dict.fromkeys(Path(p).expanduser().absolute() for p in setting.split(os.pathsep) if p))
     for folder in folders:
         if not folder.is_dir():
             raise ConfigError(f"${EXPERIMENTS_DIR_ENV}={setting!r}: {folder} is not a folder; "

@@ -144,7 +144,8 @@ def test_a_failure_in_ones_own_report_function_is_not_called_a_bug_of_ours(tmp_p
 
 
 @pytest.mark.parametrize("case", ["missing folder", "syntax error", "no EXPERIMENT", "declared twice", "bad axis",
-                                  "sweep declared twice", "sweep of no experiment", "scale declared twice"])
+                                  "sweep declared twice", "sweep of no experiment", "scale declared twice",
+                                  "helpers share a name"])
 def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
     own = tmp_path / "ablations"
     own.mkdir()
@@ -163,6 +164,14 @@ def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
     elif case == "sweep declared twice":
         file.write_text(OWN_SWEEP.replace('"my_temperature_search"', '"temperature"'))
         expected = f"sweep 'temperature' is declared twice: in experiments.sweeps.SWEEPS and in {file} (SWEEPS)"
+    elif case == "helpers share a name":
+        other = tmp_path / "other project"
+        other.mkdir()
+        folders = [own, other]
+        for folder in folders:
+            (folder / "_shared.py").write_text("BASE = {}\n")
+        expected = (f"{own / '_shared.py'} and {other / '_shared.py'} share the name '_shared'; the declarations of "
+                    "both folders would import the first: rename one")
     elif case == "scale declared twice":
         file.write_text(OWN_SCALE.replace('name="tiny"', 'name="smoke"'))
         expected = f"scale 'smoke' is declared twice: in experiments.scales.SCALES and in {file} (SCALES)"
