@@ -38,7 +38,10 @@ def code_version() -> dict[str, Any]:
     Read-only git commands only: `diff-index` (tracked changes, without refreshing the index) and
     `ls-files --others` (untracked files that are not ignored: new modules change behaviour too).
     """
-    sha = _git("rev-parse", "HEAD")
+    # Only a checkout of this project itself: a harness installed into a virtual environment inside another git
+    # repository (a user's project) would otherwise record that repository's commit as the harness's.
+    toplevel = _git("rev-parse", "--show-toplevel")
+    sha = _git("rev-parse", "HEAD") if toplevel and Path(toplevel).resolve() == REPO else None
     dirty = None
     if sha is not None:
         tracked = subprocess.run(["git", "-C", str(REPO), "diff-index", "--quiet", "HEAD", "--"],
