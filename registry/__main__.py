@@ -41,12 +41,11 @@ from registry.scales import DEFAULT_SCALE, SCALES, get_scale
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import STATES, RunStore
 from registry.sweep_space import SWEEPS, plan_studies
-from simclr_core.atomic_files import DISK_REFUSED
+from simclr_core.atomic_files import disk_trouble
 from simclr_core.validation import ConfigError, require_choice
 from simclr_core.warning_format import print_warnings_on_one_line
 
-DISK_REFUSED_HINT = ("free space there (or make it writable) and run the same command again; finished runs are kept "
-                     "and unfinished ones resume")
+AGAIN = "run the same command again; finished runs are kept and unfinished ones resume"
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
@@ -257,10 +256,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"{experiment.name} --scale {args.scale} prints the traceback)", file=sys.stderr)
         elif outcome.state == "corrupt":
             print(f"corrupt: {outcome.run_id}: {outcome.detail}", file=sys.stderr)
-    if any(outcome.disk_refused for outcome in outcomes):
+    refused = next((outcome for outcome in outcomes if outcome.disk_refused), None)
+    if refused is not None:
+        what, todo = disk_trouble(refused.refused_errno)
         unstarted = sum(outcome.detail.startswith(NOT_STARTED) for outcome in outcomes)
-        print(f"the disk refused a write, so {unstarted} run(s) were not started: {DISK_REFUSED_HINT}",
-              file=sys.stderr)
+        print(f"{what}, so {unstarted} run(s) were not started: {todo} and {AGAIN}", file=sys.stderr)
     return 1 if counts["failed"] or counts["corrupt"] else 0
 
 
@@ -483,9 +483,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               "checkpoints", file=sys.stderr)
         return 130
     except OSError as exc:
-        if exc.errno not in DISK_REFUSED:
+        trouble = disk_trouble(exc.errno)
+        if trouble is None:
             return report_unexpected(exc)
-        print(f"error: {exc}\n  the disk refused a write: {DISK_REFUSED_HINT}", file=sys.stderr)
+        print(f"error: {exc}\n  {trouble[0]}: {trouble[1]} and {AGAIN}", file=sys.stderr)
         return 1
     except Exception as exc:   # a bug or an unforeseen fault: one line here, the traceback in a file
         return report_unexpected(exc)

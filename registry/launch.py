@@ -35,7 +35,7 @@ from registry.placement import Placement, plan_placement
 from registry.pretraining import pretraining_key, reuse_pretraining
 from registry.provenance import code_version
 from registry.store import RunStore, now_iso
-from simclr_core.atomic_files import DISK_REFUSED
+from simclr_core.atomic_files import disk_trouble
 from simclr_core.validation import ConfigError
 from simclr_core.warning_format import print_warnings_on_one_line
 
@@ -73,8 +73,9 @@ class Outcome:
     run_id: str
     state: str          # one of OUTCOMES
     detail: str = ""
-    # The errno of a write the disk refused (full, over quota, read-only), which failed the run: the runs after
-    # it would train only to fail the same way, so an executor starts no more of them (`not_started`).
+    # The errno of a write the disk refused (full, over quota, read-only) or of a disk that stopped answering,
+    # which failed the run: the runs after it would train only to fail the same way, so an executor starts no more
+    # of them (`not_started`).
     refused_errno: int | None = None
 
     @property
@@ -83,10 +84,11 @@ class Outcome:
 
 
 def disk_refusal(exc: BaseException | None) -> int | None:
-    """The errno when `exc`, or an exception it was raised from or while handling, is the disk refusing a write."""
+    """The errno when `exc`, or an exception it was raised from or while handling, is the disk refusing a write
+    or no longer answering (atomic_files.disk_trouble)."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, OSError) and exc.errno in DISK_REFUSED:
+        if isinstance(exc, OSError) and disk_trouble(exc.errno) is not None:
             return exc.errno
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
@@ -98,8 +100,8 @@ NOT_STARTED = "not started"
 
 def not_started(runs: Sequence[Run], refused: Outcome) -> list[Outcome]:
     """Outcomes of the runs left unstarted after `refused`, the run whose write the disk refused."""
-    return [Outcome(run.run_id, "skipped", f"{NOT_STARTED}: the disk refused a write of {refused.run_id}")
-            for run in runs]
+    what = disk_trouble(refused.refused_errno)[0]
+    return [Outcome(run.run_id, "skipped", f"{NOT_STARTED}: {what} ({refused.run_id})") for run in runs]
 
 
 def redo_command(run: Run) -> str:

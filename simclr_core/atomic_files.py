@@ -20,6 +20,17 @@ from typing import IO, Callable
 # A full disk, a quota, a read-only mount: the environment refusing a write, which a command reports in one line
 # (not as a bug).
 DISK_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+# A disk that stopped answering: a drive unplugged, a network or FUSE mount whose server went away.
+DISK_GONE = frozenset({errno.EIO, errno.ENOTCONN, errno.ESTALE})
+
+
+def disk_trouble(code: int | None) -> tuple[str, str] | None:
+    """(what the disk did, what to do) for an errno of DISK_REFUSED or DISK_GONE; None for any other."""
+    if code in DISK_REFUSED:
+        return "the disk refused a write", "free space there (or make it writable)"
+    if code in DISK_GONE:
+        return "the disk stopped answering", "reconnect it (the drive, the network or FUSE mount)"
+    return None
 # What os.link and os.symlink raise on a file system without such links (exFAT and FAT drives, some FUSE and SMB
 # mounts).
 NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
@@ -126,4 +137,4 @@ def symlinks_work(folder: str | os.PathLike) -> bool:
 
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "create_if_absent", "symlinks_work", "temp_file_beside",
-           "process_umask", "DISK_REFUSED", "NO_LINKS"]
+           "process_umask", "disk_trouble", "DISK_GONE", "DISK_REFUSED", "NO_LINKS"]

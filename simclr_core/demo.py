@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from simclr_core.atomic_files import DISK_REFUSED
+from simclr_core.atomic_files import disk_trouble
 from simclr_core.config import RunConfig
 from simclr_core.data import load_images
 from simclr_core.evaluate import knn_eval
@@ -75,10 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         metrics = train(cfg, Path(args.run_dir))
     except OSError as exc:
-        if exc.errno not in DISK_REFUSED:
+        trouble = disk_trouble(exc.errno)
+        if trouble is None:
             raise
-        parser.exit(1, f"error: {exc}\n  the disk refused a write: free space there (or make it writable), or "
-                       f"choose another --run-dir; the same command then resumes from the last checkpoint\n")
+        parser.exit(1, f"error: {exc}\n  {trouble[0]}: {trouble[1]}, or choose another --run-dir; the same command "
+                       f"then resumes from the last checkpoint\n")
     if int(os.environ.get("RANK", "0")) != 0:    # under torchrun every process gets the metrics; one prints
         return
     print(json.dumps({"random_init_knn_top1": before, "pretrained_knn_top1": metrics["knn_top1"],

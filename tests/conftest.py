@@ -60,5 +60,6 @@ def exfat_disk(tmp_path):
                 pytest.skip(f"{command[0]} failed: {made.stderr.strip()}")
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], capture_output=True)
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)    # its FUSE daemon was killed
         subprocess.run(["losetup", "--detach", device], capture_output=True)

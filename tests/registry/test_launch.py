@@ -147,7 +147,7 @@ def test_a_full_disk_starts_no_more_runs(results, parallel):
     for run, outcome in zip(runs, outcomes):
         if run not in started:
             assert outcome.state == "skipped" and outcome.detail == (
-                f"not started: the disk refused a write of {full.run_id}"), outcome
+                f"not started: the disk refused a write ({full.run_id})"), outcome
     assert [o.state for o in outcomes[:2]] == ["done", "failed"] and not outcomes[0].disk_refused
 
 

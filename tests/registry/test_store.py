@@ -196,6 +196,27 @@ def test_a_store_and_cache_on_an_exfat_drive_run_resume_and_sweep(tmp_path, exfa
     assert len(list((exfat_disk / "results" / "optuna").glob("*.journal"))) == 1
 
 
+def test_a_results_drive_that_goes_away_mid_run_is_one_error_saying_so(tmp_path, exfat_disk):
+    # An unplugged drive, or a FUSE/network mount whose server died (here: exFAT's FUSE daemon killed after the
+    # first run): every later write fails with ENOTCONN; that is no bug of ours, and no later run can be recorded.
+    env = {**os.environ, "SIMCLR_RESULTS_DIR": str(exfat_disk / "results"), "SIMCLR_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "registry", "run", "loss_variant", "--scale", "smoke"]
+    running = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in running.stdout:
+            if line.startswith("[1/5] done"):
+                subprocess.run(["pkill", "-KILL", "-f", f"mount.exfat-fuse .* {exfat_disk}$"], check=True)
+                break
+        out, err = running.communicate(timeout=600)
+    finally:
+        running.kill()
+    assert running.returncode == 1, err[-3000:]
+    assert "Transport endpoint is not connected" in err and "the disk stopped answering: reconnect it (the drive, " \
+           "the network or FUSE mount) and run the same command again" in err, err[-3000:]
+    assert "unexpected failure" not in err and "[5/5]" not in out
+
+
 @pytest.mark.parametrize("content", [
     {"host": socket.gethostname(), "pid": os.getppid()},        # a live process on this host
     {"host": "another-node", "pid": 1},                          # another host: cannot judge, keep it
