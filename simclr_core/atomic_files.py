@@ -20,7 +20,7 @@ from typing import IO, Callable
 # A full disk, a quota, a read-only mount: the environment refusing a write, which a command reports in one line
 # (not as a bug).
 DISK_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
-# A disk that stopped answering: a drive unplugged, a network or FUSE mount whose server went away.
+# A disk that failed or stopped answering: a drive unplugged, a network or FUSE mount whose server went away.
 DISK_GONE = frozenset({errno.EIO, errno.ENOTCONN, errno.ESTALE})
 
 
@@ -29,7 +29,7 @@ def disk_trouble(code: int | None) -> tuple[str, str] | None:
     if code in DISK_REFUSED:
         return "the disk refused a write", "free space there (or make it writable)"
     if code in DISK_GONE:
-        return "the disk stopped answering", "reconnect it (the drive, the network or FUSE mount)"
+        return "the disk failed or stopped answering", "check or reconnect it (the drive, the network or FUSE mount)"
     return None
 # What os.link and os.symlink raise on a file system without such links (exFAT and FAT drives, some FUSE and SMB
 # mounts).

@@ -212,8 +212,8 @@ def test_a_results_drive_that_goes_away_mid_run_is_one_error_saying_so(tmp_path,
     finally:
         running.kill()
     assert running.returncode == 1, err[-3000:]
-    assert "Transport endpoint is not connected" in err and "the disk stopped answering: reconnect it (the drive, " \
-           "the network or FUSE mount) and run the same command again" in err, err[-3000:]
+    assert "Transport endpoint is not connected" in err and "the disk failed or stopped answering: check or " \
+           "reconnect it (the drive, the network or FUSE mount) and run the same command again" in err, err[-3000:]
     assert "unexpected failure" not in err and "[5/5]" not in out
 
 
