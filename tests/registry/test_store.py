@@ -202,15 +202,17 @@ def test_a_results_drive_that_goes_away_mid_run_is_one_error_saying_so(tmp_path,
     env = {**os.environ, "SIMCLR_RESULTS_DIR": str(exfat_disk / "results"), "SIMCLR_CACHE_DIR": str(tmp_path / "cache"),
            "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "registry", "run", "loss_variant", "--scale", "smoke"]
-    running = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in running.stdout:
-            if line.startswith("[1/5] done"):
-                subprocess.run(["pkill", "-KILL", "-f", f"mount.exfat-fuse .* {exfat_disk}$"], check=True)
-                break
-        out, err = running.communicate(timeout=600)
-    finally:
-        running.kill()
+    with open(tmp_path / "stderr.txt", "w") as errors:       # progress bars: a pipe read by nobody would fill up
+        running = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=errors, text=True)
+        try:
+            for line in running.stdout:
+                if line.startswith("[1/5] done"):
+                    subprocess.run(["pkill", "-KILL", "-f", f"mount.exfat-fuse .* {exfat_disk}$"], check=True)
+                    break
+            out, _ = running.communicate(timeout=600)
+        finally:
+            running.kill()
+    err = (tmp_path / "stderr.txt").read_text()
     assert running.returncode == 1, err[-3000:]
     assert "Transport endpoint is not connected" in err and "the disk failed or stopped answering: check or " \
            "reconnect it (the drive, the network or FUSE mount) and run the same command again" in err, err[-3000:]
