@@ -163,7 +163,8 @@ def where_declared(what: str) -> str:
 
 
 class Declared(Mapping[str, T]):
-    """A read-only mapping name -> entry of the sequence `attr` that `experiments.<module>` declares, in its order.
+    """A read-only mapping name -> entry of the sequence `attr` that `experiments.<module>` declares, in its order,
+    then (for an `attr` of USER_DECLARABLE) those of the files of $SIMCLR_EXPERIMENTS_DIR.
 
     Nothing is imported until the first look-up (`SCALES["cpu"]`, `for name in SCALES`, `len(SCALES)`, ...);
     then every entry is checked to be a `kind` and named once. `registry.scales.SCALES` and
