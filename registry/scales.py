@@ -1,11 +1,11 @@
 """Scales: how much compute one resolved ablation spends, never which runs it has.
 
-The mechanism lives here (`Scale`, `get_scale`, `SCALES`); the scales themselves are experiment content, declared
-in experiments/scales.py, cheapest first: smoke (plumbing in seconds), cpu (trends on a 2-core CPU), gpu (one
+The mechanism lives here (`Scale`, `get_scale`, `SCALES`); the scales themselves are experiment content, declared in
+experiments/scales.py, cheapest first: smoke (plumbing in seconds), cpu (trends on a 2-core CPU), gpu (one
 H100/H200-class GPU), paper (the paper's setting on a cluster), then a user's own (`SCALES` in a file of
-$SIMCLR_EXPERIMENTS_DIR). `SCALES` maps each name to its `Scale`, in that order; it imports experiments/scales.py
-by name on first use (registry/discover.py), as the registry finds experiments. `python -m registry scales` prints each one's purpose, what it trains and the estimated hours of its
-ablations.
+$SIMCLR_EXPERIMENTS_DIR). `SCALES` maps each name to its `Scale`, in that order; it imports experiments/scales.py by
+name on first use (registry/discover.py), as the registry finds experiments. `python -m registry scales` prints each
+one's purpose, what it trains and the estimated hours of its ablations.
 
 Every scale resolves every axis point of an ablation; it changes only the setting the ablation starts
 from (ImageNet or CIFAR-10) and how much is trained. A run is resolved in this order:

@@ -135,7 +135,8 @@ def test_every_sweep_plans_at_every_scale(name, scale):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"ranges": {None: (0.0, 1.0)}}, "the range for None is (0.0, 1.0); a log-uniform range is (low, high) with 0 < low"),
+    ({"ranges": {None: (0.0, 1.0)}},
+     "the range for None is (0.0, 1.0); a log-uniform range is (low, high) with 0 < low"),
     ({"ranges": {None: (2.0, 1.0)}}, "the range for None is (2.0, 1.0)"),
     ({"ranges": {None: (0.1, float("inf"))}}, "the range for None is (0.1, inf)"),
     ({"ranges": {None: (0.1,)}}, "the range for None is (0.1,)"),

@@ -290,7 +290,8 @@ def test_a_file_replaced_keeping_its_mtime_is_not_read_from_a_stale_hugging_face
                         lambda *a, **k: modes.append(k.get("download_mode")) or real_load(*a, **k))
     _write_parquet(path, _random_images(4, 8, 8, seed=0), [0, 1, 0, 1])
     os.utime(path, ns=(hour_ago, hour_ago))
-    assert load_images(DataConfig(dataset="parquet", data_dir=str(path.parent)), "train").labels.tolist() == [0, 1, 0, 1]
+    first = load_images(DataConfig(dataset="parquet", data_dir=str(path.parent)), "train")
+    assert first.labels.tolist() == [0, 1, 0, 1]
     _write_parquet(path, _random_images(6, 8, 8, seed=1), [1, 1, 0, 0, 1, 0])
     os.utime(path, ns=(hour_ago, hour_ago))
     second = load_images(DataConfig(dataset="parquet", data_dir=str(path.parent)), "train")
