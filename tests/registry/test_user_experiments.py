@@ -52,6 +52,15 @@ def registry(*args: str, folders: list[Path], results: Path, cwd: Path) -> subpr
                           cwd=cwd, timeout=600)
 
 
+def own_folder(tmp_path: Path, **files: str) -> Path:
+    """tmp_path/ablations holding `<name>.py` with each text of `files`."""
+    own = tmp_path / "ablations"
+    own.mkdir()
+    for name, text in files.items():
+        (own / f"{name}.py").write_text(text)
+    return own
+
+
 def test_a_folder_of_ones_own_is_listed_beside_the_package(tmp_path):
     own = tmp_path / "my project" / "ablations"
     own.mkdir(parents=True)
@@ -73,9 +82,7 @@ def test_a_folder_of_ones_own_is_listed_beside_the_package(tmp_path):
 
 @pytest.mark.slow
 def test_ones_own_ablation_runs_and_is_reported(tmp_path):
-    own = tmp_path / "ablations"
-    own.mkdir()
-    (own / "my_temperature.py").write_text(OWN)
+    own = own_folder(tmp_path, my_temperature=OWN)
     results = tmp_path / "results"
     ran = registry("run", "my_temperature", "--scale", "smoke", folders=[own], results=results, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr[-3000:]
@@ -89,10 +96,7 @@ def test_ones_own_ablation_runs_and_is_reported(tmp_path):
 
 
 def test_ones_own_sweep_searches_ones_own_experiment(tmp_path):
-    own = tmp_path / "ablations"
-    own.mkdir()
-    (own / "my_temperature.py").write_text(OWN)
-    (own / "my_sweeps.py").write_text(OWN_SWEEP)            # a file may declare sweeps only
+    own = own_folder(tmp_path, my_temperature=OWN, my_sweeps=OWN_SWEEP)     # a file may declare sweeps only
     results = tmp_path / "results"
     valid = registry("validate", folders=[own], results=results, cwd=tmp_path)
     assert valid.returncode == 0, valid.stderr
@@ -109,10 +113,7 @@ def test_ones_own_sweep_searches_ones_own_experiment(tmp_path):
 
 
 def test_ones_own_scale_runs_ones_own_and_the_packages_experiments(tmp_path):
-    own = tmp_path / "ablations"
-    own.mkdir()
-    (own / "my_temperature.py").write_text(OWN)
-    (own / "my_scales.py").write_text(OWN_SCALE)            # a file may declare scales only
+    own = own_folder(tmp_path, my_temperature=OWN, my_scales=OWN_SCALE)     # a file may declare scales only
     results = tmp_path / "results"
     scales = registry("scales", folders=[own], results=results, cwd=tmp_path)
     assert scales.returncode == 0, scales.stderr
@@ -128,9 +129,7 @@ def test_ones_own_scale_runs_ones_own_and_the_packages_experiments(tmp_path):
 
 
 def test_a_failure_in_ones_own_report_function_is_not_called_a_bug_of_ours(tmp_path):
-    own = tmp_path / "ablations"
-    own.mkdir()
-    (own / "my_temperature.py").write_text(OWN + (
+    own = own_folder(tmp_path, my_temperature=OWN + (
         "\nfrom reports.artefacts import artefact\n\n\n"
         "@artefact('my_temperature', 'my_temperature')\n"
         "def build(ours, published):\n"
@@ -147,8 +146,7 @@ def test_a_failure_in_ones_own_report_function_is_not_called_a_bug_of_ours(tmp_p
                                   "sweep declared twice", "sweep of no experiment", "scale declared twice",
                                   "helpers share a name"])
 def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
-    own = tmp_path / "ablations"
-    own.mkdir()
+    own = own_folder(tmp_path)
     file = own / "mine.py"
     folders = [own]
     if case == "missing folder":
