@@ -4,7 +4,7 @@ For each k, the registry's LocalExecutor trains G x k x --rounds short runs (the
 into a fresh results folder, k at a time on each of the G GPUs, and the wall clock from the first start to the
 last end gives runs/hour: what a grid of small runs gains from sharing a GPU. Every run is whole: process
 start, data, --steps steps, its final kNN evaluation. A k whose runs would not fit in a GPU's memory
-(registry/gpu_memory.py's estimate) is reported and skipped. Without a GPU it refuses (exit code 2).
+(registry/run_memory.py's estimate) is reported and skipped. Without a GPU it refuses (exit code 2).
 
 Default run: ResNet-18 1x on the embedded 5,000-image CIFAR-10 subset (no network), batch 256, 200 steps.
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import traceback
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Sequence
 
 from registry import sweep as sweep_verb
@@ -31,17 +32,21 @@ from registry.claim import describe_claim, read_claim, try_claim
 from registry.commands import GROUP, INSTALL_HINT, Command, add_unavailable, plugin_commands
 from registry.declare import Experiment, Run
 from registry.discover import experiment_folders, get_experiment, list_experiments
-from registry.launch import NOT_STARTED, Outcome, make_executor, raise_on_sigterm, redo_command
+from registry.host_memory import host_fit
+from registry.launch import (NOT_STARTED, Outcome, make_executor, raise_on_sigterm, redo_command,
+                             show_command)
 from registry.placement import plan_placement
 from registry.plan import cmd_scales, print_plan
 from registry.published import published_cells, unmatched_points
 from registry.provenance import code_version
+from registry.run_id import canonical_json
 from registry.slurm_state import reconcile
 from registry.scales import DEFAULT_SCALE, SCALES, get_scale
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
-from registry.store import STATES, RunStore
+from registry.store import STATES, RunStore, flatten_config
 from registry.sweep_space import SWEEPS, plan_studies
 from simclr_core.atomic_files import disk_trouble
+from simclr_core.config import RunConfig
 from simclr_core.validation import ConfigError, require_choice
 from simclr_core.warning_format import print_warnings_on_one_line
 
@@ -123,7 +128,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         if len(found) > 1:
             print(f"(the results also hold scale(s) {', '.join(found[1:])} of {experiment.name}: --scale picks one)")
     scale = get_scale(args.scale)
-    runs = experiment.runs(scale, seeds=args.seeds)
+    runs = experiment.runs(scale, parse_overrides(args.overrides), seeds=args.seeds)
     print(f"{experiment.name}: {experiment.title}")
     further = f" (also {', '.join(experiment.metrics)})" if experiment.metrics else ""
     published = experiment.published.file if experiment.published else "none (an experiment of our own)"
@@ -136,25 +141,74 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("  deviations from the paper:")
     for line in experiment.deviations:
         print(f"    - {line}")
-    states = Counter()
-    width = max(len(r.run_id) for r in runs)
+    others = stored_elsewhere(store, experiment.name, scale.name, {run.run_id for run in runs})
+    width = max(len(run_id) for run_id in [r.run_id for r in runs] + others)
     # SLURM job of each submitted run (and the fate of jobs that ended without recording it).
-    slurm_notes = reconcile(store, [r.run_id for r in runs])
-    for run in runs:
-        state = store.state(run.run_id)
-        states[state] += 1
-        extra = _metric_text(store, run, experiment) if state == "done" else ""
-        if state == "pending" and store.has_checkpoint(run.run_id):
-            extra = "checkpoint present: resumes"
-        extra = "  ".join(x for x in (extra, slurm_notes.get(run.run_id, "")) if x)
-        print(f"  {run.run_id:<{width}}  {state:<9}  {extra}")
-        if state == "corrupt":
-            print(_indent(f"{store.problem(run.run_id)}\nto train it again: {redo_command(run)}"))
-        if state == "failed":
-            error = store.error_text(run.run_id) or (store.status(run.run_id) or {}).get("error") or "(no traceback)"
-            print(_indent(error))
+    slurm_notes = reconcile(store, [r.run_id for r in runs] + others)
+    states = Counter(_show_run(store, run, experiment, width, slurm_notes) for run in runs)
     print("  " + ", ".join(f"{states[s]} {s}" for s in STATES if states[s]) + f" (of {len(runs)})")
+    if others:
+        print(f"  also stored at scale {scale.name}, outside this plan ({len(others)}: made with other overrides "
+              "or seeds, by a sweep's trials, or by an earlier declaration):")
+        # Compared with the planned run of the same axis point, of the same seed where there is one.
+        by_point = {canonical_json(dict(run.point)): run for run in reversed(runs)}
+        by_seed = {(canonical_json(dict(run.point)), run.config.seed): run for run in runs}
+        others_states = Counter()
+        for run_id in others:
+            run = stored_run(store, run_id)
+            seed = ((store.config(run_id) or {}).get("config") or {}).get("seed")
+            point = canonical_json(dict(run.point))
+            planned = by_seed.get((point, seed)) or by_point.get(point)
+            others_states[_show_run(store, run, experiment, width, slurm_notes,
+                                    differs=config_differences(store, run_id, planned))] += 1
+        print("  " + ", ".join(f"{others_states[s]} {s}" for s in STATES if others_states[s])
+              + f" (of {len(others)})")
     return 0
+
+
+def stored_elsewhere(store: RunStore, experiment: str, scale: str, planned: set[str]) -> list[str]:
+    """Ids of the stored runs of `experiment` at `scale` that are not in `planned`, sorted."""
+    return [run_id for run_id in store.run_ids() if run_id.partition("/")[0] == experiment
+            and run_id not in planned and (store.config(run_id) or {}).get("scale") == scale]
+
+
+def stored_run(store: RunStore, run_id: str) -> Run:
+    """A stored run as its config.json recorded it (its config left as the default: only the ids are used)."""
+    stored = store.config(run_id) or {}
+    point, overrides = stored.get("point"), stored.get("overrides")
+    return Run(run_id, run_id.partition("/")[0], stored.get("scale", "?"), point if isinstance(point, dict) else {},
+               RunConfig(), overrides if isinstance(overrides, dict) else {})
+
+
+def config_differences(store: RunStore, run_id: str, planned: Run | None, most: int = 4) -> str:
+    """How a stored run's config differs from the planned run of its axis point and seed ("batch_size=4096
+    (plan: 256), ..."); "" without such a run."""
+    stored = (store.config(run_id) or {}).get("config")
+    if planned is None or not isinstance(stored, dict):
+        return ""
+    mine, plan = flatten_config(stored), flatten_config(planned.config.to_dict())
+    keys = sorted(key for key in mine.keys() | plan.keys() if mine.get(key, "-") != plan.get(key, "-"))
+    shown = [f"{key}={mine.get(key, '-')} (plan: {plan.get(key, '-')})" for key in keys[:most]]
+    return ", ".join(shown) + (f", and {len(keys) - most} more" if len(keys) > most else "")
+
+
+def _show_run(store: RunStore, run: Run, experiment: Experiment, width: int, slurm_notes: dict[str, str],
+              differs: str = "") -> str:
+    """Print one run's line (and its traceback or damage); return its state."""
+    state = store.state(run.run_id)
+    extra = _metric_text(store, run, experiment) if state == "done" else ""
+    if state == "pending" and store.has_checkpoint(run.run_id):
+        extra = "checkpoint present: resumes"
+    extra = "  ".join(x for x in (extra, slurm_notes.get(run.run_id, ""), differs) if x)
+    print(f"  {run.run_id:<{width}}  {state:<9}  {extra}".rstrip())
+    if state == "corrupt":
+        print(_indent(f"{store.problem(run.run_id)}\nto train it again: {redo_command(run)}"))
+    if state == "failed":
+        error = store.error_text(run.run_id) or (store.status(run.run_id) or {}).get("error") or "(no traceback)"
+        print(_indent(error))
+    if state == "cancelled":
+        print(_indent(store.why_cancelled(run.run_id)))
+    return state
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -235,6 +289,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{experiment.name} at scale {args.scale}: {len(runs)} run(s) -> {store.root} via {target}")
     if executor is None:
         print_plan(runs, args.scale, store, placement.workers if placement else 1, args.gpu_images_per_s)
+        fit = host_fit(runs, placement.workers) if placement is not None and not placement.gpus else None
+        if fit is not None:
+            print("  " + fit.summary())
         return 0
     store.ensure_writable()
     executor.check_results(store.root)
@@ -252,8 +309,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("summary: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     for outcome in outcomes:
         if outcome.state == "failed":
-            print(f"failed: {outcome.run_id}:\n{_indent(outcome.detail, '    ')}\n  (python -m registry show "
-                  f"{experiment.name} --scale {args.scale} prints the traceback)", file=sys.stderr)
+            shown = show_command(experiment.name, args.scale, args.results_dir, parse_overrides(args.overrides),
+                                 args.seeds)
+            print(f"failed: {outcome.run_id}:\n{_indent(outcome.detail, '    ')}\n  ({shown} prints the traceback)",
+                  file=sys.stderr)
         elif outcome.state == "corrupt":
             print(f"corrupt: {outcome.run_id}: {outcome.detail}", file=sys.stderr)
     refused = next((outcome for outcome in outcomes if outcome.disk_refused), None)
@@ -311,8 +370,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for (name, scale), counts in sorted(table.items()):
         print(f"{name:<20} {scale:<6} " + " ".join(f"{counts[s]:>9}" for s in STATES))
     for run_id, scale in corrupt:
-        print(f"corrupt: {run_id}: {store.problem(run_id)}\n  to train it again: python -m registry run "
-              f"{run_id.partition('/')[0]} --scale {scale} --only {run_id} --redo")
+        run = replace(stored_run(store, run_id), scale=scale)
+        print(f"corrupt: {run_id}: {store.problem(run_id)}\n  to train it again: {redo_command(run)}")
     for (name, scale), counts in sorted(table.items()):
         if counts["failed"]:
             print(f"failed: {counts['failed']} of {name} at scale {scale}; each one's traceback: python -m registry "
@@ -400,8 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("show", parents=[results, stored_scale, seeds], help="an experiment's runs and their states",
                          description="Resolve an experiment at a scale and print its runs, ids and states; "
-                                     "failed runs show their traceback. Nothing runs.")
+                                     "failed runs show their traceback, then the experiment's other stored runs "
+                                     "at that scale. Nothing runs.")
     p.add_argument("name", help="experiment name (see `list`)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="the config overrides the runs were made with (as given to `run`)")
     p.set_defaults(func=cmd_show)
 
     p = verbs.add_parser("validate", help="check every declaration at every scale; runs nothing",
@@ -465,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "unavailable", None):   # a verb another package provides, not installed here
         print(f"error: {args.unavailable}", file=sys.stderr)
         return 2
-    stray = [x for x in extra if x.startswith("-") or "=" not in x or args.verb != "run"]
+    stray = [x for x in extra if x.startswith("-") or "=" not in x or getattr(args, "overrides", None) is None]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:

@@ -149,12 +149,17 @@ def check_seeds(seeds: Sequence[Any], what: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Run:
-    """One fully specified run: its id, the axis point it stands for (paper units) and its config."""
+    """One fully specified run: its id, the axis point it stands for (paper units) and its config.
+
+    `overrides` are the command line's key=value settings the run was resolved with (already in `config`):
+    kept so that the commands printed about the run (show it, train it again) name the same runs.
+    """
     run_id: str
     experiment: str
     scale: str
     point: Mapping[str, Any]
     config: RunConfig
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -323,7 +328,8 @@ class Experiment:
         of "seed" replaces the declared seeds, as does `seeds`.
         """
         scale = scale if isinstance(scale, Scale) else get_scale(scale)
-        overrides = dict(overrides or {})
+        given = dict(overrides or {})
+        overrides = dict(given)
         if "seed" in overrides:
             seeds = (RunConfig().with_overrides({"seed": overrides.pop("seed")}).seed,)
         clash = sorted(self.varied_keys() & scale.fixed_keys(self.metric_protocols()))
@@ -346,5 +352,5 @@ class Experiment:
                         f"(seed {seed}) resolve to the same config; an override or the scale collapses an axis")
                 by_hash[digest] = point
                 run_id = make_run_id(self.name, point, seeded)
-                runs.append(Run(run_id, self.name, scale.name, dict(point), seeded))
+                runs.append(Run(run_id, self.name, scale.name, dict(point), seeded, given))
         return runs

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import shlex
 import signal
 import sys
 import time
@@ -27,10 +28,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from registry.claim import break_if_stale, describe_claim, read_claim, try_claim
 from registry.declare import Run
+from registry.host_memory import check_host_memory
 from registry.placement import Placement, plan_placement
 from registry.pretraining import pretraining_key, reuse_pretraining
 from registry.provenance import code_version
@@ -95,6 +97,25 @@ def disk_refusal(exc: BaseException | None) -> int | None:
     return None
 
 
+def out_of_memory(exc: BaseException | None) -> bool:
+    """True when `exc`, or an exception in its chain, is an allocation that failed: torch's OutOfMemoryError
+    (CUDA, or simclr_core's CPU block cache), Python's MemoryError, or the CPU allocator's RuntimeError."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+                or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def out_of_memory_advice(run: Run) -> str:
+    return (f"the run ran out of memory at batch_size={run.config.batch_size}: lower it, or run fewer runs at "
+            "once on this machine or GPU (--max-parallel, --runs-per-gpu); `python -m registry run ... "
+            "--dry-run` estimates the peak on a CPU")
+
+
 NOT_STARTED = "not started"
 
 
@@ -104,9 +125,34 @@ def not_started(runs: Sequence[Run], refused: Outcome) -> list[Outcome]:
     return [Outcome(run.run_id, "skipped", f"{NOT_STARTED}: {what} ({refused.run_id})") for run in runs]
 
 
+def override_args(overrides: Mapping[str, Any]) -> str:
+    """`overrides` as the command line's key=value words (" k=v ..."; "" if none), each quoted for a shell."""
+    def text(value: Any) -> str:
+        if value is None:
+            return "none"
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, (list, tuple)):
+            return ",".join(map(text, value))
+        return repr(value) if isinstance(value, float) else str(value)
+
+    return "".join(f" {shlex.quote(f'{key}={text(value)}')}" for key, value in overrides.items())
+
+
+def show_command(experiment: str, scale: str, results_dir: str | os.PathLike | None = None,
+                 overrides: Mapping[str, Any] | None = None, seeds: Sequence[int] | None = None) -> str:
+    """The `show` command that lists the runs a `run` with these arguments made, and their tracebacks."""
+    command = f"python -m registry show {experiment} --scale {scale}"
+    if results_dir is not None:
+        command += f" --results-dir {shlex.quote(str(results_dir))}"
+    command += override_args(overrides or {})
+    return command + (" --seeds " + " ".join(map(str, seeds)) if seeds else "")   # last: it takes every word after
+
+
 def redo_command(run: Run) -> str:
     """The command that trains `run` again from scratch, moving its present files aside."""
-    return f"python -m registry run {run.experiment} --scale {run.scale} --only {run.run_id} --redo"
+    return (f"python -m registry run {run.experiment} --scale {run.scale} --only {run.run_id} --redo"
+            + override_args(run.overrides))
 
 
 def resolve_train_fn(train_fn: TrainFn | str | None) -> TrainFn:
@@ -166,6 +212,8 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
             store.write_status(run.run_id, "failed", finished=now_iso(), error=summary)
             # Errors written for users (bad input, missing data, a damaged checkpoint) are shown whole.
             detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, _USER_ERRORS) else summary
+            if out_of_memory(exc):
+                detail = f"{summary}\n{out_of_memory_advice(run)}"
             return Outcome(run.run_id, "failed", detail, refused_errno=disk_refusal(exc))
         if not store.is_done(run.run_id):     # the contract says train() writes it; keep the store consistent
             store.write_final(run.run_id, dict(metrics or {}))
@@ -214,10 +262,14 @@ class LocalExecutor(Executor):
         self.on_outcome = on_outcome or (lambda outcome: None)
 
     def check(self, runs: Sequence[Run]) -> None:
-        """Missing data, before any run starts: the training function's `preflight(config)` (train()'s checks the
-        data every run reads), once per distinct data and evaluation settings. A missing dataset is then one
-        error, not one failed run each."""
-        preflight = getattr(resolve_train_fn(self.train_fn), "preflight", None)
+        """Before any run starts: the training function's `preflight(config)` (train()'s checks the data every
+        run reads), once per distinct data and evaluation settings, so that a missing dataset is one error, not
+        one failed run each; and, for train() on the CPU, that the runs fit in this machine's memory (the
+        estimate models train(), not other training functions)."""
+        train_fn = resolve_train_fn(self.train_fn)
+        if not self.placement.gpus and train_fn is resolve_train_fn(DEFAULT_TRAIN_FN):
+            check_host_memory(runs, parallel=self.placement.workers)
+        preflight = getattr(train_fn, "preflight", None)
         if preflight is None:
             return
         checked = set()
@@ -337,6 +389,9 @@ def _record_crash(run: Run, results_dir: str | os.PathLike, pid: int | None, exi
     if store.is_done(run.run_id):
         return Outcome(run.run_id, "done", "finished, then its process exited abnormally")
     reason = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
+    if exitcode == -signal.SIGKILL:
+        reason += (": killed, most often by the kernel's out-of-memory killer when memory runs out (`dmesg` "
+                   "says); if so, lower batch_size or --max-parallel")
     message = f"the worker process (pid {pid}) running this run died ({reason}) without reporting"
     break_if_stale(store.run_dir(run.run_id))
     status = store.status(run.run_id) or {}

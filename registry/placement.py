@@ -1,7 +1,7 @@
 """Where local runs go: this process, K processes on the CPU, or every GPU of this machine, k runs per GPU.
 
     plan_placement(max_parallel=None, runs_per_gpu=None) -> Placement     bad input raises ConfigError
-    placement.check_memory(runs)      k runs must fit in each GPU's memory (estimate: registry/gpu_memory.py)
+    placement.check_memory(runs)      k runs must fit in each GPU's memory (estimate: registry/run_memory.py)
     placement.describe()              one line for the command's output
 
 No GPU (torch sees none): one run after another in this process, or --max-parallel K processes at a time.
@@ -79,12 +79,12 @@ class Placement:
                 f"on {len(used)} GPU{'s' if len(used) > 1 else ''} ({_describe_gpus(used)})")
 
     def check_memory(self, runs: Sequence) -> None:
-        """Raise ConfigError where more runs share a GPU than its memory holds (by registry/gpu_memory.py's
+        """Raise ConfigError where more runs share a GPU than its memory holds (by registry/run_memory.py's
         estimate of the most demanding run). One run per GPU is never refused: the run itself finds out."""
         shared = [gpu for gpu in self.gpus if self.runs_on(gpu) > 1]
         if not shared or not runs:
             return
-        from registry.gpu_memory import GIB, estimate_run_memory
+        from registry.run_memory import GIB, estimate_run_memory
 
         heaviest, estimate = max(((run, estimate_run_memory(run.config)) for run in runs),
                                  key=lambda pair: pair[1].total)

@@ -173,6 +173,21 @@ class RunStore:
                 return "cancelled"
         return state
 
+    def why_cancelled(self, run_id: str) -> str:
+        """For a run in state cancelled: how it stopped, as far as its files tell, and what comes next."""
+        status = self.status(run_id) or {}
+        resumes = ("the next `run` resumes it from its checkpoint" if self.has_checkpoint(run_id)
+                   else "the next `run` trains it from the start (it had written no checkpoint)")
+        if status.get("state") == "cancelled":
+            cause = {"KeyboardInterrupt": "Ctrl-C", "RunCancelled": "a termination signal (SIGTERM)"}.get(
+                status.get("error"), status.get("error") or "an interruption")
+            return f"stopped by {cause} at {status.get('finished', '?')}; {resumes}"
+        where = f"pid {status.get('pid', '?')} on {status.get('host', '?')}"
+        return (f"its process ({where}, attempt {status.get('attempt', '?')} started {status.get('started', '?')}) "
+                "ended without recording why: it was killed (by the kernel's out-of-memory killer when memory "
+                "ran out: `dmesg` says; by `kill -9`; by a job's time or memory limit) or its machine went down; "
+                + resumes)
+
     def run_ids(self) -> Iterator[str]:
         """Ids of every stored run (folders holding a config.json, status.json or final.json), sorted."""
         if not self.root.is_dir():
@@ -184,7 +199,8 @@ class RunStore:
     def write_config(self, run: "Run", code: dict[str, Any]) -> None:
         atomic_write_text(self.run_dir(run.run_id) / CONFIG_NAME, _dump({
             "run_id": run.run_id, "experiment": run.experiment, "scale": run.scale, "point": dict(run.point),
-            "config": run.config.to_dict(), "code": code, "written_at": now_iso(),
+            "overrides": dict(run.overrides), "config": run.config.to_dict(), "code": code,
+            "written_at": now_iso(),
         }))
 
     def write_status(self, run_id: str, state: str, **fields: Any) -> dict[str, Any]:
@@ -240,11 +256,12 @@ class RunStore:
 
 
 # ---- the long-form results table ------------------------------------------------------------------
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A stored config as {dotted key: value}, lists as tuples."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten_config(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
     return out
@@ -281,7 +298,7 @@ def load_results(results_dir: str | os.PathLike | None = None) -> "pd.DataFrame"
         if problem:
             left_out[run_id] = problem
             continue
-        config = _flatten(stored["config"])
+        config = flatten_config(stored["config"])
         code = stored.get("code") or {}
         common = {
             "run_id": run_id, "experiment": stored.get("experiment", run_id.partition("/")[0]),

@@ -33,11 +33,10 @@ trials (default 4) are in flight as SLURM jobs; the driver tells each as its run
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from typing import Any, Callable, Sequence
 
-from registry.launch import Executor, LocalExecutor, Outcome, TrainFn, make_executor
+from registry.launch import Executor, LocalExecutor, Outcome, TrainFn, make_executor, show_command
 from registry.scales import DEFAULT_SCALE, SCALES
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import RunStore, default_results_dir
@@ -157,14 +156,8 @@ def _print_table(summaries: Sequence[dict[str, Any]], results_dir: str | None) -
     for s in summaries:
         print(f"summary: {summary_path(default_results_dir(results_dir), s['study'])}")
     if summaries:
-        print(f"runs: {show_command(summaries[0]['experiment'], summaries[0]['scale'], results_dir)} lists the "
-              "declared ones; load_results() has every trial's run")
-
-
-def show_command(experiment: str, scale: str, results_dir: str | None) -> str:
-    """The `show` command for the sweep's runs: at its scale (show's default is another), in its results folder."""
-    command = f"python -m registry show {experiment} --scale {scale}"
-    return command + (f" --results-dir {shlex.quote(str(results_dir))}" if results_dir else "")
+        print(f"runs: {show_command(summaries[0]['experiment'], summaries[0]['scale'], results_dir)} lists every "
+              "trial's run (after the declared ones)")
 
 
 # ---- command line ---------------------------------------------------------------------------------------------

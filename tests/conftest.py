@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,40 @@ def exfat_disk(tmp_path):
         if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)    # its FUSE daemon was killed
         subprocess.run(["losetup", "--detach", device], capture_output=True)
+
+
+@pytest.fixture
+def memory_cgroup():
+    """`memory_cgroup(limit_bytes)` -> a `preexec_fn` that moves a subprocess into a fresh memory cgroup (v1's
+    memory controller or v2) holding it to `limit_bytes`, as a container or a SLURM job does; removed after the
+    test. Needs root and a writable cgroup file system: elsewhere the test skips."""
+    made: list[Path] = []
+
+    def make(limit_bytes: int):
+        v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
+        name = f"simclr-test-{os.getpid()}-{len(made)}"
+        v2_memory = (v2 / "cgroup.subtree_control").exists() and \
+            "memory" in (v2 / "cgroup.subtree_control").read_text().split()
+        if os.geteuid() == 0 and (v1 / "memory.limit_in_bytes").exists():
+            folder, limit_file = v1 / name, "memory.limit_in_bytes"
+        elif os.geteuid() == 0 and v2_memory:
+            folder, limit_file = v2 / name, "memory.max"
+        else:
+            pytest.skip("needs root and a writable memory cgroup (v1 memory controller or v2 with memory enabled)")
+        try:
+            folder.mkdir()
+            (folder / limit_file).write_text(str(limit_bytes))
+        except OSError as exc:
+            pytest.skip(f"cannot make a memory cgroup: {exc}")
+        made.append(folder)
+        procs = folder / "cgroup.procs"
+        return lambda: procs.write_text(str(os.getpid()))
+
+    yield make
+    for folder in made:
+        for _ in range(50):
+            try:
+                folder.rmdir()
+                break
+            except OSError:           # its last process is still exiting
+                time.sleep(0.1)

@@ -3,13 +3,15 @@
 `counting_train` records each execution (pid) in run_dir/executions.log, sleeps $FAKE_TRAIN_SLEEP seconds
 so that concurrent workers overlap, and writes final.json. The seed chooses misbehaviour:
 seed 666 raises, seed 999 kills its own process (a hard crash), seed 777 is interrupted (Ctrl-C), seed 555 finds
-the disk full when it writes its checkpoint.
+the disk full when it writes its checkpoint, seed 444 asks the CPU allocator for more memory than any machine has,
+seed 888 gets SIGKILL (as from the kernel's out-of-memory killer).
 """
 from __future__ import annotations
 
 import errno
 import json
 import os
+import signal
 import time
 import warnings
 import zipfile
@@ -21,6 +23,8 @@ FAIL_SEED = 666
 CRASH_SEED = 999
 INTERRUPT_SEED = 777
 DISK_FULL_SEED = 555
+OUT_OF_MEMORY_SEED = 444
+KILLED_SEED = 888
 
 
 def write_fake_checkpoint(path: Path, payload: bytes = b"state") -> None:
@@ -52,6 +56,12 @@ def counting_train(cfg, run_dir: Path) -> dict:
         os._exit(3)
     if cfg.seed == INTERRUPT_SEED:
         raise KeyboardInterrupt
+    if cfg.seed == OUT_OF_MEMORY_SEED:
+        import torch
+
+        torch.empty(1 << 50, dtype=torch.uint8)
+    if cfg.seed == KILLED_SEED:
+        os.kill(os.getpid(), signal.SIGKILL)
     if cfg.seed == DISK_FULL_SEED:       # as atomic_write_bytes reports it, raised from the OS's error
         try:
             raise OSError(errno.ENOSPC, "No space left on device")

@@ -3,6 +3,7 @@ this process for the error paths (each subprocess pays torch's import once more)
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,8 @@ import pytest
 
 from fake_train import counting_train, failing_train
 from registry import get_experiment, list_experiments
-from registry.__main__ import main, select
-from registry.launch import execute_run
+from registry.__main__ import main, parse_overrides, select
+from registry.launch import execute_run, override_args, redo_command
 
 REPO = Path(__file__).resolve().parents[2]
 VERBS = ("list", "show", "validate", "run", "status", "report", "sweep")
@@ -139,6 +140,41 @@ def test_show_and_status_report_a_failed_run_with_its_traceback(tmp_path):
     unknown = cli("status", "loss_varient", results=tmp_path)
     assert unknown.returncode == 2 and "experiment='loss_varient' is not valid" in unknown.stderr
     assert "'loss_variant'" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_runs_made_with_overrides_are_shown_where_the_failure_message_points(tmp_path, monkeypatch, capsys):
+    from registry import launch
+
+    monkeypatch.setattr(launch, "DEFAULT_TRAIN_FN", "fake_train:failing_train")
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "run", "loss_variant", "--scale", "smoke", "--only",
+                              "nt_xent*", "loss.temperature=0.25", "--seeds", "3")
+    assert code == 1 and "summary: 1 failed" in out
+    pointed = err.split("(")[-1].split(" prints the traceback")[0]
+    assert pointed == "python -m registry show loss_variant --scale smoke loss.temperature=0.25 --seeds 3", err
+    # The command it names lists the run, failed, with its traceback ...
+    code, out, _ = run_main(monkeypatch, capsys, tmp_path, *pointed.split()[3:])
+    failed = next(line for line in out.splitlines() if "nt_xent" in line)
+    assert code == 0 and "failed" in failed and "RuntimeError: boom" in out and "also stored" not in out
+    # ... and show without them lists it after the plan, with how it differs from the plan's run.
+    code, out, _ = run_main(monkeypatch, capsys, tmp_path, "show", "loss_variant", "--scale", "smoke")
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  also stored at scale smoke"))
+    assert "5 pending (of 5)" in lines[at - 1] and "failed" in lines[at + 1]
+    assert "loss.temperature=0.25 (plan: 0.5)" in lines[at + 1] and "seed=3 (plan: 0)" in lines[at + 1]
+    assert "RuntimeError: boom" in lines[at + 2] or "Traceback" in lines[at + 2]
+
+
+def test_commands_printed_about_a_run_name_its_overrides():
+    run = get_experiment("loss_variant").runs("smoke", {"loss.temperature": "0.25", "augment.crop_scale": "0.2,1",
+                                                        "max_steps": None})[0]
+    command = redo_command(run)
+    assert command.endswith(" --redo loss.temperature=0.25 augment.crop_scale=0.2,1 max_steps=none")
+    words = shlex.split(command)
+    again = get_experiment("loss_variant").runs("smoke", parse_overrides(words[words.index("--redo") + 1:]))
+    assert again[0].run_id == run.run_id
+    assert override_args({"augment.ops": ("crop", "color"), "x": True, "y": 0.1}) == \
+        " augment.ops=crop,color x=true y=0.1"
+    assert override_args({"name": "a b"}) == " 'name=a b'"
 
 
 @pytest.mark.slow

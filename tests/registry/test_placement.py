@@ -18,7 +18,7 @@ from fake_train import CRASH_SEED, counting_train
 from registry import placement
 from registry.__main__ import main
 from registry.declare import Run
-from registry.gpu_memory import GIB, estimate_run_memory
+from registry.run_memory import GIB, estimate_run_memory
 from registry.launch import LocalExecutor
 from registry.placement import plan_placement
 from registry.store import RunStore
