@@ -15,11 +15,13 @@ jobs wait for the job that trains it (share_pretraining).
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -119,6 +121,32 @@ def check_batch_sizes(runs: Sequence[Run], settings: SlurmSettings) -> None:
         + f", or a batch_size that is a multiple of {world}")
 
 
+def check_cpu_job_memory(runs: Sequence[Run], settings: SlurmSettings) -> None:
+    """A job without GPUs trains in its node's memory, which SLURM caps at mem_gb (an out-of-memory kill past
+    it): one ConfigError naming the run, its estimated peak per node and the setting, before submission. Jobs
+    with GPUs, and jobs without mem_gb (the cluster's default, unknown here), are not judged."""
+    if settings.gpus_per_node or settings.mem_gb is None or not runs:
+        return
+    from registry.host_memory import GIB
+    from registry.run_memory import estimate_run_memory
+
+    per_node = settings.processes_per_node
+    world = settings.nodes * per_node
+    def per_node_bytes(run: Run) -> int:
+        share = replace(run.config, batch_size=max(1, run.config.batch_size // world))
+        return per_node * estimate_run_memory(share, device="cpu").total
+
+    need, run = max(((per_node_bytes(run), run) for run in runs), key=lambda pair: pair[0])
+    if need <= settings.mem_gb * GIB:
+        return
+    raise ConfigError(
+        f"{run.run_id} needs about {need / GIB:.1f} GiB of memory per node ({per_node} process(es) per node, "
+        f"each with {run.config.batch_size // world} of its batch_size {run.config.batch_size}; "
+        f"registry/run_memory.py's estimate on a CPU), more than the job's mem_gb={settings.mem_gb:g} (from "
+        f"{settings.source}), past which SLURM kills it: raise --slurm-mem-gb to at least "
+        f"{math.ceil(need / GIB)}, or lower batch_size. No job was submitted.")
+
+
 def share_pretraining(runs: Sequence[Run], store: RunStore,
                       training: Mapping[str, str]) -> tuple[list[Run], dict[str, list[Run]]]:
     """Which runs to submit now, and which wait for another run's pretraining: {that run's id: its followers}.
@@ -168,8 +196,10 @@ class SlurmExecutor(Executor):
 
     # ---- dispatch --------------------------------------------------------------------------------------
     def check(self, runs: Sequence[Run]) -> None:
-        """What can be known wrong before submission, for these runs (ConfigError): the batch over the world."""
+        """What can be known wrong before submission, for these runs (ConfigError): the batch over the world,
+        and a CPU job's memory."""
         check_batch_sizes(runs, self.settings)
+        check_cpu_job_memory(runs, self.settings)
 
     def check_results(self, results_dir: str | os.PathLike) -> None:
         """submitit keeps each job's files in <results>/.submitit and links them with symbolic links."""

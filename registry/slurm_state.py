@@ -28,6 +28,11 @@ SUBMISSION_NAME = "slurm.json"
 CANCELLED_STATES = frozenset({"CANCELLED", "REVOKED", "DEADLINE"})
 FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "SPECIAL_EXIT"})
 ENDED_STATES = CANCELLED_STATES | FAILED_STATES | {"COMPLETED"}
+# What to change when a job ends in these states (the run resumes from its last checkpoint either way).
+_STATE_ADVICE = {
+    "OUT_OF_MEMORY": ": it used more memory than the job asked for; raise --slurm-mem-gb or lower batch_size",
+    "TIMEOUT": ": it reached its time limit; raise --slurm-time-min (running again resumes it from its checkpoint)",
+}
 _ARRAY = re.compile(r"^(\d+)_\[([^\]]+)\]$")
 
 
@@ -123,7 +128,7 @@ def reconcile_run(store: RunStore, run_id: str, states: Mapping[str, str]) -> st
     elif status.get("state", "pending") != "pending":
         return note                            # the job recorded its end itself (cancelled, failed)
     ended = "cancelled" if state in CANCELLED_STATES else "failed"
-    message = f"SLURM job {job_id} ended {state} before the run finished"
+    message = f"SLURM job {job_id} ended {state} before the run finished" + _STATE_ADVICE.get(state, "")
     if ended == "failed":
         store.write_error(run_id, message + "\n" + _log_tail(submission))
     store.write_status(run_id, ended, finished=now_iso(), error=message)

@@ -173,6 +173,7 @@ def test_a_job_that_died_unrecorded_is_reconciled_and_its_claim_broken(tmp_path)
     assert reconcile_run(store, "e/killed-1", {"7_1": "OUT_OF_MEMORY"}) == "SLURM job 7_1 OUT_OF_MEMORY"
     assert store.state("e/killed-1") == "failed" and not (run_dir / CLAIM_NAME).exists()
     assert "ended OUT_OF_MEMORY" in store.status("e/killed-1")["error"]
+    assert "raise --slurm-mem-gb or lower batch_size" in store.status("e/killed-1")["error"]
     assert "MemoryError: the last line of the job log" in store.error_text("e/killed-1")
 
     # Its process still alive on this host (unwinding after scancel): it records its own end.

@@ -104,3 +104,24 @@ def test_a_results_folder_without_symlinks_is_refused_before_any_job(fake_slurm,
     assert f"--slurm keeps its job files in {results / '.submitit'}" in err and "No job was submitted." in err, err
     assert "symbolic links" in err and "--results-dir" in err
     assert not list(results.rglob("status.json")) and not list(results.rglob("*.journal"))
+
+
+def test_a_cpu_job_asking_for_less_memory_than_its_run_needs_is_refused(fake_slurm, capsys):
+    # No GPUs: the run trains in the node's memory, which SLURM caps at --slurm-mem-gb (and kills past it).
+    code = main(_run("--slurm-mem-gb", "1", "batch_size=512"))
+    err = capsys.readouterr().err
+    assert code == 2 and "needs about" in err and "more than the job's mem_gb=1" in err, err
+    assert "raise --slurm-mem-gb to at least" in err and "No job was submitted" in err
+    assert not list(fake_slurm.rglob("status.json"))
+    # Two processes per node each hold half the batch, and a process of its own each.
+    run = get_experiment("head_type").runs("smoke", {"batch_size": "512"})[0]
+    one = SlurmSettings(mem_gb=64.0, time_min=5)
+    slurm.check_cpu_job_memory([run], one)
+    with pytest.raises(ConfigError, match=r"2 process\(es\) per node, each with 256 of its batch_size 512"):
+        slurm.check_cpu_job_memory([run], SlurmSettings(mem_gb=2.0, tasks_per_node=2, time_min=5))
+
+
+def test_jobs_with_gpus_or_without_a_memory_setting_are_not_judged_on_host_memory():
+    run = get_experiment("head_type").runs("smoke", {"batch_size": "512"})[0]
+    slurm.check_cpu_job_memory([run], SlurmSettings(mem_gb=0.1, gpus_per_node=1, time_min=5))
+    slurm.check_cpu_job_memory([run], SlurmSettings(time_min=5))
