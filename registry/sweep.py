@@ -41,7 +41,8 @@ from registry.scales import DEFAULT_SCALE, SCALES
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import RunStore, default_results_dir
 from registry.sweep_space import SAMPLERS, SWEEPS, StudyPlan, get_sweep, plan_studies
-from registry.sweep_study import STORAGE_KINDS, StudyDriver, check_storage, open_study_at, storage_url
+from registry.sweep_study import (STORAGE_KINDS, StudyDriver, check_storage, open_study_at, storage_disk_error,
+                                  storage_url)
 from registry.sweep_study import retry_failed as retry_failed_trials
 from registry.sweep_summary import study_summary, summary_path, write_summary
 from simclr_core.validation import ConfigError, require_choice, require_range
@@ -206,6 +207,13 @@ def main(args: argparse.Namespace) -> int:
             slurm_settings=settings_from_args(args) if args.slurm else None,
             max_parallel=args.max_parallel, overrides=parse_overrides(args.overrides),
             sampler_seed=args.sampler_seed, retry_failed=args.retry_failed, poll_s=args.poll_seconds, report=lambda line: print(line, flush=True))
+    except Exception as exc:       # the study storage's disk refusing a write: main's disk message
+        refused = storage_disk_error(exc)
+        if refused is None or isinstance(exc, OSError):
+            raise
+        where = args.storage or f"sqlite, in {default_results_dir(args.results_dir) / 'optuna'}"
+        raise OSError(refused[0], f"the study storage ({where}) could not record a result ({refused[1]}); the "
+                                  "trial in flight is failed and asked again when the sweep continues") from exc
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue the study (trials left running are failed "
               "and re-asked; their runs resume from checkpoints, finished runs are reused)", file=sys.stderr)

@@ -26,12 +26,15 @@ trials: finished (COMPLETE or FAIL) trials that have parameters and were not ret
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import shlex
 import sqlite3
 import threading
 import time
+import uuid
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,6 +231,25 @@ def make_sampler(plan: StudyPlan, seed: int) -> "optuna.samplers.BaseSampler":
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
 
 
+# SQLite's words for a disk that refused a write (its errors carry no errno), as the errno they mean.
+_SQLITE_DISK_ERRORS = {"database or disk is full": errno.ENOSPC, "disk I/O error": errno.EIO,
+                       "attempt to write a readonly database": errno.EROFS}
+
+
+def storage_disk_error(exc: BaseException | None) -> tuple[int, str] | None:
+    """(errno, SQLite's message) for a study storage's write that the disk refused (full, failing or read-only),
+    found anywhere in `exc`'s chain (Optuna wraps SQLAlchemy's error, which wraps sqlite3's); else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if type(exc).__module__ == "sqlite3":
+            found = next((code for words, code in _SQLITE_DISK_ERRORS.items() if words in str(exc)), None)
+            if found is not None:
+                return found, str(exc)
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def open_study_at(plan: StudyPlan, url: str, sampler_seed: int = 0) -> "optuna.Study":
     """open_study on the storage at `url` (check_storage it first); a database that fails to open is one clear
     error naming it, not SQLAlchemy's traceback."""
@@ -237,6 +259,9 @@ def open_study_at(plan: StudyPlan, url: str, sampler_seed: int = 0) -> "optuna.S
         return open_study(plan, open_storage(url), sampler_seed)
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        refused = storage_disk_error(exc)
+        if refused is not None:
+            raise OSError(refused[0], f"cannot open the study storage {_shown(url)}: {refused[1]}") from exc
         if url.startswith("sqlite:///") and ("not a database" in detail or "malformed" in detail):
             raise _not_a_study(Path(url.removeprefix("sqlite:///")), "database", f"SQLite says: {detail}") from None
         raise ConfigError(f"cannot open the study storage {_shown(url)}: {detail}; check that the database "
@@ -274,12 +299,20 @@ def trial_counts(study: "optuna.Study") -> dict[str, int]:
     return {"counted": counted, "running": running, "waiting": waiting}
 
 
+# The drivers of this process that are driving now: a trial that names this process as its driver but none of
+# these was left by a driver that ended (an error in a notebook, say), though the process lives on.
+_DRIVING: set[str] = set()
+
+
 def orphan_reason(trial: "optuna.trial.FrozenTrial", now: float | None = None) -> str | None:
     """Why a RUNNING trial has no live driver, or None when it may still have one."""
     now = time.time() if now is None else now
     driver = trial.user_attrs.get("driver")
     if driver and is_stale(driver):
         return f"its driver {driver.get('host')}:{driver.get('pid')} is gone"
+    if (driver and driver.get("driver_id") and driver["driver_id"] not in _DRIVING
+            and driver.get("host") == owner_info()["host"] and driver.get("pid") == os.getpid()):
+        return "its driver, an earlier sweep in this process, has ended"
     beat = trial.user_attrs.get("heartbeat")
     if beat is None and trial.datetime_start is not None:
         beat = trial.datetime_start.timestamp()      # naive local time, as Optuna records it
@@ -380,10 +413,18 @@ class StudyDriver:
         self.told = 0
         self.refused: Outcome | None = None     # a run the disk refused a write: the study asks no more trials
         self._code = code_version()
+        self._driver = {**owner_info(), "driver_id": uuid.uuid4().hex}
 
     # ---- the loop -------------------------------------------------------------------------------------
     def drive(self, trials: int, max_parallel: int = 1) -> None:
         """Until the study holds `trials` counted trials (grid: at most one per grid value)."""
+        _DRIVING.add(self._driver["driver_id"])
+        try:
+            self._drive(trials, max_parallel)
+        finally:
+            _DRIVING.discard(self._driver["driver_id"])
+
+    def _drive(self, trials: int, max_parallel: int) -> None:
         with _Heartbeat(self.inflight, self.lock):
             while True:
                 recover_orphans(self.study, set(self.inflight), self.report)
@@ -408,7 +449,7 @@ class StudyDriver:
     def _ask(self) -> _InFlight:
         trial = self.study.ask()
         value = trial.suggest_float(self.plan.sweep.axis, self.plan.low, self.plan.high, log=True)
-        trial.set_user_attr("driver", owner_info())
+        trial.set_user_attr("driver", self._driver)
         trial.set_user_attr("heartbeat", time.time())
         try:
             runs = self.plan.runs_at(value)

@@ -106,3 +106,17 @@ def warning_train(cfg, run_dir: Path) -> dict:
     """counting_train that first warns as the data path does about a bad image (a message over two lines)."""
     warnings.warn(f"skipping an unreadable image: /data/{Path(run_dir).name}.jpg\n  (OSError: Truncated File Read)")
     return counting_train(cfg, run_dir)
+
+
+def disk_filling_train(cfg, run_dir: Path) -> dict:
+    """counting_train that first fills the folder $FAKE_FILL_DISK to its last block (file `filler`), as another
+    program filling a shared disk mid-sweep does."""
+    folder = os.environ.get("FAKE_FILL_DISK")
+    if folder and not (Path(folder) / "filler").exists():
+        with open(Path(folder) / "filler", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+    return counting_train(cfg, run_dir)

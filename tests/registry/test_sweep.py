@@ -323,6 +323,30 @@ def test_trials_on_runs_with_damaged_files_fail_and_name_the_redo_command(result
         assert store.state(f"temperature_norm/{run_dir.name}") == "corrupt"
 
 
+def test_a_study_storage_on_a_disk_that_fills_up_says_so_and_the_sweep_continues_once_freed(
+        results, small_disk, monkeypatch, capsys):
+    from registry import launch
+
+    disk = small_disk("1m")
+    monkeypatch.setattr(launch, "DEFAULT_TRAIN_FN", "fake_train:disk_filling_train")
+    monkeypatch.setenv("FAKE_FILL_DISK", str(disk))
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(results))
+    sweep = ["sweep", "temperature", "--scale", "smoke", "--normalize", "true", "--storage",
+             f"sqlite:///{disk}/study.db"]
+    assert main(sweep) == 1                    # SQLite cannot commit the first trial's result
+    err = capsys.readouterr().err
+    assert f"the study storage (sqlite:///{disk}/study.db) could not record a result (database or disk is full)" \
+           in err, err
+    assert "the disk refused a write: free space there" in err and "unexpected failure" not in err
+    (disk / "filler").unlink()
+    monkeypatch.delenv("FAKE_FILL_DISK")
+    assert main(sweep) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "trial 0 was left running (its driver, an earlier sweep in this process, has ended): failed it and " \
+           "re-asked" in out, out
+    assert "grid        4     1" in out
+
+
 def test_stale_running_trials_are_recognised():
     running = optuna.trial.create_trial(state=TrialState.RUNNING, params={"x": 1.0},
                                         distributions={"x": optuna.distributions.FloatDistribution(0, 2)})
