@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import platform
+import re
 import sys
 import sysconfig
 import threading
@@ -136,6 +137,23 @@ def _put_ninja_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join(filter(None, (path, scripts)))
 
 
+def build_failure(error: Exception) -> str:
+    """What made a build fail, in a line: torch's error names the extension and holds the whole compiler run
+    (command lines, source excerpts); the compiler's first error line is what to act on. A full disk says
+    where the compiler's temporary files go."""
+    text = str(error)
+    head = re.match(r"Error building extension '[^']+'", text)
+    first = next((line.strip() for line in text.splitlines() if re.search(r"(fatal )?error:", line)), None)
+    if head is None or first is None:
+        return text
+    said = f"{head.group(0)}: {first}"
+    if "No space left on device" in first:
+        where = os.environ.get("TMPDIR") or "/tmp"
+        said += (f" (the compiler writes its temporary files to $TMPDIR, else /tmp: here {where}; free space "
+                 "there or point TMPDIR to a folder with room)")
+    return said
+
+
 class LazyExtension:
     """`ext()` -> the compiled module, or None where the switch is "0" or the build failed (with a warning
     naming `fallback`). Thread-safe (worker threads may be the first to ask); `ext.cache_clear()` forgets the
@@ -169,8 +187,8 @@ class LazyExtension:
         except Exception as error:           # no compiler or ninja here: the eager ops compute the same
             where = (" (torch builds them in $TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions: set it to a "
                      "writable folder to have them)" if isinstance(error, PermissionError) else "")
-            warnings.warn(f"simclr_core: native CPU kernels did not build ({error}){where}; using {self._fallback}. "
-                          f"Set {self.switch}=0 to skip the build.", stacklevel=3)
+            warnings.warn(f"simclr_core: native CPU kernels did not build ({build_failure(error)}){where}; using "
+                          f"{self._fallback}. Set {self.switch}=0 to skip the build.", stacklevel=3)
             return None
 
     def _new_lock(self) -> None:

@@ -1,13 +1,16 @@
 """native.cpp's fused CPU kernels against the eager kernels of functional.py (themselves tested against
 torchvision in test_augment.py), and the pipeline's views with and without them."""
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from simclr_core.augment import build_augmentation, functional as F, native, sampling
 from simclr_core.config import AugmentConfig
-from simclr_core.native_build import LazyExtension
+from simclr_core.native_build import LazyExtension, build_failure
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
 
@@ -135,6 +138,37 @@ def test_a_failed_build_falls_back_with_one_warning_naming_what_to_set(error, hi
     assert message.startswith(f"simclr_core: native CPU kernels did not build ({error})")
     assert message.endswith("using the eager ops. Set SIMCLR_TEST_SWITCH=0 to skip the build.")
     assert ("set it to a writable folder" in message and "$TORCH_EXTENSIONS_DIR" in message) is hint
+
+
+def test_a_build_on_a_full_temporary_disk_names_the_compiler_s_error_and_tmpdir(tmp_path, small_disk):
+    # A real compile (torch's headers, then the compiler's temporary files) with $TMPDIR on a full tmpfs.
+    if shutil.which("g++") is None:
+        pytest.skip("no C++ compiler here")
+    full = small_disk("256k", full=True)
+    source = tmp_path / "tiny.cpp"
+    source.write_text("#include <torch/extension.h>\nint twice(int x) { return 2 * x; }\n"
+                      "PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def(\"twice\", &twice); }\n")
+    script = (f"from pathlib import Path\nfrom simclr_core.native_build import LazyExtension, build_failure, compile_extension\n"
+              f"ext = LazyExtension('SIMCLR_TEST_SWITCH', lambda: compile_extension('simclr_tiny_test', "
+              f"Path({str(source)!r}), openmp=False), 'the eager ops')\nassert ext() is None")
+    env = {**os.environ, "TMPDIR": str(full), "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    warning = next(line for line in done.stderr.splitlines() if "did not build" in line)
+    assert "Error building extension 'simclr_tiny_test': " in warning and "No space left on device" in warning
+    assert f"$TMPDIR, else /tmp: here {full}; free space there" in warning
+    assert "-isystem" not in warning          # not the compiler's command line
+
+
+def test_build_failures_are_told_by_the_compiler_s_first_error():
+    output = ("Error building extension 'simclr_x': [1/2] c++ -MMD -isystem /torch/include -c x.cpp -o x.o\n"
+              "FAILED: x.o\nc++ -MMD -isystem /torch/include -c x.cpp -o x.o\n"
+              "x.cpp:3:5: error: 'foo' was not declared in this scope\n    3 |     foo();\n"
+              "x.cpp:4:5: error: second\nninja: build stopped: subcommand failed.\n")
+    assert build_failure(RuntimeError(output)) == \
+        "Error building extension 'simclr_x': x.cpp:3:5: error: 'foo' was not declared in this scope"
+    assert build_failure(RuntimeError("Ninja is required to load C++ extensions")) == \
+        "Ninja is required to load C++ extensions"
 
 
 def test_builds_are_named_by_source_and_cpu(tmp_path, monkeypatch):
