@@ -376,6 +376,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         if counts["failed"]:
             print(f"failed: {counts['failed']} of {name} at scale {scale}; each one's traceback: python -m registry "
                   f"show {name} --scale {scale}")
+        if counts["cancelled"]:
+            print(f"cancelled: {counts['cancelled']} of {name} at scale {scale} (interrupted, or killed without a "
+                  f"word); how each stopped: python -m registry show {name} --scale {scale}; `run` resumes them")
     return 0
 
 

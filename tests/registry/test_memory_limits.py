@@ -201,3 +201,6 @@ def test_a_command_killed_mid_run_is_explained_by_show(tmp_path):
     at = next(i for i, line in enumerate(lines) if "cancelled" in line and "nt_xent" in line)
     assert "ended without recording why: it was killed (by the kernel's out-of-memory killer" in lines[at + 1]
     assert RunStore(tmp_path).state(statuses[0].parent.relative_to(tmp_path).as_posix()) == "cancelled"
+    status = cli("status", results=tmp_path).stdout.splitlines()
+    assert "cancelled: 1 of loss_variant at scale smoke (interrupted, or killed without a word); how each " \
+           "stopped: python -m registry show loss_variant --scale smoke; `run` resumes them" in status
