@@ -283,7 +283,9 @@ def preempt_and_check_resumed(slurm, results: Path, steps: int, timeout: float) 
     wait_for(lambda: max(metric_steps(run_dir), default=0) >= 7, timeout, "step 7 (a checkpoint at step 5)", 0.1)
     slurm.jobs[runs[0].run_id]._interrupt()
     reached = max(metric_steps(run_dir))
-    wait_for(lambda: store.is_done(runs[0].run_id), 1.5 * timeout, "the requeued job to finish", 1.0)
+    # final.json comes first, then status.json says done: wait for the second (reading between them is a race).
+    wait_for(lambda: (store.status(runs[0].run_id) or {}).get("state") == "done", 1.5 * timeout,
+             "the requeued job to finish", 1.0)
 
     status = store.status(runs[0].run_id)
     assert status["state"] == "done" and status["attempt"] == 2 and status["slurm_restarts"] == 1, status
