@@ -29,8 +29,9 @@ Assumptions (stated numbers, not measurements):
   CONTEXT_BYTES = 1 GiB   per process on a GPU: the CUDA context with torch's kernels loaded lazily (~0.5 GiB
                           on recent drivers) plus cuDNN/cuBLAS handles and their workspaces; on a CPU: Python
                           with torch and the harness imported (0.9 GiB resident, measured) and the decoded
-                          split's pages. Measured on the 2-core CPU (bf16), ResNet-18 x0.25 at 32 px: peak
-                          resident memory 2.56 GiB at batch 1024 (estimate 2.5), 4.07 GiB at 2048 (3.9)
+                          split's pages. Measured on the 2-core CPU (bf16), peak resident memory (estimate):
+                          ResNet-18 x0.25 at 32 px, batch 1024: 2.56 GiB (2.5), batch 2048: 4.07 (3.9);
+                          ResNet-50 x0.5 at 32 px, batch 128: 4.72 (4.7), batch 256: 8.47 (8.3)
 Not counted: evaluation at the end of a run (its batches run without autograd, well under the training
 peak), the augmentation's transient float copies (freed before the forward pass), streamed data's prefetch.
 """
