@@ -247,7 +247,7 @@ class LocalExecutor(Executor):
     """This machine, as `placement` (default: plan_placement(max_parallel, runs_per_gpu)) says: sequential in
     this process when it has a single slot, else one fresh process per run, at most one per slot at a time.
 
-    Each process gets cpu_count // slots threads, and the GPU of its slot, so a segfault or an out-of-memory
+    Each process gets usable_cpus() // slots threads, and the GPU of its slot, so a segfault or an out-of-memory
     kill loses that run only: the parent records it as failed and gives its slot to the next run.
     """
 
@@ -299,7 +299,7 @@ class LocalExecutor(Executor):
 
     def _dispatch_pool(self, runs: list[Run], results_dir: str | os.PathLike, code: dict[str, Any]) -> list[Outcome]:
         context = multiprocessing.get_context("spawn")   # no inherited torch threads or locks
-        threads = max(1, (os.cpu_count() or 1) // self.placement.workers)
+        threads = max(1, usable_cpus() // self.placement.workers)
         outcomes: dict[str, Outcome] = {}
         queue = list(reversed(runs))
         free = list(self.placement.slots)
@@ -358,6 +358,14 @@ def _stop_workers(processes: list, forward: bool, grace_s: float = 30.0) -> None
         if process.is_alive():
             process.kill()
             process.join()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, a SLURM allocation, a container's cpuset),
+    not every CPU of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def _pool_worker(run: Run, results_dir: str, train_fn: TrainFn | str | None, code: dict[str, Any],

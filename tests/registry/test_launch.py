@@ -134,6 +134,24 @@ def test_pool_isolates_a_crashing_run(results):
     assert len(pids) == 4                                         # every run had its own process
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")
+def test_pool_processes_share_the_cpus_this_process_may_use_not_the_machine_s(results, monkeypatch):
+    # As under taskset or a SLURM allocation on a 64-CPU node: one CPU allowed, two processes -> 1 thread each,
+    # not 64 // 2 = 32 each on the one CPU.
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        outcomes = LocalExecutor(max_parallel=2, train_fn="fake_train:thread_reporting_train").dispatch(
+            make_runs(1, 2), results)
+    finally:
+        os.sched_setaffinity(0, before)
+    assert [o.state for o in outcomes] == ["done", "done"], outcomes
+    store = RunStore(results)
+    for run in make_runs(1, 2):
+        assert store.final(run.run_id) == {"omp_threads": 1.0, "torch_threads": 1.0}
+
+
 @pytest.mark.parametrize("parallel", [1, 2])
 def test_a_full_disk_starts_no_more_runs(results, parallel):
     # Every later run would train for its whole time only to fail the same way at its first checkpoint.
