@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from registry.scales import SCALES
 from simclr_core.validation import ConfigError
 
 GIB = float(1 << 30)
@@ -89,6 +90,8 @@ class HostFit:
         else:
             advice = (f"lower its batch_size (now {run.config.batch_size}; the activations grow with it) or "
                       "free memory, or train it on a machine with more")
+        if SCALES.get(run.scale) is not None and SCALES[run.scale].hardware == "gpu":
+            advice += f" (scale {run.scale} is planned for GPUs: a machine with one, or --slurm)"
         together = (f"{self.at_once} runs at once (--max-parallel {self.parallel}) need about "
                     f"{self.need / GIB:.1f} GiB; the largest, {run.run_id}, about {self.heaviest.describe()}"
                     if self.at_once > 1 else f"{run.run_id} needs about {self.heaviest.describe()}")

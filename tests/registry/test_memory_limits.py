@@ -106,6 +106,10 @@ def test_a_run_larger_than_the_memory_is_refused_naming_its_batch():
     assert f"{run.run_id} needs about" in text and "lower its batch_size (now 4096" in text
     assert "No run was started" in text
     check_host_memory([run], parallel=2, available=HostMemory(need, need, "test"))      # exactly fits
+    assert "planned for GPUs" not in text
+    paper = get_experiment("loss_variant").runs("paper")[0]
+    with pytest.raises(ConfigError, match=r"scale paper is planned for GPUs: a machine with one, or --slurm"):
+        check_host_memory([paper], available=HostMemory(64 * 2**30, 64 * 2**30, "test"))
 
 
 def test_parallel_runs_are_refused_with_the_count_that_fits():
