@@ -118,6 +118,10 @@ def test_sqlite_files_that_are_not_study_databases_are_refused_untouched(results
 def test_cli_reports_bad_input_with_exit_code_2(results, capsys):
     code = main(["sweep", "lr", "--results-dir", str(results)])
     assert code == 2 and "unknown sweep 'lr'; known sweeps: temperature" in capsys.readouterr().err
+    # An override after the options is the sweep's, as it is run's: here a bad value, refused as such.
+    code = main(["sweep", "temperature", "--scale", "smoke", "--results-dir", str(results), "eval.knn_k=many"])
+    err = capsys.readouterr().err
+    assert code == 2 and "eval.knn_k='many' must be an integer" in err and "unrecognized" not in err, err
     assert not results.exists()
 
 
