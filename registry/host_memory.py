@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from registry.scales import SCALES
+from simclr_core.cgroups import cgroup_folders
 from simclr_core.validation import ConfigError
 
 GIB = float(1 << 30)
@@ -48,7 +49,7 @@ def available_memory(proc: Path = Path("/proc"), cgroup_root: Path = Path("/sys/
     best = HostMemory(info["MemAvailable"] + swap, info.get("MemTotal", info["MemAvailable"]) + swap,
                       f"memory {info['MemAvailable'] / GIB:.1f} GiB" + (f" + swap {swap / GIB:.1f} GiB" if swap else "")
                       + " by /proc/meminfo")
-    for folder in _cgroup_folders(proc / "self" / "cgroup", cgroup_root):
+    for folder in cgroup_folders("memory", proc, cgroup_root):
         limit = _cgroup_headroom(folder)
         if limit is not None and limit[0] < best.available:
             headroom, limit_bytes = limit
@@ -135,39 +136,6 @@ def _meminfo(path: Path) -> dict[str, int] | None:
         if words and words[0].isdigit():
             values[key] = int(words[0]) * (1024 if words[1:] == ["kB"] else 1)
     return values
-
-
-def _cgroup_folders(self_cgroup: Path, root: Path) -> list[Path]:
-    """The memory cgroup folders of this process from its own up to the hierarchy's root (v1's memory
-    controller and v2's unified hierarchy), those that exist here."""
-    try:
-        lines = self_cgroup.read_text().splitlines()
-    except OSError:
-        return []
-    folders: list[Path] = []
-    for line in lines:
-        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
-        if controllers == "":       # v2: the unified hierarchy, at the root or under unified/ (hybrid systems)
-            bases = [root, root / "unified"]
-        elif "memory" in controllers.split(","):
-            bases = [root / "memory"]
-        else:
-            continue
-        for base in bases:
-            if not (base / "cgroup.procs").exists():
-                continue
-            # In a container the path may name the host's cgroup, which the container sees as its root.
-            parts = Path(path.lstrip("/")).parts
-            folder = base.joinpath(*parts)
-            while parts and not folder.is_dir():
-                parts = parts[1:]
-                folder = base.joinpath(*parts)
-            while True:
-                folders.append(folder)
-                if folder == base:
-                    break
-                folder = folder.parent
-    return folders
 
 
 def _cgroup_headroom(folder: Path) -> tuple[int, int] | None:

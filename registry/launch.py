@@ -38,6 +38,7 @@ from registry.pretraining import pretraining_key, reuse_pretraining
 from registry.provenance import code_version
 from registry.store import RunStore, now_iso
 from simclr_core.atomic_files import disk_trouble
+from simclr_core.cgroups import usable_cpus
 from simclr_core.validation import ConfigError
 from simclr_core.warning_format import print_warnings_on_one_line
 
@@ -358,14 +359,6 @@ def _stop_workers(processes: list, forward: bool, grace_s: float = 30.0) -> None
         if process.is_alive():
             process.kill()
             process.join()
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on: its affinity mask (taskset, a SLURM allocation, a container's cpuset),
-    not every CPU of the machine."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 def _pool_worker(run: Run, results_dir: str, train_fn: TrainFn | str | None, code: dict[str, Any],

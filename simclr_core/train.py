@@ -29,6 +29,7 @@ from simclr_core.augment import build_augmentation, build_local_views
 from simclr_core.augment.ahead import resolve_views_ahead, views_ahead
 from simclr_core.atomic_files import atomic_write_bytes
 from simclr_core.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from simclr_core.cgroups import fit_torch_threads
 from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
 from simclr_core.data.feed import Feed, open_feed, require_data
@@ -86,6 +87,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     if device_type == "cpu":
         cpu_cache.install()   # each step reuses the last step's freed activations: see cpu_cache.py
+        fit_torch_threads()   # no more threads than a CPU quota (a container's) lets run at once: see cgroups.py
     mixed_precision = resolve_precision(cfg.precision, torch.device(device_type))
     _forget_previous_accelerator()
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=device_type == "cpu",

@@ -67,34 +67,31 @@ def exfat_disk(tmp_path):
         subprocess.run(["losetup", "--detach", device], capture_output=True)
 
 
-@pytest.fixture
-def memory_cgroup():
-    """`memory_cgroup(limit_bytes)` -> a `preexec_fn` that moves a subprocess into a fresh memory cgroup (v1's
-    memory controller or v2) holding it to `limit_bytes`, as a container or a SLURM job does; removed after the
-    test. Needs root and a writable cgroup file system: elsewhere the test skips."""
-    made: list[Path] = []
+def _cgroup_maker(made: list[Path], controller: str, v1_files: dict[str, str], v2_files: dict[str, str]):
+    """A fresh cgroup of `controller` with its limit files written (v1 if mounted, else v2 with the controller
+    enabled); returns a `preexec_fn` that moves a subprocess into it. Skips the test where that is not possible."""
+    v1, v2 = Path("/sys/fs/cgroup") / controller, Path("/sys/fs/cgroup")
+    name = f"simclr-test-{os.getpid()}-{len(made)}"
+    v2_enabled = (v2 / "cgroup.subtree_control").exists() and \
+        controller in (v2 / "cgroup.subtree_control").read_text().split()
+    if os.geteuid() == 0 and (v1 / "cgroup.procs").exists() and (v1 / next(iter(v1_files))).exists():
+        folder, files = v1 / name, v1_files
+    elif os.geteuid() == 0 and v2_enabled:
+        folder, files = v2 / name, v2_files
+    else:
+        pytest.skip(f"needs root and a writable {controller} cgroup (v1 controller, or v2 with it enabled)")
+    try:
+        folder.mkdir()
+        for file, text in files.items():
+            (folder / file).write_text(text)
+    except OSError as exc:
+        pytest.skip(f"cannot make a {controller} cgroup: {exc}")
+    made.append(folder)
+    procs = folder / "cgroup.procs"
+    return lambda: procs.write_text(str(os.getpid()))
 
-    def make(limit_bytes: int):
-        v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
-        name = f"simclr-test-{os.getpid()}-{len(made)}"
-        v2_memory = (v2 / "cgroup.subtree_control").exists() and \
-            "memory" in (v2 / "cgroup.subtree_control").read_text().split()
-        if os.geteuid() == 0 and (v1 / "memory.limit_in_bytes").exists():
-            folder, limit_file = v1 / name, "memory.limit_in_bytes"
-        elif os.geteuid() == 0 and v2_memory:
-            folder, limit_file = v2 / name, "memory.max"
-        else:
-            pytest.skip("needs root and a writable memory cgroup (v1 memory controller or v2 with memory enabled)")
-        try:
-            folder.mkdir()
-            (folder / limit_file).write_text(str(limit_bytes))
-        except OSError as exc:
-            pytest.skip(f"cannot make a memory cgroup: {exc}")
-        made.append(folder)
-        procs = folder / "cgroup.procs"
-        return lambda: procs.write_text(str(os.getpid()))
 
-    yield make
+def _remove_cgroups(made: list[Path]) -> None:
     for folder in made:
         for _ in range(50):
             try:
@@ -102,3 +99,26 @@ def memory_cgroup():
                 break
             except OSError:           # its last process is still exiting
                 time.sleep(0.1)
+
+
+@pytest.fixture
+def memory_cgroup():
+    """`memory_cgroup(limit_bytes)` -> a `preexec_fn` that moves a subprocess into a fresh memory cgroup holding
+    it to `limit_bytes`, as a container or a SLURM job does; removed after the test. Needs root and a writable
+    cgroup file system: elsewhere the test skips."""
+    made: list[Path] = []
+    yield lambda limit_bytes: _cgroup_maker(made, "memory", {"memory.limit_in_bytes": str(limit_bytes)},
+                                            {"memory.max": str(limit_bytes)})
+    _remove_cgroups(made)
+
+
+@pytest.fixture
+def cpu_quota_cgroup():
+    """`cpu_quota_cgroup(cpus)` -> a `preexec_fn` that moves a subprocess into a fresh cgroup whose CPU quota is
+    `cpus` CPUs, as `docker --cpus` sets; removed after the test. Needs root and a writable cgroup file system."""
+    made: list[Path] = []
+    period = 100_000
+    yield lambda cpus: _cgroup_maker(made, "cpu", {"cpu.cfs_period_us": str(period),
+                                                    "cpu.cfs_quota_us": str(int(cpus * period))},
+                                     {"cpu.max": f"{int(cpus * period)} {period}"})
+    _remove_cgroups(made)
