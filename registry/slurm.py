@@ -132,6 +132,7 @@ def check_cpu_job_memory(runs: Sequence[Run], settings: SlurmSettings) -> None:
 
     per_node = settings.processes_per_node
     world = settings.nodes * per_node
+
     def per_node_bytes(run: Run) -> int:
         share = replace(run.config, batch_size=max(1, run.config.batch_size // world))
         return per_node * estimate_run_memory(share, device="cpu").total
