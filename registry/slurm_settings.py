@@ -131,7 +131,7 @@ def default_config_path() -> Path:
 def config_path(explicit: str | os.PathLike | None = None) -> tuple[Path, bool]:
     """(path, required): --slurm-config, else $SIMCLR_SLURM_CONFIG (both must exist), else the default (optional)."""
     chosen = explicit or os.environ.get(CONFIG_ENV)
-    return (Path(chosen), True) if chosen else (default_config_path(), False)
+    return (Path(chosen).expanduser(), True) if chosen else (default_config_path(), False)
 
 
 def _parse_toml(path: Path) -> dict[str, Any]:

@@ -49,8 +49,9 @@ DISCARDED_PREFIX = "discarded-"
 
 
 def default_results_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """--results-dir, else $SIMCLR_RESULTS_DIR, else ./results."""
-    return Path(explicit or os.environ.get(RESULTS_DIR_ENV) or "results")
+    """--results-dir, else $SIMCLR_RESULTS_DIR, else ./results. A leading ~ is the home folder: the shell does not
+    expand it in `--results-dir=~/results` or in a quoted setting, and a folder named "~" is never meant."""
+    return Path(explicit or os.environ.get(RESULTS_DIR_ENV) or "results").expanduser()
 
 
 def now_iso() -> str:

@@ -91,7 +91,7 @@ def storage_url(spec: str | None, study_name: str, results_dir: str | Path) -> s
         path = spec.removeprefix("journal:").removeprefix("//")
         if not path:
             raise ConfigError(f"--storage {spec!r} names no file; e.g. journal:///shared/optuna/temperature.journal")
-        return f"journal://{Path(path).resolve()}"
+        return f"journal://{Path(path).expanduser().resolve()}"
     if "://" in spec:
         return spec
     hint = ""

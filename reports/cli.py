@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     results_dir = default_results_dir(args.results_dir)
-    out = Path(args.out) if args.out else results_dir / REPORT_FOLDER
+    out = Path(args.out).expanduser() if args.out else results_dir / REPORT_FOLDER
     check_out_dir(out)
     results = load_results(results_dir)
     sections = build_sections(results, keys=args.artefacts or None, scales=args.scale)

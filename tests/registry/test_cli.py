@@ -164,6 +164,28 @@ def test_runs_made_with_overrides_are_shown_where_the_failure_message_points(tmp
     assert "RuntimeError: boom" in lines[at + 2] or "Traceback" in lines[at + 2]
 
 
+def test_a_tilde_in_a_results_folder_is_the_home_folder(tmp_path, monkeypatch, capsys):
+    # bash leaves ~ as is in --results-dir=~/res, and a quoted setting (a .env file, a unit file) does too.
+    from registry import launch
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SIMCLR_RESULTS_DIR", raising=False)
+    monkeypatch.setattr(launch, "DEFAULT_TRAIN_FN", "fake_train:counting_train")
+    assert main(["run", "loss_variant", "--scale", "smoke", "--only", "nt_xent*", "--results-dir=~/res"]) == 0
+    assert (home / "res" / "loss_variant").is_dir() and not (tmp_path / "~").exists()
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", "~/res")
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    assert "loss_variant" in capsys.readouterr().out
+    assert main(["sweep", "temperature", "--scale", "smoke", "--normalize", "true", "--trials", "1",
+                 "--storage", "journal:~/study.journal"]) == 0
+    assert (home / "study.journal").is_file() and not (tmp_path / "~").exists()
+    assert main(["report", "--out=~/report", "loss_variant"]) == 0
+    assert (home / "report" / "index.html").is_file() and not (tmp_path / "~").exists()
+
+
 def test_commands_printed_about_a_run_name_its_overrides():
     run = get_experiment("loss_variant").runs("smoke", {"loss.temperature": "0.25", "augment.crop_scale": "0.2,1",
                                                         "max_steps": None})[0]
