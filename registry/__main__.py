@@ -397,6 +397,9 @@ def _seed(text: str) -> int:
         value = int(text, 10)
     except ValueError:
         value = -1
+    if value < 0 and "=" in text:     # --seeds takes every word after it, an override too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed: --seeds takes the words after it, so put "
+                                         f"key=value overrides before it (... {text} --seeds 0 1 2)")
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a seed; seeds are integers >= 0, e.g. --seeds 0 1 2")
     return value

@@ -186,6 +186,18 @@ def test_a_tilde_in_a_results_folder_is_the_home_folder(tmp_path, monkeypatch, c
     assert (home / "report" / "index.html").is_file() and not (tmp_path / "~").exists()
 
 
+@pytest.mark.parametrize("word, message", [
+    ("-1", "'-1' is not a seed; seeds are integers >= 0"),
+    ("loss.temperature=0.2", "'loss.temperature=0.2' is not a seed: --seeds takes the words after it, so put "
+                             "key=value overrides before it (... loss.temperature=0.2 --seeds 0 1 2)"),
+])
+def test_seeds_that_are_not_seeds_are_refused_saying_why(tmp_path, capsys, word, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "loss_variant", "--scale", "smoke", "--results-dir", str(tmp_path), "--seeds", "0", word])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_commands_printed_about_a_run_name_its_overrides():
     run = get_experiment("loss_variant").runs("smoke", {"loss.temperature": "0.25", "augment.crop_scale": "0.2,1",
                                                         "max_steps": None})[0]
