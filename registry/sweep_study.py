@@ -510,11 +510,24 @@ class StudyDriver:
         self.told += told
         return told
 
+    def _redo_hint(self, run: Run) -> str:
+        """How to train a damaged trial run again: `run --redo` selects it where it is one of the experiment's
+        declared runs (a grid value); another value's run only a sweep asks for, once its files are aside."""
+        try:
+            declared = {r.run_id for r in self.plan.experiment.runs(self.plan.scale, self.plan.overrides)}
+        except ConfigError:
+            declared = set()
+        if run.run_id in declared:
+            return f"{redo_command(run)} trains it again"
+        folder = self.store.run_dir(run.run_id)
+        return (f"move {shlex.quote(str(folder))} aside (mv it to {shlex.quote(str(folder) + '.damaged')}) and run "
+                "this sweep again with --retry-failed: the trial is asked again and its run trains from scratch")
+
     def _run_result(self, item: _InFlight, run: Run) -> tuple[str, Any]:
         """("done", metric value or None) | ("failed", reason) | ("waiting", None)."""
         problem = self.store.problem(run.run_id)
         if problem:      # damaged files: no result to use, and the executors will not train it again by themselves
-            return "failed", f"corrupt: {problem}; {redo_command(run)} trains it again"
+            return "failed", f"corrupt: {problem}; {self._redo_hint(run)}"
         if self.store.is_done(run.run_id):
             return "done", (self.store.final(run.run_id) or {}).get(self.plan.metric)
         outcome = item.outcomes.get(run.run_id)

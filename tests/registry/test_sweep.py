@@ -327,6 +327,33 @@ def test_trials_on_runs_with_damaged_files_fail_and_name_the_redo_command(result
         assert store.state(f"temperature_norm/{run_dir.name}") == "corrupt"
 
 
+def test_a_damaged_tpe_trial_run_names_how_to_train_it_again_and_that_works(results, tmp_path):
+    # A TPE value is no declared run, so `run --only ID --redo` cannot select it: the hint is the sweep's own.
+    def sweep(**kwargs):
+        return run_sweep("temperature", scale="smoke", normalize="true", sampler="tpe", trials=1,
+                         results_dir=str(results), storage=f"sqlite:///{tmp_path / 'tpe.db'}",
+                         train_fn=temperature_train, poll_s=0.1, report=lambda line: None, **kwargs)
+
+    first, = sweep()
+    (run_id,) = first["trials"][0]["run_ids"]
+    declared = {r.run_id for r in get_experiment("temperature_norm").runs("smoke")}
+    assert run_id not in declared
+    run_dir = RunStore(results).run_dir(run_id)
+    (run_dir / "checkpoint.pt").write_bytes(b"truncated")
+    (run_dir / "final.json").unlink()
+    damaged, = run_sweep("temperature", scale="smoke", normalize="true", sampler="tpe", trials=1,
+                         results_dir=str(results), storage=f"sqlite:///{tmp_path / 'again.db'}",
+                         train_fn=temperature_train, poll_s=0.1, report=lambda line: None, sampler_seed=0)
+    error, = [t["error"] for t in damaged["trials"] if t["state"] == "FAIL"]
+    assert f"move {run_dir} aside" in error and "--retry-failed" in error and "--redo" not in error, error
+    run_dir.rename(run_dir.with_name(run_dir.name + ".damaged"))
+    fixed, = run_sweep("temperature", scale="smoke", normalize="true", sampler="tpe", trials=1,
+                       results_dir=str(results), storage=f"sqlite:///{tmp_path / 'again.db'}",
+                       train_fn=temperature_train, poll_s=0.1, report=lambda line: None, retry_failed=True)
+    assert fixed["failed_now"] == 0 and fixed["counts"]["COMPLETE"] == 1
+    assert RunStore(results).state(run_id) == "done"
+
+
 def test_a_study_storage_on_a_disk_that_fills_up_says_so_and_the_sweep_continues_once_freed(
         results, small_disk, monkeypatch, capsys):
     from registry import launch
