@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from registry.claim import break_if_stale, describe_claim, read_claim, try_claim
 from registry.declare import Run
@@ -86,29 +86,27 @@ class Outcome:
         return self.refused_errno is not None
 
 
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """`exc`, then the exception it was raised from or while handling, and so on (each once)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        yield exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+
+
 def disk_refusal(exc: BaseException | None) -> int | None:
     """The errno when `exc`, or an exception it was raised from or while handling, is the disk refusing a write
     or no longer answering (atomic_files.disk_trouble)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, OSError) and disk_trouble(exc.errno) is not None:
-            return exc.errno
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return next((e.errno for e in exception_chain(exc)
+                 if isinstance(e, OSError) and disk_trouble(e.errno) is not None), None)
 
 
 def out_of_memory(exc: BaseException | None) -> bool:
     """True when `exc`, or an exception in its chain, is an allocation that failed: torch's OutOfMemoryError
     (CUDA, or simclr_core's CPU block cache), Python's MemoryError, or the CPU allocator's RuntimeError."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
-                or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return any(isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+               or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e)) for e in exception_chain(exc))
 
 
 def out_of_memory_advice(run: Run) -> str:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from registry.claim import is_stale, owner_info
 from registry.declare import Run
-from registry.launch import Executor, Outcome, redo_command
+from registry.launch import Executor, Outcome, exception_chain, redo_command
 from registry.provenance import code_version
 from registry.store import RunStore
 from registry.sweep_space import StudyPlan
@@ -239,14 +239,11 @@ _SQLITE_DISK_ERRORS = {"database or disk is full": errno.ENOSPC, "disk I/O error
 def storage_disk_error(exc: BaseException | None) -> tuple[int, str] | None:
     """(errno, SQLite's message) for a study storage's write that the disk refused (full, failing or read-only),
     found anywhere in `exc`'s chain (Optuna wraps SQLAlchemy's error, which wraps sqlite3's); else None."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if type(exc).__module__ == "sqlite3":
-            found = next((code for words, code in _SQLITE_DISK_ERRORS.items() if words in str(exc)), None)
+    for error in exception_chain(exc):
+        if type(error).__module__ == "sqlite3":
+            found = next((code for words, code in _SQLITE_DISK_ERRORS.items() if words in str(error)), None)
             if found is not None:
-                return found, str(exc)
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+                return found, str(error)
     return None
 
 
