@@ -142,9 +142,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     for line in experiment.deviations:
         print(f"    - {line}")
     others = stored_elsewhere(store, experiment.name, scale.name, {run.run_id for run in runs})
-    width = max(len(run_id) for run_id in [r.run_id for r in runs] + others)
+    width = max(len(run_id) for run_id in [r.run_id for r in runs] + list(others))
     # SLURM job of each submitted run (and the fate of jobs that ended without recording it).
-    slurm_notes = reconcile(store, [r.run_id for r in runs] + others)
+    slurm_notes = reconcile(store, [r.run_id for r in runs] + list(others))
     states = Counter(_show_run(store, run, experiment, width, slurm_notes) for run in runs)
     print("  " + ", ".join(f"{states[s]} {s}" for s in STATES if states[s]) + f" (of {len(runs)})")
     if others:
@@ -154,39 +154,43 @@ def cmd_show(args: argparse.Namespace) -> int:
         by_point = {canonical_json(dict(run.point)): run for run in reversed(runs)}
         by_seed = {(canonical_json(dict(run.point)), run.config.seed): run for run in runs}
         others_states = Counter()
-        for run_id in others:
-            run = stored_run(store, run_id)
-            seed = ((store.config(run_id) or {}).get("config") or {}).get("seed")
+        for run_id, stored in others.items():
+            run = stored_run(run_id, stored)
             point = canonical_json(dict(run.point))
-            planned = by_seed.get((point, seed)) or by_point.get(point)
+            planned = by_seed.get((point, (stored.get("config") or {}).get("seed"))) or by_point.get(point)
             others_states[_show_run(store, run, experiment, width, slurm_notes,
-                                    differs=config_differences(store, run_id, planned))] += 1
+                                    differs=config_differences(stored, planned))] += 1
         print("  " + ", ".join(f"{others_states[s]} {s}" for s in STATES if others_states[s])
               + f" (of {len(others)})")
     return 0
 
 
-def stored_elsewhere(store: RunStore, experiment: str, scale: str, planned: set[str]) -> list[str]:
-    """Ids of the stored runs of `experiment` at `scale` that are not in `planned`, sorted."""
-    return [run_id for run_id in store.run_ids() if run_id.partition("/")[0] == experiment
-            and run_id not in planned and (store.config(run_id) or {}).get("scale") == scale]
+def stored_elsewhere(store: RunStore, experiment: str, scale: str, planned: set[str]) -> dict[str, dict]:
+    """{id: its config.json} of the stored runs of `experiment` at `scale` that are not in `planned`, sorted."""
+    found = {}
+    for run_id in store.run_ids():
+        if run_id.partition("/")[0] == experiment and run_id not in planned:
+            stored = store.config(run_id) or {}
+            if stored.get("scale") == scale:
+                found[run_id] = stored
+    return found
 
 
-def stored_run(store: RunStore, run_id: str) -> Run:
-    """A stored run as its config.json recorded it (its config left as the default: only the ids are used)."""
-    stored = store.config(run_id) or {}
+def stored_run(run_id: str, stored: dict[str, Any]) -> Run:
+    """A stored run as its config.json (`stored`) recorded it (its config left as the default: only the ids
+    are used)."""
     point, overrides = stored.get("point"), stored.get("overrides")
     return Run(run_id, run_id.partition("/")[0], stored.get("scale", "?"), point if isinstance(point, dict) else {},
                RunConfig(), overrides if isinstance(overrides, dict) else {})
 
 
-def config_differences(store: RunStore, run_id: str, planned: Run | None, most: int = 4) -> str:
-    """How a stored run's config differs from the planned run of its axis point and seed ("batch_size=4096
-    (plan: 256), ..."); "" without such a run."""
-    stored = (store.config(run_id) or {}).get("config")
-    if planned is None or not isinstance(stored, dict):
+def config_differences(stored: dict[str, Any], planned: Run | None, most: int = 4) -> str:
+    """How a stored run's config (its config.json: `stored`) differs from the planned run of its axis point and
+    seed ("batch_size=4096 (plan: 256), ..."); "" without such a run."""
+    config = stored.get("config")
+    if planned is None or not isinstance(config, dict):
         return ""
-    mine, plan = flatten_config(stored), flatten_config(planned.config.to_dict())
+    mine, plan = flatten_config(config), flatten_config(planned.config.to_dict())
     keys = sorted(key for key in mine.keys() | plan.keys() if mine.get(key, "-") != plan.get(key, "-"))
     shown = [f"{key}={mine.get(key, '-')} (plan: {plan.get(key, '-')})" for key in keys[:most]]
     return ", ".join(shown) + (f", and {len(keys) - most} more" if len(keys) > most else "")
@@ -361,7 +365,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             continue
         table.setdefault((run_id.partition("/")[0], scale or "?"), Counter())[state] += 1
         if state == "corrupt":
-            corrupt.append((run_id, scale or "SCALE"))
+            corrupt.append((run_id, scale or "SCALE", stored))
     if not table:
         chosen = " of " + ", ".join(args.names) if args.names else ""
         print(f"no runs{chosen}{' at scale ' + ', '.join(args.scale) if args.scale else ''} in {store.root}")
@@ -369,8 +373,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"{'experiment':<20} {'scale':<6} " + " ".join(f"{s:>9}" for s in STATES))
     for (name, scale), counts in sorted(table.items()):
         print(f"{name:<20} {scale:<6} " + " ".join(f"{counts[s]:>9}" for s in STATES))
-    for run_id, scale in corrupt:
-        run = replace(stored_run(store, run_id), scale=scale)
+    for run_id, scale, stored in corrupt:
+        run = replace(stored_run(run_id, stored), scale=scale)
         print(f"corrupt: {run_id}: {store.problem(run_id)}\n  to train it again: {redo_command(run)}")
     for (name, scale), counts in sorted(table.items()):
         if counts["failed"]:
