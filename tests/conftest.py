@@ -67,6 +67,24 @@ def exfat_disk(tmp_path):
         subprocess.run(["losetup", "--detach", device], capture_output=True)
 
 
+@pytest.fixture
+def fake_cgroups(tmp_path):
+    """`fake_cgroups(self_cgroup, folders, meminfo="")` -> (proc, root): a /proc whose self/cgroup (and meminfo)
+    hold the given text, and a cgroup tree under root whose folders ("" is root itself) hold the given files."""
+    def make(self_cgroup: str, folders: dict[str, dict[str, str]], meminfo: str = "") -> tuple[Path, Path]:
+        proc, root = tmp_path / "proc", tmp_path / "cgroup"
+        (proc / "self").mkdir(parents=True)
+        (proc / "self" / "cgroup").write_text(self_cgroup)
+        (proc / "meminfo").write_text(meminfo)
+        for folder, files in folders.items():
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            for name, text in files.items():
+                (root / folder / name).write_text(text)
+        return proc, root
+
+    return make
+
+
 def _cgroup_maker(made: list[Path], controller: str, v1_files: dict[str, str], v2_files: dict[str, str]):
     """A fresh cgroup of `controller` with its limit files written (v1 if mounted, else v2 with the controller
     enabled); returns a `preexec_fn` that moves a subprocess into it. Skips the test where that is not possible."""

@@ -27,64 +27,51 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 # ---- what the machine has ---------------------------------------------------------------------------------
-def fake_machine(tmp_path: Path, meminfo: str, cgroup_lines: str, folders: dict[str, dict[str, str]]):
-    """A /proc with `meminfo` and self/cgroup, and a cgroup tree whose folders hold the given files."""
-    proc, root = tmp_path / "proc", tmp_path / "cgroup"
-    (proc / "self").mkdir(parents=True)
-    (proc / "meminfo").write_text(meminfo)
-    (proc / "self" / "cgroup").write_text(cgroup_lines)
-    for folder, files in folders.items():
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (root / folder / name).write_text(text)
-    return proc, root
-
-
 MEMINFO = "MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    8000000 kB\n" \
           "SwapTotal:       2000000 kB\nSwapFree:        1000000 kB\n"
 
 
-def test_without_a_cgroup_limit_memory_and_free_swap_are_available(tmp_path):
-    proc, root = fake_machine(tmp_path, MEMINFO, "0::/user.slice\n",
-                              {"": {"cgroup.procs": ""}, "user.slice": {"memory.max": "max\n"}})
+def test_without_a_cgroup_limit_memory_and_free_swap_are_available(fake_cgroups):
+    proc, root = fake_cgroups("0::/user.slice\n", {"": {"cgroup.procs": ""}, "user.slice": {"memory.max": "max\n"}},
+                              MEMINFO)
     found = available_memory(proc, root)
     assert found.available == 9_000_000 * 1024 and found.ceiling == 17_000_000 * 1024
     assert "by /proc/meminfo" in found.describe()
 
 
-def test_the_tightest_cgroup_above_the_process_bounds_it_v2(tmp_path):
+def test_the_tightest_cgroup_above_the_process_bounds_it_v2(fake_cgroups):
     # The job's own cgroup sets no limit; its parent (the SLURM job) allows 4 GiB, 3 GiB in use of which
     # 1 GiB is inactive file cache that the kernel reclaims before it kills anything.
-    proc, root = fake_machine(tmp_path, MEMINFO, "0::/job_7/step_0\n", {
+    proc, root = fake_cgroups("0::/job_7/step_0\n", {
         "": {"cgroup.procs": ""},
         "job_7": {"memory.max": str(4 * 2**30), "memory.current": str(3 * 2**30),
                   "memory.stat": f"anon 1\ninactive_file {2**30}\n"},
         "job_7/step_0": {"memory.max": "max\n", "memory.current": str(2**30)},
-    })
+    }, MEMINFO)
     found = available_memory(proc, root)
     assert found.available == 2 * 2**30 and found.ceiling == 4 * 2**30
     assert "job_7 allows 4.0 GiB, 2.0 GiB of it in use" in found.source
 
 
-def test_a_v1_memory_controller_limit_counts_and_unlimited_is_ignored(tmp_path):
-    proc, root = fake_machine(tmp_path, MEMINFO, "5:cpu:/x\n4:memory:/docker/abc\n", {
+def test_a_v1_memory_controller_limit_counts_and_unlimited_is_ignored(fake_cgroups):
+    proc, root = fake_cgroups("5:cpu:/x\n4:memory:/docker/abc\n", {
         "memory": {"cgroup.procs": "", "memory.limit_in_bytes": "9223372036854771712"},
         "memory/docker": {"memory.limit_in_bytes": "9223372036854771712"},
         "memory/docker/abc": {"memory.limit_in_bytes": str(3 * 2**30), "memory.usage_in_bytes": str(2**30),
                               "memory.stat": "total_inactive_file 0\n"},
-    })
+    }, MEMINFO)
     assert available_memory(proc, root).available == 2 * 2**30
 
 
-def test_a_container_that_sees_its_own_cgroup_as_the_root(tmp_path):
+def test_a_container_that_sees_its_own_cgroup_as_the_root(fake_cgroups):
     # /proc/self/cgroup names the host's path, which does not exist inside the container: its root is it.
-    proc, root = fake_machine(tmp_path, MEMINFO, "0::/kubepods/pod1/abc\n",
-                              {"": {"cgroup.procs": "", "memory.max": str(2**30), "memory.current": "0"}})
+    proc, root = fake_cgroups("0::/kubepods/pod1/abc\n",
+                              {"": {"cgroup.procs": "", "memory.max": str(2**30), "memory.current": "0"}}, MEMINFO)
     assert available_memory(proc, root).available == 2**30
 
 
-def test_no_meminfo_means_no_verdict(tmp_path, monkeypatch):
-    proc, root = fake_machine(tmp_path, "", "", {})
+def test_no_meminfo_means_no_verdict(fake_cgroups, monkeypatch):
+    proc, root = fake_cgroups("", {})
     (proc / "meminfo").unlink()
     assert available_memory(proc, root) is None
     monkeypatch.setattr("registry.host_memory.available_memory", lambda: None)

@@ -15,28 +15,17 @@ from simclr_core.cgroups import cgroup_folders, cpu_quota, usable_cpus
 REPO = Path(__file__).resolve().parents[2]
 
 
-def fake_tree(tmp_path: Path, self_cgroup: str, folders: dict[str, dict[str, str]]) -> tuple[Path, Path]:
-    proc, root = tmp_path / "proc", tmp_path / "cgroup"
-    (proc / "self").mkdir(parents=True)
-    (proc / "self" / "cgroup").write_text(self_cgroup)
-    for folder, files in folders.items():
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (root / folder / name).write_text(text)
-    return proc, root
-
-
-def test_a_v2_quota_of_one_and_a_half_cpus_allows_two_threads_at_most(tmp_path):
-    proc, root = fake_tree(tmp_path, "0::/docker/abc\n", {
+def test_a_v2_quota_of_one_and_a_half_cpus_allows_two_threads_at_most(fake_cgroups):
+    proc, root = fake_cgroups("0::/docker/abc\n", {
         "": {"cgroup.procs": ""}, "docker": {"cpu.max": "max 100000"}, "docker/abc": {"cpu.max": "150000 100000"}})
     assert cgroup_folders("cpu", proc, root) == [root / "docker/abc", root / "docker", root]
     assert cpu_quota(proc, root) == 1.5
     assert usable_cpus(proc, root) == min(2, len(os.sched_getaffinity(0)))
 
 
-def test_the_tightest_quota_above_the_process_counts_v1(tmp_path):
+def test_the_tightest_quota_above_the_process_counts_v1(fake_cgroups):
     # v1 mounts cpu and cpuacct together on many systems: /proc/self/cgroup says "cpu,cpuacct".
-    proc, root = fake_tree(tmp_path, "7:memory:/x\n3:cpu,cpuacct:/slurm/job_5/step_0\n", {
+    proc, root = fake_cgroups("7:memory:/x\n3:cpu,cpuacct:/slurm/job_5/step_0\n", {
         "cpu,cpuacct": {"cgroup.procs": "", "cpu.cfs_quota_us": "-1", "cpu.cfs_period_us": "100000"},
         "cpu,cpuacct/slurm/job_5": {"cpu.cfs_quota_us": "50000", "cpu.cfs_period_us": "100000"},
         "cpu,cpuacct/slurm/job_5/step_0": {"cpu.cfs_quota_us": "-1", "cpu.cfs_period_us": "100000"},
@@ -45,8 +34,8 @@ def test_the_tightest_quota_above_the_process_counts_v1(tmp_path):
     assert usable_cpus(proc, root) == 1
 
 
-def test_no_quota_leaves_the_affinity_mask(tmp_path):
-    proc, root = fake_tree(tmp_path, "0::/\n", {"": {"cgroup.procs": "", "cpu.max": "max 100000"}})
+def test_no_quota_leaves_the_affinity_mask(fake_cgroups, tmp_path):
+    proc, root = fake_cgroups("0::/\n", {"": {"cgroup.procs": "", "cpu.max": "max 100000"}})
     assert cpu_quota(proc, root) is None
     assert usable_cpus(proc, root) == len(os.sched_getaffinity(0))
     assert cgroup_folders("cpu", tmp_path / "nowhere", root) == []
