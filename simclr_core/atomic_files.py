@@ -22,6 +22,9 @@ from typing import IO, Callable
 DISK_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 # A disk that failed or stopped answering: a drive unplugged, a network or FUSE mount whose server went away.
 DISK_GONE = frozenset({errno.EIO, errno.ENOTCONN, errno.ESTALE})
+# What os.link and os.symlink raise on a file system without such links (exFAT and FAT drives, some FUSE and SMB
+# mounts).
+NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def disk_trouble(code: int | None) -> tuple[str, str] | None:
@@ -31,9 +34,6 @@ def disk_trouble(code: int | None) -> tuple[str, str] | None:
     if code in DISK_GONE:
         return "the disk failed or stopped answering", "check or reconnect it (the drive, the network or FUSE mount)"
     return None
-# What os.link and os.symlink raise on a file system without such links (exFAT and FAT drives, some FUSE and SMB
-# mounts).
-NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def process_umask() -> int:
