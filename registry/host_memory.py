@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from registry.scales import SCALES
-from simclr_core.cgroups import cgroup_folders
+from simclr_core.cgroups import cgroup_folders, read_setting
 from simclr_core.validation import ConfigError
 
 GIB = float(1 << 30)
@@ -150,20 +150,13 @@ def _cgroup_headroom(folder: Path) -> tuple[int, int] | None:
 
 
 def _read_number(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
+    text = read_setting(path)
     return int(text) if text.isdigit() else None     # cgroup v2 writes "max" for no limit
 
 
 def _meminfo_like(path: Path) -> dict[str, int]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return {}
     values = {}
-    for line in lines:
+    for line in read_setting(path).splitlines():
         words = line.split()
         if len(words) == 2 and words[1].isdigit():
             values[words[0]] = int(words[1])

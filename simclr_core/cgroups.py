@@ -2,6 +2,7 @@
 registry's memory check) the folders whose limits bound its memory.
 
     cgroup_folders(controller) -> [Path]   this process's cgroup folders for "memory" or "cpu", own one first
+    read_setting(path) -> str              a cgroup file's text ("" where unreadable)
     usable_cpus() -> int                   CPUs this process may keep busy: affinity mask and CPU quota
     fit_torch_threads() -> int             lower torch's thread count to usable_cpus() where it is above it
 
@@ -60,11 +61,11 @@ def cpu_quota(proc: Path = PROC, root: Path = ROOT) -> float | None:
     """The smallest CPU quota above this process, in CPUs (1.5 = one and a half), or None where none is set."""
     quotas = []
     for folder in cgroup_folders("cpu", proc, root):
-        words = _read(folder / "cpu.max").split()                          # v2: "150000 100000" or "max 100000"
+        words = read_setting(folder / "cpu.max").split()                          # v2: "150000 100000" or "max 100000"
         if len(words) == 2 and words[0].isdigit() and words[1].isdigit() and int(words[1]) > 0:
             quotas.append(int(words[0]) / int(words[1]))
             continue
-        quota, period = _read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")   # v1: -1 = none
+        quota, period = read_setting(folder / "cpu.cfs_quota_us"), read_setting(folder / "cpu.cfs_period_us")   # v1: -1 = none
         if quota.isdigit() and period.isdigit() and int(quota) > 0 and int(period) > 0:
             quotas.append(int(quota) / int(period))
     return min(quotas, default=None)
@@ -90,7 +91,8 @@ def fit_torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _read(path: Path) -> str:
+def read_setting(path: Path) -> str:
+    """A cgroup file's text, stripped; "" where it cannot be read (absent, another version's file)."""
     try:
         return path.read_text().strip()
     except OSError:
