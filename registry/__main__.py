@@ -35,6 +35,7 @@ from registry.discover import experiment_folders, get_experiment, list_experimen
 from registry.host_memory import host_fit
 from registry.launch import (NOT_STARTED, Outcome, make_executor, raise_on_sigterm, redo_command,
                              show_command)
+from registry.overrides import parse_overrides
 from registry.placement import plan_placement
 from registry.plan import cmd_scales, print_plan
 from registry.published import published_cells, unmatched_points
@@ -54,20 +55,6 @@ AGAIN = "run the same command again; finished runs are kept and unfinished ones 
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """["loss.temperature=0.2", "max_steps=none"] -> {"loss.temperature": "0.2", "max_steps": None}.
-
-    Values stay text (the config coerces them to each field's type); "none"/"null" mean None.
-    """
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} must look like key=value, e.g. loss.temperature=0.2")
-        overrides[key.strip()] = None if value.strip().lower() in ("none", "null") else value
-    return overrides
-
-
 def select(runs: list[Run], patterns: Sequence[str] | None) -> list[Run]:
     """Runs whose axis label, id (with or without the experiment's folder) or hash matches any of the shell-style
     patterns (all runs if none)."""

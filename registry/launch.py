@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from registry.claim import break_if_stale, describe_claim, read_claim, try_claim
 from registry.declare import Run
 from registry.host_memory import check_host_memory
+from registry.overrides import override_args
 from registry.placement import Placement, plan_placement
 from registry.pretraining import pretraining_key, reuse_pretraining
 from registry.provenance import code_version
@@ -122,20 +123,6 @@ def not_started(runs: Sequence[Run], refused: Outcome) -> list[Outcome]:
     """Outcomes of the runs left unstarted after `refused`, the run whose write the disk refused."""
     what = disk_trouble(refused.refused_errno)[0]
     return [Outcome(run.run_id, "skipped", f"{NOT_STARTED}: {what} ({refused.run_id})") for run in runs]
-
-
-def override_args(overrides: Mapping[str, Any]) -> str:
-    """`overrides` as the command line's key=value words (" k=v ..."; "" if none), each quoted for a shell."""
-    def text(value: Any) -> str:
-        if value is None:
-            return "none"
-        if isinstance(value, bool):
-            return str(value).lower()
-        if isinstance(value, (list, tuple)):
-            return ",".join(map(text, value))
-        return repr(value) if isinstance(value, float) else str(value)
-
-    return "".join(f" {shlex.quote(f'{key}={text(value)}')}" for key, value in overrides.items())
 
 
 def show_command(experiment: str, scale: str, results_dir: str | os.PathLike | None = None,

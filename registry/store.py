@@ -277,12 +277,13 @@ def load_results(results_dir: str | os.PathLike | None = None) -> "pd.DataFrame"
     Columns: run_id, experiment, scale, label, seed, git_sha, git_dirty, metric, value; `axis.<name>` for
     each axis value of the run's point (paper units, e.g. axis.first = "crop"); and every config field
     flattened to its dotted key ("loss.temperature", "augment.ops", ...; lists become tuples). Only the
-    numeric entries of final.json become metrics. Five more describe the run as stored, for reports that
+    numeric entries of final.json become metrics. Six more describe the run as stored, for reports that
     say what ran: `device` (final.json's, None if absent), `compiled` (final.json's `compile`: the
     torch.compile mode that ran, "off", or None where it was not recorded), `pretraining_from` (the run whose
     pretraining it evaluated, registry/pretraining.py; None if it trained itself), `written_at` (config.json's
-    ISO time) and `config_json` (the stored config as JSON, exactly as written, for comparing configs across
-    versions).
+    ISO time), `config_json` (the stored config as JSON, exactly as written, for comparing configs across
+    versions) and `overrides_json` (the key=value overrides the run was made with, as JSON; None where
+    config.json predates their recording).
     """
     import pandas as pd
 
@@ -310,6 +311,8 @@ def load_results(results_dir: str | os.PathLike | None = None) -> "pd.DataFrame"
             "pretraining_from": final.get("pretraining_from"),
             "written_at": stored.get("written_at"),
             "config_json": json.dumps(stored["config"], sort_keys=True),
+            "overrides_json": json.dumps(stored["overrides"], sort_keys=True)
+            if isinstance(stored.get("overrides"), dict) else None,
             **{f"axis.{k}": v for k, v in stored.get("point", {}).items()},
             **config,
         }

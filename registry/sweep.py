@@ -193,7 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from registry.__main__ import parse_overrides
+    from registry.overrides import parse_overrides
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from registry.declare import Experiment
 from registry.discover import get_experiment, list_experiments
+from registry.overrides import override_args
 from registry.scales import DEFAULT_SCALE, SCALES
 from reports import references
 import reports.tables  # noqa: F401  (registers Tables 3, 6, 7, 8 and Appendix B.9 in ARTEFACTS)
@@ -61,6 +62,8 @@ class Section:
     left_out: dict[str, str] = field(default_factory=dict)
     # experiment -> the config variant shown (reports/variants.py); declared unless no run has the declared one.
     shown: dict[str, Variant] = field(default_factory=dict)
+    # The key=value overrides the report was asked for: it shows only the runs made with them.
+    overrides: dict[str, Any] = field(default_factory=dict)
     # What the published cells are to our runs: "ImageNet (the paper's setting)" or "ImageNet trend".
     reference: str = references.IMAGENET_TREND
     # Claims checked against the paper's numbers for our runs' dataset (CIFAR-10), and reference lines.
@@ -86,6 +89,9 @@ class Section:
     @property
     def variant_notes(self) -> list[str]:
         """One line per experiment whose runs here are not of the declared config."""
+        if self.overrides:
+            return [f"{name}: the runs made with{override_args(self.overrides)}, as the report was asked (without "
+                    "them it shows the declared config)" for name in sorted(self.shown) or [self.experiment]]
         return [f"{name}: no run has today's declared config; shown: the most common variant, "
                 f"{variant.describe()}" for name, variant in sorted(self.shown.items()) if not variant.declared]
 
@@ -138,15 +144,17 @@ def _scales_present(frame: pd.DataFrame) -> list[str]:
 
 
 def build_sections(results: pd.DataFrame, keys: Sequence[str] | None = None,
-                   scales: Sequence[str] | None = None) -> list[Section]:
+                   scales: Sequence[str] | None = None, overrides: Mapping[str, Any] | None = None) -> list[Section]:
     """Every requested artefact (all by default) at every requested scale (by default: each scale that has
-    results for it, or one results-free section showing the paper's side when there are none)."""
+    results for it, or one results-free section showing the paper's side when there are none). With `overrides`
+    (key=value as `run` took them), each section shows the runs made with them instead of the declared config."""
+    overrides = dict(overrides or {})
     specs = all_artefacts()
     keys = artefact_keys(keys, specs) if keys else None
     for scale in scales or ():
         require_choice("--scale", scale, SCALES)
     sections = []
-    variants = run_variants(results)
+    variants = run_variants(results, overrides)
     for key, spec in specs.items():
         if keys and key not in keys:
             continue
@@ -158,7 +166,7 @@ def build_sections(results: pd.DataFrame, keys: Sequence[str] | None = None,
         mine = _runs_read_by(spec, results)
         for scale in scales or _scales_present(mine) or [None]:
             ours = mine[mine["scale"] == scale] if scale and len(mine) else mine.iloc[0:0]
-            sections.append(_section(key, spec, experiment, published, ours, scale, variants))
+            sections.append(_section(key, spec, experiment, published, ours, scale, variants, overrides))
     return sections
 
 
@@ -196,15 +204,15 @@ def _runs_read_by(spec: Spec, results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFrame, ours: pd.DataFrame,
-             scale: str | None, variants: dict[str, Variant]) -> Section:
-    selection = select(ours, variants)
+             scale: str | None, variants: dict[str, Variant], overrides: Mapping[str, Any]) -> Section:
+    selection = select(ours, variants, overrides)
     ours, ours_metric = with_metric(selection.kept, experiment.metric)
     done, expected = (None, None) if spec.reads_every_experiment else declared_progress(experiment.name, ours, scale)
     declared = published[published["declared"].astype(bool)]
     what_ran = describe(selection.kept)      # all its rows: a stand-in metric keeps only its own
     artefact = spec.build(ours, published)
     # What the paper's numbers are to these runs; with none finished, to the runs the scale would make.
-    datasets = what_ran.datasets or ([experiment.resolve(scale, experiment.points()[0], 0).data.dataset]
+    datasets = what_ran.datasets or ([experiment.resolve(scale, experiment.points()[0], 0, overrides).data.dataset]
                                      if scale in SCALES else [])
     own = experiment.published is None
     # CIFAR-10 references beside ImageNet cells (Appendix B.9's own artefacts already hold them as cells)
@@ -219,7 +227,7 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
         sources=sorted(set(declared["source"]) - {""}),
         read_as_counts={k: int(v) for k, v in declared["read_as"].value_counts().items()},
         plot_bound=plot_bound(declared), ours_metric=ours_metric, metric=experiment.metric,
-        what_ran=what_ran, left_out=selection.left_out, shown=selection.shown,
+        what_ran=what_ran, left_out=selection.left_out, shown=selection.shown, overrides=dict(overrides),
         reference=OWN if own else references.comparison_label(datasets, experiment.published.file),
         reference_conclusions=references.cifar10_conclusions(key, artefact.compare, experiment.name) if cifar else [],
         reference_notes=[line] if line else [])

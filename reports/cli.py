@@ -2,6 +2,8 @@
 
     python -m registry report                      every artefact, at every scale that has results
     python -m registry report fig5 tab4 --scale cpu
+    python -m registry report tab5 --scale cpu data.dataset=imagefolder data.data_dir=~/photos   (the runs made
+        with these key=value overrides, as `run` took them; written to <results>/report+<overrides>)
     python -m reports --results-dir runs/ --out /tmp/report
 
 Writes <out>/index.html (self-contained: figures embedded), <out>/report.md, and per artefact and scale
@@ -12,18 +14,27 @@ and takes seconds.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
+import re
+import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any, Mapping
 
 from registry.commands import Command
 from registry.discover import EXPERIMENTS_DIR_ENV, list_experiments
+from registry.overrides import override_args, parse_overrides
 from registry.scales import SCALES
 from registry.store import default_results_dir, load_results
+from simclr_core.config import RunConfig
 from simclr_core.validation import ConfigError
 
 REPORT_FOLDER = "report"
+MAX_FOLDER_CHARS = 120
+_UNSAFE = re.compile(r"[^A-Za-z0-9.+=,_-]+")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "tab6, tab7, tab8 and Appendix B.9's b9_batch_epochs, b9_temperature_batch; each "
                              "experiment of our own by its name. An experiment's name selects the artefacts built "
                              "from it (temperature_norm: tab5, tab5_sweep; python -m registry list shows each "
-                             "one's artefact). An unknown name is refused with the list")
+                             "one's artefact). An unknown name is refused with the list. key=value words are the "
+                             "config overrides the runs were made with, as `run` took them: each section then shows "
+                             "the runs made with them instead of the declared config's")
     parser.add_argument("--results-dir", default=None,
                         help="results folder (default: $SIMCLR_RESULTS_DIR, else ./results)")
     parser.add_argument("--out", default=None,
@@ -42,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", action="append", choices=list(SCALES), default=None,
                         help="only these scales (repeatable; default: every scale with results, "
                              "or the paper's side alone where there are none)")
+    parser.set_defaults(overrides=[])   # key=value words after options land here (registry/__main__.py)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -50,11 +64,18 @@ def main(args: argparse.Namespace) -> int:
     from reports.variants import versions_note
 
     started = time.perf_counter()
+    names = [word for word in args.artefacts if "=" not in word]
+    overrides = parse_overrides([*(word for word in args.artefacts if "=" in word), *args.overrides])
+    RunConfig().with_overrides(overrides)       # an unknown key or a bad value: one error naming the valid ones
     results_dir = default_results_dir(args.results_dir)
-    out = Path(args.out).expanduser() if args.out else results_dir / REPORT_FOLDER
+    out = Path(args.out).expanduser() if args.out else results_dir / report_folder(overrides)
     check_out_dir(out)
     results = load_results(results_dir)
-    sections = build_sections(results, keys=args.artefacts or None, scales=args.scale)
+    sections = build_sections(results, keys=names or None, scales=args.scale, overrides=overrides)
+    if overrides and len(results) and not any(s.shown for s in sections):
+        raise ConfigError(f"no finished run of {', '.join(sorted({s.key for s in sections}))} was made with"
+                          f"{override_args(overrides)}; {made_with(results, {s.experiment for s in sections})}. "
+                          "Give the overrides the runs were made with, as `run` took them")
     left_out = results.attrs.get("left_out", {})
     for run_id, why in sorted(left_out.items()):
         print(f"left out: {run_id}: {why} (python -m registry status gives the command that trains it again)",
@@ -67,6 +88,9 @@ def main(args: argparse.Namespace) -> int:
     for s in sections:
         for run_id, why in sorted(s.left_out.items()):
             print(f"left out of {s.key} at scale {s.scale}: {run_id}: {why}", file=sys.stderr)
+        for count, theirs, command in reports_of_left_out(s, results, args.results_dir):
+            print(f"{count} run(s) left out of {s.key} at scale {s.scale} were made with "
+                  f"{'other overrides' if theirs else 'no overrides'}; their report: {command}", file=sys.stderr)
     undeclared = undeclared_runs(results)
     if undeclared:
         print(f"left out: {sum(undeclared.values())} finished run(s) of experiments not declared here "
@@ -84,6 +108,50 @@ def main(args: argparse.Namespace) -> int:
           f"report in {written.out_dir} ({written.html.name}, {written.markdown.name}, "
           f"{len(written.files)} files) in {time.perf_counter() - started:.1f}s")
     return 0
+
+
+def report_folder(overrides: Mapping[str, Any]) -> str:
+    """The default report folder's name: "report", or for a report of the runs made with `overrides` one of its
+    own ("report+data.dataset=imagefolder+..."), so that it never replaces the declared config's report."""
+    if not overrides:
+        return REPORT_FOLDER
+    name = "+".join(_UNSAFE.sub("_", word) for word in shlex.split(override_args(overrides)))
+    if len(name) > MAX_FOLDER_CHARS:      # a folder name has at most 255 bytes; the hash keeps long ones apart
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[:MAX_FOLDER_CHARS - 10]}~{digest}"
+    return f"{REPORT_FOLDER}+{name}"
+
+
+def reports_of_left_out(section, results, results_dir: str | None) -> list[tuple[int, dict[str, Any], str]]:
+    """(runs, overrides, command) per set of overrides that runs left out of `section` were made with (as
+    config.json records them), other than the section's own: the report command that shows those runs."""
+    if section.scale is None or not section.left_out or "overrides_json" not in results:
+        return []
+    made_with = dict(zip(results["run_id"], results["overrides_json"]))
+    counts: dict[str, int] = {}
+    for run_id in section.left_out:
+        text = made_with.get(run_id)
+        if isinstance(text, str) and json.loads(text) != section.overrides:
+            counts[text] = counts.get(text, 0) + 1
+    where = f" --results-dir {shlex.quote(results_dir)}" if results_dir else ""
+    return [(n, json.loads(text), f"python -m registry report {section.key} --scale {section.scale}{where}"
+                                  f"{override_args(json.loads(text))}") for text, n in sorted(counts.items())]
+
+
+def made_with(results, experiments: set[str]) -> str:
+    """What the finished runs of `experiments` were made with: "their runs were made with no overrides (4 runs);
+    with data.dataset=imagefolder (6 runs)", or that there are none."""
+    runs = results.drop_duplicates("run_id")
+    runs = runs[runs["experiment"].isin(experiments)]
+    if runs.empty:
+        return "this results folder has no finished run of theirs"
+    counts = runs["overrides_json"].fillna("unrecorded").value_counts() if "overrides_json" in runs else {}
+    said = []
+    for text, n in sorted(dict(counts).items()):
+        what = "overrides not recorded (made before they were)" if text == "unrecorded" else \
+            ("with" + override_args(json.loads(text))) if json.loads(text) else "with no overrides"
+        said.append(f"{what} ({n} run{'s' if n != 1 else ''})")
+    return "their finished runs were made " + "; ".join(said)
 
 
 def undeclared_runs(results) -> dict[str, int]:
@@ -122,7 +190,12 @@ def run(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     try:
         add_arguments(parser)         # lists the scales, which may be the user's own
-        return main(parser.parse_args(argv))
+        args, extra = parser.parse_known_args(argv)     # key=value words may follow options, as in `registry`
+        stray = [word for word in extra if word.startswith("-") or "=" not in word]
+        if stray:
+            parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        args.overrides = [*args.overrides, *extra]
+        return main(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,9 @@ different config_version for a run written by older code. Two runs of one cell w
 same config but for the seed, so a section may average them.
 
 Per experiment and scale a report shows one variant: the declared one if any run has it, else the most common
-(ties: the one with the most recently written run). Every other run is left out, with why.
+(ties: the one with the most recently written run). Every other run is left out, with why. A report asked for with
+`key=value` overrides (as `run` took them) shows instead the runs whose config is the declared one with those
+overrides applied, and no other variant.
 
 The declared config comes from `Experiment.resolve`, as in `Experiment.runs` but without its final
 `validate()`, which imports the training code and with it torch.
@@ -23,6 +25,7 @@ import pandas as pd
 
 from registry.declare import Experiment
 from registry.discover import get_experiment
+from registry.overrides import override_args
 from registry.run_id import canonical_json, semantic_dict
 from registry.scales import SCALES
 from reports.compare import canon
@@ -38,6 +41,8 @@ class Variant:
     the reason it cannot be compared at all."""
     differences: tuple[tuple[str, str, str], ...] = ()
     problem: str = ""
+    # Whether the run's config is the one a report was asked for: the declared config, with the report's overrides.
+    asked: bool = False
 
     @property
     def key(self) -> tuple:
@@ -66,9 +71,10 @@ class Variant:
 
 
 # ---- the declared config ---------------------------------------------------------------------------------
-def declared_config(experiment: Experiment, scale: str, point: Mapping[str, Any], seed: int) -> RunConfig:
-    """What `experiment.runs(scale)` resolves `point` to, unvalidated (no torch)."""
-    return experiment.resolve(SCALES[scale], point, seed)
+def declared_config(experiment: Experiment, scale: str, point: Mapping[str, Any], seed: int,
+                    overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """What `experiment.runs(scale, overrides)` resolves `point` to, unvalidated (no torch)."""
+    return experiment.resolve(SCALES[scale], point, seed, overrides)
 
 
 def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -101,8 +107,9 @@ def _point_of(row: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:
     return point
 
 
-def variant_of(row: Mapping[str, Any]) -> Variant:
-    """The variant of one run, from a row of the results table (registry.store.load_results)."""
+def variant_of(row: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Variant:
+    """The variant of one run, from a row of the results table (registry.store.load_results); `asked` when its
+    config is the declared one with `overrides` applied (as `run` applies them)."""
     name, scale = row.get("experiment"), row.get("scale")
     try:
         experiment = get_experiment(name)
@@ -121,21 +128,33 @@ def variant_of(row: Mapping[str, Any]) -> Variant:
         declared = declared_config(experiment, scale, _point_of(row, experiment), stored.seed)
     except (ConfigError, ValueError, TypeError, KeyError) as exc:
         return Variant(problem=f"its axis point does not resolve under today's declaration ({exc})")
-    mine, theirs = _flat(semantic_dict(stored)), _flat(semantic_dict(declared))
+    differences = _differences(stored, declared)
+    if not overrides:
+        return Variant(differences, asked=not differences)
+    try:
+        asked = declared_config(experiment, scale, _point_of(row, experiment), stored.seed, overrides)
+    except (ConfigError, ValueError, TypeError, KeyError) as exc:
+        return Variant(problem=f"its axis point does not resolve with the overrides asked for ({exc})")
+    return Variant(differences, asked=not _differences(stored, asked))
+
+
+def _differences(stored: RunConfig, reference: RunConfig) -> tuple[tuple[str, str, str], ...]:
+    """(key, stored, reference) for each semantic key (the seed left out) in which the two configs differ."""
+    mine, theirs = _flat(semantic_dict(stored)), _flat(semantic_dict(reference))
     differences = []
     for key in sorted((set(mine) | set(theirs)) - {"seed"}):
         a, b = mine.get(key, "(default)"), theirs.get(key, "(default)")
         if canonical_json(a) != canonical_json(b):
             differences.append((key, _shown(a), _shown(b)))
-    return Variant(tuple(differences))
+    return tuple(differences)
 
 
-def run_variants(results: pd.DataFrame) -> dict[str, Variant]:
-    """run_id -> Variant for every run in a results table."""
+def run_variants(results: pd.DataFrame, overrides: Mapping[str, Any] | None = None) -> dict[str, Variant]:
+    """run_id -> Variant for every run in a results table (`asked`: made with `overrides`)."""
     if results.empty:
         return {}
     runs = results.drop_duplicates("run_id")
-    return {row["run_id"]: variant_of(row) for row in runs.to_dict("records")}
+    return {row["run_id"]: variant_of(row, overrides) for row in runs.to_dict("records")}
 
 
 # ---- choosing what a section shows ----------------------------------------------------------------------
@@ -146,32 +165,42 @@ class Selection:
     shown: dict[str, Variant]            # experiment -> the variant shown
 
 
-def select(ours: pd.DataFrame, variants: Mapping[str, Variant]) -> Selection:
+def select(ours: pd.DataFrame, variants: Mapping[str, Variant], overrides: Mapping[str, Any] | None = None
+           ) -> Selection:
     """Per experiment (ours is one scale): the declared variant if any run has it, else the most common one
-    (ties: the variant of the most recently written run); every other run left out with why."""
+    (ties: the variant of the most recently written run); with `overrides`, the runs made with them and no
+    others. Every other run is left out with why."""
     if ours.empty:
         return Selection(ours, {}, {})
     runs = ours.drop_duplicates("run_id")
     keep, left_out, shown = set(), {}, {}
     for name, part in runs.groupby("experiment", sort=True):
-        mine = {r: variants.get(r) or variant_of(row) for r, row in zip(part["run_id"], part.to_dict("records"))}
+        mine = {r: variants.get(r) or variant_of(row, overrides)
+                for r, row in zip(part["run_id"], part.to_dict("records"))}
         written = dict(zip(part["run_id"], part["written_at"].fillna("") if "written_at" in part else [""] * len(part)))
         usable = {r: v for r, v in mine.items() if not v.problem}
-        chosen = None
-        if usable:
-            counts = Counter(v.key for v in usable.values())
-            latest = {k: max(written[r] for r, v in usable.items() if v.key == k) for k in counts}
-            key = DECLARED if DECLARED in counts else max(counts, key=lambda k: (counts[k], latest[k]))
-            chosen = next(v for v in usable.values() if v.key == key)
-            shown[name] = chosen
+        if overrides:
+            asked = [r for r, v in usable.items() if v.asked]
+            chosen_runs = set(asked)
+            if asked:
+                shown[name] = usable[asked[0]]
+            shows = f"the runs made with{override_args(overrides)}" if asked else \
+                f"no run: none was made with{override_args(overrides)}"
+        else:
+            chosen_runs = set()
+            if usable:
+                counts = Counter(v.key for v in usable.values())
+                latest = {k: max(written[r] for r, v in usable.items() if v.key == k) for k in counts}
+                key = DECLARED if DECLARED in counts else max(counts, key=lambda k: (counts[k], latest[k]))
+                chosen_runs = {r for r, v in usable.items() if v.key == key}
+                shown[name] = usable[next(iter(chosen_runs))]
+            shows = "" if name not in shown else \
+                "the declared config" if shown[name].declared else shown[name].describe()
         for run_id, variant in mine.items():
-            if chosen is not None and variant.key == chosen.key:
+            if run_id in chosen_runs:
                 keep.add(run_id)
             else:
-                why = variant.describe()
-                if chosen is not None:
-                    why += f" (the report shows {'the declared config' if chosen.declared else chosen.describe()})"
-                left_out[run_id] = why
+                left_out[run_id] = variant.describe() + (f" (the report shows {shows})" if shows else "")
     return Selection(ours[ours["run_id"].isin(keep)], left_out, shown)
 
 

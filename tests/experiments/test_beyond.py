@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from registry import SCALES, RunStore, get_experiment
-from registry.__main__ import parse_overrides, select
+from registry.__main__ import select
+from registry.overrides import parse_overrides
 from simclr_core.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,10 @@ import pytest
 
 from fake_train import counting_train, failing_train
 from registry import get_experiment, list_experiments
-from registry.__main__ import main, parse_overrides, select
-from registry.launch import execute_run, override_args, redo_command
+from registry.__main__ import main, select
+from registry.overrides import parse_overrides
+from registry.launch import execute_run, redo_command
+from registry.overrides import override_args
 
 REPO = Path(__file__).resolve().parents[2]
 VERBS = ("list", "show", "validate", "run", "status", "report", "sweep")

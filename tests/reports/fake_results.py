@@ -30,7 +30,7 @@ def write_run(store: RunStore, name: str, scale: str, point: Mapping[str, Any], 
     experiment = get_experiment(name)
     cfg = experiment.resolve(get_scale(scale), point, seed, overrides)
     run_id = make_run_id(name, point, cfg)
-    store.write_config(Run(run_id, name, scale, dict(point), cfg), CODE)
+    store.write_config(Run(run_id, name, scale, dict(point), cfg, dict(overrides or {})), CODE)
     # the metrics the run's protocols evaluate: linear_top1 = value, knn_top1 = value - 5 (smoke evaluates kNN
     # only), and each further metric of the experiment value - 1, value - 2, ... in declaration order
     metrics = {"linear_top1": value, "knn_top1": value - 5.0}

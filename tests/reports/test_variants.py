@@ -99,6 +99,86 @@ def test_without_declared_runs_the_most_common_variant_is_shown_and_what_ran_say
     assert not section.comparable
 
 
+def test_a_report_asked_with_overrides_shows_the_runs_made_with_them_and_leaves_the_declared_out(tmp_path):
+    declared = _grid(tmp_path, seeds=(0,))
+    asked = _grid(tmp_path, seeds=(0, 1), overrides={"epochs": 8.0}, value=lambda p, s: 60.0 + s)
+    (section,) = build_sections(load_results(tmp_path), keys=["tab4"], scales=["cpu"], overrides={"epochs": "8"})
+    row = _xent_row(section)
+    assert (row["ours_mean"], row["ours_runs"]) == (60.5, 2)
+    assert set(section.left_out) == set(declared) and (section.done, section.expected) == (10, 10)
+    assert all(why == "the declared config (the report shows the runs made with epochs=8)"
+               for why in section.left_out.values())
+    assert section.variant_notes == ["loss_variant: the runs made with epochs=8, as the report was asked (without "
+                                     "them it shows the declared config)"]
+    assert not section.comparable and "8 epochs" in section.what_ran.text
+    # the same folder without overrides: the declared runs, the others left out
+    plain = _tab4(tmp_path)
+    assert _xent_row(plain)["ours_runs"] == 1 and set(plain.left_out) == set(asked)
+
+
+def test_a_report_asked_with_overrides_compares_configs_not_words(tmp_path):
+    """Overrides given in other words (a value's spelling, a machine's data folder, which no run id holds) ask for
+    the same config; one that matches a config only at some points shows those points' runs."""
+    asked = _grid(tmp_path, seeds=(0,), overrides={"data.train_limit": None, "epochs": 8.0})
+    results = load_results(tmp_path)
+    for words in ({"epochs": "8.0", "data.train_limit": None}, {"epochs": "8", "data.train_limit": None,
+                                                                  "data.data_dir": "/elsewhere"}):
+        selection = select(results, run_variants(results, words), words)
+        assert set(selection.kept["run_id"]) == set(asked) and not selection.left_out
+    selection = select(results, run_variants(results, {"epochs": "8"}), {"epochs": "8"})
+    assert selection.kept.empty and set(selection.left_out) == set(asked)
+
+
+def test_the_report_cli_takes_overrides_writes_their_own_folder_and_names_the_command_for_other_runs(
+        tmp_path, capsys):
+    from registry.__main__ import main
+
+    _grid(tmp_path, seeds=(0,))
+    asked = _grid(tmp_path, seeds=(0,), overrides={"epochs": 8.0})
+    assert main(["report", "tab4", "--results-dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr()
+    command = (f"python -m registry report tab4 --scale cpu --results-dir {tmp_path} epochs=8.0")
+    assert f"5 run(s) left out of tab4 at scale cpu were made with other overrides; their report: {command}" \
+        in printed.err
+    assert not (tmp_path / "report+epochs=8.0").exists()
+    # the printed command, run as printed (its overrides after the options), shows those runs
+    assert main(command.split()[3:]) == 0
+    printed = capsys.readouterr()
+    shown = (tmp_path / "report+epochs=8.0" / "tab4_cpu.md").read_text()
+    assert "**Config shown:** loss_variant: the runs made with epochs=8.0, as the report was asked" in shown
+    assert all(run_id not in shown for run_id in asked)        # shown, so not listed as left out
+    assert "5 run(s) left out of tab4 at scale cpu were made with no overrides; their report: python -m registry " \
+           f"report tab4 --scale cpu --results-dir {tmp_path}\n" in printed.err
+    assert "tab4" in (tmp_path / "report" / "report.md").read_text()      # the declared report stays
+
+
+def test_a_report_asked_with_overrides_no_run_was_made_with_is_one_error_naming_what_they_were_made_with(
+        tmp_path, capsys):
+    from reports.cli import run
+
+    _grid(tmp_path, seeds=(0,))
+    _grid(tmp_path, seeds=(0, 1), overrides={"epochs": 8.0})
+    assert run(["tab4", "--results-dir", str(tmp_path), "epochs=9"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: no finished run of tab4 was made with epochs=9; their finished runs were made with "
+                   "epochs=8.0 (10 runs); with no overrides (5 runs). Give the overrides the runs were made with, "
+                   "as `run` took them\n")
+    assert run(["tab4", "--results-dir", str(tmp_path), "loss.temprature=0.5"]) == 2
+    assert "unknown config key 'loss.temprature'" in capsys.readouterr().err
+    assert not (tmp_path / "report+epochs=9").exists() and not (tmp_path / "report+loss.temprature=0.5").exists()
+
+
+def test_the_folder_of_a_report_with_overrides_is_a_safe_name_of_them():
+    from reports.cli import MAX_FOLDER_CHARS, report_folder
+
+    assert report_folder({}) == "report"
+    assert report_folder({"data.dataset": "imagefolder", "data.data_dir": "/home/me/my photos"}) == \
+        "report+data.dataset=imagefolder+data.data_dir=_home_me_my_photos"
+    long_a, long_b = ({"augment.ops": ",".join(["crop", "color"] * 40) + tail} for tail in ("", ",blur"))
+    a, b = report_folder(long_a), report_folder(long_b)
+    assert a != b and len(a.encode()) <= len("report+") + MAX_FOLDER_CHARS and "~" in a
+
+
 def test_a_tie_between_undeclared_variants_goes_to_the_most_recently_written(tmp_path):
     a = _grid(tmp_path, seeds=(0,), overrides={"epochs": 8.0})
     b = _grid(tmp_path, seeds=(0,), overrides={"epochs": 9.0})

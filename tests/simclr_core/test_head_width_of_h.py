@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from registry.__main__ import parse_overrides
+from registry.overrides import parse_overrides
 from registry.run_id import canonical_json, config_hash, semantic_dict
 from simclr_core.config import EncoderConfig, HeadConfig, RunConfig
 from simclr_core.models import build_model, head_output_dim, projection_head
