@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from registry.__main__ import parse_overrides  # noqa: E402
+from registry.overrides import parse_overrides  # noqa: E402
 from registry.declare import Run  # noqa: E402
 from registry.launch import LocalExecutor  # noqa: E402
 from registry.placement import plan_placement, visible_gpus  # noqa: E402

@@ -37,7 +37,7 @@ from registry.launch import (NOT_STARTED, Outcome, make_executor, raise_on_sigte
                              show_command)
 from registry.overrides import parse_overrides
 from registry.placement import plan_placement
-from registry.plan import cmd_scales, print_plan
+from registry.plan import cmd_scales, plan_notes, print_plan
 from registry.published import published_cells, unmatched_points
 from registry.provenance import code_version
 from registry.run_id import canonical_json
@@ -278,6 +278,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor = make_executor("local", placement=placement, on_outcome=progress)
     target = "SLURM" if args.slurm else placement.describe()
     print(f"{experiment.name} at scale {args.scale}: {len(runs)} run(s) -> {store.root} via {target}")
+    for note in plan_notes(runs):
+        print(note)
     if executor is None:
         print_plan(runs, args.scale, store, placement.workers if placement else 1, args.gpu_images_per_s)
         fit = host_fit(runs, placement.workers) if placement is not None and not placement.gpus else None

@@ -72,6 +72,17 @@ def _scale_total(experiment: Experiment, scale: Scale, gpu_images_per_s: float |
                  _views_per_s(scale, gpu_images_per_s))
 
 
+def plan_notes(runs: list[Run]) -> list[str]:
+    """Settings of the plan's runs that cost far more than they seem to, one line each, for before they start."""
+    from registry.run_memory import view_side
+    from simclr_core.models.encoders import stem_cost_note
+
+    notes = Counter(note for run in runs
+                    if (note := stem_cost_note(run.config.encoder.stem, view_side(run.config))) is not None)
+    return [f"note: {n} of the {len(runs)} runs: {note}" if n < len(runs) else f"note: {note}"
+            for note, n in notes.items()]
+
+
 def print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
                 gpu_images_per_s: float | None = None) -> None:
     scale = get_scale(scale_name)

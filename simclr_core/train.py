@@ -37,6 +37,7 @@ from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate.protocols import require_protocol_data, run_protocols
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
 from simclr_core.models import build_model
+from simclr_core.models.encoders import stem_cost_note
 from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
 from simclr_core.precision import autocast_dtype, resolve_precision
 from simclr_core.seeding import step_seed
@@ -103,6 +104,9 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {feed.num_train} training images "
                           f"of {cfg.data.dataset!r}; choose batch_size <= {feed.num_train}")
     image_size = feed.image_size
+    costly_stem = stem_cost_note(cfg.encoder.stem, image_size)
+    if costly_stem and accelerator.is_main_process:
+        warnings.warn(costly_stem, stacklevel=2)
     augment = build_augmentation(cfg.augment, image_size, feed.mean, feed.std)
     augment_small = build_local_views(cfg.augment, image_size, feed.mean, feed.std)
     steps_per_epoch = feed.num_train // cfg.batch_size

@@ -69,6 +69,20 @@ def resolve_stem(stem: str, image_size: int | None) -> str:
     return "imagenet"
 
 
+def stem_cost_note(stem: str, image_size: int) -> str | None:
+    """What an explicit CIFAR stem costs on views larger than CIFAR_STEM_MAX_IMAGE_SIZE, or None where it costs
+    nothing unusual. The CIFAR stem does not downsample, so every stage runs at 4x the side of the ImageNet stem's:
+    13-16x the compute (FLOPs counted for ResNet-18 x0.25 to ResNet-50 x1) and about 9x the activation memory
+    (registry/run_memory.py's estimate for ResNet-18 x0.25). An experiment declared on CIFAR-10 (Appendix B.9's
+    setting) keeps its CIFAR stem when given another dataset on the command line, which is seldom what is meant."""
+    if stem != "cifar" or image_size <= CIFAR_STEM_MAX_IMAGE_SIZE:
+        return None
+    return (f"encoder.stem='cifar' (no downsampling) on {image_size} px views runs every stage at full resolution: "
+            "13-16x the compute and about 9x the activation memory of encoder.stem='imagenet', which encoder.stem=auto "
+            f"picks above {CIFAR_STEM_MAX_IMAGE_SIZE} px. Experiments declared on CIFAR-10 set the CIFAR stem; on "
+            "larger images add encoder.stem=auto unless you mean it")
+
+
 def create_encoder(name: str, *, width: float = 1.0, stem: str = "auto", image_size: int | None = None) -> nn.Module:
     """Build the registered encoder `name` at width multiplier `width`, one of ENCODER_WIDTHS.
 

@@ -66,6 +66,24 @@ def test_dry_run_prints_the_plan_with_gpu_hours_and_writes_nothing(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_a_plan_whose_cifar_stem_meets_large_views_says_what_it_costs_before_it_starts(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """Experiments declared on CIFAR-10 set the CIFAR stem; given larger images on the command line they keep it."""
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "run", "temperature_norm", "--scale", "smoke",
+                              "--dry-run", "data.image_size=96")
+    assert code == 0, err
+    assert out.splitlines()[1] == (
+        "note: encoder.stem='cifar' (no downsampling) on 96 px views runs every stage at full resolution: 13-16x the "
+        "compute and about 9x the activation memory of encoder.stem='imagenet', which encoder.stem=auto picks above "
+        "64 px. "
+        "Experiments declared on CIFAR-10 set the CIFAR stem; on larger images add encoder.stem=auto unless you "
+        "mean it")
+    for words in (("data.image_size=64",), ("data.image_size=96", "encoder.stem=auto")):
+        code, out, err = run_main(monkeypatch, capsys, tmp_path, "run", "temperature_norm", "--scale", "smoke",
+                                  "--dry-run", *words)
+        assert code == 0 and "note:" not in out, err
+
+
 def test_only_filters_and_overrides_may_follow_options(tmp_path, monkeypatch, capsys):
     code, out, err = run_main(monkeypatch, capsys, tmp_path, "run", "augment_pairs", "--scale", "smoke",
                               "--dry-run", "--only", "crop*", "eval.knn_k=5")

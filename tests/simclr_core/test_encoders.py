@@ -7,9 +7,11 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from simclr_core.models import ResNetEncoder, create_encoder, list_encoders, register_encoder
 from simclr_core.models import encoders as encoders_module
+from simclr_core.models.encoders import stem_cost_note
 from simclr_core.validation import ConfigError
 
 FEATURE_DIM_1X = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
@@ -144,6 +146,23 @@ def test_explicit_stem_overrides_image_size():
     with torch.device("meta"):
         assert create_encoder("resnet18", stem="imagenet", image_size=32).stem == "imagenet"
         assert create_encoder("resnet18", stem="cifar", image_size=224).stem == "cifar"
+
+
+def test_a_cifar_stem_on_views_above_64_px_is_named_with_what_it_costs():
+    assert stem_cost_note("cifar", 64) is None
+    assert stem_cost_note("auto", 224) is None and stem_cost_note("imagenet", 224) is None
+    note = stem_cost_note("cifar", 96)
+    assert note.startswith("encoder.stem='cifar' (no downsampling) on 96 px views runs every stage at full "
+                           "resolution: 13-16x the compute") and "add encoder.stem=auto" in note
+    for name, width in (("resnet18", 0.25), ("resnet50", 1.0)):     # the cost it names, counted
+        flops = {}
+        for stem in ("cifar", "imagenet"):
+            with torch.device("meta"):
+                encoder, views = create_encoder(name, width=width, stem=stem), torch.empty(2, 3, 224, 224)
+            with FlopCounterMode(display=False) as counter:
+                encoder(views)
+            flops[stem] = counter.get_total_flops()
+        assert 12.5 < flops["cifar"] / flops["imagenet"] < 16.5
 
 
 # ---- torchvision equivalence ----------------------------------------------------------------------

@@ -49,6 +49,15 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, local_crops):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
+def test_a_cifar_stem_on_views_above_64_px_is_a_warning_naming_its_cost(tmp_path, recwarn):
+    train(tiny(**{"data.image_size": 72, "encoder.stem": "cifar", "max_steps": 1}), tmp_path / "cifar_stem")
+    said = [str(w.message) for w in recwarn if "encoder.stem='cifar'" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith("encoder.stem='cifar' (no downsampling) on 72 px views")
+    recwarn.clear()
+    train(tiny(**{"data.image_size": 72, "max_steps": 1}), tmp_path / "auto_stem")
+    assert not [w for w in recwarn if "encoder.stem" in str(w.message)]
+
+
 def test_rows_logged_after_the_last_checkpoint_are_dropped_on_resume(tmp_path):
     run = tmp_path / "run"
     train(tiny(max_steps=5), run)   # checkpoints at 3 and 5, logs 1..5
