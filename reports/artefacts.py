@@ -80,6 +80,18 @@ def scale_of(ours: pd.DataFrame) -> str | None:
     return ", ".join(scales + [f"{m} standing in" for m in stand_ins]) or None
 
 
+PAPER_YLABEL = "linear top-1 (%)"
+# Axis labels of the metrics that may stand in for linear evaluation (reports.build.STAND_INS).
+_STAND_IN_YLABELS = {"knn_top1": "kNN top-1 (%)"}
+
+
+def ours_ylabel(ours: pd.DataFrame) -> str:
+    """The y label of a panel of our runs: the metric shown there, a stand-in's where one stands in (the smoke
+    scale's kNN for linear evaluation), not the paper's."""
+    stand_ins = sorted(set(ours["stand_in"].dropna())) if len(ours) and "stand_in" in ours else []
+    return " / ".join(_STAND_IN_YLABELS.get(m, f"{m} (%)") for m in stand_ins) or PAPER_YLABEL
+
+
 def _bars(ax: Axes, labels: Sequence[str], values: Sequence[float], errors: Sequence[float],
           color: str, ylabel: str) -> None:
     values = np.asarray(values, dtype=float)
@@ -236,8 +248,8 @@ def tab1(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     table = compare(ours, published, TAB1_AXES)
     labels = [_tab1_label(s, b) for s, b in zip(table["axis.color_strength"], table["axis.blur"])]
     figure, ((left, right),) = style.panels(scale=scale_of(ours), title="Table 1: colour distortion strength")
-    _bars(left, labels, table["published"], _paper_errors(table), style.PAPER_COLOR, "linear top-1 (%)")
-    _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, "linear top-1 (%)")
+    _bars(left, labels, table["published"], _paper_errors(table), style.PAPER_COLOR, PAPER_YLABEL)
+    _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, ours_ylabel(ours))
     checks = [("stronger colour distortion helps", _stronger_color_helps),
               ("adding blur to s=1 helps further", _blur_helps)]
     return _result(figure, table, checks)
@@ -267,9 +279,10 @@ def fig7(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     table = compare(ours, published, FIG7_AXES)
     depths = sorted({canon(d) for d in table["axis.depth"]})
     figure, ((left, right),) = style.panels(scale=scale_of(ours), title="Figure 7: encoder depth and width")
-    for ax, y, err in ((left, "published", _paper_errors(table)), (right, "ours_mean", table["ours_std"])):
+    for ax, y, err, ylabel in ((left, "published", _paper_errors(table), PAPER_YLABEL),
+                               (right, "ours_mean", table["ours_std"], ours_ylabel(ours))):
         _lines(ax, table.assign(err=err), "axis.depth", y, "err", "axis.width", [int(d) for d in depths],
-               "ResNet depth", "linear top-1 (%)", "width multiplier")
+               "ResNet depth", ylabel, "width multiplier")
     checks = [("bigger models help: deeper is better at every width",
                lambda c: _monotone_in(c, "depth", "width", "deeper")),
               ("bigger models help: wider is better at every depth",
@@ -307,10 +320,11 @@ def fig8(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     table = compare(ours, published, FIG8_AXES)
     dims = sorted({int(d) for d in table.loc[table["axis.head.kind"] != "none", "axis.head.out_dim"]})
     figure, ((left, right),) = style.panels(scale=scale_of(ours), title="Figure 8: projection head")
-    for ax, y, err in ((left, "published", _paper_errors(table)), (right, "ours_mean", table["ours_std"])):
+    for ax, y, err, ylabel in ((left, "published", _paper_errors(table), PAPER_YLABEL),
+                               (right, "ours_mean", table["ours_std"], ours_ylabel(ours))):
         heads = table[table["axis.head.kind"] != "none"].assign(err=err)
         _lines(ax, heads, "axis.head.out_dim", y, "err", "axis.head.kind", dims,
-               "output dimension of z", "linear top-1 (%)", "projection head")
+               "output dimension of z", ylabel, "projection head")
         none = table.loc[table["axis.head.kind"] == "none", y].astype(float)
         if len(none) and not math.isnan(none.iloc[0]):
             ax.axhline(none.iloc[0], color="0.3", linestyle="--", label="none (z = h)")
@@ -346,8 +360,8 @@ def tab4(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     table = compare(ours, published, TAB4_AXES)
     labels = [_tab4_label(k, s) for k, s in zip(table["axis.loss.kind"], table["axis.loss.semi_hard"])]
     figure, ((left, right),) = style.panels(scale=scale_of(ours), title="Table 4: contrastive loss functions")
-    _bars(left, labels, table["published"], _paper_errors(table), style.PAPER_COLOR, "linear top-1 (%)")
-    _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, "linear top-1 (%)")
+    _bars(left, labels, table["published"], _paper_errors(table), style.PAPER_COLOR, PAPER_YLABEL)
+    _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, ours_ylabel(ours))
     return _result(figure, table, [("NT-Xent beats the other losses, with or without semi-hard mining",
                                     _nt_xent_best)])
 
@@ -379,8 +393,8 @@ def tab5(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     table = compare(ours, published, TAB5_AXES)
     labels = [_tab5_label(n, t) for n, t in zip(table["axis.loss.normalize"], table["axis.loss.temperature"])]
     figure, ((left, right),) = style.panels(scale=scale_of(ours), title="Table 5: l2 normalisation and temperature")
-    _bars(left, labels, table["published"], _paper_errors(table), style.PAPER_COLOR, "linear top-1 (%)")
-    _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, "linear top-1 (%)")
+    _bars(left, labels, table["published"], _paper_errors(table), style.PAPER_COLOR, PAPER_YLABEL)
+    _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, ours_ylabel(ours))
     return _result(figure, table, [("l2 normalisation helps (best with beats best without)", _l2_helps)])
 
 
@@ -431,9 +445,9 @@ def tab5_sweep(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
         key=lambda column: column.map(canon) if column.dtype == object else column).reset_index(drop=True)
     figure, ((left, right),) = style.panels(scale=scale_of(ours), title="Temperature curve beside Table 5")
     _temperature_panel(left, paper.rename(columns={"value": "mean"}).assign(err=_paper_errors(paper),
-                                                                           experiment="Table 5"))
+                                                                           experiment="Table 5"), PAPER_YLABEL)
     _temperature_panel(right, table.rename(columns={"ours_mean": "mean"}).assign(err=table["ours_std"]),
-                       empty="no finished runs vary loss.temperature yet")
+                       ours_ylabel(ours), empty="no finished runs vary loss.temperature yet")
     ours_cells = table.rename(columns={"ours_mean": "value", "ours_runs": "runs"})
     verdicts = conclude("l2 normalisation helps (best with beats best without, over the whole curve)", _l2_helps,
                         paper.assign(runs=1), ours_cells[ours_cells["value"].notna()], noise_of(table))
@@ -460,7 +474,7 @@ def _beside_published(curve: pd.DataFrame, paper: pd.DataFrame, axes: Sequence[s
     return out.assign(delta=out["ours_mean"].astype(float) - out["published"].astype(float))
 
 
-def _temperature_panel(ax: Axes, frame: pd.DataFrame, empty: str = style.NO_DATA) -> None:
+def _temperature_panel(ax: Axes, frame: pd.DataFrame, ylabel: str, empty: str = style.NO_DATA) -> None:
     frame = frame[frame["mean"].astype(float).notna()]
     if frame.empty:
         style.mark_empty(ax, empty)
@@ -474,7 +488,7 @@ def _temperature_panel(ax: Axes, frame: pd.DataFrame, empty: str = style.NO_DATA
                     label=f"{name}, {'l2 norm' if normalize else 'no l2 norm'}")
     ax.set_xscale("log")
     ax.set_xlabel("temperature τ (log scale)")
-    ax.set_ylabel("linear top-1 (%)")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
 
 
@@ -526,9 +540,10 @@ def fig9(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     figure, axes = style.panels(rows=2, scale=scale_of(ours), title="Figure 9 / Table B.1: batch size x epochs")
     for (left, right), scaling in zip(axes, ("linear", "sqrt")):
         part = table[table["axis.optim.lr_scaling"] == scaling]
-        for ax, y, err in ((left, "published", _paper_errors(part)), (right, "ours_mean", part["ours_std"])):
+        for ax, y, err, ylabel in ((left, "published", _paper_errors(part), PAPER_YLABEL),
+                                   (right, "ours_mean", part["ours_std"], ours_ylabel(ours))):
             _lines(ax, part.assign(err=err), "axis.epochs", y, "err", "axis.batch_size", epochs,
-                   "training epochs (paper units)", "linear top-1 (%)", "batch size")
+                   "training epochs (paper units)", ylabel, "batch size")
         left.set_title(f"{style.paper_title()}, {scaling} lr scaling")
         right.set_title(f"{style.ours_title(scale_of(ours))}, {scaling} lr scaling")
     grid = table.pivot_table(index=["axis.optim.lr_scaling", "axis.batch_size"], columns="axis.epochs",

@@ -132,10 +132,10 @@ def variant_of(row: Mapping[str, Any], overrides: Mapping[str, Any] | None = Non
     if not overrides:
         return Variant(differences, asked=not differences)
     try:
-        asked = declared_config(experiment, scale, _point_of(row, experiment), stored.seed, overrides)
+        asked_config = declared_config(experiment, scale, _point_of(row, experiment), stored.seed, overrides)
     except (ConfigError, ValueError, TypeError, KeyError) as exc:
         return Variant(problem=f"its axis point does not resolve with the overrides asked for ({exc})")
-    return Variant(differences, asked=not _differences(stored, asked))
+    return Variant(differences, asked=not _differences(stored, asked_config))
 
 
 def _differences(stored: RunConfig, reference: RunConfig) -> tuple[tuple[str, str, str], ...]:

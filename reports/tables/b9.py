@@ -23,7 +23,7 @@ import pandas as pd
 import seaborn as sns
 
 from reports import style
-from reports.artefacts import Artefact, _paper_errors, artefact, scale_of
+from reports.artefacts import PAPER_YLABEL, Artefact, _paper_errors, artefact, ours_ylabel, scale_of
 from reports.claims import (Check, Conclusion, Finding, Verdict, cell_at, cells_of, contrast, difference, judged,
                             noise_of, slope, undecided)
 from reports.compare import aggregate, agreement, canon, compare, point_keys
@@ -170,7 +170,7 @@ B7_CHECKS: tuple[tuple[str, Check], ...] = (
 
 
 def _grouped_bars(ax: Axes, table: pd.DataFrame, y: str, err: pd.Series, epochs: Sequence[Any],
-                  batches: Sequence[Any], labelled: bool = False) -> None:
+                  batches: Sequence[Any], labelled: bool = False, ylabel: str = PAPER_YLABEL) -> None:
     """Bars per batch size (one colour each, the same in both panels), grouped by epochs (Figure B.7's layout); a
     cell without a number draws no bar. `labelled`: each bar carries its number (the paper's few cells)."""
     values = table[y].astype(float)
@@ -191,7 +191,7 @@ def _grouped_bars(ax: Axes, table: pd.DataFrame, y: str, err: pd.Series, epochs:
             ax.bar_label(bars, [_label(v, r) for v, r in zip(part[y].astype(float), part["read_as"])], fontsize=8)
     ax.set_xticks(range(len(epochs)), [f"{e:g}" for e in epochs])
     ax.set_xlabel("training epochs (paper units)")
-    ax.set_ylabel("linear top-1 (%)")
+    ax.set_ylabel(ylabel)
     low, high = np.nanmin(values), np.nanmax(values)
     ax.set_ylim(max(0.0, low - 0.3 * (high - low + 1)), high + 0.35 * (high - low + 1))   # room for the legend
     ax.legend(title="batch size", fontsize=8, title_fontsize=8, loc="upper center", ncol=len(batches))
@@ -206,7 +206,7 @@ def figure_b7(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     batches = list(dict.fromkeys(table["axis.batch_size"]))
     figure, ((left, right),) = style.panels(scale=scale_of(ours), title="Figure B.7 (CIFAR-10): batch size x epochs")
     _grouped_bars(left, table, "published", _paper_errors(table), epochs, batches, labelled=True)
-    _grouped_bars(right, table, "ours_mean", table["ours_std"], epochs, batches)
+    _grouped_bars(right, table, "ours_mean", table["ours_std"], epochs, batches, ylabel=ours_ylabel(ours))
     left.set_title(PAPER_TITLE)
     tables = views(ours, table, B7_AXES, "batch_size", "epochs", "B.7")
     notes = [MISSING_NOTE.format(fig="B.7", reading=", a reader's ~85 at batch 1024 and 100 epochs (secondary, low "
@@ -252,7 +252,7 @@ B8_CHECKS: tuple[tuple[str, Check], ...] = (
 
 
 def _temperature_lines(ax: Axes, table: pd.DataFrame, y: str, err: pd.Series, batches: Sequence[Any],
-                       labelled: bool = False) -> None:
+                       labelled: bool = False, ylabel: str = PAPER_YLABEL) -> None:
     """One line per temperature (one colour each, the same in both panels) over the batch sizes in `batches`."""
     values = table[y].astype(float)
     if values.isna().all():
@@ -274,7 +274,7 @@ def _temperature_lines(ax: Axes, table: pd.DataFrame, y: str, err: pd.Series, ba
                             fontsize=8)
     ax.set_xticks(range(len(batches)), [f"{b:g}" for b in batches])
     ax.set_xlabel("batch size (paper units)")
-    ax.set_ylabel("linear top-1 (%)")
+    ax.set_ylabel(ylabel)
     ax.legend(title="temperature τ", fontsize=8, title_fontsize=8)
 
 
@@ -287,7 +287,7 @@ def figure_b8(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     figure, ((left, right),) = style.panels(scale=scale_of(ours),
                                            title="Figure B.8 (CIFAR-10): temperature x batch size, > 300 epochs")
     _temperature_lines(left, table, "published", _paper_errors(table), batches, labelled=True)
-    _temperature_lines(right, table, "ours_mean", table["ours_std"], batches)
+    _temperature_lines(right, table, "ours_mean", table["ours_std"], batches, ylabel=ours_ylabel(ours))
     left.set_title(PAPER_TITLE)
     tables = views(ours, table, B8_AXES, "loss.temperature", "batch_size", "B.8")
     notes = [MISSING_NOTE.format(fig="B.8", reading="")]

@@ -302,3 +302,19 @@ def test_runs_of_an_experiment_declared_nowhere_here_are_named_not_dropped(tmp_p
     err = capsys.readouterr().err
     assert "left out: 1 finished run(s) of experiments not declared here (my_own); set $SIMCLR_EXPERIMENTS_DIR " \
            "to the folder of their declarations to report them" in err, err
+
+
+@pytest.mark.parametrize("scale, ylabel", [("smoke", "kNN top-1 (%)"), ("cpu", "linear top-1 (%)")])
+def test_every_panel_of_ours_names_on_its_axis_the_metric_it_shows(tmp_path, scale, ylabel):
+    """At smoke scale kNN stands in for linear evaluation: our panels' y axes say so, the paper's keep theirs."""
+    write_results(tmp_path, scale, lambda name, point, seed: 50.0 + len(str(point)) % 7)
+    checked = 0
+    for section in build_sections(load_results(tmp_path), scales=[scale]):
+        if section.metric != "linear_top1":
+            continue
+        for ax in section.artefact.figure.axes:
+            if ax.get_ylabel() and "top-1" in ax.get_ylabel():
+                ours = ax.get_title().startswith("Ours")
+                assert ax.get_ylabel() == (ylabel if ours else "linear top-1 (%)"), (section.key, ax.get_title())
+                checked += ours
+    assert checked >= 10

@@ -256,3 +256,4 @@ def test_what_ran_at_a_scale_with_a_stand_in_metric_still_counts_its_time(tmp_pa
     assert section.ours_metric == "knn_top1"
     assert section.what_ran.hours == {"CPU-hours": pytest.approx(0.5)}
     assert section.what_ran.text.startswith("CIFAR-10 subset (embedded), 512 training images; resnet18 width x0.25")
+
