@@ -70,25 +70,42 @@ def iter_encoded(dataset, column: str, indices: np.ndarray, batch_size: int = 10
         yield from zip(images.field("bytes").to_pylist(), images.field("path").to_pylist())
 
 
+def mixed_sizes_error(first: str, first_size: tuple[int, int], other: str, other_size: tuple[int, int]
+                      ) -> ConfigError:
+    """The error for a split decoded without data.image_size whose images differ in size (width, height)."""
+    return ConfigError(
+        f"{first} is {first_size[0]} x {first_size[1]} px and {other} is {other_size[0]} x {other_size[1]} px: "
+        "without data.image_size a split is decoded at its first image's size, so data.loader=resident needs "
+        "images of one size (the others would be squeezed to it); set data.image_size=N (each image's shorter side "
+        "resized to N, then centre-cropped; 224 for photographs) or data.loader=stream (each view cropped from its "
+        "own image)")
+
+
 def decode_to_array(encoded: Iterator[tuple[bytes | None, str | None]], count: int, size: int | None,
                     margin: float, allocate: Callable[[tuple[int, ...]], np.ndarray],
                     where: Callable[[int], str] = "image {}".format) -> np.ndarray:
     """Decode ``count`` images into ``allocate((count, 3, S, S))``; S = size, or the first image's (shorter)
-    side when size is None. A plain loop: the decoder dominates, and threads did not help on 32 px JPEGs.
-    An image that cannot be decoded raises ConfigError naming ``where(i)`` (e.g. "row 17 of /x/train.parquet")."""
-    out = None
+    side when size is None, and then every image must have the first one's size. A plain loop: the decoder
+    dominates, and threads did not help on 32 px JPEGs. An image that cannot be decoded, or of another size than
+    the first, raises ConfigError naming ``where(i)`` (e.g. "row 17 of /x/train.parquet")."""
+    out, first = None, None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io.image")
         for i, (data, path) in enumerate(encoded):
+            named = where(i) + (f" (path {path!r})" if path else "")
             try:
                 image = decode_image(data, path)
             except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-                stored = f" (path {path!r})" if path else ""
-                raise ConfigError(f"{where(i)}{stored} is not a readable image ({type(exc).__name__}: {exc}); "
+                raise ConfigError(f"{named} is not a readable image ({type(exc).__name__}: {exc}); "
                                   "remove the row or re-encode the image as JPEG or PNG") from exc
+            width_height = (image.shape[-1], image.shape[-2])
             if out is None:
+                if size is None:
+                    first = (named, width_height)
                 size = size or min(image.shape[-2:])
                 out = allocate((count, 3, size, size))
+            elif first is not None and width_height != first[1]:
+                raise mixed_sizes_error(*first, named, width_height)
             out[i] = fit_square(image, size, margin).numpy()
     if out is None:
         raise ValueError("no images to decode")

@@ -21,6 +21,7 @@ that many (still encoded) row groups in memory, however large the dataset.
 """
 from __future__ import annotations
 
+import io
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -30,17 +31,21 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from simclr_core import seeding
 from simclr_core.config import DataConfig
 from simclr_core.data.cache import CachedIndex
 from simclr_core.data.catalog import SPLITS, dataset_spec
+from simclr_core.data.decode import mixed_sizes_error
 from simclr_core.data.images import label_column
 from simclr_core.data.locate import Source, locate_source
 from simclr_core.data.tar_index import IMAGE_SUFFIXES, index_tar   # image suffixes: folders' too
 from simclr_core.validation import ConfigError, require_choice
 
 WINDOW_UNITS = 4
+# Images whose sizes `require_one_size` compares before a split without data.image_size is decoded.
+SIZE_SAMPLE = 32
 # Tar shards kept open at once (a shuffled ImageNet epoch touches ~1,300; the usual limit is 1,024 files).
 OPEN_SHARDS = 64
 
@@ -282,6 +287,25 @@ def open_encoded(cfg: DataConfig, split: str, source: Source | None = None) -> E
         raise ConfigError(f"{source.describe()} holds no images for split {split!r}")
     encoded.source = source.describe()
     return encoded
+
+
+def require_one_size(split: EncodedSplit, sample: int = SIZE_SAMPLE) -> None:
+    """ConfigError naming two images of `split` that differ in size, among `sample` of them spread over the split
+    (the first ones of parquet files, which are read a row group at a time); only their headers are read. The
+    resident path decodes a split without data.image_size at its first image's size (decode.py)."""
+    spread = np.unique(np.linspace(0, len(split) - 1, min(sample, len(split))).round().astype(np.int64))
+    indices = list(range(len(spread))) if isinstance(split, ParquetSplit) else spread.tolist()
+    first = None
+    for index, data in zip(indices, split.read(indices)):
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                size = image.size
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+            continue                         # decoding names an unreadable image
+        if first is None:
+            first = (split.where(index), size)
+        elif size != first[1]:
+            raise mixed_sizes_error(*first, split.where(index), size)
 
 
 def _open_folder(name: str, source: Source) -> FileSplit:

@@ -131,8 +131,9 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
 def require_data(cfg: DataConfig, need_test: bool) -> None:
     """Raise DataNotFoundError, naming where it looked and how to provide the data, when a split that
     open_feed(cfg, need_test) reads cannot be found or fetched, and ConfigError when data.train_limit or
-    data.test_limit exceeds its split or when a local split to stream has no images or labels (its index is
-    built: a listing, or the files' footers and labels); no image is decoded. A launcher calls it before it
+    data.test_limit exceeds its split, when a local split to stream has no images or labels (its index is
+    built: a listing, or the files' footers and labels), or when a split to decode without data.image_size has
+    images of different sizes (a sample's headers are read); no image is decoded. A launcher calls it before it
     starts runs, so that missing data is one error, not one failed run each."""
     loader = resolve_loader(cfg)
     spec = dataset_spec(cfg.dataset)
@@ -149,6 +150,10 @@ def require_data(cfg: DataConfig, need_test: bool) -> None:
             if loader == "resident":
                 require_writable_cache(f"the decoded images of {spec.name}'s {split} split")
                 source.require_hf_cache()
+                if cfg.image_size is None and spec.native_size is None and source.kind != "hub":
+                    from simclr_core.data.encoded import open_encoded, require_one_size
+
+                    require_one_size(open_encoded(cfg, split, source))   # decoded at its first image's size
 
 
 def _place(images: Tensor, device: torch.device) -> Tensor:

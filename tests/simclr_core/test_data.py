@@ -22,6 +22,7 @@ from simclr_core.data import (DATASETS, DataNotFoundError, balanced_subset, data
                               native_image_size)
 from simclr_core.data import decode as decode_module
 from simclr_core.data.decode import fit_square
+from simclr_core.data.encoded import SIZE_SAMPLE
 from simclr_core.data.feed import require_data
 from simclr_core.data.locate import locate_source
 from simclr_core.validation import ConfigError
@@ -370,6 +371,48 @@ def test_imagefolder(tmp_path):
     train, test = load_images(cfg, "train"), load_images(cfg, "test")
     assert train.images.shape == (6, 3, 16, 16) and test.images.shape == (4, 3, 16, 16)
     assert sorted(train.labels.tolist()) == [0, 0, 0, 1, 1, 1] and test.num_classes == 2
+
+
+def _mixed_folder(root: Path, other_size_at: tuple[str, int] | None) -> Path:
+    """Class folders (3 classes x 12 images, class-sorted) of 20 x 24 PNGs, one of them 30 x 24 where named."""
+    for split in ("train", "test"):
+        for label, name in enumerate(("ant", "bee", "cat")):
+            (root / split / name).mkdir(parents=True)
+            for i, array in enumerate(_random_images(12, 24, 20, seed=label)):
+                if (name, i) == other_size_at and split == "train":
+                    array = _random_images(1, 24, 30, seed=99)[0]
+                Image.fromarray(array).save(root / split / name / f"{i:02d}.png")
+    return root
+
+
+def test_a_split_decoded_at_its_first_images_size_refuses_images_of_another_size(tmp_path):
+    """Without data.image_size a folder or parquet split is decoded at its first image's size; an image of another
+    size was squeezed to it, silently. Now one error names both images, before anything is decoded (the headers of
+    a sample spread over the split) and, for what the sample misses, when decoding reaches it."""
+    mixed = DataConfig(dataset="imagefolder", data_dir=str(_mixed_folder(tmp_path / "mixed", ("cat", 11))),
+                       loader="resident")                                          # the last image differs
+    message = (r"/mixed/train/ant/00.png is 20 x 24 px and \S+/mixed/train/cat/11.png is 30 x 24 px: without "
+               r"data.image_size a split is decoded at its first image's size, so data.loader=resident needs images "
+               r"of one size .* set data.image_size=N .* or data.loader=stream")
+    with pytest.raises(ConfigError, match=message):
+        require_data(mixed, need_test=True)
+    assert not (tmp_path / "cache").exists()                       # nothing was decoded
+    uniform = replace(mixed, data_dir=str(_mixed_folder(tmp_path / "uniform", None)))
+    require_data(uniform, need_test=True)
+    assert load_images(uniform, "train").images.shape == (36, 3, 20, 20)
+    with pytest.raises(ConfigError, match=r"/mixed/train/ant/00.png.*is 20 x 24 px and .*/mixed/train/cat/11.png.* "
+                                          r"is 30 x 24 px: without data.image_size"):
+        load_images(mixed, "train")
+    for fine in (replace(mixed, image_size=16), replace(mixed, loader="stream")):
+        require_data(fine, need_test=True)
+    assert load_images(replace(mixed, image_size=16), "train").images.shape == (36, 3, 16, 16)
+    # an image the sample does not reach is refused when decoding reaches it
+    sampled = set(np.linspace(0, 35, SIZE_SAMPLE).round().astype(int).tolist())
+    unsampled = min(set(range(12)) - sampled)
+    missed = replace(uniform, data_dir=str(_mixed_folder(tmp_path / "missed", ("ant", unsampled))))
+    require_data(missed, need_test=True)
+    with pytest.raises(ConfigError, match=rf"/missed/train/ant/{unsampled:02d}.png.* is 30 x 24 px: without data"):
+        load_images(missed, "train")
 
 
 # ---- errors and names ----------------------------------------------------------------------------------
