@@ -129,9 +129,20 @@ def encoder_title(name: str) -> str:
     return f"ResNet-{name[len('resnet'):]}" if name.startswith("resnet") else name
 
 
+def view_side(cfg: RunConfig) -> int:
+    """Side of a training view as the run resolves it: data.image_size or the dataset's native size; for folders
+    and parquet files (no native size) registry/run_memory.py's, which may read a first image's header."""
+    size = cfg.data.image_size or NATIVE_IMAGE_SIZE.get(cfg.data.dataset)
+    if size:
+        return size
+    from registry.run_memory import view_side as data_view_side
+
+    return data_view_side(cfg)
+
+
 def view_geometry(cfg: RunConfig) -> tuple[int, str]:
-    """(side of a training view, stem "cifar" or "imagenet") as the run resolves them, without data."""
-    size = cfg.data.image_size or NATIVE_IMAGE_SIZE.get(cfg.data.dataset, 224)
+    """(side of a training view, stem "cifar" or "imagenet") as the run resolves them, without decoding data."""
+    size = view_side(cfg)
     stem = cfg.encoder.stem
     if stem == "auto":
         stem = "cifar" if size <= CIFAR_STEM_MAX_IMAGE_SIZE else "imagenet"
@@ -245,7 +256,7 @@ def evaluation_view_equivalents(cfg: RunConfig, train: int, test: int) -> float:
 
 def train_view_equivalents(cfg: RunConfig) -> float:
     """Full-size views' worth of compute per training image: the two views plus the small views by area."""
-    size = cfg.data.image_size or NATIVE_IMAGE_SIZE.get(cfg.data.dataset, 224)
+    size = view_side(cfg)
     return 2 + cfg.augment.local_crops * (cfg.augment.local_crop_side(size) / size) ** 2
 
 

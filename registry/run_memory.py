@@ -77,13 +77,10 @@ class MemoryEstimate:
 
 
 def view_side(cfg: RunConfig) -> int:
-    """Side of the run's training views, as train() resolves it (without reading the data)."""
-    from simclr_core.data.catalog import native_image_size
-    from simclr_core.data.feed import DEFAULT_STREAM_SIZE
+    """Side of the run's training views, as train() resolves it (without decoding: simclr_core.data.feed)."""
+    from simclr_core.data.feed import view_side as data_view_side
 
-    # Folders and parquet files without data.image_size: the streamed path's side (a resident one would take
-    # its first image's side, unknown before the data is read).
-    return cfg.data.image_size or native_image_size(cfg.data.dataset) or DEFAULT_STREAM_SIZE
+    return data_view_side(cfg.data)
 
 
 def estimate_run_memory(cfg: RunConfig, device: str = "cuda") -> MemoryEstimate:

@@ -12,6 +12,8 @@ a pure function of (seed, epoch), so a resumed run continues as one that never s
 """
 from __future__ import annotations
 
+import functools
+import io
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -24,7 +26,7 @@ from simclr_core.data.catalog import dataset_spec, loader_for
 from simclr_core.data.images import ImageSet, check_decodable, load_images
 from simclr_core.data.locate import locate_source
 from simclr_core.seeding import epoch_permutation
-from simclr_core.validation import require_choice
+from simclr_core.validation import ConfigError, require_choice
 
 # Datasets up to this size are moved to the accelerator whole, so a step never waits on the host.
 DEVICE_RESIDENT_BYTES = 2 << 30
@@ -102,6 +104,37 @@ class Feed:
         return out
 
 
+def view_side(cfg: DataConfig) -> int:
+    """Side of the training views open_feed gives `cfg` (its `image_size`), known without decoding: data.image_size,
+    else the dataset's native size, else (folders, parquet files) DEFAULT_STREAM_SIZE for a streamed split and, for
+    a resident one, decoded at its first image's size (all of its images share it: decode.py), the shorter side of
+    the first training image, read from its header. DEFAULT_STREAM_SIZE where that image cannot be reached
+    (missing data is require_data's to say)."""
+    size = cfg.image_size or dataset_spec(cfg.dataset).native_size
+    if size:
+        return size
+    if resolve_loader(cfg) == "resident":
+        return _first_image_side(cfg.dataset, cfg.data_dir, cfg.loader) or DEFAULT_STREAM_SIZE
+    return DEFAULT_STREAM_SIZE
+
+
+@functools.lru_cache(maxsize=32)     # a plan asks once per run: a folder is listed once
+def _first_image_side(dataset: str, data_dir: str | None, loader: str) -> int | None:
+    from PIL import Image
+
+    from simclr_core.data.encoded import open_encoded
+
+    cfg = DataConfig(dataset=dataset, data_dir=data_dir, loader=loader)
+    try:
+        source = locate_source(dataset_spec(dataset), data_dir, "train")
+        if source.kind == "hub":
+            return None
+        with Image.open(io.BytesIO(open_encoded(cfg, "train", source).read([0])[0])) as image:
+            return min(image.size)
+    except (ConfigError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return None
+
+
 def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = None) -> Feed:
     """The run's data, by its path; a bad dataset fails here, before any step. `device`: where the streamed
     path decodes evaluation images (the run's device)."""
@@ -162,4 +195,4 @@ def _place(images: Tensor, device: torch.device) -> Tensor:
     return images.pin_memory() if device.type == "cuda" else images
 
 
-__all__ = ["Feed", "LOADERS", "open_feed", "require_data", "resolve_loader"]
+__all__ = ["Feed", "LOADERS", "open_feed", "require_data", "resolve_loader", "view_side"]

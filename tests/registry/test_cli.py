@@ -84,6 +84,33 @@ def test_a_plan_whose_cifar_stem_meets_large_views_says_what_it_costs_before_it_
         assert code == 0 and "note:" not in out, err
 
 
+def test_a_plan_on_a_resident_folder_of_small_images_assumes_their_size_not_224_px(tmp_path, monkeypatch, capsys):
+    """A resident folder is decoded at its first image's size: a folder of CIFAR's 32 px images (a common way to
+    keep them) was planned at 224 px, with a false CIFAR-stem note, 49x the time and 13x the memory."""
+    import numpy as np
+    from PIL import Image
+
+    from registry.run_memory import estimate_run_memory
+
+    for split in ("train", "test"):
+        for label in range(2):
+            folder = tmp_path / "folder" / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(20):
+                Image.fromarray(np.full((32, 32, 3), 10 * i + label, np.uint8)).save(folder / f"{i}.png")
+    words = ("data.dataset=imagefolder", f"data.data_dir={tmp_path / 'folder'}", "data.loader=resident",
+             "data.train_limit=40", "data.test_limit=40")
+    code, out, err = run_main(monkeypatch, capsys, tmp_path / "results", "run", "temperature_norm", "--scale",
+                              "smoke", "--dry-run", *words)
+    assert code == 0, err
+    assert "note:" not in out and "est." in out
+    experiment = get_experiment("temperature_norm")
+    (folder_run, *_), (cifar_run, *_) = (experiment.runs("smoke", dict(w.split("=", 1) for w in words)),
+                                          experiment.runs("smoke", {"data.image_size": 32}))
+    assert estimate_run_memory(folder_run.config, "cpu").activations == \
+        estimate_run_memory(cifar_run.config, "cpu").activations
+
+
 def test_only_filters_and_overrides_may_follow_options(tmp_path, monkeypatch, capsys):
     code, out, err = run_main(monkeypatch, capsys, tmp_path, "run", "augment_pairs", "--scale", "smoke",
                               "--dry-run", "--only", "crop*", "eval.knn_k=5")

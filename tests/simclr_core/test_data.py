@@ -23,7 +23,7 @@ from simclr_core.data import (DATASETS, DataNotFoundError, balanced_subset, data
 from simclr_core.data import decode as decode_module
 from simclr_core.data.decode import fit_square
 from simclr_core.data.encoded import SIZE_SAMPLE
-from simclr_core.data.feed import require_data
+from simclr_core.data.feed import require_data, view_side
 from simclr_core.data.locate import locate_source
 from simclr_core.validation import ConfigError
 
@@ -413,6 +413,20 @@ def test_a_split_decoded_at_its_first_images_size_refuses_images_of_another_size
     require_data(missed, need_test=True)
     with pytest.raises(ConfigError, match=rf"/missed/train/ant/{unsampled:02d}.png.* is 30 x 24 px: without data"):
         load_images(missed, "train")
+
+
+def test_view_side_is_known_before_decoding_a_resident_folder_at_its_first_images_size(tmp_path):
+    """What plans (time, memory, the CIFAR stem's note) assume: a resident folder of 20 x 24 images trains on 20 px
+    views, not on the streamed path's 224."""
+    folder = str(_mixed_folder(tmp_path / "uniform", None))
+    resident = DataConfig(dataset="imagefolder", data_dir=folder, loader="resident")
+    assert view_side(resident) == 20
+    assert view_side(replace(resident, loader="stream")) == view_side(replace(resident, loader="auto")) == 224
+    assert view_side(replace(resident, image_size=48)) == 48
+    assert view_side(replace(resident, data_dir=str(tmp_path / "nowhere"))) == 224     # require_data names it
+    assert view_side(DataConfig(dataset="cifar10", loader="resident")) == 32
+    assert not (tmp_path / "cache").exists()                       # nothing was decoded
+    assert load_images(resident, "train").images.shape[-1] == view_side(resident)
 
 
 # ---- errors and names ----------------------------------------------------------------------------------
