@@ -249,8 +249,8 @@ class LocalExecutor(Executor):
 
     def check(self, runs: Sequence[Run]) -> None:
         """Before any run starts: the training function's `preflight(config)` (train()'s checks the data every
-        run reads), once per distinct data and evaluation settings, so that a missing dataset is one error, not
-        one failed run each; and, for train() on the CPU, that the runs fit in this machine's memory (the
+        run reads, and that a batch fits in its training split), once per distinct data and evaluation settings and
+        batch size, so that a missing dataset is one error, not one failed run each; and, for train() on the CPU, that the runs fit in this machine's memory (the
         estimate models train(), not other training functions)."""
         train_fn = resolve_train_fn(self.train_fn)
         if not self.placement.gpus and train_fn is resolve_train_fn(DEFAULT_TRAIN_FN):
@@ -260,7 +260,7 @@ class LocalExecutor(Executor):
             return
         checked = set()
         for run in runs:
-            key = repr((run.config.data, run.config.eval))
+            key = repr((run.config.data, run.config.eval, run.config.batch_size))
             if key in checked:
                 continue
             checked.add(key)

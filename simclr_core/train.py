@@ -32,7 +32,7 @@ from simclr_core.checkpoint import atomic_write_json, load_checkpoint, save_chec
 from simclr_core.cgroups import fit_torch_threads
 from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
-from simclr_core.data.feed import Feed, open_feed, require_data
+from simclr_core.data.feed import Feed, count_train_images, open_feed, require_batch_fits, require_data
 from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate.protocols import require_protocol_data, run_protocols
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
@@ -64,11 +64,15 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
 
 def check_inputs(cfg: RunConfig) -> None:
     """What can be known wrong with `cfg` before its run starts: a bad value (ConfigError) or data it reads that
-    is missing (DataNotFoundError, saying where it looked and how to provide it). Launchers call it as
+    is missing (DataNotFoundError, saying where it looked and how to provide it), or a batch larger than the
+    training split (counted without decoding where it is local or cached). Launchers call it as
     `train.preflight`, once per distinct config, before they start any run; nothing is decoded."""
     cfg.validate()
     require_trackers_installed(cfg.trackers)
     require_data(cfg.data, need_test=needs_test_split(cfg))
+    train_images = count_train_images(cfg.data)
+    if train_images is not None:
+        require_batch_fits(cfg.batch_size, train_images, cfg.data.dataset)
     require_protocol_data(cfg)
 
 
@@ -100,9 +104,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     # ---- data ------------------------------------------------------------------------------------
     feed = open_feed(cfg.data, need_test=needs_test_split(cfg), device=device)
-    if feed.num_train < cfg.batch_size:
-        raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {feed.num_train} training images "
-                          f"of {cfg.data.dataset!r}; choose batch_size <= {feed.num_train}")
+    require_batch_fits(cfg.batch_size, feed.num_train, cfg.data.dataset)
     image_size = feed.image_size
     costly_stem = stem_cost_note(cfg.encoder.stem, image_size)
     if costly_stem and accelerator.is_main_process:

@@ -23,7 +23,7 @@ from torch import Tensor
 from simclr_core.config import DATA_LOADERS as LOADERS, DataConfig
 from simclr_core.data.cache import require_writable_cache
 from simclr_core.data.catalog import dataset_spec, loader_for
-from simclr_core.data.images import ImageSet, check_decodable, load_images
+from simclr_core.data.images import ImageSet, check_decodable, count_examples, load_images
 from simclr_core.data.locate import locate_source
 from simclr_core.seeding import epoch_permutation
 from simclr_core.validation import ConfigError, require_choice
@@ -189,10 +189,34 @@ def require_data(cfg: DataConfig, need_test: bool) -> None:
                     require_one_size(open_encoded(cfg, split, source))   # decoded at its first image's size
 
 
+def count_train_images(cfg: DataConfig) -> int | None:
+    """The number of images a run of `cfg` trains on, known without decoding: data.train_limit (require_data
+    checks it against the split), else the training split's count (its index, parquet footers, listing or decoded
+    cache); None for a Hub split not downloaded yet."""
+    if cfg.train_limit is not None:
+        return cfg.train_limit
+    source = locate_source(dataset_spec(cfg.dataset), cfg.data_dir, "train")
+    if resolve_loader(cfg) == "resident":
+        return count_examples(cfg, "train", source)
+    if source.kind == "hub":
+        return None
+    from simclr_core.data.encoded import open_encoded
+
+    return len(open_encoded(cfg, "train", source))
+
+
+def require_batch_fits(batch_size: int, train_images: int, dataset: str) -> None:
+    """ConfigError when a batch holds more images than the training split: no step could be made."""
+    if batch_size > train_images:
+        raise ConfigError(f"batch_size={batch_size} exceeds the {train_images} training images of {dataset!r}; "
+                          f"choose batch_size <= {train_images}")
+
+
 def _place(images: Tensor, device: torch.device) -> Tensor:
     if device.type != "cpu" and images.numel() <= DEVICE_RESIDENT_BYTES:
         return images.to(device)
     return images.pin_memory() if device.type == "cuda" else images
 
 
-__all__ = ["Feed", "LOADERS", "open_feed", "require_data", "resolve_loader", "view_side"]
+__all__ = ["Feed", "LOADERS", "count_train_images", "open_feed", "require_batch_fits", "require_data",
+           "resolve_loader", "view_side"]

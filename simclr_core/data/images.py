@@ -81,10 +81,19 @@ def check_decodable(cfg: DataConfig, split: str, source: Source) -> bool:
     if wanted.exists():
         return True
     if limit is not None and (full.exists() or source.kind != "hub"):
-        count = len(np.load(full.labels_path, mmap_mode="r")) if full.exists() else source.count_rows()
+        count = count_examples(cfg, split, source)
         if not 2 <= limit <= count:
             raise _limit_error(limit, f"data.{split}_limit", count, source)
     return full.exists()
+
+
+def count_examples(cfg: DataConfig, split: str, source: Source) -> int | None:
+    """The number of examples of `split` without decoding: from its decoded cache, its parquet footers or its
+    local listing; None for a Hub split not in the decoded cache (counted when the run downloads it)."""
+    full, _ = _cache_entries(dataset_spec(cfg.dataset), cfg, split, source)
+    if full.exists():
+        return len(np.load(full.labels_path, mmap_mode="r"))
+    return None if source.kind == "hub" else source.count_rows()
 
 
 def _cache_entries(spec: DatasetSpec, cfg: DataConfig, split: str, source: Source) -> tuple[CachedSplit, CachedSplit]:

@@ -50,16 +50,17 @@ def test_failed_run_records_its_traceback_and_the_others_continue(results):
     assert read_claim(store.run_dir(failed)) is None            # claims are released
 
 
-def test_the_check_asks_the_training_function_once_per_data_and_evaluation_settings(monkeypatch):
+def test_the_check_asks_the_training_function_once_per_data_evaluation_settings_and_batch_size(monkeypatch):
     monkeypatch.setattr(fake_train, "PREFLIGHT_CALLS", [])
     runs = make_runs(1, 2, 3)                        # the same data and evaluation: one question
     other_eval = Run("toy/k5-000000000004", "toy", "smoke", {"seed": 4}, RunConfig(seed=4, eval=EvalConfig(knn_k=5)))
     other_data = Run("toy/d-000000000005", "toy", "smoke", {"seed": 5},
                      RunConfig(seed=5, data=DataConfig(data_dir="/elsewhere")))
-    LocalExecutor(train_fn=checked_train).check([*runs, other_eval, other_data])
-    assert [cfg.seed for cfg in fake_train.PREFLIGHT_CALLS] == [1, 4, 5]
+    other_batch = Run("toy/b-000000000006", "toy", "smoke", {"seed": 6}, RunConfig(seed=6, batch_size=8))
+    LocalExecutor(train_fn=checked_train).check([*runs, other_eval, other_data, other_batch])
+    assert [cfg.seed for cfg in fake_train.PREFLIGHT_CALLS] == [1, 4, 5, 6]
     LocalExecutor(train_fn=counting_train).check(runs)   # a training function without a preflight: nothing to ask
-    assert len(fake_train.PREFLIGHT_CALLS) == 3
+    assert len(fake_train.PREFLIGHT_CALLS) == 4
 
 
 def test_missing_data_is_one_error_naming_the_run_before_any_run_starts():

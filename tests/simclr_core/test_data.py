@@ -429,6 +429,25 @@ def test_view_side_is_known_before_decoding_a_resident_folder_at_its_first_image
     assert load_images(resident, "train").images.shape[-1] == view_side(resident)
 
 
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_a_batch_larger_than_the_training_images_is_refused_before_the_run(tmp_path, loader):
+    """train() refused it after decoding, so a registry grid recorded one failed run per point."""
+    from simclr_core.train import check_inputs
+
+    folder = str(_mixed_folder(tmp_path / "uniform", None))                     # 36 training images
+    cfg = RunConfig(batch_size=48).with_overrides({"data.dataset": "imagefolder", "data.data_dir": folder,
+                                                   "data.loader": loader, "data.test_limit": None,
+                                                   "data.train_limit": None, "eval.protocols": ("knn",)})
+    with pytest.raises(ConfigError, match=r"^batch_size=48 exceeds the 36 training images of 'imagefolder'; "
+                                          r"choose batch_size <= 36$"):
+        check_inputs(cfg)
+    check_inputs(replace(cfg, batch_size=36))
+    if loader == "resident":
+        with pytest.raises(ConfigError, match="batch_size=36 exceeds the 20 training images"):
+            check_inputs(cfg.with_overrides({"batch_size": 36, "data.train_limit": 20}))
+    assert not (tmp_path / "cache").exists()                       # nothing was decoded
+
+
 # ---- errors and names ----------------------------------------------------------------------------------
 def test_missing_data_names_what_was_tried_and_how_to_provide_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
