@@ -350,10 +350,11 @@ def _to_plain(obj: Any) -> Any:
 
 
 def _coerce(field_type: Any, value: Any, key: str) -> Any:
-    """Coerce JSON/CLI values to the field's declared type (tuples from lists, floats from ints)."""
+    """Coerce JSON/CLI values to the field's declared type (tuples from lists, floats from ints; "none" on the
+    command line, None, is the empty tuple for a tuple field: `eval.protocols=none` evaluates nothing)."""
     text = str(field_type)
     if value is None:
-        return None
+        return () if text.startswith("tuple") and "None" not in text else None
     if text.startswith("tuple"):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]

@@ -32,9 +32,9 @@ from simclr_core.checkpoint import atomic_write_json, load_checkpoint, save_chec
 from simclr_core.cgroups import fit_torch_threads
 from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
-from simclr_core.data.feed import Feed, count_train_images, open_feed, require_batch_fits, require_data
+from simclr_core.data.feed import Feed, open_feed, require_batch_fits, require_data, train_split_size
 from simclr_core.distributed import convert_to_global_bn
-from simclr_core.evaluate.protocols import require_protocol_data, run_protocols
+from simclr_core.evaluate.protocols import require_classes, require_protocol_data, run_protocols
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
 from simclr_core.models import build_model
 from simclr_core.models.encoders import stem_cost_note
@@ -64,15 +64,18 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
 
 def check_inputs(cfg: RunConfig) -> None:
     """What can be known wrong with `cfg` before its run starts: a bad value (ConfigError) or data it reads that
-    is missing (DataNotFoundError, saying where it looked and how to provide it), or a batch larger than the
-    training split (counted without decoding where it is local or cached). Launchers call it as
+    is missing (DataNotFoundError, saying where it looked and how to provide it), a batch larger than the
+    training split, or one class to classify (counted without decoding where it is local or cached). Launchers
+    call it as
     `train.preflight`, once per distinct config, before they start any run; nothing is decoded."""
     cfg.validate()
     require_trackers_installed(cfg.trackers)
     require_data(cfg.data, need_test=needs_test_split(cfg))
-    train_images = count_train_images(cfg.data)
+    train_images, classes = train_split_size(cfg.data)
     if train_images is not None:
         require_batch_fits(cfg.batch_size, train_images, cfg.data.dataset)
+    if classes is not None:
+        require_classes(cfg, classes, f"the training split of {cfg.data.dataset!r}")
     require_protocol_data(cfg)
 
 
@@ -105,6 +108,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     # ---- data ------------------------------------------------------------------------------------
     feed = open_feed(cfg.data, need_test=needs_test_split(cfg), device=device)
     require_batch_fits(cfg.batch_size, feed.num_train, cfg.data.dataset)
+    require_classes(cfg, feed.num_classes, f"the training split of {cfg.data.dataset!r} ({feed.source})")
     image_size = feed.image_size
     costly_stem = stem_cost_note(cfg.encoder.stem, image_size)
     if costly_stem and accelerator.is_main_process:

@@ -23,7 +23,7 @@ from torch import Tensor
 from simclr_core.config import DATA_LOADERS as LOADERS, DataConfig
 from simclr_core.data.cache import require_writable_cache
 from simclr_core.data.catalog import dataset_spec, loader_for
-from simclr_core.data.images import ImageSet, check_decodable, count_examples, load_images
+from simclr_core.data.images import ImageSet, check_decodable, count_classes, count_examples, load_images
 from simclr_core.data.locate import locate_source
 from simclr_core.seeding import epoch_permutation
 from simclr_core.validation import ConfigError, require_choice
@@ -189,20 +189,19 @@ def require_data(cfg: DataConfig, need_test: bool) -> None:
                     require_one_size(open_encoded(cfg, split, source))   # decoded at its first image's size
 
 
-def count_train_images(cfg: DataConfig) -> int | None:
-    """The number of images a run of `cfg` trains on, known without decoding: data.train_limit (require_data
-    checks it against the split), else the training split's count (its index, parquet footers, listing or decoded
-    cache); None for a Hub split not downloaded yet."""
-    if cfg.train_limit is not None:
-        return cfg.train_limit
+def train_split_size(cfg: DataConfig) -> tuple[int | None, int | None]:
+    """(images a run of `cfg` trains on, classes of its training split), known without decoding: data.train_limit
+    (require_data checks it against the split) or the split's count, from its index, parquet footers, listing or
+    decoded cache; None for what a Hub split not downloaded yet does not say."""
     source = locate_source(dataset_spec(cfg.dataset), cfg.data_dir, "train")
     if resolve_loader(cfg) == "resident":
-        return count_examples(cfg, "train", source)
+        return cfg.train_limit or count_examples(cfg, "train", source), count_classes(cfg, "train", source)
     if source.kind == "hub":
-        return None
+        return cfg.train_limit, None
     from simclr_core.data.encoded import open_encoded
 
-    return len(open_encoded(cfg, "train", source))
+    split = open_encoded(cfg, "train", source)
+    return cfg.train_limit or len(split), split.num_classes
 
 
 def require_batch_fits(batch_size: int, train_images: int, dataset: str) -> None:
@@ -218,5 +217,5 @@ def _place(images: Tensor, device: torch.device) -> Tensor:
     return images.pin_memory() if device.type == "cuda" else images
 
 
-__all__ = ["Feed", "LOADERS", "count_train_images", "open_feed", "require_batch_fits", "require_data",
-           "resolve_loader", "view_side"]
+__all__ = ["Feed", "LOADERS", "open_feed", "require_batch_fits", "require_data", "resolve_loader",
+           "train_split_size", "view_side"]

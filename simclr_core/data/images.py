@@ -6,6 +6,7 @@ Some additional pretraining experiments on CIFAR-10 [...] can be found in Append
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -94,6 +95,21 @@ def count_examples(cfg: DataConfig, split: str, source: Source) -> int | None:
     if full.exists():
         return len(np.load(full.labels_path, mmap_mode="r"))
     return None if source.kind == "hub" else source.count_rows()
+
+
+def count_classes(cfg: DataConfig, split: str, source: Source) -> int | None:
+    """The number of classes of `split` as load_images finds it, without decoding: from its decoded cache, or
+    from a local split's labels (a ConfigError where it has none); None for a Hub split not in the decoded cache."""
+    for cached in _cache_entries(dataset_spec(cfg.dataset), cfg, split, source):
+        if cached.exists():
+            return int(json.loads(cached.meta_path.read_text())["num_classes"])
+    if source.kind == "hub":
+        return None
+    dataset = source.load()
+    column = _label_column(dataset, source)
+    labels = dataset.select_columns([column]).with_format("arrow")[:].column(column).to_numpy().astype(np.int64)
+    declared = getattr(dataset.features[column], "num_classes", None)
+    return _check_labels(labels, declared, dataset_spec(cfg.dataset), source, column)
 
 
 def _cache_entries(spec: DatasetSpec, cfg: DataConfig, split: str, source: Source) -> tuple[CachedSplit, CachedSplit]:
@@ -187,6 +203,11 @@ def _image_column(dataset, source: Source) -> str:
 
 
 def _label_column(dataset, source: Source) -> str:
+    if source.kind == "imagefolder" and not set(LABEL_COLUMNS) & set(dataset.column_names):
+        raise ConfigError(f"{source.describe()} has images but no labels: an image folder labels each image by the "
+                          f"class folder that holds it ({source.split}/<class>/<image>), and Hugging Face's "
+                          "imagefolder, which decodes it ahead (data.loader=resident), reads labels only where there "
+                          "are at least 2 class folders")
     return label_column(dataset.column_names, source.describe())
 
 

@@ -36,6 +36,8 @@ class Protocol:
     needs_head: bool = False
     # (cfg) -> None, raising when data the protocol reads besides the run's own cannot be found.
     check_data: Callable[[Any], None] | None = None
+    # True where it classifies the run's own images by their labels (an accuracy over one class measures nothing).
+    classifies: bool = False
 
 
 def _data(feed) -> tuple:
@@ -97,9 +99,9 @@ def _transfer(encoder, feed, cfg, dtype) -> dict[str, Any]:
 
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (  # each one's metric prefix: simclr_core/metric_names.py
-    Protocol("knn", _knn, frozen_features=True),
-    Protocol("linear", _linear, frozen_features=True),
-    Protocol("finetune", _finetune, check_data=require_subset_data),
+    Protocol("knn", _knn, frozen_features=True, classifies=True),
+    Protocol("linear", _linear, frozen_features=True, classifies=True),
+    Protocol("finetune", _finetune, check_data=require_subset_data, classifies=True),
     Protocol("transform_probe", _transform_probe, needs_head=True),
     Protocol("transfer", _transfer, check_data=require_transfer_data),
 )}
@@ -111,6 +113,19 @@ def require_protocol_data(cfg) -> None:
     for protocol in PROTOCOLS.values():
         if protocol.name in cfg.eval.protocols and protocol.check_data is not None:
             protocol.check_data(cfg)
+
+
+def require_classes(cfg, num_classes: int, where: str) -> None:
+    """ConfigError when the run classifies its own images (an evaluation protocol, or the kNN monitor) and its
+    training split has fewer than 2 classes: every accuracy would be 100%, measuring nothing."""
+    classifying = [name for name in cfg.eval.protocols if PROTOCOLS[name].classifies]
+    if cfg.eval.knn_every_epochs:
+        classifying.append("the kNN monitor (eval.knn_every_epochs)")
+    if num_classes >= 2 or not classifying:
+        return
+    raise ConfigError(f"{where} has {num_classes} class, and {', '.join(classifying)} classify its images: every "
+                      "accuracy would be 100%, measuring nothing. Give the images of each class a folder (or label) "
+                      "of their own, or only pretrain: eval.protocols=none eval.knn_every_epochs=0")
 
 
 def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, names: Sequence[str],

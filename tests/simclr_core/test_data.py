@@ -448,6 +448,31 @@ def test_a_batch_larger_than_the_training_images_is_refused_before_the_run(tmp_p
     assert not (tmp_path / "cache").exists()                       # nothing was decoded
 
 
+def test_one_class_to_classify_is_refused_before_the_run_and_pretraining_alone_is_not(tmp_path):
+    """kNN top-1 was 100.0 on a folder of one class (streamed), and decoding it ahead failed inside the run with
+    "has none of the label columns": Hugging Face's imagefolder reads no labels from a single class folder."""
+    from simclr_core.train import check_inputs
+
+    for split in ("train", "test"):
+        (tmp_path / "one" / split / "all").mkdir(parents=True)
+        for i, array in enumerate(_random_images(8, 20, 20, seed=1)):
+            Image.fromarray(array).save(tmp_path / "one" / split / "all" / f"{i}.png")
+    cfg = RunConfig(batch_size=4).with_overrides({"data.dataset": "imagefolder", "data.data_dir": str(tmp_path / "one"),
+                                                  "data.train_limit": None, "data.test_limit": None})
+    with pytest.raises(ConfigError, match=r"^the training split of 'imagefolder' has 1 class, and knn classify its "
+                                          r"images: every accuracy would be 100%.* eval.protocols=none "
+                                          r"eval.knn_every_epochs=0$"):
+        check_inputs(cfg.with_overrides({"data.loader": "stream"}))
+    with pytest.raises(ConfigError, match=r"has images but no labels: an image folder labels each image by the class "
+                                          r"folder that holds it \(train/<class>/<image>\).* at least 2 class folders"):
+        check_inputs(cfg.with_overrides({"data.loader": "resident"}))
+    alone = cfg.with_overrides({"data.loader": "stream", "eval.protocols": None, "eval.knn_every_epochs": 0})
+    assert alone.eval.protocols == ()                              # "none" on the command line: no protocol
+    check_inputs(alone)
+    with pytest.raises(ConfigError, match="has 1 class, and linear, the kNN monitor"):
+        check_inputs(alone.with_overrides({"eval.protocols": "linear", "eval.knn_every_epochs": 1}))
+
+
 # ---- errors and names ----------------------------------------------------------------------------------
 def test_missing_data_names_what_was_tried_and_how_to_provide_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
