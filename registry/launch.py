@@ -250,8 +250,8 @@ class LocalExecutor(Executor):
     def check(self, runs: Sequence[Run]) -> None:
         """Before any run starts: the training function's `preflight(config)` (train()'s checks the data every
         run reads, and that a batch fits in its training split), once per distinct data and evaluation settings and
-        batch size, so that a missing dataset is one error, not one failed run each; and, for train() on the CPU, that the runs fit in this machine's memory (the
-        estimate models train(), not other training functions)."""
+        batch size, so that a missing dataset is one error, not one failed run each; and, for train() on the CPU,
+        that the runs fit in this machine's memory (the estimate models train(), not other training functions)."""
         train_fn = resolve_train_fn(self.train_fn)
         if not self.placement.gpus and train_fn is resolve_train_fn(DEFAULT_TRAIN_FN):
             check_host_memory(runs, parallel=self.placement.workers)

@@ -66,8 +66,7 @@ def check_inputs(cfg: RunConfig) -> None:
     """What can be known wrong with `cfg` before its run starts: a bad value (ConfigError) or data it reads that
     is missing (DataNotFoundError, saying where it looked and how to provide it), a batch larger than the
     training split, or one class to classify (counted without decoding where it is local or cached). Launchers
-    call it as
-    `train.preflight`, once per distinct config, before they start any run; nothing is decoded."""
+    call it as `train.preflight`, once per distinct config, before they start any run; nothing is decoded."""
     cfg.validate()
     require_trackers_installed(cfg.trackers)
     require_data(cfg.data, need_test=needs_test_split(cfg))

@@ -123,7 +123,7 @@ def require_classes(cfg, num_classes: int, where: str) -> None:
         classifying.append("the kNN monitor (eval.knn_every_epochs)")
     if num_classes >= 2 or not classifying:
         return
-    raise ConfigError(f"{where} has {num_classes} class, and {', '.join(classifying)} classify its images: every "
+    raise ConfigError(f"{where} has {num_classes} class, and {', '.join(classifying)} would classify its images: every "
                       "accuracy would be 100%, measuring nothing. Give the images of each class a folder (or label) "
                       "of their own, or only pretrain: eval.protocols=none eval.knn_every_epochs=0")
 

@@ -459,8 +459,8 @@ def test_one_class_to_classify_is_refused_before_the_run_and_pretraining_alone_i
             Image.fromarray(array).save(tmp_path / "one" / split / "all" / f"{i}.png")
     cfg = RunConfig(batch_size=4).with_overrides({"data.dataset": "imagefolder", "data.data_dir": str(tmp_path / "one"),
                                                   "data.train_limit": None, "data.test_limit": None})
-    with pytest.raises(ConfigError, match=r"^the training split of 'imagefolder' has 1 class, and knn classify its "
-                                          r"images: every accuracy would be 100%.* eval.protocols=none "
+    with pytest.raises(ConfigError, match=r"^the training split of 'imagefolder' has 1 class, and knn would classify "
+                                          r"its images: every accuracy would be 100%.* eval.protocols=none "
                                           r"eval.knn_every_epochs=0$"):
         check_inputs(cfg.with_overrides({"data.loader": "stream"}))
     with pytest.raises(ConfigError, match=r"has images but no labels: an image folder labels each image by the class "
