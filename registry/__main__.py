@@ -34,7 +34,7 @@ from registry.declare import Experiment, Run
 from registry.discover import experiment_folders, get_experiment, list_experiments
 from registry.host_memory import host_fit
 from registry.launch import (NOT_STARTED, Outcome, make_executor, raise_on_sigterm, redo_command,
-                             show_command)
+                             require_same_images, show_command)
 from registry.overrides import parse_overrides
 from registry.placement import plan_placement
 from registry.plan import cmd_scales, plan_notes, print_plan
@@ -276,6 +276,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"[{finished['n']}/{len(runs)}] {outcome.state:<9} {outcome.run_id}  {first_line}", flush=True)
 
         executor = make_executor("local", placement=placement, on_outcome=progress)
+    if not args.redo:
+        require_same_images(runs, store)   # a finished run of another image folder is not this one's
     target = "SLURM" if args.slurm else placement.describe()
     print(f"{experiment.name} at scale {args.scale}: {len(runs)} run(s) -> {store.root} via {target}")
     for note in plan_notes(runs):

@@ -156,6 +156,31 @@ def raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def require_same_images(runs: Sequence[Run], store: RunStore) -> None:
+    """ConfigError, before anything runs, when a finished run of `runs` trained on other images than its config
+    now reads: datasets named by their container (an image folder, parquet files) share run ids across folders,
+    since ids leave data.data_dir out, and final.json's `data_identity` says which images a run read."""
+    from simclr_core.data.feed import GENERIC_DATASETS, data_identity
+
+    identities: dict[str, str | None] = {}
+    for run in runs:
+        data = run.config.data
+        if data.dataset not in GENERIC_DATASETS or not store.is_done(run.run_id) or store.problem(run.run_id):
+            continue
+        trained = store.final(run.run_id)
+        if not trained.get("data_identity"):
+            continue                  # recorded before runs said which images they read
+        key = repr(data)
+        if key not in identities:
+            identities[key] = data_identity(data)
+        if identities[key] not in (None, trained["data_identity"]):
+            raise ConfigError(
+                f"{run.run_id} is done, but on other images ({trained.get('data_source', 'another folder')}) than "
+                f"data.data_dir={data.data_dir} holds: run ids leave the data folder out (a path of one machine), "
+                f"so the runs of two {data.dataset} folders share them. Keep each dataset's runs in a results folder "
+                "of its own (--results-dir DIR), or train them again on these images with --redo. No run was started.")
+
+
 # ---- the unit of work ---------------------------------------------------------------------------------
 def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | str | None = None,
                 code: dict[str, Any] | None = None) -> Outcome:

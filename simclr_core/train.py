@@ -32,7 +32,8 @@ from simclr_core.checkpoint import atomic_write_json, load_checkpoint, save_chec
 from simclr_core.cgroups import fit_torch_threads
 from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
-from simclr_core.data.feed import Feed, open_feed, require_batch_fits, require_data, train_split_size
+from simclr_core.data.feed import (Feed, data_identity, open_feed, require_batch_fits, require_data,
+                                   train_split_size)
 from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate.protocols import require_classes, require_protocol_data, run_protocols
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
@@ -280,6 +281,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         **({"processes_seen": processes_seen} if len(processes_seen) > 1 else {}),
         "compile": compile_mode, "views_ahead": ahead,
         **_data_stats(accelerator, feed),
+        **({"data_identity": identity} if (identity := data_identity(cfg.data)) else {}),
     })
     if accelerator.is_main_process:
         atomic_write_json(run_dir / FINAL_NAME, metrics)

@@ -204,6 +204,23 @@ def train_split_size(cfg: DataConfig) -> tuple[int | None, int | None]:
     return cfg.train_limit or len(split), split.num_classes
 
 
+# Datasets named by their container, not by their content: two folders of "imagefolder" hold other images, yet
+# share run ids, which leave data.data_dir out (a path of one machine). final.json records which images a run of
+# one of them trained on (`data_identity`), so that a launcher never takes another folder's finished run for this one.
+GENERIC_DATASETS = ("imagefolder", "parquet")
+
+
+def data_identity(cfg: DataConfig) -> str | None:
+    """Which training images a run of a GENERIC_DATASETS dataset reads (Source.content_identity), or None for a
+    named dataset, whose name says it, or a split not found (require_data names it)."""
+    if cfg.dataset not in GENERIC_DATASETS:
+        return None
+    try:
+        return locate_source(dataset_spec(cfg.dataset), cfg.data_dir, "train").content_identity()
+    except (ConfigError, OSError):
+        return None
+
+
 def require_batch_fits(batch_size: int, train_images: int, dataset: str) -> None:
     """ConfigError when a batch holds more images than the training split: no step could be made."""
     if batch_size > train_images:
@@ -217,5 +234,5 @@ def _place(images: Tensor, device: torch.device) -> Tensor:
     return images.pin_memory() if device.type == "cuda" else images
 
 
-__all__ = ["Feed", "LOADERS", "open_feed", "require_batch_fits", "require_data", "resolve_loader",
+__all__ = ["Feed", "GENERIC_DATASETS", "LOADERS", "data_identity", "open_feed", "require_batch_fits", "require_data", "resolve_loader",
            "train_split_size", "view_side"]

@@ -55,6 +55,18 @@ class Source:
     files: tuple[str, ...] = ()  # the files whose path, size and mtime identify the content
     looked_at: tuple[str, ...] = field(default=(), compare=False)  # for the error message
 
+    def content_identity(self) -> str:
+        """Which images these are, wherever they lie: a hash of each file's name below the split's folder and its
+        size (no path of one machine, no mtime), so that a copy elsewhere has the same identity and another
+        folder of the same kind another one."""
+        if self.kind == "hub":
+            return f"hub:{self.location}:{self.split}"
+        common = os.path.commonpath(self.files) if self.files else ""
+        digest = hashlib.sha256(f"{self.kind}:{self.split}".encode())
+        for path in sorted(self.files):
+            digest.update(f"\n{os.path.relpath(path, common)}\0{os.stat(path).st_size}".encode())
+        return digest.hexdigest()[:16]
+
     def fingerprint(self) -> str:
         """Stable text that changes when the content may have changed (path + size + mtime of each file, and the
         first and last MiB of a file modified in the last RACY_MTIME_S: the same content then has another

@@ -13,9 +13,9 @@ import pytest
 from fake_train import counting_train, failing_train
 from registry import get_experiment, list_experiments
 from registry.__main__ import main, select
-from registry.overrides import parse_overrides
 from registry.launch import execute_run, redo_command
-from registry.overrides import override_args
+from registry.overrides import override_args, parse_overrides
+from registry.store import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
 VERBS = ("list", "show", "validate", "run", "status", "report", "sweep")
@@ -109,6 +109,51 @@ def test_a_plan_on_a_resident_folder_of_small_images_assumes_their_size_not_224_
                                           experiment.runs("smoke", {"data.image_size": 32}))
     assert estimate_run_memory(folder_run.config, "cpu").activations == \
         estimate_run_memory(cifar_run.config, "cpu").activations
+
+
+def _png_folder(root, shade: int, classes: int = 2) -> str:
+    import numpy as np
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in range(classes):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(20):
+                Image.fromarray(np.full((32, 32, 3), shade + 10 * i + label, np.uint8)).save(folder / f"{i}.png")
+    return str(root)
+
+
+def test_a_finished_run_of_another_image_folder_is_never_taken_for_this_ones(tmp_path, monkeypatch, capsys):
+    """Run ids leave data.data_dir out, so an ablation run on a second folder of one's own was skipped as "done
+    already", its table showing the first folder's numbers."""
+    import shutil
+
+    first, second = _png_folder(tmp_path / "first", 0), _png_folder(tmp_path / "second", 3, classes=3)
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+
+    def run(folder: str, *more: str):
+        return run_main(monkeypatch, capsys, tmp_path / "results", "run", "temperature_norm", "--scale", "smoke",
+                        "--only", "normalize+0.1-*", "data.dataset=imagefolder", f"data.data_dir={folder}",
+                        "data.loader=resident", "data.train_limit=none", "data.test_limit=none", *more)
+
+    code, out, err = run(first)
+    assert code == 0 and "summary: 1 done" in out, err
+    (run_id,) = [line.split()[2] for line in out.splitlines() if line.startswith("[1/1]")]
+    trained = RunStore(tmp_path / "results").final(run_id)
+    assert len(trained["data_identity"]) == 16 and f"{first}" in trained["data_source"]
+    code, out, err = run(second)
+    assert code == 2 and err == (
+        f"error: {run_id} is done, but on other images (imagefolder {first} split 'train') than data.data_dir="
+        f"{second} holds: run ids leave the data folder out (a path of one machine), so the runs of two imagefolder "
+        "folders share them. Keep each dataset's runs in a results folder of its own (--results-dir DIR), or train "
+        "them again on these images with --redo. No run was started.\n")
+    shutil.copytree(first, tmp_path / "moved")                     # the same images elsewhere: the same runs
+    code, out, err = run(str(tmp_path / "moved"))
+    assert code == 0 and "summary: 1 skipped" in out, err
+    code, out, err = run(second, "--redo")
+    assert code == 0 and "summary: 1 done" in out, err
+    assert RunStore(tmp_path / "results").final(run_id)["data_identity"] != trained["data_identity"]
 
 
 def test_only_filters_and_overrides_may_follow_options(tmp_path, monkeypatch, capsys):
