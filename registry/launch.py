@@ -156,7 +156,8 @@ def raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def require_same_images(runs: Sequence[Run], store: RunStore) -> None:
+def require_same_images(runs: Sequence[Run], store: RunStore,
+                        again: str = ", or train them again on these images with --redo") -> None:
     """ConfigError, before anything runs, when a finished run of `runs` trained on other images than its config
     now reads: datasets named by their container (an image folder, parquet files) share run ids across folders,
     since ids leave data.data_dir out, and final.json's `data_identity` says which images a run read."""
@@ -178,7 +179,7 @@ def require_same_images(runs: Sequence[Run], store: RunStore) -> None:
                 f"{run.run_id} is done, but on other images ({trained.get('data_source', 'another folder')}) than "
                 f"data.data_dir={data.data_dir} holds: run ids leave the data folder out (a path of one machine), "
                 f"so the runs of two {data.dataset} folders share them. Keep each dataset's runs in a results folder "
-                "of its own (--results-dir DIR), or train them again on these images with --redo. No run was started.")
+                f"of its own (--results-dir DIR){again}. No run was started.")
 
 
 # ---- the unit of work ---------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
-from registry.launch import Executor, LocalExecutor, Outcome, TrainFn, make_executor, show_command
+from registry.launch import (Executor, LocalExecutor, Outcome, TrainFn, make_executor, require_same_images,
+                             show_command)
 from registry.scales import DEFAULT_SCALE, SCALES
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import RunStore, default_results_dir
@@ -118,9 +119,10 @@ def run_sweep(name: str, *, trials: int | None = None, sampler: str = "grid", st
         executor = (make_executor("slurm", settings=slurm_settings, train_fn=train_fn, wait=False) if slurm
                     else LocalExecutor(max_parallel=parallel, train_fn=train_fn, on_outcome=relay))
     # E.g. a batch the SLURM job's processes cannot split: every declared trial (grid), or both ends of the range.
-    executor.check([run for plan in plans for value in (plan.grid or (plan.low, plan.high))
-                    for run in plan.runs_at(value)])
+    declared = [run for plan in plans for value in (plan.grid or (plan.low, plan.high)) for run in plan.runs_at(value)]
+    executor.check(declared)
     executor.check_results(RunStore(results).ensure_writable().root)
+    require_same_images(declared, RunStore(results), again="")   # a finished trial of another folder is not ours
     poll_s = poll_s if poll_s is not None else (30.0 if slurm else 5.0)
 
     # ---- one study per split value ----------------------------------------------------------------------

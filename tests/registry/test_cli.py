@@ -154,6 +154,12 @@ def test_a_finished_run_of_another_image_folder_is_never_taken_for_this_ones(tmp
     code, out, err = run(second, "--redo")
     assert code == 0 and "summary: 1 done" in out, err
     assert RunStore(tmp_path / "results").final(run_id)["data_identity"] != trained["data_identity"]
+    # a grid sweep's trials are the same runs: the first folder's sweep is refused before any trial
+    code, out, err = run_main(monkeypatch, capsys, tmp_path / "results", "sweep", "temperature", "--scale", "smoke",
+                              "--normalize", "true", "data.dataset=imagefolder", f"data.data_dir={first}",
+                              "data.loader=resident", "data.train_limit=none", "data.test_limit=none")
+    assert code == 2 and err.startswith(f"error: {run_id} is done, but on other images (imagefolder {second} split")
+    assert err.endswith("(--results-dir DIR). No run was started.\n")
 
 
 def test_only_filters_and_overrides_may_follow_options(tmp_path, monkeypatch, capsys):
