@@ -139,8 +139,8 @@ def reports_of_left_out(section, results, results_dir: str | None) -> list[tuple
 
 
 def made_with(results, experiments: set[str]) -> str:
-    """What the finished runs of `experiments` were made with: "their runs were made with no overrides (4 runs);
-    with data.dataset=imagefolder (6 runs)", or that there are none."""
+    """What the finished runs of `experiments` were made with: "their finished runs were made with no overrides (4
+    runs); with data.dataset=imagefolder (6 runs)", or that there are none."""
     runs = results.drop_duplicates("run_id")
     runs = runs[runs["experiment"].isin(experiments)]
     if runs.empty:
