@@ -92,20 +92,22 @@ def decode_to_array(encoded: Iterator[tuple[bytes | None, str | None]], count: i
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io.image")
         for i, (data, path) in enumerate(encoded):
-            named = where(i) + (f" (path {path!r})" if path else "")
+            def named() -> str:         # only for messages: where() may cost more than a decode of a 32 px image
+                return where(i) + (f" (path {path!r})" if path else "")
+
             try:
                 image = decode_image(data, path)
             except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-                raise ConfigError(f"{named} is not a readable image ({type(exc).__name__}: {exc}); "
+                raise ConfigError(f"{named()} is not a readable image ({type(exc).__name__}: {exc}); "
                                   "remove the row or re-encode the image as JPEG or PNG") from exc
             width_height = (image.shape[-1], image.shape[-2])
             if out is None:
                 if size is None:
-                    first = (named, width_height)
+                    first = (named(), width_height)
                 size = size or min(image.shape[-2:])
                 out = allocate((count, 3, size, size))
             elif first is not None and width_height != first[1]:
-                raise mixed_sizes_error(*first, named, width_height)
+                raise mixed_sizes_error(*first, named(), width_height)
             out[i] = fit_square(image, size, margin).numpy()
     if out is None:
         raise ValueError("no images to decode")
