@@ -134,8 +134,9 @@ def reports_of_left_out(section, results, results_dir: str | None) -> list[tuple
         if isinstance(text, str) and json.loads(text) != section.overrides:
             counts[text] = counts.get(text, 0) + 1
     where = f" --results-dir {shlex.quote(results_dir)}" if results_dir else ""
-    return [(n, json.loads(text), f"python -m registry report {section.key} --scale {section.scale}{where}"
-                                  f"{override_args(json.loads(text))}") for text, n in sorted(counts.items())]
+    command = f"python -m registry report {section.key} --scale {section.scale}{where}"
+    return [(n, overrides, command + override_args(overrides))
+            for n, overrides in ((n, json.loads(text)) for text, n in sorted(counts.items()))]
 
 
 def made_with(results, experiments: set[str]) -> str:
