@@ -42,8 +42,8 @@ from registry.scales import DEFAULT_SCALE, SCALES
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import RunStore, default_results_dir
 from registry.sweep_space import SAMPLERS, SWEEPS, StudyPlan, get_sweep, plan_studies
-from registry.sweep_study import (STORAGE_KINDS, StudyDriver, check_storage, open_study_at, storage_disk_error,
-                                  storage_url)
+from registry.sweep_study import (STORAGE_KINDS, StudyDriver, asked_runs, check_storage, open_study_at,
+                                  storage_disk_error, storage_url)
 from registry.sweep_study import retry_failed as retry_failed_trials
 from registry.sweep_summary import study_summary, summary_path, write_summary
 from simclr_core.validation import ConfigError, require_choice, require_range
@@ -124,12 +124,14 @@ def run_sweep(name: str, *, trials: int | None = None, sampler: str = "grid", st
     executor.check_results(RunStore(results).ensure_writable().root)
     require_same_images(declared, RunStore(results), again="")   # a finished trial of another folder is not ours
     poll_s = poll_s if poll_s is not None else (30.0 if slurm else 5.0)
+    studies = [open_study_at(plan, url, sampler_seed) for plan, url in zip(plans, urls)]
+    # A continued TPE study's trials ran at values no grid declares: their runs too must hold these images.
+    require_same_images([run for plan, study in zip(plans, studies) for run in asked_runs(plan, study)],
+                        RunStore(results), again="")
 
     # ---- one study per split value ----------------------------------------------------------------------
     summaries = []
-    for plan, target, url in zip(plans, targets, urls):
-        study = open_study_at(plan, url, sampler_seed)
-
+    for plan, target, url, study in zip(plans, targets, urls, studies):
         def save(plan: StudyPlan = plan, study=study, url: str = url, target: int = target) -> dict[str, Any]:
             summary = study_summary(plan, study, url, target)
             write_summary(results, summary)

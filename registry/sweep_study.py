@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from registry.claim import is_stale, owner_info
 from registry.declare import Run
-from registry.launch import Executor, Outcome, exception_chain, redo_command
+from registry.launch import Executor, Outcome, exception_chain, redo_command, require_same_images
 from registry.provenance import code_version
 from registry.store import RunStore
 from registry.sweep_space import StudyPlan
@@ -283,6 +283,13 @@ def open_study(plan: StudyPlan, storage: Any, sampler_seed: int = 0) -> "optuna.
     return study
 
 
+def asked_runs(plan: StudyPlan, study: "optuna.Study") -> list[Run]:
+    """The runs of every trial the study has asked so far (each trial's value, one run per seed)."""
+    values = dict.fromkeys(t.params[plan.sweep.axis] for t in study.get_trials(deepcopy=False)
+                           if plan.sweep.axis in t.params)
+    return [run for value in values for run in plan.runs_at(value)]
+
+
 # ---- counting and orphans --------------------------------------------------------------------------------
 def trial_counts(study: "optuna.Study") -> dict[str, int]:
     """counted: finished trials with parameters that no later trial retries; running; waiting (enqueued)."""
@@ -452,6 +459,12 @@ class StudyDriver:
             runs = self.plan.runs_at(value)
         except ConfigError as exc:       # the range is validated up front; this is a bug, recorded not hidden
             trial.set_user_attr("error", str(exc))
+            self.study.tell(trial, state=_fail_state())
+            raise
+        try:    # a value another sweep on other images trained already (another study storage) is not ours
+            require_same_images(runs, self.store, again="")
+        except ConfigError as exc:
+            trial.set_user_attr("error", str(exc)[:500])
             self.study.tell(trial, state=_fail_state())
             raise
         point = self.plan.point(value)

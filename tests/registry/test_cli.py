@@ -163,6 +163,32 @@ def test_a_finished_run_of_another_image_folder_is_never_taken_for_this_ones(tmp
     assert said.endswith("(--results-dir DIR). No run was started.")
 
 
+def test_a_tpe_sweep_never_takes_another_image_folders_trials_for_this_ones(tmp_path, monkeypatch, capsys):
+    """TPE values are declared nowhere, so only the study (continued) or the run store (a new study asking the
+    same seeded values) knows them: a sweep of a second folder reported the first folder's best as its own."""
+    first, second = _png_folder(tmp_path / "first", 0), _png_folder(tmp_path / "second", 3, classes=3)
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+
+    def sweep(folder: str, *more: str):
+        return run_main(monkeypatch, capsys, tmp_path / "results", "sweep", "temperature", "--scale", "smoke",
+                        "--normalize", "true", "--sampler", "tpe", "--trials", "1", *more,
+                        "data.dataset=imagefolder", f"data.data_dir={folder}", "data.loader=resident",
+                        "data.train_limit=none", "data.test_limit=none")
+
+    code, out, err = sweep(first)
+    assert code == 0 and "-> knn_top1=" in out and "(trained: " in out, err
+    run_id = out.split("(trained: ")[1].split(")")[0]
+    code, out, err = sweep(second)                         # the same study, continued on other images
+    said = err.splitlines()[-1]
+    assert code == 2 and said.startswith(f"error: {run_id} is done, but on other images (imagefolder {first} split")
+    assert "trial" not in out
+    code, out, err = sweep(second, "--storage", "journal")  # a new study: its first value is the first study's
+    said = err.splitlines()[-1]
+    assert code == 2 and said.startswith(f"error: {run_id} is done, but on other images (imagefolder {first} split")
+    code, out, err = sweep(first, "--storage", "journal", "--retry-failed")   # that trial, on its own images
+    assert code == 0 and f"(reused stored result: {run_id})" in out, err
+
+
 def test_only_filters_and_overrides_may_follow_options(tmp_path, monkeypatch, capsys):
     code, out, err = run_main(monkeypatch, capsys, tmp_path, "run", "augment_pairs", "--scale", "smoke",
                               "--dry-run", "--only", "crop*", "eval.knn_k=5")
