@@ -266,7 +266,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.slurm:   # refuses plainly, before anything is recorded, where there is no SLURM or no time limit
         executor = make_executor("slurm", settings=settings_from_args(args), wait=args.slurm_wait,
                                  on_outcome=lambda o: print(f"{o.state:<9} {o.run_id}  {o.detail}", flush=True))
-        executor.check(runs)   # e.g. a batch the job's processes cannot split: before anything is recorded
     else:
         finished = Counter()
 
@@ -290,9 +289,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     store.ensure_writable()
     executor.check_results(store.root)
-    if not args.slurm:   # SLURM's nodes may see other file systems: there, a run finds its data or fails alone
-        executor.check([run for run in runs if args.redo or not (store.is_done(run.run_id)
-                                                                 or store.problem(run.run_id))])
+    # E.g. missing data, or a batch the job's processes cannot split: for the runs to train, before any is recorded.
+    executor.check([run for run in runs if args.redo or not (store.is_done(run.run_id) or store.problem(run.run_id))])
     if args.redo:
         _discard(store, runs)
     code = code_version()

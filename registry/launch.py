@@ -182,6 +182,38 @@ def require_same_images(runs: Sequence[Run], store: RunStore,
                 f"of its own (--results-dir DIR){again}. No run was started.")
 
 
+def preflight_runs(runs: Sequence[Run], train_fn: TrainFn, *, data_elsewhere: bool = False,
+                   nothing_started: str = "No run was started.") -> None:
+    """The training function's `preflight(config)` (train()'s: the config, the data every run reads, a batch that
+    fits in its training split, classes to classify), once per distinct data and evaluation settings and batch
+    size, so that a missing dataset is one ConfigError, not one failed run each.
+
+    `data_elsewhere`: the runs read their data on other machines (a SLURM job's node, whose file systems and
+    setup lines may differ), so data missing here is a note (once), not an error; data found here is checked."""
+    from simclr_core.data.locate import DataNotFoundError
+
+    preflight = getattr(train_fn, "preflight", None)
+    if preflight is None:
+        return
+    checked, noted = set(), False
+    for run in runs:
+        key = repr((run.config.data, run.config.eval, run.config.batch_size))
+        if key in checked:
+            continue
+        checked.add(key)
+        try:
+            preflight(run.config)
+        except DataNotFoundError as exc:
+            if not data_elsewhere:
+                raise ConfigError(f"{run.run_id}: {exc}\n{nothing_started}") from exc
+            if not noted:
+                print(f"note: {run.run_id}: its data is not on this machine, so it was not checked before "
+                      f"submission; each job looks for it on its node ({str(exc).splitlines()[0]})", file=sys.stderr)
+                noted = True
+        except (ConfigError, OSError) as exc:     # OSError: an unreadable file
+            raise ConfigError(f"{run.run_id}: {exc}\n{nothing_started}") from exc
+
+
 # ---- the unit of work ---------------------------------------------------------------------------------
 def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | str | None = None,
                 code: dict[str, Any] | None = None) -> Outcome:
@@ -281,19 +313,7 @@ class LocalExecutor(Executor):
         train_fn = resolve_train_fn(self.train_fn)
         if not self.placement.gpus and train_fn is resolve_train_fn(DEFAULT_TRAIN_FN):
             check_host_memory(runs, parallel=self.placement.workers)
-        preflight = getattr(train_fn, "preflight", None)
-        if preflight is None:
-            return
-        checked = set()
-        for run in runs:
-            key = repr((run.config.data, run.config.eval, run.config.batch_size))
-            if key in checked:
-                continue
-            checked.add(key)
-            try:
-                preflight(run.config)
-            except (ConfigError, OSError) as exc:     # OSError: DataNotFoundError, an unreadable file
-                raise ConfigError(f"{run.run_id}: {exc}\nNo run was started.") from exc
+        preflight_runs(runs, train_fn)
 
     def dispatch(self, runs: Sequence[Run], results_dir: str | os.PathLike) -> list[Outcome]:
         self.placement.check_memory(runs)

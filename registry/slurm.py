@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from registry.claim import describe_claim, is_stale, read_claim
 from registry.declare import Run
-from registry.launch import Executor, Outcome, TrainFn
+from registry.launch import Executor, Outcome, TrainFn, preflight_runs, resolve_train_fn
 from registry.pretraining import finished_pretrainings, pretraining_key
 from registry.provenance import code_version
 from registry.slurm_settings import SlurmSettings, load_settings
@@ -198,9 +198,11 @@ class SlurmExecutor(Executor):
     # ---- dispatch --------------------------------------------------------------------------------------
     def check(self, runs: Sequence[Run]) -> None:
         """What can be known wrong before submission, for these runs (ConfigError): the batch over the world,
-        and a CPU job's memory."""
+        a CPU job's memory, and the training function's preflight where the data is on this machine too."""
         check_batch_sizes(runs, self.settings)
         check_cpu_job_memory(runs, self.settings)
+        preflight_runs(runs, resolve_train_fn(self.train_fn), data_elsewhere=True,
+                       nothing_started="No job was submitted.")
 
     def check_results(self, results_dir: str | os.PathLike) -> None:
         """submitit keeps each job's files in <results>/.submitit and links them with symbolic links."""

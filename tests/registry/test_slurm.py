@@ -259,6 +259,25 @@ def test_cli_runs_a_smoke_ablation_as_a_job_array(partition, tmp_path):
 
 
 @pytest.mark.slurm
+def test_data_this_machine_sees_is_checked_before_submission_and_data_it_lacks_is_a_note(partition, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """A job that cannot train (a batch larger than its images) waited in the queue to fail; data that only the
+    nodes see (a node-local path, a setup line) must not stop the submission."""
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(tmp_path))
+    code = main(["run", "head_type", "--scale", "smoke", "--slurm", "--slurm-time-min", "5", "--slurm-partition",
+                 partition, "--only", "linear+32", "data.train_limit=64", "batch_size=128"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.endswith("batch_size=128 exceeds the 64 training images of 'cifar10_subset'; choose "
+                                      "batch_size <= 64\nNo job was submitted.\n"), err
+    assert not list(tmp_path.glob(f"*/*/{SUBMISSION_NAME}")) and not list(tmp_path.glob("*/*/status.json"))
+    runs = get_experiment("head_type").runs("smoke", {"data.dataset": "cifar10", "data.data_dir": str(tmp_path / "x")})
+    executor(load_settings(overrides={"partition": partition, "time_min": 5})).check(runs)
+    err = capsys.readouterr().err
+    assert err.count("note: ") == 1 and f"{runs[0].run_id}: its data is not on this machine, so it was not " \
+        f"checked before submission; each job looks for it on its node (cifar10: no 'train' split found" in err
+
+
+@pytest.mark.slurm
 def test_two_tasks_train_one_run_with_two_gloo_processes(partition, tmp_path):
     runs = smoke_runs()
     slurm = executor(SlurmSettings(tasks_per_node=2, cpus_per_task=1, time_min=20), wait=True)
