@@ -70,8 +70,8 @@ def check_inputs(cfg: RunConfig) -> None:
     call it as `train.preflight`, once per distinct config, before they start any run; nothing is decoded."""
     cfg.validate()
     require_trackers_installed(cfg.trackers)
-    require_data(cfg.data, need_test=needs_test_split(cfg))
-    train_images, classes = train_split_size(cfg.data)
+    train_index = require_data(cfg.data, need_test=needs_test_split(cfg))
+    train_images, classes = train_split_size(cfg.data, train_index)
     if train_images is not None:
         require_batch_fits(cfg.batch_size, train_images, cfg.data.dataset)
     if classes is not None:

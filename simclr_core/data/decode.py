@@ -81,6 +81,15 @@ def mixed_sizes_error(first: str, first_size: tuple[int, int], other: str, other
         "own image)")
 
 
+def split_sizes_error(train: str, train_side: int, test: str, test_side: int) -> ConfigError:
+    """The error for a train and a test split that decoding without data.image_size gives different sides."""
+    return ConfigError(
+        f"the train split decodes at {train_side} px ({train}) and the test split at {test_side} px ({test}): "
+        "without data.image_size each split is decoded at its first image's size, so evaluation would compare "
+        "features of images of another size than the encoder trained on; set data.image_size=N (both splits "
+        "resized to N, then centre-cropped) or data.loader=stream")
+
+
 def decode_to_array(encoded: Iterator[tuple[bytes | None, str | None]], count: int, size: int | None,
                     margin: float, allocate: Callable[[tuple[int, ...]], np.ndarray],
                     where: Callable[[int], str] = "image {}".format) -> np.ndarray:

@@ -289,10 +289,11 @@ def open_encoded(cfg: DataConfig, split: str, source: Source | None = None) -> E
     return encoded
 
 
-def require_one_size(split: EncodedSplit, sample: int = SIZE_SAMPLE) -> None:
+def require_one_size(split: EncodedSplit, sample: int = SIZE_SAMPLE) -> tuple[str, tuple[int, int]] | None:
     """ConfigError naming two images of `split` that differ in size, among `sample` of them spread over the split
     (the first ones of parquet files, which are read a row group at a time); only their headers are read. The
-    resident path decodes a split without data.image_size at its first image's size (decode.py)."""
+    resident path decodes a split without data.image_size at its first image's size (decode.py). Returns the first
+    readable image's name and (width, height), None where none of them is readable."""
     spread = np.unique(np.linspace(0, len(split) - 1, min(sample, len(split))).round().astype(np.int64))
     indices = list(range(len(spread))) if isinstance(split, ParquetSplit) else spread.tolist()
     first = None
@@ -306,6 +307,7 @@ def require_one_size(split: EncodedSplit, sample: int = SIZE_SAMPLE) -> None:
             first = (split.where(index), size)
         elif size != first[1]:
             raise mixed_sizes_error(*first, split.where(index), size)
+    return first
 
 
 def _open_folder(name: str, source: Source) -> FileSplit:

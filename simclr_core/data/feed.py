@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import io
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from torch import Tensor
@@ -23,10 +23,14 @@ from torch import Tensor
 from simclr_core.config import DATA_LOADERS as LOADERS, DataConfig
 from simclr_core.data.cache import require_writable_cache
 from simclr_core.data.catalog import dataset_spec, loader_for
+from simclr_core.data.decode import split_sizes_error
 from simclr_core.data.images import ImageSet, check_decodable, count_classes, count_examples, load_images
 from simclr_core.data.locate import locate_source
 from simclr_core.seeding import epoch_permutation
 from simclr_core.validation import ConfigError, require_choice
+
+if TYPE_CHECKING:
+    from simclr_core.data.encoded import EncodedSplit
 
 # Datasets up to this size are moved to the accelerator whole, so a step never waits on the host.
 DEVICE_RESIDENT_BYTES = 2 << 30
@@ -142,6 +146,9 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
     if loader == "resident":
         train_set = load_images(cfg, "train")
         test_set = load_images(cfg, "test") if need_test else None
+        if test_set is not None and cfg.image_size is None and test_set.images.shape[-1] != train_set.images.shape[-1]:
+            raise split_sizes_error(train_set.source, train_set.images.shape[-1], test_set.source,
+                                    test_set.images.shape[-1])
         return Feed("resident", len(train_set), train_set.num_classes, cfg.image_size or train_set.images.shape[-1],
                     train_set.mean, train_set.std, train_set.images, train_set.labels,
                     None if test_set is None else test_set.images, None if test_set is None else test_set.labels,
@@ -161,21 +168,24 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
                 _split=train_split, _streams=[])
 
 
-def require_data(cfg: DataConfig, need_test: bool) -> None:
+def require_data(cfg: DataConfig, need_test: bool) -> EncodedSplit | None:
     """Raise DataNotFoundError, naming where it looked and how to provide the data, when a split that
     open_feed(cfg, need_test) reads cannot be found or fetched, and ConfigError when data.train_limit or
     data.test_limit exceeds its split, when a local split to stream has no images or labels (its index is
     built: a listing, or the files' footers and labels), or when a split to decode without data.image_size has
     images of different sizes (a sample's headers are read); no image is decoded. A launcher calls it before it
-    starts runs, so that missing data is one error, not one failed run each."""
+    starts runs, so that missing data is one error, not one failed run each. Returns the training split's index
+    where it built one (a local split to stream), for train_split_size, else None."""
     loader = resolve_loader(cfg)
     spec = dataset_spec(cfg.dataset)
+    train_index, first_images = None, {}
     for split in ("train", "test") if need_test else ("train",):
         source = locate_source(spec, cfg.data_dir, split)
         if loader == "stream" and source.kind != "hub":
             from simclr_core.data.encoded import open_encoded
 
-            open_encoded(cfg, split, source)
+            index = open_encoded(cfg, split, source)
+            train_index = index if split == "train" else train_index
         elif loader == "resident" and check_decodable(cfg, split, source):
             continue            # decoded once already: the run reads the cache, not the source
         else:
@@ -186,13 +196,21 @@ def require_data(cfg: DataConfig, need_test: bool) -> None:
                 if cfg.image_size is None and spec.native_size is None and source.kind != "hub":
                     from simclr_core.data.encoded import open_encoded, require_one_size
 
-                    require_one_size(open_encoded(cfg, split, source))   # decoded at its first image's size
+                    # decoded at its first image's size
+                    first_images[split] = require_one_size(open_encoded(cfg, split, source))
+    train_first, test_first = first_images.get("train"), first_images.get("test")
+    if train_first and test_first and min(train_first[1]) != min(test_first[1]):
+        raise split_sizes_error(train_first[0], min(train_first[1]), test_first[0], min(test_first[1]))
+    return train_index
 
 
-def train_split_size(cfg: DataConfig) -> tuple[int | None, int | None]:
+def train_split_size(cfg: DataConfig, index: EncodedSplit | None = None) -> tuple[int | None, int | None]:
     """(images a run of `cfg` trains on, classes of its training split), known without decoding: data.train_limit
-    (require_data checks it against the split) or the split's count, from its index, parquet footers, listing or
-    decoded cache; None for what a Hub split not downloaded yet does not say."""
+    (require_data checks it against the split) or the split's count, from its index (`index`, where require_data
+    built it already), parquet footers, listing or decoded cache; None for what a Hub split not downloaded yet does
+    not say."""
+    if index is not None:
+        return cfg.train_limit or len(index), index.num_classes
     source = locate_source(dataset_spec(cfg.dataset), cfg.data_dir, "train")
     if resolve_loader(cfg) == "resident":
         return cfg.train_limit or count_examples(cfg, "train", source), count_classes(cfg, "train", source)

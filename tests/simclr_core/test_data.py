@@ -415,6 +415,33 @@ def test_a_split_decoded_at_its_first_images_size_refuses_images_of_another_size
         load_images(missed, "train")
 
 
+def test_a_test_split_of_another_size_than_the_train_split_is_refused_where_each_is_decoded_at_its_own(tmp_path,
+                                                                                                       monkeypatch):
+    """Without data.image_size each split is decoded at its first image's size: a test split of 40 px images was
+    evaluated with an encoder trained on 20 px views, without a word."""
+    from simclr_core.data.feed import open_feed
+
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    root = _mixed_folder(tmp_path / "two", None)
+    for path in sorted((root / "test").rglob("*.png")):
+        Image.open(path).resize((48, 40)).save(path)
+    cfg = DataConfig(dataset="imagefolder", data_dir=str(root), loader="resident", train_limit=None, test_limit=None)
+    message = (r"^the train split decodes at 20 px \(\S+/two/train/ant/00.png\) and the test split at 40 px "
+               r"\(\S+/two/test/ant/00.png\): without data.image_size each split is decoded at its first image's size.* "
+               r"set data.image_size=N .* or data.loader=stream$")
+    with pytest.raises(ConfigError, match=message):
+        require_data(cfg, need_test=True)
+    require_data(cfg, need_test=False)                     # pretraining alone reads the train split only
+    for fine in (replace(cfg, image_size=16), replace(cfg, loader="stream")):
+        require_data(fine, need_test=True)
+    # decoded already (the header check reads no source then): the feed compares what it decoded
+    load_images(cfg, "train"), load_images(cfg, "test")
+    with pytest.raises(ConfigError, match=r"^the train split decodes at 20 px \(imagefolder .*\) and the test split "
+                                          r"at 40 px \(imagefolder "):
+        open_feed(cfg, need_test=True)
+    assert open_feed(replace(cfg, image_size=16), need_test=True).test_eval.shape[-1] == 16
+
+
 def test_view_side_is_known_before_decoding_a_resident_folder_at_its_first_images_size(tmp_path):
     """What plans (time, memory, the CIFAR stem's note) assume: a resident folder of 20 x 24 images trains on 20 px
     views, not on the streamed path's 224."""
@@ -446,6 +473,24 @@ def test_a_batch_larger_than_the_training_images_is_refused_before_the_run(tmp_p
         with pytest.raises(ConfigError, match="batch_size=36 exceeds the 20 training images"):
             check_inputs(cfg.with_overrides({"batch_size": 36, "data.train_limit": 20}))
     assert not (tmp_path / "cache").exists()                       # nothing was decoded
+
+
+def test_the_pre_run_check_of_a_split_to_stream_builds_its_index_once(tmp_path, monkeypatch):
+    """It was built twice per config (to find the split, then to count its images and classes): for parquet files
+    of ImageNet's size, seconds each."""
+    from simclr_core.data import encoded
+    from simclr_core.train import check_inputs
+
+    built = []
+    monkeypatch.setattr(encoded, "_open_folder", lambda *a, _open=encoded._open_folder: built.append(a) or _open(*a))
+    folder = str(_mixed_folder(tmp_path / "uniform", None))
+    cfg = RunConfig(batch_size=8).with_overrides({"data.dataset": "imagefolder", "data.data_dir": folder,
+                                                  "data.loader": "stream", "data.train_limit": None,
+                                                  "data.test_limit": None, "eval.protocols": ("knn",)})
+    check_inputs(cfg)
+    assert [source.split for _, source in built] == ["train", "test"]
+    with pytest.raises(ConfigError, match="batch_size=48 exceeds the 36 training images"):
+        check_inputs(replace(cfg, batch_size=48))          # the counts still come from that index
 
 
 def test_one_class_to_classify_is_refused_before_the_run_and_pretraining_alone_is_not(tmp_path):
