@@ -150,9 +150,15 @@ def view_geometry(cfg: RunConfig) -> tuple[int, str]:
 
 
 def split_sizes(cfg: RunConfig) -> tuple[int, int]:
-    """(training images, test images) the run reads, after data.train_limit / data.test_limit."""
-    train = TRAIN_IMAGES.get(cfg.data.dataset, TRAIN_IMAGES["imagenet"])
-    test = TEST_IMAGES.get(cfg.data.dataset, TEST_IMAGES["imagenet"])
+    """(training images, test images) the run reads, after data.train_limit / data.test_limit. A dataset without
+    a count here (a folder, parquet files) is counted where its files are local (a listing, the files' footers),
+    else assumed ImageNet's size."""
+    train, test = TRAIN_IMAGES.get(cfg.data.dataset), TEST_IMAGES.get(cfg.data.dataset)
+    if train is None:
+        from simclr_core.data.feed import local_split_sizes     # imports torch: not at import time (`report`)
+
+        train, test = local_split_sizes(cfg.data)
+    train, test = train or TRAIN_IMAGES["imagenet"], test or TEST_IMAGES["imagenet"]
     if cfg.data.train_limit:
         train = min(train, cfg.data.train_limit)
     if cfg.data.test_limit:

@@ -118,8 +118,8 @@ def print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
           + ("; your GPU's ResNet-50 1x 224 px images/s: --gpu-images-per-s R" if scale.hardware == "gpu"
              else "; rough"))
     experiment = get_experiment(runs[0].experiment)
-    print(f"  {experiment.name} at every scale, all its runs with the scale's default seeds, one device each "
-          "(python -m registry scales describes them):")
+    print(f"  {experiment.name} at every scale, all its runs as declared (without overrides) with the scale's default "
+          "seeds, one device each (python -m registry scales describes them):")
     for other in SCALES.values():
         try:
             cost = _scale_total(experiment, other, gpu_images_per_s)

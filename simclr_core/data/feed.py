@@ -168,6 +168,29 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
                 _split=train_split, _streams=[])
 
 
+def local_split_sizes(cfg: DataConfig) -> tuple[int | None, int | None]:
+    """(training, test) images of `cfg`'s splits where they are local files, counted from their index of encoded
+    images (a folder's listing, parquet footers; no Arrow copy is made), before data.train_limit /
+    data.test_limit; None for a split that is not (a Hub id, missing data: require_data names it). For plans of
+    datasets no catalog counts (folders, parquet files)."""
+    return _local_split_sizes(cfg.dataset, cfg.data_dir)
+
+
+@functools.lru_cache(maxsize=32)     # a plan asks once per run: a folder is listed once
+def _local_split_sizes(dataset: str, data_dir: str | None) -> tuple[int | None, int | None]:
+    from simclr_core.data.encoded import open_encoded
+
+    cfg = DataConfig(dataset=dataset, data_dir=data_dir, loader="stream", train_limit=None, test_limit=None)
+    counts = []
+    for split in ("train", "test"):
+        try:
+            source = locate_source(dataset_spec(dataset), data_dir, split)
+            counts.append(None if source.kind == "hub" else len(open_encoded(cfg, split, source)))
+        except (ConfigError, OSError):
+            counts.append(None)
+    return counts[0], counts[1]
+
+
 def require_data(cfg: DataConfig, need_test: bool) -> EncodedSplit | None:
     """Raise DataNotFoundError, naming where it looked and how to provide the data, when a split that
     open_feed(cfg, need_test) reads cannot be found or fetched, and ConfigError when data.train_limit or

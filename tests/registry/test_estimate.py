@@ -206,3 +206,28 @@ def test_knn_monitoring_during_training_is_part_of_the_pretraining():
     extra = 10 * 60_000 / 3 / (2 * 27_000) / 3600                     # 100 epochs: 10 monitor passes
     assert monitored.pretrain_hours == pytest.approx(plain.pretrain_hours + extra, rel=1e-9)
     assert monitored.hours == pytest.approx(monitored.pretrain_hours, rel=1e-12)
+
+
+def test_a_folder_of_ones_own_is_planned_at_its_own_size_not_imagenets(tmp_path, monkeypatch):
+    """A 440-image folder was planned as ImageNet's 1.28 M training and 50 k test images: Table 7's smoke runs
+    (2 steps, fine-tuning and kNN over the splits) were estimated at 38 hours instead of seconds."""
+    import numpy as np
+    from PIL import Image
+
+    from registry.estimate import split_sizes
+
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    for split, count in (("train", 30), ("test", 12)):
+        for label in range(3):
+            folder = tmp_path / "folder" / split / f"c{label}"
+            folder.mkdir(parents=True)
+            for i in range(count // 3):
+                Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(folder / f"{i}.png")
+    cfg = _cfg(**{"data.dataset": "imagefolder", "data.data_dir": str(tmp_path / "folder"), "data.train_limit": None,
+                  "data.test_limit": None, "eval.protocols": ("knn", "finetune"), "data.image_size": 32})
+    assert split_sizes(cfg) == (30, 12)
+    assert split_sizes(cfg.with_overrides({"data.train_limit": 20})) == (20, 12)
+    assert split_sizes(cfg.with_overrides({"data.data_dir": str(tmp_path / "nowhere")})) == (1_281_167, 50_000)
+    imagenet_sized = estimate(cfg.with_overrides({"data.dataset": "imagenet", "data.data_dir": None}), "cpu")
+    assert estimate(cfg, "cpu").hours < imagenet_sized.hours / 1_000
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))   # nothing decoded
