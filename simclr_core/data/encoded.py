@@ -38,8 +38,8 @@ from simclr_core.config import DataConfig
 from simclr_core.data.cache import CachedIndex
 from simclr_core.data.catalog import SPLITS, dataset_spec
 from simclr_core.data.decode import mixed_sizes_error
-from simclr_core.data.images import label_column
-from simclr_core.data.locate import Source, locate_source
+from simclr_core.data.images import integer_labels, label_column
+from simclr_core.data.locate import Source, folder_classes, locate_source
 from simclr_core.data.tar_index import IMAGE_SUFFIXES, index_tar   # image suffixes: folders' too
 from simclr_core.validation import ConfigError, require_choice
 
@@ -313,9 +313,11 @@ def require_one_size(split: EncodedSplit, sample: int = SIZE_SAMPLE) -> tuple[st
 def _open_folder(name: str, source: Source) -> FileSplit:
     root = Path(source.location)
     split_dir = next(root / n for n in (source.split, "val", "validation", "test", "train") if (root / n).is_dir())
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = folder_classes(root)                 # labels by name across splits, not by position in this one
     paths, labels = [], []
     for label, cls in enumerate(classes):
+        if not (split_dir / cls).is_dir():
+            continue
         for folder, _, files in sorted(os.walk(split_dir / cls)):
             for f in sorted(files):
                 if f.lower().endswith(IMAGE_SUFFIXES):
@@ -338,9 +340,10 @@ def _image_column(schema, where: str) -> str:
                       f"columns: {', '.join(schema.names)}")
 
 
-def _check_labels(split: EncodedSplit, num_classes: int | None) -> EncodedSplit:
-    """Refuse labels outside [0, num_classes) naming the image (split.where); set split.num_classes."""
-    labels = split.labels = split.labels.astype(np.int64)
+def _check_labels(split: EncodedSplit, num_classes: int | None, column: str = "label") -> EncodedSplit:
+    """Refuse labels that are no whole numbers (of `column`) or lie outside [0, num_classes), naming the image
+    (split.where); set split.num_classes."""
+    labels = split.labels = integer_labels(split.labels, column, split.where)
     if labels.size and labels.min() < 0:
         row = int(np.argmin(labels))
         raise ConfigError(f"{split.where(row)} has label {labels[row]}: an unlabelled split; use a labelled one")
@@ -381,7 +384,7 @@ def _open_parquet(name: str, source: Source, catalog_classes: int | None) -> Par
             units.append(_Unit(f, g, first, rows))
             first += rows
     split = ParquetSplit(name, source.files, column, np.concatenate(labels) if labels else np.zeros(0), 0, units)
-    return _check_labels(split, num_classes or catalog_classes)
+    return _check_labels(split, num_classes or catalog_classes, label)
 
 
 def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSplit:
@@ -409,7 +412,7 @@ def _open_arrow(name: str, source: Source, catalog_classes: int | None) -> Arrow
     feature = dataset.features[label]
     raw = dataset.select_columns([label]).with_format("arrow")[:].column(label).to_numpy()
     split = ArrowSplit(name, dataset, column, raw, 0, source.describe())
-    return _check_labels(split, getattr(feature, "num_classes", None) or catalog_classes)
+    return _check_labels(split, getattr(feature, "num_classes", None) or catalog_classes, label)
 
 
 __all__ = ["EncodedSplit", "FileSplit", "ArrowSplit", "ParquetSplit", "TarSplit", "open_encoded", "epoch_permutation",

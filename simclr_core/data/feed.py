@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import io
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -149,6 +150,8 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
         if test_set is not None and cfg.image_size is None and test_set.images.shape[-1] != train_set.images.shape[-1]:
             raise split_sizes_error(train_set.source, train_set.images.shape[-1], test_set.source,
                                     test_set.images.shape[-1])
+        if test_set is not None:
+            warn_of_unseen_classes(train_set.labels, test_set.labels, test_set.source)
         return Feed("resident", len(train_set), train_set.num_classes, cfg.image_size or train_set.images.shape[-1],
                     train_set.mean, train_set.std, train_set.images, train_set.labels,
                     None if test_set is None else test_set.images, None if test_set is None else test_set.labels,
@@ -160,12 +163,28 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
     size = cfg.image_size or spec.native_size or DEFAULT_STREAM_SIZE
     train_split = open_encoded(cfg, "train")
     test_split = open_encoded(cfg, "test") if need_test else None
+    if test_split is not None:
+        warn_of_unseen_classes(torch.from_numpy(train_split.labels), torch.from_numpy(test_split.labels),
+                               test_split.source)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train_eval = EvalImages(train_split, size, spec.resize_margin, device)
     test_eval = None if test_split is None else EvalImages(test_split, size, spec.resize_margin, device)
     return Feed("stream", len(train_split), train_split.num_classes, size, spec.mean, spec.std, train_eval,
                 train_eval.labels, test_eval, None if test_eval is None else test_eval.labels, None, train_split.source,
                 _split=train_split, _streams=[])
+
+
+def warn_of_unseen_classes(train_labels: Tensor, test_labels: Tensor, test_source: str) -> None:
+    """A warning where test images have labels no training image has: kNN and linear evaluation, which learn
+    from the training split, can never classify them correctly."""
+    unseen = ~torch.isin(test_labels, train_labels.unique())
+    if unseen.any():
+        labels = unseen.nonzero().flatten()
+        shown = sorted(set(test_labels[labels].tolist()))
+        warnings.warn(f"{int(unseen.sum())} of the {len(test_labels)} test images ({test_source}) have a label that no "
+                      f"training image has ({', '.join(map(str, shown[:10]))}{' ...' if len(shown) > 10 else ''}; an "
+                      "image folder's labels number its class folders in sorted order): kNN and linear evaluation "
+                      "cannot classify them correctly, which caps their accuracies", stacklevel=2)
 
 
 def local_split_sizes(cfg: DataConfig) -> tuple[int | None, int | None]:

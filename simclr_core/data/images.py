@@ -10,8 +10,9 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from simclr_core.config import DataConfig
 from simclr_core.data.cache import CachedSplit
 from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
 from simclr_core.data.decode import decode_to_array, iter_encoded
-from simclr_core.data.locate import Source, locate_source
+from simclr_core.data.locate import Source, folder_classes, locate_source
 from simclr_core.data.subset import SUBSET_SEED, balanced_subset
 from simclr_core.validation import ConfigError, require_choice
 
@@ -107,7 +108,8 @@ def count_classes(cfg: DataConfig, split: str, source: Source) -> int | None:
         return None
     dataset = source.load()
     column = _label_column(dataset, source)
-    labels = dataset.select_columns([column]).with_format("arrow")[:].column(column).to_numpy().astype(np.int64)
+    labels = integer_labels(dataset.select_columns([column]).with_format("arrow")[:].column(column).to_numpy(),
+                            column, lambda row: _row_of(source, row))
     declared = getattr(dataset.features[column], "num_classes", None)
     return _check_labels(labels, declared, dataset_spec(cfg.dataset), source, column)
 
@@ -128,7 +130,7 @@ def _decode_and_cache(spec: DatasetSpec, source: Source, image_size: int | None,
     dataset = source.load()
     image_column, label_column = _image_column(dataset, source), _label_column(dataset, source)
     labels = dataset.select_columns([label_column]).with_format("arrow")[:].column(label_column).to_numpy()
-    labels = labels.astype(np.int64)
+    labels = integer_labels(labels, label_column, lambda row: _row_of(source, row))
     declared = getattr(dataset.features[label_column], "num_classes", None)
     num_classes = _check_labels(labels, declared, spec, source, label_column)
     chosen = np.arange(len(labels)) if limit is None else _limited(labels, limit, limit_key, source)
@@ -203,12 +205,42 @@ def _image_column(dataset, source: Source) -> str:
 
 
 def _label_column(dataset, source: Source) -> str:
-    if source.kind == "imagefolder" and not set(LABEL_COLUMNS) & set(dataset.column_names):
-        raise ConfigError(f"{source.describe()} has images but no labels: an image folder labels each image by the "
-                          f"class folder that holds it ({source.split}/<class>/<image>), and Hugging Face's "
-                          "imagefolder, which decodes it ahead (data.loader=resident), reads labels only where there "
-                          "are at least 2 class folders")
-    return label_column(dataset.column_names, source.describe())
+    if source.kind != "imagefolder":
+        return label_column(dataset.column_names, source.describe())
+    layout = (f"an image folder labels each image by the class folder that holds it ({source.split}/<class>/<image>), "
+              "and Hugging Face's imagefolder, which decodes it ahead (data.loader=resident), labels an image by the "
+              "folder directly above it")
+    if not set(LABEL_COLUMNS) & set(dataset.column_names):
+        raise ConfigError(f"{source.describe()} has images but no labels: {layout}, and only where there are at least 2 "
+                          "class folders and every image lies at the same depth; put each image directly in its class "
+                          "folder, or set data.loader=stream (which labels by the class folder at any depth)")
+    column = label_column(dataset.column_names, source.describe())
+    theirs, ours = list(getattr(dataset.features[column], "names", None) or []), folder_classes(Path(source.location))
+    if theirs != ours:        # images in subfolders of their class folders: the labels would be the subfolders'
+        shown = ", ".join(theirs[:6]) + (" ..." if len(theirs) > 6 else "")
+        raise ConfigError(f"{source.describe()} would be labelled by other folders than its class folders: {layout}: "
+                          f"here {shown} instead of {', '.join(ours[:6])}{' ...' if len(ours) > 6 else ''}; put each "
+                          "image directly in its class folder, or set data.loader=stream (which labels by the class "
+                          "folder at any depth)")
+    return column
+
+
+def integer_labels(values: np.ndarray, column: str, where: Callable[[int], str]) -> np.ndarray:
+    """A label column's `values` as int64 class ids, or a ConfigError naming the first row (`where(row)`) whose label
+    is no whole number: a class name, a fraction, a missing value."""
+    if values.dtype.kind in "iub":
+        return values.astype(np.int64)
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+    else:                                   # strings, or objects (None where a label is missing)
+        bad = np.array([not isinstance(v, (int, np.integer)) or isinstance(v, bool) for v in values], dtype=bool)
+    if bad.any():
+        row = int(np.argmax(bad))
+        value = values[row].item() if isinstance(values[row], np.generic) else values[row]
+        raise ConfigError(f"{where(row)} has {column} {value!r}: labels must be whole-number class ids (0, 1, ...); "
+                          "store class names as a `datasets` ClassLabel (which stores their ids), or keep each "
+                          "class's images in a folder of its own (data.dataset=imagefolder)")
+    return values.astype(np.int64)
 
 
 def label_column(names: Sequence[str], where: str) -> str:

@@ -234,6 +234,17 @@ def _split_files(root: Path, name: str) -> tuple[str, ...]:
     return tuple(sorted(str(p) for p in files))
 
 
+# The folders of an image folder that hold its splits (Hugging Face's imagefolder reads these names too).
+FOLDER_SPLITS = ("train", "test", "validation", "val")
+
+
+def folder_classes(root: Path) -> list[str]:
+    """An image folder's class names: the class folders of all of its splits, sorted, so that a class has one label
+    in every split (as Hugging Face's imagefolder labels them), whichever classes a split lacks."""
+    return sorted({d.name for split in FOLDER_SPLITS if (root / split).is_dir() for d in (root / split).iterdir()
+                   if d.is_dir() and not d.name.startswith(".")})
+
+
 def _walk_files(root: Path) -> tuple[str, ...]:
     return tuple(sorted(str(Path(folder) / f) for folder, files in _walk(root) for f in files))
 

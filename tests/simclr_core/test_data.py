@@ -493,6 +493,80 @@ def test_the_pre_run_check_of_a_split_to_stream_builds_its_index_once(tmp_path, 
         check_inputs(replace(cfg, batch_size=48))          # the counts still come from that index
 
 
+def _class_folders(root: Path, layout: dict[str, tuple[str, ...]], per_class: int = 4) -> str:
+    for split, classes in layout.items():
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            for i, array in enumerate(_random_images(per_class, 16, 16, seed=len(name))):
+                Image.fromarray(array).save(root / split / name / f"{i}.png")
+    return str(root)
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_a_class_has_one_label_in_every_split_of_an_image_folder(tmp_path, monkeypatch, loader):
+    """The streamed path numbered each split's own class folders: with train/{ant,cat} and test/{ant,bee,cat},
+    the training cats and the test bees were both label 1, so kNN and linear accuracies were silently wrong."""
+    from simclr_core.data.feed import open_feed
+
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    folder = _class_folders(tmp_path / "f", {"train": ("ant", "cat"), "test": ("ant", "bee", "cat")})
+    cfg = DataConfig(dataset="imagefolder", data_dir=folder, loader=loader, train_limit=None, test_limit=None)
+    with pytest.warns(UserWarning, match=r"^4 of the 12 test images \(imagefolder \S+ split 'test'\) have a label "
+                                         r"that no training image has \(1; .*cannot classify them correctly"):
+        feed = open_feed(cfg, need_test=True)
+    assert feed.num_classes == 3
+    assert feed.train_labels.tolist() == [0] * 4 + [2] * 4 and feed.test_labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_a_resident_image_folder_is_refused_where_hugging_face_would_label_it_by_other_folders(tmp_path, monkeypatch):
+    """Hugging Face's imagefolder (the resident path's decoder) labels an image by the folder directly above it and
+    drops labels where images lie at different depths: it would have labelled train/cat/indoor/0.png "indoor"."""
+    from simclr_core.data.feed import open_feed
+
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    nested = {split: ("cat/indoor", "cat/outdoor", "dog/all") for split in ("train", "test")}
+    cfg = DataConfig(dataset="imagefolder", data_dir=_class_folders(tmp_path / "nested", nested), loader="resident",
+                     train_limit=None, test_limit=None)
+    with pytest.raises(ConfigError, match=r"split 'train' would be labelled by other folders than its class folders: "
+                                          r".*here all, indoor, outdoor instead of cat, dog; .*data.loader=stream"):
+        open_feed(cfg, need_test=True)
+    uneven = {split: ("cat/indoor", "dog") for split in ("train", "test")}
+    cfg = replace(cfg, data_dir=_class_folders(tmp_path / "uneven", uneven))
+    with pytest.raises(ConfigError, match=r"has images but no labels: .* at least 2 class folders and every image lies "
+                                          r"at the same depth; .*data.loader=stream"):
+        open_feed(cfg, need_test=True)
+    streamed = open_feed(replace(cfg, loader="stream"), need_test=True)     # labels by the class folder at any depth
+    assert streamed.num_classes == 2 and streamed.train_labels.tolist() == [0] * 4 + [1] * 4
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+@pytest.mark.parametrize("labels, row, shown", [(["dog", "cat"] * 3, 0, "'dog'"), ([0, 1, 0, None, 1, 0], 3, "nan"),
+                                                ([0.0, 1.0, 0.5, 1.0, 0.0, 1.0], 2, "0.5")])
+def test_labels_that_are_no_class_ids_are_one_error_naming_the_row(tmp_path, monkeypatch, loader, labels, row, shown):
+    """A parquet file with class names for labels ended in "unexpected failure: ValueError: invalid literal for
+    int()"; a missing label or a fraction would have been cast to a class id."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from simclr_core.train import check_inputs
+
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    for split in ("train", "test"):
+        images = []
+        for i, array in enumerate(_random_images(len(labels), 16, 16, seed=3)):
+            encoded = io.BytesIO()
+            Image.fromarray(array).save(encoded, format="PNG")
+            images.append({"bytes": encoded.getvalue(), "path": f"{i}.png"})
+        pq.write_table(pa.table({"image": images, "labels": labels}), tmp_path / f"{split}.parquet")
+    cfg = RunConfig(batch_size=4).with_overrides({"data.dataset": "parquet", "data.data_dir": str(tmp_path),
+                                                  "data.loader": loader, "data.train_limit": None,
+                                                  "data.test_limit": None})
+    with pytest.raises(ConfigError, match=rf"row {row} of \S+train.parquet.* has labels {shown}: labels must be "
+                                          r"whole-number class ids \(0, 1, ...\); store class names as a `datasets` "
+                                          r"ClassLabel"):
+        check_inputs(cfg)
+
+
 def test_one_class_to_classify_is_refused_before_the_run_and_pretraining_alone_is_not(tmp_path):
     """kNN top-1 was 100.0 on a folder of one class (streamed), and decoding it ahead failed inside the run with
     "has none of the label columns": Hugging Face's imagefolder reads no labels from a single class folder."""
