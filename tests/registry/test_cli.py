@@ -189,6 +189,34 @@ def test_a_tpe_sweep_never_takes_another_image_folders_trials_for_this_ones(tmp_
     assert code == 0 and f"(reused stored result: {run_id})" in out, err
 
 
+def test_a_relative_data_folder_is_recorded_and_reported_as_the_folder_it_named(tmp_path, monkeypatch, capsys):
+    """`data.data_dir=photos` was recorded as "photos": a resume, a --slurm job or the command a report prints for
+    the run, given from another directory, read another folder (or none), and final.json did not say which."""
+    import json
+
+    _png_folder(tmp_path / "work" / "photos", 0)
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path / "work")
+    assert parse_overrides(["data.data_dir=photos", "eval.transfer_data_dir=~/t", "data.dataset=photos"]) == {
+        "data.data_dir": str(tmp_path / "work" / "photos"), "eval.transfer_data_dir": str(Path.home() / "t"),
+        "data.dataset": "photos"}
+    code, out, err = run_main(monkeypatch, capsys, tmp_path / "results", "run", "temperature_norm", "--scale",
+                              "smoke", "--only", "normalize+0.1-*", "data.dataset=imagefolder", "data.data_dir=photos",
+                              "data.loader=resident", "data.train_limit=none", "data.test_limit=none")
+    assert code == 0 and "summary: 1 done" in out, err
+    (run_dir,) = (tmp_path / "results" / "temperature_norm").iterdir()
+    recorded = json.loads((run_dir / "config.json").read_text())
+    assert recorded["config"]["data"]["data_dir"] == str(tmp_path / "work" / "photos"), recorded
+    assert f"imagefolder {tmp_path / 'work' / 'photos'} split 'train'" == json.loads(
+        (run_dir / "final.json").read_text())["data_source"]
+    monkeypatch.chdir(tmp_path)                                         # the same runs, named from elsewhere
+    code, out, err = run_main(monkeypatch, capsys, tmp_path / "results", "run", "temperature_norm", "--scale",
+                              "smoke", "--only", "normalize+0.1-*", "data.dataset=imagefolder",
+                              "data.data_dir=work/photos", "data.loader=resident", "data.train_limit=none",
+                              "data.test_limit=none")
+    assert code == 0 and "summary: 1 skipped" in out, err
+
+
 def test_only_filters_and_overrides_may_follow_options(tmp_path, monkeypatch, capsys):
     code, out, err = run_main(monkeypatch, capsys, tmp_path, "run", "augment_pairs", "--scale", "smoke",
                               "--dry-run", "--only", "crop*", "eval.knn_k=5")
