@@ -189,7 +189,9 @@ def preflight_runs(runs: Sequence[Run], train_fn: TrainFn, *, data_elsewhere: bo
     size, so that a missing dataset is one ConfigError, not one failed run each.
 
     `data_elsewhere`: the runs read their data on other machines (a SLURM job's node, whose file systems and
-    setup lines may differ), so data missing here is a note (once), not an error; data found here is checked."""
+    setup lines may differ), so data missing here, or a cache folder this machine cannot write, is a note (once),
+    not an error; data found here is checked."""
+    from simclr_core.data.cache import UnwritableFolderError
     from simclr_core.data.locate import DataNotFoundError
 
     preflight = getattr(train_fn, "preflight", None)
@@ -203,12 +205,12 @@ def preflight_runs(runs: Sequence[Run], train_fn: TrainFn, *, data_elsewhere: bo
         checked.add(key)
         try:
             preflight(run.config)
-        except DataNotFoundError as exc:
+        except (DataNotFoundError, UnwritableFolderError) as exc:
             if not data_elsewhere:
                 raise ConfigError(f"{run.run_id}: {exc}\n{nothing_started}") from exc
             if not noted:
-                print(f"note: {run.run_id}: its data is not on this machine, so it was not checked before "
-                      f"submission; each job looks for it on its node ({str(exc).splitlines()[0]})", file=sys.stderr)
+                print(f"note: {run.run_id}: not checked before submission, since each job checks on its node, which "
+                      f"may differ from this machine: {str(exc).splitlines()[0]}", file=sys.stderr)
                 noted = True
         except (ConfigError, OSError) as exc:     # OSError: an unreadable file
             raise ConfigError(f"{run.run_id}: {exc}\n{nothing_started}") from exc

@@ -36,6 +36,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "simclr_harness").expanduser()
 
 
+class UnwritableFolderError(ConfigError):
+    """A folder this process must write (a cache) cannot be written here; another machine may set its own."""
+
+
 def require_writable_cache(what: str) -> None:
     """ConfigError, before anything is decoded, when our cache folder could not take `what`."""
     require_writable_folder(cache_dir(), f"{what} to the cache folder", f"${CACHE_DIR_ENV}")
@@ -51,7 +55,7 @@ def require_writable_folder(folder: Path, what: str, setting: str) -> None:
     problem = (f"{existing} is not a folder" if not existing.is_dir() else
                f"{existing} is not writable" if not os.access(existing, os.W_OK | os.X_OK) else None)
     if problem:
-        raise ConfigError(f"cannot write {what} {folder} ({problem}); set {setting} to a writable folder")
+        raise UnwritableFolderError(f"cannot write {what} {folder} ({problem}); set {setting} to a writable folder")
 
 
 @dataclass(frozen=True)

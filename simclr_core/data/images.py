@@ -216,7 +216,7 @@ def _label_column(dataset, source: Source) -> str:
                           "folder, or set data.loader=stream (which labels by the class folder at any depth)")
     column = label_column(dataset.column_names, source.describe())
     theirs, ours = list(getattr(dataset.features[column], "names", None) or []), folder_classes(Path(source.location))
-    if theirs != ours:        # images in subfolders of their class folders: the labels would be the subfolders'
+    if set(theirs) - set(ours):     # images in subfolders of their class folders: the labels would be the subfolders'
         shown = ", ".join(theirs[:6]) + (" ..." if len(theirs) > 6 else "")
         raise ConfigError(f"{source.describe()} would be labelled by other folders than its class folders: {layout}: "
                           f"here {shown} instead of {', '.join(ours[:6])}{' ...' if len(ours) > 6 else ''}; put each "

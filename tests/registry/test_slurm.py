@@ -273,8 +273,24 @@ def test_data_this_machine_sees_is_checked_before_submission_and_data_it_lacks_i
     runs = get_experiment("head_type").runs("smoke", {"data.dataset": "cifar10", "data.data_dir": str(tmp_path / "x")})
     executor(load_settings(overrides={"partition": partition, "time_min": 5})).check(runs)
     err = capsys.readouterr().err
-    assert err.count("note: ") == 1 and f"{runs[0].run_id}: its data is not on this machine, so it was not " \
-        f"checked before submission; each job looks for it on its node (cifar10: no 'train' split found" in err
+    assert err.count("note: ") == 1 and f"note: {runs[0].run_id}: not checked before submission, since each job " \
+        "checks on its node, which may differ from this machine: cifar10: no 'train' split found" in err
+    import numpy as np
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            (tmp_path / "folder" / split / label).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(tmp_path / "folder" / split / label / f"{i}.png")
+    (tmp_path / "a file").write_text("")
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "a file" / "cache"))   # a node's setup line may set its own
+    folder_runs = get_experiment("head_type").runs("smoke", {
+        "data.dataset": "imagefolder", "data.data_dir": str(tmp_path / "folder"), "data.loader": "resident",
+        "data.train_limit": None, "data.test_limit": None, "batch_size": 4})
+    executor(load_settings(overrides={"partition": partition, "time_min": 5})).check(folder_runs)
+    err = capsys.readouterr().err
+    assert err.count("note: ") == 1 and "which may differ from this machine: cannot write" in err
 
 
 @pytest.mark.slurm
