@@ -181,10 +181,12 @@ def warn_of_unseen_classes(train_labels: Tensor, test_labels: Tensor, test_sourc
     if unseen.any():
         labels = unseen.nonzero().flatten()
         shown = sorted(set(test_labels[labels].tolist()))
+        numbering = "; an image folder's labels number its class folders in sorted order" if \
+            test_source.startswith("imagefolder ") else ""
         warnings.warn(f"{int(unseen.sum())} of the {len(test_labels)} test images ({test_source}) have a label that no "
-                      f"training image has ({', '.join(map(str, shown[:10]))}{' ...' if len(shown) > 10 else ''}; an "
-                      "image folder's labels number its class folders in sorted order): kNN and linear evaluation "
-                      "cannot classify them correctly, which caps their accuracies", stacklevel=2)
+                      f"training image has ({', '.join(map(str, shown[:10]))}{' ...' if len(shown) > 10 else ''}"
+                      f"{numbering}): kNN and linear evaluation cannot classify them correctly, which caps their "
+                      "accuracies", stacklevel=2)
 
 
 def local_split_sizes(cfg: DataConfig) -> tuple[int | None, int | None]:

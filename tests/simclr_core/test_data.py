@@ -506,7 +506,7 @@ def _class_folders(root: Path, layout: dict[str, tuple[str, ...]], per_class: in
 def test_a_class_has_one_label_in_every_split_of_an_image_folder(tmp_path, monkeypatch, loader):
     """The streamed path numbered each split's own class folders: with train/{ant,cat} and test/{ant,bee,cat},
     the training cats and the test bees were both label 1, so kNN and linear accuracies were silently wrong."""
-    from simclr_core.data.feed import open_feed
+    from simclr_core.data.feed import open_feed, warn_of_unseen_classes
 
     monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
     folder = _class_folders(tmp_path / "f", {"train": ("ant", "cat"), "test": ("ant", "bee", "cat")})
@@ -516,6 +516,10 @@ def test_a_class_has_one_label_in_every_split_of_an_image_folder(tmp_path, monke
         feed = open_feed(cfg, need_test=True)
     assert feed.num_classes == 3
     assert feed.train_labels.tolist() == [0] * 4 + [2] * 4 and feed.test_labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    with pytest.warns(UserWarning) as said:          # a CIFAR subset too small to hold every class: ids, no folders
+        warn_of_unseen_classes(torch.tensor([0, 1]), torch.tensor([0, 1, 7, 7]), "cifar10 subset")
+    assert str(said[0].message).startswith("2 of the 4 test images (cifar10 subset) have a label that no training "
+                                           "image has (7): kNN")
 
 
 def test_a_resident_image_folder_is_refused_where_hugging_face_would_label_it_by_other_folders(tmp_path, monkeypatch):
