@@ -98,6 +98,7 @@ def decode_to_array(encoded: Iterator[tuple[bytes | None, str | None]], count: i
     dominates, and threads did not help on 32 px JPEGs. An image that cannot be decoded, or of another size than
     the first, raises ConfigError naming ``where(i)`` (e.g. "row 17 of /x/train.parquet")."""
     out, first = None, None
+    smaller, smallest = 0, None         # images whose shorter side is below a given size: upscaled, as the stream's
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io.image")
         for i, (data, path) in enumerate(encoded):
@@ -117,7 +118,14 @@ def decode_to_array(encoded: Iterator[tuple[bytes | None, str | None]], count: i
                 out = allocate((count, 3, size, size))
             elif first is not None and width_height != first[1]:
                 raise mixed_sizes_error(*first, named(), width_height)
+            if first is None and min(width_height) < size:
+                smaller += 1
+                if smallest is None or min(width_height) < min(smallest[1]):
+                    smallest = (named(), width_height)
             out[i] = fit_square(image, size, margin).numpy()
     if out is None:
         raise ValueError("no images to decode")
+    if smaller:
+        warnings.warn(f"{smaller} of the {count} images are smaller than data.image_size={size} px (the smallest: "
+                      f"{smallest[0]}, {smallest[1][0]} x {smallest[1][1]} px): they were upscaled to it", stacklevel=2)
     return out

@@ -442,6 +442,19 @@ def test_a_test_split_of_another_size_than_the_train_split_is_refused_where_each
     assert open_feed(replace(cfg, image_size=16), need_test=True).test_eval.shape[-1] == 16
 
 
+def test_decoding_at_a_size_larger_than_the_images_says_they_were_upscaled(tmp_path, monkeypatch, recwarn):
+    """The streamed path counts images smaller than a view (images_smaller_than_view); the resident path upscaled a
+    folder of 20 px images to data.image_size=224, as the mixed-sizes error suggests for photographs, silently."""
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    uniform = DataConfig(dataset="imagefolder", data_dir=str(_mixed_folder(tmp_path / "uniform", None)),
+                         loader="resident", train_limit=None, test_limit=None)
+    assert load_images(replace(uniform, image_size=16), "train").images.shape[-1] == 16
+    assert not [w for w in recwarn if "upscaled" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"^36 of the 36 images are smaller than data.image_size=32 px \(the smallest: "
+                                         r".*/uniform/train/ant/00.png.*, 20 x 24 px\): they were upscaled to it$"):
+        assert load_images(replace(uniform, image_size=32), "train").images.shape[-1] == 32
+
+
 def test_view_side_is_known_before_decoding_a_resident_folder_at_its_first_images_size(tmp_path):
     """What plans (time, memory, the CIFAR stem's note) assume: a resident folder of 20 x 24 images trains on 20 px
     views, not on the streamed path's 224."""
