@@ -223,7 +223,9 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
         title=experiment.title + (" — temperature curve from every run varying loss.temperature"
                                   if spec.reads_every_experiment else ""),
         scale=scale, artefact=artefact, done=done, expected=expected,
-        deviations=tuple(experiment.deviations), published_file="" if own else experiment.published.file,
+        deviations=((f"the runs shown were made with{override_args(overrides)}; the deviations below are the "
+                     "declared setting's",) if overrides else ()) + tuple(experiment.deviations),
+        published_file="" if own else experiment.published.file,
         sources=sorted(set(declared["source"]) - {""}),
         read_as_counts={k: int(v) for k, v in declared["read_as"].value_counts().items()},
         plot_bound=plot_bound(declared), ours_metric=ours_metric, metric=experiment.metric,
