@@ -276,7 +276,7 @@ def open_encoded(cfg: DataConfig, split: str, source: Source | None = None) -> E
     require_choice("split", split, SPLITS)
     source = source or locate_source(spec, cfg.data_dir, split)
     if source.kind == "imagefolder":
-        encoded = _open_folder(spec.name, source)
+        encoded = open_folder(spec.name, source)
     elif source.kind == "files" and source.location == "parquet":
         encoded = _open_parquet(spec.name, source, spec.num_classes)
     elif source.kind == "files" and source.location == "webdataset":
@@ -310,7 +310,9 @@ def require_one_size(split: EncodedSplit, sample: int = SIZE_SAMPLE) -> tuple[st
     return first
 
 
-def _open_folder(name: str, source: Source) -> FileSplit:
+def open_folder(name: str, source: Source) -> FileSplit:
+    """The index of an image folder's split (`source`): its image files, class folder by class folder, each labelled
+    by its class folder's place among the class folders of all splits (folder_classes), at any depth below it."""
     root = Path(source.location)
     split_dir = next(root / n for n in (source.split, "val", "validation", "test", "train") if (root / n).is_dir())
     classes = folder_classes(root)                 # labels by name across splits, not by position in this one

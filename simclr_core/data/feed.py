@@ -236,7 +236,8 @@ def require_data(cfg: DataConfig, need_test: bool) -> EncodedSplit | None:
             source.require_available()
             if loader == "resident":
                 require_writable_cache(f"the decoded images of {spec.name}'s {split} split")
-                source.require_hf_cache()
+                if source.kind != "imagefolder":          # a folder is decoded from its files, without a copy
+                    source.require_hf_cache()
                 if cfg.image_size is None and spec.native_size is None and source.kind != "hub":
                     from simclr_core.data.encoded import open_encoded, require_one_size
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from simclr_core.config import DataConfig
 from simclr_core.data.catalog import SPLITS, dataset_spec
-from simclr_core.data.images import _image_column, _label_column, _limited
+from simclr_core.data.images import _folder_index, _image_column, _label_column, _limited
 from simclr_core.data.locate import locate_source
 from simclr_core.validation import require_choice
 
@@ -37,9 +37,14 @@ def image_paths(cfg: DataConfig, split: str) -> ImagePaths:
     """The source rows and stored paths of the images `load_images(cfg, split)` returns, in its order."""
     require_choice("split", split, SPLITS)
     source = locate_source(dataset_spec(cfg.dataset), cfg.data_dir, split)
+    limit = cfg.train_limit if split == "train" else cfg.test_limit
+    if source.kind == "imagefolder":            # load_images decodes a folder from its file listing
+        index = _folder_index(source)
+        rows = np.arange(len(index)) if limit is None else _limited(index.labels, limit, f"data.{split}_limit", source)
+        return ImagePaths(np.asarray(rows, dtype=np.int64), tuple(index.paths[row] for row in rows), len(index),
+                          source.describe())
     dataset = source.load()
     labels = dataset.select_columns([_label_column(dataset, source)]).with_format("arrow")[:].column(0).to_numpy()
-    limit = cfg.train_limit if split == "train" else cfg.test_limit
     rows = np.arange(len(labels)) if limit is None else _limited(labels.astype(np.int64), limit,
                                                                    f"data.{split}_limit", source)
     column = _image_column(dataset, source)

@@ -10,9 +10,8 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from simclr_core.config import DataConfig
 from simclr_core.data.cache import CachedSplit
 from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
 from simclr_core.data.decode import decode_to_array, iter_encoded
-from simclr_core.data.locate import Source, folder_classes, locate_source
+from simclr_core.data.locate import Source, locate_source
 from simclr_core.data.subset import SUBSET_SEED, balanced_subset
 from simclr_core.validation import ConfigError, require_choice
 
@@ -95,6 +94,8 @@ def count_examples(cfg: DataConfig, split: str, source: Source) -> int | None:
     full, _ = _cache_entries(dataset_spec(cfg.dataset), cfg, split, source)
     if full.exists():
         return len(np.load(full.labels_path, mmap_mode="r"))
+    if source.kind == "imagefolder":
+        return len(_folder_index(source))
     return None if source.kind == "hub" else source.count_rows()
 
 
@@ -106,6 +107,8 @@ def count_classes(cfg: DataConfig, split: str, source: Source) -> int | None:
             return int(json.loads(cached.meta_path.read_text())["num_classes"])
     if source.kind == "hub":
         return None
+    if source.kind == "imagefolder":
+        return _folder_index(source).num_classes
     dataset = source.load()
     column = _label_column(dataset, source)
     labels = integer_labels(dataset.select_columns([column]).with_format("arrow")[:].column(column).to_numpy(),
@@ -124,22 +127,44 @@ def _cache_entries(spec: DatasetSpec, cfg: DataConfig, split: str, source: Sourc
     return full, wanted
 
 
+def _folder_index(source: Source):
+    """An image folder's index of files and labels (encoded.open_folder: the streamed path's, so that both paths
+    label a folder alike); Hugging Face's imagefolder would first copy every file into its Arrow cache."""
+    from simclr_core.data.encoded import open_folder      # encoded imports this module
+
+    return open_folder(source.dataset, source)
+
+
+def _iter_files(index, chosen: np.ndarray, chunk: int = 256) -> Iterator[tuple[bytes, None]]:
+    """(bytes, None) of the index's images `chosen`, read `chunk` files at a time (decode_to_array's input)."""
+    for start in range(0, len(chosen), chunk):
+        yield from ((data, None) for data in index.read(chosen[start:start + chunk].tolist()))
+
+
 def _decode_and_cache(spec: DatasetSpec, source: Source, image_size: int | None, limit: int | None,
                       limit_key: str, target: CachedSplit) -> None:
     started = time.perf_counter()
-    dataset = source.load()
-    image_column, label_column = _image_column(dataset, source), _label_column(dataset, source)
-    labels = dataset.select_columns([label_column]).with_format("arrow")[:].column(label_column).to_numpy()
-    labels = integer_labels(labels, label_column, lambda row: _row_of(source, row))
-    declared = getattr(dataset.features[label_column], "num_classes", None)
-    num_classes = _check_labels(labels, declared, spec, source, label_column)
-    chosen = np.arange(len(labels)) if limit is None else _limited(labels, limit, limit_key, source)
+    if source.kind == "imagefolder":
+        index = _folder_index(source)
+        labels, num_classes = index.labels, index.num_classes
+        chosen = np.arange(len(labels)) if limit is None else _limited(labels, limit, limit_key, source)
+        encoded = _iter_files(index, chosen)
+
+        def where(i: int) -> str:
+            return index.where(int(chosen[i]))
+    else:
+        dataset = source.load()
+        image_column, label_column = _image_column(dataset, source), _label_column(dataset, source)
+        labels = dataset.select_columns([label_column]).with_format("arrow")[:].column(label_column).to_numpy()
+        labels = integer_labels(labels, label_column, lambda row: _row_of(source, row))
+        declared = getattr(dataset.features[label_column], "num_classes", None)
+        num_classes = _check_labels(labels, declared, spec, source, label_column)
+        chosen = np.arange(len(labels)) if limit is None else _limited(labels, limit, limit_key, source)
+        encoded = iter_encoded(dataset, image_column, chosen)
+
+        def where(i: int) -> str:
+            return _row_of(source, int(chosen[i]))
     meta = {"num_classes": num_classes, "count": len(chosen), "source": source.describe()}
-    encoded = iter_encoded(dataset, image_column, chosen)
-
-    def where(i: int) -> str:
-        return _row_of(source, int(chosen[i]))
-
     target.write(labels[chosen], meta,
                  lambda allocate: decode_to_array(encoded, len(chosen), image_size, spec.resize_margin, allocate,
                                                   where))
@@ -205,24 +230,7 @@ def _image_column(dataset, source: Source) -> str:
 
 
 def _label_column(dataset, source: Source) -> str:
-    if source.kind != "imagefolder":
-        return label_column(dataset.column_names, source.describe())
-    layout = (f"an image folder labels each image by the class folder that holds it ({source.split}/<class>/<image>), "
-              "and Hugging Face's imagefolder, which decodes it ahead (data.loader=resident), labels an image by the "
-              "folder directly above it")
-    if not set(LABEL_COLUMNS) & set(dataset.column_names):
-        raise ConfigError(f"{source.describe()} has images but no labels: {layout}, and only where there are at least 2 "
-                          "class folders and every image lies at the same depth; put each image directly in its class "
-                          "folder, or set data.loader=stream (which labels by the class folder at any depth)")
-    column = label_column(dataset.column_names, source.describe())
-    theirs, ours = list(getattr(dataset.features[column], "names", None) or []), folder_classes(Path(source.location))
-    if set(theirs) - set(ours):     # images in subfolders of their class folders: the labels would be the subfolders'
-        shown = ", ".join(theirs[:6]) + (" ..." if len(theirs) > 6 else "")
-        raise ConfigError(f"{source.describe()} would be labelled by other folders than its class folders: {layout}: "
-                          f"here {shown} instead of {', '.join(ours[:6])}{' ...' if len(ours) > 6 else ''}; put each "
-                          "image directly in its class folder, or set data.loader=stream (which labels by the class "
-                          "folder at any depth)")
-    return column
+    return label_column(dataset.column_names, source.describe())
 
 
 def integer_labels(values: np.ndarray, column: str, where: Callable[[int], str]) -> np.ndarray:

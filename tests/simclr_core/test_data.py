@@ -495,7 +495,7 @@ def test_the_pre_run_check_of_a_split_to_stream_builds_its_index_once(tmp_path, 
     from simclr_core.train import check_inputs
 
     built = []
-    monkeypatch.setattr(encoded, "_open_folder", lambda *a, _open=encoded._open_folder: built.append(a) or _open(*a))
+    monkeypatch.setattr(encoded, "open_folder", lambda *a, _open=encoded.open_folder: built.append(a) or _open(*a))
     folder = str(_mixed_folder(tmp_path / "uniform", None))
     cfg = RunConfig(batch_size=8).with_overrides({"data.dataset": "imagefolder", "data.data_dir": folder,
                                                   "data.loader": "stream", "data.train_limit": None,
@@ -535,25 +535,24 @@ def test_a_class_has_one_label_in_every_split_of_an_image_folder(tmp_path, monke
                                            "image has (7): kNN")
 
 
-def test_a_resident_image_folder_is_refused_where_hugging_face_would_label_it_by_other_folders(tmp_path, monkeypatch):
-    """Hugging Face's imagefolder (the resident path's decoder) labels an image by the folder directly above it and
-    drops labels where images lie at different depths: it would have labelled train/cat/indoor/0.png "indoor"."""
+@pytest.mark.parametrize("layout", [("cat/indoor", "cat/outdoor", "dog/all"), ("cat/indoor", "dog")])
+def test_both_paths_label_an_image_folder_by_its_class_folders_and_copy_nothing(tmp_path, monkeypatch, layout):
+    """The resident path decoded a folder through Hugging Face's imagefolder, which copies every file into its Arrow
+    cache first, labels an image by the folder directly above it (train/cat/indoor/0.png: "indoor") and drops all
+    labels where images lie at different depths."""
     from simclr_core.data.feed import open_feed
 
     monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
-    nested = {split: ("cat/indoor", "cat/outdoor", "dog/all") for split in ("train", "test")}
-    cfg = DataConfig(dataset="imagefolder", data_dir=_class_folders(tmp_path / "nested", nested), loader="resident",
-                     train_limit=None, test_limit=None)
-    with pytest.raises(ConfigError, match=r"split 'train' would be labelled by other folders than its class folders: "
-                                          r".*here all, indoor, outdoor instead of cat, dog; .*data.loader=stream"):
-        open_feed(cfg, need_test=True)
-    uneven = {split: ("cat/indoor", "dog") for split in ("train", "test")}
-    cfg = replace(cfg, data_dir=_class_folders(tmp_path / "uneven", uneven))
-    with pytest.raises(ConfigError, match=r"has images but no labels: .* at least 2 class folders and every image lies "
-                                          r"at the same depth; .*data.loader=stream"):
-        open_feed(cfg, need_test=True)
-    streamed = open_feed(replace(cfg, loader="stream"), need_test=True)     # labels by the class folder at any depth
-    assert streamed.num_classes == 2 and streamed.train_labels.tolist() == [0] * 4 + [1] * 4
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    folder = _class_folders(tmp_path / "nested", {split: layout for split in ("train", "test")})
+    cfg = DataConfig(dataset="imagefolder", data_dir=folder, loader="resident", train_limit=None, test_limit=None)
+    per_class = [4 * sum(name.startswith(c) for name in layout) for c in ("cat", "dog")]
+    expected = [0] * per_class[0] + [1] * per_class[1]
+    for loader in ("resident", "stream"):
+        feed = open_feed(replace(cfg, loader=loader), need_test=True)
+        assert feed.num_classes == 2 and feed.train_labels.tolist() == feed.test_labels.tolist() == expected
+    assert not (tmp_path / "hf").exists()
+    assert load_images(replace(cfg, train_limit=4), "train").labels.tolist() == [0, 0, 1, 1]
 
 
 @pytest.mark.parametrize("loader", ["resident", "stream"])
@@ -599,9 +598,8 @@ def test_one_class_to_classify_is_refused_before_the_run_and_pretraining_alone_i
                                           r"its images: every accuracy would be 100%.* eval.protocols=none "
                                           r"eval.knn_every_epochs=0$"):
         check_inputs(cfg.with_overrides({"data.loader": "stream"}))
-    with pytest.raises(ConfigError, match=r"has images but no labels: an image folder labels each image by the class "
-                                          r"folder that holds it \(train/<class>/<image>\).* at least 2 class folders"):
-        check_inputs(cfg.with_overrides({"data.loader": "resident"}))
+    with pytest.raises(ConfigError, match=r"^the training split of 'imagefolder' has 1 class, and knn would classify"):
+        check_inputs(cfg.with_overrides({"data.loader": "resident"}))          # both paths count its class folders
     alone = cfg.with_overrides({"data.loader": "stream", "eval.protocols": None, "eval.knn_every_epochs": 0})
     assert alone.eval.protocols == ()                              # "none" on the command line: no protocol
     check_inputs(alone)
