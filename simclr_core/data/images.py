@@ -129,7 +129,7 @@ def _cache_entries(spec: DatasetSpec, cfg: DataConfig, split: str, source: Sourc
 
 def _folder_index(source: Source):
     """An image folder's index of files and labels (encoded.open_folder: the streamed path's, so that both paths
-    label a folder alike); Hugging Face's imagefolder would first copy every file into its Arrow cache."""
+    label a folder alike); Hugging Face's imagefolder would first build an Arrow table of the folder in its cache."""
     from simclr_core.data.encoded import open_folder      # encoded imports this module
 
     return open_folder(source.dataset, source)

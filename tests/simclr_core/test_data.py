@@ -537,8 +537,8 @@ def test_a_class_has_one_label_in_every_split_of_an_image_folder(tmp_path, monke
 
 @pytest.mark.parametrize("layout", [("cat/indoor", "cat/outdoor", "dog/all"), ("cat/indoor", "dog")])
 def test_both_paths_label_an_image_folder_by_its_class_folders_and_copy_nothing(tmp_path, monkeypatch, layout):
-    """The resident path decoded a folder through Hugging Face's imagefolder, which copies every file into its Arrow
-    cache first, labels an image by the folder directly above it (train/cat/indoor/0.png: "indoor") and drops all
+    """The resident path decoded a folder through Hugging Face's imagefolder, which builds an Arrow table of it in
+    its cache first, labels an image by the folder directly above it (train/cat/indoor/0.png: "indoor") and drops all
     labels where images lie at different depths."""
     from simclr_core.data.feed import open_feed
 
