@@ -179,8 +179,7 @@ def warn_of_unseen_classes(train_labels: Tensor, test_labels: Tensor, test_sourc
     from the training split, can never classify them correctly."""
     unseen = ~torch.isin(test_labels, train_labels.unique())
     if unseen.any():
-        labels = unseen.nonzero().flatten()
-        shown = sorted(set(test_labels[labels].tolist()))
+        shown = test_labels[unseen].unique().tolist()
         numbering = "; an image folder's labels number its class folders in sorted order" if \
             test_source.startswith("imagefolder ") else ""
         warnings.warn(f"{int(unseen.sum())} of the {len(test_labels)} test images ({test_source}) have a label that no "

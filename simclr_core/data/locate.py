@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simclr_core.data.cache import require_writable_folder
-from simclr_core.data.catalog import DatasetSpec
+from simclr_core.data.catalog import DatasetSpec, dataset_spec
 from simclr_core.data.hf_freshness import load_current
 from simclr_core.validation import ConfigError
 
@@ -234,14 +234,12 @@ def _split_files(root: Path, name: str) -> tuple[str, ...]:
     return tuple(sorted(str(p) for p in files))
 
 
-# The folders of an image folder that hold its splits (Hugging Face's imagefolder reads these names too).
-FOLDER_SPLITS = ("train", "test", "validation", "val")
-
-
 def folder_classes(root: Path) -> list[str]:
-    """An image folder's class names: the class folders of all of its splits, sorted, so that a class has one label
-    in every split (as Hugging Face's imagefolder labels them), whichever classes a split lacks."""
-    return sorted({d.name for split in FOLDER_SPLITS if (root / split).is_dir() for d in (root / split).iterdir()
+    """An image folder's class names: the class folders of all of its splits (the folders the catalog names a
+    split by), sorted, so that a class has one label in every split, whichever classes a split lacks."""
+    spec = dataset_spec("imagefolder")
+    splits = (*spec.split_names("train"), *spec.test_split_names)
+    return sorted({d.name for split in splits if (root / split).is_dir() for d in (root / split).iterdir()
                    if d.is_dir() and not d.name.startswith(".")})
 
 
