@@ -212,7 +212,7 @@ def estimate(cfg: RunConfig, hardware: str, views_per_s: float | None = None) ->
     train, test = split_sizes(cfg)
     total_steps = max(1, round(cfg.epochs * (train // cfg.batch_size)))   # as train.total_steps_for
     steps = min(total_steps, cfg.max_steps or total_steps)
-    views = (2 + cfg.augment.local_crops) * cfg.batch_size * steps
+    views = views_per_image(cfg) * cfg.batch_size * steps
     cost = relative_view_cost(cfg)
     rate = rate_for(cfg, hardware)
     reference = rate.reference_views_per_s
@@ -260,8 +260,17 @@ def evaluation_view_equivalents(cfg: RunConfig, train: int, test: int) -> float:
     return views
 
 
+def views_per_image(cfg: RunConfig) -> int:
+    """Views of each training image that the model reads per step: one for a supervised run, else two plus
+    multi-crop's small views."""
+    return 1 if cfg.method == "supervised" else 2 + cfg.augment.local_crops
+
+
 def train_view_equivalents(cfg: RunConfig) -> float:
-    """Full-size views' worth of compute per training image: the two views plus the small views by area."""
+    """Full-size views' worth of compute per training image: the two views plus the small views by area (a
+    supervised run's one view)."""
+    if cfg.method == "supervised":
+        return 1.0
     size = view_side(cfg)
     return 2 + cfg.augment.local_crops * (cfg.augment.local_crop_side(size) / size) ** 2
 

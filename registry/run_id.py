@@ -50,6 +50,7 @@ ADDED_LATER_KEYS = frozenset({
     "eval.transform_tasks", "eval.transform_epochs", "eval.transform_batch_size", "eval.transform_lr",
     "eval.transfer_dataset", "eval.transfer_protocols",
     "eval.finetune_subset_files",
+    "method",
 })
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+=_-]+")

@@ -97,23 +97,24 @@ def estimate_run_memory(cfg: RunConfig, device: str = "cuda") -> MemoryEstimate:
         half = cfg.precision == "bf16" or (cfg.precision == "auto" and cpu_supports_bf16())
     estimate = _estimate(cfg.encoder, cfg.head, cfg.loss.kind, cfg.optim.name, cfg.optim.momentum > 0, half,
                          cfg.batch_size, side, cfg.augment.local_crops, small, data.dataset, data.loader,
-                         data.train_limit, data.image_size)
+                         data.train_limit, data.image_size, cfg.method == "supervised")
     return replace(estimate, device=device)
 
 
 @functools.lru_cache(maxsize=64)
 def _estimate(encoder, head, loss_kind: str, optim_name: str, momentum: bool, half: bool, batch: int, side: int,
               local_crops: int, small_side: int, dataset: str, loader: str, train_limit: int | None,
-              image_size: int | None) -> MemoryEstimate:
+              image_size: int | None, supervised: bool = False) -> MemoryEstimate:
     import torch
 
     from simclr_core.config import LossConfig
     from simclr_core.losses import compute_multicrop_loss
-    from simclr_core.models import build_model
+    from simclr_core.models import build_model, build_supervised_model
 
     dtype = torch.bfloat16 if half else torch.float32
     with torch.device("meta"):
-        model = build_model(encoder, head, side)
+        # A supervised run's classifier: as wide as ImageNet's 1,000 classes at most (a few MB either way).
+        model = build_supervised_model(encoder, 1000, side) if supervised else build_model(encoder, head, side)
     weights = sum(p.numel() for p in model.parameters()) * 4
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     optimizer_copies = 2 if optim_name in ("adam", "adamw") else int(momentum)
@@ -132,13 +133,17 @@ def _estimate(encoder, head, loss_kind: str, optim_name: str, momentum: bool, ha
     views = torch.empty((2 * batch, 3, side, side), device="meta", dtype=dtype)
     small_views = torch.empty((local_crops * batch, 3, small_side, small_side), device="meta", dtype=dtype)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        _, z = model(views if not local_crops else (views, small_views))
-        z1, z2, *rest = z.float().split(batch)
-        if loss_kind in _SOFTMAX_LOSSES:
-            loss = _softmax_loss_bytes(batch, pairs=1 + 2 * local_crops)
-        else:
-            compute_multicrop_loss(LossConfig(kind=loss_kind), z1, z2, rest)
+        if supervised:      # both views are made (the buffer counts in `inputs`); the model reads the first
+            model(views[:batch])
             loss = 0
+        else:
+            _, z = model(views if not local_crops else (views, small_views))
+            z1, z2, *rest = z.float().split(batch)
+            if loss_kind in _SOFTMAX_LOSSES:
+                loss = _softmax_loss_bytes(batch, pairs=1 + 2 * local_crops)
+            else:
+                compute_multicrop_loss(LossConfig(kind=loss_kind), z1, z2, rest)
+                loss = 0
     largest = max(saved.values(), default=0)
 
     inputs = (views.numel() + small_views.numel()) * 4 + batch * 3 * side * side

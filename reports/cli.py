@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("artefacts", nargs="*", metavar="ARTEFACT",
                         help="artefacts to build, e.g. fig5 tab4 (default: all). The paper's ablations fig5, tab1, "
                              "fig7, fig8, tab4, tab5 (with the temperature curve tab5_sweep), fig9; its tables tab3, "
-                             "tab6, tab7, tab8 and Appendix B.9's b9_batch_epochs, b9_temperature_batch; each "
+                             "tab6, tab7, tab8 and Appendix B.9's b9_batch_epochs, b9_temperature_batch; its "
+                             "supervised baselines tab1_supervised (Table 1's supervised rows) and tabB3; each "
                              "experiment of our own by its name. An experiment's name selects the artefacts built "
                              "from it (temperature_norm: tab5, tab5_sweep; python -m registry list shows each "
                              "one's artefact). An unknown name is refused with the list. key=value words are the "

@@ -19,6 +19,10 @@ ENCODER_WIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 DATA_LOADERS = ("auto", "resident", "stream")
+# What a run trains: "simclr", the paper's method (two views per image, the contrastive loss through the head
+# g(.)); "supervised", the paper's supervised baselines (Table 1, Table B.3, Figure 7): one augmented view per
+# image, a linear classifier on h trained with cross-entropy on the labels; head and loss settings are unused.
+METHODS = ("simclr", "supervised")
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,7 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    method: str = "simclr"
     # Global batch size N (2N views per step), over all processes.
     batch_size: int = 256
     epochs: float = 100.0
@@ -246,6 +251,20 @@ class RunConfig:
         if "crop" in a.ops and a.ops[0] != "crop" and not a.one_branch:
             raise ConfigError(f"{why}: augment.ops={a.ops!r} must start with 'crop' (each view is cropped from its "
                               "own image first), or leave 'crop' out")
+
+    def _validate_method(self) -> None:
+        require_choice("method", self.method, METHODS)
+        if self.method == "supervised":
+            if self.augment.local_crops:
+                raise ConfigError(f"augment.local_crops={self.augment.local_crops} needs method='simclr': a "
+                                  "supervised run trains on one view per image; set augment.local_crops=0")
+            if self.augment.one_branch:
+                raise ConfigError("augment.one_branch=True needs method='simclr': a supervised run has one view "
+                                  "per image, not two branches; set augment.one_branch=false")
+        elif "supervised" in self.eval.protocols:
+            raise ConfigError("eval.protocols 'supervised' scores the classifier that a supervised run trains, and "
+                              f"method={self.method!r} trains none; use method=supervised, or evaluate the encoder "
+                              "with 'linear' (a classifier trained on frozen features)")
 
     def validate(self) -> "RunConfig":
         """Raise ConfigError on the first unknown name or out-of-range value; return self otherwise."""
@@ -326,6 +345,7 @@ class RunConfig:
         require_range("eval.transform_lr", ev.transform_lr, low=0, low_inclusive=False)
         require_transfer(ev.transfer_dataset, ev.transfer_protocols)
 
+        self._validate_method()
         require_range("batch_size", self.batch_size, low=2)
         require_range("epochs", self.epochs, low=0, low_inclusive=False)
         if self.max_steps is not None:

@@ -1,7 +1,8 @@
 """Which evaluation protocol reports which final.json metric, without importing the protocols (or torch).
 
 Every protocol's metrics share one prefix: knn_top1 (knn), linear_top5 (linear), finetune_top1_10pct
-(finetune), transform_rotation_gh (transform_probe), transfer_linear_top1 (transfer). A declaration that names
+(finetune), transform_rotation_gh (transform_probe), transfer_linear_top1 (transfer), supervised_top1
+(supervised: a supervised run's own classifier). A declaration that names
 a metric can so say which protocol must run for it; simclr_core.evaluate.protocols checks that its table
 and this one agree.
 """
@@ -13,6 +14,7 @@ METRIC_PREFIXES: dict[str, str] = {
     "finetune": "finetune_",
     "transform_probe": "transform_",
     "transfer": "transfer_",
+    "supervised": "supervised_",
 }
 
 

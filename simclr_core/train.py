@@ -1,5 +1,8 @@
 """SimCLR pretraining: `train(cfg, run_dir) -> metrics`, the one function every launcher calls.
 
+`cfg.method="supervised"` trains the paper's supervised baselines through the same loop instead: one view per
+image, a linear classifier on h, cross-entropy on the labels (models/supervised.py).
+
 Runs unchanged on a CPU, one GPU or many processes (Accelerate: DDP with NCCL on GPUs, gloo on CPUs).
 Every random draw is a pure function of (seed, step, rank): the data order of an epoch comes from
 (seed, epoch) and the augmentation of a step from (seed, step, rank), so a run resumed from its last
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import broadcast_object_list
@@ -37,7 +41,7 @@ from simclr_core.data.feed import (Feed, data_identity, open_feed, require_batch
 from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate.protocols import require_classes, require_protocol_data, run_protocols
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
-from simclr_core.models import build_model
+from simclr_core.models import build_model, build_supervised_model
 from simclr_core.models.encoders import stem_cost_note
 from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
 from simclr_core.precision import autocast_dtype, resolve_precision
@@ -115,15 +119,19 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         warnings.warn(costly_stem, stacklevel=2)
     augment = build_augmentation(cfg.augment, image_size, feed.mean, feed.std)
     augment_small = build_local_views(cfg.augment, image_size, feed.mean, feed.std)
+    supervised = cfg.method == "supervised"
     steps_per_epoch = feed.num_train // cfg.batch_size
     total_steps = total_steps_for(cfg, feed.num_train)
     stop_step = min(total_steps, cfg.max_steps or total_steps)
     warmup_steps = min(total_steps, round(cfg.optim.warmup_epochs * steps_per_epoch))
     peak_lr = cfg.peak_lr()
 
-    # ---- model: encoder f(.) + projection head g(.) --------------------------------------------------
+    # ---- model: encoder f(.) + projection head g(.) (supervised: + a linear classifier) ----------------
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.encoder, cfg.head, image_size)
+    if supervised:
+        model = build_supervised_model(cfg.encoder, feed.num_classes, image_size)
+    else:
+        model = build_model(cfg.encoder, cfg.head, image_size)
     if world > 1 and cfg.encoder.global_bn:
         model = convert_to_global_bn(model.to(device), group_size=cfg.encoder.global_bn_group_size)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -166,26 +174,32 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     generator = torch.Generator()
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
 
-    def new_view_buffers() -> tuple[torch.Tensor, torch.Tensor | None]:
+    def new_view_buffers() -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Both views of a step in one tensor, in the model's memory format: the model reads all 2N views in
         one forward pass (as the official code does, so BatchNorm sees them all); then multi-crop's small
-        views, if any (small view k of image i in row k * local_batch + i). Reused step after step: the
-        autograd graph that holds them is freed by the step's backward, before the buffers are written again."""
+        views, if any (small view k of image i in row k * local_batch + i); then, for a supervised run, the
+        images' labels. Reused step after step: the autograd graph that holds them is freed by the step's
+        backward, before the buffers are written again."""
         views = torch.empty((2 * local_batch, 3, image_size, image_size), device=device,
                             memory_format=memory_format)
         small = None if augment_small is None else torch.empty(
             (cfg.augment.local_crops * local_batch, 3, augment_small.image_size, augment_small.image_size),
             device=device, memory_format=memory_format)
-        return views, small
+        labels = torch.empty(local_batch, dtype=torch.long, device=device) if supervised else None
+        return views, small, labels
 
     def make_views(step: int, batch, buffers) -> None:
-        views, small = buffers
+        views, small, labels = buffers
+        if labels is not None:
+            batch, batch_labels = batch
+            labels.copy_(batch_labels, non_blocking=True)
         generator.manual_seed(step_seed(cfg.seed, step, rank))
         feed.views(augment, batch, generator, out=views)
         if small is not None:
             feed.views(augment_small, batch, generator, out=small)
 
     last_finite_step, last_checkpoint_step = start_step, start_step
+    remedy = "Lower the learning rate" + ("" if supervised else " or raise the temperature")
     log_loss = torch.zeros((), device=device)
     log_count, log_clock = 0, time.perf_counter()
     train_clock, train_images = time.perf_counter(), 0
@@ -193,14 +207,21 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                desc=f"pretrain {run_dir.name}", unit="step", dynamic_ncols=True)
     model.train()
     batches = feed.batches(seed=cfg.seed, rank=rank, world=world, local_batch=local_batch,
-                           steps_per_epoch=steps_per_epoch, start_step=start_step, stop_step=stop_step, device=device)
+                           steps_per_epoch=steps_per_epoch, start_step=start_step, stop_step=stop_step, device=device,
+                           labels=supervised)
     ahead = resolve_views_ahead(cfg.views_ahead, device)
     steps = views_ahead(batches, make_views, new_view_buffers, ahead=ahead == "on", device=device)
     try:
-        for step, (views, small_views) in steps:
-            _, z = model(views if small_views is None else (views, small_views))
-            z1, z2, *small = z.float().split(local_batch)
-            loss = compute_multicrop_loss(cfg.loss, z1, z2, small)
+        for step, (views, small_views, labels) in steps:
+            if supervised:
+                # One view per image, as the paper's supervised baselines train: the first of the two views
+                # the augmentation makes (drawn as for SimCLR, so both methods see the same crops).
+                _, logits = model(views[:local_batch])
+                loss = F.cross_entropy(logits.float(), labels)
+            else:
+                _, z = model(views if small_views is None else (views, small_views))
+                z1, z2, *small = z.float().split(local_batch)
+                loss = compute_multicrop_loss(cfg.loss, z1, z2, small)
 
             set_lr(optimizer, warmup_cosine(step, total_steps, warmup_steps, peak_lr))
             optimizer.zero_grad(set_to_none=True)
@@ -221,16 +242,14 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                             if last_checkpoint_step else f"no checkpoint was written to {run_dir}")
                     raise NonFiniteLossError(
                         f"non-finite loss between steps {last_finite_step + 1} and {done}; {kept}. "
-                        "Lower the learning rate or raise the temperature.")
+                        f"{remedy}.")
                 last_finite_step = done
             if is_log:
                 mean_loss = accelerator.reduce(log_loss, reduction="mean").item() / log_count
                 elapsed = time.perf_counter() - log_clock
-                stats = contrastive_stats(z1.detach(), z2.detach(), temperature=cfg.loss.temperature,
-                                          normalize=cfg.loss.normalize)
                 row = {"step": done, "epoch": done / steps_per_epoch, "loss": mean_loss,
                        "lr": optimizer.param_groups[0]["lr"],
-                       "contrastive_acc": float(stats["contrastive_acc"]), "entropy": float(stats["entropy"]),
+                       **(_batch_accuracy(logits, labels) if supervised else _contrastive_stats(cfg, z1, z2)),
                        "images_per_s": log_count * cfg.batch_size / max(elapsed, 1e-9)}
                 _log(accelerator, run_dir, row)
                 bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{row['lr']:.3g}")
@@ -252,7 +271,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                             if last_checkpoint_step else f"no checkpoint was written to {run_dir}")
                     raise NonFiniteLossError(
                         f"non-finite values in {bad} at step {done} (the loss was finite); {kept}. "
-                        "Lower the learning rate or raise the temperature.")
+                        f"{remedy}.")
                 session_seconds = time.perf_counter() - train_clock
                 _save(accelerator, run_dir, model, optimizer, done, cfg, earlier_seconds + session_seconds,
                       earlier_device_seconds + session_seconds * world, processes_seen)
@@ -310,6 +329,17 @@ def _data_stats(accelerator: Accelerator, feed: Feed) -> dict[str, Any]:
         total = accelerator.reduce(torch.tensor([stats[k] for k in counts], device=accelerator.device), "sum")
         stats.update(zip(counts, total.tolist()))
     return stats
+
+
+def _contrastive_stats(cfg: RunConfig, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, float]:
+    stats = contrastive_stats(z1.detach(), z2.detach(), temperature=cfg.loss.temperature,
+                              normalize=cfg.loss.normalize)
+    return {"contrastive_acc": float(stats["contrastive_acc"]), "entropy": float(stats["entropy"])}
+
+
+def _batch_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """A supervised run's top-1 on its last batch (this process's share, augmented views), in percent."""
+    return {"train_top1": 100.0 * float((logits.detach().argmax(1) == labels).float().mean())}
 
 
 def _nonfinite_state(accelerator: Accelerator, model) -> str:

@@ -66,20 +66,23 @@ class Feed:
     _streams: list = None        # stream path: the open batch streams, for their counts
 
     def batches(self, *, seed: int, rank: int, world: int, local_batch: int, steps_per_epoch: int,
-                start_step: int, stop_step: int, device: torch.device) -> Iterator[tuple[int, Any]]:
+                start_step: int, stop_step: int, device: torch.device,
+                labels: bool = False) -> Iterator[tuple[int, Any]]:
         """(step, batch) for this process: a uint8 (B, C, S, S) tensor on `device` (resident) or a list of B
-        uint8 (3, H_i, W_i) images on `device` (stream)."""
+        uint8 (3, H_i, W_i) images on `device` (stream); with `labels`, (step, (batch, labels)), the batch's
+        labels an int64 (B,) tensor on `device`."""
         if self.loader == "stream":
             from simclr_core.data.stream import StreamedBatches
 
             stream = StreamedBatches(self._split, seed=seed, local_batch=local_batch, rank=rank, world=world,
                                      steps_per_epoch=steps_per_epoch, start_step=start_step, stop_step=stop_step,
-                                     device=device, view_side=self.image_size)
+                                     device=device, view_side=self.image_size, labels=labels)
             self._streams.append(stream)
             with stream:
                 yield from stream
             return
         images = _place(self.resident.images, device)
+        all_labels = self.train_labels.to(images.device, torch.long) if labels else None
         batch_size = local_batch * world
         perm, perm_epoch = None, -1
         for step in range(start_step, stop_step):
@@ -87,7 +90,9 @@ class Feed:
             if epoch != perm_epoch:
                 perm, perm_epoch = epoch_permutation(seed, epoch, self.num_train).to(images.device), epoch
             start = index_in_epoch * batch_size + rank * local_batch
-            yield step, images[perm[start:start + local_batch]].to(device, non_blocking=True)
+            rows = perm[start:start + local_batch]
+            batch = images[rows].to(device, non_blocking=True)
+            yield step, batch if all_labels is None else (batch, all_labels[rows].to(device, non_blocking=True))
 
     @staticmethod
     def views(augment, batch: Any, generator: torch.Generator, out: Tensor) -> None:

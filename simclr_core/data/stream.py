@@ -194,9 +194,10 @@ def read_each(split: EncodedSplit, indices: np.ndarray) -> list[bytes | Exceptio
 
 
 def decode_batch(split: EncodedSplit, indices: np.ndarray, decoder: Decoder, bad: BadImages,
-                 view_side: int = 0) -> list[Tensor]:
+                 view_side: int = 0, rows: list[int] | None = None) -> list[Tensor]:
     """Images `indices` of `split`, decoded; an unreadable one is replaced by a readable one of the batch.
-    Images with a side shorter than `view_side` are counted in `bad.small`."""
+    Images with a side shorter than `view_side` are counted in `bad.small`. `rows`, if given, receives the
+    row each returned image was read from (a replacement's own row, so that labels follow the images)."""
     decoded = decoder(read_each(split, indices))
     bad.seen += len(decoded)
     good = [image for image, _ in decoded if image is not None]
@@ -204,14 +205,18 @@ def decode_batch(split: EncodedSplit, indices: np.ndarray, decoder: Decoder, bad
         bad.bad += len(decoded)
         raise ConfigError(f"none of the {len(decoded)} images of a batch could be decoded, e.g. "
                           f"{split.where(int(indices[0]))} ({decoded[0][1]})")
+    good_rows = [int(index) for index, (image, _) in zip(indices, decoded) if image is not None]
     images = []
     for index, (image, why) in zip(indices, decoded):
+        row = int(index)
         if image is None:
-            bad.add(split.where(int(index)), why)
-            image = good[len(images) % len(good)]
+            bad.add(split.where(row), why)
+            image, row = good[len(images) % len(good)], good_rows[len(images) % len(good)]
         elif min(image.shape[-2:]) < view_side:
-            bad.add_small(split.where(int(index)), *image.shape[-2:], view_side)
+            bad.add_small(split.where(row), *image.shape[-2:], view_side)
         images.append(image)
+        if rows is not None:
+            rows.append(row)
     bad.check()
     return images
 
@@ -221,8 +226,10 @@ class StreamedBatches:
 
     def __init__(self, split: EncodedSplit, *, seed: int, local_batch: int, rank: int, world: int,
                  steps_per_epoch: int, start_step: int, stop_step: int, device: torch.device,
-                 threads: int | None = None, prefetch: int = PREFETCH_BATCHES, view_side: int = 0):
+                 threads: int | None = None, prefetch: int = PREFETCH_BATCHES, view_side: int = 0,
+                 labels: bool = False):
         self.split, self.seed, self.local_batch, self.view_side = split, seed, local_batch, view_side
+        self.labels = labels      # yield (images, their labels as an int64 tensor on `device`) per step
         self.rank, self.world, self.steps_per_epoch = rank, world, steps_per_epoch
         self.start_step, self.stop_step, self.device = start_step, stop_step, device
         self.bad = BadImages()
@@ -248,7 +255,13 @@ class StreamedBatches:
                 if self._stop.is_set():
                     return
                 with torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext():
-                    images = decode_batch(self.split, self.indices(step), self._decoder, self.bad, self.view_side)
+                    rows: list[int] = []
+                    images = decode_batch(self.split, self.indices(step), self._decoder, self.bad, self.view_side,
+                                          rows)
+                    if self.labels:
+                        labels = torch.from_numpy(self.split.labels[rows]).to(self.device, torch.long,
+                                                                              non_blocking=True)
+                        images = (images, labels)
                     event = None
                     if self._stream is not None:
                         event = torch.cuda.Event()
@@ -257,7 +270,7 @@ class StreamedBatches:
         except BaseException as exc:            # handed to the training loop, which raises it
             put_unless_stopped(self._queue, exc, self._stop)
 
-    def __iter__(self) -> Iterator[tuple[int, list[Tensor]]]:
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
         for _ in range(self.start_step, self.stop_step):
             item = self._queue.get()
             if isinstance(item, BaseException):
@@ -267,7 +280,7 @@ class StreamedBatches:
             if event is not None:       # the step's stream waits for the decode; the allocator learns the reuse
                 current = torch.cuda.current_stream(self.device)
                 current.wait_event(event)
-                for image in images:
+                for image in (*images[0], images[1]) if self.labels else images:
                     image.record_stream(current)
             yield step, images
 

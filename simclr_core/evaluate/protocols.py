@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from simclr_core.evaluate.classifier import classifier_eval
 from simclr_core.evaluate.features import reuse_features
 from simclr_core.evaluate.finetune import balanced_subset, finetune_eval
 from simclr_core.evaluate.knn import knn_eval
@@ -94,6 +95,11 @@ def _transform_probe(encoder, feed, cfg, dtype, *, head) -> dict[str, Any]:
                                 autocast_dtype=dtype)
 
 
+def _supervised(encoder, feed, cfg, dtype, *, head) -> dict[str, Any]:
+    """The classifier a supervised run trained (its `head`), scored on the test split as it is."""
+    return classifier_eval(encoder, head, feed.test_eval, feed.test_labels, autocast_dtype=dtype, **_common(feed))
+
+
 def _transfer(encoder, feed, cfg, dtype) -> dict[str, Any]:
     return run_transfer(encoder, cfg, image_size=feed.image_size, mean=feed.mean, std=feed.std, autocast_dtype=dtype)
 
@@ -104,6 +110,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (  # each one's metric pref
     Protocol("finetune", _finetune, check_data=require_subset_data, classifies=True),
     Protocol("transform_probe", _transform_probe, needs_head=True),
     Protocol("transfer", _transfer, check_data=require_transfer_data),
+    Protocol("supervised", _supervised, needs_head=True, classifies=True),   # method=supervised runs only
 )}
 
 

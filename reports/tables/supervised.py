@@ -1,0 +1,138 @@
+"""The paper's supervised baselines: Table 1's supervised rows and Table B.3 (supervised training, longer and with
+the contrastive augmentations), both scored by the supervised network's own classifier (supervised_top1).
+
+Table 1's conclusion for supervised models is the mirror of SimCLR's: stronger colour distortion does not help
+(top-1 falls as s grows, and blur does not add). Table B.3's (footnote 5 of Table 1): longer training helps the
+stronger augmentations more than crop alone, and a wider network is better in every cell.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from reports import style
+from reports.artefacts import (TAB1_AXES, Artefact, _bars, _lines, _paper_errors, _result, _stronger_color_helps,
+                               _tab1_label, artefact, scale_of)
+from reports.claims import Finding, Verdict, cell_at, contrast, difference, undecided
+from reports.compare import canon, compare
+from reports.noise import Margin
+from reports.published import axis_column
+
+YLABEL = "supervised top-1 (%)"
+TABB3_AXES = ("width", "epochs", "augmentation")
+AUGMENTATIONS = ("crop", "crop+color", "crop+color+blur")
+
+
+def _ours_ylabel(ours: pd.DataFrame) -> str:
+    stand_ins = sorted(set(ours["stand_in"].dropna())) if len(ours) and "stand_in" in ours else []
+    return " / ".join(f"{m} (%)" for m in stand_ins) or YLABEL
+
+
+def _negated(margin: Margin, label: str) -> Margin:
+    return Margin(-margin.value, margin.se_factor, label)
+
+
+# ---- Table 1, supervised rows -----------------------------------------------------------------------------------
+def _stronger_color_does_not_help(cells: pd.DataFrame) -> Finding | Verdict:
+    """Holds when top-1 falls as s grows (the negated slope over the strengths without blur is positive)."""
+    found = _stronger_color_helps(cells)
+    if isinstance(found, Verdict):
+        return found
+    return Finding(tuple(_negated(m, "minus the slope per step of s") for m in found.margins), found.evidence)
+
+
+def _blur_does_not_help(cells: pd.DataFrame) -> Finding | Verdict:
+    with_blur, without = cell_at(cells, color_strength=1.0, blur=True), cell_at(cells, color_strength=1.0, blur=False)
+    if with_blur is None or without is None:
+        return undecided("needs s=1 with and without blur")
+    return Finding((difference(without, with_blur, "s=1 minus s=1 +blur"),),
+                   f"s=1 {without['value']:.1f} vs s=1 +blur {with_blur['value']:.1f}")
+
+
+@artefact("tab1_supervised", "color_strength_supervised")
+def tab1_supervised(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
+    """Table 1's supervised rows: top-1 of supervised ResNet-50s trained with colour distortion of strength s."""
+    table = compare(ours, published, TAB1_AXES)
+    labels = [_tab1_label(s, b) for s, b in zip(table["axis.color_strength"], table["axis.blur"])]
+    figure, ((left, right),) = style.panels(scale=scale_of(ours),
+                                            title="Table 1, supervised rows: colour distortion strength")
+    _bars(left, labels, table["published"], _paper_errors(table), style.PAPER_COLOR, YLABEL)
+    _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, _ours_ylabel(ours))
+    checks = [("supervised: stronger colour distortion does not help", _stronger_color_does_not_help),
+              ("supervised: adding blur to s=1 does not help", _blur_does_not_help)]
+    return _result(figure, table, checks)
+
+
+# ---- Table B.3 ----------------------------------------------------------------------------------------------------
+def _longer_training_helps_strong_augmentation(cells: pd.DataFrame) -> Finding | Verdict:
+    """(crop+color+blur - crop) at the most epochs minus the same gain at the fewest, averaged over the widths."""
+    epochs = sorted({canon(e) for e in cells[axis_column("epochs")]})
+    if len(epochs) < 2:
+        return undecided("needs 2 or more epoch counts")
+    rows, weights, detail = [], [], []
+    widths = sorted({canon(w) for w in cells[axis_column("width")]})
+    for width in widths:
+        corners = [cell_at(cells, width=width, epochs=e, augmentation=a)
+                   for e in (epochs[-1], epochs[0]) for a in ("crop+color+blur", "crop")]
+        if any(c is None for c in corners):
+            continue
+        rows.extend(corners)
+        weights.extend([1.0, -1.0, -1.0, 1.0])
+        long_gain, short_gain = corners[0]["value"] - corners[1]["value"], corners[2]["value"] - corners[3]["value"]
+        detail.append(f"width {width:g}: {short_gain:+.1f} at {epochs[0]:g} epochs -> {long_gain:+.1f} at "
+                      f"{epochs[-1]:g}")
+    if not rows:
+        return undecided("needs crop and crop+color+blur at the fewest and the most epochs")
+    count = len(detail)
+    margin = contrast(pd.DataFrame(rows), [w / count for w in weights],
+                      f"gain of colour + blur over crop, {epochs[-1]:g} minus {epochs[0]:g} epochs")
+    return Finding((margin,), "colour + blur minus crop: " + "; ".join(detail))
+
+
+def _wider_is_better(cells: pd.DataFrame) -> Finding | Verdict:
+    widths = sorted({canon(w) for w in cells[axis_column("width")]})
+    if len(widths) < 2:
+        return undecided("needs 2 widths")
+    margins = []
+    for (epochs, augmentation), part in cells.groupby([cells[axis_column("epochs")].map(canon),
+                                                      cells[axis_column("augmentation")]], sort=True):
+        wide, narrow = (cell_at(part, width=w) for w in (widths[-1], widths[0]))
+        if wide is not None and narrow is not None:
+            margins.append(difference(wide, narrow, f"{augmentation}, {epochs:g} epochs"))
+    if not margins:
+        return undecided("needs both widths in some cell")
+    return Finding(tuple(margins), f"width {widths[-1]:g} minus width {widths[0]:g} in {len(margins)} cells: "
+                                   + ", ".join(f"{m.value:+.1f}" for m in margins))
+
+
+def _augmentation_order(value: Any) -> int:
+    return AUGMENTATIONS.index(value) if value in AUGMENTATIONS else len(AUGMENTATIONS)
+
+
+@artefact("tabB3", "supervised_augment")
+def tab_b3(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
+    """Table B.3: supervised ResNet-50 (1x, 4x) x training epochs x crop / +colour / +colour+blur."""
+    table = compare(ours, published, TABB3_AXES)
+    epochs = sorted({int(canon(e)) for e in table["axis.epochs"]})
+    widths = sorted({canon(w) for w in table["axis.width"]})
+    figure, axes = style.panels(rows=len(widths), scale=scale_of(ours),
+                                title="Table B.3: supervised training, longer and with stronger augmentation")
+    for (left, right), width in zip(axes, widths):
+        part = table[table["axis.width"].map(canon) == width]
+        part = part.iloc[part["axis.augmentation"].map(_augmentation_order).argsort(kind="stable")]
+        for ax, y, err, ylabel in ((left, "published", _paper_errors(part), YLABEL),
+                                   (right, "ours_mean", part["ours_std"], _ours_ylabel(ours))):
+            _lines(ax, part.assign(err=err), "axis.epochs", y, "err", "axis.augmentation", epochs,
+                   "training epochs (paper units)", ylabel, "augmentation")
+        left.set_title(f"{style.paper_title()}, width {width:g}x")
+        right.set_title(f"{style.ours_title(scale_of(ours))}, width {width:g}x")
+    grid = table.pivot_table(index=["axis.width", "axis.augmentation"], columns="axis.epochs", values="ours_mean",
+                             dropna=False, sort=False)
+    checks = [("longer training helps colour + blur more than crop alone (footnote 5)",
+               _longer_training_helps_strong_augmentation),
+              ("the wider network is better in every cell", _wider_is_better)]
+    return _result(figure, table, checks,
+                   tables={"ours as Table B.3 (rows: width, augmentation; columns: epochs; paper units)":
+                           grid.rename_axis(columns=None).reset_index().rename(
+                               columns={"axis.width": "width", "axis.augmentation": "augmentation"})})
