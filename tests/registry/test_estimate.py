@@ -22,6 +22,23 @@ def test_small_views_cost_their_area_and_count_as_views():
     assert sized.hours == pytest.approx((2 + 2 / 16) / 2 * two.hours, rel=1e-12)
 
 
+def test_a_supervised_run_counts_the_one_view_its_model_reads():
+    contrastive, supervised = estimate(_cfg(), "gpu"), estimate(_cfg(method="supervised"), "gpu")
+    assert train_view_equivalents(_cfg(method="supervised")) == 1.0
+    assert supervised.steps == contrastive.steps and 2 * supervised.views == contrastive.views
+    assert supervised.hours == pytest.approx(contrastive.hours / 2, rel=1e-12)
+
+
+def test_a_supervised_run_s_memory_holds_one_view_s_activations_and_both_views_inputs():
+    from registry.run_memory import estimate_run_memory
+
+    contrastive = estimate_run_memory(_cfg(batch_size=128), "cpu")
+    supervised = estimate_run_memory(_cfg(batch_size=128, method="supervised"), "cpu")
+    assert supervised.inputs == contrastive.inputs          # the augmentation still makes both views
+    assert supervised.activations == pytest.approx(contrastive.activations / 2, rel=0.05)
+    assert supervised.loss == 0 < contrastive.loss
+
+
 def test_paper_scale_uses_the_measured_h200_rate_or_the_users_own():
     from registry.estimate import PAPER_GPU_VIEWS_PER_S
     cfg = RunConfig().with_overrides({"data.dataset": "imagenet", "encoder.name": "resnet50", "batch_size": 256,

@@ -11,7 +11,7 @@ from simclr_core.augment import build_augmentation, build_local_views
 from simclr_core.config import RunConfig
 from simclr_core.data import load_images
 from simclr_core.losses import compute_multicrop_loss
-from simclr_core.models import build_model
+from simclr_core.models import build_model, build_supervised_model
 from simclr_core.seeding import epoch_permutation, step_seed
 
 
@@ -47,3 +47,30 @@ def reference_first_step_loss(cfg: RunConfig, world: int, global_bn: bool) -> fl
                         .split(local) for rank, pair in enumerate(views)]
             z1, z2, *small = (torch.cat(parts) for parts in zip(*per_rank))
     return compute_multicrop_loss(cfg.loss, z1, z2, small).item()
+
+
+def reference_first_step_supervised_loss(cfg: RunConfig, world: int, global_bn: bool) -> float:
+    """A supervised run's first-step loss (cfg.method == "supervised"), in float64 by the textbook formula:
+    the mean over the global batch of -log softmax(W h + b)[label], h = f(view 1) of each image, with BatchNorm
+    statistics over all ranks' views (global_bn) or each rank's own."""
+    data = load_images(cfg.data, "train")
+    size = data.images.shape[-1]
+    augment = build_augmentation(cfg.augment, size, data.mean, data.std)
+    perm = epoch_permutation(cfg.seed, 0, len(data.labels))
+    local = cfg.batch_size // world
+    views, labels = [], []
+    for rank in range(world):
+        rows = perm[rank * local:(rank + 1) * local]
+        generator = torch.Generator().manual_seed(step_seed(cfg.seed, 0, rank))
+        views.append(augment(data.images[rows], generator)[0].double())
+        labels.append(data.labels[rows])
+    torch.manual_seed(cfg.seed)
+    model = build_supervised_model(cfg.encoder, data.num_classes, size).double().train()
+    with torch.no_grad():
+        if global_bn:
+            logits = model(torch.cat(views))[1]
+        else:
+            logits = torch.cat([model(v)[1] for v in views])
+    labels = torch.cat(labels)
+    log_probs = logits - logits.exp().sum(1, keepdim=True).log()
+    return float(-log_probs[torch.arange(len(labels)), labels].mean())

@@ -156,6 +156,17 @@ def test_streamed_batches_are_those_of_the_order_and_resume_exactly(split):
     assert all(torch.equal(x, y) for x, y in zip(whole[0][1], expected))
 
 
+def test_streamed_batches_with_labels_carry_each_image_s_own_label(split):
+    """A supervised run's batches: the labels of the rows read, in the images' order (the index's labels)."""
+    common = dict(seed=3, local_batch=4, rank=0, world=1, steps_per_epoch=len(split) // 4, start_step=0,
+                  stop_step=4, device=torch.device("cpu"), threads=1)
+    with StreamedBatches(split, **common) as plain, StreamedBatches(split, labels=True, **common) as labelled:
+        for (step, images), (same_step, (same_images, labels)) in zip(plain, labelled):
+            assert step == same_step and labels.dtype == torch.int64
+            assert labels.tolist() == split.labels[plain.indices(step)].tolist()
+            assert all(torch.equal(a, b) for a, b in zip(images, same_images))
+
+
 def test_a_truncated_image_is_replaced_with_a_warning_naming_it_and_counted(tmp_path, images):
     damaged = list(images[:12])
     data, label, suffix = damaged[3]
@@ -293,6 +304,23 @@ def test_train_streams_photos_of_every_size_and_resumes_exactly(tmp_path, images
     assert logged_losses(tmp_path / "cut") == logged_losses(tmp_path / "full")
 
 
+@pytest.mark.parametrize("layout", ["folder", "parquet"])
+def test_a_supervised_run_streams_labelled_photos_and_resumes_exactly(tmp_path, images, layout):
+    from simclr_core.train import train
+
+    data = tmp_path / "data"
+    write = {"folder": write_folder, "parquet": write_parquet}[layout]
+    write(data, images)
+    write(data, images[:20], split="test")
+    dataset = "imagefolder" if layout == "folder" else "parquet"
+    supervised = {"method": "supervised", "eval.protocols": ("supervised",)}
+    full = train(stream_config(data, dataset, max_steps=4, **supervised), tmp_path / "full")
+    assert full["data_loader"] == "stream" and 0 <= full["supervised_top1"] <= 100
+    train(stream_config(data, dataset, max_steps=2, **supervised), tmp_path / "cut")
+    train(stream_config(data, dataset, max_steps=4, **supervised), tmp_path / "cut")
+    assert logged_losses(tmp_path / "cut") == logged_losses(tmp_path / "full")
+
+
 def test_a_resident_run_of_the_same_folder_is_recorded_as_such(tmp_path, images):
     from simclr_core.train import train
 
@@ -332,14 +360,19 @@ def test_gpu_decode_equals_cpu_decode_within_jpeg_tolerance(images):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_streamed_batches_reach_the_gpu_without_a_host_sync_in_the_step(split):
+@pytest.mark.parametrize("labels", [False, True], ids=["simclr", "supervised"])
+def test_streamed_batches_reach_the_gpu_without_a_host_sync_in_the_step(split, labels):
     from simclr_core.augment import build_augmentation
     from simclr_core.config import AugmentConfig
 
     augment = build_augmentation(AugmentConfig(ops=("crop", "color", "blur")), 32, (0.5,) * 3, (0.25,) * 3)
     with StreamedBatches(split, seed=0, local_batch=4, rank=0, world=1, steps_per_epoch=len(split) // 4,
-                         start_step=0, stop_step=3, device=torch.device("cuda"), threads=2) as batches:
+                         start_step=0, stop_step=3, device=torch.device("cuda"), threads=2,
+                         labels=labels) as batches:
         for step, images in batches:
+            if labels:
+                images, batch_labels = images
+                assert batch_labels.is_cuda
             assert all(x.is_cuda for x in images)
             torch.cuda.set_sync_debug_mode("error")
             try:
