@@ -3,7 +3,7 @@
 Paper: Chen et al. 2020, arXiv:2002.05709 v3, Section 3, Table 1 (and Appendix A for s).
 Claim: "stronger color augmentation substantially improves the linear evaluation of the learned
 unsupervised models" (59.6 at s = 1/8 up to 63.2 at s = 1, 64.5 with blur added), while supervised
-models do not gain from it.
+models do not gain from it (experiments/color_strength_supervised.py).
 Published numbers: table1_color_distortion.csv, rows method == "SimCLR" (printed; exact). The AutoAugment
 column has no counterpart here (no AutoAugment op) and is not declared.
 """
@@ -12,7 +12,7 @@ from registry import Experiment, Published, cases
 DEVIATIONS = (
     "smoke/cpu/gpu scales: CIFAR-10 and a small ResNet instead of ImageNet/ResNet-50 (compare trends, not values)",
     "the CIFAR-10 base uses s = 0.5 and no blur (Appendix B.9); this ablation sets s and blur explicitly",
-    "the supervised rows of Table 1 are not reproduced (self-supervised runs only)",
+    "the supervised rows of Table 1 are another experiment, color_strength_supervised (report tab1_supervised)",
 )
 
 

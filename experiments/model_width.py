@@ -5,7 +5,7 @@ Claim: "unsupervised learning benefits more from bigger models than its supervis
 accuracy grows with depth and width, and the gap to supervised models shrinks as models grow.
 Published numbers: fig7_model_size.csv, the 13 blue dots (SimCLR, 100 epochs), read off the plot by pixel
 analysis (approx., +/-0.2 top-1). The figure has no ResNet-101/152 at 4x, so neither does this grid.
-The 1000-epoch stars and the supervised crosses are not declared.
+The 1000-epoch stars are not declared; the supervised crosses are experiments/model_width_supervised.py.
 """
 from registry import Experiment, Published, grid
 

@@ -1,9 +1,11 @@
-"""The paper's supervised baselines: Table 1's supervised rows and Table B.3 (supervised training, longer and with
-the contrastive augmentations), both scored by the supervised network's own classifier (supervised_top1).
+"""The paper's supervised baselines: Table 1's supervised rows, Figure 7's supervised crosses and Table B.3
+(supervised training, longer and with the contrastive augmentations), each scored by the supervised network's own
+classifier (supervised_top1).
 
 Table 1's conclusion for supervised models is the mirror of SimCLR's: stronger colour distortion does not help
-(top-1 falls as s grows, and blur does not add). Table B.3's (footnote 5 of Table 1): longer training helps the
-stronger augmentations more than crop alone, and a wider network is better in every cell.
+(top-1 falls as s grows, and blur does not add). Figure 7's: wider supervised ResNet-50s are better. Table B.3's
+(footnote 5 of Table 1): longer training helps the stronger augmentations more than crop alone, and a wider network
+is better in every cell.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pandas as pd
 from reports import style
 from reports.artefacts import (TAB1_AXES, Artefact, _bars, _lines, _paper_errors, _result, _stronger_color_helps,
                                _tab1_label, artefact, scale_of)
-from reports.claims import Finding, Verdict, cell_at, contrast, difference, undecided
+from reports.claims import Finding, Verdict, cell_at, contrast, difference, slope, undecided
 from reports.compare import canon, compare
 from reports.noise import Margin
 from reports.published import axis_column
@@ -62,6 +64,27 @@ def tab1_supervised(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     checks = [("supervised: stronger colour distortion does not help", _stronger_color_does_not_help),
               ("supervised: adding blur to s=1 does not help", _blur_does_not_help)]
     return _result(figure, table, checks)
+
+
+# ---- Figure 7, supervised crosses ------------------------------------------------------------------------------
+def _wider_supervised_is_better(cells: pd.DataFrame) -> Finding | Verdict:
+    if len(cells) < 2:
+        return undecided(f"needs 2 or more widths; have {len(cells)}")
+    ordered = cells.assign(w=cells[axis_column("width")].astype(float)).sort_values("w")
+    return Finding((slope(ordered, "width", "slope per step of width"),),
+                   " -> ".join(f"{w:g}x: {v:.1f}" for w, v in zip(ordered["w"], ordered["value"])))
+
+
+@artefact("fig7_supervised", "model_width_supervised")
+def fig7_supervised(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
+    """Figure 7's supervised crosses: supervised ResNet-50 at widths 1x, 2x and 4x."""
+    table = compare(ours, published, ("width",))
+    table = table.iloc[table["axis.width"].astype(float).argsort(kind="stable")]
+    labels = [f"R50 ({canon(w):g}x)" for w in table["axis.width"]]
+    figure, ((left, right),) = style.panels(scale=scale_of(ours), title="Figure 7, supervised crosses: width")
+    _bars(left, labels, table["published"], _paper_errors(table), style.PAPER_COLOR, YLABEL)
+    _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, _ours_ylabel(ours))
+    return _result(figure, table, [("supervised: a wider ResNet-50 is better", _wider_supervised_is_better)])
 
 
 # ---- Table B.3 ----------------------------------------------------------------------------------------------------
