@@ -249,6 +249,8 @@ def evaluation_view_equivalents(cfg: RunConfig, train: int, test: int) -> float:
         elif protocol == "finetune":
             views += sum(ev.finetune_epochs * math.ceil(fraction * train) + test * forward
                          for fraction in ev.finetune_fractions)
+        elif protocol == "supervised":
+            views += test * forward
         elif protocol == "transform_probe":
             views += len(ev.transform_tasks) * (train + test) * forward
         elif protocol == "transfer":

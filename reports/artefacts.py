@@ -57,6 +57,11 @@ class Spec:
     published_extra: Mapping[str, str | tuple[str, ...]] | None = None
     # True: `ours` holds every experiment's runs at the scale, not only `experiment`'s.
     reads_every_experiment: bool = False
+    # Further experiments whose runs `ours` holds beside `experiment`'s (an artefact setting two methods side by
+    # side); each run keeps its `experiment` column, so the builder tells them apart.
+    also_reads: tuple[str, ...] = ()
+    # The section's title where it is not the experiment's (an artefact reading several experiments).
+    title: str = ""
 
 
 ARTEFACTS: dict[str, Spec] = {}

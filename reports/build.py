@@ -200,6 +200,8 @@ def _runs_read_by(spec: Spec, results: pd.DataFrame) -> pd.DataFrame:
         return results
     if spec.reads_every_experiment:
         return results[results["run_id"].isin(temperature_runs(results, None)["run_id"])]
+    if spec.also_reads:
+        return results[results["experiment"].isin((spec.experiment, *spec.also_reads))]
     return results[results["experiment"] == spec.experiment]
 
 
@@ -207,7 +209,12 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
              scale: str | None, variants: dict[str, Variant], overrides: Mapping[str, Any]) -> Section:
     selection = select(ours, variants, overrides)
     ours, ours_metric = with_metric(selection.kept, experiment.metric)
-    done, expected = (None, None) if spec.reads_every_experiment else declared_progress(experiment.name, ours, scale)
+    if spec.reads_every_experiment:
+        done, expected = None, None
+    else:     # each experiment's declared runs counted among its own
+        counts = [declared_progress(name, ours[ours["experiment"] == name] if len(ours) else ours, scale)
+                  for name in (experiment.name, *spec.also_reads)]
+        done, expected = sum(c[0] for c in counts), sum(c[1] for c in counts)
     declared = published[published["declared"].astype(bool)]
     what_ran = describe(selection.kept)      # all its rows: a stand-in metric keeps only its own
     artefact = spec.build(ours, published)
@@ -220,7 +227,7 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
     line = references.best_linear_line(artefact.compare, ours_metric) if cifar else None
     return Section(
         key=key, experiment=experiment.name,
-        title=experiment.title + (" — temperature curve from every run varying loss.temperature"
+        title=(spec.title or experiment.title) + (" — temperature curve from every run varying loss.temperature"
                                   if spec.reads_every_experiment else ""),
         scale=scale, artefact=artefact, done=done, expected=expected,
         deviations=((f"the runs shown were made with{override_args(overrides)}; the deviations below are the "

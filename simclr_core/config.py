@@ -261,6 +261,10 @@ class RunConfig:
             if self.augment.one_branch:
                 raise ConfigError("augment.one_branch=True needs method='simclr': a supervised run has one view "
                                   "per image, not two branches; set augment.one_branch=false")
+            if "transform_probe" in self.eval.protocols:
+                raise ConfigError("eval.protocols 'transform_probe' compares h with the projection head's g(h), and "
+                                  "method='supervised' trains no projection head (its head is the classifier); "
+                                  "use method=simclr for Table 3's probe")
         elif "supervised" in self.eval.protocols:
             raise ConfigError("eval.protocols 'supervised' scores the classifier that a supervised run trains, and "
                               f"method={self.method!r} trains none; use method=supervised, or evaluate the encoder "

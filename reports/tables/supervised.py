@@ -3,7 +3,8 @@
 classifier (supervised_top1).
 
 Table 1's conclusion for supervised models is the mirror of SimCLR's: stronger colour distortion does not help
-(top-1 falls as s grows, and blur does not add). Figure 7's: wider supervised ResNet-50s are better. Table B.3's
+(top-1 falls as s grows, and blur does not add); `tab1_supervised_vs_simclr` sets both methods side by side and
+checks Section 3.3's claim across them (colour, and blur, help SimCLR more than supervised training). Figure 7's: wider supervised ResNet-50s are better. Table B.3's
 (footnote 5 of Table 1): longer training helps the stronger augmentations more than crop alone, and a wider network
 is better in every cell.
 """
@@ -19,7 +20,8 @@ from reports.artefacts import (TAB1_AXES, Artefact, _bars, _lines, _paper_errors
 from reports.claims import Finding, Verdict, cell_at, contrast, difference, slope, undecided
 from reports.compare import canon, compare
 from reports.noise import Margin
-from reports.published import axis_column
+from reports.published import axis_column, published_cells
+from registry.discover import get_experiment
 
 YLABEL = "supervised top-1 (%)"
 TABB3_AXES = ("width", "epochs", "augmentation")
@@ -63,6 +65,81 @@ def tab1_supervised(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, _ours_ylabel(ours))
     checks = [("supervised: stronger colour distortion does not help", _stronger_color_does_not_help),
               ("supervised: adding blur to s=1 does not help", _blur_does_not_help)]
+    return _result(figure, table, checks)
+
+
+# ---- Table 1, both methods ----------------------------------------------------------------------------------------
+SIMCLR_TAB1 = "color_strength"
+METHOD_OF = {SIMCLR_TAB1: "SimCLR", "color_strength_supervised": "supervised"}
+# SimCLR's Table 1 metric, and what stands in for it where linear evaluation did not run (the smoke scale's kNN).
+SIMCLR_METRIC, SIMCLR_STAND_IN = "linear_top1", "knn_top1"
+
+
+def _both_methods(ours: pd.DataFrame, published: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ours, published) of both experiments with an `axis.method` column: SimCLR's linear top-1 (kNN standing in
+    where no run has it) and the supervised runs' own top-1."""
+    paper = pd.concat([published_cells(get_experiment(SIMCLR_TAB1)).assign(**{"axis.method": "SimCLR"}),
+                       published.assign(**{"axis.method": "supervised"})], ignore_index=True)
+    if ours.empty:
+        return ours.assign(**{"axis.method": []}), paper
+    ours = ours.assign(**{"axis.method": ours["experiment"].map(METHOD_OF)})
+    simclr = ours[ours["axis.method"] == "SimCLR"]
+    if not (simclr["metric"] == SIMCLR_METRIC).any() and (simclr["metric"] == SIMCLR_STAND_IN).any():
+        relabelled = simclr[simclr["metric"] == SIMCLR_STAND_IN].assign(metric=SIMCLR_METRIC,
+                                                                          stand_in=SIMCLR_STAND_IN)
+        ours = pd.concat([ours[ours["axis.method"] != "SimCLR"], relabelled], ignore_index=True)
+    return ours, paper
+
+
+def _plain_strength_weights(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[float]]:
+    """The cells without blur and the weights of their least-squares slope over the steps of s."""
+    plain = cells[cells[axis_column("blur")].map(canon) == False]  # noqa: E712
+    if len(plain) < 2:
+        return plain, []
+    position = plain[axis_column("color_strength")].astype(float).rank(method="dense").to_numpy()
+    centred = position - position.mean()
+    return plain, list(centred / float(centred @ centred))
+
+
+def _color_helps_simclr_more(cells: pd.DataFrame) -> Finding | Verdict:
+    """SimCLR's slope of top-1 over s minus the supervised models' (both over the strengths without blur)."""
+    parts = {m: _plain_strength_weights(cells[cells[axis_column("method")] == m]) for m in ("SimCLR", "supervised")}
+    if any(len(plain) < 3 for plain, _ in parts.values()):
+        return undecided("needs at least 3 strengths without blur for each method")
+    (simclr, w_simclr), (supervised, w_supervised) = parts["SimCLR"], parts["supervised"]
+    margin = contrast(pd.concat([simclr, supervised]), [*w_simclr, *(-w for w in w_supervised)],
+                      "SimCLR's slope per step of s minus supervised's")
+    simclr_slope = float(simclr["value"].astype(float) @ w_simclr)
+    supervised_slope = float(supervised["value"].astype(float) @ w_supervised)
+    return Finding((margin,), f"top-1 per step of s: SimCLR {simclr_slope:+.2f}, supervised {supervised_slope:+.2f}")
+
+
+def _blur_helps_simclr_more(cells: pd.DataFrame) -> Finding | Verdict:
+    corners = [cell_at(cells, method=m, color_strength=1.0, blur=b) for m in ("SimCLR", "supervised")
+               for b in (True, False)]
+    if any(c is None for c in corners):
+        return undecided("needs s=1 with and without blur for each method")
+    margin = contrast(pd.DataFrame(corners), [1.0, -1.0, -1.0, 1.0], "SimCLR's gain from blur minus supervised's")
+    return Finding((margin,), f"blur at s=1: SimCLR {corners[0]['value'] - corners[1]['value']:+.1f}, supervised "
+                              f"{corners[2]['value'] - corners[3]['value']:+.1f}")
+
+
+@artefact("tab1_supervised_vs_simclr", "color_strength_supervised", also_reads=(SIMCLR_TAB1,),
+          title="Table 1, both methods: SimCLR (linear evaluation) and supervised training x colour distortion strength")
+def tab1_supervised_vs_simclr(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
+    """Table 1 whole: SimCLR (linear evaluation) and supervised ResNet-50 under the same colour distortions."""
+    ours, paper = _both_methods(ours, published)
+    table = compare(ours, paper, ("method", *TAB1_AXES))
+    table = table.assign(label=[_tab1_label(s, b) for s, b in zip(table["axis.color_strength"], table["axis.blur"])])
+    order = list(dict.fromkeys(table["label"]))
+    figure, ((left, right),) = style.panels(scale=scale_of(ours), title="Table 1: SimCLR and supervised, colour "
+                                                                        "distortion strength")
+    for ax, y, err, ylabel in ((left, "published", _paper_errors(table), "top-1 (%)"),
+                               (right, "ours_mean", table["ours_std"], "top-1 (%)")):
+        _lines(ax, table.assign(err=err), "label", y, "err", "axis.method", order, "colour distortion", ylabel,
+               "method (SimCLR: linear evaluation)")
+    checks = [("colour distortion helps SimCLR more than supervised training (Section 3.3)", _color_helps_simclr_more),
+              ("blur at s=1 helps SimCLR more than supervised training", _blur_helps_simclr_more)]
     return _result(figure, table, checks)
 
 

@@ -26,6 +26,7 @@ def supervised(**overrides) -> RunConfig:
     ({"method": "supervised", "augment.local_crops": 2}, "augment.local_crops=2"),
     ({"method": "supervised", "augment.one_branch": True}, "augment.one_branch=True"),
     ({"eval.protocols": ("knn", "supervised")}, "eval.protocols 'supervised'"),
+    ({"method": "supervised", "eval.protocols": ("transform_probe",)}, "eval.protocols 'transform_probe'"),
 ])
 def test_a_method_and_its_settings_are_checked_naming_the_value(overrides, named):
     with pytest.raises(ConfigError) as caught:
