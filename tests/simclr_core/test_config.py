@@ -72,8 +72,9 @@ def test_flat_uses_dotted_keys():
 def test_eval_protocols_are_the_evaluation_registry():
     from simclr_core.evaluate.protocols import PROTOCOLS
 
-    for name in PROTOCOLS:
-        RunConfig().with_overrides({"eval.protocols": (name,)}).validate()
+    for name in PROTOCOLS:      # the supervised protocol scores a supervised run's own classifier
+        method = "supervised" if name == "supervised" else "simclr"
+        RunConfig().with_overrides({"eval.protocols": (name,), "method": method}).validate()
     with pytest.raises(ConfigError, match="eval.protocols='probe' is not valid; choose one of: " +
                        ", ".join(repr(name) for name in PROTOCOLS)):
         RunConfig().with_overrides({"eval.protocols": ("probe",)}).validate()
