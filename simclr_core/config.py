@@ -130,7 +130,8 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    # Which evaluations run at the end of training: knn | linear | finetune | transform_probe | transfer
+    # Which evaluations run at the end of training: knn | linear | finetune | transform_probe | transfer |
+    # supervised (method=supervised runs: their own classifier)
     protocols: tuple[str, ...] = ("knn",)
     knn_k: int = 200
     knn_temperature: float = 0.1
