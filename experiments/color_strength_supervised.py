@@ -7,9 +7,9 @@ supervised learning" (the heading of Section 3.3).
 Published numbers: table1_color_distortion.csv, rows method == "Supervised" (printed; exact). The AutoAugment
 column has no counterpart here (no AutoAugment op) and is not declared.
 """
-from experiments.color_strength import crop_color_blur
+from experiments.color_strength import EXPERIMENT as SIMCLR_TABLE1, crop_color_blur
 from experiments.supervised_augment import DEVIATIONS as SUPERVISED_DEVIATIONS, SUPERVISED_WEIGHT_DECAY
-from registry import Experiment, Published, cases
+from registry import Experiment, Published
 
 EXPERIMENT = Experiment(
     name="color_strength_supervised",
@@ -17,17 +17,10 @@ EXPERIMENT = Experiment(
     title="Table 1, supervised rows: colour distortion strength s (1/8 ... 1, and 1 + blur), supervised, 90 epochs",
     base={"method": "supervised", "optim.weight_decay": SUPERVISED_WEIGHT_DECAY, "optim.lr_scaling": "linear",
           "epochs": 90},
-    axes=cases(
-        {"color_strength": 0.125, "blur": False},
-        {"color_strength": 0.25, "blur": False},
-        {"color_strength": 0.5, "blur": False},
-        {"color_strength": 1.0, "blur": False},
-        {"color_strength": 1.0, "blur": True},
-    ),
+    axes=SIMCLR_TABLE1.axes,
     overrides=crop_color_blur,
     metric="supervised_top1",
-    published=Published("table1_color_distortion.csv",
-                        columns={"color_distortion_strength": "color_strength", "blur": "blur"},
+    published=Published("table1_color_distortion.csv", columns=SIMCLR_TABLE1.published.columns,
                         where={"method": "Supervised", "metric": "supervised_top1"}),
     deviations=SUPERVISED_DEVIATIONS,
 )

@@ -79,22 +79,22 @@ def artefact(key: str, experiment: str, **options: Any) -> Callable:
 
 # ---- shared pieces -------------------------------------------------------------------------------------
 def scale_of(ours: pd.DataFrame) -> str | None:
-    """The scale(s) of `ours` for a panel title, naming a stand-in metric (reports.build.with_metric) if any."""
+    """The scale(s) of `ours` for a panel title, naming a stand-in metric (reports.compare.with_metric) if any."""
     scales = sorted(set(ours["scale"])) if len(ours) and "scale" in ours else []
     stand_ins = sorted(set(ours["stand_in"].dropna())) if len(ours) and "stand_in" in ours else []
     return ", ".join(scales + [f"{m} standing in" for m in stand_ins]) or None
 
 
 PAPER_YLABEL = "linear top-1 (%)"
-# Axis labels of the metrics that may stand in for linear evaluation (reports.build.STAND_INS).
+# Axis labels of the metrics that may stand in for linear evaluation (reports.compare.STAND_INS).
 _STAND_IN_YLABELS = {"knn_top1": "kNN top-1 (%)"}
 
 
-def ours_ylabel(ours: pd.DataFrame) -> str:
-    """The y label of a panel of our runs: the metric shown there, a stand-in's where one stands in (the smoke
-    scale's kNN for linear evaluation), not the paper's."""
+def ours_ylabel(ours: pd.DataFrame, metric_label: str = PAPER_YLABEL) -> str:
+    """The y label of a panel of our runs: the metric shown there (`metric_label`), a stand-in's where one stands
+    in (the smoke scale's kNN for linear evaluation), not the paper's."""
     stand_ins = sorted(set(ours["stand_in"].dropna())) if len(ours) and "stand_in" in ours else []
-    return " / ".join(_STAND_IN_YLABELS.get(m, f"{m} (%)") for m in stand_ins) or PAPER_YLABEL
+    return " / ".join(_STAND_IN_YLABELS.get(m, f"{m} (%)") for m in stand_ins) or metric_label
 
 
 def _bars(ax: Axes, labels: Sequence[str], values: Sequence[float], errors: Sequence[float],
@@ -137,6 +137,24 @@ def _lines(ax: Axes, frame: pd.DataFrame, x: str, y: str, err: str, hue: str, x_
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(title=hue_label, fontsize=8, title_fontsize=8)
+
+
+def _line_pair(row: Sequence[Axes], part: pd.DataFrame, ours: pd.DataFrame, x: str, hue: str, x_order: Sequence[Any],
+               xlabel: str, hue_label: str, which: str, ylabel: str = PAPER_YLABEL) -> None:
+    """One row of panels: the paper's `part` beside ours as lines of `hue` over `x`, both titled with `which`."""
+    left, right = row
+    for ax, y, err, label in ((left, "published", _paper_errors(part), ylabel),
+                              (right, "ours_mean", part["ours_std"], ours_ylabel(ours, ylabel))):
+        _lines(ax, part.assign(err=err), x, y, "err", hue, x_order, xlabel, label, hue_label)
+    left.set_title(f"{style.paper_title()}, {which}")
+    right.set_title(f"{style.ours_title(scale_of(ours))}, {which}")
+
+
+def _ours_grid(table: pd.DataFrame, rows: Mapping[str, str], column: str) -> pd.DataFrame:
+    """Our means as a grid: one row per combination of the axis columns `rows` (renamed to their values), one
+    column per value of the axis column `column`."""
+    grid = table.pivot_table(index=list(rows), columns=column, values="ours_mean", dropna=False, sort=False)
+    return grid.rename_axis(columns=None).reset_index().rename(columns=dict(rows))
 
 
 def _paper_errors(table: pd.DataFrame) -> pd.Series:
@@ -543,20 +561,13 @@ def fig9(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     table = compare(ours, published, FIG9_AXES)
     epochs = sorted({int(e) for e in table["axis.epochs"]})
     figure, axes = style.panels(rows=2, scale=scale_of(ours), title="Figure 9 / Table B.1: batch size x epochs")
-    for (left, right), scaling in zip(axes, ("linear", "sqrt")):
-        part = table[table["axis.optim.lr_scaling"] == scaling]
-        for ax, y, err, ylabel in ((left, "published", _paper_errors(part), PAPER_YLABEL),
-                                   (right, "ours_mean", part["ours_std"], ours_ylabel(ours))):
-            _lines(ax, part.assign(err=err), "axis.epochs", y, "err", "axis.batch_size", epochs,
-                   "training epochs (paper units)", ylabel, "batch size")
-        left.set_title(f"{style.paper_title()}, {scaling} lr scaling")
-        right.set_title(f"{style.ours_title(scale_of(ours))}, {scaling} lr scaling")
-    grid = table.pivot_table(index=["axis.optim.lr_scaling", "axis.batch_size"], columns="axis.epochs",
-                             values="ours_mean", dropna=False, sort=False)
+    for row, scaling in zip(axes, ("linear", "sqrt")):
+        _line_pair(row, table[table["axis.optim.lr_scaling"] == scaling], ours, "axis.epochs", "axis.batch_size",
+                   epochs, "training epochs (paper units)", "batch size", f"{scaling} lr scaling")
     checks = [("larger batches help most when training is short", _big_batches_help_most_early),
               ("square-root lr scaling helps the smallest batch at the fewest epochs",
                _sqrt_helps_small_batches_early)]
     return _result(figure, table, checks,
                    tables={"ours as Table B.1 (rows: lr scaling, batch size; columns: epochs; paper units)":
-                           grid.rename_axis(columns=None).reset_index().rename(
-                               columns={"axis.optim.lr_scaling": "lr scaling", "axis.batch_size": "batch size"})})
+                           _ours_grid(table, {"axis.optim.lr_scaling": "lr scaling", "axis.batch_size": "batch size"},
+                                      "axis.epochs")})

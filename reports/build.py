@@ -27,7 +27,7 @@ import reports.tables  # noqa: F401  (registers Tables 3, 6, 7, 8 and Appendix B
 from reports.artefacts import ARTEFACTS, Artefact, Spec, temperature_runs
 from reports.claims import Conclusion
 from reports.own import own_builder
-from reports.compare import canon, point_keys
+from reports.compare import canon, point_keys, with_metric
 from reports.published import published_cells
 from reports.variants import Variant, run_variants, select
 from reports.what_ran import WhatRan, describe
@@ -37,8 +37,6 @@ from simclr_core.validation import ConfigError, require_choice
 COMPARABLE_SCALE = "paper"
 # What the published numbers are to an experiment of our own.
 OWN = "none (an experiment of our own)"
-# Where a scale does not evaluate the paper's metric (smoke runs kNN only), ours ranks by a stand-in.
-STAND_INS = {"linear_top1": ("knn_top1",)}
 
 
 @dataclass
@@ -125,17 +123,6 @@ def declared_progress(experiment_name: str, ours: pd.DataFrame, scale: str | Non
     declared = {tuple(canon(p[a]) for a in axes) for p in experiment.points()}
     done = {(key, canon(seed)) for key, seed in zip(point_keys(runs, axes), runs["seed"]) if key in declared}
     return len(done), expected
-
-
-def with_metric(ours: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
-    """`ours` with `metric`, or, where no run has it, with its first stand-in present relabelled as `metric`
-    (its real name kept in a `stand_in` column, for the figures' titles); and the metric actually shown."""
-    if ours.empty or (ours["metric"] == metric).any():
-        return ours, metric
-    for stand_in in STAND_INS.get(metric, ()):
-        if (ours["metric"] == stand_in).any():
-            return ours[ours["metric"] == stand_in].assign(metric=metric, stand_in=stand_in), stand_in
-    return ours, metric
 
 
 def _scales_present(frame: pd.DataFrame) -> list[str]:

@@ -109,12 +109,17 @@ def difference(a: Mapping[str, Any], b: Mapping[str, Any], label: str = "") -> M
     return contrast(pd.DataFrame([a, b]), [1.0, -1.0], label)
 
 
+def slope_weights(cells: pd.DataFrame, along: str) -> np.ndarray:
+    """The weights w of `slope`: sum_i w_i * value_i is the least-squares slope over the steps of `along`."""
+    position = cells[axis_column(along)].astype(float).rank(method="dense").to_numpy()
+    centred = position - position.mean()
+    return centred / float(centred @ centred)
+
+
 def slope(cells: pd.DataFrame, along: str, label: str = "") -> Margin:
     """The least-squares slope of value against the rank of the `along` axis value (1, 2, ...): the change per
     step up the axis, a linear contrast of the cells (positive: larger values of the axis do better)."""
-    position = cells[axis_column(along)].astype(float).rank(method="dense").to_numpy()
-    centred = position - position.mean()
-    return contrast(cells, centred / float(centred @ centred), label)
+    return contrast(cells, slope_weights(cells, along), label)
 
 
 def cell_at(cells: pd.DataFrame, **point: Any) -> dict[str, Any] | None:

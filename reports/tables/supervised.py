@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 
 from reports import style
-from reports.artefacts import (TAB1_AXES, Artefact, _bars, _lines, _paper_errors, _result, _stronger_color_helps,
-                               _tab1_label, artefact, scale_of)
-from reports.claims import Finding, Verdict, cell_at, contrast, difference, slope, undecided
-from reports.compare import canon, compare
+from reports.artefacts import (TAB1_AXES, Artefact, _bars, _line_pair, _lines, _ours_grid, _paper_errors, _result,
+                               _stronger_color_helps, _tab1_label, artefact, ours_ylabel, scale_of)
+from reports.claims import Finding, Verdict, cell_at, contrast, difference, slope, slope_weights, undecided
+from reports.compare import canon, compare, with_metric
 from reports.noise import Margin
 from reports.published import axis_column, published_cells
 from registry.discover import get_experiment
@@ -26,11 +26,6 @@ from registry.discover import get_experiment
 YLABEL = "supervised top-1 (%)"
 TABB3_AXES = ("width", "epochs", "augmentation")
 AUGMENTATIONS = ("crop", "crop+color", "crop+color+blur")
-
-
-def _ours_ylabel(ours: pd.DataFrame) -> str:
-    stand_ins = sorted(set(ours["stand_in"].dropna())) if len(ours) and "stand_in" in ours else []
-    return " / ".join(f"{m} (%)" for m in stand_ins) or YLABEL
 
 
 def _negated(margin: Margin, label: str) -> Margin:
@@ -62,7 +57,7 @@ def tab1_supervised(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     figure, ((left, right),) = style.panels(scale=scale_of(ours),
                                             title="Table 1, supervised rows: colour distortion strength")
     _bars(left, labels, table["published"], _paper_errors(table), style.PAPER_COLOR, YLABEL)
-    _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, _ours_ylabel(ours))
+    _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, ours_ylabel(ours, YLABEL))
     checks = [("supervised: stronger colour distortion does not help", _stronger_color_does_not_help),
               ("supervised: adding blur to s=1 does not help", _blur_does_not_help)]
     return _result(figure, table, checks)
@@ -71,8 +66,9 @@ def tab1_supervised(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
 # ---- Table 1, both methods ----------------------------------------------------------------------------------------
 SIMCLR_TAB1 = "color_strength"
 METHOD_OF = {SIMCLR_TAB1: "SimCLR", "color_strength_supervised": "supervised"}
-# SimCLR's Table 1 metric, and what stands in for it where linear evaluation did not run (the smoke scale's kNN).
-SIMCLR_METRIC, SIMCLR_STAND_IN = "linear_top1", "knn_top1"
+# SimCLR's Table 1 metric (reports.compare.with_metric puts a stand-in in its place where linear evaluation did
+# not run: the smoke scale's kNN).
+SIMCLR_METRIC = "linear_top1"
 
 
 def _both_methods(ours: pd.DataFrame, published: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -83,22 +79,14 @@ def _both_methods(ours: pd.DataFrame, published: pd.DataFrame) -> tuple[pd.DataF
     if ours.empty:
         return ours.assign(**{"axis.method": []}), paper
     ours = ours.assign(**{"axis.method": ours["experiment"].map(METHOD_OF)})
-    simclr = ours[ours["axis.method"] == "SimCLR"]
-    if not (simclr["metric"] == SIMCLR_METRIC).any() and (simclr["metric"] == SIMCLR_STAND_IN).any():
-        relabelled = simclr[simclr["metric"] == SIMCLR_STAND_IN].assign(metric=SIMCLR_METRIC,
-                                                                          stand_in=SIMCLR_STAND_IN)
-        ours = pd.concat([ours[ours["axis.method"] != "SimCLR"], relabelled], ignore_index=True)
-    return ours, paper
+    simclr, _ = with_metric(ours[ours["axis.method"] == "SimCLR"], SIMCLR_METRIC)
+    return pd.concat([ours[ours["axis.method"] != "SimCLR"], simclr], ignore_index=True), paper
 
 
 def _plain_strength_weights(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[float]]:
     """The cells without blur and the weights of their least-squares slope over the steps of s."""
     plain = cells[cells[axis_column("blur")].map(canon) == False]  # noqa: E712
-    if len(plain) < 2:
-        return plain, []
-    position = plain[axis_column("color_strength")].astype(float).rank(method="dense").to_numpy()
-    centred = position - position.mean()
-    return plain, list(centred / float(centred @ centred))
+    return plain, list(slope_weights(plain, "color_strength")) if len(plain) > 1 else []
 
 
 def _color_helps_simclr_more(cells: pd.DataFrame) -> Finding | Verdict:
@@ -160,7 +148,7 @@ def fig7_supervised(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     labels = [f"R50 ({canon(w):g}x)" for w in table["axis.width"]]
     figure, ((left, right),) = style.panels(scale=scale_of(ours), title="Figure 7, supervised crosses: width")
     _bars(left, labels, table["published"], _paper_errors(table), style.PAPER_COLOR, YLABEL)
-    _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, _ours_ylabel(ours))
+    _bars(right, labels, table["ours_mean"], table["ours_std"], style.OURS_COLOR, ours_ylabel(ours, YLABEL))
     return _result(figure, table, [("supervised: a wider ResNet-50 is better", _wider_supervised_is_better)])
 
 
@@ -218,21 +206,15 @@ def tab_b3(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     widths = sorted({canon(w) for w in table["axis.width"]})
     figure, axes = style.panels(rows=len(widths), scale=scale_of(ours),
                                 title="Table B.3: supervised training, longer and with stronger augmentation")
-    for (left, right), width in zip(axes, widths):
+    for row, width in zip(axes, widths):
         part = table[table["axis.width"].map(canon) == width]
         part = part.iloc[part["axis.augmentation"].map(_augmentation_order).argsort(kind="stable")]
-        for ax, y, err, ylabel in ((left, "published", _paper_errors(part), YLABEL),
-                                   (right, "ours_mean", part["ours_std"], _ours_ylabel(ours))):
-            _lines(ax, part.assign(err=err), "axis.epochs", y, "err", "axis.augmentation", epochs,
-                   "training epochs (paper units)", ylabel, "augmentation")
-        left.set_title(f"{style.paper_title()}, width {width:g}x")
-        right.set_title(f"{style.ours_title(scale_of(ours))}, width {width:g}x")
-    grid = table.pivot_table(index=["axis.width", "axis.augmentation"], columns="axis.epochs", values="ours_mean",
-                             dropna=False, sort=False)
+        _line_pair(row, part, ours, "axis.epochs", "axis.augmentation", epochs, "training epochs (paper units)",
+                   "augmentation", f"width {width:g}x", YLABEL)
     checks = [("longer training helps colour + blur more than crop alone (footnote 5)",
                _longer_training_helps_strong_augmentation),
               ("the wider network is better in every cell", _wider_is_better)]
     return _result(figure, table, checks,
                    tables={"ours as Table B.3 (rows: width, augmentation; columns: epochs; paper units)":
-                           grid.rename_axis(columns=None).reset_index().rename(
-                               columns={"axis.width": "width", "axis.augmentation": "augmentation"})})
+                           _ours_grid(table, {"axis.width": "width", "axis.augmentation": "augmentation"},
+                                      "axis.epochs")})

@@ -200,18 +200,17 @@ def decode_batch(split: EncodedSplit, indices: np.ndarray, decoder: Decoder, bad
     row each returned image was read from (a replacement's own row, so that labels follow the images)."""
     decoded = decoder(read_each(split, indices))
     bad.seen += len(decoded)
-    good = [image for image, _ in decoded if image is not None]
+    good = [(image, int(index)) for index, (image, _) in zip(indices, decoded) if image is not None]
     if not good:
         bad.bad += len(decoded)
         raise ConfigError(f"none of the {len(decoded)} images of a batch could be decoded, e.g. "
                           f"{split.where(int(indices[0]))} ({decoded[0][1]})")
-    good_rows = [int(index) for index, (image, _) in zip(indices, decoded) if image is not None]
     images = []
     for index, (image, why) in zip(indices, decoded):
         row = int(index)
         if image is None:
             bad.add(split.where(row), why)
-            image, row = good[len(images) % len(good)], good_rows[len(images) % len(good)]
+            image, row = good[len(images) % len(good)]
         elif min(image.shape[-2:]) < view_side:
             bad.add_small(split.where(row), *image.shape[-2:], view_side)
         images.append(image)
