@@ -130,11 +130,11 @@ def _estimate(encoder, head, loss_kind: str, optim_name: str, momentum: bool, ha
             saved[storage._cdata] = storage.nbytes()
         return tensor
 
-    views = torch.empty((2 * batch, 3, side, side), device="meta", dtype=dtype)
+    views = torch.empty(((1 if supervised else 2) * batch, 3, side, side), device="meta", dtype=dtype)
     small_views = torch.empty((local_crops * batch, 3, small_side, small_side), device="meta", dtype=dtype)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        if supervised:      # both views are made (the buffer counts in `inputs`); the model reads the first
-            model(views[:batch])
+        if supervised:      # one view per image
+            model(views)
             loss = 0
         else:
             _, z = model(views if not local_crops else (views, small_views))

@@ -178,9 +178,9 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         """Both views of a step in one tensor, in the model's memory format: the model reads all 2N views in
         one forward pass (as the official code does, so BatchNorm sees them all); then multi-crop's small
         views, if any (small view k of image i in row k * local_batch + i); then, for a supervised run, the
-        images' labels. Reused step after step: the autograd graph that holds them is freed by the step's
-        backward, before the buffers are written again."""
-        views = torch.empty((2 * local_batch, 3, image_size, image_size), device=device,
+        images' labels (and its views tensor holds view 1 alone). Reused step after step: the autograd graph
+        that holds them is freed by the step's backward, before the buffers are written again."""
+        views = torch.empty(((1 if supervised else 2) * local_batch, 3, image_size, image_size), device=device,
                             memory_format=memory_format)
         small = None if augment_small is None else torch.empty(
             (cfg.augment.local_crops * local_batch, 3, augment_small.image_size, augment_small.image_size),
@@ -194,7 +194,12 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             batch, batch_labels = batch
             labels.copy_(batch_labels, non_blocking=True)
         generator.manual_seed(step_seed(cfg.seed, step, rank))
-        feed.views(augment, batch, generator, out=views)
+        if labels is not None:
+            # One view per image, as the paper's supervised baselines train: the first of the two views a
+            # SimCLR step draws (the same draws: both methods see the same crops), view 2 never made.
+            feed.first_views(augment, batch, generator, out=views)
+        else:
+            feed.views(augment, batch, generator, out=views)
         if small is not None:
             feed.views(augment_small, batch, generator, out=small)
 
@@ -214,9 +219,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     try:
         for step, (views, small_views, labels) in steps:
             if supervised:
-                # One view per image, as the paper's supervised baselines train: the first of the two views
-                # the augmentation makes (drawn as for SimCLR, so both methods see the same crops).
-                _, logits = model(views[:local_batch])
+                _, logits = model(views)
                 loss = F.cross_entropy(logits.float(), labels)
             else:
                 _, z = model(views if small_views is None else (views, small_views))

@@ -29,18 +29,18 @@ def native_kernels_for(x: Tensor):
 
 
 def crop_resize_flip(images: Tensor, boxes: Tensor, flip: Tensor, size: int) -> Tensor:
-    """(2B, 3, size, size) float32 in [0, 1]: view v crops boxes[v] out of images[v % B], resizes it and
-    flips it where flip[v], as F.resized_crop does (antialias=False)."""
-    b = images.shape[0]
+    """(V, 3, size, size) float32 in [0, 1], V = len(boxes) a multiple of B: view v crops boxes[v] out of
+    images[v % B], resizes it and flips it where flip[v], as F.resized_crop does (antialias=False)."""
+    b, v = images.shape[0], boxes.shape[0]
     kernels = native.kernels() if images.device.type == "cpu" and images.dtype == torch.uint8 else None
     if kernels is not None:     # one pass: crop, resize, flip and uint8 -> float, straight from the images
-        views = torch.empty((2 * b, 3, size, size), dtype=torch.float32)
+        views = torch.empty((v, 3, size, size), dtype=torch.float32)
         kernels.resized_crop_uint8(images.contiguous(), boxes, flip, views)
         return views
     # Flipping the uint8 images moves a quarter of the bytes of flipping float views, and grid_sample runs
     # ~1.5x slower on a right-to-left grid (measured): crop the mirrored image's mirrored box instead.
     both = torch.cat((images, images.flip(3)))                           # the images, then their mirrors
-    which = torch.arange(2 * b, device=flip.device) % b + b * flip.long()
+    which = torch.arange(v, device=flip.device) % b + b * flip.long()
     sources = F.to_float_rgb(both.index_select(0, which.to(images.device, non_blocking=True)))
     return F.resized_crop(sources, F.mirror_boxes(boxes, images.shape[-1], flip), size)
 
@@ -81,20 +81,20 @@ def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float], out: Tenso
 
 
 def in_chunks(views: Callable, images: Tensor, params, take: Callable, out: Tensor | None, size: int,
-              chunk_rows: int) -> tuple[Tensor, Tensor] | None:
-    """views(images, params, out=(out1, out2)) applied to chunks of a CPU batch of B images, side by side on
+              chunk_rows: int, count: int = 2) -> tuple[Tensor, ...] | None:
+    """views(images, params, out=(out1, ..)) applied to chunks of a CPU batch of B images, side by side on
     the augmentation workers; None when the batch fits one chunk (the caller applies it whole).
-    `take(params, start, stop, B)` gives the chunk's parameters; `out` (2B, 3, size, size) receives view 1 in
-    rows 0..B-1 and view 2 in rows B..2B-1 (a new tensor if None)."""
+    `take(params, start, stop, B)` gives the chunk's parameters; `out` (count x B, 3, size, size) receives
+    view k of image i in row k x B + i (a new tensor if None); the `count` views are returned."""
     b = images.shape[0]
     pool = chunk_pool()
     rows = chunk_rows if pool is None else min(chunk_rows, -(-b // torch.get_num_threads()))  # a chunk per worker
     if rows >= b:
         return None
     if out is None:
-        out = torch.empty((2 * b, 3, size, size), dtype=torch.float32)
-    view1, view2 = out.chunk(2)
-    chunks = [(images[start:stop], take(params, start, stop, b), (view1[start:stop], view2[start:stop]))
+        out = torch.empty((count * b, 3, size, size), dtype=torch.float32)
+    parts = out.chunk(count)
+    chunks = [(images[start:stop], take(params, start, stop, b), tuple(part[start:stop] for part in parts))
               for start, stop in ((start, min(start + rows, b)) for start in range(0, b, rows))]
     if pool is None:
         for chunk, chunk_params, chunk_out in chunks:
@@ -102,7 +102,7 @@ def in_chunks(views: Callable, images: Tensor, params, take: Callable, out: Tens
     else:
         for future in [pool.submit(views, *chunk) for chunk in chunks]:
             future.result()
-    return view1, view2
+    return parts
 
 
 __all__ = ["blur", "color_distort", "crop_resize_flip", "in_chunks", "native_kernels_for", "normalize"]

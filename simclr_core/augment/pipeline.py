@@ -6,6 +6,7 @@ consider as a positive pair."
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -49,22 +50,35 @@ class TwoViewAugmentation:
         memory format, that receives view 1 in rows 0..B-1 and view 2 in rows B..2B-1; the views returned are
         its two halves. A training loop that hands the same tensor to every step feeds its model both views
         without a concatenation, and at 224 px saves the page faults of 308 MB of fresh memory per batch."""
+        return self._make(images, generator, out, views=2)
+
+    def first_view(self, images: Tensor, generator: torch.Generator, *, out: Tensor | None = None) -> Tensor:
+        """View 1 alone, equal to ``self(images, generator)[0]``: every parameter of both views is drawn as
+        there (the generator ends in the same state), and view 2's ops are never applied. A supervised run
+        trains on it. ``out``, if given: a float32 (B, 3, image_size, image_size) tensor, as in __call__."""
+        return self._make(images, generator, out, views=1)[0]
+
+    def _make(self, images: Tensor, generator: torch.Generator, out: Tensor | None, views: int) -> tuple[Tensor, ...]:
         F.check_images(images)                                               # before any draw
         b, _, height, width = images.shape
         if out is not None:
-            self._check_out(out, b, images.device)
+            self._check_out(out, b, images.device, views)
         params = self._draw(b, height, width, images.device, generator)
+        if views == 1:
+            params = self._take(params, 0, b, b, views=1)
+        make = functools.partial(self._views, views=views)
         if images.device.type == "cpu":
-            chunked = fastpath.in_chunks(self._views, images, params, self._take, out, self.image_size,
-                                         self.chunk_rows(height, width))
+            chunked = fastpath.in_chunks(make, images, params, functools.partial(self._take, views=views), out,
+                                         self.image_size, self.chunk_rows(height, width), views)
             if chunked is not None:
                 return chunked
-        return self._views(images, params, out=None if out is None else out.chunk(2))
+        return make(images, params, out=None if out is None else out.chunk(views))
 
-    def _check_out(self, out: Tensor, b: int, device: torch.device) -> None:
-        shape = (2 * b, 3, self.image_size, self.image_size)
+    def _check_out(self, out: Tensor, b: int, device: torch.device, views: int) -> None:
+        shape = (views * b, 3, self.image_size, self.image_size)
         if tuple(out.shape) != shape or out.dtype != torch.float32 or out.device != device:
-            raise ValueError(f"out must be a float32 tensor of shape {shape} on {device} (both views of {b} "
+            which = "both views" if views == 2 else "view 1"
+            raise ValueError(f"out must be a float32 tensor of shape {shape} on {device} ({which} of {b} "
                              f"images), got {out.dtype} {tuple(out.shape)} on {out.device}")
 
     def chunk_rows(self, height: int, width: int) -> int:
@@ -88,41 +102,42 @@ class TwoViewAugmentation:
         return both, first
 
     @staticmethod
-    def _take(params: tuple[list[Params], list[Params]], start: int, stop: int, b: int):
-        """The parameters of images start..stop-1: rows start..stop-1 of view 1 (and of view 2, b later)."""
+    def _take(params: tuple[list[Params], list[Params]], start: int, stop: int, b: int, views: int = 2):
+        """The parameters of images start..stop-1 out of a batch of b: rows start..stop-1 of view 1 (and, with
+        views=2, of view 2, b later)."""
         both, first = params
-        rows = torch.cat((torch.arange(start, stop), torch.arange(b + start, b + stop)))
+        rows = torch.cat([torch.arange(v * b + start, v * b + stop) for v in range(views)])
         return [take_rows(p, rows) for p in both], [take_rows(p, slice(start, stop)) for p in first]
 
     def _views(self, images: Tensor, params: tuple[list[Params], list[Params]],
-               out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+               out: tuple[Tensor, ...] | None = None, views: int = 2) -> tuple[Tensor, ...]:
+        """The first `views` views (1 or 2) of each image, from their parameters (views x B rows each)."""
         both_params, first_params = list(params[0]), params[1]
         both_ops = [op for _, op in self.both]
         b = images.shape[0]
         if self._names()[:1] == ("crop",):
-            views = fastpath.crop_resize_flip(images, *both_params[0], self.image_size)
+            x = fastpath.crop_resize_flip(images, *both_params[0], self.image_size)
             both_ops, both_params = both_ops[1:], both_params[1:]
         elif "crop" in self._names():
-            views = torch.empty((2 * b, 3, *images.shape[2:]), dtype=torch.float32, device=images.device)
-            F.to_float_rgb(images, out=views[:b])
-            views[b:].copy_(views[:b])                                       # (2B, 3, H, W) in [0, 1]
+            x = torch.empty((views * b, 3, *images.shape[2:]), dtype=torch.float32, device=images.device)
+            F.to_float_rgb(images, out=x[:b])
+            x[b:].copy_(x[:b].repeat(views - 1, 1, 1, 1))                    # (views x B, 3, H, W) in [0, 1]
         else:
-            x = F.resize(F.to_float_rgb(images), self.image_size)
-            views = torch.cat((x, x))
-        return self._rest(views, both_ops, both_params, first_params, out)
+            x = F.resize(F.to_float_rgb(images), self.image_size).repeat(views, 1, 1, 1)
+        return self._rest(x, both_ops, both_params, first_params, out, views)
 
-    def _rest(self, views: Tensor, both_ops: list[Op], both_params: list[Params], first_params: list[Params],
-              out: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
-        """The ops after the first view tensor exists (2B rows), then the view-1 ops, then normalisation."""
-        # `views` is always a tensor made here (then each op's result), so ops may overwrite it; view 1
+    def _rest(self, x: Tensor, both_ops: list[Op], both_params: list[Params], first_params: list[Params],
+              out: tuple[Tensor, ...] | None, views: int = 2) -> tuple[Tensor, ...]:
+        """The ops after the views tensor exists (views x B rows), then the view-1 ops, then normalisation."""
+        # `x` is always a tensor made here (then each op's result), so ops may overwrite it; view 1
         # is a slice of it that nothing else reads.
         for op, p in zip(both_ops, both_params):
-            views = op.apply_owned(views, p)
-        view1, view2 = views.chunk(2)
+            x = op.apply_owned(x, p)
+        view1, *others = x.chunk(views)
         for (_, op), p in zip(self.first_only, first_params):
             view1 = op.apply_owned(view1, p)
-        out1, out2 = out or (None, None)
-        return self._normalize(view1, out1), self._normalize(view2, out2)
+        outs = out or (None,) * views
+        return tuple(self._normalize(v, o) for v, o in zip((view1, *others), outs))
 
     def views_from_originals(self, images: Sequence[Tensor], generator: torch.Generator, *,
                              out: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -130,13 +145,23 @@ class TwoViewAugmentation:
         crop is drawn on its own image's height and width and resized once to image_size (originals.py),
         as the paper crops ImageNet photographs; the other ops then run as in __call__. Without "crop" in
         the ops each image's centred square is resized. `out` as in __call__."""
+        return self._make_from_originals(images, generator, out, views=2)
+
+    def first_view_from_originals(self, images: Sequence[Tensor], generator: torch.Generator, *,
+                                  out: Tensor | None = None) -> Tensor:
+        """View 1 alone of images of different sizes, equal to ``views_from_originals(...)[0]`` (first_view's
+        counterpart)."""
+        return self._make_from_originals(images, generator, out, views=1)[0]
+
+    def _make_from_originals(self, images: Sequence[Tensor], generator: torch.Generator, out: Tensor | None,
+                             views: int) -> tuple[Tensor, ...]:
         names = self._names()
         if "crop" in names and names[0] != "crop":
             raise ConfigError(f"augment.ops={names!r}: images of different sizes need 'crop' first (or no crop)")
         b = len(images)
         device = images[0].device
         if out is not None:
-            self._check_out(out, b, device)
+            self._check_out(out, b, device, views)
         sizes = torch.tensor([tuple(x.shape[-2:]) for x in images], dtype=torch.int64)
         both_ops = [op for _, op in self.both]
         if names[:1] == ("crop",):
@@ -147,8 +172,11 @@ class TwoViewAugmentation:
         size = self.image_size
         both_params = [op.draw(2 * b, size, size, device, generator) for op in both_ops]
         first_params = [op.draw(b, size, size, device, generator) for _, op in self.first_only]
-        views = originals.resized_crops(images, boxes, size, flip)
-        return self._rest(views, both_ops, both_params, first_params, None if out is None else out.chunk(2))
+        rows = slice(0, views * b)                        # view 1's rows (and view 2's): all drawn, these used
+        boxes, flip = boxes[rows], None if flip is None else flip[rows]
+        both_params = [take_rows(p, rows) for p in both_params]
+        x = originals.resized_crops(images, boxes, size, flip)
+        return self._rest(x, both_ops, both_params, first_params, None if out is None else out.chunk(views), views)
 
     def _normalize(self, x: Tensor, out: Tensor | None) -> Tensor:
         return fastpath.normalize(x, self.mean, self.std, out)

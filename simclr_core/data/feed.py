@@ -102,6 +102,15 @@ class Feed:
         else:
             augment.views_from_originals(batch, generator, out=out)
 
+    @staticmethod
+    def first_views(augment, batch: Any, generator: torch.Generator, out: Tensor) -> None:
+        """Write view 1 alone of `batch` into `out` (either path): what `views` writes in out's first half, with
+        the same draws from `generator`."""
+        if isinstance(batch, Tensor):
+            augment.first_view(batch, generator, out=out)
+        else:
+            augment.first_view_from_originals(batch, generator, out=out)
+
     def stats(self) -> dict[str, Any]:
         """What final.json records about the data path."""
         out: dict[str, Any] = {"data_loader": self.loader, "data_source": self.source}

@@ -418,9 +418,9 @@ def test_chunked_views_equal_the_whole_batch_views(cfg, threads, monkeypatch):
     chunks = []
     views = pipeline.TwoViewAugmentation._views
     monkeypatch.setattr(pipeline.TwoViewAugmentation, "_views",
-                        lambda self, images, params, out=None: chunks.append(
+                        lambda self, images, params, out=None, **kw: chunks.append(
                             (len(images), threading.current_thread().name, torch.get_num_threads()))
-                        or views(self, images, params, out=out))
+                        or views(self, images, params, out=out, **kw))
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -457,6 +457,36 @@ def test_views_written_into_out_equal_the_returned_views(size, memory_format):
     torch.testing.assert_close(out[:20], expected[0], atol=1e-6, rtol=0)
     torch.testing.assert_close(out[20:], expected[1], atol=1e-6, rtol=0)
     torch.testing.assert_close(v2, expected[1], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cfg", [
+    AugmentConfig(ops=("crop", "color", "blur", "cutout", "rotate", "noise", "sobel")),
+    AugmentConfig(ops=("crop", "color", "blur", "rotate"), one_branch=True),
+    AugmentConfig(ops=("color", "blur")),                                 # no crop: resized first
+    AugmentConfig(ops=("color", "crop", "blur")),                         # a crop after another op
+])
+@pytest.mark.parametrize("size", [16, 224])                              # 224: chunked on a CPU
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_view_one_alone_equals_the_first_of_both_views_and_skips_view_two(cfg, size, device, monkeypatch):
+    from simclr_core.augment import pipeline
+    images = torch.randint(0, 256, (12, 3, 24, 24), dtype=torch.uint8, generator=gen(40)).to(device)
+    aug = build_augmentation(cfg, size, MEAN, STD)
+    both, both_gen = aug(images, gen(41)), gen(41)
+    aug(images, both_gen)
+    made = []                                  # rows of every view tensor the ops start from
+    rest = pipeline.TwoViewAugmentation._rest
+    monkeypatch.setattr(pipeline.TwoViewAugmentation, "_rest",
+                        lambda self, x, *args: made.append(x.shape[0]) or rest(self, x, *args))
+    one_gen = gen(41)
+    out = torch.full((12, 3, size, size), float("nan"), device=device).contiguous(memory_format=torch.channels_last)
+    first = aug.first_view(images, one_gen, out=out)
+    assert first.data_ptr() == out.data_ptr() and first.shape == both[0].shape
+    assert torch.equal(first, both[0])
+    assert sum(made) == 12                     # view 1's rows only (in chunks on a CPU at 224 px)
+    assert torch.equal(torch.rand(4, generator=one_gen), torch.rand(4, generator=both_gen))   # the same draws
+    assert torch.equal(aug.first_view(images, gen(41)), both[0])       # without `out`
+    with pytest.raises(ValueError, match=r"shape \(12, 3, %d, %d\) .*view 1 of 12 images" % (size, size)):
+        aug.first_view(images, gen(41), out=torch.empty((24, 3, size, size), device=device))
 
 
 @pytest.mark.parametrize("bad", [torch.empty(10, 3, 16, 16), torch.empty(20, 3, 12, 12),

@@ -108,6 +108,19 @@ def test_two_views_from_originals_keep_the_contract(ops, one_branch):
         torch.testing.assert_close(v2, plain, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("ops, one_branch", [(("crop", "color", "blur"), False), (("crop", "rotate", "sobel"), True),
+                                             (("color",), False)])
+def test_view_one_alone_from_originals_equals_the_first_of_both_views(ops, one_branch):
+    images = images_of(SIZES, seed=6)
+    aug = build_augmentation(AugmentConfig(ops=ops, one_branch=one_branch), 32, MEAN, STD)
+    both_gen, one_gen = gen(7), gen(7)
+    v1, _ = aug.views_from_originals(images, both_gen)
+    out = torch.empty((len(SIZES), 3, 32, 32)).to(memory_format=torch.channels_last)
+    first = aug.first_view_from_originals(images, one_gen, out=out)
+    assert first.data_ptr() == out.data_ptr() and torch.equal(first, v1)
+    assert torch.equal(torch.rand(4, generator=one_gen), torch.rand(4, generator=both_gen))   # the same draws
+
+
 def test_without_a_crop_each_image_gives_its_centred_square():
     assert central_boxes(torch.tensor([[50, 80], [90, 30]])).tolist() == [[0, 15, 50, 50], [30, 0, 30, 30]]
 
