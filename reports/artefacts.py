@@ -162,8 +162,10 @@ def _paper_errors(table: pd.DataFrame) -> pd.Series:
     return table["uncertainty"].where(table["read_as"] == "read_from_plot", 0.0)
 
 
-def _result(figure: Figure, table: pd.DataFrame, checks: Sequence[tuple[str, Check]], **extra: Any) -> Artefact:
-    return Artefact(figure, table, agreement(table), conclusions(table, checks), **extra)
+def _result(figure: Figure, table: pd.DataFrame, checks: Sequence[tuple[str, Check]], within: str | None = None,
+            **extra: Any) -> Artefact:
+    """`within`: an axis whose values the cells are ranked within (compare.agreement)."""
+    return Artefact(figure, table, agreement(table, within=within), conclusions(table, checks), **extra)
 
 
 # ---- Figure 5: augmentation pairs ------------------------------------------------------------------------

@@ -102,7 +102,8 @@ def main(args: argparse.Namespace) -> int:
     width = max(len(s.key) for s in sections)
     for s in sections:
         a = s.artefact.agreement
-        ranks = f"Spearman {a.spearman:+.2f}, Kendall {a.kendall:+.2f} over {a.cells} cells ({a.seeds})" \
+        within = f", ranked within each {a.within}" if a.within else ""
+        ranks = f"Spearman {a.spearman:+.2f}, Kendall {a.kendall:+.2f} over {a.cells} cells{within} ({a.seeds})" \
             if a.measured else a.why_not if s.own else f"ranks {a.why_not}"
         dropped = f"; {len(s.left_out)} run(s) of another config left out" if s.left_out else ""
         print(f"{s.key:<{width}}  {s.scale or 'none':<6} {s.progress}{dropped}; {ranks}; "

@@ -9,6 +9,7 @@ over our seeds (reports/bootstrap.py). The paper's conclusions are checked in re
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -141,6 +142,8 @@ class Agreement:
     # {"spearman": Interval, "kendall": Interval}; None without an interval (`seeds` says why).
     intervals: dict[str, Interval] | None = None
     seeds: str = ""         # "3 seeds per cell", "1-3 seeds per cell", "1 seed: no interval"
+    # What the cells were ranked within ("method": only cells of the same method compared); "" for all together.
+    within: str = ""
 
     @property
     def measured(self) -> bool:
@@ -155,9 +158,10 @@ def _seeds_note(runs: Sequence[int]) -> str:
 
 
 def agreement(table: pd.DataFrame, ours: str = "ours_mean", paper: str = "published",
-              values: str = "ours_values") -> Agreement:
+              values: str = "ours_values", within: str | None = None) -> Agreement:
     """Spearman and Kendall over the rows of `table` where both columns hold a number; `values` (each cell's
-    seed runs) gives the bootstrap interval."""
+    seed runs) gives the bootstrap interval. `within`, an axis (e.g. "method"): the cells are ranked within
+    each of its values only (stratified), so cells on two different measures are never compared."""
     if not len(table):
         return Agreement(0, math.nan, math.nan, "not measured: no cell has both our number and the paper's")
     mask = table[ours].astype(float).notna() & table[paper].astype(float).notna()
@@ -173,7 +177,13 @@ def agreement(table: pd.DataFrame, ours: str = "ours_mean", paper: str = "publis
         if np.all(v == v[0]):
             return Agreement(n, math.nan, math.nan,
                              f"undefined: all {n} of {side} cells tie ({v[0]:g}), so they have no ranking")
+    groups = None if within is None else both[axis_column(within)].map(str).to_numpy()
+    statistics = {"spearman": functools.partial(spearman, groups=groups),
+                  "kendall": functools.partial(kendall_tau_b, groups=groups)}
+    rho, tau = (float(f(x, y)) for f in statistics.values())
+    if math.isnan(tau):
+        return Agreement(n, math.nan, math.nan, f"undefined: within each {within}, one side's cells tie or "
+                                                f"stand alone, so they have no ranking", within=within or "")
     per_cell = [tuple(v) for v in both[values]] if values in both else [(m,) for m in x]
-    intervals = bootstrap_intervals(per_cell, y, {"spearman": spearman, "kendall": kendall_tau_b})
-    return Agreement(n, spearman(x, y), kendall_tau_b(x, y), "", intervals,
-                     _seeds_note([len(v) for v in per_cell]))
+    intervals = bootstrap_intervals(per_cell, y, statistics)
+    return Agreement(n, rho, tau, "", intervals, _seeds_note([len(v) for v in per_cell]), within or "")

@@ -123,7 +123,9 @@ def agreement_text(section: Section) -> str:
     a = section.artefact.agreement
     if not a.measured:
         return f"Rank agreement: {a.why_not}."
-    text = (f"Rank agreement over {a.cells} cells with both numbers: Spearman ρ = {a.spearman:.2f}"
+    over = (f"within each {a.within} over {a.cells} cells with both numbers (only cells of the same {a.within} "
+            f"compared)" if a.within else f"over {a.cells} cells with both numbers")
+    text = (f"Rank agreement {over}: Spearman ρ = {a.spearman:.2f}"
             f"{interval_text(a, 'spearman')}, Kendall τ-b = {a.kendall:.2f}{interval_text(a, 'kendall')}")
     if a.intervals is None:
         return f"{text} ({a.seeds})."
@@ -284,7 +286,7 @@ def summary_table(sections: Sequence[Section]) -> pd.DataFrame:
         rows.append({"artefact": s.key, "experiment": s.experiment, "scale": s.scale or "none",
                      "comparable in value": "yes" if s.comparable else "no", "paper's numbers are": s.reference,
                      "ours metric": s.ours_metric, "runs done": s.progress, "runs left out": len(s.left_out),
-                     "what ran": s.what_ran.text, "cells compared": a.cells,
+                     "what ran": s.what_ran.text, "cells compared": a.cells, "ranked within": a.within or "all",
                      **_with_bounds(a, "spearman", a.spearman), **_with_bounds(a, "kendall", a.kendall),
                      "ranks": "" if a.measured else a.why_not,
                      "conclusions": conclusions_count(s.conclusions)})

@@ -46,6 +46,54 @@ def test_spearman_agrees_with_pandas_on_random_data_with_ties():
     assert spearman(x, y) == pytest.approx(expected)
 
 
+def _stratified_tau_b(x, y, groups) -> float:
+    """Textbook tau-b over the pairs within a group, one pair at a time."""
+    s = untied_x = untied_y = pairs = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            if groups[i] != groups[j]:
+                continue
+            dx, dy = np.sign(x[j] - x[i]), np.sign(y[j] - y[i])
+            pairs, s = pairs + 1, s + dx * dy
+            untied_x, untied_y = untied_x + (dx != 0), untied_y + (dy != 0)
+    return s / math.sqrt(untied_x * untied_y)
+
+
+def test_rank_correlations_within_groups_compare_no_two_groups():
+    # Each group ranks exactly as the paper's; the groups sit the other way round from the paper's, so the pooled
+    # correlations are negative and the stratified ones 1.
+    x, y, groups = [1, 2, 3, 10, 11, 12], [11, 12, 13, 1, 2, 3], ["a", "a", "a", "b", "b", "b"]
+    assert kendall_tau_b(x, y) < 0 and spearman(x, y) < 0
+    assert kendall_tau_b(x, y, groups) == pytest.approx(1.0) and spearman(x, y, groups) == pytest.approx(1.0)
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 5, 30).astype(float), rng.integers(0, 7, 30).astype(float)     # with ties
+    groups = rng.integers(0, 3, 30)
+    assert kendall_tau_b(x, y, groups) == pytest.approx(_stratified_tau_b(x, y, groups), abs=1e-12)
+    # Stratified Spearman: the Pearson correlation of ranks centred within each group.
+    dx, dy = np.empty(30), np.empty(30)
+    for g in range(3):
+        cols = groups == g
+        dx[cols] = average_ranks(x[cols]) - average_ranks(x[cols]).mean()
+        dy[cols] = average_ranks(y[cols]) - average_ranks(y[cols]).mean()
+    assert spearman(x, y, groups) == pytest.approx(float(np.corrcoef(dx, dy)[0, 1]), abs=1e-12)
+    resamples = np.stack([x, x[::-1]])                     # both statistics take a batch of resamples
+    assert kendall_tau_b(resamples, y, groups)[0] == pytest.approx(kendall_tau_b(x, y, groups))
+    assert spearman(resamples, y, groups)[1] == pytest.approx(spearman(x[::-1], y, groups))
+    assert math.isnan(kendall_tau_b([1, 2], [1, 2], ["a", "b"]))      # no pair within a group
+
+
+def test_agreement_within_an_axis_ranks_each_of_its_values_apart():
+    table = pd.DataFrame({"axis.method": ["a"] * 3 + ["b"] * 3, "published": [11.0, 12, 13, 1, 2, 3],
+                          "ours_mean": [1.0, 2, 3, 10, 11, 12], "ours_values": [(1.0, 1.2), (2.0,), (3.0,),
+                                                                                (10.0,), (11.0,), (12.0,)]})
+    pooled, within = agreement(table), agreement(table, within="method")
+    assert pooled.kendall < 0 and pooled.within == ""
+    assert within.kendall == pytest.approx(1.0) and within.spearman == pytest.approx(1.0)
+    assert within.within == "method" and within.intervals["kendall"].low == pytest.approx(1.0)
+    ties = agreement(table.assign(ours_mean=[1.0, 1, 1, 2, 2, 2]), within="method")
+    assert not ties.measured and "within each method" in ties.why_not
+
+
 def test_agreement_needs_three_cells_with_both_numbers():
     table = pd.DataFrame({"published": [1.0, 2.0, 3.0, 4.0], "ours_mean": [1.0, 3.0, math.nan, 4.0]})
     a = agreement(table)

@@ -2,12 +2,15 @@
 supervised rows, Table 1 with both methods side by side, Figure 7's crosses and Table B.3."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from fake_results import long_form, write_results
 from registry import get_experiment
 from registry.store import load_results
 from reports.build import build_sections
+from reports.ranks import kendall_tau_b
 from test_artefacts import build, published, verdicts
 
 SUPERVISED = "supervised_top1"
@@ -42,6 +45,16 @@ def test_table1_with_both_methods_checks_that_colour_helps_simclr_more():
     assert set(art.compare.loc[art.compare["axis.method"] == "SimCLR", "metric"]) == {"linear_top1"}
     assert verdicts(art) == [("holds", "holds"), ("holds", "holds")]
     assert art.conclusions[0].ours.evidence.startswith("top-1 per step of s: SimCLR +1.00, supervised -0.50")
+    # Ranked within each method (two different measures): with no ties, the mean of the two methods' own Kendall.
+    per_method = [kendall_tau_b(cells["ours_mean"], cells["published"]) for _, cells in
+                  art.compare.groupby("axis.method")]
+    assert art.agreement.within == "method" and art.agreement.cells == 10
+    assert art.agreement.kendall == pytest.approx(np.mean(per_method))
+    # The supervised network 27 points worse than in the first build (as it trains at the cpu scale): each method's
+    # ranking is unchanged, and so is the agreement, which a pooled ranking would not be.
+    worse = build_both(both_methods([60, 61, 62, 63, 65], [50, 49.5, 49, 48.5, 47.5]), published("tab1_supervised"))
+    assert worse.agreement.kendall == pytest.approx(art.agreement.kendall)
+    assert kendall_tau_b(worse.compare["ours_mean"], worse.compare["published"]) < art.agreement.kendall - 0.5
     # Both gain alike from colour (the supervised even more): fails.
     same = build_both(both_methods([60, 61, 62, 63, 63], [70, 72, 74, 76, 76]), published("tab1_supervised"))
     assert verdicts(same) == [("holds", "fails"), ("holds", "within noise")]
