@@ -36,7 +36,7 @@ from simclr_core.checkpoint import atomic_write_json, load_checkpoint, save_chec
 from simclr_core.cgroups import fit_torch_threads
 from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
-from simclr_core.data.feed import (Feed, data_identity, open_feed, require_batch_fits, require_data,
+from simclr_core.data.feed import (Feed, data_identity_later, open_feed, require_batch_fits, require_data,
                                    train_split_size)
 from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate.protocols import require_classes, require_protocol_data, run_protocols
@@ -111,6 +111,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     # ---- data ------------------------------------------------------------------------------------
     feed = open_feed(cfg.data, need_test=needs_test_split(cfg), device=device)
+    # Which images these are (final.json): the main process's record, hashed beside the training.
+    identity_later = data_identity_later(cfg.data) if accelerator.is_main_process else None
     require_batch_fits(cfg.batch_size, feed.num_train, cfg.data.dataset)
     require_classes(cfg, feed.num_classes, f"the training split of {cfg.data.dataset!r} ({feed.source})")
     image_size = feed.image_size
@@ -303,7 +305,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         **({"processes_seen": processes_seen} if len(processes_seen) > 1 else {}),
         "compile": compile_mode, "views_ahead": ahead,
         **_data_stats(accelerator, feed),
-        **({"data_identity": identity} if (identity := data_identity(cfg.data)) else {}),
+        **({"data_identity": identity} if identity_later and (identity := identity_later()) else {}),
     })
     if accelerator.is_main_process:
         atomic_write_json(run_dir / FINAL_NAME, metrics)

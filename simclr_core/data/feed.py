@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -297,6 +298,30 @@ def data_identity(cfg: DataConfig) -> str | None:
         return None
 
 
+def data_identity_later(cfg: DataConfig) -> Callable[[], str | None]:
+    """data_identity(cfg), taken in a daemon thread from now on; the function returned waits for it. A run starts it
+    before its first step: for a folder of a million images, stat'ing each file takes seconds on a local disk and
+    minutes on a network file system, time it then spends beside the training instead of after it."""
+    if cfg.dataset not in GENERIC_DATASETS:
+        return lambda: None
+    outcome: dict[str, Any] = {}
+
+    def take() -> None:
+        try:
+            outcome["identity"] = data_identity(cfg)
+        except BaseException as exc:         # raised where it is waited for
+            outcome["error"] = exc
+    thread = threading.Thread(target=take, name="simclr-data-identity", daemon=True)
+    thread.start()
+
+    def wait() -> str | None:
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["identity"]
+    return wait
+
+
 def require_batch_fits(batch_size: int, train_images: int, dataset: str) -> None:
     """ConfigError when a batch holds more images than the training split: no step could be made."""
     if batch_size > train_images:
@@ -310,5 +335,5 @@ def _place(images: Tensor, device: torch.device) -> Tensor:
     return images.pin_memory() if device.type == "cuda" else images
 
 
-__all__ = ["Feed", "GENERIC_DATASETS", "LOADERS", "data_identity", "open_feed", "require_batch_fits", "require_data",
+__all__ = ["Feed", "GENERIC_DATASETS", "LOADERS", "data_identity", "data_identity_later", "open_feed", "require_batch_fits", "require_data",
            "resolve_loader", "train_split_size", "view_side"]
