@@ -160,10 +160,13 @@ class EvalConfig:
     # transfer (Table 8): the dataset the frozen (linear) or fine-tuned encoder is evaluated on, a name of the data
     # catalog (simclr_core/data/catalog.py: DATASETS or TRANSFER_DATASETS), and which of "linear" / "finetune"
     # run; they train like eval.linear_* and eval.finetune_* (all labels). Its files: eval.transfer_data_dir, else
-    # $SIMCLR_DATA_DIR/<name>, else the dataset's Hub id.
+    # $SIMCLR_DATA_DIR/<name>, else the dataset's Hub id. How its images are read, as data.loader: "auto" (the
+    # catalog's choice: photo collections of varying size stream, fixed-size sets are decoded once and held),
+    # "resident" or "stream".
     transfer_dataset: str = "cifar100"
     transfer_protocols: tuple[str, ...] = ("linear", "finetune")
     transfer_data_dir: str | None = None
+    transfer_loader: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -349,6 +352,7 @@ class RunConfig:
         require_range("eval.transform_batch_size", ev.transform_batch_size, low=1)
         require_range("eval.transform_lr", ev.transform_lr, low=0, low_inclusive=False)
         require_transfer(ev.transfer_dataset, ev.transfer_protocols)
+        require_choice("eval.transfer_loader", ev.transfer_loader, DATA_LOADERS)
 
         self._validate_method()
         require_range("batch_size", self.batch_size, low=2)

@@ -107,6 +107,26 @@ class FileSplit(EncodedSplit):
         return list(self.paths)
 
 
+class RowsOf(EncodedSplit):
+    """Rows `rows` of another split, in that order: a limited split (data/subset.py's choice of rows, sorted, so
+    that a split read a row group at a time is still read in its order)."""
+
+    def __init__(self, split: EncodedSplit, rows: Sequence[int]):
+        self.base, self.rows = split, np.asarray(rows, dtype=np.int64)
+        self.name, self.num_classes, self.source = split.name, split.num_classes, split.source
+        self.labels = split.labels[self.rows]
+
+    def read(self, indices: Sequence[int]) -> list[bytes]:
+        return self.base.read(self.rows[np.asarray(indices, dtype=np.int64)].tolist())
+
+    def where(self, index: int) -> str:
+        return self.base.where(int(self.rows[index]))
+
+    def stored_paths(self) -> list[str | None]:
+        paths = self.base.stored_paths()
+        return [paths[row] for row in self.rows.tolist()]
+
+
 class _LockedReads(EncodedSplit):
     """A split whose reads share state (open files, cached row groups): one read at a time, since a training
     stream and an evaluation may read at once."""

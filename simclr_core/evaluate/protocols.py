@@ -69,10 +69,8 @@ def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
 
     ev, metrics = cfg.eval, {}
     crop = build_augmentation(AugmentConfig(ops=("crop",)), feed.train_eval.shape[-1], feed.mean, feed.std)
-    if feed.loader == "stream":     # a crop drawn on each original image, as in pretraining
-        augment = lambda originals, g: crop.views_from_originals(originals, g)[0]  # noqa: E731
-    else:
-        augment = lambda x, g: crop(x, g)[0]  # noqa: E731
+    # One view per image; where the run streams, a crop drawn on each original image, as in pretraining.
+    augment = crop.first_view_from_originals if feed.loader == "stream" else crop.first_view
     listed = [torch.from_numpy(s) for s in official_subsets(cfg)] or [None] * len(ev.finetune_fractions)
     for fraction, subset in zip(ev.finetune_fractions, listed):
         if subset is None:

@@ -14,12 +14,16 @@ transfer_linear_mean_per_class_acc, transfer_finetune_top1, transfer_finetune_me
 mean per-class accuracy for Aircraft, Pets, Caltech-101 and Flowers and top-1 for the others; both are computed.
 
 Data: eval.transfer_dataset names a dataset of the data catalog (data/catalog.py), found like any other
-(eval.transfer_data_dir, else $SIMCLR_DATA_DIR/<name>, else its Hub id) and decoded by the data layer
-(data/images.py) at the run's image size, the side of the pretraining views. The images are normalised with the
-pretraining statistics, so the network sees inputs as it did in pretraining, and limited like the pretraining
-data (data.train_limit / data.test_limit, capped at each split's size). `require_transfer_data` runs at the start
-of train(): a dataset that cannot be found stops the run before any pretraining step, with a message that names
-where it looked and how to provide the files.
+(eval.transfer_data_dir, else $SIMCLR_DATA_DIR/<name>, else its Hub id), at the run's image size, the side of the
+pretraining views. It is read as eval.transfer_loader says, which by default is the catalog's choice for it, as
+data.loader is for the pretraining data: a fixed-size set (CIFAR) is decoded once and held (data/images.py); a
+photo collection (Food-101, Cars, ...) streams (data/stream.py): its encoded images are decoded batch by batch at
+every pass, each resized and centre-cropped for the features, and fine-tuning crops its views from the original
+photographs, as pretraining does. The images are normalised with the pretraining statistics, so the network sees
+inputs as it did in pretraining, and limited like the pretraining data (data.train_limit / data.test_limit, capped
+at each split's size; the same class-balanced rows on both paths). `require_transfer_data` runs at the start of
+train(): a dataset that cannot be found, or a local one to stream that holds no images or labels, stops the run
+before any pretraining step, with a message that names where it looked and how to provide the files.
 
 Departures from Appendix B.8: no hyperparameter search on a validation split (the paper tunes the learning rate
 and weight decay per dataset), the linear classifier is trained with SGD (the paper: L-BFGS on l2-regularised
@@ -29,7 +33,7 @@ batch size 256). VOC2007 is refused: Table 8 reports its 11-point mAP, a multi-l
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -37,8 +41,12 @@ from torch import Tensor, nn
 
 from simclr_core.config import DataConfig, RunConfig
 from simclr_core.data.catalog import DATASETS, SPLITS, TRANSFER_DATASETS, dataset_spec
-from simclr_core.data.images import ImageSet, load_images
+from simclr_core.data.encoded import RowsOf, open_encoded
+from simclr_core.data.feed import resolve_loader
+from simclr_core.data.images import load_images
 from simclr_core.data.locate import DataNotFoundError, locate_source
+from simclr_core.data.stream import EvalImages
+from simclr_core.data.subset import balanced_subset
 from simclr_core.evaluate.finetune import Augment, finetune_eval
 from simclr_core.evaluate.linear import linear_eval
 from simclr_core.validation import ConfigError, require_choice
@@ -97,29 +105,60 @@ def _explained(dataset: str) -> Iterator[None]:
                                 f"cannot run: {detail}") from exc
 
 
+def _transfer_data(cfg: RunConfig, image_size: int | None = None) -> DataConfig:
+    ev = cfg.eval
+    return DataConfig(dataset=ev.transfer_dataset, data_dir=ev.transfer_data_dir, image_size=image_size,
+                      loader=ev.transfer_loader)
+
+
 def require_transfer_data(cfg: RunConfig) -> None:
     """DataNotFoundError, naming where it looked and how to provide the files, unless both splits of
-    eval.transfer_dataset can be found; a Hub copy is opened (from the HF cache when offline), nothing is decoded."""
-    ev = cfg.eval
-    spec = dataset_spec(ev.transfer_dataset)
-    with _explained(ev.transfer_dataset):
+    eval.transfer_dataset can be found; a Hub copy is opened (from the HF cache when offline), a local split to
+    stream is indexed (ConfigError where it holds no images or labels); nothing is decoded."""
+    data = _transfer_data(cfg)
+    spec = dataset_spec(data.dataset)
+    with _explained(data.dataset):
         for split in SPLITS:
-            source = locate_source(spec, ev.transfer_data_dir, split)
+            source = locate_source(spec, data.data_dir, split)
             if source.kind == "hub":
                 source.load()
+            elif resolve_loader(data) == "stream":
+                open_encoded(data, split, source)
 
 
-def load_transfer_split(cfg: RunConfig, split: str, image_size: int) -> ImageSet:
-    """Split `split` of eval.transfer_dataset as square uint8 images of side `image_size`, limited like the
-    pretraining data (data.train_limit / data.test_limit; the whole split when the limit exceeds it)."""
-    ev = cfg.eval
-    data = DataConfig(dataset=ev.transfer_dataset, data_dir=ev.transfer_data_dir, image_size=image_size,
-                      loader="resident")
+@dataclass(frozen=True)
+class TransferSplit:
+    """A split of the transfer dataset as the protocols read it."""
+    images: Any              # uint8 (N, 3, S, S) tensor, or a stream of such batches (stream.EvalImages)
+    labels: Tensor
+    num_classes: int
+    source: str
+    loader: str              # "resident" or "stream"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_transfer_split(cfg: RunConfig, split: str, image_size: int,
+                        device: torch.device | str | None = None) -> TransferSplit:
+    """Split `split` of eval.transfer_dataset as square uint8 images of side `image_size`, held or streamed (on
+    `device`, where the streamed path decodes) as eval.transfer_loader says, limited like the pretraining data
+    (data.train_limit / data.test_limit: data/subset.py's rows; the whole split when the limit exceeds it)."""
+    data = _transfer_data(cfg, image_size)
     limit = cfg.data.train_limit if split == "train" else cfg.data.test_limit
-    with _explained(ev.transfer_dataset):
+    with _explained(data.dataset):
+        if resolve_loader(data) == "stream":
+            index = open_encoded(data, split)
+            if limit is not None and limit < len(index):
+                index = RowsOf(index, balanced_subset(index.labels, limit))
+            images = EvalImages(index, image_size, dataset_spec(data.dataset).resize_margin,
+                                torch.device(device or "cpu"))
+            return TransferSplit(images, images.labels, index.num_classes, index.source, "stream")
+        data = replace(data, loader="resident")
         if limit is not None and limit < len(locate_source(dataset_spec(data.dataset), data.data_dir, split).load()):
             data = replace(data, **{f"{split}_limit": limit})
-        return load_images(data, split)
+        held = load_images(data, split)
+        return TransferSplit(held.images, held.labels, held.num_classes, held.source, "resident")
 
 
 # ---- the protocols ----------------------------------------------------------------------------------------------
@@ -153,24 +192,30 @@ def transfer_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
 
 def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: Sequence[float], std: Sequence[float],
                  autocast_dtype: torch.dtype | None = None) -> dict[str, Any]:
-    """The transfer protocol of a run: eval.transfer_dataset loaded at `image_size` and normalised with the
-    pretraining statistics `mean`/`std`; `transfer_eval`'s metrics, the image counts and the data's source."""
+    """The transfer protocol of a run: eval.transfer_dataset read at `image_size` (streamed on the encoder's device)
+    and normalised with the pretraining statistics `mean`/`std`; `transfer_eval`'s metrics, the image counts, the
+    data's source and path, and (streamed) how many images could not be read."""
     from simclr_core.augment import build_augmentation
     from simclr_core.config import AugmentConfig
 
     ev = cfg.eval
-    train, test = (load_transfer_split(cfg, split, image_size) for split in SPLITS)
+    device = next(encoder.parameters()).device
+    train, test = (load_transfer_split(cfg, split, image_size, device) for split in SPLITS)
     crop = build_augmentation(AugmentConfig(ops=("crop",)), image_size, mean, std)
+    # Fine-tuning's one view per image: a crop of each original image where the split streams.
+    augment = crop.first_view_from_originals if train.loader == "stream" else crop.first_view
     metrics = transfer_eval(
         encoder, train.images, train.labels, test.images, test.labels,
         num_classes=max(train.num_classes, test.num_classes), mean=mean, std=std, protocols=ev.transfer_protocols,
-        seed=cfg.seed, autocast_dtype=autocast_dtype, augment=lambda x, g: crop(x, g)[0],
+        seed=cfg.seed, autocast_dtype=autocast_dtype, augment=augment,
         linear=dict(epochs=ev.linear_epochs, batch_size=ev.linear_batch_size, lr=ev.linear_lr),
         finetune=dict(epochs=ev.finetune_epochs, batch_size=ev.finetune_batch_size, lr=ev.finetune_lr))
+    streamed = {"transfer_unreadable_images": train.images.bad.bad + test.images.bad.bad} \
+        if train.loader == "stream" else {}
     return {**metrics, "transfer_train_images": len(train), "transfer_test_images": len(test),
-            "transfer_source": train.source}
+            "transfer_source": train.source, "transfer_loader": train.loader, **streamed}
 
 
-__all__ = ["TRANSFER_PROTOCOLS", "UNSUPPORTED", "load_transfer_split", "require_transfer", "require_transfer_data",
+__all__ = ["TRANSFER_PROTOCOLS", "UNSUPPORTED", "TransferSplit", "load_transfer_split", "require_transfer", "require_transfer_data",
            "require_transfer_dataset", "require_transfer_protocols", "run_transfer", "transfer_datasets",
            "transfer_eval"]

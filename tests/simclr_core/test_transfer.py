@@ -192,3 +192,69 @@ def test_a_run_without_the_transfer_protocol_does_not_look_for_its_data(no_data,
     monkeypatch.setattr(train_module, "open_feed", feed_reached)
     with pytest.raises(Reached):
         train(RunConfig().with_overrides({"eval.transfer_dataset": "food101", "max_steps": 1}), tmp_path / "run")
+
+
+# ---- a photo collection streams ---------------------------------------------------------------------------------
+def photo_folder(root, per_class: int = 6, classes: int = 3):
+    """train/ and test/ class folders of JPEGs of varied sizes whose colour encodes the class (channel c bright)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in range(classes):
+            (root / split / f"class{c}").mkdir(parents=True)
+            for i in range(per_class):
+                h, w = int(rng.integers(20, 60)), int(rng.integers(20, 60))
+                pixels = rng.integers(0, 40, (h, w, 3), dtype=np.uint8)
+                pixels[..., c] = 230
+                Image.fromarray(pixels).save(root / split / f"class{c}" / f"{i}.jpg", quality=95)
+    return root
+
+
+def folder_transfer(root, **overrides) -> RunConfig:
+    return RunConfig().with_overrides({"eval.transfer_dataset": "imagefolder", "eval.transfer_data_dir": str(root),
+                                       "eval.linear_epochs": 30, "eval.finetune_epochs": 1,
+                                       "eval.finetune_batch_size": 8, **overrides})
+
+
+def test_a_photo_collection_streams_the_rows_and_squares_the_held_copy_has(tmp_path):
+    root = photo_folder(tmp_path / "photos")
+    limited = {"data.train_limit": 12, "data.test_limit": 9}
+    streamed = load_transfer_split(folder_transfer(root, **limited), "train", 16)
+    held = load_transfer_split(folder_transfer(root, **limited, **{"eval.transfer_loader": "resident"}), "train", 16)
+    assert (streamed.loader, held.loader) == ("stream", "resident") and len(streamed) == len(held) == 12
+    assert torch.equal(streamed.labels, held.labels) and np.bincount(streamed.labels.numpy()).tolist() == [4, 4, 4]
+    squares = torch.cat(list(streamed.images.batches(5)))
+    assert torch.equal(squares, held.images)          # the same images, resized and centre-cropped alike
+
+
+def test_streamed_transfer_scores_the_frozen_features_as_the_held_copy_does(tmp_path):
+    root = photo_folder(tmp_path / "photos")
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                            nn.Flatten())
+    before = snapshot_state(encoder)
+    runs = {loader: run_transfer(encoder, folder_transfer(root, **{"eval.transfer_loader": loader}), image_size=16,
+                                 mean=MEAN, std=STD) for loader in ("auto", "resident")}
+    assert runs["auto"]["transfer_loader"] == "stream" and runs["auto"]["transfer_unreadable_images"] == 0
+    assert runs["resident"]["transfer_loader"] == "resident" and "transfer_unreadable_images" not in runs["resident"]
+    for name in ("transfer_linear_top1", "transfer_linear_mean_per_class_acc"):
+        assert runs["auto"][name] == pytest.approx(runs["resident"][name], abs=1e-6), name
+    assert runs["auto"]["transfer_linear_top1"] == 100.0          # the colour gives the class away
+    assert 0.0 <= runs["auto"]["transfer_finetune_top1"] <= 100.0  # its crops come from the originals: not compared
+    assert changed_tensors(encoder, before) == []
+
+
+def test_a_transfer_folder_without_images_stops_the_run_before_pretraining(tmp_path, monkeypatch):
+    root = photo_folder(tmp_path / "photos")
+    for image in (root / "test").rglob("*.jpg"):
+        image.unlink()
+
+    def no_feed(*args, **kwargs):
+        raise AssertionError("train() opened its data although the transfer data is bad")
+    monkeypatch.setattr(train_module, "open_feed", no_feed)
+    cfg = folder_transfer(root, **{"eval.protocols": ("transfer",), "max_steps": 1})
+    with pytest.raises(ConfigError, match=r"holds no images"):
+        train(cfg, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"eval.transfer_loader='disk'.*'auto', 'resident', 'stream'"):
+        folder_transfer(root, **{"eval.transfer_loader": "disk"}).validate()
