@@ -246,9 +246,9 @@ def evaluation_view_equivalents(cfg: RunConfig, train: int, test: int) -> float:
     for protocol in ev.protocols:
         if protocol in ("knn", "linear"):
             views += (train + test) * forward
-        elif protocol == "finetune":
-            views += sum(ev.finetune_epochs * math.ceil(fraction * train) + test * forward
-                         for fraction in ev.finetune_fractions)
+        elif protocol == "finetune":     # a second network, from scratch, with eval.finetune_scratch
+            views += (1 + ev.finetune_scratch) * sum(ev.finetune_epochs * math.ceil(fraction * train) + test * forward
+                                                     for fraction in ev.finetune_fractions)
         elif protocol == "supervised":
             views += test * forward
         elif protocol == "transform_probe":

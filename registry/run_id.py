@@ -49,7 +49,7 @@ ADDED_LATER_KEYS = frozenset({
     "augment.sobel_prob", "augment.noise_prob", "augment.rotate_prob",
     "eval.transform_tasks", "eval.transform_epochs", "eval.transform_batch_size", "eval.transform_lr",
     "eval.transfer_dataset", "eval.transfer_protocols", "eval.transfer_loader",
-    "eval.finetune_subset_files",
+    "eval.finetune_subset_files", "eval.finetune_scratch",
     "method",
 })
 

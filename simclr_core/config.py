@@ -149,6 +149,9 @@ class EvalConfig:
     # image per line, by its stored path or a tail of it, or (a file of integers) by its row in the training
     # split: simclr_core/evaluate/subset_files.py.
     finetune_subset_files: tuple[str, ...] = ()
+    # Also train a newly initialised encoder of the same architecture (the run's seed) on the same labelled images
+    # with the same schedule: the supervised baseline trained from scratch (finetune_scratch_top1_<pct>, ...).
+    finetune_scratch: bool = False
     # Evaluate kNN every this many epochs during training (0 = only at the end).
     knn_every_epochs: int = 0
     # transform_probe (Table 3): the transformations an MLP on frozen h and g(h) learns to tell apart

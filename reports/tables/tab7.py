@@ -3,9 +3,12 @@ SimCLR's ResNet-50 at widths 1x, 2x and 4x fine-tuned on 1% and on 10% of the la
 
 The delta table holds the twelve cells (width x label fraction x top-1/top-5). The paper's layout is a table of its
 own, one row per architecture, columns label fraction x metric, the paper's numbers beside ours; the other methods
-of Tables 7 and B.4 (numbers the paper quotes, not run here) are reference rows in a second table. Conclusions, each
+of Tables 7 and B.4 (numbers the paper quotes, not run here) are reference rows in a second table. Each run also
+trains a newly initialised network of its width on the same labelled images (the supervised baseline,
+finetune_scratch_*), set beside the paper's "Supervised baseline" (ResNet-50 1x) in a third table. Conclusions, each
 on top-5 and top-1 together: 10% of the labels beats 1% at every width; the wider network is better with 1% of the
-labels, and with 10%. The notes say how many labelled images our runs fine-tuned on and how the subsets were chosen.
+labels, and with 10%; pretraining beats the supervised baseline trained on the same labels. The notes say how many
+labelled images our runs fine-tuned on and how the subsets were chosen.
 """
 from __future__ import annotations
 
@@ -31,10 +34,20 @@ FRACTIONS = ("1%", "10%")
 WIDTHS = (1.0, 2.0, 4.0)
 
 
+SCRATCH = "finetune_scratch_"
+
+
 def metrics() -> dict[str, tuple[str, str]]:
-    """Our metric -> (label fraction, CSV metric), from the declaration (finetune_top5_1pct -> ("1%", ...))."""
+    """The pretrained network's metrics -> (label fraction, CSV metric), from the declaration
+    (finetune_top5_1pct -> ("1%", "finetune_top5"))."""
     spec = get_experiment(EXPERIMENT).published.metrics
-    return {metric: (where["label_fraction"], where["metric"]) for metric, where in spec.items()}
+    return {metric: (where["label_fraction"], where["metric"]) for metric, where in spec.items()
+            if not metric.startswith(SCRATCH)}
+
+
+def scratch(metric: str) -> str:
+    """The supervised baseline's metric beside a pretrained one's: finetune_top5_1pct -> finetune_scratch_top5_1pct."""
+    return metric.replace("finetune_", SCRATCH, 1)
 
 
 def ranked() -> str:
@@ -42,7 +55,9 @@ def ranked() -> str:
 
 
 def label(metric: str) -> str:
-    """finetune_top5_1pct -> "1% top-5"."""
+    """finetune_top5_1pct -> "1% top-5"; finetune_scratch_top5_1pct -> "1% top-5, from scratch"."""
+    if metric.startswith(SCRATCH):
+        return label(metric.replace(SCRATCH, "finetune_", 1)) + ", from scratch"
     fraction, kind = metrics()[metric]
     return f"{fraction} {KINDS[kind]}"
 
@@ -91,11 +106,31 @@ def wider_is_better_at(fraction: str):
     return check
 
 
+def pretraining_beats_scratch(cells: pd.DataFrame) -> Finding | Verdict:
+    """The pretrained network fine-tuned minus the supervised baseline trained from scratch on the same labels, per
+    label fraction, metric and width where both have a number (the paper's baseline: ResNet-50 1x only)."""
+    margins, detail = [], []
+    for kind, shown in KINDS.items():
+        for fraction in FRACTIONS:
+            metric = _metric(fraction, kind)
+            for width in WIDTHS:
+                pretrained, baseline = _at(cells, metric, width), _at(cells, scratch(metric), width)
+                if pretrained is None or baseline is None:
+                    continue
+                margins.append(difference(pretrained, baseline, f"{width:g}x {fraction} {shown}: pretrained - scratch"))
+                detail.append(f"{width:g}x {fraction} {shown} {baseline['value']:.1f} -> {pretrained['value']:.1f}")
+    if not margins:
+        return undecided("needs a width with both the fine-tuned network and the baseline from scratch")
+    return Finding(tuple(margins), "from scratch -> pretrained: " + "; ".join(detail))
+
+
 def table7_conclusions(table: pd.DataFrame) -> list[Conclusion]:
     paper, ours, noise = width_cells(table, "published"), width_cells(table, "ours_mean"), noise_of(table)
     checks = [("10% of the labels beats 1% at every width (top-5 and top-1)", more_labels_help)]
     checks += [(f"wider is better with {f} of the labels: 1x < 2x < 4x (top-5 and top-1)", wider_is_better_at(f))
                for f in FRACTIONS]
+    checks += [("pretraining beats the supervised baseline trained from scratch on the same labels (top-5 and top-1)",
+                pretraining_beats_scratch)]
     return [conclude(claim, check, paper, ours, noise) for claim, check in checks]
 
 
@@ -108,6 +143,21 @@ def paper_layout(table: pd.DataFrame) -> pd.DataFrame:
         for kind in KINDS:
             for fraction in FRACTIONS:
                 metric = _metric(fraction, kind)
+                cell = table[(table[axis_column(AXIS)].map(canon) == width) & (table["metric"] == metric)]
+                for side, column in (("paper", "published"), ("ours", "ours_mean")):
+                    row[f"{label(metric)} ({side})"] = float(cell[column].iloc[0]) if len(cell) else math.nan
+        records.append(row)
+    return pd.DataFrame(records)
+
+
+def baseline_layout(table: pd.DataFrame) -> pd.DataFrame:
+    """The supervised baseline from scratch beside the paper's (ResNet-50 1x only), one row per architecture."""
+    records = []
+    for width, name in architectures(EXPERIMENT).items():
+        row: dict[str, Any] = {"architecture": name}
+        for kind in KINDS:
+            for fraction in FRACTIONS:
+                metric = scratch(_metric(fraction, kind))
                 cell = table[(table[axis_column(AXIS)].map(canon) == width) & (table["metric"] == metric)]
                 for side, column in (("paper", "published"), ("ours", "ours_mean")):
                     row[f"{label(metric)} ({side})"] = float(cell[column].iloc[0]) if len(cell) else math.nan
@@ -158,6 +208,8 @@ def tab7(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     return Artefact(figure, table, agree, table7_conclusions(table),
                     tables={"Tables 7 (top-5) and B.4 (top-1) as printed (SimCLR rows), ours beside":
                             paper_layout(table),
+                            "The supervised baseline trained from scratch on the same labels (the paper's: ResNet-50 "
+                            "1x, quoted from Zhai et al. 2019), ours beside": baseline_layout(table),
                             "Tables 7 and B.4's other methods, as the paper quotes them (reference; not run here)":
                             other_methods()},
                     notes=[f"Rank agreement is over the {label(ranked())} cells only."] + subset_notes(ours))

@@ -72,17 +72,38 @@ def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
     # One view per image; where the run streams, a crop drawn on each original image, as in pretraining.
     augment = crop.first_view_from_originals if feed.loader == "stream" else crop.first_view
     listed = [torch.from_numpy(s) for s in official_subsets(cfg)] or [None] * len(ev.finetune_fractions)
+    starts = {"finetune": encoder}
+    if ev.finetune_scratch:
+        starts["finetune_scratch"] = scratch_encoder(cfg, feed.image_size, encoder)
     for fraction, subset in zip(ev.finetune_fractions, listed):
         if subset is None:
             subset = balanced_subset(feed.train_labels, fraction, num_classes=feed.num_classes, seed=cfg.seed)
-        result = finetune_eval(encoder, *_data(feed), label_fraction=fraction, epochs=ev.finetune_epochs,
-                               batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,
-                               augment=augment, subset=subset, **_common(feed))
         pct = f"{fraction * 100:g}pct"
-        metrics.update({f"finetune_top1_{pct}": result["finetune_top1"],
-                        f"finetune_top5_{pct}": result["finetune_top5"],
-                        f"finetune_examples_{pct}": int(subset.numel())})
+        for prefix, start in starts.items():
+            result = finetune_eval(start, *_data(feed), label_fraction=fraction, epochs=ev.finetune_epochs,
+                                   batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,
+                                   augment=augment, subset=subset, **_common(feed))
+            metrics.update({f"{prefix}_top1_{pct}": result["finetune_top1"],
+                            f"{prefix}_top5_{pct}": result["finetune_top5"]})
+        metrics[f"finetune_examples_{pct}"] = int(subset.numel())
     return metrics
+
+
+# Offset of the scratch baseline's initial weights from the run's seed (train() seeds the pretrained network's with
+# the seed itself), so that the baseline does not start from the pretraining's initial weights.
+SCRATCH_SEED_OFFSET = 7919
+
+
+def scratch_encoder(cfg, image_size: int, like: nn.Module) -> nn.Module:
+    """A newly initialised encoder of the run's architecture on `like`'s device: what eval.finetune_scratch trains
+    from scratch on the labelled images, seeded from the run's seed (the global random state is left as it was)."""
+    from simclr_core.models import create_encoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + SCRATCH_SEED_OFFSET)
+        fresh = create_encoder(cfg.encoder.name, width=cfg.encoder.width, stem=cfg.encoder.stem,
+                               image_size=image_size)
+    return fresh.to(next(like.parameters()).device)
 
 
 def _transform_probe(encoder, feed, cfg, dtype, *, head) -> dict[str, Any]:
@@ -152,4 +173,4 @@ def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, name
     return metrics
 
 
-__all__ = ["PROTOCOLS", "Protocol", "require_protocol_data", "run_protocols"]
+__all__ = ["PROTOCOLS", "Protocol", "require_protocol_data", "run_protocols", "scratch_encoder"]
