@@ -22,7 +22,6 @@ that many (still encoded) row groups in memory, however large the dataset.
 from __future__ import annotations
 
 import io
-import os
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -38,9 +37,9 @@ from simclr_core.config import DataConfig
 from simclr_core.data.cache import CachedIndex
 from simclr_core.data.catalog import SPLITS, dataset_spec
 from simclr_core.data.decode import mixed_sizes_error
-from simclr_core.data.folder_memo import from_folders
+from simclr_core.data.folder_index import folder_index
 from simclr_core.data.images import integer_labels, label_column
-from simclr_core.data.locate import Source, folder_classes, locate_source
+from simclr_core.data.locate import Source, locate_source
 from simclr_core.data.tar_index import IMAGE_SUFFIXES, index_tar   # image suffixes: folders' too
 from simclr_core.validation import ConfigError, require_choice
 
@@ -334,32 +333,14 @@ def require_one_size(split: EncodedSplit, sample: int = SIZE_SAMPLE) -> tuple[st
 def open_folder(name: str, source: Source) -> FileSplit:
     """The index of an image folder's split (`source`): its image files, class folder by class folder, each labelled
     by its class folder's place among the class folders of all splits (folder_classes), at any depth below it.
-    Listed once per process while none of its folders changes (folder_memo.py)."""
+    Listed once, then kept in the process and on disk while none of its folders changes (folder_index.py)."""
     root = Path(source.location)
     split_dir = next(root / n for n in (source.split, "val", "validation", "test", "train") if (root / n).is_dir())
-    paths, labels, num_classes = from_folders(("open_folder", str(root), str(split_dir)),
-                                              lambda: _list_folder(root, split_dir))
+    paths, labels, num_classes = folder_index(name, root, split_dir)
     if not paths:
         raise ConfigError(f"{split_dir} holds no images ({', '.join(IMAGE_SUFFIXES)}) in class folders; expected "
                           f"{split_dir}/<class>/<image>, e.g. {split_dir}/cat/0001.jpg")
     return FileSplit(name, paths, labels.copy(), num_classes)          # a copy: the memo's stays as listed
-
-
-def _list_folder(root: Path, split_dir: Path) -> tuple[tuple[tuple[str, ...], np.ndarray, int], list[str]]:
-    """((image paths, their labels, the number of classes), every folder listed) of a split's folder."""
-    classes = folder_classes(root)                 # labels by name across splits, not by position in this one
-    listed = [str(root), *(str(d) for d in root.iterdir() if d.is_dir())]      # the splits' class folders
-    paths, labels = [], []
-    for label, cls in enumerate(classes):
-        if not (split_dir / cls).is_dir():
-            continue
-        for folder, _, files in sorted(os.walk(split_dir / cls)):
-            listed.append(folder)
-            for f in sorted(files):
-                if f.lower().endswith(IMAGE_SUFFIXES):
-                    paths.append(os.path.join(folder, f))
-                    labels.append(label)
-    return (tuple(paths), np.asarray(labels, dtype=np.int64), len(classes)), listed
 
 
 def _image_column(schema, where: str) -> str:

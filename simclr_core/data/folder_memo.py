@@ -33,11 +33,19 @@ _entries: dict[Hashable, _Entry] = {}
 _lock = threading.Lock()
 
 
-def _mtime_ns(folder: str) -> int | None:
+def mtime_ns(folder: str) -> int | None:
+    """The folder's mtime in ns; None where it is gone (or unreadable)."""
     try:
         return os.stat(folder).st_mtime_ns
     except OSError:
         return None
+
+
+def settled(mtimes: Iterable[int | None], started_ns: int) -> bool:
+    """Whether a listing begun at `started_ns` (time.time_ns()) of folders with these mtimes may be kept: every
+    folder still there and last modified RACY_MTIME_S or more before the listing began."""
+    racy_from = started_ns - int(RACY_MTIME_S * 1e9)
+    return all(mtime is not None and mtime < racy_from for mtime in mtimes)
 
 
 def from_folders(key: Hashable, build: Callable[[], tuple[Any, Iterable[str]]]) -> Any:
@@ -45,14 +53,13 @@ def from_folders(key: Hashable, build: Callable[[], tuple[Any, Iterable[str]]]) 
     while each of those folders keeps the mtime it had; else built again (and kept unless a folder is racy)."""
     with _lock:
         entry = _entries.get(key)
-    if entry is not None and all(_mtime_ns(folder) == mtime for folder, mtime in entry.mtimes):
+    if entry is not None and all(mtime_ns(folder) == mtime for folder, mtime in entry.mtimes):
         return entry.value
     started_ns = time.time_ns()
     value, folders = build()
-    mtimes = tuple((folder, _mtime_ns(folder)) for folder in dict.fromkeys(folders))
-    racy_from = started_ns - int(RACY_MTIME_S * 1e9)
+    mtimes = tuple((folder, mtime_ns(folder)) for folder in dict.fromkeys(folders))
     with _lock:
-        if all(mtime is not None and mtime < racy_from for _, mtime in mtimes):
+        if settled((mtime for _, mtime in mtimes), started_ns):
             _entries[key] = _Entry(value, mtimes)
         else:
             _entries.pop(key, None)
@@ -65,4 +72,4 @@ def forget() -> None:
         _entries.clear()
 
 
-__all__ = ["RACY_MTIME_S", "forget", "from_folders"]
+__all__ = ["RACY_MTIME_S", "forget", "from_folders", "mtime_ns", "settled"]

@@ -56,6 +56,10 @@ def subset(subset_cache):
         return {split: load_images(DataConfig(), split) for split in ("train", "test")}
 
 
+def decoded(cache) -> list:
+    """The decoded splits in a cache folder (which may also hold the indexes of image folders: no decoding)."""
+    return sorted(cache.rglob("*.npy")) if cache.exists() else []
+
 def _pil_decode(data: bytes) -> np.ndarray:
     """Independent reference: PIL, HWC -> CHW."""
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).transpose(2, 0, 1)
@@ -220,7 +224,7 @@ def test_a_hugging_face_cache_that_cannot_be_written_is_refused_before_decoding(
                                           r"its datasets cache .*a-file/hf \(.*a-file is not a folder\); set "
                                           r"\$HF_DATASETS_CACHE \(or \$HF_HOME\) to a writable folder"):
         require_data(DataConfig(), need_test=False)
-    assert not (tmp_path / "cache").exists()
+    assert not decoded(tmp_path / "cache")
 
 
 def test_a_full_cache_disk_is_an_error_not_a_sigbus(small_disk):
@@ -396,7 +400,7 @@ def test_a_split_decoded_at_its_first_images_size_refuses_images_of_another_size
                r"of one size .* set data.image_size=N .* or data.loader=stream")
     with pytest.raises(ConfigError, match=message):
         require_data(mixed, need_test=True)
-    assert not (tmp_path / "cache").exists()                       # nothing was decoded
+    assert not decoded(tmp_path / "cache")                       # nothing was decoded
     uniform = replace(mixed, data_dir=str(_mixed_folder(tmp_path / "uniform", None)))
     require_data(uniform, need_test=True)
     assert load_images(uniform, "train").images.shape == (36, 3, 20, 20)
@@ -465,7 +469,7 @@ def test_view_side_is_known_before_decoding_a_resident_folder_at_its_first_image
     assert view_side(replace(resident, image_size=48)) == 48
     assert view_side(replace(resident, data_dir=str(tmp_path / "nowhere"))) == 224     # require_data names it
     assert view_side(DataConfig(dataset="cifar10", loader="resident")) == 32
-    assert not (tmp_path / "cache").exists()                       # nothing was decoded
+    assert not decoded(tmp_path / "cache")                       # nothing was decoded
     assert load_images(resident, "train").images.shape[-1] == view_side(resident)
 
 
@@ -485,7 +489,7 @@ def test_a_batch_larger_than_the_training_images_is_refused_before_the_run(tmp_p
     if loader == "resident":
         with pytest.raises(ConfigError, match="batch_size=36 exceeds the 20 training images"):
             check_inputs(cfg.with_overrides({"batch_size": 36, "data.train_limit": 20}))
-    assert not (tmp_path / "cache").exists()                       # nothing was decoded
+    assert not decoded(tmp_path / "cache")                       # nothing was decoded
 
 
 def test_the_pre_run_check_of_a_split_to_stream_builds_its_index_once(tmp_path, monkeypatch):
@@ -679,7 +683,7 @@ def test_require_data_finds_local_splits_without_decoding_and_names_a_missing_on
         require_data(cfg, need_test=False)
         with pytest.raises(DataNotFoundError, match=r"no 'test' split found \(data.data_dir="):
             require_data(cfg, need_test=True)
-    assert not (tmp_path / "cache").exists()                       # nothing was decoded
+    assert not decoded(tmp_path / "cache")                       # nothing was decoded
 
 
 def test_require_data_refuses_a_limit_larger_than_its_split_before_anything_is_decoded(tmp_path, monkeypatch):
@@ -701,7 +705,7 @@ def test_require_data_refuses_a_limit_larger_than_its_split_before_anything_is_d
     require_data(replace(folder, train_limit=4, test_limit=3), need_test=True)
     with pytest.raises(ConfigError, match=r"^data.test_limit=4 does not fit the 3 examples of split 'test'"):
         require_data(replace(folder, train_limit=4, test_limit=4), need_test=True)
-    assert not (tmp_path / "cache").exists()                                      # nothing was decoded
+    assert not decoded(tmp_path / "cache")                                      # nothing was decoded
     with pytest.raises(ConfigError, match=r"data.train_limit=9 does not fit the 5 examples"):
         load_images(replace(parquet, train_limit=9), "train")                     # as the run would say it
 
@@ -730,7 +734,7 @@ def test_require_data_indexes_a_local_split_to_stream_and_names_what_it_lacks(tm
     pq.write_table(table.drop(["label"]), tmp_path / "data" / "train.parquet")
     with pytest.raises(ConfigError, match=r"train.parquet has none of the label columns"):
         require_data(cfg, need_test=False)
-    assert not (tmp_path / "cache").exists()                       # nothing was decoded
+    assert not decoded(tmp_path / "cache")                       # nothing was decoded
 
 
 def test_require_data_refuses_a_hub_split_it_cannot_fetch(tmp_path, monkeypatch, empty_hf_cache):

@@ -1,5 +1,6 @@
-"""An image folder is listed once per process while none of its folders changes (data/folder_memo.py), and what the
-listing gives is the same as a fresh one: the split's index, the files under the folder and the data's identity."""
+"""An image folder is listed once per process (data/folder_memo.py), and its index once for all processes (on disk,
+data/folder_index.py), while none of its folders changes; what they give is what a fresh listing gives: the split's
+index, the files under the folder and the data's identity."""
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +20,9 @@ OLD = time.time() - 3600           # an hour ago: past RACY_MTIME_S, so a listin
 
 
 @pytest.fixture(autouse=True)
-def fresh_memo():
+def fresh_memo(tmp_path, monkeypatch):
+    """An empty memo, and a cache folder of the test's own (where folder indexes are kept)."""
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
     folder_memo.forget()
     yield
     folder_memo.forget()
@@ -36,9 +39,9 @@ def write_folder(root: Path, counts: dict[str, dict[str, int]]) -> Path:
     return root
 
 
-def age(root: Path) -> None:
+def age(root: Path, when: float = OLD) -> None:
     for folder, _, _ in os.walk(root):
-        os.utime(folder, (OLD, OLD))
+        os.utime(folder, (when, when))
 
 
 def count_walks(monkeypatch) -> dict[str, int]:
@@ -53,7 +56,7 @@ def count_walks(monkeypatch) -> dict[str, int]:
     def counted_locate_walk(*args, **kwargs):
         calls["locate._walk"] += 1
         return locate_walk(*args, **kwargs)
-    monkeypatch.setattr("simclr_core.data.encoded.os.walk", counted_os_walk)
+    monkeypatch.setattr("simclr_core.data.folder_index.os.walk", counted_os_walk)
     monkeypatch.setattr(locate, "_walk", counted_locate_walk)
     return calls
 
@@ -104,6 +107,51 @@ def test_a_folder_changed_within_the_racy_window_is_listed_again(tmp_path, monke
     open_encoded(cfg_of(root), "train")
     open_encoded(cfg_of(root), "train")
     assert calls["os.walk"] == 2                                 # not kept: listed each time
+    assert not list((tmp_path / "cache").glob("*.index.npz"))   # nor written to disk
+
+
+def test_another_process_reads_the_index_from_disk_without_listing_the_folder(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    root = write_folder(tmp_path / "data", {"train": {"cat": 3, "dog": 2}, "test": {"cat": 1, "dog": 1}})
+    listed = open_encoded(cfg_of(root), "train")
+    assert len(list((tmp_path / "cache").glob("imagefolder-train-*.index.npz"))) == 1
+    script = textwrap.dedent(f"""
+        import os
+        def refuse(*args, **kwargs):
+            raise AssertionError("listed the folder although its index is on disk")
+        os.walk = refuse
+        from simclr_core.config import DataConfig
+        from simclr_core.data.encoded import open_encoded
+        split = open_encoded(DataConfig(dataset="imagefolder", data_dir={str(root)!r}, loader="stream",
+                                        image_size=32), "train")
+        print(repr((split.paths, split.labels.tolist(), split.num_classes)))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "SIMCLR_CACHE_DIR": str(tmp_path / "cache")}).stdout
+    assert out.strip() == repr((listed.paths, listed.labels.tolist(), listed.num_classes))
+
+
+@pytest.mark.parametrize("change", ["image added", "entry damaged"])
+def test_the_index_on_disk_is_listed_again_when_stale_or_damaged(tmp_path, monkeypatch, change):
+    root = write_folder(tmp_path / "data", {"train": {"cat": 3, "dog": 2}})
+    open_encoded(cfg_of(root), "train")
+    folder_memo.forget()                                         # as a new process
+    (entry,) = (tmp_path / "cache").glob("*.index.npz")
+    if change == "image added":
+        (root / "train" / "dog" / "new.jpg").write_bytes(b"y")
+        age(root, OLD + 60)                                      # settled again (a later mtime): kept
+    else:
+        entry.write_bytes(entry.read_bytes()[:100])
+    calls = count_walks(monkeypatch)
+    again = open_encoded(cfg_of(root), "train")
+    assert calls["os.walk"] == 2                                 # listed again
+    assert len(again) == (6 if change == "image added" else 5)
+    folder_memo.forget()
+    calls["os.walk"] = 0
+    assert open_encoded(cfg_of(root), "train").paths == again.paths and calls["os.walk"] == 0   # kept again
 
 
 def test_the_identity_is_the_hash_of_every_file_s_name_and_size_listed_once(tmp_path, monkeypatch):
