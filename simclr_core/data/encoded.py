@@ -6,7 +6,8 @@ Nothing is decoded. Four layouts:
 
   - parquet shards (the Hugging Face layout, e.g. the Hub's ImageNet): read by row group, the unit of
     parquet's compression; only the label column is read to build the index;
-  - an image folder (class folders of JPEG/PNG files): one file per image;
+  - an image folder (class folders of JPEG/PNG files): one file per image; its listing is kept in the process
+    and on disk while none of its folders changes (folder_index.py);
   - arrow files and `save_to_disk` folders: memory-mapped by `datasets`, read row by row;
   - WebDataset tar shards (key.jpg + key.cls): each image's offset and size in its shard, read by seeking;
     building it reads every member's header, so this index is cached (data/cache.py: CachedIndex).
