@@ -335,5 +335,5 @@ def _place(images: Tensor, device: torch.device) -> Tensor:
     return images.pin_memory() if device.type == "cuda" else images
 
 
-__all__ = ["Feed", "GENERIC_DATASETS", "LOADERS", "data_identity", "data_identity_later", "open_feed", "require_batch_fits", "require_data",
-           "resolve_loader", "train_split_size", "view_side"]
+__all__ = ["Feed", "GENERIC_DATASETS", "LOADERS", "data_identity", "data_identity_later", "open_feed",
+           "require_batch_fits", "require_data", "resolve_loader", "train_split_size", "view_side"]

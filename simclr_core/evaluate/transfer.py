@@ -216,6 +216,6 @@ def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: S
             "transfer_source": train.source, "transfer_loader": train.loader, **streamed}
 
 
-__all__ = ["TRANSFER_PROTOCOLS", "UNSUPPORTED", "TransferSplit", "load_transfer_split", "require_transfer", "require_transfer_data",
-           "require_transfer_dataset", "require_transfer_protocols", "run_transfer", "transfer_datasets",
-           "transfer_eval"]
+__all__ = ["TRANSFER_PROTOCOLS", "UNSUPPORTED", "TransferSplit", "load_transfer_split", "require_transfer",
+           "require_transfer_data", "require_transfer_dataset", "require_transfer_protocols", "run_transfer",
+           "transfer_datasets", "transfer_eval"]

@@ -21,7 +21,8 @@ TABLE7_CELLS = {
     (4, "finetune_top5_1pct"): ("Table 7", "1%", 85.8), (4, "finetune_top5_10pct"): ("Table 7", "10%", 92.6),
     (4, "finetune_top1_1pct"): ("Table B.4", "1%", 63.0), (4, "finetune_top1_10pct"): ("Table B.4", "10%", 74.4),
     # The supervised baseline the paper quotes, for ResNet-50 1x only: beside our baseline trained from scratch.
-    (1, "finetune_scratch_top5_1pct"): ("Table 7", "1%", 48.4), (1, "finetune_scratch_top5_10pct"): ("Table 7", "10%", 80.4),
+    (1, "finetune_scratch_top5_1pct"): ("Table 7", "1%", 48.4),
+    (1, "finetune_scratch_top5_10pct"): ("Table 7", "10%", 80.4),
     (1, "finetune_scratch_top1_1pct"): ("Table B.4", "1%", 25.4),
     (1, "finetune_scratch_top1_10pct"): ("Table B.4", "10%", 56.4),
 }
