@@ -181,3 +181,31 @@ def test_the_identity_taken_beside_training_is_the_same_and_its_errors_reach_the
     wait = data_identity_later(cfg_of(root))
     with pytest.raises(RuntimeError, match="disk gone"):
         wait()
+
+
+def test_processes_opening_a_folder_at_once_list_it_once_between_them(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    root = write_folder(tmp_path / "data", {"train": {"cat": 3, "dog": 2}})
+    script = textwrap.dedent(f"""
+        import os, time
+        walks, real_walk = [], os.walk
+        def slow_walk(top, *args, **kwargs):
+            walks.append(top)
+            time.sleep(1.0)                    # a slow file system: the other process arrives meanwhile
+            return real_walk(top, *args, **kwargs)
+        os.walk = slow_walk
+        from simclr_core.config import DataConfig
+        from simclr_core.data.encoded import open_encoded
+        split = open_encoded(DataConfig(dataset="imagefolder", data_dir={str(root)!r}, loader="stream",
+                                        image_size=32), "train")
+        print(len(walks), len(split))
+    """)
+    env = {**os.environ, "SIMCLR_CACHE_DIR": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outs = sorted(p.communicate(timeout=120)[0].split() for p in procs)
+    assert all(p.returncode == 0 for p in procs)
+    assert outs == [["0", "5"], ["2", "5"]]        # one listed both class folders, the other read what it wrote
