@@ -135,29 +135,16 @@ def table7_conclusions(table: pd.DataFrame) -> list[Conclusion]:
 
 
 # ---- views ---------------------------------------------------------------------------------------------------
-def paper_layout(table: pd.DataFrame) -> pd.DataFrame:
-    """Tables 7 and B.4's SimCLR rows: one row per architecture, label fraction x metric columns, paper and ours."""
+def paper_layout(table: pd.DataFrame, from_scratch: bool = False) -> pd.DataFrame:
+    """Tables 7 and B.4's SimCLR rows (`from_scratch`: the supervised baseline's, which the paper has for ResNet-50
+    1x only): one row per architecture, label fraction x metric columns, paper and ours."""
     records = []
     for width, name in architectures(EXPERIMENT).items():
         row: dict[str, Any] = {"architecture": name}
         for kind in KINDS:
             for fraction in FRACTIONS:
                 metric = _metric(fraction, kind)
-                cell = table[(table[axis_column(AXIS)].map(canon) == width) & (table["metric"] == metric)]
-                for side, column in (("paper", "published"), ("ours", "ours_mean")):
-                    row[f"{label(metric)} ({side})"] = float(cell[column].iloc[0]) if len(cell) else math.nan
-        records.append(row)
-    return pd.DataFrame(records)
-
-
-def baseline_layout(table: pd.DataFrame) -> pd.DataFrame:
-    """The supervised baseline from scratch beside the paper's (ResNet-50 1x only), one row per architecture."""
-    records = []
-    for width, name in architectures(EXPERIMENT).items():
-        row: dict[str, Any] = {"architecture": name}
-        for kind in KINDS:
-            for fraction in FRACTIONS:
-                metric = scratch(_metric(fraction, kind))
+                metric = scratch(metric) if from_scratch else metric
                 cell = table[(table[axis_column(AXIS)].map(canon) == width) & (table["metric"] == metric)]
                 for side, column in (("paper", "published"), ("ours", "ours_mean")):
                     row[f"{label(metric)} ({side})"] = float(cell[column].iloc[0]) if len(cell) else math.nan
@@ -209,7 +196,7 @@ def tab7(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
                     tables={"Tables 7 (top-5) and B.4 (top-1) as printed (SimCLR rows), ours beside":
                             paper_layout(table),
                             "The supervised baseline trained from scratch on the same labels (the paper's: ResNet-50 "
-                            "1x, quoted from Zhai et al. 2019), ours beside": baseline_layout(table),
+                            "1x, quoted from Zhai et al. 2019), ours beside": paper_layout(table, from_scratch=True),
                             "Tables 7 and B.4's other methods, as the paper quotes them (reference; not run here)":
                             other_methods()},
                     notes=[f"Rank agreement is over the {label(ranked())} cells only."] + subset_notes(ours))

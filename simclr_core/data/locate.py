@@ -214,7 +214,7 @@ def _find_local(spec: DatasetSpec, path: Path, names: tuple[str, ...]) -> tuple[
     for name in names:
         if (path / name / "state.json").is_file():  # Dataset.save_to_disk
             saved = path / name
-            return Source(spec.name, "disk", str(saved), name, _walk_files(saved)), ""
+            return Source(spec.name, "disk", str(saved), name, folder_files(saved)), ""
         files = _split_files(path, name)
         if files:
             return Source(spec.name, "files", _FORMATS[Path(files[0]).suffix], name, files), ""
@@ -249,10 +249,6 @@ def folder_classes(root: Path) -> list[str]:
     splits = (*spec.split_names("train"), *spec.test_split_names)
     return sorted({d.name for split in splits if (root / split).is_dir() for d in (root / split).iterdir()
                    if d.is_dir() and not d.name.startswith(".")})
-
-
-def _walk_files(root: Path) -> tuple[str, ...]:
-    return tuple(sorted(str(Path(folder) / f) for folder, files in _walk(root) for f in files))
 
 
 def folder_files(root: Path) -> tuple[str, ...]:
