@@ -17,7 +17,8 @@ DEVIATIONS = (
     "the paper does not state how its supervised baselines were optimised; these runs use the contrastive runs' "
     f"optimiser and schedule (LARS, warm-up then cosine) with weight decay {SUPERVISED_WEIGHT_DECAY:g}, the usual "
     "value for a supervised ResNet (the contrastive runs' 1e-6 leaves a classifier all but unregularised)",
-    "a supervised run trains on the first of the two views the augmentation makes; the second is made and unused",
+    "a supervised run trains on one view per image: the first of the two views a contrastive step would make from "
+    "the same random draws (so both methods see the same crops); the second view is never made",
 )
 
 AUGMENTATIONS = {"crop": ("crop",), "crop+color": ("crop", "color"), "crop+color+blur": ("crop", "color", "blur")}

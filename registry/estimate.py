@@ -257,8 +257,8 @@ def evaluation_view_equivalents(cfg: RunConfig, train: int, test: int) -> float:
             transfer_train, transfer_test = transfer_split_sizes(cfg)
             if "linear" in ev.transfer_protocols:
                 views += (transfer_train + transfer_test) * forward
-            if "finetune" in ev.transfer_protocols:
-                views += ev.finetune_epochs * transfer_train + transfer_test * forward
+            if "finetune" in ev.transfer_protocols:     # twice with eval.transfer_scratch (Table 8's random init)
+                views += (1 + ev.transfer_scratch) * (ev.finetune_epochs * transfer_train + transfer_test * forward)
     return views
 
 

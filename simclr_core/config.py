@@ -170,6 +170,9 @@ class EvalConfig:
     transfer_protocols: tuple[str, ...] = ("linear", "finetune")
     transfer_data_dir: str | None = None
     transfer_loader: str = "auto"
+    # With "finetune" among transfer_protocols, also fine-tune a newly initialised encoder of the run's architecture
+    # on the transfer dataset with the same schedule: Table 8's "Random init" row (transfer_scratch_top1, ...).
+    transfer_scratch: bool = False
 
 
 @dataclass(frozen=True)
@@ -355,6 +358,10 @@ class RunConfig:
         require_range("eval.transform_batch_size", ev.transform_batch_size, low=1)
         require_range("eval.transform_lr", ev.transform_lr, low=0, low_inclusive=False)
         require_transfer(ev.transfer_dataset, ev.transfer_protocols)
+        if ev.transfer_scratch and "transfer" in ev.protocols and "finetune" not in ev.transfer_protocols:
+            raise ConfigError(f"eval.transfer_scratch=True fine-tunes a newly initialised network as the transfer "
+                              f"protocol 'finetune' does, which eval.transfer_protocols={ev.transfer_protocols!r} "
+                              "leaves out: add 'finetune' to it, or set eval.transfer_scratch=False")
         require_choice("eval.transfer_loader", ev.transfer_loader, DATA_LOADERS)
 
         self._validate_method()

@@ -95,8 +95,9 @@ SCRATCH_SEED_OFFSET = 7919
 
 
 def scratch_encoder(cfg, image_size: int, like: nn.Module) -> nn.Module:
-    """A newly initialised encoder of the run's architecture on `like`'s device: what eval.finetune_scratch trains
-    from scratch on the labelled images, seeded from the run's seed (the global random state is left as it was)."""
+    """A newly initialised encoder of the run's architecture on `like`'s device: what eval.finetune_scratch and
+    eval.transfer_scratch train from scratch on the labelled images, seeded from the run's seed (the global random
+    state is left as it was)."""
     from simclr_core.models import create_encoder
 
     with torch.random.fork_rng(devices=[]):
@@ -120,7 +121,9 @@ def _supervised(encoder, feed, cfg, dtype, *, head) -> dict[str, Any]:
 
 
 def _transfer(encoder, feed, cfg, dtype) -> dict[str, Any]:
-    return run_transfer(encoder, cfg, image_size=feed.image_size, mean=feed.mean, std=feed.std, autocast_dtype=dtype)
+    scratch = scratch_encoder(cfg, feed.image_size, encoder) if cfg.eval.transfer_scratch else None
+    return run_transfer(encoder, cfg, image_size=feed.image_size, mean=feed.mean, std=feed.std, scratch=scratch,
+                        autocast_dtype=dtype)
 
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (  # each one's metric prefix: simclr_core/metric_names.py

@@ -7,11 +7,13 @@ chosen by eval.transfer_protocols:
   linear    a linear classifier on the frozen encoder's features of the transfer dataset (linear.py, with the
             eval.linear_* settings); the encoder is checked bit for bit afterwards
   finetune  a copy of the encoder plus a new linear head trained on the whole training split with random crop and
-            flip (finetune.py at label fraction 1, with the eval.finetune_* settings)
+            flip (finetune.py at label fraction 1, with the eval.finetune_* settings); with eval.transfer_scratch,
+            also a newly initialised encoder of the same architecture trained the same way (Table 8's "Random init")
 
 Each reports top-1 and mean per-class accuracy (percent) on the test split: transfer_linear_top1,
-transfer_linear_mean_per_class_acc, transfer_finetune_top1, transfer_finetune_mean_per_class_acc. Table 8 prints
-mean per-class accuracy for Aircraft, Pets, Caltech-101 and Flowers and top-1 for the others; both are computed.
+transfer_linear_mean_per_class_acc, transfer_finetune_top1, transfer_finetune_mean_per_class_acc (and
+transfer_scratch_top1, transfer_scratch_mean_per_class_acc). Table 8 prints mean per-class accuracy for Aircraft,
+Pets, Caltech-101 and Flowers and top-1 for the others; both are computed.
 
 Data: eval.transfer_dataset names a dataset of the data catalog (data/catalog.py), found like any other
 (eval.transfer_data_dir, else $SIMCLR_DATA_DIR/<name>, else its Hub id), at the run's image size, the side of the
@@ -166,14 +168,16 @@ def transfer_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
                   test_labels: Tensor, *, num_classes: int, mean: Sequence[float], std: Sequence[float],
                   protocols: Sequence[str] = TRANSFER_PROTOCOLS, seed: int = 0, linear: dict[str, Any] | None = None,
                   finetune: dict[str, Any] | None = None, augment: Augment | None = None,
-                  autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
+                  scratch: nn.Module | None = None, autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
     """Top-1 and mean per-class accuracy (percent) of each protocol in `protocols` on a labelled transfer dataset:
     {"transfer_linear_top1", "transfer_linear_mean_per_class_acc", "transfer_finetune_top1",
     "transfer_finetune_mean_per_class_acc"} (those of the protocols run).
 
     `linear` and `finetune` are further keyword arguments of linear_eval and finetune_eval (epochs, batch_size,
     lr, ...); fine-tuning uses every training label and `augment` (uint8 batch, generator) -> network input.
-    The encoder is left unchanged (both protocols check it bit for bit).
+    With `scratch` (a newly initialised encoder) and "finetune" among `protocols`, that encoder is fine-tuned the
+    same way too: "transfer_scratch_top1", "transfer_scratch_mean_per_class_acc".
+    The encoders are left unchanged (both protocols check them bit for bit).
     """
     protocols = require_transfer_protocols(protocols)
     data = (encoder, train_images, train_labels, test_images, test_labels)
@@ -184,17 +188,21 @@ def transfer_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
         metrics.update(transfer_linear_top1=result["linear_top1"],
                        transfer_linear_mean_per_class_acc=result["linear_mean_per_class_acc"])
     if "finetune" in protocols:
-        result = finetune_eval(*data, label_fraction=1.0, augment=augment, **common, **(finetune or {}))
-        metrics.update(transfer_finetune_top1=result["finetune_top1"],
-                       transfer_finetune_mean_per_class_acc=result["finetune_mean_per_class_acc"])
+        starts = {"finetune": encoder, **({"scratch": scratch} if scratch is not None else {})}
+        for prefix, start in starts.items():
+            result = finetune_eval(start, *data[1:], label_fraction=1.0, augment=augment, **common,
+                                   **(finetune or {}))
+            metrics.update({f"transfer_{prefix}_top1": result["finetune_top1"],
+                            f"transfer_{prefix}_mean_per_class_acc": result["finetune_mean_per_class_acc"]})
     return metrics
 
 
 def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: Sequence[float], std: Sequence[float],
-                 autocast_dtype: torch.dtype | None = None) -> dict[str, Any]:
+                 scratch: nn.Module | None = None, autocast_dtype: torch.dtype | None = None) -> dict[str, Any]:
     """The transfer protocol of a run: eval.transfer_dataset read at `image_size` (streamed on the encoder's device)
-    and normalised with the pretraining statistics `mean`/`std`; `transfer_eval`'s metrics, the image counts, the
-    data's source and path, and (streamed) how many images could not be read."""
+    and normalised with the pretraining statistics `mean`/`std`; `transfer_eval`'s metrics (with `scratch`, a newly
+    initialised encoder's fine-tuning too), the image counts, the data's source and path, and (streamed) how many
+    images could not be read."""
     from simclr_core.augment import build_augmentation
     from simclr_core.config import AugmentConfig
 
@@ -207,7 +215,7 @@ def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: S
     metrics = transfer_eval(
         encoder, train.images, train.labels, test.images, test.labels,
         num_classes=max(train.num_classes, test.num_classes), mean=mean, std=std, protocols=ev.transfer_protocols,
-        seed=cfg.seed, autocast_dtype=autocast_dtype, augment=augment,
+        seed=cfg.seed, autocast_dtype=autocast_dtype, augment=augment, scratch=scratch,
         linear=dict(epochs=ev.linear_epochs, batch_size=ev.linear_batch_size, lr=ev.linear_lr),
         finetune=dict(epochs=ev.finetune_epochs, batch_size=ev.finetune_batch_size, lr=ev.finetune_lr))
     streamed = {"transfer_unreadable_images": train.images.bad.bad + test.images.bad.bad} \

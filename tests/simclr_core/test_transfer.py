@@ -15,6 +15,7 @@ from simclr_core import train as train_module
 from simclr_core.config import RunConfig
 from simclr_core.data.locate import DataNotFoundError
 from simclr_core.evaluate.accuracy import mean_per_class_accuracy, topk_accuracy
+from simclr_core.evaluate.finetune import finetune_eval
 from simclr_core.evaluate.frozen import changed_tensors, snapshot_state
 from simclr_core.evaluate.transfer import load_transfer_split, run_transfer, transfer_eval
 from simclr_core.train import train
@@ -92,6 +93,44 @@ def test_finetuning_transfer_trains_a_copy_and_reports_both_kinds_of_number(labe
     assert set(metrics) == {"transfer_finetune_top1", "transfer_finetune_mean_per_class_acc"}
     assert all(0.0 <= v <= 100.0 for v in metrics.values())
     assert changed_tensors(encoder, before) == []
+
+
+def conv_encoder(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten())
+
+
+def test_random_init_fine_tunes_the_fresh_encoder_alike_and_leaves_the_pretrained_numbers_as_they_were(label_data):
+    pretrained, fresh = conv_encoder(0), conv_encoder(1)
+    before = {name: snapshot_state(e) for name, e in (("pretrained", pretrained), ("fresh", fresh))}
+    finetune = dict(epochs=2, batch_size=16, lr=0.05)
+    both = transfer_eval(pretrained, *label_data, num_classes=3, mean=MEAN, std=STD, finetune=finetune, scratch=fresh,
+                         linear=dict(epochs=2, batch_size=16, lr=0.1))
+    alone = transfer_eval(pretrained, *label_data, num_classes=3, mean=MEAN, std=STD, finetune=finetune,
+                          linear=dict(epochs=2, batch_size=16, lr=0.1))
+    assert {k: v for k, v in both.items() if not k.startswith("transfer_scratch_")} == alone
+    by_hand = finetune_eval(fresh, *label_data, mean=MEAN, std=STD, num_classes=3, label_fraction=1.0, seed=0,
+                            mean_per_class=True, **finetune)
+    assert both["transfer_scratch_top1"] == pytest.approx(by_hand["finetune_top1"], abs=1e-9)
+    assert both["transfer_scratch_mean_per_class_acc"] == pytest.approx(by_hand["finetune_mean_per_class_acc"],
+                                                                        abs=1e-9)
+    assert changed_tensors(pretrained, before["pretrained"]) == [] and changed_tensors(fresh, before["fresh"]) == []
+    linear_only = transfer_eval(pretrained, *label_data, num_classes=3, mean=MEAN, std=STD, protocols=("linear",),
+                                scratch=fresh, linear=dict(epochs=2, batch_size=16, lr=0.1))
+    assert not any(k.startswith("transfer_scratch_") for k in linear_only)
+
+
+def test_random_init_needs_the_fine_tuning_protocol_and_doubles_its_planned_cost():
+    from registry.estimate import estimate
+    cfg = RunConfig().with_overrides({"eval.protocols": ("transfer",), "eval.transfer_dataset": "cifar10"})
+    with pytest.raises(ConfigError, match=r"eval.transfer_scratch=True .* eval.transfer_protocols=\('linear',\) "
+                                          r"leaves out: add 'finetune'"):
+        cfg.with_overrides({"eval.transfer_scratch": True, "eval.transfer_protocols": ("linear",)}).validate()
+    bare = estimate(cfg.with_overrides({"eval.transfer_protocols": ("linear",)}), "cpu").hours
+    once, twice = (estimate(cfg.with_overrides({"eval.transfer_scratch": on}), "cpu").hours - bare
+                   for on in (False, True))
+    assert twice == pytest.approx(2 * once, rel=1e-9) and once > 0
 
 
 def test_transfer_protocols_are_checked_before_compute(label_data):
@@ -258,3 +297,18 @@ def test_a_transfer_folder_without_images_stops_the_run_before_pretraining(tmp_p
         train(cfg, tmp_path / "run")
     with pytest.raises(ConfigError, match=r"eval.transfer_loader='disk'.*'auto', 'resident', 'stream'"):
         folder_transfer(root, **{"eval.transfer_loader": "disk"}).validate()
+
+
+def test_a_supervised_run_transfers_its_network_and_a_random_init_one_table8_baselines(tmp_path):
+    """Table 8's baselines end to end: a supervised run (train()), then the transfer protocol with eval.transfer_scratch
+    on the embedded subset; final.json holds the pretrained network's numbers and the random initialisation's."""
+    cfg = subset_transfer(**{
+        "method": "supervised", "data.dataset": "cifar10_subset", "data.train_limit": 64, "data.test_limit": 32,
+        "encoder.width": 0.25, "batch_size": 16, "max_steps": 2, "eval.protocols": ("transfer",),
+        "eval.transfer_scratch": True, "eval.linear_epochs": 1, "eval.finetune_epochs": 1,
+        "eval.finetune_batch_size": 16}).validate()
+    final = train(cfg, tmp_path / "run")
+    for prefix in ("transfer_linear", "transfer_finetune", "transfer_scratch"):
+        for kind in ("top1", "mean_per_class_acc"):
+            assert 0.0 <= final[f"{prefix}_{kind}"] <= 100.0, (prefix, kind)
+    assert final["transfer_train_images"] == 64 and final["transfer_test_images"] == 32
