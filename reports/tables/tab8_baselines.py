@@ -169,7 +169,7 @@ def _fine_tuned_bars(ax: Axes, cells: pd.DataFrame, labels: Sequence[str]) -> No
     for i, (method, row, color) in enumerate(zip(methods, values, sns.color_palette("colorblind", len(methods)))):
         ax.bar(x + (i - 1) * width, np.nan_to_num(row), width, color=color, label=shown(method))
     ax.set_xticks(x, labels, rotation=30, ha="right")
-    ax.set_ylabel("fine-tuned accuracy (%; top-1 or mean per-class)")
+    ax.set_ylabel("fine-tuned accuracy (%)")         # top-1 or mean per-class, as the paper prints
     ax.set_ylim(0, 112)
     ax.legend(fontsize=8, loc="upper center", ncol=3)
 
