@@ -22,36 +22,49 @@ from registry import Experiment, Published, grid
 SCRATCH_METRICS = {"transfer_scratch_top1": "transfer_finetune_top1",
                    "transfer_scratch_mean_per_class_acc": "transfer_finetune_mean_per_class_acc"}
 
-DEVIATIONS = (
-    "the supervised network is pretrained on each scale's pretraining data (CIFAR-10 at smoke/cpu/gpu, ImageNet at "
-    "paper scale) for 90 paper epochs, as the paper trains its other supervised baselines (Table 1, footnote 5); "
-    "the paper takes its Table 8 supervised ResNet-50 (4x) from the standard ImageNet training of Kornblith et al. "
-    "(2019) without restating its recipe",
-    "the random-initialisation row trains a newly initialised network of the run's architecture with the fine-tuning "
-    "schedule (eval.finetune_*); the paper trains it with its own grid of learning rates and weight decays, longer",
-    "the 90 epochs and the 4x width are paper units: each scale multiplies them by its factors, as for the SimCLR "
-    "runs of table8_transfer (`python -m registry scales`)",
-    *SUPERVISED_DEVIATIONS[1:],
-    *(d for d in TRANSFER_DEVIATIONS if not d.startswith(("smoke/cpu/gpu scales pretrain", "the 1000 epochs"))),
-)
+def baseline_deviations(table: str, width: str, simclr: str) -> tuple[str, ...]:
+    """The deviations of a transfer table's baselines (`table`: "Table 8", `width`: "4x", `simclr`: the experiment
+    of its SimCLR rows)."""
+    return (
+        "the supervised network is pretrained on each scale's pretraining data (CIFAR-10 at smoke/cpu/gpu, ImageNet "
+        "at paper scale) for 90 paper epochs, as the paper trains its other supervised baselines (Table 1, footnote "
+        f"5); the paper takes its {table} supervised ResNet-50 ({width}) from the standard ImageNet training of "
+        "Kornblith et al. (2019) without restating its recipe",
+        "the random-initialisation row trains a newly initialised network of the run's architecture with the "
+        "fine-tuning schedule (eval.finetune_*); the paper trains it with its own grid of learning rates and weight "
+        "decays, longer",
+        f"the 90 epochs and the {width} width are paper units: each scale multiplies them by its factors, as for the "
+        f"SimCLR runs of {simclr} (`python -m registry scales`)",
+        *SUPERVISED_DEVIATIONS[1:],
+        *(d for d in TRANSFER_DEVIATIONS if not d.startswith(("smoke/cpu/gpu scales pretrain", "the 1000 epochs"))),
+    )
 
-EXPERIMENT = Experiment(
-    name="table8_transfer_supervised",
-    artefact="tab8_baselines",
-    title="Table 8, baselines: a supervised ResNet-50 (4x) transferred, and random initialisation fine-tuned",
-    base={"method": "supervised", "optim.weight_decay": SUPERVISED_WEIGHT_DECAY, "optim.lr_scaling": "linear",
-          "encoder.width": 4.0, "epochs": 90.0, "eval.transfer_scratch": True},
-    axes=grid(eval__transfer_dataset=tuple(DATASETS)),
-    metric="transfer_linear_top1",
-    metrics=(*(m for m in METRICS if m != "transfer_linear_top1"), *SCRATCH_METRICS),
-    published=Published(
-        "table8_transfer.csv",
-        columns={"transfer_dataset": "eval.transfer_dataset"},
-        values={"eval.transfer_dataset": DATASETS},
-        where={"table_or_figure": "Table 8"},
-        metrics={**{metric: {"protocol": protocol, "method": "Supervised", "metric": metric}
-                    for metric, protocol in METRICS.items()},
-                 **{metric: {"protocol": "fine-tuned", "method": "Random init", "metric": published}
-                    for metric, published in SCRATCH_METRICS.items()}}),
-    deviations=DEVIATIONS,
-)
+
+def baselines(name: str, artefact: str, table: str, width: float, simclr: str) -> Experiment:
+    """A transfer table's supervised and random-initialisation rows: a supervised ResNet-50 of `width` (paper
+    units) pretrained for 90 epochs, transferred to each dataset of table8_transfer's axis, with
+    eval.transfer_scratch."""
+    return Experiment(
+        name=name,
+        artefact=artefact,
+        title=f"{table}, baselines: a supervised ResNet-50 ({width:g}x) transferred, and random initialisation "
+              "fine-tuned",
+        base={"method": "supervised", "optim.weight_decay": SUPERVISED_WEIGHT_DECAY, "optim.lr_scaling": "linear",
+              "encoder.width": width, "epochs": 90.0, "eval.transfer_scratch": True},
+        axes=grid(eval__transfer_dataset=tuple(DATASETS)),
+        metric="transfer_linear_top1",
+        metrics=(*(m for m in METRICS if m != "transfer_linear_top1"), *SCRATCH_METRICS),
+        published=Published(
+            "table8_transfer.csv",
+            columns={"transfer_dataset": "eval.transfer_dataset"},
+            values={"eval.transfer_dataset": DATASETS},
+            where={"table_or_figure": table},
+            metrics={**{metric: {"protocol": protocol, "method": "Supervised", "metric": metric}
+                        for metric, protocol in METRICS.items()},
+                     **{metric: {"protocol": "fine-tuned", "method": "Random init", "metric": published}
+                        for metric, published in SCRATCH_METRICS.items()}}),
+        deviations=baseline_deviations(table, f"{width:g}x", simclr),
+    )
+
+
+EXPERIMENT = baselines("table8_transfer_supervised", "tab8_baselines", "Table 8", 4.0, "table8_transfer")

@@ -59,3 +59,24 @@ def test_each_dataset_finds_one_linear_and_one_finetuned_number_in_the_kind_the_
 def test_voc2007_cannot_be_added_to_the_axis():
     with pytest.raises(ConfigError, match="voc2007.*multi-label"):
         EXPERIMENT.runs("smoke", overrides={"eval.transfer_dataset": "voc2007"})
+
+
+@pytest.mark.parametrize("name, table, width, epochs, methods", [
+    ("table_b5_transfer", "Table B.5", 1.0, 1000.0, {"SimCLR (ours)"}),
+    ("table8_transfer_supervised", "Table 8", 4.0, 90.0, {"Supervised", "Random init"}),
+    ("table_b5_transfer_supervised", "Table B.5", 1.0, 90.0, {"Supervised", "Random init"})])
+def test_table_b5_and_the_baselines_pretrain_their_network_and_read_their_own_rows(name, table, width, epochs,
+                                                                                    methods):
+    experiment = get_experiment(name)
+    paper = experiment.runs("paper")[0].config
+    assert (paper.data.dataset, paper.encoder.name, paper.encoder.width, paper.epochs) == \
+        ("imagenet", "resnet50", width, epochs)
+    supervised = methods != {"SimCLR (ours)"}
+    assert (paper.method == "supervised") == supervised and paper.eval.transfer_scratch == supervised
+    assert [r.point["eval.transfer_dataset"] for r in experiment.runs("cpu")] == list(DATASETS)
+    found = [rows[0] for _, _, rows in published_cells(experiment) if rows]
+    assert {r["table_or_figure"] for r in found} == {table} and {r["method"] for r in found} == methods
+    assert len(found) == len(DATASETS) * (2 if methods == {"SimCLR (ours)"} else 3)
+    scratch = [r for _, metric, rows in published_cells(experiment) if metric.startswith("transfer_scratch_")
+               for r in rows]
+    assert all(r["method"] == "Random init" and r["protocol"] == "fine-tuned" for r in scratch)

@@ -94,3 +94,17 @@ def test_no_runs_give_the_papers_side_and_a_note_per_dataset():
     assert art.compare["ours_mean"].isna().all() and len(art.compare) == 22
     assert len([n for n in art.notes if "skipped" in n]) == 12
     assert [c.ours.outcome for c in art.conclusions] == ["undecided", "undecided"]
+
+
+def test_table_b5_is_the_same_builder_on_the_papers_1x_rows_without_section_4_3s_claim():
+    b5 = get_experiment("table_b5_transfer")
+    art = ARTEFACTS["tabB5"].build(synthetic().assign(experiment=b5.name), published_cells(b5))
+    food = art.compare[art.compare[AXIS] == "food101"].set_index("metric")
+    assert food.loc["transfer_linear_top1", "published"] == 68.4          # Table B.5's, not Table 8's 76.9
+    layout = next(v for k, v in art.tables.items() if k.startswith("Table B.5 as printed"))
+    rows = {(r["protocol"], r["method"]): r for _, r in layout.iterrows()}
+    assert rows[("fine-tuned", "Random init (paper)")]["CIFAR10 (top-1)"] == 95.9
+    # Section 4.3 states the supervised comparison for Table 8's 4x network only.
+    assert [c.claim for c in art.conclusions] == ["fine-tuning beats linear evaluation, on average over the datasets"]
+    assert (art.conclusions[0].paper.outcome, art.conclusions[0].ours.outcome) == ("holds", "holds")
+    assert any("python -m registry show table_b5_transfer --scale cpu" in n for n in art.notes)

@@ -138,3 +138,21 @@ def test_the_report_reads_both_experiments_and_counts_each_ones_runs(tmp_path):
     # fake_results: the baselines' transfer_finetune_top1 is 10 above SimCLR's on every dataset.
     assert whole.artefact.conclusions[0].ours.outcome == "fails"
     assert whole.artefact.notes == []
+
+
+def test_table_b5_whole_reads_its_own_experiments_and_the_papers_1x_rows():
+    b5 = get_experiment("table_b5_transfer_supervised")
+    ours = results({"cifar10": 90.0}, {"cifar10": 80.0}, {"cifar10": 60.0}).replace(
+        {"experiment": {"table8_transfer": "table_b5_transfer", BASELINES.name: b5.name}})
+    art = ARTEFACTS["tabB5_baselines"].build(ours, published_cells(b5))
+    table = art.compare.set_index([AXIS, "axis.row"])
+    assert table.loc[("cifar10", "Random init, fine-tuned"), "published"] == 95.9       # Table B.5's
+    assert table.loc[("cifar10", "SimCLR, fine-tuned"), "published"] == 97.7
+    assert table.loc[("cifar10", "Supervised, linear"), "ours_mean"] == pytest.approx(50.2)
+    # Only the comparisons with random initialisation: Section 4.3's count of datasets is stated for Table 8.
+    assert [c.claim.split(",")[0] for c in art.conclusions] == ["fine-tuned from SimCLR's weights"] + \
+        ["fine-tuned from the supervised network's weights"]
+    assert verdicts(art) == [("holds", "holds"), ("holds", "holds")]
+    # Table 8's experiments' runs are not this table's.
+    assert ARTEFACTS["tabB5_baselines"].build(results({"cifar10": 90.0}, {"cifar10": 80.0}, {"cifar10": 60.0}),
+                                              published_cells(b5)).compare["ours_mean"].isna().all()
