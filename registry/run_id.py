@@ -47,6 +47,8 @@ ADDED_LATER_KEYS = frozenset({
     "augment.local_crop_size",
     "augment.local_crop_scale",
     "augment.sobel_prob", "augment.noise_prob", "augment.rotate_prob",
+    "augment.equalize_prob", "augment.solarize_prob", "augment.solarize_threshold", "augment.motion_blur_prob",
+    "augment.motion_blur_fraction",
     "eval.transform_tasks", "eval.transform_epochs", "eval.transform_batch_size", "eval.transform_lr",
     "eval.transfer_dataset", "eval.transfer_protocols", "eval.transfer_loader", "eval.transfer_scratch",
     "eval.finetune_subset_files", "eval.finetune_scratch",

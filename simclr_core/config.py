@@ -45,7 +45,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    # The paper's vocabulary: crop, cutout, color, sobel, noise, blur, rotate (+ flip, grayscale as parts).
+    # The paper's vocabulary: crop, cutout, color, sobel, noise, blur, rotate (+ flip, grayscale as parts), and
+    # Appendix B.2's equalize, solarize, motion_blur.
     ops: tuple[str, ...] = ("crop", "color")
     # Figure 5 protocol: crop (+resize) on both branches first, then the other ops on one branch only.
     one_branch: bool = False
@@ -65,6 +66,14 @@ class AugmentConfig:
     sobel_prob: float = 1.0
     noise_prob: float = 1.0
     rotate_prob: float = 1.0
+    # Appendix B.2's broader policy adds "additional color distortion (equalize, solarize), and motion blur"
+    # without their probabilities: each one's probability when it is in `ops`, solarize's threshold on [0, 1]
+    # pixels, and the motion's length as a fraction of the image side (as blur's kernel: 10%).
+    equalize_prob: float = 0.2
+    solarize_prob: float = 0.2
+    solarize_threshold: float = 0.5
+    motion_blur_prob: float = 0.2
+    motion_blur_fraction: float = 0.1
     # Multi-crop (SwAV, Caron et al. 2020; not one of the paper's ablations): this many extra small views per
     # image (an even number; 0 = the paper's two views), each contrasted with both full-size views.
     local_crops: int = 0

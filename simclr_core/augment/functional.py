@@ -304,3 +304,57 @@ def sobel(x: Tensor) -> Tensor:
 def add_gaussian_noise(x: Tensor, std: Tensor, noise: Tensor) -> Tensor:
     """x + std (N,) * noise (standard normal, x's shape), clamped to [0, 1]."""
     return (x + _per_sample(std, x) * noise).clamp_(0.0, 1.0)
+
+
+# ---- Appendix B.2's broader policy: equalize, solarize, motion blur ---------------------------------
+def equalize(x: Tensor) -> Tensor:
+    """Histogram equalisation of each channel of each image over 256 grey levels, as PIL's ImageOps.equalize and
+    torchvision's equalize do on the image quantised to uint8: each level is mapped through the cumulative
+    histogram, in steps of (pixels - pixels at the highest level present) / 255; a channel with a single level, or
+    too few pixels below its highest, is left as it is."""
+    n, c, h, w = x.shape
+    if n == 0:
+        return x
+    levels = (x * 255.0).round_().clamp_(0, 255).to(torch.int64).view(n * c, h * w)
+    hist = torch.zeros(n * c, 256, dtype=torch.int64, device=x.device).scatter_add_(1, levels,
+                                                                                  torch.ones_like(levels))
+    top = 255 - (hist.flip(1) > 0).to(torch.int8).argmax(1, keepdim=True)        # highest level present
+    step = (h * w - hist.gather(1, top)) // 255                                       # (N*C, 1)
+    lut = (hist.cumsum(1) + step // 2) // step.clamp(min=1)
+    lut = F.pad(lut, (1, 0))[:, :-1].clamp_(0, 255)                                   # level k -> lut of k - 1
+    identity = torch.arange(256, device=x.device).expand_as(lut)
+    lut = torch.where(step > 0, lut, identity)
+    return (lut.gather(1, levels).to(x.dtype) / 255.0).view(n, c, h, w)
+
+
+def solarize(x: Tensor, threshold: float) -> Tensor:
+    """Invert every pixel value at or above ``threshold`` (1 - v), as torchvision's solarize."""
+    return torch.where(x >= threshold, 1.0 - x, x)
+
+
+def motion_blur_kernels(kernel_size: int, angle: Tensor) -> Tensor:
+    """(N, k, k) kernels of a straight motion of length k through the centre at ``angle`` (N,) radians,
+    anticlockwise from the horizontal as the image is seen: each offset within k / 2 of the centre along the line
+    weighs 1 - its distance to the line (0 beyond one pixel), normalised to sum 1."""
+    radius = kernel_size // 2
+    offsets = torch.arange(-radius, radius + 1, device=angle.device, dtype=angle.dtype)
+    dy, dx = offsets.view(1, -1, 1), offsets.view(1, 1, -1)                 # rows grow downwards
+    cos, sin = angle.cos().view(-1, 1, 1), angle.sin().view(-1, 1, 1)
+    distance = (dx * sin + dy * cos).abs()                                  # from the line along (cos, -sin)
+    along = (dx * cos - dy * sin).abs()                                     # from the centre, along the line
+    weight = (1.0 - distance).clamp_(min=0.0) * (along <= radius + 0.5)
+    return weight / weight.sum(dim=(1, 2), keepdim=True)
+
+
+def motion_blur(x: Tensor, angle: Tensor, kernel_size: int) -> Tensor:
+    """Blur each image along a line of ``kernel_size`` pixels at its own ``angle`` (N,) radians, reflect padding:
+    one grouped convolution over all N*3 channels."""
+    n, c, h, w = x.shape
+    if n == 0 or kernel_size == 1:
+        return x
+    radius = kernel_size // 2
+    kernel = motion_blur_kernels(kernel_size, angle.to(device=x.device, dtype=x.dtype, non_blocking=True))
+    kernel = kernel.repeat_interleave(c, dim=0).unsqueeze(1)                # (N*C, 1, k, k)
+    flat = F.pad(x.reshape(1, n * c, h, w), (radius, radius, radius, radius), mode="reflect")
+    return F.conv2d(flat, kernel, groups=n * c).view(n, c, h, w)
+

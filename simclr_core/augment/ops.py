@@ -12,6 +12,7 @@ a pipeline may draw the parameters of a whole batch and apply them to slices of 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -156,7 +157,38 @@ def rotate(cfg: AugmentConfig, image_size: int) -> Op:
     return Op(draw, lambda x, p: F.rotate90(x, p[0]))
 
 
+def equalize(cfg: AugmentConfig, image_size: int) -> Op:
+    """Histogram equalisation with probability equalize_prob: part of the "additional color distortion" of
+    Appendix B.2's broader policy (the paper names the op, not its probability)."""
+    def draw(n, height, width, device, generator):
+        return (sampling.bernoulli(n, cfg.equalize_prob, generator),)
+    return Op(draw, lambda x, p: F.apply_to_subset(x, p[0], lambda rows, _: F.equalize(rows)))
+
+
+def solarize(cfg: AugmentConfig, image_size: int) -> Op:
+    """Solarisation (values at or above solarize_threshold inverted) with probability solarize_prob: the other
+    "additional color distortion" of Appendix B.2."""
+    def draw(n, height, width, device, generator):
+        return (sampling.bernoulli(n, cfg.solarize_prob, generator),)
+    return Op(draw, lambda x, p: F.apply_to_subset(x, p[0],
+                                                   lambda rows, _: F.solarize(rows, cfg.solarize_threshold)))
+
+
+def motion_blur(cfg: AugmentConfig, image_size: int) -> Op:
+    """Motion blur (Appendix B.2's broader policy) with probability motion_blur_prob: a straight motion at a
+    uniform angle in [0, 180) degrees, its length motion_blur_fraction of the image side (made odd, as blur's
+    kernel: 3 px at 32 px and 10%, 23 px at 224)."""
+    def draw(n, height, width, device, generator):
+        moved = sampling.bernoulli(n, cfg.motion_blur_prob, generator)
+        length = 2 * (round(cfg.motion_blur_fraction * height) // 2) + 1
+        return moved, sampling.uniform(n, 0.0, math.pi, generator), length
+
+    return Op(draw, lambda x, p: F.apply_to_subset(x, p[0], lambda rows, sel: F.motion_blur(rows, p[1][sel], p[2])))
+
+
 OPS: dict[str, Callable[[AugmentConfig, int], Op]] = {
     "crop": crop, "cutout": cutout, "color": color, "sobel": sobel,
     "noise": noise, "blur": blur, "rotate": rotate,
+    # Appendix B.2's broader policy adds these three (with Sobel) to the default one.
+    "equalize": equalize, "solarize": solarize, "motion_blur": motion_blur,
 }

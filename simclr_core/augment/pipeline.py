@@ -232,8 +232,10 @@ def validate_augment_config(cfg: AugmentConfig) -> AugmentConfig:
     require_pair("augment.blur_sigma", cfg.blur_sigma, low=0, low_inclusive=False)
     require_range("augment.cutout_fraction", cfg.cutout_fraction, low=0, high=1, low_inclusive=False)
     require_pair("augment.noise_std", cfg.noise_std, low=0)
-    for key in ("sobel_prob", "noise_prob", "rotate_prob"):
+    for key in ("sobel_prob", "noise_prob", "rotate_prob", "equalize_prob", "solarize_prob", "motion_blur_prob",
+                "solarize_threshold"):
         require_range(f"augment.{key}", getattr(cfg, key), low=0, high=1)
+    require_range("augment.motion_blur_fraction", cfg.motion_blur_fraction, low=0, high=1, low_inclusive=False)
     require_range("augment.local_crops", cfg.local_crops, low=0)
     if cfg.local_crops % 2:
         raise ConfigError(f"augment.local_crops={cfg.local_crops} must be even (small views are made in pairs); "

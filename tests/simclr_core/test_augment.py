@@ -369,7 +369,7 @@ def test_a_name_listed_twice_runs_once():
 
 
 @pytest.mark.parametrize("changes, needles", [
-    ({"ops": ("crop", "solarize")}, ["augment.ops='solarize'", "'sobel'", "'rotate'"]),
+    ({"ops": ("crop", "posterize")}, ["augment.ops='posterize'", "'sobel'", "'rotate'", "'motion_blur'"]),
     ({"ops": ()}, ["augment.ops is empty", "'crop'"]),
     ({"color_strength": -0.5}, ["augment.color_strength=-0.5", "[0"]),
     ({"crop_scale": (0.5, 0.2)}, ["augment.crop_scale=(0.5, 0.2)", "low must not exceed high"]),
@@ -539,4 +539,9 @@ def test_every_ordered_pair_of_ops_composes(first, second, one_branch, device, m
     assert torch.isfinite(raw).all() and raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
     monkeypatch.setattr(native, "kernels", lambda: None)            # the eager kernels give the same views
     for fast, eager in zip((v1, v2), aug(images, gen(4))):
-        torch.testing.assert_close(fast, eager, atol=5e-5, rtol=0)
+        if second == "equalize" and first != second:
+            # Equalisation quantises to 256 levels and remaps them by the histogram, so a last-bit difference
+            # of the op before it may move a pixel to the next level: a few pixels differ, the rest agree.
+            assert ((fast - eager).abs() > 5e-5).float().mean() < 0.02
+        else:
+            torch.testing.assert_close(fast, eager, atol=5e-5, rtol=0)

@@ -45,7 +45,7 @@ def test_from_dict_rejects_unknown_keys():
     ({"head.kind": "deep"}, "head.kind='deep'", "nonlinear"),
     ({"loss.kind": "infonce"}, "loss.kind='infonce'", "nt_xent"),
     ({"optim.name": "lamb"}, "optim.name='lamb'", "lars"),
-    ({"augment.ops": ("crop", "solarize")}, "'solarize'", "sobel"),
+    ({"augment.ops": ("crop", "posterize")}, "'posterize'", "sobel"),
     ({"data.dataset": "mnist"}, "data.dataset='mnist'", "cifar10"),
     ({"optim.lr_scaling": "cube"}, "optim.lr_scaling='cube'", "sqrt"),
     ({"precision": "fp8"}, "precision='fp8'", "bf16"),
