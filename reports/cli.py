@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("artefacts", nargs="*", metavar="ARTEFACT",
                         help="artefacts to build, e.g. fig5 tab4 (default: all). The paper's ablations fig5, tab1, "
                              "fig7, fig8, tab4, tab5 (with the temperature curve tab5_sweep), fig9; its tables tab3, "
-                             "tab6, tab7, tab8 (tabB5: the same with ResNet-50 1x) and Appendix B.9's b9_batch_epochs, "
+                             "tab6, tab7 (tabB2: with the broader augmentations), tab8 (tabB5: the same with ResNet-50 "
+                             "1x) and Appendix B.9's b9_batch_epochs, "
                              "b9_temperature_batch; its supervised baselines tab1_supervised (Table 1's supervised "
                              "rows; tab1_supervised_vs_simclr sets them beside SimCLR's), fig7_supervised (Figure 7's "
                              "crosses), tabB3 and tab8_baselines (Table 8's supervised and random-init rows beside "

@@ -289,7 +289,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     # ---- final evaluation -> final.json -------------------------------------------------------------
     eval_clock = time.perf_counter()
-    metrics = _evaluate_apart(accelerator, model, cfg, feed, mixed_precision, cfg.eval.protocols)
+    metrics = _evaluate_apart(accelerator, model, cfg, feed, mixed_precision, cfg.eval.protocols,
+                              progress=f"evaluate {run_dir.name}")
     steps_run = stop_step - start_step
     metrics.update({
         "steps": stop_step, "total_steps": total_steps, "epochs_done": stop_step / steps_per_epoch,
@@ -412,10 +413,10 @@ def _other_processes_message(run_dir: Path, step: int, before: int, now: int) ->
 
 
 def _evaluate_apart(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed_precision: str,
-                    protocols: tuple[str, ...]) -> dict[str, Any]:
+                    protocols: tuple[str, ...], progress: str | None = None) -> dict[str, Any]:
     """_evaluate with the CPU block cache emptied before and after: evaluation allocates other sizes than
     the training step, and neither phase's idle blocks serve the other (see cpu_cache.py)."""
-    args = (accelerator, model, cfg, feed, mixed_precision, protocols)
+    args = (accelerator, model, cfg, feed, mixed_precision, protocols, progress)
     if not protocols:
         return _evaluate(*args)
     cpu_cache.release_idle()
@@ -426,20 +427,45 @@ def _evaluate_apart(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed,
 
 
 def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed_precision: str,
-              protocols: tuple[str, ...]) -> dict[str, Any]:
+              protocols: tuple[str, ...], progress: str | None = None) -> dict[str, Any]:
     """Evaluate the encoder f(.) (the representation h, before the head; a protocol may also read the head g(.))
-    on the main process."""
+    on the main process; with `progress` (a label), a progress bar names the protocol running (fine-tuning or a
+    transfer evaluation may take as long as pretraining)."""
     metrics: dict[str, Any] = {}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and protocols:
         network = accelerator.unwrap_model(model)
-        metrics.update(run_protocols(network.encoder, feed, cfg, autocast_dtype(mixed_precision), protocols,
-                                     head=network.head))
+        bar = ProtocolProgress(progress, len(protocols)) if progress else None
+        try:
+            metrics.update(run_protocols(network.encoder, feed, cfg, autocast_dtype(mixed_precision), protocols,
+                                         head=network.head, announce=bar))
+        finally:
+            if bar is not None:
+                bar.close()
     if accelerator.num_processes > 1:
         box = [metrics]
         broadcast_object_list(box)
         metrics = box[0]
     return metrics
+
+
+class ProtocolProgress:
+    """A progress bar over the evaluation protocols, called with each protocol's name as it starts."""
+
+    def __init__(self, label: str, total: int):
+        self.bar = tqdm(total=total, desc=label, unit="protocol", dynamic_ncols=True)
+        self.started = False
+
+    def __call__(self, name: str) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.started = True
+        self.bar.set_postfix_str(name, refresh=True)
+
+    def close(self) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.bar.close()
 
 
 def _tracker_config(cfg: RunConfig) -> dict[str, Any]:

@@ -82,7 +82,8 @@ def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
         for prefix, start in starts.items():
             result = finetune_eval(start, *_data(feed), label_fraction=fraction, epochs=ev.finetune_epochs,
                                    batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,
-                                   augment=augment, subset=subset, **_common(feed))
+                                   augment=augment, subset=subset, autocast_dtype=dtype,
+                                   channels_last=cfg.channels_last, **_common(feed))
             metrics.update({f"{prefix}_top1_{pct}": result["finetune_top1"],
                             f"{prefix}_top5_{pct}": result["finetune_top5"]})
         metrics[f"finetune_examples_{pct}"] = int(subset.numel())
@@ -158,19 +159,23 @@ def require_classes(cfg, num_classes: int, where: str) -> None:
 
 
 def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, names: Sequence[str],
-                  head: nn.Module | None = None) -> dict[str, Any]:
-    """The metrics of the protocols `names`, run in the registry's order; `head` is g(.), for those that read it."""
+                  head: nn.Module | None = None, announce: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The metrics of the protocols `names`, run in the registry's order; `head` is g(.), for those that read it;
+    `announce(name)` is called as each protocol starts (a progress bar)."""
     chosen = [p for p in PROTOCOLS.values() if p.name in names]
     needing_head = [p.name for p in chosen if p.needs_head]
     if needing_head and head is None:
         raise ConfigError(f"eval.protocols {', '.join(map(repr, needing_head))} read the projection head g(.), "
                           "which run_protocols was not given; pass head=")
     metrics: dict[str, Any] = {}
+    announce = announce or (lambda name: None)
     with reuse_features():           # kNN and linear evaluation share one pass over each split
         for protocol in (p for p in chosen if p.frozen_features):
+            announce(protocol.name)
             metrics.update(protocol.run(encoder, feed, cfg, dtype))
     # The others train copies of the encoder or read features of transformed images that no other protocol shares.
     for protocol in (p for p in chosen if not p.frozen_features):
+        announce(protocol.name)
         extra = {"head": head} if protocol.needs_head else {}
         metrics.update(protocol.run(encoder, feed, cfg, dtype, **extra))
     return metrics

@@ -217,7 +217,8 @@ def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: S
         num_classes=max(train.num_classes, test.num_classes), mean=mean, std=std, protocols=ev.transfer_protocols,
         seed=cfg.seed, autocast_dtype=autocast_dtype, augment=augment, scratch=scratch,
         linear=dict(epochs=ev.linear_epochs, batch_size=ev.linear_batch_size, lr=ev.linear_lr),
-        finetune=dict(epochs=ev.finetune_epochs, batch_size=ev.finetune_batch_size, lr=ev.finetune_lr))
+        finetune=dict(epochs=ev.finetune_epochs, batch_size=ev.finetune_batch_size, lr=ev.finetune_lr,
+                      autocast_dtype=autocast_dtype, channels_last=cfg.channels_last))
     streamed = {"transfer_unreadable_images": train.images.bad.bad + test.images.bad.bad} \
         if train.loader == "stream" else {}
     return {**metrics, "transfer_train_images": len(train), "transfer_test_images": len(test),

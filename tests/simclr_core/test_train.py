@@ -335,3 +335,9 @@ def test_the_demo_on_a_full_disk_says_so_in_one_error(small_disk):
     assert done.returncode == 1, done.stderr[-3000:]
     assert f"could not write {full / 'demo'}" in done.stderr and "No space left on device" in done.stderr
     assert "the disk refused a write" in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+def test_the_final_evaluation_says_which_protocol_runs(tmp_path, capfd):
+    train(tiny(**{"max_steps": 1, "eval.protocols": ("knn", "linear"), "eval.linear_epochs": 1}), tmp_path / "said")
+    err = capfd.readouterr().err
+    assert "evaluate said" in err and "knn" in err and "linear" in err and "2/2" in err
