@@ -1,13 +1,15 @@
-"""Table 8 whole: SimCLR's transfer beside the supervised baseline and random initialisation, the paper's and ours.
+"""Table 8 whole (tab8_baselines) and Table B.5 whole (tabB5_baselines): SimCLR's transfer beside the supervised
+baseline and random initialisation, the paper's and ours.
 
 Reads table8_transfer_supervised (a supervised network transferred like SimCLR's, and with eval.transfer_scratch the
-same architecture fine-tuned from random initialisation) and table8_transfer (SimCLR). The delta table holds every
-row of the paper's table (SimCLR and supervised, linear and fine-tuned; random initialisation, fine-tuned), ours
-beside the paper's in the kind of number it prints for each dataset, ranked within each row; its seed noise is the
-noise the conclusions are judged against. Conclusions, each judged on the paper's numbers and on ours:
+same architecture fine-tuned from random initialisation) and table8_transfer (SimCLR); for Table B.5, their 1x
+counterparts (table_b5_transfer_supervised, table_b5_transfer). The delta table holds every row of the paper's
+table (SimCLR and supervised, linear and fine-tuned; random initialisation, fine-tuned), ours beside the paper's in
+the kind of number it prints for each dataset, ranked within each row; its seed noise is the noise the conclusions
+are judged against. Conclusions, each judged on the paper's numbers and on ours:
   - fine-tuned, SimCLR is ahead of the supervised baseline on at least as many datasets as it is behind; a dataset
     of ours counts as ahead or behind only where the difference exceeds the seed noise (the paper: significantly
-    ahead on 5, behind on 2, tied on 5);
+    ahead on 5, behind on 2, tied on 5; Table 8 only, where Section 4.3 states it);
   - fine-tuned, each pretrained network (SimCLR, supervised) beats the same network trained from random
     initialisation, on average over the datasets.
 """
