@@ -12,8 +12,7 @@ and Flowers); our runs report both. Its supervised and random-initialisation row
 The declaration is table8_transfer's (experiments/table8_transfer.py) at width 1x: one axis, the transfer dataset,
 on which all eleven points share one pretraining.
 """
-from experiments.table8_transfer import DATASETS, DEVIATIONS as TABLE8_DEVIATIONS, METRICS
-from registry import Experiment, Published, grid
+from experiments.table8_transfer import DEVIATIONS as TABLE8_DEVIATIONS, transfer_experiment
 
 DEVIATIONS = (
     "the 1000 epochs and the 1x width are paper units: each scale multiplies them by its factors (cpu: 30 epochs, "
@@ -21,21 +20,8 @@ DEVIATIONS = (
     *(d for d in TABLE8_DEVIATIONS if not d.startswith("the 1000 epochs")),
 )
 
-EXPERIMENT = Experiment(
-    name="table_b5_transfer",
-    artefact="tabB5",
-    title="Table B.5: transfer of a ResNet-50 (1x) to 11 natural-image datasets, linear evaluation and fine-tuning",
-    # Table B.5's encoder: ResNet-50 (1x) pretrained for 1000 epochs (Appendix B.8.2), in paper units.
-    base={"optim.lr_scaling": "linear", "encoder.width": 1.0, "epochs": 1000.0},
-    axes=grid(eval__transfer_dataset=tuple(DATASETS)),
-    metric="transfer_linear_top1",
-    metrics=tuple(m for m in METRICS if m != "transfer_linear_top1"),
-    published=Published(
-        "table8_transfer.csv",
-        columns={"transfer_dataset": "eval.transfer_dataset"},
-        values={"eval.transfer_dataset": DATASETS},
-        where={"table_or_figure": "Table B.5"},
-        metrics={metric: {"protocol": protocol, "method": "SimCLR (ours)", "metric": metric}
-                 for metric, protocol in METRICS.items()}),
-    deviations=DEVIATIONS,
-)
+# Table B.5's encoder: ResNet-50 (1x) pretrained for 1000 epochs (Appendix B.8.2), in paper units.
+EXPERIMENT = transfer_experiment(
+    "table_b5_transfer", "tabB5",
+    "Table B.5: transfer of a ResNet-50 (1x) to 11 natural-image datasets, linear evaluation and fine-tuning",
+    "Table B.5", 1.0, DEVIATIONS)
