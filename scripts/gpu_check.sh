@@ -27,10 +27,13 @@ PARTS=${GPU_CHECK_PARTS:-tests data step recipe}
 LOG=${OUT:-/tmp}/gpu_check.log
 exec > >(tee "$LOG") 2>&1
 export PYTHONUNBUFFERED=1
-if [ -d .whl ] && compgen -G ".whl/*.whl" >/dev/null; then
+if $PY -c "import datasets" 2>/dev/null; then
+    echo "datasets is installed: the carried wheels are not needed"
+elif [ -d .whl ] && compgen -G ".whl/*.whl" >/dev/null; then
     echo "installing the carried wheels into /tmp/site"
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || { echo "the carried wheels did not install" >&2; exit 2; }
+        || { echo "the carried wheels did not install on $($PY -V); make them for this Python:" \
+                  "GPU_PYTHON_VERSION=X.Y scripts/gpu_check_prepare.sh" >&2; exit 2; }
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}

@@ -36,10 +36,11 @@ from PIL import Image
 from simclr_core import seeding
 from simclr_core.config import DataConfig
 from simclr_core.data.cache import CachedIndex
-from simclr_core.data.catalog import SPLITS, dataset_spec
+from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
+from simclr_core.data.class_names import class_ids, dataset_classes, label_column
 from simclr_core.data.decode import mixed_sizes_error
 from simclr_core.data.folder_index import folder_index
-from simclr_core.data.images import integer_labels, label_column
+from simclr_core.data.images import integer_labels
 from simclr_core.data.locate import Source, locate_source
 from simclr_core.data.tar_index import IMAGE_SUFFIXES, index_tar   # image suffixes: folders' too
 from simclr_core.validation import ConfigError, require_choice
@@ -63,6 +64,7 @@ class EncodedSplit(ABC):
     labels: np.ndarray                 # (N,) int64
     num_classes: int
     source: str = ""                   # where the index was built from (Source.describe()), for final.json
+    class_names: tuple[str, ...] | None = None    # a label column of names: label i is class_names[i]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -114,7 +116,7 @@ class RowsOf(EncodedSplit):
     def __init__(self, split: EncodedSplit, rows: Sequence[int]):
         self.base, self.rows = split, np.asarray(rows, dtype=np.int64)
         self.name, self.num_classes, self.source = split.name, split.num_classes, split.source
-        self.labels = split.labels[self.rows]
+        self.labels, self.class_names = split.labels[self.rows], split.class_names
 
     def read(self, indices: Sequence[int]) -> list[bytes]:
         return self.base.read(self.rows[np.asarray(indices, dtype=np.int64)].tolist())
@@ -299,11 +301,11 @@ def open_encoded(cfg: DataConfig, split: str, source: Source | None = None) -> E
     if source.kind == "imagefolder":
         encoded = open_folder(spec.name, source)
     elif source.kind == "files" and source.location == "parquet":
-        encoded = _open_parquet(spec.name, source, spec.num_classes)
+        encoded = _open_parquet(spec, cfg.data_dir, source)
     elif source.kind == "files" and source.location == "webdataset":
         encoded = _open_tar(spec.name, source, spec.num_classes)
     else:
-        encoded = _open_arrow(spec.name, source, spec.num_classes)
+        encoded = _open_arrow(spec, cfg.data_dir, source)
     if len(encoded) == 0:
         raise ConfigError(f"{source.describe()} holds no images for split {split!r}")
     encoded.source = source.describe()
@@ -355,9 +357,13 @@ def _image_column(schema, where: str) -> str:
                       f"columns: {', '.join(schema.names)}")
 
 
-def _check_labels(split: EncodedSplit, num_classes: int | None, column: str = "label") -> EncodedSplit:
+def _check_labels(split: EncodedSplit, num_classes: int | None, column: str = "label",
+                  classes: tuple[str, ...] | None = None) -> EncodedSplit:
     """Refuse labels that are no whole numbers (of `column`) or lie outside [0, num_classes), naming the image
-    (split.where); set split.num_classes."""
+    (split.where); set split.num_classes. A column of names (the dataset's `classes`) becomes their ids."""
+    if classes is not None:
+        split.labels = class_ids(split.labels, classes, column, split.where)
+        split.class_names, num_classes = classes, len(classes)
     labels = split.labels = integer_labels(split.labels, column, split.where)
     if labels.size and labels.min() < 0:
         row = int(np.argmin(labels))
@@ -382,7 +388,7 @@ def _declared_classes(schema, column: str) -> int | None:
     return len(names) if feature.get("_type") == "ClassLabel" and names else None
 
 
-def _open_parquet(name: str, source: Source, catalog_classes: int | None) -> ParquetSplit:
+def _open_parquet(spec: DatasetSpec, data_dir: str | None, source: Source) -> ParquetSplit:
     import pyarrow.parquet as pq
 
     units, labels, column, num_classes = [], [], None, None
@@ -398,8 +404,9 @@ def _open_parquet(name: str, source: Source, catalog_classes: int | None) -> Par
             rows = handle.metadata.row_group(g).num_rows
             units.append(_Unit(f, g, first, rows))
             first += rows
-    split = ParquetSplit(name, source.files, column, np.concatenate(labels) if labels else np.zeros(0), 0, units)
-    return _check_labels(split, num_classes or catalog_classes, label)
+    raw = np.concatenate(labels) if labels else np.zeros(0)
+    split = ParquetSplit(spec.name, source.files, column, raw, 0, units)
+    return _check_labels(split, num_classes or spec.num_classes, label, dataset_classes(spec, data_dir, source, raw))
 
 
 def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSplit:
@@ -419,15 +426,16 @@ def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSpli
     return _check_labels(split, catalog_classes)
 
 
-def _open_arrow(name: str, source: Source, catalog_classes: int | None) -> ArrowSplit:
+def _open_arrow(spec: DatasetSpec, data_dir: str | None, source: Source) -> ArrowSplit:
     dataset = source.load()
     schema = dataset.data.schema
     column = _image_column(schema, source.describe())
     label = label_column(dataset.column_names, source.describe())
     feature = dataset.features[label]
     raw = dataset.select_columns([label]).with_format("arrow")[:].column(label).to_numpy()
-    split = ArrowSplit(name, dataset, column, raw, 0, source.describe())
-    return _check_labels(split, getattr(feature, "num_classes", None) or catalog_classes, label)
+    split = ArrowSplit(spec.name, dataset, column, raw, 0, source.describe())
+    return _check_labels(split, getattr(feature, "num_classes", None) or spec.num_classes, label,
+                         dataset_classes(spec, data_dir, source, raw))
 
 
 __all__ = ["EncodedSplit", "FileSplit", "ArrowSplit", "ParquetSplit", "TarSplit", "open_encoded", "epoch_permutation",

@@ -63,6 +63,7 @@ class Feed:
     # Where the training split came from (a file, folder or Hub id), for final.json: the run id leaves
     # data.data_dir out (a path of one machine).
     source: str = ""
+    class_names: tuple[str, ...] | None = None   # a label column of names: label i is class_names[i]
     _split: Any = None           # stream path: the training split's index (encoded.EncodedSplit)
     _streams: list = None        # stream path: the open batch streams, for their counts
 
@@ -115,6 +116,8 @@ class Feed:
     def stats(self) -> dict[str, Any]:
         """What final.json records about the data path."""
         out: dict[str, Any] = {"data_loader": self.loader, "data_source": self.source}
+        if self.class_names is not None:
+            out["class_names"] = list(self.class_names)
         if self.loader == "stream":
             out.update(images_read=sum(s.bad.seen for s in self._streams),
                        unreadable_images=sum(s.bad.bad for s in self._streams),
@@ -166,11 +169,11 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
             raise split_sizes_error(train_set.source, train_set.images.shape[-1], test_set.source,
                                     test_set.images.shape[-1])
         if test_set is not None:
-            warn_of_unseen_classes(train_set.labels, test_set.labels, test_set.source)
+            warn_of_unseen_classes(train_set.labels, test_set.labels, test_set.source, test_set.class_names)
         return Feed("resident", len(train_set), train_set.num_classes, cfg.image_size or train_set.images.shape[-1],
                     train_set.mean, train_set.std, train_set.images, train_set.labels,
                     None if test_set is None else test_set.images, None if test_set is None else test_set.labels,
-                    train_set, train_set.source)
+                    train_set, train_set.source, train_set.class_names)
     from simclr_core.data.encoded import open_encoded
     from simclr_core.data.stream import EvalImages
 
@@ -180,21 +183,25 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
     test_split = open_encoded(cfg, "test") if need_test else None
     if test_split is not None:
         warn_of_unseen_classes(torch.from_numpy(train_split.labels), torch.from_numpy(test_split.labels),
-                               test_split.source)
+                               test_split.source, test_split.class_names)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train_eval = EvalImages(train_split, size, spec.resize_margin, device)
     test_eval = None if test_split is None else EvalImages(test_split, size, spec.resize_margin, device)
     return Feed("stream", len(train_split), train_split.num_classes, size, spec.mean, spec.std, train_eval,
                 train_eval.labels, test_eval, None if test_eval is None else test_eval.labels, None, train_split.source,
-                _split=train_split, _streams=[])
+                train_split.class_names, _split=train_split, _streams=[])
 
 
-def warn_of_unseen_classes(train_labels: Tensor, test_labels: Tensor, test_source: str) -> None:
+def warn_of_unseen_classes(train_labels: Tensor, test_labels: Tensor, test_source: str,
+                           class_names: tuple[str, ...] | None = None) -> None:
     """A warning where test images have labels no training image has: kNN and linear evaluation, which learn
-    from the training split, can never classify them correctly."""
+    from the training split, can never classify them correctly. The labels are shown by name where the label
+    column held names (`class_names`)."""
     unseen = ~torch.isin(test_labels, train_labels.unique())
     if unseen.any():
         shown = test_labels[unseen].unique().tolist()
+        if class_names is not None:
+            shown = [repr(class_names[label]) for label in shown]
         numbering = "; an image folder's labels number its class folders in sorted order" if \
             test_source.startswith("imagefolder ") else ""
         warnings.warn(f"{int(unseen.sum())} of the {len(test_labels)} test images ({test_source}) have a label that no "

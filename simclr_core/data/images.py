@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,14 +19,13 @@ import torch
 from simclr_core.config import DataConfig
 from simclr_core.data.cache import CachedSplit
 from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
+from simclr_core.data.class_names import class_ids, classes_key, dataset_classes, label_column
 from simclr_core.data.decode import decode_to_array, iter_encoded
 from simclr_core.data.locate import Source, locate_source
 from simclr_core.data.subset import SUBSET_SEED, balanced_subset
 from simclr_core.validation import ConfigError, require_choice
 
 log = logging.getLogger(__name__)
-
-LABEL_COLUMNS = ("label", "fine_label", "labels", "cls")       # "cls": WebDataset shards
 
 
 @dataclass
@@ -40,6 +39,7 @@ class ImageSet:
     std: tuple[float, float, float]
     name: str
     source: str = ""        # where it was decoded from (Source.describe()), for final.json
+    class_names: tuple[str, ...] | None = None    # a label column of names: label i is class_names[i]
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -61,15 +61,17 @@ def load_images(cfg: DataConfig, split: str) -> ImageSet:
     if not wanted.exists():
         with wanted.lock():
             if not wanted.exists() and not (limit is not None and full.exists()):
-                _decode_and_cache(spec, source, size, limit, limit_key, wanted)
+                _decode_and_cache(spec, source, size, limit, limit_key, wanted, cfg.data_dir)
     if wanted.exists():
         images, labels, meta = wanted.read()
     else:  # the whole split is already decoded: take the subset from it
         images, labels, meta = full.read(mmap=True)
         chosen = _limited(labels, limit, limit_key, source)
         images, labels = np.ascontiguousarray(images[chosen]), labels[chosen]
+    names = meta.get("class_names")
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), meta["num_classes"],
-                    spec.mean, spec.std, spec.name, meta.get("source", source.describe()))
+                    spec.mean, spec.std, spec.name, meta.get("source", source.describe()),
+                    None if names is None else tuple(names))
 
 
 def check_decodable(cfg: DataConfig, split: str, source: Source) -> bool:
@@ -111,17 +113,25 @@ def count_classes(cfg: DataConfig, split: str, source: Source) -> int | None:
         return _folder_index(source).num_classes
     dataset = source.load()
     column = _label_column(dataset, source)
-    labels = integer_labels(dataset.select_columns([column]).with_format("arrow")[:].column(column).to_numpy(),
-                            column, lambda row: _row_of(source, row))
-    declared = getattr(dataset.features[column], "num_classes", None)
+    labels = dataset.select_columns([column]).with_format("arrow")[:].column(column).to_numpy()
+    classes = dataset_classes(dataset_spec(cfg.dataset), cfg.data_dir, source, labels)
+    labels = _label_ids(labels, column, lambda row: _row_of(source, row), classes)
+    declared = len(classes) if classes is not None else getattr(dataset.features[column], "num_classes", None)
     return _check_labels(labels, declared, dataset_spec(cfg.dataset), source, column)
 
 
+def _local_classes(spec: DatasetSpec, cfg: DataConfig, source: Source) -> tuple[str, ...] | None:
+    """The dataset's class names where a local split's label column holds names (class_names.py); None for labels
+    that are ids and for a Hub split, which is read only when the run downloads it."""
+    return None if source.kind == "hub" else dataset_classes(spec, cfg.data_dir, source)
+
+
 def _cache_entries(spec: DatasetSpec, cfg: DataConfig, split: str, source: Source) -> tuple[CachedSplit, CachedSplit]:
-    """(the whole split's cache entry, the entry of the images cfg asks for): the same one without a limit."""
+    """(the whole split's cache entry, the entry of the images cfg asks for): the same one without a limit. A local
+    split labelled by names is keyed by the dataset's class names too, which fix its ids."""
     size = cfg.image_size or spec.native_size
     limit = cfg.train_limit if split == "train" else cfg.test_limit
-    fingerprint = source.fingerprint()
+    fingerprint = source.fingerprint() + classes_key(_local_classes(spec, cfg, source))
     full = CachedSplit.for_key(spec.name, split, fingerprint, size, None)
     wanted = full if limit is None else CachedSplit.for_key(spec.name, split, fingerprint, size, [limit, SUBSET_SEED])
     return full, wanted
@@ -142,8 +152,9 @@ def _iter_files(index, chosen: np.ndarray, chunk: int = 256) -> Iterator[tuple[b
 
 
 def _decode_and_cache(spec: DatasetSpec, source: Source, image_size: int | None, limit: int | None,
-                      limit_key: str, target: CachedSplit) -> None:
+                      limit_key: str, target: CachedSplit, data_dir: str | None) -> None:
     started = time.perf_counter()
+    classes = None
     if source.kind == "imagefolder":
         index = _folder_index(source)
         labels, num_classes = index.labels, index.num_classes
@@ -154,17 +165,20 @@ def _decode_and_cache(spec: DatasetSpec, source: Source, image_size: int | None,
             return index.where(int(chosen[i]))
     else:
         dataset = source.load()
-        image_column, label_column = _image_column(dataset, source), _label_column(dataset, source)
-        labels = dataset.select_columns([label_column]).with_format("arrow")[:].column(label_column).to_numpy()
-        labels = integer_labels(labels, label_column, lambda row: _row_of(source, row))
-        declared = getattr(dataset.features[label_column], "num_classes", None)
-        num_classes = _check_labels(labels, declared, spec, source, label_column)
+        image_column, column = _image_column(dataset, source), _label_column(dataset, source)
+        labels = dataset.select_columns([column]).with_format("arrow")[:].column(column).to_numpy()
+        classes = dataset_classes(spec, data_dir, source, labels)
+        labels = _label_ids(labels, column, lambda row: _row_of(source, row), classes)
+        declared = len(classes) if classes is not None else getattr(dataset.features[column], "num_classes", None)
+        num_classes = _check_labels(labels, declared, spec, source, column)
         chosen = np.arange(len(labels)) if limit is None else _limited(labels, limit, limit_key, source)
         encoded = iter_encoded(dataset, image_column, chosen)
 
         def where(i: int) -> str:
             return _row_of(source, int(chosen[i]))
     meta = {"num_classes": num_classes, "count": len(chosen), "source": source.describe()}
+    if classes is not None:
+        meta["class_names"] = list(classes)
     target.write(labels[chosen], meta,
                  lambda allocate: decode_to_array(encoded, len(chosen), image_size, spec.resize_margin, allocate,
                                                   where))
@@ -233,9 +247,15 @@ def _label_column(dataset, source: Source) -> str:
     return label_column(dataset.column_names, source.describe())
 
 
+def _label_ids(values: np.ndarray, column: str, where: Callable[[int], str],
+               classes: tuple[str, ...] | None) -> np.ndarray:
+    """A label column's class ids: the ids it stores, or its names' places in `classes` (class_names.py)."""
+    return integer_labels(values, column, where) if classes is None else class_ids(values, classes, column, where)
+
+
 def integer_labels(values: np.ndarray, column: str, where: Callable[[int], str]) -> np.ndarray:
     """A label column's `values` as int64 class ids, or a ConfigError naming the first row (`where(row)`) whose label
-    is no whole number: a class name, a fraction, a missing value."""
+    is no whole number: a fraction, a missing value, a class name (which class_names.py maps before this)."""
     if values.dtype.kind in "iub":
         return values.astype(np.int64)
     if values.dtype.kind == "f":
@@ -245,16 +265,6 @@ def integer_labels(values: np.ndarray, column: str, where: Callable[[int], str])
     if bad.any():
         row = int(np.argmax(bad))
         value = values[row].item() if isinstance(values[row], np.generic) else values[row]
-        raise ConfigError(f"{where(row)} has {column} {value!r}: labels must be whole-number class ids (0, 1, ...); "
-                          "store class names as a `datasets` ClassLabel (which stores their ids), or keep each "
-                          "class's images in a folder of its own (data.dataset=imagefolder)")
+        raise ConfigError(f"{where(row)} has {column} {value!r}: labels must be whole-number class ids (0, 1, ...) "
+                          "or, in every row, class names")
     return values.astype(np.int64)
-
-
-def label_column(names: Sequence[str], where: str) -> str:
-    """The first of LABEL_COLUMNS among the column `names`, or a ConfigError naming `where` and the columns."""
-    for name in LABEL_COLUMNS:
-        if name in names:
-            return name
-    raise ConfigError(f"{where} has none of the label columns {', '.join(LABEL_COLUMNS)} "
-                      f"(columns: {', '.join(names)})")

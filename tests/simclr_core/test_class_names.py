@@ -1,0 +1,136 @@
+"""Label columns of class names: ids from the sorted names of all of the dataset's splits, alike on both paths."""
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from simclr_core.config import DataConfig, RunConfig
+from simclr_core.data import load_images
+from simclr_core.data.encoded import open_encoded
+from simclr_core.data.feed import open_feed
+from simclr_core.data.image_paths import image_paths
+from simclr_core.validation import ConfigError
+
+# Each split lacks a class the other has: "ant" only in train, "bee" only in test.
+TRAIN_NAMES = ["dog", "cat", "ant", "dog", "cat", "dog", "cat", "ant"]
+TEST_NAMES = ["cat", "bee", "dog", "cat", "bee", "dog"]
+CLASSES = ["ant", "bee", "cat", "dog"]
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.delenv("SIMCLR_DATA_DIR", raising=False)
+
+
+def _images(n: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        encoded = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(encoded, format="PNG")
+        out.append({"bytes": encoded.getvalue(), "path": f"{i}.png"})
+    return out
+
+
+def _write(root: Path, layout: str, names: dict[str, list]) -> Path:
+    """Both splits under `root`: parquet files (pyarrow, a plain string column) or `save_to_disk` folders."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, labels in names.items():
+        images = _images(len(labels), seed=len(split))
+        if layout == "parquet":
+            pq.write_table(pa.table({"image": images, "label": pa.array(labels, pa.string())}),
+                           root / f"{split}.parquet")
+        else:
+            features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("string")})
+            datasets.Dataset.from_dict({"image": images, "label": labels}, features=features) \
+                .save_to_disk(str(root / split))
+    return root
+
+
+def _ids(names: list[str]) -> list[int]:
+    return [CLASSES.index(name) for name in names]
+
+
+@pytest.mark.parametrize("layout", ["parquet", "disk"])
+def test_class_names_get_the_ids_of_the_sorted_names_of_all_splits_on_both_paths(tmp_path, layout):
+    """A label column of names was refused ("labels must be whole-number class ids"); numbering each split's own
+    names would give "dog" id 2 in train (ant, cat, dog) and id 2 in test (bee, cat, dog) by chance only."""
+    root = _write(tmp_path / "data", layout, {"train": TRAIN_NAMES, "test": TEST_NAMES})
+    cfg = DataConfig(dataset="parquet", data_dir=str(root), train_limit=None, test_limit=None, image_size=16)
+    for loader in ("resident", "stream"):
+        with pytest.warns(UserWarning, match=r"2 of the 6 test images .* have a label that no training image has "
+                                             r"\('bee'\)"):
+            feed = open_feed(replace(cfg, loader=loader), need_test=True)
+        assert feed.num_classes == 4
+        assert feed.train_labels.tolist() == _ids(TRAIN_NAMES)
+        assert feed.test_labels.tolist() == _ids(TEST_NAMES)
+        assert feed.stats()["class_names"] == CLASSES
+    again = load_images(replace(cfg, loader="resident"), "test")          # from the decoded cache
+    assert again.labels.tolist() == _ids(TEST_NAMES) and again.class_names == tuple(CLASSES)
+
+
+def test_a_split_cached_with_other_class_names_is_decoded_again_with_the_new_ids(tmp_path):
+    """The cached ids of a split labelled by names depend on the other splits' names too: a class added to the test
+    split that sorts first shifts every training id."""
+    root = _write(tmp_path / "data", "parquet", {"train": TRAIN_NAMES, "test": TEST_NAMES})
+    cfg = DataConfig(dataset="parquet", data_dir=str(root), train_limit=None, image_size=16)
+    assert load_images(cfg, "train").labels.tolist() == _ids(TRAIN_NAMES)
+    _write(root, "parquet", {"test": ["aardvark", *TEST_NAMES[1:]]})
+    train = load_images(cfg, "train")
+    assert train.num_classes == 5 and train.class_names == ("aardvark", *CLASSES)
+    assert train.labels.tolist() == [i + 1 for i in _ids(TRAIN_NAMES)]
+
+
+def test_a_limited_split_of_names_is_balanced_and_image_paths_name_its_rows(tmp_path):
+    root = _write(tmp_path / "data", "parquet", {"train": TRAIN_NAMES * 3, "test": TEST_NAMES})
+    cfg = DataConfig(dataset="parquet", data_dir=str(root), train_limit=6, image_size=16)
+    limited = load_images(cfg, "train")
+    assert sorted(limited.labels.tolist()) == [0, 0, 2, 2, 3, 3]
+    paths = image_paths(cfg, "train")
+    assert [_ids(TRAIN_NAMES * 3)[row] for row in paths.rows] == limited.labels.tolist()
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_a_missing_name_is_one_error_naming_its_row_before_any_step(tmp_path, loader):
+    from simclr_core.train import check_inputs
+
+    root = _write(tmp_path / "data", "parquet", {"train": ["cat", "dog", None, "cat"], "test": TEST_NAMES})
+    cfg = RunConfig(batch_size=2).with_overrides({"data.dataset": "parquet", "data.data_dir": str(root),
+                                                  "data.loader": loader, "data.train_limit": None,
+                                                  "data.test_limit": None})
+    with pytest.raises(ConfigError, match=r"row 2 of \S+train.parquet.* has label None where the column's other "
+                                          r"rows hold class names \('bee', 'cat', 'dog'\): give every row "
+                                          r"its class name"):
+        check_inputs(cfg)
+
+
+def test_the_streamed_index_of_names_records_them(tmp_path):
+    root = _write(tmp_path / "data", "parquet", {"train": TRAIN_NAMES, "test": TEST_NAMES})
+    split = open_encoded(DataConfig(dataset="parquet", data_dir=str(root)), "train")
+    assert split.class_names == tuple(CLASSES) and split.num_classes == 4
+    assert split.labels.tolist() == _ids(TRAIN_NAMES)
+
+
+def test_ids_stay_ids_where_a_classlabel_stores_them(tmp_path):
+    """A `datasets` ClassLabel column holds ids (its names in the schema's metadata): nothing is renumbered."""
+    root = tmp_path / "data"
+    root.mkdir()
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["z", "y"])})
+    for split in ("train", "test"):
+        datasets.Dataset.from_dict({"image": _images(4, 1), "label": [1, 0, 1, 0]}, features=features) \
+            .to_parquet(str(root / f"{split}.parquet"))
+    cfg = DataConfig(dataset="parquet", data_dir=str(root), train_limit=None, test_limit=None, image_size=16)
+    for loader in ("resident", "stream"):
+        feed = open_feed(replace(cfg, loader=loader), need_test=True)
+        assert feed.train_labels.tolist() == [1, 0, 1, 0] and feed.num_classes == 2
+        assert feed.class_names is None and "class_names" not in feed.stats()
