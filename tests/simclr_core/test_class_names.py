@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -134,3 +135,18 @@ def test_ids_stay_ids_where_a_classlabel_stores_them(tmp_path):
         feed = open_feed(replace(cfg, loader=loader), need_test=True)
         assert feed.train_labels.tolist() == [1, 0, 1, 0] and feed.num_classes == 2
         assert feed.class_names is None and "class_names" not in feed.stats()
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_a_supervised_run_learns_from_names_and_final_json_lists_them(tmp_path, loader):
+    from simclr_core.train import train
+
+    root = _write(tmp_path / "data", "parquet", {"train": TRAIN_NAMES * 2, "test": ["ant", "cat", "dog", "cat"]})
+    cfg = RunConfig().with_overrides({
+        "data.dataset": "parquet", "data.data_dir": str(root), "data.loader": loader, "data.image_size": 16,
+        "data.train_limit": None, "data.test_limit": None, "encoder.width": 0.25, "batch_size": 8, "max_steps": 2,
+        "optim.warmup_epochs": 0, "method": "supervised", "eval.protocols": ("supervised",)})
+    metrics = train(cfg, tmp_path / "run")
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert final["class_names"] == metrics["class_names"] == ["ant", "cat", "dog"]     # no "bee" here
+    assert final["data_loader"] == loader and 0 <= final["supervised_top1"] <= 100
