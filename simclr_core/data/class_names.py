@@ -36,7 +36,8 @@ def dataset_classes(spec: DatasetSpec, data_dir: str | None, source: Source,
     """The sorted class names of all splits of the dataset `source` is a split of, where its label column holds
     names; None where it holds ids (told by the schema alone, or by `values`: the split's label column where the
     caller has read it already). The other splits are found as `source` was (locate_source) and of the same kind;
-    a split the dataset lacks adds no names."""
+    a split the dataset lacks adds no names, and one labelled by ids is a ConfigError (its ids would number other
+    classes)."""
     if not (_labels_are_names(source) if values is None else _are_names(values)):
         return None
     names = {value for value in (_label_values(source) if values is None else values) if isinstance(value, str)}
@@ -45,7 +46,14 @@ def dataset_classes(spec: DatasetSpec, data_dir: str | None, source: Source,
             sibling = locate_source(spec, data_dir, split)
         except DataNotFoundError:
             continue
-        if sibling != source and sibling.kind == source.kind and _labels_are_names(sibling):
+        if sibling == source or sibling.kind != source.kind:
+            continue
+        named = _labels_are_names(sibling)
+        if named is False:
+            raise ConfigError(f"{source.describe()} labels its images by class names and {sibling.describe()} by "
+                              "class ids: label every split alike (names, or ids as a `datasets` ClassLabel stores "
+                              "them)")
+        if named:
             names.update(value for value in _label_values(sibling) if isinstance(value, str))
     return tuple(sorted(names))
 
@@ -75,15 +83,15 @@ def _are_names(values: np.ndarray) -> bool:
     return values.dtype.kind in "OU" and any(isinstance(value, str) for value in values)
 
 
-def _labels_are_names(source: Source) -> bool:
-    """Whether the split's label column is of a string type, from its schema (a Hub split: its features); False
+def _labels_are_names(source: Source) -> bool | None:
+    """Whether the split's label column is of a string type, from its schema (a Hub split: its features); None
     where it has none (the caller names the columns it lacks)."""
     import pyarrow as pa
 
     schema = _schema(source)
     columns = [name for name in LABEL_COLUMNS if schema is not None and name in schema.names]
     if not columns:
-        return False
+        return None
     kind = schema.field(columns[0]).type
     if pa.types.is_dictionary(kind):
         kind = kind.value_type

@@ -150,3 +150,14 @@ def test_a_supervised_run_learns_from_names_and_final_json_lists_them(tmp_path, 
     final = json.loads((tmp_path / "run" / "final.json").read_text())
     assert final["class_names"] == metrics["class_names"] == ["ant", "cat", "dog"]     # no "bee" here
     assert final["data_loader"] == loader and 0 <= final["supervised_top1"] <= 100
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_a_split_of_names_beside_a_split_of_ids_is_one_error_naming_both(tmp_path, loader):
+    """Numbering the names would give ids that number other classes than the ids of the other split."""
+    root = _write(tmp_path / "data", "parquet", {"train": TRAIN_NAMES})
+    pq.write_table(pa.table({"image": _images(3, 0), "label": pa.array([0, 1, 2], pa.int64())}), root / "test.parquet")
+    cfg = DataConfig(dataset="parquet", data_dir=str(root), loader=loader, train_limit=None, image_size=16)
+    with pytest.raises(ConfigError, match=r"train.parquet \(parquet\) labels its images by class names and \S+"
+                                          r"test.parquet \(parquet\) by class ids: label every split alike"):
+        open_feed(cfg, need_test=False)
