@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2.functional import resize
 
+from simclr_core.data.image_column import encoded_pairs
 from simclr_core.validation import ConfigError
 
 try:  # torchvision 0.29 deprecates its image decoders (for torchcodec); PIL takes over once they are gone.
@@ -63,11 +64,11 @@ def decode_image(data: bytes | None, path: str | None) -> torch.Tensor:
 
 def iter_encoded(dataset, column: str, indices: np.ndarray, batch_size: int = 1024
                  ) -> Iterator[tuple[bytes | None, str | None]]:
-    """(bytes, path) of rows ``indices`` of an Image column, read in Arrow batches without decoding."""
+    """(bytes, path) of rows ``indices`` of an image column (image_column.py), read in Arrow batches without
+    decoding."""
     rows = dataset.select(indices).select_columns([column]).with_format("arrow")
     for batch in rows.iter(batch_size=batch_size):
-        images = batch.column(column).combine_chunks()
-        yield from zip(images.field("bytes").to_pylist(), images.field("path").to_pylist())
+        yield from encoded_pairs(batch.column(column).combine_chunks())
 
 
 def mixed_sizes_error(first: str, first_size: tuple[int, int], other: str, other_size: tuple[int, int]

@@ -40,6 +40,7 @@ from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
 from simclr_core.data.class_names import class_ids, dataset_classes, label_column
 from simclr_core.data.decode import mixed_sizes_error
 from simclr_core.data.folder_index import folder_index
+from simclr_core.data.image_column import encoded_pairs, image_column, stored_paths
 from simclr_core.data.images import integer_labels
 from simclr_core.data.locate import Source, locate_source
 from simclr_core.data.tar_index import IMAGE_SUFFIXES, index_tar   # image suffixes: folders' too
@@ -186,16 +187,14 @@ class ArrowSplit(EncodedSplit):
 
     def read(self, indices: Sequence[int]) -> list[bytes]:
         table = self._rows[list(map(int, indices))]
-        images = table.column(self._column).combine_chunks()
-        data, paths = images.field("bytes").to_pylist(), images.field("path").to_pylist()
-        return [b if b is not None else Path(p).read_bytes() for b, p in zip(data, paths)]
+        pairs = encoded_pairs(table.column(self._column).combine_chunks())
+        return [b if b is not None else Path(p).read_bytes() for b, p in pairs]
 
     def where(self, index: int) -> str:
         return f"row {index} of {self._describe}"
 
     def stored_paths(self) -> list[str | None]:
-        column = self._rows.data.column(self._column)          # memory-mapped: only the path field is read
-        return [p for chunk in column.chunks for p in chunk.field("path").to_pylist()]
+        return stored_paths(self._rows.data.column(self._column))   # memory-mapped: only the path field is read
 
 
 @dataclass(frozen=True)
@@ -229,8 +228,7 @@ class ParquetSplit(_LockedReads):
 
         u = self.units[unit]
         table = pq.ParquetFile(self.files[u.file]).read_row_group(u.row_group, columns=[self.column])
-        images = table.column(self.column).combine_chunks()
-        rows = list(zip(images.field("bytes").to_pylist(), images.field("path").to_pylist()))
+        rows = encoded_pairs(table.column(self.column).combine_chunks())
         self._cache[unit] = rows
         while len(self._cache) > WINDOW_UNITS:
             self._cache.popitem(last=False)
@@ -247,12 +245,17 @@ class ParquetSplit(_LockedReads):
         return out
 
     def stored_paths(self) -> list[str | None]:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         paths: list[str | None] = []
-        for file in self.files:       # the path field alone: parquet reads one leaf of the image struct
-            table = pq.ParquetFile(file).read(columns=[f"{self.column}.path"])
-            paths.extend(p for chunk in table.column(self.column).chunks for p in chunk.field("path").to_pylist())
+        for file in self.files:
+            handle = pq.ParquetFile(file)
+            if not pa.types.is_struct(handle.schema_arrow.field(self.column).type):    # plain bytes: no paths
+                paths.extend([None] * handle.metadata.num_rows)
+                continue
+            table = handle.read(columns=[f"{self.column}.path"])    # one leaf of the image struct
+            paths.extend(stored_paths(table.column(self.column)))
         return paths
 
     def where(self, index: int) -> str:
@@ -346,17 +349,6 @@ def open_folder(name: str, source: Source) -> FileSplit:
     return FileSplit(name, paths, labels.copy(), num_classes)          # a copy: the memo's stays as listed
 
 
-def _image_column(schema, where: str) -> str:
-    import pyarrow as pa
-
-    for field in schema:
-        if pa.types.is_struct(field.type) and {field.type.field(i).name for i in range(field.type.num_fields)} \
-                >= {"bytes", "path"}:
-            return field.name
-    raise ConfigError(f"{where} has no image column (a struct of bytes and path, as `datasets` writes images); "
-                      f"columns: {', '.join(schema.names)}")
-
-
 def _check_labels(split: EncodedSplit, num_classes: int | None, column: str = "label",
                   classes: tuple[str, ...] | None = None) -> EncodedSplit:
     """Refuse labels that are no whole numbers (of `column`) or lie outside [0, num_classes), naming the image
@@ -395,7 +387,7 @@ def _open_parquet(spec: DatasetSpec, data_dir: str | None, source: Source) -> Pa
     for f, path in enumerate(source.files):
         handle = pq.ParquetFile(path)
         schema = handle.schema_arrow
-        column = _image_column(schema, path) if column is None else column
+        column = image_column(schema, path) if column is None else column
         label = label_column(schema.names, path)
         num_classes = num_classes or _declared_classes(schema, label)
         labels.append(handle.read(columns=[label]).column(label).to_numpy())
@@ -429,7 +421,7 @@ def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSpli
 def _open_arrow(spec: DatasetSpec, data_dir: str | None, source: Source) -> ArrowSplit:
     dataset = source.load()
     schema = dataset.data.schema
-    column = _image_column(schema, source.describe())
+    column = image_column(schema, source.describe())
     label = label_column(dataset.column_names, source.describe())
     feature = dataset.features[label]
     raw = dataset.select_columns([label]).with_format("arrow")[:].column(label).to_numpy()

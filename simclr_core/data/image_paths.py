@@ -16,6 +16,7 @@ import numpy as np
 from simclr_core.config import DataConfig
 from simclr_core.data.catalog import SPLITS, dataset_spec
 from simclr_core.data.class_names import dataset_classes
+from simclr_core.data.image_column import stored_paths
 from simclr_core.data.images import _folder_index, _image_column, _label_column, _label_ids, _limited, _row_of
 from simclr_core.data.locate import locate_source
 from simclr_core.validation import require_choice
@@ -54,6 +55,5 @@ def image_paths(cfg: DataConfig, split: str) -> ImagePaths:
     paths: list[str | None] = []
     table = dataset.select(rows).select_columns([column]).with_format("arrow")
     for batch in table.iter(batch_size=4096):
-        for chunk in batch.column(column).chunks:
-            paths.extend(chunk.field("path").to_pylist())
+        paths.extend(stored_paths(batch.column(column)))
     return ImagePaths(np.asarray(rows, dtype=np.int64), tuple(paths), len(labels), source.describe())

@@ -21,6 +21,7 @@ from simclr_core.data.cache import CachedSplit
 from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
 from simclr_core.data.class_names import class_ids, classes_key, dataset_classes, label_column
 from simclr_core.data.decode import decode_to_array, iter_encoded
+from simclr_core.data.image_column import image_column
 from simclr_core.data.locate import Source, locate_source
 from simclr_core.data.subset import SUBSET_SEED, balanced_subset
 from simclr_core.validation import ConfigError, require_choice
@@ -233,14 +234,8 @@ def _row_of(source: Source, row: int) -> str:
 
 
 def _image_column(dataset, source: Source) -> str:
-    """The column with the `datasets` Image feature, or an undeclared {bytes, path} struct (plain parquet)."""
-    import datasets
-
-    for name, feature in dataset.features.items():
-        undeclared = isinstance(feature, dict) and set(feature) == {"bytes", "path"}
-        if isinstance(feature, datasets.Image) or undeclared:
-            return name
-    raise ConfigError(f"{source.describe()} has no image column (columns: {', '.join(dataset.column_names)})")
+    """The column of encoded images (image_column.py), found in the Arrow schema as the streamed path finds it."""
+    return image_column(dataset.data.schema, source.describe())
 
 
 def _label_column(dataset, source: Source) -> str:

@@ -1,0 +1,84 @@
+"""Parquet written by pandas: images as a plain column of encoded bytes, read alike on both paths."""
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+from PIL import Image
+
+from simclr_core.config import DataConfig
+from simclr_core.data.encoded import open_encoded
+from simclr_core.data.feed import open_feed
+from simclr_core.data.image_column import image_column
+from simclr_core.data.image_paths import image_paths
+from simclr_core.validation import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.delenv("SIMCLR_DATA_DIR", raising=False)
+
+
+def _png(array: np.ndarray) -> bytes:
+    encoded = io.BytesIO()
+    Image.fromarray(array).save(encoded, format="PNG")
+    return encoded.getvalue()
+
+
+def _arrays(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def _write_pandas(root: Path, column: str = "jpg", **extra) -> dict[str, list[np.ndarray]]:
+    """train/test parquet files from pandas DataFrames: `column` of PNG bytes, a label column of class names."""
+    root.mkdir(parents=True, exist_ok=True)
+    arrays = {"train": _arrays(8, 1), "test": _arrays(4, 2)}
+    for split, images in arrays.items():
+        frame = pd.DataFrame({column: [_png(a) for a in images],
+                              "label": ["cat", "dog"] * (len(images) // 2), **{k: [v] * len(images)
+                                                                              for k, v in extra.items()}})
+        frame.to_parquet(root / f"{split}.parquet")
+    return arrays
+
+
+def test_a_binary_image_column_is_read_alike_on_both_paths(tmp_path):
+    """A pandas DataFrame's column of image bytes was refused on both paths ("has no image column"): they knew only
+    the struct of bytes and path that `datasets` writes."""
+    arrays = _write_pandas(tmp_path / "data")
+    cfg = DataConfig(dataset="parquet", data_dir=str(tmp_path / "data"), train_limit=None, test_limit=None,
+                     image_size=16)
+    resident = open_feed(replace(cfg, loader="resident"), need_test=True)
+    expected = torch.from_numpy(np.stack(arrays["train"])).permute(0, 3, 1, 2)
+    assert torch.equal(resident.train_eval, expected)                       # lossless PNG, already 16 px
+    assert resident.train_labels.tolist() == [0, 1] * 4 and resident.class_names == ("cat", "dog")
+    split = open_encoded(cfg, "train")
+    assert split.read([3]) == [_png(arrays["train"][3])] and split.stored_paths() == [None] * 8
+    streamed = open_feed(replace(cfg, loader="stream"), need_test=True)
+    assert streamed.train_labels.tolist() == resident.train_labels.tolist()
+    assert image_paths(cfg, "train").paths == (None,) * 8
+
+
+def test_among_several_byte_columns_the_one_named_as_images_is_taken(tmp_path):
+    _write_pandas(tmp_path / "data", column="image", thumbnail=b"\x00\x01")
+    split = open_encoded(DataConfig(dataset="parquet", data_dir=str(tmp_path / "data")), "train")
+    assert split.column == "image"
+
+
+def test_several_byte_columns_none_named_as_images_is_one_error_naming_them(tmp_path):
+    schema = pa.schema([("front", pa.binary()), ("back", pa.binary()), ("label", pa.int64())])
+    with pytest.raises(ConfigError, match=r"^x.parquet has several columns of bytes \(front, back\) and none is named "
+                                          r"as an image column \(image, img, jpg, jpeg, png, webp\): rename the one "
+                                          r"holding the images$"):
+        image_column(schema, "x.parquet")
+    with pytest.raises(ConfigError, match=r"^x.parquet has no image column .* columns: label$"):
+        image_column(pa.schema([("label", pa.int64())]), "x.parquet")
