@@ -161,3 +161,26 @@ def test_a_split_of_names_beside_a_split_of_ids_is_one_error_naming_both(tmp_pat
     with pytest.raises(ConfigError, match=r"train.parquet \(parquet\) labels its images by class names and \S+"
                                           r"test.parquet \(parquet\) by class ids: label every split alike"):
         open_feed(cfg, need_test=False)
+
+
+def test_a_hub_dataset_of_names_is_numbered_over_its_splits_as_the_run_downloads_them(tmp_path, monkeypatch):
+    """A Hub split is read only when the run downloads it: its names are numbered then, over both Hub splits."""
+    import huggingface_hub
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.Value("string")})
+    names = {"train": TRAIN_NAMES, "test": TEST_NAMES}
+    loads = []
+
+    def hub_copy(path, split):                   # stands in for the HF cache's copy of the Hub dataset
+        loads.append(split)
+        return datasets.Dataset.from_dict({"img": _images(len(names[split]), 0), "label": names[split]},
+                                          features=features)
+
+    monkeypatch.setattr(datasets, "load_dataset", hub_copy)
+    cfg = DataConfig(dataset="cifar10", train_limit=None, test_limit=None, image_size=16)
+    for loader in ("resident", "stream"):
+        feed = open_feed(replace(cfg, loader=loader), need_test=False)
+        assert feed.train_labels.tolist() == _ids(TRAIN_NAMES) and feed.num_classes == 4
+    assert set(loads) == {"train", "test"}
