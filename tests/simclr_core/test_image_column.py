@@ -82,3 +82,19 @@ def test_several_byte_columns_none_named_as_images_is_one_error_naming_them(tmp_
         image_column(schema, "x.parquet")
     with pytest.raises(ConfigError, match=r"^x.parquet has no image column .* columns: label$"):
         image_column(pa.schema([("label", pa.int64())]), "x.parquet")
+
+
+def test_pandas_categorical_labels_are_class_names(tmp_path):
+    """pandas writes a Categorical as a dictionary column (int8 codes into its categories): names, as a string
+    column's, numbered over both splits (not by the codes, which number each file's own categories)."""
+    root = tmp_path / "data"
+    root.mkdir()
+    for split, labels in (("train", ["dog", "cat", "dog", "cat"]), ("test", ["eel", "dog"])):
+        pd.DataFrame({"image": [_png(a) for a in _arrays(len(labels), 3)],
+                      "label": pd.Categorical(labels)}).to_parquet(root / f"{split}.parquet")
+    cfg = DataConfig(dataset="parquet", data_dir=str(root), train_limit=None, test_limit=None, image_size=16)
+    for loader in ("resident", "stream"):
+        with pytest.warns(UserWarning, match="no training image has \\('eel'\\)"):
+            feed = open_feed(replace(cfg, loader=loader), need_test=True)
+        assert feed.class_names == ("cat", "dog", "eel")
+        assert feed.train_labels.tolist() == [1, 0, 1, 0] and feed.test_labels.tolist() == [2, 1]
