@@ -39,7 +39,7 @@ from simclr_core.config import RunConfig
 from simclr_core.data.feed import (Feed, data_identity_later, open_feed, require_batch_fits, require_data,
                                    train_split_size)
 from simclr_core.distributed import convert_to_global_bn
-from simclr_core.evaluate.protocols import require_classes, require_protocol_data, run_protocols
+from simclr_core.evaluate.protocols import PROTOCOLS, require_classes, require_protocol_data, run_protocols
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
 from simclr_core.models import build_model, build_supervised_model
 from simclr_core.models.encoders import stem_cost_note
@@ -87,8 +87,9 @@ train.preflight = check_inputs
 
 
 def needs_test_split(cfg: RunConfig) -> bool:
-    """Whether the run evaluates on the test split (an evaluation protocol, or the kNN monitor)."""
-    return bool(cfg.eval.protocols or cfg.eval.knn_every_epochs)
+    """Whether the run evaluates on its test split (an evaluation protocol that reads the run's own splits, or the
+    kNN monitor); transfer evaluation alone reads datasets of its own."""
+    return bool(cfg.eval.knn_every_epochs or any(PROTOCOLS[name].reads_own_splits for name in cfg.eval.protocols))
 
 
 def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:

@@ -22,11 +22,16 @@ from simclr_core.validation import ConfigError
 LABEL_COLUMNS = ("label", "fine_label", "labels", "cls")       # "cls": WebDataset shards
 
 
+def find_label_column(names: Sequence[str]) -> str | None:
+    """The first of LABEL_COLUMNS among the column `names`; None for a split without labels."""
+    return next((name for name in LABEL_COLUMNS if name in names), None)
+
+
 def label_column(names: Sequence[str], where: str) -> str:
     """The first of LABEL_COLUMNS among the column `names`, or a ConfigError naming `where` and the columns."""
-    for name in LABEL_COLUMNS:
-        if name in names:
-            return name
+    found = find_label_column(names)
+    if found is not None:
+        return found
     raise ConfigError(f"{where} has none of the label columns {', '.join(LABEL_COLUMNS)} "
                       f"(columns: {', '.join(names)})")
 

@@ -37,7 +37,7 @@ from simclr_core import seeding
 from simclr_core.config import DataConfig
 from simclr_core.data.cache import CachedIndex
 from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
-from simclr_core.data.class_names import class_ids, dataset_classes, label_column
+from simclr_core.data.class_names import class_ids, dataset_classes, find_label_column, label_column
 from simclr_core.data.decode import mixed_sizes_error
 from simclr_core.data.folder_index import folder_index
 from simclr_core.data.image_column import encoded_pairs, image_column, stored_paths
@@ -345,7 +345,8 @@ def open_folder(name: str, source: Source) -> FileSplit:
     paths, labels, num_classes = folder_index(name, root, split_dir)
     if not paths:
         raise ConfigError(f"{split_dir} holds no images ({', '.join(IMAGE_SUFFIXES)}) in class folders; expected "
-                          f"{split_dir}/<class>/<image>, e.g. {split_dir}/cat/0001.jpg")
+                          f"{split_dir}/<class>/<image>, e.g. {split_dir}/cat/0001.jpg (images without labels: "
+                          f"all in one folder, e.g. {split_dir}/all/, and only pretrain)")
     return FileSplit(name, paths, labels.copy(), num_classes)          # a copy: the memo's stays as listed
 
 
@@ -381,22 +382,30 @@ def _declared_classes(schema, column: str) -> int | None:
 
 
 def _open_parquet(spec: DatasetSpec, data_dir: str | None, source: Source) -> ParquetSplit:
+    """The split's index; a split whose shards have no label column is unlabelled (num_classes 0, labels 0)."""
     import pyarrow.parquet as pq
 
-    units, labels, column, num_classes = [], [], None, None
+    labelled = [find_label_column(pq.read_schema(path).names) is not None for path in source.files]
+    if any(labelled) and not all(labelled):
+        path = source.files[labelled.index(False)]
+        label_column(pq.read_schema(path).names, path)                # raises, naming the shard without labels
+    units, labels, column, label, num_classes = [], [], None, None, None
     for f, path in enumerate(source.files):
         handle = pq.ParquetFile(path)
         schema = handle.schema_arrow
         column = image_column(schema, path) if column is None else column
-        label = label_column(schema.names, path)
-        num_classes = num_classes or _declared_classes(schema, label)
-        labels.append(handle.read(columns=[label]).column(label).to_numpy())
+        if labelled[f]:
+            label = label_column(schema.names, path)
+            num_classes = num_classes or _declared_classes(schema, label)
+            labels.append(handle.read(columns=[label]).column(label).to_numpy())
         first = sum(u.rows for u in units)
         for g in range(handle.metadata.num_row_groups):
             rows = handle.metadata.row_group(g).num_rows
             units.append(_Unit(f, g, first, rows))
             first += rows
-    raw = np.concatenate(labels) if labels else np.zeros(0)
+    if label is None:
+        return ParquetSplit(spec.name, source.files, column, np.zeros(sum(u.rows for u in units), np.int64), 0, units)
+    raw = np.concatenate(labels)
     split = ParquetSplit(spec.name, source.files, column, raw, 0, units)
     return _check_labels(split, num_classes or spec.num_classes, label, dataset_classes(spec, data_dir, source, raw))
 
@@ -422,7 +431,9 @@ def _open_arrow(spec: DatasetSpec, data_dir: str | None, source: Source) -> Arro
     dataset = source.load()
     schema = dataset.data.schema
     column = image_column(schema, source.describe())
-    label = label_column(dataset.column_names, source.describe())
+    label = find_label_column(dataset.column_names)
+    if label is None:                                  # a split without labels (num_classes 0)
+        return ArrowSplit(spec.name, dataset, column, np.zeros(len(dataset), dtype=np.int64), 0, source.describe())
     feature = dataset.features[label]
     raw = dataset.select_columns([label]).with_format("arrow")[:].column(label).to_numpy()
     split = ArrowSplit(spec.name, dataset, column, raw, 0, source.describe())

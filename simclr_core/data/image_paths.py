@@ -15,9 +15,8 @@ import numpy as np
 
 from simclr_core.config import DataConfig
 from simclr_core.data.catalog import SPLITS, dataset_spec
-from simclr_core.data.class_names import dataset_classes
 from simclr_core.data.image_column import stored_paths
-from simclr_core.data.images import _folder_index, _image_column, _label_column, _label_ids, _limited, _row_of
+from simclr_core.data.images import _folder_index, _image_column, _limited, split_labels
 from simclr_core.data.locate import locate_source
 from simclr_core.validation import require_choice
 
@@ -46,10 +45,7 @@ def image_paths(cfg: DataConfig, split: str) -> ImagePaths:
         return ImagePaths(np.asarray(rows, dtype=np.int64), tuple(index.paths[row] for row in rows), len(index),
                           source.describe())
     dataset = source.load()
-    column = _label_column(dataset, source)
-    labels = _label_ids(dataset.select_columns([column]).with_format("arrow")[:].column(0).to_numpy(), column,
-                        lambda row: _row_of(source, row), dataset_classes(dataset_spec(cfg.dataset), cfg.data_dir,
-                                                                          source))
+    labels = split_labels(dataset, dataset_spec(cfg.dataset), cfg.data_dir, source)[0]
     rows = np.arange(len(labels)) if limit is None else _limited(labels, limit, f"data.{split}_limit", source)
     column = _image_column(dataset, source)
     paths: list[str | None] = []

@@ -19,7 +19,7 @@ import torch
 from simclr_core.config import DataConfig
 from simclr_core.data.cache import CachedSplit
 from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
-from simclr_core.data.class_names import class_ids, classes_key, dataset_classes, label_column
+from simclr_core.data.class_names import class_ids, classes_key, dataset_classes, find_label_column
 from simclr_core.data.decode import decode_to_array, iter_encoded
 from simclr_core.data.image_column import image_column
 from simclr_core.data.locate import Source, locate_source
@@ -112,13 +112,7 @@ def count_classes(cfg: DataConfig, split: str, source: Source) -> int | None:
         return None
     if source.kind == "imagefolder":
         return _folder_index(source).num_classes
-    dataset = source.load()
-    column = _label_column(dataset, source)
-    labels = dataset.select_columns([column]).with_format("arrow")[:].column(column).to_numpy()
-    classes = dataset_classes(dataset_spec(cfg.dataset), cfg.data_dir, source, labels)
-    labels = _label_ids(labels, column, lambda row: _row_of(source, row), classes)
-    declared = len(classes) if classes is not None else getattr(dataset.features[column], "num_classes", None)
-    return _check_labels(labels, declared, dataset_spec(cfg.dataset), source, column)
+    return split_labels(source.load(), dataset_spec(cfg.dataset), cfg.data_dir, source)[1]
 
 
 def _local_classes(spec: DatasetSpec, cfg: DataConfig, source: Source) -> tuple[str, ...] | None:
@@ -166,12 +160,8 @@ def _decode_and_cache(spec: DatasetSpec, source: Source, image_size: int | None,
             return index.where(int(chosen[i]))
     else:
         dataset = source.load()
-        image_column, column = _image_column(dataset, source), _label_column(dataset, source)
-        labels = dataset.select_columns([column]).with_format("arrow")[:].column(column).to_numpy()
-        classes = dataset_classes(spec, data_dir, source, labels)
-        labels = _label_ids(labels, column, lambda row: _row_of(source, row), classes)
-        declared = len(classes) if classes is not None else getattr(dataset.features[column], "num_classes", None)
-        num_classes = _check_labels(labels, declared, spec, source, column)
+        image_column = _image_column(dataset, source)
+        labels, num_classes, classes = split_labels(dataset, spec, data_dir, source)
         chosen = np.arange(len(labels)) if limit is None else _limited(labels, limit, limit_key, source)
         encoded = iter_encoded(dataset, image_column, chosen)
 
@@ -238,8 +228,18 @@ def _image_column(dataset, source: Source) -> str:
     return image_column(dataset.data.schema, source.describe())
 
 
-def _label_column(dataset, source: Source) -> str:
-    return label_column(dataset.column_names, source.describe())
+def split_labels(dataset, spec: DatasetSpec, data_dir: str | None, source: Source
+                 ) -> tuple[np.ndarray, int, tuple[str, ...] | None]:
+    """(class ids, number of classes, class names where the label column holds names) of a loaded split; a split
+    without a label column is unlabelled: ids 0, 0 classes (it can be pretrained on, not classified)."""
+    column = find_label_column(dataset.column_names)
+    if column is None:
+        return np.zeros(len(dataset), dtype=np.int64), 0, None
+    values = dataset.select_columns([column]).with_format("arrow")[:].column(column).to_numpy()
+    classes = dataset_classes(spec, data_dir, source, values)
+    labels = _label_ids(values, column, lambda row: _row_of(source, row), classes)
+    declared = len(classes) if classes is not None else getattr(dataset.features[column], "num_classes", None)
+    return labels, _check_labels(labels, declared, spec, source, column), classes
 
 
 def _label_ids(values: np.ndarray, column: str, where: Callable[[int], str],

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from simclr_core.data.class_names import LABEL_COLUMNS
 from simclr_core.evaluate.classifier import classifier_eval
 from simclr_core.evaluate.features import reuse_features
 from simclr_core.evaluate.finetune import balanced_subset, finetune_eval
@@ -39,6 +40,8 @@ class Protocol:
     check_data: Callable[[Any], None] | None = None
     # True where it classifies the run's own images by their labels (an accuracy over one class measures nothing).
     classifies: bool = False
+    # False where it reads none of the run's own splits (transfer: datasets of its own), so needs no test split.
+    reads_own_splits: bool = True
 
 
 def _data(feed) -> tuple:
@@ -132,7 +135,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (  # each one's metric pref
     Protocol("linear", _linear, frozen_features=True, classifies=True),
     Protocol("finetune", _finetune, check_data=require_subset_data, classifies=True),
     Protocol("transform_probe", _transform_probe, needs_head=True),
-    Protocol("transfer", _transfer, check_data=require_transfer_data),
+    Protocol("transfer", _transfer, check_data=require_transfer_data, reads_own_splits=False),
     Protocol("supervised", _supervised, needs_head=True, classifies=True),   # method=supervised runs only
 )}
 
@@ -146,16 +149,24 @@ def require_protocol_data(cfg) -> None:
 
 
 def require_classes(cfg, num_classes: int, where: str) -> None:
-    """ConfigError when the run classifies its own images (an evaluation protocol, or the kNN monitor) and its
-    training split has fewer than 2 classes: every accuracy would be 100%, measuring nothing."""
+    """ConfigError when the run classifies its own images (supervised training, an evaluation protocol, or the kNN
+    monitor) and its training split has fewer than 2 classes: every accuracy would be 100%, measuring nothing; or
+    none (0: a split without labels), which nothing can classify."""
     classifying = [name for name in cfg.eval.protocols if PROTOCOLS[name].classifies]
     if cfg.eval.knn_every_epochs:
         classifying.append("the kNN monitor (eval.knn_every_epochs)")
+    if cfg.method == "supervised":
+        classifying.insert(0, "supervised training (method=supervised)")
     if num_classes >= 2 or not classifying:
         return
+    pretrain = "only pretrain: eval.protocols=none eval.knn_every_epochs=0"
+    if num_classes == 0:
+        raise ConfigError(f"{where} has no labels (none of the label columns {', '.join(LABEL_COLUMNS)}), and "
+                          f"{', '.join(classifying)} would classify its images. Give them a label column, or "
+                          f"{pretrain} (eval.protocols=transfer evaluates on labelled datasets of its own)")
     raise ConfigError(f"{where} has {num_classes} class, and {', '.join(classifying)} would classify its images: every "
                       "accuracy would be 100%, measuring nothing. Give the images of each class a folder (or label) "
-                      "of their own, or only pretrain: eval.protocols=none eval.knn_every_epochs=0")
+                      f"of their own, or {pretrain}")
 
 
 def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, names: Sequence[str],

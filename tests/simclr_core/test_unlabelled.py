@@ -1,0 +1,104 @@
+"""Images without labels (parquet or arrow without a label column): pretrained on, never classified."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from simclr_core.config import RunConfig
+from simclr_core.train import check_inputs, needs_test_split, train
+from simclr_core.validation import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.delenv("SIMCLR_DATA_DIR", raising=False)
+
+
+def _images(n: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        encoded = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(encoded, format="PNG")
+        out.append({"bytes": encoded.getvalue(), "path": f"{i}.png"})
+    return out
+
+
+def _unlabelled(root: Path, layout: str = "parquet", n: int = 16) -> Path:
+    """A train split of `n` images and no label column (and no test split)."""
+    root.mkdir(parents=True, exist_ok=True)
+    if layout == "parquet":
+        pq.write_table(pa.table({"image": _images(n, 0)}), root / "train.parquet")
+    else:
+        features = datasets.Features({"image": datasets.Image()})
+        datasets.Dataset.from_dict({"image": _images(n, 0)}, features=features).save_to_disk(str(root / "train"))
+    return root
+
+
+def _config(root: Path, loader: str, **overrides) -> RunConfig:
+    return RunConfig().with_overrides({
+        "data.dataset": "parquet", "data.data_dir": str(root), "data.loader": loader, "data.image_size": 16,
+        "data.train_limit": None, "encoder.width": 0.25, "batch_size": 8, "max_steps": 2, "optim.warmup_epochs": 0,
+        "eval.protocols": None, "eval.knn_every_epochs": 0, "log_every_steps": 1, **overrides})
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+@pytest.mark.parametrize("layout", ["parquet", "disk"])
+def test_a_split_without_labels_is_pretrained_on(tmp_path, loader, layout):
+    """A parquet file of images alone was "has none of the label columns", whatever the run did with labels:
+    self-supervised pretraining reads none."""
+    root = _unlabelled(tmp_path / "data", layout)
+    cfg = _config(root, loader)
+    check_inputs(cfg)
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["data_loader"] == loader and metrics["steps"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [row["loss"] for row in rows if "loss" in row]
+    assert len(losses) == 2 and np.isfinite(losses).all()
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+@pytest.mark.parametrize("overrides, named", [
+    ({"eval.knn_every_epochs": 1}, r"the kNN monitor \(eval.knn_every_epochs\)"),
+    ({"method": "supervised"}, r"supervised training \(method=supervised\)"),
+])
+def test_classifying_images_without_labels_is_one_error_before_the_run(tmp_path, loader, overrides, named):
+    root = _unlabelled(tmp_path / "data")
+    pq.write_table(pa.table({"image": _images(4, 1)}), root / "test.parquet")
+    with pytest.raises(ConfigError, match=rf"^the training split of 'parquet' has no labels \(none of the label "
+                                          rf"columns label, fine_label, labels, cls\), and {named} would classify its "
+                                          r"images. Give them a label column, or only pretrain: eval.protocols=none "
+                                          r"eval.knn_every_epochs=0"):
+        check_inputs(_config(root, loader, **overrides))
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.npy"))   # nothing decoded
+
+
+def test_transfer_alone_reads_no_test_split_of_the_run_and_the_transform_probe_one():
+    """Transfer evaluation reads datasets of its own: an unlabelled dataset without a test split can be pretrained on
+    and transferred. The transformation probe (Table 3) reads the run's images, not their labels."""
+    base = RunConfig().with_overrides({"eval.knn_every_epochs": 0})
+    assert not needs_test_split(base.with_overrides({"eval.protocols": "transfer"}))
+    assert needs_test_split(base.with_overrides({"eval.protocols": "transform_probe"}))
+    assert needs_test_split(base.with_overrides({"eval.protocols": "transfer", "eval.knn_every_epochs": 1}))
+
+
+def test_one_shard_without_the_label_column_of_the_others_is_one_error_naming_it(tmp_path):
+    from simclr_core.config import DataConfig
+    from simclr_core.data.encoded import open_encoded
+
+    root = tmp_path / "data"
+    root.mkdir()
+    pq.write_table(pa.table({"image": _images(4, 0), "label": [0, 1, 0, 1]}), root / "train-00000-of-00002.parquet")
+    pq.write_table(pa.table({"image": _images(4, 1)}), root / "train-00001-of-00002.parquet")
+    with pytest.raises(ConfigError, match=r"train-00001-of-00002.parquet has none of the label columns"):
+        open_encoded(DataConfig(dataset="parquet", data_dir=str(root)), "train")
