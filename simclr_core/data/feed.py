@@ -118,6 +118,8 @@ class Feed:
         out: dict[str, Any] = {"data_loader": self.loader, "data_source": self.source}
         if self.class_names is not None:
             out["class_names"] = list(self.class_names)
+        if self.num_classes == 0:
+            out["unlabelled"] = True           # a split without a label column: pretrained on, not classified
         if self.loader == "stream":
             out.update(images_read=sum(s.bad.seen for s in self._streams),
                        unreadable_images=sum(s.bad.bad for s in self._streams),

@@ -62,6 +62,7 @@ def test_a_split_without_labels_is_pretrained_on(tmp_path, loader, layout):
     check_inputs(cfg)
     metrics = train(cfg, tmp_path / "run")
     assert metrics["data_loader"] == loader and metrics["steps"] == 2
+    assert json.loads((tmp_path / "run" / "final.json").read_text())["unlabelled"] is True
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [row["loss"] for row in rows if "loss" in row]
     assert len(losses) == 2 and np.isfinite(losses).all()
