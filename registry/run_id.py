@@ -42,7 +42,7 @@ EXCLUDED_LEAF_PATTERN = re.compile(r"(^|\.)(num_workers|[a-z_]*_dir)$")
 # Fields added after the ids of config_version 1 were first made: left out while they hold their default,
 # so every run that does not use them keeps its id and its stored results.
 ADDED_LATER_KEYS = frozenset({
-    "data.loader",
+    "data.loader", "data.label_column",
     "augment.local_crops",
     "augment.local_crop_size",
     "augment.local_crop_scale",

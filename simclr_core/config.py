@@ -41,6 +41,9 @@ class DataConfig:
     # decode them a few batches ahead, cropping each view from the original image (data/feed.py);
     # "auto": stream the photo collections (imagenet, imagefolder, parquet), keep the others resident.
     loader: str = "auto"
+    # The column of parquet/arrow splits that holds the labels; None -> the first of label, fine_label, labels, cls
+    # (a split with none of them has no labels: it can be pretrained on, not classified).
+    label_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,13 @@ class RunConfig:
                               "which is embedded in the package; for CIFAR-10 from files use "
                               "data.dataset=cifar10 data.data_dir=DIR, or drop data.data_dir")
         require_choice("data.loader", d.loader, DATA_LOADERS)
+        if d.label_column is not None and (not isinstance(d.label_column, str) or not d.label_column.strip()):
+            raise ConfigError(f"data.label_column={d.label_column!r} must name a column of the dataset's parquet or "
+                              "arrow files, e.g. data.label_column=target (or none: the first of label, fine_label, "
+                              "labels, cls)")
+        if d.label_column is not None and d.dataset in ("imagefolder", "cifar10_subset"):
+            raise ConfigError(f"data.label_column={d.label_column!r} does not apply to data.dataset={d.dataset!r}, "
+                              "whose labels are its class folders; it names a column of parquet or arrow files")
         if d.image_size is not None:
             require_range("data.image_size", d.image_size, low=8)
         for name in ("train_limit", "test_limit"):

@@ -14,7 +14,7 @@ found, so that only a local folder provides the set. VOC2007 is not among them: 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simclr_core.validation import require_choice
 
@@ -55,6 +55,9 @@ class DatasetSpec:
     std: tuple[float, float, float]
     # Number of classes; labels must lie in [0, num_classes). None -> the largest label + 1 (folders, parquet).
     num_classes: int | None = None
+    # The label column of its parquet/arrow files as the run names it (data.label_column); None -> the first of
+    # class_names.LABEL_COLUMNS.
+    label_column: str | None = None
 
     @property
     def resize_margin(self) -> float:
@@ -106,11 +109,12 @@ _TRANSFER_SPECS = {
 assert tuple(_TRANSFER_SPECS) == TRANSFER_DATASETS
 
 
-def dataset_spec(name: str) -> DatasetSpec:
-    """The spec of dataset ``name`` (a pretraining or a transfer dataset); ConfigError naming the choices if it is
-    unknown."""
+def dataset_spec(name: str, label_column: str | None = None) -> DatasetSpec:
+    """The spec of dataset ``name`` (a pretraining or a transfer dataset), reading its labels from `label_column`
+    where the run names one (data.label_column); ConfigError naming the choices if it is unknown."""
     specs = {**_SPECS, **_TRANSFER_SPECS}
-    return specs[require_choice("data.dataset", name, specs)]
+    spec = specs[require_choice("data.dataset", name, specs)]
+    return spec if label_column is None else replace(spec, label_column=label_column)
 
 
 def loader_for(dataset: str, loader: str) -> str:

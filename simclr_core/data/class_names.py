@@ -22,18 +22,23 @@ from simclr_core.validation import ConfigError
 LABEL_COLUMNS = ("label", "fine_label", "labels", "cls")       # "cls": WebDataset shards
 
 
-def find_label_column(names: Sequence[str]) -> str | None:
-    """The first of LABEL_COLUMNS among the column `names`; None for a split without labels."""
-    return next((name for name in LABEL_COLUMNS if name in names), None)
+def find_label_column(names: Sequence[str], where: str, named: str | None = None) -> str | None:
+    """The label column among the column `names`: `named` (data.label_column, a ConfigError naming `where` and the
+    columns where it is missing), else the first of LABEL_COLUMNS; None for a split without labels."""
+    if named is None:
+        return next((name for name in LABEL_COLUMNS if name in names), None)
+    if named in names:
+        return named
+    raise ConfigError(f"{where} has no column {named!r} (data.label_column); its columns: {', '.join(names)}")
 
 
-def label_column(names: Sequence[str], where: str) -> str:
-    """The first of LABEL_COLUMNS among the column `names`, or a ConfigError naming `where` and the columns."""
-    found = find_label_column(names)
+def label_column(names: Sequence[str], where: str, named: str | None = None) -> str:
+    """find_label_column's column, or a ConfigError naming `where` and the columns where there is none."""
+    found = find_label_column(names, where, named)
     if found is not None:
         return found
     raise ConfigError(f"{where} has none of the label columns {', '.join(LABEL_COLUMNS)} "
-                      f"(columns: {', '.join(names)})")
+                      f"(columns: {', '.join(names)}); name another with data.label_column=NAME")
 
 
 def dataset_classes(spec: DatasetSpec, data_dir: str | None, source: Source,
@@ -43,9 +48,10 @@ def dataset_classes(spec: DatasetSpec, data_dir: str | None, source: Source,
     caller has read it already). The other splits are found as `source` was (locate_source) and of the same kind;
     a split the dataset lacks adds no names, and one labelled by ids is a ConfigError (its ids would number other
     classes)."""
-    if not (_labels_are_names(source) if values is None else _are_names(values)):
+    if not (_labels_are_names(source, spec) if values is None else _are_names(values)):
         return None
-    names = {value for value in (_label_values(source) if values is None else values) if isinstance(value, str)}
+    names = {value for value in (_label_values(source, spec) if values is None else values)
+             if isinstance(value, str)}
     for split in SPLITS:
         try:
             sibling = locate_source(spec, data_dir, split)
@@ -53,13 +59,13 @@ def dataset_classes(spec: DatasetSpec, data_dir: str | None, source: Source,
             continue
         if sibling == source or sibling.kind != source.kind:
             continue
-        named = _labels_are_names(sibling)
+        named = _labels_are_names(sibling, spec)
         if named is False:
             raise ConfigError(f"{source.describe()} labels its images by class names and {sibling.describe()} by "
                               "class ids: label every split alike (names, or ids as a `datasets` ClassLabel stores "
                               "them)")
         if named:
-            names.update(value for value in _label_values(sibling) if isinstance(value, str))
+            names.update(value for value in _label_values(sibling, spec) if isinstance(value, str))
     return tuple(sorted(names))
 
 
@@ -88,16 +94,16 @@ def _are_names(values: np.ndarray) -> bool:
     return values.dtype.kind in "OU" and any(isinstance(value, str) for value in values)
 
 
-def _labels_are_names(source: Source) -> bool | None:
+def _labels_are_names(source: Source, spec: DatasetSpec) -> bool | None:
     """Whether the split's label column is of a string type, from its schema (a Hub split: its features); None
     where it has none (the caller names the columns it lacks)."""
     import pyarrow as pa
 
     schema = _schema(source)
-    columns = [name for name in LABEL_COLUMNS if schema is not None and name in schema.names]
-    if not columns:
+    column = None if schema is None else find_label_column(schema.names, source.describe(), spec.label_column)
+    if column is None:
         return None
-    kind = schema.field(columns[0]).type
+    kind = schema.field(column).type
     if pa.types.is_dictionary(kind):
         kind = kind.value_type
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
@@ -118,24 +124,25 @@ def _schema(source: Source):
     return _open_arrow(files[0]).schema if files else None
 
 
-def _label_values(source: Source) -> list:
+def _label_values(source: Source, spec: DatasetSpec) -> list:
     """The label column of a split, as stored (a list of Python values)."""
     import pyarrow.parquet as pq
 
+    named = spec.label_column
     if source.kind == "files" and source.location == "parquet":
         values = []
         for path in source.files:
-            column = label_column(pq.read_schema(path).names, path)
+            column = label_column(pq.read_schema(path).names, path, named)
             values.extend(pq.read_table(path, columns=[column]).column(column).to_pylist())
         return values
     if source.kind == "hub":
         dataset = source.load()
-        column = label_column(dataset.column_names, source.describe())
+        column = label_column(dataset.column_names, source.describe(), named)
         return dataset.select_columns([column]).with_format("arrow")[:].column(column).to_pylist()
     values = []
     for path in _arrow_files(source):
         table = _open_arrow(path).read_all()
-        values.extend(table.column(label_column(table.schema.names, path)).to_pylist())
+        values.extend(table.column(label_column(table.schema.names, path, named)).to_pylist())
     return values
 
 

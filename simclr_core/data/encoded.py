@@ -298,9 +298,13 @@ def _file_offset(units: list[_Unit], unit: _Unit) -> int:
 def open_encoded(cfg: DataConfig, split: str, source: Source | None = None) -> EncodedSplit:
     """The index of `split` of cfg.dataset (at `source`, where the caller located it already), or a ConfigError
     naming what is missing (no images, no labels)."""
-    spec = dataset_spec(cfg.dataset)
+    spec = dataset_spec(cfg.dataset, cfg.label_column)
     require_choice("split", split, SPLITS)
     source = source or locate_source(spec, cfg.data_dir, split)
+    if spec.label_column is not None and (source.kind == "imagefolder" or source.location == "webdataset"):
+        raise ConfigError(f"data.label_column={spec.label_column!r} names a column of parquet or arrow files, and "
+                          f"{source.describe()} has none: its labels are its class folders or .cls members; drop "
+                          "data.label_column")
     if source.kind == "imagefolder":
         encoded = open_folder(spec.name, source)
     elif source.kind == "files" and source.location == "parquet":
@@ -385,7 +389,8 @@ def _open_parquet(spec: DatasetSpec, data_dir: str | None, source: Source) -> Pa
     """The split's index; a split whose shards have no label column is unlabelled (num_classes 0, labels 0)."""
     import pyarrow.parquet as pq
 
-    labelled = [find_label_column(pq.read_schema(path).names) is not None for path in source.files]
+    named = spec.label_column
+    labelled = [find_label_column(pq.read_schema(path).names, path, named) is not None for path in source.files]
     if any(labelled) and not all(labelled):
         path = source.files[labelled.index(False)]
         label_column(pq.read_schema(path).names, path)                # raises, naming the shard without labels
@@ -395,7 +400,7 @@ def _open_parquet(spec: DatasetSpec, data_dir: str | None, source: Source) -> Pa
         schema = handle.schema_arrow
         column = image_column(schema, path) if column is None else column
         if labelled[f]:
-            label = label_column(schema.names, path)
+            label = label_column(schema.names, path, named)
             num_classes = num_classes or _declared_classes(schema, label)
             labels.append(handle.read(columns=[label]).column(label).to_numpy())
         first = sum(u.rows for u in units)
@@ -431,7 +436,7 @@ def _open_arrow(spec: DatasetSpec, data_dir: str | None, source: Source) -> Arro
     dataset = source.load()
     schema = dataset.data.schema
     column = image_column(schema, source.describe())
-    label = find_label_column(dataset.column_names)
+    label = find_label_column(dataset.column_names, source.describe(), spec.label_column)
     if label is None:                                  # a split without labels (num_classes 0)
         return ArrowSplit(spec.name, dataset, column, np.zeros(len(dataset), dtype=np.int64), 0, source.describe())
     feature = dataset.features[label]

@@ -139,17 +139,17 @@ def view_side(cfg: DataConfig) -> int:
     if size:
         return size
     if resolve_loader(cfg) == "resident":
-        return _first_image_side(cfg.dataset, cfg.data_dir, cfg.loader) or DEFAULT_STREAM_SIZE
+        return _first_image_side(cfg.dataset, cfg.data_dir, cfg.loader, cfg.label_column) or DEFAULT_STREAM_SIZE
     return DEFAULT_STREAM_SIZE
 
 
 @functools.lru_cache(maxsize=32)     # a plan asks once per run: a folder is listed once
-def _first_image_side(dataset: str, data_dir: str | None, loader: str) -> int | None:
+def _first_image_side(dataset: str, data_dir: str | None, loader: str, label_column: str | None) -> int | None:
     from PIL import Image
 
     from simclr_core.data.encoded import open_encoded
 
-    cfg = DataConfig(dataset=dataset, data_dir=data_dir, loader=loader)
+    cfg = DataConfig(dataset=dataset, data_dir=data_dir, loader=loader, label_column=label_column)
     try:
         source = locate_source(dataset_spec(dataset), data_dir, "train")
         if source.kind == "hub":
@@ -217,14 +217,16 @@ def local_split_sizes(cfg: DataConfig) -> tuple[int | None, int | None]:
     images (a folder's listing, parquet footers; no Arrow copy is made), before data.train_limit /
     data.test_limit; None for a split that is not (a Hub id, missing data: require_data names it). For plans of
     datasets no catalog counts (folders, parquet files)."""
-    return _local_split_sizes(cfg.dataset, cfg.data_dir)
+    return _local_split_sizes(cfg.dataset, cfg.data_dir, cfg.label_column)
 
 
 @functools.lru_cache(maxsize=32)     # a plan asks once per run: a folder is listed once
-def _local_split_sizes(dataset: str, data_dir: str | None) -> tuple[int | None, int | None]:
+def _local_split_sizes(dataset: str, data_dir: str | None, label_column: str | None
+                       ) -> tuple[int | None, int | None]:
     from simclr_core.data.encoded import open_encoded
 
-    cfg = DataConfig(dataset=dataset, data_dir=data_dir, loader="stream", train_limit=None, test_limit=None)
+    cfg = DataConfig(dataset=dataset, data_dir=data_dir, loader="stream", train_limit=None, test_limit=None,
+                     label_column=label_column)
     counts = []
     for split in ("train", "test"):
         try:

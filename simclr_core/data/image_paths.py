@@ -37,7 +37,7 @@ class ImagePaths:
 def image_paths(cfg: DataConfig, split: str) -> ImagePaths:
     """The source rows and stored paths of the images `load_images(cfg, split)` returns, in its order."""
     require_choice("split", split, SPLITS)
-    source = locate_source(dataset_spec(cfg.dataset), cfg.data_dir, split)
+    source = locate_source(dataset_spec(cfg.dataset, cfg.label_column), cfg.data_dir, split)
     limit = cfg.train_limit if split == "train" else cfg.test_limit
     if source.kind == "imagefolder":            # load_images decodes a folder from its file listing
         index = _folder_index(source)
@@ -45,7 +45,7 @@ def image_paths(cfg: DataConfig, split: str) -> ImagePaths:
         return ImagePaths(np.asarray(rows, dtype=np.int64), tuple(index.paths[row] for row in rows), len(index),
                           source.describe())
     dataset = source.load()
-    labels = split_labels(dataset, dataset_spec(cfg.dataset), cfg.data_dir, source)[0]
+    labels = split_labels(dataset, dataset_spec(cfg.dataset, cfg.label_column), cfg.data_dir, source)[0]
     rows = np.arange(len(labels)) if limit is None else _limited(labels, limit, f"data.{split}_limit", source)
     column = _image_column(dataset, source)
     paths: list[str | None] = []

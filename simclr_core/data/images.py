@@ -49,7 +49,7 @@ class ImageSet:
 def load_images(cfg: DataConfig, split: str) -> ImageSet:
     """Split "train" or "test" of ``cfg.dataset``, limited to cfg.train_limit / cfg.test_limit images (a fixed,
     class-balanced choice). The first call decodes and caches; later calls read the cache, not the source."""
-    spec = dataset_spec(cfg.dataset)
+    spec = dataset_spec(cfg.dataset, cfg.label_column)
     require_choice("split", split, SPLITS)
     limit_key = f"data.{split}_limit"
     limit = cfg.train_limit if split == "train" else cfg.test_limit
@@ -81,7 +81,7 @@ def check_decodable(cfg: DataConfig, split: str, source: Source) -> bool:
     listing; a Hub split not in the decoded cache is counted when the run downloads it). Returns whether the
     split is in the decoded cache, so that the run reads the cache and never opens `source`."""
     limit = cfg.train_limit if split == "train" else cfg.test_limit
-    full, wanted = _cache_entries(dataset_spec(cfg.dataset), cfg, split, source)
+    full, wanted = _cache_entries(dataset_spec(cfg.dataset, cfg.label_column), cfg, split, source)
     if wanted.exists():
         return True
     if limit is not None and (full.exists() or source.kind != "hub"):
@@ -94,7 +94,7 @@ def check_decodable(cfg: DataConfig, split: str, source: Source) -> bool:
 def count_examples(cfg: DataConfig, split: str, source: Source) -> int | None:
     """The number of examples of `split` without decoding: from its decoded cache, its parquet footers or its
     local listing; None for a Hub split not in the decoded cache (counted when the run downloads it)."""
-    full, _ = _cache_entries(dataset_spec(cfg.dataset), cfg, split, source)
+    full, _ = _cache_entries(dataset_spec(cfg.dataset, cfg.label_column), cfg, split, source)
     if full.exists():
         return len(np.load(full.labels_path, mmap_mode="r"))
     if source.kind == "imagefolder":
@@ -105,14 +105,14 @@ def count_examples(cfg: DataConfig, split: str, source: Source) -> int | None:
 def count_classes(cfg: DataConfig, split: str, source: Source) -> int | None:
     """The number of classes of `split` as load_images finds it, without decoding: from its decoded cache, or
     from a local split's labels (a ConfigError where it has none); None for a Hub split not in the decoded cache."""
-    for cached in _cache_entries(dataset_spec(cfg.dataset), cfg, split, source):
+    for cached in _cache_entries(dataset_spec(cfg.dataset, cfg.label_column), cfg, split, source):
         if cached.exists():
             return int(json.loads(cached.meta_path.read_text())["num_classes"])
     if source.kind == "hub":
         return None
     if source.kind == "imagefolder":
         return _folder_index(source).num_classes
-    return split_labels(source.load(), dataset_spec(cfg.dataset), cfg.data_dir, source)[1]
+    return split_labels(source.load(), dataset_spec(cfg.dataset, cfg.label_column), cfg.data_dir, source)[1]
 
 
 def _local_classes(spec: DatasetSpec, cfg: DataConfig, source: Source) -> tuple[str, ...] | None:
@@ -127,6 +127,8 @@ def _cache_entries(spec: DatasetSpec, cfg: DataConfig, split: str, source: Sourc
     size = cfg.image_size or spec.native_size
     limit = cfg.train_limit if split == "train" else cfg.test_limit
     fingerprint = source.fingerprint() + classes_key(_local_classes(spec, cfg, source))
+    if spec.label_column is not None:                   # other labels than the default column's
+        fingerprint += f"label_column:{spec.label_column}"
     full = CachedSplit.for_key(spec.name, split, fingerprint, size, None)
     wanted = full if limit is None else CachedSplit.for_key(spec.name, split, fingerprint, size, [limit, SUBSET_SEED])
     return full, wanted
@@ -232,7 +234,7 @@ def split_labels(dataset, spec: DatasetSpec, data_dir: str | None, source: Sourc
                  ) -> tuple[np.ndarray, int, tuple[str, ...] | None]:
     """(class ids, number of classes, class names where the label column holds names) of a loaded split; a split
     without a label column is unlabelled: ids 0, 0 classes (it can be pretrained on, not classified)."""
-    column = find_label_column(dataset.column_names)
+    column = find_label_column(dataset.column_names, source.describe(), spec.label_column)
     if column is None:
         return np.zeros(len(dataset), dtype=np.int64), 0, None
     values = dataset.select_columns([column]).with_format("arrow")[:].column(column).to_numpy()

@@ -184,3 +184,56 @@ def test_a_hub_dataset_of_names_is_numbered_over_its_splits_as_the_run_downloads
         feed = open_feed(replace(cfg, loader=loader), need_test=False)
         assert feed.train_labels.tolist() == _ids(TRAIN_NAMES) and feed.num_classes == 4
     assert set(loads) == {"train", "test"}
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_data_label_column_names_the_column_of_labels(tmp_path, loader):
+    """Labels under another name ("target") read as none before: the split was unlabelled."""
+    root = tmp_path / "data"
+    root.mkdir()
+    for split, names in (("train", TRAIN_NAMES), ("test", TEST_NAMES)):
+        pq.write_table(pa.table({"image": _images(len(names), 1), "target": names,
+                                 "label": [7] * len(names)}), root / f"{split}.parquet")       # a decoy
+    cfg = DataConfig(dataset="parquet", data_dir=str(root), loader=loader, train_limit=None, test_limit=None,
+                     image_size=16)
+    assert open_feed(cfg, need_test=False).train_labels.tolist() == [7] * len(TRAIN_NAMES)     # the decoy column
+    feed = open_feed(replace(cfg, label_column="target"), need_test=False)
+    assert feed.train_labels.tolist() == _ids(TRAIN_NAMES) and feed.class_names == tuple(CLASSES)
+    with pytest.raises(ConfigError, match=r"train.parquet.* has no column 'class' \(data.label_column\); its columns: "
+                                          r"image, target, label"):
+        open_feed(replace(cfg, label_column="class"), need_test=False)
+
+
+def test_data_label_column_is_refused_where_labels_are_class_folders_and_left_out_of_run_ids():
+    from registry.run_id import config_hash
+
+    cfg = RunConfig()
+    with pytest.raises(ConfigError, match=r"data.label_column='target' does not apply to data.dataset='imagefolder'"):
+        cfg.with_overrides({"data.dataset": "imagefolder", "data.label_column": "target"}).validate()
+    assert config_hash(cfg) == config_hash(cfg.with_overrides({"data.label_column": None}))
+    assert config_hash(cfg) != config_hash(cfg.with_overrides({"data.label_column": "target"}))
+
+
+def test_a_split_decoded_with_another_label_column_is_not_read_from_the_cache(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    pq.write_table(pa.table({"image": _images(4, 1), "target": [0, 1, 2, 3], "label": [1, 1, 0, 0]}),
+                   root / "train.parquet")
+    cfg = DataConfig(dataset="parquet", data_dir=str(root), loader="resident", train_limit=None, image_size=16)
+    assert load_images(cfg, "train").labels.tolist() == [1, 1, 0, 0]
+    assert load_images(replace(cfg, label_column="target"), "train").labels.tolist() == [0, 1, 2, 3]
+    assert load_images(cfg, "train").labels.tolist() == [1, 1, 0, 0]
+
+
+def test_data_label_column_is_refused_for_tar_shards(tmp_path):
+    import tarfile
+
+    root = tmp_path / "data"
+    root.mkdir()
+    with tarfile.open(root / "train-000.tar", "w") as tar:
+        for name, data in (("a.png", _images(1, 0)[0]["bytes"]), ("a.cls", b"0")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ConfigError, match=r"data.label_column='target' names a column of parquet or arrow files"):
+        open_encoded(DataConfig(dataset="parquet", data_dir=str(root), label_column="target"), "train")
