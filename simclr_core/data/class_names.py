@@ -1,7 +1,9 @@
-"""Class names in a label column: a parquet or arrow split whose labels are names ("cat", "dog") instead of class
-ids gets its ids from the sorted names of all of the dataset's splits, so that a class has one id in every split
-whichever classes a split lacks, as an image folder's class folders do (locate.folder_classes).
+"""The labels of a parquet or arrow split: which column holds them, and class names in it.
 
+The label column is the one data.label_column names, else the first of LABEL_COLUMNS; a split with none has no
+labels (it can be pretrained on, not classified). A split whose labels are names ("cat", "dog") instead of class
+ids gets its ids from the sorted names of all of the dataset's splits, so that a class has one id in every split
+whichever classes a split lacks, as an image folder's class folders do (locate.folder_classes):
 `dataset_classes(spec, data_dir, source)` is None for a split labelled by ids (a `datasets` ClassLabel stores
 ids), else the dataset's class names; `class_ids` maps a split's names to those ids. Only label columns and
 schemas are read here, never an image.
