@@ -104,7 +104,8 @@ def count_examples(cfg: DataConfig, split: str, source: Source) -> int | None:
 
 def count_classes(cfg: DataConfig, split: str, source: Source) -> int | None:
     """The number of classes of `split` as load_images finds it, without decoding: from its decoded cache, or
-    from a local split's labels (a ConfigError where it has none); None for a Hub split not in the decoded cache."""
+    from a local split's labels (0 where it has none: images without labels); None for a Hub split not in the
+    decoded cache."""
     for cached in _cache_entries(dataset_spec(cfg.dataset, cfg.label_column), cfg, split, source):
         if cached.exists():
             return int(json.loads(cached.meta_path.read_text())["num_classes"])
