@@ -240,7 +240,7 @@ def _local_split_sizes(dataset: str, data_dir: str | None, label_column: str | N
 def require_data(cfg: DataConfig, need_test: bool) -> EncodedSplit | None:
     """Raise DataNotFoundError, naming where it looked and how to provide the data, when a split that
     open_feed(cfg, need_test) reads cannot be found or fetched, and ConfigError when data.train_limit or
-    data.test_limit exceeds its split, when a local split to stream has no images or labels (its index is
+    data.test_limit exceeds its split, when a local split to stream has no images or bad labels (its index is
     built: a listing, or the files' footers and labels), or when a split to decode without data.image_size has
     images of different sizes (a sample's headers are read); no image is decoded. A launcher calls it before it
     starts runs, so that missing data is one error, not one failed run each. Returns the training split's index

@@ -116,7 +116,7 @@ def _transfer_data(cfg: RunConfig, image_size: int | None = None) -> DataConfig:
 def require_transfer_data(cfg: RunConfig) -> None:
     """DataNotFoundError, naming where it looked and how to provide the files, unless both splits of
     eval.transfer_dataset can be found; a Hub copy is opened (from the HF cache when offline), a local split to
-    stream is indexed (ConfigError where it holds no images or labels); nothing is decoded."""
+    stream is indexed (ConfigError where it holds no images, or no labels to classify); nothing is decoded."""
     data = _transfer_data(cfg)
     spec = dataset_spec(data.dataset)
     with _explained(data.dataset):
@@ -124,8 +124,9 @@ def require_transfer_data(cfg: RunConfig) -> None:
             source = locate_source(spec, data.data_dir, split)
             if source.kind == "hub":
                 source.load()
-            elif resolve_loader(data) == "stream":
-                open_encoded(data, split, source)
+            elif resolve_loader(data) == "stream" and open_encoded(data, split, source).num_classes == 0:
+                raise ConfigError(f"the transfer dataset {data.dataset!r} ({source.describe()}) has no labels (no "
+                                  "label column), and transfer evaluation classifies its images: give it one")
 
 
 @dataclass(frozen=True)

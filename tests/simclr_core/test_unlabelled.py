@@ -104,3 +104,15 @@ def test_one_shard_without_the_label_column_of_the_others_is_one_error_naming_it
     pq.write_table(pa.table({"image": _images(4, 1)}), root / "train-00001-of-00002.parquet")
     with pytest.raises(ConfigError, match=r"train-00001-of-00002.parquet has none of the label columns"):
         open_encoded(DataConfig(dataset="parquet", data_dir=str(root)), "train")
+
+
+def test_a_transfer_dataset_without_labels_is_one_error_before_pretraining(tmp_path):
+    from simclr_core.evaluate.transfer import require_transfer_data
+
+    root = _unlabelled(tmp_path / "transfer")
+    pq.write_table(pa.table({"image": _images(4, 1)}), root / "test.parquet")
+    cfg = RunConfig().with_overrides({"eval.protocols": "transfer", "eval.transfer_dataset": "parquet",
+                                      "eval.transfer_data_dir": str(root), "eval.transfer_loader": "stream"})
+    with pytest.raises(ConfigError, match=r"^the transfer dataset 'parquet' \(\S+train.parquet \(parquet\)\) has no "
+                                          r"labels \(no label column\), and transfer evaluation classifies its images"):
+        require_transfer_data(cfg)
