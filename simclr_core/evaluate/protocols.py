@@ -162,9 +162,9 @@ def require_classes(cfg, num_classes: int, where: str) -> None:
     pretrain = "only pretrain: eval.protocols=none eval.knn_every_epochs=0"
     if num_classes == 0:
         raise ConfigError(f"{where} has no labels (none of the label columns {', '.join(LABEL_COLUMNS)}), and "
-                          f"{', '.join(classifying)} would classify its images. Give them a label column (one of "
-                          f"another name: data.label_column=NAME), or {pretrain} (eval.protocols=transfer evaluates "
-                          "on labelled datasets of its own)")
+                          f"{', '.join(classifying)} would classify its images. Give them a label column (or name "
+                          f"the one they have: data.label_column=NAME), or {pretrain} (eval.protocols=transfer "
+                          "evaluates on labelled datasets of its own)")
     raise ConfigError(f"{where} has {num_classes} class, and {', '.join(classifying)} would classify its images: every "
                       "accuracy would be 100%, measuring nothing. Give the images of each class a folder (or label) "
                       f"of their own, or {pretrain}")

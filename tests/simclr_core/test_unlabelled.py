@@ -78,7 +78,7 @@ def test_classifying_images_without_labels_is_one_error_before_the_run(tmp_path,
     pq.write_table(pa.table({"image": _images(4, 1)}), root / "test.parquet")
     with pytest.raises(ConfigError, match=rf"^the training split of 'parquet' has no labels \(none of the label "
                                           rf"columns label, fine_label, labels, cls\), and {named} would classify its "
-                                          r"images. Give them a label column \(one of another name: "
+                                          r"images. Give them a label column \(or name the one they have: "
                                           r"data.label_column=NAME\), or only pretrain: eval.protocols=none "
                                           r"eval.knn_every_epochs=0"):
         check_inputs(_config(root, loader, **overrides))
