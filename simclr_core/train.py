@@ -74,12 +74,14 @@ def check_inputs(cfg: RunConfig) -> None:
     call it as `train.preflight`, once per distinct config, before they start any run; nothing is decoded."""
     cfg.validate()
     require_trackers_installed(cfg.trackers)
-    train_index = require_data(cfg.data, need_test=needs_test_split(cfg))
+    train_index = require_data(cfg.data, need_test=False)
     train_images, classes = train_split_size(cfg.data, train_index)
     if train_images is not None:
         require_batch_fits(cfg.batch_size, train_images, cfg.data.dataset)
-    if classes is not None:
+    if classes is not None:           # before the test split: images without labels may come without one
         require_classes(cfg, classes, f"the training split of {cfg.data.dataset!r}")
+    if needs_test_split(cfg):
+        require_data(cfg.data, need_test=True, train_index=train_index)
     require_protocol_data(cfg)
 
 

@@ -23,7 +23,9 @@ that many (still encoded) row groups in memory, however large the dataset.
 from __future__ import annotations
 
 import io
+import os
 import threading
+import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -343,15 +345,30 @@ def require_one_size(split: EncodedSplit, sample: int = SIZE_SAMPLE) -> tuple[st
 def open_folder(name: str, source: Source) -> FileSplit:
     """The index of an image folder's split (`source`): its image files, class folder by class folder, each labelled
     by its class folder's place among the class folders of all splits (folder_classes), at any depth below it.
-    Listed once, then kept in the process and on disk while none of its folders changes (folder_index.py)."""
+    Listed once, then kept in the process and on disk while none of its folders changes (folder_index.py). A folder
+    with no class folders in any split holds images without labels, directly in its split folders (0 classes);
+    images directly in a split folder beside class folders belong to no class: left out, with a warning."""
     root = Path(source.location)
     split_dir = next(root / n for n in (source.split, "val", "validation", "test", "train") if (root / n).is_dir())
     paths, labels, num_classes = folder_index(name, root, split_dir)
+    loose = _loose_images(split_dir)
+    if num_classes == 0 and loose:
+        return FileSplit(name, loose, np.zeros(len(loose), dtype=np.int64), 0)
+    if loose:
+        warnings.warn(f"{len(loose)} images lie directly in {split_dir} (e.g. {loose[0]}), in no class folder: they "
+                      "are left out; move them into their class's folder", stacklevel=2)
     if not paths:
         raise ConfigError(f"{split_dir} holds no images ({', '.join(IMAGE_SUFFIXES)}) in class folders; expected "
-                          f"{split_dir}/<class>/<image>, e.g. {split_dir}/cat/0001.jpg (images without labels: "
-                          f"all in one folder, e.g. {split_dir}/all/, and only pretrain)")
+                          f"{split_dir}/<class>/<image>, e.g. {split_dir}/cat/0001.jpg (images without labels lie "
+                          f"directly in {split_dir}, in a folder with no class folders)")
     return FileSplit(name, paths, labels.copy(), num_classes)          # a copy: the memo's stays as listed
+
+
+def _loose_images(split_dir: Path) -> list[str]:
+    """The image files directly in a split's folder (not in a class folder), sorted."""
+    with os.scandir(split_dir) as entries:
+        return sorted(e.path for e in entries if e.is_file() and not e.name.startswith(".")
+                      and e.name.lower().endswith(IMAGE_SUFFIXES))
 
 
 def _check_labels(split: EncodedSplit, num_classes: int | None, column: str = "label",

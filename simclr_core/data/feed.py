@@ -237,24 +237,26 @@ def _local_split_sizes(dataset: str, data_dir: str | None, label_column: str | N
     return counts[0], counts[1]
 
 
-def require_data(cfg: DataConfig, need_test: bool) -> EncodedSplit | None:
+def require_data(cfg: DataConfig, need_test: bool, train_index: EncodedSplit | None = None) -> EncodedSplit | None:
     """Raise DataNotFoundError, naming where it looked and how to provide the data, when a split that
     open_feed(cfg, need_test) reads cannot be found or fetched, and ConfigError when data.train_limit or
     data.test_limit exceeds its split, when a local split to stream has no images or bad labels (its index is
     built: a listing, or the files' footers and labels), or when a split to decode without data.image_size has
     images of different sizes (a sample's headers are read); no image is decoded. A launcher calls it before it
     starts runs, so that missing data is one error, not one failed run each. Returns the training split's index
-    where it built one (a local split to stream), for train_split_size, else None."""
+    where it built one (a local split to stream), for train_split_size, else None; `train_index`: the one an
+    earlier call returned, not built again."""
     loader = resolve_loader(cfg)
     spec = dataset_spec(cfg.dataset)
-    train_index, first_images = None, {}
+    first_images = {}
     for split in ("train", "test") if need_test else ("train",):
         source = locate_source(spec, cfg.data_dir, split)
         if loader == "stream" and source.kind != "hub":
             from simclr_core.data.encoded import open_encoded
 
-            index = open_encoded(cfg, split, source)
-            train_index = index if split == "train" else train_index
+            if split == "test" or train_index is None:
+                index = open_encoded(cfg, split, source)
+                train_index = index if split == "train" else train_index
         elif loader == "resident" and check_decodable(cfg, split, source):
             continue            # decoded once already: the run reads the cache, not the source
         else:

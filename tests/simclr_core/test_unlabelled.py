@@ -116,3 +116,40 @@ def test_a_transfer_dataset_without_labels_is_one_error_before_pretraining(tmp_p
     with pytest.raises(ConfigError, match=r"^the transfer dataset 'parquet' \(\S+train.parquet \(parquet\)\) has no "
                                           r"labels \(no label column\), and transfer evaluation classifies its images"):
         require_transfer_data(cfg)
+
+
+def _loose_folder(root: Path, splits=("train",), n: int = 16) -> Path:
+    for split in splits:
+        (root / split).mkdir(parents=True)
+        for i, image in enumerate(_images(n, len(split))):
+            (root / split / f"{i:03d}.png").write_bytes(image["bytes"])
+    return root
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_a_folder_of_images_without_class_folders_is_pretrained_on(tmp_path, loader):
+    """Images directly in train/ were "holds no images in class folders"."""
+    root = _loose_folder(tmp_path / "photos")
+    cfg = _config(root, loader).with_overrides({"data.dataset": "imagefolder"})
+    check_inputs(cfg)
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["steps"] == 2 and metrics["unlabelled"] is True and metrics["data_loader"] == loader
+    with pytest.raises(ConfigError, match=r"'imagefolder' has no labels .* the kNN monitor"):
+        check_inputs(cfg.with_overrides({"eval.knn_every_epochs": 1}))
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_images_beside_class_folders_are_left_out_with_a_warning_naming_one(tmp_path, loader):
+    from simclr_core.config import DataConfig
+    from simclr_core.data.feed import open_feed
+
+    root = _loose_folder(tmp_path / "photos", n=2)           # train/000.png, train/001.png
+    for cls in ("cat", "dog"):
+        (root / "train" / cls).mkdir()
+        for i, image in enumerate(_images(3, 7)):
+            (root / "train" / cls / f"{i}.png").write_bytes(image["bytes"])
+    cfg = DataConfig(dataset="imagefolder", data_dir=str(root), loader=loader, train_limit=None, image_size=16)
+    with pytest.warns(UserWarning, match=r"^2 images lie directly in \S+/train \(e.g. \S+/train/000.png\), in no "
+                                         r"class folder: they are left out"):
+        feed = open_feed(cfg, need_test=False)
+    assert feed.num_train == 6 and feed.train_labels.tolist() == [0, 0, 0, 1, 1, 1]
