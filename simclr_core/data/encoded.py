@@ -406,18 +406,16 @@ def _open_parquet(spec: DatasetSpec, data_dir: str | None, source: Source) -> Pa
     """The split's index; a split whose shards have no label column is unlabelled (num_classes 0, labels 0)."""
     import pyarrow.parquet as pq
 
-    named = spec.label_column
-    labelled = [find_label_column(pq.read_schema(path).names, path, named) is not None for path in source.files]
-    if any(labelled) and not all(labelled):
-        path = source.files[labelled.index(False)]
-        label_column(pq.read_schema(path).names, path)                # raises, naming the shard without labels
-    units, labels, column, label, num_classes = [], [], None, None, None
+    units, labels, column, label, num_classes, unlabelled = [], [], None, None, None, []
     for f, path in enumerate(source.files):
         handle = pq.ParquetFile(path)
         schema = handle.schema_arrow
         column = image_column(schema, path) if column is None else column
-        if labelled[f]:
-            label = label_column(schema.names, path, named)
+        found = find_label_column(schema.names, path, spec.label_column)
+        if found is None:
+            unlabelled.append(path)
+        else:
+            label = found
             num_classes = num_classes or _declared_classes(schema, label)
             labels.append(handle.read(columns=[label]).column(label).to_numpy())
         first = sum(u.rows for u in units)
@@ -427,6 +425,8 @@ def _open_parquet(spec: DatasetSpec, data_dir: str | None, source: Source) -> Pa
             first += rows
     if label is None:
         return ParquetSplit(spec.name, source.files, column, np.zeros(sum(u.rows for u in units), np.int64), 0, units)
+    if unlabelled:                                   # every shard of a labelled split has labels
+        label_column(pq.read_schema(unlabelled[0]).names, unlabelled[0])          # raises, naming the shard
     raw = np.concatenate(labels)
     split = ParquetSplit(spec.name, source.files, column, raw, 0, units)
     return _check_labels(split, num_classes or spec.num_classes, label, dataset_classes(spec, data_dir, source, raw))

@@ -50,7 +50,7 @@ def stored_paths(images) -> list[str | None]:
     column, which stores none."""
     import pyarrow as pa
 
-    chunks = images.chunks if isinstance(images, pa.ChunkedArray) else [images]
     if not pa.types.is_struct(images.type):
         return [None] * len(images)
+    chunks = images.chunks if isinstance(images, pa.ChunkedArray) else [images]
     return [path for chunk in chunks for path in chunk.field("path").to_pylist()]
