@@ -140,3 +140,13 @@ def cpu_quota_cgroup():
                                                     "cpu.cfs_quota_us": str(int(cpus * period))},
                                      {"cpu.max": f"{int(cpus * period)} {period}"})
     _remove_cgroups(made)
+
+
+@pytest.fixture
+def isolated_data_caches(tmp_path, monkeypatch):
+    """The decoded cache and Hugging Face's datasets cache in the test's folder, and no $SIMCLR_DATA_DIR."""
+    import datasets
+
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.delenv("SIMCLR_DATA_DIR", raising=False)

@@ -7,12 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
+from image_rows import png_rows
 from simclr_core.config import DataConfig, RunConfig
 from simclr_core.data import load_images
 from simclr_core.data.encoded import open_encoded
@@ -26,28 +25,16 @@ TEST_NAMES = ["cat", "bee", "dog", "cat", "bee", "dog"]
 CLASSES = ["ant", "bee", "cat", "dog"]
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    monkeypatch.delenv("SIMCLR_DATA_DIR", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_data_caches")
 
 
-def _images(n: int, seed: int) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        encoded = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(encoded, format="PNG")
-        out.append({"bytes": encoded.getvalue(), "path": f"{i}.png"})
-    return out
 
 
 def _write(root: Path, layout: str, names: dict[str, list]) -> Path:
     """Both splits under `root`: parquet files (pyarrow, a plain string column) or `save_to_disk` folders."""
     root.mkdir(parents=True, exist_ok=True)
     for split, labels in names.items():
-        images = _images(len(labels), seed=len(split))
+        images = png_rows(len(labels), seed=len(split))
         if layout == "parquet":
             pq.write_table(pa.table({"image": images, "label": pa.array(labels, pa.string())}),
                            root / f"{split}.parquet")
@@ -128,7 +115,7 @@ def test_ids_stay_ids_where_a_classlabel_stores_them(tmp_path):
     root.mkdir()
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["z", "y"])})
     for split in ("train", "test"):
-        datasets.Dataset.from_dict({"image": _images(4, 1), "label": [1, 0, 1, 0]}, features=features) \
+        datasets.Dataset.from_dict({"image": png_rows(4, 1), "label": [1, 0, 1, 0]}, features=features) \
             .to_parquet(str(root / f"{split}.parquet"))
     cfg = DataConfig(dataset="parquet", data_dir=str(root), train_limit=None, test_limit=None, image_size=16)
     for loader in ("resident", "stream"):
@@ -156,7 +143,7 @@ def test_a_supervised_run_learns_from_names_and_final_json_lists_them(tmp_path, 
 def test_a_split_of_names_beside_a_split_of_ids_is_one_error_naming_both(tmp_path, loader):
     """Numbering the names would give ids that number other classes than the ids of the other split."""
     root = _write(tmp_path / "data", "parquet", {"train": TRAIN_NAMES})
-    pq.write_table(pa.table({"image": _images(3, 0), "label": pa.array([0, 1, 2], pa.int64())}), root / "test.parquet")
+    pq.write_table(pa.table({"image": png_rows(3, 0), "label": pa.array([0, 1, 2], pa.int64())}), root / "test.parquet")
     cfg = DataConfig(dataset="parquet", data_dir=str(root), loader=loader, train_limit=None, image_size=16)
     with pytest.raises(ConfigError, match=r"train.parquet \(parquet\) labels its images by class names and \S+"
                                           r"test.parquet \(parquet\) by class ids: label every split alike"):
@@ -175,7 +162,7 @@ def test_a_hub_dataset_of_names_is_numbered_over_its_splits_as_the_run_downloads
 
     def hub_copy(path, split):                   # stands in for the HF cache's copy of the Hub dataset
         loads.append(split)
-        return datasets.Dataset.from_dict({"img": _images(len(names[split]), 0), "label": names[split]},
+        return datasets.Dataset.from_dict({"img": png_rows(len(names[split]), 0), "label": names[split]},
                                           features=features)
 
     monkeypatch.setattr(datasets, "load_dataset", hub_copy)
@@ -192,7 +179,7 @@ def test_data_label_column_names_the_column_of_labels(tmp_path, loader):
     root = tmp_path / "data"
     root.mkdir()
     for split, names in (("train", TRAIN_NAMES), ("test", TEST_NAMES)):
-        pq.write_table(pa.table({"image": _images(len(names), 1), "target": names,
+        pq.write_table(pa.table({"image": png_rows(len(names), 1), "target": names,
                                  "label": [7] * len(names)}), root / f"{split}.parquet")       # a decoy
     cfg = DataConfig(dataset="parquet", data_dir=str(root), loader=loader, train_limit=None, test_limit=None,
                      image_size=16)
@@ -217,7 +204,7 @@ def test_data_label_column_is_refused_where_labels_are_class_folders_and_left_ou
 def test_a_split_decoded_with_another_label_column_is_not_read_from_the_cache(tmp_path):
     root = tmp_path / "data"
     root.mkdir()
-    pq.write_table(pa.table({"image": _images(4, 1), "target": [0, 1, 2, 3], "label": [1, 1, 0, 0]}),
+    pq.write_table(pa.table({"image": png_rows(4, 1), "target": [0, 1, 2, 3], "label": [1, 1, 0, 0]}),
                    root / "train.parquet")
     cfg = DataConfig(dataset="parquet", data_dir=str(root), loader="resident", train_limit=None, image_size=16)
     assert load_images(cfg, "train").labels.tolist() == [1, 1, 0, 0]
@@ -231,7 +218,7 @@ def test_data_label_column_is_refused_for_tar_shards(tmp_path):
     root = tmp_path / "data"
     root.mkdir()
     with tarfile.open(root / "train-000.tar", "w") as tar:
-        for name, data in (("a.png", _images(1, 0)[0]["bytes"]), ("a.cls", b"0")):
+        for name, data in (("a.png", png_rows(1, 0)[0]["bytes"]), ("a.cls", b"0")):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

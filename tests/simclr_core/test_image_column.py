@@ -1,18 +1,16 @@
 """Parquet written by pandas: images as a plain column of encoded bytes, read alike on both paths."""
 from __future__ import annotations
 
-import io
 from dataclasses import replace
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 import torch
-from PIL import Image
 
+from image_rows import png, random_arrays
 from simclr_core.config import DataConfig
 from simclr_core.data.encoded import open_encoded
 from simclr_core.data.feed import open_feed
@@ -21,30 +19,15 @@ from simclr_core.data.image_paths import image_paths
 from simclr_core.validation import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    monkeypatch.delenv("SIMCLR_DATA_DIR", raising=False)
-
-
-def _png(array: np.ndarray) -> bytes:
-    encoded = io.BytesIO()
-    Image.fromarray(array).save(encoded, format="PNG")
-    return encoded.getvalue()
-
-
-def _arrays(n: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(n)]
+pytestmark = pytest.mark.usefixtures("isolated_data_caches")
 
 
 def _write_pandas(root: Path, column: str = "jpg", **extra) -> dict[str, list[np.ndarray]]:
     """train/test parquet files from pandas DataFrames: `column` of PNG bytes, a label column of class names."""
     root.mkdir(parents=True, exist_ok=True)
-    arrays = {"train": _arrays(8, 1), "test": _arrays(4, 2)}
+    arrays = {"train": random_arrays(8, 1), "test": random_arrays(4, 2)}
     for split, images in arrays.items():
-        frame = pd.DataFrame({column: [_png(a) for a in images],
+        frame = pd.DataFrame({column: [png(a) for a in images],
                               "label": ["cat", "dog"] * (len(images) // 2), **{k: [v] * len(images)
                                                                               for k, v in extra.items()}})
         frame.to_parquet(root / f"{split}.parquet")
@@ -62,7 +45,7 @@ def test_a_binary_image_column_is_read_alike_on_both_paths(tmp_path):
     assert torch.equal(resident.train_eval, expected)                       # lossless PNG, already 16 px
     assert resident.train_labels.tolist() == [0, 1] * 4 and resident.class_names == ("cat", "dog")
     split = open_encoded(cfg, "train")
-    assert split.read([3]) == [_png(arrays["train"][3])] and split.stored_paths() == [None] * 8
+    assert split.read([3]) == [png(arrays["train"][3])] and split.stored_paths() == [None] * 8
     streamed = open_feed(replace(cfg, loader="stream"), need_test=True)
     assert streamed.train_labels.tolist() == resident.train_labels.tolist()
     assert image_paths(cfg, "train").paths == (None,) * 8
@@ -90,7 +73,7 @@ def test_pandas_categorical_labels_are_class_names(tmp_path):
     root = tmp_path / "data"
     root.mkdir()
     for split, labels in (("train", ["dog", "cat", "dog", "cat"]), ("test", ["eel", "dog"])):
-        pd.DataFrame({"image": [_png(a) for a in _arrays(len(labels), 3)],
+        pd.DataFrame({"image": [png(a) for a in random_arrays(len(labels), 3)],
                       "label": pd.Categorical(labels)}).to_parquet(root / f"{split}.parquet")
     cfg = DataConfig(dataset="parquet", data_dir=str(root), train_limit=None, test_limit=None, image_size=16)
     for loader in ("resident", "stream"):

@@ -1,7 +1,6 @@
 """Images without labels (parquet or arrow without a label column): pretrained on, never classified."""
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -10,38 +9,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
+from image_rows import png_rows
 from simclr_core.config import RunConfig
 from simclr_core.train import check_inputs, needs_test_split, train
 from simclr_core.validation import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    monkeypatch.delenv("SIMCLR_DATA_DIR", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_data_caches")
 
 
-def _images(n: int, seed: int) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        encoded = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(encoded, format="PNG")
-        out.append({"bytes": encoded.getvalue(), "path": f"{i}.png"})
-    return out
 
 
 def _unlabelled(root: Path, layout: str = "parquet", n: int = 16) -> Path:
     """A train split of `n` images and no label column (and no test split)."""
     root.mkdir(parents=True, exist_ok=True)
     if layout == "parquet":
-        pq.write_table(pa.table({"image": _images(n, 0)}), root / "train.parquet")
+        pq.write_table(pa.table({"image": png_rows(n, 0)}), root / "train.parquet")
     else:
         features = datasets.Features({"image": datasets.Image()})
-        datasets.Dataset.from_dict({"image": _images(n, 0)}, features=features).save_to_disk(str(root / "train"))
+        datasets.Dataset.from_dict({"image": png_rows(n, 0)}, features=features).save_to_disk(str(root / "train"))
     return root
 
 
@@ -75,7 +62,7 @@ def test_a_split_without_labels_is_pretrained_on(tmp_path, loader, layout):
 ])
 def test_classifying_images_without_labels_is_one_error_before_the_run(tmp_path, loader, overrides, named):
     root = _unlabelled(tmp_path / "data")
-    pq.write_table(pa.table({"image": _images(4, 1)}), root / "test.parquet")
+    pq.write_table(pa.table({"image": png_rows(4, 1)}), root / "test.parquet")
     with pytest.raises(ConfigError, match=rf"^the training split of 'parquet' has no labels \(none of the label "
                                           rf"columns label, fine_label, labels, cls\), and {named} would classify its "
                                           r"images. Give them a label column \(or name the one they have: "
@@ -100,8 +87,8 @@ def test_one_shard_without_the_label_column_of_the_others_is_one_error_naming_it
 
     root = tmp_path / "data"
     root.mkdir()
-    pq.write_table(pa.table({"image": _images(4, 0), "label": [0, 1, 0, 1]}), root / "train-00000-of-00002.parquet")
-    pq.write_table(pa.table({"image": _images(4, 1)}), root / "train-00001-of-00002.parquet")
+    pq.write_table(pa.table({"image": png_rows(4, 0), "label": [0, 1, 0, 1]}), root / "train-00000-of-00002.parquet")
+    pq.write_table(pa.table({"image": png_rows(4, 1)}), root / "train-00001-of-00002.parquet")
     with pytest.raises(ConfigError, match=r"train-00001-of-00002.parquet has none of the label columns"):
         open_encoded(DataConfig(dataset="parquet", data_dir=str(root)), "train")
 
@@ -110,7 +97,7 @@ def test_a_transfer_dataset_without_labels_is_one_error_before_pretraining(tmp_p
     from simclr_core.evaluate.transfer import require_transfer_data
 
     root = _unlabelled(tmp_path / "transfer")
-    pq.write_table(pa.table({"image": _images(4, 1)}), root / "test.parquet")
+    pq.write_table(pa.table({"image": png_rows(4, 1)}), root / "test.parquet")
     cfg = RunConfig().with_overrides({"eval.protocols": "transfer", "eval.transfer_dataset": "parquet",
                                       "eval.transfer_data_dir": str(root), "eval.transfer_loader": "stream"})
     with pytest.raises(ConfigError, match=r"^the transfer dataset 'parquet' \(\S+train.parquet \(parquet\)\) has no "
@@ -121,7 +108,7 @@ def test_a_transfer_dataset_without_labels_is_one_error_before_pretraining(tmp_p
 def _loose_folder(root: Path, splits=("train",), n: int = 16) -> Path:
     for split in splits:
         (root / split).mkdir(parents=True)
-        for i, image in enumerate(_images(n, len(split))):
+        for i, image in enumerate(png_rows(n, len(split))):
             (root / split / f"{i:03d}.png").write_bytes(image["bytes"])
     return root
 
@@ -146,7 +133,7 @@ def test_images_beside_class_folders_are_left_out_with_a_warning_naming_one(tmp_
     root = _loose_folder(tmp_path / "photos", n=2)           # train/000.png, train/001.png
     for cls in ("cat", "dog"):
         (root / "train" / cls).mkdir()
-        for i, image in enumerate(_images(3, 7)):
+        for i, image in enumerate(png_rows(3, 7)):
             (root / "train" / cls / f"{i}.png").write_bytes(image["bytes"])
     cfg = DataConfig(dataset="imagefolder", data_dir=str(root), loader=loader, train_limit=None, image_size=16)
     with pytest.warns(UserWarning, match=r"^2 images lie directly in \S+/train \(e.g. \S+/train/000.png\), in no "
