@@ -43,6 +43,17 @@ def label_column(names: Sequence[str], where: str, named: str | None = None) -> 
                       f"(columns: {', '.join(names)}); name another with data.label_column=NAME")
 
 
+def how_labels_are_given(source: Source | None) -> tuple[str, str]:
+    """(what a split of `source`'s kind without labels lacks, how to give it labels): class folders for an image
+    folder, .cls members for tar shards, a label column for parquet and arrow (and where the source is unknown)."""
+    if source is not None and source.kind == "imagefolder":
+        return "no class folders", "Put each class's images in a folder of its own (<split>/<class>/<image>)"
+    if source is not None and source.location == "webdataset":
+        return "no .cls members", "Give each sample its class index in a .cls member (key.cls beside key.jpg)"
+    return (f"none of the label columns {', '.join(LABEL_COLUMNS)}",
+            "Give them a label column (or name the one they have: data.label_column=NAME)")
+
+
 def dataset_classes(spec: DatasetSpec, data_dir: str | None, source: Source,
                     values: np.ndarray | None = None) -> tuple[str, ...] | None:
     """The sorted class names of all splits of the dataset `source` is a split of, where its label column holds

@@ -45,7 +45,7 @@ from simclr_core.data.folder_index import folder_index
 from simclr_core.data.image_column import encoded_pairs, image_column, stored_paths
 from simclr_core.data.images import integer_labels
 from simclr_core.data.locate import Source, locate_source
-from simclr_core.data.tar_index import IMAGE_SUFFIXES, index_tar   # image suffixes: folders' too
+from simclr_core.data.tar_index import IMAGE_SUFFIXES, NO_LABEL, index_tar   # image suffixes: folders' too
 from simclr_core.validation import ConfigError, require_choice
 
 WINDOW_UNITS = 4
@@ -434,7 +434,8 @@ def _open_parquet(spec: DatasetSpec, data_dir: str | None, source: Source) -> Pa
 
 def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSplit:
     """The shards' index from the cache, else built by reading every member's header (data/tar_index.py) and
-    cached: the key covers each shard's path, size and mtime."""
+    cached: the key covers each shard's path, size and mtime. Shards without any .cls member hold images without
+    labels (num_classes 0, labels 0); a split where only some samples lack one is refused, naming one."""
     cached = CachedIndex.for_key(name, source.split, "tar-index", source.fingerprint())
     index = cached.read()
     if index is None:
@@ -444,8 +445,19 @@ def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSpli
                 index = index_tar(source.files)
                 cached.write(index)
     members = [m.decode("utf-8", "surrogateescape") for m in index["members"].tolist()]
-    split = TarSplit(name, source.files, members, index["shard"], index["offset"], index["size"],
-                     index["labels"], 0)
+    labels = index["labels"]
+    split = TarSplit(name, source.files, members, index["shard"], index["offset"], index["size"], labels, 0)
+    missing = labels == NO_LABEL
+    if missing.size and missing.all():                  # shards of images without labels (num_classes 0)
+        split.labels = np.zeros_like(labels)
+        return split
+    if missing.any():
+        row = int(np.argmax(missing))
+        key = members[row].rpartition(".")[0]
+        raise ConfigError(f"{split.where(row)}: sample {key!r} has an image but no {key}.cls label, while "
+                          f"{int((~missing).sum()):,} other samples of the split have one. Give each sample its class "
+                          f"index (WebDataset layout: key.jpg beside key.cls), or give none of them a .cls (images "
+                          "without labels, pretrained on)")
     return _check_labels(split, catalog_classes)
 
 

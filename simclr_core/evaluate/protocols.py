@@ -15,7 +15,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from simclr_core.data.class_names import LABEL_COLUMNS
+from simclr_core.data.catalog import dataset_spec
+from simclr_core.data.class_names import how_labels_are_given
+from simclr_core.data.locate import Source, locate_source
 from simclr_core.evaluate.classifier import classifier_eval
 from simclr_core.evaluate.features import reuse_features
 from simclr_core.evaluate.finetune import balanced_subset, finetune_eval
@@ -161,13 +163,21 @@ def require_classes(cfg, num_classes: int, where: str) -> None:
         return
     pretrain = "only pretrain: eval.protocols=none eval.knn_every_epochs=0"
     if num_classes == 0:
-        raise ConfigError(f"{where} has no labels (none of the label columns {', '.join(LABEL_COLUMNS)}), and "
-                          f"{', '.join(classifying)} would classify its images. Give them a label column (or name "
-                          f"the one they have: data.label_column=NAME), or {pretrain} (eval.protocols=transfer "
-                          "evaluates on labelled datasets of its own)")
+        lacking, fix = how_labels_are_given(_training_source(cfg.data))
+        raise ConfigError(f"{where} has no labels ({lacking}), and {', '.join(classifying)} would classify its "
+                          f"images. {fix}, or {pretrain} (eval.protocols=transfer evaluates on labelled datasets of "
+                          "its own)")
     raise ConfigError(f"{where} has {num_classes} class, and {', '.join(classifying)} would classify its images: every "
                       "accuracy would be 100%, measuring nothing. Give the images of each class a folder (or label) "
                       f"of their own, or {pretrain}")
+
+
+def _training_source(data) -> Source | None:
+    """Where the training split of `data` lies (None where it cannot be found: the message then names columns)."""
+    try:
+        return locate_source(dataset_spec(data.dataset, data.label_column), data.data_dir, "train")
+    except (ConfigError, OSError):
+        return None
 
 
 def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, names: Sequence[str],

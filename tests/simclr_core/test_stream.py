@@ -477,16 +477,33 @@ def test_a_tar_index_with_a_cache_folder_that_cannot_be_written_serves_the_run(t
     assert len(split) == len(images) and split.read([7]) == [images[7][0]]
 
 
-def test_a_tar_sample_without_a_label_is_named(tmp_path, images):
+def _tar_of(root: Path, members: dict[str, bytes]) -> Path:
     import tarfile
 
-    root = tmp_path / "t"
     root.mkdir()
     with tarfile.open(root / "train-000000.tar", "w") as archive:
-        info = tarfile.TarInfo("sample7.jpg")
-        info.size = len(images[0][0])
-        archive.addfile(info, io.BytesIO(images[0][0]))
-    with pytest.raises(ConfigError, match=r"sample 'sample7' has an image but no sample7.cls label"):
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    return root
+
+
+def test_a_tar_sample_without_a_label_among_labelled_ones_is_named(tmp_path, images):
+    """Shards without any .cls are images without labels (test_unlabelled.py); one sample without its .cls among
+    labelled ones is a mistake."""
+    root = _tar_of(tmp_path / "t", {"sample6.jpg": images[0][0], "sample6.cls": b"1",
+                                     "sample7.jpg": images[1][0], "sample8.jpg": images[2][0], "sample8.cls": b"0"})
+    with pytest.raises(ConfigError, match=r"sample7.jpg in \S+train-000000.tar: sample 'sample7' has an image but no "
+                                          r"sample7.cls label, while 2 other samples of the split have one"):
+        open_encoded(DataConfig(dataset="parquet", data_dir=str(root)), "train")
+
+
+@pytest.mark.parametrize("text", [b"-1", b"cat"])
+def test_a_cls_member_that_holds_no_class_index_is_named(tmp_path, images, text):
+    root = _tar_of(tmp_path / "t", {"sample6.jpg": images[0][0], "sample6.cls": text})
+    with pytest.raises(ConfigError, match=rf"train-000000.tar: sample6.cls holds '{text.decode()}', not a class index "
+                                          r"\(a whole number from 0\)"):
         open_encoded(DataConfig(dataset="parquet", data_dir=str(root)), "train")
 
 

@@ -1,7 +1,10 @@
-"""Images without labels (parquet or arrow without a label column): pretrained on, never classified."""
+"""Images without labels (parquet or arrow without a label column, a folder without class folders, tar shards
+without .cls members): pretrained on, never classified."""
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import datasets
@@ -121,7 +124,10 @@ def test_a_folder_of_images_without_class_folders_is_pretrained_on(tmp_path, loa
     check_inputs(cfg)
     metrics = train(cfg, tmp_path / "run")
     assert metrics["steps"] == 2 and metrics["unlabelled"] is True and metrics["data_loader"] == loader
-    with pytest.raises(ConfigError, match=r"'imagefolder' has no labels .* the kNN monitor"):
+    with pytest.raises(ConfigError, match=r"'imagefolder' has no labels \(no class folders\), and the kNN monitor "
+                                          r"\(eval.knn_every_epochs\) would classify its images. Put each class's "
+                                          r"images in a folder of its own \(<split>/<class>/<image>\), or only "
+                                          r"pretrain"):
         check_inputs(cfg.with_overrides({"eval.knn_every_epochs": 1}))
 
 
@@ -140,3 +146,36 @@ def test_images_beside_class_folders_are_left_out_with_a_warning_naming_one(tmp_
                                          r"class folder: they are left out"):
         feed = open_feed(cfg, need_test=False)
     assert feed.num_train == 6 and feed.train_labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def _unlabelled_tar(root: Path, n: int = 16, shards: int = 2) -> Path:
+    """WebDataset shards of `n` PNG samples and no .cls member."""
+    root.mkdir(parents=True)
+    rows = png_rows(n, 3)
+    for s in range(shards):
+        with tarfile.open(root / f"train-{s:06d}.tar", "w") as archive:
+            for i in range(s, n, shards):
+                info = tarfile.TarInfo(f"{i:04d}.png")
+                info.size = len(rows[i]["bytes"])
+                archive.addfile(info, io.BytesIO(rows[i]["bytes"]))
+    return root
+
+
+def test_tar_shards_without_cls_members_are_pretrained_on(tmp_path):
+    """They were "sample '0000' has an image but no 0000.cls label"."""
+    from simclr_core.config import DataConfig
+    from simclr_core.data.encoded import open_encoded
+
+    root = _unlabelled_tar(tmp_path / "shards")
+    split = open_encoded(DataConfig(dataset="parquet", data_dir=str(root)), "train")
+    assert len(split) == 16 and split.num_classes == 0 and split.labels.tolist() == [0] * 16
+    assert split.read([5]) == [png_rows(16, 3)[int(split.members[5][:4])]["bytes"]]
+    cfg = _config(root, "stream")
+    check_inputs(cfg)
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["steps"] == 2 and metrics["unlabelled"] is True and metrics["data_loader"] == "stream"
+    with pytest.raises(ConfigError, match=r"^the training split of 'parquet' has no labels \(no .cls members\), and "
+                                          r"linear would classify its images. Give "
+                                          r"each sample its class index in a .cls member \(key.cls beside key.jpg\), "
+                                          r"or only pretrain"):
+        check_inputs(cfg.with_overrides({"eval.protocols": "linear"}))
