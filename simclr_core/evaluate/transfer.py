@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from simclr_core.config import DataConfig, RunConfig
 from simclr_core.data.catalog import DATASETS, SPLITS, TRANSFER_DATASETS, dataset_spec
+from simclr_core.data.class_names import how_labels_are_given
 from simclr_core.data.encoded import RowsOf, open_encoded
 from simclr_core.data.feed import resolve_loader
 from simclr_core.data.images import load_images
@@ -125,8 +126,9 @@ def require_transfer_data(cfg: RunConfig) -> None:
             if source.kind == "hub":
                 source.load()
             elif resolve_loader(data) == "stream" and open_encoded(data, split, source).num_classes == 0:
-                raise ConfigError(f"the transfer dataset {data.dataset!r} ({source.describe()}) has no labels (no "
-                                  "label column), and transfer evaluation classifies its images: give it one")
+                lacking, fix = how_labels_are_given(source)
+                raise ConfigError(f"the transfer dataset {data.dataset!r} ({source.describe()}) has no labels "
+                                  f"({lacking}), and transfer evaluation classifies its images. {fix}")
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,8 @@ def test_a_transfer_dataset_without_labels_is_one_error_before_pretraining(tmp_p
     cfg = RunConfig().with_overrides({"eval.protocols": "transfer", "eval.transfer_dataset": "parquet",
                                       "eval.transfer_data_dir": str(root), "eval.transfer_loader": "stream"})
     with pytest.raises(ConfigError, match=r"^the transfer dataset 'parquet' \(\S+train.parquet \(parquet\)\) has no "
-                                          r"labels \(no label column\), and transfer evaluation classifies its images"):
+                                          r"labels \(none of the label columns label, fine_label, labels, cls\), and transfer "
+                                          r"evaluation classifies its images. Give them a label column"):
         require_transfer_data(cfg)
 
 
