@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
-from simclr_core.validation import ConfigError
+from simclr_core.validation import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     from registry.declare import Experiment
@@ -150,7 +150,7 @@ def get_experiment(name: str) -> Experiment:
     experiments = _registry()
     if name not in experiments:
         raise ConfigError(f"unknown experiment {name!r}; known experiments: {', '.join(sorted(experiments))} "
-                          f"({where_declared('an experiment')})")
+                          f"({where_declared('an experiment')}){did_you_mean(name, experiments)}")
     return experiments[name]
 
 

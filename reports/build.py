@@ -31,7 +31,7 @@ from reports.compare import canon, point_keys, with_metric
 from reports.published import published_cells
 from reports.variants import Variant, run_variants, select
 from reports.what_ran import WhatRan, describe
-from simclr_core.validation import ConfigError, require_choice
+from simclr_core.validation import ConfigError, did_you_mean, require_choice
 
 # The scale whose runs use the paper's own setting; numbers at any other scale compare by rank only.
 COMPARABLE_SCALE = "paper"
@@ -165,7 +165,8 @@ def artefact_keys(names: Sequence[str], specs: Mapping[str, Spec]) -> list[str]:
         built_from = [key for key, spec in specs.items() if spec.experiment == name]
         if name not in specs and not built_from:
             raise ConfigError(f"artefact={name!r} is neither an artefact nor an experiment; choose an artefact "
-                              f"({', '.join(specs)}) or an experiment (python -m registry list)")
+                              f"({', '.join(specs)}) or an experiment (python -m registry list)"
+                              f"{did_you_mean(name, [*specs, *list_experiments()])}")
         keys.extend([name] if name in specs else built_from)
     return keys
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, Mapping
 
 from simclr_core.trackers import TRACKERS
-from simclr_core.validation import ConfigError, require_choice, require_range
+from simclr_core.validation import ConfigError, closest, require_choice, require_range
 
 # Bump when a default's meaning changes, so stored results made under the old meaning are not reused.
 CONFIG_VERSION = 1
@@ -458,8 +458,10 @@ def _from_plain(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
+        meant = [hint for hint in (_meant_key(cls, k, prefix) for k in unknown) if hint]
         raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
-                          f"valid keys: {', '.join(prefix + k for k in known)}")
+                          f"valid keys: {', '.join(prefix + k for k in known)}"
+                          + (f"; did you mean {', '.join(map(repr, meant))}?" if meant else ""))
     kwargs = {}
     for name, value in data.items():
         f = known[name]
@@ -473,13 +475,29 @@ def _from_plain(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def _meant_key(cls: type, name: str, prefix: str) -> str | None:
+    """The key a mistyped `name` among the fields of `cls` most likely meant: a field spelt alike, else a field of
+    one of its sections (`temperature` for `loss.temperature`)."""
+    own = closest(name, [f.name for f in fields(cls)])
+    if own is not None:
+        return prefix + own
+    for f in fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if is_dataclass(default):
+            inner = _meant_key(type(default), name, f"{prefix}{f.name}.")
+            if inner is not None:
+                return inner
+    return None
+
+
 def _set_path(obj: Any, path: list[str], value: Any, full_key: str) -> Any:
     known = {f.name: f for f in fields(obj)}
     head = path[0]
     if head not in known:
         prefix = full_key[: len(full_key) - len(".".join(path))]
+        meant = _meant_key(type(obj), head, prefix)
         raise ConfigError(f"unknown config key {full_key!r}; valid keys here: "
-                          f"{', '.join(prefix + k for k in known)}")
+                          f"{', '.join(prefix + k for k in known)}" + (f"; did you mean {meant!r}?" if meant else ""))
     current = getattr(obj, head)
     if len(path) == 1:
         if is_dataclass(current):

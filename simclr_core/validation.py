@@ -1,6 +1,7 @@
 """One error type for bad input, and the checks that raise it before any compute is spent."""
 from __future__ import annotations
 
+import difflib
 from typing import Any, Iterable
 
 
@@ -8,11 +9,37 @@ class ConfigError(ValueError):
     """A configuration value is unknown or out of range; the message names the value and the valid choices."""
 
 
+def closest(value: Any, choices: Iterable[Any]) -> Any | None:
+    """The choice a mistyped string `value` most likely meant (the same letters in another case, else a close
+    spelling, else the one choice it begins), or None where none is close or several are equally so."""
+    if not isinstance(value, str):
+        return None
+    by_lower = {c.lower(): c for c in choices if isinstance(c, str)}
+    typed = value.lower()
+    if typed in by_lower:
+        return by_lower[typed]
+    scores = {c: difflib.SequenceMatcher(None, typed, c).ratio() for c in by_lower}
+    best = max(scores.values(), default=0.0)
+    alike = [c for c, score in scores.items() if score == best]
+    if best >= 0.75:                         # fig6 is as close to fig5 as to fig7: no guess among equals
+        return by_lower[alike[0]] if len(alike) == 1 else None
+    begun = [c for c in by_lower if len(typed) >= 3 and c.startswith(typed)]
+    return by_lower[begun[0]] if len(begun) == 1 else None
+
+
+def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
+    """"; did you mean 'x'?" for closest(value, choices), "" where there is none: the end of an error message."""
+    match = closest(value, choices)
+    return "" if match is None else f"; did you mean {match!r}?"
+
+
 def require_choice(field: str, value: Any, choices: Iterable[Any]) -> Any:
-    """Return ``value`` if it is one of ``choices``, else raise ConfigError naming both."""
+    """Return ``value`` if it is one of ``choices``, else raise ConfigError naming both (and the choice it most
+    likely meant)."""
     choices = list(choices)
     if value not in choices:
-        raise ConfigError(f"{field}={value!r} is not valid; choose one of: {', '.join(map(repr, choices))}")
+        raise ConfigError(f"{field}={value!r} is not valid; choose one of: {', '.join(map(repr, choices))}"
+                          f"{did_you_mean(value, choices)}")
     return value
 
 

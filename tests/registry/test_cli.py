@@ -251,6 +251,7 @@ def test_only_matches_a_label_a_whole_id_or_the_run_folder_name():
 
 @pytest.mark.parametrize("args, message", [
     (("run", "augment_pair", "--dry-run"), "known experiments: augment_pairs, "),
+    (("run", "augment_pair", "--dry-run"), "is unset); did you mean 'augment_pairs'?"),
     (("show", "my_own"), "(an experiment of your own is found through $SIMCLR_EXPERIMENTS_DIR, which is unset)"),
     (("run", "loss_variant", "loss.temprature=0.2"), "unknown config key 'loss.temprature'"),
     (("run", "loss_variant", "loss.temperature=hot"), "must be a number"),

@@ -199,7 +199,11 @@ def test_python_m_reports_selects_artefacts_and_refuses_unknown_ones(results_dir
     assert sorted(p.name for p in out.glob("*.png")) == ["tab4_smoke.png"]
     assert run(["fig6", "--results-dir", str(results_dir), "--out", str(out)]) == 2
     error = capsys.readouterr().err
-    assert "fig6" in error and "fig5" in error
+    assert "fig6" in error and "fig5" in error and "did you mean" not in error     # fig5? fig7? fig8? no guess
+    assert run(["Tab4", "--results-dir", str(results_dir), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("did you mean 'tab4'?")
+    assert run(["loss_varient", "--results-dir", str(results_dir), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("did you mean 'loss_variant'?")
 
 
 def _report_to(out: Path, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -28,6 +28,41 @@ def test_unknown_override_keys_name_the_valid_ones(key):
     assert repr(key) in str(err.value) or key in str(err.value)
 
 
+@pytest.mark.parametrize("key, meant", [
+    ("loss.temprature", "loss.temperature"),      # a misspelt field
+    ("temperature", "loss.temperature"),          # a field of a section, without the section
+    ("Batch_Size", "batch_size"),                 # another case
+    ("optim.warmup", "optim.warmup_epochs"),
+])
+def test_an_unknown_key_names_the_key_it_most_likely_meant(key, meant):
+    with pytest.raises(ConfigError, match=rf"unknown config key '{key}'; valid keys here: .*; did you mean '{meant}'\?$"):
+        RunConfig().with_overrides({key: 1})
+
+
+def test_an_unknown_key_far_from_every_key_gets_no_guess():
+    with pytest.raises(ConfigError) as err:
+        RunConfig().with_overrides({"zzzz": 1})
+    assert "did you mean" not in str(err.value)
+
+
+@pytest.mark.parametrize("override, meant", [
+    ({"data.dataset": "imagenett"}, "imagenet"),
+    ({"precision": "BF16"}, "bf16"),
+    ({"loss.kind": "ntxent"}, "nt_xent"),
+])
+def test_a_mistyped_choice_names_the_choice_it_most_likely_meant(override, meant):
+    with pytest.raises(ConfigError, match=rf"is not valid; choose one of: .*; did you mean '{meant}'\?$"):
+        RunConfig().with_overrides(override).validate()
+
+
+def test_a_config_file_with_a_misspelt_key_names_the_key_it_most_likely_meant():
+    data = RunConfig().to_dict()
+    data["optim"]["weight_decy"] = 0.1
+    with pytest.raises(ConfigError, match=r"^unknown config key\(s\) optim.weight_decy; valid keys: .*; did you mean "
+                                          r"'optim.weight_decay'\?$"):
+        RunConfig.from_dict(data)
+
+
 def test_from_dict_rejects_unknown_keys():
     data = RunConfig().to_dict()
     data["loss"]["tau"] = 0.1
