@@ -37,9 +37,10 @@ from simclr_core.cgroups import fit_torch_threads
 from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
 from simclr_core.data.feed import (Feed, data_identity_later, open_feed, require_batch_fits, require_data,
-                                   train_split_size)
+                                   test_split_classes, train_split_size)
 from simclr_core.distributed import convert_to_global_bn
-from simclr_core.evaluate.protocols import PROTOCOLS, require_classes, require_protocol_data, run_protocols
+from simclr_core.evaluate.protocols import (PROTOCOLS, require_classes, require_protocol_data, require_test_labels,
+                                           run_protocols)
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
 from simclr_core.models import build_model, build_supervised_model
 from simclr_core.models.encoders import stem_cost_note
@@ -74,14 +75,15 @@ def check_inputs(cfg: RunConfig) -> None:
     call it as `train.preflight`, once per distinct config, before they start any run; nothing is decoded."""
     cfg.validate()
     require_trackers_installed(cfg.trackers)
-    train_index = require_data(cfg.data, need_test=False)
+    train_index = require_data(cfg.data, need_test=False).get("train")
     train_images, classes = train_split_size(cfg.data, train_index)
     if train_images is not None:
         require_batch_fits(cfg.batch_size, train_images, cfg.data.dataset)
     if classes is not None:           # before the test split: images without labels may come without one
         require_classes(cfg, classes, f"the training split of {cfg.data.dataset!r}")
     if needs_test_split(cfg):
-        require_data(cfg.data, need_test=True, train_index=train_index)
+        test_index = require_data(cfg.data, need_test=True, train_index=train_index).get("test")
+        require_test_labels(cfg, test_split_classes(cfg.data, test_index), f"the test split of {cfg.data.dataset!r}")
     require_protocol_data(cfg)
 
 
@@ -118,6 +120,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     identity_later = data_identity_later(cfg.data) if accelerator.is_main_process else None
     require_batch_fits(cfg.batch_size, feed.num_train, cfg.data.dataset)
     require_classes(cfg, feed.num_classes, f"the training split of {cfg.data.dataset!r} ({feed.source})")
+    require_test_labels(cfg, feed.test_classes, f"the test split of {cfg.data.dataset!r} ({feed.test_source})")
     image_size = feed.image_size
     costly_stem = stem_cost_note(cfg.encoder.stem, image_size)
     if costly_stem and accelerator.is_main_process:

@@ -64,6 +64,8 @@ class Feed:
     # data.data_dir out (a path of one machine).
     source: str = ""
     class_names: tuple[str, ...] | None = None   # a label column of names: label i is class_names[i]
+    test_classes: int | None = None  # classes of the test split where it was read (0: it has no labels)
+    test_source: str = ""
     _split: Any = None           # stream path: the training split's index (encoded.EncodedSplit)
     _streams: list = None        # stream path: the open batch streams, for their counts
 
@@ -175,7 +177,8 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
         return Feed("resident", len(train_set), train_set.num_classes, cfg.image_size or train_set.images.shape[-1],
                     train_set.mean, train_set.std, train_set.images, train_set.labels,
                     None if test_set is None else test_set.images, None if test_set is None else test_set.labels,
-                    train_set, train_set.source, train_set.class_names)
+                    train_set, train_set.source, train_set.class_names,
+                    None if test_set is None else test_set.num_classes, "" if test_set is None else test_set.source)
     from simclr_core.data.encoded import open_encoded
     from simclr_core.data.stream import EvalImages
 
@@ -191,7 +194,8 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
     test_eval = None if test_split is None else EvalImages(test_split, size, spec.resize_margin, device)
     return Feed("stream", len(train_split), train_split.num_classes, size, spec.mean, spec.std, train_eval,
                 train_eval.labels, test_eval, None if test_eval is None else test_eval.labels, None, train_split.source,
-                train_split.class_names, _split=train_split, _streams=[])
+                train_split.class_names, None if test_split is None else test_split.num_classes,
+                "" if test_split is None else test_split.source, _split=train_split, _streams=[])
 
 
 def warn_of_unseen_classes(train_labels: Tensor, test_labels: Tensor, test_source: str,
@@ -237,26 +241,26 @@ def _local_split_sizes(dataset: str, data_dir: str | None, label_column: str | N
     return counts[0], counts[1]
 
 
-def require_data(cfg: DataConfig, need_test: bool, train_index: EncodedSplit | None = None) -> EncodedSplit | None:
+def require_data(cfg: DataConfig, need_test: bool,
+                 train_index: EncodedSplit | None = None) -> dict[str, EncodedSplit]:
     """Raise DataNotFoundError, naming where it looked and how to provide the data, when a split that
     open_feed(cfg, need_test) reads cannot be found or fetched, and ConfigError when data.train_limit or
     data.test_limit exceeds its split, when a local split to stream has no images or bad labels (its index is
     built: a listing, or the files' footers and labels), or when a split to decode without data.image_size has
     images of different sizes (a sample's headers are read); no image is decoded. A launcher calls it before it
-    starts runs, so that missing data is one error, not one failed run each. Returns the training split's index
-    where it built one (a local split to stream), for train_split_size, else None; `train_index`: the one an
-    earlier call returned, not built again."""
+    starts runs, so that missing data is one error, not one failed run each. Returns the indexes of the splits
+    (by name) where it has them (local splits to stream), for train_split_size and test_split_classes;
+    `train_index`: the one an earlier call returned, not built again."""
     loader = resolve_loader(cfg)
     spec = dataset_spec(cfg.dataset)
-    first_images = {}
+    first_images, indexes = {}, {} if train_index is None else {"train": train_index}
     for split in ("train", "test") if need_test else ("train",):
         source = locate_source(spec, cfg.data_dir, split)
         if loader == "stream" and source.kind != "hub":
             from simclr_core.data.encoded import open_encoded
 
-            if split == "test" or train_index is None:
-                index = open_encoded(cfg, split, source)
-                train_index = index if split == "train" else train_index
+            if split not in indexes:
+                indexes[split] = open_encoded(cfg, split, source)
         elif loader == "resident" and check_decodable(cfg, split, source):
             continue            # decoded once already: the run reads the cache, not the source
         else:
@@ -273,7 +277,7 @@ def require_data(cfg: DataConfig, need_test: bool, train_index: EncodedSplit | N
     train_first, test_first = first_images.get("train"), first_images.get("test")
     if train_first and test_first and min(train_first[1]) != min(test_first[1]):
         raise split_sizes_error(train_first[0], min(train_first[1]), test_first[0], min(test_first[1]))
-    return train_index
+    return indexes
 
 
 def train_split_size(cfg: DataConfig, index: EncodedSplit | None = None) -> tuple[int | None, int | None]:
@@ -292,6 +296,21 @@ def train_split_size(cfg: DataConfig, index: EncodedSplit | None = None) -> tupl
 
     split = open_encoded(cfg, "train", source)
     return cfg.train_limit or len(split), split.num_classes
+
+
+def test_split_classes(cfg: DataConfig, index: EncodedSplit | None = None) -> int | None:
+    """The classes of the test split of `cfg` as the run will find them, without decoding (0: it has no labels),
+    from its `index` where require_data built it; None for a Hub split not downloaded yet."""
+    if index is not None:
+        return index.num_classes
+    source = locate_source(dataset_spec(cfg.dataset), cfg.data_dir, "test")
+    if resolve_loader(cfg) == "resident":
+        return count_classes(cfg, "test", source)
+    if source.kind == "hub":
+        return None
+    from simclr_core.data.encoded import open_encoded
+
+    return open_encoded(cfg, "test", source).num_classes
 
 
 # Datasets named by their container, not by their content: two folders of "imagefolder" hold other images, yet

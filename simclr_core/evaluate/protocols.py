@@ -154,16 +154,14 @@ def require_classes(cfg, num_classes: int, where: str) -> None:
     """ConfigError when the run classifies its own images (supervised training, an evaluation protocol, or the kNN
     monitor) and its training split has fewer than 2 classes: every accuracy would be 100%, measuring nothing; or
     none (0: a split without labels), which nothing can classify."""
-    classifying = [name for name in cfg.eval.protocols if PROTOCOLS[name].classifies]
-    if cfg.eval.knn_every_epochs:
-        classifying.append("the kNN monitor (eval.knn_every_epochs)")
+    classifying = _scoring(cfg)
     if cfg.method == "supervised":
         classifying.insert(0, "supervised training (method=supervised)")
     if num_classes >= 2 or not classifying:
         return
     pretrain = "only pretrain: eval.protocols=none eval.knn_every_epochs=0"
     if num_classes == 0:
-        lacking, fix = how_labels_are_given(_training_source(cfg.data))
+        lacking, fix = how_labels_are_given(_source_of(cfg.data, "train"))
         raise ConfigError(f"{where} has no labels ({lacking}), and {', '.join(classifying)} would classify its "
                           f"images. {fix}, or {pretrain} (eval.protocols=transfer evaluates on labelled datasets of "
                           "its own)")
@@ -172,10 +170,32 @@ def require_classes(cfg, num_classes: int, where: str) -> None:
                       f"of their own, or {pretrain}")
 
 
-def _training_source(data) -> Source | None:
-    """Where the training split of `data` lies (None where it cannot be found: the message then names columns)."""
+def require_test_labels(cfg, num_classes: int | None, where: str) -> None:
+    """ConfigError when the run scores predictions on its test split (an evaluation protocol that classifies, or
+    the kNN monitor) and that split has no labels (0 classes; None: not known yet): every score would compare
+    predictions with the placeholder label 0."""
+    scoring = _scoring(cfg)
+    if num_classes != 0 or not scoring:
+        return
+    lacking, fix = how_labels_are_given(_source_of(cfg.data, "test"))
+    raise ConfigError(f"{where} has no labels ({lacking}), and {', '.join(scoring)} would score predictions against "
+                      f"them. {fix}, or evaluate without them: eval.knn_every_epochs=0 and eval.protocols among "
+                      "transfer (labelled datasets of its own), transform_probe or none")
+
+
+def _scoring(cfg) -> list[str]:
+    """What in the run classifies images of its own splits and scores the predictions: the protocols that do, and
+    the kNN monitor."""
+    scoring = [name for name in cfg.eval.protocols if PROTOCOLS[name].classifies]
+    if cfg.eval.knn_every_epochs:
+        scoring.append("the kNN monitor (eval.knn_every_epochs)")
+    return scoring
+
+
+def _source_of(data, split: str) -> Source | None:
+    """Where `split` of `data` lies (None where it cannot be found: a message then names label columns)."""
     try:
-        return locate_source(dataset_spec(data.dataset, data.label_column), data.data_dir, "train")
+        return locate_source(dataset_spec(data.dataset, data.label_column), data.data_dir, split)
     except (ConfigError, OSError):
         return None
 

@@ -46,7 +46,7 @@ from simclr_core.data.catalog import DATASETS, SPLITS, TRANSFER_DATASETS, datase
 from simclr_core.data.class_names import how_labels_are_given
 from simclr_core.data.encoded import RowsOf, open_encoded
 from simclr_core.data.feed import resolve_loader
-from simclr_core.data.images import load_images
+from simclr_core.data.images import count_classes, load_images
 from simclr_core.data.locate import DataNotFoundError, locate_source
 from simclr_core.data.stream import EvalImages
 from simclr_core.data.subset import balanced_subset
@@ -117,7 +117,8 @@ def _transfer_data(cfg: RunConfig, image_size: int | None = None) -> DataConfig:
 def require_transfer_data(cfg: RunConfig) -> None:
     """DataNotFoundError, naming where it looked and how to provide the files, unless both splits of
     eval.transfer_dataset can be found; a Hub copy is opened (from the HF cache when offline), a local split to
-    stream is indexed (ConfigError where it holds no images, or no labels to classify); nothing is decoded."""
+    stream is indexed (ConfigError where it holds no images), and a local split without labels to classify is a
+    ConfigError; nothing is decoded."""
     data = _transfer_data(cfg)
     spec = dataset_spec(data.dataset)
     with _explained(data.dataset):
@@ -125,7 +126,10 @@ def require_transfer_data(cfg: RunConfig) -> None:
             source = locate_source(spec, data.data_dir, split)
             if source.kind == "hub":
                 source.load()
-            elif resolve_loader(data) == "stream" and open_encoded(data, split, source).num_classes == 0:
+                continue
+            streamed = resolve_loader(data) == "stream"
+            classes = open_encoded(data, split, source).num_classes if streamed else count_classes(data, split, source)
+            if classes == 0:
                 lacking, fix = how_labels_are_given(source)
                 raise ConfigError(f"the transfer dataset {data.dataset!r} ({source.describe()}) has no labels "
                                   f"({lacking}), and transfer evaluation classifies its images. {fix}")

@@ -96,13 +96,15 @@ def test_one_shard_without_the_label_column_of_the_others_is_one_error_naming_it
         open_encoded(DataConfig(dataset="parquet", data_dir=str(root)), "train")
 
 
-def test_a_transfer_dataset_without_labels_is_one_error_before_pretraining(tmp_path):
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_a_transfer_dataset_without_labels_is_one_error_before_pretraining(tmp_path, loader):
+    """On the resident path it was not checked: pretraining ran, then transfer evaluation failed."""
     from simclr_core.evaluate.transfer import require_transfer_data
 
     root = _unlabelled(tmp_path / "transfer")
     pq.write_table(pa.table({"image": png_rows(4, 1)}), root / "test.parquet")
     cfg = RunConfig().with_overrides({"eval.protocols": "transfer", "eval.transfer_dataset": "parquet",
-                                      "eval.transfer_data_dir": str(root), "eval.transfer_loader": "stream"})
+                                      "eval.transfer_data_dir": str(root), "eval.transfer_loader": loader})
     with pytest.raises(ConfigError, match=r"^the transfer dataset 'parquet' \(\S+train.parquet \(parquet\)\) has no "
                                           r"labels \(none of the label columns label, fine_label, labels, cls\), and transfer "
                                           r"evaluation classifies its images. Give them a label column"):
@@ -180,3 +182,23 @@ def test_tar_shards_without_cls_members_are_pretrained_on(tmp_path):
                                           r"each sample its class index in a .cls member \(key.cls beside key.jpg\), "
                                           r"or only pretrain"):
         check_inputs(cfg.with_overrides({"eval.protocols": "linear"}))
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_a_test_split_without_labels_is_one_error_where_the_run_scores_on_it(tmp_path, loader):
+    """Its labels read as the placeholder 0: the kNN monitor and linear evaluation would have scored predictions
+    against them, a silently wrong accuracy. The transformation probe reads no labels and may use it."""
+    root = tmp_path / "data"
+    root.mkdir()
+    pq.write_table(pa.table({"image": png_rows(16, 0), "label": [0, 1] * 8}), root / "train.parquet")
+    pq.write_table(pa.table({"image": png_rows(8, 1)}), root / "test.parquet")
+    message = (r"^the test split of 'parquet'( \(\S+test.parquet \(parquet\)\))? has no labels \(none of the label "
+               r"columns label, fine_label, labels, cls\), and linear, the kNN monitor \(eval.knn_every_epochs\) would "
+               r"score predictions against them. Give them a label column")
+    cfg = _config(root, loader, **{"eval.protocols": "linear", "eval.knn_every_epochs": 1})
+    with pytest.raises(ConfigError, match=message):
+        check_inputs(cfg)
+    with pytest.raises(ConfigError, match=message):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
+    check_inputs(_config(root, loader, **{"eval.protocols": "transform_probe"}))
