@@ -445,6 +445,11 @@ def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSpli
                 index = index_tar(source.files)
                 cached.write(index)
     members = [m.decode("utf-8", "surrogateescape") for m in index["members"].tolist()]
+    left_out = index.get("left_out", np.zeros(0, dtype=bytes))        # indexes cached before it was recorded: none
+    if left_out.size:
+        first = left_out[0].decode("utf-8", "surrogateescape")
+        warnings.warn(f"{left_out.size} image members of {source.describe()} are left out: their samples hold an "
+                      f"image already (e.g. {first}); a sample is one image, its first in the shard", stacklevel=2)
     labels = index["labels"]
     split = TarSplit(name, source.files, members, index["shard"], index["offset"], index["size"], labels, 0)
     missing = labels == NO_LABEL

@@ -120,21 +120,26 @@ def _not_a_tar(header: bytes, path: str) -> str:
 
 def index_tar(files: Sequence[str]) -> dict[str, np.ndarray]:
     """The index of WebDataset shards: member name, shard number, data offset, size and label of each sample
-    (NO_LABEL where it has no .cls), in shard order and, within a shard, in key order. Bad shards or samples raise
-    ConfigError naming them."""
-    members, shard, offset, size, labels = [], [], [], [], []
+    (NO_LABEL where it has no .cls), in shard order and, within a shard, in key order. A sample's image is its
+    first image member; the further ones of a sample that has several (key.jpg and key.png) are listed in
+    "left_out" ("member in shard (beside first)"). Bad shards or samples raise ConfigError naming them."""
+    members, shard, offset, size, labels, left_out = [], [], [], [], [], []
     for f, path in enumerate(files):
-        images, classes = {}, {}
+        images, classes, extra = {}, {}, {}
         try:
             with open(path, "rb") as handle:
                 for name, start, length in tar_members(handle, str(path)):
                     key, _, suffix = name.rpartition(".")
                     if "." + suffix.lower() in IMAGE_SUFFIXES:
-                        images[key] = (name, start, length)
+                        if key in images:
+                            extra.setdefault(key, []).append(name)
+                        else:
+                            images[key] = (name, start, length)
                     elif suffix == "cls":
                         classes[key] = handle.read(length).decode("utf-8", "replace").strip()
         except OSError as exc:
             raise ConfigError(f"{path} is not a readable tar shard ({exc})") from exc
+        left_out.extend(f"{name} in {path} (beside {images[key][0]})" for key in sorted(extra) for name in extra[key])
         for key in sorted(images):
             labels.append(_class_index(classes[key], key, path) if key in classes else NO_LABEL)
             member, start, length = images[key]
@@ -144,7 +149,8 @@ def index_tar(files: Sequence[str]) -> dict[str, np.ndarray]:
             size.append(length)
     return {"members": np.asarray([m.encode("utf-8", "surrogateescape") for m in members], dtype=bytes),
             "shard": np.asarray(shard, dtype=np.int64), "offset": np.asarray(offset, dtype=np.int64),
-            "size": np.asarray(size, dtype=np.int64), "labels": np.asarray(labels, dtype=np.int64)}
+            "size": np.asarray(size, dtype=np.int64), "labels": np.asarray(labels, dtype=np.int64),
+            "left_out": np.asarray([m.encode("utf-8", "surrogateescape") for m in left_out], dtype=bytes)}
 
 
 def _class_index(text: str, key: str, path) -> int:

@@ -499,6 +499,20 @@ def test_a_tar_sample_without_a_label_among_labelled_ones_is_named(tmp_path, ima
         open_encoded(DataConfig(dataset="parquet", data_dir=str(root)), "train")
 
 
+def test_image_members_left_out_of_a_tar_index_are_told_each_time_it_is_opened(tmp_path, images):
+    """A sample of key.jpg and key.png is one image: the other one is left out, with a warning also when the index
+    comes from the cache."""
+    root = _tar_of(tmp_path / "t", {"s1.jpg": images[0][0], "s1.cls": b"0", "s1.png": images[1][0],
+                                     "s2.jpg": images[2][0], "s2.cls": b"1"})
+    cfg = DataConfig(dataset="parquet", data_dir=str(root))
+    for _ in range(2):                                              # built, then read from the cache
+        with pytest.warns(UserWarning, match=r"^1 image members of \S+train-000000.tar \(webdataset\) are left out: "
+                                             r"their samples hold an image already \(e.g. s1.png in \S+ \(beside "
+                                             r"s1.jpg\)\)"):
+            split = open_encoded(cfg, "train")
+        assert len(split) == 2 and split.read([0]) == [images[0][0]]
+
+
 @pytest.mark.parametrize("text", [b"-1", b"cat"])
 def test_a_cls_member_that_holds_no_class_index_is_named(tmp_path, images, text):
     root = _tar_of(tmp_path / "t", {"sample6.jpg": images[0][0], "sample6.cls": text})

@@ -65,6 +65,21 @@ def test_the_index_pairs_each_image_with_its_label_in_key_order(tmp_path):
     assert [data[o:o + s] for o, s in zip(index["offset"], index["size"])] == [b"a" * 10, b"b" * 10, b"c" * 10]
 
 
+def test_a_sample_with_two_images_is_its_first_and_the_other_is_listed_as_left_out(tmp_path):
+    path = tmp_path / "train-000000.tar"
+    with tarfile.open(path, "w") as archive:
+        add_file(archive, "a.png", b"first")
+        add_file(archive, "a.cls", b"1")
+        add_file(archive, "a.jpg", b"second")
+        add_file(archive, "b.jpg", b"only")
+        add_file(archive, "b.cls", b"0")
+    index = index_tar([str(path)])
+    assert index["members"].tolist() == [b"a.png", b"b.jpg"] and index["labels"].tolist() == [1, 0]
+    assert index["left_out"].tolist() == [f"a.jpg in {path} (beside a.png)".encode()]
+    data = path.read_bytes()
+    assert data[index["offset"][0]:index["offset"][0] + index["size"][0]] == b"first"
+
+
 def test_sizes_of_8_gib_and_more_are_read_from_gnus_base_256_field():
     assert _number(b"\x80" + (9 << 30).to_bytes(11, "big"), "shard.tar", 0) == 9 << 30
     assert _number(b"00000001750\0", "shard.tar", 0) == 0o1750
