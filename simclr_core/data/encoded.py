@@ -436,7 +436,8 @@ def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSpli
     """The shards' index from the cache, else built by reading every member's header (data/tar_index.py) and
     cached: the key covers each shard's path, size and mtime. Shards without any .cls member hold images without
     labels (num_classes 0, labels 0); a split where only some samples lack one is refused, naming one."""
-    cached = CachedIndex.for_key(name, source.split, "tar-index", source.fingerprint())
+    # "-2": indexes since samples of several images are their first one and list the others (left_out)
+    cached = CachedIndex.for_key(name, source.split, "tar-index-2", source.fingerprint())
     index = cached.read()
     if index is None:
         with cached.lock():
@@ -445,7 +446,7 @@ def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSpli
                 index = index_tar(source.files)
                 cached.write(index)
     members = [m.decode("utf-8", "surrogateescape") for m in index["members"].tolist()]
-    left_out = index.get("left_out", np.zeros(0, dtype=bytes))        # indexes cached before it was recorded: none
+    left_out = index["left_out"]
     if left_out.size:
         first = left_out[0].decode("utf-8", "surrogateescape")
         warnings.warn(f"{left_out.size} image members of {source.describe()} are left out: their samples hold an "
