@@ -42,7 +42,7 @@ from registry.published import published_cells, unmatched_points
 from registry.provenance import code_version
 from registry.run_id import canonical_json
 from registry.slurm_state import reconcile
-from registry.scales import DEFAULT_SCALE, SCALES, get_scale
+from registry.scales import DEFAULT_SCALE, SCALES, get_scale, scale_name
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import STATES, RunStore, flatten_config
 from registry.sweep_space import SWEEPS, plan_studies
@@ -439,11 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--results-dir", default=None,
                          help="results folder (default: $SIMCLR_RESULTS_DIR, else ./results)")
     scale = argparse.ArgumentParser(add_help=False)
-    scale.add_argument("--scale", default=DEFAULT_SCALE, choices=list(SCALES),
+    scale.add_argument("--scale", default=DEFAULT_SCALE, type=scale_name, choices=list(SCALES),
                        help=f"compute scale (default {DEFAULT_SCALE}): "
                             + "; ".join(f"{s.name}: {s.summary}" for s in SCALES.values()))
     stored_scale = argparse.ArgumentParser(add_help=False)
-    stored_scale.add_argument("--scale", default=None, choices=list(SCALES),
+    stored_scale.add_argument("--scale", default=None, type=scale_name, choices=list(SCALES),
                               help="compute scale (default: that of the experiment's latest runs in the results "
                                    f"folder, else {DEFAULT_SCALE})")
     seeds = argparse.ArgumentParser(add_help=False)
@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Count the stored runs per experiment, scale and state (`show NAME` lists "
                                      "one experiment's runs).")
     p.add_argument("names", nargs="*", metavar="EXPERIMENT", help="only these experiments (default: all)")
-    p.add_argument("--scale", action="append", choices=list(SCALES), default=None,
+    p.add_argument("--scale", action="append", type=scale_name, choices=list(SCALES), default=None,
                    help="only these scales (repeatable; default: all)")
     p.set_defaults(func=cmd_status)
 

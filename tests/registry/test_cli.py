@@ -265,6 +265,15 @@ def test_bad_input_fails_before_anything_is_dispatched(tmp_path, monkeypatch, ca
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("verb", ["run", "status", "report"])
+def test_a_mistyped_scale_names_the_scale_it_most_likely_meant(verb, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([verb, "--scale", "cpux"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.rstrip().endswith(
+        "argument --scale: invalid choice: 'cpux' (choose from 'smoke', 'cpu', 'gpu', 'paper'); did you mean 'cpu'?")
+
+
 def test_show_and_status_report_a_failed_run_with_its_traceback(tmp_path):
     runs = get_experiment("loss_variant").runs("smoke")
     assert execute_run(runs[0], tmp_path, counting_train).state == "done"
