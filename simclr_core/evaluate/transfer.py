@@ -45,7 +45,7 @@ from simclr_core.config import DataConfig, RunConfig
 from simclr_core.data.catalog import DATASETS, SPLITS, TRANSFER_DATASETS, dataset_spec
 from simclr_core.data.class_names import how_labels_are_given
 from simclr_core.data.encoded import RowsOf, open_encoded
-from simclr_core.data.feed import resolve_loader
+from simclr_core.data.feed import resolve_loader, warn_of_unseen_classes
 from simclr_core.data.images import count_classes, load_images
 from simclr_core.data.locate import DataNotFoundError, locate_source
 from simclr_core.data.stream import EvalImages
@@ -216,6 +216,7 @@ def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: S
     ev = cfg.eval
     device = next(encoder.parameters()).device
     train, test = (load_transfer_split(cfg, split, image_size, device) for split in SPLITS)
+    warn_of_unseen_classes(train.labels.cpu(), test.labels.cpu(), test.source)
     crop = build_augmentation(AugmentConfig(ops=("crop",)), image_size, mean, std)
     # Fine-tuning's one view per image: a crop of each original image where the split streams.
     augment = crop.first_view_from_originals if train.loader == "stream" else crop.first_view

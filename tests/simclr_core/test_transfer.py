@@ -284,6 +284,22 @@ def test_streamed_transfer_scores_the_frozen_features_as_the_held_copy_does(tmp_
     assert changed_tensors(encoder, before) == []
 
 
+@pytest.mark.parametrize("loader", ["stream", "resident"])
+def test_transfer_test_images_of_a_class_without_training_images_are_one_warning(tmp_path, loader):
+    """As for the run's own splits (feed.py): they cap the transfer accuracies, which said nothing of it."""
+    import shutil
+
+    root = photo_folder(tmp_path / "photos")
+    shutil.rmtree(root / "train" / "class2")
+    encoder = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    cfg = folder_transfer(root, **{"eval.transfer_loader": loader, "eval.transfer_protocols": ("linear",),
+                                   "eval.linear_epochs": 1})
+    with pytest.warns(UserWarning, match=r"^6 of the 18 test images \(imagefolder \S+photos split 'test'\) have a "
+                                         r"label that no training image has \(2; an image folder's labels"):
+        metrics = run_transfer(encoder, cfg, image_size=16, mean=MEAN, std=STD)
+    assert metrics["transfer_linear_top1"] <= 100 * 12 / 18
+
+
 def test_a_transfer_folder_without_images_stops_the_run_before_pretraining(tmp_path, monkeypatch):
     root = photo_folder(tmp_path / "photos")
     for image in (root / "test").rglob("*.jpg"):
