@@ -41,7 +41,7 @@ from simclr_core.data.cache import CachedIndex
 from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
 from simclr_core.data.class_names import class_ids, dataset_classes, find_label_column, label_column
 from simclr_core.data.decode import mixed_sizes_error
-from simclr_core.data.folder_index import folder_index
+from simclr_core.data.folder_index import LeftOut, folder_listing, left_out_of, not_an_image
 from simclr_core.data.image_column import encoded_pairs, image_column, stored_paths
 from simclr_core.data.images import integer_labels
 from simclr_core.data.locate import Source, locate_source
@@ -350,10 +350,14 @@ def open_folder(name: str, source: Source) -> FileSplit:
     images directly in a split folder beside class folders belong to no class: left out, with a warning."""
     root = Path(source.location)
     split_dir = next(root / n for n in (source.split, "val", "validation", "test", "train") if (root / n).is_dir())
-    paths, labels, num_classes = folder_index(name, root, split_dir)
-    loose = _loose_images(split_dir)
+    (paths, labels, num_classes), left_out = folder_listing(name, root, split_dir)
+    loose, loose_left_out = _loose_images(split_dir)
     if num_classes == 0 and loose:
+        if loose_left_out is not None:
+            warnings.warn(f"in {split_dir}, {loose_left_out.describe()}", stacklevel=2)
         return FileSplit(name, loose, np.zeros(len(loose), dtype=np.int64), 0)
+    if left_out is not None:
+        warnings.warn(f"in the class folders of {split_dir}, {left_out.describe()}", stacklevel=2)
     if loose:
         warnings.warn(f"{len(loose)} images lie directly in {split_dir} (e.g. {loose[0]}), in no class folder: they "
                       "are left out; move them into their class's folder", stacklevel=2)
@@ -364,11 +368,11 @@ def open_folder(name: str, source: Source) -> FileSplit:
     return FileSplit(name, paths, labels.copy(), num_classes)          # a copy: the memo's stays as listed
 
 
-def _loose_images(split_dir: Path) -> list[str]:
-    """The image files directly in a split's folder (not in a class folder), sorted."""
+def _loose_images(split_dir: Path) -> tuple[list[str], LeftOut | None]:
+    """(the image files directly in a split's folder (not in a class folder), sorted; the other files there)."""
     with os.scandir(split_dir) as entries:
-        return sorted(e.path for e in entries if e.is_file() and not e.name.startswith(".")
-                      and e.name.lower().endswith(IMAGE_SUFFIXES))
+        files = sorted(e.path for e in entries if e.is_file())
+    return [f for f in files if not_an_image(os.path.basename(f)) is None], left_out_of(files)
 
 
 def _check_labels(split: EncodedSplit, num_classes: int | None, column: str = "label",

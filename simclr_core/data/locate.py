@@ -229,7 +229,7 @@ def _names_split(path: Path, name: str) -> bool:
 def _split_files(root: Path, name: str) -> tuple[str, ...]:
     """Parquet (else arrow) files of split ``name`` under ``root``, all in one folder, in shard order."""
     found: dict[str, list[Path]] = {}
-    for folder, files in _walk(root):
+    for folder, files, _ in walk_folders(root):
         for file in files:
             path = Path(folder) / file
             if path.suffix in _FORMATS and _names_split(path, name):
@@ -255,14 +255,15 @@ def folder_files(root: Path) -> tuple[str, ...]:
     """Every file under `root`, sorted (following folder links once each, skipping hidden folders), listed once
     per process while no folder under it changes (folder_memo.py)."""
     def build():
-        listing = list(_walk(root))
-        files = tuple(sorted(str(Path(folder) / f) for folder, names in listing for f in names))
-        return files, [folder for folder, _ in listing]
+        listing = list(walk_folders(root))
+        files = tuple(sorted(str(Path(folder) / f) for folder, names, _ in listing for f in names))
+        return files, [folder for folder, _, _ in listing]
     return from_folders(("folder_files", str(root)), build)
 
 
-def _walk(root: Path):
-    """(folder, file names) under root, following folder links once each (no cycles), skipping hidden folders."""
+def walk_folders(root: Path):
+    """(folder, file names, hidden folder names) under root, following folder links once each (no cycles), skipping
+    hidden folders (their names are the third item)."""
     seen = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
@@ -270,8 +271,9 @@ def _walk(root: Path):
             dirs[:] = []
             continue
         seen.add(real)
+        hidden = sorted(d for d in dirs if d.startswith("."))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        yield folder, files
+        yield folder, files, hidden
 
 
 # ---- the Hub -------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 
 from simclr_core.validation import ConfigError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 BLOCK = 512
 _REGULAR = (b"0", b"\0", b"7")          # a file ('7': contiguous file, read as a file by tar readers)
 _GNU_LONG_NAME, _PAX, _PAX_GLOBAL = b"L", b"x", b"g"

@@ -45,19 +45,17 @@ def age(root: Path, when: float = OLD) -> None:
 
 
 def count_walks(monkeypatch) -> dict[str, int]:
-    """Calls of os.walk (the index) and of locate._walk (the files under a folder)."""
-    calls = {"os.walk": 0, "locate._walk": 0}
-    walk, locate_walk = os.walk, locate._walk
+    """Walks of the index (folder_index's, one per class folder) and of the files under a folder (locate's)."""
+    calls = {"index": 0, "files": 0}
+    walk = locate.walk_folders
 
-    def counted_os_walk(*args, **kwargs):
-        calls["os.walk"] += 1
-        return walk(*args, **kwargs)
-
-    def counted_locate_walk(*args, **kwargs):
-        calls["locate._walk"] += 1
-        return locate_walk(*args, **kwargs)
-    monkeypatch.setattr("simclr_core.data.folder_index.os.walk", counted_os_walk)
-    monkeypatch.setattr(locate, "_walk", counted_locate_walk)
+    def counted(kind):
+        def walked(*args, **kwargs):
+            calls[kind] += 1
+            return walk(*args, **kwargs)
+        return walked
+    monkeypatch.setattr("simclr_core.data.folder_index.walk_folders", counted("index"))
+    monkeypatch.setattr(locate, "walk_folders", counted("files"))
     return calls
 
 
@@ -69,10 +67,10 @@ def test_a_split_is_listed_once_while_its_folders_keep_their_mtimes(tmp_path, mo
     root = write_folder(tmp_path / "data", {"train": {"cat": 3, "dog": 2}, "test": {"cat": 1, "dog": 1}})
     calls = count_walks(monkeypatch)
     first = open_encoded(cfg_of(root), "train")
-    walks = calls["os.walk"]
-    assert walks == 2 and calls["locate._walk"] == 0            # one walk per class folder; locating lists nothing
+    walks = calls["index"]
+    assert walks == 2 and calls["files"] == 0            # one walk per class folder; locating lists nothing
     again = open_encoded(cfg_of(root), "train")
-    assert calls["os.walk"] == walks and again is not first and again.paths == first.paths
+    assert calls["index"] == walks and again is not first and again.paths == first.paths
     assert np.array_equal(again.labels, first.labels) and first.labels.tolist() == [0, 0, 0, 1, 1]
     again.labels[:] = 7                                          # each index owns its labels
     assert open_encoded(cfg_of(root), "train").labels.tolist() == [0, 0, 0, 1, 1]
@@ -106,7 +104,7 @@ def test_a_folder_changed_within_the_racy_window_is_listed_again(tmp_path, monke
     calls = count_walks(monkeypatch)
     open_encoded(cfg_of(root), "train")
     open_encoded(cfg_of(root), "train")
-    assert calls["os.walk"] == 2                                 # not kept: listed each time
+    assert calls["index"] == 2                                 # not kept: listed each time
     assert not list((tmp_path / "cache").glob("*.index.npz"))   # nor written to disk
 
 
@@ -147,11 +145,11 @@ def test_the_index_on_disk_is_listed_again_when_stale_or_damaged(tmp_path, monke
         entry.write_bytes(entry.read_bytes()[:100])
     calls = count_walks(monkeypatch)
     again = open_encoded(cfg_of(root), "train")
-    assert calls["os.walk"] == 2                                 # listed again
+    assert calls["index"] == 2                                 # listed again
     assert len(again) == (6 if change == "image added" else 5)
     folder_memo.forget()
-    calls["os.walk"] = 0
-    assert open_encoded(cfg_of(root), "train").paths == again.paths and calls["os.walk"] == 0   # kept again
+    calls["index"] = 0
+    assert open_encoded(cfg_of(root), "train").paths == again.paths and calls["index"] == 0   # kept again
 
 
 def test_the_identity_is_the_hash_of_every_file_s_name_and_size_listed_once(tmp_path, monkeypatch):
@@ -165,7 +163,7 @@ def test_the_identity_is_the_hash_of_every_file_s_name_and_size_listed_once(tmp_
     for path in files:
         digest.update(f"\n{os.path.relpath(path, common)}\0{os.stat(path).st_size}".encode())
     assert identity == digest.hexdigest()[:16]
-    assert data_identity(cfg_of(root)) == identity and calls["locate._walk"] == 1
+    assert data_identity(cfg_of(root)) == identity and calls["files"] == 1
     (root / "train" / "dog" / "1.jpg").write_bytes(b"longer content")        # same names, another size
     assert data_identity(cfg_of(root)) != identity
 
