@@ -21,6 +21,7 @@ from simclr_core.data.cache import CachedSplit
 from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
 from simclr_core.data.class_names import class_ids, classes_key, dataset_classes, find_label_column
 from simclr_core.data.decode import decode_to_array, iter_encoded
+from simclr_core.data.folder_index import FORMAT as FOLDER_INDEX_FORMAT
 from simclr_core.data.image_column import image_column
 from simclr_core.data.locate import Source, locate_source
 from simclr_core.data.subset import SUBSET_SEED, balanced_subset
@@ -130,6 +131,8 @@ def _cache_entries(spec: DatasetSpec, cfg: DataConfig, split: str, source: Sourc
     fingerprint = source.fingerprint() + classes_key(_local_classes(spec, cfg, source))
     if spec.label_column is not None:                   # other labels than the default column's
         fingerprint += f"label_column:{spec.label_column}"
+    if source.kind == "imagefolder":                    # which of its files are images: folder_index.py's rules
+        fingerprint += f"folder_index:{FOLDER_INDEX_FORMAT}"
     full = CachedSplit.for_key(spec.name, split, fingerprint, size, None)
     wanted = full if limit is None else CachedSplit.for_key(spec.name, split, fingerprint, size, [limit, SUBSET_SEED])
     return full, wanted
