@@ -453,8 +453,8 @@ def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSpli
     left_out = index["left_out"]
     if left_out.size:
         first = left_out[0].decode("utf-8", "surrogateescape")
-        warnings.warn(f"{left_out.size} image members of {source.describe()} are left out: their samples hold an "
-                      f"image already (e.g. {first}); a sample is one image, its first in the shard", stacklevel=2)
+        warnings.warn(f"{left_out.size} members or samples of {source.describe()} are not read (e.g. {first}): a "
+                      f"sample is one image, its first image member ({', '.join(IMAGE_SUFFIXES)})", stacklevel=2)
     labels = index["labels"]
     split = TarSplit(name, source.files, members, index["shard"], index["offset"], index["size"], labels, 0)
     missing = labels == NO_LABEL

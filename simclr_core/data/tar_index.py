@@ -121,11 +121,12 @@ def _not_a_tar(header: bytes, path: str) -> str:
 def index_tar(files: Sequence[str]) -> dict[str, np.ndarray]:
     """The index of WebDataset shards: member name, shard number, data offset, size and label of each sample
     (NO_LABEL where it has no .cls), in shard order and, within a shard, in key order. A sample's image is its
-    first image member; the further ones of a sample that has several (key.jpg and key.png) are listed in
-    "left_out" ("member in shard (beside first)"). Bad shards or samples raise ConfigError naming them."""
+    first image member. "left_out" says what is not read: the further image members of a sample that has several
+    (key.jpg and key.png), and samples without an image member (key.cls alone, or an image of another format).
+    Bad shards or samples raise ConfigError naming them."""
     members, shard, offset, size, labels, left_out = [], [], [], [], [], []
     for f, path in enumerate(files):
-        images, classes, extra = {}, {}, {}
+        images, classes, extra, fields = {}, {}, {}, {}
         try:
             with open(path, "rb") as handle:
                 for name, start, length in tar_members(handle, str(path)):
@@ -135,11 +136,16 @@ def index_tar(files: Sequence[str]) -> dict[str, np.ndarray]:
                             extra.setdefault(key, []).append(name)
                         else:
                             images[key] = (name, start, length)
-                    elif suffix == "cls":
+                        continue
+                    fields.setdefault(key, []).append(name)
+                    if suffix == "cls":
                         classes[key] = handle.read(length).decode("utf-8", "replace").strip()
         except OSError as exc:
             raise ConfigError(f"{path} is not a readable tar shard ({exc})") from exc
-        left_out.extend(f"{name} in {path} (beside {images[key][0]})" for key in sorted(extra) for name in extra[key])
+        left_out.extend(f"{name} in {path}: sample {key!r} holds {images[key][0]} already"
+                        for key in sorted(extra) for name in extra[key])
+        left_out.extend(f"sample {key!r} in {path} has no image member ({', '.join(fields[key])})"
+                        for key in sorted(set(fields) - set(images)))
         for key in sorted(images):
             labels.append(_class_index(classes[key], key, path) if key in classes else NO_LABEL)
             member, start, length = images[key]

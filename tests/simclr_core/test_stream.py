@@ -506,9 +506,9 @@ def test_image_members_left_out_of_a_tar_index_are_told_each_time_it_is_opened(t
                                      "s2.jpg": images[2][0], "s2.cls": b"1"})
     cfg = DataConfig(dataset="parquet", data_dir=str(root))
     for _ in range(2):                                              # built, then read from the cache
-        with pytest.warns(UserWarning, match=r"^1 image members of \S+train-000000.tar \(webdataset\) are left out: "
-                                             r"their samples hold an image already \(e.g. s1.png in \S+ \(beside "
-                                             r"s1.jpg\)\)"):
+        with pytest.warns(UserWarning, match=r"^1 members or samples of \S+train-000000.tar \(webdataset\) are not "
+                                             r"read \(e.g. s1.png in \S+: sample 's1' holds s1.jpg already\): a "
+                                             r"sample is one image, its first image member"):
             split = open_encoded(cfg, "train")
         assert len(split) == 2 and split.read([0]) == [images[0][0]]
 

@@ -65,7 +65,7 @@ def test_the_index_pairs_each_image_with_its_label_in_key_order(tmp_path):
     assert [data[o:o + s] for o, s in zip(index["offset"], index["size"])] == [b"a" * 10, b"b" * 10, b"c" * 10]
 
 
-def test_a_sample_with_two_images_is_its_first_and_the_other_is_listed_as_left_out(tmp_path):
+def test_what_the_index_does_not_read_is_listed_a_second_image_and_a_sample_without_one(tmp_path):
     path = tmp_path / "train-000000.tar"
     with tarfile.open(path, "w") as archive:
         add_file(archive, "a.png", b"first")
@@ -73,9 +73,14 @@ def test_a_sample_with_two_images_is_its_first_and_the_other_is_listed_as_left_o
         add_file(archive, "a.jpg", b"second")
         add_file(archive, "b.jpg", b"only")
         add_file(archive, "b.cls", b"0")
+        add_file(archive, "c.heic", b"a format not read")
+        add_file(archive, "c.cls", b"2")
+        add_file(archive, "d.json", b"{}")                    # a sample's other fields, beside its image, are fine
+        add_file(archive, "d.jpg", b"image")
     index = index_tar([str(path)])
-    assert index["members"].tolist() == [b"a.png", b"b.jpg"] and index["labels"].tolist() == [1, 0]
-    assert index["left_out"].tolist() == [f"a.jpg in {path} (beside a.png)".encode()]
+    assert index["members"].tolist() == [b"a.png", b"b.jpg", b"d.jpg"] and index["labels"].tolist() == [1, 0, -1]
+    assert index["left_out"].tolist() == [f"a.jpg in {path}: sample 'a' holds a.png already".encode(),
+                                          f"sample 'c' in {path} has no image member (c.heic, c.cls)".encode()]
     data = path.read_bytes()
     assert data[index["offset"][0]:index["offset"][0] + index["size"][0]] == b"first"
 
