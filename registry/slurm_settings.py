@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from simclr_core.validation import ConfigError
+from simclr_core.validation import ConfigError, closest
 
 CONFIG_ENV = "SIMCLR_SLURM_CONFIG"
 
@@ -148,11 +148,17 @@ def _parse_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"SLURM config {path} is not valid TOML: {exc}") from None
 
 
+def _meant(unknown: list[str]) -> str:
+    """"; did you mean 'x', 'y'?" for the settings the `unknown` names most likely meant ("" for none)."""
+    meant = [m for m in (closest(key, KEYS) for key in unknown) if m is not None]
+    return f"; did you mean {', '.join(map(repr, meant))}?" if meant else ""
+
+
 def settings_from_mapping(values: Mapping[str, Any], source: str) -> SlurmSettings:
     unknown = sorted(set(values) - set(KEYS))
     if unknown:
         raise ConfigError(f"SLURM config {source}: unknown setting(s) {', '.join(map(repr, unknown))}; valid: "
-                          f"{', '.join(KEYS)} (other sbatch options go in an [sbatch] table)")
+                          f"{', '.join(KEYS)} (other sbatch options go in an [sbatch] table){_meant(unknown)}")
     return SlurmSettings(**values, source=source)
 
 
@@ -169,7 +175,7 @@ def load_settings(explicit: str | os.PathLike | None = None, overrides: Mapping[
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = sorted(set(given) - set(KEYS))
     if unknown:
-        raise ConfigError(f"unknown SLURM setting(s) {unknown}; valid: {', '.join(KEYS)}")
+        raise ConfigError(f"unknown SLURM setting(s) {unknown}; valid: {', '.join(KEYS)}{_meant(unknown)}")
     if not given:
         return settings
     source = f"{settings.source} + flags" if settings.source != "defaults" else "flags"

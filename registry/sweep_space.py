@@ -22,7 +22,7 @@ from registry.declare import Experiment, Run, cases
 from registry.discover import Declared, get_experiment, where_declared
 from registry.run_id import canonical_json, semantic_dict
 from registry.scales import Scale, get_scale
-from simclr_core.validation import ConfigError, require_choice
+from simclr_core.validation import ConfigError, did_you_mean, require_choice
 
 SAMPLERS = ("grid", "tpe")
 STUDY_HASH_LENGTH = 8
@@ -85,7 +85,7 @@ def get_sweep(name: str) -> Sweep:
     """The sweep called `name`; ConfigError listing the known ones otherwise."""
     if name not in SWEEPS:
         raise ConfigError(f"unknown sweep {name!r}; known sweeps: {', '.join(sorted(SWEEPS))} "
-                          f"({where_declared('a sweep')})")
+                          f"({where_declared('a sweep')}){did_you_mean(name, SWEEPS)}")
     return SWEEPS[name]
 
 

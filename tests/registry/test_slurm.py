@@ -101,8 +101,10 @@ def test_flags_override_the_config_file_and_map_onto_submitit(tmp_path, monkeypa
 def test_bad_settings_name_the_valid_choices(tmp_path, monkeypatch):
     config = tmp_path / "slurm.toml"
     config.write_text('partiton = "gpu"\n')
-    with pytest.raises(ConfigError, match=r"'partiton'.*valid: partition, account"):
+    with pytest.raises(ConfigError, match=r"'partiton'.*valid: partition, account.*; did you mean 'partition'\?$"):
         load_settings(config)
+    with pytest.raises(ConfigError, match=r"unknown SLURM setting\(s\) \['time_mins'\].*; did you mean 'time_min'\?$"):
+        load_settings(overrides={"time_mins": 30})
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="gpus_per_node=-1"):

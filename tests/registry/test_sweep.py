@@ -72,6 +72,7 @@ def complete_values(study: optuna.Study) -> list[float]:
 # ---- bad input ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, message", [
     ({"name": "temprature"}, "unknown sweep 'temprature'; known sweeps: temperature"),
+    ({"name": "temprature"}, "; did you mean 'temperature'?"),
     ({"trials": 0}, "--trials=0 is out of range"),
     ({"sampler": "random"}, "--sampler='random' is not valid; choose one of: 'grid', 'tpe'"),
     ({"normalize": "maybe"}, "--normalize='maybe' is not valid; choose one of: 'true', 'false', 'both'"),
