@@ -5,7 +5,7 @@ import io
 import json
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -13,6 +13,11 @@ from simclr_core.atomic_files import atomic_write_bytes
 from simclr_core.validation import ConfigError
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# Config keys that say how a run is carried out or evaluated, not what it trains: a resumed run may change them
+# (a moved dataset, another logging cadence, a later stop, other evaluations of the same pretraining). A key ending
+# in "." covers its section.
+RESUMABLE_CHANGES = ("data.data_dir", "trackers", "log_every_steps", "checkpoint_every_steps", "compile", "views_ahead",
+                     "max_steps", "eval.")
 
 
 class CorruptCheckpointError(ConfigError):
@@ -50,3 +55,33 @@ def load_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> 
         raise CorruptCheckpointError(f"{path} is not a checkpoint written by train() (no 'step'); move it aside "
                                      "to train the run from scratch")
     return checkpoint
+
+
+def require_same_training(run_dir: Path, checkpoint: Mapping[str, Any], cfg) -> None:
+    """ConfigError where run_dir's `checkpoint` was trained under another config than `cfg` (beyond
+    RESUMABLE_CHANGES, and data.loader as it resolves): resuming would continue those weights under settings they
+    were not trained with, and report them as this config's. A checkpoint without a config, or of an older
+    config layout, is not compared."""
+    from simclr_core.config import RunConfig
+    from simclr_core.data.catalog import loader_for
+
+    try:
+        stored = RunConfig.from_dict(checkpoint["config"])
+    except (KeyError, TypeError, ConfigError):
+        return
+
+    def trained(config: RunConfig) -> dict[str, Any]:
+        flat = config.with_overrides({"data.loader": loader_for(config.data.dataset, config.data.loader)}).flat()
+        return {k: v for k, v in flat.items()
+                if not any(k == key or (key.endswith(".") and k.startswith(key)) for key in RESUMABLE_CHANGES)}
+
+    before, now = trained(stored), trained(cfg)
+    changed = [k for k in now if before.get(k) != now[k]]
+    if not changed:
+        return
+    shown = "; ".join(f"{k} was {before.get(k)!r}, now {now[k]!r}" for k in changed[:3])
+    more = f" (and {len(changed) - 3} more: {', '.join(changed[3:])})" if len(changed) > 3 else ""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    raise ConfigError(f"{path} (step {checkpoint.get('step')}) was trained under another config: {shown}{more}. "
+                      "Resuming would continue its weights under settings they were not trained with. Run this config "
+                      f"in another folder, or move {path} aside to train it from scratch")

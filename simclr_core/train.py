@@ -32,7 +32,7 @@ from simclr_core import cpu_cache
 from simclr_core.augment import build_augmentation, build_local_views
 from simclr_core.augment.ahead import resolve_views_ahead, views_ahead
 from simclr_core.atomic_files import atomic_write_bytes
-from simclr_core.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from simclr_core.checkpoint import atomic_write_json, load_checkpoint, require_same_training, save_checkpoint
 from simclr_core.cgroups import fit_torch_threads
 from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
@@ -153,6 +153,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     # torch.load refuses Accelerate's "cpu:0"; tensors then follow the model with load_state_dict.
     checkpoint = load_checkpoint(run_dir, map_location=device if device.type != "cpu" else "cpu")
     if checkpoint is not None:
+        require_same_training(run_dir, checkpoint, cfg)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_step = checkpoint["step"]

@@ -49,6 +49,22 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, local_crops):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
+def test_a_checkpoint_is_resumed_only_under_the_config_it_was_trained_with(tmp_path):
+    """A folder's checkpoint, resumed under another loss temperature, continued its weights silently and reported
+    them as the new config's. How a run is carried out (max_steps, logging cadence, the data's folder) and
+    evaluated (eval.*: other evaluations of one pretraining) may change."""
+    run = tmp_path / "run"
+    train(tiny(max_steps=3), run)
+    with pytest.raises(ConfigError, match=r"^\S+/run/checkpoint.pt \(step 3\) was trained under another config: "
+                                          r"loss.temperature was 0.5, now 0.2; epochs was 1.0, now 2.0. Resuming would "
+                                          r"continue its weights under settings they were not trained with. Run this "
+                                          r"config in another folder, or move \S+checkpoint.pt aside"):
+        train(tiny(max_steps=3, **{"loss.temperature": 0.2, "epochs": 2}), run)
+    assert load_checkpoint(run)["step"] == 3
+    resumed = train(tiny(max_steps=4, log_every_steps=2, **{"eval.knn_k": 5, "data.loader": "resident"}), run)
+    assert resumed["steps"] == 4
+
+
 def test_a_cifar_stem_on_views_above_64_px_is_a_warning_naming_its_cost(tmp_path, recwarn):
     train(tiny(**{"data.image_size": 72, "encoder.stem": "cifar", "max_steps": 1}), tmp_path / "cifar_stem")
     said = [str(w.message) for w in recwarn if "encoder.stem='cifar'" in str(w.message)]
