@@ -145,7 +145,8 @@ def _list(root: Path, split_dir: Path) -> tuple[tuple[Index, LeftOut | None], li
                     labels.append(label)
                 else:
                     others.append(os.path.join(folder, f))
-    return ((tuple(paths), np.asarray(labels, dtype=np.int64), len(classes)), left_out_of(others, hidden_folders)), listed
+    index = (tuple(paths), np.asarray(labels, dtype=np.int64), len(classes))
+    return (index, left_out_of(others, hidden_folders)), listed
 
 
 def _encoded(names: list[str]) -> np.ndarray:

@@ -1,11 +1,12 @@
 """The index of WebDataset tar shards: where each sample's image lies in its shard, and its label.
 
 A WebDataset sample is members key.jpg (or .jpeg/.png/...) and key.cls (the class index as text) in an
-uncompressed tar; a sample without key.cls is indexed with label NO_LABEL (shards of images without labels). Building the index visits every member's 512-byte header. Python's tarfile spent 35 us per
-member on that on the reference CPU (ImageNet's 2.56 M members: 1.5 minutes before step 1), so the headers are
-read here directly, 4x faster: one read per member, the fields this index needs, the checksum verified. Long names (GNU 'L' records and pax 'path')
-and pax 'size' are honoured; directories, links and other special members are skipped. A compressed shard
-cannot be read by seeking to its members, and is refused."""
+uncompressed tar; a sample without key.cls is indexed with label NO_LABEL (shards of images without labels).
+Building the index visits every member's 512-byte header. Python's tarfile spent 35 us per member on that on the
+reference CPU (ImageNet's 2.56 M members: 1.5 minutes before step 1), so the headers are read here directly, 4x
+faster: one read per member, the fields this index needs, the checksum verified. Long names (GNU 'L' records and
+pax 'path') and pax 'size' are honoured; directories, links and other special members are skipped. A compressed
+shard cannot be read by seeking to its members, and is refused."""
 from __future__ import annotations
 
 import os
