@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     before = random_init_knn(cfg)
     try:
         metrics = train(cfg, Path(args.run_dir))
+    except ConfigError as exc:          # e.g. --run-dir holds a checkpoint of another config, or a damaged one
+        parser.exit(2, f"error: {exc}\n")
     except OSError as exc:
         trouble = disk_trouble(exc.errno)
         if trouble is None:

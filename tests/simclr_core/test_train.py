@@ -343,6 +343,17 @@ def test_the_demo_refuses_a_bad_override_in_one_line(tmp_path):
         assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr
 
 
+def test_the_demo_in_a_folder_of_another_configs_checkpoint_says_so_in_one_line(tmp_path):
+    """It resumed the checkpoint silently; then, before this test, the refusal was a traceback."""
+    train(tiny(max_steps=1), tmp_path / "demo")
+    done = subprocess.run([sys.executable, "-m", "simclr_core.demo", "--run-dir", str(tmp_path / "demo"), "max_steps=1",
+                           "data.train_limit=256", "data.test_limit=100"],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2])
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: {tmp_path / 'demo' / 'checkpoint.pt'} (step 1) was trained under another "
+                                  "config: ")
+
+
 def test_the_demo_on_a_full_disk_says_so_in_one_error(small_disk):
     full = small_disk("1m", full=True)
     done = subprocess.run([sys.executable, "-m", "simclr_core.demo", "--run-dir", str(full / "demo"),
