@@ -14,10 +14,10 @@ from simclr_core.validation import ConfigError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Config keys that say how a run is carried out or evaluated, not what it trains: a resumed run may change them
-# (a moved dataset, another logging cadence, a later stop, other evaluations of the same pretraining). A key ending
-# in "." covers its section.
-RESUMABLE_CHANGES = ("data.data_dir", "trackers", "log_every_steps", "checkpoint_every_steps", "compile",
-                     "views_ahead", "max_steps", "eval.")
+# (a moved dataset, another logging cadence, a later stop, other evaluations of the same pretraining, on more or
+# fewer test images). A key ending in "." covers its section.
+RESUMABLE_CHANGES = ("data.data_dir", "data.test_limit", "trackers", "log_every_steps", "checkpoint_every_steps",
+                     "compile", "views_ahead", "max_steps", "eval.")
 
 
 class CorruptCheckpointError(ConfigError):

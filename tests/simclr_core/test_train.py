@@ -61,7 +61,8 @@ def test_a_checkpoint_is_resumed_only_under_the_config_it_was_trained_with(tmp_p
                                           r"config in another folder, or move \S+checkpoint.pt aside"):
         train(tiny(max_steps=3, **{"loss.temperature": 0.2, "epochs": 2}), run)
     assert load_checkpoint(run)["step"] == 3
-    resumed = train(tiny(max_steps=4, log_every_steps=2, **{"eval.knn_k": 5, "data.loader": "resident"}), run)
+    resumed = train(tiny(max_steps=4, log_every_steps=2, **{"eval.knn_k": 5, "data.loader": "resident",
+                                                           "data.test_limit": 50}), run)
     assert resumed["steps"] == 4
 
 
