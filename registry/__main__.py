@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -48,7 +49,7 @@ from registry.store import STATES, RunStore, flatten_config
 from registry.sweep_space import SWEEPS, plan_studies
 from simclr_core.atomic_files import disk_trouble
 from simclr_core.config import RunConfig
-from simclr_core.validation import ConfigError, require_choice
+from simclr_core.validation import ConfigError, did_you_mean, require_choice
 from simclr_core.warning_format import print_warnings_on_one_line
 
 AGAIN = "run the same command again; finished runs are kept and unfinished ones resume"
@@ -432,9 +433,19 @@ def _plugin_verbs(verbs, builtin: set[str]) -> None:
 
 
 # ---- parser ------------------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose "invalid choice" errors (a verb, --scale) end with the choice most likely meant."""
+
+    def error(self, message: str):
+        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if found and "did you mean" not in message:
+            message += did_you_mean(found[1], re.findall(r"'([^']*)'", found[2]))
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m registry", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="python -m registry", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     results = argparse.ArgumentParser(add_help=False)
     results.add_argument("--results-dir", default=None,
                          help="results folder (default: $SIMCLR_RESULTS_DIR, else ./results)")

@@ -265,6 +265,15 @@ def test_bad_input_fails_before_anything_is_dispatched(tmp_path, monkeypatch, ca
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("verb, meant", [("rn", "'run'"), ("reprot", "'report'"), ("xyz", None)])
+def test_a_mistyped_verb_names_the_verb_it_most_likely_meant(verb, meant, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([verb])
+    err = capsys.readouterr().err.rstrip()
+    assert exit_info.value.code == 2 and f"invalid choice: '{verb}' (choose from 'list', " in err
+    assert err.endswith(f"; did you mean {meant}?") if meant else "did you mean" not in err
+
+
 @pytest.mark.parametrize("verb", ["run", "status", "report"])
 def test_a_mistyped_scale_names_the_scale_it_most_likely_meant(verb, capsys):
     with pytest.raises(SystemExit) as exit_info:
