@@ -438,8 +438,9 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
-        if found and "did you mean" not in message:
-            message += did_you_mean(found[1], re.findall(r"'([^']*)'", found[2]))
+        if found and "did you mean" not in message:      # choices quoted, or not (newer Pythons)
+            choices = re.findall(r"'([^']*)'", found[2]) or found[2].split(", ")
+            message += did_you_mean(found[1], choices)
         super().error(message)
 
 
