@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import Any, Sequence
 
 from registry import sweep as sweep_verb
 from registry.claim import describe_claim, read_claim, try_claim
+from registry.cli_parser import SuggestingParser
 from registry.commands import GROUP, INSTALL_HINT, Command, add_unavailable, plugin_commands
 from registry.declare import Experiment, Run
 from registry.discover import experiment_folders, get_experiment, list_experiments
@@ -43,13 +43,13 @@ from registry.published import published_cells, unmatched_points
 from registry.provenance import code_version
 from registry.run_id import canonical_json
 from registry.slurm_state import reconcile
-from registry.scales import DEFAULT_SCALE, SCALES, get_scale, scale_name
+from registry.scales import DEFAULT_SCALE, SCALES, get_scale
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import STATES, RunStore, flatten_config
 from registry.sweep_space import SWEEPS, plan_studies
 from simclr_core.atomic_files import disk_trouble
 from simclr_core.config import RunConfig
-from simclr_core.validation import ConfigError, did_you_mean, require_choice
+from simclr_core.validation import ConfigError, require_choice
 from simclr_core.warning_format import print_warnings_on_one_line
 
 AGAIN = "run the same command again; finished runs are kept and unfinished ones resume"
@@ -433,29 +433,18 @@ def _plugin_verbs(verbs, builtin: set[str]) -> None:
 
 
 # ---- parser ------------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """argparse's parser, whose "invalid choice" errors (a verb, --scale) end with the choice most likely meant."""
-
-    def error(self, message: str):
-        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
-        if found and "did you mean" not in message:      # choices quoted, or not (newer Pythons)
-            choices = re.findall(r"'([^']*)'", found[2]) or found[2].split(", ")
-            message += did_you_mean(found[1], choices)
-        super().error(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m registry", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = SuggestingParser(prog="python -m registry", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     results = argparse.ArgumentParser(add_help=False)
     results.add_argument("--results-dir", default=None,
                          help="results folder (default: $SIMCLR_RESULTS_DIR, else ./results)")
     scale = argparse.ArgumentParser(add_help=False)
-    scale.add_argument("--scale", default=DEFAULT_SCALE, type=scale_name, choices=list(SCALES),
+    scale.add_argument("--scale", default=DEFAULT_SCALE, choices=list(SCALES),
                        help=f"compute scale (default {DEFAULT_SCALE}): "
                             + "; ".join(f"{s.name}: {s.summary}" for s in SCALES.values()))
     stored_scale = argparse.ArgumentParser(add_help=False)
-    stored_scale.add_argument("--scale", default=None, type=scale_name, choices=list(SCALES),
+    stored_scale.add_argument("--scale", default=None, choices=list(SCALES),
                               help="compute scale (default: that of the experiment's latest runs in the results "
                                    f"folder, else {DEFAULT_SCALE})")
     seeds = argparse.ArgumentParser(add_help=False)
@@ -517,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Count the stored runs per experiment, scale and state (`show NAME` lists "
                                      "one experiment's runs).")
     p.add_argument("names", nargs="*", metavar="EXPERIMENT", help="only these experiments (default: all)")
-    p.add_argument("--scale", action="append", type=scale_name, choices=list(SCALES), default=None,
+    p.add_argument("--scale", action="append", choices=list(SCALES), default=None,
                    help="only these scales (repeatable; default: all)")
     p.set_defaults(func=cmd_status)
 

@@ -22,14 +22,13 @@ Batch sizes, epochs and widths are multiplied by factors rather than replaced, s
 """
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from registry.discover import Declared
 from simclr_core.config import RunConfig
-from simclr_core.validation import ConfigError, did_you_mean, require_choice
+from simclr_core.validation import ConfigError, require_choice
 
 DEFAULT_SCALE = "cpu"
 MIN_BATCH_SIZE = 2
@@ -109,13 +108,4 @@ SCALES: Mapping[str, Scale] = Declared("scales", "SCALES", Scale)
 
 def get_scale(name: str) -> Scale:
     return SCALES[require_choice("--scale", name, SCALES)]
-
-
-def scale_name(text: str) -> str:
-    """The command lines' --scale: a declared scale's name, else an argparse error naming the declared ones and the
-    one `text` most likely meant."""
-    if text in SCALES:
-        return text
-    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(map(repr, SCALES))})"
-                                     f"{did_you_mean(text, SCALES)}")
 

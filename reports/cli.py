@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from registry.cli_parser import SuggestingParser
 from registry.commands import Command
 from registry.discover import EXPERIMENTS_DIR_ENV, list_experiments
 from registry.overrides import override_args, parse_overrides
-from registry.scales import SCALES, scale_name
+from registry.scales import SCALES
 from registry.store import default_results_dir, load_results
 from simclr_core.config import RunConfig
 from simclr_core.validation import ConfigError
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="results folder (default: $SIMCLR_RESULTS_DIR, else ./results)")
     parser.add_argument("--out", default=None,
                         help=f"output folder (default: <results folder>/{REPORT_FOLDER})")
-    parser.add_argument("--scale", action="append", type=scale_name, choices=list(SCALES), default=None,
+    parser.add_argument("--scale", action="append", choices=list(SCALES), default=None,
                         help="only these scales (repeatable; default: every scale with results, "
                              "or the paper's side alone where there are none)")
     parser.set_defaults(overrides=[])   # key=value words after options land here (registry/__main__.py)
@@ -193,8 +194,8 @@ COMMAND = Command(help="rebuild the paper's tables and figures beside ours", des
 
 def run(argv: list[str] | None = None) -> int:
     """`python -m reports`: the same verb, standalone."""
-    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = SuggestingParser(prog="python -m reports", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     try:
         add_arguments(parser)         # lists the scales, which may be the user's own
         args, extra = parser.parse_known_args(argv)     # key=value words may follow options, as in `registry`
