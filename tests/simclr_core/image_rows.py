@@ -1,8 +1,10 @@
 """Small random PNG images as the data tests write them into parquet and arrow files (class names, image columns,
-splits without labels)."""
+splits without labels), and tar shards of given members."""
 from __future__ import annotations
 
 import io
+import tarfile
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -23,3 +25,14 @@ def png(array: np.ndarray) -> bytes:
 def png_rows(n: int, seed: int) -> list[dict]:
     """`n` rows of an image column as `datasets` writes it: {"bytes": PNG, "path": "i.png"}."""
     return [{"bytes": png(array), "path": f"{i}.png"} for i, array in enumerate(random_arrays(n, seed))]
+
+
+def tar_shard(path: Path, members: dict[str, bytes]) -> Path:
+    """An uncompressed tar at `path` of the `members` (name -> bytes), in their order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as archive:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    return path

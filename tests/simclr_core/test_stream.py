@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from image_rows import tar_shard
 from simclr_core.config import DataConfig
 from simclr_core.data.decode import decode_image
 from simclr_core.data.encoded import WINDOW_UNITS, ParquetSplit, open_encoded
@@ -478,15 +479,7 @@ def test_a_tar_index_with_a_cache_folder_that_cannot_be_written_serves_the_run(t
 
 
 def _tar_of(root: Path, members: dict[str, bytes]) -> Path:
-    import tarfile
-
-    root.mkdir()
-    with tarfile.open(root / "train-000000.tar", "w") as archive:
-        for name, payload in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(payload)
-            archive.addfile(info, io.BytesIO(payload))
-    return root
+    return tar_shard(root / "train-000000.tar", members).parent
 
 
 def test_a_tar_sample_without_a_label_among_labelled_ones_is_named(tmp_path, images):

@@ -2,9 +2,7 @@
 without .cls members): pretrained on, never classified."""
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import datasets
@@ -13,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from image_rows import png_rows
+from image_rows import png_rows, tar_shard
 from simclr_core.config import RunConfig
 from simclr_core.train import check_inputs, needs_test_split, train
 from simclr_core.validation import ConfigError
@@ -153,14 +151,9 @@ def test_images_beside_class_folders_are_left_out_with_a_warning_naming_one(tmp_
 
 def _unlabelled_tar(root: Path, n: int = 16, shards: int = 2) -> Path:
     """WebDataset shards of `n` PNG samples and no .cls member."""
-    root.mkdir(parents=True)
     rows = png_rows(n, 3)
     for s in range(shards):
-        with tarfile.open(root / f"train-{s:06d}.tar", "w") as archive:
-            for i in range(s, n, shards):
-                info = tarfile.TarInfo(f"{i:04d}.png")
-                info.size = len(rows[i]["bytes"])
-                archive.addfile(info, io.BytesIO(rows[i]["bytes"]))
+        tar_shard(root / f"train-{s:06d}.tar", {f"{i:04d}.png": rows[i]["bytes"] for i in range(s, n, shards)})
     return root
 
 
