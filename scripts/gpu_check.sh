@@ -26,6 +26,7 @@ DEVICE=${GPU_CHECK_DEVICE:-cuda}
 PARTS=${GPU_CHECK_PARTS:-tests data step recipe}
 LOG=${OUT:-/tmp}/gpu_check.log
 exec > >(tee "$LOG") 2>&1
+TEE=$!
 export PYTHONUNBUFFERED=1
 if $PY -c "import datasets" 2>/dev/null; then
     echo "datasets is installed: the carried wheels are not needed"
@@ -52,14 +53,18 @@ else
 fi
 $PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, \
 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
+$PY -c "import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in \
+('datasets', 'pyarrow', 'fsspec', 'accelerate', 'numpy', 'pandas')))" || echo "a package the check needs is missing"
 
 declare -A RC
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 if has tests; then
     echo "== CUDA tests (skip without a GPU)"
-    timeout 150 $PY -m pytest -q -p no:cacheprovider -rs \
+    # SIGINT first: pytest then prints what failed and what ran before the limit
+    timeout -s INT -k 15 150 $PY -m pytest -q -p no:cacheprovider -rs \
         tests/simclr_core/test_originals.py tests/simclr_core/test_stream.py tests/simclr_core/test_stream_evaluation.py \
         tests/simclr_core/test_augment.py tests/simclr_core/test_compiling.py tests/simclr_core/test_views_ahead.py \
+        tests/simclr_core/test_data.py \
         -k "cuda or gpu or compiled_training_equals_eager"
     RC[tests]=$?
 fi
@@ -104,4 +109,6 @@ for part in tests data step recipe; do
     if [ "${RC[$part]}" != 0 ] && [ "${RC[$part]}" != 5 ]; then worst=${RC[$part]}; fi
 done
 echo "== exit codes: ${summary%, }"
+exec >&- 2>&-
+wait "$TEE"          # tee has printed and logged the last lines
 exit "$worst"

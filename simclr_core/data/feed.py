@@ -95,7 +95,7 @@ class Feed:
                 perm, perm_epoch = epoch_permutation(seed, epoch, self.num_train).to(images.device), epoch
             start = index_in_epoch * batch_size + rank * local_batch
             rows = perm[start:start + local_batch]
-            batch = images[rows].to(device, non_blocking=True)
+            batch = _rows_on(images, rows, device)
             yield step, batch if all_labels is None else (batch, all_labels[rows].to(device, non_blocking=True))
 
     @staticmethod
@@ -364,7 +364,17 @@ def require_batch_fits(batch_size: int, train_images: int, dataset: str) -> None
 def _place(images: Tensor, device: torch.device) -> Tensor:
     if device.type != "cpu" and images.numel() <= DEVICE_RESIDENT_BYTES:
         return images.to(device)
-    return images.pin_memory() if device.type == "cuda" else images
+    return images
+
+
+def _rows_on(images: Tensor, rows: Tensor, device: torch.device) -> Tensor:
+    """images[rows] on `device`. From host memory to a GPU, the rows are gathered straight into page-locked
+    memory, so that the copy runs asynchronously (a pinned copy of the whole split would double host memory
+    and still index into pageable memory); the caching host allocator keeps that buffer until its copy is done."""
+    if images.device.type == "cpu" and device.type == "cuda":
+        staged = torch.empty((len(rows), *images.shape[1:]), dtype=images.dtype, pin_memory=True)
+        return torch.index_select(images, 0, rows, out=staged).to(device, non_blocking=True)
+    return images[rows].to(device, non_blocking=True)
 
 
 __all__ = ["Feed", "GENERIC_DATASETS", "LOADERS", "data_identity", "data_identity_later", "open_feed",

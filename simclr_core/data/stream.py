@@ -5,8 +5,9 @@
         views = augment.views_from_originals(images, generator)
 
 A background thread reads batch k+1 (encoded.py) and decodes it while step k runs. On CUDA, JPEGs are decoded
-in one batched nvjpeg call (torchvision.io.decode_jpeg on a list) on a side stream; what nvjpeg refuses (PNG,
-CMYK, a damaged file) is decoded on the CPU and copied over. On a CPU, a pool of threads decodes (torchvision's
+in one batched nvjpeg call (torchvision.io.decode_jpeg on a list) on a side stream; the rest (PNG, CMYK, 12-bit,
+a file cut short: jpeg_header.py reads which from the markers) and a batch nvjpeg refuses are decoded on the CPU
+and copied over. On a CPU, a pool of threads decodes (torchvision's
 decoders release the GIL: 2 threads decode 1.6x as fast as one on the 2-core reference machine).
 
 An image that cannot be decoded is replaced by another image of its batch, with a warning naming its file and
@@ -32,6 +33,7 @@ from torch import Tensor
 
 from simclr_core.data.decode import decode_image, fit_square
 from simclr_core.data.encoded import EncodedSplit
+from simclr_core.data.jpeg_header import nvjpeg_decodable
 from simclr_core.validation import ConfigError
 
 # torchvision 0.29 deprecates its decoders (for torchcodec) with a warning per call; catch_warnings is not
@@ -42,7 +44,6 @@ MAX_BAD_FRACTION = 0.01
 # ... judged once this many are bad (one bad image among the first ten read is no verdict on the dataset).
 MIN_BAD_FOR_VERDICT = 10
 PREFETCH_BATCHES = 2
-_JPEG_MAGIC = b"\xff\xd8"
 
 
 def default_decode_threads(device: torch.device) -> int:
@@ -87,6 +88,12 @@ class Decoder:
     def __init__(self, device: torch.device, threads: int | None = None):
         self.device = device
         self.pool = ThreadPoolExecutor(threads or default_decode_threads(device), thread_name_prefix="decode")
+        # nvjpeg writes its outputs on streams of its own without waiting for the caller's stream, so they are
+        # allocated on a stream that runs nothing else: never in a block that the caller's stream still reads or
+        # writes (torchvision's decode_jpeg allocates on the current stream; pytorch/vision#9606).
+        self._nvjpeg_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.gpu_decoded = 0        # images nvjpeg decoded
+        self.gpu_refused = 0        # JPEGs sent to nvjpeg that it refused (their batch went to the CPU)
 
     def __call__(self, data: Sequence[bytes | Exception]) -> list[tuple[Tensor | None, str]]:
         results: list[tuple[Tensor | None, str]] = [(None, "")] * len(data)
@@ -101,19 +108,29 @@ class Decoder:
         return results
 
     def _decode_jpegs_on_gpu(self, data: Sequence[bytes], results: list) -> list[int]:
-        """Decode the JPEGs in one nvjpeg batch; returns the positions left for the CPU."""
+        """Decode the JPEGs nvjpeg handles in one nvjpeg batch; returns the positions left for the CPU. The
+        images are ready for the current stream, and the allocator knows that stream uses them."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
-        jpegs = [i for i, d in enumerate(data) if isinstance(d, bytes) and d[:2] == _JPEG_MAGIC]
+        jpegs = [i for i, d in enumerate(data) if isinstance(d, bytes) and nvjpeg_decodable(d)]
         if not jpegs:
             return list(range(len(data)))
         encoded = [torch.frombuffer(bytearray(data[i]), dtype=torch.uint8) for i in jpegs]
+        caller = torch.cuda.current_stream(self.device)
         try:
-            decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self.device)
-        except RuntimeError:        # one image nvjpeg refuses (CMYK, damaged) fails the batch: the CPU decodes all
+            with torch.cuda.stream(self._nvjpeg_stream):
+                decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self.device)
+        except RuntimeError as exc:     # one image nvjpeg refuses fails the batch: the CPU decodes all of them
+            if not self.gpu_refused:
+                warnings.warn(f"nvjpeg refused a batch of {len(jpegs)} JPEGs ({_reason(exc)}): the CPU decodes "
+                              "such batches", stacklevel=2)
+            self.gpu_refused += len(jpegs)
             return list(range(len(data)))
+        caller.wait_stream(self._nvjpeg_stream)
         for i, image in zip(jpegs, decoded):
+            image.record_stream(caller)
             results[i] = (image, "")
+        self.gpu_decoded += len(jpegs)
         done = set(jpegs)
         return [i for i in range(len(data)) if i not in done]
 

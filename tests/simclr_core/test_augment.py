@@ -459,6 +459,15 @@ def test_views_written_into_out_equal_the_returned_views(size, memory_format):
     torch.testing.assert_close(v2, expected[1], atol=1e-6, rtol=0)
 
 
+def same_as_both(alone: torch.Tensor, of_both: torch.Tensor) -> None:
+    """Bit for bit on a CPU. On CUDA a per-image mean over 12 rows and over 24 is summed in another order (the
+    reduction's blocks follow the row count), so there within float32 rounding."""
+    if alone.is_cuda:
+        torch.testing.assert_close(alone, of_both, atol=1e-4, rtol=0)
+    else:
+        assert torch.equal(alone, of_both)
+
+
 @pytest.mark.parametrize("cfg", [
     AugmentConfig(ops=("crop", "color", "blur", "cutout", "rotate", "noise", "sobel")),
     AugmentConfig(ops=("crop", "color", "blur", "rotate"), one_branch=True),
@@ -481,10 +490,10 @@ def test_view_one_alone_equals_the_first_of_both_views_and_skips_view_two(cfg, s
     out = torch.full((12, 3, size, size), float("nan"), device=device).contiguous(memory_format=torch.channels_last)
     first = aug.first_view(images, one_gen, out=out)
     assert first.data_ptr() == out.data_ptr() and first.shape == both[0].shape
-    assert torch.equal(first, both[0])
+    same_as_both(first, both[0])
     assert sum(made) == 12                     # view 1's rows only (in chunks on a CPU at 224 px)
     assert torch.equal(torch.rand(4, generator=one_gen), torch.rand(4, generator=both_gen))   # the same draws
-    assert torch.equal(aug.first_view(images, gen(41)), both[0])       # without `out`
+    same_as_both(aug.first_view(images, gen(41)), both[0])              # without `out`
     with pytest.raises(ValueError, match=r"shape \(12, 3, %d, %d\) .*view 1 of 12 images" % (size, size)):
         aug.first_view(images, gen(41), out=torch.empty((24, 3, size, size), device=device))
 

@@ -909,3 +909,16 @@ def test_full_cifar10_from_data_dir(capsys):
         print(f"measured mean {[round(v, 4) for v in mean.tolist()]}, std {[round(v, 4) for v in std.tolist()]}")
     torch.testing.assert_close(mean, torch.tensor(spec.mean, dtype=torch.float64), atol=2e-3, rtol=0)
     torch.testing.assert_close(std, torch.tensor(spec.std, dtype=torch.float64), atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_a_batch_of_a_split_held_in_host_memory_is_its_rows_on_the_device(device):
+    """A resident split too large for the GPU stays in host memory; each batch's rows reach the device (on
+    CUDA through page-locked memory gathered per batch)."""
+    from simclr_core.data.feed import _rows_on
+
+    images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
+    rows = torch.tensor([7, 0, 7, 3])
+    batches = [_rows_on(images, rows, torch.device(device)) for _ in range(3)]
+    for batch in batches:
+        assert batch.device.type == device and torch.equal(batch.cpu(), images[rows])

@@ -145,7 +145,9 @@ def test_cuda_crops_equal_the_cpu_crops_without_a_host_sync():
         aug.views_from_originals(cuda_images, gen(0))
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=0)
+    # the CPU path rounds its crops to whole grey levels; the CUDA path resizes in float32
+    torch.testing.assert_close(gpu.cpu().double(), reference(images, boxes, 64, flip), atol=1e-4, rtol=0)
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1 / 255 + 1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("budget", [1 << 30, 3 * 300 * 300 * 8])     # one group; about one image per group

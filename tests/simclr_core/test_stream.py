@@ -17,6 +17,7 @@ from image_rows import tar_shard
 from simclr_core.config import DataConfig
 from simclr_core.data.decode import decode_image
 from simclr_core.data.encoded import WINDOW_UNITS, ParquetSplit, open_encoded
+from simclr_core.data.jpeg_header import nvjpeg_decodable
 from simclr_core.data.stream import BadImages, Decoder, EvalImages, StreamedBatches, decode_batch
 from simclr_core.validation import ConfigError
 
@@ -351,12 +352,34 @@ def test_gpu_decode_equals_cpu_decode_within_jpeg_tolerance(images):
     """nvjpeg and libjpeg-turbo may differ by a grey level or two (IDCT and upsampling); PNG, CMYK and
     grayscale go through the CPU fallback and must come back exact."""
     data = [d for d, _, _ in images[:10]]
-    on_gpu = Decoder(torch.device("cuda"), 2)(data)
+    decoder = Decoder(torch.device("cuda"), 2)
+    on_gpu = decoder(data)
     on_cpu = Decoder(torch.device("cpu"), 2)(data)
     for (gpu, _), (cpu, _) in zip(on_gpu, on_cpu):
         assert gpu.is_cuda and gpu.shape == cpu.shape
         difference = (gpu.cpu().int() - cpu.int()).abs().float()
         assert difference.mean() < 1.5 and difference.max() <= 64
+    # nvjpeg decoded the RGB and grey JPEGs itself (none of its batches fell back to the CPU), the CPU the rest
+    assert decoder.gpu_refused == 0 and decoder.gpu_decoded == sum(map(nvjpeg_decodable, data)) == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_decode_is_not_overwritten_by_work_still_queued_on_the_current_stream():
+    """nvjpeg writes on streams of its own without waiting for the current one: were its outputs allocated on
+    the current stream, they could land in a block freed there while a kernel queued behind slow work is still
+    to write it (pytorch/vision#9606). Here each batch is decoded behind such kernels, of the images' own size."""
+    photos = [encode("jpeg", 300, 400, seed) for seed in range(8)]
+    expected = [image for image, _ in Decoder(torch.device("cpu"), 2)(photos)]
+    decoder = Decoder(torch.device("cuda"), 2)
+    slow = torch.randn(4096, 4096, device="cuda")
+    for _ in range(4):
+        for _ in range(20):
+            slow = slow @ slow                                  # tens of milliseconds queued on the stream
+        for image in expected:
+            torch.empty_like(image, device="cuda").fill_(7)     # freed at once; its fill runs after the matmuls
+        for gpu, cpu in zip([image for image, _ in decoder(photos)], expected):
+            assert (gpu.cpu().int() - cpu.int()).abs().float().mean() < 1.5
+    assert decoder.gpu_decoded == 4 * len(photos)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
