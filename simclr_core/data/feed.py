@@ -69,6 +69,13 @@ class Feed:
     _split: Any = None           # stream path: the training split's index (encoded.EncodedSplit)
     _streams: list = None        # stream path: the open batch streams, for their counts
 
+    @property
+    def scored_classes(self) -> int:
+        """The classes evaluation scores over: the training split's, or more where the test split's class ids go
+        higher (ids read from a column or .cls members count per split; open_feed warns that no training image
+        has those classes, which caps the accuracies)."""
+        return max(self.num_classes, self.test_classes or 0)
+
     def batches(self, *, seed: int, rank: int, world: int, local_batch: int, steps_per_epoch: int,
                 start_step: int, stop_step: int, device: torch.device,
                 labels: bool = False) -> Iterator[tuple[int, Any]]:
@@ -326,7 +333,12 @@ def data_identity(cfg: DataConfig) -> str | None:
         return None
     try:
         return locate_source(dataset_spec(cfg.dataset), cfg.data_dir, "train").content_identity()
-    except (ConfigError, OSError):
+    except ConfigError:
+        return None
+    except OSError as exc:
+        warnings.warn(f"which images this run reads could not be recorded ({exc}): final.json holds no "
+                      "data_identity, so a finished run of this dataset cannot be told apart from one of another "
+                      "folder's", stacklevel=2)
         return None
 
 

@@ -23,8 +23,9 @@ from simclr_core.data.locate import folder_classes, walk_folders
 from simclr_core.data.tar_index import IMAGE_SUFFIXES
 
 # The on-disk entry's layout; another version is listed again. 2: hidden folders skipped and folder links followed
-# (as locate.walk_folders), the files not read counted (left_out).
-FORMAT = 2
+# (as locate.walk_folders), the files not read counted (left_out). 3: links up or into another class folder of
+# the split not followed.
+FORMAT = 3
 
 Index = tuple[tuple[str, ...], np.ndarray, int]       # (image paths, their labels, the number of classes)
 
@@ -55,18 +56,19 @@ def not_an_image(name: str) -> str | None:
     return f"{suffix} file" if suffix else "file without a suffix"
 
 
-def left_out_of(files: list[str], hidden_folders: list[str] = ()) -> LeftOut | None:
-    """The LeftOut of the `files` that are not images (not_an_image) and of the `hidden_folders` (not walked);
-    None where there is none."""
+def left_out_of(files: list[str], folders: list[str] = ()) -> LeftOut | None:
+    """The LeftOut of the `files` that are not images (not_an_image) and of the `folders` not walked (hidden ones,
+    and links back up or into another class folder: locate.walk_folders); None where there is none."""
     kinds, example = {}, None
     for path in files:
         kind = not_an_image(os.path.basename(path))
         if kind is not None:
             kinds[kind] = kinds.get(kind, 0) + 1
             example = example or path
-    if hidden_folders:
-        kinds["hidden folder"] = len(hidden_folders)
-        example = example or hidden_folders[0]
+    for path in folders:
+        kind = "hidden folder" if os.path.basename(path).startswith(".") else "cyclic or cross-class folder link"
+        kinds[kind] = kinds.get(kind, 0) + 1
+        example = example or path
     return LeftOut(kinds, example) if kinds else None
 
 
@@ -132,13 +134,13 @@ def _list(root: Path, split_dir: Path) -> tuple[tuple[Index, LeftOut | None], li
     """((the index, the files it leaves out), every folder listed for it) of a split's folder."""
     classes = folder_classes(root)
     listed = [str(root), *(str(d) for d in root.iterdir() if d.is_dir())]      # the splits' class folders
-    paths, labels, others, hidden_folders = [], [], [], []
+    paths, labels, others, not_walked = [], [], [], []
     for label, cls in enumerate(classes):
         if not (split_dir / cls).is_dir():
             continue
-        for folder, files, hidden in sorted(walk_folders(split_dir / cls)):
+        for folder, files, skipped in sorted(walk_folders(split_dir / cls, keep_out=split_dir)):
             listed.append(folder)
-            hidden_folders.extend(os.path.join(folder, d) for d in hidden)      # not walked
+            not_walked.extend(os.path.join(folder, d) for d in skipped)
             for f in sorted(files):
                 if not_an_image(f) is None:
                     paths.append(os.path.join(folder, f))
@@ -146,7 +148,7 @@ def _list(root: Path, split_dir: Path) -> tuple[tuple[Index, LeftOut | None], li
                 else:
                     others.append(os.path.join(folder, f))
     index = (tuple(paths), np.asarray(labels, dtype=np.int64), len(classes))
-    return (index, left_out_of(others, hidden_folders)), listed
+    return (index, left_out_of(others, not_walked)), listed
 
 
 def _encoded(names: list[str]) -> np.ndarray:

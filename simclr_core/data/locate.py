@@ -68,7 +68,7 @@ class Source:
         digest = hashlib.sha256(f"{self.kind}:{self.split}".encode())
         for path in sorted(files):
             relative = path[len(below):] if path.startswith(below) else os.path.relpath(path, common)
-            digest.update(f"\n{relative}\0{os.stat(path).st_size}".encode())
+            digest.update(_text_bytes(f"\n{relative}\0{_stat(path).st_size}"))
         return digest.hexdigest()[:16]
 
     def fingerprint(self) -> str:
@@ -77,12 +77,12 @@ class Source:
         fingerprint once the file is older, which costs one more decode, never a stale one)."""
         if self.kind == "hub":
             return f"hub:{self.location}:{self.split}"
-        digest = hashlib.sha256(f"{self.kind}:{self.location}:{self.split}".encode())
+        digest = hashlib.sha256(_text_bytes(f"{self.kind}:{self.location}:{self.split}"))
         now = time.time()
         for path in self.listed_files():
-            stat = os.stat(path)
-            digest.update(f"\n{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
-            if abs(now - stat.st_mtime) < RACY_MTIME_S:
+            stat = _stat(path)
+            digest.update(_text_bytes(f"\n{path}\0{stat.st_size}\0{stat.st_mtime_ns}"))
+            if abs(now - stat.st_mtime) < RACY_MTIME_S and os.path.exists(path):
                 with open(path, "rb") as f:
                     digest.update(f.read(_RACY_SAMPLE_BYTES))
                     f.seek(max(stat.st_size - _RACY_SAMPLE_BYTES, _RACY_SAMPLE_BYTES))
@@ -160,6 +160,20 @@ class Source:
                 hub, detail = f"Hub: {type(exc).__name__}", f"{hub_id}: {type(exc).__name__}: {exc}"
             raise DataNotFoundError(_missing_message(self.dataset, self.location, self.split,
                                                      (*self.looked_at, hub), detail)) from exc
+
+
+def _stat(path: str) -> os.stat_result:
+    """os.stat; for a link whose target is gone, the link's own: its name is still part of what the folder holds
+    (reading it fails, and is counted, where images are read)."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return os.lstat(path)
+
+
+def _text_bytes(text: str) -> bytes:
+    """UTF-8, keeping the bytes of a file name that is not (an archive's Latin-1 name) as they are on disk."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def locate_source(spec: DatasetSpec, data_dir: str | None, split: str) -> Source:
@@ -261,9 +275,12 @@ def folder_files(root: Path) -> tuple[str, ...]:
     return from_folders(("folder_files", str(root)), build)
 
 
-def walk_folders(root: Path):
-    """(folder, file names, hidden folder names) under root, following folder links once each (no cycles), skipping
-    hidden folders (their names are the third item)."""
+def walk_folders(root: Path, keep_out: Path | None = None):
+    """(folder, file names, folders not walked) under root, following folder links once each, skipping hidden
+    folders and links back up to root or a folder above it (a cycle); with `keep_out`, also links into the rest of
+    `keep_out` (from a class folder into the others of its split: their images would be read twice, under two labels)."""
+    top = os.path.realpath(root)
+    fence = os.path.realpath(keep_out) if keep_out is not None else None
     seen = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
@@ -271,9 +288,23 @@ def walk_folders(root: Path):
             dirs[:] = []
             continue
         seen.add(real)
-        hidden = sorted(d for d in dirs if d.startswith("."))
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        yield folder, files, hidden
+        skipped = sorted(d for d in dirs if d.startswith(".") or _loops_back(os.path.join(folder, d), top, fence))
+        dirs[:] = sorted(d for d in dirs if d not in skipped)
+        yield folder, files, skipped
+
+
+def _loops_back(path: str, top: str, fence: str | None) -> bool:
+    """Whether `path`, a link, leads to `top` or above it, or (with `fence`) elsewhere inside `fence`."""
+    if not os.path.islink(path):
+        return False
+    real = os.path.realpath(path)
+    if _within(top, real):
+        return True
+    return fence is not None and _within(real, fence) and not _within(real, top)
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 # ---- the Hub -------------------------------------------------------------------------------------

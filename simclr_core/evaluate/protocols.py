@@ -51,7 +51,7 @@ def _data(feed) -> tuple:
 
 
 def _common(feed) -> dict[str, Any]:
-    return dict(mean=feed.mean, std=feed.std, num_classes=feed.num_classes)
+    return dict(mean=feed.mean, std=feed.std, num_classes=feed.scored_classes)
 
 
 def _knn(encoder, feed, cfg, dtype) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
         starts["finetune_scratch"] = scratch_encoder(cfg, feed.image_size, encoder)
     for fraction, subset in zip(ev.finetune_fractions, listed):
         if subset is None:
-            subset = balanced_subset(feed.train_labels, fraction, num_classes=feed.num_classes, seed=cfg.seed)
+            subset = balanced_subset(feed.train_labels, fraction, num_classes=feed.scored_classes, seed=cfg.seed)
         pct = f"{fraction * 100:g}pct"
         for prefix, start in starts.items():
             result = finetune_eval(start, *_data(feed), label_fraction=fraction, epochs=ev.finetune_epochs,

@@ -922,3 +922,25 @@ def test_a_batch_of_a_split_held_in_host_memory_is_its_rows_on_the_device(device
     batches = [_rows_on(images, rows, torch.device(device)) for _ in range(3)]
     for batch in batches:
         assert batch.device.type == device and torch.equal(batch.cpu(), images[rows])
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_test_class_ids_beyond_the_training_splits_are_scored_not_a_failure_after_pretraining(tmp_path, monkeypatch,
+                                                                                              loader):
+    """Integer labels count their classes per split: a test split with ids 3 and 4, which no training image has,
+    stopped kNN and linear evaluation after pretraining (its labels outside the training split's 3 classes)."""
+    from image_rows import png_rows
+    from simclr_core.train import train
+
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"image": png_rows(12, 0), "label": [0, 1, 2] * 4}), data / "train.parquet")
+    pq.write_table(pa.table({"image": png_rows(10, 1), "label": [0, 1, 2, 3, 4] * 2}), data / "test.parquet")
+    cfg = RunConfig().with_overrides({
+        "data.dataset": "parquet", "data.data_dir": str(data), "data.loader": loader, "data.image_size": 16,
+        "data.train_limit": None, "data.test_limit": None, "encoder.width": 0.25, "batch_size": 4, "max_steps": 1,
+        "eval.protocols": ("knn", "linear"), "eval.knn_k": 3, "eval.linear_epochs": 1, "eval.knn_every_epochs": 0})
+    with pytest.warns(UserWarning, match=r"4 of the 10 test images .* have a label that no training image has \(3, 4\)"):
+        metrics = train(cfg, tmp_path / "run")
+    assert 0 <= metrics["knn_top1"] <= 60 and 0 <= metrics["linear_top1"] <= 60     # 4 of 10 cannot be right

@@ -82,3 +82,43 @@ def test_the_resident_path_decodes_the_same_images(tmp_path):
     assert images.labels.tolist() == [0, 0, 0, 1] and images.images.shape == (4, 3, 16, 16)
     expected = [random_arrays(1, seed)[0] for seed in (0, 1, 4)]               # 0.png, 1.tif, more/2.png
     assert all((images.images[i].permute(1, 2, 0).numpy() == expected[i]).all() for i in range(3))
+
+
+def test_folder_links_back_into_the_dataset_are_not_followed_and_are_told(tmp_path):
+    """A link up to the split (a cycle) or across to another class folder would read images twice, under the
+    wrong class's label; a link to a folder outside the dataset is followed (above)."""
+    root = tmp_path / "photos"
+    for i, cls in enumerate(("cat", "dog")):
+        _save(root / "train" / cls / f"{i}.png", i)
+    os.symlink("..", root / "train" / "cat" / "up")
+    os.symlink(root / "train" / "cat", root / "train" / "dog" / "cats")
+    cfg = DataConfig(dataset="imagefolder", data_dir=str(root))
+    with pytest.warns(UserWarning, match=r"2 cyclic or cross-class folder links \(e.g. \S+/train/cat/up\) are not read"):
+        split = open_encoded(cfg, "train")
+    assert [os.path.relpath(p, root / "train") for p in split.paths] == ["cat/0.png", "dog/1.png"]
+    assert split.labels.tolist() == [0, 1]
+    from simclr_core.data.locate import folder_files
+    assert len(folder_files(root)) == 2                       # what fingerprints the folder: no cycle either
+
+
+def test_a_file_name_that_is_not_utf8_and_a_dangling_link_still_identify_the_folder(tmp_path):
+    """Archives made on old systems hold Latin-1 names; a link whose target is gone is still a listed name. Neither
+    may stop the record of which images a run read (data_identity), which tells two folders' runs apart."""
+    from simclr_core.data.feed import data_identity
+    from simclr_core.data.locate import locate_source
+    from simclr_core.data.catalog import dataset_spec
+
+    identities = []
+    for name, extra in (("a", b"caf\xe9.png"), ("b", b"gone.png")):
+        root = tmp_path / name
+        _save(root / "train" / "cat" / "0.png", 0)
+        path = os.path.join(os.fsencode(root / "train" / "cat"), extra)
+        if name == "a":
+            _save(Path(os.fsdecode(path)), 1)
+        else:
+            os.symlink(b"nowhere.png", path)
+        cfg = DataConfig(dataset="imagefolder", data_dir=str(root))
+        source = locate_source(dataset_spec("imagefolder"), str(root), "train")
+        assert source.fingerprint() and source.content_identity()
+        identities.append(data_identity(cfg))
+    assert None not in identities and identities[0] != identities[1]
