@@ -28,8 +28,9 @@ from filelock import FileLock
 from simclr_core.validation import ConfigError
 
 CACHE_DIR_ENV = "SIMCLR_CACHE_DIR"
-# Bump when decoding changes (resize rule, layout), so entries made the old way are not reused.
-CACHE_VERSION = 1
+# Bump when decoding changes (resize rule, layout), so entries made the old way are not reused. 2: 16-bit samples
+# scaled to 8 bits (they were clamped).
+CACHE_VERSION = 2
 
 
 def cache_dir() -> Path:

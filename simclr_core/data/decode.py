@@ -45,7 +45,8 @@ def fit_square(image: torch.Tensor, size: int, margin: float = 1.0) -> torch.Ten
 def decode_image(data: bytes | None, path: str | None) -> torch.Tensor:
     """One (3, H, W) uint8 RGB image from its encoded bytes, or from its file when only a path is stored.
     torchvision's decoders (JPEG, PNG, WebP, GIF; 2.5x faster than PIL on CIFAR's JPEGs and bit-identical);
-    PIL for anything they refuse."""
+    PIL for anything they refuse. An animated image gives its first frame (as PIL shows it); 16-bit samples are
+    scaled to 8 bits; float or 32-bit integer samples (scientific TIFFs), whose range no file states, are refused."""
     if data is None:
         if path is None:
             raise ValueError("the row has neither image bytes nor a path")
@@ -54,12 +55,27 @@ def decode_image(data: bytes | None, path: str | None) -> torch.Tensor:
     if tv_decode_image is not None:
         try:
             image = tv_decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+            if image.ndim == 4:                   # an animated GIF or WebP: (frames, 3, H, W)
+                image = image[0]
+            if image.dtype == torch.uint16:       # a 16-bit PNG
+                return _eight_bits(image)
             if image.dtype == torch.uint8:
                 return image
         except RuntimeError:
             pass
     with Image.open(io.BytesIO(data)) as pil:
+        if pil.mode.startswith("I;16"):
+            grey = _eight_bits(torch.from_numpy(np.array(pil).astype(np.int32)))
+            return grey.expand(3, -1, -1).contiguous()
+        if pil.mode in ("I", "F"):
+            raise ValueError(f"its samples are {'32-bit integers' if pil.mode == 'I' else 'floats'} (PIL mode "
+                             f"{pil.mode!r}), whose range the file does not state; convert it to 8 bits per channel")
         return torch.from_numpy(np.array(pil.convert("RGB"))).permute(2, 0, 1)
+
+
+def _eight_bits(samples: torch.Tensor) -> torch.Tensor:
+    """16-bit samples (0..65535) rounded to 8 bits (0..255)."""
+    return torch.div(samples.to(torch.int32) * 255 + 32767, 65535, rounding_mode="floor").to(torch.uint8)
 
 
 def iter_encoded(dataset, column: str, indices: np.ndarray, batch_size: int = 1024

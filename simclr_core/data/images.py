@@ -146,10 +146,16 @@ def _folder_index(source: Source):
     return open_folder(source.dataset, source)
 
 
-def _iter_files(index, chosen: np.ndarray, chunk: int = 256) -> Iterator[tuple[bytes, None]]:
-    """(bytes, None) of the index's images `chosen`, read `chunk` files at a time (decode_to_array's input)."""
+def _iter_files(index, chosen: np.ndarray, chunk: int = 256) -> Iterator[tuple[bytes | None, str | None]]:
+    """(bytes, None) of the index's images `chosen`, read `chunk` files at a time (decode_to_array's input); where
+    a chunk cannot be read (a file without read permission, say), (None, path) for each of its files, which
+    decode_to_array then opens itself and names the one that fails."""
     for start in range(0, len(chosen), chunk):
-        yield from ((data, None) for data in index.read(chosen[start:start + chunk].tolist()))
+        rows = chosen[start:start + chunk].tolist()
+        try:
+            yield from ((data, None) for data in index.read(rows))
+        except OSError:
+            yield from ((None, index.paths[row]) for row in rows)
 
 
 def _decode_and_cache(spec: DatasetSpec, source: Source, image_size: int | None, limit: int | None,
