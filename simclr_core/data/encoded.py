@@ -42,7 +42,7 @@ from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
 from simclr_core.data.class_names import class_ids, dataset_classes, find_label_column, label_column
 from simclr_core.data.decode import mixed_sizes_error
 from simclr_core.data.folder_index import LeftOut, folder_listing, left_out_of, not_an_image
-from simclr_core.data.image_column import encoded_pairs, image_column, stored_paths
+from simclr_core.data.image_column import below, encoded_pairs, image_column, stored_paths
 from simclr_core.data.images import integer_labels
 from simclr_core.data.locate import Source, locate_source
 from simclr_core.data.tar_index import IMAGE_SUFFIXES, NO_LABEL, index_tar   # image suffixes: folders' too
@@ -182,21 +182,29 @@ class TarSplit(_LockedReads):
 class ArrowSplit(EncodedSplit):
     """Arrow files or a saved dataset, memory-mapped by `datasets`: any row is cheap to reach."""
 
-    def __init__(self, name: str, dataset, column: str, labels: np.ndarray, num_classes: int, describe: str):
+    def __init__(self, name: str, dataset, column: str, labels: np.ndarray, num_classes: int, describe: str,
+                 path_base: Path | None = None):
         self.name, self.labels, self.num_classes = name, labels, num_classes
         self._rows = dataset.select_columns([column]).with_format("arrow")
-        self._column, self._describe = column, describe
+        self._column, self._describe, self._path_base = column, describe, path_base
 
     def read(self, indices: Sequence[int]) -> list[bytes]:
         table = self._rows[list(map(int, indices))]
-        pairs = encoded_pairs(table.column(self._column).combine_chunks())
-        return [b if b is not None else Path(p).read_bytes() for b, p in pairs]
+        pairs = below(encoded_pairs(table.column(self._column).combine_chunks()), self._path_base)
+        return [b if b is not None else _stored_file(p) for b, p in pairs]
 
     def where(self, index: int) -> str:
         return f"row {index} of {self._describe}"
 
     def stored_paths(self) -> list[str | None]:
         return stored_paths(self._rows.data.column(self._column))   # memory-mapped: only the path field is read
+
+
+def _stored_file(path: str | None) -> bytes:
+    """The bytes of the file a row without image bytes names."""
+    if not path:
+        raise ValueError("the row has neither image bytes nor a path")
+    return Path(path).read_bytes()
 
 
 @dataclass(frozen=True)
@@ -242,7 +250,7 @@ class ParquetSplit(_LockedReads):
             unit = self._unit_of(i)
             data, path = self._unit_rows(unit)[i - self.units[unit].first]
             if data is None:      # a row may hold only a path, relative to its shard's folder (as `datasets` writes)
-                data = (Path(self.files[self.units[unit].file]).parent / path).read_bytes()
+                data = _stored_file(path and str(Path(self.files[self.units[unit].file]).parent / path))
             out.append(data)
         return out
 
@@ -477,10 +485,11 @@ def _open_arrow(spec: DatasetSpec, data_dir: str | None, source: Source) -> Arro
     column = image_column(schema, source.describe())
     label = find_label_column(dataset.column_names, source.describe(), spec.label_column)
     if label is None:                                  # a split without labels (num_classes 0)
-        return ArrowSplit(spec.name, dataset, column, np.zeros(len(dataset), dtype=np.int64), 0, source.describe())
+        return ArrowSplit(spec.name, dataset, column, np.zeros(len(dataset), dtype=np.int64), 0, source.describe(),
+                          source.path_base())
     feature = dataset.features[label]
     raw = dataset.select_columns([label]).with_format("arrow")[:].column(label).to_numpy()
-    split = ArrowSplit(spec.name, dataset, column, raw, 0, source.describe())
+    split = ArrowSplit(spec.name, dataset, column, raw, 0, source.describe(), source.path_base())
     return _check_labels(split, getattr(feature, "num_classes", None) or spec.num_classes, label,
                          dataset_classes(spec, data_dir, source, raw))
 

@@ -7,6 +7,9 @@ from the Arrow schema, so they agree on which one it is.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from simclr_core.validation import ConfigError
 
 # Where several binary columns could hold the images, the first of these names among them is taken.
@@ -43,6 +46,15 @@ def encoded_pairs(images) -> list[tuple[bytes | None, str | None]]:
     if pa.types.is_struct(images.type):
         return list(zip(images.field("bytes").to_pylist(), images.field("path").to_pylist()))
     return [(data, None) for data in images.to_pylist()]
+
+
+def below(pairs, base: Path | None):
+    """(bytes, path) `pairs` with each relative path of a row without bytes read below `base` (the split's folder,
+    as `datasets` writes such paths), not below the directory the command runs in."""
+    for data, path in pairs:
+        if data is None and path and base is not None and not os.path.isabs(path):
+            path = str(base / path)
+        yield data, path
 
 
 def stored_paths(images) -> list[str | None]:

@@ -22,7 +22,7 @@ from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
 from simclr_core.data.class_names import class_ids, classes_key, dataset_classes, find_label_column
 from simclr_core.data.decode import decode_to_array, iter_encoded
 from simclr_core.data.folder_index import FORMAT as FOLDER_INDEX_FORMAT
-from simclr_core.data.image_column import image_column
+from simclr_core.data.image_column import below, image_column
 from simclr_core.data.locate import Source, locate_source
 from simclr_core.data.subset import SUBSET_SEED, balanced_subset
 from simclr_core.validation import ConfigError, require_choice
@@ -175,7 +175,7 @@ def _decode_and_cache(spec: DatasetSpec, source: Source, image_size: int | None,
         image_column = _image_column(dataset, source)
         labels, num_classes, classes = split_labels(dataset, spec, data_dir, source)
         chosen = np.arange(len(labels)) if limit is None else _limited(labels, limit, limit_key, source)
-        encoded = iter_encoded(dataset, image_column, chosen)
+        encoded = below(iter_encoded(dataset, image_column, chosen), source.path_base())
 
         def where(i: int) -> str:
             return _row_of(source, int(chosen[i]))

@@ -121,6 +121,15 @@ class Source:
             return sum(pq.ParquetFile(path).metadata.num_rows for path in self.files)
         return len(self.load())
 
+    def path_base(self) -> Path | None:
+        """The folder a relative path stored in a row without the image's bytes is read from: that of the split's
+        files (all in one folder), or the saved dataset's; None for the Hub and image folders."""
+        if self.kind == "files" and self.files:
+            return Path(self.files[0]).parent
+        if self.kind == "disk":
+            return Path(self.location)
+        return None
+
     def require_hf_cache(self) -> None:
         """ConfigError unless Hugging Face's datasets cache can take the Arrow copy `load` makes of local files."""
         if self.kind in ("files", "imagefolder"):

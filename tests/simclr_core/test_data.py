@@ -944,3 +944,35 @@ def test_test_class_ids_beyond_the_training_splits_are_scored_not_a_failure_afte
     with pytest.warns(UserWarning, match=r"4 of the 10 test images .* have a label that no training image has \(3, 4\)"):
         metrics = train(cfg, tmp_path / "run")
     assert 0 <= metrics["knn_top1"] <= 60 and 0 <= metrics["linear_top1"] <= 60     # 4 of 10 cannot be right
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_a_row_holding_only_a_relative_path_is_read_below_the_splits_folder_from_any_directory(
+        tmp_path, monkeypatch, loader, fmt):
+    """The streamed parquet reader read such a path below the shard's folder, the resident path and arrow files below
+    the directory the command ran in: from one holding files of the same names, other images, without a word."""
+    from simclr_core.data.encoded import open_encoded
+
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    red, blue = (np.zeros((8, 8, 3), np.uint8) for _ in range(2))
+    red[..., 0], blue[..., 2] = 200, 200
+    for folder, pixels in ((data, red), (elsewhere, blue)):
+        folder.mkdir()
+        for i in range(4):
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    table = pa.table({"image": [{"bytes": None, "path": f"{i}.png"} for i in range(4)], "label": [0, 1, 0, 1]})
+    if fmt == "parquet":
+        pq.write_table(table, data / "train.parquet")
+    else:
+        with pa.OSFile(str(data / "train.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    monkeypatch.chdir(elsewhere)
+    cfg = DataConfig(dataset="parquet", data_dir=str(data), loader=loader, train_limit=None)
+    if loader == "resident":
+        images = load_images(cfg, "train").images
+    else:
+        split = open_encoded(cfg, "train")
+        images = torch.stack([decode_module.decode_image(b, None) for b in split.read(range(4))])
+    assert images[:, 0].float().mean() == 200 and images[:, 2].float().mean() == 0        # red: the split's own
