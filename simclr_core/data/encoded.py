@@ -419,10 +419,13 @@ def _open_parquet(spec: DatasetSpec, data_dir: str | None, source: Source) -> Pa
     import pyarrow.parquet as pq
 
     units, labels, column, label, num_classes, unlabelled = [], [], None, None, None, []
+    column_from = None
     for f, path in enumerate(source.files):
         handle = pq.ParquetFile(path)
+        if not handle.metadata.num_rows:             # a shard without rows adds nothing (pandas types its columns null)
+            continue
         schema = handle.schema_arrow
-        column = image_column(schema, path) if column is None else column
+        column, column_from = _same_image_column(image_column(schema, path), path, column, column_from)
         found = find_label_column(schema.names, path, spec.label_column)
         if found is None:
             unlabelled.append(path)
@@ -435,6 +438,9 @@ def _open_parquet(spec: DatasetSpec, data_dir: str | None, source: Source) -> Pa
             rows = handle.metadata.row_group(g).num_rows
             units.append(_Unit(f, g, first, rows))
             first += rows
+    if column is None:
+        raise ConfigError(f"{source.describe()} holds no images for split {source.split!r}: its parquet files have "
+                          "no rows")
     if label is None:
         return ParquetSplit(spec.name, source.files, column, np.zeros(sum(u.rows for u in units), np.int64), 0, units)
     if unlabelled:                                   # every shard of a labelled split has labels
@@ -442,6 +448,15 @@ def _open_parquet(spec: DatasetSpec, data_dir: str | None, source: Source) -> Pa
     raw = np.concatenate(labels)
     split = ParquetSplit(spec.name, source.files, column, raw, 0, units)
     return _check_labels(split, num_classes or spec.num_classes, label, dataset_classes(spec, data_dir, source, raw))
+
+
+def _same_image_column(column: str, path: str, first: str | None, first_path: str | None) -> tuple[str, str]:
+    """(the split's image column, the shard it was first read from); ConfigError where shard `path` keeps its images
+    in another column than the shards before it (the rows of one would otherwise be unreadable, one by one)."""
+    if first is not None and column != first:
+        raise ConfigError(f"{path} keeps its images in column {column!r}, {first_path} in {first!r}: the shards of "
+                          "a split must share their image column; rename one of them")
+    return column, first_path or path
 
 
 def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSplit:

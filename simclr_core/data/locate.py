@@ -121,6 +121,17 @@ class Source:
             return sum(pq.ParquetFile(path).metadata.num_rows for path in self.files)
         return len(self.load())
 
+    def _files_with_rows(self) -> list[str]:
+        """`files`, less parquet shards without rows (`datasets` fails on them); ConfigError where none has any."""
+        if self.location != "parquet":
+            return list(self.files)
+        import pyarrow.parquet as pq
+
+        with_rows = [path for path in self.files if pq.ParquetFile(path).metadata.num_rows]
+        if not with_rows:
+            raise ConfigError(f"{self.describe()} holds no images: its parquet files have no rows")
+        return with_rows
+
     def path_base(self) -> Path | None:
         """The folder a relative path stored in a row without the image's bytes is read from: that of the split's
         files (all in one folder), or the saved dataset's; None for the Hub and image folders."""
@@ -145,8 +156,9 @@ class Source:
 
         self.require_hf_cache()
         if self.kind == "files":
+            files = self._files_with_rows()
             return load_current(lambda rebuild: datasets.load_dataset(
-                self.location, data_files=list(self.files), split="train", **rebuild), self.fingerprint())
+                self.location, data_files=files, split="train", **rebuild), self.fingerprint())
         if self.kind == "disk":
             return datasets.load_from_disk(self.location)
         if self.kind == "imagefolder":

@@ -976,3 +976,39 @@ def test_a_row_holding_only_a_relative_path_is_read_below_the_splits_folder_from
         split = open_encoded(cfg, "train")
         images = torch.stack([decode_module.decode_image(b, None) for b in split.read(range(4))])
     assert images[:, 0].float().mean() == 200 and images[:, 2].float().mean() == 0        # red: the split's own
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_a_shard_without_rows_adds_nothing_and_a_split_of_none_is_one_error(tmp_path, monkeypatch, loader):
+    """`datasets` failed on a shard without rows (an unexpected failure of the resident path), whose columns pandas
+    types as null (the streamed path then named no image column)."""
+    import pandas as pd
+    from simclr_core.data.feed import open_feed
+
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    data = tmp_path / "data"
+    _write_parquet(data / "train-00000-of-00002.parquet", _random_images(6, 8, 8, seed=1), [0, 1] * 3)
+    pd.DataFrame({"image": [], "label": []}).to_parquet(data / "train-00001-of-00002.parquet")
+    pq.write_table(pq.read_table(data / "train-00000-of-00002.parquet"), data / "test.parquet")
+    cfg = DataConfig(dataset="parquet", data_dir=str(data), loader=loader, train_limit=None, test_limit=None)
+    assert open_feed(cfg, need_test=True).train_labels.tolist() == [0, 1] * 3
+    (data / "train-00000-of-00002.parquet").unlink()
+    pd.DataFrame({"image": [], "label": []}).to_parquet(data / "train-00000-of-00001.parquet")
+    (data / "train-00001-of-00002.parquet").unlink()
+    with pytest.raises(ConfigError, match=r"holds no images"):
+        open_feed(cfg, need_test=True)
+
+
+def test_shards_keeping_their_images_in_different_columns_are_one_error_before_any_image_is_read(tmp_path):
+    """The streamed index took the first shard's column for all: each image of the others was then unreadable
+    during training, replaced one by one while under 1% of the images read."""
+    from simclr_core.data.encoded import open_encoded
+
+    data = tmp_path / "data"
+    _write_parquet(data / "train-00000-of-00002.parquet", _random_images(4, 8, 8, seed=1), [0, 1] * 2)
+    other = pq.read_table(data / "train-00000-of-00002.parquet").rename_columns(["img", "label"])
+    pq.write_table(other, data / "train-00001-of-00002.parquet")
+    with pytest.raises(ConfigError, match=r"train-00001-of-00002.parquet keeps its images in column 'img', \S+"
+                                          r"train-00000-of-00002.parquet in 'image': the shards of a split must share"):
+        open_encoded(DataConfig(dataset="parquet", data_dir=str(data)), "train")
