@@ -463,8 +463,9 @@ def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSpli
     """The shards' index from the cache, else built by reading every member's header (data/tar_index.py) and
     cached: the key covers each shard's path, size and mtime. Shards without any .cls member hold images without
     labels (num_classes 0, labels 0); a split where only some samples lack one is refused, naming one."""
-    # "-2": indexes since samples of several images are their first one and list the others (left_out)
-    cached = CachedIndex.for_key(name, source.split, "tar-index-2", source.fingerprint())
+    # "-2": indexes since samples of several images are their first one and list the others (left_out); "-3": hidden
+    # members left out
+    cached = CachedIndex.for_key(name, source.split, "tar-index-3", source.fingerprint())
     index = cached.read()
     if index is None:
         with cached.lock():
@@ -477,7 +478,8 @@ def _open_tar(name: str, source: Source, catalog_classes: int | None) -> TarSpli
     if left_out.size:
         first = left_out[0].decode("utf-8", "surrogateescape")
         warnings.warn(f"{left_out.size} members or samples of {source.describe()} are not read (e.g. {first}): a "
-                      f"sample is one image, its first image member ({', '.join(IMAGE_SUFFIXES)})", stacklevel=2)
+                      f"sample is one image, its first image member ({', '.join(IMAGE_SUFFIXES)}); hidden members (a leading "
+                      "dot) are none", stacklevel=2)
     labels = index["labels"]
     split = TarSplit(name, source.files, members, index["shard"], index["offset"], index["size"], labels, 0)
     missing = labels == NO_LABEL

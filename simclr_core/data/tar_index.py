@@ -123,14 +123,18 @@ def index_tar(files: Sequence[str]) -> dict[str, np.ndarray]:
     """The index of WebDataset shards: member name, shard number, data offset, size and label of each sample
     (NO_LABEL where it has no .cls), in shard order and, within a shard, in key order. A sample's image is its
     first image member. "left_out" says what is not read: the further image members of a sample that has several
-    (key.jpg and key.png), and samples without an image member (key.cls alone, or an image of another format).
+    (key.jpg and key.png), samples without an image member (key.cls alone, or an image of another format) and
+    hidden members (a name or folder with a leading dot, as macOS's ._ files).
     Bad shards or samples raise ConfigError naming them."""
     members, shard, offset, size, labels, left_out = [], [], [], [], [], []
     for f, path in enumerate(files):
-        images, classes, extra, fields = {}, {}, {}, {}
+        images, classes, extra, fields, hidden = {}, {}, {}, {}, []
         try:
             with open(path, "rb") as handle:
                 for name, start, length in tar_members(handle, str(path)):
+                    if _hidden(name):
+                        hidden.append(f"{name} in {path}: a hidden member (as macOS's ._ files)")
+                        continue
                     key, _, suffix = name.rpartition(".")
                     if "." + suffix.lower() in IMAGE_SUFFIXES:
                         if key in images:
@@ -143,6 +147,7 @@ def index_tar(files: Sequence[str]) -> dict[str, np.ndarray]:
                         classes[key] = handle.read(length).decode("utf-8", "replace").strip()
         except OSError as exc:
             raise ConfigError(f"{path} is not a readable tar shard ({exc})") from exc
+        left_out.extend(hidden)
         left_out.extend(f"{name} in {path}: sample {key!r} holds {images[key][0]} already"
                         for key in sorted(extra) for name in extra[key])
         left_out.extend(f"sample {key!r} in {path} has no image member ({', '.join(fields[key])})"
@@ -158,6 +163,11 @@ def index_tar(files: Sequence[str]) -> dict[str, np.ndarray]:
             "shard": np.asarray(shard, dtype=np.int64), "offset": np.asarray(offset, dtype=np.int64),
             "size": np.asarray(size, dtype=np.int64), "labels": np.asarray(labels, dtype=np.int64),
             "left_out": np.asarray([m.encode("utf-8", "surrogateescape") for m in left_out], dtype=bytes)}
+
+
+def _hidden(name: str) -> bool:
+    """Whether a member's name or one of its folders starts with a dot (macOS's ._x.jpg, .ipynb_checkpoints/)."""
+    return any(part.startswith(".") and part not in (".", "..") for part in name.split("/"))
 
 
 def _class_index(text: str, key: str, path) -> int:

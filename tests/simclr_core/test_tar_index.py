@@ -85,6 +85,23 @@ def test_what_the_index_does_not_read_is_listed_a_second_image_and_a_sample_with
     assert data[index["offset"][0]:index["offset"][0] + index["size"][0]] == b"first"
 
 
+def test_hidden_members_are_left_out_not_taken_for_samples(tmp_path):
+    """macOS's tar adds ._x.png beside x.png (AppleDouble metadata, no image): it was a sample without a .cls,
+    an error in a labelled shard, and an image that failed to decode in an unlabelled one. A ./ prefix is no
+    hidden name."""
+    path = tmp_path / "train-000000.tar"
+    with tarfile.open(path, "w") as archive:
+        add_file(archive, "./s0.png", b"image")
+        add_file(archive, "./s0.cls", b"1")
+        add_file(archive, "./._s0.png", b"\0\5\26\7")
+        add_file(archive, ".ipynb_checkpoints/s1.png", b"stale")
+    index = index_tar([str(path)])
+    assert index["members"].tolist() == [b"./s0.png"] and index["labels"].tolist() == [1]
+    assert index["left_out"].tolist() == [f"./._s0.png in {path}: a hidden member (as macOS's ._ files)".encode(),
+                                          f".ipynb_checkpoints/s1.png in {path}: a hidden member (as macOS's ._ "
+                                          "files)".encode()]
+
+
 def test_sizes_of_8_gib_and_more_are_read_from_gnus_base_256_field():
     assert _number(b"\x80" + (9 << 30).to_bytes(11, "big"), "shard.tar", 0) == 9 << 30
     assert _number(b"00000001750\0", "shard.tar", 0) == 0o1750
