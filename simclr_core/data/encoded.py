@@ -43,7 +43,7 @@ from simclr_core.data.class_names import class_ids, dataset_classes, find_label_
 from simclr_core.data.decode import mixed_sizes_error
 from simclr_core.data.folder_index import LeftOut, folder_listing, left_out_of, not_an_image
 from simclr_core.data.image_column import below, encoded_pairs, image_column, stored_paths
-from simclr_core.data.images import integer_labels
+from simclr_core.data.images import integer_labels, warn_of_sparse_ids
 from simclr_core.data.locate import Source, locate_source
 from simclr_core.data.tar_index import IMAGE_SUFFIXES, NO_LABEL, index_tar   # image suffixes: folders' too
 from simclr_core.validation import ConfigError, require_choice
@@ -398,7 +398,10 @@ def _check_labels(split: EncodedSplit, num_classes: int | None, column: str = "l
         row = int(np.argmax(labels))
         raise ConfigError(f"{split.where(row)} has label {labels[row]}, outside the {num_classes} classes of the "
                           f"dataset; valid labels lie in [0, {num_classes - 1}]: fix or remove it")
-    split.num_classes = int(num_classes if num_classes is not None else (labels.max() + 1 if labels.size else 0))
+    if num_classes is None and labels.size:
+        num_classes = int(labels.max()) + 1
+        warn_of_sparse_ids(labels, split.where)
+    split.num_classes = int(num_classes or 0)
     return split
 
 

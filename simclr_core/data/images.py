@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 
 from typing import Callable, Iterator
@@ -206,7 +207,10 @@ def _check_labels(labels: np.ndarray, declared: int | None, spec: DatasetSpec, s
             valid = f"valid labels lie in [0, {known - 1}] ({origin} {known} classes)"
         fix = "an unlabelled example: use a labelled split" if labels[row] < 0 else "fix or remove the row"
         raise ConfigError(f"{_row_of(source, row)} has {column} {labels[row]}; {valid}; {fix}")
-    return int(known if known is not None else labels.max() + 1)
+    if known is not None:
+        return int(known)
+    warn_of_sparse_ids(labels, lambda row: _row_of(source, row))
+    return int(labels.max()) + 1
 
 
 def _limited(labels: np.ndarray, limit: int, key: str, source: Source) -> np.ndarray:
@@ -272,6 +276,23 @@ def integer_labels(values: np.ndarray, column: str, where: Callable[[int], str])
     if bad.any():
         row = int(np.argmax(bad))
         value = values[row].item() if isinstance(values[row], np.generic) else values[row]
-        raise ConfigError(f"{where(row)} has {column} {value!r}: labels must be whole-number class ids (0, 1, ...) "
+        shown = repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:50]}... ({type(value).__name__})"
+        raise ConfigError(f"{where(row)} has {column} {shown}: labels must be whole-number class ids (0, 1, ...) "
                           "or, in every row, class names")
     return values.astype(np.int64)
+
+
+# Class ids from a column count max + 1 classes; evaluation sizes its outputs by that count (kNN: test images x
+# classes), so ids far sparser than this are told.
+SPARSE_IDS_RATIO = 10
+SPARSE_IDS_MIN_CLASSES = 1000
+
+
+def warn_of_sparse_ids(labels: np.ndarray, where: Callable[[int], str]) -> None:
+    """A warning where `labels` use few of their max + 1 ids (e.g. WordNet offsets as ids); where(row) names a row."""
+    distinct, largest = len(np.unique(labels)), int(np.argmax(labels))
+    num_classes = int(labels[largest]) + 1
+    if num_classes >= SPARSE_IDS_MIN_CLASSES and num_classes > SPARSE_IDS_RATIO * distinct:
+        warnings.warn(f"the label column holds {distinct:,} distinct class ids up to {num_classes - 1:,} "
+                      f"({where(largest)}), so evaluation scores over {num_classes:,} classes (kNN holds test images "
+                      f"x classes of votes); renumber them 0..{distinct - 1} or store class names", stacklevel=3)

@@ -1012,3 +1012,24 @@ def test_shards_keeping_their_images_in_different_columns_are_one_error_before_a
     with pytest.raises(ConfigError, match=r"train-00001-of-00002.parquet keeps its images in column 'img', \S+"
                                           r"train-00000-of-00002.parquet in 'image': the shards of a split must share"):
         open_encoded(DataConfig(dataset="parquet", data_dir=str(data)), "train")
+
+
+@pytest.mark.parametrize("loader", ["resident", "stream"])
+def test_sparse_class_ids_are_told_and_a_label_column_of_bytes_is_named_briefly(tmp_path, monkeypatch, loader):
+    """Ids such as WordNet offsets (0 and 100,000 here) count max + 1 classes, which evaluation sizes its outputs
+    by, without a word; a label column naming the image column printed the whole image into the error."""
+    from image_rows import png_rows
+    from simclr_core.data.feed import open_feed
+
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"image": png_rows(6, 0), "label": [0, 100_000] * 3}), data / "train.parquet")
+    cfg = DataConfig(dataset="parquet", data_dir=str(data), loader=loader, train_limit=None)
+    with pytest.warns(UserWarning, match=r"holds 2 distinct class ids up to 100,000 \(\D*row 1 of \S+train.parquet"
+                                         r".*\), so evaluation scores over 100,001 classes .*renumber them 0..1"):
+        assert open_feed(cfg, need_test=False).num_classes == 100_001
+    with pytest.raises(ConfigError) as error:
+        open_feed(replace(cfg, label_column="image"), need_test=False)
+    assert "has image {'bytes': b'\\x89PNG" in str(error.value) and len(str(error.value)) < 400
