@@ -4,7 +4,7 @@ Every experiment declared without `published` gets this artefact unless a report
 it (reports/artefacts.py): our cells as mean ± std over seeds for each of the experiment's metrics, one panel
 per metric (at most four), and a ranking by the experiment's `metric` that names which cells lie within seed
 noise of the best one (the rule of reports/noise.py: |best − cell| <= 2 SE from the pooled within-cell std).
-With one seed per cell the ranking goes by the means alone and says so.
+With one seed per cell the ranking goes by the means alone and says so, judging nothing against noise.
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def cells(experiment: Experiment, ours: pd.DataFrame) -> pd.DataFrame:
 
 
 def ranking(experiment: Experiment, table: pd.DataFrame) -> list[str]:
-    """Lines ranking the cells of the experiment's metric: the best, those within noise of it, the others."""
+    """Lines ranking the cells of the experiment's metric: the best, those within noise of it, the others; with
+    one seed per cell (noise not measured), the others by their means alone, judged against nothing."""
     axes = experiment.axes.names
     rows = table[(table["metric"] == experiment.metric) & table["ours_mean"].astype(float).notna()]
     if rows.empty:
@@ -59,17 +60,19 @@ def ranking(experiment: Experiment, table: pd.DataFrame) -> list[str]:
     rows = rows.sort_values("ours_mean", ascending=False, kind="stable")
     top = rows.iloc[0]
     label = lambda r: point_label({a: r[axis_column(a)] for a in axes}, axes)   # noqa: E731
-    tied, below = [], []
+    others, tied, below = [], [], []
     for _, row in rows.iloc[1:].iterrows():
         margin = Margin(float(top["ours_mean"] - row["ours_mean"]),
                         math.sqrt(1 / max(int(top["ours_runs"]), 1) + 1 / max(int(row["ours_runs"]), 1)))
         text = f"{label(row)} {row['ours_mean']:.2f} ({margin.value:+.2f})"
+        others.append(text)
         (tied if margin.outcome(noise) == "within noise" else below).append(text)
     lines = [f"Ranking by {experiment.metric}: best {label(top)} {top['ours_mean']:.2f} over {len(rows)} cell(s); "
              f"seed noise: {noise.describe()}."]
     if not noise.measured:
-        lines.append("With one seed per cell the order below is by the means alone: run more seeds "
-                     "(`--seeds 0 1 2`) to tell it from noise.")
+        return lines + ["With one seed per cell the order is by the means alone, not judged against noise: run more "
+                        "seeds (`--seeds 0 1 2`) to tell it from noise.",
+                        "Below the best, by mean: " + ("; ".join(others) if others else "none") + "."]
     lines.append("Within noise of the best: " + ("; ".join(tied) if tied else "none") + ".")
     lines.append("Below it beyond noise: " + ("; ".join(below) if below else "none") + ".")
     return lines

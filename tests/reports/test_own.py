@@ -48,7 +48,9 @@ def test_the_ranking_tells_noise_from_a_real_gap():
 def test_one_seed_ranks_by_the_means_and_says_so():
     lines = ranking(TOY, cells(TOY, _ours([(60.0,), (61.0,), (50.0,)])))
     assert "1 seed: noise not measured" in lines[0] and "by the means alone" in lines[1]
-    assert lines[-1] == "Below it beyond noise: 0.1 60.00 (+1.00); 0.5 50.00 (+11.00)."
+    assert lines[-1] == "Below the best, by mean: 0.1 60.00 (+1.00); 0.5 50.00 (+11.00)."
+    # noise not measured: no cell is said to be within it, or beyond it
+    assert not any("beyond noise" in line or "Within noise" in line for line in lines)
 
 
 def test_no_runs_yet():
