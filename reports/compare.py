@@ -27,14 +27,25 @@ STAND_INS = {"linear_top1": ("knn_top1",)}
 
 
 def with_metric(ours: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
-    """`ours` with `metric`, or, where no run has it, with its first stand-in present relabelled as `metric`
-    (its real name kept in a `stand_in` column, for the figures' titles); and the metric actually shown."""
+    """`ours` with `metric`, or, where no run has it, with the rows of its first stand-in present relabelled as
+    `metric` (their real name kept in a `stand_in` column, for the figures' titles and for a table that shows the
+    stand-in under its own name too) and the other metrics' rows as they are; and the metric actually shown."""
     if ours.empty or (ours["metric"] == metric).any():
         return ours, metric
     for stand_in in STAND_INS.get(metric, ()):
-        if (ours["metric"] == stand_in).any():
-            return ours[ours["metric"] == stand_in].assign(metric=metric, stand_in=stand_in), stand_in
+        standing = ours["metric"] == stand_in
+        if standing.any():
+            relabelled = ours.assign(metric=ours["metric"].where(~standing, metric),
+                                     stand_in=pd.Series(stand_in, index=ours.index).where(standing))
+            return relabelled, stand_in
     return ours, metric
+
+
+def under_own_names(ours: pd.DataFrame) -> pd.DataFrame:
+    """`ours` with the rows `with_metric` relabelled under their own metric's name again."""
+    if "stand_in" not in ours or not len(ours):
+        return ours
+    return ours.assign(metric=ours["stand_in"].where(ours["stand_in"].notna(), ours["metric"]))
 
 # Fewer matching cells than this and a rank correlation says nothing (two points are always +-1).
 MIN_CELLS_FOR_RANKS = 3

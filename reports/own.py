@@ -5,6 +5,10 @@ it (reports/artefacts.py): our cells as mean ± std over seeds for each of the e
 per metric (at most four), and a ranking by the experiment's `metric` that names which cells lie within seed
 noise of the best one (the rule of reports/noise.py: |best − cell| <= 2 SE from the pooled within-cell std).
 With one seed per cell the ranking goes by the means alone and says so, judging nothing against noise.
+
+Where a scale does not evaluate the experiment's `metric` (smoke: no linear evaluation), its stand-in
+(reports.compare.with_metric) ranks the cells and fills that metric's column, and every place that shows it says
+so; the stand-in's own column keeps its numbers.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import pandas as pd
 from registry.declare import Experiment
 from reports import style
 from reports.artefacts import Artefact
-from reports.compare import Agreement, aggregate, canon, point_keys
+from reports.compare import Agreement, aggregate, canon, point_keys, under_own_names
 from reports.noise import Margin, pooled_noise
 from reports.published import axis_column
 from reports.style import axis_value
@@ -30,14 +34,27 @@ def point_label(point: dict, axes: tuple[str, ...]) -> str:
     return ", ".join(axis_value(point[a]) for a in axes)
 
 
+def stand_in_of(ours: pd.DataFrame) -> str:
+    """The metric standing in for the experiment's `metric` in `ours` (reports.compare.with_metric), or ""."""
+    names = sorted(set(ours["stand_in"].dropna())) if len(ours) and "stand_in" in ours else []
+    return ", ".join(names)
+
+
+def heading(experiment: Experiment, metric: str, stand_in: str) -> str:
+    """A metric's name where its numbers are shown: "linear_top1 (knn_top1 standing in)" for a stand-in."""
+    return f"{metric} ({stand_in} standing in)" if stand_in and metric == experiment.metric else metric
+
+
 def cells(experiment: Experiment, ours: pd.DataFrame) -> pd.DataFrame:
     """One row per (declared point, metric) in declaration order: the axis columns, metric, ours_mean, ours_std,
-    ours_runs, ours_values, and the paper's columns empty (so that the report's shared code reads it as a
-    compare table)."""
+    ours_runs, ours_values, the paper's columns empty (so that the report's shared code reads it as a compare
+    table) and stand_in (the metric whose numbers the experiment's `metric` shows, "" for its own). A stand-in's
+    rows count under the experiment's metric and, among the further metrics, under their own name too."""
     axes = experiment.axes.names
+    stand_in, named = stand_in_of(ours), under_own_names(ours)
     records = []
     for metric in experiment.all_metrics:
-        mine = aggregate(ours, axes, metric)
+        mine = aggregate(ours if metric == experiment.metric else named, axes, metric)
         by_key = dict(zip(point_keys(mine, axes), mine.to_dict("records")))
         for point in experiment.points():
             match = by_key.get(tuple(canon(point[a]) for a in axes), {})
@@ -45,7 +62,8 @@ def cells(experiment: Experiment, ours: pd.DataFrame) -> pd.DataFrame:
                             "published": math.nan, "read_as": "missing", "uncertainty": math.nan,
                             "ours_mean": match.get("ours_mean", math.nan), "ours_std": match.get("ours_std", math.nan),
                             "ours_runs": int(match.get("ours_runs", 0)), "ours_values": match.get("ours_values", ()),
-                            "delta": math.nan, "source": ""})
+                            "delta": math.nan, "source": "",
+                            "stand_in": stand_in if metric == experiment.metric else ""})
     return pd.DataFrame(records)
 
 
@@ -54,8 +72,11 @@ def ranking(experiment: Experiment, table: pd.DataFrame) -> list[str]:
     one seed per cell (noise not measured), the others by their means alone, judged against nothing."""
     axes = experiment.axes.names
     rows = table[(table["metric"] == experiment.metric) & table["ours_mean"].astype(float).notna()]
+    stand_in = next((s for s in table.get("stand_in", ()) if s), "")
+    by = experiment.metric + (f" ({stand_in} standing in: this scale does not evaluate {experiment.metric})"
+                              if stand_in else "")
     if rows.empty:
-        return [f"Ranking by {experiment.metric}: no finished runs yet."]
+        return [f"Ranking by {by}: no finished runs yet."]
     noise = pooled_noise(rows["ours_std"].astype(float).tolist(), rows["ours_runs"].tolist())
     rows = rows.sort_values("ours_mean", ascending=False, kind="stable")
     top = rows.iloc[0]
@@ -67,7 +88,7 @@ def ranking(experiment: Experiment, table: pd.DataFrame) -> list[str]:
         text = f"{label(row)} {row['ours_mean']:.2f} ({margin.value:+.2f})"
         others.append(text)
         (tied if margin.outcome(noise) == "within noise" else below).append(text)
-    lines = [f"Ranking by {experiment.metric}: best {label(top)} {top['ours_mean']:.2f} over {len(rows)} cell(s); "
+    lines = [f"Ranking by {by}: best {label(top)} {top['ours_mean']:.2f} over {len(rows)} cell(s); "
              f"seed noise: {noise.describe()}."]
     if not noise.measured:
         return lines + ["With one seed per cell the order is by the means alone, not judged against noise: run more "
@@ -82,9 +103,11 @@ def wide(experiment: Experiment, table: pd.DataFrame) -> pd.DataFrame:
     """Our table in one row per point: each metric as "mean ± std (n)"."""
     axes = experiment.axes.names
     out = pd.DataFrame([{a: p[a] for a in axes} for p in experiment.points()])
+    stand_in = next((s for s in table.get("stand_in", ()) if s), "")
     for metric in experiment.all_metrics:
         part = table[table["metric"] == metric]
-        out[metric] = [_mean_std(m, s, n) for m, s, n in zip(part["ours_mean"], part["ours_std"], part["ours_runs"])]
+        out[heading(experiment, metric, stand_in)] = [_mean_std(m, s, n) for m, s, n in
+                                                      zip(part["ours_mean"], part["ours_std"], part["ours_runs"])]
     return out
 
 
@@ -102,10 +125,11 @@ def figure(experiment: Experiment, table: pd.DataFrame, scale: str | None):
     fig, axes = style.panels(1, len(metrics), scale=None, title=f"{experiment.title} (ours, scale: {scale})",
                              size=size)
     labels = [point_label(p, experiment.axes.names) for p in experiment.points()]
+    stand_in = next((s for s in table.get("stand_in", ()) if s), "")
     for ax, metric in zip(axes[0], metrics):
         part = table[table["metric"] == metric]
         values = part["ours_mean"].astype(float).to_numpy()
-        ax.set_title(metric)
+        ax.set_title(heading(experiment, metric, stand_in))
         if np.isnan(values).all():
             style.mark_empty(ax)
             continue
@@ -127,3 +151,4 @@ def own_builder(experiment: Experiment) -> Callable[[pd.DataFrame, pd.DataFrame]
         return Artefact(figure(experiment, table, scale), table, Agreement(0, math.nan, math.nan, NO_PAPER), [],
                         tables=extra, notes=ranking(experiment, table))
     return build
+

@@ -143,8 +143,10 @@ def what_ran_text(section: Section) -> str:
 def scale_banner(section: Section) -> str:
     if section.own:
         runs = f"Scale: {section.scale}." if section.scale else "No finished runs at any scale yet."
+        stand_in = (f" This scale does not evaluate {section.metric}: {section.ours_metric} stands in for it, in the "
+                    f"ranking and under its heading." if section.ours_metric != section.metric else "")
         return (f"{runs} An experiment of our own: no published numbers to set beside ours; the cells are ranked "
-                f"against their seed noise.")
+                f"against their seed noise.{stand_in}")
     if section.scale is None:
         return "No finished runs at any scale yet: the paper's side only."
     stand_in = (f" This scale does not evaluate {section.metric}: our column shows {section.ours_metric} "

@@ -9,7 +9,7 @@ import pytest
 
 from fake_results import long_form
 from reports.claims import value_at
-from reports.compare import agreement, aggregate, canon, compare
+from reports.compare import agreement, aggregate, canon, compare, under_own_names, with_metric
 from reports.ranks import average_ranks, kendall_tau_b, spearman
 
 
@@ -129,3 +129,16 @@ def test_value_at_finds_a_cell_by_its_axis_values():
                           "value": [1.0, 2.0]})
     assert value_at(cells, head__kind="none", head__out_dim=2048.0) == 2.0
     assert math.isnan(value_at(cells, head__kind="none", head__out_dim=128))
+
+
+def test_a_stand_in_takes_the_metrics_place_and_the_other_metrics_stay():
+    smoke = pd.DataFrame({"run_id": ["a"] * 3, "metric": ["knn_top1", "finetune_top1_10pct", "wall_seconds"],
+                          "value": [40.0, 30.0, 9.0]})
+    ours, shown = with_metric(smoke, "linear_top1")
+    assert shown == "knn_top1"
+    assert dict(zip(ours["metric"], ours["value"])) == {"linear_top1": 40.0, "finetune_top1_10pct": 30.0,
+                                                         "wall_seconds": 9.0}
+    assert ours["stand_in"].tolist()[0] == "knn_top1" and ours["stand_in"].iloc[1:].isna().all()
+    assert dict(zip(under_own_names(ours)["metric"], ours["value"])) == {"knn_top1": 40.0, "finetune_top1_10pct": 30.0,
+                                                                          "wall_seconds": 9.0}
+    assert with_metric(ours.assign(metric="linear_top1").iloc[:1], "linear_top1")[1] == "linear_top1"

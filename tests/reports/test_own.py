@@ -7,6 +7,7 @@ import pytest
 from registry import Experiment, grid
 from registry.discover import _registry
 from reports.build import OWN, build_sections
+from reports.compare import with_metric
 from reports.own import NO_PAPER, cells, own_builder, ranking
 from reports.render import html_section, markdown_section
 
@@ -51,6 +52,37 @@ def test_one_seed_ranks_by_the_means_and_says_so():
     assert lines[-1] == "Below the best, by mean: 0.1 60.00 (+1.00); 0.5 50.00 (+11.00)."
     # noise not measured: no cell is said to be within it, or beyond it
     assert not any("beyond noise" in line or "Within noise" in line for line in lines)
+
+
+def _smoke(values):
+    """`_ours` as a scale without linear evaluation has it: kNN rows only."""
+    frame = _ours(values)
+    return frame[frame["metric"] == "linear_top1"].assign(metric="knn_top1")
+
+
+def test_a_stand_in_is_named_where_it_shows_and_keeps_its_own_column():
+    ours, shown = with_metric(_smoke([(60.0, 62.0), (61.0, 61.0), (50.0, 52.0)]), TOY.metric)
+    assert shown == "knn_top1"
+    table = cells(TOY, ours)
+    linear, knn = table[table["metric"] == "linear_top1"], table[table["metric"] == "knn_top1"]
+    assert list(linear["ours_mean"]) == list(knn["ours_mean"]) == [61.0, 61.0, 51.0]     # not a blank column
+    assert set(linear["stand_in"]) == {"knn_top1"} and set(knn["stand_in"]) == {""}
+    wide = own_builder(TOY)(ours, None).tables["ours: mean ± std over seeds, per metric"]
+    assert list(wide.columns) == ["loss.temperature", "linear_top1 (knn_top1 standing in)", "knn_top1"]
+    assert ranking(TOY, table)[0].startswith("Ranking by linear_top1 (knn_top1 standing in: this scale does not "
+                                             "evaluate linear_top1): best 0.1 61.00")
+
+
+def test_the_section_at_a_scale_without_linear_evaluation_says_what_stands_in(declared, tmp_path):
+    store = RunStore(tmp_path)
+    for t, value in zip((0.1, 0.2, 0.5), (60.0, 61.0, 50.0)):
+        write_run(store, "own_toy", "smoke", {"loss.temperature": t}, 0, value)     # kNN only: value - 5
+    (section,) = build_sections(load_results(tmp_path), keys=["own_toy"])
+    assert (section.metric, section.ours_metric) == ("linear_top1", "knn_top1")
+    text = markdown_section(section, "x.png")
+    assert "This scale does not evaluate linear_top1: knn_top1 stands in for it" in text
+    row = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| 0.2 ")]
+    assert row == [["0.2", "56.00 (1 run)", "56.00 (1 run)"]]        # linear_top1 (kNN standing in), knn_top1
 
 
 def test_no_runs_yet():
@@ -106,3 +138,4 @@ def test_a_report_function_in_ones_own_file_replaces_the_default_view(tmp_path, 
         monkeypatch.delenv(discover.EXPERIMENTS_DIR_ENV)
         for cached in (discover._registry, discover._declarations, discover._user_modules):
             cached.cache_clear()
+
