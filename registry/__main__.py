@@ -216,12 +216,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 problems.append(f"{name} at scale {scale}: {exc}")
         try:
             unmatched = unmatched_points(experiment)
-        except (FileNotFoundError, KeyError) as exc:
-            unmatched = [f"{name}: {exc}"]
+            table_problem = ""
+        except ConfigError as exc:      # the table is not found, or lacks a column
+            unmatched, table_problem = [f"{name}: {exc}"], "its published table cannot be read"
         problems.extend(unmatched)
         ok = "ok  " if not unmatched and len(counts) == len(SCALES) else "FAIL"
         if experiment.published is None:
             where = "no published numbers (an experiment of our own)"
+        elif table_problem:
+            where = table_problem
         else:
             cells = [rows for _, _, rows in published_cells(experiment)]
             where = (f"{sum(len(r) == 1 for r in cells)}/{len(cells)} cells in {experiment.published.file}"

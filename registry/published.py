@@ -1,7 +1,12 @@
 """The paper's published numbers, one CSV row per cell, and which row each declared axis point stands for.
 
-The CSVs (and their README: how each number was read, with what uncertainty) are looked up in
-$SIMCLR_PUBLISHED_DIR, then reports/published/ in the repository, then ../shared/published/ beside it.
+An experiment's CSV (`Published(file=...)`) is an absolute path, or a path looked up, in this order, in the folder
+of the file that declares the experiment (so that a table of one's own lies beside one's own declaration), in
+$SIMCLR_PUBLISHED_DIR (folders separated by os.pathsep: they add to the package's, they do not replace them),
+then reports/published/ in the repository (the paper's CSVs and their README: how each number was read, with what
+uncertainty), then ../shared/published/ beside it. A table found nowhere is a ConfigError saying where it looked.
+A table needs the columns `value` and `value_type` (reports/published/README.md) besides those `columns` and
+`where` name.
 
 A CSV cell matches an axis value when they are the same after one normalisation, stated here once:
   * booleans: "yes"/"true"/"1" is True, "no"/"false"/"0" is False;
@@ -17,22 +22,54 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from registry.declare import Experiment, Published
+from simclr_core.validation import ConfigError
 
 PUBLISHED_DIR_ENV = "SIMCLR_PUBLISHED_DIR"
 _REPO = Path(__file__).resolve().parent.parent
 _CANDIDATES = (_REPO / "reports" / "published", _REPO.parent / "shared" / "published")
 _TRUE, _FALSE = {"yes", "true", "1"}, {"no", "false", "0"}
+# Columns every table of cells has besides those an experiment's `Published` names (reports/published.py reads them).
+REQUIRED_COLUMNS = ("value", "value_type")
 
 
-def published_dir() -> Path:
-    """The folder holding the published CSVs; FileNotFoundError saying where it looked."""
-    env = os.environ.get(PUBLISHED_DIR_ENV)
-    candidates = (Path(env),) if env else _CANDIDATES
-    for path in candidates:
-        if path.is_dir():
-            return path
-    raise FileNotFoundError(f"no published-numbers folder; looked in {', '.join(map(str, candidates))} "
-                            f"(set ${PUBLISHED_DIR_ENV})")
+def published_folders(declared_in: Path | None = None) -> list[Path]:
+    """The folders a relative table path is looked up in, in order: `declared_in` (the folder of the file declaring
+    the experiment), those of $SIMCLR_PUBLISHED_DIR, the package's; ConfigError naming a setting that is not a
+    folder."""
+    setting = os.environ.get(PUBLISHED_DIR_ENV, "")
+    extra = [Path(p).expanduser().absolute() for p in setting.split(os.pathsep) if p]
+    for folder in extra:
+        if not folder.is_dir():
+            raise ConfigError(f"${PUBLISHED_DIR_ENV}={setting!r}: {folder} is not a folder; it names folders of "
+                              "published CSVs, looked in before the package's own")
+    return list(dict.fromkeys([*([declared_in] if declared_in else []), *extra, *_CANDIDATES]))
+
+
+def table_path(file: str, declared_in: Path | None = None) -> Path:
+    """Where published table `file` is: an absolute path as it is, a relative one in the first of
+    `published_folders(declared_in)` that holds it; ConfigError saying where it looked."""
+    path = Path(file).expanduser()
+    candidates = [path] if path.is_absolute() else [folder / path for folder in published_folders(declared_in)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    where = str(path) if path.is_absolute() else ", ".join(str(c.parent) for c in candidates)
+    raise ConfigError(f"published table {file!r} not found (looked in {where}); give Published(file=...) a path "
+                      f"relative to the folder of the file declaring the experiment, or an absolute one, or set "
+                      f"${PUBLISHED_DIR_ENV} to the folder holding it")
+
+
+def declaring_folder(experiment: Experiment) -> Path | None:
+    """The folder of the file declaring `experiment` (None for one the registry does not hold, e.g. in a test)."""
+    from registry.discover import declaring_module, get_experiment     # discover imports the declarations
+
+    try:
+        if get_experiment(experiment.name) is not experiment:
+            return None
+        source = getattr(declaring_module(experiment.name), "__file__", None)
+    except ConfigError:
+        return None
+    return Path(source).resolve().parent if source else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,11 +78,14 @@ def _read(path: Path) -> tuple[dict[str, str], ...]:
         return tuple(csv.DictReader(f))
 
 
-def load_table(file: str) -> tuple[dict[str, str], ...]:
-    path = published_dir() / file
-    if not path.is_file():
-        raise FileNotFoundError(f"published table {file!r} not found in {path.parent}")
-    return _read(path)
+def load_table(file: str, declared_in: Path | None = None) -> tuple[dict[str, str], ...]:
+    """The rows of published table `file` (see `table_path` for where it is looked up)."""
+    return _read(table_path(file, declared_in))
+
+
+def experiment_table(experiment: Experiment) -> tuple[dict[str, str], ...]:
+    """The rows of `experiment`'s published table, looked up beside its declaration first."""
+    return load_table(experiment.published.file, declaring_folder(experiment))
 
 
 def cell_matches(cell: str, value: Any) -> bool:
@@ -78,17 +118,20 @@ def _matches(spec: Published, row: Mapping[str, str], column: str, axis: str, va
 
 
 def rows_for_point(spec: Published, point: Mapping[str, Any],
-                   metric_where: Mapping[str, str | tuple[str, ...]] | None = None) -> list[dict[str, str]]:
-    """The published rows that record axis point `point` (and, with `metric_where`, one metric of it)."""
-    table = load_table(spec.file)
+                   metric_where: Mapping[str, str | tuple[str, ...]] | None = None,
+                   declared_in: Path | None = None) -> list[dict[str, str]]:
+    """The published rows that record axis point `point` (and, with `metric_where`, one metric of it);
+    `declared_in`: the folder of the declaring file, where a relative `spec.file` is looked up first."""
+    table = load_table(spec.file, declared_in)
     where = {**spec.where, **(metric_where or {})}
-    missing = [c for c in (*spec.columns, *where) if table and c not in table[0]]
+    missing = [c for c in dict.fromkeys((*spec.columns, *where, *REQUIRED_COLUMNS)) if table and c not in table[0]]
     if missing:
-        raise KeyError(f"{spec.file} has no column(s) {missing}; columns: {list(table[0])}")
+        raise ConfigError(f"published table {spec.file}: no column(s) {missing}; its columns: {list(table[0])}")
     columns = dict(spec.columns)
     for axis in spec.values:      # a translated axis names its column in `columns`
         if axis not in columns.values():
-            raise KeyError(f"{spec.file}: published.values translates axis {axis!r}, which no column records")
+            raise ConfigError(f"published table {spec.file}: published.values translates axis {axis!r}, which no "
+                              "column records")
     return [row for row in table
             if _where_ok(row, where)
             and all(_matches(spec, row, column, axis, point[axis]) for column, axis in columns.items())]
@@ -99,7 +142,7 @@ def rows_for_cell(experiment: Experiment, point: Mapping[str, Any], metric: str)
     spec = experiment.published
     if spec is None or metric not in experiment.published_metrics:
         return []
-    return rows_for_point(spec, point, spec.metrics.get(metric))
+    return rows_for_point(spec, point, spec.metrics.get(metric), declaring_folder(experiment))
 
 
 def published_cells(experiment: Experiment) -> list[tuple[dict[str, Any], str, list[dict[str, str]]]]:

@@ -26,7 +26,7 @@ from reports import references
 import reports.tables  # noqa: F401  (registers Tables 3, 6, 7, 8 and Appendix B.9 in ARTEFACTS)
 from reports.artefacts import ARTEFACTS, Artefact, Spec, temperature_runs
 from reports.claims import Conclusion
-from reports.own import own_builder
+from reports.own import own_builder, published_builder
 from reports.compare import canon, point_keys, with_metric
 from reports.published import published_cells
 from reports.variants import Variant, run_variants, select
@@ -172,14 +172,15 @@ def artefact_keys(names: Sequence[str], specs: Mapping[str, Spec]) -> list[str]:
 
 
 def all_artefacts() -> dict[str, Spec]:
-    """The registered paper artefacts, then one per experiment of our own that has no report function of its
-    own (reports/own.py), keyed by the experiment's artefact name."""
+    """The registered paper artefacts, then one per experiment that has no report function of its own (reports/
+    own.py: ours alone, or beside its published numbers where it declares some), keyed by its artefact name."""
     names = list_experiments()     # first: loading a user's declarations registers their report functions
     specs = dict(ARTEFACTS)
     for name in names:
         experiment = get_experiment(name)
-        if experiment.published is None and experiment.artefact not in specs:
-            specs[experiment.artefact] = Spec(own_builder(experiment), name)
+        if experiment.artefact not in specs:
+            build = own_builder if experiment.published is None else published_builder
+            specs[experiment.artefact] = Spec(build(experiment), name)
     return specs
 
 

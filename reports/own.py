@@ -1,10 +1,15 @@
-"""Experiments of one's own: no published numbers, so the report shows ours alone, judged against seed noise.
+"""Experiments of one's own: our cells judged against seed noise, and beside the published numbers if they have some.
 
 Every experiment declared without `published` gets this artefact unless a report function is registered for
 it (reports/artefacts.py): our cells as mean ± std over seeds for each of the experiment's metrics, one panel
 per metric (at most four), and a ranking by the experiment's `metric` that names which cells lie within seed
 noise of the best one (the rule of reports/noise.py: |best − cell| <= 2 SE from the pooled within-cell std).
 With one seed per cell the ranking goes by the means alone and says so, judging nothing against noise.
+
+One declared with `published` (a table of its own, or rows of the paper's) and no report function gets the
+paper's side too (`published_builder`): each published cell beside ours and the delta, one pair of panels per
+published metric, the rank agreement over the cells of its `metric`, and the same ranking; no conclusions (the
+claims a table supports are a report function's to check).
 
 Where a scale does not evaluate the experiment's `metric` (smoke: no linear evaluation), its stand-in
 (reports.compare.with_metric) ranks the cells and fills that metric's column, and every place that shows it says
@@ -20,8 +25,8 @@ import pandas as pd
 
 from registry.declare import Experiment
 from reports import style
-from reports.artefacts import Artefact
-from reports.compare import Agreement, aggregate, canon, point_keys, under_own_names
+from reports.artefacts import Artefact, _bars, _paper_errors, ours_ylabel, scale_of
+from reports.compare import Agreement, aggregate, agreement, canon, compare, point_keys, under_own_names
 from reports.noise import Margin, pooled_noise
 from reports.published import axis_column
 from reports.style import axis_value
@@ -152,3 +157,31 @@ def own_builder(experiment: Experiment) -> Callable[[pd.DataFrame, pd.DataFrame]
                         tables=extra, notes=ranking(experiment, table))
     return build
 
+
+def published_builder(experiment: Experiment) -> Callable[[pd.DataFrame, pd.DataFrame], Artefact]:
+    """The artefact builder for `experiment`, one of our own with published numbers and no report function: ours
+    beside the published cells, the rank agreement over the cells of its `metric`, no conclusions."""
+    axes = experiment.axes.names
+
+    def build(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
+        table = compare(ours, published, axes)
+        metrics = list(dict.fromkeys(table["metric"]))[:MAX_PANELS]
+        figure, rows = style.panels(rows=len(metrics), scale=scale_of(ours), title=experiment.title)
+        for (left, right), metric in zip(rows, metrics):
+            part = table[table["metric"] == metric]
+            labels = [point_label({a: r[axis_column(a)] for a in axes}, axes) for r in part.to_dict("records")]
+            _bars(left, labels, part["published"], _paper_errors(part), style.PAPER_COLOR, metric)
+            _bars(right, labels, part["ours_mean"], part["ours_std"], style.OURS_COLOR,
+                  ours_ylabel(ours, metric) if metric == experiment.metric else metric)
+            left.set_title(f"Published ({experiment.published.file}): {metric}")
+            right.set_title(f"{style.ours_title(scale_of(ours))}: {metric}")
+        mine = cells(experiment, ours)
+        published_metrics = set(table["metric"])
+        tables = {} if set(experiment.all_metrics) <= published_metrics else \
+            {"ours: mean ± std over seeds, per metric": wide(experiment, mine)}
+        ranked = table[table["metric"] == experiment.metric].reset_index(drop=True)
+        notes = ranking(experiment, mine)
+        if len(published_metrics) > 1:
+            notes.append(f"Rank agreement is over the {experiment.metric} cells only.")
+        return Artefact(figure, table, agreement(ranked), [], tables=tables, notes=notes)
+    return build

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from registry.declare import Experiment
-from registry.published import load_table, rows_for_cell
+from registry.published import experiment_table, rows_for_cell
 
 READ_AS = ("printed", "read_from_plot", "missing")
 # Kept from each CSV row beside the parsed value (the files share these columns).
@@ -106,7 +106,7 @@ def published_for(experiment: Experiment, extra_where: Mapping[str, str | tuple[
             **{k: "" for k in KEPT}}
         rows.append({**{axis_column(a): point[a] for a in axes}, "declared": True, **cell})
     if extra_where and spec is not None:
-        for row in load_table(spec.file):
+        for row in experiment_table(experiment):
             if all(row.get(c) in ((v,) if isinstance(v, str) else v) for c, v in extra_where.items()):
                 axis_values = {axis_column(axis): row[column] for column, axis in spec.columns.items()}
                 rows.append({**axis_values, "declared": False, **describe_row(row)})

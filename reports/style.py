@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")   # before pyplot or seaborn load: reports run headless, on laptops and cluster nodes
 
@@ -67,8 +68,8 @@ def png_bytes(figure: Figure) -> bytes:
 
 
 def axis_value(value: object) -> str:
-    """An axis value as a table or tick label shows it: booleans as yes/no, 2.0 as 2."""
-    if isinstance(value, bool):
+    """An axis value as a table or tick label shows it: booleans (numpy's too) as yes/no, 2.0 as 2."""
+    if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, float) and value.is_integer():
         return f"{value:g}"

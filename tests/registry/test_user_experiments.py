@@ -128,6 +128,38 @@ def test_ones_own_scale_runs_ones_own_and_the_packages_experiments(tmp_path):
     assert valid.returncode == 0 and "5 scales: all valid" in valid.stdout, valid.stdout + valid.stderr
 
 
+OWN_PUBLISHED = '''"""Table 5's l2-normalised temperatures at sqrt lr scaling, beside the paper's."""
+from registry import Experiment, Published, grid
+
+EXPERIMENT = Experiment(
+    name="my_table5", title="My Table 5 check", base={"optim.lr_scaling": "sqrt"},
+    axes=grid(loss__normalize=(True,), loss__temperature=(0.1, 0.5, 1.0)),
+    metric="linear_top1", deviations=("CIFAR-10, sqrt lr scaling",),
+    published=Published("my_table.csv", columns={"l2_norm": "loss.normalize", "temperature": "loss.temperature"}),
+)
+'''
+MY_TABLE = "l2_norm,temperature,metric,value,value_type,source\n" + "".join(
+    f"yes,{t},linear_top1,{v},exact,Table 5\n" for t, v in ((0.1, 64.4), (0.5, 60.7), (1, 58.0)))
+
+
+def test_ones_own_published_table_lies_beside_the_declaration_and_a_missing_one_is_one_line(tmp_path,
+                                                                                           monkeypatch):
+    own = own_folder(tmp_path, my_table5=OWN_PUBLISHED)
+    results = tmp_path / "results"
+    missing = registry("validate", folders=[own], results=results, cwd=tmp_path)
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    assert (f"error: my_table5: published table 'my_table.csv' not found (looked in {own}, " in missing.stderr
+            and "Traceback" not in missing.stderr and "unexpected" not in missing.stderr), missing.stderr
+    assert "FAIL my_table5" in missing.stdout and "temperature_norm" in missing.stdout
+    (own / "my_table.csv").write_text(MY_TABLE)
+    elsewhere = tmp_path / "elsewhere"      # a folder of $SIMCLR_PUBLISHED_DIR adds to the package's
+    elsewhere.mkdir()
+    monkeypatch.setenv("SIMCLR_PUBLISHED_DIR", str(elsewhere))
+    valid = registry("validate", folders=[own], results=results, cwd=tmp_path)
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    assert "3/3 cells in my_table.csv" in valid.stdout and "cells in table5_temperature_l2norm.csv" in valid.stdout
+
+
 def test_a_failure_in_ones_own_report_function_is_not_called_a_bug_of_ours(tmp_path):
     own = own_folder(tmp_path, my_temperature=OWN + (
         "\nfrom reports.artefacts import artefact\n\n\n"

@@ -139,3 +139,70 @@ def test_a_report_function_in_ones_own_file_replaces_the_default_view(tmp_path, 
         for cached in (discover._registry, discover._declarations, discover._user_modules):
             cached.cache_clear()
 
+
+MY_TABLE5 = '''"""Table 5's l2-normalised temperatures at sqrt lr scaling, beside the paper's."""
+from registry import Experiment, Published, grid
+
+EXPERIMENT = Experiment(
+    name="my_table5", title="My Table 5 check", base={"optim.lr_scaling": "sqrt"},
+    axes=grid(loss__normalize=(True,), loss__temperature=(0.1, 0.5, 1.0)),
+    metric="linear_top1", metrics=("knn_top1",), deviations=("CIFAR-10, sqrt lr scaling",),
+    published=Published("{file}", columns={"l2_norm": "loss.normalize", "temperature": "loss.temperature"}),
+)
+'''
+TABLE = "l2_norm,temperature,metric,value,value_type,source\n" + "".join(
+    f"yes,{t},linear_top1,{v},exact,Table 5\n" for t, v in ((0.1, 64.4), (0.5, 60.7), (1, 58.0)))
+
+
+@pytest.fixture
+def own_folder(tmp_path, monkeypatch):
+    """A folder of one's own declarations ($SIMCLR_EXPERIMENTS_DIR), read afresh, and forgotten after the test."""
+    from registry import discover
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    caches = (discover._registry, discover._declarations, discover._user_modules)
+    monkeypatch.setenv(discover.EXPERIMENTS_DIR_ENV, str(folder))
+    for cached in caches:
+        cached.cache_clear()
+    yield folder
+    monkeypatch.delenv(discover.EXPERIMENTS_DIR_ENV)
+    for cached in caches:
+        cached.cache_clear()
+
+
+def test_ones_own_experiment_with_published_numbers_is_reported_beside_them(own_folder, tmp_path):
+    from reports.build import all_artefacts
+
+    (own_folder / "my_table5.py").write_text(MY_TABLE5.replace("{file}", "my_table.csv"))
+    (own_folder / "my_table.csv").write_text(TABLE)     # beside the declaration, named relative to it
+    spec = all_artefacts()["my_table5"]
+    assert spec.experiment == "my_table5"
+    store = RunStore(tmp_path / "results")
+    for t, value in zip((0.1, 0.5, 1.0), (55.0, 53.0, 50.0)):
+        write_run(store, "my_table5", "cpu", {"loss.normalize": True, "loss.temperature": t}, 0, value)
+    (section,) = build_sections(load_results(tmp_path / "results"), keys=["my_table5"])
+    assert not section.own and section.published_file == "my_table.csv" and (section.done, section.expected) == (3, 3)
+    table = section.artefact.compare
+    assert list(table["published"]) == [64.4, 60.7, 58.0] and list(table["ours_mean"]) == [55.0, 53.0, 50.0]
+    assert section.artefact.agreement.kendall == pytest.approx(1.0) and section.artefact.conclusions == []
+    text = markdown_section(section, "x.png")
+    assert "Paper vs ours" in text and "my_table.csv: 3 printed" in text
+    assert "Ranking by linear_top1: best yes, 0.1 55.00" in text     # ours ranked too, knn_top1 shown beside
+    (wide,) = section.artefact.tables.values()
+    assert list(wide.columns) == ["loss.normalize", "loss.temperature", "linear_top1", "knn_top1"]
+
+
+def test_ones_own_published_table_by_absolute_path_or_missing(own_folder, tmp_path):
+    from registry import get_experiment
+    from registry.published import published_cells
+    from simclr_core.validation import ConfigError
+
+    elsewhere = tmp_path / "tables" / "t5.csv"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(TABLE)
+    (own_folder / "my_table5.py").write_text(MY_TABLE5.replace("{file}", str(elsewhere)))
+    assert [len(rows) for _, _, rows in published_cells(get_experiment("my_table5"))] == [1, 1, 1]
+    elsewhere.unlink()
+    with pytest.raises(ConfigError, match=f"published table '{elsewhere}' not found"):
+        published_cells(get_experiment("my_table5"))

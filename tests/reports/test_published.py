@@ -98,3 +98,16 @@ def test_the_report_verb_help_names_every_artefact():
     text = parser.format_help().replace("\n", " ")
     for key in ARTEFACTS:
         assert key in text
+
+
+def test_a_published_folder_of_ones_own_adds_to_the_packages(tmp_path, monkeypatch):
+    from registry.published import PUBLISHED_DIR_ENV, table_path
+    from simclr_core.validation import ConfigError
+
+    (tmp_path / "mine.csv").write_text("value,value_type\n1,exact\n")
+    monkeypatch.setenv(PUBLISHED_DIR_ENV, str(tmp_path))
+    assert table_path("mine.csv") == tmp_path / "mine.csv"
+    assert len(load_table(get_experiment("temperature_norm").published.file))      # the package's still found
+    monkeypatch.setenv(PUBLISHED_DIR_ENV, str(tmp_path / "typo"))
+    with pytest.raises(ConfigError, match="typo is not a folder"):
+        table_path("mine.csv")
