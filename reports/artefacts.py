@@ -22,6 +22,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from registry.discover import get_experiment
+from registry.scales import SCALES
 from reports import style
 from reports.claims import (Check, Conclusion, Finding, Verdict, best, cell_at, conclude, conclusions, contrast,
                             difference, noise_of, slope, undecided)
@@ -29,6 +31,9 @@ from reports.compare import Agreement, agreement, aggregate, canon, compare, poi
 from reports.noise import Margin
 from reports.published import axis_column
 from reports.ranks import spearman
+from reports.variants import config_differences
+from simclr_core.config import RunConfig
+from simclr_core.validation import ConfigError
 
 from matplotlib.axes import Axes  # noqa: E402  (after reports.style chose the Agg backend)
 from matplotlib.figure import Figure  # noqa: E402
@@ -439,27 +444,52 @@ def temperature_runs(ours: pd.DataFrame, metric: str | None) -> pd.DataFrame:
     return rows[rows["experiment"].isin(varied[varied >= 2].index)]
 
 
+# The declaration whose setting the temperature curve is Table 5's in; its runs (grid and sweep trials) draw it.
+TAB5_EXPERIMENT = "temperature_norm"
+# What the points of the curve may differ in (the seed aside): the keys Table 5 varies.
+CURVE_KEYS = frozenset({"loss.temperature", "loss.normalize"})
+
+
+def _table5_config(runs: pd.DataFrame) -> RunConfig | None:
+    """Table 5's config at the runs' scale: that of its own runs shown (the declared one, or the one the report was
+    asked for), else the declared one; None where the scale is not declared."""
+    own = runs[runs["experiment"] == TAB5_EXPERIMENT]
+    if len(own):
+        return RunConfig.from_dict(json.loads(own["config_json"].iloc[0]))
+    scale = runs["scale"].iloc[0] if "scale" in runs else None
+    if scale not in SCALES:
+        return None
+    experiment = get_experiment(TAB5_EXPERIMENT)
+    return experiment.resolve(SCALES[scale], experiment.points()[0], 0)
+
+
 def _temperature_only(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """`runs` of the experiments whose runs differ in nothing but temperature, l2 normalisation and seed (so
-    that a point of the curve never averages, say, DCL with NT-Xent), and the names of the others."""
+    """`runs` of the experiments whose runs differ from Table 5's config (`_table5_config`) in nothing but
+    temperature, l2 normalisation and seed (so that the curve never sets, say, DCL or another learning-rate scaling
+    beside Table 5's cells, nor averages them), and for each other experiment, its name and how it differs."""
     if runs.empty or "config_json" not in runs:
         return runs, []
-    def setting(text: str) -> str:
-        config = json.loads(text)
-        config.pop("seed", None)
-        config.get("loss", {}).pop("temperature", None)
-        config.get("loss", {}).pop("normalize", None)
-        return json.dumps(config, sort_keys=True)
-    settings = runs.drop_duplicates("run_id").assign(_setting=lambda f: f["config_json"].map(setting))
-    count = settings.groupby("experiment")["_setting"].nunique()
-    mixed = sorted(count[count > 1].index)
-    return runs[~runs["experiment"].isin(mixed)], mixed
+    once = runs.drop_duplicates("run_id")
+    reference = _table5_config(once)
+    apart: dict[str, set[str]] = {}
+    for name, text in zip(once["experiment"], once["config_json"]):
+        try:
+            keys = {key for key, _, _ in config_differences(RunConfig.from_dict(json.loads(text)), reference)} \
+                if reference is not None else {"(no declared config of Table 5 at this scale)"}
+        except (ConfigError, ValueError, TypeError) as exc:
+            keys = {f"(its config is not readable by this code: {exc})"}
+        if keys - CURVE_KEYS:
+            apart.setdefault(name, set()).update(keys - CURVE_KEYS)
+    others = [f"{name} (in {', '.join(sorted(keys)[:3])}{', ...' if len(keys) > 3 else ''})"
+              for name, keys in sorted(apart.items())]
+    return runs[~runs["experiment"].isin(apart)], others
 
 
 @artefact("tab5_sweep", "temperature_norm", reads_every_experiment=True)
 def tab5_sweep(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     """Beside Table 5: accuracy against temperature, with and without l2 normalisation, from every finished
-    run that varies loss.temperature (the declared grid and any sweep trials), with Table 5's cells beside."""
+    run that varies loss.temperature in Table 5's config (the declared grid, any sweep trials, another temperature
+    ablation of the same config), with Table 5's cells beside. Runs of another config are named, not drawn."""
     metric = sorted(set(published["metric"]))[0]
     runs, mixed = _temperature_only(temperature_runs(ours, metric))
     curve = aggregate(runs, (), metric, by=SWEEP_BY).rename(
@@ -483,8 +513,8 @@ def tab5_sweep(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     notes = [f"{len(runs['run_id'].unique()) if len(runs) else 0} finished runs vary loss.temperature"
              + (f" (experiments: {', '.join(sorted(set(runs['experiment'])))})" if len(runs) else "")] + best
     if mixed:
-        notes.append(f"not on the curve: {', '.join(mixed)}, whose runs also differ in more than temperature, l2 "
-                     "normalisation and seed (their own sections show them)")
+        notes.append(f"not on the curve: {'; '.join(mixed)}: their runs differ from Table 5's config in more than "
+                     "temperature, l2 normalisation and seed (their own sections show them)")
     return Artefact(figure, table, agreement(table), [verdicts], notes=notes)
 
 

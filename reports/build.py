@@ -216,8 +216,8 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
     line = references.best_linear_line(artefact.compare, ours_metric) if cifar else None
     return Section(
         key=key, experiment=experiment.name,
-        title=(spec.title or experiment.title) + (" — temperature curve from every run varying loss.temperature"
-                                  if spec.reads_every_experiment else ""),
+        title=(spec.title or experiment.title) + (" — temperature curve from every run of its config varying "
+                                                  "loss.temperature" if spec.reads_every_experiment else ""),
         scale=scale, artefact=artefact, done=done, expected=expected,
         deviations=((f"the runs shown were made with{override_args(overrides)}; the deviations below are the "
                      "declared setting's",) if overrides else ()) + tuple(experiment.deviations),

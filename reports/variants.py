@@ -128,17 +128,17 @@ def variant_of(row: Mapping[str, Any], overrides: Mapping[str, Any] | None = Non
         declared = declared_config(experiment, scale, _point_of(row, experiment), stored.seed)
     except (ConfigError, ValueError, TypeError, KeyError) as exc:
         return Variant(problem=f"its axis point does not resolve under today's declaration ({exc})")
-    differences = _differences(stored, declared)
+    differences = config_differences(stored, declared)
     if not overrides:
         return Variant(differences, asked=not differences)
     try:
         asked_config = declared_config(experiment, scale, _point_of(row, experiment), stored.seed, overrides)
     except (ConfigError, ValueError, TypeError, KeyError) as exc:
         return Variant(problem=f"its axis point does not resolve with the overrides asked for ({exc})")
-    return Variant(differences, asked=not _differences(stored, asked_config))
+    return Variant(differences, asked=not config_differences(stored, asked_config))
 
 
-def _differences(stored: RunConfig, reference: RunConfig) -> tuple[tuple[str, str, str], ...]:
+def config_differences(stored: RunConfig, reference: RunConfig) -> tuple[tuple[str, str, str], ...]:
     """(key, stored, reference) for each semantic key (the seed left out) in which the two configs differ."""
     mine, theirs = _flat(semantic_dict(stored)), _flat(semantic_dict(reference))
     differences = []

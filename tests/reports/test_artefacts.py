@@ -3,6 +3,7 @@ agreement (hand-computed) and the paper's conclusions, holding on the paper's nu
 holding or failing on ours."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -161,6 +162,31 @@ def test_temperature_curve_reads_every_experiment_that_varies_temperature():
     assert art.conclusions[0].ours.outcome == "holds" and art.conclusions[0].paper.outcome == "holds"
     assert art.notes[0] == "9 finished runs vary loss.temperature (experiments: temperature_norm, temperature_sweep)"
     assert "temperature_sweep, l2: best τ 0.07" in art.notes
+
+
+def test_temperature_curve_keeps_runs_of_another_config_apart():
+    # a user's own temperature ablation at another lr scaling is no point of Table 5's curve, nor of its ranks;
+    # one of Table 5's config (a finer grid) is
+    experiment = get_experiment("temperature_norm")
+
+    def config(point, **changed):
+        cfg = experiment.resolve("cpu", point, 0).with_overrides(changed)
+        return {**_temperature_config(point), "config_json": json.dumps(cfg.to_dict(), sort_keys=True)}
+
+    grid = long_form("temperature_norm", [(p, [v]) for p, v in zip(experiment.points(), (40, 50, 45, 44, 30, 31))],
+                     config=config)
+    finer = long_form("my_finer", [({"loss.normalize": True, "loss.temperature": t}, [v])
+                                   for t, v in ((0.07, 48.0), (0.2, 47.0))], config=config)
+    sqrt = long_form("my_sqrt", [({"loss.normalize": True, "loss.temperature": t}, [v])
+                                 for t, v in ((0.05, 90.0), (0.1, 10.0), (1.0, 95.0))],
+                     config=lambda p: config(p, **{"optim.lr_scaling": "sqrt"}))
+    art = ARTEFACTS["tab5_sweep"].build(pd.concat([grid, finer, sqrt], ignore_index=True), published("tab5"))
+    assert set(art.compare["experiment"]) == {"temperature_norm", "my_finer"}
+    alone = ARTEFACTS["tab5_sweep"].build(grid, published("tab5"))
+    assert art.agreement.cells == alone.agreement.cells == 6       # my_sqrt's 3 cells at Table 5's points left out
+    assert art.agreement.kendall == pytest.approx(alone.agreement.kendall)
+    assert any(n.startswith("not on the curve: my_sqrt (in optim.lr_scaling): their runs differ from Table 5's "
+                            "config") for n in art.notes)
 
 
 def test_temperature_curve_without_runs_says_so():
