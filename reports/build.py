@@ -62,6 +62,8 @@ class Section:
     shown: dict[str, Variant] = field(default_factory=dict)
     # The key=value overrides the report was asked for: it shows only the runs made with them.
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Runs shown although not of the declared config (no run has it, none asked for): not counted in `done`.
+    undeclared_shown: int = 0
     # What the published cells are to our runs: "ImageNet (the paper's setting)" or "ImageNet trend".
     reference: str = references.IMAGENET_TREND
     # Claims checked against the paper's numbers for our runs' dataset (CIFAR-10), and reference lines.
@@ -99,7 +101,10 @@ class Section:
             return self.artefact.notes[0] if self.artefact.notes else ""
         at = f"at scale {self.scale}" if self.scale else "at any scale"
         status = "complete" if self.done == self.expected else "incomplete"
-        return f"{self.done} of {self.expected} runs done {at} ({status})"
+        instead = "; ".join(v.describe() for _, v in sorted(self.shown.items()) if not v.declared)
+        return f"{self.done} of {self.expected} runs done {at} ({status})" + (
+            f"; shown instead: {self.undeclared_shown} run(s) of another config ({instead})"
+            if self.undeclared_shown else "")
 
     @property
     def slug(self) -> str:
@@ -198,11 +203,17 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
              scale: str | None, variants: dict[str, Variant], overrides: Mapping[str, Any]) -> Section:
     selection = select(ours, variants, overrides)
     ours, ours_metric = with_metric(selection.kept, experiment.metric)
+    undeclared = 0
     if spec.reads_every_experiment:
         done, expected = None, None
     else:     # each experiment's declared runs counted among its own
-        counts = [declared_progress(name, ours[ours["experiment"] == name] if len(ours) else ours, scale)
-                  for name in (experiment.name, *spec.also_reads)]
+        counts = []
+        for name in (experiment.name, *spec.also_reads):
+            part = ours[ours["experiment"] == name] if len(ours) else ours
+            if not overrides and name in selection.shown and not selection.shown[name].declared:
+                undeclared += part["run_id"].nunique()      # another config, shown as no run has the declared one
+                part = part.iloc[0:0]
+            counts.append(declared_progress(name, part, scale))
         done, expected = sum(c[0] for c in counts), sum(c[1] for c in counts)
     declared = published[published["declared"].astype(bool)]
     what_ran = describe(selection.kept)      # all its rows: a stand-in metric keeps only its own
@@ -226,6 +237,7 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
         read_as_counts={k: int(v) for k, v in declared["read_as"].value_counts().items()},
         plot_bound=plot_bound(declared), ours_metric=ours_metric, metric=experiment.metric,
         what_ran=what_ran, left_out=selection.left_out, shown=selection.shown, overrides=dict(overrides),
+        undeclared_shown=undeclared,
         reference=OWN if own else references.comparison_label(datasets, experiment.published.file),
         reference_conclusions=references.cifar10_conclusions(key, artefact.compare, experiment.name) if cifar else [],
         reference_notes=[line] if line else [])

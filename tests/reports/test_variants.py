@@ -91,6 +91,10 @@ def test_without_declared_runs_the_most_common_variant_is_shown_and_what_ran_say
                                      "variant, other overrides: data.train_limit=None"]
     assert set(section.left_out) == {rare} and len(set(shown)) == 10
     assert "(the report shows other overrides: data.train_limit=None)" in section.left_out[rare]
+    # the runs shown are not counted as declared runs done, here or on the terminal (section.progress)
+    assert (section.done, section.expected) == (0, 5)
+    assert section.progress == ("0 of 5 runs done at scale cpu (incomplete); shown instead: 10 run(s) of another "
+                                "config (other overrides: data.train_limit=None)")
     # the cpu scale's summary says 10,000 images; these runs read the whole 50,000-image split
     text = section.what_ran.text
     assert text.startswith("CIFAR-10, 50,000 training images; resnet18 width x0.25, cifar stem; 3 epochs; batch 256; "
