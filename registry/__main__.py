@@ -40,12 +40,13 @@ from registry.overrides import parse_overrides
 from registry.placement import plan_placement
 from registry.plan import cmd_scales, plan_notes, print_plan
 from registry.published import published_cells, unmatched_points
+from registry.pretraining import REDO_FIELD
 from registry.provenance import code_version
 from registry.run_id import canonical_json
 from registry.slurm_state import reconcile
 from registry.scales import DEFAULT_SCALE, SCALES, get_scale
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
-from registry.store import STATES, RunStore, flatten_config
+from registry.store import STATES, RunStore, flatten_config, now_iso
 from registry.sweep_space import SWEEPS, plan_studies
 from simclr_core.atomic_files import disk_trouble
 from simclr_core.config import RunConfig
@@ -295,9 +296,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor.check_results(store.root)
     # E.g. missing data, or a batch the job's processes cannot split: for the runs to train, before any is recorded.
     executor.check([run for run in runs if args.redo or not (store.is_done(run.run_id) or store.problem(run.run_id))])
-    if args.redo:
-        _discard(store, runs)
     code = code_version()
+    if args.redo:
+        _discard(store, runs, code)
     for run in runs:
         if not store.is_done(run.run_id) and not store.problem(run.run_id):
             store.mark_pending(run, code)
@@ -320,8 +321,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] or counts["corrupt"] else 0
 
 
-def _discard(store: RunStore, runs: list[Run]) -> None:
-    """--redo: claim every run first (all or none), then move their files aside, so that they train from scratch."""
+def _discard(store: RunStore, runs: list[Run], code: dict) -> None:
+    """--redo: claim every run first (all or none), then move their files aside and mark them as redone (they take
+    no other run's pretraining), so that they train from scratch."""
     claims = []
     try:
         for run in runs:
@@ -335,6 +337,7 @@ def _discard(store: RunStore, runs: list[Run]) -> None:
             moved = store.discard(run.run_id)
             if moved is not None:
                 print(f"redo {run.run_id}: its earlier files are kept in {moved}")
+            store.mark_pending(run, code, **{REDO_FIELD: now_iso()})
     finally:
         for claim in claims:
             claim.release()

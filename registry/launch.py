@@ -35,7 +35,7 @@ from registry.declare import Run
 from registry.host_memory import check_host_memory
 from registry.overrides import override_args
 from registry.placement import Placement, plan_placement
-from registry.pretraining import pretraining_key, reuse_pretraining
+from registry.pretraining import pretraining_key, reuse_pretraining, trains_own_pretraining
 from registry.provenance import code_version
 from registry.store import RunStore, now_iso
 from simclr_core.atomic_files import disk_trouble
@@ -339,12 +339,16 @@ class LocalExecutor(Executor):
         free = list(self.placement.slots)
         active: dict[Connection, tuple[Run, Any, str | None]] = {}
         keys = {run.run_id: pretraining_key(run.config) for run in runs}
+        store = RunStore(results_dir)
+        own = {run.run_id for run in runs if trains_own_pretraining(store, run.run_id)}
         try:
             while queue or active:
                 while queue and free:
-                    # A run whose pretraining an active run is training waits for it, to evaluate its checkpoint.
+                    # A run whose pretraining an active run is training waits for it, to evaluate its checkpoint
+                    # (unless it trains its own: --redo).
                     training = {keys[r.run_id] for r, _, _ in active.values()}
-                    ready = [i for i in range(len(queue) - 1, -1, -1) if keys[queue[i].run_id] not in training]
+                    ready = [i for i in range(len(queue) - 1, -1, -1)
+                             if keys[queue[i].run_id] not in training or queue[i].run_id in own]
                     if not ready:
                         break
                     run, device = queue.pop(ready[0]), free.pop(0)

@@ -5,7 +5,8 @@ label fractions of Table 7, a user's evaluation protocol) pretrain the same netw
 checkpoint of its own takes the finished checkpoint of such a run from the store (`reuse_pretraining`): train()
 then resumes at its last step and only evaluates. The run records where its pretraining came from
 (`pretraining_from` in status.json and final.json), so that device-hours count that pretraining once
-(reports/what_ran.py).
+(reports/what_ran.py). A run trained again with `run --redo` trains its own pretraining (`trains_own_pretraining`),
+and only a run that trained its own is taken as a donor: another run's copy may hold a pretraining since redone.
 
 kNN monitoring during training (eval.knn_every_epochs) is kept in the key: it runs inside the training loop.
 data.loader "auto" is keyed as what it resolves to for the dataset, so a run that names the loader "auto" resolves
@@ -25,6 +26,8 @@ from simclr_core.config import RunConfig
 
 # Evaluation keys that act during pretraining and so belong to the pretraining key.
 _TRAINING_EVAL_KEYS = ("knn_every_epochs",)
+# status.json's field that `run --redo` sets (the time of the redo): the run takes no other run's pretraining.
+REDO_FIELD = "redo"
 
 
 def pretraining_key(cfg: RunConfig | Mapping[str, Any]) -> str:
@@ -40,11 +43,19 @@ def pretraining_key(cfg: RunConfig | Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(semantic).encode("ascii")).hexdigest()[:12]
 
 
+def trains_own_pretraining(store: RunStore, run_id: str) -> bool:
+    """True for a run that `run --redo` trains again: it trains from scratch, pretraining included."""
+    return bool((store.status(run_id) or {}).get(REDO_FIELD))
+
+
 def finished_pretrainings(store: RunStore) -> dict[str, str]:
-    """Pretraining key -> a finished run of `store` whose checkpoint holds it (one read of the store)."""
+    """Pretraining key -> a finished run of `store` whose checkpoint holds it and that trained it itself (one read
+    of the store)."""
     found: dict[str, str] = {}
     for run_id in store.run_ids():
         if not store.is_done(run_id) or not store.has_checkpoint(run_id) or store.problem(run_id):
+            continue
+        if store.final(run_id).get("pretraining_from"):
             continue
         recorded = (store.config(run_id) or {}).get("config")
         try:
@@ -70,8 +81,9 @@ def _copy(source: Path, target: Path, link: bool) -> None:
 
 def reuse_pretraining(store: RunStore, run_id: str, cfg: RunConfig) -> str | None:
     """Seed `run_id`'s folder with the checkpoint (and training curve) of a finished run of the same pretraining,
-    unless it has a checkpoint of its own; the donor's run id, or None when it trains itself."""
-    if store.has_checkpoint(run_id):
+    unless it has a checkpoint of its own or is being trained again (--redo); the donor's run id, or None when it
+    trains itself."""
+    if store.has_checkpoint(run_id) or trains_own_pretraining(store, run_id):
         return None
     donor = finished_pretrainings(store).get(pretraining_key(cfg))    # never run_id: it has no checkpoint
     if donor is None:

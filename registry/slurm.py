@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 from registry.claim import describe_claim, is_stale, read_claim
 from registry.declare import Run
 from registry.launch import Executor, Outcome, TrainFn, preflight_runs, resolve_train_fn
-from registry.pretraining import finished_pretrainings, pretraining_key
+from registry.pretraining import finished_pretrainings, pretraining_key, trains_own_pretraining
 from registry.provenance import code_version
 from registry.slurm_settings import SlurmSettings, load_settings
 from registry.slurm_state import (ENDED_STATES, job_states, read_submission, reconcile, reconcile_run,
@@ -155,8 +155,8 @@ def share_pretraining(runs: Sequence[Run], store: RunStore,
     Runs that differ only in evaluation (registry/pretraining.py) pretrain once: the first of them trains and
     the others' jobs start after its job ends (an `afterany` dependency), to evaluate its checkpoint. A run
     with a checkpoint of its own resumes it and leads its group; a run whose pretraining is already finished in
-    the store, or that no other run shares, is submitted now. `training`: pretraining key -> the id of a run
-    that a live job is training already (its followers wait for that job).
+    the store, that no other run shares, or that trains its own (--redo), is submitted now. `training`:
+    pretraining key -> the id of a run that a live job is training already (its followers wait for that job).
     """
     finished = finished_pretrainings(store)
     leaders = dict(training)
@@ -165,7 +165,7 @@ def share_pretraining(runs: Sequence[Run], store: RunStore,
     own_checkpoint_first = sorted(runs, key=lambda run: not store.has_checkpoint(run.run_id))
     for run in own_checkpoint_first:
         key = pretraining_key(run.config)
-        if key in finished or store.has_checkpoint(run.run_id):
+        if key in finished or store.has_checkpoint(run.run_id) or trains_own_pretraining(store, run.run_id):
             now.append(run)
             leaders.setdefault(key, run.run_id)
         elif key in leaders:

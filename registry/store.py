@@ -212,14 +212,16 @@ class RunStore:
         atomic_write_text(self.run_dir(run_id) / STATUS_NAME, _dump(status))
         return status
 
-    def mark_pending(self, run: "Run", code: dict[str, Any]) -> bool:
-        """Record a planned run (config.json + status pending) unless it already has a status; True if new."""
+    def mark_pending(self, run: "Run", code: dict[str, Any], **fields: Any) -> bool:
+        """Record a planned run (config.json + status pending, with `fields`) unless it already has a status;
+        True if new."""
         run_dir = self.run_dir(run.run_id)
         if (run_dir / STATUS_NAME).exists():
             return False
         if not (run_dir / CONFIG_NAME).exists():
             self.write_config(run, code)
-        status = _dump({"state": "pending", "run_id": run.run_id, "created": now_iso(), "updated": now_iso()})
+        status = _dump({"state": "pending", "run_id": run.run_id, "created": now_iso(), "updated": now_iso(),
+                        **fields})
         return create_if_absent(run_dir / STATUS_NAME, status)
 
     def write_error(self, run_id: str, text: str) -> None:

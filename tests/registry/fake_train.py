@@ -74,6 +74,27 @@ def counting_train(cfg, run_dir: Path) -> dict:
     return metrics
 
 
+def checkpointing_train(cfg, run_dir: Path) -> dict:
+    """counting_train that leaves a checkpoint, as train() does: a finished run can lend its pretraining."""
+    metrics = counting_train(cfg, run_dir)          # "resumed": it found a checkpoint (its own or a donor's)
+    if not metrics["resumed"]:
+        write_fake_checkpoint(Path(run_dir) / "checkpoint.pt", Path(run_dir).name.encode())
+    return metrics
+
+
+def meeting_train(cfg, run_dir: Path) -> dict:
+    """checkpointing_train once another run of the same experiment has started too (waiting up to 30 s):
+    final.json's `met` says whether they trained at the same time."""
+    run_dir = Path(run_dir)
+    (run_dir / "started").touch()
+    deadline = time.monotonic() + 30
+    while len(list(run_dir.parent.glob("*/started"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    metrics = {**checkpointing_train(cfg, run_dir), "met": len(list(run_dir.parent.glob("*/started"))) >= 2}
+    write_fake_final(run_dir, metrics)
+    return metrics
+
+
 def no_final_train(cfg, run_dir: Path) -> dict:
     """Returns metrics without writing final.json (the registry must still record the run as done)."""
     return {"linear_top1": 12.5}

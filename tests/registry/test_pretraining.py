@@ -100,3 +100,50 @@ def test_a_dry_run_plans_evaluation_only_for_a_pretraining_the_results_folder_ho
     assert "eval only" in line
     print_plan([first], "smoke", store, 1)                   # the donor itself stays what it is
     assert "done" in next(row for row in capsys.readouterr().out.splitlines() if first.run_id in row)
+
+
+
+def test_a_redone_run_trains_its_own_pretraining(tmp_path, monkeypatch, capsys):
+    from fake_train import checkpointing_train
+    from registry import get_experiment, launch
+    from registry.__main__ import main
+
+    results = tmp_path / "results"
+    first, second = get_experiment("table8_transfer").runs("smoke")[:2]      # an evaluation-only axis
+    assert execute_run(first, results, checkpointing_train).detail == "trained"
+    assert execute_run(second, results, checkpointing_train).detail == f"evaluated the pretraining of {first.run_id}"
+
+    monkeypatch.setattr(launch, "DEFAULT_TRAIN_FN", "fake_train:checkpointing_train")
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(results))
+    assert main(["run", "table8_transfer", "--scale", "smoke", "--only", second.run_id, "--redo"]) == 0
+    out = capsys.readouterr().out
+    assert f"done      {second.run_id}  trained" in out and "pretraining of" not in out
+    final = RunStore(results).final(second.run_id)
+    assert final["resumed"] is False and "pretraining_from" not in final
+
+
+def test_a_run_that_evaluated_another_runs_pretraining_lends_it_to_no_run(tmp_path):
+    from fake_train import checkpointing_train
+    from registry import get_experiment
+
+    first, second, third = get_experiment("table8_transfer").runs("smoke")[:3]
+    store = RunStore(tmp_path)
+    assert execute_run(first, tmp_path, checkpointing_train).detail == "trained"
+    assert execute_run(second, tmp_path, checkpointing_train).detail == f"evaluated the pretraining of {first.run_id}"
+    store.discard(first.run_id)          # as `run --redo` does before training it again
+    # second's checkpoint is the pretraining just discarded: third trains its own.
+    assert execute_run(third, tmp_path, checkpointing_train).detail == "trained"
+    assert "pretraining_from" not in store.final(third.run_id)
+
+
+def test_a_pool_trains_redone_runs_of_one_pretraining_at_the_same_time(tmp_path):
+    from registry import get_experiment
+    from registry.pretraining import REDO_FIELD
+
+    runs = get_experiment("table8_transfer").runs("smoke")[:2]
+    store = RunStore(tmp_path)
+    for run in runs:                     # as `run --only ... --redo` leaves them: each trains its own pretraining
+        store.mark_pending(run, {}, **{REDO_FIELD: "2026-01-01T00:00:00Z"})
+    outcomes = LocalExecutor(max_parallel=2, train_fn="fake_train:meeting_train").dispatch(runs, tmp_path)
+    assert [o.detail for o in outcomes] == ["trained", "trained"]
+    assert all(store.final(run.run_id)["met"] for run in runs)

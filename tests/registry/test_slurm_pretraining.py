@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from registry import Experiment, RunStore, grid
-from registry.pretraining import pretraining_key
+from registry.pretraining import REDO_FIELD, pretraining_key
 from registry.slurm import share_pretraining
 from registry.slurm_settings import SlurmSettings
 
@@ -61,6 +61,15 @@ def test_a_run_with_its_own_checkpoint_leads_and_a_live_job_is_waited_for(tmp_pa
     key = pretraining_key(runs[0].config)
     now, waiting = share_pretraining(runs[1:2], RunStore(tmp_path / "fresh"), {key: runs[0].run_id})
     assert now == [] and [r.run_id for r in waiting[runs[0].run_id]] == [runs[1].run_id]
+
+
+def test_redone_runs_train_their_own_pretraining_and_wait_for_none(tmp_path):
+    runs = _experiment().runs("smoke")[:2]
+    store = RunStore(tmp_path)
+    for run in runs:                     # as `run --only ... --redo` leaves them
+        store.mark_pending(run, {}, **{REDO_FIELD: "2026-01-01T00:00:00Z"})
+    now, waiting = share_pretraining(runs, store, {})
+    assert [r.run_id for r in now] == [r.run_id for r in runs] and waiting == {}
 
 
 @pytest.mark.slurm
