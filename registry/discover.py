@@ -75,9 +75,36 @@ def declaring_module(name: str) -> ModuleType:
     return _declarations()[name][1]
 
 
+def _package() -> ModuleType:
+    """The package's own `experiments`, the folder installed beside `registry`, whatever the current directory holds.
+
+    `python -m` puts the current directory first on sys.path, so a folder named `experiments` there (a project of
+    the user's, even an empty folder: a namespace package) would be imported by that name ahead of an editable
+    install, or of any install where it holds an __init__.py: it is put out of sys.modules, and the package is
+    loaded from its own folder, so that the declarations' `from experiments.base import ...` finds it too."""
+    folder = Path(__file__).resolve().parent.parent / PACKAGE
+    init = folder / "__init__.py"
+    if not init.is_file():                 # not installed beside the registry: the import system finds it
+        return importlib.import_module(PACKAGE)
+    loaded = sys.modules.get(PACKAGE)
+    if loaded is not None and getattr(loaded, "__file__", None) and Path(loaded.__file__).resolve() == init:
+        return loaded
+    for name in [n for n in sys.modules if n == PACKAGE or n.startswith(f"{PACKAGE}.")]:
+        del sys.modules[name]
+    spec = importlib.util.spec_from_file_location(PACKAGE, init, submodule_search_locations=[str(folder)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[PACKAGE] = package
+    try:
+        spec.loader.exec_module(package)
+    except BaseException:
+        del sys.modules[PACKAGE]
+        raise
+    return package
+
+
 def _declaration_modules() -> Iterator[tuple[str, ModuleType]]:
     """(where, module) of every declaration: the package's modules by name, then the user's files by path."""
-    package = importlib.import_module(PACKAGE)
+    package = _package()
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if not info.name.startswith("_") and info.name not in NOT_DECLARATIONS:
             yield f"{PACKAGE}.{info.name}", importlib.import_module(f"{PACKAGE}.{info.name}")
@@ -90,6 +117,7 @@ def _user_modules() -> tuple[tuple[str, ModuleType], ...]:
 
     Each folder joins the end of sys.path, so that a declaration imports the helpers beside it by name (`from
     _common import BASE`; files starting with "_" declare nothing), and never shadows an installed package."""
+    _package()                          # first: the user's files may import experiments.base
     folders = experiment_folders()
     _require_distinct_helpers(folders)
     sys.path.extend(str(folder) for folder in folders if str(folder) not in sys.path)
@@ -183,6 +211,7 @@ class Declared(Mapping[str, T]):
 
     def _load(self) -> dict[str, T]:
         if self._entries is None:
+            _package()
             module = importlib.import_module(f"{PACKAGE}.{self._module}")
             if not isinstance(getattr(module, self._attr, None), (tuple, list, Mapping)):
                 raise ConfigError(f"{module.__name__} defines no {self._attr} = ({self._kind.__name__}(...), ...)")

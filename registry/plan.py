@@ -8,7 +8,7 @@ import argparse
 from collections import Counter
 
 from registry.declare import Experiment, Run
-from registry.discover import get_experiment, list_experiments
+from registry.discover import get_experiment, list_experiments, where_declared
 from registry.estimate import (Total, encoder_title, estimate, format_device_hours, format_hours,
                                reference_views_per_s, split_sizes, total, view_geometry)
 from registry.pretraining import finished_pretrainings, pretraining_key
@@ -36,17 +36,20 @@ def _describe_training(cfg: RunConfig) -> str:
 
 def cmd_scales(args: argparse.Namespace) -> int:
     names = list_experiments()
-    typical = get_experiment(TYPICAL_ABLATION if TYPICAL_ABLATION in names else names[0])
+    typical = get_experiment(TYPICAL_ABLATION if TYPICAL_ABLATION in names else names[0]) if names else None
     print(f"scales, the package's cheapest first, then any of yours (--scale NAME; default {DEFAULT_SCALE}); hours "
           "are per device, summed over runs")
     for scale in SCALES.values():
-        one = _scale_total(typical, scale, None)
-        every = total((run.config for name in names for run in get_experiment(name).runs(scale)), scale.hardware)
         print(f"{scale.name}")
         print(f"  purpose   {scale.purpose}")
         print(f"  trains    {_describe_training(scale.shrink(scale.start()))}")
         print(f"  seeds     {scale.seeds} per axis point by default (--seeds overrides)")
         print(f"  hardware  {scale.hardware}")
+        if typical is None:
+            print(f"  hours     no experiment is declared ({where_declared('an experiment')})")
+            continue
+        one = _scale_total(typical, scale, None)
+        every = total((run.config for name in names for run in get_experiment(name).runs(scale)), scale.hardware)
         print(f"  hours     {typical.name}: {one.runs} runs, {format_device_hours(one.hours, scale.hardware)}; "
               f"all {len(names)} experiments: {every.runs:,} runs, {format_device_hours(every.hours, scale.hardware)}")
         print(f"            {every.rate_text()}")

@@ -52,6 +52,31 @@ def registry(*args: str, folders: list[Path], results: Path, cwd: Path) -> subpr
                           cwd=cwd, timeout=600)
 
 
+# `python -m registry` as `pip install -e .` (which `make` does) runs it: the packages are found by a finder of their
+# own, after the search of sys.path, whose first entry `python -m` makes the current directory.
+EDITABLE_INSTALL = f"""
+import importlib.machinery, runpy, sys
+
+class Editable:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if path is None and name in ("simclr_core", "registry", "experiments", "reports"):
+            return importlib.machinery.PathFinder.find_spec(name, [{str(REPO)!r}])
+
+sys.meta_path.insert(sys.meta_path.index(importlib.machinery.PathFinder) + 1, Editable)
+runpy.run_module("registry", run_name="__main__", alter_sys=True)
+"""
+
+
+def registry_installed(*args: str, cwd: Path, folders: list[Path] = ()) -> subprocess.CompletedProcess:
+    """`python -m registry ARGS` typed in `cwd`, the harness installed with `pip install -e .`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SIMCLR_EXPERIMENTS_DIR")}
+    if folders:
+        env["SIMCLR_EXPERIMENTS_DIR"] = os.pathsep.join(map(str, folders))
+    return subprocess.run([sys.executable, "-c", EDITABLE_INSTALL, *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=600)
+
+
 def own_folder(tmp_path: Path, **files: str) -> Path:
     """tmp_path/ablations holding `<name>.py` with each text of `files`."""
     own = tmp_path / "ablations"
@@ -78,6 +103,45 @@ def test_a_folder_of_ones_own_is_listed_beside_the_package(tmp_path):
                      cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "my_temperature/0.2-" in shown.stdout and "my_temperature/0.5-" in shown.stdout
+
+
+@pytest.mark.parametrize("layout", ["empty", "a package of ones own"])
+def test_a_folder_named_experiments_where_the_command_is_typed_hides_none_of_the_packages(tmp_path, layout):
+    (tmp_path / "experiments").mkdir()
+    if layout != "empty":
+        (tmp_path / "experiments" / "__init__.py").write_text("")
+        (tmp_path / "experiments" / "base.py").write_text("BASE = {}\n")
+    listed = registry_installed("list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert any(line.startswith("temperature_norm ") for line in listed.stdout.splitlines()), listed.stdout
+    shown = registry_installed("show", "temperature_norm", "--scale", "smoke", "--results-dir", "results",
+                               cwd=tmp_path)
+    assert shown.returncode == 0 and "temperature_norm/" in shown.stdout, shown.stderr
+    scales = registry_installed("scales", cwd=tmp_path)
+    assert scales.returncode == 0 and "temperature_norm: " in scales.stdout, scales.stderr
+
+
+def test_ones_own_folder_named_experiments_is_declared_once(tmp_path):
+    own = tmp_path / "experiments"          # typed in its parent: first on sys.path
+    own.mkdir()
+    (own / "my_temperature.py").write_text(OWN)
+    (own / "my_scales.py").write_text(OWN_SCALE)           # imports the package's experiments.base
+    listed = registry_installed("list", cwd=tmp_path, folders=[own])
+    assert listed.returncode == 0, listed.stderr
+    names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+    assert {"my_temperature", "temperature_norm"} <= names, listed.stdout
+    scales = registry_installed("scales", cwd=tmp_path, folders=[own])
+    assert scales.returncode == 0 and "\ntiny\n" in scales.stdout, scales.stderr
+
+
+def test_scales_without_any_experiment_still_describes_them(monkeypatch, capsys):
+    from registry import plan
+    from registry.__main__ import main
+
+    monkeypatch.setattr(plan, "list_experiments", lambda: [])
+    assert main(["scales"]) == 0
+    out = capsys.readouterr().out
+    assert "\nsmoke\n" in out and "hours     no experiment is declared" in out
 
 
 @pytest.mark.slow
