@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from registry.run_id import config_hash, make_run_id
 from registry.scales import DEFAULT_SCALE, SCALES, Scale, get_scale
 from simclr_core.config import RunConfig
-from simclr_core.metric_names import protocol_for_metric
+from simclr_core.metric_names import protocol_for_metric, require_metric
 from simclr_core.validation import ConfigError
 
 Point = dict[str, Any]
@@ -209,6 +209,8 @@ class Experiment:
         if isinstance(self.metrics, str) or not all(isinstance(m, str) and m for m in self.metrics):
             raise ConfigError(f"experiment {self.name!r}: metrics={self.metrics!r} must be a tuple of final.json "
                               "keys, e.g. ('knn_top1', 'linear_top1')")
+        for field_name, metric in (("metric", self.metric), *(("metrics", m) for m in self.metrics)):
+            require_metric(f"experiment {self.name!r}: {field_name}", metric)
         if not self.title:
             raise ConfigError(f"experiment {self.name!r}: title is required")
         if isinstance(self.deviations, str) or not all(isinstance(d, str) and d for d in self.deviations) or (

@@ -83,7 +83,7 @@ def _sobel(x: Tensor, augment: AugmentConfig, generator: torch.Generator) -> tup
     return K.apply_to_subset(x, filtered, lambda rows, _: K.sobel(rows)), filtered.long()
 
 
-TASKS: dict[str, Task] = {
+TASKS: dict[str, Task] = {      # named in simclr_core/metric_names.py too (TRANSFORM_TASKS), which reads no torch
     "color": Task(2, _color),
     "rotation": Task(4, _rotation),
     "noise": Task(2, _noise),

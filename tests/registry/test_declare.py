@@ -100,6 +100,25 @@ def test_provenance_and_shape_are_required(changes, message):
         declare(**changes)
 
 
+@pytest.mark.parametrize("changes, message", [
+    ({"metric": "knn_tpo1"}, "experiment 'toy': metric='knn_tpo1' is not a metric of any evaluation protocol: the "
+                             "knn protocol reports knn_top1, knn_top5; did you mean 'knn_top1'?"),
+    ({"metrics": ("knn_top1", "finetune_tpo1_10pct")}, "experiment 'toy': metrics='finetune_tpo1_10pct' .* did you "
+                                                       "mean 'finetune_top1_10pct'\\?"),
+    ({"metrics": ("transform_rotaton_h",)}, "did you mean 'transform_rotation_h'\\?"),
+    ({"metric": "accuracy"}, "'accuracy' is not a metric of any evaluation protocol; they report knn_top1, "),
+])
+def test_a_metric_no_protocol_reports_is_refused_naming_the_likely_one(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        declare(**changes)
+
+
+def test_metrics_of_every_protocol_are_accepted():
+    metrics = ("knn_top5", "linear_top5", "finetune_top5_12.5pct", "finetune_scratch_top1_100pct",
+               "transform_sobel_random_guess", "transfer_scratch_mean_per_class_acc", "supervised_top1")
+    assert declare(metrics=metrics).metrics == metrics
+
+
 def test_an_experiment_of_ones_own_needs_no_published_numbers():
     own = declare(published=None, deviations=(), artefact="", metrics=("knn_top1", "linear_top1"))
     assert own.artefact == own.name and own.published_metrics == ()
