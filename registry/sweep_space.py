@@ -174,6 +174,13 @@ def plan_studies(sweep_name: str, *, scale: str = "cpu", sampler: str = "grid", 
     require_choice("--sampler", sampler, SAMPLERS)
     scale_obj = get_scale(scale)
     experiment = get_experiment(sweep.experiment)
+    axes = experiment.axes.names
+    named = [("axis", sweep.axis), ("split_axis", sweep.split_axis), *(("fixed", key) for key in sweep.fixed)]
+    for what, key in named:
+        if key is not None and key not in axes:
+            raise ConfigError(f"sweep {sweep.name!r}: {what}={key!r} is not an axis of experiment {experiment.name!r}, "
+                              f"whose axes are {', '.join(axes)} (a sweep searches an axis of its experiment: add "
+                              f"{key!r} to the experiment's axes to search it){did_you_mean(key, axes)}")
     unset = [name for name in experiment.axes.names if name not in {sweep.axis, sweep.split_axis, *sweep.fixed}]
     if unset:
         raise ConfigError(f"sweep {sweep.name!r}: experiment {experiment.name!r} also varies {unset}; the sweep "

@@ -26,7 +26,7 @@ from registry.launch import Executor, LocalExecutor, Outcome, execute_run
 from registry.scales import SCALES
 from registry.store import RunStore
 from registry.sweep import run_sweep
-from registry.sweep_space import SWEEPS, Sweep, plan_studies, round_significant
+from registry.sweep_space import SAMPLERS, SWEEPS, Sweep, plan_studies, round_significant
 from registry.sweep_study import STALE_AFTER_S, open_storage, orphan_reason, storage_url
 from registry.sweep_summary import load_sweeps
 from simclr_core.validation import ConfigError
@@ -170,6 +170,27 @@ def test_a_sweep_must_say_what_becomes_of_each_axis_of_its_experiment(monkeypatc
     monkeypatch.setitem(SWEEPS._load(), "mine", Sweep(**{**partial.__dict__, "fixed": {"loss.normalize": True}}))
     (plan,) = plan_studies("mine", scale="smoke", sampler="tpe")
     assert plan.runs_at(0.3)[0].config.loss.normalize is True
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"axis": "batch_size"}, "sweep 'mine': axis='batch_size' is not an axis of experiment 'temperature_norm', whose "
+                             "axes are loss.normalize, loss.temperature (a sweep searches an axis of its experiment: "
+                             "add 'batch_size' to the experiment's axes to search it)"),
+    ({"axis": "loss.temprature"}, "axis='loss.temprature' is not an axis of experiment 'temperature_norm', whose "
+                                  "axes are loss.normalize, loss.temperature"),
+    ({"fixed": {"loss.normalise": True}}, "fixed='loss.normalise' is not an axis"),
+    ({"split_axis": "loss.normalise", "ranges": {True: (0.1, 1.0)}}, "split_axis='loss.normalise' is not an axis"),
+])
+def test_a_sweep_of_a_key_its_experiment_does_not_vary_is_refused_naming_its_axes(monkeypatch, changes, message):
+    fields = dict(name="mine", experiment="temperature_norm", axis="loss.temperature", ranges={None: (0.1, 1.0)},
+                  summary="a test", fixed={"loss.normalize": True})
+    monkeypatch.setitem(SWEEPS._load(), "mine", Sweep(**{**fields, **changes}))
+    for sampler in SAMPLERS:
+        with pytest.raises(ConfigError) as refused:
+            plan_studies("mine", scale="smoke", sampler=sampler)
+        assert message in str(refused.value) and "\n" not in str(refused.value)
+    if changes.get("axis") == "loss.temprature":
+        assert str(refused.value).endswith("; did you mean 'loss.temperature'?")
 
 
 def test_study_names_are_stable_and_separate_what_differs():
@@ -502,3 +523,4 @@ def test_real_slurm_sweep_keeps_two_jobs_in_flight_on_journal_storage(results, c
     assert main(args) == 0                                   # complete: nothing asked, nothing submitted
     assert {p.parent.name: json.loads(p.read_text())["job_id"]
             for p in results.glob("temperature_norm/*/slurm.json")} == jobs
+
