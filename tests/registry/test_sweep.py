@@ -524,3 +524,21 @@ def test_real_slurm_sweep_keeps_two_jobs_in_flight_on_journal_storage(results, c
     assert {p.parent.name: json.loads(p.read_text())["job_id"]
             for p in results.glob("temperature_norm/*/slurm.json")} == jobs
 
+
+def test_a_trial_that_evaluated_another_runs_pretraining_says_so(results, monkeypatch):
+    from fake_train import checkpointing_train
+    from registry import Experiment, grid
+    from registry import discover
+
+    own = Experiment(name="own_eval_axis", title="kNN temperature, an evaluation-only axis", metric="knn_top1",
+                     base={"optim.lr_scaling": "linear"}, axes=grid(eval__knn_temperature=(0.07, 0.5)))
+    monkeypatch.setitem(discover._registry(), own.name, own)
+    monkeypatch.setitem(SWEEPS._load(), "own", Sweep(name="own", experiment=own.name, axis="eval.knn_temperature",
+                                                     ranges={None: (0.05, 1.0)}, summary="kNN temperature"))
+    lines: list[str] = []
+    run_sweep("own", scale="smoke", results_dir=str(results), train_fn=checkpointing_train, report=lines.append)
+    told = [line for line in lines if " -> knn_top1=" in line]
+    assert len(told) == 2, lines
+    trained = told[0].rpartition("(trained: ")[2].rstrip(")")          # the grid's order is the sampler's
+    other, = {run.run_id for run in own.runs("smoke")} - {trained}
+    assert told[1].endswith(f"(evaluated the pretraining of {trained}: {other})"), told
