@@ -9,15 +9,28 @@ class ConfigError(ValueError):
     """A configuration value is unknown or out of range; the message names the value and the valid choices."""
 
 
+def _swapped(typed: str, choice: str) -> bool:
+    """Whether `choice` is `typed` with two neighbouring letters exchanged ("rnu" for "run")."""
+    if len(typed) != len(choice):
+        return False
+    differ = [i for i, (a, b) in enumerate(zip(typed, choice)) if a != b]
+    return (len(differ) == 2 and differ[1] == differ[0] + 1
+            and (typed[differ[0]], typed[differ[1]]) == (choice[differ[1]], choice[differ[0]]))
+
+
 def closest(value: Any, choices: Iterable[Any]) -> Any | None:
-    """The choice a mistyped string `value` most likely meant (the same letters in another case, else a close
-    spelling, else the one choice it begins), or None where none is close or several are equally so."""
+    """The choice a mistyped string `value` most likely meant (the same letters in another case, else the same
+    letters with two neighbours exchanged, else a close spelling, else the one choice it begins), or None where none
+    is close or several are equally so."""
     if not isinstance(value, str):
         return None
     by_lower = {c.lower(): c for c in choices if isinstance(c, str)}
     typed = value.lower()
     if typed in by_lower:
         return by_lower[typed]
+    swapped = [c for c in by_lower if _swapped(typed, c)]
+    if len(swapped) == 1:                    # in a short word, difflib's ratio is too low for it ("rnu": 0.67)
+        return by_lower[swapped[0]]
     scores = {c: difflib.SequenceMatcher(None, typed, c).ratio() for c in by_lower}
     best = max(scores.values(), default=0.0)
     alike = [c for c, score in scores.items() if score == best]

@@ -265,7 +265,7 @@ def test_bad_input_fails_before_anything_is_dispatched(tmp_path, monkeypatch, ca
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("verb, meant", [("rn", "'run'"), ("reprot", "'report'"), ("xyz", None)])
+@pytest.mark.parametrize("verb, meant", [("rn", "'run'"), ("rnu", "'run'"), ("reprot", "'report'"), ("xyz", None)])
 def test_a_mistyped_verb_names_the_verb_it_most_likely_meant(verb, meant, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([verb])
