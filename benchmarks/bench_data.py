@@ -89,7 +89,8 @@ def make_photos(root: Path, count: int, seed: int = 0) -> tuple[Path, Path]:
 def pil_loader(folder: Path, size: int, batch: int, workers: int, batches: int, strength: float = 1.0):
     """torchvision ImageFolder + PIL transforms (the paper's augmentation, as peers run it), two views; each
     iterator yields `batches` batches of images drawn at random (so a measurement is never cut by an epoch's
-    end) and starts its own workers."""
+    end). Its workers persist, and start an iterator's batches only when it is made: a measurement that takes all
+    of them leaves none made ahead for the next."""
     from torch.utils.data import DataLoader, RandomSampler
     from torchvision import datasets, transforms as T
 
@@ -102,7 +103,8 @@ def pil_loader(folder: Path, size: int, batch: int, workers: int, batches: int, 
     dataset = datasets.ImageFolder(str(folder / "train"), transform=lambda im: (one_view(im), one_view(im)))
     sampler = RandomSampler(dataset, replacement=True, num_samples=batches * batch)
     return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True,
-                      pin_memory=torch.cuda.is_available(), prefetch_factor=2 if workers > 0 else None)
+                      persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+                      prefetch_factor=2 if workers > 0 else None)
 
 
 def pil_steps(steps: int, workers: int) -> int:
@@ -173,8 +175,8 @@ def main(argv=None) -> None:
             return timing.clock(device) - start
 
         def run_pil(with_step: bool) -> float:
-            # A fresh iterator per measurement, its workers' start and first batch inside the clock: batches made
-            # while other variants ran would otherwise come free (as bench_train.py explains).
+            # A fresh iterator per measurement, its first batch inside the clock: batches made while other variants
+            # ran would otherwise come free (as bench_train.py explains).
             start = timing.clock(device)
             for (v1, v2), _ in loader:
                 x = torch.cat((v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)))
