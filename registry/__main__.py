@@ -127,7 +127,7 @@ def cmd_show(args: argparse.Namespace) -> int:
               f"{', '.join(experiment.evaluation_only_axes())}")
     print(f"  scale {scale.name}: {scale.summary}")
     print(f"  results {store.root}")
-    print("  deviations from the paper:")
+    print("  deviations from the paper:" + ("" if experiment.deviations else " none declared"))
     for line in experiment.deviations:
         print(f"    - {line}")
     others = stored_elsewhere(store, experiment.name, scale.name, {run.run_id for run in runs})

@@ -103,6 +103,7 @@ def test_a_folder_of_ones_own_is_listed_beside_the_package(tmp_path):
                      cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "my_temperature/0.2-" in shown.stdout and "my_temperature/0.5-" in shown.stdout
+    assert "deviations from the paper: none declared" in shown.stdout     # not an empty heading
 
 
 @pytest.mark.parametrize("layout", ["empty", "a package of ones own"])
