@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -79,7 +80,23 @@ def dataset_classes(spec: DatasetSpec, data_dir: str | None, source: Source,
                               "them)")
         if named:
             names.update(value for value in _label_values(sibling, spec) if isinstance(value, str))
-    return tuple(sorted(names))
+    classes = tuple(sorted(names))
+    warn_of_look_alike_names(classes, f"the label column of {source.describe()}")
+    return classes
+
+
+def warn_of_look_alike_names(classes: Sequence[str], where: str) -> None:
+    """One warning where class names differ only in case or surrounding spaces ("cat", "Cat", " cat"): each is a
+    class of its own, which is seldom what was meant."""
+    alike: dict[str, list[str]] = {}
+    for name in classes:
+        alike.setdefault(name.strip().casefold(), []).append(name)
+    groups = [group for group in alike.values() if len(group) > 1]
+    if groups:
+        shown = "; ".join(", ".join(repr(name) for name in group) for group in groups[:3])
+        more = f" (and {len(groups) - 3} more such groups)" if len(groups) > 3 else ""
+        warnings.warn(f"class names of {where} differ only in case or surrounding spaces: {shown}{more}; each is a "
+                      "class of its own: rename them alike where they are one class", stacklevel=3)
 
 
 def classes_key(classes: tuple[str, ...] | None) -> str:

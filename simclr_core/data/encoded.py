@@ -39,12 +39,13 @@ from simclr_core import seeding
 from simclr_core.config import DataConfig
 from simclr_core.data.cache import CachedIndex
 from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
-from simclr_core.data.class_names import class_ids, dataset_classes, find_label_column, label_column
+from simclr_core.data.class_names import (class_ids, dataset_classes, find_label_column, label_column,
+                                          warn_of_look_alike_names)
 from simclr_core.data.decode import mixed_sizes_error
 from simclr_core.data.folder_index import LeftOut, folder_listing, left_out_of, not_an_image
 from simclr_core.data.image_column import below, encoded_pairs, image_column, stored_paths
 from simclr_core.data.images import integer_labels, warn_of_sparse_ids
-from simclr_core.data.locate import Source, locate_source
+from simclr_core.data.locate import Source, folder_classes, locate_source
 from simclr_core.data.tar_index import IMAGE_SUFFIXES, NO_LABEL, index_tar   # image suffixes: folders' too
 from simclr_core.validation import ConfigError, require_choice
 
@@ -366,6 +367,7 @@ def open_folder(name: str, source: Source) -> FileSplit:
         return FileSplit(name, loose, np.zeros(len(loose), dtype=np.int64), 0)
     if left_out is not None:
         warnings.warn(f"in the class folders of {split_dir}, {left_out.describe()}", stacklevel=2)
+    warn_of_look_alike_names(folder_classes(root), f"the class folders of {root}")
     if loose:
         warnings.warn(f"{len(loose)} images lie directly in {split_dir} (e.g. {loose[0]}), in no class folder: they "
                       "are left out; move them into their class's folder", stacklevel=2)

@@ -224,3 +224,27 @@ def test_data_label_column_is_refused_for_tar_shards(tmp_path):
             tar.addfile(info, io.BytesIO(data))
     with pytest.raises(ConfigError, match=r"data.label_column='target' names a column of parquet or arrow files"):
         open_encoded(DataConfig(dataset="parquet", data_dir=str(root), label_column="target"), "train")
+
+
+@pytest.mark.parametrize("layout", ["folder", "column"])
+def test_class_names_alike_but_for_case_or_spaces_are_told(tmp_path, monkeypatch, layout):
+    """"cat", "Cat" and " cat" are three classes: likely one class written three ways, so it is said."""
+    from image_rows import png_rows
+    from simclr_core.data.encoded import open_encoded
+
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    names = ["cat", "Cat", " cat", "dog"]
+    if layout == "folder":
+        for i, name in enumerate(names):
+            (data / "train" / name).mkdir(parents=True)
+            (data / "train" / name / "0.png").write_bytes(png_rows(1, i)[0]["bytes"])
+        cfg = DataConfig(dataset="imagefolder", data_dir=str(data))
+    else:
+        data.mkdir()
+        pq.write_table(pa.table({"image": png_rows(4, 0), "label": names}), data / "train.parquet")
+        cfg = DataConfig(dataset="parquet", data_dir=str(data))
+    with pytest.warns(UserWarning, match=r"differ only in case or surrounding spaces: ' cat', 'Cat', 'cat'; each is a "
+                                         r"class of its own"):
+        split = open_encoded(cfg, "train")
+    assert split.num_classes == 4
