@@ -5,6 +5,7 @@ import tarfile
 
 import pytest
 
+from image_rows import tar_shard
 from simclr_core.data.tar_index import BLOCK, _number, index_tar, tar_members
 from simclr_core.validation import ConfigError
 
@@ -89,12 +90,8 @@ def test_hidden_members_are_left_out_not_taken_for_samples(tmp_path):
     """macOS's tar adds ._x.png beside x.png (AppleDouble metadata, no image): it was a sample without a .cls,
     an error in a labelled shard, and an image that failed to decode in an unlabelled one. A ./ prefix is no
     hidden name."""
-    path = tmp_path / "train-000000.tar"
-    with tarfile.open(path, "w") as archive:
-        add_file(archive, "./s0.png", b"image")
-        add_file(archive, "./s0.cls", b"1")
-        add_file(archive, "./._s0.png", b"\0\5\26\7")
-        add_file(archive, ".ipynb_checkpoints/s1.png", b"stale")
+    path = tar_shard(tmp_path / "train-000000.tar", {"./s0.png": b"image", "./s0.cls": b"1",
+                                                      "./._s0.png": b"\0\5\26\7", ".ipynb_checkpoints/s1.png": b"stale"})
     index = index_tar([str(path)])
     assert index["members"].tolist() == [b"./s0.png"] and index["labels"].tolist() == [1]
     assert index["left_out"].tolist() == [f"./._s0.png in {path}: a hidden member (as macOS's ._ files)".encode(),
