@@ -8,8 +8,9 @@
 
 Writes <out>/index.html (self-contained: figures embedded), <out>/report.md, and per artefact and scale
 <key>_<scale>.md / .png / .csv, plus summary.csv and conclusions.csv. The default <out> is report/ inside the
-results folder (./results/report). Reads finished runs only (final.json); never trains, never imports torch,
-and takes seconds.
+results folder (./results/report). The folder holds one build: a build removes the files the previous one wrote
+that it does not write again (reports/folder.py), and leaves any other file there as it is. Reads finished runs only
+(final.json); never trains, never imports torch, and takes seconds.
 """
 from __future__ import annotations
 
@@ -91,6 +92,13 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:             # a disk that fills up, a folder changed meanwhile
         raise ConfigError(f"could not write the report in the report folder {out}: {exc.strerror or exc}"
                           + (f" ({exc.filename})" if exc.filename else "")) from None
+    if written.removed:
+        print(f"removed {len(written.removed)} file(s) of the previous report in {written.out_dir} that this one "
+              f"does not rebuild: {_names(written.removed)}", file=sys.stderr)
+    if written.unlisted:
+        print(f"{written.out_dir} also holds {len(written.unlisted)} file(s) this report did not write, left as "
+              f"they were (an earlier report's, built before reports listed their files?): "
+              f"{_names(written.unlisted)}; delete them, or give --out an empty folder", file=sys.stderr)
     for s in sections:
         for run_id, why in sorted(s.left_out.items()):
             print(f"left out of {s.key} at scale {s.scale}: {run_id}: {why}", file=sys.stderr)
@@ -186,6 +194,13 @@ def check_out_dir(out: Path) -> None:
                           "disk); name a folder you can write to with --out PATH")
 
 
+def _names(names, shown: int = 8) -> str:
+    """"a, b, c"; past `shown` names, the first ones and "and 12 more"."""
+    names = list(names)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 # `python -m registry report`: pyproject.toml names this as the entry point `report` of the registry's verbs
 # ([project.entry-points."simclr_harness.commands"]), so that the registry runs it without importing reports.
 COMMAND = Command(help="rebuild the paper's tables and figures beside ours", description=__doc__,
@@ -207,3 +222,4 @@ def run(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+

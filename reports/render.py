@@ -25,9 +25,12 @@ from reports.style import axis_value
 from reports.build import Section
 from reports.claims import Conclusion, noise_of
 from reports.compare import Agreement
+from reports.folder import ReportFolder
 from reports.references import CIFAR10_SETTING, CIFAR10_TREND, OWN_SETTING
 from reports.what_ran import DATASET_NAMES
 
+# The files every build writes besides its sections' own.
+LISTING_FILES = ["summary.csv", "conclusions.csv", "index.html", "report.md"]
 READ_AS_TEXT = {"printed": "printed", "read_from_plot": "read off a plot", "missing": "not in the paper"}
 
 
@@ -37,6 +40,8 @@ class Written:
     html: Path
     markdown: Path
     files: tuple[Path, ...]
+    removed: tuple[str, ...] = ()       # the previous build's files this one did not write again (reports/folder.py)
+    unlisted: tuple[str, ...] = ()      # files an earlier report that listed none may have left there; kept
 
 
 # ---- numbers -> text ---------------------------------------------------------------------------------------
@@ -335,38 +340,31 @@ def write_report(sections: Sequence[Section], out_dir: str | Path, results_dir: 
     results table could not use ({run_id: why}, from load_results), listed at the top of the report;
     `folder_notes`: lines about the results folder as a whole (e.g. the config versions it mixes)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = ReportFolder(out, [name for section in sections for name in section_files(section)] + LISTING_FILES)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"SimCLR (Chen et al. 2020, arXiv:2002.05709): our results beside the paper's. Built {stamp} from "
               f"{results_dir}. Each section says what ran, from the runs' own configs; only runs of the paper's "
               f"declared ImageNet setting are comparable in value.")
-    written: list[Path] = []
     html_parts, md_parts = [], []
     all_conclusions = []
     for section in sections:
+        image_name, md_name, csv_name = section_files(section)
         png = style.png_bytes(section.artefact.figure)
-        image = out / f"{section.slug}.png"
-        image.write_bytes(png)
-        md = out / f"{section.slug}.md"
-        md.write_text(markdown_section(section, image.name, level=1) + "\n")
-        csv = out / f"{section.slug}.csv"
-        section.artefact.compare.assign(
+        folder.write_bytes(image_name, png)
+        folder.write_text(md_name, markdown_section(section, image_name, level=1) + "\n")
+        folder.write_csv(csv_name, section.artefact.compare.assign(
             artefact=section.key, experiment_declared=section.experiment, scale=section.scale or "",
             ours_metric=section.ours_metric, comparable_in_value=section.comparable,
-            deviations=" | ".join(section.deviations)
-        ).to_csv(csv, index=False)
-        written += [image, md, csv]
+            deviations=" | ".join(section.deviations)))
         html_parts.append(html_section(section, png))
-        md_parts.append(markdown_section(section, image.name))
+        md_parts.append(markdown_section(section, image_name))
         all_conclusions += [{"artefact": section.key, "scale": section.scale or "", "claim": c.claim,
                              "checked_against": reference_of(section, c),
                              "in_paper": c.paper.outcome, "in_ours": c.ours.outcome, "ours_note": c.ours.note,
                              "ours_evidence": c.ours.evidence, "paper_evidence": c.paper.evidence}
                             for c in section.conclusions]
-    summary = out / "summary.csv"
-    summary_table(sections).to_csv(summary, index=False)
-    conclusions = out / "conclusions.csv"
-    pd.DataFrame(all_conclusions).to_csv(conclusions, index=False)
+    folder.write_csv("summary.csv", summary_table(sections))
+    folder.write_csv("conclusions.csv", pd.DataFrame(all_conclusions))
     index_rows = _summary_display(sections)
     if len(index_rows):
         index_rows = index_rows.map(lambda v: html.escape(str(v)))
@@ -383,13 +381,16 @@ def write_report(sections: Sequence[Section], out_dir: str | Path, results_dir: 
            + "".join(f"<li>{html.escape(line)}</li>" for line in omitted) + "</ul>"] if omitted else []),
         "<h2>Summary</h2>", index_rows.to_html(index=False, escape=False, border=0, na_rep="—"),
         *html_parts, "</body></html>"])
-    page_path = out / "index.html"
-    page_path.write_text(page)
-    report_md = out / "report.md"
-    report_md.write_text("\n".join(["# SimCLR reproduction report", "", header, "",
+    page_path = folder.write_text("index.html", page)
+    report_md = folder.write_text("report.md", "\n".join(["# SimCLR reproduction report", "", header, "",
                                     *(f"**{line}**\n" for line in folder_notes),
                                     *([omitted_intro, "", *(f"- {line}" for line in omitted), ""] if omitted else []),
                                     "## Summary", "",
                                     _summary_display(sections).to_markdown(index=False), "", *md_parts]) + "\n")
-    written += [summary, conclusions, page_path, report_md]
-    return Written(out, page_path, report_md, tuple(written))
+    removed, unlisted = folder.finish()
+    return Written(out, page_path, report_md, tuple(out / name for name in folder.written), removed, unlisted)
+
+
+def section_files(section: Section) -> tuple[str, str, str]:
+    """A section's figure, page and numbers: <key>_<scale>.png / .md / .csv."""
+    return f"{section.slug}.png", f"{section.slug}.md", f"{section.slug}.csv"

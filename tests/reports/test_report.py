@@ -4,6 +4,7 @@ HTML page opened in a real headless Chromium, whose screenshot must show every f
 from __future__ import annotations
 
 import base64
+import json
 import math
 import os
 import re
@@ -23,6 +24,7 @@ from registry.published import rows_for_cell
 from registry.store import RunStore, load_results
 from reports.build import all_artefacts, build_sections
 from reports.cli import run
+from reports.folder import MANIFEST
 from reports.published import parse_value
 from simclr_core.validation import ConfigError
 
@@ -205,6 +207,82 @@ def test_python_m_reports_selects_artefacts_and_refuses_unknown_ones(results_dir
     assert run(["loss_varient", "--results-dir", str(results_dir), "--out", str(out)]) == 2
     assert capsys.readouterr().err.rstrip().endswith("did you mean 'loss_variant'?")
 
+
+
+def _files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def test_a_report_of_fewer_artefacts_removes_the_previous_builds_other_files(results_dir, tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "notes_cpu.md").write_text("mine\n")          # named like a section, but no report wrote it
+    assert run(["tab4", "tab5", "--scale", "cpu", "--results-dir", str(results_dir), "--out", str(out)]) == 0
+    both = _files(out)
+    assert {"tab4_cpu.png", "tab5_cpu.md", "tab5_cpu.csv", "index.html", MANIFEST, "notes_cpu.md"} <= both
+    err = capsys.readouterr().err
+    assert "removed" not in err and "notes_cpu.md" not in err     # the folder held no report before
+
+    assert run(["tab4", "--scale", "cpu", "--results-dir", str(results_dir), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert _files(out) == both - {"tab5_cpu.png", "tab5_cpu.md", "tab5_cpu.csv"}
+    assert f"removed 3 file(s) of the previous report in {out} that this one does not rebuild: tab5_cpu.csv, " \
+           "tab5_cpu.md, tab5_cpu.png" in err
+    assert "tab5" not in pd.read_csv(out / "summary.csv")["artefact"].tolist()
+    assert (out / "notes_cpu.md").read_text() == "mine\n"
+
+
+def test_a_build_cut_short_leaves_nothing_the_next_one_does_not_know_of(results_dir, tmp_path, monkeypatch):
+    from reports import render
+
+    out = tmp_path / "report"
+    real = render.style.png_bytes
+    calls = []
+
+    def fails_on_the_second_figure(figure):
+        calls.append(figure)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(figure)
+
+    monkeypatch.setattr(render.style, "png_bytes", fails_on_the_second_figure)
+    with pytest.raises(KeyboardInterrupt):
+        run(["tab4", "tab5", "--scale", "cpu", "--results-dir", str(results_dir), "--out", str(out)])
+    assert "tab4_cpu.png" in _files(out) and "index.html" not in _files(out)
+    monkeypatch.setattr(render.style, "png_bytes", real)
+    assert run(["tab5", "--scale", "cpu", "--results-dir", str(results_dir), "--out", str(out)]) == 0
+    assert not any(name.startswith("tab4_") for name in _files(out))
+    assert not any(name.endswith(".tmp") for name in _files(out))     # every file was written whole
+
+
+def test_a_report_folder_without_a_list_of_its_files_keeps_them_and_names_them(results_dir, tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "tab5_cpu.md").write_text("an older report's page\n")
+    (out / "summary.csv").write_text("artefact\ntab5\n")
+    (out / "photo.jpg").write_bytes(b"not a report's")
+    assert run(["tab4", "--scale", "cpu", "--results-dir", str(results_dir), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert (out / "tab5_cpu.md").read_text() == "an older report's page\n"
+    assert f"{out} also holds 1 file(s) this report did not write, left as they were" in err
+    assert "tab5_cpu.md; delete them, or give --out an empty folder" in err and "photo.jpg" not in err
+    # the next build lists its own files, and never removes the ones it did not write
+    assert run(["tab5", "--scale", "cpu", "--results-dir", str(results_dir), "--out", str(out)]) == 0
+    assert "also holds" not in capsys.readouterr().err
+    assert (out / "photo.jpg").exists() and not (out / "tab4_cpu.md").exists()
+
+
+def test_a_damaged_list_of_files_never_removes_a_file_outside_the_folder(results_dir, tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    outside = tmp_path / "keep.csv"
+    outside.write_text("x\n")
+    (out / MANIFEST).write_text(json.dumps({"files": ["../keep.csv", str(outside), "", ".", 7]}))
+    assert run(["tab4", "--scale", "cpu", "--results-dir", str(results_dir), "--out", str(out)]) == 0
+    assert outside.read_text() == "x\n"
+    (out / MANIFEST).write_text("{not json")
+    assert run(["tab4", "--scale", "cpu", "--results-dir", str(results_dir), "--out", str(out)]) == 0
+    assert outside.exists() and (out / "tab4_cpu.md").exists()
 
 def _report_to(out: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "registry", "report", "tab4", "--results-dir",
