@@ -20,6 +20,7 @@ finished runs into the long-form table that reports/ reads.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -279,7 +280,9 @@ def load_results(results_dir: str | os.PathLike | None = None) -> "pd.DataFrame"
     Columns: run_id, experiment, scale, label, seed, git_sha, git_dirty, metric, value; `axis.<name>` for
     each axis value of the run's point (paper units, e.g. axis.first = "crop"); and every config field
     flattened to its dotted key ("loss.temperature", "augment.ops", ...; lists become tuples). Only the
-    numeric entries of final.json become metrics. Six more describe the run as stored, for reports that
+    numeric entries of final.json become metrics; one that is not a number (NaN, infinite) does not, and is listed
+    in ``frame.attrs["not_numbers"]`` as {run_id: "linear_top1 = nan, ..."}, for the report to say so. Six more
+    describe the run as stored, for reports that
     say what ran: `device` (final.json's, None if absent), `compiled` (final.json's `compile`: the
     torch.compile mode that ran, "off", or None where it was not recorded), `pretraining_from` (the run whose
     pretraining it evaluated, registry/pretraining.py; None if it trained itself), `written_at` (config.json's
@@ -290,7 +293,7 @@ def load_results(results_dir: str | os.PathLike | None = None) -> "pd.DataFrame"
     import pandas as pd
 
     store = RunStore(results_dir)
-    rows, left_out = [], {}
+    rows, left_out, not_numbers = [], {}, {}
     for run_id in store.run_ids():
         final_path = store.run_dir(run_id) / FINAL_NAME
         if not final_path.exists():
@@ -320,10 +323,14 @@ def load_results(results_dir: str | os.PathLike | None = None) -> "pd.DataFrame"
         }
         for metric, value in sorted(final.items()):
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                rows.append({**common, "metric": metric, "value": float(value)})
+                if math.isfinite(value):
+                    rows.append({**common, "metric": metric, "value": float(value)})
+                else:       # averaged, it would make a cell NaN or hide that the cell has one run fewer
+                    not_numbers.setdefault(run_id, []).append(f"{metric} = {value}")
     leading = ["run_id", "experiment", "scale", "label", "seed", "git_sha", "git_dirty", "metric", "value"]
     frame = pd.DataFrame(rows)
     frame = pd.DataFrame(columns=leading) if frame.empty else frame[leading + [c for c in frame.columns
                                                                                 if c not in leading]]
     frame.attrs["left_out"] = left_out
+    frame.attrs["not_numbers"] = {run_id: ", ".join(entries) for run_id, entries in not_numbers.items()}
     return frame

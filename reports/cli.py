@@ -87,8 +87,13 @@ def main(args: argparse.Namespace) -> int:
     for run_id, why in sorted(left_out.items()):
         print(f"left out: {run_id}: {why} (python -m registry status gives the command that trains it again)",
               file=sys.stderr)
+    not_numbers = results.attrs.get("not_numbers", {})
+    for run_id, entries in sorted(not_numbers.items()):
+        print(f"left out of every cell: {run_id}: {entries} (final.json entries that are not numbers)",
+              file=sys.stderr)
     try:
-        written = write_report(sections, out, results_dir, left_out, versions_note(results))
+        written = write_report(sections, out, results_dir, left_out,
+                               versions_note(results) + not_numbers_note(not_numbers))
     except OSError as exc:             # a disk that fills up, a folder changed meanwhile
         raise ConfigError(f"could not write the report in the report folder {out}: {exc.strerror or exc}"
                           + (f" ({exc.filename})" if exc.filename else "")) from None
@@ -123,6 +128,15 @@ def main(args: argparse.Namespace) -> int:
           f"report in {written.out_dir} ({written.html.name}, {written.markdown.name}, "
           f"{len(written.files)} files) in {time.perf_counter() - started:.1f}s")
     return 0
+
+
+def not_numbers_note(not_numbers: Mapping[str, str]) -> list[str]:
+    """A line naming the final.json entries that are not numbers (NaN, infinite), which no cell counts or averages."""
+    if not not_numbers:
+        return []
+    listed = "; ".join(f"{run_id}: {entries}" for run_id, entries in sorted(not_numbers.items()))
+    return [f"Left out of every cell: {len(not_numbers)} finished run(s) with final.json entries that are not numbers "
+            f"(their other metrics are shown): {listed}."]
 
 
 def report_folder(overrides: Mapping[str, Any]) -> str:
