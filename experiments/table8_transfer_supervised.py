@@ -29,7 +29,8 @@ def baseline_deviations(table: str, width: str, simclr: str) -> tuple[str, ...]:
         "the supervised network is pretrained on each scale's pretraining data (CIFAR-10 at smoke/cpu/gpu, ImageNet "
         "at paper scale) for 90 paper epochs, as the paper trains its other supervised baselines (Table 1, footnote "
         f"5); the paper takes its {table} supervised ResNet-50 ({width}) from the standard ImageNet training of "
-        "Kornblith et al. (2019) without restating its recipe",
+        "Kornblith et al. (2019) without restating its recipe; these runs use the standard supervised augmentation "
+        "there, random crop (+flip), not SimCLR's colour distortion and blur",
         "the random-initialisation row trains a newly initialised network of the run's architecture with the "
         "fine-tuning schedule (eval.finetune_*); the paper trains it with its own grid of learning rates and weight "
         "decays, longer",
@@ -42,7 +43,7 @@ def baseline_deviations(table: str, width: str, simclr: str) -> tuple[str, ...]:
 
 def baselines(name: str, artefact: str, table: str, width: float, simclr: str) -> Experiment:
     """A transfer table's supervised and random-initialisation rows: a supervised ResNet-50 of `width` (paper
-    units) pretrained for 90 epochs, transferred to each dataset of table8_transfer's axis, with
+    units) pretrained for 90 epochs with random crop (+flip), transferred to each dataset of table8_transfer's axis, with
     eval.transfer_scratch."""
     return Experiment(
         name=name,
@@ -50,7 +51,7 @@ def baselines(name: str, artefact: str, table: str, width: float, simclr: str) -
         title=f"{table}, baselines: a supervised ResNet-50 ({width:g}x) transferred, and random initialisation "
               "fine-tuned",
         base={"method": "supervised", "optim.weight_decay": SUPERVISED_WEIGHT_DECAY, "optim.lr_scaling": "linear",
-              "encoder.width": width, "epochs": 90.0, "eval.transfer_scratch": True},
+              "encoder.width": width, "epochs": 90.0, "eval.transfer_scratch": True, "augment.ops": ("crop",)},
         axes=grid(eval__transfer_dataset=tuple(DATASETS)),
         metric="transfer_linear_top1",
         metrics=(*(m for m in METRICS if m != "transfer_linear_top1"), *SCRATCH_METRICS),

@@ -80,3 +80,13 @@ def test_table_b5_and_the_baselines_pretrain_their_network_and_read_their_own_ro
     scratch = [r for _, metric, rows in published_cells(experiment) if metric.startswith("transfer_scratch_")
                for r in rows]
     assert all(r["method"] == "Random init" and r["protocol"] == "fine-tuned" for r in scratch)
+
+
+@pytest.mark.parametrize("name", ["table8_transfer_supervised", "table_b5_transfer_supervised"])
+def test_the_supervised_transfer_baselines_train_with_the_standard_supervised_augmentation(name):
+    """Kornblith et al.'s supervised ImageNet networks (the paper's baselines) were trained with random crop and flip,
+    not with SimCLR's colour distortion and blur."""
+    experiment = get_experiment(name)
+    for scale in SCALES:
+        assert {run.config.augment.ops for run in experiment.runs(scale)} == {("crop",)}, scale
+    assert any("random crop (+flip)" in d for d in experiment.deviations)
