@@ -58,9 +58,12 @@ def fmt_ours(mean: float, std: float, runs: int) -> str:
 
 
 def fmt_paper(value: float, read_as: str, uncertainty: float) -> str:
+    """A published number: printed ones to one decimal; a plot reading with its stated bound ("62.6 ± 0.2 (plot)"),
+    or, where none is stated (a reader's "~85"), as the rough number it is ("~85 (plot)")."""
     if read_as == "read_from_plot":
-        bound = "" if math.isnan(uncertainty) else f" ± {uncertainty:g}"
-        return f"{fmt(value)}{bound} (plot)"
+        if math.isnan(uncertainty):
+            return "—" if math.isnan(value) else f"~{value:g} (plot)"
+        return f"{fmt(value)} ± {uncertainty:g} (plot)"
     return fmt(value)
 
 

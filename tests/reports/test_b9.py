@@ -161,3 +161,11 @@ def test_b8_without_results_the_paper_states_and_ours_cannot_decide():
     art = build("b9_temperature_batch", lambda p: None)
     assert verdicts(art) == [("holds", "undecided")] * 2
     assert art.compare["ours_runs"].eq(0).all() and art.compare["ours_mean"].isna().all()
+
+
+def test_a_reading_without_a_stated_bound_shows_as_the_rough_number_it_is():
+    from reports.render import fmt_paper
+
+    assert fmt_paper(85.0, "read_from_plot", float("nan")) == "~85 (plot)"     # Figure B.7's reader's "~85"
+    assert fmt_paper(62.6, "read_from_plot", 0.2) == "62.6 ± 0.2 (plot)"
+    assert fmt_paper(94.0, "printed", float("nan")) == "94.0"
