@@ -7,6 +7,7 @@ its valid range, so bad input fails before any data is loaded or any step is run
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, Mapping
 
@@ -421,9 +422,12 @@ def _coerce(field_type: Any, value: Any, key: str) -> Any:
         inner = "float" if "float" in text else ("int" if "int" in text else "str")
         conv = {"float": float, "int": int, "str": str}[inner]
         try:
-            return tuple(conv(v) for v in value)
+            items = tuple(conv(v) for v in value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{key}={value!r}: every element must be a {inner}") from exc
+        if inner == "float" and not all(map(math.isfinite, items)):
+            raise ConfigError(f"{key}={value!r}: every element must be a finite number (not nan or inf)")
+        return items
     if text.startswith("bool"):
         if isinstance(value, str):
             lowered = value.lower()
@@ -443,12 +447,16 @@ def _coerce(field_type: Any, value: Any, key: str) -> Any:
     if text.startswith("float"):
         if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError as exc:
                 raise ConfigError(f"{key}={value!r} must be a number") from exc
-        if isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        return value
+        elif isinstance(value, int) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            number = value
+        if isinstance(number, float) and not math.isfinite(number):   # no step, rate or temperature is nan or inf
+            raise ConfigError(f"{key}={value!r} must be a finite number (not nan or inf)")
+        return number
     if text.startswith("str") and not isinstance(value, str):
         raise ConfigError(f"{key}={value!r} must be a string")
     return value

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any, Iterable
 
 
@@ -61,6 +62,8 @@ def require_range(field: str, value: Any, *, low: float | None = None, high: flo
     """Return ``value`` if it lies in the interval, else raise ConfigError naming the interval."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{field}={value!r} is not a number")
+    if isinstance(value, float) and not math.isfinite(value):      # nan passes every comparison below
+        raise ConfigError(f"{field}={value!r} is not a finite number")
     too_low = low is not None and (value < low if low_inclusive else value <= low)
     too_high = high is not None and (value > high if high_inclusive else value >= high)
     if too_low or too_high:

@@ -255,6 +255,10 @@ def test_only_matches_a_label_a_whole_id_or_the_run_folder_name():
     (("show", "my_own"), "(an experiment of your own is found through $SIMCLR_EXPERIMENTS_DIR, which is unset)"),
     (("run", "loss_variant", "loss.temprature=0.2"), "unknown config key 'loss.temprature'"),
     (("run", "loss_variant", "loss.temperature=hot"), "must be a number"),
+    (("run", "loss_variant", "loss.temperature=nan", "--dry-run"), "loss.temperature='nan' must be a finite number"),
+    (("run", "loss_variant", "epochs=inf", "--dry-run"), "epochs='inf' must be a finite number"),
+    (("run", "loss_variant", "augment.crop_scale=0.2,nan", "--dry-run"), "augment.crop_scale=['0.2', 'nan']: every "
+                                                                          "element must be a finite number"),
     (("run", "loss_variant", "--only", "zzz*"), "matches no run"),
     (("show", "nope"), "unknown experiment 'nope'"),
 ])
