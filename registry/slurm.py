@@ -112,7 +112,9 @@ def check_batch_sizes(runs: Sequence[Run], settings: SlurmSettings) -> None:
         return
     batches = sorted({run.config.batch_size for run in bad})
     nodes, per_node = settings.nodes, settings.processes_per_node
-    fits = [k for k in range(1, max(8, 2 * per_node) + 1) if all(b % (nodes * k) == 0 for b in batches)]
+    # No k above the smallest batch per node can fit (a huge --slurm-tasks-per-node must not make this loop long).
+    largest = min(max(8, 2 * per_node), min(batches) // nodes)
+    fits = [k for k in range(1, largest + 1) if all(b % (nodes * k) == 0 for b in batches)]
     names = ", ".join(run.run_id for run in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
     raise ConfigError(
         f"batch_size {', '.join(map(str, batches))} is not divisible by the world size {world} ({nodes} node(s) x "

@@ -125,3 +125,14 @@ def test_jobs_with_gpus_or_without_a_memory_setting_are_not_judged_on_host_memor
     run = get_experiment("head_type").runs("smoke", {"batch_size": "512"})[0]
     slurm.check_cpu_job_memory([run], SlurmSettings(mem_gb=0.1, gpus_per_node=1, time_min=5))
     slurm.check_cpu_job_memory([run], SlurmSettings(time_min=5))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("flag", ["--slurm-tasks-per-node", "--slurm-gpus-per-node"])
+def test_a_huge_process_count_is_refused_at_once(fake_slurm, capsys, flag):
+    # The tasks per node that would fit were sought up to twice the count asked: 2 * 10**12 divisions.
+    assert main(_run(flag, str(10 ** 12))) == 2
+    err = capsys.readouterr().err
+    assert f"world size {10 ** 12} " in err and "--slurm-tasks-per-node 1 | 2 | 4 | 8 | 16 | 32," in err, err
+    assert not list(fake_slurm.rglob("status.json"))
+
