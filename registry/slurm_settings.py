@@ -27,6 +27,7 @@ GPU: NCCL; or K per node on CPUs: gloo) whose negatives and BatchNorm statistics
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from dataclasses import dataclass, field, fields, replace
@@ -68,8 +69,13 @@ class SlurmSettings:
                 raise ConfigError(f"SLURM setting {name}={value!r} (from {self.source}) must be an integer "
                                   f">= {lowest}")
         if self.mem_gb is not None and (isinstance(self.mem_gb, bool) or not isinstance(self.mem_gb, (int, float))
-                                        or self.mem_gb <= 0):
+                                        or not 0 < self.mem_gb < math.inf):     # nan fails both comparisons
             raise ConfigError(f"SLURM setting mem_gb={self.mem_gb!r} (from {self.source}) must be a positive number")
+        for name in ("partition", "account", "qos", "constraint"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"SLURM setting {name}={value!r} (from {self.source}) must name one (sbatch "
+                                  f"--{name}=NAME); leave it out for SLURM's default")
         for name in ("setup", "srun_args"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
@@ -143,8 +149,8 @@ def _parse_toml(path: Path) -> dict[str, Any]:
         except ModuleNotFoundError:
             raise ConfigError(f"reading {path} needs Python >= 3.11 or the 'tomli' package") from None
     try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"SLURM config {path} is not valid TOML: {exc}") from None
 
 
@@ -168,7 +174,7 @@ def load_settings(explicit: str | os.PathLike | None = None, overrides: Mapping[
     if path.is_file():
         settings = settings_from_mapping(_parse_toml(path), str(path))
     elif required:
-        raise ConfigError(f"SLURM config {path} does not exist (named by "
+        raise ConfigError(f"SLURM config {path} {'is not a file' if path.exists() else 'does not exist'} (named by "
                           f"{'--slurm-config' if explicit else '$' + CONFIG_ENV})")
     else:
         settings = SlurmSettings()

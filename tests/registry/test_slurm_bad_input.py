@@ -136,3 +136,35 @@ def test_a_huge_process_count_is_refused_at_once(fake_slurm, capsys, flag):
     assert f"world size {10 ** 12} " in err and "--slurm-tasks-per-node 1 | 2 | 4 | 8 | 16 | 32," in err, err
     assert not list(fake_slurm.rglob("status.json"))
 
+
+@pytest.mark.parametrize("flags, message", [
+    (("--slurm-mem-gb", "inf"), "SLURM setting mem_gb=inf (from flags) must be a positive number"),
+    (("--slurm-mem-gb", "nan"), "SLURM setting mem_gb=nan (from flags) must be a positive number"),
+    (("--slurm-partition", ""), "SLURM setting partition='' (from flags) must name one"),
+    (("--slurm-account", " "), "SLURM setting account=' ' (from flags) must name one"),
+    (("--slurm-qos", ""), "SLURM setting qos='' (from flags) must name one"),
+    (("--slurm-constraint", ""), "SLURM setting constraint='' (from flags) must name one"),
+])
+def test_settings_sbatch_would_refuse_are_refused_before_submission(fake_slurm, capsys, flags, message):
+    # GPU jobs: no host-memory check stands between a mem_gb of nan and submitit.
+    assert main(_run("--slurm-gpus-per-node", "1", *flags)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+    assert not list(fake_slurm.rglob("status.json"))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"time_min = 5\nmem_gb = inf\n", "mem_gb=inf (from {path}) must be a positive number"),
+    (b"\xff\xfe\x00time_min = 5\n", "SLURM config {path} is not valid TOML"),
+])
+def test_a_config_file_sbatch_would_refuse_is_named(fake_slurm, tmp_path, capsys, content, message):
+    path = tmp_path / "slurm.toml"
+    path.write_bytes(content)
+    assert main(_run("--slurm-gpus-per-node", "1", "--slurm-config", str(path))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message.format(path=path) in err and "Traceback" not in err, err
+
+
+def test_a_config_path_that_is_a_folder_is_not_called_missing(fake_slurm, tmp_path, capsys):
+    assert main(_run("--slurm-config", str(tmp_path))) == 2
+    assert f"SLURM config {tmp_path} is not a file (named by --slurm-config)" in capsys.readouterr().err
