@@ -52,7 +52,13 @@ DISCARDED_PREFIX = "discarded-"
 def default_results_dir(explicit: str | os.PathLike | None = None) -> Path:
     """--results-dir, else $SIMCLR_RESULTS_DIR, else ./results. A leading ~ is the home folder: the shell does not
     expand it in `--results-dir=~/results` or in a quoted setting, and a folder named "~" is never meant."""
-    return Path(explicit or os.environ.get(RESULTS_DIR_ENV) or "results").expanduser()
+    named = explicit or os.environ.get(RESULTS_DIR_ENV) or "results"
+    try:
+        return Path(named).expanduser()
+    except RuntimeError:          # ~someone who has no account here
+        where = "--results-dir" if explicit else f"${RESULTS_DIR_ENV}"
+        raise ConfigError(f"the results folder {named} ({where}) names the home folder of a user this machine does "
+                          "not know; give the folder's full path") from None
 
 
 def now_iso() -> str:
@@ -107,6 +113,10 @@ class RunStore:
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"the results folder {self.root} is a file, not a folder; choose another with "
                               f"--results-dir DIR or ${RESULTS_DIR_ENV}")
+        above = next((p for p in self.root.parents if p.exists()), None)
+        if above is not None and not above.is_dir():     # every read below it would fail: Not a directory
+            raise ConfigError(f"the results folder {self.root} lies under {above}, which is a file; choose another "
+                              f"with --results-dir DIR or ${RESULTS_DIR_ENV}")
 
     def ensure_writable(self) -> "RunStore":
         """Create the results folder if needed and check that runs can be written into it."""

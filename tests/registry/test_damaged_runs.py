@@ -125,9 +125,19 @@ def test_a_results_folder_that_is_a_file_or_cannot_be_made_is_named(tmp_path, mo
         code, _, err = call(monkeypatch, capsys, afile, *verb)
         assert code == 2 and f"{afile} is a file" in err and "--results-dir" in err
     below = afile / "sub"
-    code, _, err = call(monkeypatch, capsys, below, "run", EXPERIMENT, "--scale", "smoke")
-    assert code == 2 and f"cannot write to the results folder {below}" in err
+    for verb in (("run", EXPERIMENT, "--scale", "smoke"), ("run", EXPERIMENT, "--scale", "smoke", "--dry-run"),
+                 ("show", EXPERIMENT), ("status",)):
+        code, _, err = call(monkeypatch, capsys, below, *verb)
+        assert code == 2 and f"the results folder {below} lies under {afile}, which is a file" in err, err
     assert afile.read_text() == "not a folder"
+
+
+def test_a_results_folder_in_the_home_of_an_unknown_user_is_named(tmp_path, monkeypatch, capsys):
+    for verb in (("status",), ("show", EXPERIMENT), ("run", EXPERIMENT, "--scale", "smoke", "--dry-run")):
+        code, _, err = call(monkeypatch, capsys, tmp_path, *verb, "--results-dir", "~no_such_user_here/results")
+        assert code == 2 and err.startswith("error: the results folder ~no_such_user_here/results (--results-dir) "
+                                            "names the home folder of a user"), err
+
 
 
 def test_run_without_a_name_lists_the_experiments(tmp_path, monkeypatch, capsys):
