@@ -95,6 +95,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def known_scale(stored: dict[str, Any]) -> str | None:
+    """The scale a run's config.json (`stored`) names, if it is a scale declared here (a damaged file may hold
+    anything there, a list say), else None."""
+    scale = stored.get("scale")
+    return scale if isinstance(scale, str) and scale in SCALES else None
+
+
 def stored_scales(store: RunStore, experiment: str) -> list[str]:
     """The scales of the runs of `experiment` in the store, most recently written first."""
     latest: dict[str, float] = {}
@@ -103,7 +110,7 @@ def stored_scales(store: RunStore, experiment: str) -> list[str]:
             continue
         stored = store.config(run_id) or {}
         path = store.run_dir(run_id) / "config.json"
-        if stored.get("scale") in SCALES and path.exists():
+        if known_scale(stored) and path.exists():
             latest[stored["scale"]] = max(latest.get(stored["scale"], 0.0), path.stat().st_mtime)
     return sorted(latest, key=latest.get, reverse=True)
 
@@ -356,7 +363,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             continue
         stored = store.config(run_id) or {}
         state = store.state(run_id)
-        scale = stored.get("scale") if stored.get("scale") in SCALES else _declared_scale(run_id)
+        scale = known_scale(stored) or _declared_scale(run_id)
         if args.scale and scale not in args.scale:
             continue
         table.setdefault((run_id.partition("/")[0], scale or "?"), Counter())[state] += 1

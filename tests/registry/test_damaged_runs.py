@@ -139,6 +139,17 @@ def test_a_results_folder_in_the_home_of_an_unknown_user_is_named(tmp_path, monk
                                             "names the home folder of a user"), err
 
 
+@pytest.mark.parametrize("scale", [["smoke"], {"name": "smoke"}, 7])
+def test_a_config_json_whose_scale_is_not_a_name_is_read_as_an_unknown_scale(finished, monkeypatch, capsys, scale):
+    results, runs = finished
+    path = results / runs[0].run_id / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "scale": scale}))
+    code, out, err = call(monkeypatch, capsys, results, "status")
+    assert code == 0 and "unexpected" not in err, err
+    assert f"{EXPERIMENT:<20} smoke" in out                   # the declared run of that id tells its scale
+    code, out, err = call(monkeypatch, capsys, results, "show", EXPERIMENT)
+    assert code == 0 and "unexpected" not in err and "scale smoke:" in out, err
+
 
 def test_run_without_a_name_lists_the_experiments(tmp_path, monkeypatch, capsys):
     code, _, err = call(monkeypatch, capsys, tmp_path, "run")
