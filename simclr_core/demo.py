@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> None:
         cfg = demo_config(extra)
     except ConfigError as exc:
         parser.exit(2, f"error: {exc}\n")
+    run_dir = Path(args.run_dir).expanduser()
+    blocking = next((p for p in (run_dir, *run_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:          # before the random-init kNN is spent on a run that cannot be written
+        where = "is a file" if blocking == run_dir else f"lies under {blocking}, which is a file"
+        parser.exit(2, f"error: --run-dir {args.run_dir} {where}; name a folder for the run (created if missing)\n")
     start = time.perf_counter()
     before = random_init_knn(cfg)
     try:
