@@ -535,6 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:         # Ctrl-C while the declarations load: nothing has started
+        print("interrupted before anything started", file=sys.stderr)
+        return 130
     # key=value overrides may come before or after options (argparse alone takes them only in one block).
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "unavailable", None):   # a verb another package provides, not installed here

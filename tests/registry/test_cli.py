@@ -430,3 +430,12 @@ def test_a_warning_during_a_run_prints_as_one_line_without_the_code_that_raised_
     assert warned[0].startswith("warning: skipping an unreadable image: /data/")
     assert warned[0].endswith(".jpg (OSError: Truncated File Read)")
     assert "warnings.warn(" not in done.stderr and "fake_train.py" not in done.stderr
+
+
+def test_ctrl_c_while_the_declarations_load_is_one_line_not_a_traceback(tmp_path):
+    (tmp_path / "slow_to_load.py").write_text("raise KeyboardInterrupt  # as Ctrl-C while a user's file imports\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SIMCLR_EXPERIMENTS_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "registry", "list"], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=300)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "interrupted before anything started"
