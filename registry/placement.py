@@ -109,9 +109,17 @@ def _describe_gpus(gpus: Sequence[Gpu]) -> str:
     return "; ".join(gpu.describe() for gpu in gpus)
 
 
+# Runs at once on one machine, each a process with its own data and model: far beyond any machine's cores or GPUs'
+# memory, and it keeps a mistyped count (--max-parallel 10000000000) from allocating a slot per run.
+MAX_RUNS_AT_ONCE = 4096
+
+
 def _require_count(flag: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ConfigError(f"{flag}={value!r} must be a positive integer (1, 2, ...)")
+    if value is not None and value > MAX_RUNS_AT_ONCE:
+        raise ConfigError(f"{flag}={value} is more runs at once than one machine holds: at most "
+                          f"{MAX_RUNS_AT_ONCE:,} (each run is a process of its own)")
 
 
 def plan_placement(max_parallel: int | None = None, runs_per_gpu: int | None = None) -> Placement:

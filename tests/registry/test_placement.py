@@ -194,3 +194,11 @@ def test_the_runs_per_gpu_benchmark_refuses_without_a_gpu():
     done = subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_runs_per_gpu.py")], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "refused: torch sees no GPU" in done.stderr and not done.stdout
+
+
+@pytest.mark.parametrize("gpus", [0, 2])
+def test_a_count_beyond_any_machine_is_refused_not_allocated(monkeypatch, gpus):
+    fake_gpus(monkeypatch, gpus)
+    with pytest.raises(ConfigError, match=r"--max-parallel=10000000000000000000000 is more runs at once than one "
+                                          r"machine holds: at most 4,096"):
+        plan_placement(max_parallel=10**22)
