@@ -41,6 +41,7 @@ import functools
 from dataclasses import dataclass, fields, replace
 
 from simclr_core.config import RunConfig
+from simclr_core.validation import ConfigError
 
 GIB = float(1 << 30)
 ALLOCATOR_SLACK = 1.10
@@ -95,9 +96,16 @@ def estimate_run_memory(cfg: RunConfig, device: str = "cuda") -> MemoryEstimate:
         from simclr_core.precision import cpu_supports_bf16
 
         half = cfg.precision == "bf16" or (cfg.precision == "auto" and cpu_supports_bf16())
-    estimate = _estimate(cfg.encoder, cfg.head, cfg.loss.kind, cfg.optim.name, cfg.optim.momentum > 0, half,
-                         cfg.batch_size, side, cfg.augment.local_crops, small, data.dataset, data.loader,
-                         data.train_limit, data.image_size, cfg.method == "supervised")
+    try:
+        estimate = _estimate(cfg.encoder, cfg.head, cfg.loss.kind, cfg.optim.name, cfg.optim.momentum > 0, half,
+                             cfg.batch_size, side, cfg.augment.local_crops, small, data.dataset, data.loader,
+                             data.train_limit, data.image_size, cfg.method == "supervised")
+    except (RuntimeError, TypeError, OverflowError) as exc:
+        if "verflow" not in str(exc):
+            raise
+        raise ConfigError(f"batch_size={cfg.batch_size}, {side} px views (data.image_size={data.image_size}) and "
+                          f"head.out_dim={cfg.head.out_dim} make a tensor larger than any machine holds (torch: "
+                          f"{str(exc).splitlines()[0][:200]}); lower the one that is too large") from None
     return replace(estimate, device=device)
 
 

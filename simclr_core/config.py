@@ -20,6 +20,8 @@ ENCODER_WIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 DATA_LOADERS = ("auto", "resident", "stream")
+# The largest whole number a config holds: a seed or count plus the offsets added to it stays a 64-bit integer.
+MAX_WHOLE_NUMBER = 2**62
 # What a run trains: "simclr", the paper's method (two views per image, the contrastive loss through the head
 # g(.)); "supervised", the paper's supervised baselines (Table 1, Table B.3, Figure 7): one augmented view per
 # image, a linear classifier on h trained with cross-entropy on the labels; head and loss settings are unused.
@@ -308,6 +310,8 @@ class RunConfig:
         from simclr_core.optim import OPTIMIZERS
 
         d, a, e, h, l, o, ev = self.data, self.augment, self.encoder, self.head, self.loss, self.optim, self.eval
+        _require_whole_numbers_in_bounds(self)
+        require_range("seed", self.seed, low=0)
         require_choice("data.dataset", d.dataset, DATASETS)
         if d.dataset == "cifar10_subset" and d.data_dir is not None:
             raise ConfigError(f"data.data_dir={d.data_dir!r} does not apply to data.dataset='cifar10_subset', "
@@ -400,6 +404,18 @@ class RunConfig:
 
 
 # ---- helpers -------------------------------------------------------------------------------------
+def _require_whole_numbers_in_bounds(obj: Any, prefix: str = "") -> None:
+    """Every whole number of the config within MAX_WHOLE_NUMBER: beyond it a size, a count or a seed overflows the
+    64-bit integers tensors and random generators take (batch_size=10**20 failed inside the memory estimate)."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            _require_whole_numbers_in_bounds(value, f"{prefix}{f.name}.")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_WHOLE_NUMBER:
+            raise ConfigError(f"{prefix}{f.name}={value!r} is beyond any size, count or seed a run can take: "
+                              f"whole numbers here lie within ±2**62")
+
+
 def _to_plain(obj: Any) -> Any:
     if is_dataclass(obj):
         return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj)}

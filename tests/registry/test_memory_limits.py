@@ -197,3 +197,13 @@ def test_a_command_killed_mid_run_is_explained_by_show(tmp_path):
     status = cli("status", results=tmp_path).stdout.splitlines()
     assert "cancelled: 1 of loss_variant at scale smoke (interrupted, or killed without a word); how each " \
            "stopped: python -m registry show loss_variant --scale smoke; `run` resumes them" in status
+
+
+def test_a_tensor_too_large_for_64_bit_sizes_is_one_error_naming_the_settings():
+    from registry.run_memory import estimate_run_memory
+    from simclr_core.config import RunConfig
+
+    cfg = RunConfig().with_overrides({"head.out_dim": 2**62})
+    with pytest.raises(ConfigError, match=r"head.out_dim=4611686018427387904 make a tensor larger than any machine "
+                                          r"holds \(torch: .*overflow"):
+        estimate_run_memory(cfg, device="cpu")

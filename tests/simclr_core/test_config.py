@@ -113,3 +113,14 @@ def test_eval_protocols_are_the_evaluation_registry():
     with pytest.raises(ConfigError, match="eval.protocols='probe' is not valid; choose one of: " +
                        ", ".join(repr(name) for name in PROTOCOLS)):
         RunConfig().with_overrides({"eval.protocols": ("probe",)}).validate()
+
+
+@pytest.mark.parametrize("key", ["batch_size", "data.image_size", "head.out_dim", "seed"])
+def test_a_whole_number_beyond_64_bits_is_refused_naming_its_key(key):
+    with pytest.raises(ConfigError, match=rf"^{key}=100000000000000000000 is beyond any size, count or seed"):
+        RunConfig().with_overrides({key: 10**20}).validate()
+
+
+def test_a_negative_seed_is_refused():
+    with pytest.raises(ConfigError, match=r"seed=-1 is out of range"):
+        RunConfig().with_overrides({"seed": -1}).validate()
