@@ -146,6 +146,7 @@ def _not_a_study(path: Path, kind: str, detail: str) -> ConfigError:
 
 
 def _check_sqlite(path: Path) -> None:
+    _require_folder_above(path, "database")
     if not path.exists():
         return
     if not path.is_file():
@@ -165,7 +166,18 @@ def _check_sqlite(path: Path) -> None:
         raise _not_a_study(path, "database", f"an SQLite database of other tables: {', '.join(sorted(tables))}")
 
 
+def _require_folder_above(path: Path, kind: str) -> None:
+    """Refuse a study file whose folder would lie below a file (--storage journal:///notes.txt/j)."""
+    above = path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise ConfigError(f"--storage: the study {kind} {path} would lie below {above}, which is a file; name a file in "
+                          f"a folder, e.g. --storage journal:///shared/optuna/temperature.journal")
+
+
 def _check_journal(path: Path) -> None:
+    _require_folder_above(path, "journal")
     if not path.exists():
         return
     if not path.is_file():

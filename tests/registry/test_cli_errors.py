@@ -79,3 +79,13 @@ def test_a_corrupt_study_file_is_named_and_left_untouched(tmp_path, suffix, args
     assert_refused(done, str(damaged), f"is not a valid Optuna study {kind}", "Move it aside", "--storage")
     assert damaged.read_bytes() == garbage
     assert sorted(p.name for p in results.rglob("*")) == ["optuna", damaged.name]     # no run, no other study
+
+
+@pytest.mark.parametrize("form", ["journal://{}/study.journal", "sqlite:///{}/study.db"])
+def test_a_study_file_below_a_file_is_refused_naming_both(tmp_path, form):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me\n")
+    results = tmp_path / "results"
+    done = sweep(results, "--storage", form.format(notes))
+    assert_refused(done, f"{notes}/study.", f"would lie below {notes}, which is a file")
+    assert notes.read_text() == "keep me\n" and not results.exists()
