@@ -58,7 +58,9 @@ def _declarations() -> dict[str, tuple[Experiment, ModuleType]]:
         experiment = getattr(module, "EXPERIMENT", None)
         if origin in user_files and experiment is None and any(hasattr(module, a) for a in USER_DECLARABLE):
             continue                     # a file of the user's that declares only sweeps or scales
-        if not isinstance(experiment, Experiment):
+        if experiment is not None and not isinstance(experiment, Experiment):
+            raise ConfigError(f"{origin}: EXPERIMENT is {experiment!r:.80}, not an Experiment(...)")
+        if experiment is None:
             also = "".join(f" or {a} = (...)" for a in USER_DECLARABLE) if origin in user_files else ""
             raise ConfigError(f"{origin} defines no EXPERIMENT = Experiment(...){also}")
         if experiment.name in found:

@@ -239,7 +239,8 @@ def test_a_failure_in_ones_own_report_function_is_not_called_a_bug_of_ours(tmp_p
     assert "bug report" not in reported.stderr and "Traceback" not in reported.stderr
 
 
-@pytest.mark.parametrize("case", ["missing folder", "syntax error", "no EXPERIMENT", "declared twice", "bad axis",
+@pytest.mark.parametrize("case", ["missing folder", "syntax error", "no EXPERIMENT", "EXPERIMENT not an Experiment",
+                                  "declared twice", "bad axis",
                                   "sweep declared twice", "sweep of no experiment", "scale declared twice",
                                   "helpers share a name"])
 def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
@@ -256,6 +257,9 @@ def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
     elif case == "no EXPERIMENT":
         file.write_text('"""Question: nothing."""\n')
         expected = f"{file} defines no EXPERIMENT = Experiment(...) or SWEEPS = (...) or SCALES = (...)"
+    elif case == "EXPERIMENT not an Experiment":
+        file.write_text('"""Question: nothing."""\nEXPERIMENT = {"name": "mine"}\n')
+        expected = f"{file}: EXPERIMENT is {{'name': 'mine'}}, not an Experiment(...)"
     elif case == "sweep declared twice":
         file.write_text(OWN_SWEEP.replace('"my_temperature_search"', '"temperature"'))
         expected = f"sweep 'temperature' is declared twice: in experiments.sweeps.SWEEPS and in {file} (SWEEPS)"
