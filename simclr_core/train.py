@@ -167,8 +167,10 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         if trains_on and last_processes != world and accelerator.is_main_process:
             warnings.warn(_other_processes_message(run_dir, start_step, last_processes, world), stacklevel=2)
         torch.set_rng_state(checkpoint["torch_rng"].cpu())
-        if accelerator.is_main_process:
-            _truncate_metrics(run_dir / METRICS_NAME, start_step)
+    if accelerator.is_main_process:
+        # Without a checkpoint this drops every row: an attempt killed before its first checkpoint trains again
+        # from step 0, and its rows would appear twice in the curve.
+        _truncate_metrics(run_dir / METRICS_NAME, start_step)
     model, optimizer = accelerator.prepare(model, optimizer)
     compile_mode = resolve_compile(cfg.compile, device)
     model = compile_model(model, compile_mode)     # in place: checkpoints and evaluation see the same module
@@ -378,7 +380,8 @@ def _log(accelerator: Accelerator, run_dir: Path, row: dict[str, Any]) -> None:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop rows logged after the checkpoint we resume from, so the curve has no duplicated steps. A line
+    """Drop rows logged after the checkpoint we resume from (all of them when the run starts without one), so the
+    curve has no duplicated steps. A line
     that is not a JSON row (one cut off by a kill during its write) is dropped with a warning naming it."""
     if not path.exists():
         return

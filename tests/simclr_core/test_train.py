@@ -85,6 +85,14 @@ def test_rows_logged_after_the_last_checkpoint_are_dropped_on_resume(tmp_path):
     assert [s for s, _ in losses(run)] == [1, 2, 3, 4, 5, 6]
 
 
+def test_rows_of_an_attempt_killed_before_its_first_checkpoint_are_not_kept_twice(tmp_path):
+    run = tmp_path / "run"
+    train(tiny(max_steps=2), run)
+    (run / "checkpoint.pt").unlink()   # as if killed after logging steps 1-2 but before writing any checkpoint
+    train(tiny(max_steps=3), run)
+    assert [s for s, _ in losses(run)] == [1, 2, 3]
+
+
 def poison_loss_at(monkeypatch, call: int) -> None:
     """train()'s loss becomes NaN at its `call`-th computation (1-based)."""
     calls = {"n": 0}
