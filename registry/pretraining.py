@@ -68,7 +68,7 @@ def finished_pretrainings(store: RunStore) -> dict[str, str]:
 def _copy(source: Path, target: Path, link: bool) -> None:
     """`source` to `target` atomically; with `link`, a hard link where the file system allows one (for a file
     that is only ever replaced, never written in place: the checkpoint, not the appended training curve)."""
-    tmp = target.with_name(f".{target.name}.reuse-{os.getpid()}")
+    tmp = target.with_name(f".{target.name}.reuse-{os.getpid()}.tmp")   # train() deletes it if a kill leaves it
     tmp.unlink(missing_ok=True)
     try:
         if not link:

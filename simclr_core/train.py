@@ -31,8 +31,9 @@ from tqdm.auto import tqdm
 from simclr_core import cpu_cache
 from simclr_core.augment import build_augmentation, build_local_views
 from simclr_core.augment.ahead import resolve_views_ahead, views_ahead
-from simclr_core.atomic_files import atomic_write_bytes
-from simclr_core.checkpoint import atomic_write_json, load_checkpoint, require_same_training, save_checkpoint
+from simclr_core.atomic_files import atomic_write_bytes, remove_leftover_temps
+from simclr_core.checkpoint import (CHECKPOINT_NAME, atomic_write_json, load_checkpoint, require_same_training,
+                                    save_checkpoint)
 from simclr_core.cgroups import fit_torch_threads
 from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
@@ -110,6 +111,9 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=device_type == "cpu",
                               log_with=list(cfg.trackers) or None, project_dir=str(run_dir))
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    if accelerator.is_main_process:     # the partial files of writes that killed an earlier attempt
+        for name in (CHECKPOINT_NAME, FINAL_NAME, METRICS_NAME):
+            remove_leftover_temps(run_dir / name)
     if cfg.batch_size % world:
         raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {world} processes")
     local_batch = cfg.batch_size // world

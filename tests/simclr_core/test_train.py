@@ -93,6 +93,20 @@ def test_rows_of_an_attempt_killed_before_its_first_checkpoint_are_not_kept_twic
     assert [s for s, _ in losses(run)] == [1, 2, 3]
 
 
+def test_partial_files_of_writes_cut_by_a_kill_are_deleted_when_the_run_starts_again(tmp_path):
+    # SIGKILL or a power loss while checkpoint.pt was written left its temporary file (as large as a checkpoint)
+    # beside it for good, one more per such kill.
+    run = tmp_path / "run"
+    train(tiny(max_steps=2), run)
+    cut = [run / ".checkpoint.pt.k1ll3d.tmp", run / ".final.json.k1ll3d.tmp", run / ".metrics.jsonl.k1ll3d.tmp"]
+    for path in cut:
+        path.write_bytes(b"PK\x03\x04 cut short")
+    (run / ".checkpoint.pt.other").write_text("not a temporary file of ours")
+    train(tiny(max_steps=3), run)
+    assert not [path for path in cut if path.exists()]
+    assert (run / ".checkpoint.pt.other").exists() and load_checkpoint(run)["step"] == 3
+
+
 def poison_loss_at(monkeypatch, call: int) -> None:
     """train()'s loss becomes NaN at its `call`-th computation (1-based)."""
     calls = {"n": 0}
