@@ -3,9 +3,10 @@ and the index of a streamed split where building it is slow (tar shards): <cache
 
 The cache folder is $SIMCLR_CACHE_DIR, else ~/.cache/simclr_harness. The key hashes the source's fingerprint
 (path + size + mtime of every file, or the Hub id), the image size and the subset, so a changed file or
-setting decodes anew and an unchanged one never does. Each file is written under a temporary name and moved
-into place with os.replace, images last, so a reader sees a complete entry or none; a file lock lets one
-process decode while the others (e.g. the ranks of one node) wait for its result.
+setting decodes anew and an unchanged one never does. Each file is written under a temporary name, flushed to disk
+and moved into place with os.replace, images last, so a reader sees a complete entry or none; a file lock lets one
+process decode while the others (e.g. the ranks of one node) wait for its result. An entry whose files are cut short
+anyway (written before they were flushed, or damaged since) is decoded again, with a warning naming it.
 """
 from __future__ import annotations
 
@@ -84,8 +85,29 @@ class CachedSplit:
         self.stem.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.stem) + ".lock")
 
-    def exists(self) -> bool:
+    def present(self) -> bool:
         return self.images_path.is_file() and self.labels_path.is_file() and self.meta_path.is_file()
+
+    def exists(self) -> bool:
+        """A complete entry: its three files present and whole (a damaged one is decoded again: `problem`)."""
+        return self.present() and self.problem() is None
+
+    def problem(self) -> str | None:
+        """Why the entry's files cannot be read whole (a file cut short or emptied by a power loss or a full disk),
+        or None. Reads the .npy headers and compares the sizes they promise; the images are not read."""
+        try:
+            images = _npy_shape(self.images_path)
+            labels = _npy_shape(self.labels_path)
+            meta = _json_of(self.meta_path)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            return f"{exc}"
+        if len(images) != 4 or len(labels) != 1 or images[0] != labels[0]:
+            return f"{self.images_path.name} holds {images} images and {self.labels_path.name} {labels} labels"
+        if not isinstance(meta, dict) or "num_classes" not in meta:
+            return f"{self.meta_path.name} has no num_classes"
+        return None
 
     def read(self, mmap: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
         """(images (N, 3, S, S) uint8, labels (N,) int64, metadata); mmap=True maps the images read-only."""
@@ -103,6 +125,7 @@ class CachedSplit:
             mapped = fill_images(lambda shape: _reserved_memmap(tmp_images, shape))
             mapped.flush()
             del mapped
+            _sync(tmp_images)         # on disk before its name is: a power loss then leaves the old entry or none
             self._replace(self.labels_path, lambda f: np.save(f, labels), tag)
             self._replace(self.meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()), tag)
             os.replace(tmp_images, self.images_path)
@@ -114,7 +137,37 @@ class CachedSplit:
         tmp = path.with_name(path.name + tag)
         with open(tmp, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+
+
+def _sync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _json_of(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:            # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path.name} is not valid JSON: {exc}") from exc
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape a .npy file's header declares; ValueError when the file is shorter than the header promises."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(f))
+        except ValueError as exc:
+            raise ValueError(f"{path.name} has no readable header: {exc}") from exc
+        expected = f.tell() + int(np.prod(shape)) * dtype.itemsize
+    if size < expected:
+        raise ValueError(f"{path.name} is cut short ({size:,} bytes of {expected:,})")
+    return tuple(shape)
 
 
 def _reserved_memmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -180,6 +233,8 @@ class CachedIndex:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except OSError as exc:
             warnings.warn(f"simclr_core: could not cache the index in {self.path} ({exc.strerror or exc}); this run "

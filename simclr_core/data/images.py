@@ -64,6 +64,10 @@ def load_images(cfg: DataConfig, split: str) -> ImageSet:
     if not wanted.exists():
         with wanted.lock():
             if not wanted.exists() and not (limit is not None and full.exists()):
+                damage = wanted.problem() if wanted.present() else None
+                if damage:
+                    warnings.warn(f"simclr_core: the decoded cache entry {wanted.stem} is damaged ({damage}), "
+                                  "as a power loss or a full disk can leave it: decoding the split again", stacklevel=2)
                 _decode_and_cache(spec, source, size, limit, limit_key, wanted, cfg.data_dir)
     if wanted.exists():
         images, labels, meta = wanted.read()

@@ -257,6 +257,24 @@ def test_second_load_reads_the_cache_and_never_decodes(tmp_path, monkeypatch):
         load_images(DataConfig(test_limit=200, image_size=16), "test")
 
 
+@pytest.mark.parametrize("damage", ["images emptied", "images cut short", "labels emptied", "meta emptied"])
+def test_a_cache_entry_damaged_by_a_power_loss_is_decoded_again_with_one_warning(tmp_path, damage):
+    # Every run failed on it ("EOFError: No data left in file", or an unexpected JSONDecodeError before any run
+    # started) until the user found and deleted the file.
+    cfg = DataConfig(test_limit=200)
+    first = load_images(cfg, "test")
+    which, how = damage.split(" ", 1)
+    path = next((tmp_path / "cache").glob({"images": "*.images.npy", "labels": "*.labels.npy", "meta": "*.json"}[which]))
+    path.write_bytes(b"" if how == "emptied" else path.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match=r"the decoded cache entry .*cifar10_subset-test-\w+ is damaged \(.+\), as a "
+                                         r"power loss or a full disk can leave it: decoding the split again") as said:
+        require_data(cfg, need_test=True)
+        again = load_images(cfg, "test")
+    assert len([w for w in said if "is damaged" in str(w.message)]) == 1
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+    assert not [p for p in (tmp_path / "cache").iterdir() if ".tmp-" in p.name]
+
+
 def test_changed_source_file_is_decoded_anew(tmp_path):
     folder = tmp_path / "data"
     _write_parquet(folder / "train.parquet", _random_images(4, 8, 8, seed=0), [0, 1, 0, 1])
