@@ -297,7 +297,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     finally:
         steps.close()        # stops the streamed path's reader, however the loop ends
         batches.close()      # (in case the loop never started)
-    bar.close()
+        bar.close()          # ends its line: what is printed next (Ctrl-C's message, an error) starts a line of its own
     train_seconds = time.perf_counter() - train_clock
 
     # ---- final evaluation -> final.json -------------------------------------------------------------

@@ -120,6 +120,24 @@ def poison_loss_at(monkeypatch, call: int) -> None:
     monkeypatch.setattr(train_module, "compute_multicrop_loss", poisoned)
 
 
+def test_an_interrupted_run_ends_its_progress_line_before_the_interruption_is_reported(tmp_path, monkeypatch, capfd):
+    # Ctrl-C or SIGTERM mid-training: registry's "interrupted: ..." line was printed at the end of the progress
+    # bar's line, glued to it, and the bar drawn again below it.
+    real, calls = train_module.compute_multicrop_loss, {"n": 0}
+
+    def interrupted_at_the_second_step(cfg, z1, z2, small):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(cfg, z1, z2, small)
+
+    monkeypatch.setattr(train_module, "compute_multicrop_loss", interrupted_at_the_second_step)
+    with pytest.raises(KeyboardInterrupt) as interrupted:
+        train(tiny(max_steps=4), tmp_path / "run")
+    shown = capfd.readouterr().err     # read while the interruption is handled, as registry's main() prints its line
+    assert "1/4" in shown and shown.endswith("\n"), interrupted
+
+
 def test_non_finite_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     poison_loss_at(monkeypatch, 5)
     with pytest.raises(NonFiniteLossError, match="step 3"):
