@@ -74,6 +74,9 @@ def is_stale(claim: dict[str, Any]) -> bool:
 def describe_claim(claim: dict[str, Any] | None) -> str:
     if claim is None:
         return "unclaimed"
+    if not claim:
+        return (f"an empty {CLAIM_NAME}: its owner is writing it, or was killed while writing it (then the next `run` "
+                f"breaks it once it is {_EMPTY_CLAIM_GRACE_S:.0f} s old)")
     where = f"{claim.get('host', '?')}:{claim.get('pid', '?')}"
     if claim.get("slurm_job_id"):
         where += f" (SLURM job {claim['slurm_job_id']})"
@@ -109,7 +112,7 @@ def try_claim(run_dir: Path) -> Claim | None:
         held = read_claim(run_dir)
         if held is None:      # released between our attempt and the read: try again
             continue
-        if not _stale(run_dir, held) or not _break_stale(run_dir, held):
+        if not claim_is_stale(run_dir, held) or not _break_stale(run_dir, held):
             return None
     return None
 
@@ -119,7 +122,7 @@ def break_if_stale(run_dir: Path) -> bool:
     held = read_claim(Path(run_dir))
     if held is None:
         return True
-    return _stale(Path(run_dir), held) and _break_stale(Path(run_dir), held)
+    return claim_is_stale(Path(run_dir), held) and _break_stale(Path(run_dir), held)
 
 
 def _create(run_dir: Path) -> Claim | None:
@@ -141,7 +144,9 @@ def _create(run_dir: Path) -> Claim | None:
     return Claim(run_dir, token)
 
 
-def _stale(run_dir: Path, claim: dict[str, Any]) -> bool:
+def claim_is_stale(run_dir: Path, claim: dict[str, Any]) -> bool:
+    """Whether `claim` (read from run_dir) is one to break: its owner is gone (is_stale), or the claim stayed empty
+    past the grace its owner had to write it."""
     if claim:
         return is_stale(claim)
     try:
@@ -157,7 +162,7 @@ def _break_stale(run_dir: Path, seen: dict[str, Any]) -> bool:
             current = read_claim(run_dir)
             if current is None:
                 return True
-            if current.get("token") != seen.get("token") or not _stale(run_dir, current):
+            if current.get("token") != seen.get("token") or not claim_is_stale(run_dir, current):
                 return False
             (run_dir / CLAIM_NAME).unlink()
             return True

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from registry.claim import is_stale, owner_info, read_claim
+from registry.claim import claim_is_stale, owner_info, read_claim
 from simclr_core.atomic_files import atomic_write_text, create_if_absent
 from simclr_core.validation import ConfigError
 
@@ -181,7 +181,7 @@ class RunStore:
             return "pending"
         if state == "running":
             claim = read_claim(self.run_dir(run_id))
-            if claim is None or is_stale(claim):
+            if claim is None or claim_is_stale(self.run_dir(run_id), claim):
                 return "cancelled"
         return state
 

@@ -124,6 +124,22 @@ def test_claim_of_a_reused_pid_is_stale(tmp_path):
     assert is_stale(read_claim(tmp_path))
 
 
+def test_a_claim_left_empty_by_a_kill_reads_as_cancelled_once_the_next_run_would_break_it(results):
+    # A process killed between creating claim.lock and writing it: `status` counted the run as running for good,
+    # though the next `run` breaks such a claim after a minute; and `run` said "claimed by ?:?".
+    store, run = RunStore(results), make_run()
+    store.start_attempt(run, CODE)
+    claim = store.run_dir(run.run_id) / CLAIM_NAME
+    claim.write_text("")
+    assert store.state(run.run_id) == "running"                # its owner may be writing it right now
+    assert describe_claim(read_claim(store.run_dir(run.run_id))).startswith("an empty claim.lock: its owner is "
+                                                                            "writing it, or was killed while")
+    an_hour_ago = time.time() - 3600
+    os.utime(claim, (an_hour_ago, an_hour_ago))
+    assert store.state(run.run_id) == "cancelled"
+    assert try_claim(store.run_dir(run.run_id)) is not None
+
+
 def test_a_claim_the_disk_cannot_hold_is_not_left_behind(tmp_path, monkeypatch):
     import errno
 
