@@ -241,7 +241,10 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
         _take_raised_interrupt()
         try:
             donor = reuse_pretraining(store, run.run_id, run.config)
-            if donor is not None:
+            if donor is None and store.has_checkpoint(run.run_id):
+                # an earlier attempt copied it and was stopped (in its evaluation) before final.json said so
+                donor = status.get("pretraining_from")
+            if donor != status.get("pretraining_from"):     # None: it trains its own
                 status = store.write_status(run.run_id, "running", pretraining_from=donor)
             metrics = resolve_train_fn(train_fn)(run.config, run_dir)
         except KeyboardInterrupt as exc:      # includes RunCancelled

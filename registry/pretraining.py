@@ -55,7 +55,7 @@ def finished_pretrainings(store: RunStore) -> dict[str, str]:
     for run_id in store.run_ids():
         if not store.is_done(run_id) or not store.has_checkpoint(run_id) or store.problem(run_id):
             continue
-        if store.final(run_id).get("pretraining_from"):
+        if store.pretraining_from(run_id):
             continue
         recorded = (store.config(run_id) or {}).get("config")
         try:

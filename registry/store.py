@@ -156,6 +156,12 @@ class RunStore:
             found.insert(0, f"{CONFIG_NAME} is missing")
         return "; ".join(found) or None
 
+    def pretraining_from(self, run_id: str) -> str | None:
+        """The run whose pretraining this one evaluated (registry/pretraining.py), or None where it trained its own:
+        final.json's record, else status.json's, written before training (a run stopped between train()'s final.json
+        and the record added to it is done all the same)."""
+        return (self.final(run_id) or {}).get("pretraining_from") or (self.status(run_id) or {}).get("pretraining_from")
+
     def has_checkpoint(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / CHECKPOINT_NAME).is_file()
 
@@ -323,7 +329,7 @@ def load_results(results_dir: str | os.PathLike | None = None) -> "pd.DataFrame"
             "label": run_id.partition("/")[2].rpartition("-")[0], "seed": config.get("seed"),
             "git_sha": code.get("git_sha"), "git_dirty": code.get("git_dirty"),
             "device": final.get("device"), "compiled": final.get("compile"),
-            "pretraining_from": final.get("pretraining_from"),
+            "pretraining_from": store.pretraining_from(run_id),
             "written_at": stored.get("written_at"),
             "config_json": json.dumps(stored["config"], sort_keys=True),
             "overrides_json": json.dumps(stored["overrides"], sort_keys=True)

@@ -578,7 +578,7 @@ class StudyDriver:
             trial.set_user_attr("reused", item.reused)
             value = sum(values) / len(values)
             self.study.tell(trial, value)
-            donor = (self.store.final(item.runs[0].run_id) or {}).get("pretraining_from")
+            donor = self.store.pretraining_from(item.runs[0].run_id)
             how = ("reused stored result" if item.reused else
                    f"evaluated the pretraining of {donor}" if donor else "trained")
             self.report(f"{where} -> {self.plan.metric}={value:.2f} ({how}: {item.runs[0].run_id})")

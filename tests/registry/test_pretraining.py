@@ -8,7 +8,7 @@ import pytest
 
 from registry import Experiment, grid
 from registry.launch import LocalExecutor, execute_run
-from registry.pretraining import pretraining_key
+from registry.pretraining import finished_pretrainings, pretraining_key
 from registry.store import RunStore, load_results
 from reports.what_ran import describe
 
@@ -55,6 +55,34 @@ def test_the_second_run_evaluates_the_first_ones_pretraining_as_if_it_had_traine
     # Device-hours count the shared pretraining once.
     what = describe(load_results(tmp_path / "shared"))
     assert any("evaluated another run's pretraining" in note for note in what.notes)
+
+
+def interrupted(*args) -> None:
+    raise KeyboardInterrupt     # Ctrl-C, or SIGTERM (RunCancelled), during the evaluation
+
+
+def trained_then_interrupted(cfg, run_dir) -> None:
+    from simclr_core.train import train
+
+    train(cfg, run_dir)         # final.json written, then stopped before execute_run added where its pretraining came from
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stopped", [interrupted, trained_then_interrupted])
+def test_a_run_stopped_while_it_evaluates_another_runs_pretraining_still_records_whose_it_is(tmp_path, stopped):
+    # Resumed, it took its own copy of the donor's checkpoint for its own pretraining: final.json lacked
+    # pretraining_from, so device-hours counted that pretraining twice and the run lent it to others as its own.
+    first, second = _experiment().runs("smoke")
+    assert execute_run(first, tmp_path).state == "done"
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(second, tmp_path, stopped)
+    outcome = execute_run(second, tmp_path)
+    assert outcome.state in {"done", "skipped"}
+    store = RunStore(tmp_path)
+    assert store.state(second.run_id) == "done"
+    runs = load_results(tmp_path).drop_duplicates("run_id").set_index("run_id")
+    assert runs.loc[second.run_id, "pretraining_from"] == first.run_id
+    assert finished_pretrainings(store) == {pretraining_key(first.config): first.run_id}
 
 
 def test_a_pool_runs_shared_pretrainings_one_after_the_other(tmp_path):
