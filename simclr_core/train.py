@@ -453,9 +453,11 @@ def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed
         try:
             metrics.update(run_protocols(network.encoder, feed, cfg, autocast_dtype(mixed_precision), protocols,
                                          head=network.head, announce=bar))
+            if bar is not None:
+                bar.finish()
         finally:
             if bar is not None:
-                bar.close()
+                bar.close()        # interrupted, it shows where: not the last protocol counted as done
     if accelerator.num_processes > 1:
         box = [metrics]
         broadcast_object_list(box)
@@ -476,9 +478,13 @@ class ProtocolProgress:
         self.started = True
         self.bar.set_postfix_str(name, refresh=True)
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """The last protocol is done."""
         if self.started:
             self.bar.update(1)
+            self.started = False
+
+    def close(self) -> None:
         self.bar.close()
 
 

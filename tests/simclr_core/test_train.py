@@ -409,3 +409,21 @@ def test_the_final_evaluation_says_which_protocol_runs(tmp_path, capfd):
     train(tiny(**{"max_steps": 1, "eval.protocols": ("knn", "linear"), "eval.linear_epochs": 1}), tmp_path / "said")
     err = capfd.readouterr().err
     assert "evaluate said" in err and "knn" in err and "linear" in err and "2/2" in err
+
+
+def test_an_evaluation_interrupted_in_its_last_protocol_is_not_shown_complete(tmp_path, monkeypatch, capfd):
+    # Ctrl-C or SIGTERM during the last protocol: the bar was closed at 2/2 (100%) above "interrupted: ...".
+    real = train_module.run_protocols
+
+    def interrupted_in_linear(*args, announce=None, **kwargs):
+        def announce_then_stop(name):
+            announce(name)
+            if name == "linear":
+                raise KeyboardInterrupt
+        return real(*args, announce=announce_then_stop, **kwargs)
+
+    monkeypatch.setattr(train_module, "run_protocols", interrupted_in_linear)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(**{"max_steps": 1, "eval.protocols": ("knn", "linear"), "eval.linear_epochs": 1}), tmp_path / "cut")
+    err = capfd.readouterr().err
+    assert "1/2" in err and "linear" in err and "2/2" not in err
