@@ -420,7 +420,10 @@ def _pool_worker(run: Run, results_dir: str, train_fn: TrainFn | str | None, cod
         if refused is None:
             raise
         outcome = Outcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}", refused_errno=refused)
-    sender.send(outcome)
+    try:
+        sender.send(outcome)
+    except (BrokenPipeError, ConnectionResetError):
+        pass      # the launcher was killed: the run's outcome is in the results folder all the same
     sender.close()
 
 

@@ -250,6 +250,25 @@ def test_sigterm_marks_running_runs_cancelled_and_releases_them(results, tmp_pat
         assert not store.is_done(run.run_id)
 
 
+def test_workers_whose_launcher_was_killed_finish_their_runs_without_a_traceback(results, tmp_path):
+    # `kill -9` of `registry run` (not its process group): each worker finished its run, then printed a
+    # BrokenPipeError traceback on the terminal when it reported to the dead launcher.
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED.format(here=str(HERE)))
+    env = {**os.environ, "FAKE_TRAIN_SLEEP": "3", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(script), str(results), "2"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store, runs = RunStore(results), make_runs(0, 1, 2)
+    deadline = time.time() + 60
+    while sum(bool(executions(store, r)) for r in runs) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    _, err = proc.communicate(timeout=60)    # the workers hold the pipe open until they end
+    finished = [r for r in runs if executions(store, r)]
+    assert len(finished) == 2 and all(store.state(r.run_id) == "done" for r in finished)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 def test_executor_choices():
     with pytest.raises(ConfigError, match="positive integer"):
         LocalExecutor(max_parallel=0)
