@@ -557,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        exit_at_once_on_another_interrupt()
         print("interrupted: unfinished runs are marked cancelled; running again resumes them from their "
               "checkpoints", file=sys.stderr)
         return 130
@@ -568,6 +569,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:   # a bug or an unforeseen fault: one line here, the traceback in a file
         return report_unexpected(exc)
+
+
+def exit_at_once_on_another_interrupt() -> None:
+    """After an interruption is recorded: a second Ctrl-C or SIGTERM while the interpreter shuts down (impatience)
+    exits at once, with the same status, instead of printing a KeyboardInterrupt traceback from whatever finaliser
+    it lands in."""
+    def leave(signum: int, frame: object) -> None:
+        sys.stderr.flush()
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, leave)
+    signal.signal(signal.SIGTERM, leave)
 
 
 def report_unexpected(exc: BaseException) -> int:

@@ -89,3 +89,30 @@ def test_a_study_file_below_a_file_is_refused_naming_both(tmp_path, form):
     done = sweep(results, "--storage", form.format(notes))
     assert_refused(done, f"{notes}/study.", f"would lie below {notes}, which is a file")
     assert notes.read_text() == "keep me\n" and not results.exists()
+
+
+SECOND_CTRL_C = """
+import atexit, os, signal, sys, time
+from registry import __main__ as cli
+
+def interrupted(args):
+    raise KeyboardInterrupt
+
+def second_ctrl_c_while_exiting():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)
+
+cli.cmd_status = interrupted
+atexit.register(second_ctrl_c_while_exiting)
+sys.exit(cli.main(["status"]))
+"""
+
+
+def test_a_second_ctrl_c_while_an_interrupted_run_exits_prints_no_traceback(tmp_path):
+    # Pressed again while the interpreter shut down, Ctrl-C printed "Exception ignored in ... Traceback ...
+    # KeyboardInterrupt" under the "interrupted: ..." line (from tqdm's or torch's finalisers).
+    done = subprocess.run([sys.executable, "-c", SECOND_CTRL_C], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert done.returncode == 130
+    assert done.stderr.strip().splitlines() == [
+        "interrupted: unfinished runs are marked cancelled; running again resumes them from their checkpoints"]
