@@ -34,8 +34,8 @@ from registry.commands import GROUP, INSTALL_HINT, Command, add_unavailable, plu
 from registry.declare import Experiment, Run
 from registry.discover import experiment_folders, get_experiment, list_experiments
 from registry.host_memory import host_fit
-from registry.launch import (NOT_STARTED, Outcome, make_executor, raise_on_sigterm, redo_command,
-                             require_same_images, show_command)
+from registry.launch import (NOT_STARTED, Outcome, exit_at_once_on_another_interrupt, make_executor,
+                             raise_on_sigterm, redo_command, require_same_images, show_command)
 from registry.overrides import parse_overrides
 from registry.placement import plan_placement
 from registry.plan import cmd_scales, plan_notes, print_plan
@@ -569,18 +569,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:   # a bug or an unforeseen fault: one line here, the traceback in a file
         return report_unexpected(exc)
-
-
-def exit_at_once_on_another_interrupt() -> None:
-    """After an interruption is recorded: a second Ctrl-C or SIGTERM while the interpreter shuts down (impatience)
-    exits at once, with the same status, instead of printing a KeyboardInterrupt traceback from whatever finaliser
-    it lands in."""
-    def leave(signum: int, frame: object) -> None:
-        sys.stderr.flush()
-        os._exit(130)
-
-    signal.signal(signal.SIGINT, leave)
-    signal.signal(signal.SIGTERM, leave)
 
 
 def report_unexpected(exc: BaseException) -> int:

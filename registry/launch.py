@@ -156,6 +156,18 @@ def raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def exit_at_once_on_another_interrupt() -> None:
+    """After an interruption is recorded: a second Ctrl-C or SIGTERM while the interpreter shuts down (impatience)
+    exits at once, with the same status, instead of printing a KeyboardInterrupt traceback from whatever finaliser
+    it lands in."""
+    def leave(signum: int, frame: object) -> None:
+        sys.stderr.flush()
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, leave)
+    signal.signal(signal.SIGTERM, leave)
+
+
 def require_same_images(runs: Sequence[Run], store: RunStore,
                         again: str = ", or train them again on these images with --redo") -> None:
     """ConfigError, before anything runs, when a finished run of `runs` trained on other images than its config

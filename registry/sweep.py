@@ -36,8 +36,8 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
-from registry.launch import (Executor, LocalExecutor, Outcome, TrainFn, make_executor, require_same_images,
-                             show_command)
+from registry.launch import (Executor, LocalExecutor, Outcome, TrainFn, exit_at_once_on_another_interrupt,
+                             make_executor, require_same_images, show_command)
 from registry.scales import DEFAULT_SCALE, SCALES
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import RunStore, default_results_dir
@@ -219,6 +219,7 @@ def main(args: argparse.Namespace) -> int:
         raise OSError(refused[0], f"the study storage ({where}) could not record a result ({refused[1]}); the "
                                   "trial in flight is failed and asked again when the sweep continues") from exc
     except KeyboardInterrupt:
+        exit_at_once_on_another_interrupt()
         print("interrupted: run the same command again to continue the study (trials left running are failed "
               "and re-asked; their runs resume from checkpoints, finished runs are reused)", file=sys.stderr)
         return 130

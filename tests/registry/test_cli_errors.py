@@ -102,17 +102,21 @@ def second_ctrl_c_while_exiting():
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(1)
 
-cli.cmd_status = interrupted
+if sys.argv[1] == "sweep":
+    cli.sweep_verb.run_sweep = lambda *args, **kwargs: interrupted(None)
+else:
+    cli.cmd_status = interrupted
 atexit.register(second_ctrl_c_while_exiting)
-sys.exit(cli.main(["status"]))
+sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def test_a_second_ctrl_c_while_an_interrupted_run_exits_prints_no_traceback(tmp_path):
+@pytest.mark.parametrize("verb", [["status"], ["sweep", "temperature", "--scale", "smoke", "--trials", "1"]])
+def test_a_second_ctrl_c_while_an_interrupted_command_exits_prints_no_traceback(tmp_path, verb):
     # Pressed again while the interpreter shut down, Ctrl-C printed "Exception ignored in ... Traceback ...
     # KeyboardInterrupt" under the "interrupted: ..." line (from tqdm's or torch's finalisers).
-    done = subprocess.run([sys.executable, "-c", SECOND_CTRL_C], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
-    assert done.returncode == 130
-    assert done.stderr.strip().splitlines() == [
-        "interrupted: unfinished runs are marked cancelled; running again resumes them from their checkpoints"]
+    done = subprocess.run([sys.executable, "-c", SECOND_CTRL_C, *verb], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert done.returncode == 130, done.stderr
+    said = done.stderr.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("interrupted: "), said
