@@ -356,11 +356,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     stored_names = {run_id.partition("/")[0] for run_id in run_ids}
     for name in args.names:
         require_choice("experiment", name, sorted(set(list_experiments()) | stored_names))
+    if args.names:
+        run_ids = [run_id for run_id in run_ids if run_id.partition("/")[0] in args.names]
+    # A SLURM job that ended without its run recording it (cancelled while queued, killed, out of memory) is
+    # recorded now, as `show` does: else such a run would read pending or running here for ever.
+    reconcile(store, run_ids)
     table: dict[tuple[str, str], Counter] = {}
     corrupt = []
     for run_id in run_ids:
-        if args.names and run_id.partition("/")[0] not in args.names:
-            continue
         stored = store.config(run_id) or {}
         state = store.state(run_id)
         scale = known_scale(stored) or _declared_scale(run_id)

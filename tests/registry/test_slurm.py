@@ -196,6 +196,36 @@ def test_a_job_that_died_unrecorded_is_reconciled_and_its_claim_broken(tmp_path)
     assert store.status("e/own-1")["error"] == "RunCancelled"
 
 
+def fake_sacct(folder: Path, answer: str) -> Path:
+    """A `sacct` that prints `answer` ('JOBID|STATE' lines), as the real one does for the asked job ids."""
+    folder.mkdir(exist_ok=True)
+    script = folder / "sacct"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' '{answer}'\n")
+    script.chmod(0o755)
+    return folder
+
+
+def test_status_records_jobs_that_ended_unrecorded(tmp_path, monkeypatch, capsys):
+    """A job cancelled while queued (or killed) leaves its run pending (or running): `status`, not only `show`,
+    asks SLURM and counts it cancelled (or failed)."""
+    store = RunStore(tmp_path / "results")
+    queued, killed = "loss_variant/queued-1", "loss_variant/killed-1"
+    _submitted_run(store, queued, {"state": "pending"}, None)
+    (store.run_dir(killed)).mkdir(parents=True)
+    (store.run_dir(killed) / SUBMISSION_NAME).write_text(json.dumps({"job_id": "7_2"}))
+    store.write_status(killed, "running", slurm_job_id="7_2", slurm_raw_job_id="9")
+    (store.run_dir(killed) / CLAIM_NAME).write_text(json.dumps({"host": "node-elsewhere", "pid": 1,
+                                                                "slurm_job_id": "9", "token": "t"}))
+    bin_dir = fake_sacct(tmp_path / "bin", "7_1|CANCELLED by 0\n7_2|FAILED")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(store.root))
+    assert main(["status"]) == 0
+    header, row = (line.split() for line in capsys.readouterr().out.splitlines()[:2])
+    counts = dict(zip(header[2:], row[2:]))
+    assert (counts["pending"], counts["running"], counts["cancelled"], counts["failed"]) == ("0", "0", "1", "1")
+    assert store.state(queued) == "cancelled" and store.state(killed) == "failed"
+
+
 def test_signals_stop_only_rank_0_and_only_while_training():
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
     try:
