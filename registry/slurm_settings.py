@@ -37,6 +37,10 @@ from typing import Any, Mapping
 from simclr_core.validation import ConfigError, closest
 
 CONFIG_ENV = "SIMCLR_SLURM_CONFIG"
+# SLURM may send the --signal warning up to this many seconds before it was asked for (sbatch(1), --signal).
+SIGNAL_EARLY_S = 60
+# The least an attempt must be sure to train before that warning stops it and requeues the job.
+MIN_TRAINING_S = 60
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,14 @@ class SlurmSettings:
             raise ConfigError("--slurm needs a time limit per attempt: --slurm-time-min MINUTES, or time_min in "
                               f"{default_config_path()} (or the file named by ${CONFIG_ENV}); a run that reaches it "
                               f"is requeued from its checkpoint up to max_requeues={self.max_requeues} times")
+        if self.signal_delay_s and self.time_min * 60 - self.signal_delay_s - SIGNAL_EARLY_S < MIN_TRAINING_S:
+            shortest = math.ceil((self.signal_delay_s + SIGNAL_EARLY_S + MIN_TRAINING_S) / 60)
+            raise ConfigError(
+                f"time_min={self.time_min} (from {self.source}) leaves no time to train: SLURM sends SIGUSR2 "
+                f"signal_delay_s={self.signal_delay_s} s before the time limit (and up to {SIGNAL_EARLY_S} s earlier), "
+                "so every attempt would be stopped and requeued as soon as it starts, until max_requeues is spent "
+                f"and the run fails; choose --slurm-time-min {shortest} or more, or a smaller signal_delay_s in the "
+                "SLURM config file")
 
     def submitit_parameters(self) -> dict[str, Any]:
         """Keyword arguments for submitit.AutoExecutor.update_parameters (max_requeues goes to its constructor)."""

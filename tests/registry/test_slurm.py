@@ -115,6 +115,21 @@ def test_bad_settings_name_the_valid_choices(tmp_path, monkeypatch):
         load_settings().submitit_parameters()
 
 
+def test_a_time_limit_within_the_warning_signal_is_refused():
+    """SIGUSR2 comes signal_delay_s (+ up to 60 s) before the limit: a limit no longer than that would requeue
+    every attempt as it starts, until max_requeues is spent, and the run would fail having trained nothing."""
+    with pytest.raises(ConfigError, match=r"time_min=1 \(from flags\).*signal_delay_s=120.*--slurm-time-min 4 or "
+                                          r"more, or a smaller signal_delay_s"):
+        load_settings(overrides={"time_min": 1}).submitit_parameters()
+    with pytest.raises(ConfigError, match="--slurm-time-min 4 or more"):
+        SlurmSettings(time_min=3).require_time_limit()
+    SlurmSettings(time_min=4).require_time_limit()
+    with pytest.raises(ConfigError, match="--slurm-time-min 3 or more"):
+        SlurmSettings(time_min=2, signal_delay_s=30).require_time_limit()
+    SlurmSettings(time_min=3, signal_delay_s=30).require_time_limit()
+    SlurmSettings(time_min=1, signal_delay_s=0).require_time_limit()      # no warning signal asked for
+
+
 def test_slurm_without_slurm_commands_says_so_before_recording_anything(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
     monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(tmp_path / "results"))
