@@ -4,7 +4,9 @@ A submitted run has `<run_dir>/slurm.json` (written by the submitting process on
 inside the job, status.json gets the job id too (see registry/slurm_job.py). A job can end without the run
 recording why: cancelled while still queued, killed by SIGKILL, out of memory, node failure, time limit without
 requeue. `reconcile_run` then records `cancelled` or `failed` from the job's final SLURM state (sacct, else
-squeue) and breaks the claim that the dead job left behind, which a login node could never judge stale.
+squeue) and breaks the claim that the dead job left behind, which a login node could never judge stale. A run that
+its own attempt recorded cancelled (SIGTERM) while SLURM queues the job again (`scontrol requeue`, a requeued
+preemption) is pending again.
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ SUBMISSION_NAME = "slurm.json"
 CANCELLED_STATES = frozenset({"CANCELLED", "REVOKED", "DEADLINE"})
 FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "SPECIAL_EXIT"})
 ENDED_STATES = CANCELLED_STATES | FAILED_STATES | {"COMPLETED"}
+# A job waiting to start (again): after `scontrol requeue`, a preemption or a node failure that SLURM requeues, the
+# attempt that was stopped recorded the run cancelled (SIGTERM), yet the job will run it again by itself.
+WAITING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
 # What to change when a job ends in these states (the run resumes from its last checkpoint either way).
 _STATE_ADVICE = {
     "OUT_OF_MEMORY": ": it used more memory than the job asked for; raise --slurm-mem-gb or lower batch_size",
@@ -112,9 +117,14 @@ def reconcile_run(store: RunStore, run_id: str, states: Mapping[str, str]) -> st
     job_id = submission["job_id"]
     state = states.get(job_id, "UNKNOWN")
     note = f"SLURM job {job_id} {state}"
-    if store.is_done(run_id) or state not in CANCELLED_STATES | FAILED_STATES:
+    if store.is_done(run_id):
         return note
     status = store.status(run_id) or {}
+    if state in WAITING_STATES:
+        _requeued(store, run_id, job_id, status)
+        return note
+    if state not in CANCELLED_STATES | FAILED_STATES:
+        return note
     if status.get("state") == "running":
         if status.get("slurm_job_id") != job_id:
             return note                        # another owner (a local run, a later job) is running it
@@ -133,6 +143,16 @@ def reconcile_run(store: RunStore, run_id: str, states: Mapping[str, str]) -> st
         store.write_error(run_id, message + "\n" + _log_tail(submission))
     store.write_status(run_id, ended, finished=now_iso(), error=message)
     return note
+
+
+def _requeued(store: RunStore, run_id: str, job_id: str, status: Mapping[str, Any]) -> None:
+    """The run's job is queued again after an attempt of its own recorded the run cancelled: pending, as it is.
+    Not once a new attempt has claimed the run (it records running itself)."""
+    if status.get("state") != "cancelled" or status.get("slurm_job_id") != job_id:
+        return
+    if read_claim(store.run_dir(run_id)) is not None:
+        return
+    store.write_status(run_id, "pending", requeued=now_iso(), error=None, finished=None)
 
 
 def reconcile(store: RunStore, run_ids: Iterable[str]) -> dict[str, str]:

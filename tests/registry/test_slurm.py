@@ -211,6 +211,27 @@ def test_a_job_that_died_unrecorded_is_reconciled_and_its_claim_broken(tmp_path)
     assert store.status("e/own-1")["error"] == "RunCancelled"
 
 
+def test_a_requeued_job_makes_its_cancelled_run_pending_again(tmp_path):
+    """`scontrol requeue` (or a preemption SLURM requeues) stops the attempt with SIGTERM, which records the run
+    cancelled; while the job waits to start again, the run is pending, not cancelled."""
+    store = RunStore(tmp_path)
+    stopped = {"state": "cancelled", "error": "RunCancelled", "slurm_job_id": "7_1", "slurm_raw_job_id": "8"}
+    _submitted_run(store, "e/requeued-1", dict(stopped), None)
+    assert reconcile_run(store, "e/requeued-1", {"7_1": "PENDING"}) == "SLURM job 7_1 PENDING"
+    assert store.state("e/requeued-1") == "pending" and store.status("e/requeued-1")["error"] is None
+    # scancel'd for good: it stays cancelled.
+    _submitted_run(store, "e/cancelled-1", dict(stopped), None)
+    reconcile_run(store, "e/cancelled-1", {"7_1": "CANCELLED"})
+    assert store.state("e/cancelled-1") == "cancelled"
+    # Cancelled by another job (or a local run), or already claimed by the new attempt: left alone.
+    _submitted_run(store, "e/other-1", {**stopped, "slurm_job_id": "5_0"}, None)
+    reconcile_run(store, "e/other-1", {"7_1": "PENDING"})
+    assert store.status("e/other-1")["state"] == "cancelled"
+    _submitted_run(store, "e/claimed-1", dict(stopped), {**owner_info(), "slurm_job_id": "8", "token": "w"})
+    reconcile_run(store, "e/claimed-1", {"7_1": "REQUEUED"})
+    assert store.status("e/claimed-1")["state"] == "cancelled"
+
+
 def fake_sacct(folder: Path, answer: str) -> Path:
     """A `sacct` that prints `answer` ('JOBID|STATE' lines), as the real one does for the asked job ids."""
     folder.mkdir(exist_ok=True)
