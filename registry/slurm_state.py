@@ -179,9 +179,16 @@ def _break_claim(run_dir: Path, seen: dict[str, Any]) -> bool:
 def _log_tail(submission: Mapping[str, Any], lines: int = 30) -> str:
     for key in ("stderr", "stdout"):
         try:
-            text = Path(submission.get(key, "")).read_text(errors="replace")
+            text = Path(submission.get(key, "")).read_bytes().decode(errors="replace")   # keeps each "\r"
         except OSError:
             continue
-        if text.strip():
-            return f"last lines of {submission[key]}:\n" + "\n".join(text.splitlines()[-lines:]) + "\n"
+        shown = [line for line in map(_as_displayed, text.split("\n")) if line.strip()]
+        if shown:
+            return f"last lines of {submission[key]}:\n" + "\n".join(shown[-lines:]) + "\n"
     return "(no job log)\n"
+
+
+def _as_displayed(line: str) -> str:
+    """A log line as a terminal leaves it: a progress bar redraws itself after carriage returns, so only the text
+    after the last one is left (else each redraw would count as a line of the tail)."""
+    return line.rstrip("\r").rpartition("\r")[2]

@@ -232,6 +232,21 @@ def test_a_requeued_job_makes_its_cancelled_run_pending_again(tmp_path):
     assert store.status("e/claimed-1")["state"] == "cancelled"
 
 
+def test_a_killed_jobs_log_tail_shows_a_progress_bar_once(tmp_path):
+    """The job's stderr holds tqdm's redraws, separated by carriage returns: the error keeps the last one, as a
+    terminal shows it, and the lines after it, not 30 redraws that push SLURM's own message out of sight."""
+    store = RunStore(tmp_path)
+    run_dir = _submitted_run(store, "e/killed-1", {"state": "pending"}, None)
+    bar = "".join(f"\rpretrain e:  {i}%|  | {i}/100 [00:01<00:10]" for i in range(60))    # as tqdm draws
+    (run_dir / "job.err").write_text("submitit INFO - Starting\n" + bar + "srun: error: vm: task 0: Killed\n"
+                                     "srun: Force Terminated StepId=16.0\n")
+    reconcile_run(store, "e/killed-1", {"7_1": "FAILED"})
+    assert store.error_text("e/killed-1").splitlines()[1:] == [
+        f"last lines of {run_dir / 'job.err'}:", "submitit INFO - Starting",
+        "pretrain e:  59%|  | 59/100 [00:01<00:10]srun: error: vm: task 0: Killed",
+        "srun: Force Terminated StepId=16.0"]
+
+
 def fake_sacct(folder: Path, answer: str) -> Path:
     """A `sacct` that prints `answer` ('JOBID|STATE' lines), as the real one does for the asked job ids."""
     folder.mkdir(exist_ok=True)
