@@ -21,9 +21,12 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from filelock import FileLock, Timeout
 
 from registry.claim import describe_claim, is_stale, read_claim
 from registry.declare import Run
@@ -39,6 +42,7 @@ from simclr_core.validation import ConfigError
 
 SLURM_COMMANDS = ("sbatch", "srun", "squeue", "scancel", "scontrol", "sinfo")
 SUBMITIT_DIR = ".submitit"
+SUBMIT_LOCK_NAME = "submit.lock"
 _ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
            "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")
 
@@ -179,6 +183,27 @@ def share_pretraining(runs: Sequence[Run], store: RunStore,
     return sorted(now, key=lambda run: order[run.run_id]), waiting
 
 
+@contextmanager
+def submitting(results_root: Path) -> Iterator[None]:
+    """Hold the results folder's submission lock (<results>/.submitit/submit.lock) while runs are judged and
+    submitted; a second submitter says once that it waits, then judges the runs against the first one's jobs."""
+    lock = FileLock(str(Path(results_root) / SUBMITIT_DIR / SUBMIT_LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        announce_wait(lock.lock_file)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def announce_wait(lock_file: str) -> None:
+    print(f"waiting for another submission to this results folder to finish (it holds {lock_file})",
+          file=sys.stderr, flush=True)
+
+
 class SlurmExecutor(Executor):
     """Submit runs as a submitit job array; optionally wait for them and report each run's outcome."""
 
@@ -220,24 +245,27 @@ class SlurmExecutor(Executor):
         self.check(runs)
         self.check_results(results_dir)
         store = RunStore(results_dir)
-        states = job_states(s["job_id"] for r in runs if (s := read_submission(store.run_dir(r.run_id))))
         outcomes: dict[str, Outcome] = {}
         todo = []
-        live: dict[str, str] = {}          # run id -> job id, for runs a live job holds already
-        for run in runs:
-            reconcile_run(store, run.run_id, states)     # a job that died unrecorded: cancelled/failed first
-            reason = self._not_now(store, run, states)
-            if reason:
-                outcomes[run.run_id] = Outcome(run.run_id, "skipped", reason)
-                self.on_outcome(outcomes[run.run_id])
-                submission = read_submission(store.run_dir(run.run_id))
-                if submission and states.get(submission["job_id"]) in _ACTIVE:
-                    live[run.run_id] = str(submission["job_id"])
-            else:
-                todo.append(run)
+        # One submitter at a time per results folder: a second `run --slurm` started meanwhile sees these jobs.
+        with submitting(store.root.resolve()):
+            states = job_states(s["job_id"] for r in runs if (s := read_submission(store.run_dir(r.run_id))))
+            live: dict[str, str] = {}          # run id -> job id, for runs a live job holds already
+            for run in runs:
+                reconcile_run(store, run.run_id, states)     # a job that died unrecorded: cancelled/failed first
+                reason = self._not_now(store, run, states)
+                if reason:
+                    outcomes[run.run_id] = Outcome(run.run_id, "skipped", reason)
+                    self.on_outcome(outcomes[run.run_id])
+                    submission = read_submission(store.run_dir(run.run_id))
+                    if submission and states.get(submission["job_id"]) in _ACTIVE:
+                        live[run.run_id] = str(submission["job_id"])
+                else:
+                    todo.append(run)
+            if todo:
+                training = {pretraining_key(run.config): run.run_id for run in runs if run.run_id in live}
+                jobs = self._submit(todo, store, training, live)
         if todo:
-            training = {pretraining_key(run.config): run.run_id for run in runs if run.run_id in live}
-            jobs = self._submit(todo, store, training, live)
             if self.wait:
                 outcomes.update(self._wait(store, jobs))
             else:

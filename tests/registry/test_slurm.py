@@ -450,6 +450,37 @@ def test_cancelled_jobs_are_recorded_cancelled_whether_running_or_queued(partiti
 
 
 @pytest.mark.slurm
+def test_a_second_submitter_meanwhile_sees_the_first_ones_jobs(partition, tmp_path, monkeypatch):
+    """Two `run --slurm` of the same runs at once: the second waits until the first has submitted, then skips the
+    runs its jobs hold, instead of submitting a second job for each."""
+    import registry.slurm as slurm_module
+
+    runs = smoke_runs({**QUICK, "max_steps": 100_000})       # still queued or training when the test ends
+    first, second = (executor(SlurmSettings(cpus_per_task=1, time_min=60), wait=False) for _ in range(2))
+    waiting = threading.Event()
+    monkeypatch.setattr(slurm_module, "announce_wait", lambda lock_file: waiting.set(), raising=False)
+    result: dict = {}
+    other = threading.Thread(target=lambda: result.update(outcomes=second.dispatch(runs, tmp_path)), daemon=True)
+    submit = first._submit
+
+    def submit_while_another_dispatches(*args, **kwargs):
+        other.start()
+        wait_for(lambda: waiting.is_set() or not other.is_alive(), 120, "the second submitter to wait or finish")
+        return submit(*args, **kwargs)
+
+    monkeypatch.setattr(first, "_submit", submit_while_another_dispatches)
+    try:
+        [mine] = first.dispatch(runs, tmp_path)
+        other.join(timeout=120)
+        assert mine.state == "submitted"
+        [theirs] = result["outcomes"]
+        assert theirs.state == "skipped" and f"in SLURM job {first.jobs[runs[0].run_id].job_id}" in theirs.detail
+    finally:
+        for job in [*first.jobs.values(), *second.jobs.values()]:
+            subprocess.run(["scancel", str(job.job_id)], check=False)
+
+
+@pytest.mark.slurm
 def test_an_unknown_partition_surfaces_sbatchs_error(partition, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(tmp_path))
     code = main(["run", "head_type", "--scale", "smoke", "--slurm", "--slurm-time-min", "5",
