@@ -85,23 +85,26 @@ def parse_states(text: str) -> dict[str, str]:
 
 
 def job_states(job_ids: Iterable[str]) -> dict[str, str]:
-    """{job id: SLURM state} for the ids SLURM still knows; sacct first, squeue when accounting is off."""
+    """{job id: SLURM state} for the ids SLURM still knows: sacct first; squeue for the ids sacct does not list,
+    as where accounting is off, or for a job submitted a moment ago (slurmdbd learns of it later than the
+    controller, and such a job must not be taken for one that ended)."""
     ids = sorted({str(j) for j in job_ids if j})
     if not ids:
         return {}
     bases = ",".join(sorted({_base_id(j) for j in ids}))
-    queries = (["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", bases],
-               ["squeue", "-h", "-t", "all", "-o", "%i|%T"])
-    for command in queries:
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if done.returncode == 0:
-            states = parse_states(done.stdout)
-            if states or command[0] == "squeue":
-                return {j: states[j] for j in ids if j in states}
-    return {}
+    states = _query(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", bases])
+    if any(j not in states for j in ids):
+        queued = _query(["squeue", "-h", "-t", "all", "-o", "%i|%T"])
+        states.update({j: state for j, state in queued.items() if j not in states})
+    return {j: states[j] for j in ids if j in states}
+
+
+def _query(command: list[str]) -> dict[str, str]:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return parse_states(done.stdout) if done.returncode == 0 else {}
 
 
 # ---- reconciling -----------------------------------------------------------------------------------------

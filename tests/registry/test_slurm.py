@@ -256,6 +256,18 @@ def fake_sacct(folder: Path, answer: str) -> Path:
     return folder
 
 
+def test_a_job_sacct_does_not_list_yet_is_asked_of_squeue(tmp_path, monkeypatch):
+    """slurmdbd hears of a job later than the controller: a job submitted a moment ago is missing from sacct while
+    an older one is listed. Its state comes from squeue, so that a second `run` does not submit it again."""
+    from registry.slurm_state import job_states
+
+    bin_dir = fake_sacct(tmp_path / "bin", "10|RUNNING")
+    (bin_dir / "squeue").write_text("#!/bin/sh\nprintf '%s\\n' '10|RUNNING' '31_[0-1]|PENDING'\n")
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert job_states(["10", "31_1"]) == {"10": "RUNNING", "31_1": "PENDING"}
+
+
 def test_status_records_jobs_that_ended_unrecorded(tmp_path, monkeypatch, capsys):
     """A job cancelled while queued (or killed) leaves its run pending (or running): `status`, not only `show`,
     asks SLURM and counts it cancelled (or failed)."""
