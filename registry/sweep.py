@@ -44,7 +44,7 @@ from registry.store import RunStore, default_results_dir
 from registry.sweep_space import SAMPLERS, SWEEPS, StudyPlan, get_sweep, plan_studies
 from registry.sweep_study import (STORAGE_KINDS, StudyDriver, asked_runs, check_storage, open_study_at,
                                   storage_disk_error, storage_url)
-from registry.sweep_study import retry_failed as retry_failed_trials
+from registry.sweep_study import reask_cancelled, retry_failed as retry_failed_trials
 from registry.sweep_summary import study_summary, summary_path, write_summary
 from simclr_core.validation import ConfigError, require_choice, require_range
 
@@ -141,6 +141,7 @@ def run_sweep(name: str, *, trials: int | None = None, sampler: str = "grid", st
                f"sampler {plan.sampler}, scale {plan.scale.name}, objective {plan.metric}; target {target} trials; "
                f"storage {url}")
         driver = StudyDriver(plan, study, executor, results, report=report, poll_s=poll_s, on_tell=save)
+        reask_cancelled(study, report)
         if retry_failed:
             retry_failed_trials(study, report)
         relay.driver = driver

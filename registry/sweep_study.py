@@ -11,7 +11,8 @@ known configuration never trains again.
 
 A failed trial (its run raised, or its metric is missing) counts and is not asked again unless the driver
 is started with --retry-failed, which enqueues it once more (its run is retried, as `registry run` retries
-failed runs).
+failed runs). A trial whose runs were cancelled (a SLURM job scancel'd while the driver lived) is told FAIL too,
+so that this driver does not fight the cancel, and the next driver asks it again, as it does an orphan's.
 
 The same code serves every executor. LocalExecutor.dispatch returns when its runs are finished; a SLURM
 executor returns `submitted` outcomes and the loop polls the store until the runs end, keeping K trials in
@@ -362,6 +363,23 @@ def recover_orphans(study: "optuna.Study", mine: set[int], report: Report) -> in
     return recovered
 
 
+def reask_cancelled(study: "optuna.Study", report: Report) -> int:
+    """Enqueue again the parameters of every trial told FAIL because its runs were cancelled (a SLURM job
+    scancel'd, a process stopped by a signal) while its driver lived: an interruption, not a result, so the next
+    driver asks it again as it does an orphan's (its runs resume from their checkpoints). Returns how many."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    again = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("cancelled") and t.params
+             and t.number not in retried]
+    for trial in again:
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, "retry_reason": "cancelled"})
+        report(f"trial {trial.number} was cancelled ({trial.user_attrs.get('error', 'no error recorded')}): "
+               f"re-asked {trial.params}")
+    return len(again)
+
+
 def retry_failed(study: "optuna.Study", report: Report) -> int:
     """Enqueue the parameters of every counted FAIL trial again (--retry-failed); returns how many."""
     from optuna.trial import TrialState
@@ -546,7 +564,7 @@ class StudyDriver:
                 "this sweep again with --retry-failed: the trial is asked again and its run trains from scratch")
 
     def _run_result(self, item: _InFlight, run: Run) -> tuple[str, Any]:
-        """("done", metric value or None) | ("failed", reason) | ("waiting", None)."""
+        """("done", metric value or None) | ("failed" or "cancelled", reason) | ("waiting", None)."""
         problem = self.store.problem(run.run_id)
         if problem:      # damaged files: no result to use, and the executors will not train it again by themselves
             return "failed", f"corrupt: {problem}; {self._redo_hint(run)}"
@@ -554,26 +572,31 @@ class StudyDriver:
             return "done", (self.store.final(run.run_id) or {}).get(self.plan.metric)
         outcome = item.outcomes.get(run.run_id)
         if outcome is not None and outcome.state in ("failed", "cancelled"):
-            return "failed", f"{outcome.state}: {outcome.detail}"
+            return outcome.state, f"{outcome.state}: {outcome.detail}"
         status = self.store.status(run.run_id) or {}
         # A run submitted elsewhere (SLURM) or owned by another process: wait for a status newer than the one
         # it had when we dispatched (an earlier attempt's failure must not end this trial).
-        if self.store.state(run.run_id) in ("failed", "cancelled") and status != item.status_before.get(run.run_id):
-            return "failed", f"{self.store.state(run.run_id)}: {status.get('error') or 'no error recorded'}"
+        ended = self.store.state(run.run_id)
+        if ended in ("failed", "cancelled") and status != item.status_before.get(run.run_id):
+            return ended, f"{ended}: {status.get('error') or 'no error recorded'}"
         return "waiting", None
 
     def _tell(self, item: _InFlight, results: list[tuple[str, Any]]) -> None:
         axis, trial = self.plan.sweep.axis, item.trial
-        failures = [detail for state, detail in results if state == "failed"]
+        failures = [detail for state, detail in results if state in ("failed", "cancelled")]
+        cancelled = bool(failures) and all(state != "failed" for state, _ in results)
         values = [detail for state, detail in results if state == "done"]
         if not failures and not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
             failures = [f"final.json has no finite {self.plan.metric!r} (the scale's eval.protocols decide it)"]
         where = f"[{self.plan.study_name}] trial {trial.number} {axis}={item.value:g}"
         if failures:
             trial.set_user_attr("error", failures[0][:500])
+            if cancelled:
+                trial.set_user_attr("cancelled", True)
             self.study.tell(trial, state=_fail_state())
             self.failed_now += 1
-            self.report(f"{where} FAILED: {failures[0]}  ({item.runs[0].run_id})")
+            then = "; the next run of this sweep asks it again (its runs resume)" if cancelled else ""
+            self.report(f"{where} FAILED: {failures[0]}  ({item.runs[0].run_id}){then}")
         else:
             trial.set_user_attr("reused", item.reused)
             value = sum(values) / len(values)

@@ -472,6 +472,37 @@ def test_submitted_runs_are_polled_and_k_trials_stay_in_flight(results, monkeypa
     assert all(t.user_attrs["heartbeat"] - t.datetime_start.timestamp() > 0.1 for t in study.trials)
 
 
+class CancellingExecutor(SubmittingExecutor):
+    """Submits like SubmittingExecutor, but the job of the run at `cancel_at` is scancel'd while queued: the store
+    records it cancelled, as registry/slurm_state.py does from sacct."""
+
+    def __init__(self, cancel_at: float | None):
+        super().__init__(delay_s=0.05)
+        self.cancel_at = cancel_at
+
+    def dispatch(self, runs, results_dir):
+        cancelled = [r for r in runs if r.config.loss.temperature == self.cancel_at]
+        for run in cancelled:
+            RunStore(results_dir).write_status(run.run_id, "cancelled", error="SLURM job 1 ended CANCELLED")
+        outcomes = super().dispatch([r for r in runs if r not in cancelled], results_dir)
+        return [Outcome(r.run_id, "submitted", "job 1") for r in cancelled] + outcomes
+
+
+def test_a_trial_whose_job_was_cancelled_is_asked_again_by_the_next_sweep(results):
+    lines: list[str] = []
+    first, = run_sweep("temperature", scale="smoke", normalize="true", results_dir=str(results),
+                       executor=CancellingExecutor(cancel_at=0.05), poll_s=0.05, report=lines.append)
+    assert first["counts"] == {"COMPLETE": 3, "FAIL": 1, "RUNNING": 0, "WAITING": 0}     # this driver let it be
+    assert any("FAILED: cancelled" in line and "the next run of this sweep asks it again" in line for line in lines)
+    again, = run_sweep("temperature", scale="smoke", normalize="true", results_dir=str(results),
+                       executor=CancellingExecutor(cancel_at=None), poll_s=0.05, report=lines.append)
+    assert complete_values(load_study(results, again)) == TABLE5[True]
+    assert any(line.startswith("trial ") and "was cancelled" in line for line in lines)
+    third, = run_sweep("temperature", scale="smoke", normalize="true", results_dir=str(results),
+                       executor=CancellingExecutor(cancel_at=None), poll_s=0.05, report=lines.append)
+    assert third["counts"] == again["counts"]                  # asked once again, not at every start
+
+
 def test_local_trials_in_parallel_processes(results):
     summary, = run_sweep("temperature", scale="smoke", sampler="tpe", trials=2, normalize="true",
                          results_dir=str(results), max_parallel=2, train_fn="test_sweep:temperature_train",
