@@ -324,14 +324,16 @@ class SlurmExecutor(Executor):
     def _sbatch(self, executor: Any, runs: list[Run], store: RunStore, code: dict[str, Any]) -> dict[str, Any]:
         from submitit.core.utils import FailedJobError
 
-        from registry.slurm_job import SlurmRunTask
+        from registry.slurm_job import CHECKPOINT_WITHIN_S, SlurmRunTask
 
         if not runs:          # e.g. every run waits for a pretraining that a live job is training
             return {}
         root = store.root.resolve()
         try:
             with executor.batch():
-                jobs = [executor.submit(SlurmRunTask(run, root, self.train_fn, code)) for run in runs]
+                # Half the time-limit warning for the checkpoint, half to stop at once if it is late.
+                within = self.settings.signal_delay_s / 2 if self.settings.signal_delay_s else CHECKPOINT_WITHIN_S
+                jobs = [executor.submit(SlurmRunTask(run, root, self.train_fn, code, within)) for run in runs]
         except FailedJobError as exc:         # sbatch refused: bad partition, account, limits...
             raise ConfigError(f"sbatch refused the job ({self.settings.summary()}; settings from "
                               f"{self.settings.source}):\n{str(exc).strip()}") from None

@@ -14,6 +14,10 @@ Signals, as SLURM and submitit send them:
            preemption: training stops, the run goes back to pending, then submitit checkpoints the task
            (`checkpoint()` returns a fresh task for the same run) and requeues the job. The next attempt resumes
            from the run's checkpoint.pt, as any re-run does.
+           In train()'s training loop, training first saves a checkpoint at its next logging step (every rank at
+           the same step: simclr_core/stop_request.py), so the next attempt loses no step. Training stops at once,
+           as outside the loop (start-up, evaluation), on a second SIGUSR2, or when the checkpoint has not come
+           within `checkpoint_within_s` (half the warning: time is left to stop and requeue).
   SIGTERM  scancel (or a preemption that SLURM requeues by itself): training stops and the run is recorded
            cancelled (launch.RunCancelled). A SIGUSR2 that follows within PREEMPT_GRACE_S (submitit's preemption
            sends TERM, then USR2) turns it into a requeue as above.
@@ -28,6 +32,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -40,10 +45,14 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from registry.declare import Run
 from registry.launch import Outcome, RunCancelled, TrainFn, execute_run, raise_interrupt, resolve_train_fn
 from registry.store import CHECKPOINT_NAME, RunStore, now_iso
+from simclr_core import stop_request
 from simclr_core.warning_format import print_warnings_on_one_line
 
 # Seconds rank 0 waits after SIGTERM for the SIGUSR2 that would make it a preemption (submitit sends both at once).
 PREEMPT_GRACE_S = 3.0
+# Seconds after SIGUSR2 within which training must have saved its checkpoint, else it stops at once, where the job
+# gave no `checkpoint_within_s` (half the default 120 s warning).
+CHECKPOINT_WITHIN_S = 60.0
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _DECISION_KEY = "simclr_harness/decision"
 _GO, _SKIP = "go", "skip"
@@ -55,13 +64,17 @@ class RunPreempted(RunCancelled):
 
 class _Signals:
     """SIGTERM / SIGUSR2 handlers. They raise in the training frame of rank 0 only while training (`armed`);
-    otherwise they only remember the signal, so that writing the store is never interrupted halfway."""
+    otherwise they only remember the signal, so that writing the store is never interrupted halfway. The first
+    SIGUSR2 while train()'s loop runs asks it for a checkpoint first (every rank asks: any one seeing it is enough);
+    rank 0 stops at once on a second one, which it sends itself after `checkpoint_within_s`."""
 
-    def __init__(self, rank: int):
+    def __init__(self, rank: int, checkpoint_within_s: float = CHECKPOINT_WITHIN_S):
         self.rank = rank
+        self.checkpoint_within_s = checkpoint_within_s
         self.armed = False
         self.term = False
         self.usr2 = False
+        self._deadline: threading.Timer | None = None
 
     def install(self) -> Callable | int | None:
         """Take over SIGTERM and SIGUSR2; returns submitit's SIGUSR2 handler (checkpoint + requeue)."""
@@ -81,13 +94,21 @@ class _Signals:
 
     def disarm(self) -> None:
         self.armed = False
+        if self._deadline is not None:
+            self._deadline.cancel()
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.term = True
         self._raise_if_armed()
 
     def _on_usr2(self, signum: int, frame: object) -> None:
-        self.usr2 = True
+        first, self.usr2 = not self.usr2, True
+        if first and self.armed and stop_request.request():
+            if self.rank == 0:        # stop at once if the checkpoint is late (e.g. a long logging period)
+                self._deadline = threading.Timer(self.checkpoint_within_s, os.kill, (os.getpid(), signal.SIGUSR2))
+                self._deadline.daemon = True
+                self._deadline.start()
+            return
         self._raise_if_armed()
 
     def _raise_if_armed(self) -> None:
@@ -112,22 +133,25 @@ class SlurmRunTask(Checkpointable):
     ("module:function" or an importable callable) and the submitting checkout's code version."""
 
     def __init__(self, run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | str | None = None,
-                 code: dict[str, Any] | None = None):
+                 code: dict[str, Any] | None = None, checkpoint_within_s: float = CHECKPOINT_WITHIN_S):
         self.run = run
         self.results_dir = str(results_dir)
         self.train_fn = train_fn
         self.code = code
+        self.checkpoint_within_s = checkpoint_within_s
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         """submitit calls this on SIGUSR2 before requeueing: the same run again (training keeps its own
         checkpoint.pt, so there is no state to carry)."""
-        return DelayedSubmission(SlurmRunTask(self.run, self.results_dir, self.train_fn, self.code), *args, **kwargs)
+        again = SlurmRunTask(self.run, self.results_dir, self.train_fn, self.code, self.checkpoint_within_s)
+        return DelayedSubmission(again, *args, **kwargs)
 
     def __call__(self) -> Outcome:
         env = submitit.JobEnvironment()
         _use_allocated_cpus(env)
         print_warnings_on_one_line()
-        signals = _Signals(env.global_rank)
+        # getattr: a task pickled by an older checkout (a job queued before an update) lacks the attribute
+        signals = _Signals(env.global_rank, getattr(self, "checkpoint_within_s", CHECKPOINT_WITHIN_S))
         submitit_usr2 = signals.install()
         store = _join_process_group(env) if env.num_tasks > 1 else None
         if env.global_rank == 0:
@@ -148,6 +172,11 @@ class SlurmRunTask(Checkpointable):
             signals.arm()
             try:
                 return resolve_train_fn(self.train_fn)(cfg, run_dir)
+            except stop_request.StoppedAtCheckpoint as stopped:
+                signals.usr2 = True           # only SIGUSR2 asks for it, on this rank or another
+                message = f"SIGUSR2 during training: checkpoint saved at step {stopped.step}; requeueing"
+                print(f"[{self.run.run_id}] {message}", flush=True)
+                raise_interrupt(RunPreempted(message))
             finally:
                 signals.disarm()
 
@@ -169,6 +198,9 @@ class SlurmRunTask(Checkpointable):
         run_dir = RunStore(self.results_dir).run_dir(self.run.run_id)
         try:
             resolve_train_fn(self.train_fn)(self.run.config, run_dir)
+        except stop_request.StoppedAtCheckpoint as stopped:
+            return Outcome(self.run.run_id, "cancelled", f"rank {rank}: stopped with rank 0 after the checkpoint "
+                                                         f"of step {stopped.step}")
         except Exception as exc:
             if signals.seen:                  # rank 0 stopped on purpose and left the collectives
                 return Outcome(self.run.run_id, "cancelled", f"rank {rank}: stopped with rank 0 ({type(exc).__name__})")

@@ -10,7 +10,8 @@ checkpoint continues exactly as one that never stopped.
 
 Files written under run_dir (by the main process):
   metrics.jsonl   one JSON object per logged step / evaluation
-  checkpoint.pt   model, optimizer and step, replaced atomically every `checkpoint_every_steps`
+  checkpoint.pt   model, optimizer and step, replaced atomically every `checkpoint_every_steps`, and at the
+                  logging step where a stop is requested (stop_request.py: a SLURM job's time-limit warning)
   final.json      the final evaluation metrics plus wall clock, throughput and device
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
-from simclr_core import cpu_cache
+from simclr_core import cpu_cache, stop_request
 from simclr_core.augment import build_augmentation, build_local_views
 from simclr_core.augment.ahead import resolve_views_ahead, views_ahead
 from simclr_core.atomic_files import atomic_write_bytes, remove_leftover_temps
@@ -188,6 +189,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     # views_ahead on, step k+1's views are made while step k runs (simclr_core/augment/ahead.py).
     generator = torch.Generator()
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    asked_to_stop = torch.zeros((), device=device)
 
     def new_view_buffers() -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Both views of a step in one tensor, in the model's memory format: the model reads all 2N views in
@@ -231,6 +233,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                            labels=supervised)
     ahead = resolve_views_ahead(cfg.views_ahead, device)
     steps = views_ahead(batches, make_views, new_view_buffers, ahead=ahead == "on", device=device)
+    stop_request.listen()
     try:
         for step, (views, small_views, labels) in steps:
             if supervised:
@@ -262,8 +265,13 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                         f"non-finite loss between steps {last_finite_step + 1} and {done}; {kept}. "
                         f"{remedy}.")
                 last_finite_step = done
+            stop_now = False
             if is_log:
-                mean_loss = accelerator.reduce(log_loss, reduction="mean").item() / log_count
+                # A stop request rides on the reduction the logged loss needs anyway: any process may have seen it.
+                asked_to_stop.fill_(float(stop_request.requested()))
+                reduced = accelerator.reduce(torch.stack((log_loss, asked_to_stop)), reduction="mean")
+                loss_over_steps, asked_share = reduced.tolist()
+                mean_loss, stop_now = loss_over_steps / log_count, asked_share > 0
                 elapsed = time.perf_counter() - log_clock
                 row = {"step": done, "epoch": done / steps_per_epoch, "loss": mean_loss,
                        "lr": optimizer.param_groups[0]["lr"],
@@ -280,7 +288,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                 knn = _evaluate_apart(accelerator, model, cfg, feed, mixed_precision, ("knn",))
                 _log(accelerator, run_dir, {"step": done, "epoch": done / steps_per_epoch, **knn})
                 model.train()
-            if is_ckpt:
+            if is_ckpt or stop_now:
                 # "Last good" means finite weights and BatchNorm statistics too: a finite loss can leave an
                 # infinite running_var behind, and resuming from it would only fail later.
                 bad = _nonfinite_state(accelerator, model)
@@ -294,10 +302,17 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                 _save(accelerator, run_dir, model, optimizer, done, cfg, earlier_seconds + session_seconds,
                       earlier_device_seconds + session_seconds * world, processes_seen)
                 last_checkpoint_step = done
+            if stop_now:
+                raise stop_request.StoppedAtCheckpoint(done)
     finally:
+        unanswered = stop_request.stop_listening()
         steps.close()        # stops the streamed path's reader, however the loop ends
         batches.close()      # (in case the loop never started)
         bar.close()          # ends its line: what is printed next (Ctrl-C's message, an error) starts a line of its own
+    if unanswered and accelerator.is_main_process:
+        # Asked after the last logging step: the last step's checkpoint is on disk; stop before the evaluation (the
+        # main process alone, as a signal during the evaluation stops it: the others stop when it leaves).
+        raise stop_request.StoppedAtCheckpoint(last_checkpoint_step)
     train_seconds = time.perf_counter() - train_clock
 
     # ---- final evaluation -> final.json -------------------------------------------------------------

@@ -14,16 +14,18 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from registry import RunStore, get_experiment
 from registry.__main__ import main
 from registry.claim import CLAIM_NAME, owner_info
-from registry.slurm_job import RunPreempted, SlurmRunTask, _Signals
+from registry.slurm_job import RunPreempted, SlurmRunTask, _Signals, checkpoint_step
 from registry.slurm_settings import SlurmSettings, load_settings
 from registry.slurm_state import SUBMISSION_NAME, parse_states, reconcile_run
 from registry.launch import RunCancelled
+from simclr_core import stop_request
 from simclr_core.validation import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -318,11 +320,103 @@ def test_signals_stop_only_rank_0_and_only_while_training():
 
 def test_checkpoint_resubmits_a_fresh_task_for_the_same_run(tmp_path):
     run = smoke_runs()[0]
-    task = SlurmRunTask(run, tmp_path, "simclr_core.train:train", {"git_sha": "abc"})
+    task = SlurmRunTask(run, tmp_path, "simclr_core.train:train", {"git_sha": "abc"}, checkpoint_within_s=45)
     delayed = task.checkpoint()
     assert delayed.function is not task and isinstance(delayed.function, SlurmRunTask)
-    assert (delayed.function.run, delayed.function.results_dir, delayed.function.train_fn, delayed.function.code) \
-        == (run, str(tmp_path), "simclr_core.train:train", {"git_sha": "abc"})
+    again = delayed.function
+    assert (again.run, again.results_dir, again.train_fn, again.code, again.checkpoint_within_s) \
+        == (run, str(tmp_path), "simclr_core.train:train", {"git_sha": "abc"}, 45)
+
+
+@pytest.fixture
+def own_signal_handlers():
+    """The test installs _Signals; SIGTERM's and SIGUSR2's handlers are put back afterwards."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
+    yield
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def interrupted_while_waiting(seconds: float = 60.0) -> None:
+    """Sleep until a signal handler raises (the test fails if none does within `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_sigusr2_asks_a_training_loop_for_a_checkpoint_and_a_second_one_stops_at_once(own_signal_handlers):
+    for rank in (0, 1):
+        signals = _Signals(rank=rank, checkpoint_within_s=600)
+        signals.install()
+        signals.arm()
+        stop_request.listen()
+        try:
+            os.kill(os.getpid(), signal.SIGUSR2)      # the training loop listens: asked, nothing raised
+            time.sleep(0.1)
+            assert stop_request.requested() and signals.armed
+            if rank == 0:
+                with pytest.raises(RunPreempted):
+                    os.kill(os.getpid(), signal.SIGUSR2)
+                    interrupted_while_waiting()
+            else:
+                os.kill(os.getpid(), signal.SIGUSR2)  # rank 1 keeps going until rank 0 leaves the collectives
+        finally:
+            stop_request.stop_listening()
+            signals.disarm()
+
+
+def test_a_checkpoint_that_does_not_come_in_time_stops_training_at_once(own_signal_handlers):
+    signals = _Signals(rank=0, checkpoint_within_s=0.2)
+    signals.install()
+    signals.arm()
+    stop_request.listen()
+    try:
+        with pytest.raises(RunPreempted):
+            os.kill(os.getpid(), signal.SIGUSR2)
+            interrupted_while_waiting()
+    finally:
+        stop_request.stop_listening()
+        signals.disarm()
+
+
+def test_sigusr2_outside_the_training_loop_stops_at_once(own_signal_handlers):
+    signals = _Signals(rank=0, checkpoint_within_s=600)
+    signals.install()
+    signals.arm()                                     # e.g. train() loading its data, or evaluating
+    try:
+        with pytest.raises(RunPreempted):
+            os.kill(os.getpid(), signal.SIGUSR2)
+            interrupted_while_waiting()
+    finally:
+        signals.disarm()
+
+
+def test_sigusr2_during_training_saves_a_checkpoint_at_the_next_logging_step_then_requeues(tmp_path, monkeypatch,
+                                                                                           own_signal_handlers):
+    """SLURM's time-limit warning stopped training at once: the requeued job resumed from the last periodic
+    checkpoint (every checkpoint_every_steps, 200 by default) and trained those steps again."""
+    import simclr_core.train as train_module
+
+    run = smoke_runs({**QUICK, "max_steps": 8, "checkpoint_every_steps": 3, "log_every_steps": 2})[0]
+    real = train_module.warmup_cosine
+
+    def warned_during_step_3(step, *args):
+        if step + 1 == 3:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return real(step, *args)
+
+    monkeypatch.setattr(train_module, "warmup_cosine", warned_during_step_3)
+    requeued = []
+    env = SimpleNamespace(job_id="7_1", raw_job_id="8", hostnames=["node1"], num_tasks=1, global_rank=0)
+    signals = _Signals(rank=0, checkpoint_within_s=600)
+    submitit_usr2 = lambda signum, frame: requeued.append(signum)  # noqa: E731  (checkpoint() + requeue)
+    signals.install()
+    with pytest.raises(RunPreempted, match="checkpoint saved at step 4"):
+        SlurmRunTask(run, tmp_path, "simclr_core.train:train")._lead(env, signals, None, submitit_usr2)
+    store = RunStore(tmp_path)
+    assert checkpoint_step(store.run_dir(run.run_id)) == 4          # the periodic one was 3
+    assert store.status(run.run_id)["state"] == "pending" and requeued == [signal.SIGUSR2]
+    assert metric_steps(store.run_dir(run.run_id)) == [2, 4]
 
 
 # ---- a real cluster ----------------------------------------------------------------------------------------
@@ -433,6 +527,33 @@ def preempt_and_check_resumed(slurm, results: Path, steps: int, timeout: float) 
 def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(partition, tmp_path):
     preempt_and_check_resumed(executor(SlurmSettings(cpus_per_task=1, time_min=60), wait=False), tmp_path,
                               steps=60, timeout=120)
+
+
+@pytest.mark.slurm
+def test_a_time_limit_warning_checkpoints_where_training_stops_and_the_requeued_job_resumes_there(partition, tmp_path):
+    """SLURM's SIGUSR2 before the time limit stopped training at once: the requeued job resumed from the last periodic
+    checkpoint, here none (checkpoint_every_steps beyond the run), so it trained from step 0 again."""
+    steps = 60
+    runs = smoke_runs({**QUICK, "max_steps": steps, "checkpoint_every_steps": 1000})
+    store = RunStore(tmp_path)
+    run_dir = store.run_dir(runs[0].run_id)
+    slurm = executor(SlurmSettings(cpus_per_task=1, time_min=60), wait=False)
+    [outcome] = slurm.dispatch(runs, tmp_path)
+    assert outcome.state == "submitted"
+    wait_for(lambda: max(metric_steps(run_dir), default=0) >= 7, 120, "step 7", 0.1)
+    slurm.jobs[runs[0].run_id]._interrupt(timeout=True)     # the time-limit warning: SIGUSR2 alone
+    reached = max(metric_steps(run_dir))
+    wait_for(lambda: (store.status(runs[0].run_id) or {}).get("state") == "done", 180,
+             "the requeued job to finish", 1.0)
+
+    status = store.status(runs[0].run_id)
+    assert status["attempt"] == 2 and status["slurm_restarts"] == 1 and status["requeued"], status
+    assert status["resumed_from_step"] is not None and reached <= status["resumed_from_step"] < steps, status
+    assert metric_steps(run_dir) == list(range(1, steps + 1))       # continued, no step repeated or lost
+    log = Path(json.loads((run_dir / SUBMISSION_NAME).read_text())["stdout"]).read_text()
+    resumed = status["resumed_from_step"]
+    assert f"checkpoint saved at step {resumed}; requeueing" in log and f"resumed from step {resumed}" in log, log
+    print(f"warning sent at step {reached}, resumed from step {resumed}")
 
 
 @pytest.mark.slurm

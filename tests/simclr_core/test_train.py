@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from simclr_core import stop_request
 from simclr_core import train as train_module
 from simclr_core.checkpoint import load_checkpoint
 from simclr_core.config import RunConfig
@@ -47,6 +48,57 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, local_crops):
     a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "cut")["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def ask_to_stop_during_step(monkeypatch, done: int) -> None:
+    """stop_request.request() while train() runs step `done` (1-based), as a SLURM job's SIGUSR2 handler would."""
+    real = train_module.warmup_cosine
+
+    def asking(step, *args):
+        if step + 1 == done:
+            assert stop_request.request()       # the training loop listens
+        return real(step, *args)
+
+    monkeypatch.setattr(train_module, "warmup_cosine", asking)
+
+
+def test_a_stop_request_checkpoints_at_the_next_logging_step_and_the_resumed_run_is_exact(tmp_path, monkeypatch):
+    # A SLURM time-limit warning stopped training at once: the requeued job resumed from the last periodic
+    # checkpoint (every checkpoint_every_steps, 200 by default), training those steps again.
+    every = {"log_every_steps": 2, "checkpoint_every_steps": 3}        # logs 2, 4, 6, 8; checkpoints 3, 6, 8
+    full = train(tiny(**every), tmp_path / "full")
+    ask_to_stop_during_step(monkeypatch, 3)
+    with pytest.raises(stop_request.StoppedAtCheckpoint) as stopped:
+        train(tiny(**every), tmp_path / "cut")
+    assert stopped.value.step == 4 and load_checkpoint(tmp_path / "cut")["step"] == 4   # past the periodic one (3)
+    assert not (tmp_path / "cut" / "final.json").exists()
+    assert not stop_request.request()             # nobody listens once train() has stopped
+
+    monkeypatch.undo()
+    resumed = train(tiny(**every), tmp_path / "cut")
+    assert [s for s, _ in losses(tmp_path / "cut")] == [2, 4, 6, 8]
+    torch.testing.assert_close(torch.tensor(losses(tmp_path / "cut")), torch.tensor(losses(tmp_path / "full")),
+                               rtol=0, atol=0)
+    assert resumed["knn_top1"] == full["knn_top1"]
+    a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "cut")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_a_stop_requested_after_the_last_logging_step_stops_before_the_evaluation(tmp_path, monkeypatch):
+    real = train_module._save
+
+    def asked_while_saving_the_last_step(accelerator, run_dir, model, optimizer, step, *args):
+        real(accelerator, run_dir, model, optimizer, step, *args)
+        if step == 4:
+            assert stop_request.request()
+
+    monkeypatch.setattr(train_module, "_save", asked_while_saving_the_last_step)
+    with pytest.raises(stop_request.StoppedAtCheckpoint) as stopped:
+        train(tiny(max_steps=4), tmp_path / "run")
+    assert stopped.value.step == 4 and not (tmp_path / "run" / "final.json").exists()
+    monkeypatch.undo()
+    assert train(tiny(max_steps=4), tmp_path / "run")["steps"] == 4     # resumed: evaluates only
 
 
 def test_a_checkpoint_is_resumed_only_under_the_config_it_was_trained_with(tmp_path):
@@ -279,25 +331,40 @@ def test_periodic_knn_is_logged_each_period_and_not_repeated_at_the_end(tmp_path
     assert 0 <= metrics["knn_top1"] <= 100
 
 
-def train_in_two_processes(cfg: RunConfig, run_dir: Path, out_dir: Path) -> list[dict]:
-    """train(cfg, run_dir) in 2 CPU processes under torchrun (gloo); each rank's {"rank", "world", "metrics"}."""
+def train_in_two_processes(cfg: RunConfig, run_dir: Path, out_dir: Path,
+                           ask_to_stop: tuple[int, int] | None = None) -> list[dict]:
+    """train(cfg, run_dir) in 2 CPU processes under torchrun (gloo); each rank's {"rank", "world", "metrics"}, or
+    {"rank", "world", "stopped_at"} when it stopped on request. `ask_to_stop` = (rank, step): that rank alone calls
+    stop_request.request() during that step (1-based)."""
     script = out_dir / "run_two.py"
     script.write_text(textwrap.dedent("""
-        import json, sys
+        import json, os, sys
         import torch.distributed as dist
+        from simclr_core import stop_request, train as train_module
         from simclr_core.config import RunConfig
         from simclr_core.train import train
         from pathlib import Path
-        metrics = train(RunConfig.from_dict(json.loads(sys.argv[2])), sys.argv[1])
+        ask = json.loads(sys.argv[4])
+        if ask and int(os.environ["RANK"]) == ask[0]:
+            real = train_module.warmup_cosine
+            def asking(step, *args):
+                if step + 1 == ask[1]:
+                    stop_request.request()
+                return real(step, *args)
+            train_module.warmup_cosine = asking
+        try:
+            result = {"metrics": train(RunConfig.from_dict(json.loads(sys.argv[2])), sys.argv[1])}
+        except stop_request.StoppedAtCheckpoint as stopped:
+            result = {"stopped_at": stopped.step}
         # One file per rank: two ranks printing long lines into one pipe can interleave them.
-        result = {"rank": dist.get_rank(), "world": dist.get_world_size(), "metrics": metrics}
+        result.update(rank=dist.get_rank(), world=dist.get_world_size())
         (Path(sys.argv[3]) / f"rank{dist.get_rank()}.json").write_text(json.dumps(result))
     """))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                           "--master_port", str(29400 + os.getpid() % 500), str(script), str(run_dir),
-                          json.dumps(cfg.to_dict()), str(out_dir)], capture_output=True, text=True, env=env,
-                         timeout=600)
+                          json.dumps(cfg.to_dict()), str(out_dir), json.dumps(ask_to_stop)], capture_output=True,
+                         text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return [json.loads((out_dir / f"rank{rank}.json").read_text()) for rank in (0, 1)]
 
@@ -320,6 +387,25 @@ def test_two_process_training_equals_one_process_on_the_whole_batch(tmp_path, lo
     assert logged == pytest.approx(reference_first_step_loss(cfg, world=2, global_bn=True), rel=1e-4)
     # Per-rank BN statistics would give a different loss: the global BN is really in use.
     assert abs(logged - reference_first_step_loss(cfg, world=2, global_bn=False)) > 1e-4
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_a_stop_request_seen_by_one_rank_checkpoints_both_at_the_same_step(tmp_path):
+    """Rank 1 alone is asked during step 3: both ranks save (rank 0 writes) the checkpoint of the next logging
+    step, 4, and stop; the run resumed in two processes ends as one that never stopped."""
+    cfg = tiny(precision="no", log_every_steps=2, **{"encoder.global_bn": True})
+    full = train_in_two_processes(cfg, tmp_path / "full", tmp_path)
+    stopped = train_in_two_processes(cfg, tmp_path / "cut", tmp_path, ask_to_stop=(1, 3))
+    assert [r.get("stopped_at") for r in stopped] == [4, 4]
+    assert load_checkpoint(tmp_path / "cut")["step"] == 4
+    resumed = train_in_two_processes(cfg, tmp_path / "cut", tmp_path)
+    assert [s for s, _ in losses(tmp_path / "cut")] == [2, 4, 6, 8]
+    assert losses(tmp_path / "cut") == losses(tmp_path / "full")
+    assert resumed[0]["metrics"]["knn_top1"] == full[0]["metrics"]["knn_top1"]
+    a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "cut")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
 def test_tensorboard_tracker_writes_event_files(tmp_path):

@@ -1,0 +1,51 @@
+"""A request from outside train() (a launcher's signal handler) to save a checkpoint and stop.
+
+    request()             asks; True when train() is in its training loop and will answer, False otherwise (then
+                          the caller stops the run its own way). It only sets a flag: safe in a signal handler.
+    StoppedAtCheckpoint   what train() raises once the checkpoint of the step it stopped at is on disk.
+
+train() listens while it runs its training loop. The request is looked at on the logging steps, where the
+processes synchronise already (every `log_every_steps`): it is reduced over them with the logged loss, so one
+process having seen it is enough and every process saves the same step, then all of them stop.
+"""
+from __future__ import annotations
+
+
+class StoppedAtCheckpoint(KeyboardInterrupt):
+    """train() stopped on request after saving the checkpoint of `step`; the run resumes from there."""
+
+    def __init__(self, step: int):
+        super().__init__(f"stopped on request after saving the checkpoint of step {step}")
+        self.step = step
+
+
+_listening = False
+_requested = False
+
+
+def request() -> bool:
+    """Ask the training loop to checkpoint at its next logging step and stop; False when no loop is listening."""
+    global _requested
+    if not _listening:
+        return False
+    _requested = True
+    return True
+
+
+def requested() -> bool:
+    return _requested
+
+
+def listen() -> None:
+    """train(), as its training loop starts: requests are answered from now on (none is pending)."""
+    global _listening, _requested
+    _requested, _listening = False, True
+
+
+def stop_listening() -> bool:
+    """train(), as its training loop ends: whether a request came that the loop did not answer (it came after the
+    loop's last logging step)."""
+    global _listening, _requested
+    unanswered = _requested
+    _requested, _listening = False, False
+    return unanswered
