@@ -213,6 +213,16 @@ def test_a_job_that_died_unrecorded_is_reconciled_and_its_claim_broken(tmp_path)
     assert store.status("e/own-1")["error"] == "RunCancelled"
 
 
+
+def test_a_completed_job_whose_run_failed_inside_it_says_so(tmp_path):
+    """The task returns the run's failure as its outcome, so SLURM calls the job COMPLETED: `show` must not read as
+    if the run had finished."""
+    store = RunStore(tmp_path)
+    _submitted_run(store, "e/failed-1", {"state": "failed", "error": "NonFiniteLossError"}, None)
+    assert reconcile_run(store, "e/failed-1", {"7_1": "COMPLETED"}) == \
+        "SLURM job 7_1 COMPLETED, without finishing the run"
+    assert store.status("e/failed-1")["error"] == "NonFiniteLossError"
+
 def test_a_requeued_job_makes_its_cancelled_run_pending_again(tmp_path):
     """`scontrol requeue` (or a preemption SLURM requeues) stops the attempt with SIGTERM, which records the run
     cancelled; while the job waits to start again, the run is pending, not cancelled."""
