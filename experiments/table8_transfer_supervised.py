@@ -43,8 +43,8 @@ def baseline_deviations(table: str, width: str, simclr: str) -> tuple[str, ...]:
 
 def baselines(name: str, artefact: str, table: str, width: float, simclr: str) -> Experiment:
     """A transfer table's supervised and random-initialisation rows: a supervised ResNet-50 of `width` (paper
-    units) pretrained for 90 epochs with random crop (+flip), transferred to each dataset of table8_transfer's axis, with
-    eval.transfer_scratch."""
+    units) pretrained for 90 epochs with random crop (+flip), transferred to each dataset of table8_transfer's
+    axis, with eval.transfer_scratch."""
     return Experiment(
         name=name,
         artefact=artefact,

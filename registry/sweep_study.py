@@ -173,8 +173,8 @@ def _require_folder_above(path: Path, kind: str) -> None:
     while not above.exists() and above != above.parent:
         above = above.parent
     if not above.is_dir():
-        raise ConfigError(f"--storage: the study {kind} {path} would lie below {above}, which is a file; name a file in "
-                          f"a folder, e.g. --storage journal:///shared/optuna/temperature.journal")
+        raise ConfigError(f"--storage: the study {kind} {path} would lie below {above}, which is a file; name a file "
+                          "in a folder, e.g. --storage journal:///shared/optuna/temperature.journal")
 
 
 def _check_journal(path: Path) -> None:

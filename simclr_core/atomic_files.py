@@ -88,8 +88,8 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[IO[bytes]], obj
 
 def remove_leftover_temps(path: str | os.PathLike) -> None:
     """Delete the temporary files that writes of `path` (atomic_write_bytes, temp_file_beside) left behind when their
-    process was killed mid-write: SIGKILL or a power loss lets no code run to delete them, and a checkpoint's weighs
-    as much as the checkpoint. Only for a file that this process alone writes: another writer's would vanish under
+    process was killed mid-write: SIGKILL or a power loss lets no code run to delete them, and a checkpoint's is
+    as large as the checkpoint. Only for a file that this process alone writes: another writer's would vanish under
     it."""
     path = Path(path)
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
@@ -147,5 +147,5 @@ def symlinks_work(folder: str | os.PathLike) -> bool:
     return True
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "create_if_absent", "remove_leftover_temps", "symlinks_work", "temp_file_beside",
-           "process_umask", "disk_trouble", "DISK_GONE", "DISK_REFUSED", "NO_LINKS"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "create_if_absent", "remove_leftover_temps", "symlinks_work",
+           "temp_file_beside", "process_umask", "disk_trouble", "DISK_GONE", "DISK_REFUSED", "NO_LINKS"]
