@@ -122,9 +122,9 @@ def reconcile_run(store: RunStore, run_id: str, states: Mapping[str, str]) -> st
     note = f"SLURM job {job_id} {state}"
     if store.is_done(run_id):
         return note
-    status = store.status(run_id) or {}
     if state == "COMPLETED":        # the job ended well; the run it held did not (it failed or was stopped inside)
         return f"SLURM job {job_id} COMPLETED, without finishing the run"
+    status = store.status(run_id) or {}
     if state in WAITING_STATES:
         _requeued(store, run_id, job_id, status)
         return note

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from registry.claim import claim_is_stale, owner_info, read_claim
-from simclr_core.atomic_files import atomic_write_text, create_if_absent
+from simclr_core.atomic_files import atomic_write_text, create_if_absent, nearest_existing
 from simclr_core.validation import ConfigError
 
 if TYPE_CHECKING:  # pandas is imported only by load_results
@@ -113,8 +113,8 @@ class RunStore:
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"the results folder {self.root} is a file, not a folder; choose another with "
                               f"--results-dir DIR or ${RESULTS_DIR_ENV}")
-        above = next((p for p in self.root.parents if p.exists()), None)
-        if above is not None and not above.is_dir():     # every read below it would fail: Not a directory
+        above = nearest_existing(self.root.parent)
+        if not above.is_dir():     # every read below it would fail: Not a directory
             raise ConfigError(f"the results folder {self.root} lies under {above}, which is a file; choose another "
                               f"with --results-dir DIR or ${RESULTS_DIR_ENV}")
 

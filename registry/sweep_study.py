@@ -47,7 +47,7 @@ from registry.launch import Executor, Outcome, exception_chain, redo_command, re
 from registry.provenance import code_version
 from registry.store import RunStore
 from registry.sweep_space import StudyPlan
-from simclr_core.atomic_files import symlinks_work
+from simclr_core.atomic_files import nearest_existing, symlinks_work
 from simclr_core.validation import ConfigError
 
 if TYPE_CHECKING:  # optuna is imported when a study is opened, so `python -m registry --help` stays fast
@@ -169,9 +169,7 @@ def _check_sqlite(path: Path) -> None:
 
 def _require_folder_above(path: Path, kind: str) -> None:
     """Refuse a study file whose folder would lie below a file (--storage journal:///notes.txt/j)."""
-    above = path.parent
-    while not above.exists() and above != above.parent:
-        above = above.parent
+    above = nearest_existing(path.parent)
     if not above.is_dir():
         raise ConfigError(f"--storage: the study {kind} {path} would lie below {above}, which is a file; name a file "
                           "in a folder, e.g. --storage journal:///shared/optuna/temperature.journal")
@@ -367,29 +365,26 @@ def reask_cancelled(study: "optuna.Study", report: Report) -> int:
     """Enqueue again the parameters of every trial told FAIL because its runs were cancelled (a SLURM job
     scancel'd, a process stopped by a signal) while its driver lived: an interruption, not a result, so the next
     driver asks it again as it does an orphan's (its runs resume from their checkpoints). Returns how many."""
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    again = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("cancelled") and t.params
-             and t.number not in retried]
-    for trial in again:
-        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, "retry_reason": "cancelled"})
-        report(f"trial {trial.number} was cancelled ({trial.user_attrs.get('error', 'no error recorded')}): "
-               f"re-asked {trial.params}")
-    return len(again)
+    return _ask_again(study, report, lambda trial: bool(trial.user_attrs.get("cancelled")), "cancelled",
+                      "was cancelled")
 
 
 def retry_failed(study: "optuna.Study", report: Report) -> int:
     """Enqueue the parameters of every counted FAIL trial again (--retry-failed); returns how many."""
+    return _ask_again(study, report, lambda trial: True, "--retry-failed", "failed")
+
+
+def _ask_again(study: "optuna.Study", report: Report, chosen: Callable[[Any], bool], reason: str, what: str) -> int:
+    """Enqueue once more the parameters of the FAIL trials `chosen` picks that no trial retries yet."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
-    again = [t for t in trials if t.state == TrialState.FAIL and t.params and t.number not in retried]
+    again = [t for t in trials if t.state == TrialState.FAIL and t.params and t.number not in retried and chosen(t)]
     for trial in again:
-        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, "retry_reason": "--retry-failed"})
-        report(f"trial {trial.number} failed ({trial.user_attrs.get('error', 'no error recorded')}): re-asked {trial.params}")
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, "retry_reason": reason})
+        report(f"trial {trial.number} {what} ({trial.user_attrs.get('error', 'no error recorded')}): re-asked "
+               f"{trial.params}")
     return len(again)
 
 

@@ -31,6 +31,7 @@ from registry.discover import EXPERIMENTS_DIR_ENV, list_experiments
 from registry.overrides import override_args, parse_overrides
 from registry.scales import SCALES
 from registry.store import default_results_dir, load_results
+from simclr_core.atomic_files import nearest_existing
 from simclr_core.config import RunConfig
 from simclr_core.validation import ConfigError
 
@@ -196,9 +197,7 @@ def undeclared_runs(results) -> dict[str, int]:
 
 def check_out_dir(out: Path) -> None:
     """Refuse an output folder that is a file or cannot be written, before anything is read or drawn."""
-    existing = out
-    while not existing.exists() and existing != existing.parent:   # the folder, or what would hold it
-        existing = existing.parent
+    existing = nearest_existing(out)       # the folder, or what would hold it
     if not existing.is_dir():
         what = "is a file" if existing == out else f"lies under {existing}, which is a file"
         raise ConfigError(f"the report folder {out} {what}; name a folder for the report with --out PATH "

@@ -86,6 +86,15 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[IO[bytes]], obj
         raise
 
 
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """`path` if it exists, else its nearest parent that does: what a folder not made yet would be created in (a
+    file there means it never can be)."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
+
+
 def remove_leftover_temps(path: str | os.PathLike) -> None:
     """Delete the temporary files that writes of `path` (atomic_write_bytes, temp_file_beside) left behind when their
     process was killed mid-write: SIGKILL or a power loss lets no code run to delete them, and a checkpoint's is
@@ -147,5 +156,5 @@ def symlinks_work(folder: str | os.PathLike) -> bool:
     return True
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "create_if_absent", "remove_leftover_temps", "symlinks_work",
-           "temp_file_beside", "process_umask", "disk_trouble", "DISK_GONE", "DISK_REFUSED", "NO_LINKS"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "create_if_absent", "nearest_existing", "remove_leftover_temps",
+           "symlinks_work", "temp_file_beside", "process_umask", "disk_trouble", "DISK_GONE", "DISK_REFUSED", "NO_LINKS"]

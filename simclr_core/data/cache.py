@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from filelock import FileLock
 
+from simclr_core.atomic_files import nearest_existing
 from simclr_core.validation import ConfigError
 
 CACHE_DIR_ENV = "SIMCLR_CACHE_DIR"
@@ -51,9 +52,7 @@ def require_writable_folder(folder: Path, what: str, setting: str) -> None:
     """ConfigError "cannot write <what> <folder> (why); set <setting> to a writable folder" when `folder` could not
     be written (a read-only mount, missing permissions, a file in its path). Creates nothing: the folder, or its
     nearest existing parent, is asked (access(2) answers EROFS for a read-only mount, root included)."""
-    existing = Path(folder)
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     problem = (f"{existing} is not a folder" if not existing.is_dir() else
                f"{existing} is not writable" if not os.access(existing, os.W_OK | os.X_OK) else None)
     if problem:

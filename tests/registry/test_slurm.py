@@ -6,6 +6,7 @@ smoke-scale runs through submitit with this venv's Python, and take about two mi
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Iterator
 
 import pytest
 
@@ -354,13 +356,25 @@ def interrupted_while_waiting(seconds: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def armed_signals(rank: int, checkpoint_within_s: float, training_loop: bool) -> Iterator[_Signals]:
+    """_Signals installed and armed as in a job's training, with train()'s loop listening for a stop request (as
+    while it trains) or not (as while it loads its data, or evaluates); disarmed afterwards."""
+    signals = _Signals(rank=rank, checkpoint_within_s=checkpoint_within_s)
+    signals.install()
+    signals.arm()
+    if training_loop:
+        stop_request.listen()
+    try:
+        yield signals
+    finally:
+        stop_request.stop_listening()
+        signals.disarm()
+
+
 def test_sigusr2_asks_a_training_loop_for_a_checkpoint_and_a_second_one_stops_at_once(own_signal_handlers):
     for rank in (0, 1):
-        signals = _Signals(rank=rank, checkpoint_within_s=600)
-        signals.install()
-        signals.arm()
-        stop_request.listen()
-        try:
+        with armed_signals(rank, checkpoint_within_s=600, training_loop=True) as signals:
             os.kill(os.getpid(), signal.SIGUSR2)      # the training loop listens: asked, nothing raised
             time.sleep(0.1)
             assert stop_request.requested() and signals.armed
@@ -370,35 +384,19 @@ def test_sigusr2_asks_a_training_loop_for_a_checkpoint_and_a_second_one_stops_at
                     interrupted_while_waiting()
             else:
                 os.kill(os.getpid(), signal.SIGUSR2)  # rank 1 keeps going until rank 0 leaves the collectives
-        finally:
-            stop_request.stop_listening()
-            signals.disarm()
 
 
 def test_a_checkpoint_that_does_not_come_in_time_stops_training_at_once(own_signal_handlers):
-    signals = _Signals(rank=0, checkpoint_within_s=0.2)
-    signals.install()
-    signals.arm()
-    stop_request.listen()
-    try:
-        with pytest.raises(RunPreempted):
-            os.kill(os.getpid(), signal.SIGUSR2)
-            interrupted_while_waiting()
-    finally:
-        stop_request.stop_listening()
-        signals.disarm()
+    with armed_signals(0, checkpoint_within_s=0.2, training_loop=True), pytest.raises(RunPreempted):
+        os.kill(os.getpid(), signal.SIGUSR2)
+        interrupted_while_waiting()
 
 
 def test_sigusr2_outside_the_training_loop_stops_at_once(own_signal_handlers):
-    signals = _Signals(rank=0, checkpoint_within_s=600)
-    signals.install()
-    signals.arm()                                     # e.g. train() loading its data, or evaluating
-    try:
-        with pytest.raises(RunPreempted):
-            os.kill(os.getpid(), signal.SIGUSR2)
-            interrupted_while_waiting()
-    finally:
-        signals.disarm()
+    # e.g. train() loading its data, or evaluating
+    with armed_signals(0, checkpoint_within_s=600, training_loop=False), pytest.raises(RunPreempted):
+        os.kill(os.getpid(), signal.SIGUSR2)
+        interrupted_while_waiting()
 
 
 def test_sigusr2_during_training_saves_a_checkpoint_at_the_next_logging_step_then_requeues(tmp_path, monkeypatch,

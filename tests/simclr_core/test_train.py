@@ -33,6 +33,14 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in rows if "loss" in r]
 
 
+def assert_same_weights(full: Path, cut: Path) -> None:
+    """The final checkpoints of an uninterrupted run and of one stopped and resumed hold the same weights, bit for
+    bit."""
+    a, b = load_checkpoint(full)["model"], load_checkpoint(cut)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("local_crops", [0, 2])
 def test_resumed_run_matches_uninterrupted_run(tmp_path, local_crops):
     small = {"augment.local_crops": local_crops}
@@ -45,9 +53,7 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, local_crops):
     torch.testing.assert_close(torch.tensor(losses(tmp_path / "cut")), torch.tensor(losses(tmp_path / "full")),
                                rtol=0, atol=0)
     assert resumed["knn_top1"] == full["knn_top1"]
-    a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "cut")["model"]
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "full", tmp_path / "cut")
 
 
 def ask_to_stop_during_step(monkeypatch, done: int) -> None:
@@ -80,9 +86,7 @@ def test_a_stop_request_checkpoints_at_the_next_logging_step_and_the_resumed_run
     torch.testing.assert_close(torch.tensor(losses(tmp_path / "cut")), torch.tensor(losses(tmp_path / "full")),
                                rtol=0, atol=0)
     assert resumed["knn_top1"] == full["knn_top1"]
-    a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "cut")["model"]
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "full", tmp_path / "cut")
 
 
 def test_a_stop_requested_after_the_last_logging_step_stops_before_the_evaluation(tmp_path, monkeypatch):
@@ -403,9 +407,7 @@ def test_a_stop_request_seen_by_one_rank_checkpoints_both_at_the_same_step(tmp_p
     assert [s for s, _ in losses(tmp_path / "cut")] == [2, 4, 6, 8]
     assert losses(tmp_path / "cut") == losses(tmp_path / "full")
     assert resumed[0]["metrics"]["knn_top1"] == full[0]["metrics"]["knn_top1"]
-    a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "cut")["model"]
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "full", tmp_path / "cut")
 
 
 def test_tensorboard_tracker_writes_event_files(tmp_path):
