@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from simclr_core.atomic_files import disk_trouble
+from simclr_core.atomic_files import disk_trouble, nearest_existing
 from simclr_core.config import RunConfig
 from simclr_core.data import load_images
 from simclr_core.evaluate import knn_eval
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         parser.exit(2, f"error: {exc}\n")
     run_dir = Path(args.run_dir).expanduser()
-    blocking = next((p for p in (run_dir, *run_dir.parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:          # before the random-init kNN is spent on a run that cannot be written
+    blocking = nearest_existing(run_dir)
+    if not blocking.is_dir():         # before the random-init kNN is spent on a run that cannot be written
         where = "is a file" if blocking == run_dir else f"lies under {blocking}, which is a file"
         parser.exit(2, f"error: --run-dir {args.run_dir} {where}; name a folder for the run (created if missing)\n")
     start = time.perf_counter()
