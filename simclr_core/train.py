@@ -356,10 +356,11 @@ def _forget_previous_accelerator() -> None:
 
 
 def _data_stats(accelerator: Accelerator, feed: Feed) -> dict[str, Any]:
-    """feed.stats() with its image counts summed over the processes."""
+    """feed.stats() with a streamed run's image counts summed over the processes (each read its own images; a
+    resident run's processes all hold the same split)."""
     stats = feed.stats()
     counts = [k for k in ("images_read", "unreadable_images", "images_smaller_than_view") if k in stats]
-    if counts and accelerator.num_processes > 1:
+    if counts and feed.loader == "stream" and accelerator.num_processes > 1:
         total = accelerator.reduce(torch.tensor([stats[k] for k in counts], device=accelerator.device), "sum")
         stats.update(zip(counts, total.tolist()))
     return stats

@@ -6,7 +6,10 @@ The cache folder is $SIMCLR_CACHE_DIR, else ~/.cache/simclr_harness. The key has
 setting decodes anew and an unchanged one never does. Each file is written under a temporary name, flushed to disk
 and moved into place with os.replace, images last, so a reader sees a complete entry or none; a file lock lets one
 process decode while the others (e.g. the ranks of one node) wait for its result. An entry whose files are cut short
-anyway (written before they were flushed, or damaged since) is decoded again, with a warning naming it.
+anyway (written before they were flushed, or damaged since) is decoded again, with a warning naming it. An entry's
+.json lists the images its decoding left out as unreadable (position, label, where and why: images.py), so that
+the entry gives the same images, labels and subsets as decoding anew; an entry written before that list existed
+holds every image of its rows (an unreadable one then stopped the decoding), so it is read as it is.
 """
 from __future__ import annotations
 
@@ -113,17 +116,22 @@ class CachedSplit:
         images = np.load(self.images_path, mmap_mode="r" if mmap else None)
         return images, np.load(self.labels_path), json.loads(self.meta_path.read_text())
 
-    def write(self, labels: np.ndarray, meta: dict,
-              fill_images: Callable[[Callable[[tuple[int, ...]], np.ndarray]], np.ndarray]) -> None:
-        """Store labels and meta, then the images that ``fill_images(allocate)`` decodes straight into a
-        memory-mapped temporary file (so a split larger than memory can be decoded)."""
+    def write(self, decode: Callable[[Callable[[tuple[int, ...]], np.ndarray]],
+                                     tuple[np.ndarray, np.ndarray, dict]]) -> None:
+        """Store what ``decode(allocate)`` returns: (images, labels, meta), the images decoded straight into a
+        memory-mapped temporary file that ``allocate(shape)`` makes (so a split larger than memory can be
+        decoded). The images may be the first rows of that array only (images left out as unreadable): the file
+        is then cut to them."""
         self.stem.parent.mkdir(parents=True, exist_ok=True)
         tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp_images = self.images_path.with_name(self.images_path.name + tag)
         try:
-            mapped = fill_images(lambda shape: _reserved_memmap(tmp_images, shape))
+            mapped, labels, meta = decode(lambda shape: _reserved_memmap(tmp_images, shape))
+            rows = len(mapped)
             mapped.flush()
             del mapped
+            if rows != _npy_shape(tmp_images)[0]:
+                _keep_first_rows(tmp_images, rows)
             _sync(tmp_images)         # on disk before its name is: a power loss then leaves the old entry or none
             self._replace(self.labels_path, lambda f: np.save(f, labels), tag)
             self._replace(self.meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()), tag)
@@ -167,6 +175,26 @@ def _npy_shape(path: Path) -> tuple[int, ...]:
     if size < expected:
         raise ValueError(f"{path.name} is cut short ({size:,} bytes of {expected:,})")
     return tuple(shape)
+
+
+def _keep_first_rows(path: Path, rows: int) -> None:
+    """Cut a .npy file of a C-ordered array to its first `rows` rows: its header rewritten in place at the same length
+    (a smaller first dimension never needs more characters), the file truncated after those rows."""
+    with open(path, "r+b") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        data_start = f.tell()
+        length_bytes = 2 if version == (1, 0) else 4
+        header_start = 6 + 2 + length_bytes           # magic string, version, header length
+        new_shape = (rows, *shape[1:])
+        header = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran, "shape": new_shape})
+        space = data_start - header_start
+        if fortran or len(header) + 1 > space:
+            raise ValueError(f"{path.name}: cannot cut a {shape} array to {rows} rows in place")
+        f.seek(header_start)
+        f.write((header + " " * (space - len(header) - 1) + "\n").encode("latin1"))
+        f.truncate(data_start + rows * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
 
 
 def _reserved_memmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:

@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2.functional import resize
 
+from simclr_core.data.bad_images import (FIRST_NAMED, none_readable_error, reason, skipped_warning, too_many,
+                                         too_many_error)
 from simclr_core.data.image_column import encoded_pairs
 from simclr_core.validation import ConfigError
 
@@ -109,12 +111,19 @@ def split_sizes_error(train: str, train_side: int, test: str, test_side: int) ->
 
 def decode_to_array(encoded: Iterator[tuple[bytes | None, str | None]], count: int, size: int | None,
                     margin: float, allocate: Callable[[tuple[int, ...]], np.ndarray],
-                    where: Callable[[int], str] = "image {}".format) -> np.ndarray:
-    """Decode ``count`` images into ``allocate((count, 3, S, S))``; S = size, or the first image's (shorter)
-    side when size is None, and then every image must have the first one's size. A plain loop: the decoder
-    dominates, and threads did not help on 32 px JPEGs. An image that cannot be decoded, or of another size than
-    the first, raises ConfigError naming ``where(i)`` (e.g. "row 17 of /x/train.parquet")."""
-    out, first = None, None
+                    where: Callable[[int], str] = "image {}".format) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Decode ``count`` images into ``allocate((count, 3, S, S))``; S = size, or the first readable image's (shorter)
+    side when size is None, and then every image must have that image's size (else mixed_sizes_error). A plain
+    loop: the decoder dominates, and threads did not help on 32 px JPEGs.
+
+    Returns (the readable images, in order: the first rows of the allocated array, (position, "where (why)") of each
+    image that could not be decoded). An unreadable image is left out, not replaced by a copy of another: its caller
+    drops its label with it, so no image carries another's label and no image counts twice (in a kNN test split, a
+    fine-tuning subset). bad_images.py's policy: the first FIRST_NAMED are warned of by name (``where(i)``, e.g.
+    "row 17 of /x/train.parquet"), the rest counted in one more warning, and a ConfigError stops the decoding as
+    soon as the unreadable images are too many for the whole split, or when none is readable."""
+    out, first, kept = None, None, 0
+    unreadable: list[tuple[int, str]] = []
     smaller, smallest = 0, None         # images whose shorter side is below a given size: upscaled, as the stream's
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io.image")
@@ -125,8 +134,8 @@ def decode_to_array(encoded: Iterator[tuple[bytes | None, str | None]], count: i
             try:
                 image = decode_image(data, path)
             except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-                raise ConfigError(f"{named()} is not a readable image ({type(exc).__name__}: {exc}); "
-                                  "remove the row or re-encode the image as JPEG or PNG") from exc
+                _skip(unreadable, i, named(), reason(exc), count)
+                continue
             width_height = (image.shape[-1], image.shape[-2])
             if out is None:
                 if size is None:
@@ -139,10 +148,28 @@ def decode_to_array(encoded: Iterator[tuple[bytes | None, str | None]], count: i
                 smaller += 1
                 if smallest is None or min(width_height) < min(smallest[1]):
                     smallest = (named(), width_height)
-            out[i] = fit_square(image, size, margin).numpy()
+            out[kept] = fit_square(image, size, margin).numpy()
+            kept += 1
     if out is None:
-        raise ValueError("no images to decode")
+        if not unreadable:
+            raise ValueError("no images to decode")
+        raise none_readable_error(count, unreadable[0][1])
+    if len(unreadable) > FIRST_NAMED:
+        warnings.warn(f"{len(unreadable)} of the {count} images could not be decoded and are left out, the first "
+                      f"{FIRST_NAMED} named above; final.json counts them", stacklevel=2)
     if smaller:
-        warnings.warn(f"{smaller} of the {count} images are smaller than data.image_size={size} px (the smallest: "
+        warnings.warn(f"{smaller} of the {kept} images are smaller than data.image_size={size} px (the smallest: "
                       f"{smallest[0]}, {smallest[1][0]} x {smallest[1][1]} px): they were upscaled to it", stacklevel=2)
-    return out
+    return out[:kept], unreadable
+
+
+def _skip(unreadable: list[tuple[int, str]], position: int, where: str, why: str, count: int) -> None:
+    """Record image `position` as unreadable: a warning naming it (the first few), and the ConfigError once the
+    unreadable images are too many for a split of `count`, whatever the images not decoded yet hold."""
+    unreadable.append((position, f"{where} ({why})"))
+    if len(unreadable) <= FIRST_NAMED:
+        warnings.warn(skipped_warning(where, why, "it is left out of the decoded split, with its label"),
+                      stacklevel=3)
+    if too_many(len(unreadable), count):
+        raise too_many_error(f"at least {len(unreadable)}", f"the {count} images of the split",
+                             [text for _, text in unreadable[:FIRST_NAMED]])

@@ -66,6 +66,7 @@ class Feed:
     class_names: tuple[str, ...] | None = None   # a label column of names: label i is class_names[i]
     test_classes: int | None = None  # classes of the test split where it was read (0: it has no labels)
     test_source: str = ""
+    test_unreadable: int = 0     # resident path: test images left out as unreadable (decode.py)
     _split: Any = None           # stream path: the training split's index (encoded.EncodedSplit)
     _streams: list = None        # stream path: the open batch streams, for their counts
 
@@ -123,7 +124,9 @@ class Feed:
             augment.first_view_from_originals(batch, generator, out=out)
 
     def stats(self) -> dict[str, Any]:
-        """What final.json records about the data path."""
+        """What final.json records about the data path. Unreadable images (bad_images.py): streamed, the reads of
+        training batches and of evaluation passes that failed (per process: train() sums them); resident, the
+        images of the training and of the test split left out when they were decoded (the same on every process)."""
         out: dict[str, Any] = {"data_loader": self.loader, "data_source": self.source}
         if self.class_names is not None:
             out["class_names"] = list(self.class_names)
@@ -135,6 +138,8 @@ class Feed:
                        images_smaller_than_view=sum(s.bad.small for s in self._streams),
                        unreadable_eval_images=sum(e.bad.bad for e in (self.train_eval, self.test_eval)
                                                   if e is not None))
+        else:
+            out.update(unreadable_images=len(self.resident.unreadable), unreadable_eval_images=self.test_unreadable)
         return out
 
 
@@ -185,7 +190,8 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
                     train_set.mean, train_set.std, train_set.images, train_set.labels,
                     None if test_set is None else test_set.images, None if test_set is None else test_set.labels,
                     train_set, train_set.source, train_set.class_names,
-                    None if test_set is None else test_set.num_classes, "" if test_set is None else test_set.source)
+                    None if test_set is None else test_set.num_classes, "" if test_set is None else test_set.source,
+                    0 if test_set is None else len(test_set.unreadable))
     from simclr_core.data.encoded import open_encoded
     from simclr_core.data.stream import EvalImages
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from simclr_core.config import DataConfig
+from simclr_core.data.bad_images import FIRST_NAMED, none_readable_error, too_many, too_many_error
 from simclr_core.data.cache import CachedSplit
 from simclr_core.data.catalog import SPLITS, DatasetSpec, dataset_spec
 from simclr_core.data.class_names import class_ids, classes_key, dataset_classes, find_label_column
@@ -43,6 +44,7 @@ class ImageSet:
     name: str
     source: str = ""        # where it was decoded from (Source.describe()), for final.json
     class_names: tuple[str, ...] | None = None    # a label column of names: label i is class_names[i]
+    unreadable: tuple[str, ...] = ()    # "where (why)" of each image left out as unreadable (bad_images.py)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -50,7 +52,8 @@ class ImageSet:
 
 def load_images(cfg: DataConfig, split: str) -> ImageSet:
     """Split "train" or "test" of ``cfg.dataset``, limited to cfg.train_limit / cfg.test_limit images (a fixed,
-    class-balanced choice). The first call decodes and caches; later calls read the cache, not the source."""
+    class-balanced choice). The first call decodes and caches; later calls read the cache, not the source. Images
+    that cannot be decoded are left out with their labels (decode.py; `ImageSet.unreadable` names them)."""
     spec = dataset_spec(cfg.dataset, cfg.label_column)
     require_choice("split", split, SPLITS)
     limit_key = f"data.{split}_limit"
@@ -61,6 +64,7 @@ def load_images(cfg: DataConfig, split: str) -> ImageSet:
                           "data.loader=stream (or leave data.loader=auto with data.dataset=parquet or imagenet)")
     size = cfg.image_size or spec.native_size  # None: the first image's side (folders, parquet)
     full, wanted = _cache_entries(spec, cfg, split, source)
+    decoded_now = False
     if not wanted.exists():
         with wanted.lock():
             if not wanted.exists() and not (limit is not None and full.exists()):
@@ -69,16 +73,67 @@ def load_images(cfg: DataConfig, split: str) -> ImageSet:
                     warnings.warn(f"simclr_core: the decoded cache entry {wanted.stem} is damaged ({damage}), "
                                   "as a power loss or a full disk can leave it: decoding the split again", stacklevel=2)
                 _decode_and_cache(spec, source, size, limit, limit_key, wanted, cfg.data_dir)
+                decoded_now = True
     if wanted.exists():
         images, labels, meta = wanted.read()
+        unreadable = _unreadable_of(meta)
     else:  # the whole split is already decoded: take the subset from it
         images, labels, meta = full.read(mmap=True)
-        chosen = _limited(labels, limit, limit_key, source)
-        images, labels = np.ascontiguousarray(images[chosen]), labels[chosen]
+        kept, unreadable = _limited_entry(labels, _unreadable_of(meta), limit, limit_key, source)
+        images, labels = np.ascontiguousarray(images[kept]), labels[kept]
+    if unreadable and not decoded_now:     # decoding warned of each; a run reading the cache is told once
+        warnings.warn(f"{len(unreadable)} of the {len(labels) + len(unreadable)} images of {source.describe()} could "
+                      f"not be decoded and are left out, with their labels (the first: {unreadable[0][2]}); final.json "
+                      "counts them", stacklevel=2)
     names = meta.get("class_names")
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), meta["num_classes"],
                     spec.mean, spec.std, spec.name, meta.get("source", source.describe()),
-                    None if names is None else tuple(names))
+                    None if names is None else tuple(names), tuple(text for _, _, text in unreadable))
+
+
+def _unreadable_of(meta: dict) -> list[tuple[int, int, str]]:
+    """(position among the entry's rows, label, "where (why)") of each image its decoding left out as unreadable;
+    none in an entry written before such images were left out (an unreadable image then stopped the decoding)."""
+    return [(int(position), int(label), str(text)) for position, label, text in meta.get("unreadable", [])]
+
+
+def _limited_entry(labels: np.ndarray, unreadable: list[tuple[int, int, str]], limit: int, key: str, source: Source
+                   ) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+    """The data.<split>_limit subset of a whole split's cache entry, as decoding that subset alone gives it: the rows
+    of the entry to keep, and the subset's unreadable images (positions among the subset's rows). The subset is drawn
+    over every row of the split, the unreadable ones included (the entry keeps their labels), so that it does not
+    depend on which entry a run finds; it is judged as a split of its own (bad_images.py)."""
+    dropped = np.array([position for position, _, _ in unreadable], dtype=np.int64)
+    every = np.insert(labels, dropped - np.arange(len(dropped)), [label for _, label, _ in unreadable])
+    chosen = _limited(every, limit, key, source)
+    lost = np.isin(chosen, dropped)
+    in_subset = set(chosen[lost].tolist())
+    left_out = [(int(np.searchsorted(chosen, position)), label, text) for position, label, text in unreadable
+                if position in in_subset]
+    texts = [text for _, _, text in left_out]
+    if too_many(len(left_out), len(chosen)):
+        raise too_many_error(len(left_out), f"the {len(chosen)} images {key}={limit} keeps of {source.describe()}",
+                             texts[:FIRST_NAMED])
+    if lost.all():
+        raise none_readable_error(len(chosen), texts[0])
+    kept = chosen[~lost]
+    return kept - np.searchsorted(dropped, kept), left_out
+
+
+def unreadable_rows(cfg: DataConfig, split: str) -> list[tuple[int, int, str]] | None:
+    """What load_images(cfg, split) leaves out as unreadable, read from its decoded cache: (position among the rows
+    data.<split>_limit chooses, label, "where (why)"); None where the split is not decoded yet."""
+    spec = dataset_spec(cfg.dataset, cfg.label_column)
+    source = locate_source(spec, cfg.data_dir, split)
+    full, wanted = _cache_entries(spec, cfg, split, source)
+    if wanted.exists():
+        return _unreadable_of(json.loads(wanted.meta_path.read_text()))
+    if not full.exists():
+        return None
+    limit = cfg.train_limit if split == "train" else cfg.test_limit
+    labels = np.load(full.labels_path)
+    return _limited_entry(labels, _unreadable_of(json.loads(full.meta_path.read_text())), limit,
+                          f"data.{split}_limit", source)[1]
 
 
 def check_decodable(cfg: DataConfig, split: str, source: Source) -> bool:
@@ -101,8 +156,9 @@ def count_examples(cfg: DataConfig, split: str, source: Source) -> int | None:
     """The number of examples of `split` without decoding: from its decoded cache, its parquet footers or its
     local listing; None for a Hub split not in the decoded cache (counted when the run downloads it)."""
     full, _ = _cache_entries(dataset_spec(cfg.dataset, cfg.label_column), cfg, split, source)
-    if full.exists():
-        return len(np.load(full.labels_path, mmap_mode="r"))
+    if full.exists():       # the images decoded, and those left out as unreadable
+        unreadable = _unreadable_of(json.loads(full.meta_path.read_text()))
+        return len(np.load(full.labels_path, mmap_mode="r")) + len(unreadable)
     if source.kind == "imagefolder":
         return len(_folder_index(source))
     return None if source.kind == "hub" else source.count_rows()
@@ -184,12 +240,20 @@ def _decode_and_cache(spec: DatasetSpec, source: Source, image_size: int | None,
 
         def where(i: int) -> str:
             return _row_of(source, int(chosen[i]))
-    meta = {"num_classes": num_classes, "count": len(chosen), "source": source.describe()}
-    if classes is not None:
-        meta["class_names"] = list(classes)
-    target.write(labels[chosen], meta,
-                 lambda allocate: decode_to_array(encoded, len(chosen), image_size, spec.resize_margin, allocate,
-                                                  where))
+    chosen_labels = labels[chosen]
+
+    def decode(allocate: Callable[[tuple[int, ...]], np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict]:
+        images, unreadable = decode_to_array(encoded, len(chosen), image_size, spec.resize_margin, allocate, where)
+        dropped = [position for position, _ in unreadable]
+        # "count": the images stored; "unreadable": those left out, with their labels (so that a subset drawn
+        # from this entry is the one decoding it alone gives: _limited_entry)
+        meta = {"num_classes": num_classes, "count": len(chosen) - len(dropped), "source": source.describe(),
+                "unreadable": [[position, int(chosen_labels[position]), text] for position, text in unreadable]}
+        if classes is not None:
+            meta["class_names"] = list(classes)
+        return images, np.delete(chosen_labels, dropped), meta
+
+    target.write(decode)
     log.info("decoded %d images of %s in %.1f s -> %s", len(chosen), source.describe(),
              time.perf_counter() - started, target.images_path)
 

@@ -12,7 +12,8 @@ decoders release the GIL: 2 threads decode 1.6x as fast as one on the 2-core ref
 
 An image that cannot be decoded is replaced by another image of its batch, with a warning naming its file and
 row; their count goes to train()'s final.json. Once MIN_BAD_FOR_VERDICT images are bad and they are more than
-MAX_BAD_FRACTION of the images seen, the run stops with an error listing the first ones. `EvalImages` streams a
+MAX_BAD_FRACTION of the images seen, the run stops with an error listing the first ones (bad_images.py: the policy
+the resident path shares). `EvalImages` streams a
 split in order as evaluation wants it: each image resized so its shorter side is round(S x margin) (ImageNet:
 256 for S = 224) and its centre S x S kept.
 """
@@ -24,13 +25,13 @@ import queue
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from simclr_core.data.bad_images import MAX_BAD_FRACTION, MIN_BAD_FOR_VERDICT, BadImages, reason
 from simclr_core.data.decode import decode_image, fit_square
 from simclr_core.data.encoded import EncodedSplit
 from simclr_core.data.jpeg_header import nvjpeg_decodable
@@ -40,9 +41,6 @@ from simclr_core.validation import ConfigError
 # thread-safe, so the decoding threads rely on this one filter for that notice alone.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                         category=DeprecationWarning)
-MAX_BAD_FRACTION = 0.01
-# ... judged once this many are bad (one bad image among the first ten read is no verdict on the dataset).
-MIN_BAD_FOR_VERDICT = 10
 PREFETCH_BATCHES = 2
 
 
@@ -51,35 +49,6 @@ def default_decode_threads(device: torch.device) -> int:
     step's, as DataLoader workers would); all but two beside a GPU, where nvjpeg decodes most images."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores if device.type == "cpu" else cores - 2)
-
-
-@dataclass
-class BadImages:
-    """Images that could not be decoded: how many, of how many seen, and the first few (where, why); and how
-    many had a side shorter than the view (their crops are upscaled, as torchvision's would be)."""
-    seen: int = 0
-    bad: int = 0
-    first: list[str] = field(default_factory=list)
-    small: int = 0
-
-    def add_small(self, where: str, height: int, width: int, side: int) -> None:
-        if not self.small:
-            warnings.warn(f"{where} is {height} x {width} px, smaller than the {side} px views: its crops are "
-                          "upscaled; final.json counts such images (images_smaller_than_view)", stacklevel=2)
-        self.small += 1
-
-    def add(self, where: str, why: str) -> None:
-        self.bad += 1
-        if len(self.first) < 5:
-            self.first.append(f"{where} ({why})")
-        warnings.warn(f"skipping an unreadable image: {where} ({why}); it is replaced by another image of its batch",
-                      stacklevel=2)
-
-    def check(self) -> None:
-        if self.bad >= MIN_BAD_FOR_VERDICT and self.bad > MAX_BAD_FRACTION * self.seen:
-            raise ConfigError(f"{self.bad} of the {self.seen} images read so far could not be decoded (more than "
-                              f"{MAX_BAD_FRACTION:.0%}); the first: {'; '.join(self.first)}. Re-encode or remove "
-                              "them from the dataset")
 
 
 class Decoder:
@@ -122,7 +91,7 @@ class Decoder:
                 decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self.device)
         except RuntimeError as exc:     # one image nvjpeg refuses fails the batch: the CPU decodes all of them
             if not self.gpu_refused:
-                warnings.warn(f"nvjpeg refused a batch of {len(jpegs)} JPEGs ({_reason(exc)}): the CPU decodes "
+                warnings.warn(f"nvjpeg refused a batch of {len(jpegs)} JPEGs ({reason(exc)}): the CPU decodes "
                               "such batches", stacklevel=2)
             self.gpu_refused += len(jpegs)
             return list(range(len(data)))
@@ -140,15 +109,11 @@ class Decoder:
 
 def _decode_or_reason(data: bytes | Exception) -> tuple[Tensor | None, str]:
     if isinstance(data, Exception):   # the bytes could not even be read
-        return None, _reason(data)
+        return None, reason(data)
     try:
         return decode_image(data, None), ""
     except Exception as exc:          # PIL and torchvision raise several types for damaged bytes
-        return None, _reason(exc)
-
-
-def _reason(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+        return None, reason(exc)
 
 
 def put_unless_stopped(ahead: queue.Queue, item, stop: threading.Event) -> None:

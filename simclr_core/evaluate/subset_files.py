@@ -19,9 +19,12 @@ Refused with a ConfigError naming the file, the line and the valid form: a missi
 a non-negative integer, a line listed twice (checked when the config is validated), and a name that matches no
 image of the training split or several, a row outside the split or not among the data.train_limit images the run
 holds (checked against the data before pretraining: `require_subset_data`).
+On the resident path, a listed image that could not be decoded is left out of the data (data/bad_images.py): it is
+left out of the subset too, with a warning naming the file's line and the image.
 """
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,21 +90,38 @@ def require_fractions_and_files(fractions: Sequence[float], files: Sequence[str]
 
 
 def subset_positions(listed: SubsetList, paths: Sequence[str | None], rows: np.ndarray, total: int,
-                     limit_note: str = "") -> np.ndarray:
+                     limit_note: str = "", left_out: Sequence[tuple[int, str | None, str]] = ()) -> np.ndarray:
     """Positions (sorted int64) in the held training images of the images `listed` names. Image i is row `rows[i]`
-    of the split's `total` rows, stored as `paths[i]`; `limit_note` says why rows may be missing (train_limit)."""
+    of the split's `total` rows, stored as `paths[i]`; `limit_note` says why rows may be missing (train_limit);
+    `left_out`: (row, path, "where (why)") of images not held because they could not be decoded, which the subset
+    leaves out with a warning."""
+    lost: list[str] = []
     if listed.rows:
-        return _by_rows(listed, np.asarray(rows, dtype=np.int64), total, limit_note)
-    return _by_names(listed, paths, limit_note)
+        lost_rows = {row: text for row, _, text in left_out}
+        out = _by_rows(listed, np.asarray(rows, dtype=np.int64), total, limit_note, lost_rows, lost)
+    else:
+        out = _by_names(listed, paths, limit_note, [(path, text) for _, path, text in left_out], lost)
+    if lost and not len(out):
+        raise ConfigError(f"{KEY}: none of the {len(lost)} images {listed.path} lists could be decoded (the first: "
+                          f"{lost[0]}); re-encode them or list others")
+    if lost:
+        warnings.warn(f"{KEY}: {len(lost)} of the {len(lost) + len(out)} images {listed.path} lists could not be "
+                      f"decoded and are left out of its subset ({'; '.join(lost[:3])}{' ...' if len(lost) > 3 else ''})"
+                      f": fine-tuning on the other {len(out)}", stacklevel=3)
+    return out
 
 
-def _by_rows(listed: SubsetList, rows: np.ndarray, total: int, limit_note: str) -> np.ndarray:
+def _by_rows(listed: SubsetList, rows: np.ndarray, total: int, limit_note: str, lost_rows: dict[int, str],
+             lost: list[str]) -> np.ndarray:
     out = []
     for number, text in listed.entries:
         row = int(text)
         if row >= total:
             raise ConfigError(f"{KEY}: {listed.path} line {number}: row {row} is outside the training split's "
                               f"{total} rows; valid rows lie in [0, {total - 1}]")
+        if row in lost_rows:
+            lost.append(f"line {number}: {lost_rows[row]}")
+            continue
         at = int(np.searchsorted(rows, row))
         if at == len(rows) or rows[at] != row:
             raise ConfigError(f"{KEY}: {listed.path} line {number}: row {row} is not among the {len(rows)} training "
@@ -110,7 +130,8 @@ def _by_rows(listed: SubsetList, rows: np.ndarray, total: int, limit_note: str) 
     return np.sort(np.asarray(out, dtype=np.int64))
 
 
-def _by_names(listed: SubsetList, paths: Sequence[str | None], limit_note: str) -> np.ndarray:
+def _by_names(listed: SubsetList, paths: Sequence[str | None], limit_note: str,
+              lost_paths: Sequence[tuple[str | None, str]], lost: list[str]) -> np.ndarray:
     by_base: dict[str, list[int]] = defaultdict(list)
     for i, path in enumerate(paths):
         if path:
@@ -122,8 +143,11 @@ def _by_names(listed: SubsetList, paths: Sequence[str | None], limit_note: str) 
     out, taken = [], {}
     for number, name in listed.entries:
         name = name.replace("\\", "/").strip("/")
-        found = [i for i in by_base.get(name.rsplit("/", 1)[-1], ())
-                 if (p := paths[i].replace("\\", "/")) == name or p.endswith("/" + name)]
+        found = [i for i in by_base.get(name.rsplit("/", 1)[-1], ()) if _names(paths[i], name)]
+        gone = [] if found else [text for path, text in lost_paths if path and _names(path, name)]
+        if len(gone) == 1:
+            lost.append(f"line {number}: {gone[0]}")
+            continue
         if not found:
             raise ConfigError(f"{KEY}: {listed.path} line {number}: {name!r} is not among the {len(paths)} training "
                               f"images this run holds{limit_note}; each line must name one by {NAMES_FORM} (this "
@@ -137,6 +161,12 @@ def _by_names(listed: SubsetList, paths: Sequence[str | None], limit_note: str) 
         taken[found[0]] = number
         out.append(found[0])
     return np.sort(np.asarray(out, dtype=np.int64))
+
+
+def _names(path: str, name: str) -> bool:
+    """Whether `name` (a subset file's line, with "/" separators) names the stored `path`."""
+    path = path.replace("\\", "/")
+    return path == name or path.endswith("/" + name)
 
 
 def official_subsets(cfg) -> list[np.ndarray]:
@@ -158,7 +188,8 @@ def official_subsets(cfg) -> list[np.ndarray]:
     held = image_paths(cfg.data, "train")
     limit = cfg.data.train_limit
     note = f" (data.train_limit={limit} keeps {len(held)} of {held.total})" if limit is not None else ""
-    return [subset_positions(read_subset_file(path), held.paths, held.rows, held.total, note) for path in files]
+    return [subset_positions(read_subset_file(path), held.paths, held.rows, held.total, note, held.left_out)
+            for path in files]
 
 
 def require_subset_data(cfg) -> None:

@@ -143,6 +143,7 @@ class TransferSplit:
     num_classes: int
     source: str
     loader: str              # "resident" or "stream"
+    left_out: int = 0        # resident: images left out as unreadable when the split was decoded
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -167,7 +168,7 @@ def load_transfer_split(cfg: RunConfig, split: str, image_size: int,
         if limit is not None and limit < len(locate_source(dataset_spec(data.dataset), data.data_dir, split).load()):
             data = replace(data, **{f"{split}_limit": limit})
         held = load_images(data, split)
-        return TransferSplit(held.images, held.labels, held.num_classes, held.source, "resident")
+        return TransferSplit(held.images, held.labels, held.num_classes, held.source, "resident", len(held.unreadable))
 
 
 # ---- the protocols ----------------------------------------------------------------------------------------------
@@ -208,8 +209,8 @@ def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: S
                  scratch: nn.Module | None = None, autocast_dtype: torch.dtype | None = None) -> dict[str, Any]:
     """The transfer protocol of a run: eval.transfer_dataset read at `image_size` (streamed on the encoder's device)
     and normalised with the pretraining statistics `mean`/`std`; `transfer_eval`'s metrics (with `scratch`, a newly
-    initialised encoder's fine-tuning too), the image counts, the data's source and path, and (streamed) how many
-    images could not be read."""
+    initialised encoder's fine-tuning too), the image counts, the data's source and path, and how many
+    images could not be read (streamed: reads that failed; held: images left out when decoded)."""
     from simclr_core.augment import build_augmentation
     from simclr_core.config import AugmentConfig
 
@@ -227,10 +228,9 @@ def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: S
         linear=dict(epochs=ev.linear_epochs, batch_size=ev.linear_batch_size, lr=ev.linear_lr),
         finetune=dict(epochs=ev.finetune_epochs, batch_size=ev.finetune_batch_size, lr=ev.finetune_lr,
                       autocast_dtype=autocast_dtype, channels_last=cfg.channels_last))
-    streamed = {"transfer_unreadable_images": train.images.bad.bad + test.images.bad.bad} \
-        if train.loader == "stream" else {}
+    unreadable = sum(split.images.bad.bad if split.loader == "stream" else split.left_out for split in (train, test))
     return {**metrics, "transfer_train_images": len(train), "transfer_test_images": len(test),
-            "transfer_source": train.source, "transfer_loader": train.loader, **streamed}
+            "transfer_source": train.source, "transfer_loader": train.loader, "transfer_unreadable_images": unreadable}
 
 
 __all__ = ["TRANSFER_PROTOCOLS", "UNSUPPORTED", "TransferSplit", "load_transfer_split", "require_transfer",

@@ -841,7 +841,7 @@ def test_data_dir_with_the_embedded_subset_is_rejected_naming_what_to_use():
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 @pytest.mark.parametrize("shards", [False, True])
-def test_unreadable_image_names_file_row_and_path(tmp_path, damage, shards):
+def test_an_unreadable_image_is_left_out_with_a_warning_naming_file_row_and_path(tmp_path, damage, shards):
     images, labels = _random_images(4, 8, 8, seed=6), [0, 1, 0, 1]
     folder = tmp_path / "data"
     if shards:
@@ -856,12 +856,14 @@ def test_unreadable_image_names_file_row_and_path(tmp_path, damage, shards):
     bad[1] = {"bytes": b"not an image" if damage == "garbage" else good_bytes[:len(good_bytes) // 2],
               "path": "b/0003.png"}
     _set_column(files[-1], "image", bad)
-    with pytest.raises(ConfigError) as error:
-        load_images(DataConfig(dataset="parquet", data_dir=str(folder)), "train")
-    message = str(error.value)
-    for needle in (f"row 1 of {files[-1]}", "'b/0003.png'", "not a readable image", "re-encode"):
+    with pytest.warns(UserWarning, match="unreadable image") as caught:
+        held = load_images(DataConfig(dataset="parquet", data_dir=str(folder)), "train")
+    message = next(str(w.message) for w in caught if "unreadable image" in str(w.message))
+    for needle in (f"row 1 of {files[-1]}", "'b/0003.png'", "left out of the decoded split, with its label"):
         assert needle in message, needle
-    assert not list((tmp_path / "cache").glob("*.npy"))  # nothing half-written is cached
+    kept = [row for row in range(4) if row != (3 if shards else 1)]     # the named row of the named file
+    assert held.labels.tolist() == [labels[row] for row in kept]
+    assert torch.equal(held.images, torch.from_numpy(np.stack([images[row] for row in kept])).permute(0, 3, 1, 2))
 
 
 @pytest.mark.parametrize("split, key", [("train", "data.train_limit"), ("test", "data.test_limit")])

@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from simclr_core.data.decode import decode_image, decode_to_array
-from simclr_core.validation import ConfigError
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:
@@ -75,5 +74,7 @@ def test_a_file_of_a_folder_that_cannot_be_read_is_named_on_the_resident_path(tm
         def read(self, rows):
             raise PermissionError(13, "Permission denied", self.paths[1])
 
-    with pytest.raises(ConfigError, match=r"image 1 \(path '\S+/locked.png'\) is not a readable image \(File"):
-        decode_to_array(_iter_files(Index(), np.arange(2)), 2, 8, 1.0, lambda shape: np.zeros(shape, np.uint8))
+    with pytest.warns(UserWarning, match=r"unreadable image: image 1 \(path '\S+/locked.png'\) \(File"):
+        images, unreadable = decode_to_array(_iter_files(Index(), np.arange(2)), 2, 8, 1.0,
+                                             lambda shape: np.zeros(shape, np.uint8))
+    assert images.shape == (1, 3, 8, 8) and [position for position, _ in unreadable] == [1]

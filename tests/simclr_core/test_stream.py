@@ -329,7 +329,8 @@ def test_a_resident_run_of_the_same_folder_is_recorded_as_such(tmp_path, images)
     write_folder(tmp_path / "data", images[:20], split="test")
     metrics = train(stream_config(tmp_path / "data", "imagefolder", max_steps=1, **{"data.loader": "resident"}),
                     tmp_path / "run")
-    assert metrics["data_loader"] == "resident" and "unreadable_images" not in metrics
+    assert metrics["data_loader"] == "resident" and "images_read" not in metrics
+    assert metrics["unreadable_images"] == metrics["unreadable_eval_images"] == 0
 
 
 @pytest.mark.parametrize("overrides, needle", [
