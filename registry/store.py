@@ -7,6 +7,8 @@
         metrics.jsonl   one JSON object per logged step            (written by the training function)
         checkpoint.pt   the last checkpoint; a re-run resumes from it (written by the training function)
         final.json      final evaluation metrics; its presence means done (written by the training function)
+        evaluation-partial.json  the metrics of the protocols an interrupted final evaluation finished, until
+                        final.json is written (simclr_core/partial_evaluation.py)
         error.txt       the traceback of the last failure
         discarded-<time>/  the files of an earlier attempt, moved aside by `registry run ... --redo`
 
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from registry.claim import claim_is_stale, owner_info, read_claim
 from simclr_core.atomic_files import atomic_write_text, create_if_absent, nearest_existing
+from simclr_core.partial_evaluation import PARTIAL_NAME
 from simclr_core.validation import ConfigError
 
 if TYPE_CHECKING:  # pandas is imported only by load_results
@@ -248,8 +251,8 @@ class RunStore:
         """Move every file of the run into <run_dir>/discarded-<UTC time>/ (nothing is deleted), so that it
         trains again from scratch; the caller holds the run's claim. Returns that folder, or None if empty."""
         run_dir = self.run_dir(run_id)
-        names = [n for n in (CONFIG_NAME, STATUS_NAME, METRICS_NAME, CHECKPOINT_NAME, FINAL_NAME, ERROR_NAME)
-                 if (run_dir / n).exists()]
+        names = [n for n in (CONFIG_NAME, STATUS_NAME, METRICS_NAME, CHECKPOINT_NAME, PARTIAL_NAME, FINAL_NAME,
+                             ERROR_NAME) if (run_dir / n).exists()]
         if not names:
             return None
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")

@@ -13,10 +13,13 @@ Files written under run_dir (by the main process):
   checkpoint.pt   model, optimizer and step, replaced atomically every `checkpoint_every_steps`, and at the
                   logging step where a stop is requested (stop_request.py: a SLURM job's time-limit warning)
   final.json      the final evaluation metrics plus wall clock, throughput and device
+  evaluation-partial.json  the metrics of each evaluation protocol as it finishes, until final.json is written: a
+                  run killed during its evaluation does not run the finished ones again (partial_evaluation.py)
 """
 from __future__ import annotations
 
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -47,6 +50,7 @@ from simclr_core.losses import compute_multicrop_loss, contrastive_stats
 from simclr_core.models import build_model, build_supervised_model
 from simclr_core.models.encoders import stem_cost_note
 from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
+from simclr_core.partial_evaluation import PARTIAL_NAME, PartialEvaluation, evaluation_key
 from simclr_core.precision import autocast_dtype, resolve_precision
 from simclr_core.seeding import step_seed
 from simclr_core.trackers import require_installed as require_trackers_installed
@@ -113,7 +117,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                               log_with=list(cfg.trackers) or None, project_dir=str(run_dir))
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     if accelerator.is_main_process:     # the partial files of writes that killed an earlier attempt
-        for name in (CHECKPOINT_NAME, FINAL_NAME, METRICS_NAME):
+        for name in (CHECKPOINT_NAME, FINAL_NAME, METRICS_NAME, PARTIAL_NAME):
             remove_leftover_temps(run_dir / name)
     if cfg.batch_size % world:
         raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {world} processes")
@@ -317,18 +321,21 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     # ---- final evaluation -> final.json -------------------------------------------------------------
     eval_clock = time.perf_counter()
+    partial = None
+    if accelerator.is_main_process and cfg.eval.protocols:
+        partial = PartialEvaluation(run_dir, evaluation_key(accelerator.unwrap_model(model), stop_step, cfg, device))
     metrics = _evaluate_apart(accelerator, model, cfg, feed, mixed_precision, cfg.eval.protocols,
-                              progress=f"evaluate {run_dir.name}")
+                              progress=f"evaluate {run_dir.name}", partial=partial)
     steps_run = stop_step - start_step
     metrics.update({
         "steps": stop_step, "total_steps": total_steps, "epochs_done": stop_step / steps_per_epoch,
         "pretrain_seconds_this_session": train_seconds,
-        # All sessions of this run (a resumed run adds the time its checkpoint recorded) and the final evaluation;
-        # the report's device-hours are pretrain_device_seconds (each session's seconds x its processes) plus
-        # eval_seconds x processes.
+        # All sessions of this run (a resumed run adds the time its checkpoint recorded) and the final evaluation
+        # (with the protocols an interrupted attempt finished); the report's device-hours are
+        # pretrain_device_seconds (each session's seconds x its processes) plus eval_seconds x processes.
         "pretrain_seconds": earlier_seconds + train_seconds,
         "pretrain_device_seconds": earlier_device_seconds + train_seconds * world,
-        "eval_seconds": time.perf_counter() - eval_clock,
+        "eval_seconds": time.perf_counter() - eval_clock + (partial.kept_seconds if partial else 0.0),
         "images_per_s": train_images / train_seconds if steps_run else None,
         "device": _device_name(device), "processes": world, "mixed_precision": mixed_precision,
         **({"processes_seen": processes_seen} if len(processes_seen) > 1 else {}),
@@ -338,6 +345,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     })
     if accelerator.is_main_process:
         atomic_write_json(run_dir / FINAL_NAME, metrics)
+        if partial is not None:
+            partial.remove()
     if cfg.trackers:
         accelerator.end_training()
     accelerator.wait_for_everyone()
@@ -443,10 +452,11 @@ def _other_processes_message(run_dir: Path, step: int, before: int, now: int) ->
 
 
 def _evaluate_apart(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed_precision: str,
-                    protocols: tuple[str, ...], progress: str | None = None) -> dict[str, Any]:
+                    protocols: tuple[str, ...], progress: str | None = None,
+                    partial: PartialEvaluation | None = None) -> dict[str, Any]:
     """_evaluate with the CPU block cache emptied before and after: evaluation allocates other sizes than
     the training step, and neither phase's idle blocks serve the other (see cpu_cache.py)."""
-    args = (accelerator, model, cfg, feed, mixed_precision, protocols, progress)
+    args = (accelerator, model, cfg, feed, mixed_precision, protocols, progress, partial)
     if not protocols:
         return _evaluate(*args)
     cpu_cache.release_idle()
@@ -457,18 +467,24 @@ def _evaluate_apart(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed,
 
 
 def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed_precision: str,
-              protocols: tuple[str, ...], progress: str | None = None) -> dict[str, Any]:
+              protocols: tuple[str, ...], progress: str | None = None,
+              partial: PartialEvaluation | None = None) -> dict[str, Any]:
     """Evaluate the encoder f(.) (the representation h, before the head; a protocol may also read the head g(.))
     on the main process; with `progress` (a label), a progress bar names the protocol running (fine-tuning or a
-    transfer evaluation may take as long as pretraining)."""
+    transfer evaluation may take as long as pretraining). With `partial`, each protocol's metrics are saved as it
+    finishes, and those an interrupted attempt saved are kept, not run again (one line says which)."""
     metrics: dict[str, Any] = {}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and protocols:
         network = accelerator.unwrap_model(model)
-        bar = ProtocolProgress(progress, len(protocols)) if progress else None
+        kept = partial.kept if partial is not None else {}
+        if partial is not None:
+            _say_what_is_kept(progress or "evaluate", partial, protocols)
+        bar = ProtocolProgress(progress, len([p for p in protocols if p not in kept])) if progress else None
         try:
             metrics.update(run_protocols(network.encoder, feed, cfg, autocast_dtype(mixed_precision), protocols,
-                                         head=network.head, announce=bar))
+                                         head=network.head, announce=bar, kept=kept,
+                                         finished=partial.save if partial is not None else None))
             if bar is not None:
                 bar.finish()
         finally:
@@ -479,6 +495,19 @@ def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed
         broadcast_object_list(box)
         metrics = box[0]
     return metrics
+
+
+def _say_what_is_kept(label: str, partial: PartialEvaluation, protocols: tuple[str, ...]) -> None:
+    """One line when an earlier attempt's saved protocols are kept, or saved ones are set aside (and why)."""
+    in_order = [name for name in PROTOCOLS if name in protocols]
+    done = [name for name in in_order if name in partial.kept]
+    if done:
+        rest = [name for name in in_order if name not in partial.kept]
+        running = f"running {', '.join(rest)}" if rest else "nothing left to run"
+        print(f"{label}: {', '.join(done)} already done before the interruption (kept); {running}", file=sys.stderr,
+              flush=True)
+    elif partial.discarded:
+        print(f"{label}: {partial.discarded}; evaluating every protocol again", file=sys.stderr, flush=True)
 
 
 class ProtocolProgress:

@@ -10,7 +10,7 @@ pretraining. Adding a protocol is one entry here; config validation and train() 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -201,25 +201,39 @@ def _source_of(data, split: str) -> Source | None:
 
 
 def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, names: Sequence[str],
-                  head: nn.Module | None = None, announce: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  head: nn.Module | None = None, announce: Callable[[str], None] | None = None,
+                  kept: Mapping[str, dict[str, Any]] | None = None,
+                  finished: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The metrics of the protocols `names`, run in the registry's order; `head` is g(.), for those that read it;
-    `announce(name)` is called as each protocol starts (a progress bar)."""
+    `announce(name)` is called as each protocol starts (a progress bar), `finished(name, metrics)` as it ends.
+    `kept` holds the metrics of protocols an interrupted evaluation of the same weights finished
+    (simclr_core/partial_evaluation.py): those are not run again, their metrics take their place. Each protocol
+    seeds its own randomness from cfg.seed, so its numbers do not depend on which protocols ran before it."""
+    kept = kept or {}
     chosen = [p for p in PROTOCOLS.values() if p.name in names]
-    needing_head = [p.name for p in chosen if p.needs_head]
+    needing_head = [p.name for p in chosen if p.needs_head and p.name not in kept]
     if needing_head and head is None:
         raise ConfigError(f"eval.protocols {', '.join(map(repr, needing_head))} read the projection head g(.), "
                           "which run_protocols was not given; pass head=")
     metrics: dict[str, Any] = {}
     announce = announce or (lambda name: None)
+    finished = finished or (lambda name, result: None)
+
+    def run(protocol: Protocol) -> None:
+        if protocol.name in kept:
+            metrics.update(kept[protocol.name])
+            return
+        announce(protocol.name)
+        result = protocol.run(encoder, feed, cfg, dtype, **({"head": head} if protocol.needs_head else {}))
+        finished(protocol.name, result)
+        metrics.update(result)
+
     with reuse_features():           # kNN and linear evaluation share one pass over each split
         for protocol in (p for p in chosen if p.frozen_features):
-            announce(protocol.name)
-            metrics.update(protocol.run(encoder, feed, cfg, dtype))
+            run(protocol)
     # The others train copies of the encoder or read features of transformed images that no other protocol shares.
     for protocol in (p for p in chosen if not p.frozen_features):
-        announce(protocol.name)
-        extra = {"head": head} if protocol.needs_head else {}
-        metrics.update(protocol.run(encoder, feed, cfg, dtype, **extra))
+        run(protocol)
     return metrics
 
 
