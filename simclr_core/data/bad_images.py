@@ -4,9 +4,10 @@ An image that cannot be decoded (a corrupt or truncated file, a file of an image
 row with neither bytes nor a path) is named in a warning (its file and row, and why), kept out of what the run
 trains and evaluates on, and counted in final.json (`unreadable_images`, `unreadable_eval_images`). Once
 MIN_BAD_FOR_VERDICT images are unreadable and they are more than MAX_BAD_FRACTION of the images seen, the run stops
-with one error naming the first ones. The streamed path (stream.py) replaces such an image by another of its batch
-and judges the images read so far; the resident path (decode.py) leaves it out of the decoded split, label and
-all, and judges the whole split before the first step.
+with one error naming the first ones. The streamed path (stream.py) leaves it out of an evaluation pass, label and
+all, replaces it in a training batch by another image of that batch (under that image's own label), and judges the
+images read so far; the resident path (decode.py) leaves it out of the decoded split, label and all, and judges the
+whole split before the first step.
 """
 from __future__ import annotations
 
@@ -64,11 +65,12 @@ class BadImages:
                           "upscaled; final.json counts such images (images_smaller_than_view)", stacklevel=2)
         self.small += 1
 
-    def add(self, where: str, why: str) -> None:
+    def add(self, where: str, why: str, instead: str) -> None:
+        """Count an unreadable image and warn of it; `instead` says what the run does without it."""
         self.bad += 1
         if len(self.first) < FIRST_NAMED:
             self.first.append(f"{where} ({why})")
-        warnings.warn(skipped_warning(where, why, "it is replaced by another image of its batch"), stacklevel=2)
+        warnings.warn(skipped_warning(where, why, instead), stacklevel=2)
 
     def check(self) -> None:
         if too_many(self.bad, self.seen):

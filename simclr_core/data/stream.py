@@ -10,10 +10,11 @@ a file cut short: jpeg_header.py reads which from the markers) and a batch nvjpe
 and copied over. On a CPU, a pool of threads decodes (torchvision's
 decoders release the GIL: 2 threads decode 1.6x as fast as one on the 2-core reference machine).
 
-An image that cannot be decoded is replaced by another image of its batch, with a warning naming its file and
-row; their count goes to train()'s final.json. Once MIN_BAD_FOR_VERDICT images are bad and they are more than
-MAX_BAD_FRACTION of the images seen, the run stops with an error listing the first ones (bad_images.py: the policy
-the resident path shares). `EvalImages` streams a
+An image that cannot be decoded is replaced in a training batch by another image of that batch (under that image's
+own label, where the batch carries labels) and left out of an evaluation pass together with its label, with a warning
+naming its file and row; their count goes to train()'s final.json. Once MIN_BAD_FOR_VERDICT images are bad and they
+are more than MAX_BAD_FRACTION of the images seen, the run stops with an error listing the first ones (bad_images.py:
+the policy the resident path shares). `EvalImages` streams a
 split in order as evaluation wants it: each image resized so its shorter side is round(S x margin) (ImageNet:
 256 for S = 224) and its centre S x S kept.
 """
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from simclr_core.data.bad_images import MAX_BAD_FRACTION, MIN_BAD_FOR_VERDICT, BadImages, reason
+from simclr_core.data.bad_images import MAX_BAD_FRACTION, MIN_BAD_FOR_VERDICT, BadImages, none_readable_error, reason
 from simclr_core.data.decode import decode_image, fit_square
 from simclr_core.data.encoded import EncodedSplit
 from simclr_core.data.jpeg_header import nvjpeg_decodable
@@ -175,15 +176,20 @@ def read_each(split: EncodedSplit, indices: np.ndarray) -> list[bytes | Exceptio
         return out
 
 
+REPLACED = "it is replaced by another image of its batch"
+LEFT_OUT = "it is left out of the evaluation, with its label"
+
+
 def decode_batch(split: EncodedSplit, indices: np.ndarray, decoder: Decoder, bad: BadImages,
-                 view_side: int = 0, rows: list[int] | None = None) -> list[Tensor]:
-    """Images `indices` of `split`, decoded; an unreadable one is replaced by a readable one of the batch.
-    Images with a side shorter than `view_side` are counted in `bad.small`. `rows`, if given, receives the
-    row each returned image was read from (a replacement's own row, so that labels follow the images)."""
+                 view_side: int = 0, rows: list[int] | None = None, leave_out: bool = False) -> list[Tensor]:
+    """Images `indices` of `split`, decoded; an unreadable one is replaced by a readable one of the batch, or,
+    with `leave_out` (evaluation passes, where no image may count twice), left out. Images with a side shorter
+    than `view_side` are counted in `bad.small`. `rows`, if given, receives the row each returned image was read
+    from (a replacement's own row, so that labels follow the images)."""
     decoded = decoder(read_each(split, indices))
     bad.seen += len(decoded)
     good = [(image, int(index)) for index, (image, _) in zip(indices, decoded) if image is not None]
-    if not good:
+    if not good and not leave_out:
         bad.bad += len(decoded)
         raise ConfigError(f"none of the {len(decoded)} images of a batch could be decoded, e.g. "
                           f"{split.where(int(indices[0]))} ({decoded[0][1]})")
@@ -191,7 +197,9 @@ def decode_batch(split: EncodedSplit, indices: np.ndarray, decoder: Decoder, bad
     for index, (image, why) in zip(indices, decoded):
         row = int(index)
         if image is None:
-            bad.add(split.where(row), why)
+            bad.add(split.where(row), why, LEFT_OUT if leave_out else REPLACED)
+            if leave_out:
+                continue
             image, row = good[len(images) % len(good)]
         elif min(image.shape[-2:]) < view_side:
             bad.add_small(split.where(row), *image.shape[-2:], view_side)
@@ -280,9 +288,11 @@ class StreamedBatches:
 
 class EvalImages:
     """A split streamed in order for evaluation: uint8 batches (B, 3, S, S), each image's shorter side resized
-    to round(S x margin) and its centre S x S kept; `labels` as a tensor. Decoded anew at every pass. An
-    unreadable image is replaced by another of its batch (its label kept) and counted in `bad`: train()
-    reports the count (unreadable_eval_images), and past 1% the evaluation stops, as training does."""
+    to round(S x margin) and its centre S x S kept; `labels` (every row's) as a tensor. Decoded anew at every pass.
+    An unreadable image is left out of the pass, and batches(rows=) names the images a pass did yield, so that
+    their labels are taken with them (evaluate/features.py's labelled_features): no image is scored under another's
+    label or counted twice. Such images are counted in `bad`: train() reports the count (unreadable_eval_images),
+    and past 1% the evaluation stops, as training does."""
 
     def __init__(self, split: EncodedSplit, image_size: int, margin: float, device: torch.device,
                  threads: int | None = None):
@@ -299,12 +309,19 @@ class EvalImages:
     def shape(self) -> tuple[int, int, int, int]:
         return (len(self), 3, self.image_size, self.image_size)
 
-    def batches(self, batch_size: int) -> Iterator[Tensor]:
+    def batches(self, batch_size: int, rows: list[int] | None = None) -> Iterator[Tensor]:
+        """The split's images in order, `batch_size` at a time less those that cannot be decoded; `rows`, if
+        given, receives the row of each image yielded."""
         def squares(decoder: Decoder) -> Iterator[Tensor]:
+            yielded = False
             for start in range(0, len(self), batch_size):
                 indices = np.arange(start, min(start + batch_size, len(self)))
-                images = decode_batch(self.split, indices, decoder, self.bad)
-                yield torch.stack([fit_square(x, self.image_size, self.margin) for x in images])
+                images = decode_batch(self.split, indices, decoder, self.bad, rows=rows, leave_out=True)
+                if images:
+                    yielded = True
+                    yield torch.stack([fit_square(x, self.image_size, self.margin) for x in images])
+            if not yielded:
+                raise none_readable_error(len(self), self.bad.first[0])
 
         return decoded_ahead(self.device, self.threads, "stream-eval", squares)
 
@@ -316,11 +333,12 @@ class EvalImages:
 
 
 class LabelledOriginals:
-    """Images `rows` of a split, each decoded whole as (3, H_i, W_i) uint8 on `device`, read in the batches the
-    caller names, one batch ahead on a thread: what fine-tuning and the transformation probe crop their views from
-    when the run streams (as pretraining crops from the originals). `labels` are the rows' labels. Unreadable images are handled and
-    counted in `bad` as in training (replaced by another of the batch; past 1% the run stops); images with a side
-    shorter than `view_side` are counted."""
+    """Images `rows` of a split, each decoded whole as (3, H_i, W_i) uint8 on `device`, with their labels, read in
+    the batches the caller names, one batch ahead on a thread: what fine-tuning and the transformation probe crop
+    their views from when the run streams (as pretraining crops from the originals). An unreadable image is handled
+    as in training: replaced by another image of its batch, which brings its own label (so a step keeps its batch
+    size, which BatchNorm in train mode needs, and no image trains under another's label), counted in `bad`, and
+    past 1% the run stops; images with a side shorter than `view_side` are counted."""
 
     def __init__(self, split: EncodedSplit, rows: np.ndarray, device: torch.device, view_side: int,
                  threads: int | None = None, bad: BadImages | None = None):
@@ -330,17 +348,18 @@ class LabelledOriginals:
         self.split, self.rows, self.device, self.view_side = split, rows, device, view_side
         self.threads = threads
         self.bad = bad if bad is not None else BadImages()
-        self.labels = torch.from_numpy(split.labels[rows])
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def batches(self, index_batches: Sequence[Tensor]) -> Iterator[list[Tensor]]:
-        """For each tensor of positions into `rows`, the decoded originals of those images, in that order."""
-        def originals(decoder: Decoder) -> Iterator[list[Tensor]]:
+    def batches(self, index_batches: Sequence[Tensor]) -> Iterator[tuple[list[Tensor], Tensor]]:
+        """For each tensor of positions into `rows`, the decoded originals of those images, in that order, and the
+        label of each image returned (int64, on the CPU)."""
+        def originals(decoder: Decoder) -> Iterator[tuple[list[Tensor], Tensor]]:
             for positions in index_batches:
-                rows = self.rows[np.asarray(positions.cpu(), dtype=np.int64)]
-                yield decode_batch(self.split, rows, decoder, self.bad, self.view_side)
+                wanted, read = self.rows[np.asarray(positions.cpu(), dtype=np.int64)], []
+                images = decode_batch(self.split, wanted, decoder, self.bad, self.view_side, read)
+                yield images, torch.from_numpy(self.split.labels[read]).long()
 
         return decoded_ahead(self.device, self.threads, "stream-originals", originals)
 

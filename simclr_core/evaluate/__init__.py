@@ -12,11 +12,11 @@ Every protocol takes uint8 images (N, C, H, W), integer labels (the transformati
 and the normalisation mean/std, checks its arguments (ConfigError) before any compute, runs on the
 encoder's device (or ``device``), and reports accuracy in percent.
 """
-from simclr_core.evaluate.features import extract_features
+from simclr_core.evaluate.features import extract_features, labelled_features
 from simclr_core.evaluate.finetune import balanced_subset, finetune_eval
 from simclr_core.evaluate.knn import knn_classify, knn_eval
 from simclr_core.evaluate.linear import linear_eval
 from simclr_core.evaluate.transform_probe import transform_probe_eval
 
-__all__ = ["balanced_subset", "extract_features", "finetune_eval", "knn_classify", "knn_eval", "linear_eval",
-           "transform_probe_eval"]
+__all__ = ["balanced_subset", "extract_features", "finetune_eval", "knn_classify", "knn_eval", "labelled_features",
+           "linear_eval", "transform_probe_eval"]

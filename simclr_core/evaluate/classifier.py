@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from simclr_core.evaluate.accuracy import topk_accuracy
-from simclr_core.evaluate.features import extract_features
+from simclr_core.evaluate.features import labelled_features
 from simclr_core.evaluate.inputs import require_labelled_split
 
 
@@ -21,7 +21,7 @@ def classifier_eval(encoder: nn.Module, classifier: nn.Module, test_images: Tens
                     autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
     """{"supervised_top1": ..., "supervised_top5": ...}, percent, of classifier(encoder(x)) on the test split."""
     require_labelled_split("test", test_images, test_labels, num_classes=num_classes)
-    logits = extract_features(nn.Sequential(encoder, classifier), test_images, mean=mean, std=std,
-                              batch_size=batch_size, autocast_dtype=autocast_dtype)
+    logits, test_labels = labelled_features(nn.Sequential(encoder, classifier), test_images, test_labels, mean=mean,
+                                            std=std, batch_size=batch_size, autocast_dtype=autocast_dtype)
     top1, top5 = topk_accuracy(logits, test_labels)
     return {"supervised_top1": top1, "supervised_top5": top5}

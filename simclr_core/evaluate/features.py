@@ -83,8 +83,26 @@ def extract_features(encoder: nn.Module, images: Tensor, *, mean: Sequence[float
     ``autocast_dtype`` (bf16/fp16) the forward runs under autocast; features are returned as float32.
     ``channels_last`` converts the input batches only; the caller decides the encoder's memory format.
     The images are used at their given size; resizing is the caller's business. ``images`` may also be a
-    stream of uint8 batches (`is_image_stream`), read once, in order.
+    stream of uint8 batches (`is_image_stream`), read once, in order, which leaves out the images it cannot decode:
+    `labelled_features` gives the labels that go with the features.
     """
+    return _features_and_rows(encoder, images, mean=mean, std=std, batch_size=batch_size, device=device,
+                              autocast_dtype=autocast_dtype, channels_last=channels_last)[0]
+
+
+def labelled_features(encoder: nn.Module, images: Tensor, labels: Tensor, **extract) -> tuple[Tensor, Tensor]:
+    """(`extract_features(encoder, images, **extract)`, the labels of the images they are features of): `labels`,
+    less those of the images a stream left out as unreadable, so that an accuracy counts the images scored, each
+    under its own label."""
+    features, rows = _features_and_rows(encoder, images, **extract)
+    return features, labels if rows is None else labels[rows.to(labels.device)]
+
+
+def _features_and_rows(encoder: nn.Module, images: Tensor, *, mean: Sequence[float], std: Sequence[float],
+                       batch_size: int = 512, device: torch.device | str | None = None,
+                       autocast_dtype: torch.dtype | None = None, channels_last: bool = False
+                       ) -> tuple[Tensor, Tensor | None]:
+    """extract_features' features, and the rows of `images` they are of where a stream left some out (else None)."""
     require_images("images", images)
     require_stats(mean, std, channels=images.shape[1])
     require_int("batch_size", batch_size, low=1)
@@ -96,8 +114,8 @@ def extract_features(encoder: nn.Module, images: Tensor, *, mean: Sequence[float
     mean_t, std_t = channel_stats(mean, std, device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-    chunks = []
-    batches = images.batches(batch_size) if is_image_stream(images) else \
+    chunks, rows = [], []
+    batches = images.batches(batch_size, rows) if is_image_stream(images) else \
         (images[start:start + batch_size] for start in range(0, images.shape[0], batch_size))
     with eval_mode(encoder), torch.no_grad(), autocast(device, autocast_dtype):
         for batch in batches:
@@ -109,6 +127,7 @@ def extract_features(encoder: nn.Module, images: Tensor, *, mean: Sequence[float
                                  f"{tuple(h.shape)} (missing global pooling / flatten?)")
             chunks.append(h.float())
     features = torch.cat(chunks)
+    scored = torch.tensor(rows, dtype=torch.long) if len(features) < images.shape[0] else None
     if _reused is not None:
-        _reused[key] = (encoder, images, features)   # holding both keeps their ids from being reused
-    return features
+        _reused[key] = (encoder, images, (features, scored))   # holding both keeps their ids from being reused
+    return features, scored

@@ -14,7 +14,9 @@ per-sample parameters needs no device sync. Without ``augment``: (x / 255 - mean
 On the streamed data path the training split is an image stream (data/stream.py's EvalImages): the
 labelled images are decoded whole, one batch ahead, and ``augment`` receives the list of originals
 (C, H_i, W_i), so each crop is drawn on the original image, as in pretraining. The labelled images
-and their order are the same on both paths.
+and their order are the same on both paths. There, an unreadable labelled image is replaced by another
+image of its batch, trained under that image's own label (stream.LabelledOriginals), and an unreadable
+test image is left out of the accuracy with its label.
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simclr_core.evaluate.accuracy import mean_per_class_accuracy, topk_accuracy
-from simclr_core.evaluate.features import (autocast, channel_stats, eval_mode, extract_features,
-                                           module_device, normalize)
+from simclr_core.evaluate.features import (autocast, channel_stats, eval_mode, labelled_features, module_device,
+                                           normalize)
 from simclr_core.evaluate.frozen import require_unchanged, snapshot_state
 from simclr_core.evaluate.inputs import (is_image_stream, require_autocast_dtype, require_int,
                                          require_labelled_split, require_labels, require_stats)
@@ -134,7 +136,8 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
                           "(a list of (C, H_i, W_i) uint8 images, generator) -> float batch")
     device = module_device(encoder) if device is None else torch.device(device)
     before = snapshot_state(encoder)
-    # The labelled images: a uint8 (n, C, S, S) tensor, or (streamed) their originals, decoded batch by batch.
+    # The labelled images: a uint8 (n, C, S, S) tensor and its labels, or (streamed) their originals, decoded batch
+    # by batch, each batch with the labels of the images it holds.
     images = train_images.originals(subset) if streamed else train_images[subset.to(train_images.device)]
     labels = train_labels[subset].to(device, torch.long)                   # (n,)
     count, side = subset.numel(), train_images.shape[-1]
@@ -157,23 +160,24 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
     for _ in range(epochs):
         order = epoch_batches(count, batch_size, shuffle_gen)
         batches = images.batches(order) if streamed else (
-            images[idx.to(images.device)].to(device, non_blocking=True) for idx in order)
-        for idx, batch in zip(order, batches):
+            (images[idx.to(images.device)].to(device, non_blocking=True), labels[idx.to(device)]) for idx in order)
+        for batch, batch_labels in batches:
             x = augment(batch, augment_gen) if augment is not None else normalize(batch, mean_t, std_t)
             x = x.contiguous(memory_format=memory_format)
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, total_steps, lr)
             with autocast(device, autocast_dtype):
                 logits = network(x)
-            loss = F.cross_entropy(logits.float(), labels[idx.to(device)])
+            loss = F.cross_entropy(logits.float(), batch_labels.to(device, non_blocking=True))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             step += 1
 
-    logits = extract_features(network, test_images, mean=mean, std=std, batch_size=eval_batch_size,
-                              device=device, autocast_dtype=autocast_dtype, channels_last=channels_last)
+    logits, test_labels = labelled_features(network, test_images, test_labels, mean=mean, std=std,
+                                            batch_size=eval_batch_size, device=device, autocast_dtype=autocast_dtype,
+                                            channels_last=channels_last)
     require_unchanged(encoder, before, during="fine-tuning (which must train a copy)")
     top1, top5 = topk_accuracy(logits, test_labels)
     metrics = {"finetune_top1": top1, "finetune_top5": top5, "label_fraction": label_fraction}

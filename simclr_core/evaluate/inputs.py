@@ -26,7 +26,8 @@ def require_int(name: str, value: Any, *, low: int) -> int:
 
 def is_image_stream(images: Any) -> bool:
     """An object that yields uint8 batches instead of holding them (data/stream.py's EvalImages): `shape`
-    (N, C, H, W) and `batches(batch_size)` -> (B, C, H, W) uint8 tensors, in order."""
+    (N, C, H, W) and `batches(batch_size, rows)` -> (B, C, H, W) uint8 tensors, in order, less the images it
+    cannot decode; `rows` receives the row of each image yielded."""
     return not isinstance(images, Tensor) and hasattr(images, "batches") and hasattr(images, "shape")
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simclr_core.evaluate.accuracy import topk_accuracy
-from simclr_core.evaluate.features import extract_features
+from simclr_core.evaluate.features import labelled_features
 from simclr_core.evaluate.inputs import (require_autocast_dtype, require_int, require_labelled_split,
                                          require_labels, require_stats)
 from simclr_core.validation import ConfigError, require_range
@@ -83,7 +83,8 @@ def knn_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, tes
     """kNN accuracy (percent) of the frozen encoder: {"knn_top1": ..., "knn_top5": ...}.
 
     Features of both splits come from `extract_features` (eval mode, no grad, modes restored); the
-    training split is the neighbour memory, the test split is classified by `knn_class_scores`.
+    training split is the neighbour memory, the test split is classified by `knn_class_scores`. An image a
+    streamed split cannot decode is left out of both, with its label (`labelled_features`).
     """
     _require_knn_args(k, temperature, num_classes, chunk_size)
     require_labelled_split("train", train_images, train_labels, num_classes=num_classes)
@@ -94,8 +95,9 @@ def knn_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, tes
 
     extract = dict(mean=mean, std=std, batch_size=batch_size, device=device, autocast_dtype=autocast_dtype,
                    channels_last=channels_last)
-    train_features = extract_features(encoder, train_images, **extract)  # (N, D)
-    test_features = extract_features(encoder, test_images, **extract)    # (M, D)
+    # (N, D), (M, D): a stream leaves its unreadable images out, with their labels
+    train_features, train_labels = labelled_features(encoder, train_images, train_labels, **extract)
+    test_features, test_labels = labelled_features(encoder, test_images, test_labels, **extract)
     scores = knn_class_scores(train_features, train_labels, test_features, k=k, temperature=temperature,
                               num_classes=num_classes, chunk_size=chunk_size)
     top1, top5 = topk_accuracy(scores, test_labels)

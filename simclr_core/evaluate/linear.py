@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simclr_core.evaluate.accuracy import mean_per_class_accuracy, topk_accuracy
-from simclr_core.evaluate.features import extract_features, module_device
+from simclr_core.evaluate.features import labelled_features, module_device
 from simclr_core.evaluate.frozen import require_unchanged, snapshot_state
 from simclr_core.evaluate.inputs import (require_autocast_dtype, require_int, require_labelled_split,
                                          require_stats)
@@ -146,8 +146,9 @@ def linear_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, 
     before = snapshot_state(encoder)
     extract = dict(mean=mean, std=std, batch_size=extract_batch_size, device=device,
                    autocast_dtype=autocast_dtype, channels_last=channels_last)
-    train_features = extract_features(encoder, train_images, **extract)  # (N, D), no grad
-    test_features = extract_features(encoder, test_images, **extract)    # (M, D)
+    # (N, D), (M, D), no grad: a stream leaves its unreadable images out, with their labels
+    train_features, train_labels = labelled_features(encoder, train_images, train_labels, **extract)
+    test_features, test_labels = labelled_features(encoder, test_images, test_labels, **extract)
 
     head = train_linear_head(train_features, train_labels, num_classes=num_classes, epochs=epochs,
                              batch_size=batch_size, lr=lr, weight_decay=weight_decay,

@@ -130,13 +130,14 @@ def probe_features(encoder: nn.Module, head: nn.Module, images: Tensor, task: st
     """(h (N, D), g(h) (N, D'), labels (N,)) of ``task``'s labelled views of ``images``, float32 on ``device``.
 
     Batch after batch in order, so the draws are a function of the generator's seed and ``batch_size``. A stream
-    of images (the streamed path's EvalImages) is read as its originals, each view cropped from its own image.
+    of images (the streamed path's EvalImages) is read as its originals, each view cropped from its own image (an
+    unreadable one replaced by another of its batch, whose views are labelled by their own transformations).
     """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     count, side = images.shape[0], images.shape[-1]
     order = [torch.arange(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
     if is_image_stream(images):
-        batches = images.originals(torch.arange(count)).batches(order)
+        batches = (originals for originals, _ in images.originals(torch.arange(count)).batches(order))
     else:
         batches = (images[int(rows[0]):int(rows[-1]) + 1].to(device, non_blocking=True) for rows in order)
     hs, zs, labels = [], [], []
