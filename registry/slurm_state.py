@@ -6,7 +6,8 @@ recording why: cancelled while still queued, killed by SIGKILL, out of memory, n
 requeue. `reconcile_run` then records `cancelled` or `failed` from the job's final SLURM state (sacct, else
 squeue) and breaks the claim that the dead job left behind, which a login node could never judge stale. A run that
 its own attempt recorded cancelled (SIGTERM) while SLURM queues the job again (`scontrol requeue`, a requeued
-preemption) is pending again.
+preemption) is pending again; one whose job SLURM ended TIMEOUT (the SIGTERM was the time limit's, not a user's
+scancel) is failed with the time limit as its reason, as a job killed at its time limit is.
 """
 from __future__ import annotations
 
@@ -33,10 +34,12 @@ ENDED_STATES = CANCELLED_STATES | FAILED_STATES | {"COMPLETED"}
 # A job waiting to start (again): after `scontrol requeue`, a preemption or a node failure that SLURM requeues, the
 # attempt that was stopped recorded the run cancelled (SIGTERM), yet the job will run it again by itself.
 WAITING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
-# What to change when a job ends in these states (the run resumes from its last checkpoint either way).
+# What to change when a job ends in these states (the message then says whether the run resumes).
 _STATE_ADVICE = {
     "OUT_OF_MEMORY": ": it used more memory than the job asked for; raise --slurm-mem-gb or lower batch_size",
-    "TIMEOUT": ": it reached its time limit; raise --slurm-time-min (running again resumes it from its checkpoint)",
+    "TIMEOUT": ": it reached its time limit without being requeued (SLURM's SIGUSR2 warning, signal_delay_s before "
+               "the limit, did not come or came too late to be handled); raise --slurm-time-min, or "
+               "signal_delay_s in the SLURM config file",
 }
 _ARRAY = re.compile(r"^(\d+)_\[([^\]]+)\]$")
 
@@ -140,10 +143,15 @@ def reconcile_run(store: RunStore, run_id: str, states: Mapping[str, str]) -> st
             return note                        # its process still lives here (unwinding): it records its end
         if claim and not _break_claim(run_dir, claim):
             return note
+    elif status.get("state") == "cancelled" and state == "TIMEOUT" and status.get("slurm_job_id") == job_id:
+        pass                                   # the SIGTERM it recorded as a cancellation was the time limit's
     elif status.get("state", "pending") != "pending":
         return note                            # the job recorded its end itself (cancelled, failed)
     ended = "cancelled" if state in CANCELLED_STATES else "failed"
     message = f"SLURM job {job_id} ended {state} before the run finished" + _STATE_ADVICE.get(state, "")
+    if state in _STATE_ADVICE:
+        message += ("; running it again resumes it from its checkpoint" if store.has_checkpoint(run_id)
+                    else "; running it again trains it from the start (it had written no checkpoint)")
     if ended == "failed":
         store.write_error(run_id, message + "\n" + _log_tail(submission))
     store.write_status(run_id, ended, finished=now_iso(), error=message)

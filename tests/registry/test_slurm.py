@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
@@ -244,6 +245,34 @@ def test_a_requeued_job_makes_its_cancelled_run_pending_again(tmp_path):
     _submitted_run(store, "e/claimed-1", dict(stopped), {**owner_info(), "slurm_job_id": "8", "token": "w"})
     reconcile_run(store, "e/claimed-1", {"7_1": "REQUEUED"})
     assert store.status("e/claimed-1")["state"] == "cancelled"
+
+
+def test_a_job_that_reached_its_time_limit_reads_timeout_not_cancelled(tmp_path, monkeypatch, capsys):
+    """At the time limit, without the SIGUSR2 warning handled first, SLURM sends SIGTERM: the job recorded its run
+    cancelled, as if someone had scancel'd it, and `status`/`show` said cancelled. SLURM's account says TIMEOUT."""
+    store = RunStore(tmp_path / "results")
+    stopped = {"state": "cancelled", "error": "RunCancelled", "slurm_job_id": "7_1", "slurm_raw_job_id": "8"}
+    run_dir = _submitted_run(store, "e/timed-out-1", dict(stopped), None)
+    with zipfile.ZipFile(run_dir / "checkpoint.pt", "w") as checkpoint:     # as torch.save writes one
+        checkpoint.writestr("step", "3")
+    bin_dir = fake_sacct(tmp_path / "bin", "7_1|TIMEOUT")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(store.root))
+    assert main(["status"]) == 0
+    header, row = (line.split() for line in capsys.readouterr().out.splitlines()[:2])
+    counts = dict(zip(header[2:], row[2:]))
+    assert (counts["cancelled"], counts["failed"]) == ("0", "1")
+    error = store.status("e/timed-out-1")["error"]
+    assert error.startswith("SLURM job 7_1 ended TIMEOUT before the run finished: it reached its time limit")
+    assert "raise --slurm-time-min" in error and "running it again resumes it from its checkpoint" in error
+    assert "MemoryError: the last line of the job log" in store.error_text("e/timed-out-1")
+    # Cancelled for good (scancel): still cancelled. Recorded by another job: not this job's time limit.
+    _submitted_run(store, "e/scancelled-1", dict(stopped), None)
+    reconcile_run(store, "e/scancelled-1", {"7_1": "CANCELLED"})
+    assert store.state("e/scancelled-1") == "cancelled"
+    _submitted_run(store, "e/other-1", {**stopped, "slurm_job_id": "5_0"}, None)
+    reconcile_run(store, "e/other-1", {"7_1": "TIMEOUT"})
+    assert store.status("e/other-1")["error"] == "RunCancelled"
 
 
 def test_a_killed_jobs_log_tail_shows_a_progress_bar_once(tmp_path):
