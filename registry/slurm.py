@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,6 +91,26 @@ def partition_nodes(partition: str | None) -> tuple[str, int] | None:
     if chosen is None or chosen not in counts:
         return None
     return chosen, counts[chosen]
+
+
+def kill_wait_s() -> int | None:
+    """SLURM's KillWait: the seconds between the SIGTERM that ends a job (scancel, the time limit, a preemption) and
+    its SIGKILL, from `scontrol show config`; None where SLURM cannot say."""
+    try:
+        shown = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"^KillWait\s*=\s*(\d+)", shown.stdout, re.MULTILINE) if shown.returncode == 0 else None
+    return int(found.group(1)) if found else None
+
+
+def sigterm_checkpoint_within_s() -> float:
+    """How long a job's training may take, after a SIGTERM, to save a checkpoint at its next logging step before it
+    stops at once (registry/slurm_job.py): a share of KillWait, the rest being for recording the run and leaving
+    before the SIGKILL; 0 (stop at once, nothing saved) where KillWait is unknown."""
+    from registry.slurm_job import SIGTERM_SHARE_OF_KILL_WAIT
+
+    return (kill_wait_s() or 0) * SIGTERM_SHARE_OF_KILL_WAIT
 
 
 def check_nodes(settings: SlurmSettings) -> None:
@@ -329,11 +350,13 @@ class SlurmExecutor(Executor):
         if not runs:          # e.g. every run waits for a pretraining that a live job is training
             return {}
         root = store.root.resolve()
+        # Half the time-limit warning for the checkpoint, half to stop at once if it is late.
+        within = self.settings.signal_delay_s / 2 if self.settings.signal_delay_s else CHECKPOINT_WITHIN_S
+        sigterm_within = sigterm_checkpoint_within_s()
         try:
             with executor.batch():
-                # Half the time-limit warning for the checkpoint, half to stop at once if it is late.
-                within = self.settings.signal_delay_s / 2 if self.settings.signal_delay_s else CHECKPOINT_WITHIN_S
-                jobs = [executor.submit(SlurmRunTask(run, root, self.train_fn, code, within)) for run in runs]
+                jobs = [executor.submit(SlurmRunTask(run, root, self.train_fn, code, within, sigterm_within))
+                        for run in runs]
         except FailedJobError as exc:         # sbatch refused: bad partition, account, limits...
             raise ConfigError(f"sbatch refused the job ({self.settings.summary()}; settings from "
                               f"{self.settings.source}):\n{str(exc).strip()}") from None

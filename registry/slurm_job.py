@@ -18,9 +18,16 @@ Signals, as SLURM and submitit send them:
            the same step: simclr_core/stop_request.py), so the next attempt loses no step. Training stops at once,
            as outside the loop (start-up, evaluation), on a second SIGUSR2, or when the checkpoint has not come
            within `checkpoint_within_s` (half the warning: time is left to stop and requeue).
-  SIGTERM  scancel (or a preemption that SLURM requeues by itself): training stops and the run is recorded
-           cancelled (launch.RunCancelled). A SIGUSR2 that follows within PREEMPT_GRACE_S (submitit's preemption
-           sends TERM, then USR2) turns it into a requeue as above.
+  SIGTERM  scancel, a preemption that SLURM requeues by itself, or the time limit reached without the warning:
+           training stops and the run is recorded cancelled (launch.RunCancelled; reconciling reads a job that
+           SLURM ended TIMEOUT as such: registry/slurm_state.py). SLURM kills the job KillWait seconds later (its
+           slurm.conf, 30 s by default; a preemption's GraceTime comes first, then a second SIGTERM), so in train()'s
+           training loop training first saves a checkpoint at its next logging step if that comes within
+           `sigterm_checkpoint_within_s` (a third of KillWait, read at submission: time is left to record the run
+           and leave before the SIGKILL; 0 where KillWait is unknown: it stops at once), as for SIGUSR2. SIGTERMs
+           that follow do not stop it sooner: srun relays SLURM's SIGTERM to its tasks, so one often comes twice,
+           and the SIGKILL comes no sooner than KillWait after the first. A SIGUSR2 that follows within
+           PREEMPT_GRACE_S (submitit's preemption sends TERM, then USR2) turns it into a requeue as above.
 
 Only rank 0 stops on a signal. The other ranks keep training until rank 0 leaves the collectives, so a broken
 connection rank 0 caused on purpose is never recorded as the run's failure.
@@ -53,6 +60,9 @@ PREEMPT_GRACE_S = 3.0
 # Seconds after SIGUSR2 within which training must have saved its checkpoint, else it stops at once, where the job
 # gave no `checkpoint_within_s` (half the default 120 s warning).
 CHECKPOINT_WITHIN_S = 60.0
+# The share of SLURM's KillWait (SIGTERM to SIGKILL) that training may spend reaching its next logging step and saving
+# a checkpoint there after a SIGTERM; the rest is for recording the run and leaving.
+SIGTERM_SHARE_OF_KILL_WAIT = 1 / 3
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _DECISION_KEY = "simclr_harness/decision"
 _GO, _SKIP = "go", "skip"
@@ -66,15 +76,21 @@ class _Signals:
     """SIGTERM / SIGUSR2 handlers. They raise in the training frame of rank 0 only while training (`armed`);
     otherwise they only remember the signal, so that writing the store is never interrupted halfway. The first
     SIGUSR2 while train()'s loop runs asks it for a checkpoint first (every rank asks: any one seeing it is enough);
-    rank 0 stops at once on a second one, which it sends itself after `checkpoint_within_s`."""
+    rank 0 stops at once on a second one, which it sends itself after `checkpoint_within_s`. The first SIGTERM does
+    the same within `sigterm_checkpoint_within_s`, where that is above 0, and only the one rank 0 sends itself then
+    stops it (SLURM's own come twice: from slurmstepd and relayed by srun)."""
 
-    def __init__(self, rank: int, checkpoint_within_s: float = CHECKPOINT_WITHIN_S):
+    def __init__(self, rank: int, checkpoint_within_s: float = CHECKPOINT_WITHIN_S,
+                 sigterm_checkpoint_within_s: float = 0.0):
         self.rank = rank
         self.checkpoint_within_s = checkpoint_within_s
+        self.sigterm_checkpoint_within_s = sigterm_checkpoint_within_s
         self.armed = False
         self.term = False
         self.usr2 = False
-        self._deadline: threading.Timer | None = None
+        self._term_asked_for_checkpoint = False
+        self._late = False                # a deadline passed: the signal it sent stops training at once
+        self._deadlines: list[threading.Timer] = []
 
     def install(self) -> Callable | int | None:
         """Take over SIGTERM and SIGUSR2; returns submitit's SIGUSR2 handler (checkpoint + requeue)."""
@@ -94,22 +110,41 @@ class _Signals:
 
     def disarm(self) -> None:
         self.armed = False
-        if self._deadline is not None:
-            self._deadline.cancel()
+        for deadline in self._deadlines:
+            deadline.cancel()
 
     def _on_term(self, signum: int, frame: object) -> None:
-        self.term = True
+        first, self.term = not self.term, True
+        if first and self.sigterm_checkpoint_within_s > 0 and self._ask_for_checkpoint(
+                signal.SIGTERM, self.sigterm_checkpoint_within_s):
+            self._term_asked_for_checkpoint = True
+            return
+        if self._term_asked_for_checkpoint and not self._late:
+            return                        # SLURM's SIGTERM again: the checkpoint's deadline still holds
         self._raise_if_armed()
 
     def _on_usr2(self, signum: int, frame: object) -> None:
         first, self.usr2 = not self.usr2, True
-        if first and self.armed and stop_request.request():
-            if self.rank == 0:        # stop at once if the checkpoint is late (e.g. a long logging period)
-                self._deadline = threading.Timer(self.checkpoint_within_s, os.kill, (os.getpid(), signal.SIGUSR2))
-                self._deadline.daemon = True
-                self._deadline.start()
+        if first and self._ask_for_checkpoint(signal.SIGUSR2, self.checkpoint_within_s):
             return
         self._raise_if_armed()
+
+    def _ask_for_checkpoint(self, signum: int, within_s: float) -> bool:
+        """While train()'s loop runs, ask it for a checkpoint at its next logging step; False otherwise. Rank 0
+        sends itself `signum` again after `within_s`, which stops it at once if the checkpoint is late (e.g. a long
+        logging period)."""
+        if not (self.armed and stop_request.request()):
+            return False
+        if self.rank == 0:
+            deadline = threading.Timer(within_s, self._stop_late, (signum,))
+            deadline.daemon = True
+            deadline.start()
+            self._deadlines.append(deadline)
+        return True
+
+    def _stop_late(self, signum: int) -> None:
+        self._late = True
+        os.kill(os.getpid(), signum)
 
     def _raise_if_armed(self) -> None:
         if self.armed and self.rank == 0:
@@ -133,17 +168,20 @@ class SlurmRunTask(Checkpointable):
     ("module:function" or an importable callable) and the submitting checkout's code version."""
 
     def __init__(self, run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | str | None = None,
-                 code: dict[str, Any] | None = None, checkpoint_within_s: float = CHECKPOINT_WITHIN_S):
+                 code: dict[str, Any] | None = None, checkpoint_within_s: float = CHECKPOINT_WITHIN_S,
+                 sigterm_checkpoint_within_s: float = 0.0):
         self.run = run
         self.results_dir = str(results_dir)
         self.train_fn = train_fn
         self.code = code
         self.checkpoint_within_s = checkpoint_within_s
+        self.sigterm_checkpoint_within_s = sigterm_checkpoint_within_s
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         """submitit calls this on SIGUSR2 before requeueing: the same run again (training keeps its own
         checkpoint.pt, so there is no state to carry)."""
-        again = SlurmRunTask(self.run, self.results_dir, self.train_fn, self.code, self.checkpoint_within_s)
+        again = SlurmRunTask(self.run, self.results_dir, self.train_fn, self.code, self.checkpoint_within_s,
+                             self.sigterm_checkpoint_within_s)
         return DelayedSubmission(again, *args, **kwargs)
 
     def __call__(self) -> Outcome:
@@ -151,7 +189,8 @@ class SlurmRunTask(Checkpointable):
         _use_allocated_cpus(env)
         print_warnings_on_one_line()
         # getattr: a task pickled by an older checkout (a job queued before an update) lacks the attribute
-        signals = _Signals(env.global_rank, getattr(self, "checkpoint_within_s", CHECKPOINT_WITHIN_S))
+        signals = _Signals(env.global_rank, getattr(self, "checkpoint_within_s", CHECKPOINT_WITHIN_S),
+                           getattr(self, "sigterm_checkpoint_within_s", 0.0))
         submitit_usr2 = signals.install()
         store = _join_process_group(env) if env.num_tasks > 1 else None
         if env.global_rank == 0:
@@ -173,7 +212,11 @@ class SlurmRunTask(Checkpointable):
             try:
                 return resolve_train_fn(self.train_fn)(cfg, run_dir)
             except stop_request.StoppedAtCheckpoint as stopped:
-                signals.usr2 = True           # only SIGUSR2 asks for it, on this rank or another
+                if signals.term and not signals.usr2:     # submitit's preemption may still follow with SIGUSR2
+                    message = f"SIGTERM during training: checkpoint saved at step {stopped.step}; stopped"
+                    print(f"[{self.run.run_id}] {message}", flush=True)
+                    raise_interrupt(RunCancelled(message))
+                signals.usr2 = True           # asked by SIGUSR2, on this rank or another
                 message = f"SIGUSR2 during training: checkpoint saved at step {stopped.step}; requeueing"
                 print(f"[{self.run.run_id}] {message}", flush=True)
                 raise_interrupt(RunPreempted(message))

@@ -361,12 +361,14 @@ def test_signals_stop_only_rank_0_and_only_while_training():
 
 def test_checkpoint_resubmits_a_fresh_task_for_the_same_run(tmp_path):
     run = smoke_runs()[0]
-    task = SlurmRunTask(run, tmp_path, "simclr_core.train:train", {"git_sha": "abc"}, checkpoint_within_s=45)
+    task = SlurmRunTask(run, tmp_path, "simclr_core.train:train", {"git_sha": "abc"}, checkpoint_within_s=45,
+                        sigterm_checkpoint_within_s=10)
     delayed = task.checkpoint()
     assert delayed.function is not task and isinstance(delayed.function, SlurmRunTask)
     again = delayed.function
-    assert (again.run, again.results_dir, again.train_fn, again.code, again.checkpoint_within_s) \
-        == (run, str(tmp_path), "simclr_core.train:train", {"git_sha": "abc"}, 45)
+    assert (again.run, again.results_dir, again.train_fn, again.code, again.checkpoint_within_s,
+            again.sigterm_checkpoint_within_s) == (run, str(tmp_path), "simclr_core.train:train", {"git_sha": "abc"},
+                                                   45, 10)
 
 
 @pytest.fixture
@@ -386,10 +388,12 @@ def interrupted_while_waiting(seconds: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def armed_signals(rank: int, checkpoint_within_s: float, training_loop: bool) -> Iterator[_Signals]:
+def armed_signals(rank: int, checkpoint_within_s: float, training_loop: bool,
+                  sigterm_checkpoint_within_s: float = 0.0) -> Iterator[_Signals]:
     """_Signals installed and armed as in a job's training, with train()'s loop listening for a stop request (as
     while it trains) or not (as while it loads its data, or evaluates); disarmed afterwards."""
-    signals = _Signals(rank=rank, checkpoint_within_s=checkpoint_within_s)
+    signals = _Signals(rank=rank, checkpoint_within_s=checkpoint_within_s,
+                       sigterm_checkpoint_within_s=sigterm_checkpoint_within_s)
     signals.install()
     signals.arm()
     if training_loop:
@@ -426,6 +430,71 @@ def test_sigusr2_outside_the_training_loop_stops_at_once(own_signal_handlers):
     with armed_signals(0, checkpoint_within_s=600, training_loop=False), pytest.raises(RunPreempted):
         os.kill(os.getpid(), signal.SIGUSR2)
         interrupted_while_waiting()
+
+
+def test_sigterm_asks_a_training_loop_for_a_checkpoint_within_its_bound(own_signal_handlers):
+    """scancel, a preemption or the time limit sends SIGTERM, then SIGKILL KillWait seconds later: training stopped at
+    once and the next attempt lost the steps since the last periodic checkpoint."""
+    with armed_signals(0, checkpoint_within_s=600, training_loop=True, sigterm_checkpoint_within_s=600) as signals:
+        os.kill(os.getpid(), signal.SIGTERM)          # the training loop listens: asked, nothing raised
+        os.kill(os.getpid(), signal.SIGTERM)          # SLURM's again, as srun relays it: still waiting
+        time.sleep(0.1)
+        assert stop_request.requested() and signals.armed
+    with armed_signals(0, checkpoint_within_s=600, training_loop=True, sigterm_checkpoint_within_s=0.2), \
+            pytest.raises(RunCancelled) as stopped:   # the checkpoint did not come in time: at once
+        os.kill(os.getpid(), signal.SIGTERM)
+        interrupted_while_waiting()
+    assert not isinstance(stopped.value, RunPreempted)
+    with armed_signals(0, checkpoint_within_s=600, training_loop=True, sigterm_checkpoint_within_s=0), \
+            pytest.raises(RunCancelled):              # KillWait unknown: at once, as before
+        os.kill(os.getpid(), signal.SIGTERM)
+        interrupted_while_waiting()
+    assert not stop_request.requested()
+
+
+def test_the_sigterm_checkpoint_takes_a_third_of_slurms_kill_wait(tmp_path, monkeypatch):
+    from registry.slurm import sigterm_checkpoint_within_s
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text("#!/bin/sh\nprintf '%s\\n' 'JobAcctGatherType       = jobacct_gather/none' "
+                        "'KillOnBadExit           = 0' 'KillWait                = 30 sec'\n")
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert sigterm_checkpoint_within_s() == 10
+    scontrol.write_text("#!/bin/sh\necho 'slurm_load_ctl_conf error: Unable to contact slurm controller' >&2\n"
+                        "exit 1\n")
+    assert sigterm_checkpoint_within_s() == 0
+
+
+def test_sigterm_during_training_saves_a_checkpoint_at_the_next_logging_step_then_stops(tmp_path, monkeypatch,
+                                                                                         own_signal_handlers):
+    import registry.slurm_job as slurm_job
+    import simclr_core.train as train_module
+
+    run = smoke_runs({**QUICK, "max_steps": 8, "checkpoint_every_steps": 3, "log_every_steps": 2})[0]
+    real = train_module.warmup_cosine
+
+    def cancelled_during_step_3(step, *args):
+        if step + 1 == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(step, *args)
+
+    monkeypatch.setattr(train_module, "warmup_cosine", cancelled_during_step_3)
+    monkeypatch.setattr(slurm_job, "PREEMPT_GRACE_S", 0.1)        # no SIGUSR2 follows: not a requeue
+    requeued = []
+    env = SimpleNamespace(job_id="7_1", raw_job_id="8", hostnames=["node1"], num_tasks=1, global_rank=0)
+    signals = _Signals(rank=0, checkpoint_within_s=600, sigterm_checkpoint_within_s=600)
+    submitit_usr2 = lambda signum, frame: requeued.append(signum)  # noqa: E731  (checkpoint() + requeue)
+    signals.install()
+    with pytest.raises(RunCancelled, match="SIGTERM during training: checkpoint saved at step 4; stopped") as stopped:
+        SlurmRunTask(run, tmp_path, "simclr_core.train:train")._lead(env, signals, None, submitit_usr2)
+    assert not isinstance(stopped.value, RunPreempted)
+    store = RunStore(tmp_path)
+    assert checkpoint_step(store.run_dir(run.run_id)) == 4          # the periodic one was 3
+    assert store.status(run.run_id)["state"] == "cancelled" and requeued == []
+    assert metric_steps(store.run_dir(run.run_id)) == [2, 4]
 
 
 def test_sigusr2_during_training_saves_a_checkpoint_at_the_next_logging_step_then_requeues(tmp_path, monkeypatch,
@@ -535,7 +604,8 @@ def test_two_tasks_train_one_run_with_two_gloo_processes(partition, tmp_path):
 def preempt_and_check_resumed(slurm, results: Path, steps: int, timeout: float) -> dict:
     """Submit one smoke run of `steps` steps through `slurm` (wait=False), preempt its job once it has passed a
     checkpoint (submitit's SIGTERM then SIGUSR2: checkpoint() + scontrol requeue), and check that the requeued job
-    resumed from that checkpoint and finished with every step logged once. The run's final status."""
+    resumed from the checkpoint saved where it stopped and finished with every step logged once. The run's final
+    status."""
     runs = smoke_runs({**QUICK, "max_steps": steps})
     store = RunStore(results)
     run_dir = store.run_dir(runs[0].run_id)
@@ -551,10 +621,11 @@ def preempt_and_check_resumed(slurm, results: Path, steps: int, timeout: float) 
     status = store.status(runs[0].run_id)
     assert status["state"] == "done" and status["attempt"] == 2 and status["slurm_restarts"] == 1, status
     assert status["requeued"] and status["resumed"] is True
-    assert 5 <= status["resumed_from_step"] <= reached
+    assert reached <= status["resumed_from_step"] < steps, status
     assert metric_steps(run_dir) == list(range(1, steps + 1))       # continued, no step repeated or lost
     log = Path(json.loads((run_dir / SUBMISSION_NAME).read_text())["stdout"]).read_text()
-    assert f"resumed from step {status['resumed_from_step']}" in log
+    resumed = status["resumed_from_step"]
+    assert f"checkpoint saved at step {resumed}" in log and f"resumed from step {resumed}" in log, log
     [again] = slurm.dispatch(runs, results)
     assert again.state == "skipped" and "done already" in again.detail
     return {**status, "final": store.final(runs[0].run_id)}
