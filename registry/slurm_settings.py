@@ -15,7 +15,7 @@ $XDG_CONFIG_HOME/simclr_harness/slurm.toml (~/.config/...); a missing default fi
     time_min = 1440               # time limit of one attempt; past it the job is requeued from its checkpoint
     max_requeues = 3              # requeues after time limits (preemptions do not count unless near the limit)
     array_parallelism = 16        # at most this many runs of one array at once
-    signal_delay_s = 120          # SIGUSR2 this long before the time limit, to checkpoint and requeue
+    signal_delay_s = 120          # SIGUSR2 this long before the time limit, to checkpoint and requeue (0: none)
     setup = ["module load cuda/12.4"]        # shell lines run before the job starts
     srun_args = ["--cpu-bind=none"]          # extra srun arguments
     [sbatch]                                 # any other sbatch option: --key=value (true: --key)
@@ -41,6 +41,8 @@ CONFIG_ENV = "SIMCLR_SLURM_CONFIG"
 SIGNAL_EARLY_S = 60
 # The least an attempt must be sure to train before that warning stops it and requeues the job.
 MIN_TRAINING_S = 60
+# Settings with an upper bound, and where it comes from.
+_HIGHEST = {"signal_delay_s": (65535, "sbatch --signal's range")}
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,11 @@ class SlurmSettings:
                      "array_parallelism", "signal_delay_s"):
             value = getattr(self, name)
             lowest = 0 if name in ("gpus_per_node", "max_requeues", "signal_delay_s") else 1
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < lowest):
-                raise ConfigError(f"SLURM setting {name}={value!r} (from {self.source}) must be an integer "
-                                  f">= {lowest}")
+            highest, why = _HIGHEST.get(name, (math.inf, ""))
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not lowest <= value <= highest):
+                valid = f"from {lowest} to {highest} ({why})" if name in _HIGHEST else f">= {lowest}"
+                raise ConfigError(f"SLURM setting {name}={value!r} (from {self.source}) must be an integer {valid}")
         if self.mem_gb is not None and (isinstance(self.mem_gb, bool) or not isinstance(self.mem_gb, (int, float))
                                         or not 0 < self.mem_gb < math.inf):     # nan fails both comparisons
             raise ConfigError(f"SLURM setting mem_gb={self.mem_gb!r} (from {self.source}) must be a positive number")
@@ -99,14 +103,16 @@ class SlurmSettings:
             raise ConfigError("--slurm needs a time limit per attempt: --slurm-time-min MINUTES, or time_min in "
                               f"{default_config_path()} (or the file named by ${CONFIG_ENV}); a run that reaches it "
                               f"is requeued from its checkpoint up to max_requeues={self.max_requeues} times")
-        if self.signal_delay_s and self.time_min * 60 - self.signal_delay_s - SIGNAL_EARLY_S < MIN_TRAINING_S:
+        longest = self.time_min * 60 - SIGNAL_EARLY_S - MIN_TRAINING_S
+        if self.signal_delay_s and self.signal_delay_s > longest:
             shortest = math.ceil((self.signal_delay_s + SIGNAL_EARLY_S + MIN_TRAINING_S) / 60)
+            smaller = (f"--slurm-signal-delay-s {longest} or less" if longest > 0 else
+                       "--slurm-signal-delay-s 0 (no warning: a run that reaches the limit stops there, TIMEOUT)")
             raise ConfigError(
                 f"time_min={self.time_min} (from {self.source}) leaves no time to train: SLURM sends SIGUSR2 "
                 f"signal_delay_s={self.signal_delay_s} s before the time limit (and up to {SIGNAL_EARLY_S} s earlier), "
                 "so every attempt would be stopped and requeued as soon as it starts, until max_requeues is spent "
-                f"and the run fails; choose --slurm-time-min {shortest} or more, or a smaller signal_delay_s in the "
-                "SLURM config file")
+                f"and the run fails; choose --slurm-time-min {shortest} or more, or {smaller}")
 
     def submitit_parameters(self) -> dict[str, Any]:
         """Keyword arguments for submitit.AutoExecutor.update_parameters (max_requeues goes to its constructor)."""
@@ -214,6 +220,8 @@ _FLAGS: tuple[tuple[str, type, str, str], ...] = (
     ("time_min", int, "MINUTES", "time limit of one attempt; a run that reaches it is requeued from its checkpoint"),
     ("max_requeues", int, "R", "requeues after time limits before giving up (default 3)"),
     ("array_parallelism", int, "P", "at most P runs of the array at once"),
+    ("signal_delay_s", int, "SECONDS", "SIGUSR2 this long before the time limit, to checkpoint and requeue "
+                                       f"(default 120; 0: none; at most {_HIGHEST['signal_delay_s'][0]})"),
 )
 
 

@@ -38,8 +38,8 @@ WAITING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"
 _STATE_ADVICE = {
     "OUT_OF_MEMORY": ": it used more memory than the job asked for; raise --slurm-mem-gb or lower batch_size",
     "TIMEOUT": ": it reached its time limit without being requeued (SLURM's SIGUSR2 warning, signal_delay_s before "
-               "the limit, did not come or came too late to be handled); raise --slurm-time-min, or "
-               "signal_delay_s in the SLURM config file",
+               "the limit, did not come or came too late to be handled); raise --slurm-time-min or "
+               "--slurm-signal-delay-s",
 }
 _ARRAY = re.compile(r"^(\d+)_\[([^\]]+)\]$")
 

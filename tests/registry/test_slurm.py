@@ -124,9 +124,9 @@ def test_a_time_limit_within_the_warning_signal_is_refused():
     """SIGUSR2 comes signal_delay_s (+ up to 60 s) before the limit: a limit no longer than that would requeue
     every attempt as it starts, until max_requeues is spent, and the run would fail having trained nothing."""
     with pytest.raises(ConfigError, match=r"time_min=1 \(from flags\).*signal_delay_s=120.*--slurm-time-min 4 or "
-                                          r"more, or a smaller signal_delay_s"):
+                                          r"more, or --slurm-signal-delay-s 0 \(no warning"):
         load_settings(overrides={"time_min": 1}).submitit_parameters()
-    with pytest.raises(ConfigError, match="--slurm-time-min 4 or more"):
+    with pytest.raises(ConfigError, match="--slurm-time-min 4 or more, or --slurm-signal-delay-s 60 or less$"):
         SlurmSettings(time_min=3).require_time_limit()
     SlurmSettings(time_min=4).require_time_limit()
     with pytest.raises(ConfigError, match="--slurm-time-min 3 or more"):

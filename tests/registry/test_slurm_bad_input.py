@@ -168,3 +168,25 @@ def test_a_config_file_sbatch_would_refuse_is_named(fake_slurm, tmp_path, capsys
 def test_a_config_path_that_is_a_folder_is_not_called_missing(fake_slurm, tmp_path, capsys):
     assert main(_run("--slurm-config", str(tmp_path))) == 2
     assert f"SLURM config {tmp_path} is not a file (named by --slurm-config)" in capsys.readouterr().err
+
+
+def test_the_warnings_lead_time_has_a_flag_checked_against_its_range_and_the_time_limit(fake_slurm, capsys,
+                                                                                         monkeypatch):
+    """signal_delay_s (SIGUSR2 before the time limit) could only be set in the SLURM config file."""
+    def report_settings(self, runs):
+        raise ConfigError(f"would submit with signal_delay_s={self.settings.signal_delay_s}")
+    monkeypatch.setattr(slurm.SlurmExecutor, "check", report_settings)
+    assert main(_run("--slurm-signal-delay-s", "30")) == 2
+    assert "would submit with signal_delay_s=30" in capsys.readouterr().err
+    for bad in ("-1", "65536"):
+        assert main(_run("--slurm-signal-delay-s", bad)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"signal_delay_s={bad} (from flags) must be an integer from 0 to 65535" in err
+    # A 5-minute limit leaves 300 - 60 (SLURM may signal that much early) - 60 (the least training) = 180 s at most.
+    assert main(_run("--slurm-signal-delay-s", "181")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "time_min=5 (from flags) leaves no time to train" in err, err
+    assert "choose --slurm-time-min 6 or more, or --slurm-signal-delay-s 180 or less" in err, err
+    assert main(_run("--slurm-signal-delay-s", "180")) == 2
+    assert "would submit with signal_delay_s=180" in capsys.readouterr().err
+    assert not list(fake_slurm.rglob("status.json"))
