@@ -43,6 +43,7 @@ from simclr_core.compiling import compile_model, resolve_compile
 from simclr_core.config import RunConfig
 from simclr_core.data.feed import (Feed, data_identity_later, open_feed, require_batch_fits, require_data,
                                    test_split_classes, train_split_size)
+from simclr_core.data.hf_progress import progress_bars_hidden
 from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate.protocols import (PROTOCOLS, require_classes, require_protocol_data, require_test_labels,
                                            run_protocols)
@@ -78,19 +79,22 @@ def check_inputs(cfg: RunConfig) -> None:
     """What can be known wrong with `cfg` before its run starts: a bad value (ConfigError) or data it reads that
     is missing (DataNotFoundError, saying where it looked and how to provide it), a batch larger than the
     training split, or one class to classify (counted without decoding where it is local or cached). Launchers
-    call it as `train.preflight`, once per distinct config, before they start any run; nothing is decoded."""
+    call it as `train.preflight`, once per distinct config, before they start any run; nothing is decoded.
+    Hugging Face's progress bars are hidden meanwhile (simclr_core/data/hf_progress.py)."""
     cfg.validate()
     require_trackers_installed(cfg.trackers)
-    train_index = require_data(cfg.data, need_test=False).get("train")
-    train_images, classes = train_split_size(cfg.data, train_index)
-    if train_images is not None:
-        require_batch_fits(cfg.batch_size, train_images, cfg.data.dataset)
-    if classes is not None:           # before the test split: images without labels may come without one
-        require_classes(cfg, classes, f"the training split of {cfg.data.dataset!r}")
-    if needs_test_split(cfg):
-        test_index = require_data(cfg.data, need_test=True, train_index=train_index).get("test")
-        require_test_labels(cfg, test_split_classes(cfg.data, test_index), f"the test split of {cfg.data.dataset!r}")
-    require_protocol_data(cfg)
+    with progress_bars_hidden(f"checking the data of {cfg.data.dataset!r} before any run starts"):
+        train_index = require_data(cfg.data, need_test=False).get("train")
+        train_images, classes = train_split_size(cfg.data, train_index)
+        if train_images is not None:
+            require_batch_fits(cfg.batch_size, train_images, cfg.data.dataset)
+        if classes is not None:           # before the test split: images without labels may come without one
+            require_classes(cfg, classes, f"the training split of {cfg.data.dataset!r}")
+        if needs_test_split(cfg):
+            test_index = require_data(cfg.data, need_test=True, train_index=train_index).get("test")
+            require_test_labels(cfg, test_split_classes(cfg.data, test_index),
+                                f"the test split of {cfg.data.dataset!r}")
+        require_protocol_data(cfg)
 
 
 train.preflight = check_inputs

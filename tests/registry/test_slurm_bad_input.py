@@ -190,3 +190,22 @@ def test_the_warnings_lead_time_has_a_flag_checked_against_its_range_and_the_tim
     assert main(_run("--slurm-signal-delay-s", "180")) == 2
     assert "would submit with signal_delay_s=180" in capsys.readouterr().err
     assert not list(fake_slurm.rglob("status.json"))
+
+
+def test_submitting_shows_no_hugging_face_progress_bars(fake_slurm, capfd, monkeypatch, tmp_path):
+    """Checking the inputs before submission builds Hugging Face's Arrow copy of a parquet dataset the first time,
+    and its "Generating train split: 5000 examples" bars cluttered the submission's terminal."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))     # a first look
+    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
+
+    def stop_before_sbatch(self, *args, **kwargs):
+        raise ConfigError("checked; not submitted")
+    monkeypatch.setattr(slurm.SlurmExecutor, "_submit", stop_before_sbatch)
+    assert main(["run", "temperature_norm", "--scale", "smoke", "--slurm", "--slurm-time-min", "5"]) == 2
+    out, err = capfd.readouterr()
+    assert any((tmp_path / "hf").iterdir()), "the check built no Arrow copy: the test shows nothing"
+    assert err == "error: checked; not submitted\n", err
+    assert "Generating" not in out
+    assert datasets.is_progress_bar_enabled()         # hidden for the check only
