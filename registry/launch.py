@@ -241,6 +241,7 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
     if claim is None:
         return Outcome(run.run_id, "skipped", f"claimed by {describe_claim(read_claim(store.run_dir(run.run_id)))}")
     with claim:
+        store.remove_abandoned_temps(run.run_id)
         # Judged under the claim: a file another process is still writing is not damage.
         problem = store.problem(run.run_id)
         if problem:

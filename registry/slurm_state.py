@@ -22,7 +22,7 @@ from filelock import FileLock, Timeout
 
 from registry.claim import _GUARD_NAME, CLAIM_NAME, is_stale, read_claim
 from registry.store import RunStore, _read_json, now_iso
-from simclr_core.atomic_files import atomic_write_text
+from simclr_core.atomic_files import atomic_write_text, remove_abandoned_temps
 
 SUBMISSION_NAME = "slurm.json"
 # Job states after which nothing more happens to the job. COMPLETED is not reconciled: the job itself recorded
@@ -48,6 +48,7 @@ _ARRAY = re.compile(r"^(\d+)_\[([^\]]+)\]$")
 def write_submission(run_dir: Path, job: Any, settings_summary: str) -> dict[str, Any]:
     record = {"job_id": str(job.job_id), "submitted": now_iso(), "settings": settings_summary,
               "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
+    remove_abandoned_temps(Path(run_dir) / SUBMISSION_NAME)    # what a submitter killed mid-write left
     atomic_write_text(Path(run_dir) / SUBMISSION_NAME, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
 

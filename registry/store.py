@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from registry.claim import claim_is_stale, owner_info, read_claim
-from simclr_core.atomic_files import atomic_write_text, create_if_absent, nearest_existing
+from simclr_core.atomic_files import atomic_write_text, create_if_absent, nearest_existing, remove_abandoned_temps
 from simclr_core.partial_evaluation import PARTIAL_NAME
 from simclr_core.validation import ConfigError
 
@@ -261,6 +261,13 @@ class RunStore:
         for name in names:
             shutil.move(str(run_dir / name), str(target / name))
         return target
+
+    def remove_abandoned_temps(self, run_id: str) -> None:
+        """Delete the temporary files that writes of the run's small files left when a kill cut them short (train()
+        deletes those of the files it writes). Several processes write status.json: only temporaries whose writer
+        is gone go (simclr_core.atomic_files.remove_abandoned_temps)."""
+        for name in (CONFIG_NAME, STATUS_NAME, ERROR_NAME, FINAL_NAME):
+            remove_abandoned_temps(self.run_dir(run_id) / name)
 
     def clear_error(self, run_id: str) -> None:
         (self.run_dir(run_id) / ERROR_NAME).unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.store import default_results_dir, now_iso
-from simclr_core.atomic_files import atomic_write_text
+from simclr_core.atomic_files import atomic_write_text, remove_abandoned_temps
 
 if TYPE_CHECKING:
     import optuna
@@ -65,6 +65,7 @@ def study_summary(plan: "StudyPlan", study: "optuna.Study", storage: str, target
 
 def write_summary(results_dir: str | os.PathLike, summary: dict[str, Any]) -> Path:
     path = summary_path(results_dir, summary["study"])
+    remove_abandoned_temps(path)       # what a driver killed mid-write left (other drivers may be writing it now)
     atomic_write_text(path, json.dumps(summary, indent=2, sort_keys=False, default=str) + "\n")
     return path
 

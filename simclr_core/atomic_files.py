@@ -13,7 +13,9 @@ import errno
 import glob
 import os
 import shutil
+import socket
 import tempfile
+import time
 import threading
 from pathlib import Path
 from typing import IO, Callable
@@ -26,6 +28,10 @@ DISK_GONE = frozenset({errno.EIO, errno.ENOTCONN, errno.ESTALE})
 # What os.link and os.symlink raise on a file system without such links (exFAT and FAT drives, some FUSE and SMB
 # mounts).
 NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+# How long a temporary file whose writer cannot be checked from here (another host's, or one named before names
+# recorded their writer) stays untouched before it counts as abandoned: a small file's write takes milliseconds;
+# an hour leaves room for a stalled network disk and for clocks that differ between hosts.
+ABANDONED_AFTER_S = 3600.0
 
 
 def disk_trouble(code: int | None) -> tuple[str, str] | None:
@@ -53,8 +59,10 @@ def process_umask() -> int:
 
 
 def temp_file_beside(path: Path) -> tuple[int, str]:
-    """(fd, name) of a new temporary file in path's folder, with the permissions open() gives a new file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """(fd, name) of a new temporary file in path's folder, with the permissions open() gives a new file. Its name,
+    `.<name>.<pid>@<host>.<random>.tmp`, says who writes it (remove_abandoned_temps)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{socket.gethostname()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~process_umask())
     except BaseException:
@@ -103,6 +111,38 @@ def remove_leftover_temps(path: str | os.PathLike) -> None:
     path = Path(path)
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         leftover.unlink(missing_ok=True)
+
+
+def remove_abandoned_temps(path: str | os.PathLike, older_than_s: float = ABANDONED_AFTER_S) -> list[Path]:
+    """Delete the temporary files of writes of `path` whose writer is gone (killed between write and rename), and
+    return them: those its name says a process of this host wrote that no longer runs, and any untouched for
+    `older_than_s` (another host's, an unnamed one, a pid reused since). Safe for a file several processes write
+    (a run's status.json): a live writer's temporary, which it may rename any moment, stays."""
+    path = Path(path)
+    prefix, host, removed = f".{path.name}.", socket.gethostname(), []
+    for leftover in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid, _, writer_host = leftover.name[len(prefix):-len(".tmp")].rpartition(".")[0].partition("@")
+        try:
+            gone = (writer_host == host and pid.isdigit() and not _process_exists(int(pid))
+                    or time.time() - leftover.stat().st_mtime > older_than_s)
+            if gone:
+                leftover.unlink()
+                removed.append(leftover)
+        except FileNotFoundError:         # renamed by its writer, or removed by another cleaner, meanwhile
+            continue
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    if pid <= 0:
+        return True       # not a pid of one process (0 and -1 would signal a group): not judged from its name
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's
+        return True
+    return True
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -157,4 +197,5 @@ def symlinks_work(folder: str | os.PathLike) -> bool:
 
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "create_if_absent", "nearest_existing", "remove_leftover_temps",
-           "symlinks_work", "temp_file_beside", "process_umask", "disk_trouble", "DISK_GONE", "DISK_REFUSED", "NO_LINKS"]
+           "remove_abandoned_temps", "symlinks_work", "temp_file_beside", "process_umask", "disk_trouble",
+           "ABANDONED_AFTER_S", "DISK_GONE", "DISK_REFUSED", "NO_LINKS"]

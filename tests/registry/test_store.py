@@ -165,6 +165,51 @@ def test_a_claim_the_disk_cannot_hold_is_not_left_behind(tmp_path, monkeypatch):
     assert not (tmp_path / CLAIM_NAME).exists()       # an empty claim would hold the run for a minute
 
 
+
+def test_temporaries_of_writes_a_kill_cut_short_are_removed_when_the_run_is_claimed_again(results):
+    # SIGKILL between writing status.json (config.json, error.txt, final.json) aside and renaming it left
+    # `.status.json.*.tmp` in the run folder for good, one more per kill.
+    from fake_train import counting_train
+    from registry.launch import execute_run
+
+    store, run = RunStore(results), make_run()
+    store.mark_pending(run, CODE)
+    run_dir, host = store.run_dir(run.run_id), socket.gethostname()
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys\nfrom simclr_core import atomic_files\nfrom registry.store import RunStore\n"
+        "atomic_files.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"RunStore({str(results)!r}).write_status({run.run_id!r}, 'running')\n")], cwd=REPO)
+    assert killed.returncode == -9
+    cut_short = list(run_dir.glob(".status.json.*.tmp"))
+    assert len(cut_short) == 1
+    for name in ("config.json", "error.txt", "final.json"):     # as a kill of their writers leaves them
+        cut_short.append(run_dir / f".{name}.{dead_pid()}@{host}.k1ll3d.tmp")
+        cut_short[-1].write_text("{")
+    being_written = run_dir / f".status.json.{os.getpid()}@{host}.wr1t1n.tmp"   # a live writer's, renamed soon
+    being_written.write_text("{")
+    assert execute_run(run, results, counting_train).state == "done"
+    assert not [path for path in cut_short if path.exists()] and being_written.exists()
+
+
+
+def test_the_slurm_record_and_sweep_summary_writers_remove_what_a_killed_writer_left(tmp_path):
+    from types import SimpleNamespace
+
+    from registry.slurm_state import write_submission
+    from registry.sweep_summary import summary_path, write_summary
+
+    host = socket.gethostname()
+    record, summary = tmp_path / "run" / "slurm.json", summary_path(tmp_path, "study-1")
+    left = [path.with_name(f".{path.name}.{dead_pid()}@{host}.k1ll3d.tmp") for path in (record, summary)]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{")
+    job = SimpleNamespace(job_id=7, paths=SimpleNamespace(stdout="out", stderr="err"))
+    write_submission(record.parent, job, "settings")
+    write_summary(tmp_path, {"study": "study-1"})
+    assert record.exists() and summary.exists() and not [path for path in left if path.exists()]
+
+
 def test_a_full_results_disk_is_one_error_and_the_run_goes_on_once_freed(tmp_path, small_disk):
     small = small_disk("8m", full=True)
     env = {**os.environ, "SIMCLR_RESULTS_DIR": str(small), "PYTHONPATH": str(REPO)}

@@ -89,3 +89,55 @@ def test_of_racers_creating_one_file_exactly_one_wins_and_it_is_whole(tmp_path, 
     assert target.read_text() == f"racer {won[0]} " + "x" * 100_000
     assert create_if_absent(target, "late") is False and target.read_text().startswith(f"racer {won[0]} ")
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_only_temporaries_whose_writer_is_gone_are_removed(tmp_path):
+    # status.json has several writers (the run's owner, `show`'s SLURM reconcile, a planner): a kill leaves a
+    # temporary; a live writer's, which may be renamed any moment now, must stay.
+    import socket
+    import time
+
+    from simclr_core.atomic_files import ABANDONED_AFTER_S, remove_abandoned_temps
+
+    host, target = socket.gethostname(), tmp_path / "status.json"
+    old = time.time() - ABANDONED_AFTER_S - 60
+    killed = tmp_path / f".status.json.{_dead_pid()}@{host}.k1ll3d.tmp"
+    live = tmp_path / f".status.json.{os.getpid()}@{host}.wr1t1n.tmp"
+    elsewhere = tmp_path / ".status.json.1234@another-host.wr1t1n.tmp"
+    elsewhere_old, unnamed_old = tmp_path / ".status.json.1234@another-host.0ld.tmp", tmp_path / ".status.json.0ld.tmp"
+    unnamed = tmp_path / ".status.json.n3w.tmp"
+    others = tmp_path / f".config.json.{_dead_pid()}@{host}.k1ll3d.tmp"
+    for path in (killed, live, elsewhere, elsewhere_old, unnamed_old, unnamed, others):
+        path.write_text("{")
+    for path in (elsewhere_old, unnamed_old):
+        os.utime(path, (old, old))
+    removed = remove_abandoned_temps(target)
+    assert sorted(removed) == sorted([killed, elsewhere_old, unnamed_old])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (live, elsewhere, unnamed, others))
+
+
+def test_a_write_killed_before_its_rename_leaves_a_temporary_naming_its_writer(tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    script = (f"import os, signal\nfrom simclr_core import atomic_files\n"
+              f"atomic_files.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+              f"atomic_files.atomic_write_text({str(tmp_path / 'status.json')!r}, '{{}}')\n")
+    repo = os.path.dirname(os.path.dirname(atomic_files.__file__))
+    process = subprocess.run([sys.executable, "-c", script], cwd=repo)
+    assert process.returncode == -signal.SIGKILL
+    leftover, = tmp_path.iterdir()
+    assert leftover.name.startswith(".status.json.") and f"@{socket.gethostname()}." in leftover.name
+    assert atomic_files.remove_abandoned_temps(tmp_path / "status.json") == [leftover]
+    assert not list(tmp_path.iterdir())
