@@ -197,7 +197,9 @@ def _show_run(store: RunStore, run: Run, experiment: Experiment, width: int, slu
     """Print one run's line (and its traceback or damage); return its state."""
     state = store.state(run.run_id)
     extra = _metric_text(store, run, experiment) if state == "done" else ""
-    if state == "pending" and store.has_checkpoint(run.run_id):
+    if store.discarding(run.run_id):
+        extra = "`run --redo` was stopped moving its files aside: the next `run` finishes that and trains it anew"
+    elif state == "pending" and store.has_checkpoint(run.run_id):
         extra = "checkpoint present: resumes"
     extra = "  ".join(x for x in (extra, slurm_notes.get(run.run_id, ""), differs) if x)
     print(f"  {run.run_id:<{width}}  {state:<9}  {extra}".rstrip())
@@ -329,8 +331,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _discard(store: RunStore, runs: list[Run], code: dict) -> None:
-    """--redo: claim every run first (all or none), then move their files aside and mark them as redone (they take
-    no other run's pretraining), so that they train from scratch."""
+    """--redo: claim every run first (all or none), mark them all as redone (they take no other run's pretraining)
+    and not done, then move their files aside, so that they train from scratch. A kill at any point leaves each run
+    either untouched or marked: the next `run`, this command or a plain one, finishes moving a marked one's files
+    (RunStore.finish_discard) before it trains."""
     claims = []
     try:
         for run in runs:
@@ -340,11 +344,14 @@ def _discard(store: RunStore, runs: list[Run], code: dict) -> None:
                                   f"{describe_claim(read_claim(store.run_dir(run.run_id)))}; stop it first "
                                   "(no run was redone)")
             claims.append(claim)
+        redone = now_iso()
         for run in runs:
-            moved = store.discard(run.run_id)
+            store.begin_discard(run.run_id, **{REDO_FIELD: redone})
+        for run in runs:
+            moved = store.finish_discard(run.run_id)
             if moved is not None:
                 print(f"redo {run.run_id}: its earlier files are kept in {moved}")
-            store.mark_pending(run, code, **{REDO_FIELD: now_iso()})
+            store.write_config(run, code)
     finally:
         for claim in claims:
             claim.release()

@@ -242,6 +242,10 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
         return Outcome(run.run_id, "skipped", f"claimed by {describe_claim(read_claim(store.run_dir(run.run_id)))}")
     with claim:
         store.remove_abandoned_temps(run.run_id)
+        finished = store.finish_discard(run.run_id)
+        if finished is not None:
+            print(f"redo {run.run_id}: finished moving its earlier files into {finished} (a kill had stopped "
+                  "`run --redo` there)", flush=True)
         # Judged under the claim: a file another process is still writing is not damage.
         problem = store.problem(run.run_id)
         if problem:

@@ -12,6 +12,10 @@
         error.txt       the traceback of the last failure
         discarded-<time>/  the files of an earlier attempt, moved aside by `registry run ... --redo`
 
+`--redo` first copies status.json into discarded-<time>/ and replaces it by a pending one that names that folder
+(`discarding_into`), then moves the other files there: a run so marked is not done, whatever files a kill left in
+place, and the next process to claim it finishes the move (`finish_discard`) before anything else.
+
 A run whose config.json, final.json or checkpoint.pt cannot be read is `corrupt` (`RunStore.problem` says
 which file and why): it is never counted as done, skipped as done or resumed from, and
 `python -m registry run NAME --only ID --redo` trains it again, keeping the damaged files.
@@ -32,7 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from registry.claim import claim_is_stale, owner_info, read_claim
-from simclr_core.atomic_files import atomic_write_text, create_if_absent, nearest_existing, remove_abandoned_temps
+from simclr_core.atomic_files import (atomic_write_bytes, atomic_write_text, create_if_absent, nearest_existing,
+                                      remove_abandoned_temps)
 from simclr_core.partial_evaluation import PARTIAL_NAME
 from simclr_core.validation import ConfigError
 
@@ -50,6 +55,11 @@ FINAL_NAME = "final.json"
 ERROR_NAME = "error.txt"
 STATES = ("pending", "running", "done", "failed", "cancelled", "corrupt")
 DISCARDED_PREFIX = "discarded-"
+# status.json's field naming the discarded-<time>/ folder that `run --redo` is moving the run's files into.
+DISCARDING_FIELD = "discarding_into"
+# What `run --redo` moves aside (status.json is copied), final.json first: from the first move the files left
+# cannot make the run look done, even to a reader that does not know DISCARDING_FIELD.
+_MOVED_ASIDE = (FINAL_NAME, PARTIAL_NAME, CHECKPOINT_NAME, METRICS_NAME, ERROR_NAME, CONFIG_NAME)
 
 
 def default_results_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -147,8 +157,15 @@ class RunStore:
         return _read_json(self.run_dir(run_id) / FINAL_NAME)
 
     def is_done(self, run_id: str) -> bool:
-        """final.json exists and holds a JSON object (a damaged one makes the run corrupt, not done)."""
-        return self.final(run_id) is not None
+        """final.json exists and holds a JSON object (a damaged one makes the run corrupt, not done), and no
+        `run --redo` is moving the run's files aside."""
+        return self.final(run_id) is not None and self.discarding(run_id) is None
+
+    def discarding(self, run_id: str) -> str | None:
+        """The discarded-<time>/ folder that a `run --redo` is moving the run's files into (or was, until a kill
+        stopped it: `finish_discard` finishes it), else None."""
+        folder = (self.status(run_id) or {}).get(DISCARDING_FIELD)
+        return folder if isinstance(folder, str) and folder.startswith(DISCARDED_PREFIX) and "/" not in folder else None
 
     def problem(self, run_id: str) -> str | None:
         """Why the run's files cannot be trusted ("final.json is not valid JSON (...)"), or None."""
@@ -247,20 +264,51 @@ class RunStore:
     def write_error(self, run_id: str, text: str) -> None:
         atomic_write_text(self.run_dir(run_id) / ERROR_NAME, text)
 
-    def discard(self, run_id: str) -> Path | None:
-        """Move every file of the run into <run_dir>/discarded-<UTC time>/ (nothing is deleted), so that it
-        trains again from scratch; the caller holds the run's claim. Returns that folder, or None if empty."""
+    def discard(self, run_id: str, **fields: Any) -> Path | None:
+        """Move every file of the run into <run_dir>/discarded-<UTC time>/ (nothing is deleted) and leave a pending
+        status.json with `fields`, so that it trains again from scratch; the caller holds the run's claim. Returns
+        that folder, or None if the run had no files."""
+        folder = self.begin_discard(run_id, **fields)
+        self.finish_discard(run_id)
+        return folder
+
+    def begin_discard(self, run_id: str, **fields: Any) -> Path | None:
+        """discard's first step: a copy of status.json in a new discarded-<time>/ folder, then a pending status.json
+        with `fields` that names it (DISCARDING_FIELD), nothing moved yet; or, where a discard was begun already, that
+        folder, its status updated with `fields`. None (a pending status with `fields`) when the run has no files."""
         run_dir = self.run_dir(run_id)
-        names = [n for n in (CONFIG_NAME, STATUS_NAME, METRICS_NAME, CHECKPOINT_NAME, PARTIAL_NAME, FINAL_NAME,
-                             ERROR_NAME) if (run_dir / n).exists()]
-        if not names:
+        folder = self.discarding(run_id)
+        if folder is not None:
+            self.write_status(run_id, "pending", **fields)
+            return run_dir / folder
+        fresh = {"state": "pending", "run_id": run_id, "created": now_iso(), "updated": now_iso(), **fields}
+        if not any((run_dir / name).exists() for name in (STATUS_NAME, *_MOVED_ASIDE)):
+            atomic_write_text(run_dir / STATUS_NAME, _dump(fresh))
             return None
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-        target = run_dir / f"{DISCARDED_PREFIX}{stamp}"
-        target.mkdir()
-        for name in names:
-            shutil.move(str(run_dir / name), str(target / name))
-        return target
+        folder = f"{DISCARDED_PREFIX}{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}"
+        (run_dir / folder).mkdir()
+        if (run_dir / STATUS_NAME).exists():
+            old = (run_dir / STATUS_NAME).read_bytes()
+            atomic_write_bytes(run_dir / folder / STATUS_NAME, lambda f: f.write(old))
+        atomic_write_text(run_dir / STATUS_NAME, _dump({**fresh, DISCARDING_FIELD: folder}))
+        return run_dir / folder
+
+    def finish_discard(self, run_id: str) -> Path | None:
+        """Move the files a begun discard has not moved yet into its folder, then drop DISCARDING_FIELD from
+        status.json; the caller holds the run's claim. The folder, or None when no discard was begun."""
+        run_dir, folder = self.run_dir(run_id), self.discarding(run_id)
+        if folder is None:
+            return None
+        (run_dir / folder).mkdir(exist_ok=True)
+        for name in _MOVED_ASIDE:
+            if (run_dir / name).exists():
+                target, n = run_dir / folder / name, 1
+                while target.exists():         # never over a file moved there before
+                    target, n = run_dir / folder / f"{name}.{n}", n + 1
+                shutil.move(str(run_dir / name), str(target))
+        status = {k: v for k, v in (self.status(run_id) or {}).items() if k != DISCARDING_FIELD}
+        atomic_write_text(run_dir / STATUS_NAME, _dump({**status, "updated": now_iso()}))
+        return run_dir / folder
 
     def remove_abandoned_temps(self, run_id: str) -> None:
         """Delete the temporary files that writes of the run's small files left when a kill cut them short (train()
@@ -324,7 +372,9 @@ def load_results(results_dir: str | os.PathLike | None = None) -> "pd.DataFrame"
         final_path = store.run_dir(run_id) / FINAL_NAME
         if not final_path.exists():
             continue
-        problem = store.problem(run_id)
+        problem = store.problem(run_id) or (store.discarding(run_id) and
+                                            "a `run --redo` was stopped moving its files aside (the next `run` "
+                                            "finishes that and trains it again)")
         final, stored = store.final(run_id), store.config(run_id)
         if not problem and not isinstance(stored.get("config"), dict):
             problem = "config.json has no 'config' object"
