@@ -151,14 +151,17 @@ def run_sweep(name: str, *, trials: int | None = None, sampler: str = "grid", st
 
 
 def _print_table(summaries: Sequence[dict[str, Any]], results_dir: str | None) -> None:
-    print(f"{'study':<28} {'split':<22} {'sampler':<7} {'done':>5} {'fail':>5}  best")
+    print(f"{'study':<28} {'split':<22} {'sampler':<7} {'done':>5} {'failed':>6} {'retried':>7}  best")
     for s in summaries:
         best = s["best"]
         text = (f"{s['axis']}={best[s['axis']]:g} {s['metric']}={best['value']:.2f}  ({best['run_id']})"
                 if best else "-")
         split = f"{s['split_axis']}={s['split']}" if s["split_axis"] else "-"
-        print(f"{s['study']:<28} {split:<22} {s['sampler']:<7} {s['counts']['COMPLETE']:>5} "
-              f"{s['counts']['FAIL']:>5}  {text}")
+        print(f"{s['study']:<28} {split:<22} {s['sampler']:<7} {s['counts']['COMPLETE']:>5} {s['failed']:>6} "
+              f"{s['retried']:>7}  {text}")
+    if any(s["retried"] for s in summaries):
+        print("retried: failed trials asked again (a killed driver's, a cancelled job's, --retry-failed); each "
+              "retry is a trial of its own, counted done or failed")
     for s in summaries:
         print(f"summary: {summary_path(default_results_dir(results_dir), s['study'])}")
     if summaries:

@@ -1,6 +1,7 @@
 """A study's trials and best value as a JSON file beside the runs, and all studies as one table.
 
-    <results>/optuna/<study>.json     written atomically after every tell; readable without Optuna
+    <results>/optuna/<study>.json     written atomically after every tell; readable without Optuna; `counts` by
+                                      Optuna state, `failed` and `retried` (FAIL trials asked again) besides
     load_sweeps(results_dir)          -> pandas DataFrame, one row per trial of every study
 
 The trials' runs are ordinary runs of the sweep's experiment (registry.store.load_results sees them); these
@@ -47,6 +48,8 @@ def study_summary(plan: "StudyPlan", study: "optuna.Study", storage: str, target
             "finished": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
         })
     complete = [t for t in trials if t["state"] == "COMPLETE"]
+    asked_again = {t["retry_of"] for t in trials}
+    failed = [t for t in trials if t["state"] == "FAIL"]
     best = max(complete, key=lambda t: (t["value"], -t["number"])) if complete else None
     return {
         "study": plan.study_name, "sweep": plan.sweep.name, "experiment": plan.experiment.name,
@@ -57,6 +60,10 @@ def study_summary(plan: "StudyPlan", study: "optuna.Study", storage: str, target
         "overrides": dict(plan.overrides), "storage": storage, "target_trials": target,
         "counts": {state: sum(1 for t in trials if t["state"] == state)
                    for state in ("COMPLETE", "FAIL", "RUNNING", "WAITING")},
+        # Of the FAIL trials: those no trial asks again (failed, as things stand), and those asked again (a
+        # killed driver's orphan, a cancelled job's, --retry-failed's), whose retry is a trial of its own.
+        "failed": sum(t["number"] not in asked_again for t in failed),
+        "retried": sum(t["number"] in asked_again for t in failed),
         "best": None if best is None else {"trial": best["number"], axis: best[axis], "value": best["value"],
                                            "run_id": (best["run_ids"] or [None])[0]},
         "trials": trials, "updated": now_iso(),

@@ -503,6 +503,23 @@ def test_a_trial_whose_job_was_cancelled_is_asked_again_by_the_next_sweep(result
     assert third["counts"] == again["counts"]                  # asked once again, not at every start
 
 
+def test_the_closing_table_counts_a_failed_trial_asked_again_as_retried_not_failed(results, capsys):
+    # Before: a trial whose job was cancelled (or whose driver was killed), asked again and finished, stayed in
+    # the table's "fail" column: every grid value done, yet "1 fail".
+    from registry.sweep import _print_table
+
+    first, = run_sweep("temperature", scale="smoke", normalize="true", results_dir=str(results),
+                       executor=CancellingExecutor(cancel_at=0.05), poll_s=0.05, report=lambda line: None)
+    assert (first["failed"], first["retried"]) == (1, 0)                # not asked again yet: failed, for now
+    again, = run_sweep("temperature", scale="smoke", normalize="true", results_dir=str(results),
+                       executor=CancellingExecutor(cancel_at=None), poll_s=0.05, report=lambda line: None)
+    assert again["counts"]["FAIL"] == 1 and (again["failed"], again["retried"]) == (0, 1)
+    capsys.readouterr()
+    _print_table([again], str(results))
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert header.split()[3:6] == ["done", "failed", "retried"] and row.split()[3:6] == ["4", "0", "1"]
+
+
 def test_local_trials_in_parallel_processes(results):
     summary, = run_sweep("temperature", scale="smoke", sampler="tpe", trials=2, normalize="true",
                          results_dir=str(results), max_parallel=2, train_fn="test_sweep:temperature_train",
