@@ -7,8 +7,11 @@ the run; everyone else skips it.
 A claim whose owner died on this host (pid gone, or reused by a process started later) is stale and may be
 broken. Breaking happens under a short `filelock` guard and re-reads the file first, so two processes that
 both find the same stale claim cannot delete a fresh one: only the guard holder deletes, and only the
-exact claim it judged stale. A claim held on another host is never judged stale here (its pid means
-nothing on this host); the SLURM executor checks its job id instead (`slurm_job_id` is recorded).
+exact claim it judged stale. A claim held on another host is not judged by its pid (which means nothing on
+this host); a SLURM job's claim records the job (cluster, job id, array job and task ids, restart count) instead:
+the process of a later attempt of that same job breaks it, since SLURM runs one attempt of a job at a time (a
+requeued job often starts on another node, and an attempt killed outright never released its claim), and the
+login node breaks the claim of a job that SLURM says has ended (registry/slurm_state.py).
 """
 from __future__ import annotations
 
@@ -38,13 +41,27 @@ def _process_started(pid: int) -> float | None:
         return None
 
 
+# The fields that name a SLURM job, identical across its attempts (an array task is a job of its own).
+_SLURM_JOB_FIELDS = {"slurm_cluster": "SLURM_CLUSTER_NAME", "slurm_job_id": "SLURM_JOB_ID",
+                     "slurm_array_job_id": "SLURM_ARRAY_JOB_ID", "slurm_array_task_id": "SLURM_ARRAY_TASK_ID"}
+
+
+def slurm_attempt() -> dict[str, Any]:
+    """The SLURM job this process runs in and its attempt (`slurm_restarts`: SLURM_RESTART_COUNT, absent on the first
+    attempt); {} outside SLURM."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return {}
+    info: dict[str, Any] = {field: os.environ[name] for field, name in _SLURM_JOB_FIELDS.items()
+                            if os.environ.get(name)}
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+    info["slurm_restarts"] = int(restarts) if restarts.isdigit() else None
+    return info
+
+
 def owner_info() -> dict[str, Any]:
     """Who we are, as recorded in a claim and in status.json."""
-    info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(),
-                            "process_started": _process_started(os.getpid())}
-    if os.environ.get("SLURM_JOB_ID"):
-        info["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
-    return info
+    return {"host": socket.gethostname(), "pid": os.getpid(), "process_started": _process_started(os.getpid()),
+            **slurm_attempt()}
 
 
 def read_claim(run_dir: Path) -> dict[str, Any] | None:
@@ -59,8 +76,25 @@ def read_claim(run_dir: Path) -> dict[str, Any] | None:
         return {}
 
 
+def earlier_attempt(claim: dict[str, Any]) -> bool:
+    """True when `claim` was written by an earlier attempt (a lower restart count) of the SLURM job this process runs
+    in: that attempt is over, wherever it ran. A claim of the same attempt (another process of this job: a second
+    task or node, a local `run`'s pool inside an allocation) or of an unknown or later one is not."""
+    mine = slurm_attempt()
+    if not mine or not claim.get("slurm_job_id"):
+        return False
+    if any(str(claim.get(field, "")) != str(mine.get(field, "")) for field in _SLURM_JOB_FIELDS):
+        return False
+    theirs = claim.get("slurm_restarts")
+    return (isinstance(theirs, int) and not isinstance(theirs, bool) and mine["slurm_restarts"] is not None
+            and theirs < mine["slurm_restarts"])
+
+
 def is_stale(claim: dict[str, Any]) -> bool:
-    """True when the claim's owner is known to be gone: same host and its pid dead (or reused)."""
+    """True when the claim's owner is known to be gone: same host and its pid dead (or reused), or an earlier
+    attempt of this process's SLURM job."""
+    if earlier_attempt(claim):
+        return True
     if claim.get("host") != socket.gethostname() or "pid" not in claim:
         return False
     started = _process_started(int(claim["pid"]))
@@ -77,17 +111,25 @@ def describe_claim(claim: dict[str, Any] | None) -> str:
     if not claim:
         return (f"an empty {CLAIM_NAME}: its owner is writing it, or was killed while writing it (then the next `run` "
                 f"breaks it once it is {_EMPTY_CLAIM_GRACE_S:.0f} s old)")
+    return describe_owner(claim) + (" [stale]" if is_stale(claim) else "")
+
+
+def describe_owner(claim: dict[str, Any]) -> str:
+    """host:pid, and the SLURM job and its restart count where the claim records them."""
     where = f"{claim.get('host', '?')}:{claim.get('pid', '?')}"
     if claim.get("slurm_job_id"):
-        where += f" (SLURM job {claim['slurm_job_id']})"
-    return where + (" [stale]" if is_stale(claim) else "")
+        restart = f", restart {claim['slurm_restarts']}" if "slurm_restarts" in claim else ""
+        where += f" (SLURM job {claim['slurm_job_id']}{restart})"
+    return where
 
 
 @dataclass
 class Claim:
-    """An owned claim; release() (or leaving the `with` block) deletes it if it is still ours."""
+    """An owned claim; release() (or leaving the `with` block) deletes it if it is still ours. `took_over`: the claim
+    of an earlier attempt of this SLURM job that was broken to take this one (see earlier_attempt), else None."""
     run_dir: Path
     token: str
+    took_over: dict[str, Any] | None = None
 
     def release(self) -> None:
         current = read_claim(self.run_dir)
@@ -105,15 +147,19 @@ def try_claim(run_dir: Path) -> Claim | None:
     """Claim `run_dir` for this process; None when a live owner holds it. Breaks stale claims."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    broken = None
     for _ in range(2):   # a second try after breaking a stale claim
         claim = _create(run_dir)
         if claim is not None:
+            if broken is not None and earlier_attempt(broken):
+                claim.took_over = broken
             return claim
         held = read_claim(run_dir)
         if held is None:      # released between our attempt and the read: try again
             continue
         if not claim_is_stale(run_dir, held) or not _break_stale(run_dir, held):
             return None
+        broken = held
     return None
 
 

@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from registry.claim import break_if_stale, describe_claim, read_claim, try_claim
+from registry.claim import break_if_stale, describe_claim, describe_owner, read_claim, try_claim
 from registry.declare import Run
 from registry.host_memory import check_host_memory
 from registry.overrides import override_args
@@ -241,6 +241,10 @@ def execute_run(run: Run, results_dir: str | os.PathLike, train_fn: TrainFn | st
     if claim is None:
         return Outcome(run.run_id, "skipped", f"claimed by {describe_claim(read_claim(store.run_dir(run.run_id)))}")
     with claim:
+        if claim.took_over is not None:
+            print(f"[{run.run_id}] took over the claim left by an earlier attempt of this SLURM job, "
+                  f"{describe_owner(claim.took_over)}: it was killed before it could release it, and SLURM runs one "
+                  "attempt of a job at a time", flush=True)
         store.remove_abandoned_temps(run.run_id)
         finished = store.finish_discard(run.run_id)
         if finished is not None:
