@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
 from simclr_core import cpu_cache, stop_request
@@ -369,13 +369,15 @@ def _forget_previous_accelerator() -> None:
 
 
 def _data_stats(accelerator: Accelerator, feed: Feed) -> dict[str, Any]:
-    """feed.stats() with a streamed run's image counts summed over the processes (each read its own images; a
-    resident run's processes all hold the same split)."""
-    stats = feed.stats()
-    counts = [k for k in ("images_read", "unreadable_images", "images_smaller_than_view") if k in stats]
-    if counts and feed.loader == "stream" and accelerator.num_processes > 1:
-        total = accelerator.reduce(torch.tensor([stats[k] for k in counts], device=accelerator.device), "sum")
-        stats.update(zip(counts, total.tolist()))
+    """feed.stats() over every process of a streamed run: each read its own images, so the reads are summed and the
+    unreadable (or small) images are those any process found, each once (a resident run's processes all hold the
+    same split)."""
+    if feed.loader != "stream" or accelerator.num_processes == 1:
+        return feed.stats()
+    stats = feed.stats(gather=lambda item: gather_object([item]))
+    reads = ("images_read", "unreadable_reads")
+    total = accelerator.reduce(torch.tensor([stats[k] for k in reads], device=accelerator.device), "sum")
+    stats.update(zip(reads, total.tolist()))
     return stats
 
 

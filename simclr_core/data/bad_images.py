@@ -2,17 +2,19 @@
 
 An image that cannot be decoded (a corrupt or truncated file, a file of an image folder gone since it was listed, a
 row with neither bytes nor a path) is named in a warning (its file and row, and why), kept out of what the run
-trains and evaluates on, and counted in final.json (`unreadable_images`, `unreadable_eval_images`). Once
-MIN_BAD_FOR_VERDICT images are unreadable and they are more than MAX_BAD_FRACTION of the images seen, the run stops
-with one error naming the first ones. The streamed path (stream.py) leaves it out of an evaluation pass, label and
-all, replaces it in a training batch by another image of that batch (under that image's own label), and judges the
-images read so far; the resident path (decode.py) leaves it out of the decoded split, label and all, and judges the
-whole split before the first step.
+trains and evaluates on, and counted in final.json (`unreadable_images`, `unreadable_eval_images`), each image once
+however often it is read. Once MIN_BAD_FOR_VERDICT images are unreadable and they are more than MAX_BAD_FRACTION of
+the distinct images seen, the run stops with one error naming the first ones. The streamed path (stream.py) leaves
+it out of an evaluation pass, label and all, replaces it in a training batch by another image of that batch (under
+that image's own label), and judges the distinct images read so far; the resident path (decode.py) leaves it out of
+the decoded split, label and all, and judges the whole split before the first step.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from simclr_core.validation import ConfigError
 
@@ -52,26 +54,71 @@ def skipped_warning(where: str, why: str, instead: str) -> str:
 
 @dataclass
 class BadImages:
-    """Images that could not be decoded: how many, of how many seen, and the first few (where, why); and how
-    many had a side shorter than the view (their crops are upscaled, as torchvision's would be)."""
+    """What one reader of a split (a training stream, an evaluation stream) met there, by row of the split: the
+    images it could not decode (`rows`: row -> "where (why)", each image once however often it was read, in the
+    order found), the distinct images it read (`seen`, which the verdict judges them against), the images with a
+    side shorter than the view (`small_rows`, each once: their crops are upscaled, as torchvision's would be), and
+    its reads, an image counting at each (`reads`, `failed_reads`). Which rows were read (or small) is kept as
+    one byte per row of the split (a million rows: a megabyte); only the unreadable ones are named."""
+    reads: int = 0
+    failed_reads: int = 0
     seen: int = 0
-    bad: int = 0
-    first: list[str] = field(default_factory=list)
     small: int = 0
+    rows: dict[int, str] = field(default_factory=dict)
+    _read: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)
+    _small: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)
 
-    def add_small(self, where: str, height: int, width: int, side: int) -> None:
+    @property
+    def bad(self) -> int:
+        """The distinct images found unreadable."""
+        return len(self.rows)
+
+    @property
+    def first(self) -> list[str]:
+        """"where (why)" of the first FIRST_NAMED images found unreadable."""
+        return list(self.rows.values())[:FIRST_NAMED]
+
+    def unreadable_rows(self) -> np.ndarray:
+        return np.fromiter(self.rows, dtype=np.int64, count=len(self.rows))
+
+    def small_rows(self) -> np.ndarray:
+        return np.flatnonzero(self._small)
+
+    def read(self, rows) -> None:
+        """Count a read of each of `rows` (the rows a batch asked for)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        self.reads += len(rows)
+        if not len(rows):
+            return
+        self._read = _grown(self._read, int(rows.max()))
+        self.seen += int(np.count_nonzero(~self._read[np.unique(rows)]))
+        self._read[rows] = True
+
+    def add_small(self, row: int, where: str, height: int, width: int, side: int) -> None:
         if not self.small:
             warnings.warn(f"{where} is {height} x {width} px, smaller than the {side} px views: its crops are "
                           "upscaled; final.json counts such images (images_smaller_than_view)", stacklevel=2)
-        self.small += 1
+        self._small = _grown(self._small, row)
+        self.small += int(not self._small[row])
+        self._small[row] = True
 
-    def add(self, where: str, why: str, instead: str) -> None:
-        """Count an unreadable image and warn of it; `instead` says what the run does without it."""
-        self.bad += 1
-        if len(self.first) < FIRST_NAMED:
-            self.first.append(f"{where} ({why})")
-        warnings.warn(skipped_warning(where, why, instead), stacklevel=2)
+    def add(self, row: int, where: str, why: str, instead: str) -> None:
+        """Count a failed read of image `row`, warning of it the first time; `instead` says what the run does
+        without it."""
+        self.failed_reads += 1
+        if row not in self.rows:
+            self.rows[row] = f"{where} ({why})"
+            warnings.warn(skipped_warning(where, why, instead), stacklevel=2)
 
     def check(self) -> None:
         if too_many(self.bad, self.seen):
             raise too_many_error(self.bad, f"the {self.seen} images read so far", self.first)
+
+
+def _grown(flags: np.ndarray, row: int) -> np.ndarray:
+    """`flags`, extended with False (at least doubled) so that it holds `row`."""
+    if row < len(flags):
+        return flags
+    out = np.zeros(max(row + 1, 2 * len(flags)), dtype=bool)
+    out[:len(flags)] = flags
+    return out

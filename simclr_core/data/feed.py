@@ -19,10 +19,12 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from simclr_core.config import DATA_LOADERS as LOADERS, DataConfig
+from simclr_core.data.bad_images import BadImages
 from simclr_core.data.cache import require_writable_cache
 from simclr_core.data.catalog import dataset_spec, loader_for
 from simclr_core.data.decode import split_sizes_error
@@ -123,21 +125,35 @@ class Feed:
         else:
             augment.first_view_from_originals(batch, generator, out=out)
 
-    def stats(self) -> dict[str, Any]:
-        """What final.json records about the data path. Unreadable images (bad_images.py): streamed, the reads of
-        training batches and of evaluation passes that failed (per process: train() sums them); resident, the
-        images of the training and of the test split left out when they were decoded (the same on every process)."""
+    def stats(self, gather: Callable[[Any], list] | None = None) -> dict[str, Any]:
+        """What final.json records about the data path. Unreadable images (bad_images.py), each counted once however
+        often it was read: those of the training split (`unreadable_images`) and of the test split
+        (`unreadable_eval_images`); resident, those left out when the split was decoded, streamed, those found by
+        any read of the split (training batches, evaluation passes, fine-tuning). Streamed, also the training images
+        smaller than the view (each once), and the reads of training batches (`images_read`, an image at every
+        epoch) and how many of them failed (`unreadable_reads`, each replaced by another image of its batch): the
+        reads are this process's (train() sums them). `gather(item)`: every process's `item`, a list (train() passes
+        its collective where several processes stream, each reading its own images; the test split is read by the
+        main process alone)."""
         out: dict[str, Any] = {"data_loader": self.loader, "data_source": self.source}
         if self.class_names is not None:
             out["class_names"] = list(self.class_names)
         if self.num_classes == 0:
             out["unlabelled"] = True           # a split without a label column: pretrained on, not classified
         if self.loader == "stream":
-            out.update(images_read=sum(s.bad.seen for s in self._streams),
-                       unreadable_images=sum(s.bad.bad for s in self._streams),
-                       images_smaller_than_view=sum(s.bad.small for s in self._streams),
-                       unreadable_eval_images=sum(e.bad.bad for e in (self.train_eval, self.test_eval)
-                                                  if e is not None))
+            gather = gather or (lambda item: [item])
+            train_readers = [s.bad for s in self._streams] + [self.train_eval.bad]
+            test_readers = [] if self.test_eval is None else [self.test_eval.bad]
+
+            def distinct(rows_of: Callable[[Any], np.ndarray], readers: list) -> int:
+                mine = np.concatenate([rows_of(bad) for bad in readers] or [np.zeros(0, dtype=np.int64)])
+                return len(np.unique(np.concatenate(gather(mine))))
+
+            out.update(images_read=sum(s.bad.reads for s in self._streams),
+                       unreadable_reads=sum(s.bad.failed_reads for s in self._streams),
+                       unreadable_images=distinct(BadImages.unreadable_rows, train_readers),
+                       images_smaller_than_view=distinct(BadImages.small_rows, train_readers),
+                       unreadable_eval_images=distinct(BadImages.unreadable_rows, test_readers))
         else:
             out.update(unreadable_images=len(self.resident.unreadable), unreadable_eval_images=self.test_unreadable)
         return out

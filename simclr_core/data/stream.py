@@ -12,10 +12,10 @@ decoders release the GIL: 2 threads decode 1.6x as fast as one on the 2-core ref
 
 An image that cannot be decoded is replaced in a training batch by another image of that batch (under that image's
 own label, where the batch carries labels) and left out of an evaluation pass together with its label, with a warning
-naming its file and row; their count goes to train()'s final.json. Once MIN_BAD_FOR_VERDICT images are bad and they
-are more than MAX_BAD_FRACTION of the images seen, the run stops with an error listing the first ones (bad_images.py:
-the policy the resident path shares). `EvalImages` streams a
-split in order as evaluation wants it: each image resized so its shorter side is round(S x margin) (ImageNet:
+naming its file and row (the first time); train()'s final.json counts each such image once, however often it is
+read. Once MIN_BAD_FOR_VERDICT images are bad and they are more than MAX_BAD_FRACTION of the distinct images seen,
+the run stops with an error listing the first ones (bad_images.py: the policy the resident path shares). `EvalImages`
+streams a split in order as evaluation wants it: each image resized so its shorter side is round(S x margin) (ImageNet:
 256 for S = 224) and its centre S x S kept.
 """
 from __future__ import annotations
@@ -184,25 +184,27 @@ def decode_batch(split: EncodedSplit, indices: np.ndarray, decoder: Decoder, bad
                  view_side: int = 0, rows: list[int] | None = None, leave_out: bool = False) -> list[Tensor]:
     """Images `indices` of `split`, decoded; an unreadable one is replaced by a readable one of the batch, or,
     with `leave_out` (evaluation passes, where no image may count twice), left out. Images with a side shorter
-    than `view_side` are counted in `bad.small`. `rows`, if given, receives the row each returned image was read
-    from (a replacement's own row, so that labels follow the images)."""
+    than `view_side` are counted in `bad.small`, each image once, as is each unreadable one (bad_images.py). `rows`,
+    if given, receives the row each returned image was read from (a replacement's own row, so that labels follow
+    the images)."""
     decoded = decoder(read_each(split, indices))
-    bad.seen += len(decoded)
+    bad.read(indices)
     good = [(image, int(index)) for index, (image, _) in zip(indices, decoded) if image is not None]
     if not good and not leave_out:
-        bad.bad += len(decoded)
+        bad.failed_reads += len(decoded)
+        bad.rows.update((int(i), f"{split.where(int(i))} ({why})") for i, (_, why) in zip(indices, decoded))
         raise ConfigError(f"none of the {len(decoded)} images of a batch could be decoded, e.g. "
                           f"{split.where(int(indices[0]))} ({decoded[0][1]})")
     images = []
     for index, (image, why) in zip(indices, decoded):
         row = int(index)
         if image is None:
-            bad.add(split.where(row), why, LEFT_OUT if leave_out else REPLACED)
+            bad.add(row, split.where(row), why, LEFT_OUT if leave_out else REPLACED)
             if leave_out:
                 continue
             image, row = good[len(images) % len(good)]
         elif min(image.shape[-2:]) < view_side:
-            bad.add_small(split.where(row), *image.shape[-2:], view_side)
+            bad.add_small(row, split.where(row), *image.shape[-2:], view_side)
         images.append(image)
         if rows is not None:
             rows.append(row)
@@ -291,8 +293,9 @@ class EvalImages:
     to round(S x margin) and its centre S x S kept; `labels` (every row's) as a tensor. Decoded anew at every pass.
     An unreadable image is left out of the pass, and batches(rows=) names the images a pass did yield, so that
     their labels are taken with them (evaluate/features.py's labelled_features): no image is scored under another's
-    label or counted twice. Such images are counted in `bad`: train() reports the count (unreadable_eval_images),
-    and past 1% the evaluation stops, as training does."""
+    label or counted twice. Such images are counted in `bad`, each once: train() reports those of the training split
+    (unreadable_images) and of the test split (unreadable_eval_images), and past 1% the evaluation stops, as
+    training does."""
 
     def __init__(self, split: EncodedSplit, image_size: int, margin: float, device: torch.device,
                  threads: int | None = None):

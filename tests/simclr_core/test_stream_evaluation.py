@@ -79,7 +79,8 @@ def test_streamed_fine_tuning_equals_resident_on_the_same_images(tmp_path):
     streamed = finetune_eval(_encoder(), streamed_train, streamed_train.labels, streamed_test, streamed_test.labels,
                              augment=lambda originals, g: normalize(torch.stack(originals), mean_t, std_t), **common)
     assert streamed == resident
-    assert streamed_train.bad.seen == 2 * 15 + 30          # 2 epochs of the 15 labelled images, after one pass
+    assert streamed_train.bad.reads == 2 * 15 + 30         # 2 epochs of the 15 labelled images, after one pass
+    assert streamed_train.bad.seen == 30                   # each image once
 
 
 def test_streamed_fine_tuning_needs_an_augmentation_that_reads_originals(tmp_path):
