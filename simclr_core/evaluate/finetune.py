@@ -14,9 +14,11 @@ per-sample parameters needs no device sync. Without ``augment``: (x / 255 - mean
 On the streamed data path the training split is an image stream (data/stream.py's EvalImages): the
 labelled images are decoded whole, one batch ahead, and ``augment`` receives the list of originals
 (C, H_i, W_i), so each crop is drawn on the original image, as in pretraining. The labelled images
-and their order are the same on both paths. There, an unreadable labelled image is replaced by another
-image of its batch, trained under that image's own label (stream.LabelledOriginals), and an unreadable
-test image is left out of the accuracy with its label.
+and their order are the same on both paths (where every image can be decoded: the resident path draws them
+among the images its decoding kept). There, an unreadable labelled image is replaced by another image of its
+batch, trained under that image's own label (stream.LabelledOriginals), so that the subset's draw does not depend
+on decoding and a step keeps its batch size; the protocol (protocols.py) counts such images apart from the
+images fine-tuned on. An unreadable test image is left out of the accuracy with its label.
 """
 from __future__ import annotations
 

@@ -9,9 +9,11 @@ pretraining. Adding a protocol is one entry here; config validation and train() 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -68,7 +70,8 @@ def _linear(encoder, feed, cfg, dtype) -> dict[str, Any]:
 def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
     """Per label fraction: finetune_top1_<pct>, finetune_top5_<pct> and finetune_examples_<pct> (how many labelled
     images it fine-tuned on), on a class-balanced draw with the run's seed or on the images of the fraction's file
-    in eval.finetune_subset_files."""
+    in eval.finetune_subset_files; where some of those could not be decoded (streamed), finetune_unreadable_<pct>
+    counts them, with a warning, and finetune_examples_<pct> leaves them out."""
     from simclr_core.augment import build_augmentation
     from simclr_core.config import AugmentConfig
 
@@ -91,8 +94,24 @@ def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
                                    channels_last=cfg.channels_last, **_common(feed))
             metrics.update({f"{prefix}_top1_{pct}": result["finetune_top1"],
                             f"{prefix}_top5_{pct}": result["finetune_top5"]})
-        metrics[f"finetune_examples_{pct}"] = int(subset.numel())
+        unreadable = _unreadable_in_subset(feed, subset)
+        metrics[f"finetune_examples_{pct}"] = int(subset.numel()) - unreadable
+        if unreadable:
+            metrics[f"finetune_unreadable_{pct}"] = unreadable
+            warnings.warn(f"{unreadable} of the {subset.numel()} labelled images of the {pct} subset could not be "
+                          "decoded: in each step another image of its batch took the place of each (the batch keeps "
+                          f"its size); finetune_examples_{pct} counts the {subset.numel() - unreadable} fine-tuned on, "
+                          f"finetune_unreadable_{pct} the others", stacklevel=2)
     return metrics
+
+
+def _unreadable_in_subset(feed, subset: torch.Tensor) -> int:
+    """How many images of the labelled `subset` (rows of the training split) could not be decoded: on the streamed
+    path, where the subset is drawn over every row, those fine-tuning found (it read each of them; the kNN and
+    linear passes may have found them first); none on the resident path, whose split holds no such image."""
+    if feed.loader != "stream":
+        return 0
+    return int(np.isin(subset.cpu().numpy(), feed.train_eval.bad.unreadable_rows()).sum())
 
 
 # Offset of the scratch baseline's initial weights from the run's seed (train() seeds the pretrained network's with

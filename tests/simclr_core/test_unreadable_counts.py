@@ -104,3 +104,33 @@ def test_processes_that_each_met_an_unreadable_image_count_it_once(tmp_path):
     mine = feeds[0]._streams[0].bad         # the reads are this process's: train() sums them
     assert stats["images_read"] == mine.reads == 48 and stats["unreadable_reads"] == mine.failed_reads > 0
 
+
+def small_encoder() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+
+@pytest.mark.parametrize("loader", ["stream", "resident"])
+def test_fine_tuning_counts_the_labelled_images_it_could_read(tmp_path, loader):
+    """All 24 training images labelled (fraction 1), 2 of them cut short: it fine-tunes on 22, on both paths (the
+    streamed path draws its subset over every row and says how many of it could not be read)."""
+    from simclr_core.data.feed import open_feed
+    from simclr_core.evaluate.protocols import PROTOCOLS
+
+    write_folder(tmp_path / "data", rows(24, bad={5, 17}))
+    write_folder(tmp_path / "data", rows(9, bad={2}), split="test")
+    cfg = run_config(tmp_path / "data", loader, **{"eval.protocols": ("finetune",), "eval.finetune_fractions": (1.0,),
+                                                   "eval.finetune_epochs": 2, "eval.finetune_batch_size": 8})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        feed = open_feed(cfg.data, need_test=True, device=torch.device("cpu"))
+        metrics = PROTOCOLS["finetune"].run(small_encoder(), feed, cfg, None)
+    said = [str(w.message) for w in caught]
+    assert metrics["finetune_examples_100pct"] == 22
+    if loader == "stream":
+        assert metrics["finetune_unreadable_100pct"] == 2
+        assert any(m.startswith("2 of the 24 labelled images of the 100pct subset could not be decoded") for m in said)
+    else:
+        assert "finetune_unreadable_100pct" not in metrics
+
