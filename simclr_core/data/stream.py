@@ -328,11 +328,12 @@ class EvalImages:
 
         return decoded_ahead(self.device, self.threads, "stream-eval", squares)
 
-    def originals(self, rows: Tensor | np.ndarray) -> "LabelledOriginals":
+    def originals(self, rows: Tensor | np.ndarray, leave_out: bool = False) -> "LabelledOriginals":
         """Images `rows` of this split as whole decoded originals, for the evaluations that crop views (fine-tuning,
-        the transformation probe) on the streamed path."""
+        the transformation probe) on the streamed path; with `leave_out`, an unreadable one is left out of its batch
+        rather than replaced (LabelledOriginals)."""
         return LabelledOriginals(self.split, np.asarray(torch.as_tensor(rows).cpu(), dtype=np.int64),
-                                 self.device, self.image_size, self.threads, self.bad)
+                                 self.device, self.image_size, self.threads, self.bad, leave_out)
 
 
 class LabelledOriginals:
@@ -341,15 +342,17 @@ class LabelledOriginals:
     their views from when the run streams (as pretraining crops from the originals). An unreadable image is handled
     as in training: replaced by another image of its batch, which brings its own label (so a step keeps its batch
     size, which BatchNorm in train mode needs, and no image trains under another's label), counted in `bad`, and
-    past 1% the run stops; images with a side shorter than `view_side` are counted."""
+    past 1% the run stops; images with a side shorter than `view_side` are counted. With `leave_out` (passes that
+    only score or extract features, where no image may count twice), it is left out of its batch with its label,
+    as in evaluation passes, and a batch left empty is skipped."""
 
     def __init__(self, split: EncodedSplit, rows: np.ndarray, device: torch.device, view_side: int,
-                 threads: int | None = None, bad: BadImages | None = None):
+                 threads: int | None = None, bad: BadImages | None = None, leave_out: bool = False):
         if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= len(split))):
             raise ConfigError(f"rows must index the {len(split)} images of {split.name!r}; got {rows.size} row(s) "
                               f"from {rows.min() if rows.size else '-'} to {rows.max() if rows.size else '-'}")
         self.split, self.rows, self.device, self.view_side = split, rows, device, view_side
-        self.threads = threads
+        self.threads, self.leave_out = threads, leave_out
         self.bad = bad if bad is not None else BadImages()
 
     def __len__(self) -> int:
@@ -359,10 +362,16 @@ class LabelledOriginals:
         """For each tensor of positions into `rows`, the decoded originals of those images, in that order, and the
         label of each image returned (int64, on the CPU)."""
         def originals(decoder: Decoder) -> Iterator[tuple[list[Tensor], Tensor]]:
+            asked = yielded = 0
             for positions in index_batches:
                 wanted, read = self.rows[np.asarray(positions.cpu(), dtype=np.int64)], []
-                images = decode_batch(self.split, wanted, decoder, self.bad, self.view_side, read)
-                yield images, torch.from_numpy(self.split.labels[read]).long()
+                images = decode_batch(self.split, wanted, decoder, self.bad, self.view_side, read, self.leave_out)
+                asked += len(wanted)
+                if images:
+                    yielded += len(images)
+                    yield images, torch.from_numpy(self.split.labels[read]).long()
+            if asked and not yielded:        # every image was left out
+                raise none_readable_error(asked, self.bad.first[0])
 
         return decoded_ahead(self.device, self.threads, "stream-originals", originals)
 

@@ -130,14 +130,15 @@ def probe_features(encoder: nn.Module, head: nn.Module, images: Tensor, task: st
     """(h (N, D), g(h) (N, D'), labels (N,)) of ``task``'s labelled views of ``images``, float32 on ``device``.
 
     Batch after batch in order, so the draws are a function of the generator's seed and ``batch_size``. A stream
-    of images (the streamed path's EvalImages) is read as its originals, each view cropped from its own image (an
-    unreadable one replaced by another of its batch, whose views are labelled by their own transformations).
+    of images (the streamed path's EvalImages) is read as its originals, each view cropped from its own image; an
+    unreadable one is left out with its label, as in evaluation passes (nothing here needs a batch of full size: the
+    networks run in eval mode), so that no image counts twice in the probe's training set or its accuracy.
     """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     count, side = images.shape[0], images.shape[-1]
     order = [torch.arange(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
     if is_image_stream(images):
-        batches = (originals for originals, _ in images.originals(torch.arange(count)).batches(order))
+        batches = (originals for originals, _ in images.originals(torch.arange(count), leave_out=True).batches(order))
     else:
         batches = (images[int(rows[0]):int(rows[-1]) + 1].to(device, non_blocking=True) for rows in order)
     hs, zs, labels = [], [], []

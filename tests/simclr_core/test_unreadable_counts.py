@@ -134,3 +134,38 @@ def test_fine_tuning_counts_the_labelled_images_it_could_read(tmp_path, loader):
     else:
         assert "finetune_unreadable_100pct" not in metrics
 
+
+def streamed(root: Path, images, split: str = "train"):
+    from simclr_core.data.stream import EvalImages
+
+    write_parquet(root, images, split)
+    return EvalImages(open_encoded(DataConfig(dataset="parquet", data_dir=str(root)), split), 12, 1.0,
+                      torch.device("cpu"), threads=1)
+
+
+def probed(images, batch_size: int = 4):
+    """probe_features of the rotation task: (h, g(h), labels)."""
+    from simclr_core.config import AugmentConfig
+    from simclr_core.evaluate.transform_probe import probe_features
+
+    return probe_features(small_encoder(), torch.nn.Identity(), images, "rotation", augment=AugmentConfig(),
+                          generator=torch.Generator().manual_seed(0), mean=(0.5,) * 3, std=(0.25,) * 3,
+                          batch_size=batch_size, device=torch.device("cpu"))
+
+
+def test_the_transformation_probe_leaves_an_unreadable_image_out_not_a_batch_mate_twice(tmp_path):
+    damaged = streamed(tmp_path / "damaged", rows(9, bad={5}))
+    with pytest.warns(UserWarning, match=r"row 5 of \S+ .*left out of the evaluation, with its label"):
+        h, z, labels = probed(damaged)
+    assert len(h) == len(z) == len(labels) == 8 and damaged.bad.bad == 1
+
+
+def test_the_transformation_probe_of_a_split_without_its_unreadable_image_is_that_of_the_clean_split(tmp_path):
+    """The last image, alone in its batch, is cut short: the probe's features and labels are those of the split
+    written without it (an empty batch is skipped, not an error)."""
+    images = rows(9, bad={8})
+    damaged, clean = streamed(tmp_path / "damaged", images), streamed(tmp_path / "clean", images[:8])
+    with pytest.warns(UserWarning, match="left out of the evaluation"):
+        with_damage = probed(damaged)
+    assert all(torch.equal(a, b) for a, b in zip(with_damage, probed(clean)))
+
