@@ -148,6 +148,15 @@ class TransferSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def unreadable(self) -> int:
+        """Its images that could not be decoded, each once: left out when the split was decoded (resident), or
+        found so far by the passes over it (streamed; after the protocols, which read every image, all of them)."""
+        return self.images.bad.bad if self.loader == "stream" else self.left_out
+
+    def used(self) -> int:
+        """Its images the protocols read, the unreadable ones left out (resident: `labels` holds none of those)."""
+        return len(self) - self.unreadable() if self.loader == "stream" else len(self)
+
 
 def load_transfer_split(cfg: RunConfig, split: str, image_size: int,
                         device: torch.device | str | None = None) -> TransferSplit:
@@ -209,8 +218,9 @@ def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: S
                  scratch: nn.Module | None = None, autocast_dtype: torch.dtype | None = None) -> dict[str, Any]:
     """The transfer protocol of a run: eval.transfer_dataset read at `image_size` (streamed on the encoder's device)
     and normalised with the pretraining statistics `mean`/`std`; `transfer_eval`'s metrics (with `scratch`, a newly
-    initialised encoder's fine-tuning too), the image counts, the data's source and path, and how many
-    images could not be read (streamed: reads that failed; held: images left out when decoded)."""
+    initialised encoder's fine-tuning too), the images of each split it used, the data's source and path, and how
+    many images could not be read (each once: streamed, found by any pass; held, left out when decoded), which the
+    counts of images used leave out on both paths."""
     from simclr_core.augment import build_augmentation
     from simclr_core.config import AugmentConfig
 
@@ -228,9 +238,9 @@ def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: S
         linear=dict(epochs=ev.linear_epochs, batch_size=ev.linear_batch_size, lr=ev.linear_lr),
         finetune=dict(epochs=ev.finetune_epochs, batch_size=ev.finetune_batch_size, lr=ev.finetune_lr,
                       autocast_dtype=autocast_dtype, channels_last=cfg.channels_last))
-    unreadable = sum(split.images.bad.bad if split.loader == "stream" else split.left_out for split in (train, test))
-    return {**metrics, "transfer_train_images": len(train), "transfer_test_images": len(test),
-            "transfer_source": train.source, "transfer_loader": train.loader, "transfer_unreadable_images": unreadable}
+    return {**metrics, "transfer_train_images": train.used(), "transfer_test_images": test.used(),
+            "transfer_source": train.source, "transfer_loader": train.loader,
+            "transfer_unreadable_images": train.unreadable() + test.unreadable()}
 
 
 __all__ = ["TRANSFER_PROTOCOLS", "UNSUPPORTED", "TransferSplit", "load_transfer_split", "require_transfer",

@@ -169,3 +169,23 @@ def test_the_transformation_probe_of_a_split_without_its_unreadable_image_is_tha
         with_damage = probed(damaged)
     assert all(torch.equal(a, b) for a, b in zip(with_damage, probed(clean)))
 
+
+@pytest.mark.parametrize("loader", ["stream", "resident"])
+def test_transfer_counts_the_images_it_used_and_each_unreadable_one_once(tmp_path, loader):
+    """1 of 12 training and 1 of 9 test images of the transfer dataset are cut short; linear evaluation reads both
+    splits once, fine-tuning the training split at each of its 2 epochs: 11 and 8 images used, 2 unreadable."""
+    from simclr_core.config import RunConfig
+    from simclr_core.evaluate.transfer import run_transfer
+
+    write_folder(tmp_path / "transfer", rows(12, bad={4}))
+    write_folder(tmp_path / "transfer", rows(9, bad={2}), split="test")
+    cfg = RunConfig().with_overrides({
+        "eval.transfer_dataset": "imagefolder", "eval.transfer_data_dir": str(tmp_path / "transfer"),
+        "eval.transfer_loader": loader, "eval.linear_epochs": 2, "eval.finetune_epochs": 2,
+        "eval.finetune_batch_size": 4})
+    with pytest.warns(UserWarning, match="unreadable image"):
+        metrics = run_transfer(small_encoder(), cfg, image_size=12, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert metrics["transfer_loader"] == loader
+    assert (metrics["transfer_train_images"], metrics["transfer_test_images"],
+            metrics["transfer_unreadable_images"]) == (11, 8, 2)
+
