@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from simclr_core.data.bad_images import MAX_BAD_FRACTION, MIN_BAD_FOR_VERDICT, BadImages, none_readable_error, reason
+from simclr_core.data.bad_images import MAX_BAD_FRACTION, BadImages, none_readable_error, reason
 from simclr_core.data.decode import decode_image, fit_square
 from simclr_core.data.encoded import EncodedSplit
 from simclr_core.data.jpeg_header import nvjpeg_decodable

@@ -8,7 +8,6 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
