@@ -160,13 +160,21 @@ def reconcile_run(store: RunStore, run_id: str, states: Mapping[str, str]) -> st
 
 
 def _requeued(store: RunStore, run_id: str, job_id: str, status: Mapping[str, Any]) -> None:
-    """The run's job is queued again after an attempt of its own recorded the run cancelled: pending, as it is.
-    Not once a new attempt has claimed the run (it records running itself)."""
-    if status.get("state") != "cancelled" or status.get("slurm_job_id") != job_id:
+    """The run's job is queued again after an attempt of its own recorded the run cancelled, or recorded it running and
+    was killed outright (SIGKILL at KillWait, a node failure: no attempt runs while SLURM queues the job): pending, as
+    it is. Not once a new attempt has claimed the run (it records running itself); a killed attempt's own claim is
+    left for the next attempt, which takes it over (registry/claim.py)."""
+    if status.get("slurm_job_id") != job_id or status.get("state") not in ("cancelled", "running"):
         return
-    if read_claim(store.run_dir(run_id)) is not None:
+    claim = read_claim(store.run_dir(run_id))
+    if claim is not None and not (status.get("state") == "running" and _same_owner(claim, status)):
         return
     store.write_status(run_id, "pending", requeued=now_iso(), error=None, finished=None)
+
+
+def _same_owner(claim: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether the claim is the one of the attempt that recorded `status` running (same host, pid and restart)."""
+    return all(claim.get(key) == status.get(key) for key in ("host", "pid", "slurm_restarts")) and "pid" in claim
 
 
 def reconcile(store: RunStore, run_ids: Iterable[str]) -> dict[str, str]:

@@ -23,7 +23,7 @@ import pytest
 
 from registry import RunStore, get_experiment
 from registry.__main__ import main
-from registry.claim import CLAIM_NAME, owner_info
+from registry.claim import CLAIM_NAME, owner_info, read_claim
 from registry.slurm_job import RunPreempted, SlurmRunTask, _Signals, checkpoint_step
 from registry.slurm_settings import SlurmSettings, load_settings
 from registry.slurm_state import SUBMISSION_NAME, parse_states, reconcile_run
@@ -245,6 +245,27 @@ def test_a_requeued_job_makes_its_cancelled_run_pending_again(tmp_path):
     _submitted_run(store, "e/claimed-1", dict(stopped), {**owner_info(), "slurm_job_id": "8", "token": "w"})
     reconcile_run(store, "e/claimed-1", {"7_1": "REQUEUED"})
     assert store.status("e/claimed-1")["state"] == "cancelled"
+
+
+def test_a_requeued_job_whose_attempt_was_killed_outright_reads_pending_not_running(tmp_path):
+    """An attempt SIGKILLed (KillWait, a node failure) records no end: its run read running, on another node's claim,
+    for as long as the requeued job waited in the queue. No attempt runs while SLURM queues the job: pending."""
+    store = RunStore(tmp_path)
+    killed = {"host": "othernode", "pid": 4242, "slurm_restarts": 0}
+    running = {"state": "running", **killed, "slurm_job_id": "7_1", "slurm_raw_job_id": "8"}
+    _submitted_run(store, "e/killed-1", dict(running), {**killed, "slurm_job_id": "8", "token": "k"})
+    reconcile_run(store, "e/killed-1", {"7_1": "PENDING"})
+    assert store.state("e/killed-1") == "pending" and store.status("e/killed-1")["requeued"]
+    assert read_claim(store.run_dir("e/killed-1"))["token"] == "k"    # left for the next attempt to take over
+    # Its next attempt has claimed the run already (another pid or restart): left to it.
+    _submitted_run(store, "e/next-1", dict(running), {**killed, "slurm_restarts": 1, "slurm_job_id": "8",
+                                                      "token": "n"})
+    reconcile_run(store, "e/next-1", {"7_1": "PENDING"})
+    assert store.state("e/next-1") == "running"
+    # Running under SLURM's account: left alone.
+    _submitted_run(store, "e/live-1", dict(running), {**killed, "slurm_job_id": "8", "token": "l"})
+    reconcile_run(store, "e/live-1", {"7_1": "RUNNING"})
+    assert store.state("e/live-1") == "running"
 
 
 def test_a_job_that_reached_its_time_limit_reads_timeout_not_cancelled(tmp_path, monkeypatch, capsys):
