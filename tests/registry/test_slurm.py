@@ -489,29 +489,39 @@ def test_the_sigterm_checkpoint_takes_a_third_of_slurms_kill_wait(tmp_path, monk
     assert sigterm_checkpoint_within_s() == 0
 
 
-def test_sigterm_during_training_saves_a_checkpoint_at_the_next_logging_step_then_stops(tmp_path, monkeypatch,
-                                                                                         own_signal_handlers):
-    import registry.slurm_job as slurm_job
+def lead_with_signal_during_step_3(tmp_path, monkeypatch, signum: int, signals: _Signals):
+    """A SLURM task's lead process training a smoke run (8 steps, logged every 2, periodic checkpoints every 3) that
+    gets `signum` during step 3: (the run, the exception _lead raised, what submitit's SIGUSR2 handler was called
+    with: checkpoint + requeue)."""
     import simclr_core.train as train_module
 
     run = smoke_runs({**QUICK, "max_steps": 8, "checkpoint_every_steps": 3, "log_every_steps": 2})[0]
     real = train_module.warmup_cosine
 
-    def cancelled_during_step_3(step, *args):
+    def signalled_during_step_3(step, *args):
         if step + 1 == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
         return real(step, *args)
 
-    monkeypatch.setattr(train_module, "warmup_cosine", cancelled_during_step_3)
-    monkeypatch.setattr(slurm_job, "PREEMPT_GRACE_S", 0.1)        # no SIGUSR2 follows: not a requeue
+    monkeypatch.setattr(train_module, "warmup_cosine", signalled_during_step_3)
     requeued = []
     env = SimpleNamespace(job_id="7_1", raw_job_id="8", hostnames=["node1"], num_tasks=1, global_rank=0)
-    signals = _Signals(rank=0, checkpoint_within_s=600, sigterm_checkpoint_within_s=600)
     submitit_usr2 = lambda signum, frame: requeued.append(signum)  # noqa: E731  (checkpoint() + requeue)
     signals.install()
-    with pytest.raises(RunCancelled, match="SIGTERM during training: checkpoint saved at step 4; stopped") as stopped:
+    with pytest.raises(RunCancelled) as stopped:       # RunPreempted is a RunCancelled
         SlurmRunTask(run, tmp_path, "simclr_core.train:train")._lead(env, signals, None, submitit_usr2)
-    assert not isinstance(stopped.value, RunPreempted)
+    return run, stopped.value, requeued
+
+
+def test_sigterm_during_training_saves_a_checkpoint_at_the_next_logging_step_then_stops(tmp_path, monkeypatch,
+                                                                                         own_signal_handlers):
+    import registry.slurm_job as slurm_job
+
+    monkeypatch.setattr(slurm_job, "PREEMPT_GRACE_S", 0.1)        # no SIGUSR2 follows: not a requeue
+    signals = _Signals(rank=0, checkpoint_within_s=600, sigterm_checkpoint_within_s=600)
+    run, stopped, requeued = lead_with_signal_during_step_3(tmp_path, monkeypatch, signal.SIGTERM, signals)
+    assert "SIGTERM during training: checkpoint saved at step 4; stopped" in str(stopped)
+    assert not isinstance(stopped, RunPreempted)
     store = RunStore(tmp_path)
     assert checkpoint_step(store.run_dir(run.run_id)) == 4          # the periodic one was 3
     assert store.status(run.run_id)["state"] == "cancelled" and requeued == []
@@ -522,24 +532,9 @@ def test_sigusr2_during_training_saves_a_checkpoint_at_the_next_logging_step_the
                                                                                            own_signal_handlers):
     """SLURM's time-limit warning stopped training at once: the requeued job resumed from the last periodic
     checkpoint (every checkpoint_every_steps, 200 by default) and trained those steps again."""
-    import simclr_core.train as train_module
-
-    run = smoke_runs({**QUICK, "max_steps": 8, "checkpoint_every_steps": 3, "log_every_steps": 2})[0]
-    real = train_module.warmup_cosine
-
-    def warned_during_step_3(step, *args):
-        if step + 1 == 3:
-            os.kill(os.getpid(), signal.SIGUSR2)
-        return real(step, *args)
-
-    monkeypatch.setattr(train_module, "warmup_cosine", warned_during_step_3)
-    requeued = []
-    env = SimpleNamespace(job_id="7_1", raw_job_id="8", hostnames=["node1"], num_tasks=1, global_rank=0)
     signals = _Signals(rank=0, checkpoint_within_s=600)
-    submitit_usr2 = lambda signum, frame: requeued.append(signum)  # noqa: E731  (checkpoint() + requeue)
-    signals.install()
-    with pytest.raises(RunPreempted, match="checkpoint saved at step 4"):
-        SlurmRunTask(run, tmp_path, "simclr_core.train:train")._lead(env, signals, None, submitit_usr2)
+    run, stopped, requeued = lead_with_signal_during_step_3(tmp_path, monkeypatch, signal.SIGUSR2, signals)
+    assert isinstance(stopped, RunPreempted) and "checkpoint saved at step 4" in str(stopped)
     store = RunStore(tmp_path)
     assert checkpoint_step(store.run_dir(run.run_id)) == 4          # the periodic one was 3
     assert store.status(run.run_id)["state"] == "pending" and requeued == [signal.SIGUSR2]

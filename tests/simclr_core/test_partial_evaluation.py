@@ -45,6 +45,15 @@ def final(run_dir: Path) -> dict:
     return {k: v for k, v in json.loads((run_dir / "final.json").read_text()).items() if k not in TIMINGS}
 
 
+def interrupted_run(run_dir: Path, monkeypatch, cut: str) -> Counter:
+    """train() of the THREE protocols, interrupted in protocol `cut`; each protocol's runs."""
+    with monkeypatch.context() as patch:
+        calls = count_protocol_runs(patch, interrupt=cut)
+        with pytest.raises(Interrupted):
+            train(tiny(**THREE), run_dir)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> dict:
     run_dir = tmp_path_factory.mktemp("full") / "run"
@@ -57,10 +66,7 @@ def uninterrupted(tmp_path_factory) -> dict:
 def test_a_rerun_after_an_interrupted_evaluation_runs_only_the_protocols_left(tmp_path, monkeypatch, capfd,
                                                                                uninterrupted, cut, before):
     run_dir = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        calls = count_protocol_runs(patch, interrupt=cut)
-        with pytest.raises(Interrupted):
-            train(tiny(**THREE), run_dir)
+    calls = interrupted_run(run_dir, monkeypatch, cut)
     assert calls == Counter({**{name: 1 for name in before}, cut: 1})
     assert not (run_dir / "final.json").exists()
     saved = json.loads((run_dir / PARTIAL_NAME).read_text())["protocols"]
@@ -81,10 +87,7 @@ def test_a_rerun_after_an_interrupted_evaluation_runs_only_the_protocols_left(tm
 
 def test_protocols_saved_for_other_weights_run_again(tmp_path, monkeypatch, capfd):
     run_dir = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        count_protocol_runs(patch, interrupt="linear")
-        with pytest.raises(Interrupted):
-            train(tiny(**THREE), run_dir)
+    interrupted_run(run_dir, monkeypatch, "linear")
     assert "knn" in json.loads((run_dir / PARTIAL_NAME).read_text())["protocols"]
     capfd.readouterr()
 
@@ -100,10 +103,7 @@ def test_protocols_saved_for_other_weights_run_again(tmp_path, monkeypatch, capf
 
 def test_protocols_saved_for_a_checkpoint_since_replaced_at_the_same_step_run_again(tmp_path, monkeypatch, capfd):
     run_dir = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        count_protocol_runs(patch, interrupt="linear")
-        with pytest.raises(Interrupted):
-            train(tiny(**THREE), run_dir)
+    interrupted_run(run_dir, monkeypatch, "linear")
     checkpoint = load_checkpoint(run_dir)
     weight = next(k for k, v in checkpoint["model"].items() if v.is_floating_point())
     checkpoint["model"][weight] += 1e-3                                  # another pretraining, same step and config
@@ -119,10 +119,7 @@ def test_protocols_saved_for_a_checkpoint_since_replaced_at_the_same_step_run_ag
 
 def test_protocols_saved_under_other_evaluation_settings_run_again(tmp_path, monkeypatch, capfd):
     run_dir = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        count_protocol_runs(patch, interrupt="linear")
-        with pytest.raises(Interrupted):
-            train(tiny(**THREE), run_dir)
+    interrupted_run(run_dir, monkeypatch, "linear")
     capfd.readouterr()
 
     with monkeypatch.context() as patch:
