@@ -12,9 +12,11 @@
         error.txt       the traceback of the last failure
         discarded-<time>/  the files of an earlier attempt, moved aside by `registry run ... --redo`
 
-`--redo` first copies status.json into discarded-<time>/ and replaces it by a pending one that names that folder
-(`discarding_into`), then moves the other files there: a run so marked is not done, whatever files a kill left in
-place, and the next process to claim it finishes the move (`finish_discard`) before anything else.
+`--redo` first replaces status.json, in one write, by a pending one that names the discarded-<time>/ folder
+(`discarding_into`) and holds the earlier status.json's text; then it creates that folder, writes the earlier status.json
+there and moves the other files in: a run so marked is not done, whatever files a kill left in place, and the next
+process to claim it finishes the move (`finish_discard`) before anything else. No folder exists before the mark that
+names it, so a kill at any point leaves no folder that nothing would finish.
 
 A run whose config.json, final.json or checkpoint.pt cannot be read is `corrupt` (`RunStore.problem` says
 which file and why): it is never counted as done, skipped as done or resumed from, and
@@ -57,6 +59,8 @@ STATES = ("pending", "running", "done", "failed", "cancelled", "corrupt")
 DISCARDED_PREFIX = "discarded-"
 # status.json's field naming the discarded-<time>/ folder that `run --redo` is moving the run's files into.
 DISCARDING_FIELD = "discarding_into"
+# ... and the text of the status.json that mark replaced, until finish_discard writes it into that folder.
+DISCARDED_STATUS_FIELD = "discarded_status_text"
 # What `run --redo` moves aside (status.json is copied), final.json first: from the first move the files left
 # cannot make the run look done, even to a reader that does not know DISCARDING_FIELD.
 _MOVED_ASIDE = (FINAL_NAME, PARTIAL_NAME, CHECKPOINT_NAME, METRICS_NAME, ERROR_NAME, CONFIG_NAME)
@@ -273,9 +277,11 @@ class RunStore:
         return folder
 
     def begin_discard(self, run_id: str, **fields: Any) -> Path | None:
-        """discard's first step: a copy of status.json in a new discarded-<time>/ folder, then a pending status.json
-        with `fields` that names it (DISCARDING_FIELD), nothing moved yet; or, where a discard was begun already, that
-        folder, its status updated with `fields`. None (a pending status with `fields`) when the run has no files."""
+        """discard's first step, one write: a pending status.json with `fields` that names a new discarded-<time>/
+        folder (DISCARDING_FIELD) and holds the text of the status.json it replaces (DISCARDED_STATUS_FIELD); the
+        folder itself is finish_discard's to create, so a kill before or after this write leaves no folder that no mark
+        names. Where a discard was begun already, that folder, its status updated with `fields`. Returns the folder's
+        path; None (a pending status with `fields`) when the run has no files."""
         run_dir = self.run_dir(run_id)
         folder = self.discarding(run_id)
         if folder is not None:
@@ -286,11 +292,10 @@ class RunStore:
             atomic_write_text(run_dir / STATUS_NAME, _dump(fresh))
             return None
         folder = f"{DISCARDED_PREFIX}{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}"
-        (run_dir / folder).mkdir()
-        if (run_dir / STATUS_NAME).exists():
-            old = (run_dir / STATUS_NAME).read_bytes()
-            atomic_write_bytes(run_dir / folder / STATUS_NAME, lambda f: f.write(old))
-        atomic_write_text(run_dir / STATUS_NAME, _dump({**fresh, DISCARDING_FIELD: folder}))
+        earlier = {}
+        if (run_dir / STATUS_NAME).exists():     # kept byte for byte, even where it is not valid JSON
+            earlier = {DISCARDED_STATUS_FIELD: (run_dir / STATUS_NAME).read_bytes().decode("utf-8", "surrogateescape")}
+        atomic_write_text(run_dir / STATUS_NAME, _dump({**fresh, DISCARDING_FIELD: folder, **earlier}))
         return run_dir / folder
 
     def finish_discard(self, run_id: str) -> Path | None:
@@ -300,13 +305,18 @@ class RunStore:
         if folder is None:
             return None
         (run_dir / folder).mkdir(exist_ok=True)
+        status = self.status(run_id) or {}
+        earlier = status.get(DISCARDED_STATUS_FIELD)
+        if isinstance(earlier, str) and not (run_dir / folder / STATUS_NAME).exists():
+            content = earlier.encode("utf-8", "surrogateescape")
+            atomic_write_bytes(run_dir / folder / STATUS_NAME, lambda f: f.write(content))
         for name in _MOVED_ASIDE:
             if (run_dir / name).exists():
                 target, n = run_dir / folder / name, 1
                 while target.exists():         # never over a file moved there before
                     target, n = run_dir / folder / f"{name}.{n}", n + 1
                 shutil.move(str(run_dir / name), str(target))
-        status = {k: v for k, v in (self.status(run_id) or {}).items() if k != DISCARDING_FIELD}
+        status = {k: v for k, v in status.items() if k not in (DISCARDING_FIELD, DISCARDED_STATUS_FIELD)}
         atomic_write_text(run_dir / STATUS_NAME, _dump({**status, "updated": now_iso()}))
         return run_dir / folder
 

@@ -18,6 +18,7 @@ from registry import get_experiment, launch, load_results
 from registry.__main__ import main
 from registry.launch import execute_run
 from registry.pretraining import REDO_FIELD
+from registry import store as store_module
 from registry.store import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,3 +142,38 @@ def test_every_run_of_a_killed_redo_is_marked_before_any_file_moves(redone, monk
     assert out.count("done      ") == 2 and "pretraining of" not in out and "done already" not in out
     for redone_run in (donor, run):
         assert RunStore(results).final(redone_run.run_id)["resumed"] is False
+
+
+@pytest.mark.parametrize("rerun", ["the same command", "a plain run"])
+@pytest.mark.parametrize("killed_after", ["the folder is created", "the earlier status.json is copied into it"])
+def test_a_redo_killed_as_it_makes_its_discarded_folder_leaves_no_stray_folder(redone, monkeypatch, capsys, rerun,
+                                                                               killed_after):
+    # Before: the folder was created, and the earlier status.json copied into it, before status.json named it; a kill
+    # in between left the run untouched beside a discarded-* folder that nothing finished or removed (the next
+    # --redo made a second one).
+    results, donor, run, old = redone
+    run_dir = results / run.run_id
+    real_mkdir, real_write = Path.mkdir, store_module.atomic_write_bytes
+
+    def mkdir(self, *args, **kwargs):
+        real_mkdir(self, *args, **kwargs)
+        if killed_after == "the folder is created" and self.name.startswith("discarded-"):
+            raise Killed(f"killed after creating {self}")
+
+    def write(path, *args, **kwargs):
+        real_write(path, *args, **kwargs)
+        if Path(path).parent.name.startswith("discarded-"):
+            raise Killed(f"killed after writing {path}")
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(store_module, "atomic_write_bytes", write)
+    command = ["run", EXPERIMENT, "--scale", "smoke", "--only", run.run_id]
+    with pytest.raises(Killed):
+        main(command + ["--redo"])
+    monkeypatch.undo()
+    monkeypatch.setattr(launch, "DEFAULT_TRAIN_FN", "fake_train:checkpointing_train")
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(results))
+    named = RunStore(results).discarding(run.run_id)
+    assert all(folder.name == named for folder in run_dir.glob("discarded-*")), "a folder no mark names"
+    assert main(command + (["--redo"] if rerun == "the same command" else [])) == 0, capsys.readouterr()
+    assert_redone_and_nothing_lost(results, donor, run, old)
