@@ -97,8 +97,12 @@ def print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
     # a run above in this plan.
     finished = finished_pretrainings(store)
     total_views, total_hours, rates, pretrained = 0, 0.0, Counter(), set()
+    too_large = Counter()   # (batch_size, training images, dataset): runs no step can be made for; `run` refuses them
     for run in runs:
         cost = estimate(run.config, scale.hardware, views_per_s)
+        train_images = split_sizes(run.config)[0]
+        if run.config.batch_size > train_images and store.state(run.run_id) != "done":
+            too_large[run.config.batch_size, train_images, run.config.data.dataset] += 1
         rates[cost.rate] += 1
         state = store.state(run.run_id)
         if state != "done" and store.has_checkpoint(run.run_id):
@@ -120,6 +124,10 @@ def print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
           "FLOPs-scaled to each run's model (registry/estimate.py)"
           + ("; your GPU's ResNet-50 1x 224 px images/s: --gpu-images-per-s R" if scale.hardware == "gpu"
              else "; rough"))
+    for (batch_size, train_images, dataset), n in too_large.items():
+        print(f"  {n} of the {len(runs)} runs: batch_size={batch_size} exceeds the {train_images:,} training images "
+              f"of {dataset!r}, so no step can be made and `run` refuses them (choose batch_size <= {train_images}); "
+              "their steps and hours above are not a plan")
     experiment = get_experiment(runs[0].experiment)
     print(f"  {experiment.name} at every scale, all its runs as declared (without overrides) with the scale's default "
           "seeds, one device each (python -m registry scales describes them):")

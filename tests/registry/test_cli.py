@@ -439,3 +439,17 @@ def test_ctrl_c_while_the_declarations_load_is_one_line_not_a_traceback(tmp_path
                           cwd=REPO, timeout=300)
     assert done.returncode == 130, done.stderr
     assert done.stderr.strip() == "interrupted before anything started"
+
+
+def test_the_plan_says_run_refuses_a_batch_larger_than_the_folder_it_trains_on(monkeypatch, capsys, tmp_path):
+    # Before: the paper scale's batch of 4096 on a folder of 40 images was planned as "100 epochs, 1 step, 8,192
+    # views, 3 s", with nothing saying that `run` refuses every such run.
+    folder = _png_folder(tmp_path / "folder", shade=0)
+    code, out, err = run_main(monkeypatch, capsys, tmp_path / "results", "run", "temperature_norm", "--scale", "paper",
+                              "--dry-run", "data.dataset=imagefolder", f"data.data_dir={folder}")
+    assert code == 0, err
+    assert ("  6 of the 6 runs: batch_size=4096 exceeds the 40 training images of 'imagefolder', so no step can be "
+            "made and `run` refuses them (choose batch_size <= 40)") in out, out
+    code, out, err = run_main(monkeypatch, capsys, tmp_path / "results", "run", "temperature_norm", "--scale", "paper",
+                              "--dry-run", "data.dataset=imagefolder", f"data.data_dir={folder}", "batch_size=40")
+    assert code == 0 and "exceeds" not in out, out
