@@ -22,6 +22,9 @@ NO_DATA = "no finished runs yet"
 MARGIN_IN = {"left": 0.8, "right": 0.15, "bottom": 0.95, "top": 0.85, "between_rows": 1.3}
 
 sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+# A report builds every section (one figure each, about 30) before it writes them, closing each as it is written
+# (png_bytes): matplotlib's warning past 20 open figures would call that a leak on every full report.
+plt.rcParams["figure.max_open_warning"] = 0
 
 
 def panels(rows: int = 1, columns: int = 2, scale: str | None = None, title: str = "",

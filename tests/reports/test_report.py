@@ -64,9 +64,9 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
-def report(results_dir, tmp_path_factory) -> Path:
+def report_build(results_dir, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """The full report, built once through `python -m registry report` in a fresh interpreter that must
-    never have imported torch by the end."""
+    never have imported torch by the end: its folder, and the finished process (its output)."""
     out = tmp_path_factory.mktemp("report")
     code = ("import sys, time; from registry.__main__ import main\n"
             "started = time.perf_counter()\n"
@@ -79,7 +79,20 @@ def report(results_dir, tmp_path_factory) -> Path:
     assert "no torch" in done.stdout
     seconds = float(re.search(r"built in ([0-9.]+)s", done.stdout).group(1))
     assert seconds < 60, f"the report took {seconds:.1f}s to build; it should take seconds"
-    return out
+    return out, done
+
+
+@pytest.fixture(scope="session")
+def report(report_build) -> Path:
+    return report_build[0]
+
+
+def test_a_full_report_prints_no_warning_about_its_open_figures(report_build):
+    # Before: every full report began with matplotlib's "warning (RuntimeWarning): More than 20 figures have been
+    # opened ... Consider using `matplotlib.pyplot.close()`", as if figures leaked: a report holds one per section
+    # until it writes them (and closes each).
+    _, done = report_build
+    assert "figures have been opened" not in done.stdout + done.stderr, done.stderr
 
 
 def test_report_verb_names_scale_progress_and_agreement(report):
