@@ -7,8 +7,10 @@
         metrics.jsonl   one JSON object per logged step            (written by the training function)
         checkpoint.pt   the last checkpoint; a re-run resumes from it (written by the training function)
         final.json      final evaluation metrics; its presence means done (written by the training function)
-        evaluation-partial.json  the metrics of the protocols an interrupted final evaluation finished, until
-                        final.json is written (simclr_core/partial_evaluation.py)
+        evaluation-partial.json  the metrics of the protocols (and fine-tunings of one) an interrupted final
+                        evaluation finished, until final.json is written (simclr_core/partial_evaluation.py)
+        finetune-progress.pt  the saved state of the fine-tuning that evaluation was in, until its metrics are
+                        saved (simclr_core/finetune_progress.py)
         error.txt       the traceback of the last failure
         discarded-<time>/  the files of an earlier attempt, moved aside by `registry run ... --redo`
 
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from registry.claim import claim_is_stale, owner_info, read_claim
 from simclr_core.atomic_files import (atomic_write_bytes, atomic_write_text, create_if_absent, nearest_existing,
                                       remove_abandoned_temps)
+from simclr_core.finetune_progress import PROGRESS_NAME
 from simclr_core.partial_evaluation import PARTIAL_NAME
 from simclr_core.validation import ConfigError
 
@@ -63,7 +66,7 @@ DISCARDING_FIELD = "discarding_into"
 DISCARDED_STATUS_FIELD = "discarded_status_text"
 # What `run --redo` moves aside (status.json is copied), final.json first: from the first move the files left
 # cannot make the run look done, even to a reader that does not know DISCARDING_FIELD.
-_MOVED_ASIDE = (FINAL_NAME, PARTIAL_NAME, CHECKPOINT_NAME, METRICS_NAME, ERROR_NAME, CONFIG_NAME)
+_MOVED_ASIDE = (FINAL_NAME, PARTIAL_NAME, PROGRESS_NAME, CHECKPOINT_NAME, METRICS_NAME, ERROR_NAME, CONFIG_NAME)
 
 
 def default_results_dir(explicit: str | os.PathLike | None = None) -> Path:

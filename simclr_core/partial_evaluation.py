@@ -18,6 +18,11 @@ Every protocol draws its randomness from generators seeded with the run's seed, 
 protocol leaves behind, so a protocol run alone gives the numbers it gives after the others: the resumed evaluation's
 final.json holds what an uninterrupted one's would.
 
+A protocol of several fine-tunings (finetune: a label fraction from the pretrained encoder or from scratch; transfer:
+linear, finetune, scratch) also saves each one's metrics as it ends ("parts", under the protocol's name; dropped
+when the whole protocol is saved): a rerun runs the fine-tunings left, and the one it was in goes on from its last
+saved epoch (finetune_progress.py). Each is seeded on its own, so it gives the same numbers run alone.
+
 Nothing here imports torch at import time: the registry names the file (--redo moves it aside) without loading it.
 """
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr_core.atomic_files import atomic_write_text
+from simclr_core.finetune_progress import PROGRESS_NAME, SAVE_EVERY_S, ProgressFile
 
 PARTIAL_NAME = "evaluation-partial.json"
 
@@ -61,41 +67,81 @@ class PartialEvaluation:
     """The metrics of the protocols an earlier attempt finished on the same evaluation (`kept`), and the file that
     records each protocol this attempt finishes (`save`)."""
 
-    def __init__(self, run_dir: str | Path, key: dict[str, Any]):
+    def __init__(self, run_dir: str | Path, key: dict[str, Any], *, label: str = "evaluate",
+                 progress_every_s: float = SAVE_EVERY_S):
         self.path = Path(run_dir) / PARTIAL_NAME
         self.key = json.loads(json.dumps(key))       # as it reads back: tuples become lists
         self.protocols: dict[str, dict[str, Any]] = {}
+        self.parts: dict[str, dict[str, dict[str, Any]]] = {}   # {protocol: {part: saved}} of unfinished protocols
         self.discarded = ""                           # why a saved file was not reused ("" if none, or reused)
+        self.label = label                            # what a fine-tuning's lines about its progress begin with
+        self.progress_every_s = progress_every_s
         self._clock = time.perf_counter()
         saved = self._read()
         if saved is None:
             return
-        changed = _differences(saved.get("key"), self.key)
+        changed = differences(saved.get("key"), self.key)
         if changed:
             self.discarded = f"{self.path.name} was saved for other {changed}"
         else:
             self.protocols = saved["protocols"]
+            self.parts = saved.get("parts", {})
 
     @property
     def kept(self) -> dict[str, dict[str, Any]]:
         """{protocol: its metrics} of the protocols finished before, on the same evaluation."""
         return {name: saved["metrics"] for name, saved in self.protocols.items()}
 
+    def kept_parts(self, protocol: str) -> dict[str, dict[str, Any]]:
+        """{part: its metrics} of the parts of `protocol` finished before, on the same evaluation."""
+        return {name: saved["metrics"] for name, saved in self.parts.get(protocol, {}).items()}
+
     @property
     def kept_seconds(self) -> float:
-        """The seconds the kept protocols took, in the attempts that ran them."""
-        return sum(saved["seconds"] for saved in self.protocols.values())
+        """The seconds the kept protocols and parts took, in the attempts that ran them."""
+        return (sum(saved["seconds"] for saved in self.protocols.values())
+                + sum(saved["seconds"] for parts in self.parts.values() for saved in parts.values()))
 
     def save(self, name: str, metrics: dict[str, Any]) -> None:
-        """Record protocol `name`'s metrics, and the seconds since the last save (or since the evaluation began)."""
-        now = time.perf_counter()
-        self.protocols[name] = {"metrics": metrics, "seconds": now - self._clock}
-        self._clock = now
-        atomic_write_text(self.path, json.dumps({"key": self.key, "protocols": self.protocols}, indent=2) + "\n")
+        """Record protocol `name`'s metrics, and the seconds since the last save (or since the evaluation began) with
+        those of its parts, which it replaces."""
+        parts = self.parts.pop(name, {})
+        self.protocols[name] = {"metrics": metrics,
+                                "seconds": self._lap() + sum(saved["seconds"] for saved in parts.values())}
+        self._write()
+
+    def save_part(self, protocol: str, part: str, metrics: dict[str, Any]) -> None:
+        """Record the metrics of `part` of `protocol` (one of its fine-tunings), then drop that one's progress file."""
+        self.parts.setdefault(protocol, {})[part] = {"metrics": metrics, "seconds": self._lap()}
+        self._write()
+        self._progress_path().unlink(missing_ok=True)
+
+    def parts_of(self, protocol: str) -> SavedParts:
+        """What protocol `protocol` keeps of its parts (protocols.py's `parts`)."""
+        return SavedParts(self, protocol)
+
+    def progress(self, part: str, start) -> ProgressFile:
+        """The progress file of fine-tuning `part`, which starts from the weights of `start` (a module)."""
+        key = {**self.key, "part": part, "start_sha256": weights_digest(start)}
+        return ProgressFile(self.path.parent, key, every_s=self.progress_every_s, label=self.label)
 
     def remove(self) -> None:
-        """Delete the file: final.json holds the metrics now."""
+        """Delete the file, and any fine-tuning's progress: final.json holds the metrics now."""
         self.path.unlink(missing_ok=True)
+        self._progress_path().unlink(missing_ok=True)
+
+    def _progress_path(self) -> Path:
+        return self.path.parent / PROGRESS_NAME
+
+    def _lap(self) -> float:
+        """Seconds since the last save (or since the evaluation began)."""
+        now = time.perf_counter()
+        lap, self._clock = now - self._clock, now
+        return lap
+
+    def _write(self) -> None:
+        atomic_write_text(self.path, json.dumps({"key": self.key, "protocols": self.protocols, "parts": self.parts},
+                                                indent=2) + "\n")
 
     def _read(self) -> dict[str, Any] | None:
         try:
@@ -106,10 +152,31 @@ class PartialEvaluation:
             self.discarded = f"{self.path.name} could not be read ({exc})"
             return None
         protocols = saved.get("protocols") if isinstance(saved, dict) else None
-        if not isinstance(protocols, dict) or not all(map(_is_saved_protocol, protocols.values())):
+        parts = saved.get("parts", {}) if isinstance(saved, dict) else None
+        if (not isinstance(protocols, dict) or not all(map(_is_saved_protocol, protocols.values()))
+                or not isinstance(parts, dict) or not all(map(_is_saved_parts, parts.values()))):
             self.discarded = f"{self.path.name} is not a record of finished protocols"
             return None
         return saved
+
+
+class SavedParts:
+    """The parts of one protocol that an interrupted evaluation finished (`kept`), the record of each part this one
+    finishes (`save`), and the progress file of the part it runs (`progress`)."""
+
+    def __init__(self, partial: PartialEvaluation, protocol: str):
+        self.partial = partial
+        self.protocol = protocol
+
+    @property
+    def kept(self) -> dict[str, dict[str, Any]]:
+        return self.partial.kept_parts(self.protocol)
+
+    def save(self, part: str, metrics: dict[str, Any]) -> None:
+        self.partial.save_part(self.protocol, part, metrics)
+
+    def progress(self, part: str, start) -> ProgressFile:
+        return self.partial.progress(part, start)
 
 
 def _is_saved_protocol(saved: Any) -> bool:
@@ -117,12 +184,20 @@ def _is_saved_protocol(saved: Any) -> bool:
             and isinstance(saved.get("seconds"), (int, float)))
 
 
-def _differences(saved: Any, now: dict[str, Any]) -> str:
+def _is_saved_parts(saved: Any) -> bool:
+    return isinstance(saved, dict) and all(map(_is_saved_protocol, saved.values()))
+
+
+# A key's fields besides the config, and how a difference in each reads.
+_KEY_WORDS = {"step": "step", "weights_sha256": "weights", "device": "device", "part": "fine-tuning",
+              "start_sha256": "starting weights"}
+
+
+def differences(saved: Any, now: dict[str, Any]) -> str:
     """What differs between a saved key and this evaluation's, in words ("" if nothing)."""
     if not isinstance(saved, dict):
         return "settings (it names none)"
-    parts = [{"step": "step", "weights_sha256": "weights", "device": "device"}[k]
-             for k in ("step", "weights_sha256", "device") if saved.get(k) != now[k]]
+    parts = [words for k, words in _KEY_WORDS.items() if k in now and saved.get(k) != now[k]]
     saved_config = saved.get("config") if isinstance(saved.get("config"), dict) else {}
     config = sorted(k for k in now["config"].keys() | saved_config.keys()
                     if saved_config.get(k) != now["config"].get(k))
@@ -132,4 +207,4 @@ def _differences(saved: Any, now: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-__all__ = ["PARTIAL_NAME", "PartialEvaluation", "evaluation_key", "weights_digest"]
+__all__ = ["PARTIAL_NAME", "PartialEvaluation", "SavedParts", "differences", "evaluation_key", "weights_digest"]

@@ -13,8 +13,11 @@ Files written under run_dir (by the main process):
   checkpoint.pt   model, optimizer and step, replaced atomically every `checkpoint_every_steps`, and at the
                   logging step where a stop is requested (stop_request.py: a SLURM job's time-limit warning)
   final.json      the final evaluation metrics plus wall clock, throughput and device
-  evaluation-partial.json  the metrics of each evaluation protocol as it finishes, until final.json is written: a
-                  run killed during its evaluation does not run the finished ones again (partial_evaluation.py)
+  evaluation-partial.json  the metrics of each evaluation protocol as it finishes, and of each fine-tuning of one
+                  (finetune, transfer), until final.json is written: a run killed during its evaluation does not run
+                  the finished ones again (partial_evaluation.py)
+  finetune-progress.pt  the state of the fine-tuning running, every few minutes at an epoch end, until its metrics
+                  are saved: a run killed during it goes on from there (finetune_progress.py)
 """
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ from simclr_core.losses import compute_multicrop_loss, contrastive_stats
 from simclr_core.models import build_model, build_supervised_model
 from simclr_core.models.encoders import stem_cost_note
 from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
+from simclr_core.finetune_progress import PROGRESS_NAME
 from simclr_core.partial_evaluation import PARTIAL_NAME, PartialEvaluation, evaluation_key
 from simclr_core.precision import autocast_dtype, resolve_precision
 from simclr_core.seeding import step_seed
@@ -121,7 +125,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                               log_with=list(cfg.trackers) or None, project_dir=str(run_dir))
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     if accelerator.is_main_process:     # the partial files of writes that killed an earlier attempt
-        for name in (CHECKPOINT_NAME, FINAL_NAME, METRICS_NAME, PARTIAL_NAME):
+        for name in (CHECKPOINT_NAME, FINAL_NAME, METRICS_NAME, PARTIAL_NAME, PROGRESS_NAME):
             remove_leftover_temps(run_dir / name)
     if cfg.batch_size % world:
         raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {world} processes")
@@ -325,11 +329,12 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     # ---- final evaluation -> final.json -------------------------------------------------------------
     eval_clock = time.perf_counter()
-    partial = None
+    partial, label = None, f"evaluate {run_dir.name}"
     if accelerator.is_main_process and cfg.eval.protocols:
-        partial = PartialEvaluation(run_dir, evaluation_key(accelerator.unwrap_model(model), stop_step, cfg, device))
+        partial = PartialEvaluation(run_dir, evaluation_key(accelerator.unwrap_model(model), stop_step, cfg, device),
+                                    label=label)
     metrics = _evaluate_apart(accelerator, model, cfg, feed, mixed_precision, cfg.eval.protocols,
-                              progress=f"evaluate {run_dir.name}", partial=partial)
+                              progress=label, partial=partial)
     steps_run = stop_step - start_step
     metrics.update({
         "steps": stop_step, "total_steps": total_steps, "epochs_done": stop_step / steps_per_epoch,
@@ -478,7 +483,8 @@ def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed
     """Evaluate the encoder f(.) (the representation h, before the head; a protocol may also read the head g(.))
     on the main process; with `progress` (a label), a progress bar names the protocol running (fine-tuning or a
     transfer evaluation may take as long as pretraining). With `partial`, each protocol's metrics are saved as it
-    finishes, and those an interrupted attempt saved are kept, not run again (one line says which)."""
+    finishes, and each part's of a protocol in parts, and those an interrupted attempt saved are kept, not run again
+    (one line says which); a fine-tuning saves its progress there too."""
     metrics: dict[str, Any] = {}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and protocols:
@@ -490,7 +496,8 @@ def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed
         try:
             metrics.update(run_protocols(network.encoder, feed, cfg, autocast_dtype(mixed_precision), protocols,
                                          head=network.head, announce=bar, kept=kept,
-                                         finished=partial.save if partial is not None else None))
+                                         finished=partial.save if partial is not None else None,
+                                         parts_of=partial.parts_of if partial is not None else None))
             if bar is not None:
                 bar.finish()
         finally:
@@ -504,11 +511,16 @@ def _evaluate(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed
 
 
 def _say_what_is_kept(label: str, partial: PartialEvaluation, protocols: tuple[str, ...]) -> None:
-    """One line when an earlier attempt's saved protocols are kept, or saved ones are set aside (and why)."""
+    """One line when an earlier attempt's saved protocols or parts of one are kept, or saved ones are set aside (and
+    why)."""
     in_order = [name for name in PROTOCOLS if name in protocols]
-    done = [name for name in in_order if name in partial.kept]
+    in_part = {name: list(partial.kept_parts(name)) for name in in_order
+               if name not in partial.kept and partial.kept_parts(name)}
+    done = [name if name not in in_part else f"{name} in part ({', '.join(in_part[name])})" for name in in_order
+            if name in partial.kept or name in in_part]
     if done:
-        rest = [name for name in in_order if name not in partial.kept]
+        rest = [name if name not in in_part else f"the rest of {name}" for name in in_order
+                if name not in partial.kept]
         running = f"running {', '.join(rest)}" if rest else "nothing left to run"
         print(f"{label}: {', '.join(done)} already done before the interruption (kept); {running}", file=sys.stderr,
               flush=True)

@@ -23,7 +23,7 @@ images fine-tuned on. An unreadable test image is left out of the accuracy with 
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,19 @@ from simclr_core.evaluate.linear import (MOMENTUM, cosine_lr, epoch_batches, lin
 from simclr_core.validation import ConfigError, require_range
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
+
+
+class Progress(Protocol):
+    """Where a fine-tuning keeps its progress between attempts."""
+
+    def load(self) -> dict[str, Any] | None:
+        """The state an earlier attempt of this fine-tuning saved, or None (start from the beginning)."""
+
+    def due(self) -> bool:
+        """Whether to save the state at this epoch end."""
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Keep `state` (CPU tensors that nothing else holds) for the next attempt."""
 
 
 def _require_fraction(label_fraction: float) -> None:
@@ -99,7 +112,8 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
                   augment: Augment | None = None, weight_decay: float = 0.0, momentum: float = MOMENTUM,
                   eval_batch_size: int = 512, device: torch.device | str | None = None,
                   autocast_dtype: torch.dtype | None = None, channels_last: bool = False,
-                  mean_per_class: bool = False, subset: Tensor | None = None) -> dict[str, float]:
+                  mean_per_class: bool = False, subset: Tensor | None = None,
+                  progress: Progress | None = None) -> dict[str, float]:
     """Fine-tuned accuracy (percent) on the test split:
     {"finetune_top1": ..., "finetune_top5": ..., "label_fraction": label_fraction}, and
     "finetune_mean_per_class_acc" with ``mean_per_class`` (accuracy.mean_per_class_accuracy).
@@ -108,6 +122,7 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
     cosine to 0 over ``epochs``; BatchNorm of the copy trains (batch statistics), as in fine-tuning.
     ``subset``: indices of the labelled training examples (a fixed list, e.g. the paper's published 1% of
     ImageNet: subset_files.py); None -> `balanced_subset(train_labels, label_fraction, seed=seed)`.
+    ``progress``: resume from its state, and save the state at epoch ends where it is due (the module's docstring).
     """
     require_int("num_classes", num_classes, low=1)
     _require_fraction(label_fraction)
@@ -157,9 +172,13 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
     shuffle_gen = torch.Generator().manual_seed(seed + 1)
     augment_gen = torch.Generator().manual_seed(seed + 3)
 
-    total_steps = epochs * steps_per_epoch(count, batch_size)
-    step = 0
-    for _ in range(epochs):
+    per_epoch = steps_per_epoch(count, batch_size)
+    total_steps = epochs * per_epoch
+    saved = progress.load() if progress is not None else None
+    start_epoch = 0 if saved is None else _restore(saved, epochs, per_epoch, network, optimizer, scaler, shuffle_gen,
+                                                  augment_gen)
+    step = start_epoch * per_epoch
+    for epoch in range(start_epoch, epochs):
         order = epoch_batches(count, batch_size, shuffle_gen)
         batches = images.batches(order) if streamed else (
             (images[idx.to(images.device)].to(device, non_blocking=True), labels[idx.to(device)]) for idx in order)
@@ -176,6 +195,8 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
             scaler.step(optimizer)
             scaler.update()
             step += 1
+        if progress is not None and epoch + 1 < epochs and progress.due():
+            progress.save(_state(epoch + 1, step, network, optimizer, scaler, shuffle_gen, augment_gen))
 
     logits, test_labels = labelled_features(network, test_images, test_labels, mean=mean, std=std,
                                             batch_size=eval_batch_size, device=device, autocast_dtype=autocast_dtype,
@@ -186,3 +207,36 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
     if mean_per_class:
         metrics["finetune_mean_per_class_acc"] = mean_per_class_accuracy(logits, test_labels)
     return metrics
+
+
+def _state(epochs_done: int, step: int, network: nn.Module, optimizer: torch.optim.Optimizer,
+           scaler: torch.amp.GradScaler, shuffle_gen: torch.Generator, augment_gen: torch.Generator) -> dict[str, Any]:
+    """What the fine-tuning after `epochs_done` epochs depends on, as CPU copies (training goes on meanwhile)."""
+    return _cpu_copy({"epochs_done": epochs_done, "step": step, "network": network.state_dict(),
+                      "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                      "shuffle_generator": shuffle_gen.get_state(), "augment_generator": augment_gen.get_state()})
+
+
+def _restore(state: dict[str, Any], epochs: int, per_epoch: int, network: nn.Module, optimizer: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler, shuffle_gen: torch.Generator, augment_gen: torch.Generator) -> int:
+    """Put a saved `state` back in place; the epochs it had done."""
+    done = state["epochs_done"]
+    if not 0 < done < epochs or state["step"] != done * per_epoch:
+        raise ValueError(f"the saved fine-tuning state (epoch {done}, step {state['step']}) is not one of this "
+                         f"fine-tuning of {epochs} epochs of {per_epoch} steps")
+    network.load_state_dict(state["network"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    shuffle_gen.set_state(state["shuffle_generator"])
+    augment_gen.set_state(state["augment_generator"])
+    return done
+
+
+def _cpu_copy(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(v) for v in value)
+    return value

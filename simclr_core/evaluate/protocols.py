@@ -5,7 +5,10 @@ images and labels of both splits, their statistics) and the run's settings (cfg.
 a protocol marked `needs_head` also reads the projection head g(.). `run_protocols` runs the named ones in the
 registry's order; kNN and linear evaluation share one feature pass over each split. A protocol that reads data
 of its own (transfer) says how to check it is there: `require_protocol_data`, which train() calls before
-pretraining. Adding a protocol is one entry here; config validation and train() read this table.
+pretraining. A protocol of several fine-tunings (finetune, transfer) runs `in_parts`: it is given `parts`, which
+keeps each part's metrics as it ends (those an interrupted attempt kept are not run again) and gives each
+fine-tuning a place to keep its progress (train(): partial_evaluation.py). Adding a protocol is one entry here;
+config validation and train() read this table.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from simclr_core.evaluate.features import reuse_features
 from simclr_core.evaluate.finetune import balanced_subset, finetune_eval
 from simclr_core.evaluate.knn import knn_eval
 from simclr_core.evaluate.linear import linear_eval
+from simclr_core.evaluate.parts import Parts, Unsaved, run_part
 from simclr_core.evaluate.subset_files import official_subsets, require_subset_data
 from simclr_core.evaluate.transfer import require_transfer_data, run_transfer
 from simclr_core.evaluate.transform_probe import transform_probe_eval
@@ -46,6 +50,8 @@ class Protocol:
     classifies: bool = False
     # False where it reads none of the run's own splits (transfer: datasets of its own), so needs no test split.
     reads_own_splits: bool = True
+    # True where it runs several fine-tunings, each a part kept on its own (`parts` as a keyword).
+    in_parts: bool = False
 
 
 def _data(feed) -> tuple:
@@ -67,11 +73,13 @@ def _linear(encoder, feed, cfg, dtype) -> dict[str, Any]:
                        lr=ev.linear_lr, seed=cfg.seed, autocast_dtype=dtype, **_common(feed))
 
 
-def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
+def _finetune(encoder, feed, cfg, dtype, *, parts: Parts = Unsaved()) -> dict[str, Any]:
     """Per label fraction: finetune_top1_<pct>, finetune_top5_<pct> and finetune_examples_<pct> (how many labelled
     images it fine-tuned on), on a class-balanced draw with the run's seed or on the images of the fraction's file
     in eval.finetune_subset_files; where some of those could not be decoded (streamed), finetune_unreadable_<pct>
-    counts them, with a warning, and finetune_examples_<pct> leaves them out."""
+    counts them, with a warning, and finetune_examples_<pct> leaves them out. Each fine-tuning is a part
+    (finetune_<pct>, finetune_scratch_<pct>) that holds its fraction's counts too: a fine-tuning reads each of its
+    images."""
     from simclr_core.augment import build_augmentation
     from simclr_core.config import AugmentConfig
 
@@ -88,21 +96,31 @@ def _finetune(encoder, feed, cfg, dtype) -> dict[str, Any]:
             subset = balanced_subset(feed.train_labels, fraction, num_classes=feed.scored_classes, seed=cfg.seed)
         pct = f"{fraction * 100:g}pct"
         for prefix, start in starts.items():
-            result = finetune_eval(start, *_data(feed), label_fraction=fraction, epochs=ev.finetune_epochs,
-                                   batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,
-                                   augment=augment, subset=subset, autocast_dtype=dtype,
-                                   channels_last=cfg.channels_last, **_common(feed))
-            metrics.update({f"{prefix}_top1_{pct}": result["finetune_top1"],
-                            f"{prefix}_top5_{pct}": result["finetune_top5"]})
-        unreadable = _unreadable_in_subset(feed, subset)
-        metrics[f"finetune_examples_{pct}"] = int(subset.numel()) - unreadable
+            part = f"{prefix}_{pct}"
+
+            def fine_tune() -> dict[str, Any]:       # called at once, in this iteration
+                result = finetune_eval(start, *_data(feed), label_fraction=fraction, epochs=ev.finetune_epochs,
+                                       batch_size=ev.finetune_batch_size, lr=ev.finetune_lr, seed=cfg.seed,
+                                       augment=augment, subset=subset, autocast_dtype=dtype,
+                                       channels_last=cfg.channels_last, progress=parts.progress(part, start),
+                                       **_common(feed))
+                return {f"{prefix}_top1_{pct}": result["finetune_top1"],
+                        f"{prefix}_top5_{pct}": result["finetune_top5"], **_subset_counts(feed, subset, pct)}
+            metrics.update(run_part(parts, part, fine_tune))
+        unreadable = metrics.get(f"finetune_unreadable_{pct}", 0)
         if unreadable:
-            metrics[f"finetune_unreadable_{pct}"] = unreadable
             warnings.warn(f"{unreadable} of the {subset.numel()} labelled images of the {pct} subset could not be "
                           "decoded: in each step another image of its batch took the place of each (the batch keeps "
                           f"its size); finetune_examples_{pct} counts the {subset.numel() - unreadable} fine-tuned on, "
                           f"finetune_unreadable_{pct} the others", stacklevel=2)
     return metrics
+
+
+def _subset_counts(feed, subset: torch.Tensor, pct: str) -> dict[str, int]:
+    """finetune_examples_<pct>, and finetune_unreadable_<pct> where some of the subset's images could not be read."""
+    unreadable = _unreadable_in_subset(feed, subset)
+    return {f"finetune_examples_{pct}": int(subset.numel()) - unreadable,
+            **({f"finetune_unreadable_{pct}": unreadable} if unreadable else {})}
 
 
 def _unreadable_in_subset(feed, subset: torch.Tensor) -> int:
@@ -145,18 +163,18 @@ def _supervised(encoder, feed, cfg, dtype, *, head) -> dict[str, Any]:
     return classifier_eval(encoder, head, feed.test_eval, feed.test_labels, autocast_dtype=dtype, **_common(feed))
 
 
-def _transfer(encoder, feed, cfg, dtype) -> dict[str, Any]:
+def _transfer(encoder, feed, cfg, dtype, *, parts: Parts = Unsaved()) -> dict[str, Any]:
     scratch = scratch_encoder(cfg, feed.image_size, encoder) if cfg.eval.transfer_scratch else None
     return run_transfer(encoder, cfg, image_size=feed.image_size, mean=feed.mean, std=feed.std, scratch=scratch,
-                        autocast_dtype=dtype)
+                        autocast_dtype=dtype, parts=parts)
 
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (  # each one's metric prefix: simclr_core/metric_names.py
     Protocol("knn", _knn, frozen_features=True, classifies=True),
     Protocol("linear", _linear, frozen_features=True, classifies=True),
-    Protocol("finetune", _finetune, check_data=require_subset_data, classifies=True),
+    Protocol("finetune", _finetune, check_data=require_subset_data, classifies=True, in_parts=True),
     Protocol("transform_probe", _transform_probe, needs_head=True),
-    Protocol("transfer", _transfer, check_data=require_transfer_data, reads_own_splits=False),
+    Protocol("transfer", _transfer, check_data=require_transfer_data, reads_own_splits=False, in_parts=True),
     Protocol("supervised", _supervised, needs_head=True, classifies=True),   # method=supervised runs only
 )}
 
@@ -222,12 +240,14 @@ def _source_of(data, split: str) -> Source | None:
 def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, names: Sequence[str],
                   head: nn.Module | None = None, announce: Callable[[str], None] | None = None,
                   kept: Mapping[str, dict[str, Any]] | None = None,
-                  finished: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                  finished: Callable[[str, dict[str, Any]], None] | None = None,
+                  parts_of: Callable[[str], Parts] | None = None) -> dict[str, Any]:
     """The metrics of the protocols `names`, run in the registry's order; `head` is g(.), for those that read it;
     `announce(name)` is called as each protocol starts (a progress bar), `finished(name, metrics)` as it ends.
     `kept` holds the metrics of protocols an interrupted evaluation of the same weights finished
-    (simclr_core/partial_evaluation.py): those are not run again, their metrics take their place. Each protocol
-    seeds its own randomness from cfg.seed, so its numbers do not depend on which protocols ran before it."""
+    (simclr_core/partial_evaluation.py): those are not run again, their metrics take their place; `parts_of(name)`,
+    the parts of a protocol `in_parts` (default: none kept, none saved). Each protocol seeds its own randomness
+    from cfg.seed, so its numbers do not depend on which protocols ran before it."""
     kept = kept or {}
     chosen = [p for p in PROTOCOLS.values() if p.name in names]
     needing_head = [p.name for p in chosen if p.needs_head and p.name not in kept]
@@ -243,7 +263,9 @@ def run_protocols(encoder: nn.Module, feed, cfg, dtype: torch.dtype | None, name
             metrics.update(kept[protocol.name])
             return
         announce(protocol.name)
-        result = protocol.run(encoder, feed, cfg, dtype, **({"head": head} if protocol.needs_head else {}))
+        extra = {**({"head": head} if protocol.needs_head else {}),
+                 **({"parts": parts_of(protocol.name) if parts_of else Unsaved()} if protocol.in_parts else {})}
+        result = protocol.run(encoder, feed, cfg, dtype, **extra)
         finished(protocol.name, result)
         metrics.update(result)
 

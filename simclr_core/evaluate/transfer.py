@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -50,8 +50,9 @@ from simclr_core.data.images import count_classes, load_images
 from simclr_core.data.locate import DataNotFoundError, locate_source
 from simclr_core.data.stream import EvalImages
 from simclr_core.data.subset import balanced_subset
-from simclr_core.evaluate.finetune import Augment, finetune_eval
+from simclr_core.evaluate.finetune import Augment, Progress, finetune_eval
 from simclr_core.evaluate.linear import linear_eval
+from simclr_core.evaluate.parts import Parts, Unsaved, run_part
 from simclr_core.validation import ConfigError, require_choice
 
 TRANSFER_PROTOCOLS = ("linear", "finetune")
@@ -185,7 +186,8 @@ def transfer_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
                   test_labels: Tensor, *, num_classes: int, mean: Sequence[float], std: Sequence[float],
                   protocols: Sequence[str] = TRANSFER_PROTOCOLS, seed: int = 0, linear: dict[str, Any] | None = None,
                   finetune: dict[str, Any] | None = None, augment: Augment | None = None,
-                  scratch: nn.Module | None = None, autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
+                  scratch: nn.Module | None = None, autocast_dtype: torch.dtype | None = None,
+                  parts: Parts | None = None) -> dict[str, float]:
     """Top-1 and mean per-class accuracy (percent) of each protocol in `protocols` on a labelled transfer dataset:
     {"transfer_linear_top1", "transfer_linear_mean_per_class_acc", "transfer_finetune_top1",
     "transfer_finetune_mean_per_class_acc"} (those of the protocols run).
@@ -195,32 +197,43 @@ def transfer_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
     With `scratch` (a newly initialised encoder) and "finetune" among `protocols`, that encoder is fine-tuned the
     same way too: "transfer_scratch_top1", "transfer_scratch_mean_per_class_acc".
     The encoders are left unchanged (both protocols check them bit for bit).
+    `parts` (parts.Parts; default: none kept): each of transfer_linear, transfer_finetune and transfer_scratch is
+    a part, kept as it ends and not run again where kept; each fine-tuning keeps its progress there.
     """
     protocols = require_transfer_protocols(protocols)
+    parts = parts if parts is not None else Unsaved()
     data = (encoder, train_images, train_labels, test_images, test_labels)
     common = dict(mean=mean, std=std, num_classes=num_classes, seed=seed, mean_per_class=True)
     metrics: dict[str, float] = {}
     if "linear" in protocols:
-        result = linear_eval(*data, autocast_dtype=autocast_dtype, **common, **(linear or {}))
-        metrics.update(transfer_linear_top1=result["linear_top1"],
-                       transfer_linear_mean_per_class_acc=result["linear_mean_per_class_acc"])
+        def linear_transfer() -> dict[str, float]:
+            result = linear_eval(*data, autocast_dtype=autocast_dtype, **common, **(linear or {}))
+            return {"transfer_linear_top1": result["linear_top1"],
+                    "transfer_linear_mean_per_class_acc": result["linear_mean_per_class_acc"]}
+        metrics.update(run_part(parts, "transfer_linear", linear_transfer))
     if "finetune" in protocols:
         starts = {"finetune": encoder, **({"scratch": scratch} if scratch is not None else {})}
         for prefix, start in starts.items():
-            result = finetune_eval(start, *data[1:], label_fraction=1.0, augment=augment, **common,
-                                   **(finetune or {}))
-            metrics.update({f"transfer_{prefix}_top1": result["finetune_top1"],
-                            f"transfer_{prefix}_mean_per_class_acc": result["finetune_mean_per_class_acc"]})
+            part = f"transfer_{prefix}"
+
+            def fine_tune() -> dict[str, float]:       # called at once, in this iteration
+                result = finetune_eval(start, *data[1:], label_fraction=1.0, augment=augment,
+                                       progress=parts.progress(part, start), **common, **(finetune or {}))
+                return {f"{part}_top1": result["finetune_top1"],
+                        f"{part}_mean_per_class_acc": result["finetune_mean_per_class_acc"]}
+            metrics.update(run_part(parts, part, fine_tune))
     return metrics
 
 
 def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: Sequence[float], std: Sequence[float],
-                 scratch: nn.Module | None = None, autocast_dtype: torch.dtype | None = None) -> dict[str, Any]:
+                 scratch: nn.Module | None = None, autocast_dtype: torch.dtype | None = None,
+                 parts: Parts | None = None) -> dict[str, Any]:
     """The transfer protocol of a run: eval.transfer_dataset read at `image_size` (streamed on the encoder's device)
     and normalised with the pretraining statistics `mean`/`std`; `transfer_eval`'s metrics (with `scratch`, a newly
-    initialised encoder's fine-tuning too), the images of each split it used, the data's source and path, and how
-    many images could not be read (each once: streamed, found by any pass; held, left out when decoded), which the
-    counts of images used leave out on both paths."""
+    initialised encoder's fine-tuning too; `parts` as there), the images of each split it used, the data's source
+    and path, and how many images could not be read (each once: streamed, found by any pass; held, left out when
+    decoded), which the counts of images used leave out on both paths. Each part reads every image of both splits,
+    so each saves those counts with its metrics: where every part was kept, they come from there."""
     from simclr_core.augment import build_augmentation
     from simclr_core.config import AugmentConfig
 
@@ -231,16 +244,41 @@ def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: S
     crop = build_augmentation(AugmentConfig(ops=("crop",)), image_size, mean, std)
     # Fine-tuning's one view per image: a crop of each original image where the split streams.
     augment = crop.first_view_from_originals if train.loader == "stream" else crop.first_view
+
+    def counts() -> dict[str, int]:
+        return {"transfer_train_images": train.used(), "transfer_test_images": test.used(),
+                "transfer_unreadable_images": train.unreadable() + test.unreadable()}
+
+    counted = _Counted(parts, counts)
     metrics = transfer_eval(
         encoder, train.images, train.labels, test.images, test.labels,
         num_classes=max(train.num_classes, test.num_classes), mean=mean, std=std, protocols=ev.transfer_protocols,
-        seed=cfg.seed, autocast_dtype=autocast_dtype, augment=augment, scratch=scratch,
+        seed=cfg.seed, autocast_dtype=autocast_dtype, augment=augment, scratch=scratch, parts=counted,
         linear=dict(epochs=ev.linear_epochs, batch_size=ev.linear_batch_size, lr=ev.linear_lr),
         finetune=dict(epochs=ev.finetune_epochs, batch_size=ev.finetune_batch_size, lr=ev.finetune_lr,
                       autocast_dtype=autocast_dtype, channels_last=cfg.channels_last))
-    return {**metrics, "transfer_train_images": train.used(), "transfer_test_images": test.used(),
-            "transfer_source": train.source, "transfer_loader": train.loader,
-            "transfer_unreadable_images": train.unreadable() + test.unreadable()}
+    return {**metrics, **(counts() if counted.ran else {}), "transfer_source": train.source,
+            "transfer_loader": train.loader}
+
+
+class _Counted:
+    """`parts` whose saved metrics hold the images counted so far (`counts()`); `ran`: whether a part ran here."""
+
+    def __init__(self, parts: Parts | None, counts: Callable[[], dict[str, int]]):
+        self.parts = parts if parts is not None else Unsaved()
+        self.counts = counts
+        self.ran = False
+
+    @property
+    def kept(self) -> Mapping[str, dict[str, Any]]:
+        return self.parts.kept
+
+    def save(self, part: str, metrics: dict[str, Any]) -> None:
+        self.ran = True
+        self.parts.save(part, {**metrics, **self.counts()})
+
+    def progress(self, part: str, start: nn.Module) -> Progress | None:
+        return self.parts.progress(part, start)
 
 
 __all__ = ["TRANSFER_PROTOCOLS", "UNSUPPORTED", "TransferSplit", "load_transfer_split", "require_transfer",

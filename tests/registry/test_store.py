@@ -100,7 +100,7 @@ def test_second_attempt_counts_and_sees_the_checkpoint(results):
     assert status["attempt"] == 2 and status["resumed"] is True
 
 
-def test_redo_moves_an_interrupted_evaluations_saved_protocols_aside(results):
+def test_redo_moves_an_interrupted_evaluations_saved_protocols_and_fine_tuning_progress_aside(results):
     # Left in place, a run trained again from scratch would find them (they are reused only for the same weights,
     # but --redo promises a folder that starts over).
     store, run = RunStore(results), make_run()
@@ -108,9 +108,12 @@ def test_redo_moves_an_interrupted_evaluations_saved_protocols_aside(results):
     run_dir = store.run_dir(run.run_id)
     (run_dir / "checkpoint.pt").write_bytes(b"x")
     (run_dir / "evaluation-partial.json").write_text('{"protocols": {}}')
+    (run_dir / "finetune-progress.pt").write_bytes(b"state")
     moved = store.discard(run.run_id)
     assert (moved / "evaluation-partial.json").read_text() == '{"protocols": {}}'
-    assert not (run_dir / "evaluation-partial.json").exists() and store.state(run.run_id) == "pending"
+    assert (moved / "finetune-progress.pt").read_bytes() == b"state"
+    assert not (run_dir / "evaluation-partial.json").exists() and not (run_dir / "finetune-progress.pt").exists()
+    assert store.state(run.run_id) == "pending"
 
 
 # ---- claims ---------------------------------------------------------------------------------------------

@@ -1,17 +1,23 @@
-"""A run killed during its final evaluation keeps the protocols it finished: the rerun runs the others only, and its
-final.json holds what an uninterrupted run's does."""
+"""A run killed during its final evaluation keeps the protocols it finished, and the fine-tunings a protocol finished
+(finetune, transfer), and goes on with the fine-tuning it was in from its last saved epoch: the rerun runs the rest
+only, and its final.json holds what an uninterrupted run's does."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
+from simclr_core import train as train_module
 from simclr_core.checkpoint import load_checkpoint, save_checkpoint
 from simclr_core.evaluate import protocols as protocols_module
-from simclr_core.partial_evaluation import PARTIAL_NAME
+from simclr_core.evaluate import transfer as transfer_module
+from simclr_core.finetune_progress import PROGRESS_NAME
+from simclr_core.partial_evaluation import PARTIAL_NAME, PartialEvaluation
 from simclr_core.train import train
 
 from test_train import tiny
@@ -127,3 +133,170 @@ def test_protocols_saved_under_other_evaluation_settings_run_again(tmp_path, mon
         metrics = train(tiny(**{**THREE, "eval.knn_k": 3}), run_dir)    # the same weights, another kNN
     assert calls["knn"] == 1 and metrics["steps"] == 2
     assert "saved for other settings (eval.knn_k); evaluating every protocol again" in capfd.readouterr().err
+
+
+# ---- fine-tunings within a protocol -------------------------------------------------------------------------
+# Two fine-tunings (from the pretrained encoder, then from scratch) of 3 epochs of 2 steps each (10% of 256 images,
+# batches of 16).
+FINETUNES = {"max_steps": 2, "eval.protocols": ("finetune",), "eval.finetune_fractions": (0.1,),
+             "eval.finetune_epochs": 3, "eval.finetune_batch_size": 16, "eval.finetune_scratch": True}
+STEPS_OF_ONE = 6
+
+
+def count_augmented_batches(monkeypatch, module, interrupt_at: int | None = None) -> list[int]:
+    """Count the batches `module`'s finetune_eval augments (in a one-item list); the `interrupt_at`-th raises
+    Interrupted instead."""
+    count = [0]
+
+    def finetune_eval(*args, augment, _run=module.finetune_eval, **kwargs):
+        def counted(*batch):
+            count[0] += 1
+            if count[0] == interrupt_at:
+                raise Interrupted
+            return augment(*batch)
+        return _run(*args, augment=counted, **kwargs)
+    monkeypatch.setattr(module, "finetune_eval", finetune_eval)
+    return count
+
+
+def saving_every_epoch(monkeypatch) -> None:
+    """Fine-tunings save their progress at every epoch end (not every few minutes)."""
+    monkeypatch.setattr(train_module, "PartialEvaluation",
+                        functools.partial(PartialEvaluation, progress_every_s=0))
+
+
+@pytest.fixture(scope="module", params=["no", "bf16"])
+def finetuned(request, tmp_path_factory) -> tuple[str, dict]:
+    """(precision, final.json of an uninterrupted run of FINETUNES)."""
+    run_dir = tmp_path_factory.mktemp("finetuned") / "run"
+    train(tiny(**FINETUNES, precision=request.param), run_dir)
+    return request.param, final(run_dir)
+
+
+def cut_in_scratch_epoch_3(run_dir: Path, monkeypatch, **overrides) -> None:
+    """train() of FINETUNES interrupted in the third (last) epoch of the fine-tuning from scratch."""
+    with monkeypatch.context() as patch:
+        saving_every_epoch(patch)
+        count_augmented_batches(patch, protocols_module, interrupt_at=STEPS_OF_ONE + 5)
+        with pytest.raises(Interrupted):
+            train(tiny(**FINETUNES, **overrides), run_dir)
+
+
+def test_a_fine_tuning_cut_short_goes_on_from_its_last_epoch_end_and_the_finished_one_is_kept(tmp_path, monkeypatch,
+                                                                                              capfd, finetuned):
+    precision, uninterrupted = finetuned
+    run_dir = tmp_path / "run"
+    cut_in_scratch_epoch_3(run_dir, monkeypatch, precision=precision)
+    saved = json.loads((run_dir / PARTIAL_NAME).read_text())
+    assert saved["protocols"] == {} and list(saved["parts"]["finetune"]) == ["finetune_10pct"]
+    progress = torch.load(run_dir / PROGRESS_NAME, weights_only=True)
+    assert progress["key"]["part"] == "finetune_scratch_10pct" and progress["state"]["epochs_done"] == 2
+    capfd.readouterr()
+
+    with monkeypatch.context() as patch:
+        saving_every_epoch(patch)
+        batches = count_augmented_batches(patch, protocols_module)
+        train(tiny(**FINETUNES, precision=precision), run_dir)
+    assert batches == [2]                                     # the last epoch of the second fine-tuning only
+    err = capfd.readouterr().err
+    assert ("evaluate run: finetune in part (finetune_10pct) already done before the interruption (kept); running "
+            "the rest of finetune") in err
+    assert (f"evaluate run: finetune_scratch_10pct goes on after epoch 2, where an earlier attempt saved it "
+            f"({PROGRESS_NAME})") in err
+    assert final(run_dir) == uninterrupted
+    assert not (run_dir / PARTIAL_NAME).exists() and not (run_dir / PROGRESS_NAME).exists()
+
+
+def test_a_fine_tuning_saved_under_other_settings_starts_over_saying_why(tmp_path, monkeypatch, capfd):
+    run_dir = tmp_path / "run"
+    cut_in_scratch_epoch_3(run_dir, monkeypatch)
+    capfd.readouterr()
+
+    with monkeypatch.context() as patch:
+        saving_every_epoch(patch)
+        batches = count_augmented_batches(patch, protocols_module)
+        train(tiny(**{**FINETUNES, "eval.finetune_lr": 0.2}), run_dir)
+    assert batches == [2 * STEPS_OF_ONE]                      # both fine-tunings, from their start
+    err = capfd.readouterr().err
+    assert "saved for other settings (eval.finetune_lr); evaluating every protocol again" in err
+    assert (f"evaluate run: {PROGRESS_NAME} was saved for other fine-tuning, starting weights, settings "
+            "(eval.finetune_lr); fine-tuning finetune_10pct from the start") in err
+    assert "goes on after" not in err
+    assert not (run_dir / PROGRESS_NAME).exists()
+
+
+TRANSFER = {"max_steps": 2, "eval.protocols": ("transfer",), "eval.transfer_dataset": "imagefolder",
+            "eval.transfer_scratch": True, "eval.linear_epochs": 2, "eval.finetune_epochs": 3,
+            "eval.finetune_batch_size": 8}
+TRANSFER_STEPS_OF_ONE = 3 * 3            # 19 training photos, batches of 8
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict:
+    """TRANSFER to a folder of photos (streamed; one of each split cannot be read), and the final.json of an
+    uninterrupted run."""
+    from test_transfer import photo_folder
+
+    root = photo_folder(tmp_path_factory.mktemp("photos") / "p")
+    for split in ("train", "test"):
+        (root / split / "class0" / "broken.jpg").write_bytes(b"not a JPEG")
+    settings = {**TRANSFER, "eval.transfer_data_dir": str(root)}
+    run_dir = tmp_path_factory.mktemp("transferred") / "run"
+    train(tiny(**settings), run_dir)
+    return {"settings": settings, "final": final(run_dir)}
+
+
+def count_linear_transfers(monkeypatch) -> list[int]:
+    calls = [0]
+
+    def linear_eval(*args, _run=transfer_module.linear_eval, **kwargs):
+        calls[0] += 1
+        return _run(*args, **kwargs)
+    monkeypatch.setattr(transfer_module, "linear_eval", linear_eval)
+    return calls
+
+
+def test_transfer_keeps_its_linear_and_finetune_parts_and_goes_on_with_scratch(tmp_path, monkeypatch, capfd, photos):
+    run_dir, settings = tmp_path / "run", photos["settings"]
+    with monkeypatch.context() as patch:
+        saving_every_epoch(patch)
+        count_augmented_batches(patch, transfer_module, interrupt_at=TRANSFER_STEPS_OF_ONE + 5)
+        with pytest.raises(Interrupted):
+            train(tiny(**settings), run_dir)
+    assert list(json.loads((run_dir / PARTIAL_NAME).read_text())["parts"]["transfer"]) == [
+        "transfer_linear", "transfer_finetune"]
+    assert torch.load(run_dir / PROGRESS_NAME, weights_only=True)["state"]["epochs_done"] == 1
+    capfd.readouterr()
+
+    with monkeypatch.context() as patch:
+        saving_every_epoch(patch)
+        batches, linear = count_augmented_batches(patch, transfer_module), count_linear_transfers(patch)
+        train(tiny(**settings), run_dir)
+    assert (batches, linear) == ([2 * 3], [0])                # scratch's last two epochs only
+    assert ("evaluate run: transfer in part (transfer_linear, transfer_finetune) already done before the "
+            "interruption (kept); running the rest of transfer") in capfd.readouterr().err
+    assert final(run_dir) == photos["final"]
+    assert not (run_dir / PARTIAL_NAME).exists() and not (run_dir / PROGRESS_NAME).exists()
+
+
+def test_transfer_whose_every_part_was_kept_reports_the_images_they_counted(tmp_path, monkeypatch, photos):
+    """Killed after its last part was saved and before the protocol was: nothing runs again, and the image counts
+    (which the streamed passes make) come from the parts."""
+    run_dir, settings = tmp_path / "run", photos["settings"]
+
+    def save(self, name, metrics):
+        raise Interrupted
+    with monkeypatch.context() as patch:
+        patch.setattr(PartialEvaluation, "save", save)
+        with pytest.raises(Interrupted):
+            train(tiny(**settings), run_dir)
+    assert len(json.loads((run_dir / PARTIAL_NAME).read_text())["parts"]["transfer"]) == 3
+
+    with monkeypatch.context() as patch:
+        batches, linear = count_augmented_batches(patch, transfer_module), count_linear_transfers(patch)
+        train(tiny(**settings), run_dir)
+    assert (batches, linear) == ([0], [0])
+    assert final(run_dir) == photos["final"]
+    assert {k: photos["final"][k] for k in ("transfer_train_images", "transfer_test_images",
+                                            "transfer_unreadable_images")} == {
+        "transfer_train_images": 18, "transfer_test_images": 18, "transfer_unreadable_images": 2}

@@ -155,7 +155,7 @@ def test_partial_files_of_writes_cut_by_a_kill_are_deleted_when_the_run_starts_a
     run = tmp_path / "run"
     train(tiny(max_steps=2), run)
     cut = [run / ".checkpoint.pt.k1ll3d.tmp", run / ".final.json.k1ll3d.tmp", run / ".metrics.jsonl.k1ll3d.tmp",
-           run / ".evaluation-partial.json.k1ll3d.tmp"]
+           run / ".evaluation-partial.json.k1ll3d.tmp", run / ".finetune-progress.pt.k1ll3d.tmp"]
     for path in cut:
         path.write_bytes(b"PK\x03\x04 cut short")
     (run / ".checkpoint.pt.other").write_text("not a temporary file of ours")
