@@ -15,9 +15,11 @@ Signals, as SLURM and submitit send them:
            (`checkpoint()` returns a fresh task for the same run) and requeues the job. The next attempt resumes
            from the run's checkpoint.pt, as any re-run does.
            In train()'s training loop, training first saves a checkpoint at its next logging step (every rank at
-           the same step: simclr_core/stop_request.py), so the next attempt loses no step. Training stops at once,
-           as outside the loop (start-up, evaluation), on a second SIGUSR2, or when the checkpoint has not come
-           within `checkpoint_within_s` (half the warning: time is left to stop and requeue).
+           the same step: simclr_core/stop_request.py), so the next attempt loses no step; in a fine-tuning of the
+           final evaluation, it saves the fine-tuning's progress at its next epoch end (or, in its last epoch, its
+           metrics as it ends: simclr_core/finetune_progress.py). Training stops at once, as outside those (start-up,
+           the other protocols), on a second SIGUSR2, or when the save has not come within `checkpoint_within_s`
+           (half the warning: time is left to stop and requeue).
   SIGTERM  scancel, a preemption that SLURM requeues by itself, or the time limit reached without the warning:
            training stops and the run is recorded cancelled (launch.RunCancelled; reconciling reads a job that
            SLURM ended TIMEOUT as such: registry/slurm_state.py). SLURM kills the job KillWait seconds later (its
@@ -213,11 +215,11 @@ class SlurmRunTask(Checkpointable):
                 return resolve_train_fn(self.train_fn)(cfg, run_dir)
             except stop_request.StoppedAtCheckpoint as stopped:
                 if signals.term and not signals.usr2:     # submitit's preemption may still follow with SIGUSR2
-                    message = f"SIGTERM during training: checkpoint saved at step {stopped.step}; stopped"
+                    message = f"SIGTERM during {stopped.during}: {stopped.saved}; stopped"
                     print(f"[{self.run.run_id}] {message}", flush=True)
                     raise_interrupt(RunCancelled(message))
                 signals.usr2 = True           # asked by SIGUSR2, on this rank or another
-                message = f"SIGUSR2 during training: checkpoint saved at step {stopped.step}; requeueing"
+                message = f"SIGUSR2 during {stopped.during}: {stopped.saved}; requeueing"
                 print(f"[{self.run.run_id}] {message}", flush=True)
                 raise_interrupt(RunPreempted(message))
             finally:

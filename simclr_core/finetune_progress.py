@@ -12,6 +12,9 @@ evaluated, the step, the config, the device) plus the fine-tuning's name and a d
 A file saved for another, or one that cannot be read, is set aside with one line saying why, and the fine-tuning
 starts over (its next save replaces the file).
 
+A stop request (stop_request.py: a SLURM job's time-limit warning) makes the next epoch end's save due, and the
+fine-tuning stops once it is saved (StoppedInEvaluation): the requeued job goes on from there.
+
 Nothing here imports torch at import time: the registry names the file (--redo moves it aside) without loading it.
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from simclr_core import stop_request
 from simclr_core.atomic_files import atomic_write_bytes
 
 PROGRESS_NAME = "finetune-progress.pt"
@@ -67,9 +71,10 @@ class ProgressFile:
         return state
 
     def due(self) -> bool:
-        return time.monotonic() - self._last_save >= self.every_s
+        return stop_request.requested() or time.monotonic() - self._last_save >= self.every_s
 
     def save(self, state: dict[str, Any]) -> None:
+        """Replace the file with `state`; then, where a stop was requested, stop the run (StoppedInEvaluation)."""
         import torch
 
         # Serialised in memory first, as checkpoint.py does: a full disk then reads as an OSError naming the file.
@@ -77,6 +82,9 @@ class ProgressFile:
         torch.save({"key": self.key, "state": state}, buffer)
         atomic_write_bytes(self.path, lambda f: f.write(buffer.getbuffer()))
         self._last_save = time.monotonic()
+        if stop_request.requested():
+            raise stop_request.StoppedInEvaluation(
+                self.key["step"], f"{self.key['part']}'s progress saved after epoch {state['epochs_done']}")
 
     def remove(self) -> None:
         """Delete the file: the fine-tuning's metrics are saved."""

@@ -27,12 +27,14 @@ Nothing here imports torch at import time: the registry names the file (--redo m
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from simclr_core import stop_request
 from simclr_core.atomic_files import atomic_write_text
 from simclr_core.finetune_progress import PROGRESS_NAME, SAVE_EVERY_S, ProgressFile
 
@@ -177,6 +179,19 @@ class SavedParts:
 
     def progress(self, part: str, start) -> ProgressFile:
         return self.partial.progress(part, start)
+
+    @contextlib.contextmanager
+    def running(self, part: str) -> Iterator[None]:
+        """While `part` runs, a stop request is taken (stop_request.py): a fine-tuning answers it at its next epoch
+        end (ProgressFile.save); one asked later (its last epoch, its test pass) stops the run once the part is
+        saved."""
+        stop_request.listen()
+        try:
+            yield
+        finally:
+            unanswered = stop_request.stop_listening()
+        if unanswered:
+            raise stop_request.StoppedInEvaluation(self.partial.key["step"], f"{part} finished and saved")
 
 
 def _is_saved_protocol(saved: Any) -> bool:

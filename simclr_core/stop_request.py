@@ -7,16 +7,34 @@
 train() listens while it runs its training loop. The request is looked at on the logging steps, where the
 processes synchronise already (every `log_every_steps`): it is reduced over them with the logged loss, so one
 process having seen it is enough and every process saves the same step, then all of them stop.
+
+The final evaluation (the main process alone) listens while a fine-tuning of a protocol runs (evaluate/parts.py):
+the fine-tuning saves its progress at its next epoch end and stops (finetune_progress.py), or, asked during its last
+epoch or its test pass, stops once its metrics are saved: StoppedInEvaluation.
 """
 from __future__ import annotations
 
 
 class StoppedAtCheckpoint(KeyboardInterrupt):
-    """train() stopped on request after saving the checkpoint of `step`; the run resumes from there."""
+    """train() stopped on request after saving the checkpoint of `step`; the run resumes from there. `during` and
+    `saved` say where it stopped and what it saved, in words."""
+    during = "training"
 
     def __init__(self, step: int):
         super().__init__(f"stopped on request after saving the checkpoint of step {step}")
         self.step = step
+        self.saved = f"checkpoint saved at step {step}"
+
+
+class StoppedInEvaluation(StoppedAtCheckpoint):
+    """train() stopped on request during its final evaluation (its checkpoint is that of the last step, `step`) after
+    saving `saved` (a fine-tuning's progress, or its metrics); the rerun goes on from there."""
+    during = "evaluation"
+
+    def __init__(self, step: int, saved: str):
+        KeyboardInterrupt.__init__(self, f"stopped on request during the final evaluation: {saved}")
+        self.step = step
+        self.saved = saved
 
 
 _listening = False

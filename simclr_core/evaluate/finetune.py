@@ -52,7 +52,8 @@ class Progress(Protocol):
         """Whether to save the state at this epoch end."""
 
     def save(self, state: dict[str, Any]) -> None:
-        """Keep `state` (CPU tensors that nothing else holds) for the next attempt."""
+        """Keep `state` (CPU tensors that nothing else holds) for the next attempt; it may end the run there (a stop
+        requested: stop_request.StoppedInEvaluation)."""
 
 
 def _require_fraction(label_fraction: float) -> None:

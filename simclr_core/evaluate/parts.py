@@ -4,7 +4,8 @@ partial_evaluation.py keeps them in evaluation-partial.json, and each fine-tunin
 file)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Protocol
+import contextlib
+from typing import Any, Callable, ContextManager, Mapping, Protocol
 
 from torch import nn
 
@@ -13,7 +14,8 @@ from simclr_core.evaluate.finetune import Progress
 
 class Parts(Protocol):
     """The parts of one protocol: those finished before (`kept`: {part: metrics}), the record of each as it ends
-    (`save`), and where fine-tuning `part`, which starts from the module `start`, keeps its progress (`progress`)."""
+    (`save`), where fine-tuning `part`, which starts from the module `start`, keeps its progress (`progress`), and
+    what surrounds a part that runs (`running(part)`: train() answers stop requests there)."""
 
     @property
     def kept(self) -> Mapping[str, dict[str, Any]]: ...
@@ -21,6 +23,8 @@ class Parts(Protocol):
     def save(self, part: str, metrics: dict[str, Any]) -> None: ...
 
     def progress(self, part: str, start: nn.Module) -> Progress | None: ...
+
+    def running(self, part: str) -> ContextManager[None]: ...
 
 
 class Unsaved:
@@ -33,13 +37,17 @@ class Unsaved:
     def progress(self, part: str, start: nn.Module) -> None:
         return None
 
+    def running(self, part: str) -> ContextManager[None]:
+        return contextlib.nullcontext()
+
 
 def run_part(parts: Parts, part: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The metrics of `part`: those kept, else run() saved as they come."""
     if part in parts.kept:
         return parts.kept[part]
-    metrics = run()
-    parts.save(part, metrics)
+    with parts.running(part):
+        metrics = run()
+        parts.save(part, metrics)
     return metrics
 
 

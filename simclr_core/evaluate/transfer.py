@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -279,6 +279,9 @@ class _Counted:
 
     def progress(self, part: str, start: nn.Module) -> Progress | None:
         return self.parts.progress(part, start)
+
+    def running(self, part: str) -> ContextManager[None]:
+        return self.parts.running(part)
 
 
 __all__ = ["TRANSFER_PROTOCOLS", "UNSUPPORTED", "TransferSplit", "load_transfer_split", "require_transfer",

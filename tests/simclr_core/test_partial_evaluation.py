@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from simclr_core import stop_request
 from simclr_core import train as train_module
 from simclr_core.checkpoint import load_checkpoint, save_checkpoint
 from simclr_core.evaluate import protocols as protocols_module
@@ -300,3 +301,39 @@ def test_transfer_whose_every_part_was_kept_reports_the_images_they_counted(tmp_
     assert {k: photos["final"][k] for k in ("transfer_train_images", "transfer_test_images",
                                             "transfer_unreadable_images")} == {
         "transfer_train_images": 18, "transfer_test_images": 18, "transfer_unreadable_images": 2}
+
+
+@pytest.mark.parametrize("asked_at, saved, batches_left", [
+    (STEPS_OF_ONE + 3, "finetune_scratch_10pct's progress saved after epoch 2", 2),    # at the next epoch end
+    (5, "finetune_10pct finished and saved", STEPS_OF_ONE),                              # its last epoch: at its end
+])
+def test_a_stop_requested_during_a_fine_tuning_saves_what_it_did_then_stops(tmp_path, monkeypatch, capfd, finetuned,
+                                                                            asked_at, saved, batches_left):
+    """A SLURM time-limit warning (stop_request.request(), as registry/slurm_job.py's handler calls it) used to stop
+    the evaluation at once: a fine-tuning longer than a job started over in every job."""
+    precision, uninterrupted = finetuned
+    run_dir, settings = tmp_path / "run", {**FINETUNES, "precision": precision}
+    answered = []
+    with monkeypatch.context() as patch:
+        batches = count_augmented_batches(patch, protocols_module)
+        counted = protocols_module.finetune_eval
+
+        def finetune_eval(*args, augment, **kwargs):
+            def asking(*batch):              # during the `asked_at`-th batch
+                if batches[0] == asked_at:
+                    answered.append(stop_request.request())
+                return augment(*batch)
+            return counted(*args, augment=asking, **kwargs)
+        patch.setattr(protocols_module, "finetune_eval", finetune_eval)
+        with pytest.raises(stop_request.StoppedInEvaluation) as stopped:
+            train(tiny(**settings), run_dir)
+    assert answered == [True]                                 # the fine-tuning listens
+    assert not stop_request.request()                         # nobody does once train() has stopped
+    assert stopped.value.saved == saved and stopped.value.step == 2 and stopped.value.during == "evaluation"
+    capfd.readouterr()
+
+    with monkeypatch.context() as patch:
+        batches = count_augmented_batches(patch, protocols_module)
+        train(tiny(**settings), run_dir)
+    assert batches == [batches_left]
+    assert final(run_dir) == uninterrupted
