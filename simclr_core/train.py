@@ -10,8 +10,9 @@ checkpoint continues exactly as one that never stopped.
 
 Files written under run_dir (by the main process):
   metrics.jsonl   one JSON object per logged step / evaluation
-  checkpoint.pt   model, optimizer and step, replaced atomically every `checkpoint_every_steps`, and at the
-                  logging step where a stop is requested (stop_request.py: a SLURM job's time-limit warning)
+  checkpoint.pt   model, optimizer and step (and the streamed path's data counts, up to that step), replaced
+                  atomically every `checkpoint_every_steps`, and at the logging step where a stop is requested
+                  (stop_request.py: a SLURM job's time-limit warning)
   final.json      the final evaluation metrics plus wall clock, throughput and device
   evaluation-partial.json  the metrics of each evaluation protocol as it finishes, and of each fine-tuning of one
                   (finetune, transfer), until final.json is written: a run killed during its evaluation does not run
@@ -32,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import broadcast_object_list, gather_object
+from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from simclr_core import cpu_cache, stop_request
@@ -47,6 +48,7 @@ from simclr_core.config import RunConfig
 from simclr_core.data.feed import (Feed, data_identity_later, open_feed, require_batch_fits, require_data,
                                    test_split_classes, train_split_size)
 from simclr_core.data.hf_progress import progress_bars_hidden
+from simclr_core.data_counts import counts_to_keep, restore_counts, run_stats
 from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate.protocols import (PROTOCOLS, require_classes, require_protocol_data, require_test_labels,
                                            run_protocols)
@@ -167,6 +169,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     # ---- resume (no-op on a fresh run) -------------------------------------------------------------
     start_step, earlier_seconds, earlier_device_seconds, processes_seen = 0, 0.0, 0.0, [world]
+    counts_from_step = None      # where a checkpoint kept no data counts: the step final.json's start from
     # torch.load refuses Accelerate's "cpu:0"; tensors then follow the model with load_state_dict.
     checkpoint = load_checkpoint(run_dir, map_location=device if device.type != "cpu" else "cpu")
     if checkpoint is not None:
@@ -184,6 +187,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         if trains_on and last_processes != world and accelerator.is_main_process:
             warnings.warn(_other_processes_message(run_dir, start_step, last_processes, world), stacklevel=2)
         torch.set_rng_state(checkpoint["torch_rng"].cpu())
+        counts_from_step = restore_counts(accelerator, feed, checkpoint, run_dir / CHECKPOINT_NAME)
     if accelerator.is_main_process:
         # Without a checkpoint this drops every row: an attempt killed before its first checkpoint trains again
         # from step 0, and its rows would appear twice in the curve.
@@ -312,7 +316,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                         f"{remedy}.")
                 session_seconds = time.perf_counter() - train_clock
                 _save(accelerator, run_dir, model, optimizer, done, cfg, earlier_seconds + session_seconds,
-                      earlier_device_seconds + session_seconds * world, processes_seen)
+                      earlier_device_seconds + session_seconds * world, processes_seen,
+                      counts_to_keep(accelerator, feed, done))
                 last_checkpoint_step = done
             if stop_now:
                 raise stop_request.StoppedAtCheckpoint(done)
@@ -349,7 +354,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "device": _device_name(device), "processes": world, "mixed_precision": mixed_precision,
         **({"processes_seen": processes_seen} if len(processes_seen) > 1 else {}),
         "compile": compile_mode, "views_ahead": ahead,
-        **_data_stats(accelerator, feed),
+        **run_stats(accelerator, feed),
+        **({"data_counts_from_step": counts_from_step} if counts_from_step is not None else {}),
         **({"data_identity": identity} if identity_later and (identity := identity_later()) else {}),
     })
     if accelerator.is_main_process:
@@ -371,19 +377,6 @@ def _forget_previous_accelerator() -> None:
     """
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
-
-
-def _data_stats(accelerator: Accelerator, feed: Feed) -> dict[str, Any]:
-    """feed.stats() over every process of a streamed run: each read its own images, so the reads are summed and the
-    unreadable (or small) images are those any process found, each once (a resident run's processes all hold the
-    same split)."""
-    if feed.loader != "stream" or accelerator.num_processes == 1:
-        return feed.stats()
-    stats = feed.stats(gather=lambda item: gather_object([item]))
-    reads = ("images_read", "unreadable_reads")
-    total = accelerator.reduce(torch.tensor([stats[k] for k in reads], device=accelerator.device), "sum")
-    stats.update(zip(reads, total.tolist()))
-    return stats
 
 
 def _contrastive_stats(cfg: RunConfig, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, float]:
@@ -438,7 +431,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, cfg: RunConfig,
-          pretrain_seconds: float, pretrain_device_seconds: float, processes_seen: list[int]) -> None:
+          pretrain_seconds: float, pretrain_device_seconds: float, processes_seen: list[int],
+          data_counts: dict[str, Any] | None) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_checkpoint(run_dir, {
@@ -452,6 +446,7 @@ def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, 
             "pretrain_device_seconds": pretrain_device_seconds,
             "processes": accelerator.num_processes,
             "processes_seen": processes_seen,
+            "data_counts": data_counts,     # the streamed path's (Feed.counts), else None
         })
 
 

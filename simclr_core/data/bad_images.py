@@ -114,6 +114,71 @@ class BadImages:
         if too_many(self.bad, self.seen):
             raise too_many_error(self.bad, f"the {self.seen} images read so far", self.first)
 
+    def batch_record(self, rows, failed_reads: int) -> "BatchRecord":
+        """What one batch that read `rows` (counted here already) met, `failed_reads` of its reads failed: which of
+        its rows this record knows as unreadable or small."""
+        rows = np.asarray(rows, dtype=np.int64)
+        small = rows[rows < len(self._small)]
+        return BatchRecord(rows, failed_reads, {int(r): self.rows[int(r)] for r in rows if int(r) in self.rows},
+                           small[self._small[small]])
+
+    def add_batch(self, record: "BatchRecord") -> None:
+        """Count what `record`'s batch met (its warnings were given where it was read)."""
+        self.read(record.rows)
+        self.failed_reads += record.failed_reads
+        self.rows.update((row, where) for row, where in record.unreadable.items() if row not in self.rows)
+        if len(record.small):
+            self._small = _grown(self._small, int(record.small.max()))
+            self.small += int(np.count_nonzero(~self._small[np.unique(record.small)]))
+            self._small[record.small] = True
+
+    def merge(self, other: "BadImages") -> None:
+        """Fold in what another reader of the same split met (another process, an earlier session): reads add up,
+        each image is counted once."""
+        self.reads += other.reads
+        self.failed_reads += other.failed_reads
+        self.rows.update((row, where) for row, where in other.rows.items() if row not in self.rows)
+        self._read = _grown(self._read, len(other._read) - 1)
+        self._read[:len(other._read)] |= other._read
+        self.seen = int(np.count_nonzero(self._read))
+        self._small = _grown(self._small, len(other._small) - 1)
+        self._small[:len(other._small)] |= other._small
+        self.small = int(np.count_nonzero(self._small))
+
+    def copy(self) -> "BadImages":
+        out = BadImages()
+        out.merge(self)
+        return out
+
+    def state(self) -> dict:
+        """Plain values (a checkpoint's, a collective's): the counts, the unreadable rows named, and which rows
+        were read or small, one bit per row."""
+        return {"reads": self.reads, "failed_reads": self.failed_reads, "rows": dict(self.rows),
+                "read": (len(self._read), np.packbits(self._read).tobytes()),
+                "small": (len(self._small), np.packbits(self._small).tobytes())}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "BadImages":
+        def flags(length_and_bits) -> np.ndarray:
+            length, bits = length_and_bits
+            return np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=length).astype(bool)
+
+        out = cls(reads=int(state["reads"]), failed_reads=int(state["failed_reads"]),
+                  rows={int(row): str(where) for row, where in state["rows"].items()})
+        out._read, out._small = flags(state["read"]), flags(state["small"])
+        out.seen, out.small = int(np.count_nonzero(out._read)), int(np.count_nonzero(out._small))
+        return out
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """What one training batch met: the rows it read, how many of its reads failed, which of its rows could not be
+    decoded (row -> "where (why)") and which are smaller than the view."""
+    rows: np.ndarray
+    failed_reads: int
+    unreadable: dict[int, str]
+    small: np.ndarray
+
 
 def _grown(flags: np.ndarray, row: int) -> np.ndarray:
     """`flags`, extended with False (at least doubled) so that it holds `row`."""

@@ -71,6 +71,7 @@ class Feed:
     test_unreadable: int = 0     # resident path: test images left out as unreadable (decode.py)
     _split: Any = None           # stream path: the training split's index (encoded.EncodedSplit)
     _streams: list = None        # stream path: the open batch streams, for their counts
+    _earlier: BadImages | None = None    # stream path: what the training batches of earlier sessions met
 
     @property
     def scored_classes(self) -> int:
@@ -90,7 +91,8 @@ class Feed:
 
             stream = StreamedBatches(self._split, seed=seed, local_batch=local_batch, rank=rank, world=world,
                                      steps_per_epoch=steps_per_epoch, start_step=start_step, stop_step=stop_step,
-                                     device=device, view_side=self.image_size, labels=labels)
+                                     device=device, view_side=self.image_size, labels=labels,
+                                     earlier=self._earlier)
             self._streams.append(stream)
             with stream:
                 yield from stream
@@ -125,35 +127,64 @@ class Feed:
         else:
             augment.first_view_from_originals(batch, generator, out=out)
 
+    def counts(self, gather: Callable[[Any], list] | None = None, through_step: int | None = None
+               ) -> dict[str, BadImages] | None:
+        """Streamed path: what the run's readers met (bad_images.py), over every process and, once restore_counts
+        gave the checkpoint's, every session: `train_batches`, the training batches up to step `through_step` (all
+        this session trained, if None; those read ahead of it are not counted, a resumed run reads them again), and
+        the evaluation passes, fine-tuning included, of the training split (`train_eval`) and of the test split
+        (`test_eval`, read by the main process alone). `gather(item)`: every process's `item`, a list (train()
+        passes its collective where several processes stream, each reading its own images). None on the resident
+        path, whose decoding finds a split's unreadable images whole, in every session."""
+        if self.loader != "stream":
+            return None
+        trained = BadImages()
+        for stream in self._streams:
+            trained.merge(stream.trained(through_step))
+        mine = {"train_batches": trained, "train_eval": self.train_eval.bad,
+                "test_eval": BadImages() if self.test_eval is None else self.test_eval.bad}
+        out = {"train_batches": BadImages() if self._earlier is None else self._earlier.copy(),
+               "train_eval": BadImages(), "test_eval": BadImages()}
+        parts = [mine] if gather is None else [
+            {name: BadImages.from_state(state) for name, state in states.items()}
+            for states in gather({name: bad.state() for name, bad in mine.items()})]
+        for part in parts:
+            for name, bad in out.items():
+                bad.merge(part[name])
+        return out
+
+    def restore_counts(self, counts: dict[str, dict], main_process: bool) -> None:
+        """Continue from the counts a checkpoint kept (counts(...) as BadImages.state()s): the training batches'
+        feed the verdict of every process's stream and are counted once; the evaluation passes' go to the main
+        process, which makes them."""
+        if self.loader != "stream":
+            return
+        self._earlier = BadImages.from_state(counts["train_batches"])
+        if main_process:
+            self.train_eval.bad = BadImages.from_state(counts["train_eval"])
+            if self.test_eval is not None:
+                self.test_eval.bad = BadImages.from_state(counts["test_eval"])
+
     def stats(self, gather: Callable[[Any], list] | None = None) -> dict[str, Any]:
         """What final.json records about the data path. Unreadable images (bad_images.py), each counted once however
         often it was read: those of the training split (`unreadable_images`) and of the test split
         (`unreadable_eval_images`); resident, those left out when the split was decoded, streamed, those found by
         any read of the split (training batches, evaluation passes, fine-tuning). Streamed, also the training images
         smaller than the view (each once), and the reads of training batches (`images_read`, an image at every
-        epoch) and how many of them failed (`unreadable_reads`, each replaced by another image of its batch): the
-        reads are this process's (train() sums them). `gather(item)`: every process's `item`, a list (train() passes
-        its collective where several processes stream, each reading its own images; the test split is read by the
-        main process alone)."""
+        epoch) and how many of them failed (`unreadable_reads`, each replaced by another image of its batch), over
+        every process (`gather`: see counts) and every session of the run (restore_counts)."""
         out: dict[str, Any] = {"data_loader": self.loader, "data_source": self.source}
         if self.class_names is not None:
             out["class_names"] = list(self.class_names)
         if self.num_classes == 0:
             out["unlabelled"] = True           # a split without a label column: pretrained on, not classified
-        if self.loader == "stream":
-            gather = gather or (lambda item: [item])
-            train_readers = [s.bad for s in self._streams] + [self.train_eval.bad]
-            test_readers = [] if self.test_eval is None else [self.test_eval.bad]
-
-            def distinct(rows_of: Callable[[Any], np.ndarray], readers: list) -> int:
-                mine = np.concatenate([rows_of(bad) for bad in readers] or [np.zeros(0, dtype=np.int64)])
-                return len(np.unique(np.concatenate(gather(mine))))
-
-            out.update(images_read=sum(s.bad.reads for s in self._streams),
-                       unreadable_reads=sum(s.bad.failed_reads for s in self._streams),
-                       unreadable_images=distinct(BadImages.unreadable_rows, train_readers),
-                       images_smaller_than_view=distinct(BadImages.small_rows, train_readers),
-                       unreadable_eval_images=distinct(BadImages.unreadable_rows, test_readers))
+        counts = self.counts(gather)
+        if counts is not None:
+            batches, train_eval = counts["train_batches"], counts["train_eval"]
+            out.update(images_read=batches.reads, unreadable_reads=batches.failed_reads,
+                       unreadable_images=len(batches.rows.keys() | train_eval.rows.keys()),
+                       images_smaller_than_view=len(np.union1d(batches.small_rows(), train_eval.small_rows())),
+                       unreadable_eval_images=counts["test_eval"].bad)
         else:
             out.update(unreadable_images=len(self.resident.unreadable), unreadable_eval_images=self.test_unreadable)
         return out

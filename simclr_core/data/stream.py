@@ -25,6 +25,7 @@ import os
 import queue
 import threading
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
@@ -32,7 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from simclr_core.data.bad_images import MAX_BAD_FRACTION, BadImages, none_readable_error, reason
+from simclr_core.data.bad_images import (MAX_BAD_FRACTION, BadImages, BatchRecord, none_readable_error,
+                                          reason)
 from simclr_core.data.decode import decode_image, fit_square
 from simclr_core.data.encoded import EncodedSplit
 from simclr_core.data.jpeg_header import nvjpeg_decodable
@@ -213,17 +215,24 @@ def decode_batch(split: EncodedSplit, indices: np.ndarray, decoder: Decoder, bad
 
 
 class StreamedBatches:
-    """This process's decoded training batches for steps start_step..stop_step-1, read ahead on a thread."""
+    """This process's decoded training batches for steps start_step..stop_step-1, read ahead on a thread.
+
+    `bad` is what the reader met, read-ahead included: it warns and judges (the 1% verdict), continuing from
+    `earlier` (what the run's earlier sessions trained on, over all processes: a resumed run is judged on all its
+    images). trained(step) is this session's share of the batches before `step` alone, what a checkpoint at `step`
+    may count: the batches read ahead of it are read again after a resume."""
 
     def __init__(self, split: EncodedSplit, *, seed: int, local_batch: int, rank: int, world: int,
                  steps_per_epoch: int, start_step: int, stop_step: int, device: torch.device,
                  threads: int | None = None, prefetch: int = PREFETCH_BATCHES, view_side: int = 0,
-                 labels: bool = False):
+                 labels: bool = False, earlier: BadImages | None = None):
         self.split, self.seed, self.local_batch, self.view_side = split, seed, local_batch, view_side
         self.labels = labels      # yield (images, their labels as an int64 tensor on `device`) per step
         self.rank, self.world, self.steps_per_epoch = rank, world, steps_per_epoch
         self.start_step, self.stop_step, self.device = start_step, stop_step, device
-        self.bad = BadImages()
+        self.bad = BadImages() if earlier is None else earlier.copy()
+        self._trained = BadImages()
+        self._handed: deque[tuple[int, BatchRecord]] = deque()    # (step, its batch's record), handed out
         self._order, self._order_epoch = np.zeros(0, dtype=np.int64), -1
         self._decoder = Decoder(device, threads)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
@@ -247,8 +256,9 @@ class StreamedBatches:
                     return
                 with torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext():
                     rows: list[int] = []
-                    images = decode_batch(self.split, self.indices(step), self._decoder, self.bad, self.view_side,
-                                          rows)
+                    indices, failed_before = self.indices(step), self.bad.failed_reads
+                    images = decode_batch(self.split, indices, self._decoder, self.bad, self.view_side, rows)
+                    record = self.bad.batch_record(indices, self.bad.failed_reads - failed_before)
                     if self.labels:
                         labels = torch.from_numpy(self.split.labels[rows]).to(self.device, torch.long,
                                                                               non_blocking=True)
@@ -257,7 +267,7 @@ class StreamedBatches:
                     if self._stream is not None:
                         event = torch.cuda.Event()
                         event.record(self._stream)
-                put_unless_stopped(self._queue, (step, images, event), self._stop)
+                put_unless_stopped(self._queue, (step, images, event, record), self._stop)
         except BaseException as exc:            # handed to the training loop, which raises it
             put_unless_stopped(self._queue, exc, self._stop)
 
@@ -267,13 +277,21 @@ class StreamedBatches:
             if isinstance(item, BaseException):
                 self.close()
                 raise item
-            step, images, event = item
+            step, images, event, record = item
+            self._handed.append((step, record))
             if event is not None:       # the step's stream waits for the decode; the allocator learns the reuse
                 current = torch.cuda.current_stream(self.device)
                 current.wait_event(event)
                 for image in (*images[0], images[1]) if self.labels else images:
                     image.record_stream(current)
             yield step, images
+
+    def trained(self, through_step: int | None = None) -> BadImages:
+        """This session's record of its batches before step `through_step` (all those handed out, if None). The
+        consumer calls it once those steps are trained."""
+        while self._handed and (through_step is None or self._handed[0][0] < through_step):
+            self._trained.add_batch(self._handed.popleft()[1])
+        return self._trained
 
     def close(self) -> None:
         self._stop.set()

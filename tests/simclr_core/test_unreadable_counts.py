@@ -101,8 +101,9 @@ def test_processes_that_each_met_an_unreadable_image_count_it_once(tmp_path):
     feeds[1].stats(gather=lambda item: handed.append(item) or [item])
     stats = feeds[0].stats(gather=lambda item: [item, handed.pop(0)])
     assert stats["unreadable_images"] == 2 and not handed
-    mine = feeds[0]._streams[0].bad         # the reads are this process's: train() sums them
-    assert stats["images_read"] == mine.reads == 48 and stats["unreadable_reads"] == mine.failed_reads > 0
+    mine, theirs = (feed._streams[0].bad for feed in feeds)     # the reads of both processes, summed
+    assert stats["images_read"] == mine.reads + theirs.reads == 96
+    assert stats["unreadable_reads"] == mine.failed_reads + theirs.failed_reads > 0
 
 
 def small_encoder() -> torch.nn.Module:
