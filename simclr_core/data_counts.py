@@ -5,7 +5,8 @@ unreadable or smaller than the view, in each process, and the evaluation passes'
 checkpoint keeps these counts as of its step (`counts_to_keep`: merged over the processes, the batches read ahead of
 the step left to the session that trains them), and a resumed run continues from them (`restore_counts`), so that
 final.json counts the whole run and the 1% verdict judges all the images it read. The resident path keeps nothing:
-its decoding finds a split's unreadable images whole, in every session.
+its decoding finds a split's unreadable images whole, in every session. A final evaluation cut off keeps its finds
+beside the protocols it finished (evaluation-partial.json: `keep_evaluation_finds`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 from simclr_core.data.feed import Feed
+from simclr_core.partial_evaluation import PartialEvaluation
 
 # The final.json fields a checkpoint written before checkpoints kept the counts leaves to the session that resumes it.
 COUNTED_FIELDS = ("images_read", "unreadable_reads", "unreadable_images", "images_smaller_than_view",
@@ -58,6 +60,21 @@ def restore_counts(accelerator: Accelerator, feed: Feed, checkpoint: dict[str, A
     return None
 
 
+def keep_evaluation_finds(feed: Feed, partial: PartialEvaluation) -> None:
+    """Count the images that the protocols an interrupted evaluation finished (and `partial` kept) found unreadable or
+    small: the protocols the rerun runs may not read those splits again. A file of these protocols written before it
+    kept them: one line says that final.json's counts may leave out what they met."""
+    finished = [*partial.kept, *(f"part of {name}" for name in partial.parts if name not in partial.kept)]
+    if feed.loader != "stream" or not finished:
+        return
+    if partial.data_finds is not None:
+        feed.add_evaluation_finds(partial.data_finds)
+    else:
+        warnings.warn(f"{partial.path} was written before it kept the unreadable images its protocols met: "
+                      "final.json's unreadable_images, images_smaller_than_view and unreadable_eval_images may leave "
+                      f"out those that {', '.join(finished)} met", stacklevel=3)
+
+
 def _gather_of(accelerator: Accelerator, feed: Feed) -> Callable[[Any], list] | None:
     """The collective that hands every process each one's item, where several processes stream (else None)."""
     if feed.loader != "stream" or accelerator.num_processes == 1:
@@ -78,4 +95,4 @@ def _met_before(counts: dict[str, Any]) -> str:
     return "; ".join(part for part in parts if part)
 
 
-__all__ = ["COUNTED_FIELDS", "counts_to_keep", "restore_counts", "run_stats"]
+__all__ = ["COUNTED_FIELDS", "counts_to_keep", "keep_evaluation_finds", "restore_counts", "run_stats"]

@@ -32,7 +32,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from simclr_core import stop_request
 from simclr_core.atomic_files import atomic_write_text
@@ -78,6 +78,10 @@ class PartialEvaluation:
         self.discarded = ""                           # why a saved file was not reused ("" if none, or reused)
         self.label = label                            # what a fine-tuning's lines about its progress begin with
         self.progress_every_s = progress_every_s
+        self.data_finds: dict[str, Any] | None = None   # the images the kept protocols found unreadable
+        # () -> the images the evaluation found unreadable so far (a streamed run's Feed.evaluation_finds), kept
+        # with each save so that final.json counts them whichever protocols the rerun runs; set by train().
+        self.finds_so_far: Callable[[], dict[str, Any] | None] = lambda: None
         self._clock = time.perf_counter()
         saved = self._read()
         if saved is None:
@@ -88,6 +92,7 @@ class PartialEvaluation:
         else:
             self.protocols = saved["protocols"]
             self.parts = saved.get("parts", {})
+            self.data_finds = saved["data_finds"] if isinstance(saved.get("data_finds"), dict) else None
 
     @property
     def kept(self) -> dict[str, dict[str, Any]]:
@@ -142,8 +147,10 @@ class PartialEvaluation:
         return lap
 
     def _write(self) -> None:
-        atomic_write_text(self.path, json.dumps({"key": self.key, "protocols": self.protocols, "parts": self.parts},
-                                                indent=2) + "\n")
+        finds = self.finds_so_far()
+        saved = {"key": self.key, "protocols": self.protocols, "parts": self.parts,
+                 **({"data_finds": finds} if finds else {})}
+        atomic_write_text(self.path, json.dumps(saved, indent=2) + "\n")
 
     def _read(self) -> dict[str, Any] | None:
         try:

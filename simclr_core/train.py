@@ -48,7 +48,7 @@ from simclr_core.config import RunConfig
 from simclr_core.data.feed import (Feed, data_identity_later, open_feed, require_batch_fits, require_data,
                                    test_split_classes, train_split_size)
 from simclr_core.data.hf_progress import progress_bars_hidden
-from simclr_core.data_counts import counts_to_keep, restore_counts, run_stats
+from simclr_core.data_counts import counts_to_keep, keep_evaluation_finds, restore_counts, run_stats
 from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate.protocols import (PROTOCOLS, require_classes, require_protocol_data, require_test_labels,
                                            run_protocols)
@@ -338,6 +338,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if accelerator.is_main_process and cfg.eval.protocols:
         partial = PartialEvaluation(run_dir, evaluation_key(accelerator.unwrap_model(model), stop_step, cfg, device),
                                     label=label)
+        keep_evaluation_finds(feed, partial)
+        partial.finds_so_far = feed.evaluation_finds
     metrics = _evaluate_apart(accelerator, model, cfg, feed, mixed_precision, cfg.eval.protocols,
                               progress=label, partial=partial)
     steps_run = stop_step - start_step

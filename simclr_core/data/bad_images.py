@@ -145,6 +145,22 @@ class BadImages:
         self._small[:len(other._small)] |= other._small
         self.small = int(np.count_nonzero(self._small))
 
+    def finds(self) -> dict:
+        """The images found unreadable ({"row": "where (why)"}) and smaller than the view (rows), as JSON values."""
+        return {"unreadable": {str(row): where for row, where in self.rows.items()},
+                "small": self.small_rows().tolist()}
+
+    def add_finds(self, finds: dict) -> None:
+        """Count the images that `finds` (finds()) names, found by another reader (an interrupted evaluation's),
+        each once."""
+        self.rows.update((int(row), str(where)) for row, where in finds["unreadable"].items()
+                         if int(row) not in self.rows)
+        small = np.asarray(finds["small"], dtype=np.int64)
+        if len(small):
+            self._small = _grown(self._small, int(small.max()))
+            self.small += int(np.count_nonzero(~self._small[np.unique(small)]))
+            self._small[small] = True
+
     def copy(self) -> "BadImages":
         out = BadImages()
         out.merge(self)

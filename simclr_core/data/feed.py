@@ -165,6 +165,20 @@ class Feed:
             if self.test_eval is not None:
                 self.test_eval.bad = BadImages.from_state(counts["test_eval"])
 
+    def evaluation_finds(self) -> dict[str, dict] | None:
+        """Streamed path: the images the evaluation passes of the training and test splits found unreadable or
+        small, as JSON values (BadImages.finds), for an interrupted evaluation to keep; None on the resident path."""
+        if self.loader != "stream":
+            return None
+        return {"train_eval": self.train_eval.bad.finds(),
+                "test_eval": BadImages().finds() if self.test_eval is None else self.test_eval.bad.finds()}
+
+    def add_evaluation_finds(self, finds: dict[str, dict]) -> None:
+        """Count what evaluation_finds() of an interrupted evaluation named (streamed path, main process)."""
+        self.train_eval.bad.add_finds(finds["train_eval"])
+        if self.test_eval is not None:
+            self.test_eval.bad.add_finds(finds["test_eval"])
+
     def stats(self, gather: Callable[[Any], list] | None = None) -> dict[str, Any]:
         """What final.json records about the data path. Unreadable images (bad_images.py), each counted once however
         often it was read: those of the training split (`unreadable_images`) and of the test split

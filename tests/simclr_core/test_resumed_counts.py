@@ -5,6 +5,7 @@ verdict judges the images of every session."""
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -179,3 +180,50 @@ def test_two_processes_stopped_and_resumed_count_what_an_uninterrupted_pair_does
                 "unreadable_eval_images": 0}
     assert counts(tmp_path / "full") == counts(tmp_path / "cut") == expected
     assert all({key: r["metrics"][key] for key in COUNTS} == expected for r in (*full, *resumed))
+
+
+def test_a_run_killed_during_its_final_evaluation_counts_what_the_protocols_it_kept_met(tmp_path, monkeypatch):
+    """kNN (which reads the test split, one image of it cut short) finished, then transfer was interrupted: the rerun
+    runs transfer only, which reads other datasets, yet final.json counts that test image. A record of finished
+    protocols written before it kept such images: one line says what final.json may leave out."""
+    import dataclasses
+
+    from simclr_core.evaluate import protocols as protocols_module
+    from simclr_core.partial_evaluation import PARTIAL_NAME
+
+    from test_resident_bad_images import write_folder
+
+    data = tmp_path / "data"
+    write_parquet(data, rows(24, bad=set(), side=SIDE))
+    write_parquet(data, rows(9, bad={2}, side=SIDE), split="test")
+    write_folder(tmp_path / "transfer", rows(12, bad=set(), side=SIDE))
+    write_folder(tmp_path / "transfer", rows(9, bad=set(), side=SIDE), split="test")
+    cfg = run_config(data, **{"eval.protocols": ("knn", "transfer"), "eval.knn_k": 3,
+                              "eval.transfer_dataset": "imagefolder",
+                              "eval.transfer_data_dir": str(tmp_path / "transfer"), "eval.linear_epochs": 1,
+                              "eval.finetune_epochs": 1, "eval.finetune_batch_size": 4})
+    with pytest.warns(UserWarning, match="unreadable image"):
+        train(cfg, tmp_path / "full")
+    assert counts(tmp_path / "full")["unreadable_eval_images"] == 1
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    transfer = protocols_module.PROTOCOLS["transfer"]
+    with monkeypatch.context() as patch, pytest.warns(UserWarning, match="unreadable image"):
+        patch.setitem(protocols_module.PROTOCOLS, "transfer", dataclasses.replace(transfer, run=interrupted))
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, tmp_path / "cut")
+    shutil.copytree(tmp_path / "cut", tmp_path / "older")
+    train(cfg, tmp_path / "cut")
+    assert counts(tmp_path / "cut") == counts(tmp_path / "full")
+
+    partial = json.loads((tmp_path / "older" / PARTIAL_NAME).read_text())
+    assert list(partial["protocols"]) == ["knn"]
+    del partial["data_finds"]
+    (tmp_path / "older" / PARTIAL_NAME).write_text(json.dumps(partial))
+    with pytest.warns(UserWarning, match=rf"^{tmp_path / 'older' / PARTIAL_NAME} was written before it kept the "
+                                         r"unreadable images its protocols met: final.json's unreadable_images, "
+                                         r"images_smaller_than_view and unreadable_eval_images may leave out those "
+                                         r"that knn met$"):
+        train(cfg, tmp_path / "older")
