@@ -337,3 +337,17 @@ def test_a_stop_requested_during_a_fine_tuning_saves_what_it_did_then_stops(tmp_
         train(tiny(**settings), run_dir)
     assert batches == [batches_left]
     assert final(run_dir) == uninterrupted
+
+
+def test_a_saved_part_keeps_the_unreadable_images_met_so_far(tmp_path):
+    # A streamed run's evaluation counts the unreadable images its passes met (Feed.evaluation_finds); a part saved
+    # without them would let a rerun that skips the part report fewer.
+    key = {"step": 3, "weights_sha256": "w", "device": "cpu", "config": {"seed": 0}}
+    partial = PartialEvaluation(tmp_path, key)
+    finds = {"train_eval": {"rows": {"7": "row 7 (truncated)"}}, "test_eval": {}}
+    partial.finds_so_far = lambda: finds
+    partial.save_part("finetune", "finetune_10pct", {"finetune_top1_10pct": 50.0})
+
+    again = PartialEvaluation(tmp_path, key)
+    assert again.kept_parts("finetune") == {"finetune_10pct": {"finetune_top1_10pct": 50.0}}
+    assert again.data_finds == finds
