@@ -167,6 +167,17 @@ def objective_metric(experiment: Experiment, protocols: Sequence[str]) -> str:
                       f"scale and no kNN stands in for it (eval.protocols={tuple(protocols)!r})")
 
 
+def declared_values(sweep: Sweep, experiment: Experiment, split: Any) -> tuple[float, ...]:
+    """The experiment's declared values of the searched axis in `split`, each once, in declared order.
+
+    Where the experiment also varies an axis the sweep holds (`fixed`), its points repeat each value once per
+    value of that axis: the grid takes the points at the held values (those trials are declared runs), or, if
+    none is declared there, every point, and asks each value once either way."""
+    in_split = [p for p in experiment.points() if sweep.split_axis is None or p.get(sweep.split_axis) == split]
+    held = [p for p in in_split if all(p.get(key) == value for key, value in sweep.fixed.items())]
+    return tuple(dict.fromkeys(float(p[sweep.axis]) for p in held or in_split))
+
+
 def plan_studies(sweep_name: str, *, scale: str = "cpu", sampler: str = "grid", splits: Sequence[Any] | None = None,
                  overrides: Mapping[str, Any] | None = None) -> list[StudyPlan]:
     """One StudyPlan per split value; every check that can fail happens here, before anything runs."""
@@ -196,8 +207,7 @@ def plan_studies(sweep_name: str, *, scale: str = "cpu", sampler: str = "grid", 
     plans = []
     for split in chosen:
         low, high = sweep.ranges[split]
-        grid = tuple(float(p[sweep.axis]) for p in experiment.points()
-                     if sweep.split_axis is None or p.get(sweep.split_axis) == split)
+        grid = declared_values(sweep, experiment, split)
         if sampler == "grid" and not grid:
             raise ConfigError(f"sweep {sweep.name!r}: experiment {experiment.name!r} declares no "
                               f"{sweep.axis} values for {sweep.split_axis}={split!r}; use --sampler tpe")

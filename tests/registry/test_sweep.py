@@ -172,6 +172,26 @@ def test_a_sweep_must_say_what_becomes_of_each_axis_of_its_experiment(monkeypatc
     assert plan.runs_at(0.3)[0].config.loss.normalize is True
 
 
+def test_a_grid_over_an_axis_beside_a_held_one_asks_each_declared_value_once(monkeypatch, results):
+    # beyond_dcl varies loss.kind x temperature (0.1, 0.2, 0.5): holding the kind, its points repeat each
+    # temperature once per kind; the grid is the three temperatures of the held kind, each asked once.
+    monkeypatch.setitem(SWEEPS._load(), "mine", Sweep(
+        name="mine", experiment="beyond_dcl", axis="loss.temperature", ranges={None: (0.05, 1.0)},
+        summary="a test", fixed={"loss.kind": "dcl"}))
+    (plan,) = plan_studies("mine", scale="smoke")
+    assert plan.grid == (0.1, 0.2, 0.5)
+    declared = {r.run_id for r in get_experiment("beyond_dcl").runs("smoke") if r.config.loss.kind == "dcl"}
+    assert {plan.runs_at(v)[0].run_id for v in plan.grid} == declared
+    with pytest.raises(ConfigError, match=r"--trials 4 exceeds the 3 grid values of - \[0.1, 0.2, 0.5\]"):
+        run_sweep("mine", scale="smoke", trials=4, results_dir=str(results), train_fn=temperature_train,
+                  report=lambda line: None)
+    summary, = run_sweep("mine", scale="smoke", results_dir=str(results), train_fn=temperature_train,
+                         report=lambda line: None)
+    study = load_study(results, summary)
+    assert complete_values(study) == [0.1, 0.2, 0.5] and len(study.trials) == 3
+    assert summary["counts"]["COMPLETE"] == 3
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"axis": "batch_size"}, "sweep 'mine': axis='batch_size' is not an axis of experiment 'temperature_norm', whose "
                              "axes are loss.normalize, loss.temperature (a sweep searches an axis of its experiment: "
