@@ -67,6 +67,9 @@ class Spec:
     also_reads: tuple[str, ...] = ()
     # The section's title where it is not the experiment's (an artefact reading several experiments).
     title: str = ""
+    # Of the runs a section shows, those the artefact draws (None: all). Only these are described under "what ran"
+    # and listed as left out; experiments the artefact sets apart are named in its own notes.
+    drawn: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
 
 ARTEFACTS: dict[str, Spec] = {}
@@ -485,7 +488,12 @@ def _temperature_only(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return runs[~runs["experiment"].isin(apart)], others
 
 
-@artefact("tab5_sweep", "temperature_norm", reads_every_experiment=True)
+def on_the_curve(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `runs` that the temperature curve draws (`_temperature_only`)."""
+    return _temperature_only(runs)[0]
+
+
+@artefact("tab5_sweep", "temperature_norm", reads_every_experiment=True, drawn=on_the_curve)
 def tab5_sweep(ours: pd.DataFrame, published: pd.DataFrame) -> Artefact:
     """Beside Table 5: accuracy against temperature, with and without l2 normalisation, from every finished
     run that varies loss.temperature in Table 5's config (the declared grid, any sweep trials, another temperature

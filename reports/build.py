@@ -202,6 +202,7 @@ def _runs_read_by(spec: Spec, results: pd.DataFrame) -> pd.DataFrame:
 def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFrame, ours: pd.DataFrame,
              scale: str | None, variants: dict[str, Variant], overrides: Mapping[str, Any]) -> Section:
     selection = select(ours, variants, overrides)
+    described, left_out = _drawn(spec, selection.kept, selection.left_out, ours)
     ours, ours_metric = with_metric(selection.kept, experiment.metric)
     undeclared = 0
     if spec.reads_every_experiment:
@@ -216,7 +217,7 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
             counts.append(declared_progress(name, part, scale))
         done, expected = sum(c[0] for c in counts), sum(c[1] for c in counts)
     declared = published[published["declared"].astype(bool)]
-    what_ran = describe(selection.kept)      # all its rows: a stand-in metric keeps only its own
+    what_ran = describe(described)      # all its rows: a stand-in metric keeps only its own
     artefact = spec.build(ours, published)
     # What the paper's numbers are to these runs; with none finished, to the runs the scale would make.
     datasets = what_ran.datasets or ([experiment.resolve(scale, experiment.points()[0], 0, overrides).data.dataset]
@@ -236,11 +237,23 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
         sources=sorted(set(declared["source"]) - {""}),
         read_as_counts={k: int(v) for k, v in declared["read_as"].value_counts().items()},
         plot_bound=plot_bound(declared), ours_metric=ours_metric, metric=experiment.metric,
-        what_ran=what_ran, left_out=selection.left_out, shown=selection.shown, overrides=dict(overrides),
+        what_ran=what_ran, left_out=left_out, shown=selection.shown, overrides=dict(overrides),
         undeclared_shown=undeclared,
         reference=OWN if own else references.comparison_label(datasets, experiment.published.file),
         reference_conclusions=references.cifar10_conclusions(key, artefact.compare, experiment.name) if cifar else [],
         reference_notes=[line] if line else [])
+
+
+def _drawn(spec: Spec, kept: pd.DataFrame, left_out: dict[str, str], ours: pd.DataFrame
+           ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The shown runs the artefact draws, and the runs left out less those of the experiments it sets apart (the
+    temperature curve names an experiment of another config in its notes; its runs are no part of the section)."""
+    if spec.drawn is None or kept.empty:
+        return kept, left_out
+    drawn = spec.drawn(kept)
+    apart = set(kept["experiment"]) - set(drawn["experiment"])
+    experiment_of = dict(zip(ours["run_id"], ours["experiment"]))
+    return drawn, {run_id: why for run_id, why in left_out.items() if experiment_of.get(run_id) not in apart}
 
 
 def plot_bound(published: pd.DataFrame) -> float:

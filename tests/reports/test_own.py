@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry import Experiment, grid
+from registry import Experiment, get_experiment, grid
 from registry.discover import _registry
 from reports.build import OWN, build_sections
 from reports.compare import with_metric
@@ -109,6 +109,29 @@ def test_the_section_has_our_table_and_no_paper_column(declared, tmp_path):
     assert "Within noise of the best: 0.2" in text
     page = html_section(section, b"png")
     assert "Published numbers" not in page and "Paper vs ours" not in page and "61.00 ± 1.41 (2 runs)" in page
+
+
+SQRT = Experiment(name="own_sqrt", title="Own: temperature x batch at sqrt scaling", metric="linear_top1",
+                  base={"optim.lr_scaling": "sqrt"}, axes=grid(loss__temperature=(0.1, 0.5), batch_size=(256, 512)))
+
+
+def test_ones_own_temperature_ablation_of_another_config_is_no_part_of_table5s_curve_section(monkeypatch, tmp_path):
+    # Its runs are off the curve (another lr scaling and batch): the curve's section neither describes them under
+    # "what ran" nor lists them as left out (with a command that would not bring them in); its notes name it.
+    monkeypatch.setitem(_registry(), "own_sqrt", SQRT)
+    store = RunStore(tmp_path)
+    for point in get_experiment("temperature_norm").points():
+        write_run(store, "temperature_norm", "cpu", point, 0, 50.0)
+    for point in SQRT.points():
+        write_run(store, "own_sqrt", "cpu", point, 0, 60.0, final={"pretrain_seconds": 3600.0})
+    tried = write_run(store, "own_sqrt", "cpu", SQRT.points()[0], 0, 61.0, overrides={"max_steps": 3})
+    results = load_results(tmp_path)
+    (curve,) = build_sections(results, keys=["tab5_sweep"])
+    assert curve.what_ran.runs == 6 and "batch 256;" in curve.what_ran.text and curve.left_out == {}
+    assert any(note.startswith("not on the curve: own_sqrt (in batch_size, optim.lr_scaling)")
+               for note in curve.artefact.notes)
+    (own,) = build_sections(results, keys=["own_sqrt"])
+    assert own.what_ran.runs == 4 and list(own.left_out) == [tried]
 
 
 def test_a_report_function_in_ones_own_file_replaces_the_default_view(tmp_path, monkeypatch):
