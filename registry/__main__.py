@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 from registry import sweep as sweep_verb
 from registry.claim import describe_claim, read_claim, try_claim
-from registry.cli_parser import SuggestingParser
+from registry.cli_parser import SuggestingParser, stray_words
 from registry.commands import GROUP, INSTALL_HINT, Command, add_unavailable, plugin_commands
 from registry.declare import Experiment, Run
 from registry.discover import experiment_folders, get_experiment, list_experiments
@@ -555,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     stray = [x for x in extra if x.startswith("-") or "=" not in x or getattr(args, "overrides", None) is None]
     if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        parser.error(stray_words(stray))
     if extra:
         args.overrides = [*args.overrides, *extra]
     raise_on_sigterm()

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from registry.cli_parser import SuggestingParser
+from registry.cli_parser import SuggestingParser, stray_words
 from registry.commands import Command
 from registry.discover import EXPERIMENTS_DIR_ENV, list_experiments
 from registry.overrides import override_args, parse_overrides
@@ -229,7 +229,7 @@ def run(argv: list[str] | None = None) -> int:
         args, extra = parser.parse_known_args(argv)     # key=value words may follow options, as in `registry`
         stray = [word for word in extra if word.startswith("-") or "=" not in word]
         if stray:
-            parser.error(f"unrecognized arguments: {' '.join(stray)}")
+            parser.error(stray_words(stray))
         args.overrides = [*args.overrides, *extra]
         return main(args)
     except ConfigError as exc:

@@ -287,6 +287,24 @@ def test_a_mistyped_scale_names_the_scale_it_most_likely_meant(verb, capsys):
         "argument --scale: invalid choice: 'cpux' (choose from 'smoke', 'cpu', 'gpu', 'paper'); did you mean 'cpu'?")
 
 
+@pytest.mark.parametrize("argv, line", [
+    (["run", "temperature_norm", "--seeds", "0", "x"],
+     "python -m registry run: error: argument --seeds: 'x' is not a seed; seeds are integers >= 0, e.g. --seeds 0 1 2"),
+    (["status", "--scale", "smok"], "python -m registry status: error: argument --scale: invalid choice: "
+     "'smok' (choose from 'smoke', 'cpu', 'gpu', 'paper'); did you mean 'smoke'?"),
+    (["run", "temperature_norm", "--scale", "smoke", "loss.temperature"], "python -m registry: error: unrecognized "
+     "arguments: loss.temperature (a config override is key=value, e.g. loss.temperature=VALUE)"),
+    (["run", "temperature_norm", "--scale"], "python -m registry run: error: argument --scale: expected one argument; "
+     "python -m registry run --help lists what it takes"),
+    ([], "python -m registry: error: the following arguments are required: VERB; python -m registry --help lists "
+     "what it takes"),
+])
+def test_a_command_line_mistake_is_one_line_not_the_usage_block(argv, line, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and capsys.readouterr().err == line + "\n"
+
+
 def test_show_and_status_report_a_failed_run_with_its_traceback(tmp_path):
     runs = get_experiment("loss_variant").runs("smoke")
     assert execute_run(runs[0], tmp_path, counting_train).state == "done"
