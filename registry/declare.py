@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from registry.run_id import config_hash, make_run_id
+from registry.run_id import config_hash, make_run_id, never_in_id
 from registry.scales import DEFAULT_SCALE, SCALES, Scale, get_scale
 from simclr_core.config import RunConfig
 from simclr_core.metric_names import protocol_for_metric, require_metric
@@ -136,6 +136,19 @@ class Published:
 
 
 # ---- experiments and their runs ---------------------------------------------------------------------
+def _why_one_config(first: Point, second: Point, overrides: Mapping[str, Any], scale: Scale) -> str:
+    """Why two axis points resolved to one config: the keys they differ in never enter a run id, an override sets
+    one of them, or the scale's shrinking maps their values to one."""
+    differ = [key for key in second if first.get(key) != second[key]]
+    if differ and all(never_in_id(key) for key in differ):
+        return (f"they differ only in {', '.join(differ)}, which no run id holds (how a run is carried out, not what "
+                "it trains: registry/run_id.py)")
+    fixed = sorted(key for key in overrides if key.replace("__", ".") in differ)
+    if fixed:
+        return f"the override {', '.join(f'{k}={overrides[k]}' for k in fixed)} sets what the axis varies"
+    return f"scale {scale.name!r} shrinks {', '.join(differ)} of both to one value"
+
+
 def check_seeds(seeds: Sequence[Any], what: str) -> tuple[int, ...]:
     """`seeds` as a tuple of distinct non-negative integers, else a ConfigError naming `what`."""
     seeds = tuple(seeds)
@@ -351,7 +364,8 @@ class Experiment:
                 if digest in by_hash:
                     raise ConfigError(
                         f"experiment {self.name!r} at scale {scale.name!r}: points {by_hash[digest]} and {point} "
-                        f"(seed {seed}) resolve to the same config; an override or the scale collapses an axis")
+                        f"(seed {seed}) resolve to the same config, so to one run id: "
+                        f"{_why_one_config(by_hash[digest], point, given, scale)}")
                 by_hash[digest] = point
                 run_id = make_run_id(self.name, point, seeded)
                 runs.append(Run(run_id, self.name, scale.name, dict(point), seeded, given))

@@ -133,11 +133,16 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def never_in_id(dotted: str) -> bool:
+    """Whether the config key `dotted` never enters a run id (EXCLUDED_KEYS, EXCLUDED_LEAF_PATTERN)."""
+    return dotted in EXCLUDED_KEYS or bool(EXCLUDED_LEAF_PATTERN.search(dotted))
+
+
 def _drop_excluded(tree: dict[str, Any], defaults: dict[str, Any], prefix: str) -> dict[str, Any]:
     out = {}
     for key, value in tree.items():
         dotted = prefix + key
-        if dotted in EXCLUDED_KEYS or EXCLUDED_LEAF_PATTERN.search(dotted):
+        if never_in_id(dotted):
             continue
         if dotted in ADDED_LATER_KEYS and value == defaults[key]:
             continue

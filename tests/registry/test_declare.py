@@ -192,8 +192,21 @@ def test_bad_override_value_names_the_point():
 
 
 def test_an_override_that_collapses_an_axis_is_refused():
-    with pytest.raises(ConfigError, match="same config"):
-        declare().runs("smoke", overrides={"loss.temperature": 0.3})
+    with pytest.raises(ConfigError, match="same config, so to one run id: the override loss.temperature=0.3 sets "
+                                          "what the axis varies$"):
+        declare().runs("smoke", overrides={"loss.temperature": "0.3"})
+
+
+@pytest.mark.parametrize("axes, why", [
+    # no run id holds how often a run logs: both points would be one run
+    (grid(log_every_steps=(10, 20)), "they differ only in log_every_steps, which no run id holds (how a run is "
+                                     "carried out, not what it trains: registry/run_id.py)"),
+    (grid(batch_size=(256, 260)), "scale 'smoke' shrinks batch_size of both to one value"),     # 8 and 8.125 -> 8
+])
+def test_two_points_of_one_run_id_say_why(axes, why):
+    with pytest.raises(ConfigError) as refused:
+        declare(axes=axes).runs("smoke")
+    assert str(refused.value).endswith("resolve to the same config, so to one run id: " + why)
 
 
 def test_a_scale_may_not_fix_a_key_the_experiment_varies():
