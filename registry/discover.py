@@ -20,6 +20,7 @@ import importlib.util
 import os
 import pkgutil
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
@@ -166,8 +167,19 @@ def _load_file(path: Path) -> ModuleType:
     except Exception as exc:
         del sys.modules[name]
         raise ConfigError(f"{path}: {exc if isinstance(exc, ConfigError) else f'{type(exc).__name__}: {exc}'}"
-                          ) from exc
+                          f"{_where_in(path, exc)}") from exc
     return module
+
+
+def _where_in(path: Path, exc: Exception) -> str:
+    """' (line N: its code)' for the last line of `path` that `exc` passed through; '' for a ConfigError (it names
+    what is wrong) or a SyntaxError (its message names the line)."""
+    if isinstance(exc, (ConfigError, SyntaxError)):
+        return ""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+    if not frames:
+        return ""
+    return f" (line {frames[-1].lineno}: {frames[-1].line})" if frames[-1].line else f" (line {frames[-1].lineno})"
 
 
 def list_experiments(pattern: str = "*") -> list[str]:

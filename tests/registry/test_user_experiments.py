@@ -239,7 +239,7 @@ def test_a_failure_in_ones_own_report_function_is_not_called_a_bug_of_ours(tmp_p
     assert "bug report" not in reported.stderr and "Traceback" not in reported.stderr
 
 
-@pytest.mark.parametrize("case", ["missing folder", "syntax error", "no EXPERIMENT", "EXPERIMENT not an Experiment",
+@pytest.mark.parametrize("case", ["missing folder", "syntax error", "error at run time", "no EXPERIMENT", "EXPERIMENT not an Experiment",
                                   "declared twice", "bad axis",
                                   "sweep declared twice", "sweep of no experiment", "scale declared twice",
                                   "helpers share a name"])
@@ -254,6 +254,9 @@ def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
     elif case == "syntax error":
         file.write_text("EXPERIMENT = Experiment(name='x'\n")
         expected = f"{file}: SyntaxError: "
+    elif case == "error at run time":     # which of its lines raised it, as a syntax error's message says
+        file.write_text('"""Question: nothing."""\nTEMPERATURES = (0.1, 0.5)\nPICKED = TEMPERATURES[2]\n')
+        expected = f"{file}: IndexError: tuple index out of range (line 3: PICKED = TEMPERATURES[2])"
     elif case == "no EXPERIMENT":
         file.write_text('"""Question: nothing."""\n')
         expected = f"{file} defines no EXPERIMENT = Experiment(...) or SWEEPS = (...) or SCALES = (...)"
