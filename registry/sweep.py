@@ -165,8 +165,9 @@ def _print_table(summaries: Sequence[dict[str, Any]], results_dir: str | None) -
     for s in summaries:
         print(f"summary: {summary_path(default_results_dir(results_dir), s['study'])}")
     if summaries:
-        print(f"runs: {show_command(summaries[0]['experiment'], summaries[0]['scale'], results_dir)} lists every "
-              "trial's run (after the declared ones)")
+        first = summaries[0]
+        print(f"runs: {show_command(first['experiment'], first['scale'], results_dir, first.get('overrides'))} lists "
+              "every trial's run (after the declared ones)")
 
 
 # ---- command line ---------------------------------------------------------------------------------------------

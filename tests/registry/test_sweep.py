@@ -25,7 +25,7 @@ from registry.__main__ import main
 from registry.launch import Executor, LocalExecutor, Outcome, execute_run
 from registry.scales import SCALES
 from registry.store import RunStore
-from registry.sweep import run_sweep
+from registry.sweep import _print_table, run_sweep
 from registry.sweep_space import SAMPLERS, SWEEPS, Sweep, plan_studies, round_significant
 from registry.sweep_study import STALE_AFTER_S, open_storage, orphan_reason, storage_url
 from registry.sweep_summary import load_sweeps
@@ -563,6 +563,15 @@ def test_cli_runs_one_real_smoke_trial(results, capsys):
     assert summary["study"] in out and "trained" in out
     # the closing hint shows the sweep's runs at its scale (show's default scale is another one)
     assert f"python -m registry show temperature_norm --scale smoke --results-dir {results} " in out
+
+
+def test_the_closing_hint_shows_the_trials_runs_with_the_sweeps_overrides(results, capsys):
+    # the trials' runs were made with max_steps=20: `show` without it plans other runs and lists every trial apart
+    summary, = run_sweep("temperature", scale="smoke", normalize="true", results_dir=str(results),
+                         overrides={"max_steps": "20"}, train_fn=temperature_train, report=lambda line: None)
+    _print_table([summary], str(results))
+    assert f"runs: python -m registry show temperature_norm --scale smoke --results-dir {results} max_steps=20 lists " \
+           "every trial's run" in capsys.readouterr().out
 
 
 # ---- a real SLURM cluster (scripts/slurm/start-cluster.sh; source /tmp/slurm-local/env.sh) ---------------------
