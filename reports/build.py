@@ -26,7 +26,7 @@ from reports import references
 import reports.tables  # noqa: F401  (registers Tables 3, 6, 7, 8 and Appendix B.9 in ARTEFACTS)
 from reports.artefacts import ARTEFACTS, Artefact, Spec, temperature_runs
 from reports.claims import Conclusion
-from reports.own import own_builder, published_builder
+from reports.own import at_declared_points, own_builder, published_builder
 from reports.compare import canon, point_keys, with_metric
 from reports.published import published_cells
 from reports.variants import Variant, run_variants, select
@@ -184,8 +184,10 @@ def all_artefacts() -> dict[str, Spec]:
     for name in names:
         experiment = get_experiment(name)
         if experiment.artefact not in specs:
-            build = own_builder if experiment.published is None else published_builder
-            specs[experiment.artefact] = Spec(build(experiment), name)
+            if experiment.published is None:    # its cells are its declared points: "what ran" describes those
+                specs[experiment.artefact] = Spec(own_builder(experiment), name, drawn=at_declared_points(experiment))
+            else:
+                specs[experiment.artefact] = Spec(published_builder(experiment), name)
     return specs
 
 

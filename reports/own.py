@@ -72,6 +72,32 @@ def cells(experiment: Experiment, ours: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def at_declared_points(experiment: Experiment) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """The filter of the rows whose axis point the experiment declares: the runs its cells are made of."""
+    axes = experiment.axes.names
+    declared = {tuple(canon(p[a]) for a in axes) for p in experiment.points()}
+
+    def declared_only(runs: pd.DataFrame) -> pd.DataFrame:
+        return runs[point_keys(runs, axes).isin(declared)] if len(runs) else runs
+    return declared_only
+
+
+def undeclared_note(experiment: Experiment, ours: pd.DataFrame) -> list[str]:
+    """A line naming the finished runs at axis points the experiment does not declare (a sweep's trials), which
+    are no cell of its table, nor of its ranking."""
+    if ours.empty:
+        return []
+    runs = ours.drop_duplicates("run_id")
+    others = runs[~runs["run_id"].isin(at_declared_points(experiment)(runs)["run_id"])]
+    if others.empty:
+        return []
+    axes = experiment.axes.names
+    points = sorted({point_label({a: r[axis_column(a)] for a in axes}, axes) for r in others.to_dict("records")})
+    return [f"Not in the table nor the ranking: {len(others)} finished run(s) at axis points the experiment does not "
+            f"declare ({'; '.join(points)}: a sweep's trials; the sweep's summary in <results>/optuna/ ranks them): "
+            f"{', '.join(sorted(others['run_id']))}."]
+
+
 def ranking(experiment: Experiment, table: pd.DataFrame) -> list[str]:
     """Lines ranking the cells of the experiment's metric: the best, those within noise of it, the others; with
     one seed per cell (noise not measured), the others by their means alone, judged against nothing."""
@@ -154,7 +180,7 @@ def own_builder(experiment: Experiment) -> Callable[[pd.DataFrame, pd.DataFrame]
         scale = ", ".join(sorted(set(ours["scale"]))) if len(ours) and "scale" in ours else None
         extra = {"ours: mean ± std over seeds, per metric": wide(experiment, table)}
         return Artefact(figure(experiment, table, scale), table, Agreement(0, math.nan, math.nan, NO_PAPER), [],
-                        tables=extra, notes=ranking(experiment, table))
+                        tables=extra, notes=ranking(experiment, table) + undeclared_note(experiment, ours))
     return build
 
 

@@ -111,6 +111,20 @@ def test_the_section_has_our_table_and_no_paper_column(declared, tmp_path):
     assert "Published numbers" not in page and "Paper vs ours" not in page and "61.00 ± 1.41 (2 runs)" in page
 
 
+def test_runs_at_points_the_experiment_does_not_declare_are_named_not_described_as_its_cells(declared, tmp_path):
+    # a sweep's trial at temperature 0.3: no cell of the table, so neither counted under "what ran" nor dropped unsaid
+    store = RunStore(tmp_path)
+    for t, value in zip((0.1, 0.2, 0.5), (60.0, 61.0, 50.0)):
+        write_run(store, "own_toy", "cpu", {"loss.temperature": t}, 0, value)
+    trial = write_run(store, "own_toy", "cpu", {"loss.temperature": 0.3}, 0, 70.0)
+    (section,) = build_sections(load_results(tmp_path), keys=["own_toy"])
+    assert section.what_ran.runs == 3 and (section.done, section.expected) == (3, 3) and section.left_out == {}
+    assert section.artefact.notes[0].startswith("Ranking by linear_top1: best 0.2 61.00 over 3 cell(s)")
+    assert section.artefact.notes[-1] == (
+        "Not in the table nor the ranking: 1 finished run(s) at axis points the experiment does not declare (0.3: a "
+        f"sweep's trials; the sweep's summary in <results>/optuna/ ranks them): {trial}.")
+
+
 SQRT = Experiment(name="own_sqrt", title="Own: temperature x batch at sqrt scaling", metric="linear_top1",
                   base={"optim.lr_scaling": "sqrt"}, axes=grid(loss__temperature=(0.1, 0.5), batch_size=(256, 512)))
 
