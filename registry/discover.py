@@ -67,6 +67,11 @@ def _declarations() -> dict[str, tuple[Experiment, ModuleType]]:
         if experiment.name in found:
             raise ConfigError(f"experiment {experiment.name!r} is declared twice: in {where[experiment.name]} "
                               f"and in {origin}")
+        shown_by = next((name for name, (other, _) in found.items() if other.artefact == experiment.artefact), None)
+        if shown_by is not None:     # a report shows one experiment per artefact: the other's runs would be in none
+            raise ConfigError(f"{origin}: experiment {experiment.name!r} reports as artefact {experiment.artefact!r}, "
+                              f"as experiment {shown_by!r} (in {where[shown_by]}) does: no report would show its "
+                              f"runs; rename it, or give it artefact='{experiment.name}_own'")
         found[experiment.name] = (experiment, module)
         where[experiment.name] = origin
     return found

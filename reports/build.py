@@ -183,6 +183,11 @@ def all_artefacts() -> dict[str, Spec]:
     specs = dict(ARTEFACTS)
     for name in names:
         experiment = get_experiment(name)
+        taken = specs.get(experiment.artefact)
+        if taken is not None and taken.experiment != name:      # a report function's key (tab5_sweep, ...)
+            raise ConfigError(f"experiment {name!r} reports as artefact {experiment.artefact!r}, which the report "
+                              f"builds from experiment {taken.experiment!r}: no report would show its runs; rename "
+                              f"it, or give it artefact='{name}_own'")
         if experiment.artefact not in specs:
             if experiment.published is None:    # its cells are its declared points: "what ran" describes those
                 specs[experiment.artefact] = Spec(own_builder(experiment), name, drawn=at_declared_points(experiment))

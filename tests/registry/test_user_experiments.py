@@ -240,7 +240,7 @@ def test_a_failure_in_ones_own_report_function_is_not_called_a_bug_of_ours(tmp_p
 
 
 @pytest.mark.parametrize("case", ["missing folder", "syntax error", "error at run time", "no EXPERIMENT", "EXPERIMENT not an Experiment",
-                                  "declared twice", "bad axis",
+                                  "declared twice", "an artefact of another", "bad axis",
                                   "sweep declared twice", "sweep of no experiment", "scale declared twice",
                                   "helpers share a name"])
 def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
@@ -280,6 +280,11 @@ def test_a_bad_declaration_is_one_line_naming_the_file(tmp_path, case):
     elif case == "sweep of no experiment":
         file.write_text(OWN_SWEEP)
         expected = "sweep my_temperature_search: unknown experiment 'my_temperature'"
+    elif case == "an artefact of another":       # named as Table 5's artefact: no report would show its runs
+        file.write_text(OWN.replace('"my_temperature"', '"tab5"'))
+        expected = (f"{file}: experiment 'tab5' reports as artefact 'tab5', as experiment 'temperature_norm' (in "
+                    "experiments.temperature_norm) does: no report would show its runs; rename it, or give it "
+                    "artefact='tab5_own'")
     elif case == "declared twice":
         file.write_text(OWN.replace('"my_temperature"', '"temperature_norm"'))
         expected = f"experiment 'temperature_norm' is declared twice: in experiments.temperature_norm and in {file}"

@@ -6,10 +6,11 @@ import pytest
 
 from registry import Experiment, get_experiment, grid
 from registry.discover import _registry
-from reports.build import OWN, build_sections
+from reports.build import OWN, all_artefacts, build_sections
 from reports.compare import with_metric
 from reports.own import NO_PAPER, cells, own_builder, ranking
 from reports.render import html_section, markdown_section
+from simclr_core.validation import ConfigError
 
 from fake_results import long_form, write_run
 from registry.store import RunStore, load_results
@@ -123,6 +124,15 @@ def test_runs_at_points_the_experiment_does_not_declare_are_named_not_described_
     assert section.artefact.notes[-1] == (
         "Not in the table nor the ranking: 1 finished run(s) at axis points the experiment does not declare (0.3: a "
         f"sweep's trials; the sweep's summary in <results>/optuna/ ranks them): {trial}.")
+
+
+def test_ones_own_experiment_named_as_a_report_functions_artefact_is_refused(monkeypatch):
+    # tab5_sweep is built from temperature_norm's runs: an experiment reporting as it would be in no report
+    monkeypatch.setitem(_registry(), "tab5_sweep", Experiment(**{**TOY.__dict__, "name": "tab5_sweep", "artefact": ""}))
+    with pytest.raises(ConfigError, match="^experiment 'tab5_sweep' reports as artefact 'tab5_sweep', which the report "
+                                          "builds from experiment 'temperature_norm': no report would show its runs; "
+                                          "rename it, or give it artefact='tab5_sweep_own'$"):
+        all_artefacts()
 
 
 SQRT = Experiment(name="own_sqrt", title="Own: temperature x batch at sqrt scaling", metric="linear_top1",
