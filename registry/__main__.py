@@ -31,7 +31,7 @@ from registry import sweep as sweep_verb
 from registry.claim import describe_claim, read_claim, try_claim
 from registry.cli_parser import SuggestingParser, stray_words
 from registry.commands import GROUP, INSTALL_HINT, Command, add_unavailable, plugin_commands
-from registry.declare import Experiment, Run
+from registry.declare import Experiment, Run, cases
 from registry.discover import experiment_folders, get_experiment, list_experiments
 from registry.host_memory import host_fit
 from registry.launch import (NOT_STARTED, Outcome, exit_at_once_on_another_interrupt, make_executor,
@@ -44,7 +44,7 @@ from registry.pretraining import REDO_FIELD
 from registry.provenance import code_version
 from registry.run_id import canonical_json
 from registry.slurm_state import reconcile
-from registry.scales import DEFAULT_SCALE, SCALES, get_scale
+from registry.scales import DEFAULT_SCALE, SCALES, Scale, get_scale
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import STATES, RunStore, flatten_config, now_iso
 from registry.sweep_space import SWEEPS, plan_studies
@@ -153,7 +153,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         for run_id, stored in others.items():
             run = stored_run(run_id, stored)
             point = canonical_json(dict(run.point))
-            planned = by_seed.get((point, (stored.get("config") or {}).get("seed"))) or by_point.get(point)
+            seed = (stored.get("config") or {}).get("seed")
+            planned = by_seed.get((point, seed)) or by_point.get(point) or \
+                planned_at(experiment, scale, run.point, seed, parse_overrides(args.overrides))
             others_states[_show_run(store, run, experiment, width, slurm_notes,
                                     differs=config_differences(stored, planned))] += 1
         print("  " + ", ".join(f"{others_states[s]} {s}" for s in STATES if others_states[s])
@@ -178,6 +180,17 @@ def stored_run(run_id: str, stored: dict[str, Any]) -> Run:
     point, overrides = stored.get("point"), stored.get("overrides")
     return Run(run_id, run_id.partition("/")[0], stored.get("scale", "?"), point if isinstance(point, dict) else {},
                RunConfig(), overrides if isinstance(overrides, dict) else {})
+
+
+def planned_at(experiment: Experiment, scale: Scale, point: dict[str, Any], seed: Any,
+               overrides: dict[str, Any]) -> Run | None:
+    """The run the plan would hold at an axis point the experiment does not declare (a sweep's trial), to tell how
+    a stored run there differs from today's declaration; None where the point no longer resolves."""
+    try:
+        return replace(experiment, axes=cases(point)).runs(
+            scale, overrides, seeds=[seed] if isinstance(seed, int) and not isinstance(seed, bool) else None)[0]
+    except ConfigError:
+        return None
 
 
 def config_differences(stored: dict[str, Any], planned: Run | None, most: int = 4) -> str:

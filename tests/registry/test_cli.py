@@ -358,6 +358,19 @@ def test_runs_made_with_overrides_are_shown_where_the_failure_message_points(tmp
     assert "RuntimeError: boom" in lines[at + 2] or "Traceback" in lines[at + 2]
 
 
+def test_show_says_how_a_sweep_trial_at_an_undeclared_point_differs_from_the_plan(tmp_path, monkeypatch, capsys):
+    # a TPE trial of temperature_norm at temperature 0.2, made with max_steps=5: no planned run has its point, but
+    # the plan at that point (today's declaration) is what it differs from
+    from registry.sweep_space import plan_studies
+
+    plan = plan_studies("temperature", scale="smoke", sampler="tpe", splits=(True,), overrides={"max_steps": 5})[0]
+    (trial,) = plan.runs_at(0.2)
+    assert execute_run(trial, tmp_path, counting_train).state == "done"
+    code, out, _ = run_main(monkeypatch, capsys, tmp_path, "show", "temperature_norm", "--scale", "smoke")
+    (line,) = [line for line in out.splitlines() if trial.run_id in line]
+    assert code == 0 and line.split()[1] == "done" and line.endswith("max_steps=5 (plan: 2)")
+
+
 def test_a_tilde_in_a_results_folder_is_the_home_folder(tmp_path, monkeypatch, capsys):
     # bash leaves ~ as is in --results-dir=~/res, and a quoted setting (a .env file, a unit file) does too.
     from registry import launch
