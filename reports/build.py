@@ -219,7 +219,8 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
         for name in (experiment.name, *spec.also_reads):
             part = ours[ours["experiment"] == name] if len(ours) else ours
             if not overrides and name in selection.shown and not selection.shown[name].declared:
-                undeclared += part["run_id"].nunique()      # another config, shown as no run has the declared one
+                # another config, shown as no run has the declared one: the runs the artefact draws of it
+                undeclared += described.loc[described["experiment"] == name, "run_id"].nunique()
                 part = part.iloc[0:0]
             counts.append(declared_progress(name, part, scale))
         done, expected = sum(c[0] for c in counts), sum(c[1] for c in counts)

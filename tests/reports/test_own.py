@@ -124,6 +124,13 @@ def test_runs_at_points_the_experiment_does_not_declare_are_named_not_described_
     assert section.artefact.notes[-1] == (
         "Not in the table nor the ranking: 1 finished run(s) at axis points the experiment does not declare (0.3: a "
         f"sweep's trials; the sweep's summary in <results>/optuna/ ranks them): {trial}.")
+    # the same made with max_steps=5, where no run has the declared config: its 3 cells' runs are shown instead
+    for t in (0.1, 0.2, 0.5, 0.3):
+        write_run(RunStore(tmp_path / "short"), "own_toy", "cpu", {"loss.temperature": t}, 0, 60.0,
+                  overrides={"max_steps": 5})
+    (short,) = build_sections(load_results(tmp_path / "short"), keys=["own_toy"])
+    assert short.what_ran.runs == 3 and short.progress == (
+        "0 of 3 runs done at scale cpu (incomplete); shown instead: 3 run(s) of another config (max_steps=5 override)")
 
 
 def test_ones_own_experiment_named_as_a_report_functions_artefact_is_refused(monkeypatch):
