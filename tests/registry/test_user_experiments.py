@@ -239,7 +239,8 @@ def test_a_failure_in_ones_own_report_function_is_not_called_a_bug_of_ours(tmp_p
     assert "bug report" not in reported.stderr and "Traceback" not in reported.stderr
 
 
-@pytest.mark.parametrize("case", ["missing folder", "syntax error", "error at run time", "no EXPERIMENT", "EXPERIMENT not an Experiment",
+@pytest.mark.parametrize("case", ["missing folder", "syntax error", "error at run time", "no EXPERIMENT",
+                                  "EXPERIMENT not an Experiment",
                                   "declared twice", "an artefact of another", "bad axis",
                                   "sweep declared twice", "sweep of no experiment", "scale declared twice",
                                   "helpers share a name"])
