@@ -402,6 +402,9 @@ def load_results(results_dir: str | os.PathLike | None = None) -> "pd.DataFrame"
             "label": run_id.partition("/")[2].rpartition("-")[0], "seed": config.get("seed"),
             "git_sha": code.get("git_sha"), "git_dirty": code.get("git_dirty"),
             "device": final.get("device"), "compiled": final.get("compile"),
+            # A run resumed on another device: every device that ran it, in order (final.json's devices_seen).
+            "devices_seen": " then ".join(map(str, final["devices_seen"]))
+            if isinstance(final.get("devices_seen"), list) and len(final["devices_seen"]) > 1 else None,
             "pretraining_from": store.pretraining_from(run_id),
             "written_at": stored.get("written_at"),
             "config_json": json.dumps(stored["config"], sort_keys=True),

@@ -6,7 +6,8 @@ Device-hours are the sum over runs of (pretrain_seconds + eval_seconds) x proces
 it, pretrain_device_seconds (each session's seconds x its process count: exact for a run resumed by another count)
 + eval_seconds x processes; a run that evaluated another run's pretraining (registry/pretraining.py) counts its
 evaluation only. They are named GPU-hours or CPU-hours by final.json's `device` ("cpu (2 threads)" is a CPU; any
-other name, e.g. "NVIDIA H200", a GPU).
+other name, e.g. "NVIDIA H200", a GPU); a run resumed on another device is named with every device that ran it
+(final.json's devices_seen), and one that ran on both a CPU and a GPU is counted as its last device's, with a note.
 """
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def describe(ours: pd.DataFrame) -> WhatRan:
     if steps:
         phrases[-1] += f", stopped at max_steps {values_text(steps)} ({len(steps)} of {len(runs)} runs)"
     phrases += [f"batch {values_text(column('batch_size'))}", f"seeds {values_text(column('seed'))}",
-                f"device {values_text(column('device'))}" if any(column("device")) else "device not recorded"]
+                _devices_phrase(column("device"), column("devices_seen"), len(runs))]
     compiled = [mode for mode in column("compiled") if mode not in (None, "off")]
     if compiled:
         phrases.append(f"torch.compile {values_text(compiled)} in {len(compiled)} of {len(runs)} runs")
@@ -108,12 +109,24 @@ def describe(ours: pd.DataFrame) -> WhatRan:
     return what
 
 
+def _devices_phrase(devices: list[Any], devices_seen: list[Any], runs: int) -> str:
+    """"device NVIDIA H200", naming the devices a resumed run moved between (store's devices_seen) too."""
+    several = [seen for seen in devices_seen if isinstance(seen, str) and seen]
+    if not any(devices) and not several:
+        return "device not recorded"
+    named = values_text([*devices, *(name for seen in several for name in seen.split(" then "))])
+    if not several:
+        return f"device {named}"
+    return f"device {named} ({len(several)} of {runs} runs ran on several devices: {values_text(several)})"
+
+
 def _device_hours(ours: pd.DataFrame, runs: pd.DataFrame, what: WhatRan) -> None:
     total, session, evaluation = (_metric(ours, m) for m in ("pretrain_seconds", "pretrain_seconds_this_session",
                                                              "eval_seconds"))
     processes = _metric(ours, "processes")
     device_seconds = _metric(ours, "pretrain_device_seconds")
-    fallback, no_eval, no_processes, untimed, reused = 0, 0, 0, 0, 0
+    fallback, no_eval, no_processes, untimed, reused, mixed_kinds = 0, 0, 0, 0, 0, 0
+    devices_seen = dict(zip(runs["run_id"], runs["devices_seen"])) if "devices_seen" in runs else {}
     donors = runs["pretraining_from"] if "pretraining_from" in runs else [None] * len(runs)
     for run_id, device, donor in zip(runs["run_id"], runs["device"] if "device" in runs else [None] * len(runs),
                                      donors):
@@ -140,6 +153,12 @@ def _device_hours(ours: pd.DataFrame, runs: pd.DataFrame, what: WhatRan) -> None
             seconds = (pretrain + evaluation.get(run_id, 0.0)) * processes.get(run_id, 1.0)
         kind = device_kind(device)
         what.hours[kind] = what.hours.get(kind, 0.0) + seconds / 3600
+        seen = devices_seen.get(run_id)
+        if isinstance(seen, str) and len({device_kind(d) for d in seen.split(" then ")}) > 1:
+            mixed_kinds += 1
+    if mixed_kinds:
+        what.notes.append(f"{mixed_kinds} run(s) trained on both CPU and GPU: all their hours counted as their last "
+                          "device's")
     if reused:
         what.notes.append(f"{reused} run(s) evaluated another run's pretraining: their evaluation counted only")
     if fallback:

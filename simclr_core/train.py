@@ -169,6 +169,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     # ---- resume (no-op on a fresh run) -------------------------------------------------------------
     start_step, earlier_seconds, earlier_device_seconds, processes_seen = 0, 0.0, 0.0, [world]
+    device_name = _device_name(device)
+    devices_seen = [device_name]     # in the order they trained the run
     counts_from_step = None      # where a checkpoint kept no data counts: the step final.json's start from
     # torch.load refuses Accelerate's "cpu:0"; tensors then follow the model with load_state_dict.
     checkpoint = load_checkpoint(run_dir, map_location=device if device.type != "cpu" else "cpu")
@@ -186,6 +188,11 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         processes_seen = sorted(seen | {world} if trains_on else seen)
         if trains_on and last_processes != world and accelerator.is_main_process:
             warnings.warn(_other_processes_message(run_dir, start_step, last_processes, world), stacklevel=2)
+        # A checkpoint written before devices were kept: its device is unknown, taken as this one.
+        earlier_devices = list(checkpoint.get("devices_seen", [device_name]))
+        devices_seen = earlier_devices + ([device_name] if device_name not in earlier_devices else [])
+        if device_name not in earlier_devices and accelerator.is_main_process:
+            warnings.warn(_other_device_message(run_dir, start_step, earlier_devices, device_name), stacklevel=2)
         torch.set_rng_state(checkpoint["torch_rng"].cpu())
         counts_from_step = restore_counts(accelerator, feed, checkpoint, run_dir / CHECKPOINT_NAME)
     if accelerator.is_main_process:
@@ -316,7 +323,7 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                         f"{remedy}.")
                 session_seconds = time.perf_counter() - train_clock
                 _save(accelerator, run_dir, model, optimizer, done, cfg, earlier_seconds + session_seconds,
-                      earlier_device_seconds + session_seconds * world, processes_seen,
+                      earlier_device_seconds + session_seconds * world, processes_seen, devices_seen,
                       counts_to_keep(accelerator, feed, done))
                 last_checkpoint_step = done
             if stop_now:
@@ -353,8 +360,9 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "pretrain_device_seconds": earlier_device_seconds + train_seconds * world,
         "eval_seconds": time.perf_counter() - eval_clock + (partial.kept_seconds if partial else 0.0),
         "images_per_s": train_images / train_seconds if steps_run else None,
-        "device": _device_name(device), "processes": world, "mixed_precision": mixed_precision,
+        "device": device_name, "processes": world, "mixed_precision": mixed_precision,
         **({"processes_seen": processes_seen} if len(processes_seen) > 1 else {}),
+        **({"devices_seen": devices_seen} if len(devices_seen) > 1 else {}),
         "compile": compile_mode, "views_ahead": ahead,
         **run_stats(accelerator, feed),
         **({"data_counts_from_step": counts_from_step} if counts_from_step is not None else {}),
@@ -434,7 +442,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, cfg: RunConfig,
           pretrain_seconds: float, pretrain_device_seconds: float, processes_seen: list[int],
-          data_counts: dict[str, Any] | None) -> None:
+          devices_seen: list[str], data_counts: dict[str, Any] | None) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_checkpoint(run_dir, {
@@ -448,6 +456,7 @@ def _save(accelerator: Accelerator, run_dir: Path, model, optimizer, step: int, 
             "pretrain_device_seconds": pretrain_device_seconds,
             "processes": accelerator.num_processes,
             "processes_seen": processes_seen,
+            "devices_seen": devices_seen,
             "data_counts": data_counts,     # the streamed path's (Feed.counts), else None
         })
 
@@ -457,6 +466,12 @@ def _other_processes_message(run_dir: Path, step: int, before: int, now: int) ->
             f"{before}: from here on the views' augmentations (drawn per process), BatchNorm's batches without "
             "encoder.global_bn and, on parquet shards, the images' order differ from an uninterrupted run; "
             "final.json lists every process count that trained the run (processes_seen)")
+
+
+def _other_device_message(run_dir: Path, step: int, before: list[str], now: str) -> str:
+    return (f"{run_dir}: resuming at step {step} on {now}, where its checkpoint was written on "
+            f"{', '.join(before)}: its device-hours add up time on each; final.json's device names this one, its "
+            "devices_seen every device that ran the run")
 
 
 def _evaluate_apart(accelerator: Accelerator, model, cfg: RunConfig, feed: Feed, mixed_precision: str,

@@ -215,6 +215,17 @@ def test_device_hours_of_a_run_resumed_by_another_process_count_use_its_device_s
     assert _tab4(tmp_path).what_ran.hours == {"GPU-hours": pytest.approx((6000 + 600) / 3600)}
 
 
+def test_what_ran_names_every_device_of_a_run_resumed_on_another(tmp_path):
+    moved = {"device": "NVIDIA H200", "devices_seen": ["cpu (2 threads)", "NVIDIA H200"], "pretrain_seconds": 3600.0,
+             "eval_seconds": 0.0, "processes": 1}
+    write_run(RunStore(tmp_path), "loss_variant", "cpu", XENT, 1, 40.0, final=moved)
+    write_run(RunStore(tmp_path), "loss_variant", "cpu", XENT, 2, 40.0, final={"device": "NVIDIA H200"})
+    text = _tab4(tmp_path).what_ran.text
+    assert ("device NVIDIA H200, cpu (2 threads) (1 of 2 runs ran on several devices: cpu (2 threads) then "
+            "NVIDIA H200)") in text
+    assert "1 run(s) trained on both CPU and GPU: all their hours counted as their last device's" in text
+
+
 def test_runs_that_differ_in_epochs_show_the_range(tmp_path):
     from reports.what_ran import describe
 

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -298,6 +299,38 @@ def test_a_resume_with_another_process_count_says_so_and_final_json_records_it(t
     recwarn.clear()
     evaluated = train(tiny(max_steps=6), run)          # nothing left to train: evaluated by 1, trained by 2 only
     assert "processes_seen" not in evaluated and not [w for w in recwarn if "process" in str(w.message)]
+
+
+def test_a_resume_on_another_device_says_so_and_final_json_lists_both(tmp_path, recwarn):
+    run = tmp_path / "run"
+    train(tiny(max_steps=3), run)
+    here = json.loads((run / "final.json").read_text())["device"]
+    assert load_checkpoint(run)["devices_seen"] == [here]
+    same = train(tiny(max_steps=4), run)                                   # resumed on the same device
+    assert "devices_seen" not in same and not [w for w in recwarn if "device" in str(w.message)]
+    ckpt = load_checkpoint(run)
+    ckpt["devices_seen"] = ["NVIDIA H100 80GB HBM3"]                      # as if a GPU had written it
+    torch.save(ckpt, run / "checkpoint.pt")
+    with pytest.warns(UserWarning, match=rf"resuming at step 4 on {re.escape(here)}, where its checkpoint was "
+                                         r"written on NVIDIA H100 80GB HBM3: .*devices_seen"):
+        metrics = train(tiny(max_steps=5), run)
+    assert metrics["devices_seen"] == ["NVIDIA H100 80GB HBM3", here] and metrics["device"] == here
+    assert json.loads((run / "final.json").read_text())["devices_seen"] == ["NVIDIA H100 80GB HBM3", here]
+    recwarn.clear()
+    again = train(tiny(max_steps=6), run)                                  # the next resume keeps the record
+    assert again["devices_seen"] == ["NVIDIA H100 80GB HBM3", here]
+    assert not [w for w in recwarn if "device" in str(w.message)]
+
+
+def test_a_checkpoint_without_devices_seen_resumes_as_if_written_here(tmp_path, recwarn):
+    run = tmp_path / "run"
+    train(tiny(max_steps=3), run)
+    ckpt = load_checkpoint(run)
+    del ckpt["devices_seen"]                                              # written before devices were kept
+    torch.save(ckpt, run / "checkpoint.pt")
+    metrics = train(tiny(max_steps=4), run)
+    assert "devices_seen" not in metrics and not [w for w in recwarn if "device" in str(w.message)]
+    assert load_checkpoint(run)["devices_seen"] == [metrics["device"]]
 
 
 def test_bad_config_fails_before_any_data_is_loaded(tmp_path, monkeypatch):
