@@ -29,7 +29,7 @@ from reports.artefacts import Artefact, _bars, _paper_errors, ours_ylabel, scale
 from reports.compare import Agreement, aggregate, agreement, canon, compare, point_keys, under_own_names
 from reports.noise import Margin, pooled_noise
 from reports.published import axis_column
-from reports.style import axis_value
+from reports.style import axis_value, float_axis_labels
 
 NO_PAPER = "no published numbers: an experiment of our own"
 MAX_PANELS = 4
@@ -134,6 +134,9 @@ def wide(experiment: Experiment, table: pd.DataFrame) -> pd.DataFrame:
     """Our table in one row per point: each metric as "mean ± std (n)"."""
     axes = experiment.axes.names
     out = pd.DataFrame([{a: p[a] for a in axes} for p in experiment.points()])
+    for a in axes:      # labels, not numbers: the report's one decimal would merge 0.1 and 0.1004
+        if pd.api.types.is_float_dtype(out[a]):
+            out[a] = float_axis_labels(out[a])
     stand_in = next((s for s in table.get("stand_in", ()) if s), "")
     for metric in experiment.all_metrics:
         part = table[table["metric"] == metric]

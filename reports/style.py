@@ -77,3 +77,19 @@ def axis_value(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return f"{value:g}"
     return str(value)
+
+
+# Up to this many decimals a float axis shows each value exactly; past it, just enough to tell its values apart.
+MAX_EXACT_DECIMALS = 8
+
+
+def float_axis_labels(values) -> list[str]:
+    """A float axis's values as one table column shows them: one decimal as the report's numbers have ("0.5",
+    "2.0"), more where that would round a value, for the whole column alike (0.1, 0.1004 -> "0.1000", "0.1004"):
+    two values of one axis never share a label."""
+    values = [float(v) for v in values]
+    finite = {v for v in values if np.isfinite(v)}
+    exact = (d for d in range(1, MAX_EXACT_DECIMALS + 1) if all(float(f"{v:.{d}f}") == v for v in finite))
+    apart = (d for d in range(MAX_EXACT_DECIMALS + 1, 18) if len({f"{v:.{d}f}" for v in finite}) == len(finite))
+    decimals = next(exact, None) or next(apart, 17)
+    return [f"{v:.{decimals}f}" if np.isfinite(v) else str(v) for v in values]

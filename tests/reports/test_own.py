@@ -9,7 +9,7 @@ from registry.discover import _registry
 from reports.build import OWN, all_artefacts, build_sections
 from reports.compare import with_metric
 from reports.own import NO_PAPER, cells, own_builder, ranking
-from reports.render import html_section, markdown_section
+from reports.render import display_extra, html_section, markdown_section
 from simclr_core.validation import ConfigError
 
 from fake_results import long_form, write_run
@@ -260,3 +260,21 @@ def test_ones_own_published_table_by_absolute_path_or_missing(own_folder, tmp_pa
     elsewhere.unlink()
     with pytest.raises(ConfigError, match=f"published table '{elsewhere}' not found"):
         published_cells(get_experiment("my_table5"))
+
+
+def test_axis_values_that_one_decimal_would_merge_get_distinct_labels(monkeypatch, tmp_path):
+    close = Experiment(name="own_close", title="Own: close temperatures", metric="linear_top1",
+                       base={"optim.lr_scaling": "linear"}, axes=grid(loss__temperature=(0.1, 0.1004, 0.5)))
+    monkeypatch.setitem(_registry(), "own_close", close)
+    store = RunStore(tmp_path)
+    for t, value in zip((0.1, 0.1004, 0.5), (60.0, 61.0, 50.0)):
+        write_run(store, "own_close", "cpu", {"loss.temperature": t}, 0, value)
+    (section,) = build_sections(load_results(tmp_path), keys=["own_close"])
+    text = markdown_section(section, "x.png")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| 0.")]
+    assert rows == [["0.1000", "60.00 (1 run)"], ["0.1004", "61.00 (1 run)"], ["0.5000", "50.00 (1 run)"]]
+
+
+def test_ordinary_axis_labels_keep_one_decimal(declared):
+    wide = own_builder(TOY)(_ours([(60.0,), (61.0,), (50.0,)]), None).tables["ours: mean ± std over seeds, per metric"]
+    assert list(display_extra(wide)["loss.temperature"]) == ["0.1", "0.2", "0.5"]
