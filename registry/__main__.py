@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Resolve an experiment at a scale and print its runs, ids and states; "
                                      "failed runs show their traceback, then the experiment's other stored runs "
                                      "at that scale. Nothing runs.")
-    p.add_argument("name", help="experiment name (see `list`)")
+    p.add_argument("name", metavar="EXPERIMENT", help="experiment name (see `list`)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="the config overrides the runs were made with (as given to `run`)")
     p.set_defaults(func=cmd_show)

@@ -298,6 +298,11 @@ def test_a_mistyped_scale_names_the_scale_it_most_likely_meant(verb, capsys):
      "python -m registry run --help lists what it takes"),
     ([], "python -m registry: error: the following arguments are required: VERB; python -m registry --help lists "
      "what it takes"),
+    # the overrides are optional: only the name is missing (argparse would say "name, key=value" are required)
+    (["sweep"], "python -m registry sweep: error: missing the sweep name (SWEEP); python -m registry sweep --help "
+     "lists what it takes"),
+    (["show", "--scale", "smoke"], "python -m registry show: error: missing the experiment name (EXPERIMENT); "
+     "python -m registry show --help lists what it takes"),
 ])
 def test_a_command_line_mistake_is_one_line_not_the_usage_block(argv, line, capsys):
     with pytest.raises(SystemExit) as exit_info:
