@@ -172,7 +172,8 @@ def _print_table(summaries: Sequence[dict[str, Any]], results_dir: str | None) -
 
 # ---- command line ---------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", metavar="SWEEP", help="sweep name: " + ", ".join(f"{s.name} ({s.summary})" for s in SWEEPS.values()))
+    parser.add_argument("name", metavar="SWEEP",
+                        help="sweep name: " + ", ".join(f"{s.name} ({s.summary})" for s in SWEEPS.values()))
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides applied last, in final units (they change the study's name)")
     parser.add_argument("--trials", type=int, default=None, metavar="N",
