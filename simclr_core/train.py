@@ -170,7 +170,10 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     # ---- resume (no-op on a fresh run) -------------------------------------------------------------
     start_step, earlier_seconds, earlier_device_seconds, processes_seen = 0, 0.0, 0.0, [world]
     device_name = _device_name(device)
-    devices_seen = [device_name]     # in the order they trained the run
+    # The device models that trained the run, in order: a GPU's name, or "cpu" (its thread count, which a resume by
+    # another process count changes, is how it ran, not another device).
+    device_model = device_name if device.type == "cuda" else "cpu"
+    devices_seen = [device_model]
     counts_from_step = None      # where a checkpoint kept no data counts: the step final.json's start from
     # torch.load refuses Accelerate's "cpu:0"; tensors then follow the model with load_state_dict.
     checkpoint = load_checkpoint(run_dir, map_location=device if device.type != "cpu" else "cpu")
@@ -189,10 +192,10 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         if trains_on and last_processes != world and accelerator.is_main_process:
             warnings.warn(_other_processes_message(run_dir, start_step, last_processes, world), stacklevel=2)
         # A checkpoint written before devices were kept: its device is unknown, taken as this one.
-        earlier_devices = list(checkpoint.get("devices_seen", [device_name]))
-        devices_seen = earlier_devices + ([device_name] if device_name not in earlier_devices else [])
-        if device_name not in earlier_devices and accelerator.is_main_process:
-            warnings.warn(_other_device_message(run_dir, start_step, earlier_devices, device_name), stacklevel=2)
+        earlier_devices = list(checkpoint.get("devices_seen", [device_model]))
+        devices_seen = earlier_devices + ([device_model] if device_model not in earlier_devices else [])
+        if device_model not in earlier_devices and accelerator.is_main_process:
+            warnings.warn(_other_device_message(run_dir, start_step, earlier_devices, device_model), stacklevel=2)
         torch.set_rng_state(checkpoint["torch_rng"].cpu())
         counts_from_step = restore_counts(accelerator, feed, checkpoint, run_dir / CHECKPOINT_NAME)
     if accelerator.is_main_process:

@@ -304,7 +304,8 @@ def test_a_resume_with_another_process_count_says_so_and_final_json_records_it(t
 def test_a_resume_on_another_device_says_so_and_final_json_lists_both(tmp_path, recwarn):
     run = tmp_path / "run"
     train(tiny(max_steps=3), run)
-    here = json.loads((run / "final.json").read_text())["device"]
+    assert json.loads((run / "final.json").read_text())["device"].startswith("cpu (")
+    here = "cpu"                                 # devices_seen names the model, not the thread count
     assert load_checkpoint(run)["devices_seen"] == [here]
     same = train(tiny(max_steps=4), run)                                   # resumed on the same device
     assert "devices_seen" not in same and not [w for w in recwarn if "device" in str(w.message)]
@@ -314,7 +315,7 @@ def test_a_resume_on_another_device_says_so_and_final_json_lists_both(tmp_path, 
     with pytest.warns(UserWarning, match=rf"resuming at step 4 on {re.escape(here)}, where its checkpoint was "
                                          r"written on NVIDIA H100 80GB HBM3: .*devices_seen"):
         metrics = train(tiny(max_steps=5), run)
-    assert metrics["devices_seen"] == ["NVIDIA H100 80GB HBM3", here] and metrics["device"] == here
+    assert metrics["devices_seen"] == ["NVIDIA H100 80GB HBM3", here] and metrics["device"].startswith("cpu (")
     assert json.loads((run / "final.json").read_text())["devices_seen"] == ["NVIDIA H100 80GB HBM3", here]
     recwarn.clear()
     again = train(tiny(max_steps=6), run)                                  # the next resume keeps the record
@@ -330,7 +331,18 @@ def test_a_checkpoint_without_devices_seen_resumes_as_if_written_here(tmp_path, 
     torch.save(ckpt, run / "checkpoint.pt")
     metrics = train(tiny(max_steps=4), run)
     assert "devices_seen" not in metrics and not [w for w in recwarn if "device" in str(w.message)]
-    assert load_checkpoint(run)["devices_seen"] == [metrics["device"]]
+    assert load_checkpoint(run)["devices_seen"] == ["cpu"]
+
+
+def test_a_resume_with_another_thread_count_is_the_same_device(tmp_path, recwarn, monkeypatch):
+    # A CPU run resumed by another process count gets another thread count per process: still the same device.
+    run = tmp_path / "run"
+    train(tiny(max_steps=3), run)
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)
+    metrics = train(tiny(max_steps=4), run)
+    assert metrics["device"] == f"cpu ({threads + 1} threads)"
+    assert "devices_seen" not in metrics and not [w for w in recwarn if "device" in str(w.message)]
 
 
 def test_bad_config_fails_before_any_data_is_loaded(tmp_path, monkeypatch):
