@@ -28,13 +28,17 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
 
 
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    """torch.save(obj) to `path`, replacing it atomically. Serialised in memory first: torch.save into a file turns
+    an OSError (a full disk) into an opaque "enforce fail at inline_container.cc"; a plain write keeps the errno."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, lambda f: f.write(buffer.getbuffer()))
+
+
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     path = Path(run_dir) / CHECKPOINT_NAME
-    # Serialised in memory first: torch.save into a file turns an OSError (a full disk) into an opaque
-    # "enforce fail at inline_container.cc"; a plain write keeps the errno.
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, lambda f: f.write(buffer.getbuffer()))
+    atomic_torch_save(path, state)
     return path
 
 

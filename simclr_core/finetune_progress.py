@@ -19,7 +19,6 @@ Nothing here imports torch at import time: the registry names the file (--redo m
 """
 from __future__ import annotations
 
-import io
 import pickle
 import sys
 import time
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from simclr_core import stop_request
-from simclr_core.atomic_files import atomic_write_bytes
 
 PROGRESS_NAME = "finetune-progress.pt"
 # Seconds between two saves of a fine-tuning's state (at the first epoch end after them): a ResNet-50's state with
@@ -75,12 +73,9 @@ class ProgressFile:
 
     def save(self, state: dict[str, Any]) -> None:
         """Replace the file with `state`; then, where a stop was requested, stop the run (StoppedInEvaluation)."""
-        import torch
+        from simclr_core.checkpoint import atomic_torch_save
 
-        # Serialised in memory first, as checkpoint.py does: a full disk then reads as an OSError naming the file.
-        buffer = io.BytesIO()
-        torch.save({"key": self.key, "state": state}, buffer)
-        atomic_write_bytes(self.path, lambda f: f.write(buffer.getbuffer()))
+        atomic_torch_save(self.path, {"key": self.key, "state": state})
         self._last_save = time.monotonic()
         if stop_request.requested():
             raise stop_request.StoppedInEvaluation(

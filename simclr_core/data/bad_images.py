@@ -119,8 +119,9 @@ class BadImages:
         its rows this record knows as unreadable or small."""
         rows = np.asarray(rows, dtype=np.int64)
         small = rows[rows < len(self._small)]
-        return BatchRecord(rows, failed_reads, {int(r): self.rows[int(r)] for r in rows if int(r) in self.rows},
-                           small[self._small[small]])
+        known = np.fromiter(self.rows, dtype=np.int64, count=len(self.rows))     # the few unreadable rows named
+        unreadable = {int(r): self.rows[int(r)] for r in np.intersect1d(rows, known)} if len(known) else {}
+        return BatchRecord(rows, failed_reads, unreadable, small[self._small[small]])
 
     def add_batch(self, record: "BatchRecord") -> None:
         """Count what `record`'s batch met (its warnings were given where it was read)."""
