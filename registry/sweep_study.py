@@ -356,9 +356,16 @@ def recover_orphans(study: "optuna.Study", mine: set[int], report: Report) -> in
         if params:
             study.enqueue_trial(params, user_attrs={"retry_of": trial.number, "retry_reason": reason})
         report(f"trial {trial.number} was left running ({reason}): failed it"
-               + (f" and re-asked {params}" if params else "; it had suggested nothing yet"))
+               + (f" and re-asked {asked_values(trial, params)}" if params else "; it had suggested nothing yet"))
         recovered += 1
     return recovered
+
+
+def asked_values(trial: "optuna.trial.FrozenTrial", params: dict[str, Any]) -> str:
+    """`params` as `key=value`, each value as the trial's run trains it (its recorded point, rounded to the sweep's
+    significant digits) where the trial got that far, else as suggested."""
+    point = trial.user_attrs.get("point") or {}
+    return ", ".join(f"{key}={point.get(key, value)}" for key, value in params.items())
 
 
 def reask_cancelled(study: "optuna.Study", report: Report) -> int:
@@ -384,7 +391,7 @@ def _ask_again(study: "optuna.Study", report: Report, chosen: Callable[[Any], bo
     for trial in again:
         study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, "retry_reason": reason})
         report(f"trial {trial.number} {what} ({trial.user_attrs.get('error', 'no error recorded')}): re-asked "
-               f"{trial.params}")
+               f"{asked_values(trial, trial.params)}")
     return len(again)
 
 

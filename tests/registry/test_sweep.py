@@ -435,6 +435,33 @@ def test_stale_running_trials_are_recognised():
     assert "is gone" in orphan_reason(running, now)
 
 
+def _study_with(state: TrialState, user_attrs: dict) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(
+        state=state, params={"loss.temperature": 0.6994332504138304}, user_attrs=user_attrs,
+        distributions={"loss.temperature": optuna.distributions.FloatDistribution(0.01, 10.0, log=True)},
+        **({"value": None} if state != TrialState.COMPLETE else {"value": 1.0})))
+    return study
+
+
+def test_a_trial_asked_again_is_named_by_the_value_its_run_trains_not_the_raw_suggestion():
+    from registry.sweep_study import recover_orphans, reask_cancelled, retry_failed
+
+    point = {"loss.normalize": True, "loss.temperature": 0.699}
+    lines: list[str] = []
+    assert reask_cancelled(_study_with(TrialState.FAIL, {"cancelled": True, "point": point}), lines.append) == 1
+    assert retry_failed(_study_with(TrialState.FAIL, {"point": point}), lines.append) == 1
+    stale = {"point": point, "heartbeat": time.time() - STALE_AFTER_S - 1}
+    assert recover_orphans(_study_with(TrialState.RUNNING, stale), set(), lines.append) == 1
+    assert len(lines) == 3
+    for line in lines:
+        assert "re-asked loss.temperature=0.699" in line and "0.69943" not in line, line
+    # a trial that failed before its point was recorded names the suggestion as it is
+    lines.clear()
+    retry_failed(_study_with(TrialState.FAIL, {}), lines.append)
+    assert "re-asked loss.temperature=0.6994332504138304" in lines[0], lines
+
+
 # ---- storages and executors -----------------------------------------------------------------------------------
 def test_journal_storage_tpe_search_continues_where_it_stopped(results, tmp_path):
     journal = tmp_path / "shared" / "sweeps.journal"
