@@ -43,6 +43,10 @@ class Variant:
     problem: str = ""
     # Whether the run's config is the one a report was asked for: the declared config, with the report's overrides.
     asked: bool = False
+    # The differing keys that the run's own command-line overrides (config.json's "overrides") do not explain: today's
+    # declaration with those overrides still differs there, so the declaration (or scale) was another when the run
+    # was made. Empty where the overrides explain every difference or were not recorded.
+    declared_then: frozenset[str] = frozenset()
 
     @property
     def key(self) -> tuple:
@@ -57,16 +61,20 @@ class Variant:
             return self.problem
         if not self.differences:
             return "the declared config"
-        parts, others = [], []
+        parts, others, earlier = [], [], []
         for key, stored, declared in self.differences:
             if key == "config_version":
                 parts.append(f"another config_version ({stored}; declared {declared})")
+            elif key in self.declared_then:
+                earlier.append(f"{key}={stored} (declared today: {declared})")
             elif key == "max_steps":
                 parts.append(f"max_steps={stored} override")
             else:
                 others.append(f"{key}={stored}")
         if others:
             parts.append("other overrides: " + ", ".join(others))
+        if earlier:
+            parts.append("made under an earlier declaration, not by an override: " + ", ".join(earlier))
         return "; ".join(parts)
 
 
@@ -129,13 +137,29 @@ def variant_of(row: Mapping[str, Any], overrides: Mapping[str, Any] | None = Non
     except (ConfigError, ValueError, TypeError, KeyError) as exc:
         return Variant(problem=f"its axis point does not resolve under today's declaration ({exc})")
     differences = config_differences(stored, declared)
+    declared_then = _declared_then(experiment, scale, _point_of(row, experiment), stored,
+                                   row.get("overrides_json")) if differences else frozenset()
     if not overrides:
-        return Variant(differences, asked=not differences)
+        return Variant(differences, asked=not differences, declared_then=declared_then)
     try:
         asked_config = declared_config(experiment, scale, _point_of(row, experiment), stored.seed, overrides)
     except (ConfigError, ValueError, TypeError, KeyError) as exc:
         return Variant(problem=f"its axis point does not resolve with the overrides asked for ({exc})")
-    return Variant(differences, asked=not config_differences(stored, asked_config))
+    return Variant(differences, asked=not config_differences(stored, asked_config), declared_then=declared_then)
+
+
+def _declared_then(experiment: Experiment, scale: str, point: Mapping[str, Any], stored: RunConfig,
+                   overrides_json: Any) -> frozenset[str]:
+    """The keys in which `stored` differs from today's declaration even with the run's own recorded overrides
+    (the results table's `overrides_json`) applied: what an earlier declaration set. Empty when not recorded."""
+    try:
+        given = json.loads(overrides_json) if isinstance(overrides_json, str) else None
+        if not isinstance(given, dict):
+            return frozenset()
+        with_given = declared_config(experiment, scale, point, stored.seed, given)
+    except (ConfigError, ValueError, TypeError, KeyError):
+        return frozenset()
+    return frozenset(key for key, _, _ in config_differences(stored, with_given))
 
 
 def config_differences(stored: RunConfig, reference: RunConfig) -> tuple[tuple[str, str, str], ...]:

@@ -274,3 +274,21 @@ def test_what_ran_at_a_scale_with_a_stand_in_metric_still_counts_its_time(tmp_pa
     assert section.what_ran.hours == {"CPU-hours": pytest.approx(0.5)}
     assert section.what_ran.text.startswith("CIFAR-10 subset (embedded), 512 training images; resnet18 width x0.25")
 
+
+
+def test_a_run_made_under_an_earlier_declaration_is_not_said_to_have_overrides(tmp_path):
+    import json
+
+    _grid(tmp_path, seeds=(0,))
+    store = RunStore(tmp_path)
+    given = write_run(store, "loss_variant", "cpu", XENT, 1, 50.0, overrides={"epochs": 8.0})
+    earlier = write_run(store, "loss_variant", "cpu", XENT, 2, 50.0, overrides={"epochs": 8.0, "batch_size": 128})
+    config = store.run_dir(earlier) / "config.json"          # as if the declaration had set epochs=8 itself then
+    record = json.loads(config.read_text())
+    record["overrides"] = {"batch_size": 128}
+    config.write_text(json.dumps(record))
+    section = _tab4(tmp_path)
+    assert section.left_out[given].startswith("other overrides: epochs=8.0 (the report shows"), section.left_out
+    why = section.left_out[earlier]
+    assert why.startswith("other overrides: batch_size=128; made under an earlier declaration, not by an override: "
+                          "epochs=8.0 (declared today: 3.0)"), why
