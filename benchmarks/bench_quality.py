@@ -1,7 +1,7 @@
 """Quality per CPU-hour: run a declared experiment through the registry, then print time and quality per run.
 
     .venv/bin/python benchmarks/bench_quality.py NAME [--scale S] [--only GLOB ...] [--seeds N ...]
-        [--results-dir DIR] [--budget-min M] [--table-only] [key=value ...]
+        [--results-dir DIR] [--budget-min M] [--table-only] [--allow-cpu] [key=value ...]
 
 NAME is a declared experiment (`python -m registry list`); the quality recipes are experiments/beyond_*.py
 (beyond_cpu_recipe, beyond_multicrop, beyond_dcl). The runs go through `python -m registry run` with the same
@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--budget-min", type=float, default=60.0, help="wall-clock budget per run (minutes)")
     parser.add_argument("--table-only", action="store_true", help="print the table of the stored runs; run nothing")
+    parser.add_argument("--allow-cpu", action="store_true",
+                        help="passed to `registry run`: a scale planned for a GPU trains on this CPU where there is "
+                             "none")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides applied last, in final units, as `registry run` takes them")
     return parser
@@ -179,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"load average before: {load_average()}")
         argv_run = ["run", experiment.name, "--scale", args.scale, "--results-dir", str(store.root),
                     *(["--seeds", *map(str, args.seeds)] if args.seeds else []),
-                    *(x for pattern in args.only or () for x in ("--only", pattern)), *args.overrides]
+                    *(x for pattern in args.only or () for x in ("--only", pattern)),
+                    *(["--allow-cpu"] if args.allow_cpu else []), *args.overrides]
         start = time.perf_counter()
         code = registry_cli.main(argv_run)
         print(f"load average after: {load_average()}; {(time.perf_counter() - start) / 60:.1f} min in all")

@@ -6,7 +6,7 @@
                                                       published rows; nothing runs
     python -m registry scales                         the scales: purpose, what they train, hours per ablation
     python -m registry run NAME [--scale S] [--seeds N ...] [--dry-run] [--only GLOB] [--max-parallel K]
-                                                      [--runs-per-gpu K] [--slurm] [key=value ...]
+                                                      [--runs-per-gpu K] [--slurm | --allow-cpu] [key=value ...]
     python -m registry status                         runs per experiment and state in the results folder
     python -m registry report [...]                   (reports/cli.py)
     python -m registry sweep [...]                    (registry/sweep.py)
@@ -44,6 +44,7 @@ from registry.pretraining import REDO_FIELD
 from registry.provenance import code_version
 from registry.run_id import canonical_json
 from registry.slurm_state import reconcile
+from registry.scale_hardware import ALLOW_FLAG, allow_help, cpu_instead_of_gpu
 from registry.scales import DEFAULT_SCALE, SCALES, Scale, get_scale
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import STATES, RunStore, flatten_config, now_iso
@@ -284,10 +285,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.slurm and args.runs_per_gpu is not None:
         raise ConfigError("--runs-per-gpu applies to local runs; under --slurm every run has its own GPUs "
                           "(--slurm-gpus-per-node)")
+    if args.slurm and args.allow_cpu:
+        raise ConfigError(f"{ALLOW_FLAG} applies to local runs; under --slurm the runs train on the cluster's nodes "
+                          "(their GPUs: --slurm-gpus-per-node)")
     # Local runs: on which GPUs, how many at once; a bad count, or more runs per GPU than fit, stops here.
     placement = None if args.slurm else plan_placement(args.max_parallel, args.runs_per_gpu)
     if placement is not None:
         placement.check_memory(runs)
+    # A GPU scale's runs on a machine without a GPU would train on its CPU: refused unless asked for (--allow-cpu).
+    on_cpu = None if args.slurm else cpu_instead_of_gpu(get_scale(args.scale), runs, store, redo=args.redo)
+    if on_cpu is not None and not args.dry_run and not args.allow_cpu:
+        raise ConfigError(on_cpu.refusal())
     if args.dry_run:
         executor = None
     elif args.slurm:   # refuses plainly, before anything is recorded, where there is no SLURM or no time limit
@@ -313,7 +321,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         fit = host_fit(runs, placement.workers) if placement is not None and not placement.gpus else None
         if fit is not None:
             print("  " + fit.summary())
+        if on_cpu is not None:
+            print(on_cpu.dry_run_line(allowed=args.allow_cpu))
         return 0
+    if on_cpu is not None:
+        print(on_cpu.allowed(), flush=True)
     store.ensure_writable()
     executor.check_results(store.root)
     # E.g. missing data, or a batch the job's processes cannot split: for the runs to train, before any is recorded.
@@ -535,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "only its GPU; refused when K runs' estimated memory exceeds the GPU's")
     p.add_argument("--slurm", action="store_true",
                    help="submit to SLURM (one job array, one job per run) instead of running locally")
+    p.add_argument(ALLOW_FLAG, action="store_true", help=allow_help())
     add_slurm_arguments(p)
     p.set_defaults(func=cmd_run)
 

@@ -27,17 +27,21 @@ complete. A trial whose run failed stays failed; --retry-failed asks it again. A
 <results>/optuna/<study>.json records its trials and best temperature.
 
 Locally trials run one after another (--max-parallel K: K at a time, in K processes; with GPUs each process sees
-one GPU, at most one trial per GPU). With --slurm, K
+one GPU, at most one trial per GPU); at a scale planned for a GPU on a machine without one they are refused, naming
+their estimated CPU-hours, unless --allow-cpu (registry/scale_hardware.py). With --slurm, K
 trials (default 4) are in flight as SLURM jobs; the driver tells each as its run finishes in the store.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any, Callable, Sequence
 
 from registry.launch import (Executor, LocalExecutor, Outcome, TrainFn, exit_at_once_on_another_interrupt,
                              make_executor, require_same_images, show_command)
+from registry.scale_hardware import (ALLOW_FLAG, CpuInstead, added, allow_help, gpu_here, hours_on, scaled,
+                                     still_to_do)
 from registry.scales import DEFAULT_SCALE, SCALES
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import RunStore, default_results_dir
@@ -89,12 +93,15 @@ def run_sweep(name: str, *, trials: int | None = None, sampler: str = "grid", st
               slurm: bool = False, slurm_settings: Any = None, max_parallel: int | None = None,
               overrides: dict[str, Any] | None = None, train_fn: TrainFn | str | None = None,
               executor: Executor | None = None, sampler_seed: int = 0, retry_failed: bool = False,
-              poll_s: float | None = None, report: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              poll_s: float | None = None, report: Callable[[str], None] = print,
+              allow_cpu: bool = False) -> list[dict[str, Any]]:
     """Run (or continue) the sweep's studies; returns their summaries (also written as JSON).
 
     Every check that can fail (names, numbers, storage, SLURM wiring, config validity) runs before a study
     is opened or a run is recorded. `executor` replaces the one chosen from `slurm`/`max_parallel`;
     `slurm_settings` (registry.slurm_settings.SlurmSettings, None: the user's config file) go to SLURM jobs.
+    Local trials at a scale planned for a GPU on a machine without one are refused unless `allow_cpu`
+    (registry/scale_hardware.py).
     """
     # ---- validate everything ---------------------------------------------------------------------------
     get_sweep(name)
@@ -113,6 +120,15 @@ def run_sweep(name: str, *, trials: int | None = None, sampler: str = "grid", st
     urls = [storage_url(storage or ("journal" if slurm else "sqlite"), plan.study_name, results) for plan in plans]
     for url in dict.fromkeys(urls):     # every study's storage, before the first study's trials run
         check_storage(url)
+    if slurm and allow_cpu:
+        raise ConfigError(f"{ALLOW_FLAG} applies to local trials; under --slurm they train on the cluster's nodes "
+                          "(their GPUs: --slurm-gpus-per-node)")
+    local = not slurm and (executor is None or isinstance(executor, LocalExecutor))
+    on_cpu = sweep_on_cpu(plans, targets, results, retry_failed) if local else None
+    if on_cpu is not None and not allow_cpu:
+        raise ConfigError(on_cpu.refusal())
+    if on_cpu is not None:
+        report(on_cpu.allowed())
     relay = _TellOnOutcome()
     if executor is None:
         # SLURM: submit and return (wait=False); the driver polls the store and tells trials as runs end.
@@ -148,6 +164,50 @@ def run_sweep(name: str, *, trials: int | None = None, sampler: str = "grid", st
         driver.drive(target, parallel)
         summaries.append({**save(), "failed_now": driver.failed_now})
     return summaries
+
+
+def sweep_on_cpu(plans: Sequence[StudyPlan], targets: Sequence[int], results: Any,
+                 retry_failed: bool) -> CpuInstead | None:
+    """What the studies' trials still to ask would cost on this CPU, where their scale is planned for a GPU and this
+    machine has none (registry/scale_hardware.py); None otherwise, or when nothing is left to ask. A grid study's
+    trials are the grid's runs not yet done; a TPE study's, its target less the trials its summary file
+    (sweep_summary.py: written after every tell) counts as finished, each costing the mean of its range's two ends."""
+    scale = plans[0].scale
+    if scale.hardware != "gpu" or gpu_here():
+        return None
+    store = RunStore(results)
+    grid_runs, partial_grid, trials = [], False, 0
+    tpe = {"cpu": hours_on([], store, "cpu"), "gpu": hours_on([], store, "gpu")}
+    for plan, target in zip(plans, targets):
+        if plan.sampler == "grid":
+            grid_runs += [run for value in plan.grid for run in plan.runs_at(value)]
+            partial_grid |= target < len(plan.grid)
+            continue
+        left = target - _finished_trials(results, plan.study_name, retry_failed)
+        if left <= 0:
+            continue
+        trials += left
+        for hardware in tpe:
+            low, high = (hours_on(plan.runs_at(value), store, hardware) for value in (plan.low, plan.high))
+            tpe[hardware] = added(tpe[hardware], scaled(added(low, high), left / 2))
+    grid_todo = still_to_do(grid_runs, store)
+    if not grid_todo and not trials:
+        return None
+    what = " and ".join(part for part in (
+        f"{'up to ' if partial_grid else ''}the grid's {len(grid_todo)} run(s) still to do" if grid_todo else "",
+        f"up to {trials} TPE trial(s) still to ask" if trials else "") if part)
+    return CpuInstead(scale, what, added(tpe["cpu"], hours_on(grid_todo, store, "cpu")),
+                      added(tpe["gpu"], hours_on(grid_todo, store, "gpu")))
+
+
+def _finished_trials(results: Any, study_name: str, retry_failed: bool) -> int:
+    """Trials the study's summary file counts toward its target: complete ones, and failed ones no trial asks
+    again (unless --retry-failed asks them); 0 without a readable summary."""
+    try:
+        counts = json.loads(summary_path(results, study_name).read_text())
+        return int(counts["counts"]["COMPLETE"]) + (0 if retry_failed else int(counts["failed"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def _print_table(summaries: Sequence[dict[str, Any]], results_dir: str | None) -> None:
@@ -192,6 +252,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-parallel", type=int, default=None, metavar="K",
                         help=f"trials in flight: local processes (default 1; with GPUs one per GPU at most) or SLURM jobs "
                              f"(default {DEFAULT_SLURM_PARALLEL})")
+    parser.add_argument(ALLOW_FLAG, action="store_true", help=allow_help())
     parser.add_argument("--retry-failed", action="store_true",
                         help="ask the study's failed trials once more (their runs are retried)")
     parser.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
@@ -216,7 +277,8 @@ def main(args: argparse.Namespace) -> int:
             normalize=args.normalize, results_dir=args.results_dir, slurm=args.slurm,
             slurm_settings=settings_from_args(args) if args.slurm else None,
             max_parallel=args.max_parallel, overrides=parse_overrides(args.overrides),
-            sampler_seed=args.sampler_seed, retry_failed=args.retry_failed, poll_s=args.poll_seconds, report=lambda line: print(line, flush=True))
+            sampler_seed=args.sampler_seed, retry_failed=args.retry_failed, poll_s=args.poll_seconds,
+            report=lambda line: print(line, flush=True), allow_cpu=args.allow_cpu)
     except Exception as exc:       # the study storage's disk refusing a write: main's disk message
         refused = storage_disk_error(exc)
         if refused is None or isinstance(exc, OSError):

@@ -1,0 +1,143 @@
+"""A scale planned for a GPU (gpu, paper), run locally on a machine without one: refused in one line naming the
+estimated CPU-hours, before anything is recorded, unless --allow-cpu (registry/scale_hardware.py).
+
+Before: `run temperature_norm --scale gpu` on a CPU-only machine printed only its header and trained 12 runs of
+~13 hours each on the CPU. Whether a GPU is here is faked (scale_hardware.gpu_here), so these hold on any machine;
+training is fake_train's (launch.DEFAULT_TRAIN_FN), SLURM's submission is faked as in test_slurm_bad_input.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from registry import get_experiment, launch, scale_hardware, slurm
+from registry.__main__ import main
+from registry.estimate import format_device_hours, total
+from registry.overrides import parse_overrides
+from registry.store import RunStore
+
+TINY = ["batch_size=16", "encoder.width=0.25", "data.dataset=cifar10_subset", "data.train_limit=64",
+        "data.test_limit=32", "max_steps=1", "eval.protocols=knn"]
+
+
+@pytest.fixture
+def no_gpu(monkeypatch, tmp_path) -> Path:
+    """A machine without a GPU, whose training is fake_train's; returns the results folder."""
+    monkeypatch.setattr(scale_hardware, "gpu_here", lambda: False)
+    monkeypatch.setattr(launch, "DEFAULT_TRAIN_FN", "fake_train:counting_train")
+    results = tmp_path / "results"
+    monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(results))
+    return results
+
+
+def cpu_hours(experiment: str, scale: str, hardware: str = "cpu") -> str:
+    return format_device_hours(total((run.config for run in get_experiment(experiment).runs(scale)), hardware).hours,
+                               hardware)
+
+
+@pytest.mark.parametrize("scale", ["gpu", "paper"])
+def test_a_gpu_scale_without_a_gpu_is_refused_in_one_line_before_anything_is_recorded(scale, no_gpu, capsys):
+    code = main(["run", "temperature_norm", "--scale", scale])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", out
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    runs = len(get_experiment("temperature_norm").runs(scale))
+    assert (f"scale '{scale}' is planned for a GPU and this machine has none (torch sees no CUDA device" in err
+            and f"the {runs} run(s) still to do would train on this CPU, about "
+                f"{cpu_hours('temperature_norm', scale)} by estimate (rate measured on the 2-core" in err
+            and f"against {cpu_hours('temperature_norm', scale, 'gpu')} planned" in err), err
+    assert ("choose a scale planned for a CPU (--scale smoke or --scale cpu), --slurm to train on a cluster's GPUs, "
+            "or --allow-cpu to train on this CPU anyway (nothing was recorded)") in err, err
+    assert not no_gpu.exists(), "something was recorded"
+
+
+def test_allow_cpu_trains_them_after_one_line_with_the_estimate(no_gpu, capsys):
+    args = ["run", "temperature_norm", "--scale", "gpu", "--only", "normalize+0.5", *TINY, "--seeds", "0"]
+    assert main([*args, "--allow-cpu"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("--allow-cpu: scale gpu is planned for a GPU and this machine has none (torch sees "
+                             "no CUDA device"), out
+    assert "training the 1 run(s) still to do on this CPU, about" in out[1] and "by estimate" in out[1], out
+    (run,) = [run for run in get_experiment("temperature_norm").runs("gpu", parse_overrides(TINY), seeds=[0])
+              if run.label == "normalize+0.5"]
+    store = RunStore(no_gpu)
+    assert store.is_done(run.run_id) and (store.run_dir(run.run_id) / "executions.log").exists()
+    # The flag is not part of the run id: the same command without it finds the run done, and nothing is refused.
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "skipped" in out and "done already" in out and "--allow-cpu" not in out, out
+
+
+def test_a_grid_whose_runs_are_all_done_is_not_refused(no_gpu, capsys):
+    args = ["run", "temperature_norm", "--scale", "gpu", "--only", "normalize+0.5*", *TINY]     # both seeds
+    assert main([*args, "--allow-cpu"]) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "summary: 2 skipped" in capsys.readouterr().out
+    assert main([*args, "--only", "normalize+1*"]) == 2           # one more point: its runs are still to do
+    assert "the 2 run(s) still to do would train on this CPU" in capsys.readouterr().err
+
+
+def test_dry_run_ends_saying_run_would_refuse_it_here(no_gpu, capsys):
+    assert main(["run", "temperature_norm", "--scale", "gpu", "--dry-run"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("  `run` would refuse this here: scale gpu is planned for a GPU and this machine has "
+                           "none"), last
+    assert f"so the 12 run(s) still to do would train on this CPU, about {cpu_hours('temperature_norm', 'gpu')} by " \
+           "estimate" in last and "--allow-cpu to train on this CPU anyway" in last, last
+    assert main(["run", "temperature_norm", "--scale", "gpu", "--dry-run", "--allow-cpu"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("  with --allow-cpu, `run` trains the 12 run(s) still to do on this CPU: about "), last
+    assert not no_gpu.exists()
+
+
+def test_a_machine_with_a_gpu_or_a_cpu_scale_is_not_refused(no_gpu, monkeypatch, capsys):
+    assert main(["run", "temperature_norm", "--scale", "smoke", "--only", "normalize+0.5"]) == 0
+    assert "--allow-cpu" not in capsys.readouterr().out
+    monkeypatch.setattr(scale_hardware, "gpu_here", lambda: True)
+    assert main(["run", "temperature_norm", "--scale", "gpu", "--dry-run"]) == 0
+    assert "would refuse" not in capsys.readouterr().out
+    assert main(["run", "temperature_norm", "--scale", "gpu", "--only", "normalize+0.5", *TINY, "--seeds", "0"]) == 0
+    assert "summary: 1 done" in capsys.readouterr().out
+
+
+@pytest.fixture
+def fake_slurm(monkeypatch, tmp_path):
+    """SLURM's commands 'present' (test_slurm_bad_input.py); submission records the runs it was given."""
+    monkeypatch.setattr(slurm, "require_slurm", lambda: None)
+    monkeypatch.setattr(slurm, "partition_nodes", lambda partition: ("debug", 2))
+    monkeypatch.delenv("SIMCLR_SLURM_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    submitted = []
+
+    def submit(self, runs, store, training, live):
+        submitted.extend(run.run_id for run in runs)
+        self.jobs.update({run.run_id: SimpleNamespace(job_id="4242") for run in runs})
+        return {run.run_id: self.jobs[run.run_id] for run in runs}
+    monkeypatch.setattr(slurm.SlurmExecutor, "_submit", submit)
+    return submitted
+
+
+def test_slurm_is_not_refused_and_takes_no_allow_cpu(no_gpu, fake_slurm, capsys):
+    args = ["run", "temperature_norm", "--scale", "gpu", "--slurm", "--slurm-time-min", "30", "--seeds", "0"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert len(fake_slurm) == 6 and "would train on this CPU" not in capsys.readouterr().err
+    assert main([*args, "--allow-cpu"]) == 2
+    assert "--allow-cpu applies to local runs; under --slurm the runs train on the cluster's nodes" in \
+           capsys.readouterr().err
+
+
+def test_a_sweep_at_a_gpu_scale_is_refused_unless_allowed(no_gpu, capsys):
+    sweep = ["sweep", "temperature", "--scale", "gpu", "--normalize", "true"]
+    assert main(sweep) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "scale 'gpu' is planned for a GPU and this machine has none" in err, err
+    assert "the grid's 8 run(s) still to do would train on this CPU, about" in err and "--allow-cpu" in err, err
+    assert main([*sweep, "--sampler", "tpe", "--trials", "3"]) == 2
+    assert "up to 3 TPE trial(s) still to ask would train on this CPU" in capsys.readouterr().err
+    assert not no_gpu.exists(), "a study or run was recorded"
+    assert main([*sweep, "--allow-cpu", "--trials", "1", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "--allow-cpu: scale gpu is planned for a GPU" in out and "the grid's 8 run(s) still to do" in out, out
