@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -136,10 +136,12 @@ def _scales_present(frame: pd.DataFrame) -> list[str]:
 
 
 def build_sections(results: pd.DataFrame, keys: Sequence[str] | None = None,
-                   scales: Sequence[str] | None = None, overrides: Mapping[str, Any] | None = None) -> list[Section]:
+                   scales: Sequence[str] | None = None, overrides: Mapping[str, Any] | None = None,
+                   on_built: Callable[[Section], None] | None = None) -> list[Section]:
     """Every requested artefact (all by default) at every requested scale (by default: each scale that has
     results for it, or one results-free section showing the paper's side when there are none). With `overrides`
-    (key=value as `run` took them), each section shows the runs made with them instead of the declared config."""
+    (key=value as `run` took them), each section shows the runs made with them instead of the declared config.
+    `on_built` is called with each section as soon as it is built (the CLI's line per section)."""
     overrides = dict(overrides or {})
     specs = all_artefacts()
     keys = artefact_keys(keys, specs) if keys else None
@@ -159,6 +161,8 @@ def build_sections(results: pd.DataFrame, keys: Sequence[str] | None = None,
         for scale in scales or _scales_present(mine) or [None]:
             ours = mine[mine["scale"] == scale] if scale and len(mine) else mine.iloc[0:0]
             sections.append(_section(key, spec, experiment, published, ours, scale, variants, overrides))
+            if on_built is not None:
+                on_built(sections[-1])
     return sections
 
 

@@ -67,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from reports.build import build_sections
-    from reports.render import conclusions_count, write_report
+    from reports.build import all_artefacts, build_sections
+    from reports.render import write_report
     from reports.variants import versions_note
 
     started = time.perf_counter()
@@ -79,11 +79,22 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser() if args.out else results_dir / report_folder(overrides)
     check_out_dir(out)
     results = load_results(results_dir)
-    sections = build_sections(results, keys=names or None, scales=args.scale, overrides=overrides)
+    runs = len(results["run_id"].unique()) if len(results) else 0
+    print(f"building the report of {runs} finished run(s) in {results_dir}, one line per section as it is built",
+          flush=True)
+    width = max(map(len, all_artefacts()))
+
+    def built(section) -> None:       # with overrides, the lines wait for the check that some run was made with them
+        if not overrides:
+            print(section_line(section, width), flush=True)
+
+    sections = build_sections(results, keys=names or None, scales=args.scale, overrides=overrides, on_built=built)
     if overrides and len(results) and not any(s.shown for s in sections):
         raise ConfigError(f"no finished run of {', '.join(sorted({s.key for s in sections}))} was made with"
                           f"{override_args(overrides)}; {made_with(results, {s.experiment for s in sections})}. "
                           "Give the overrides the runs were made with, as `run` took them")
+    if overrides:
+        print("\n".join(section_line(section, width) for section in sections), flush=True)
     left_out = results.attrs.get("left_out", {})
     for run_id, why in sorted(left_out.items()):
         print(f"left out: {run_id}: {why} (python -m registry status gives the command that trains it again)",
@@ -116,19 +127,23 @@ def main(args: argparse.Namespace) -> int:
         print(f"left out: {sum(undeclared.values())} finished run(s) of experiments not declared here "
               f"({', '.join(sorted(undeclared))}); set ${EXPERIMENTS_DIR_ENV} to the folder of their declarations "
               f"to report them", file=sys.stderr)
-    width = max(len(s.key) for s in sections)
-    for s in sections:
-        a = s.artefact.agreement
-        within = f", ranked within each {a.within}" if a.within else ""
-        ranks = f"Spearman {a.spearman:+.2f}, Kendall {a.kendall:+.2f} over {a.cells} cells{within} ({a.seeds})" \
-            if a.measured else a.why_not if s.own else f"ranks {a.why_not}"
-        dropped = f"; {len(s.left_out)} run(s) of another config left out" if s.left_out else ""
-        print(f"{s.key:<{width}}  {s.scale or 'none':<6} {s.progress}{dropped}; {ranks}; "
-              f"conclusions: {conclusions_count(s.conclusions)}")
-    print(f"{len(results['run_id'].unique()) if len(results) else 0} finished runs in {results_dir}; "
+    print(f"{runs} finished runs in {results_dir}; "
           f"report in {written.out_dir} ({written.html.name}, {written.markdown.name}, "
           f"{len(written.files)} files) in {time.perf_counter() - started:.1f}s")
     return 0
+
+
+def section_line(s, width: int) -> str:
+    """One section's line on the terminal: its scale, runs, rank agreement and conclusions."""
+    from reports.render import conclusions_count
+
+    a = s.artefact.agreement
+    within = f", ranked within each {a.within}" if a.within else ""
+    ranks = f"Spearman {a.spearman:+.2f}, Kendall {a.kendall:+.2f} over {a.cells} cells{within} ({a.seeds})" \
+        if a.measured else a.why_not if s.own else f"ranks {a.why_not}"
+    dropped = f"; {len(s.left_out)} run(s) of another config left out" if s.left_out else ""
+    return (f"{s.key:<{width}}  {s.scale or 'none':<6} {s.progress}{dropped}; {ranks}; "
+            f"conclusions: {conclusions_count(s.conclusions)}")
 
 
 def not_numbers_note(not_numbers: Mapping[str, str]) -> list[str]:

@@ -119,6 +119,21 @@ def test_report_verb_names_scale_progress_and_agreement(report):
     assert by["fig5", "cpu"]["cells compared"] == 42
 
 
+def test_the_report_says_what_it_is_building_first_then_a_line_per_section_as_each_is_built(report_build, results_dir):
+    # Before: a full report of many runs printed nothing for its first seconds (16 s of 828 runs on the 2-core CPU)
+    # and then every section's line at once.
+    report, done = report_build
+    lines = done.stdout.splitlines()
+    runs = len(load_results(results_dir)["run_id"].unique())
+    assert lines[0] == (f"building the report of {runs} finished run(s) in {results_dir}, one line per section as "
+                        "it is built"), lines[:2]
+    sections = len(pd.read_csv(report / "summary.csv"))
+    assert lines[sections + 1].startswith(f"{runs} finished runs in {results_dir}; report in "), lines
+    built = []
+    returned = build_sections(load_results(results_dir), keys=["tab4", "tab5"], on_built=built.append)
+    assert [id(s) for s in built] == [id(s) for s in returned] and len(built) == 3     # tab4 at cpu and smoke
+
+
 def test_sections_in_process(results_dir):
     sections = build_sections(load_results(results_dir), keys=["tab5", "tab5_sweep"])
     tab5, sweep = sections
