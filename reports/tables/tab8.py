@@ -206,13 +206,17 @@ def skipped_notes(spec: TransferTable, ours: pd.DataFrame) -> list[str]:
     scale = sorted(set(ours["scale"]))[0] if len(ours) and "scale" in ours else None
     at = f" at scale {scale}" if scale else ""
     mine = _ours_by_dataset(ours)
-    show = f"python -m registry show {spec.experiment}" + (f" --scale {scale}" if scale else "")
+    on_scale = f" --scale {scale}" if scale else ""
     notes = [f"{column}: skipped, not declared: {why}." for column, why in UNSUPPORTED.items()]
     for name, column in datasets(spec).items():
         if canon(name) not in mine:
+            # `run` looks for the data before anything trains and records nothing when it is missing, so `show`
+            # lists such a run as pending: only `run` can say where it looked.
+            run = f"python -m registry run {spec.experiment}{on_scale} --only '{name}*'"
             notes.append(f"{column} ({name}): skipped, no finished run{at}: not run yet, or its transfer data was not "
-                         f"found (such a run fails before pretraining; `{show}` prints where it looked and how to "
-                         "provide the files).")
+                         f"found (`{run}` looks for it before any pretraining and, where it is missing, says where "
+                         f"it looked and how to provide the files; a run that failed is listed by `python -m registry "
+                         f"show {spec.experiment}{on_scale}` with its error).")
     return notes
 
 

@@ -4,6 +4,12 @@ construction."""
 from __future__ import annotations
 
 import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -73,9 +79,25 @@ def test_each_dataset_without_our_number_gets_one_note_line_naming_why():
     assert len(skipped) == 1 + 9              # VOC2007, and the nine declared datasets without a finished run
     assert any(n.startswith("VOC2007: skipped, not declared") and "11-point mAP" in n for n in skipped)
     birdsnap = [n for n in skipped if n.startswith("Birdsnap (birdsnap)")]
-    assert len(birdsnap) == 1 and "python -m registry show table8_transfer --scale cpu" in birdsnap[0]
+    assert len(birdsnap) == 1 and "python -m registry run table8_transfer --scale cpu --only 'birdsnap*'" in birdsnap[0]
     assert not any(n.startswith(("CIFAR10 ", "Pets ")) for n in skipped)
     assert "CIFAR10 512 / 200; Pets 512 / 200" in " ".join(notes)
+
+
+def test_the_command_a_skipped_datasets_note_names_says_where_its_missing_data_was_looked_for(tmp_path):
+    """The note sends the user to a command for the missing dataset's whereabouts: run as printed (no data under
+    $SIMCLR_DATA_DIR, the Hub offline), it names where it looked and how to provide the files, and starts nothing."""
+    note = next(n for n in build(synthetic(scale="smoke")).notes if n.startswith("Birdsnap (birdsnap)"))
+    command = shlex.split(re.search(r"`(python -m registry [^`]*)`", note).group(1))
+    env = {**{k: v for k, v in os.environ.items() if k not in ("SIMCLR_DATA_DIR", "SIMCLR_RESULTS_DIR")},
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    results = tmp_path / "results"
+    done = subprocess.run([sys.executable, *command[1:], "--results-dir", str(results)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=300)
+    first = done.stderr.splitlines()[0] if done.stderr else ""
+    assert done.returncode == 2 and first.startswith("error: "), done.stdout + done.stderr
+    assert "birdsnap" in first and "$SIMCLR_DATA_DIR" in first and "eval.transfer_data_dir" in first, first
+    assert "Traceback" not in done.stderr and not list(results.glob("table8_transfer/*"))
 
 
 def test_fine_tuning_beats_linear_is_judged_on_both_sides_and_supervised_on_the_papers_only():
@@ -107,4 +129,4 @@ def test_table_b5_is_the_same_builder_on_the_papers_1x_rows_without_section_4_3s
     # Section 4.3 states the supervised comparison for Table 8's 4x network only.
     assert [c.claim for c in art.conclusions] == ["fine-tuning beats linear evaluation, on average over the datasets"]
     assert (art.conclusions[0].paper.outcome, art.conclusions[0].ours.outcome) == ("holds", "holds")
-    assert any("python -m registry show table_b5_transfer --scale cpu" in n for n in art.notes)
+    assert any("python -m registry run table_b5_transfer --scale cpu --only 'food101*'" in n for n in art.notes)
