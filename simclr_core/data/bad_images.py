@@ -65,6 +65,8 @@ class BadImages:
     seen: int = 0
     small: int = 0
     rows: dict[int, str] = field(default_factory=dict)
+    # The final.json key that counts the images smaller than the view, which the warning of the first one names.
+    small_counted_as: str = "images_smaller_than_view"
     _read: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)
     _small: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)
 
@@ -97,7 +99,7 @@ class BadImages:
     def add_small(self, row: int, where: str, height: int, width: int, side: int) -> None:
         if not self.small:
             warnings.warn(f"{where} is {height} x {width} px, smaller than the {side} px views: its crops are "
-                          "upscaled; final.json counts such images (images_smaller_than_view)", stacklevel=2)
+                          f"upscaled; final.json counts such images ({self.small_counted_as})", stacklevel=2)
         self._small = _grown(self._small, row)
         self.small += int(not self._small[row])
         self._small[row] = True

@@ -316,12 +316,12 @@ class EvalImages:
     training does."""
 
     def __init__(self, split: EncodedSplit, image_size: int, margin: float, device: torch.device,
-                 threads: int | None = None):
+                 threads: int | None = None, small_counted_as: str = "images_smaller_than_view"):
         self.split, self.image_size, self.margin, self.device = split, image_size, margin, device
         self.labels = torch.from_numpy(split.labels)
         self.num_classes = split.num_classes
         self.threads = threads
-        self.bad = BadImages()
+        self.bad = BadImages(small_counted_as=small_counted_as)
 
     def __len__(self) -> int:
         return len(self.split)

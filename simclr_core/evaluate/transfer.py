@@ -56,6 +56,8 @@ from simclr_core.evaluate.parts import Parts, Unsaved, run_part
 from simclr_core.validation import ConfigError, require_choice
 
 TRANSFER_PROTOCOLS = ("linear", "finetune")
+# final.json's count of the streamed transfer training images smaller than the view (fine-tuning upscales their crops).
+SMALL_COUNTED_AS = "transfer_images_smaller_than_view"
 # Table 8's datasets whose metric no protocol here computes, and why.
 UNSUPPORTED = {
     "voc2007": "VOC2007 is multi-label (20 classes, several per image) and Table 8 reports its 11-point mAP; "
@@ -158,6 +160,11 @@ class TransferSplit:
         """Its images the protocols read, the unreadable ones left out (resident: `labels` holds none of those)."""
         return len(self) - self.unreadable() if self.loader == "stream" else len(self)
 
+    def smaller_than_view(self) -> dict[str, int]:
+        """{SMALL_COUNTED_AS: its images with a side shorter than the view that fine-tuning cropped, each once} where
+        the split streams (the crops of those are upscaled); {} where it is held: decoding squared every image."""
+        return {SMALL_COUNTED_AS: self.images.bad.small} if self.loader == "stream" else {}
+
 
 def load_transfer_split(cfg: RunConfig, split: str, image_size: int,
                         device: torch.device | str | None = None) -> TransferSplit:
@@ -172,7 +179,7 @@ def load_transfer_split(cfg: RunConfig, split: str, image_size: int,
             if limit is not None and limit < len(index):
                 index = RowsOf(index, balanced_subset(index.labels, limit))
             images = EvalImages(index, image_size, dataset_spec(data.dataset).resize_margin,
-                                torch.device(device or "cpu"))
+                                torch.device(device or "cpu"), small_counted_as=SMALL_COUNTED_AS)
             return TransferSplit(images, images.labels, index.num_classes, index.source, "stream")
         data = replace(data, loader="resident")
         if limit is not None and limit < len(locate_source(dataset_spec(data.dataset), data.data_dir, split).load()):
@@ -247,7 +254,7 @@ def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: S
 
     def counts() -> dict[str, int]:
         return {"transfer_train_images": train.used(), "transfer_test_images": test.used(),
-                "transfer_unreadable_images": train.unreadable() + test.unreadable()}
+                "transfer_unreadable_images": train.unreadable() + test.unreadable(), **train.smaller_than_view()}
 
     counted = _Counted(parts, counts)
     metrics = transfer_eval(

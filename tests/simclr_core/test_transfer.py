@@ -284,6 +284,24 @@ def test_streamed_transfer_scores_the_frozen_features_as_the_held_copy_does(tmp_
     assert changed_tensors(encoder, before) == []
 
 
+def test_streamed_transfer_training_images_smaller_than_the_view_are_counted_in_the_key_their_warning_names(tmp_path):
+    """Fine-tuning upscales the crops of such images; the warning of the first one promised a count that final.json
+    did not hold."""
+    from PIL import Image
+
+    root = photo_folder(tmp_path / "photos")
+    side = 32
+    small = sum(min(Image.open(path).size) < side for path in (root / "train").rglob("*.jpg"))
+    assert 0 < small < 18                                  # the folder has both kinds (sizes 20-59 px)
+    encoder = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    cfg = folder_transfer(root, **{"eval.transfer_protocols": ("finetune",)})
+    with pytest.warns(UserWarning, match=r"smaller than the 32 px views: .* final\.json counts such images "
+                                         r"\(transfer_images_smaller_than_view\)") as caught:
+        metrics = run_transfer(encoder, cfg, image_size=side, mean=MEAN, std=STD)
+    assert len([w for w in caught if "smaller than the" in str(w.message)]) == 1
+    assert metrics["transfer_loader"] == "stream" and metrics["transfer_images_smaller_than_view"] == small
+
+
 @pytest.mark.parametrize("loader", ["stream", "resident"])
 def test_transfer_test_images_of_a_class_without_training_images_are_one_warning(tmp_path, loader):
     """As for the run's own splits (feed.py): they cap the transfer accuracies, which said nothing of it."""
