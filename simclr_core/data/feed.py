@@ -273,10 +273,11 @@ def open_feed(cfg: DataConfig, need_test: bool, device: torch.device | None = No
 
 
 def warn_of_unseen_classes(train_labels: Tensor, test_labels: Tensor, test_source: str,
-                           class_names: tuple[str, ...] | None = None) -> None:
-    """A warning where test images have labels no training image has: kNN and linear evaluation, which learn
-    from the training split, can never classify them correctly. The labels are shown by name where the label
-    column held names (`class_names`)."""
+                           class_names: tuple[str, ...] | None = None,
+                           learners: str = "kNN and linear evaluation") -> None:
+    """A warning where test images have labels no training image has: the evaluations that learn from the training
+    split (`learners`) can never classify them correctly. The labels are shown by name where the label column held
+    names (`class_names`)."""
     unseen = ~torch.isin(test_labels, train_labels.unique())
     if unseen.any():
         shown = test_labels[unseen].unique().tolist()
@@ -286,8 +287,8 @@ def warn_of_unseen_classes(train_labels: Tensor, test_labels: Tensor, test_sourc
             test_source.startswith("imagefolder ") else ""
         warnings.warn(f"{int(unseen.sum())} of the {len(test_labels)} test images ({test_source}) have a label that no "
                       f"training image has ({', '.join(map(str, shown[:10]))}{' ...' if len(shown) > 10 else ''}"
-                      f"{numbering}): kNN and linear evaluation cannot classify them correctly, which caps their "
-                      "accuracies", stacklevel=2)
+                      f"{numbering}): {learners} cannot classify them correctly, which caps their accuracies",
+                      stacklevel=2)
 
 
 def local_split_sizes(cfg: DataConfig) -> tuple[int | None, int | None]:

@@ -247,7 +247,9 @@ def run_transfer(encoder: nn.Module, cfg: RunConfig, *, image_size: int, mean: S
     ev = cfg.eval
     device = next(encoder.parameters()).device
     train, test = (load_transfer_split(cfg, split, image_size, device) for split in SPLITS)
-    warn_of_unseen_classes(train.labels.cpu(), test.labels.cpu(), test.source)
+    learners = " and ".join({"linear": "linear evaluation", "finetune": "fine-tuning"}[p]
+                            for p in ev.transfer_protocols)
+    warn_of_unseen_classes(train.labels.cpu(), test.labels.cpu(), test.source, learners=f"the transfer's {learners}")
     crop = build_augmentation(AugmentConfig(ops=("crop",)), image_size, mean, std)
     # Fine-tuning's one view per image: a crop of each original image where the split streams.
     augment = crop.first_view_from_originals if train.loader == "stream" else crop.first_view
