@@ -253,7 +253,22 @@ def _find_local(spec: DatasetSpec, path: Path, names: tuple[str, ...]) -> tuple[
         files = _split_files(path, name)
         if files:
             return Source(spec.name, "files", _FORMATS[Path(files[0]).suffix], name, files), ""
-    return None, f"{path} has no {' / '.join(names)} .parquet/.arrow/.tar files"
+    return None, f"{path} has no {' / '.join(names)} .parquet/.arrow/.tar files" + _misnamed(path)
+
+
+def _misnamed(path: Path, shown: int = 3) -> str:
+    """" (it holds a.parquet, ...: ...)": the data files under `path`, none of which names the split looked for,
+    for the error that says so ("" where it holds none)."""
+    found = []
+    for folder, files, _ in walk_folders(path):
+        found += sorted(os.path.relpath(os.path.join(folder, f), path) for f in files if Path(f).suffix in _FORMATS)
+        if len(found) > shown:
+            break
+    if not found:
+        return ""
+    more = ", ..." if len(found) > shown else ""
+    return (f" (it holds {', '.join(found[:shown])}{more}: a split's files are found by its name, e.g. "
+            "train.parquet, test-00000-of-00001.parquet or train/part-0.parquet)")
 
 
 def _names_split(path: Path, name: str) -> bool:

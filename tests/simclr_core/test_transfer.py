@@ -17,7 +17,7 @@ from simclr_core.data.locate import DataNotFoundError
 from simclr_core.evaluate.accuracy import mean_per_class_accuracy, topk_accuracy
 from simclr_core.evaluate.finetune import finetune_eval
 from simclr_core.evaluate.frozen import changed_tensors, snapshot_state
-from simclr_core.evaluate.transfer import load_transfer_split, run_transfer, transfer_eval
+from simclr_core.evaluate.transfer import load_transfer_split, require_transfer_data, run_transfer, transfer_eval
 from simclr_core.train import train
 from simclr_core.validation import ConfigError
 
@@ -219,6 +219,25 @@ def test_a_missing_transfer_dataset_stops_train_before_any_data_is_read(dataset,
     assert "data.data_dir" not in str(error.value)        # the pretraining data's key would mislead here
     assert (hub in "\n".join(rest)) if hub else re.search("has no Hub id", "\n".join(rest))
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_transfer_files_whose_names_name_no_split_are_named_in_the_first_line_of_the_error(no_data, tmp_path):
+    """A download renamed training.parquet / testing.parquet: the error named the split it wanted, not the files it
+    saw, so the user could not tell a wrong name from a wrong folder."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from image_rows import png_rows
+
+    folder = no_data / "oxford_pets"
+    folder.mkdir(parents=True)
+    for split in ("training", "testing"):
+        pq.write_table(pa.table({"image": png_rows(2, 0), "label": [0, 1]}), folder / f"{split}.parquet")
+    cfg = RunConfig().with_overrides({"eval.protocols": ("transfer",), "eval.transfer_dataset": "oxford_pets"})
+    with pytest.raises(DataNotFoundError) as error:
+        require_transfer_data(cfg)
+    first = str(error.value).splitlines()[0]
+    assert f"{folder} has no train .parquet/.arrow/.tar files (it holds testing.parquet, training.parquet" in first
+    assert "train.parquet" in first and "eval.transfer_data_dir=DIR" in first
 
 
 def test_a_run_without_the_transfer_protocol_does_not_look_for_its_data(no_data, tmp_path, monkeypatch):
