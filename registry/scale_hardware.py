@@ -24,7 +24,7 @@ from registry.scales import SCALES, Scale
 from registry.store import RunStore
 
 ALLOW_FLAG = "--allow-cpu"
-ALLOW_HELP = (f"at a scale planned for a GPU ({{gpu_scales}}), train locally on this machine's CPU where it has no "
+ALLOW_HELP = ("at a scale planned for a GPU ({gpu_scales}), train locally on this machine's CPU where it has no "
               "GPU; without it such runs are refused, naming their estimated CPU-hours (no effect where a GPU is "
               "seen, or at a scale planned for a CPU)")
 
