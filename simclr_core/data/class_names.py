@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from simclr_core.data.catalog import SPLITS, DatasetSpec
-from simclr_core.data.locate import DataNotFoundError, Source, locate_source
+from simclr_core.data.locate import DataNotFoundError, Source, class_folder_hint, locate_source
 from simclr_core.validation import ConfigError
 
 LABEL_COLUMNS = ("label", "fine_label", "labels", "cls")       # "cls": WebDataset shards
@@ -48,7 +48,8 @@ def how_labels_are_given(source: Source | None) -> tuple[str, str]:
     """(what a split of `source`'s kind without labels lacks, how to give it labels): class folders for an image
     folder, .cls members for tar shards, a label column for parquet and arrow (and where the source is unknown)."""
     if source is not None and source.kind == "imagefolder":
-        return "no class folders", "Put each class's images in a folder of its own (<split>/<class>/<image>)"
+        return "no class folders", ("Put each class's images in a folder of its own (<split>/<class>/<image>)"
+                                    + class_folder_hint(source.dataset))
     if source is not None and source.location == "webdataset":
         return "no .cls members", "Give each sample its class index in a .cls member (key.cls beside key.jpg)"
     return (f"none of the label columns {', '.join(LABEL_COLUMNS)}",

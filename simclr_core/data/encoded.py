@@ -367,7 +367,7 @@ def open_folder(name: str, source: Source) -> FileSplit:
         return FileSplit(name, loose, np.zeros(len(loose), dtype=np.int64), 0)
     if left_out is not None:
         warnings.warn(f"in the class folders of {split_dir}, {left_out.describe()}", stacklevel=2)
-    warn_of_look_alike_names(folder_classes(root), f"the class folders of {root}")
+    warn_of_look_alike_names(folder_classes(root, name), f"the class folders of {root}")
     if loose:
         warnings.warn(f"{len(loose)} images lie directly in {split_dir} (e.g. {loose[0]}), in no class folder: they "
                       "are left out; move them into their class's folder", stacklevel=2)

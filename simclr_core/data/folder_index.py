@@ -96,7 +96,7 @@ def _kept_or_listed(dataset: str, root: Path, split_dir: Path) -> tuple[tuple[In
         if kept is not None:
             return kept
         started_ns = time.time_ns()
-        (index, left_out), folders = _list(root, split_dir)
+        (index, left_out), folders = _list(dataset, root, split_dir)
         mtimes = [mtime_ns(folder) for folder in folders]
         if settled(mtimes, started_ns):
             paths, labels, num_classes = index
@@ -130,9 +130,9 @@ def _kept(cached: CachedIndex, root: Path) -> tuple[tuple[Index, LeftOut | None]
     return ((paths, stored["labels"].astype(np.int64), int(stored["num_classes"])), left_out), folders
 
 
-def _list(root: Path, split_dir: Path) -> tuple[tuple[Index, LeftOut | None], list[str]]:
+def _list(dataset: str, root: Path, split_dir: Path) -> tuple[tuple[Index, LeftOut | None], list[str]]:
     """((the index, the files it leaves out), every folder listed for it) of a split's folder."""
-    classes = folder_classes(root)
+    classes = folder_classes(root, dataset)
     listed = [str(root), *(str(d) for d in root.iterdir() if d.is_dir())]      # the splits' class folders
     paths, labels, others, not_walked = [], [], [], []
     for label, cls in enumerate(classes):

@@ -4,8 +4,10 @@ Resolution order: ``data.data_dir``, then ``$SIMCLR_DATA_DIR/<dataset>``, then t
 respected; a Hub host that takes no TCP connection within seconds counts as offline, so a missing dataset fails
 at once instead of after the Hub client's retries). A local folder may hold ``train.parquet``/``test.parquet``,
 shards such as ``train-00000-of-00004.parquet`` (also ``.arrow``), a Hub snapshot or HF datasets cache (the
-same names a few folders down), a ``Dataset.save_to_disk`` folder per split, or, for "imagefolder", class folders
-under ``train/`` and ``test/`` (or ``val/``). Nothing here decodes an image.
+same names a few folders down), a ``Dataset.save_to_disk`` folder per split, or class folders under the split's
+folder (``train/<class>/<image>``, ``val/<class>/<image>``: the split names the dataset's spec accepts), read as
+"imagefolder" reads them; files win where a folder holds both. "imagefolder" is found only as class folders,
+"parquet" only as files. Nothing here decodes an image.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from simclr_core.data.hf_freshness import load_current
 from simclr_core.validation import ConfigError
 
 DATA_DIR_ENV = "SIMCLR_DATA_DIR"
+# Datasets never read from class folders: "parquet" is named by its files, the embedded subset is parquet files.
+_FILES_ONLY = ("parquet", "cifar10_subset")
 HUB_PROBE_TIMEOUT_S = 3.0
 # WebDataset tar shards (key.jpg + key.cls per sample) are read by `datasets`' "webdataset" builder on the
 # resident path and by encoded.TarSplit on the streamed one.
@@ -246,14 +250,117 @@ def _find_local(spec: DatasetSpec, path: Path, names: tuple[str, ...]) -> tuple[
                 split = _HUB_SPLIT.get(name, name)
                 return Source(spec.name, "imagefolder", str(path), split), ""     # files: listed_files()
         return None, f"{path} has no image subfolder named {' or '.join(names)}"
+    if spec.name in _FILES_ONLY:
+        found = _found_files(spec, path, names)
+        return (found, "") if found else (None, f"{path} has no {' / '.join(names)} .parquet/.arrow/.tar files"
+                                                + _misnamed(path))
+    # A split folder's class folders hold images: the search for files by name does not walk them (ImageNet's
+    # 1.28 M training images would be listed at every look-up).
+    class_folders = frozenset(os.path.join(split_dir, name) for split_dir in split_folders(spec, path).values()
+                              for name in _subfolders(split_dir))
+    found = _found_files(spec, path, names, class_folders)
+    if found is None:
+        name = next((n for n in names if _holds_images(path / n)), None)
+        if name is None:
+            return None, (f"{path} has no {' / '.join(names)} .parquet/.arrow/.tar files{_misnamed(path)} and no "
+                          f"{' or '.join(f'{n}/' for n in names)} folder of class folders")
+        require_labelled_folders(spec, path, name)
+        found = Source(spec.name, "imagefolder", str(path), _HUB_SPLIT.get(name, name))   # files: listed_files()
+    if class_folders:
+        _require_one_layout(spec, path, found, class_folders)
+    return found, ""
+
+
+def _found_files(spec: DatasetSpec, path: Path, names: tuple[str, ...],
+                 class_folders: frozenset[str] = frozenset()) -> Source | None:
+    """The split's files under `path` (the first of `names` that has any; a saved dataset, else data files found by
+    their names outside `class_folders`), or None."""
     for name in names:
         if (path / name / "state.json").is_file():  # Dataset.save_to_disk
             saved = path / name
-            return Source(spec.name, "disk", str(saved), name, folder_files(saved)), ""
-        files = _split_files(path, name)
+            return Source(spec.name, "disk", str(saved), name, folder_files(saved))
+        files = _split_files(path, name, class_folders)
         if files:
-            return Source(spec.name, "files", _FORMATS[Path(files[0]).suffix], name, files), ""
-    return None, f"{path} has no {' / '.join(names)} .parquet/.arrow/.tar files" + _misnamed(path)
+            return Source(spec.name, "files", _FORMATS[Path(files[0]).suffix], name, files)
+    return None
+
+
+def _require_one_layout(spec: DatasetSpec, path: Path, found: Source, class_folders: frozenset[str]) -> None:
+    """ConfigError where `found` and the dataset's other split lie in two layouts, class folders and files: class
+    folders number the classes in the sorted order of their names, files by the ids they store, so the two splits'
+    labels could name other classes without a word."""
+    def class_folder_split(names: tuple[str, ...]) -> Path | None:
+        return next((path / n for n in names if (path / n).is_dir() and _subfolders(path / n)), None)
+
+    mine, others = ((spec.split_names("train"), spec.test_split_names) if found.split == "train"
+                    else (spec.test_split_names, spec.split_names("train")))
+    other_files = _found_files(spec, path, others, class_folders)
+    if found.kind == "imagefolder" and other_files is not None:
+        folder, files = class_folder_split(mine), other_files
+    elif found.kind != "imagefolder" and other_files is None and class_folder_split(others) is not None:
+        folder, files = class_folder_split(others), found
+    else:
+        return
+    raise ConfigError(f"{path} holds one split of {spec.name} as class folders ({folder}/) and the other as files "
+                      f"({files.describe()}): class folders number the classes in the sorted order of their names, "
+                      "files by the ids they store, so the splits' labels could disagree; give both splits in one "
+                      "layout (move the other out of the folder)")
+
+
+def split_folders(spec: DatasetSpec, root: Path) -> dict[str, Path]:
+    """The folders under `root` named as a split of `spec` (train, then its test split's names), by name."""
+    names = (*spec.split_names("train"), *spec.test_split_names)
+    return {name: root / name for name in names if (root / name).is_dir()}
+
+
+def _subfolders(folder: Path) -> list[str]:
+    """The names of the folders in `folder` that are not hidden (a split's class folders); the entries' types as
+    listed, so that ImageNet's thousand class folders cost no `stat` each."""
+    with os.scandir(folder) as entries:
+        return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+
+
+def _loose_images(folder: Path) -> int:
+    """How many image files lie directly in `folder` (in no class folder)."""
+    from simclr_core.data.tar_index import IMAGE_SUFFIXES
+
+    with os.scandir(folder) as entries:
+        return sum(1 for e in entries if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES)
+                   and e.is_file())
+
+
+def _holds_images(folder: Path) -> bool:
+    """Whether `folder` is a split of images: class folders, or images directly in it."""
+    return folder.is_dir() and bool(_subfolders(folder) or _loose_images(folder))
+
+
+def require_labelled_folders(spec: DatasetSpec, root: Path, split: str) -> None:
+    """ConfigError, before anything is read, where the class folders of a named dataset's folder `root` cannot be
+    its classes: another number of them than the dataset has (a wrong folder, a partial copy), or a split folder
+    `split` whose images lie in it directly, in no class folder, while other splits have class folders (ILSVRC's
+    flat val/). A folder without class folders in any split holds images without labels: those who need labels say
+    so (protocols.require_classes)."""
+    classes = folder_classes(root, spec.name)
+    found = split_folders(spec, root)
+    labelled = ", ".join(f"{n}/" for n, folder in found.items() if _subfolders(folder))
+    if spec.num_classes is not None and classes and len(classes) != spec.num_classes:
+        raise ConfigError(f"{root} holds {len(classes)} class folders (in {labelled}), and {spec.name} has "
+                          f"{spec.num_classes} classes: a wrong folder or a partial copy; give the folder of a "
+                          "complete copy, one folder per class in each split")
+    split_dir = found[split]
+    if classes and not _subfolders(split_dir):
+        raise ConfigError(f"{split_dir} holds {_loose_images(split_dir):,} images directly, in no class folder, so "
+                          f"they have no labels: {spec.name}'s {split!r} split needs class folders "
+                          f"({split_dir}/<class>/<image>, named as those in {labelled})"
+                          f"{class_folder_hint(spec.name)}")
+
+
+def class_folder_hint(dataset: str) -> str:
+    """How the usual download of `dataset` is sorted into class folders ("" where there is no usual way)."""
+    if dataset == "imagenet":
+        return ("; ILSVRC2012's val/ comes flat and is sorted into class folders by the widely used valprep.sh "
+                "(github.com/soumith/imagenetloader.torch)")
+    return ""
 
 
 def _misnamed(path: Path, shown: int = 3) -> str:
@@ -276,10 +383,11 @@ def _names_split(path: Path, name: str) -> bool:
     return name in re.split(r"[-_.]", path.stem.lower()) or path.parent.name.lower() == name
 
 
-def _split_files(root: Path, name: str) -> tuple[str, ...]:
-    """Parquet (else arrow) files of split ``name`` under ``root``, all in one folder, in shard order."""
+def _split_files(root: Path, name: str, leave_out: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """Parquet (else arrow) files of split ``name`` under ``root``, all in one folder, in shard order; the folders
+    `leave_out` (paths) are not walked."""
     found: dict[str, list[Path]] = {}
-    for folder, files, _ in walk_folders(root):
+    for folder, files, _ in walk_folders(root, leave_out=leave_out):
         for file in files:
             path = Path(folder) / file
             if path.suffix in _FORMATS and _names_split(path, name):
@@ -292,13 +400,11 @@ def _split_files(root: Path, name: str) -> tuple[str, ...]:
     return tuple(sorted(str(p) for p in files))
 
 
-def folder_classes(root: Path) -> list[str]:
+def folder_classes(root: Path, dataset: str = "imagefolder") -> list[str]:
     """An image folder's class names: the class folders of all of its splits (the folders the catalog names a
-    split by), sorted, so that a class has one label in every split, whichever classes a split lacks."""
-    spec = dataset_spec("imagefolder")
-    splits = (*spec.split_names("train"), *spec.test_split_names)
-    return sorted({d.name for split in splits if (root / split).is_dir() for d in (root / split).iterdir()
-                   if d.is_dir() and not d.name.startswith(".")})
+    split of `dataset` by), sorted, so that a class has one label in every split, whichever classes a split lacks."""
+    return sorted({name for split_dir in split_folders(dataset_spec(dataset), root).values()
+                   for name in _subfolders(split_dir)})
 
 
 def folder_files(root: Path) -> tuple[str, ...]:
@@ -311,10 +417,11 @@ def folder_files(root: Path) -> tuple[str, ...]:
     return from_folders(("folder_files", str(root)), build)
 
 
-def walk_folders(root: Path, keep_out: Path | None = None):
+def walk_folders(root: Path, keep_out: Path | None = None, leave_out: frozenset[str] = frozenset()):
     """(folder, file names, folders not walked) under root, following folder links once each, skipping hidden
     folders and links back up to root or a folder above it (a cycle); with `keep_out`, also links into the rest of
-    `keep_out` (from a class folder into the others of its split: their images would be read twice, under two labels)."""
+    `keep_out` (from a class folder into the others of its split: their images would be read twice, under two labels).
+    The folders `leave_out` (paths as the walk joins them) are not entered, nor listed as not walked."""
     top = os.path.realpath(root)
     fence = os.path.realpath(keep_out) if keep_out is not None else None
     seen = set()
@@ -324,6 +431,8 @@ def walk_folders(root: Path, keep_out: Path | None = None):
             dirs[:] = []
             continue
         seen.add(real)
+        if leave_out:
+            dirs[:] = [d for d in dirs if os.path.join(folder, d) not in leave_out]
         skipped = sorted(d for d in dirs if d.startswith(".") or _loops_back(os.path.join(folder, d), top, fence))
         dirs[:] = sorted(d for d in dirs if d not in skipped)
         yield folder, files, skipped
@@ -392,15 +501,22 @@ def _hub_offline(enabled: bool):
 def _in_brief(name: str, split: str) -> str:
     """How to provide the split, in one line (terminals show an error's first line)."""
     where = f"{split}/<class>/<image>" if name == "imagefolder" else f"{split}.parquet"
-    return f"set data.data_dir=DIR with DIR/{where}, or ${DATA_DIR_ENV}=ROOT with ROOT/{name}/{where}"
+    folders = "" if name in ("imagefolder", *_FILES_ONLY) else f" (or class folders: {split}/<class>/<image>)"
+    return f"set data.data_dir=DIR with DIR/{where}, or ${DATA_DIR_ENV}=ROOT with ROOT/{name}/{where}{folders}"
 
 
 def _how_to_provide(name: str) -> str:
     if name == "imagefolder":
         layout = "class folders under train/ and test/ (or val/), e.g. DIR/train/cat/0001.jpg"
-    else:
+    elif name in _FILES_ONLY:
         layout = ("train/test .parquet or .arrow files, Hub-style shards such as train-00000-of-00001.parquet, "
                   "or a Hub snapshot")
+    else:
+        spec = dataset_spec(name)
+        tests = "/ or ".join(spec.test_split_names)
+        layout = ("train/test .parquet or .arrow files, Hub-style shards such as train-00000-of-00001.parquet, "
+                  f"a Hub snapshot, or class folders under train/ and {tests}/, e.g. DIR/train/<class>/0001.jpg "
+                  "(files win where both are there)")
     return (f"Provide the data with the override data.data_dir=DIR (a folder holding {layout}), "
             f"or export {DATA_DIR_ENV}=ROOT with the files under ROOT/{name}/.")
 
