@@ -88,10 +88,17 @@ def describe(ours: pd.DataFrame) -> WhatRan:
     runs = ours.drop_duplicates("run_id")
     column = lambda name: [_plain(v) for v in runs[name]] if name in runs else []
     datasets = sorted({d for d in column("data.dataset") if d})
-    images = [train_images(d, limit) for d, limit in zip(column("data.dataset"), column("data.train_limit"))]
+    # final.json's count of the split as read (a local copy of ImageNet may hold fewer images than the catalog's),
+    # else the catalog's, for runs written before final.json recorded it.
+    read = _metric(ours, "train_split_images")
+    images = [int(read[r]) if r in read else train_images(d, limit)
+              for r, d, limit in zip(runs["run_id"], column("data.dataset"), column("data.train_limit"))]
     data = ", ".join(DATASET_NAMES.get(d, d) for d in datasets) or "dataset not recorded"
     counted = [n for n in images if n is not None]
-    phrases = [f"{data}, {values_text(counted)} training images" if len(counted) == len(images)
+    classes = _metric(ours, "train_split_classes")
+    of_classes = (f" of {values_text([int(c) for c in classes.values()])} classes"
+                  if classes and len(classes) == len(runs) else "")
+    phrases = [f"{data}, {values_text(counted)} training images{of_classes}" if len(counted) == len(images)
                else f"{data}, {values_text(counted) + ' or ' if counted else ''}the whole training split",
                f"{values_text(column('encoder.name'))} width x{values_text(column('encoder.width'))}, "
                f"{values_text(column('encoder.stem'))} stem",

@@ -187,7 +187,10 @@ class Feed:
         smaller than the view (each once), and the reads of training batches (`images_read`, an image at every
         epoch) and how many of them failed (`unreadable_reads`, each replaced by another image of its batch), over
         every process (`gather`: see counts) and every session of the run (restore_counts)."""
-        out: dict[str, Any] = {"data_loader": self.loader, "data_source": self.source}
+        # The training split's own size and classes: a local copy of a named dataset (ImageNet's class folders,
+        # a partial download) need not hold the catalog's, and the report's "what ran" says what was read.
+        out: dict[str, Any] = {"data_loader": self.loader, "data_source": self.source,
+                               "train_split_images": self.num_train, "train_split_classes": self.num_classes}
         if self.class_names is not None:
             out["class_names"] = list(self.class_names)
         if self.num_classes == 0:

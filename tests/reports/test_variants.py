@@ -292,3 +292,24 @@ def test_a_run_made_under_an_earlier_declaration_is_not_said_to_have_overrides(t
     why = section.left_out[earlier]
     assert why.startswith("other overrides: batch_size=128; made under an earlier declaration, not by an override: "
                           "epochs=8.0 (declared today: 3.0)"), why
+
+
+def test_what_ran_counts_the_training_images_and_classes_a_run_read_not_the_catalogs(tmp_path):
+    """A paper-scale run on a local ImageNet copy (class folders, 2,003 images) was described as 'ImageNet, 1,281,167
+    training images': the catalog's count, not what ran."""
+    store = RunStore(tmp_path)
+    for p in POINTS:
+        write_run(store, "loss_variant", "paper", p, 0, 40.0,
+                  final={"data_source": "imagefolder /data/in1000 split 'train'", "train_split_images": 2003,
+                         "train_split_classes": 1000})
+    (section,) = build_sections(load_results(tmp_path), keys=["tab4"], scales=["paper"])
+    text = section.what_ran.text
+    assert text.startswith("ImageNet, 2,003 training images of 1,000 classes;") and "1,281,167" not in text
+
+
+def test_what_ran_of_runs_without_a_recorded_count_keeps_the_catalogs(tmp_path):
+    store = RunStore(tmp_path)
+    for p in POINTS:
+        write_run(store, "loss_variant", "paper", p, 0, 40.0)
+    (section,) = build_sections(load_results(tmp_path), keys=["tab4"], scales=["paper"])
+    assert section.what_ran.text.startswith("ImageNet, 1,281,167 training images;")
