@@ -150,15 +150,16 @@ def view_geometry(cfg: RunConfig) -> tuple[int, str]:
 
 
 def split_sizes(cfg: RunConfig) -> tuple[int, int]:
-    """(training images, test images) the run reads, after data.train_limit / data.test_limit. A dataset without
-    a count here (a folder, parquet files) is counted where its files are local (a listing, the files' footers),
-    else assumed ImageNet's size."""
-    train, test = TRAIN_IMAGES.get(cfg.data.dataset), TEST_IMAGES.get(cfg.data.dataset)
-    if train is None:
-        from simclr_core.data.feed import local_split_sizes     # imports torch: not at import time (`report`)
+    """(training images, test images) the run reads, after data.train_limit / data.test_limit. A split whose files
+    are local is counted (a listing, the files' footers): a folder or parquet files, and a named dataset's local
+    copy too, which may hold fewer images than the catalog's (ImageNet's class folders of a partial download); else
+    the catalog's count, and where it has none, ImageNet's size."""
+    from simclr_core.data.feed import local_split_sizes     # imports torch: not at import time (`report`)
 
-        train, test = local_split_sizes(cfg.data)
-    train, test = train or TRAIN_IMAGES["imagenet"], test or TEST_IMAGES["imagenet"]
+    train, test = local_split_sizes(cfg.data)
+    dataset = cfg.data.dataset
+    train = train or TRAIN_IMAGES.get(dataset) or TRAIN_IMAGES["imagenet"]
+    test = test or TEST_IMAGES.get(dataset) or TEST_IMAGES["imagenet"]
     if cfg.data.train_limit:
         train = min(train, cfg.data.train_limit)
     if cfg.data.test_limit:

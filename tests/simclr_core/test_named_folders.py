@@ -251,3 +251,15 @@ def test_a_transfer_dataset_given_as_class_folders_evaluates(tmp_path, monkeypat
         shutil.rmtree(folder / split / "texture46")
     with pytest.raises(ConfigError, match=rf"^{folder} holds 46 class folders \(in train/, test/\), and dtd has 47"):
         require_transfer_data(cfg)
+
+
+def test_a_plan_counts_the_class_folders_own_images_not_the_catalogs(tmp_path, three_class_imagenet):
+    """`run --scale paper --dry-run data.data_dir=<ImageNet class folders>` planned the catalog's 1,281,167 images
+    (31,200 steps, 88 GPU-hours) for a tree of a few thousand, and missed that batch_size exceeds its images."""
+    from registry.estimate import estimate, split_sizes
+
+    folder = class_tree(tmp_path / "ILSVRC2012", {"train": 8, "val": 3})
+    cfg = tiny_run(folder, max_steps=None, batch_size=8, epochs=2)
+    assert split_sizes(cfg) == (24, 9)
+    assert estimate(cfg, "gpu").steps == 2 * (24 // 8)
+    assert split_sizes(tiny_run(tmp_path / "nowhere")) == (1_281_167, 50_000)      # not local: the catalog's
