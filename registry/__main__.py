@@ -35,10 +35,12 @@ from registry.declare import Experiment, Run, cases
 from registry.discover import experiment_folders, get_experiment, list_experiments
 from registry.host_memory import host_fit
 from registry.launch import (NOT_STARTED, Outcome, exit_at_once_on_another_interrupt, make_executor,
-                             raise_on_sigterm, redo_command, require_same_images, show_command)
+                             raise_on_sigterm, redo_command, require_same_images, resolve_train_fn,
+                             show_command)
 from registry.overrides import parse_overrides
 from registry.placement import plan_placement
 from registry.plan import cmd_scales, plan_notes, print_plan
+from registry.plan_refusals import refusal_lines
 from registry.published import published_cells, unmatched_points
 from registry.pretraining import REDO_FIELD
 from registry.provenance import code_version
@@ -317,19 +319,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in plan_notes(runs):
         print(note)
     if executor is None:
-        print_plan(runs, args.scale, store, placement.workers if placement else 1, args.gpu_images_per_s)
+        shown = print_plan(runs, args.scale, store, placement.workers if placement else 1, args.gpu_images_per_s)
         fit = host_fit(runs, placement.workers) if placement is not None and not placement.gpus else None
         if fit is not None:
             print("  " + fit.summary())
         if on_cpu is not None:
             print(on_cpu.dry_run_line(allowed=args.allow_cpu))
+        # What `run` checks before it starts anything (missing data, a batch the data cannot fill), said, not raised.
+        for line in refusal_lines(_still_to_train(runs, store, args.redo), resolve_train_fn(None),
+                                  on_slurm=args.slurm, already_shown=shown):
+            print(line)
         return 0
     if on_cpu is not None:
         print(on_cpu.allowed(), flush=True)
     store.ensure_writable()
     executor.check_results(store.root)
     # E.g. missing data, or a batch the job's processes cannot split: for the runs to train, before any is recorded.
-    executor.check([run for run in runs if args.redo or not (store.is_done(run.run_id) or store.problem(run.run_id))])
+    executor.check(_still_to_train(runs, store, args.redo))
     code = code_version()
     if args.redo:
         _discard(store, runs, code)
@@ -353,6 +359,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         unstarted = sum(outcome.detail.startswith(NOT_STARTED) for outcome in outcomes)
         print(f"{what}, so {unstarted} run(s) were not started: {todo} and {AGAIN}", file=sys.stderr)
     return 1 if counts["failed"] or counts["corrupt"] else 0
+
+
+def _still_to_train(runs: list[Run], store: RunStore, redo: bool) -> list[Run]:
+    """The runs `run` trains (or submits): all of them with --redo, else those neither done nor damaged."""
+    return [run for run in runs if redo or not (store.is_done(run.run_id) or store.problem(run.run_id))]
 
 
 def _discard(store: RunStore, runs: list[Run], code: dict) -> None:

@@ -203,29 +203,47 @@ def preflight_runs(runs: Sequence[Run], train_fn: TrainFn, *, data_elsewhere: bo
     `data_elsewhere`: the runs read their data on other machines (a SLURM job's node, whose file systems and
     setup lines may differ), so data missing here, or a cache folder this machine cannot write, is a note (once),
     not an error; data found here is checked."""
-    from simclr_core.data.cache import UnwritableFolderError
-    from simclr_core.data.locate import DataNotFoundError
+    noted = False
+    for run, exc in preflight_problems(runs, train_fn):
+        if data_elsewhere and is_local_to_this_machine(exc):
+            if not noted:
+                print(f"note: {run.run_id}: not checked before submission, since each job checks on its node, which "
+                      f"may differ from this machine: {str(exc).splitlines()[0]}", file=sys.stderr)
+                noted = True
+            continue
+        raise ConfigError(f"{run.run_id}: {exc}\n{nothing_started}") from exc
 
+
+def preflight_key(run: Run) -> str:
+    """What the training function's preflight depends on: runs with the same key are checked once."""
+    return repr((run.config.data, run.config.eval, run.config.batch_size))
+
+
+def preflight_problems(runs: Sequence[Run], train_fn: TrainFn) -> Iterator[tuple[Run, ConfigError | OSError]]:
+    """(the first run of a preflight_key, what the training function's preflight raised for it), lazily, for each
+    key whose preflight refuses (ConfigError; OSError: missing data, an unreadable file); nothing without one."""
     preflight = getattr(train_fn, "preflight", None)
     if preflight is None:
         return
-    checked, noted = set(), False
+    checked = set()
     for run in runs:
-        key = repr((run.config.data, run.config.eval, run.config.batch_size))
+        key = preflight_key(run)
         if key in checked:
             continue
         checked.add(key)
         try:
             preflight(run.config)
-        except (DataNotFoundError, UnwritableFolderError) as exc:
-            if not data_elsewhere:
-                raise ConfigError(f"{run.run_id}: {exc}\n{nothing_started}") from exc
-            if not noted:
-                print(f"note: {run.run_id}: not checked before submission, since each job checks on its node, which "
-                      f"may differ from this machine: {str(exc).splitlines()[0]}", file=sys.stderr)
-                noted = True
-        except (ConfigError, OSError) as exc:     # OSError: an unreadable file
-            raise ConfigError(f"{run.run_id}: {exc}\n{nothing_started}") from exc
+        except (ConfigError, OSError) as exc:
+            yield run, exc
+
+
+def is_local_to_this_machine(problem: BaseException) -> bool:
+    """Whether a preflight problem may be this machine's only: data not found, or a cache folder it cannot write
+    (a SLURM node has its own file systems and setup lines)."""
+    from simclr_core.data.cache import UnwritableFolderError
+    from simclr_core.data.locate import DataNotFoundError
+
+    return isinstance(problem, (DataNotFoundError, UnwritableFolderError))
 
 
 # ---- the unit of work ---------------------------------------------------------------------------------

@@ -87,7 +87,9 @@ def plan_notes(runs: list[Run]) -> list[str]:
 
 
 def print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
-                gpu_images_per_s: float | None = None) -> None:
+               gpu_images_per_s: float | None = None) -> set[str]:
+    """The plan's table and hours; returns the ids of the runs it says `run` refuses (a batch larger than the
+    training split, by the catalog's count)."""
     scale = get_scale(scale_name)
     views_per_s = _views_per_s(scale, gpu_images_per_s)
     unit = "GPU-hours" if scale.hardware == "gpu" else "CPU-hours"
@@ -98,11 +100,13 @@ def print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
     finished = finished_pretrainings(store)
     total_views, total_hours, rates, pretrained = 0, 0.0, Counter(), set()
     too_large = Counter()   # (batch_size, training images, dataset): runs no step can be made for; `run` refuses them
+    refused = set()
     for run in runs:
         cost = estimate(run.config, scale.hardware, views_per_s)
         train_images = split_sizes(run.config)[0]
         if run.config.batch_size > train_images and store.state(run.run_id) != "done":
             too_large[run.config.batch_size, train_images, run.config.data.dataset] += 1
+            refused.add(run.run_id)
         rates[cost.rate] += 1
         state = store.state(run.run_id)
         if state != "done" and store.has_checkpoint(run.run_id):
@@ -139,3 +143,4 @@ def print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
             continue
         print(f"    {other.name:<6} {cost.runs:>5} runs  {format_device_hours(cost.hours, other.hardware):<26} "
               f"({cost.rate_text()}{_rate_note(other, gpu_images_per_s)})")
+    return refused

@@ -437,11 +437,15 @@ def data_identity_later(cfg: DataConfig) -> Callable[[], str | None]:
     return wait
 
 
+class BatchExceedsSplitError(ConfigError):
+    """A batch holds more images than the training split: no step could be made."""
+
+
 def require_batch_fits(batch_size: int, train_images: int, dataset: str) -> None:
-    """ConfigError when a batch holds more images than the training split: no step could be made."""
+    """BatchExceedsSplitError when a batch holds more images than the training split: no step could be made."""
     if batch_size > train_images:
-        raise ConfigError(f"batch_size={batch_size} exceeds the {train_images} training images of {dataset!r}; "
-                          f"choose batch_size <= {train_images}")
+        raise BatchExceedsSplitError(f"batch_size={batch_size} exceeds the {train_images} training images of "
+                                     f"{dataset!r}; choose batch_size <= {train_images}")
 
 
 def _place(images: Tensor, device: torch.device) -> Tensor:
@@ -460,5 +464,5 @@ def _rows_on(images: Tensor, rows: Tensor, device: torch.device) -> Tensor:
     return images[rows].to(device, non_blocking=True)
 
 
-__all__ = ["Feed", "GENERIC_DATASETS", "LOADERS", "data_identity", "data_identity_later", "open_feed",
-           "require_batch_fits", "require_data", "resolve_loader", "train_split_size", "view_side"]
+__all__ = ["BatchExceedsSplitError", "Feed", "GENERIC_DATASETS", "LOADERS", "data_identity", "data_identity_later",
+           "open_feed", "require_batch_fits", "require_data", "resolve_loader", "train_split_size", "view_side"]

@@ -12,6 +12,7 @@ folder (``train/<class>/<image>``, ``val/<class>/<image>``: the split names the 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import importlib.resources
 import os
@@ -115,6 +116,15 @@ class Source:
         if not datasets.config.HF_HUB_OFFLINE and hub_unreachable() is None:
             return
         self.load()
+
+    def require_opened(self) -> None:
+        """DataNotFoundError (as `load` words it) unless this split opens: a Hub split is downloaded into the HF
+        cache where it is not there yet (the run reads it from there). Under `downloads_left_to_the_run()`, a Hub
+        split only needs what `require_available` asks: nothing is downloaded."""
+        if self.kind == "hub" and _DOWNLOADS_LEFT_TO_THE_RUN.get():
+            self.require_available()
+        else:
+            self.load()
 
     def count_rows(self) -> int:
         """The number of examples of a local split (parquet: from the files' footers; otherwise as `load` sees
@@ -453,6 +463,20 @@ def _within(path: str, folder: str) -> bool:
 
 
 # ---- the Hub -------------------------------------------------------------------------------------
+_DOWNLOADS_LEFT_TO_THE_RUN = contextvars.ContextVar("downloads_left_to_the_run", default=False)
+
+
+@contextlib.contextmanager
+def downloads_left_to_the_run():
+    """Checks inside the block download no Hub split (Source.require_opened): for a plan (`run --dry-run`), which
+    must stay quick; the Hub's probe (hub_unreachable, a few seconds at most) still runs."""
+    token = _DOWNLOADS_LEFT_TO_THE_RUN.set(True)
+    try:
+        yield
+    finally:
+        _DOWNLOADS_LEFT_TO_THE_RUN.reset(token)
+
+
 def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
     """Why the Hub's host ($HF_ENDPOINT, else huggingface.co) takes no TCP connection within ``timeout`` s, or
     None when it does, or when a proxy is set (a direct connection proves nothing then)."""

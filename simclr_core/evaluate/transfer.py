@@ -128,7 +128,7 @@ def require_transfer_data(cfg: RunConfig) -> None:
         for split in SPLITS:
             source = locate_source(spec, data.data_dir, split)
             if source.kind == "hub":
-                source.load()
+                source.require_opened()
                 continue
             streamed = resolve_loader(data) == "stream"
             classes = open_encoded(data, split, source).num_classes if streamed else count_classes(data, split, source)

@@ -61,7 +61,7 @@ def test_validate_passes_and_runs_nothing(tmp_path):
 def test_dry_run_prints_the_plan_with_gpu_hours_and_writes_nothing(tmp_path):
     done = cli("run", "loss_variant", "--scale", "paper", "--dry-run", results=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("loss_variant/") == 5
+    assert sum(line.startswith("  loss_variant/") for line in done.stdout.splitlines()) == 5   # the plan's rows
     assert "GPU-hours" in done.stdout and "measured on one NVIDIA H200" in done.stdout
     assert not any(tmp_path.iterdir())
 
