@@ -330,12 +330,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                                   on_slurm=args.slurm, already_shown=shown):
             print(line)
         return 0
-    if on_cpu is not None:
-        print(on_cpu.allowed(), flush=True)
     store.ensure_writable()
     executor.check_results(store.root)
     # E.g. missing data, or a batch the job's processes cannot split: for the runs to train, before any is recorded.
     executor.check(_still_to_train(runs, store, args.redo))
+    if on_cpu is not None:
+        print(on_cpu.allowed(), flush=True)
     code = code_version()
     if args.redo:
         _discard(store, runs, code)

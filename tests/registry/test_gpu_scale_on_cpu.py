@@ -141,3 +141,16 @@ def test_a_sweep_at_a_gpu_scale_is_refused_unless_allowed(no_gpu, capsys):
     assert main([*sweep, "--allow-cpu", "--trials", "1", *TINY]) == 0
     out = capsys.readouterr().out
     assert "--allow-cpu: scale gpu is planned for a GPU" in out and "the grid's 8 run(s) still to do" in out, out
+
+
+def test_allow_cpu_says_it_trains_only_once_the_data_check_passed(no_gpu, monkeypatch, tmp_path, capsys):
+    # Before: "--allow-cpu: ... training the 1 run(s) still to do on this CPU" came first, then the data error and
+    # "No run was started".
+    monkeypatch.setattr(launch, "DEFAULT_TRAIN_FN", "fake_train:checked_train")
+    tiny = [word for word in TINY if not word.startswith("data.dataset=")]
+    args = ["run", "temperature_norm", "--scale", "gpu", "--only", "normalize+0.5", *tiny, "--seeds", "0",
+            "--allow-cpu", f"data.data_dir={tmp_path / 'missing'}"]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert "no data in" in err and "No run was started" in err, err
+    assert "--allow-cpu" not in out and "training the" not in out, out
