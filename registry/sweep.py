@@ -127,8 +127,6 @@ def run_sweep(name: str, *, trials: int | None = None, sampler: str = "grid", st
     on_cpu = sweep_on_cpu(plans, targets, results, retry_failed) if local else None
     if on_cpu is not None and not allow_cpu:
         raise ConfigError(on_cpu.refusal())
-    if on_cpu is not None:
-        report(on_cpu.allowed())
     relay = _TellOnOutcome()
     if executor is None:
         # SLURM: submit and return (wait=False); the driver polls the store and tells trials as runs end.
@@ -139,6 +137,8 @@ def run_sweep(name: str, *, trials: int | None = None, sampler: str = "grid", st
     executor.check(declared)
     executor.check_results(RunStore(results).ensure_writable().root)
     require_same_images(declared, RunStore(results), again="")   # a finished trial of another folder is not ours
+    if on_cpu is not None:
+        report(on_cpu.allowed())
     poll_s = poll_s if poll_s is not None else (30.0 if slurm else 5.0)
     studies = [open_study_at(plan, url, sampler_seed) for plan, url in zip(plans, urls)]
     # A continued TPE study's trials ran at values no grid declares: their runs too must hold these images.

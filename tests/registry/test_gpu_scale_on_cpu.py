@@ -154,3 +154,8 @@ def test_allow_cpu_says_it_trains_only_once_the_data_check_passed(no_gpu, monkey
     out, err = capsys.readouterr()
     assert "no data in" in err and "No run was started" in err, err
     assert "--allow-cpu" not in out and "training the" not in out, out
+    sweep = ["sweep", "temperature", "--scale", "gpu", "--normalize", "true", "--allow-cpu", "--trials", "1", *tiny,
+             f"data.data_dir={tmp_path / 'missing'}"]
+    assert main(sweep) == 2
+    out, err = capsys.readouterr()
+    assert "no data in" in err and "--allow-cpu" not in out and "training the" not in out, (out, err)
