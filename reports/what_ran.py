@@ -96,8 +96,11 @@ def describe(ours: pd.DataFrame) -> WhatRan:
     data = ", ".join(DATASET_NAMES.get(d, d) for d in datasets) or "dataset not recorded"
     counted = [n for n in images if n is not None]
     classes = _metric(ours, "train_split_classes")
-    of_classes = (f" of {values_text([int(c) for c in classes.values()])} classes"
-                  if classes and len(classes) == len(runs) else "")
+    of_classes = ""
+    if classes and len(classes) == len(runs):
+        labelled = [int(c) for c in classes.values() if c > 0]      # 0: a split without labels (final.json's unlabelled)
+        of_classes = (" without labels" if not labelled else f" of {values_text(labelled)} classes"
+                      + ("" if len(labelled) == len(classes) else " or without labels"))
     phrases = [f"{data}, {values_text(counted)} training images{of_classes}" if len(counted) == len(images)
                else f"{data}, {values_text(counted) + ' or ' if counted else ''}the whole training split",
                f"{values_text(column('encoder.name'))} width x{values_text(column('encoder.width'))}, "

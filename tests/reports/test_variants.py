@@ -313,3 +313,14 @@ def test_what_ran_of_runs_without_a_recorded_count_keeps_the_catalogs(tmp_path):
         write_run(store, "loss_variant", "paper", p, 0, 40.0)
     (section,) = build_sections(load_results(tmp_path), keys=["tab4"], scales=["paper"])
     assert section.what_ran.text.startswith("ImageNet, 1,281,167 training images;")
+
+
+def test_what_ran_of_runs_on_images_without_labels_does_not_say_of_0_classes(tmp_path):
+    """final.json's train_split_classes is 0 for a split without labels (pretrained on, not classified)."""
+    store = RunStore(tmp_path)
+    for p in POINTS:
+        write_run(store, "loss_variant", "paper", p, 0, 40.0,
+                  final={"train_split_images": 2003, "train_split_classes": 0, "unlabelled": True})
+    (section,) = build_sections(load_results(tmp_path), keys=["tab4"], scales=["paper"])
+    text = section.what_ran.text
+    assert text.startswith("ImageNet, 2,003 training images without labels;") and "0 classes" not in text, text
