@@ -46,7 +46,7 @@ from registry.pretraining import REDO_FIELD
 from registry.provenance import code_version
 from registry.run_id import canonical_json
 from registry.slurm_state import reconcile
-from registry.scale_hardware import ALLOW_FLAG, allow_help, cpu_instead_of_gpu
+from registry.scale_hardware import ALLOW_FLAG, allow_help, cpu_instead_of_gpu, still_to_do
 from registry.scales import DEFAULT_SCALE, SCALES, Scale, get_scale
 from registry.slurm_settings import add_arguments as add_slurm_arguments, settings_from_args, stray_slurm_flags
 from registry.store import STATES, RunStore, flatten_config, now_iso
@@ -326,14 +326,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if on_cpu is not None:
             print(on_cpu.dry_run_line(allowed=args.allow_cpu))
         # What `run` checks before it starts anything (missing data, a batch the data cannot fill), said, not raised.
-        for line in refusal_lines(_still_to_train(runs, store, args.redo), resolve_train_fn(None),
+        for line in refusal_lines(still_to_do(runs, store, args.redo), resolve_train_fn(None),
                                   on_slurm=args.slurm, already_shown=shown):
             print(line)
         return 0
     store.ensure_writable()
     executor.check_results(store.root)
     # E.g. missing data, or a batch the job's processes cannot split: for the runs to train, before any is recorded.
-    executor.check(_still_to_train(runs, store, args.redo))
+    executor.check(still_to_do(runs, store, args.redo))
     if on_cpu is not None:
         print(on_cpu.allowed(), flush=True)
     code = code_version()
@@ -359,11 +359,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         unstarted = sum(outcome.detail.startswith(NOT_STARTED) for outcome in outcomes)
         print(f"{what}, so {unstarted} run(s) were not started: {todo} and {AGAIN}", file=sys.stderr)
     return 1 if counts["failed"] or counts["corrupt"] else 0
-
-
-def _still_to_train(runs: list[Run], store: RunStore, redo: bool) -> list[Run]:
-    """The runs `run` trains (or submits): all of them with --redo, else those neither done nor damaged."""
-    return [run for run in runs if redo or not (store.is_done(run.run_id) or store.problem(run.run_id))]
 
 
 def _discard(store: RunStore, runs: list[Run], code: dict) -> None:

@@ -45,7 +45,7 @@ def allow_help() -> str:
 
 
 def still_to_do(runs: Sequence[Run], store: RunStore, redo: bool = False) -> list[Run]:
-    """The runs a local dispatch would train: not done and not damaged (those only --redo trains), or all with it."""
+    """The runs `run` trains or submits: not done and not damaged (those only --redo trains), or all with it."""
     return [run for run in runs if redo or not (store.is_done(run.run_id) or store.problem(run.run_id))]
 
 
