@@ -89,7 +89,7 @@ def plan_notes(runs: list[Run]) -> list[str]:
 def print_plan(runs: list[Run], scale_name: str, store: RunStore, parallel: int,
                gpu_images_per_s: float | None = None) -> set[str]:
     """The plan's table and hours; returns the ids of the runs it says `run` refuses (a batch larger than the
-    training split, by the catalog's count)."""
+    training split, as estimate.split_sizes counts it: a local copy's own images, else the catalog's)."""
     scale = get_scale(scale_name)
     views_per_s = _views_per_s(scale, gpu_images_per_s)
     unit = "GPU-hours" if scale.hardware == "gpu" else "CPU-hours"
