@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from reports.build import all_artefacts, build_sections
+    from reports.build import all_artefacts, artefact_keys, build_sections
     from reports.render import write_report
     from reports.variants import versions_note
 
@@ -82,7 +82,8 @@ def main(args: argparse.Namespace) -> int:
     runs = len(results["run_id"].unique()) if len(results) else 0
     print(f"building the report of {runs} finished run(s) in {results_dir}, one line per section as it is built",
           flush=True)
-    width = max(map(len, all_artefacts()))
+    specs = all_artefacts()
+    width = max(map(len, artefact_keys(names, specs) if names else specs))    # the keys of the sections asked for
 
     def built(section) -> None:       # with overrides, the lines wait for the check that some run was made with them
         if not overrides:

@@ -156,7 +156,7 @@ def test_ones_own_ablation_runs_and_is_reported(tmp_path):
     assert len(finals) == 2 and all("knn_top1" in json.loads(f.read_text()) for f in finals)
     reported = registry("report", "my_temperature", "--scale", "smoke", folders=[own], results=results, cwd=tmp_path)
     assert reported.returncode == 0, reported.stderr[-3000:]
-    assert reported.stdout.startswith("my_temperature  smoke  2 of 2 runs done")
+    assert reported.stdout.splitlines()[1].startswith("my_temperature  smoke  2 of 2 runs done"), reported.stdout
     assert (results / "report" / "my_temperature_smoke.png").is_file()
 
 
