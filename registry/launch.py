@@ -172,18 +172,28 @@ def require_same_images(runs: Sequence[Run], store: RunStore,
                         again: str = ", or train them again on these images with --redo") -> None:
     """ConfigError, before anything runs, when a finished run of `runs` trained on other images than its config
     now reads: datasets named by their container (an image folder, parquet files) share run ids across folders,
-    since ids leave data.data_dir out, and final.json's `data_identity` says which images a run read."""
+    since ids leave data.data_dir out, and final.json's `data_identity` says which images a run read. A named
+    dataset records no identity (its name says which images), but its local copy may be partial: a finished run
+    whose final.json counts other training images than the copy here holds is refused too (held_training_images)."""
     from simclr_core.data.feed import GENERIC_DATASETS, data_identity
 
     identities: dict[str, str | None] = {}
+    held: dict[str, int | None] = {}
     for run in runs:
         data = run.config.data
-        if data.dataset not in GENERIC_DATASETS or not store.is_done(run.run_id) or store.problem(run.run_id):
+        if not store.is_done(run.run_id) or store.problem(run.run_id):
             continue
         trained = store.final(run.run_id)
+        key = repr(data)
+        if data.dataset not in GENERIC_DATASETS:
+            if trained_split_images(trained) is None:
+                continue              # recorded before final.json counted the images: nothing to compare
+            if key not in held:
+                held[key] = held_training_images(data)
+            require_same_image_count(run, trained, held[key], again)
+            continue
         if not trained.get("data_identity"):
             continue                  # recorded before runs said which images they read
-        key = repr(data)
         if key not in identities:
             identities[key] = data_identity(data)
         if identities[key] not in (None, trained["data_identity"]):
@@ -192,6 +202,45 @@ def require_same_images(runs: Sequence[Run], store: RunStore,
                 f"data.data_dir={data.data_dir} holds: run ids leave the data folder out (a path of one machine), "
                 f"so the runs of two {data.dataset} folders share them. Keep each dataset's runs in a results folder "
                 f"of its own (--results-dir DIR){again}. No run was started.")
+
+
+def held_training_images(data: Any) -> int | None:
+    """The training images the local copy here of the named dataset `data` (a DataConfig) holds, before
+    data.train_limit, counted as the planner counts them (a listing, parquet footers; nothing decoded); None where
+    the split is not a local copy (on the Hub, or not found: require_data names it)."""
+    from simclr_core.data.feed import local_split_sizes
+
+    return local_split_sizes(data)[0]
+
+
+def trained_split_images(trained: Mapping[str, Any]) -> int | None:
+    """The training images a finished run's split held after data.train_limit, from its final.json:
+    `train_split_images` is what it trained on, which on the resident path leaves out the images that could not be
+    decoded (`unreadable_images`); None for a run recorded before final.json counted them."""
+    count = trained.get("train_split_images")
+    if not isinstance(count, int):
+        return None
+    left_out = trained.get("unreadable_images", 0) if trained.get("data_loader") == "resident" else 0
+    return count + (left_out if isinstance(left_out, int) else 0)
+
+
+def require_same_image_count(run: Run, trained: Mapping[str, Any], held: int | None, again: str) -> None:
+    """ConfigError when finished `run` of a named dataset trained on another number of images (`trained`: its
+    final.json) than it reads from the local copy here (`held`, before data.train_limit; None: not checked)."""
+    recorded = trained_split_images(trained)
+    if held is None or recorded is None:
+        return
+    data = run.config.data
+    limited = data.train_limit is not None and data.train_limit < held
+    if recorded == (data.train_limit if limited else held):
+        return
+    where = f"data.data_dir={data.data_dir}" if data.data_dir else "the copy found here"
+    kept = f", of which data.train_limit={data.train_limit} keeps {data.train_limit:,}" if limited else ""
+    raise ConfigError(
+        f"{run.run_id} is done, but on {recorded:,} training images ({trained.get('data_source', 'another copy')}), "
+        f"and {where} holds {held:,}{kept}: run ids leave the data folder out (a path of one machine), so the "
+        f"runs of two copies of {data.dataset} share them. Keep each copy's runs in a results folder of its own "
+        f"(--results-dir DIR){again}. No run was started.")
 
 
 def preflight_runs(runs: Sequence[Run], train_fn: TrainFn, *, data_elsewhere: bool = False,
