@@ -4,7 +4,6 @@ the paper's, final.json's data_source says it was a folder, and a folder that ca
 of classes, ILSVRC's flat val/) is one error before anything is read."""
 from __future__ import annotations
 
-import io
 import shutil
 from dataclasses import replace
 from pathlib import Path
