@@ -150,3 +150,22 @@ def isolated_data_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
     monkeypatch.delenv("SIMCLR_DATA_DIR", raising=False)
+
+
+PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
+
+
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch):
+    """No Hub copy in the HF cache, and the HF flags as an online machine without offline mode has them."""
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", *PROXY_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    # The discard port, closed: refused at once. The Hub client reads $HF_ENDPOINT at import, hence both.
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")

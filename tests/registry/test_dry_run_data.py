@@ -8,7 +8,6 @@ closed discard port here (refused at once) and the HF cache an empty folder, so 
 from __future__ import annotations
 
 import datasets
-import huggingface_hub
 import pytest
 
 import fake_train
@@ -16,23 +15,14 @@ from registry import get_experiment, launch
 from registry.__main__ import main
 from simclr_core import train as train_module
 
-PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
-
 
 @pytest.fixture
-def no_data(tmp_path, monkeypatch):
+def no_data(tmp_path, monkeypatch, empty_hf_cache):
     """$SIMCLR_DATA_DIR an empty folder, no Hub and an empty HF cache; results in tmp_path/results."""
     (tmp_path / "data").mkdir()
     monkeypatch.setenv("SIMCLR_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SIMCLR_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
-    for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", *PROXY_VARIABLES):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
     return tmp_path / "results"
 
 

@@ -34,7 +34,6 @@ SHARED = (Path(os.environ["SIMCLR_DATA_DIR"]) if os.environ.get("SIMCLR_DATA_DIR
 ASSETS = REPO / "simclr_core" / "assets" / "cifar10_subset"
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} (full CIFAR-10 parquet) is missing")
-PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
 
 
 @pytest.fixture(autouse=True)
@@ -647,19 +646,6 @@ def test_missing_data_names_what_was_tried_and_how_to_provide_it(tmp_path, monke
         load_images(DataConfig(dataset="cifar100", data_dir=str(tmp_path / "empty")), "test")
     with pytest.raises(DataNotFoundError, match="no Hub id"):
         load_images(DataConfig(dataset="parquet"), "train")
-
-
-@pytest.fixture
-def empty_hf_cache(tmp_path, monkeypatch):
-    """No Hub copy in the HF cache, and the HF flags as an online machine without offline mode has them."""
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
-    for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", *PROXY_VARIABLES):
-        monkeypatch.delenv(name, raising=False)
-    # The discard port, closed: refused at once. The Hub client reads $HF_ENDPOINT at import, hence both.
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
 
 
 def test_unreachable_hub_fails_at_once_and_the_first_line_says_where_and_how(tmp_path, monkeypatch,
