@@ -297,12 +297,13 @@ class Total:
         return "; ".join(f"{word} measured on {device}: {'; '.join(settings)}" for device, settings in by_device.items())
 
 
-def total(configs: Iterable[RunConfig], hardware: str, views_per_s: float | None = None) -> Total:
+def total(configs: Iterable[RunConfig], hardware: str, views_per_s: float | None = None,
+          paid: Iterable[str] = ()) -> Total:
     """Hours of `configs`, each pretraining counted once (runs differing only in evaluation share it:
-    registry/pretraining.py)."""
+    registry/pretraining.py), and not at all where its key is in `paid` (a finished run holds it)."""
     from registry.pretraining import pretraining_key
 
-    hours, rates, runs, pretrained = 0.0, Counter(), 0, set()
+    hours, rates, runs, pretrained = 0.0, Counter(), 0, set(paid)
     for cfg in configs:
         cost = estimate(cfg, hardware, views_per_s)
         key = pretraining_key(cfg)

@@ -13,13 +13,12 @@ unless ALLOW_FLAG says to train here anyway. Runs already done (or damaged: `run
 from __future__ import annotations
 
 import os
-from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
 from registry.declare import Run
-from registry.estimate import Total, estimate, format_device_hours
-from registry.pretraining import finished_pretrainings, pretraining_key
+from registry.estimate import Total, format_device_hours, total
+from registry.pretraining import finished_pretrainings
 from registry.scales import SCALES, Scale
 from registry.store import RunStore
 
@@ -51,17 +50,11 @@ def still_to_do(runs: Sequence[Run], store: RunStore, redo: bool = False) -> lis
 
 def hours_on(runs: Sequence[Run], store: RunStore, hardware: str) -> Total:
     """Estimated hours of `runs` on one device of `hardware`, each pretraining paid once: not at all where a finished
-    run of the store holds it (the run then only evaluates), as `run --dry-run`'s plan counts it."""
+    run of the store other than these holds it (the run then only evaluates), as `run --dry-run`'s plan counts it."""
     finished = finished_pretrainings(store) if runs else {}
-    hours, rates, paid = 0.0, Counter(), set()
-    for run in runs:
-        cost = estimate(run.config, hardware)
-        key = pretraining_key(run.config)
-        shared = key in paid or finished.get(key, run.run_id) != run.run_id
-        hours += cost.hours - (cost.pretrain_hours if shared else 0.0)
-        paid.add(key)
-        rates[cost.rate] += 1
-    return Total(len(runs), hours, rates)
+    ids = {run.run_id for run in runs}
+    return total((run.config for run in runs), hardware,
+                 paid=[key for key, holder in finished.items() if holder not in ids])
 
 
 def added(one: Total, other: Total) -> Total:
