@@ -32,6 +32,7 @@ from registry.claim import describe_claim, read_claim, try_claim
 from registry.cli_parser import SuggestingParser, stray_words
 from registry.commands import GROUP, INSTALL_HINT, Command, add_unavailable, plugin_commands
 from registry.declare import Experiment, Run, cases
+from registry.deviations import setting_deviations
 from registry.discover import experiment_folders, get_experiment, list_experiments
 from registry.host_memory import host_fit
 from registry.launch import (NOT_STARTED, Outcome, exit_at_once_on_another_interrupt, make_executor,
@@ -137,8 +138,9 @@ def cmd_show(args: argparse.Namespace) -> int:
               f"{', '.join(experiment.evaluation_only_axes())}")
     print(f"  scale {scale.name}: {scale.summary}")
     print(f"  results {store.root}")
-    print("  deviations from the paper:" + ("" if experiment.deviations else " none declared"))
-    for line in experiment.deviations:
+    deviations = experiment.deviations + setting_deviations(run.config for run in runs)
+    print("  deviations from the paper:" + ("" if deviations else " none declared"))
+    for line in deviations:
         print(f"    - {line}")
     others = stored_elsewhere(store, experiment.name, scale.name, {run.run_id for run in runs})
     width = max(len(run_id) for run_id in [r.run_id for r in runs] + list(others))

@@ -3,8 +3,9 @@
 Cost model: one training step processes 2 x batch_size views (forward + backward), plus multi-crop's small
 views, each costing (its side / the full side)^2 of a full-size one. A forward pass alone counts as 1/3 of a
 training view. Evaluation (evaluation_view_equivalents): kNN and linear evaluation extract features of train +
-test once each; fine-tuning trains the whole network on each label fraction for its epochs, then reads the
-test split; the transformation probe extracts train + test once per task; transfer reads the transfer
+test once each (linear evaluation with eval.linear_augment passes the training split through the encoder once per
+epoch); fine-tuning trains the whole network on each label fraction for its epochs, then reads the test split; the
+transformation probe extracts train + test once per task; transfer reads the transfer
 dataset's splits (TRANSFER_IMAGES) once for linear evaluation and fine-tunes on all its labels. kNN monitoring
 during training (eval.knn_every_epochs) is part of the pretraining. Heads trained on extracted features cost
 next to nothing and are left out.
@@ -245,7 +246,9 @@ def evaluation_view_equivalents(cfg: RunConfig, train: int, test: int) -> float:
     ev, forward = cfg.eval, FORWARD_VIEW_SHARE
     views = 0.0
     for protocol in ev.protocols:
-        if protocol in ("knn", "linear"):
+        if protocol == "linear" and ev.linear_augment:     # new views through the encoder in every epoch
+            views += (ev.linear_epochs * train + test) * forward
+        elif protocol in ("knn", "linear"):
             views += (train + test) * forward
         elif protocol == "finetune":     # a second network, from scratch, with eval.finetune_scratch
             views += (1 + ev.finetune_scratch) * sum(ev.finetune_epochs * math.ceil(fraction * train) + test * forward

@@ -51,7 +51,7 @@ ADDED_LATER_KEYS = frozenset({
     "augment.motion_blur_fraction",
     "eval.transform_tasks", "eval.transform_epochs", "eval.transform_batch_size", "eval.transform_lr",
     "eval.transfer_dataset", "eval.transfer_protocols", "eval.transfer_loader", "eval.transfer_scratch",
-    "eval.finetune_subset_files", "eval.finetune_scratch",
+    "eval.finetune_subset_files", "eval.finetune_scratch", "eval.linear_augment",
     "method",
 })
 

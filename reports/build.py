@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from registry.declare import Experiment
+from registry.deviations import setting_deviations
 from registry.discover import get_experiment, list_experiments
 from registry.overrides import override_args
 from registry.scales import DEFAULT_SCALE, SCALES
@@ -244,7 +245,8 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
                                                   "loss.temperature" if spec.reads_every_experiment else ""),
         scale=scale, artefact=artefact, done=done, expected=expected,
         deviations=((f"the runs shown were made with{override_args(overrides)}; the deviations below are the "
-                     "declared setting's",) if overrides else ()) + tuple(experiment.deviations),
+                     "declared setting's",) if overrides else ()) + tuple(experiment.deviations)
+                   + _setting_deviations(experiment, scale, overrides),
         published_file="" if own else experiment.published.file,
         sources=sorted(set(declared["source"]) - {""}),
         read_as_counts={k: int(v) for k, v in declared["read_as"].value_counts().items()},
@@ -254,6 +256,14 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
         reference=OWN if own else references.comparison_label(datasets, experiment.published.file),
         reference_conclusions=references.cifar10_conclusions(key, artefact.compare, experiment.name) if cifar else [],
         reference_notes=[line] if line else [])
+
+
+def _setting_deviations(experiment: Experiment, scale: str | None, overrides: Mapping[str, Any]) -> tuple[str, ...]:
+    """The deviations the runs' settings make (registry/deviations.py), judged on the declared setting at `scale`
+    with the overrides the runs shown were made with: every point, seed 0."""
+    if scale not in SCALES:
+        return ()
+    return setting_deviations(experiment.resolve(scale, point, 0, overrides) for point in experiment.points())
 
 
 def _drawn(spec: Spec, kept: pd.DataFrame, left_out: dict[str, str], ours: pd.DataFrame

@@ -153,6 +153,12 @@ class EvalConfig:
     linear_epochs: int = 100
     linear_batch_size: int = 256
     linear_lr: float = 0.1
+    # Train the linear classifier on random crop + flip views passed through the frozen encoder in every epoch, as
+    # the paper did on ImageNet (Appendix B.6, B.5), instead of on features of the unaugmented training images
+    # extracted once: eval.linear_epochs forward passes over the training split instead of one
+    # (simclr_core/evaluate/linear_augmented.py). Transfer's linear evaluation (Table 8) stays on fixed features,
+    # as the paper's logistic regression was.
+    linear_augment: bool = False
     # Label fractions for fine-tuning (the paper's 1% and 10%).
     finetune_fractions: tuple[float, ...] = (0.01, 0.1)
     finetune_epochs: int = 30

@@ -176,8 +176,8 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
     per_epoch = steps_per_epoch(count, batch_size)
     total_steps = epochs * per_epoch
     saved = progress.load() if progress is not None else None
-    start_epoch = 0 if saved is None else _restore(saved, epochs, per_epoch, network, optimizer, scaler, shuffle_gen,
-                                                  augment_gen)
+    start_epoch = 0 if saved is None else restore_training_state(saved, epochs, per_epoch, network, optimizer, scaler,
+                                                                 shuffle_gen, augment_gen)
     step = start_epoch * per_epoch
     for epoch in range(start_epoch, epochs):
         order = epoch_batches(count, batch_size, shuffle_gen)
@@ -197,7 +197,7 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
             scaler.update()
             step += 1
         if progress is not None and epoch + 1 < epochs and progress.due():
-            progress.save(_state(epoch + 1, step, network, optimizer, scaler, shuffle_gen, augment_gen))
+            progress.save(training_state(epoch + 1, step, network, optimizer, scaler, shuffle_gen, augment_gen))
 
     logits, test_labels = labelled_features(network, test_images, test_labels, mean=mean, std=std,
                                             batch_size=eval_batch_size, device=device, autocast_dtype=autocast_dtype,
@@ -210,16 +210,19 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
     return metrics
 
 
-def _state(epochs_done: int, step: int, network: nn.Module, optimizer: torch.optim.Optimizer,
-           scaler: torch.amp.GradScaler, shuffle_gen: torch.Generator, augment_gen: torch.Generator) -> dict[str, Any]:
-    """What the fine-tuning after `epochs_done` epochs depends on, as CPU copies (training goes on meanwhile)."""
+def training_state(epochs_done: int, step: int, network: nn.Module, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler, shuffle_gen: torch.Generator,
+                   augment_gen: torch.Generator) -> dict[str, Any]:
+    """What the fine-tuning (or the training of a linear classifier: linear_augmented.py) after `epochs_done` epochs
+    depends on, as CPU copies (training goes on meanwhile); `network`: what trains."""
     return _cpu_copy({"epochs_done": epochs_done, "step": step, "network": network.state_dict(),
                       "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                       "shuffle_generator": shuffle_gen.get_state(), "augment_generator": augment_gen.get_state()})
 
 
-def _restore(state: dict[str, Any], epochs: int, per_epoch: int, network: nn.Module, optimizer: torch.optim.Optimizer,
-             scaler: torch.amp.GradScaler, shuffle_gen: torch.Generator, augment_gen: torch.Generator) -> int:
+def restore_training_state(state: dict[str, Any], epochs: int, per_epoch: int, network: nn.Module,
+                           optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, shuffle_gen: torch.Generator,
+                           augment_gen: torch.Generator) -> int:
     """Put a saved `state` back in place; the epochs it had done."""
     done = state["epochs_done"]
     if not 0 < done < epochs or state["step"] != done * per_epoch:

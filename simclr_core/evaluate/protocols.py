@@ -5,9 +5,10 @@ images and labels of both splits, their statistics) and the run's settings (cfg.
 a protocol marked `needs_head` also reads the projection head g(.). `run_protocols` runs the named ones in the
 registry's order; kNN and linear evaluation share one feature pass over each split. A protocol that reads data
 of its own (transfer) says how to check it is there: `require_protocol_data`, which train() calls before
-pretraining. A protocol of several fine-tunings (finetune, transfer) runs `in_parts`: it is given `parts`, which
-keeps each part's metrics as it ends (those an interrupted attempt kept are not run again) and gives each
-fine-tuning a place to keep its progress (train(): partial_evaluation.py). Adding a protocol is one entry here;
+pretraining. A protocol of several fine-tunings (finetune, transfer), or of one long training (linear evaluation on
+augmented views) runs `in_parts`: it is given `parts`, which keeps each part's metrics as it ends (those an
+interrupted attempt kept are not run again) and gives each training a place to keep its progress (train():
+partial_evaluation.py). Adding a protocol is one entry here;
 config validation and train() read this table.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from simclr_core.evaluate.features import reuse_features
 from simclr_core.evaluate.finetune import balanced_subset, finetune_eval
 from simclr_core.evaluate.knn import knn_eval
 from simclr_core.evaluate.linear import linear_eval
+from simclr_core.evaluate.linear_augmented import linear_eval_augmented
 from simclr_core.evaluate.parts import Parts, Unsaved, run_part
 from simclr_core.evaluate.subset_files import official_subsets, require_subset_data
 from simclr_core.evaluate.transfer import require_transfer_data, run_transfer
@@ -50,7 +52,8 @@ class Protocol:
     classifies: bool = False
     # False where it reads none of the run's own splits (transfer: datasets of its own), so needs no test split.
     reads_own_splits: bool = True
-    # True where it runs several fine-tunings, each a part kept on its own (`parts` as a keyword).
+    # True where it may train long enough to keep parts of its own (`parts` as a keyword): several fine-tunings, each
+    # a part kept on its own, or (linear, with eval.linear_augment) one training, kept with its progress.
     in_parts: bool = False
 
 
@@ -67,10 +70,30 @@ def _knn(encoder, feed, cfg, dtype) -> dict[str, Any]:
                     autocast_dtype=dtype, **_common(feed))
 
 
-def _linear(encoder, feed, cfg, dtype) -> dict[str, Any]:
+def _linear(encoder, feed, cfg, dtype, *, parts: Parts = Unsaved()) -> dict[str, Any]:
+    """On features of the unaugmented images extracted once, or with eval.linear_augment on random crop + flip views
+    made anew in every epoch (the paper's protocol: linear_augmented.py), which then keeps its progress as a
+    fine-tuning does (one part, "linear")."""
     ev = cfg.eval
-    return linear_eval(encoder, *_data(feed), epochs=ev.linear_epochs, batch_size=ev.linear_batch_size,
-                       lr=ev.linear_lr, seed=cfg.seed, autocast_dtype=dtype, **_common(feed))
+    settings = dict(epochs=ev.linear_epochs, batch_size=ev.linear_batch_size, lr=ev.linear_lr, seed=cfg.seed,
+                    autocast_dtype=dtype, **_common(feed))
+    if not ev.linear_augment:
+        return linear_eval(encoder, *_data(feed), **settings)
+    augment = _crop_and_flip(feed)
+    return run_part(parts, "linear", lambda: linear_eval_augmented(
+        encoder, *_data(feed), augment=augment, channels_last=cfg.channels_last,
+        progress=parts.progress("linear", encoder), **settings))
+
+
+def _crop_and_flip(feed):
+    """Appendix B.5's augmentation for fine-tuning and linear evaluation, random crop (with resize) and flip, as
+    augment(uint8 batch, or the originals where the run streams, generator) -> one normalised view per image."""
+    from simclr_core.augment import build_augmentation
+    from simclr_core.config import AugmentConfig
+
+    crop = build_augmentation(AugmentConfig(ops=("crop",)), feed.train_eval.shape[-1], feed.mean, feed.std)
+    # Where the run streams, each crop is drawn on the original image, as in pretraining.
+    return crop.first_view_from_originals if feed.loader == "stream" else crop.first_view
 
 
 def _finetune(encoder, feed, cfg, dtype, *, parts: Parts = Unsaved()) -> dict[str, Any]:
@@ -80,13 +103,8 @@ def _finetune(encoder, feed, cfg, dtype, *, parts: Parts = Unsaved()) -> dict[st
     counts them, with a warning, and finetune_examples_<pct> leaves them out. Each fine-tuning is a part
     (finetune_<pct>, finetune_scratch_<pct>) that holds its fraction's counts too: a fine-tuning reads each of its
     images."""
-    from simclr_core.augment import build_augmentation
-    from simclr_core.config import AugmentConfig
-
     ev, metrics = cfg.eval, {}
-    crop = build_augmentation(AugmentConfig(ops=("crop",)), feed.train_eval.shape[-1], feed.mean, feed.std)
-    # One view per image; where the run streams, a crop drawn on each original image, as in pretraining.
-    augment = crop.first_view_from_originals if feed.loader == "stream" else crop.first_view
+    augment = _crop_and_flip(feed)
     listed = [torch.from_numpy(s) for s in official_subsets(cfg)] or [None] * len(ev.finetune_fractions)
     starts = {"finetune": encoder}
     if ev.finetune_scratch:
@@ -171,7 +189,7 @@ def _transfer(encoder, feed, cfg, dtype, *, parts: Parts = Unsaved()) -> dict[st
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (  # each one's metric prefix: simclr_core/metric_names.py
     Protocol("knn", _knn, frozen_features=True, classifies=True),
-    Protocol("linear", _linear, frozen_features=True, classifies=True),
+    Protocol("linear", _linear, frozen_features=True, classifies=True, in_parts=True),
     Protocol("finetune", _finetune, check_data=require_subset_data, classifies=True, in_parts=True),
     Protocol("transform_probe", _transform_probe, needs_head=True),
     Protocol("transfer", _transfer, check_data=require_transfer_data, reads_own_splits=False, in_parts=True),

@@ -8,6 +8,7 @@ import pytest
 
 from fake_results import write_run
 from registry import get_experiment
+from registry.deviations import LINEAR_ON_FEATURES
 from registry.run_id import make_run_id
 from registry.scales import SCALES
 from registry.store import RunStore, load_results
@@ -116,7 +117,7 @@ def test_a_report_asked_with_overrides_shows_the_runs_made_with_them_and_leaves_
                                      "them it shows the declared config)"]
     assert not section.comparable and "8 epochs" in section.what_ran.text
     assert section.deviations[0] == "the runs shown were made with epochs=8; the deviations below are the declared " \
-        "setting's" and section.deviations[1:] == tuple(get_experiment("loss_variant").deviations)
+        "setting's" and section.deviations[1:] == get_experiment("loss_variant").deviations + (LINEAR_ON_FEATURES,)
     # the same folder without overrides: the declared runs, the others left out
     plain = _tab4(tmp_path)
     assert _xent_row(plain)["ours_runs"] == 1 and set(plain.left_out) == set(asked)

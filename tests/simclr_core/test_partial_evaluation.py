@@ -232,6 +232,56 @@ TRANSFER = {"max_steps": 2, "eval.protocols": ("transfer",), "eval.transfer_data
 TRANSFER_STEPS_OF_ONE = 3 * 3            # 19 training photos, batches of 8
 
 
+# Linear evaluation on augmented views (the paper's protocol): 256 training images in batches of 64, 3 epochs.
+LINEAR_ON_VIEWS = {"max_steps": 2, "eval.protocols": ("knn", "linear"), "eval.linear_augment": True,
+                   "eval.linear_epochs": 3, "eval.linear_batch_size": 64}
+LINEAR_STEPS_PER_EPOCH = 4
+
+
+def count_linear_view_batches(monkeypatch, interrupt_at: int | None = None) -> list[int]:
+    """Count the batches linear evaluation on augmented views augments (in a one-item list); the `interrupt_at`-th
+    raises Interrupted instead."""
+    count = [0]
+
+    def linear_eval_augmented(*args, augment, _run=protocols_module.linear_eval_augmented, **kwargs):
+        def counted(*batch):
+            count[0] += 1
+            if count[0] == interrupt_at:
+                raise Interrupted
+            return augment(*batch)
+        return _run(*args, augment=counted, **kwargs)
+    monkeypatch.setattr(protocols_module, "linear_eval_augmented", linear_eval_augmented)
+    return count
+
+
+def test_linear_evaluation_on_views_cut_short_goes_on_from_its_last_epoch_end(tmp_path, monkeypatch, capfd):
+    whole = tmp_path / "whole"
+    with monkeypatch.context() as patch:
+        batches = count_linear_view_batches(patch)
+        train(tiny(**LINEAR_ON_VIEWS), whole)
+    assert batches == [3 * LINEAR_STEPS_PER_EPOCH]
+
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        saving_every_epoch(patch)
+        count_linear_view_batches(patch, interrupt_at=2 * LINEAR_STEPS_PER_EPOCH + 2)
+        with pytest.raises(Interrupted):
+            train(tiny(**LINEAR_ON_VIEWS), run_dir)
+    assert list(json.loads((run_dir / PARTIAL_NAME).read_text())["protocols"]) == ["knn"]
+    progress = torch.load(run_dir / PROGRESS_NAME, weights_only=True)
+    assert progress["key"]["part"] == "linear" and progress["state"]["epochs_done"] == 2
+    capfd.readouterr()
+
+    with monkeypatch.context() as patch:
+        saving_every_epoch(patch)
+        batches = count_linear_view_batches(patch)
+        train(tiny(**LINEAR_ON_VIEWS), run_dir)
+    assert batches == [LINEAR_STEPS_PER_EPOCH]                 # the last epoch only
+    assert f"linear goes on after epoch 2, where an earlier attempt saved it ({PROGRESS_NAME})" in capfd.readouterr().err
+    assert final(run_dir) == final(whole)
+    assert not (run_dir / PARTIAL_NAME).exists() and not (run_dir / PROGRESS_NAME).exists()
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> dict:
     """TRANSFER to a folder of photos (streamed; one of each split cannot be read), and the final.json of an

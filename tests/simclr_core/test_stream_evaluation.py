@@ -240,3 +240,28 @@ def test_streamed_fine_tuning_and_probe_run_on_the_gpu(tmp_path):
     probed = transform_probe_eval(encoder, head, train_split, test_split, mean=MEAN, std=STD, tasks=("rotation",),
                                   epochs=2)
     assert 0 <= probed["transform_rotation_h"] <= 100
+
+
+def test_a_streamed_run_trains_its_linear_classifier_on_crops_of_the_originals(tmp_path, monkeypatch):
+    from simclr_core.evaluate import protocols as protocols_module
+    from simclr_core.train import train
+
+    sizes = []
+
+    def linear_eval_augmented(*args, augment, _run=protocols_module.linear_eval_augmented, **kwargs):
+        def recorded(originals, generator):
+            sizes.extend(tuple(image.shape[-2:]) for image in originals)   # a list of whole images, each its size
+            return augment(originals, generator)
+        return _run(*args, augment=recorded, **kwargs)
+
+    monkeypatch.setattr(protocols_module, "linear_eval_augmented", linear_eval_augmented)
+    photos = image_set(30)
+    write_folder(tmp_path / "data", photos)
+    write_folder(tmp_path / "data", image_set(12, seed=1), split="test")
+    cfg = stream_config(tmp_path / "data", "imagefolder", max_steps=2, **{
+        "eval.protocols": ("linear",), "eval.linear_augment": True, "eval.linear_epochs": 2,
+        "eval.linear_batch_size": 8})
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["data_loader"] == "stream"
+    assert len(sizes) == 2 * len(photos) and len(set(sizes)) > 1 and max(sizes) > (cfg.data.image_size,) * 2
+    assert 0 <= metrics["linear_top1"] <= 100 and metrics["linear_top5"] == 100.0          # 3 classes
