@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simclr_core.data.cache import require_writable_folder
-from simclr_core.data.catalog import DatasetSpec, dataset_spec
+from simclr_core.data.catalog import BACKGROUND_COUNTED_AS_CLASS, DatasetSpec, dataset_spec
 from simclr_core.data.folder_memo import RACY_MTIME_S, from_folders
 from simclr_core.data.hf_freshness import load_current
 from simclr_core.validation import ConfigError
@@ -355,14 +355,23 @@ def require_labelled_folders(spec: DatasetSpec, root: Path, split: str) -> None:
     labelled = ", ".join(f"{n}/" for n, folder in found.items() if _subfolders(folder))
     if spec.num_classes is not None and classes and len(classes) != spec.num_classes:
         raise ConfigError(f"{root} holds {len(classes)} class folders (in {labelled}), and {spec.name} has "
-                          f"{spec.num_classes} classes: a wrong folder or a partial copy; give the folder of a "
-                          "complete copy, one folder per class in each split")
+                          f"{spec.num_classes} classes: {_why_classes_differ(spec, classes)}")
     split_dir = found[split]
     if classes and not _subfolders(split_dir):
         raise ConfigError(f"{split_dir} holds {_loose_images(split_dir):,} images directly, in no class folder, so "
                           f"they have no labels: {spec.name}'s {split!r} split needs class folders "
                           f"({split_dir}/<class>/<image>, named as those in {labelled})"
                           f"{class_folder_hint(spec.name)}")
+
+
+def _why_classes_differ(spec: DatasetSpec, classes: list[str]) -> str:
+    """What a tree whose class folders `classes` are too many or too few for `spec` most likely is, and its fix."""
+    background = BACKGROUND_COUNTED_AS_CLASS.get(spec.name)
+    if background is not None and background not in classes:
+        return (f"the paper's transfer protocol (Kornblith et al. 2019) counts the background category among its "
+                f"{spec.num_classes} classes: the official archive's folder {background}, which this copy lacks; "
+                f"without it the copy is another dataset than the paper's: add {background} to each split")
+    return "a wrong folder or a partial copy; give the folder of a complete copy, one folder per class in each split"
 
 
 def class_folder_hint(dataset: str) -> str:

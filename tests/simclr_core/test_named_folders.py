@@ -252,6 +252,29 @@ def test_a_transfer_dataset_given_as_class_folders_evaluates(tmp_path, monkeypat
         require_transfer_data(cfg)
 
 
+def test_caltech101_counts_its_background_folder_as_the_102nd_class(tmp_path):
+    """Caltech-101 had no class count, so a copy without the background category (101 class folders) was read as the
+    paper's 102-class set (Kornblith et al. 2019: 30 training images x 102 classes) without a word."""
+    from simclr_core.evaluate.transfer import load_transfer_split, require_transfer_data
+
+    classes = ("BACKGROUND_Google", *(f"category{c:03d}" for c in range(101)))
+    folder = class_tree(tmp_path / "caltech101", {"train": 1, "test": 1}, classes=classes, sizes=(8, 12))
+    cfg = RunConfig().with_overrides({"eval.protocols": ("transfer",), "eval.transfer_dataset": "caltech101",
+                                      "eval.transfer_data_dir": str(folder), "eval.transfer_protocols": ("linear",)})
+    require_transfer_data(cfg)
+    train = load_transfer_split(cfg, "train", image_size=8)
+    assert train.num_classes == 102 and sorted(train.labels.tolist()) == list(range(102))
+    for split in ("train", "test"):
+        shutil.rmtree(folder / split / "BACKGROUND_Google")
+    with pytest.raises(ConfigError) as error:
+        require_transfer_data(cfg)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"{folder} holds 101 class folders (in train/, test/), and caltech101 has 102 classes: ")
+    assert "counts the background category" in message and "BACKGROUND_Google" in message
+    assert "is another dataset" in message
+
+
 def test_a_plan_counts_the_class_folders_own_images_not_the_catalogs(tmp_path, three_class_imagenet):
     """`run --scale paper --dry-run data.data_dir=<ImageNet class folders>` planned the catalog's 1,281,167 images
     (31,200 steps, 88 GPU-hours) for a tree of a few thousand, and missed that batch_size exceeds its images."""
