@@ -159,3 +159,68 @@ def test_allow_cpu_says_it_trains_only_once_the_data_check_passed(no_gpu, monkey
     assert main(sweep) == 2
     out, err = capsys.readouterr()
     assert "no data in" in err and "--allow-cpu" not in out and "training the" not in out, (out, err)
+
+
+# ---- a continued TPE study: the trials its summary file counts finished are not asked again ------------------
+def _tpe_plan():
+    from registry.sweep_space import plan_studies
+
+    (plan,) = plan_studies("temperature", scale="gpu", sampler="tpe", splits=(True,))
+    return plan
+
+
+def _continued_study(plan, trials: list[tuple[str, dict]]):
+    """A TPE study holding `trials` (state, user_attrs), its summary file written as a sweep's driver writes it."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from registry.sweep_summary import study_summary, write_summary
+
+    axis = plan.sweep.axis
+    distribution = optuna.distributions.FloatDistribution(plan.low, plan.high, log=True)
+    study = optuna.create_study(direction="maximize")
+    for number, (state, user_attrs) in enumerate(trials):
+        study.add_trial(optuna.trial.create_trial(
+            state=TrialState[state], params={axis: 0.1 * (number + 1)}, distributions={axis: distribution},
+            user_attrs={"point": {axis: 0.1 * (number + 1)}, **user_attrs},
+            value=50.0 + number if state == "COMPLETE" else None))
+    return study, lambda results, target: write_summary(results, study_summary(plan, study, "sqlite:///x.db", target))
+
+
+def _trials_the_driver_asks(study, target: int, retry_failed: bool) -> int:
+    """What `sweep` would ask of `study` to reach `target`: the driver's own re-asks, then its own count."""
+    from registry.sweep_study import reask_cancelled, retry_failed as retry_failed_trials, trial_counts
+
+    reask_cancelled(study, lambda line: None)
+    if retry_failed:
+        retry_failed_trials(study, lambda line: None)
+    counts = trial_counts(study)
+    return max(0, target - counts["counted"] - counts["running"])
+
+
+# 3 COMPLETE (trial 3 the retry of trial 2), 2 failed for good (1, 4), 1 failed and retried (2).
+FINISHED = [("COMPLETE", {}), ("FAIL", {}), ("FAIL", {}), ("COMPLETE", {"retry_of": 2}), ("FAIL", {}),
+            ("COMPLETE", {})]
+
+
+@pytest.mark.parametrize(("target", "retry_failed", "left"),
+                         [(8, False, 3), (8, True, 5), (5, False, 0), (5, True, 2), (3, True, 0), (2, False, 0)])
+def test_a_continued_tpe_study_is_estimated_for_the_trials_it_still_asks(no_gpu, target, retry_failed, left):
+    """sweep_on_cpu counted only a fresh TPE study; a continued one's summary file (COMPLETE and failed trials) must
+    take its finished trials off the target: failed ones too, unless --retry-failed asks them again."""
+    from registry.sweep import sweep_on_cpu
+
+    plan = _tpe_plan()
+    one_trial = sweep_on_cpu([plan], [1], no_gpu, retry_failed)        # a fresh study: the mean of both ends
+    study, write = _continued_study(plan, FINISHED)
+    write(no_gpu, target)
+    assert _trials_the_driver_asks(study, target, retry_failed) == left
+    on_cpu = sweep_on_cpu([plan], [target], no_gpu, retry_failed)
+    if left == 0:
+        assert on_cpu is None                                          # nothing to ask, nothing to refuse
+        return
+    assert on_cpu.what == f"up to {left} TPE trial(s) still to ask"
+    assert on_cpu.cpu.hours == pytest.approx(left * one_trial.cpu.hours)
+    assert on_cpu.gpu.hours == pytest.approx(left * one_trial.gpu.hours)
+    assert f"up to {left} TPE trial(s) still to ask would train on this CPU" in on_cpu.refusal()
+
