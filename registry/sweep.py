@@ -202,10 +202,13 @@ def sweep_on_cpu(plans: Sequence[StudyPlan], targets: Sequence[int], results: An
 
 def _finished_trials(results: Any, study_name: str, retry_failed: bool) -> int:
     """Trials the study's summary file counts toward its target: complete ones, and failed ones no trial asks
-    again (unless --retry-failed asks them); 0 without a readable summary."""
+    again (unless --retry-failed asks them; a cancelled one the next sweep asks in any case); 0 without a readable
+    summary."""
     try:
         counts = json.loads(summary_path(results, study_name).read_text())
-        return int(counts["counts"]["COMPLETE"]) + (0 if retry_failed else int(counts["failed"]))
+        # A summary written before `cancelled` was recorded counts none.
+        failed = int(counts["failed"]) - int(counts.get("cancelled", 0))
+        return int(counts["counts"]["COMPLETE"]) + (0 if retry_failed else failed)
     except (OSError, ValueError, KeyError, TypeError):
         return 0
 

@@ -1,7 +1,8 @@
 """A study's trials and best value as a JSON file beside the runs, and all studies as one table.
 
     <results>/optuna/<study>.json     written atomically after every tell; readable without Optuna; `counts` by
-                                      Optuna state, `failed` and `retried` (FAIL trials asked again) besides
+                                      Optuna state, `failed` and `retried` (FAIL trials asked again) besides,
+                                      and `cancelled` (of the failed, those the next sweep asks again)
     load_sweeps(results_dir)          -> pandas DataFrame, one row per trial of every study
 
 The trials' runs are ordinary runs of the sweep's experiment (registry.store.load_results sees them); these
@@ -44,6 +45,7 @@ def study_summary(plan: "StudyPlan", study: "optuna.Study", storage: str, target
             axis: point.get(axis, t.params.get(axis)), "suggested": t.params.get(axis),
             "run_ids": t.user_attrs.get("run_ids", []), "reused": t.user_attrs.get("reused"),
             "retry_of": t.user_attrs.get("retry_of"), "error": t.user_attrs.get("error"),
+            "cancelled": bool(t.user_attrs.get("cancelled")),
             "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
             "finished": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
         })
@@ -64,6 +66,8 @@ def study_summary(plan: "StudyPlan", study: "optuna.Study", storage: str, target
         # killed driver's orphan, a cancelled job's, --retry-failed's), whose retry is a trial of its own.
         "failed": sum(t["number"] not in asked_again for t in failed),
         "retried": sum(t["number"] in asked_again for t in failed),
+        # Of the failed: those whose runs were cancelled, which the next driver asks again (reask_cancelled).
+        "cancelled": sum(t["number"] not in asked_again and t["cancelled"] for t in failed),
         "best": None if best is None else {"trial": best["number"], axis: best[axis], "value": best["value"],
                                            "run_id": (best["run_ids"] or [None])[0]},
         "trials": trials, "updated": now_iso(),

@@ -224,3 +224,17 @@ def test_a_continued_tpe_study_is_estimated_for_the_trials_it_still_asks(no_gpu,
     assert on_cpu.gpu.hours == pytest.approx(left * one_trial.gpu.hours)
     assert f"up to {left} TPE trial(s) still to ask would train on this CPU" in on_cpu.refusal()
 
+
+@pytest.mark.parametrize("retry_failed", [False, True])
+def test_a_cancelled_trial_is_counted_as_still_to_ask(no_gpu, retry_failed):
+    """A trial whose run was cancelled (stopped by a signal) is failed, and the next sweep asks it again; the summary's
+    count of trials failed for good must leave it out, or a study at its target less it trained on this CPU unasked."""
+    from registry.sweep import sweep_on_cpu
+
+    plan = _tpe_plan()
+    study, write = _continued_study(plan, [("COMPLETE", {}), ("FAIL", {}), ("FAIL", {"cancelled": True})])
+    write(no_gpu, 3)
+    left = 2 if retry_failed else 1
+    assert _trials_the_driver_asks(study, 3, retry_failed) == left
+    on_cpu = sweep_on_cpu([plan], [3], no_gpu, retry_failed)
+    assert on_cpu is not None and on_cpu.what == f"up to {left} TPE trial(s) still to ask"
