@@ -238,3 +238,14 @@ def test_a_cancelled_trial_is_counted_as_still_to_ask(no_gpu, retry_failed):
     assert _trials_the_driver_asks(study, 3, retry_failed) == left
     on_cpu = sweep_on_cpu([plan], [3], no_gpu, retry_failed)
     assert on_cpu is not None and on_cpu.what == f"up to {left} TPE trial(s) still to ask"
+
+
+def test_a_sweep_on_a_machine_with_a_gpu_is_not_refused(no_gpu, monkeypatch):
+    """sweep.py held its own reference to gpu_here, so faking the one question (scale_hardware.gpu_here) did not reach
+    it: the sweep tests' machine was whatever torch saw."""
+    from registry.sweep import sweep_on_cpu
+
+    plan = _tpe_plan()
+    assert sweep_on_cpu([plan], [3], no_gpu, False) is not None
+    monkeypatch.setattr(scale_hardware, "gpu_here", lambda: True)
+    assert sweep_on_cpu([plan], [3], no_gpu, False) is None
