@@ -101,6 +101,12 @@ H200_RESNET50_224 = MeasuredRate("gpu", "one NVIDIA H200", "resnet50", 1.0, 224,
 # while tests shared the 2 cores. (2026-11-22, before the CPU speed work: 390-447 images/s.)
 CPU_REFERENCE = MeasuredRate("cpu", "the 2-core reference CPU", "resnet18", 0.25, 32, "cifar", 857.0,
                              "batch 256, bf16, train()")
+# Not an entry: ResNet-18 x1 (the gpu scale's model) on the same CPU trained at 99 images/s (2026-12-07, batch 512,
+# bf16, train()'s metrics.jsonl windows over steps 7-36, the machine otherwise idle), 1.9x what FLOPs-scaling
+# CPU_REFERENCE predicts (53). As the entry closest in cost it would time the cpu scale's wider and deeper models
+# too, and halve model_width's estimate (1.8 -> 1.0 CPU-hours) where its 13 runs took 2.25 measured (Figure 7 in
+# README): per FLOP those use this CPU worse than ResNet-18 x1 does, so the gpu scale's runs on a CPU (--allow-cpu)
+# are estimated about twice too long instead.
 # A 2-core CPU without native bf16 (AMD EPYC, AVX2 only: no AVX-512), where precision "auto" trains in fp32; the
 # same model and batch as CPU_REFERENCE, whole pipeline: measured 2026-12-05 as final.json's images_per_s of 10
 # cpu-scale runs (temperature_norm and loss_variant, seed 0): mean 249, at most 289 images/s (the first two alone:
