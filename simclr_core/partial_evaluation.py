@@ -83,6 +83,9 @@ class PartialEvaluation:
         # with each save so that final.json counts them whichever protocols the rerun runs; set by train().
         self.finds_so_far: Callable[[], dict[str, Any] | None] = lambda: None
         self._clock = time.perf_counter()
+        # The seconds earlier attempts spent on what this one keeps: train() adds them to its own time. Summed once
+        # here, as the records this attempt saves are of its own time.
+        self.kept_seconds = 0.0
         saved = self._read()
         if saved is None:
             return
@@ -93,6 +96,8 @@ class PartialEvaluation:
             self.protocols = saved["protocols"]
             self.parts = saved.get("parts", {})
             self.data_finds = saved["data_finds"] if isinstance(saved.get("data_finds"), dict) else None
+            self.kept_seconds = (sum(kept["seconds"] for kept in self.protocols.values())
+                                 + sum(kept["seconds"] for parts in self.parts.values() for kept in parts.values()))
 
     @property
     def kept(self) -> dict[str, dict[str, Any]]:
@@ -102,12 +107,6 @@ class PartialEvaluation:
     def kept_parts(self, protocol: str) -> dict[str, dict[str, Any]]:
         """{part: its metrics} of the parts of `protocol` finished before, on the same evaluation."""
         return {name: saved["metrics"] for name, saved in self.parts.get(protocol, {}).items()}
-
-    @property
-    def kept_seconds(self) -> float:
-        """The seconds the kept protocols and parts took, in the attempts that ran them."""
-        return (sum(saved["seconds"] for saved in self.protocols.values())
-                + sum(saved["seconds"] for parts in self.parts.values() for saved in parts.values()))
 
     def save(self, name: str, metrics: dict[str, Any]) -> None:
         """Record protocol `name`'s metrics, and the seconds since the last save (or since the evaluation began) with

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -134,6 +135,32 @@ def test_protocols_saved_under_other_evaluation_settings_run_again(tmp_path, mon
         metrics = train(tiny(**{**THREE, "eval.knn_k": 3}), run_dir)    # the same weights, another kNN
     assert calls["knn"] == 1 and metrics["steps"] == 2
     assert "saved for other settings (eval.knn_k); evaluating every protocol again" in capfd.readouterr().err
+
+
+# ---- eval_seconds ---------------------------------------------------------------------------------------------
+HOUR = 3600.0
+
+
+def shifted_clock(monkeypatch) -> list[float]:
+    """time.perf_counter plus the seconds in the one-item list returned: a test adds to it to make a stretch of the
+    evaluation take that long, as every clock train() reads sees it, without waiting."""
+    shift, real = [0.0], time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: real() + shift[0])
+    return shift
+
+
+def test_eval_seconds_counts_each_protocol_once(tmp_path, monkeypatch):
+    # final.json added the seconds of the protocols saved in evaluation-partial.json, those of this very attempt
+    # included, to this attempt's time: an uninterrupted evaluation reported twice its time.
+    shift = shifted_clock(monkeypatch)
+    knn = protocols_module.PROTOCOLS["knn"]
+
+    def an_hour_long(*args, **kwargs):
+        shift[0] += HOUR
+        return knn.run(*args, **kwargs)
+    monkeypatch.setitem(protocols_module.PROTOCOLS, "knn", dataclasses.replace(knn, run=an_hour_long))
+    metrics = train(tiny(max_steps=2, **{"eval.protocols": ("knn",)}), tmp_path / "run")
+    assert HOUR <= metrics["eval_seconds"] < 2 * HOUR
 
 
 # ---- fine-tunings within a protocol -------------------------------------------------------------------------
