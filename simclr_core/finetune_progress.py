@@ -12,6 +12,11 @@ evaluated, the step, the config, the device) plus the fine-tuning's name and a d
 A file saved for another, or one that cannot be read, is set aside with one line saying why, and the fine-tuning
 starts over (its next save replaces the file).
 
+The file also keeps the seconds the fine-tuning has taken up to the save, in this attempt and the earlier ones it
+went on from (`seconds`, which partial_evaluation.py measures): the attempt that goes on from it counts them
+(`resumed`), so that final.json's eval_seconds loses only what a killed attempt ran after its last save. A file
+saved before it kept them carries none; one set aside carries nothing.
+
 A stop request (stop_request.py: a SLURM job's time-limit warning) makes the next epoch end's save due, and the
 fine-tuning stops once it is saved (StoppedInEvaluation): the requeued job goes on from there.
 
@@ -39,15 +44,20 @@ def _say(line: str) -> None:
 
 class ProgressFile:
     """`finetune-progress.pt` in `run_dir`, for the fine-tuning `key` names (key["part"]: its name, in words).
-    `every_s`: the least seconds between two saves (and between the start and the first); `say` prints a line."""
+    `every_s`: the least seconds between two saves (and between the start and the first); `say` prints a line;
+    `seconds()`: the seconds the fine-tuning has taken so far, saved with its state; `resumed(seconds)` is told the
+    seconds of the state `load` gives back."""
 
     def __init__(self, run_dir: str | Path, key: dict[str, Any], *, every_s: float = SAVE_EVERY_S,
-                 label: str = "evaluate", say: Callable[[str], None] = _say):
+                 label: str = "evaluate", say: Callable[[str], None] = _say,
+                 seconds: Callable[[], float] = lambda: 0.0, resumed: Callable[[float], None] = lambda seconds: None):
         self.path = Path(run_dir) / PROGRESS_NAME
         self.key = key
         self.every_s = every_s
         self.label = label
         self.say = say
+        self.seconds = seconds
+        self.resumed = resumed
         self._last_save = time.monotonic()
 
     def load(self) -> dict[str, Any] | None:
@@ -66,6 +76,7 @@ class ProgressFile:
         state = saved["state"]
         self.say(f"{self.label}: {self.key['part']} goes on after epoch {state['epochs_done']}, where an earlier "
                  f"attempt saved it ({self.path.name})")
+        self.resumed(self._seconds_in(saved))
         return state
 
     def due(self) -> bool:
@@ -75,7 +86,7 @@ class ProgressFile:
         """Replace the file with `state`; then, where a stop was requested, stop the run (StoppedInEvaluation)."""
         from simclr_core.checkpoint import atomic_torch_save
 
-        atomic_torch_save(self.path, {"key": self.key, "state": state})
+        atomic_torch_save(self.path, {"key": self.key, "state": state, "seconds": float(self.seconds())})
         self._last_save = time.monotonic()
         if stop_request.requested():
             raise stop_request.StoppedInEvaluation(
@@ -104,6 +115,15 @@ class ProgressFile:
                      f"{self.key['part']} from the start")
             return None
         return saved
+
+    def _seconds_in(self, saved: dict[str, Any]) -> float:
+        """The seconds a usable file carries: none where it was saved before files kept them."""
+        seconds = saved.get("seconds", 0.0)
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 <= seconds < float("inf"):
+            return float(seconds)
+        self.say(f"{self.label}: {self.path.name} gives its seconds so far as {seconds!r}, not a number of seconds; "
+                 f"eval_seconds counts none of {self.key['part']}'s before epoch {saved['state']['epochs_done']}")
+        return 0.0
 
 
 __all__ = ["PROGRESS_NAME", "ProgressFile", "SAVE_EVERY_S"]

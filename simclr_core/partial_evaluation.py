@@ -23,6 +23,10 @@ linear, finetune, scratch) also saves each one's metrics as it ends ("parts", un
 when the whole protocol is saved): a rerun runs the fine-tunings left, and the one it was in goes on from its last
 saved epoch (finetune_progress.py). Each is seeded on its own, so it gives the same numbers run alone.
 
+Each record keeps the seconds it took (`kept_seconds`: what the rerun's final.json adds to its eval_seconds), and a
+fine-tuning's progress file the seconds up to its save, which the part it goes on with counts: a killed attempt's
+time is lost only after its last save.
+
 Nothing here imports torch at import time: the registry names the file (--redo moves it aside) without loading it.
 """
 from __future__ import annotations
@@ -83,8 +87,9 @@ class PartialEvaluation:
         # with each save so that final.json counts them whichever protocols the rerun runs; set by train().
         self.finds_so_far: Callable[[], dict[str, Any] | None] = lambda: None
         self._clock = time.perf_counter()
+        self._carried = 0.0       # seconds an earlier attempt spent in the part this one goes on with (its progress)
         # The seconds earlier attempts spent on what this one keeps: train() adds them to its own time. Summed once
-        # here, as the records this attempt saves are of its own time.
+        # here, as the records this attempt saves are of its own time; a part's progress resumed adds its seconds.
         self.kept_seconds = 0.0
         saved = self._read()
         if saved is None:
@@ -109,8 +114,8 @@ class PartialEvaluation:
         return {name: saved["metrics"] for name, saved in self.parts.get(protocol, {}).items()}
 
     def save(self, name: str, metrics: dict[str, Any]) -> None:
-        """Record protocol `name`'s metrics, and the seconds since the last save (or since the evaluation began) with
-        those of its parts, which it replaces."""
+        """Record protocol `name`'s metrics, and the seconds since the last save (or since the evaluation began, with
+        those a progress resumed carried) with those of its parts, which it replaces."""
         parts = self.parts.pop(name, {})
         self.protocols[name] = {"metrics": metrics,
                                 "seconds": self._lap() + sum(saved["seconds"] for saved in parts.values())}
@@ -129,7 +134,8 @@ class PartialEvaluation:
     def progress(self, part: str, start) -> ProgressFile:
         """The progress file of fine-tuning `part`, which starts from the weights of `start` (a module)."""
         key = {**self.key, "part": part, "start_sha256": weights_digest(start)}
-        return ProgressFile(self.path.parent, key, every_s=self.progress_every_s, label=self.label)
+        return ProgressFile(self.path.parent, key, every_s=self.progress_every_s, label=self.label,
+                            seconds=self._lap_so_far, resumed=self._carry)
 
     def remove(self) -> None:
         """Delete the file, and any fine-tuning's progress: final.json holds the metrics now."""
@@ -139,11 +145,20 @@ class PartialEvaluation:
     def _progress_path(self) -> Path:
         return self.path.parent / PROGRESS_NAME
 
+    def _lap_so_far(self, now: float | None = None) -> float:
+        """Seconds since the last save (or since the evaluation began), with those a progress resumed carried."""
+        return self._carried + (time.perf_counter() if now is None else now) - self._clock
+
     def _lap(self) -> float:
-        """Seconds since the last save (or since the evaluation began)."""
+        """_lap_so_far, for the record saved now: the next lap starts."""
         now = time.perf_counter()
-        lap, self._clock = now - self._clock, now
+        lap, self._clock, self._carried = self._lap_so_far(now), now, 0.0
         return lap
+
+    def _carry(self, seconds: float) -> None:
+        """An earlier attempt spent `seconds` in the part this one goes on with (up to its progress's last save)."""
+        self._carried += seconds
+        self.kept_seconds += seconds
 
     def _write(self) -> None:
         finds = self.finds_so_far()

@@ -357,8 +357,10 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "steps": stop_step, "total_steps": total_steps, "epochs_done": stop_step / steps_per_epoch,
         "pretrain_seconds_this_session": train_seconds,
         # All sessions of this run (a resumed run adds the time its checkpoint recorded) and the final evaluation
-        # (with the protocols an interrupted attempt finished); the report's device-hours are
-        # pretrain_device_seconds (each session's seconds x its processes) plus eval_seconds x processes.
+        # (with an interrupted attempt's time in the protocols and parts it finished, and in the one this attempt
+        # went on with up to its progress's last save: only what it ran after that is lost); the report's
+        # device-hours are pretrain_device_seconds (each session's seconds x its processes) plus eval_seconds x
+        # processes.
         "pretrain_seconds": earlier_seconds + train_seconds,
         "pretrain_device_seconds": earlier_device_seconds + train_seconds * world,
         "eval_seconds": time.perf_counter() - eval_clock + (partial.kept_seconds if partial else 0.0),

@@ -114,9 +114,11 @@ KEY = {"step": 2, "weights_sha256": "ab", "device": "cpu", "config": {"seed": 1}
 def test_the_progress_file_gives_back_what_it_saved_for_the_same_fine_tuning_and_says_so(tmp_path):
     lines = []
     state = {"epochs_done": 2, "step": 6, "network": {"w": torch.arange(3.0)}}
-    ProgressFile(tmp_path, KEY, every_s=0).save(state)
-    loaded = ProgressFile(tmp_path, dict(KEY), say=lines.append).load()
+    carried = []
+    ProgressFile(tmp_path, KEY, every_s=0, seconds=lambda: 42.5).save(state)
+    loaded = ProgressFile(tmp_path, dict(KEY), say=lines.append, resumed=carried.append).load()
     assert loaded["epochs_done"] == 2 and torch.equal(loaded["network"]["w"], torch.arange(3.0))
+    assert carried == [42.5]                                 # the seconds the fine-tuning had taken up to the save
     assert lines == [f"evaluate: finetune_10pct goes on after epoch 2, where an earlier attempt saved it "
                      f"({PROGRESS_NAME})"]
 

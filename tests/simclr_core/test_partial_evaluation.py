@@ -253,6 +253,74 @@ def test_a_fine_tuning_saved_under_other_settings_starts_over_saying_why(tmp_pat
     assert not (run_dir / PROGRESS_NAME).exists()
 
 
+def taking_an_hour_a_batch(monkeypatch, module, name: str, shift: list[float]) -> None:
+    """Each batch that `module`'s `name` (finetune_eval, linear_eval_augmented) augments takes an hour on the
+    shifted clock."""
+    run = getattr(module, name)
+
+    def timed(*args, augment, **kwargs):
+        def an_hour(*batch):
+            shift[0] += HOUR
+            return augment(*batch)
+        return run(*args, augment=an_hour, **kwargs)
+    monkeypatch.setattr(module, name, timed)
+
+
+def cut_after_ten_hours(run_dir: Path, monkeypatch) -> None:
+    """cut_in_scratch_epoch_3, each batch of its first attempt an hour long: the finished fine-tuning's 6, then the
+    4 of the one from scratch that its progress file saved (and a fifth, cut)."""
+    with monkeypatch.context() as patch:
+        taking_an_hour_a_batch(patch, protocols_module, "finetune_eval", shifted_clock(patch))
+        cut_in_scratch_epoch_3(run_dir, patch)
+
+
+def test_eval_seconds_counts_the_seconds_a_fine_tuning_had_saved_its_progress_after(tmp_path, monkeypatch):
+    # The rerun counted only the finished fine-tuning's 6 hours: the 4 the progress file saved were lost.
+    run_dir = tmp_path / "run"
+    cut_after_ten_hours(run_dir, monkeypatch)
+    assert 4 * HOUR <= torch.load(run_dir / PROGRESS_NAME, weights_only=True)["seconds"] < 5 * HOUR
+    metrics = train(tiny(**FINETUNES), run_dir)               # the last epoch, at the speed of this machine
+    assert 10 * HOUR <= metrics["eval_seconds"] < 11 * HOUR   # the cut hour came after the last save: lost
+
+
+@pytest.mark.parametrize("set_aside", ["unreadable", "saved for another start"])
+def test_a_progress_file_set_aside_carries_no_seconds(tmp_path, monkeypatch, set_aside):
+    run_dir = tmp_path / "run"
+    cut_after_ten_hours(run_dir, monkeypatch)
+    path = run_dir / PROGRESS_NAME
+    if set_aside == "unreadable":
+        path.write_bytes(b"not a torch file")
+    else:
+        saved = torch.load(path, weights_only=True)
+        torch.save({**saved, "key": {**saved["key"], "start_sha256": "0" * 64}}, path)
+    with monkeypatch.context() as patch:
+        batches = count_augmented_batches(patch, protocols_module)
+        metrics = train(tiny(**FINETUNES), run_dir)
+    assert batches == [STEPS_OF_ONE]                          # the fine-tuning from scratch, from its start
+    assert 6 * HOUR <= metrics["eval_seconds"] < 7 * HOUR     # the finished fine-tuning's hours only
+
+
+@pytest.mark.parametrize("in_file, carried", [({}, 0.0), ({"seconds": 5 * HOUR}, 5 * HOUR),
+                                              ({"seconds": "soon"}, 0.0)])
+def test_a_progress_resumed_adds_the_seconds_its_file_carries_to_its_part(tmp_path, monkeypatch, capfd, in_file,
+                                                                          carried):
+    """A file saved before progress files kept their seconds ({}) carries none."""
+    shift = shifted_clock(monkeypatch)
+    key = {"step": 3, "weights_sha256": "w", "device": "cpu", "config": {"seed": 0}}
+    partial = PartialEvaluation(tmp_path, key)
+    progress = partial.progress("finetune_10pct", torch.nn.Linear(2, 2))
+    torch.save({"key": progress.key, "state": {"epochs_done": 1, "step": 3}, **in_file}, progress.path)
+    assert progress.load() == {"epochs_done": 1, "step": 3}
+    shift[0] += HOUR                                          # the rest of the fine-tuning
+    partial.save_part("finetune", "finetune_10pct", {"finetune_top1_10pct": 50.0})
+
+    seconds = json.loads(partial.path.read_text())["parts"]["finetune"]["finetune_10pct"]["seconds"]
+    assert carried + HOUR <= seconds < carried + 2 * HOUR
+    assert partial.kept_seconds == carried
+    counted_none = "gives its seconds so far as 'soon', not a number of seconds; eval_seconds counts none of"
+    assert (counted_none in capfd.readouterr().err) == (in_file.get("seconds") == "soon")
+
+
 TRANSFER = {"max_steps": 2, "eval.protocols": ("transfer",), "eval.transfer_dataset": "imagefolder",
             "eval.transfer_scratch": True, "eval.linear_epochs": 2, "eval.finetune_epochs": 3,
             "eval.finetune_batch_size": 8}
@@ -306,6 +374,23 @@ def test_linear_evaluation_on_views_cut_short_goes_on_from_its_last_epoch_end(tm
     assert batches == [LINEAR_STEPS_PER_EPOCH]                 # the last epoch only
     assert f"linear goes on after epoch 2, where an earlier attempt saved it ({PROGRESS_NAME})" in capfd.readouterr().err
     assert final(run_dir) == final(whole)
+    assert not (run_dir / PARTIAL_NAME).exists() and not (run_dir / PROGRESS_NAME).exists()
+
+
+def test_eval_seconds_counts_the_seconds_linear_evaluation_on_views_had_saved_its_progress_after(tmp_path,
+                                                                                                  monkeypatch):
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        saving_every_epoch(patch)
+        taking_an_hour_a_batch(patch, protocols_module, "linear_eval_augmented", shifted_clock(patch))
+        count_linear_view_batches(patch, interrupt_at=2 * LINEAR_STEPS_PER_EPOCH + 2)
+        with pytest.raises(Interrupted):
+            train(tiny(**LINEAR_ON_VIEWS), run_dir)
+    with monkeypatch.context() as patch:
+        saving_every_epoch(patch)
+        metrics = train(tiny(**LINEAR_ON_VIEWS), run_dir)
+    # The 8 batches of the 2 epochs saved; the 2 after them were lost with the cut.
+    assert 2 * LINEAR_STEPS_PER_EPOCH * HOUR <= metrics["eval_seconds"] < (2 * LINEAR_STEPS_PER_EPOCH + 1) * HOUR
     assert not (run_dir / PARTIAL_NAME).exists() and not (run_dir / PROGRESS_NAME).exists()
 
 
