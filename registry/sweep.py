@@ -14,7 +14,7 @@ suggestions rounded to 3 significant digits).
 Every trial is a registry run of temperature_norm: its temperature becomes an axis point, then a RunConfig
 and a run id. A trial at a known configuration reuses the stored result without training (grid trials are
 the very runs `python -m registry run temperature_norm` makes). The objective, maximised, is the
-experiment's metric (linear_top1) where the scale evaluates it (cpu, paper), else knn_top1 (smoke).
+experiment's metric (linear_top1) where the scale evaluates it (cpu, gpu, paper), else knn_top1 (smoke).
 
 Studies are named `<experiment>-<hash8>`, the hash covering the resolved base config, scale, split value,
 sampler, search space and metric. Storage (--storage): `sqlite` (default locally):
