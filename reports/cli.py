@@ -78,12 +78,13 @@ def main(args: argparse.Namespace) -> int:
     results_dir = default_results_dir(args.results_dir)
     out = Path(args.out).expanduser() if args.out else results_dir / report_folder(overrides)
     check_out_dir(out)
+    specs = all_artefacts()
+    asked = artefact_keys(names, specs) if names else list(specs)   # a mistyped name stops here, before any reading
     results = load_results(results_dir)
     runs = len(results["run_id"].unique()) if len(results) else 0
     print(f"building the report of {runs} finished run(s) in {results_dir}, one line per section as it is built",
           flush=True)
-    specs = all_artefacts()
-    width = max(map(len, artefact_keys(names, specs) if names else specs))    # the keys of the sections asked for
+    width = max(map(len, asked))    # the keys of the sections asked for
 
     def built(section) -> None:       # with overrides, the lines wait for the check that some run was made with them
         if not overrides:

@@ -239,6 +239,22 @@ def test_python_m_reports_selects_artefacts_and_refuses_unknown_ones(results_dir
 
 
 
+def test_an_unknown_artefact_is_refused_before_the_results_are_read(results_dir, tmp_path, capsys, monkeypatch):
+    """A mistyped name is one error line, not a progress line about the runs first and the error only after every
+    final.json of the results folder was read (seconds for a large one)."""
+    import reports.cli
+
+    def read_nothing(*args, **kwargs):
+        raise AssertionError("the results were read before the artefact names were checked")
+
+    monkeypatch.setattr(reports.cli, "load_results", read_nothing)
+    assert run(["tab55", "--results-dir", str(results_dir), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: artefact='tab55' is neither an artefact nor an experiment")
+    assert captured.err.rstrip().endswith("did you mean 'tab5'?")
+
+
 def _files(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir()}
 
