@@ -58,6 +58,22 @@ def test_blur_kernel_blurs_exactly_the_given_rows_as_the_eager_blur(kernels, ker
     assert torch.equal(blurred[untouched], x[untouched])
 
 
+def test_a_narrow_blur_skips_its_underflowing_taps_and_equals_the_eager_blur(kernels):
+    x = torch.rand(4, 3, 40, 40, generator=gen(8))
+    sigma = torch.tensor([0.1, 0.3, 0.5, 2.0])
+    weights = F.blur_kernels(23, sigma)
+    assert ((weights > 0) & (weights < torch.finfo(torch.float32).tiny)).any()   # subnormal outer taps (sigma 0.3)
+    assert (weights[0] == 0).any()                                                  # and taps that are zero (0.1)
+    blurred = x.clone()
+    kernels.blur_rows_(blurred, torch.arange(4), weights)
+    torch.testing.assert_close(blurred, F.gaussian_blur(x, 23, sigma), atol=1e-6, rtol=0)
+    one_tap = torch.zeros(1, 23)
+    one_tap[0, 11] = 1.0                                                            # the identity, 22 taps skipped
+    same = x[:1].clone()
+    kernels.blur_rows_(same, torch.tensor([0]), one_tap)
+    assert torch.equal(same, x[:1])
+
+
 def test_colour_kernel_equals_jitter_in_each_samples_order_then_dropping(kernels):
     n = 96
     factors, order = sampling.color_jitter_params(n, 1.0, gen(7))
