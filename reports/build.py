@@ -12,6 +12,7 @@ validation imports the training code and with it torch.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -32,6 +33,7 @@ from reports.compare import canon, point_keys, with_metric
 from reports.published import published_cells
 from reports.variants import Variant, run_variants, select
 from reports.what_ran import WhatRan, describe
+from simclr_core.config import RunConfig
 from simclr_core.validation import ConfigError, did_you_mean, require_choice
 
 # The scale whose runs use the paper's own setting; numbers at any other scale compare by rank only.
@@ -246,7 +248,7 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
         scale=scale, artefact=artefact, done=done, expected=expected,
         deviations=((f"the runs shown were made with{override_args(overrides)}; the deviations below are the "
                      "declared setting's",) if overrides else ()) + tuple(experiment.deviations)
-                   + _setting_deviations(experiment, scale, overrides),
+                   + _setting_deviations(experiment, selection.kept, scale, overrides),
         published_file="" if own else experiment.published.file,
         sources=sorted(set(declared["source"]) - {""}),
         read_as_counts={k: int(v) for k, v in declared["read_as"].value_counts().items()},
@@ -258,9 +260,14 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
         reference_notes=[line] if line else [])
 
 
-def _setting_deviations(experiment: Experiment, scale: str | None, overrides: Mapping[str, Any]) -> tuple[str, ...]:
-    """The deviations the runs' settings make (registry/deviations.py), judged on the declared setting at `scale`
-    with the overrides the runs shown were made with: every point, seed 0."""
+def _setting_deviations(experiment: Experiment, shown: pd.DataFrame, scale: str | None,
+                        overrides: Mapping[str, Any]) -> tuple[str, ...]:
+    """The deviations the runs' settings make (registry/deviations.py): those of the runs `shown` (their own configs:
+    a variant other than the declared one may be shown), or with none shown, of the declared setting at `scale` with
+    the overrides the report was asked for (every point, seed 0)."""
+    if len(shown):
+        return setting_deviations(RunConfig.from_dict(json.loads(text))
+                                  for text in shown.drop_duplicates("run_id")["config_json"])
     if scale not in SCALES:
         return ()
     return setting_deviations(experiment.resolve(scale, point, 0, overrides) for point in experiment.points())

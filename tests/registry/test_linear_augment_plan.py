@@ -48,11 +48,13 @@ def test_show_lists_it_unless_the_runs_train_on_views(tmp_path):
     assert LINEAR_ON_FEATURES not in on_views.stdout and "deviations from the paper:\n" in on_views.stdout
 
 
-def test_the_report_judges_the_runs_with_the_overrides_they_were_made_with():
+def test_without_runs_shown_the_report_judges_the_declared_setting_with_the_overrides_asked_for():
+    import pandas as pd
+
     from reports.build import _setting_deviations
 
-    experiment = get_experiment("temperature_norm")
-    assert _setting_deviations(experiment, "cpu", {}) == (LINEAR_ON_FEATURES,)
-    assert _setting_deviations(experiment, "cpu", {"eval.linear_augment": True}) == ()
-    assert _setting_deviations(experiment, "smoke", {}) == ()            # smoke evaluates with kNN only
-    assert _setting_deviations(experiment, None, {}) == ()
+    experiment, none_shown = get_experiment("temperature_norm"), pd.DataFrame()
+    assert _setting_deviations(experiment, none_shown, "cpu", {}) == (LINEAR_ON_FEATURES,)
+    assert _setting_deviations(experiment, none_shown, "cpu", {"eval.linear_augment": True}) == ()
+    assert _setting_deviations(experiment, none_shown, "smoke", {}) == ()       # smoke evaluates with kNN only
+    assert _setting_deviations(experiment, none_shown, None, {}) == ()

@@ -325,3 +325,15 @@ def test_what_ran_of_runs_on_images_without_labels_does_not_say_of_0_classes(tmp
     (section,) = build_sections(load_results(tmp_path), keys=["tab4"], scales=["paper"])
     text = section.what_ran.text
     assert text.startswith("ImageNet, 2,003 training images without labels;") and "0 classes" not in text, text
+
+
+def test_the_deviations_are_those_of_the_runs_shown(tmp_path):
+    """Without declared runs the report showed runs made with eval.linear_augment=true (linear evaluation on crop +
+    flip views) and still listed linear evaluation on fixed features among their deviations from the paper."""
+    _grid(tmp_path, seeds=(0,), overrides={"eval.linear_augment": True})
+    section = _tab4(tmp_path)
+    assert section.shown["loss_variant"].describe() == "other overrides: eval.linear_augment=True"
+    assert section.deviations == get_experiment("loss_variant").deviations
+    # with no run at all, the declared setting's
+    (empty,) = build_sections(load_results(tmp_path / "none"), keys=["tab4"], scales=["cpu"])
+    assert empty.deviations == get_experiment("loss_variant").deviations + (LINEAR_ON_FEATURES,)
