@@ -367,7 +367,7 @@ def require_labelled_folders(spec: DatasetSpec, root: Path, split: str) -> None:
 def _why_classes_differ(spec: DatasetSpec, classes: list[str]) -> str:
     """What a tree whose class folders `classes` are too many or too few for `spec` most likely is, and its fix."""
     background = BACKGROUND_COUNTED_AS_CLASS.get(spec.name)
-    if background is not None and background not in classes:
+    if background is not None and background not in classes and len(classes) == spec.num_classes - 1:
         return (f"the paper's transfer protocol (Kornblith et al. 2019) counts the background category among its "
                 f"{spec.num_classes} classes: the official archive's folder {background}, which this copy lacks; "
                 f"without it the copy is another dataset than the paper's: add {background} to each split")

@@ -275,6 +275,22 @@ def test_caltech101_counts_its_background_folder_as_the_102nd_class(tmp_path):
     assert "is another dataset" in message
 
 
+def test_a_partial_caltech101_copy_is_not_told_to_add_the_background_folder(tmp_path):
+    """A copy of 50 Caltech-101 categories was told that it lacked BACKGROUND_Google and to add it, which leaves 51
+    of the 102 classes: only a copy one class short, the background one, is the 101-category copy."""
+    from simclr_core.evaluate.transfer import require_transfer_data
+
+    folder = class_tree(tmp_path / "caltech101", {"train": 1, "test": 1}, classes=[f"c{c:02d}" for c in range(50)],
+                        sizes=(8, 12))
+    cfg = RunConfig().with_overrides({"eval.protocols": ("transfer",), "eval.transfer_dataset": "caltech101",
+                                      "eval.transfer_data_dir": str(folder), "eval.transfer_protocols": ("linear",)})
+    with pytest.raises(ConfigError) as error:
+        require_transfer_data(cfg)
+    assert str(error.value) == (f"{folder} holds 50 class folders (in train/, test/), and caltech101 has 102 classes: "
+                                "a wrong folder or a partial copy; give the folder of a complete copy, one folder per "
+                                "class in each split")
+
+
 def test_a_plan_counts_the_class_folders_own_images_not_the_catalogs(tmp_path, three_class_imagenet):
     """`run --scale paper --dry-run data.data_dir=<ImageNet class folders>` planned the catalog's 1,281,167 images
     (31,200 steps, 88 GPU-hours) for a tree of a few thousand, and missed that batch_size exceeds its images."""
