@@ -138,7 +138,7 @@ def cmd_show(args: argparse.Namespace) -> int:
               f"{', '.join(experiment.evaluation_only_axes())}")
     print(f"  scale {scale.name}: {scale.summary}")
     print(f"  results {store.root}")
-    deviations = experiment.deviations + setting_deviations(run.config for run in runs)
+    deviations = (*experiment.deviations, *setting_deviations(run.config for run in runs))
     print("  deviations from the paper:" + ("" if deviations else " none declared"))
     for line in deviations:
         print(f"    - {line}")

@@ -106,6 +106,19 @@ def test_a_folder_of_ones_own_is_listed_beside_the_package(tmp_path):
     assert "deviations from the paper: none declared" in shown.stdout     # not an empty heading
 
 
+def test_show_lists_deviations_declared_as_a_list_with_those_of_the_settings(tmp_path):
+    """The declaration accepts deviations as a list; `show` added the settings' deviations (a tuple) to it and
+    stopped with a TypeError."""
+    from registry.deviations import LINEAR_ON_FEATURES
+
+    own = own_folder(tmp_path, my_temperature=OWN.replace('metric="knn_top1",',
+                                                          'metric="knn_top1", deviations=["fewer epochs"],'))
+    shown = registry("show", "my_temperature", "--scale", "cpu", folders=[own], results=tmp_path / "results",
+                     cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"deviations from the paper:\n    - fewer epochs\n    - {LINEAR_ON_FEATURES}\n" in shown.stdout
+
+
 @pytest.mark.parametrize("layout", ["empty", "a package of ones own"])
 def test_a_folder_named_experiments_where_the_command_is_typed_hides_none_of_the_packages(tmp_path, layout):
     (tmp_path / "experiments").mkdir()
