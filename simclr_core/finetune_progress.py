@@ -70,8 +70,7 @@ class ProgressFile:
             return None
         changed = differences(saved.get("key"), self.key)
         if changed:
-            self.say(f"{self.label}: {self.path.name} was saved for other {changed}; fine-tuning "
-                     f"{self.key['part']} from the start")
+            self.say(f"{self.label}: {self.path.name} was saved for other {changed}; {self._starts_over()}")
             return None
         state = saved["state"]
         self.say(f"{self.label}: {self.key['part']} goes on after epoch {state['epochs_done']}, where an earlier "
@@ -106,15 +105,17 @@ class ProgressFile:
         except (RuntimeError, EOFError, OSError, ValueError, KeyError, ImportError, AttributeError,
                 pickle.UnpicklingError) as exc:    # truncated, damaged, not a torch file: the fine-tuning starts over
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-            self.say(f"{self.label}: {self.path.name} could not be read ({reason}); fine-tuning {self.key['part']} "
-                     "from the start")
+            self.say(f"{self.label}: {self.path.name} could not be read ({reason}); {self._starts_over()}")
             return None
         if not (isinstance(saved, dict) and isinstance(saved.get("state"), dict)
                 and isinstance(saved["state"].get("epochs_done"), int)):
-            self.say(f"{self.label}: {self.path.name} is not a fine-tuning's saved state; fine-tuning "
-                     f"{self.key['part']} from the start")
+            self.say(f"{self.label}: {self.path.name} is not a saved training state; {self._starts_over()}")
             return None
         return saved
+
+    def _starts_over(self) -> str:
+        # In words that hold for a fine-tuning and for linear evaluation on augmented views (part "linear") alike.
+        return f"{self.key['part']} starts over from its first epoch"
 
     def _seconds_in(self, saved: dict[str, Any]) -> float:
         """The seconds a usable file carries: none where it was saved before files kept them."""

@@ -225,7 +225,7 @@ def _is_saved_parts(saved: Any) -> bool:
 
 
 # A key's fields besides the config, and how a difference in each reads.
-_KEY_WORDS = {"step": "step", "weights_sha256": "weights", "device": "device", "part": "fine-tuning",
+_KEY_WORDS = {"step": "step", "weights_sha256": "weights", "device": "device", "part": "part",
               "start_sha256": "starting weights"}
 
 

@@ -124,7 +124,7 @@ def test_the_progress_file_gives_back_what_it_saved_for_the_same_fine_tuning_and
 
 
 @pytest.mark.parametrize("change, why", [
-    ({"part": "finetune_scratch_10pct"}, "fine-tuning"),
+    ({"part": "finetune_scratch_10pct"}, "part"),
     ({"start_sha256": "ef"}, "starting weights"),
     ({"weights_sha256": "00", "step": 3}, "step, weights"),
     ({"config": {"seed": 2}}, "settings (seed)"),
@@ -134,7 +134,8 @@ def test_a_progress_file_saved_for_another_fine_tuning_is_set_aside_in_one_line(
     lines = []
     key = {**KEY, **change}
     assert ProgressFile(tmp_path, key, say=lines.append).load() is None
-    assert lines == [f"evaluate: {PROGRESS_NAME} was saved for other {why}; fine-tuning {key['part']} from the start"]
+    assert lines == [f"evaluate: {PROGRESS_NAME} was saved for other {why}; {key['part']} starts over from its first "
+                     "epoch"]
 
 
 def test_an_unreadable_progress_file_is_set_aside_in_one_line(tmp_path):
@@ -142,7 +143,20 @@ def test_an_unreadable_progress_file_is_set_aside_in_one_line(tmp_path):
     lines = []
     assert ProgressFile(tmp_path, KEY, say=lines.append).load() is None
     assert len(lines) == 1 and lines[0].startswith(f"evaluate: {PROGRESS_NAME} could not be read (")
-    assert lines[0].endswith("; fine-tuning finetune_10pct from the start")
+    assert lines[0].endswith("; finetune_10pct starts over from its first epoch")
+
+
+def test_linear_evaluation_on_augmented_views_set_aside_is_not_called_a_fine_tuning(tmp_path):
+    """Its lines said 'fine-tuning linear from the start', though linear evaluation never changes the encoder."""
+    (tmp_path / PROGRESS_NAME).write_bytes(b"not a torch file")
+    lines = []
+    assert ProgressFile(tmp_path, {**KEY, "part": "linear"}, say=lines.append).load() is None
+    torch.save({"key": KEY, "state": {"epochs_done": 1, "step": 3}}, tmp_path / PROGRESS_NAME)
+    assert ProgressFile(tmp_path, {**KEY, "part": "linear"}, say=lines.append).load() is None
+    torch.save({"key": KEY, "state": "no state"}, tmp_path / PROGRESS_NAME)
+    assert ProgressFile(tmp_path, {**KEY, "part": "linear"}, say=lines.append).load() is None
+    assert len(lines) == 3 and all(line.endswith("; linear starts over from its first epoch") for line in lines)
+    assert not any("fine-tuning" in line for line in lines), lines
 
 
 def test_a_save_is_due_once_the_interval_has_passed_since_the_start_or_the_last_save(tmp_path):

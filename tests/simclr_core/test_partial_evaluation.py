@@ -247,8 +247,8 @@ def test_a_fine_tuning_saved_under_other_settings_starts_over_saying_why(tmp_pat
     assert batches == [2 * STEPS_OF_ONE]                      # both fine-tunings, from their start
     err = capfd.readouterr().err
     assert "saved for other settings (eval.finetune_lr); evaluating every protocol again" in err
-    assert (f"evaluate run: {PROGRESS_NAME} was saved for other fine-tuning, starting weights, settings "
-            "(eval.finetune_lr); fine-tuning finetune_10pct from the start") in err
+    assert (f"evaluate run: {PROGRESS_NAME} was saved for other part, starting weights, settings "
+            "(eval.finetune_lr); finetune_10pct starts over from its first epoch") in err
     assert "goes on after" not in err
     assert not (run_dir / PROGRESS_NAME).exists()
 
