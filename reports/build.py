@@ -265,12 +265,23 @@ def _setting_deviations(experiment: Experiment, shown: pd.DataFrame, scale: str 
     """The deviations the runs' settings make (registry/deviations.py): those of the runs `shown` (their own configs:
     a variant other than the declared one may be shown), or with none shown, of the declared setting at `scale` with
     the overrides the report was asked for (every point, seed 0)."""
-    if len(shown):
-        return setting_deviations(RunConfig.from_dict(json.loads(text))
-                                  for text in shown.drop_duplicates("run_id")["config_json"])
+    if len(shown) and "config_json" in shown:
+        return setting_deviations(_readable_configs(shown.drop_duplicates("run_id")["config_json"]))
     if scale not in SCALES:
         return ()
     return setting_deviations(experiment.resolve(scale, point, 0, overrides) for point in experiment.points())
+
+
+def _readable_configs(texts) -> list[RunConfig]:
+    """The stored configs (config_json) that this code reads; one it cannot (written by other code) describes
+    nothing here: variants.py names it where it keeps a run out."""
+    configs = []
+    for text in texts:
+        try:
+            configs.append(RunConfig.from_dict(json.loads(text)))
+        except (ConfigError, ValueError, TypeError):
+            continue
+    return configs
 
 
 def _drawn(spec: Spec, kept: pd.DataFrame, left_out: dict[str, str], ours: pd.DataFrame

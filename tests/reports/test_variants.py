@@ -2,8 +2,10 @@
 and scale, names every run it leaves out and why, and says what ran from the runs' own configs."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fake_results import write_run
@@ -15,7 +17,7 @@ from registry.store import RunStore, load_results
 from reports.build import build_sections
 from reports.render import markdown_section, write_report
 from reports.variants import declared_config, run_variants, select
-from simclr_core.config import CONFIG_VERSION
+from simclr_core.config import CONFIG_VERSION, RunConfig
 
 XENT = {"loss.kind": "nt_xent", "loss.semi_hard": False}
 POINTS = get_experiment("loss_variant").points()
@@ -337,3 +339,14 @@ def test_the_deviations_are_those_of_the_runs_shown(tmp_path):
     # with no run at all, the declared setting's
     (empty,) = build_sections(load_results(tmp_path / "none"), keys=["tab4"], scales=["cpu"])
     assert empty.deviations == get_experiment("loss_variant").deviations + (LINEAR_ON_FEATURES,)
+
+
+def test_a_shown_run_whose_config_this_code_cannot_read_leaves_the_deviations_to_the_others():
+    from reports.build import _setting_deviations
+
+    readable = RunConfig().with_overrides({"eval.protocols": ("knn", "linear")}).to_dict()
+    shown = pd.DataFrame({"run_id": ["a", "b"],
+                          "config_json": [json.dumps({**readable, "no_such_key": 1}), json.dumps(readable)]})
+    experiment = get_experiment("loss_variant")
+    assert _setting_deviations(experiment, shown, "cpu", {}) == (LINEAR_ON_FEATURES,)
+    assert _setting_deviations(experiment, shown.iloc[:1], "cpu", {}) == ()
