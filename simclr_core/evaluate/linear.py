@@ -110,6 +110,29 @@ def fit_on_features(model: nn.Module, features: Tensor, labels: Tensor, *, epoch
     return model.eval()
 
 
+def require_linear_settings(train_images: Tensor, train_labels: Tensor, test_images: Tensor, test_labels: Tensor, *,
+                            mean: Sequence[float], std: Sequence[float], num_classes: int, epochs: int,
+                            batch_size: int, lr: float, weight_decay: float, feature_bn: bool, seed: int,
+                            momentum: float, extract_batch_size: int, autocast_dtype: torch.dtype | None) -> None:
+    """ConfigError (or TypeError) naming the first setting of a linear evaluation that cannot be used, before any
+    compute (linear_eval's and linear_augmented.linear_eval_augmented's)."""
+    require_int("num_classes", num_classes, low=1)
+    require_labelled_split("train", train_images, train_labels, num_classes=num_classes)
+    require_labelled_split("test", test_images, test_labels, num_classes=num_classes)
+    require_stats(mean, std, channels=train_images.shape[1])
+    require_int("epochs", epochs, low=1)
+    require_int("batch_size", batch_size, low=1)
+    require_int("extract_batch_size", extract_batch_size, low=1)
+    require_range("lr", lr, low=0, low_inclusive=False)
+    require_range("weight_decay", weight_decay, low=0)
+    require_range("momentum", momentum, low=0, high=1, high_inclusive=False)
+    require_int("seed", seed, low=0)
+    require_autocast_dtype(autocast_dtype)
+    if feature_bn:  # BatchNorm needs at least two examples per batch
+        require_int("batch_size with feature_bn", batch_size, low=2)
+        require_int("len(train_images) with feature_bn", train_images.shape[0], low=2)
+
+
 def linear_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, test_images: Tensor,
                 test_labels: Tensor, *, mean: Sequence[float], std: Sequence[float], num_classes: int,
                 epochs: int = 100, batch_size: int = 256, lr: float = 0.1, weight_decay: float = 0.0,
@@ -126,21 +149,10 @@ def linear_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, 
     any change (e.g. a module that updates a buffer even in eval mode) raises RuntimeError, because the
     number would then not measure a frozen representation. The encoder's train/eval flags are restored.
     """
-    require_int("num_classes", num_classes, low=1)
-    require_labelled_split("train", train_images, train_labels, num_classes=num_classes)
-    require_labelled_split("test", test_images, test_labels, num_classes=num_classes)
-    require_stats(mean, std, channels=train_images.shape[1])
-    require_int("epochs", epochs, low=1)
-    require_int("batch_size", batch_size, low=1)
-    require_int("extract_batch_size", extract_batch_size, low=1)
-    require_range("lr", lr, low=0, low_inclusive=False)
-    require_range("weight_decay", weight_decay, low=0)
-    require_range("momentum", momentum, low=0, high=1, high_inclusive=False)
-    require_int("seed", seed, low=0)
-    require_autocast_dtype(autocast_dtype)
-    if feature_bn:  # BatchNorm needs at least two examples per batch
-        require_int("batch_size with feature_bn", batch_size, low=2)
-        require_int("len(train_images) with feature_bn", train_images.shape[0], low=2)
+    require_linear_settings(train_images, train_labels, test_images, test_labels, mean=mean, std=std,
+                            num_classes=num_classes, epochs=epochs, batch_size=batch_size, lr=lr,
+                            weight_decay=weight_decay, feature_bn=feature_bn, seed=seed, momentum=momentum,
+                            extract_batch_size=extract_batch_size, autocast_dtype=autocast_dtype)
 
     device = module_device(encoder) if device is None else torch.device(device)
     before = snapshot_state(encoder)

@@ -29,11 +29,10 @@ from simclr_core.evaluate.accuracy import mean_per_class_accuracy, topk_accuracy
 from simclr_core.evaluate.features import autocast, eval_mode, labelled_features, module_device
 from simclr_core.evaluate.finetune import Augment, Progress, restore_training_state, training_state
 from simclr_core.evaluate.frozen import require_unchanged, snapshot_state
-from simclr_core.evaluate.inputs import (is_image_stream, require_autocast_dtype, require_int,
-                                         require_labelled_split, require_stats)
-from simclr_core.evaluate.linear import (MOMENTUM, cosine_lr, epoch_batches, linear_classifier, sgd_nesterov,
-                                         steps_per_epoch)
-from simclr_core.validation import ConfigError, require_range
+from simclr_core.evaluate.inputs import is_image_stream
+from simclr_core.evaluate.linear import (MOMENTUM, cosine_lr, epoch_batches, linear_classifier,
+                                         require_linear_settings, sgd_nesterov, steps_per_epoch)
+from simclr_core.validation import ConfigError
 
 
 def linear_eval_augmented(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, test_images: Tensor,
@@ -49,23 +48,12 @@ def linear_eval_augmented(encoder: nn.Module, train_images: Tensor, train_labels
     ``mean_per_class``). ``augment(uint8 batch on the device, or (streamed) a list of originals, generator) -> float
     batch`` is the network input, normalised by the callable itself; ``progress``: resume from its state, and save
     the state at epoch ends where it is due."""
-    require_int("num_classes", num_classes, low=1)
-    require_labelled_split("train", train_images, train_labels, num_classes=num_classes)
-    require_labelled_split("test", test_images, test_labels, num_classes=num_classes)
-    require_stats(mean, std, channels=train_images.shape[1])
-    require_int("epochs", epochs, low=1)
-    require_int("batch_size", batch_size, low=1)
-    require_int("extract_batch_size", extract_batch_size, low=1)
-    require_range("lr", lr, low=0, low_inclusive=False)
-    require_range("weight_decay", weight_decay, low=0)
-    require_range("momentum", momentum, low=0, high=1, high_inclusive=False)
-    require_int("seed", seed, low=0)
-    require_autocast_dtype(autocast_dtype)
+    require_linear_settings(train_images, train_labels, test_images, test_labels, mean=mean, std=std,
+                            num_classes=num_classes, epochs=epochs, batch_size=batch_size, lr=lr,
+                            weight_decay=weight_decay, feature_bn=feature_bn, seed=seed, momentum=momentum,
+                            extract_batch_size=extract_batch_size, autocast_dtype=autocast_dtype)
     if not callable(augment):
         raise ConfigError(f"augment={augment!r} must be a callable (uint8 batch, generator) -> float batch")
-    if feature_bn:  # BatchNorm needs at least two examples per batch
-        require_int("batch_size with feature_bn", batch_size, low=2)
-        require_int("len(train_images) with feature_bn", train_images.shape[0], low=2)
 
     device = module_device(encoder) if device is None else torch.device(device)
     before = snapshot_state(encoder)
