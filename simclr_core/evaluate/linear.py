@@ -168,8 +168,14 @@ def linear_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor, 
     with torch.no_grad():
         logits = head(test_features)                                     # (M, C)
     require_unchanged(encoder, before, during="linear evaluation")
-    top1, top5 = topk_accuracy(logits, test_labels)
+    return linear_scores(logits, test_labels, mean_per_class=mean_per_class)
+
+
+def linear_scores(logits: Tensor, labels: Tensor, *, mean_per_class: bool) -> dict[str, float]:
+    """{"linear_top1", "linear_top5"} (percent) of the classifier's test logits (M, C), and
+    "linear_mean_per_class_acc" with ``mean_per_class``."""
+    top1, top5 = topk_accuracy(logits, labels)
     metrics = {"linear_top1": top1, "linear_top5": top5}
     if mean_per_class:
-        metrics["linear_mean_per_class_acc"] = mean_per_class_accuracy(logits, test_labels)
+        metrics["linear_mean_per_class_acc"] = mean_per_class_accuracy(logits, labels)
     return metrics

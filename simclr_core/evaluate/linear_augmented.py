@@ -25,12 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from simclr_core.evaluate.accuracy import mean_per_class_accuracy, topk_accuracy
 from simclr_core.evaluate.features import autocast, eval_mode, labelled_features, module_device
 from simclr_core.evaluate.finetune import Augment, Progress, restore_training_state, training_state
 from simclr_core.evaluate.frozen import require_unchanged, snapshot_state
 from simclr_core.evaluate.inputs import is_image_stream
-from simclr_core.evaluate.linear import (MOMENTUM, cosine_lr, epoch_batches, linear_classifier,
+from simclr_core.evaluate.linear import (MOMENTUM, cosine_lr, epoch_batches, linear_classifier, linear_scores,
                                          require_linear_settings, sgd_nesterov, steps_per_epoch)
 from simclr_core.validation import ConfigError
 
@@ -107,11 +106,7 @@ def linear_eval_augmented(encoder: nn.Module, train_images: Tensor, train_labels
     with torch.no_grad():
         logits = head(test_features)                                    # (M, C)
     require_unchanged(encoder, before, during="linear evaluation on augmented views")
-    top1, top5 = topk_accuracy(logits, test_labels)
-    metrics = {"linear_top1": top1, "linear_top5": top5}
-    if mean_per_class:
-        metrics["linear_mean_per_class_acc"] = mean_per_class_accuracy(logits, test_labels)
-    return metrics
+    return linear_scores(logits, test_labels, mean_per_class=mean_per_class)
 
 
 __all__ = ["linear_eval_augmented"]

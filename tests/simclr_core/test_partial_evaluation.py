@@ -171,19 +171,20 @@ FINETUNES = {"max_steps": 2, "eval.protocols": ("finetune",), "eval.finetune_fra
 STEPS_OF_ONE = 6
 
 
-def count_augmented_batches(monkeypatch, module, interrupt_at: int | None = None) -> list[int]:
-    """Count the batches `module`'s finetune_eval augments (in a one-item list); the `interrupt_at`-th raises
-    Interrupted instead."""
+def count_augmented_batches(monkeypatch, module, interrupt_at: int | None = None,
+                            trainer: str = "finetune_eval") -> list[int]:
+    """Count the batches `module`'s `trainer` (a function taking `augment`) augments (in a one-item list); the
+    `interrupt_at`-th raises Interrupted instead."""
     count = [0]
 
-    def finetune_eval(*args, augment, _run=module.finetune_eval, **kwargs):
+    def counting_trainer(*args, augment, _run=getattr(module, trainer), **kwargs):
         def counted(*batch):
             count[0] += 1
             if count[0] == interrupt_at:
                 raise Interrupted
             return augment(*batch)
         return _run(*args, augment=counted, **kwargs)
-    monkeypatch.setattr(module, "finetune_eval", finetune_eval)
+    monkeypatch.setattr(module, trainer, counting_trainer)
     return count
 
 
@@ -334,19 +335,8 @@ LINEAR_STEPS_PER_EPOCH = 4
 
 
 def count_linear_view_batches(monkeypatch, interrupt_at: int | None = None) -> list[int]:
-    """Count the batches linear evaluation on augmented views augments (in a one-item list); the `interrupt_at`-th
-    raises Interrupted instead."""
-    count = [0]
-
-    def linear_eval_augmented(*args, augment, _run=protocols_module.linear_eval_augmented, **kwargs):
-        def counted(*batch):
-            count[0] += 1
-            if count[0] == interrupt_at:
-                raise Interrupted
-            return augment(*batch)
-        return _run(*args, augment=counted, **kwargs)
-    monkeypatch.setattr(protocols_module, "linear_eval_augmented", linear_eval_augmented)
-    return count
+    """Count the batches linear evaluation on augmented views augments; the `interrupt_at`-th raises Interrupted."""
+    return count_augmented_batches(monkeypatch, protocols_module, interrupt_at, trainer="linear_eval_augmented")
 
 
 def test_linear_evaluation_on_views_cut_short_goes_on_from_its_last_epoch_end(tmp_path, monkeypatch, capfd):
