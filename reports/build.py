@@ -246,8 +246,9 @@ def _section(key: str, spec: Spec, experiment: Experiment, published: pd.DataFra
         title=(spec.title or experiment.title) + (" — temperature curve from every run of its config varying "
                                                   "loss.temperature" if spec.reads_every_experiment else ""),
         scale=scale, artefact=artefact, done=done, expected=expected,
-        deviations=((f"the runs shown were made with{override_args(overrides)}; the deviations below are the "
-                     "declared setting's",) if overrides else ()) + tuple(experiment.deviations)
+        deviations=((f"the runs shown were made with{override_args(overrides)}; the deviations below are "
+                     "those declared for the experiment's setting, then those these runs' own settings make",)
+                    if overrides else ()) + tuple(experiment.deviations)
                    + _setting_deviations(experiment, selection.kept, scale, overrides),
         published_file="" if own else experiment.published.file,
         sources=sorted(set(declared["source"]) - {""}),

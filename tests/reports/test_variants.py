@@ -118,8 +118,9 @@ def test_a_report_asked_with_overrides_shows_the_runs_made_with_them_and_leaves_
     assert section.variant_notes == ["loss_variant: the runs made with epochs=8, as the report was asked (without "
                                      "them it shows the declared config)"]
     assert not section.comparable and "8 epochs" in section.what_ran.text
-    assert section.deviations[0] == "the runs shown were made with epochs=8; the deviations below are the declared " \
-        "setting's" and section.deviations[1:] == get_experiment("loss_variant").deviations + (LINEAR_ON_FEATURES,)
+    assert section.deviations[0] == "the runs shown were made with epochs=8; the deviations below are those " \
+        "declared for the experiment's setting, then those these runs' own settings make" \
+        and section.deviations[1:] == get_experiment("loss_variant").deviations + (LINEAR_ON_FEATURES,)
     # the same folder without overrides: the declared runs, the others left out
     plain = _tab4(tmp_path)
     assert _xent_row(plain)["ours_runs"] == 1 and set(plain.left_out) == set(asked)
