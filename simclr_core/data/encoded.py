@@ -45,7 +45,7 @@ from simclr_core.data.decode import mixed_sizes_error
 from simclr_core.data.folder_index import LeftOut, folder_listing, left_out_of, not_an_image
 from simclr_core.data.image_column import below, encoded_pairs, image_column, stored_paths
 from simclr_core.data.images import integer_labels, warn_of_sparse_ids
-from simclr_core.data.locate import Source, folder_classes, locate_source
+from simclr_core.data.locate import Source, folder_classes, locate_source, require_catalog_classes
 from simclr_core.data.tar_index import IMAGE_SUFFIXES, NO_LABEL, index_tar   # image suffixes: folders' too
 from simclr_core.validation import ConfigError, require_choice
 
@@ -326,6 +326,8 @@ def open_encoded(cfg: DataConfig, split: str, source: Source | None = None) -> E
         encoded = _open_arrow(spec, cfg.data_dir, source)
     if len(encoded) == 0:
         raise ConfigError(f"{source.describe()} holds no images for split {split!r}")
+    require_catalog_classes(spec, encoded.num_classes, encoded.labels, encoded.class_names,
+                            source.describe())
     encoded.source = source.describe()
     return encoded
 

@@ -25,7 +25,7 @@ from simclr_core.data.class_names import class_ids, classes_key, dataset_classes
 from simclr_core.data.decode import decode_to_array, iter_encoded
 from simclr_core.data.folder_index import FORMAT as FOLDER_INDEX_FORMAT
 from simclr_core.data.image_column import below, image_column
-from simclr_core.data.locate import Source, locate_source
+from simclr_core.data.locate import Source, locate_source, require_catalog_classes
 from simclr_core.data.subset import SUBSET_SEED, balanced_subset
 from simclr_core.validation import ConfigError, require_choice
 
@@ -323,7 +323,9 @@ def split_labels(dataset, spec: DatasetSpec, data_dir: str | None, source: Sourc
     classes = dataset_classes(spec, data_dir, source, values)
     labels = _label_ids(values, column, lambda row: _row_of(source, row), classes)
     declared = len(classes) if classes is not None else getattr(dataset.features[column], "num_classes", None)
-    return labels, _check_labels(labels, declared, spec, source, column), classes
+    count = _check_labels(labels, declared, spec, source, column)
+    require_catalog_classes(spec, count, labels, classes, source.describe())
+    return labels, count, classes
 
 
 def _label_ids(values: np.ndarray, column: str, where: Callable[[int], str],

@@ -364,14 +364,38 @@ def require_labelled_folders(spec: DatasetSpec, root: Path, split: str) -> None:
                           f"{class_folder_hint(spec.name)}")
 
 
-def _why_classes_differ(spec: DatasetSpec, classes: list[str]) -> str:
-    """What a tree whose class folders `classes` are too many or too few for `spec` most likely is, and its fix."""
+def _why_classes_differ(spec: DatasetSpec, classes: list[str], count: int | None = None, by_folders: bool = True
+                        ) -> str:
+    """What a copy with `count` classes (by default those of its class folders `classes`) too many or too few for
+    `spec` most likely is, and its fix; `by_folders`: the copy holds its classes as folders, else as labels."""
     background = BACKGROUND_COUNTED_AS_CLASS.get(spec.name)
-    if background is not None and background not in classes and len(classes) == spec.num_classes - 1:
+    count = len(classes) if count is None else count
+    if background is not None and background not in classes and count == spec.num_classes - 1:
+        fix = (f"add {background} to each split" if by_folders else
+               f"use a copy that keeps it, labelled as one of the {spec.num_classes} classes")
         return (f"the paper's transfer protocol (Kornblith et al. 2019) counts the background category among its "
                 f"{spec.num_classes} classes: the official archive's folder {background}, which this copy lacks; "
-                f"without it the copy is another dataset than the paper's: add {background} to each split")
-    return "a wrong folder or a partial copy; give the folder of a complete copy, one folder per class in each split"
+                f"without it the copy is another dataset than the paper's: {fix}")
+    if by_folders:
+        return "a wrong folder or a partial copy; give the folder of a complete copy, one folder per class in each split"
+    return "a wrong dataset or a partial copy; give a complete copy, labelled by the dataset's own classes"
+
+
+def require_catalog_classes(spec: DatasetSpec, count: int, labels, classes: tuple[str, ...] | None,
+                            where: str) -> None:
+    """ConfigError where a labelled copy `where` of a named dataset holds another number of classes than the
+    catalog's, as class folders are refused (require_labelled_folders): its label column declares `count` classes
+    (a ClassLabel, or its class names `classes`), or, for a dataset that counts its background category as a class,
+    its `labels` stop one short of the catalog's count (a copy without the background, as torchvision's
+    Caltech-101 is)."""
+    if spec.num_classes is None or not count:
+        return
+    said = f"its label column declares {count} classes"
+    if count == spec.num_classes and spec.name in BACKGROUND_COUNTED_AS_CLASS and len(labels):
+        count, said = int(labels.max()) + 1, f"its labels run from 0 to {int(labels.max())}"
+    if count != spec.num_classes:
+        raise ConfigError(f"{where}: {said}, and {spec.name} has {spec.num_classes} classes: "
+                          f"{_why_classes_differ(spec, list(classes or ()), count, by_folders=False)}")
 
 
 def class_folder_hint(dataset: str) -> str:

@@ -13,6 +13,7 @@ import pytest
 
 from image_rows import png_rows
 from simclr_core.config import DataConfig, RunConfig
+from simclr_core.data import catalog
 from simclr_core.data import load_images
 from simclr_core.data.encoded import open_encoded
 from simclr_core.data.feed import open_feed
@@ -166,6 +167,8 @@ def test_a_hub_dataset_of_names_is_numbered_over_its_splits_as_the_run_downloads
                                           features=features)
 
     monkeypatch.setattr(datasets, "load_dataset", hub_copy)
+    # a stand-in of four classes: a copy of CIFAR-10 naming other than the catalog's 10 is refused
+    monkeypatch.setitem(catalog._SPECS, "cifar10", replace(catalog.dataset_spec("cifar10"), num_classes=4))
     cfg = DataConfig(dataset="cifar10", train_limit=None, test_limit=None, image_size=16)
     for loader in ("resident", "stream"):
         feed = open_feed(replace(cfg, loader=loader), need_test=False)

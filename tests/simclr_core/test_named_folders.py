@@ -291,6 +291,69 @@ def test_a_partial_caltech101_copy_is_not_told_to_add_the_background_folder(tmp_
                                 "class in each split")
 
 
+def labelled_parquet_copy(target: Path, labels: range, declared: int | None = None, seed: int = 0) -> Path:
+    """train.parquet and test.parquet of one 8x8 image per label in `labels`; the label column a ClassLabel of
+    `declared` classes, else plain integers."""
+    rng = np.random.default_rng(seed)
+    target.mkdir(parents=True)
+    for split in ("train", "test"):
+        rows = []
+        for _ in labels:
+            path = target / "image.png"
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
+            rows.append({"bytes": path.read_bytes(), "path": None})
+        label = datasets.ClassLabel(num_classes=declared) if declared else datasets.Value("int64")
+        features = datasets.Features({"image": datasets.Image(), "label": label})
+        datasets.Dataset.from_dict({"image": rows, "label": list(labels)}, features=features).to_parquet(
+            str(target / f"{split}.parquet"))
+    (target / "image.png").unlink()
+    return target
+
+
+@pytest.mark.parametrize("loader", ["stream", "resident"])
+def test_a_caltech101_copy_labelled_without_its_background_class_is_refused(tmp_path, loader):
+    """Caltech-101 as parquet with labels 0-100 (torchvision's copy leaves the background category out) was read as
+    the paper's 102 classes without a word, while the same copy as class folders was refused: both are refused
+    now, before anything is decoded, and the complete copy is read."""
+    from simclr_core.evaluate.transfer import require_transfer_data
+
+    def cfg(folder):
+        return RunConfig().with_overrides({
+            "eval.protocols": ("transfer",), "eval.transfer_dataset": "caltech101", "eval.transfer_loader": loader,
+            "eval.transfer_data_dir": str(folder), "eval.transfer_protocols": ("linear",)})
+
+    require_transfer_data(cfg(labelled_parquet_copy(tmp_path / "full", range(102))))
+    short = labelled_parquet_copy(tmp_path / "short", range(101))
+    with pytest.raises(ConfigError) as error:
+        require_transfer_data(cfg(short))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(str(short))
+    assert "its labels run from 0 to 100, and caltech101 has 102 classes" in message
+    assert "counts the background category" in message and "BACKGROUND_Google" in message
+    assert "use a copy that keeps it" in message
+    declared = labelled_parquet_copy(tmp_path / "declared", range(101), declared=101)
+    with pytest.raises(ConfigError, match="its label column declares 101 classes, and caltech101 has 102 classes: "
+                                          "the paper's transfer protocol"):
+        require_transfer_data(cfg(declared))
+
+
+@pytest.mark.parametrize("loader", ["stream", "resident"])
+def test_a_label_column_declaring_another_class_count_than_the_catalogs_is_refused(tmp_path, loader):
+    """FGVC-Aircraft copies label by variant (100 classes, the paper's), family (70) or manufacturer (30): a copy
+    whose ClassLabel declared 70 trained and scored a 70-way classifier under the paper's dataset name."""
+    from simclr_core.evaluate.transfer import require_transfer_data
+
+    folder = labelled_parquet_copy(tmp_path / "fgvc_aircraft", range(70), declared=70)
+    cfg = RunConfig().with_overrides({
+        "eval.protocols": ("transfer",), "eval.transfer_dataset": "fgvc_aircraft", "eval.transfer_loader": loader,
+        "eval.transfer_data_dir": str(folder), "eval.transfer_protocols": ("linear",)})
+    with pytest.raises(ConfigError) as error:
+        require_transfer_data(cfg)
+    assert str(error.value).endswith("its label column declares 70 classes, and fgvc_aircraft has 100 classes: a "
+                                     "wrong dataset or a partial copy; give a complete copy, labelled by the "
+                                     "dataset's own classes")
+
+
 def test_a_plan_counts_the_class_folders_own_images_not_the_catalogs(tmp_path, three_class_imagenet):
     """`run --scale paper --dry-run data.data_dir=<ImageNet class folders>` planned the catalog's 1,281,167 images
     (31,200 steps, 88 GPU-hours) for a tree of a few thousand, and missed that batch_size exceeds its images."""
