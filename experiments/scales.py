@@ -16,9 +16,9 @@ from registry.scales import Scale
 SCALES = (
     Scale(
         name="smoke",
-        summary="seconds per run, for tests and the demo: embedded cifar10_subset, ResNet width x0.25, "
-                "batch 32, 2 steps, kNN on 200 test images",
-        purpose="plumbing in seconds: tests, the demo, a check that every run starts; its numbers mean nothing",
+        summary="seconds per run, for tests and a check that every run starts: embedded cifar10_subset, ResNet "
+                "width x0.25, batch 32, 2 steps, kNN on 200 test images",
+        purpose="plumbing in seconds: tests and a check that every run starts; its numbers mean nothing",
         base=cifar10_base,
         defaults={"data.dataset": "cifar10_subset", "encoder.name": "resnet18"},
         batch_size_factor=1 / 32,      # the CIFAR base's 1024 -> 32; Figure 9's 256..8192 -> 8..256

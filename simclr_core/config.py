@@ -277,7 +277,8 @@ class RunConfig:
                      if limit is not None]
             limits = " ".join(f"data.{split}_limit={limit}" for split, limit in given)
             unset = " ".join(f"data.{split}_limit=none" for split, _ in given)
-            raise ConfigError(f"{why}, which reads whole splits, so {limits} need data.loader=resident: add "
+            raise ConfigError(f"{why}, which reads whole splits, so {limits} need{'s' if len(given) == 1 else ''} "
+                              f"data.loader=resident: add "
                               f"{unset} (all images) or data.loader=resident (decodes the split ahead)")
         if "crop" in a.ops and a.ops[0] != "crop" and not a.one_branch:
             raise ConfigError(f"{why}: augment.ops={a.ops!r} must start with 'crop' (each view is cropped from its "

@@ -334,7 +334,7 @@ def test_a_resident_run_of_the_same_folder_is_recorded_as_such(tmp_path, images)
 
 
 @pytest.mark.parametrize("overrides, needle", [
-    ({"data.train_limit": 16}, r"so data.train_limit=16 need data.loader=resident: add data.train_limit=none \(all "
+    ({"data.train_limit": 16}, r"so data.train_limit=16 needs data.loader=resident: add data.train_limit=none \(all "
                                r"images\) or data.loader=resident"),
     ({"augment.ops": ("color", "crop")}, r"must start with 'crop' \(each view is cropped from its own image"),
     ({"data.loader": "disk"}, "data.loader='disk' is not valid; choose one of: 'auto', 'resident', 'stream'"),
