@@ -387,8 +387,9 @@ def require_catalog_classes(spec: DatasetSpec, count: int, labels, classes: tupl
     catalog's, as class folders are refused (require_labelled_folders): its label column declares `count` classes
     (a ClassLabel, or its class names `classes`), or, for a dataset that counts its background category as a class,
     its `labels` stop one short of the catalog's count (a copy without the background, as torchvision's
-    Caltech-101 is)."""
-    if spec.num_classes is None or not count:
+    Caltech-101 is). A run naming its own label column (data.label_column: CIFAR-100's 20 coarse classes) is held to
+    no count: the catalog's is that of the dataset's own labels."""
+    if spec.num_classes is None or spec.label_column is not None or not count:
         return
     said = f"its label column declares {count} classes"
     if count == spec.num_classes and spec.name in BACKGROUND_COUNTED_AS_CLASS and len(labels):

@@ -291,9 +291,10 @@ def test_a_partial_caltech101_copy_is_not_told_to_add_the_background_folder(tmp_
                                 "class in each split")
 
 
-def labelled_parquet_copy(target: Path, labels: range, declared: int | None = None, seed: int = 0) -> Path:
-    """train.parquet and test.parquet of one 8x8 image per label in `labels`; the label column a ClassLabel of
-    `declared` classes, else plain integers."""
+def labelled_parquet_copy(target: Path, labels: range, declared: int | None = None, seed: int = 0,
+                          column: str = "label") -> Path:
+    """train.parquet and test.parquet of one 8x8 image per label in `labels`; the label column `column` a ClassLabel
+    of `declared` classes, else plain integers."""
     rng = np.random.default_rng(seed)
     target.mkdir(parents=True)
     for split in ("train", "test"):
@@ -303,8 +304,8 @@ def labelled_parquet_copy(target: Path, labels: range, declared: int | None = No
             Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
             rows.append({"bytes": path.read_bytes(), "path": None})
         label = datasets.ClassLabel(num_classes=declared) if declared else datasets.Value("int64")
-        features = datasets.Features({"image": datasets.Image(), "label": label})
-        datasets.Dataset.from_dict({"image": rows, "label": list(labels)}, features=features).to_parquet(
+        features = datasets.Features({"image": datasets.Image(), column: label})
+        datasets.Dataset.from_dict({"image": rows, column: list(labels)}, features=features).to_parquet(
             str(target / f"{split}.parquet"))
     (target / "image.png").unlink()
     return target
@@ -352,6 +353,21 @@ def test_a_label_column_declaring_another_class_count_than_the_catalogs_is_refus
     assert str(error.value).endswith("its label column declares 70 classes, and fgvc_aircraft has 100 classes: a "
                                      "wrong dataset or a partial copy; give a complete copy, labelled by the "
                                      "dataset's own classes")
+
+
+@pytest.mark.parametrize("loader", ["stream", "resident"])
+def test_a_label_column_the_run_names_is_held_to_no_catalog_count(tmp_path, loader):
+    """CIFAR-100's coarse labels (data.label_column=coarse_label) are 20 classes of the dataset's 100: a run that
+    names its own label column is not held to the catalog's count."""
+    from simclr_core.data.feed import open_feed
+
+    folder = labelled_parquet_copy(tmp_path / "cifar100", range(20), declared=20, column="coarse_label")
+    data = DataConfig(dataset="cifar100", data_dir=str(folder), loader=loader, label_column="coarse_label",
+                      train_limit=None, test_limit=None, image_size=8)
+    assert open_feed(data, need_test=False).num_classes == 20
+    plain = labelled_parquet_copy(tmp_path / "plain", range(20), declared=20)       # its own labels: 20 of 100
+    with pytest.raises(ConfigError, match="its label column declares 20 classes, and cifar100 has 100 classes"):
+        open_feed(replace(data, data_dir=str(plain), label_column=None), need_test=False)
 
 
 def test_a_plan_counts_the_class_folders_own_images_not_the_catalogs(tmp_path, three_class_imagenet):
