@@ -357,7 +357,11 @@ def test_local_layouts(tmp_path, monkeypatch, layout):
     assert loaded.mean == dataset_spec("imagenet").mean  # folders/parquet use ImageNet's statistics
 
 
-def test_imagenet_test_split_is_validation_and_photos_are_resized_and_centre_cropped(tmp_path):
+def test_imagenet_test_split_is_validation_and_photos_are_resized_and_centre_cropped(tmp_path, monkeypatch):
+    from simclr_core.data import catalog
+
+    # a two-class stand-in: a copy whose labels declare other than the catalog's 1,000 classes is refused
+    monkeypatch.setitem(catalog._SPECS, "imagenet", replace(catalog.dataset_spec("imagenet"), num_classes=2))
     photos = _random_images(4, 30, 45, seed=3)
     _write_parquet(tmp_path / "data" / "train-00000-of-00001.parquet", photos, [0, 1, 0, 1])
     _write_parquet(tmp_path / "data" / "validation-00000-of-00001.parquet", photos[:2], [1, 0])
