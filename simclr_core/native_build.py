@@ -4,7 +4,8 @@ Three sources use this: the fused augmentation kernels (augment/native.cpp), the
 the encoders (models/native_bn.cpp) and the CPU block cache (cpu_cache.cpp). Each needs a C++ compiler
 (g++) and ninja at its first use (~30-40 s); torch caches the build (~/.cache/torch_extensions). Where the
 build fails, or the switch says "0", the module is None and the callers fall back: eager PyTorch ops that
-compute the same thing (tested), or torch's own CPU allocator.
+compute the same thing (tested), or torch's own CPU allocator. `start_builds` starts the builds a run will
+ask for side by side on threads of their own, so that a first run waits for them once instead of in turn.
 """
 from __future__ import annotations
 
@@ -55,27 +56,50 @@ def compile_extension(name: str, source: Path, *, openmp: bool) -> Any:
     `openmp`: the kernels use ATen's parallel_for, which runs on torch's OpenMP threads only when compiled
     with -fopenmp; without it they are single-threaded and only `omp simd` is honoured.
     """
-    # Importing cpp_extension on a machine without CUDA logs "No CUDA runtime is found, using CUDA_HOME=..." at
-    # warning level (torch < 2.5 prints it to stderr); these builds are CPU code, so the line only alarms (it
-    # printed on every first-run command).
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    with contextlib.redirect_stderr(io.StringIO()):
-        from torch.utils import cpp_extension
-    _put_ninja_on_path()
+    cpp_extension = _cpp_extension()
     cflags = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp" if openmp else "-fopenmp-simd"]
     folder = Path(cpp_extension._get_build_directory(name, verbose=False))   # where torch caches the build
     with build_turn(folder, source.name, torch_lock_blocks=hasattr(cpp_extension, "FileBaton")):
         fresh = not (folder / f"{name}.so").is_file()
         if fresh:   # a first build takes a while with no output of its own: say what is happening, once
-            print(f"simclr_core: compiling {source.name} for this CPU (first use only, about 30-90 s; cached in "
-                  f"{folder.parent})...", file=sys.stderr, flush=True)
+            say(f"simclr_core: compiling {source.name} for this CPU (first use only, about 30-90 s; cached in "
+                f"{folder.parent})...")
         started = time.perf_counter()
         module = cpp_extension.load(name=name, sources=[str(source)], extra_cflags=cflags,
                                     extra_ldflags=["-fopenmp"] if openmp else [])
     if fresh:
-        print(f"simclr_core: {source.name} compiled in {time.perf_counter() - started:.0f} s",
-              file=sys.stderr, flush=True)
+        say(f"simclr_core: {source.name} compiled in {time.perf_counter() - started:.0f} s")
     return module
+
+
+_import_lock = threading.Lock()
+
+
+def _cpp_extension():
+    """torch.utils.cpp_extension, imported once, with ninja on PATH. Builds on other threads call this too:
+    redirect_stderr swaps the process's sys.stderr, so only the first import (under the lock) may do it."""
+    with _import_lock:
+        if "torch.utils.cpp_extension" not in sys.modules:
+            # Importing cpp_extension on a machine without CUDA logs "No CUDA runtime is found, using
+            # CUDA_HOME=..." at warning level (torch < 2.5 prints it to stderr); these builds are CPU code, so the
+            # line only alarms (it printed on every first-run command).
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+            with contextlib.redirect_stderr(io.StringIO()):
+                from torch.utils import cpp_extension   # noqa: F401
+        _put_ninja_on_path()
+    return sys.modules["torch.utils.cpp_extension"]
+
+
+def start_builds(extensions: list[LazyExtension]) -> None:
+    """Start building (or loading the cached build of) each of `extensions` on a thread of its own, side by side;
+    each one's first caller then finds it loaded or waits for it, and a failure is told to that caller as a
+    build of its own would be. Starts nothing for a switch at "0" or a module already loaded; a bad switch
+    raises here, before the run spends any compute."""
+    todo = [extension for extension in extensions if extension.wants_build()]
+    if todo:
+        _cpp_extension()      # on this thread: its import redirects stderr, which would hide the caller's lines
+        for extension in todo:
+            extension.start()
 
 
 @contextlib.contextmanager
@@ -94,8 +118,7 @@ def build_turn(folder: Path, what: str, *, torch_lock_blocks: bool):
         try:
             turn.acquire(timeout=0)
         except Timeout:
-            print(f"simclr_core: waiting for another process's build of {what} (in {folder})", file=sys.stderr,
-                  flush=True)
+            say(f"simclr_core: waiting for another process's build of {what} (in {folder})")
             turn.acquire()
     except OSError:          # no locks on this file system (an NFS mount with nolock)
         if torch_lock_blocks:
@@ -125,8 +148,17 @@ def clear_stale_build_lock(lock: Path, what: str) -> None:
                       "did not finish (builds take about a minute)", stacklevel=2)
         lock.unlink(missing_ok=True)
     else:
-        print(f"simclr_core: waiting for another process's build of {what} (its lock: {lock}; if no other process "
-              "is building, delete that file)", file=sys.stderr, flush=True)
+        say(f"simclr_core: waiting for another process's build of {what} (its lock: {lock}; if no other process "
+            "is building, delete that file)")
+
+
+def say(line: str) -> None:
+    """`line` on stderr, whole: builds on other threads say theirs while a progress bar may be drawn, which
+    tqdm.write clears first and draws again below the line."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _put_ninja_on_path() -> None:
@@ -167,6 +199,7 @@ class LazyExtension:
         self._choices = f"0 ({off_means}) or 1 ({on_means})"
         self._lock = threading.Lock()
         self._load = functools.lru_cache(maxsize=None)(self._load_uncached)
+        self._started: _Started | None = None
         os.register_at_fork(after_in_child=self._new_lock)
 
     def __call__(self) -> Any:
@@ -176,14 +209,33 @@ class LazyExtension:
     def cache_clear(self) -> None:
         self._load.cache_clear()
 
-    def _load_uncached(self) -> Any:
+    def wants_build(self) -> bool:
+        """Whether start() would start a build: the switch is "1" and nothing was loaded or started yet."""
+        return (self._setting() == "1" and self._started is None and not self._lock.locked()
+                and self._load.cache_info().currsize == 0)
+
+    def start(self) -> None:
+        """Build on a thread of its own (start_builds); the next call waits for it instead of building."""
+        if not self._lock.acquire(blocking=False):    # a caller is loading it right now
+            return
+        try:
+            if self._started is None and self._load.cache_info().currsize == 0:
+                self._started = _Started(self._build, name=f"build for {self.switch}")
+        finally:
+            self._lock.release()
+
+    def _setting(self) -> str:
         setting = os.environ.get(self.switch, "1")
         if setting not in ("0", "1"):
             raise ValueError(f"{self.switch} must be {self._choices}, got {setting!r}")
-        if setting == "0":
+        return setting
+
+    def _load_uncached(self) -> Any:
+        started, self._started = self._started, None
+        if self._setting() == "0":
             return None
         try:
-            return self._build()
+            return started.result() if started is not None else self._build()
         except Exception as error:           # no compiler or ninja here: the eager ops compute the same
             where = (" (torch builds them in $TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions: set it to a "
                      "writable folder to have them)" if isinstance(error, PermissionError) else "")
@@ -193,3 +245,29 @@ class LazyExtension:
 
     def _new_lock(self) -> None:
         self._lock = threading.Lock()     # a thread of the parent may have held it when the child was forked
+        self._started = None              # and its build thread is not in the child: the child builds itself
+
+
+class _Started:
+    """`build()` running on a thread; result() waits for it and returns its module or raises its error. The
+    thread is not a daemon: a process that ends meanwhile waits for the compiler rather than leave it writing
+    into torch's cache unwatched."""
+
+    def __init__(self, build: Callable[[], Any], name: str):
+        self._build = build
+        self._outcome: tuple[Any, BaseException | None] = (None, None)
+        self._thread = threading.Thread(target=self._run, name=name)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._outcome = (self._build(), None)
+        except BaseException as error:     # told by result(), on the caller's thread, not as a thread traceback
+            self._outcome = (None, error)
+
+    def result(self) -> Any:
+        self._thread.join()
+        module, error = self._outcome
+        if error is not None:
+            raise error
+        return module

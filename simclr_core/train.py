@@ -37,7 +37,7 @@ from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from simclr_core import cpu_cache, stop_request
-from simclr_core.augment import build_augmentation, build_local_views
+from simclr_core.augment import build_augmentation, build_local_views, native
 from simclr_core.augment.ahead import resolve_views_ahead, views_ahead
 from simclr_core.atomic_files import atomic_write_bytes, remove_leftover_temps
 from simclr_core.checkpoint import (CHECKPOINT_NAME, atomic_write_json, load_checkpoint, require_same_training,
@@ -53,8 +53,9 @@ from simclr_core.distributed import convert_to_global_bn
 from simclr_core.evaluate.protocols import (PROTOCOLS, require_classes, require_protocol_data, require_test_labels,
                                            run_protocols)
 from simclr_core.losses import compute_multicrop_loss, contrastive_stats
-from simclr_core.models import build_model, build_supervised_model
+from simclr_core.models import build_model, build_supervised_model, fused_bn
 from simclr_core.models.encoders import stem_cost_note
+from simclr_core.native_build import LazyExtension, start_builds
 from simclr_core.optim import build_optimizer, set_lr, warmup_cosine
 from simclr_core.finetune_progress import PROGRESS_NAME
 from simclr_core.partial_evaluation import PARTIAL_NAME, PartialEvaluation, evaluation_key
@@ -112,6 +113,18 @@ def needs_test_split(cfg: RunConfig) -> bool:
     return bool(cfg.eval.knn_every_epochs or any(PROTOCOLS[name].reads_own_splits for name in cfg.eval.protocols))
 
 
+def native_extensions(cfg: RunConfig, world: int) -> list[LazyExtension]:
+    """The C++ extensions a CPU run of `cfg` in `world` processes will ask for: the block cache (on Linux) at
+    once, the augmentation kernels at its first views, and the fused BatchNorm at its first forward where it
+    applies (channels_last, not compiled, no global BatchNorm across processes: see fused_bn.py)."""
+    needed = [cpu_cache.extension] if sys.platform.startswith("linux") else []
+    needed.append(native.kernels)
+    if (cfg.channels_last and resolve_compile(cfg.compile, torch.device("cpu")) == "off"
+            and not (cfg.encoder.global_bn and world > 1)):
+        needed.append(fused_bn.kernels)
+    return needed
+
+
 def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     cfg.validate()
     require_trackers_installed(cfg.trackers)
@@ -119,7 +132,6 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     if device_type == "cpu":
-        cpu_cache.install()   # each step reuses the last step's freed activations: see cpu_cache.py
         fit_torch_threads()   # no more threads than a CPU quota (a container's) lets run at once: see cgroups.py
     mixed_precision = resolve_precision(cfg.precision, torch.device(device_type))
     _forget_previous_accelerator()
@@ -132,6 +144,9 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.batch_size % world:
         raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {world} processes")
     local_batch = cfg.batch_size // world
+    if device_type == "cpu":
+        start_builds(native_extensions(cfg, world))   # side by side, while the data is decoded
+        cpu_cache.install()   # each step reuses the last step's freed activations: see cpu_cache.py
 
     # ---- data ------------------------------------------------------------------------------------
     feed = open_feed(cfg.data, need_test=needs_test_split(cfg), device=device)

@@ -1,0 +1,137 @@
+"""start_builds: the builds a CPU run will ask for, started side by side on threads, with fake build functions
+(a real build takes a compiler and minutes; test_augment_native.py builds for real)."""
+import sys
+import threading
+import time
+import warnings
+
+import pytest
+import torch
+
+from simclr_core import cpu_cache
+from simclr_core.augment import native
+from simclr_core.config import RunConfig
+from simclr_core.models import fused_bn
+from simclr_core.native_build import LazyExtension, start_builds
+from simclr_core.train import native_extensions
+
+SWITCHES = ("SIMCLR_TEST_BUILD_A", "SIMCLR_TEST_BUILD_B")
+
+
+@pytest.fixture(autouse=True)
+def switches_on(monkeypatch):
+    for switch in SWITCHES:
+        monkeypatch.delenv(switch, raising=False)
+
+
+def test_started_builds_run_side_by_side():
+    # Each build waits for the other to have started: built one after the other, the first one's wait times out.
+    both_started = threading.Barrier(2, timeout=20)
+    modules = {switch: object() for switch in SWITCHES}
+
+    def build(switch):
+        both_started.wait()
+        return modules[switch]
+
+    extensions = [LazyExtension(switch, lambda switch=switch: build(switch), "the eager ops") for switch in SWITCHES]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # a broken barrier would be a failed build's warning
+        start_builds(extensions)
+        assert [extension() for extension in extensions] == [modules[switch] for switch in SWITCHES]
+
+
+def test_a_caller_during_the_background_build_waits_for_it_and_gets_its_module():
+    started, finish, calls, module = threading.Event(), threading.Event(), [], object()
+
+    def build():
+        calls.append(1)
+        started.set()
+        assert finish.wait(20)
+        return module
+
+    extension = LazyExtension(SWITCHES[0], build, "the eager ops")
+    start_builds([extension])
+    assert started.wait(20)
+    got = []
+    caller = threading.Thread(target=lambda: got.append(extension()))
+    caller.start()
+    time.sleep(0.3)
+    assert caller.is_alive() and not got          # waiting for the build under way, not building again
+    finish.set()
+    caller.join(20)
+    assert got == [module] and extension() is module and calls == [1]
+
+
+def test_a_failed_background_build_warns_its_first_caller_as_a_build_of_its_own_would(monkeypatch):
+    uncaught = []
+    monkeypatch.setattr(threading, "excepthook", uncaught.append)
+    failed = threading.Event()
+
+    def build():
+        failed.set()
+        raise RuntimeError("Ninja is required to load C++ extensions")
+
+    extension = LazyExtension(SWITCHES[0], build, "the eager ops")
+    with warnings.catch_warnings(record=True) as early:
+        warnings.simplefilter("always")
+        start_builds([extension])
+        assert failed.wait(20)
+        time.sleep(0.2)
+    assert early == []                            # nothing said on the build's thread
+    with pytest.warns(UserWarning) as caught:
+        assert extension() is None
+    (warning,) = caught
+    assert str(warning.message) == ("simclr_core: native CPU kernels did not build (Ninja is required to load C++ "
+                                    "extensions); using the eager ops. Set SIMCLR_TEST_BUILD_A=0 to skip the build.")
+    assert warning.filename == __file__           # where it was asked for, as without start_builds
+    assert uncaught == []
+
+
+def test_a_switch_at_0_or_a_module_already_loaded_starts_nothing_and_a_bad_switch_stops_at_once(monkeypatch):
+    calls = []
+    extension = LazyExtension(SWITCHES[0], lambda: calls.append(1) or "module", "the eager ops")
+    monkeypatch.setenv(SWITCHES[0], "0")
+    threads = threading.active_count()
+    start_builds([extension])
+    assert threading.active_count() == threads and extension() is None and calls == []
+
+    monkeypatch.setenv(SWITCHES[0], "1")
+    extension.cache_clear()
+    assert extension() == "module" and calls == [1]
+    start_builds([extension])
+    assert threading.active_count() == threads and extension() == "module" and calls == [1]
+
+    extension.cache_clear()
+    monkeypatch.setenv(SWITCHES[0], "yes")
+    with pytest.raises(ValueError, match=r"SIMCLR_TEST_BUILD_A must be 0 .* or 1 .*, got 'yes'"):
+        start_builds([extension])
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("overrides, world, bn", [({}, 1, True), ({"channels_last": False}, 1, False),
+                                                   ({"compile": "default"}, 1, False), ({}, 2, False),
+                                                   ({"encoder.global_bn": False}, 2, True)])
+def test_a_cpu_run_builds_the_fused_batchnorm_only_where_its_forward_runs_it(overrides, world, bn):
+    expected = ([cpu_cache.extension] if sys.platform.startswith("linux") else []) + [native.kernels]
+    assert native_extensions(RunConfig().with_overrides(overrides), world) == expected + [fused_bn.kernels] * bn
+
+
+class StopAtTheData(Exception):
+    pass
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CPU run's builds")
+def test_train_starts_the_builds_before_the_block_cache_waits_for_its_own(monkeypatch, tmp_path):
+    from simclr_core import train as train_module
+
+    def open_feed(*args, **kwargs):
+        raise StopAtTheData
+
+    order = []
+    monkeypatch.setattr(train_module, "start_builds", lambda extensions: order.append(("start", extensions)))
+    monkeypatch.setattr(cpu_cache, "install", lambda: order.append(("install",)) or False)
+    monkeypatch.setattr(train_module, "open_feed", open_feed)
+    cfg = RunConfig().with_overrides({"eval.protocols": ["knn"]})
+    with pytest.raises(StopAtTheData):
+        train_module.train(cfg, tmp_path)
+    assert order == [("start", native_extensions(cfg, 1)), ("install",)]
