@@ -25,6 +25,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+from simclr_core.cgroups import usable_cpus
+
 # A build takes about a minute (30-90 s on the 2-core reference CPU); a build lock older than this was left by a
 # build that was killed.
 STALE_BUILD_LOCK_S = 15 * 60
@@ -90,16 +92,18 @@ def _cpp_extension():
     return sys.modules["torch.utils.cpp_extension"]
 
 
-def start_builds(extensions: list[LazyExtension]) -> None:
-    """Start building (or loading the cached build of) each of `extensions` on a thread of its own, side by side;
-    each one's first caller then finds it loaded or waits for it, and a failure is told to that caller as a
-    build of its own would be. Starts nothing for a switch at "0" or a module already loaded; a bad switch
+def start_builds(extensions: list[LazyExtension], at_once: int | None = None) -> None:
+    """Start building (or loading the cached build of) each of `extensions` on a thread of its own, `at_once` at a
+    time (default: the CPUs this process may use; each build is one single-threaded compiler), in the order
+    given; each one's first caller then finds it loaded or waits for it, and a failure is told to that caller as
+    a build of its own would be. Starts nothing for a switch at "0" or a module already loaded; a bad switch
     raises here, before the run spends any compute."""
     todo = [extension for extension in extensions if extension.wants_build()]
     if todo:
         _cpp_extension()      # on this thread: its import redirects stderr, which would hide the caller's lines
+        turns = threading.BoundedSemaphore(at_once or usable_cpus())
         for extension in todo:
-            extension.start()
+            extension.start(turns)
 
 
 @contextlib.contextmanager
@@ -214,13 +218,14 @@ class LazyExtension:
         return (self._setting() == "1" and self._started is None and not self._lock.locked()
                 and self._load.cache_info().currsize == 0)
 
-    def start(self) -> None:
-        """Build on a thread of its own (start_builds); the next call waits for it instead of building."""
+    def start(self, turns: threading.Semaphore) -> None:
+        """Build on a thread of its own, holding one of `turns` (start_builds); the next call waits for it
+        instead of building."""
         if not self._lock.acquire(blocking=False):    # a caller is loading it right now
             return
         try:
             if self._started is None and self._load.cache_info().currsize == 0:
-                self._started = _Started(self._build, name=f"build for {self.switch}")
+                self._started = _Started(self._build, turns, name=f"build for {self.switch}")
         finally:
             self._lock.release()
 
@@ -249,19 +254,21 @@ class LazyExtension:
 
 
 class _Started:
-    """`build()` running on a thread; result() waits for it and returns its module or raises its error. The
-    thread is not a daemon: a process that ends meanwhile waits for the compiler rather than leave it writing
-    into torch's cache unwatched."""
+    """`build()` running on a thread once it holds one of `turns`; result() waits for it and returns its module or
+    raises its error. The thread is not a daemon: a process that ends meanwhile waits for the compiler rather
+    than leave it writing into torch's cache unwatched."""
 
-    def __init__(self, build: Callable[[], Any], name: str):
+    def __init__(self, build: Callable[[], Any], turns: threading.Semaphore, name: str):
         self._build = build
+        self._turns = turns
         self._outcome: tuple[Any, BaseException | None] = (None, None)
         self._thread = threading.Thread(target=self._run, name=name)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            self._outcome = (self._build(), None)
+            with self._turns:
+                self._outcome = (self._build(), None)
         except BaseException as error:     # told by result(), on the caller's thread, not as a thread traceback
             self._outcome = (None, error)
 

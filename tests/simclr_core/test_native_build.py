@@ -15,7 +15,7 @@ from simclr_core.models import fused_bn
 from simclr_core.native_build import LazyExtension, start_builds
 from simclr_core.train import native_extensions
 
-SWITCHES = ("SIMCLR_TEST_BUILD_A", "SIMCLR_TEST_BUILD_B")
+SWITCHES = ("SIMCLR_TEST_BUILD_A", "SIMCLR_TEST_BUILD_B", "SIMCLR_TEST_BUILD_C")
 
 
 @pytest.fixture(autouse=True)
@@ -27,17 +27,35 @@ def switches_on(monkeypatch):
 def test_started_builds_run_side_by_side():
     # Each build waits for the other to have started: built one after the other, the first one's wait times out.
     both_started = threading.Barrier(2, timeout=20)
-    modules = {switch: object() for switch in SWITCHES}
+    modules = {switch: object() for switch in SWITCHES[:2]}
 
     def build(switch):
         both_started.wait()
         return modules[switch]
 
-    extensions = [LazyExtension(switch, lambda switch=switch: build(switch), "the eager ops") for switch in SWITCHES]
+    extensions = [LazyExtension(switch, lambda switch=switch: build(switch), "the eager ops") for switch in modules]
     with warnings.catch_warnings():
         warnings.simplefilter("error")           # a broken barrier would be a failed build's warning
-        start_builds(extensions)
-        assert [extension() for extension in extensions] == [modules[switch] for switch in SWITCHES]
+        start_builds(extensions, at_once=2)
+        assert [extension() for extension in extensions] == list(modules.values())
+
+
+def test_builds_take_turns_no_more_than_at_once_at_a_time():
+    running, most, lock = [0], [0], threading.Lock()
+
+    def build(name):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return name
+
+    extensions = [LazyExtension(name, lambda name=name: build(name), "the eager ops") for name in SWITCHES]
+    start_builds(extensions, at_once=2)
+    assert [extension() for extension in extensions] == list(SWITCHES)
+    assert most == [2]                  # two side by side, the third waited for a turn
 
 
 def test_a_caller_during_the_background_build_waits_for_it_and_gets_its_module():
