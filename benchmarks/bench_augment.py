@@ -56,6 +56,17 @@ def lightly_transform(size: int, pool: ImageSet):
                            normalize={"mean": list(pool.mean), "std": list(pool.std)})
 
 
+def lightly_installed() -> bool:
+    """Whether lightly can be imported; where it cannot, one line says its rows and the ratio to it are left out."""
+    try:
+        import lightly.transforms  # noqa: F401
+    except ImportError as error:
+        print(f"lightly is not installed ({error}; it is the optional `bench` extra: pip install -e '.[bench]'): its "
+              "rows and the targets' ratios to it are left out")
+        return False
+    return True
+
+
 def textbook_view(size: int, pool: ImageSet):
     """The paper's Appendix A pseudo-code written with torchvision.transforms.v2, one image at a time."""
     from torchvision.transforms import v2
@@ -136,6 +147,8 @@ def build_variants(args, size: int, pool: ImageSet, device: torch.device, shapes
     lightly_names = {f"{LIGHTLY}, {w} workers": w for w in args.workers}
     textbook_workers = args.textbook_workers or (args.workers if size == 32 else [max(args.workers)])
     textbook_names = {f"{TEXTBOOK}, {w} workers": w for w in textbook_workers}
+    if any(only in (None, n) for n in lightly_names) and not lightly_installed():
+        lightly_names = {}
     if any(only in (None, n) for n in lightly_names):
         dataset = MultiView(pil_images(pool.images), lightly_transform(size, pool))
         for name, w in lightly_names.items():
@@ -207,10 +220,12 @@ def main(argv=None) -> None:
             for row in rows:
                 result = memory.in_fresh_process(__file__, child_argv, row.name)
                 row.memory_mib = memory.headline_mib(result, device)
-        ref = timing.best(rows, LIGHTLY)
+        ref = timing.best(rows, LIGHTLY) if any(row.name.startswith(LIGHTLY) for row in rows) else None
         print(f"\nimages/s (each image -> 2 views); peak mem: extra host memory of one measurement in a fresh "
               f"process (main peak RSS + workers' USS){'; CUDA: device memory' if device.type == 'cuda' else ''}")
-        print(timing.table(rows, "images/s", reference=ref.name, label="best lightly"))
+        print(timing.table(rows, "images/s", reference=ref and ref.name, label="best lightly"))
+        if ref is None:
+            continue
         ours = timing.best(rows, OURS)
         ratio = ours.median_rate / ref.median_rate
         paired = timing.paired_ratio(ours, ref)

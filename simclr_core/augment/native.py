@@ -23,4 +23,4 @@ def _build_name() -> str:
 # The compiled module (resized_crop_uint8, blur_rows_, color_, normalize_into), or None where it cannot be
 # used. Its kernels are single-threaded: the pipeline runs chunks side by side on its own worker threads.
 kernels = LazyExtension(SWITCH, lambda: compile_extension(_build_name(), SOURCE, openmp=False),
-                        fallback="eager PyTorch ops for the augmentation, ~6x slower at 224 px")
+                        fallback="eager PyTorch ops for the augmentation, ~4x slower at 224 px")
