@@ -256,21 +256,46 @@ class LazyExtension:
 class _Started:
     """`build()` running on a thread once it holds one of `turns`; result() waits for it and returns its module or
     raises its error. The thread is not a daemon: a process that ends meanwhile waits for the compiler rather
-    than leave it writing into torch's cache unwatched."""
+    than leave it writing into torch's cache unwatched, and says so. A build whose turn has not come when the main
+    thread ends (Ctrl-C, SIGTERM, an error) is not started: the process would wait for it too."""
 
     def __init__(self, build: Callable[[], Any], turns: threading.Semaphore, name: str):
         self._build = build
         self._turns = turns
+        self._name = name
+        self._under_way = False
         self._outcome: tuple[Any, BaseException | None] = (None, None)
         self._thread = threading.Thread(target=self._run, name=name)
         self._thread.start()
+        threading.Thread(target=self._say_if_exit_waits, name=f"{name}: exit", daemon=True).start()
 
     def _run(self) -> None:
         try:
-            with self._turns:
+            if not self._take_turn():
+                raise RuntimeError(f"the {self._name} was not started: the process was ending")
+            try:
                 self._outcome = (self._build(), None)
+            finally:
+                self._turns.release()
         except BaseException as error:     # told by result(), on the caller's thread, not as a thread traceback
             self._outcome = (None, error)
+
+    def _take_turn(self) -> bool:
+        """A turn, or False once the main thread has ended (the interpreter is exiting)."""
+        while not self._turns.acquire(timeout=0.2):
+            if not threading.main_thread().is_alive():
+                return False
+        if not threading.main_thread().is_alive():
+            self._turns.release()
+            return False
+        self._under_way = True
+        return True
+
+    def _say_if_exit_waits(self) -> None:
+        threading.main_thread().join()       # returns as the interpreter starts to exit
+        if self._thread.is_alive() and self._under_way:
+            say(f"simclr_core: exiting once the {self._name} under way ends (a compiler is not stopped "
+                "halfway, which would leave a broken build in torch's cache; about 30-90 s)")
 
     def result(self) -> Any:
         self._thread.join()

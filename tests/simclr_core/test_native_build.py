@@ -1,5 +1,6 @@
 """start_builds: the builds a CPU run will ask for, started side by side on threads, with fake build functions
 (a real build takes a compiler and minutes; test_augment_native.py builds for real)."""
+import os
 import sys
 import threading
 import time
@@ -153,3 +154,30 @@ def test_train_starts_the_builds_before_the_block_cache_waits_for_its_own(monkey
     with pytest.raises(StopAtTheData):
         train_module.train(cfg, tmp_path)
     assert order == [("start", native_extensions(cfg, 1)), ("install",)]
+
+
+def test_a_process_ending_during_the_builds_starts_none_not_under_way_and_says_what_it_waits_for(tmp_path):
+    # Ctrl-C or SIGTERM ends train() while a build runs and another waits its turn: the process waits for the
+    # compiler under way (saying so), but starts no build after its main thread has ended.
+    import subprocess
+
+    script = tmp_path / "interrupted.py"
+    script.write_text(
+        "import threading, time\n"
+        "from simclr_core.native_build import LazyExtension, start_builds\n"
+        "running = threading.Event()\n"
+        "def build(name):\n"
+        "    print('built', name, flush=True)\n"
+        "    running.set()\n"
+        "    time.sleep(1)\n"
+        "    return name\n"
+        "extensions = [LazyExtension(f'SIMCLR_TEST_BUILD_{n}', lambda n=n: build(n), 'the eager ops') for n in 'ABC']\n"
+        "start_builds(extensions, at_once=1)\n"
+        "assert running.wait(20)\n"
+        "raise KeyboardInterrupt\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
+    assert done.stdout.split("\n") == ["built A", ""]
+    assert ("simclr_core: exiting once the build for SIMCLR_TEST_BUILD_A under way ends (a compiler is not stopped "
+            "halfway") in done.stderr
