@@ -86,6 +86,9 @@ def load_images(cfg: DataConfig, split: str) -> ImageSet:
                       f"not be decoded and are left out, with their labels (the first: {unreadable[0][2]}); final.json "
                       "counts them", stacklevel=2)
     names = meta.get("class_names")
+    if not decoded_now:     # an entry decoded before copies were held to the catalog's class count
+        require_catalog_classes(spec, meta["num_classes"], labels if limit is None else labels[:0],
+                                None if names is None else tuple(names), source.describe())
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), meta["num_classes"],
                     spec.mean, spec.std, spec.name, meta.get("source", source.describe()),
                     None if names is None else tuple(names), tuple(text for _, _, text in unreadable))
@@ -168,14 +171,18 @@ def count_classes(cfg: DataConfig, split: str, source: Source) -> int | None:
     """The number of classes of `split` as load_images finds it, without decoding: from its decoded cache, or
     from a local split's labels (0 where it has none: images without labels); None for a Hub split not in the
     decoded cache."""
-    for cached in _cache_entries(dataset_spec(cfg.dataset, cfg.label_column), cfg, split, source):
+    spec = dataset_spec(cfg.dataset, cfg.label_column)
+    for cached in _cache_entries(spec, cfg, split, source):
         if cached.exists():
-            return int(json.loads(cached.meta_path.read_text())["num_classes"])
+            meta = json.loads(cached.meta_path.read_text())
+            require_catalog_classes(spec, meta["num_classes"], np.zeros(0, dtype=np.int64), meta.get("class_names"),
+                                    source.describe())
+            return int(meta["num_classes"])
     if source.kind == "hub":
         return None
     if source.kind == "imagefolder":
         return _folder_index(source).num_classes
-    return split_labels(source.load(), dataset_spec(cfg.dataset, cfg.label_column), cfg.data_dir, source)[1]
+    return split_labels(source.load(), spec, cfg.data_dir, source)[1]
 
 
 def _local_classes(spec: DatasetSpec, cfg: DataConfig, source: Source) -> tuple[str, ...] | None:

@@ -370,6 +370,29 @@ def test_a_label_column_the_run_names_is_held_to_no_catalog_count(tmp_path, load
         open_feed(replace(data, data_dir=str(plain), label_column=None), need_test=False)
 
 
+def test_a_copy_decoded_before_class_counts_were_checked_is_refused_from_the_cache_too(tmp_path, monkeypatch):
+    """The decoded cache keeps a split's class count: an FGVC-Aircraft copy labelled by family (70 classes) decoded
+    before such copies were refused was read from the cache as the paper's dataset, while the same copy decoded
+    afresh is refused."""
+    from simclr_core.data import images
+    from simclr_core.evaluate.transfer import require_transfer_data
+
+    folder = labelled_parquet_copy(tmp_path / "fgvc_aircraft", range(70), declared=70)
+    data = DataConfig(dataset="fgvc_aircraft", data_dir=str(folder), loader="resident", train_limit=None,
+                      test_limit=None)        # the transfer evaluation's: the images' own size
+    with monkeypatch.context() as unchecked:      # as the code before the check decoded it
+        unchecked.setattr(images, "require_catalog_classes", lambda *args: None)
+        assert [load_images(data, split).num_classes for split in ("train", "test")] == [70, 70]
+    refused = "its label column declares 70 classes, and fgvc_aircraft has 100 classes"
+    with pytest.raises(ConfigError, match=refused):
+        load_images(data, "train")
+    cfg = RunConfig().with_overrides({
+        "eval.protocols": ("transfer",), "eval.transfer_dataset": "fgvc_aircraft", "eval.transfer_loader": "resident",
+        "eval.transfer_data_dir": str(folder), "eval.transfer_protocols": ("linear",)})
+    with pytest.raises(ConfigError, match=refused):
+        require_transfer_data(cfg)
+
+
 def test_a_plan_counts_the_class_folders_own_images_not_the_catalogs(tmp_path, three_class_imagenet):
     """`run --scale paper --dry-run data.data_dir=<ImageNet class folders>` planned the catalog's 1,281,167 images
     (31,200 steps, 88 GPU-hours) for a tree of a few thousand, and missed that batch_size exceeds its images."""
