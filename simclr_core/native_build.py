@@ -100,7 +100,11 @@ def start_builds(extensions: list[LazyExtension], at_once: int | None = None) ->
     raises here, before the run spends any compute."""
     todo = [extension for extension in extensions if extension.wants_build()]
     if todo:
-        _cpp_extension()      # on this thread: its import redirects stderr, which would hide the caller's lines
+        # On this thread: its import redirects stderr, which would hide the caller's lines. Where it fails (torch's
+        # builder imports setuptools, which a Python 3.12 environment may lack), each build fails alike and warns
+        # its caller, who falls back.
+        with contextlib.suppress(Exception):
+            _cpp_extension()
         turns = threading.BoundedSemaphore(at_once or usable_cpus())
         for extension in todo:
             extension.start(turns)

@@ -181,3 +181,18 @@ def test_a_process_ending_during_the_builds_starts_none_not_under_way_and_says_w
     assert done.stdout.split("\n") == ["built A", ""]
     assert ("simclr_core: exiting once the build for SIMCLR_TEST_BUILD_A under way ends (a compiler is not stopped "
             "halfway") in done.stderr
+
+
+def test_torch_builder_missing_falls_back_with_a_warning_rather_than_failing_the_run(monkeypatch):
+    # torch.utils.cpp_extension imports setuptools, which Python 3.12 environments lack unless installed: each build
+    # then fails, and its caller falls back as it did before builds were started ahead.
+    from simclr_core import native_build
+
+    def no_setuptools():
+        raise ModuleNotFoundError("No module named 'setuptools'")
+
+    monkeypatch.setattr(native_build, "_cpp_extension", no_setuptools)
+    extension = LazyExtension(SWITCHES[0], lambda: native_build._cpp_extension(), "the eager ops")
+    start_builds([extension])
+    with pytest.warns(UserWarning, match=r"did not build \(No module named 'setuptools'\); using the eager ops"):
+        assert extension() is None
