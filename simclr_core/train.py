@@ -145,7 +145,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {world} processes")
     local_batch = cfg.batch_size // world
     if device_type == "cpu":
-        start_builds(native_extensions(cfg, world))   # side by side, while the data is decoded
+        # side by side: install() waits for the block cache's; the others go on while the data is decoded
+        start_builds(native_extensions(cfg, world))
         cpu_cache.install()   # each step reuses the last step's freed activations: see cpu_cache.py
 
     # ---- data ------------------------------------------------------------------------------------
