@@ -27,8 +27,8 @@ from simclr_core.train import train
 from simclr_core.validation import ConfigError
 from simclr_core.warning_format import print_warnings_on_one_line
 
-# Measured on the 2-core reference CPU while other jobs shared it: 293 s wall in all, kNN top-1 23.7% at
-# random initialisation -> 39.3% after these 15 epochs (see README).
+# Measured on the 2-core reference CPU while other jobs shared it: 345 s wall in all on a first run (native builds
+# included), kNN top-1 23.7% at random initialisation -> 39.0% after these 15 epochs (see README).
 DEMO_OVERRIDES = {
     "data.dataset": "cifar10_subset",
     "encoder.name": "resnet18", "encoder.width": 0.25,
