@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
 import io
 import logging
 import os
@@ -87,9 +88,17 @@ def _cpp_extension():
             # line only alarms (it printed on every first-run command).
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             with contextlib.redirect_stderr(io.StringIO()):
-                from torch.utils import cpp_extension   # noqa: F401
+                importlib.import_module("torch.utils.cpp_extension")
         _put_ninja_on_path()
     return sys.modules["torch.utils.cpp_extension"]
+
+
+def _new_import_lock() -> None:
+    global _import_lock
+    _import_lock = threading.Lock()     # a build thread of the parent may have held it when the child was forked
+
+
+os.register_at_fork(after_in_child=_new_import_lock)
 
 
 def start_builds(extensions: list[LazyExtension], at_once: int | None = None) -> None:

@@ -196,3 +196,27 @@ def test_torch_builder_missing_falls_back_with_a_warning_rather_than_failing_the
     start_builds([extension])
     with pytest.warns(UserWarning, match=r"did not build \(No module named 'setuptools'\); using the eager ops"):
         assert extension() is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_a_build_thread_imports_torchs_builder_can_build_itself():
+    """A child forked while a build thread of the parent held the import lock inherited it held, with no thread to
+    release it: its own first build waited forever."""
+    from simclr_core import native_build
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with native_build._import_lock:
+            held.set()
+            release.wait(20)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(20)
+    pid = os.fork()
+    if pid == 0:                                   # the child: exit 0 if it can take the lock
+        os._exit(0 if native_build._import_lock.acquire(timeout=5) else 1)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
