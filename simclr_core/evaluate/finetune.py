@@ -33,8 +33,8 @@ from simclr_core.evaluate.accuracy import mean_per_class_accuracy, topk_accuracy
 from simclr_core.evaluate.features import (autocast, channel_stats, eval_mode, labelled_features, module_device,
                                            normalize)
 from simclr_core.evaluate.frozen import require_unchanged, snapshot_state
-from simclr_core.evaluate.inputs import (is_image_stream, require_autocast_dtype, require_int,
-                                         require_labelled_split, require_labels, require_stats)
+from simclr_core.evaluate.inputs import (is_image_stream, require_int, require_labelled_split, require_labels,
+                                         require_sgd_settings, require_stats)
 from simclr_core.evaluate.linear import (MOMENTUM, cosine_lr, epoch_batches, linear_classifier, sgd_nesterov,
                                          steps_per_epoch)
 from simclr_core.validation import ConfigError, require_range
@@ -133,11 +133,7 @@ def finetune_eval(encoder: nn.Module, train_images: Tensor, train_labels: Tensor
     require_int("epochs", epochs, low=1)
     require_int("batch_size", batch_size, low=2)  # BatchNorm in train mode needs two examples
     require_int("eval_batch_size", eval_batch_size, low=1)
-    require_range("lr", lr, low=0, low_inclusive=False)
-    require_range("weight_decay", weight_decay, low=0)
-    require_range("momentum", momentum, low=0, high=1, high_inclusive=False)
-    require_int("seed", seed, low=0)
-    require_autocast_dtype(autocast_dtype)
+    require_sgd_settings(lr=lr, weight_decay=weight_decay, momentum=momentum, seed=seed, autocast_dtype=autocast_dtype)
     if augment is not None and not callable(augment):
         raise ConfigError(f"augment={augment!r} must be a callable (uint8 batch, generator) -> float batch")
     if subset is None:

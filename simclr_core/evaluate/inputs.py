@@ -86,6 +86,16 @@ def require_autocast_dtype(dtype: Any) -> None:
     require_choice("autocast_dtype", dtype, AUTOCAST_DTYPES)
 
 
+def require_sgd_settings(*, lr: float, weight_decay: float, momentum: float, seed: int, autocast_dtype: Any) -> None:
+    """The optimiser's settings that linear evaluation and fine-tuning share (SGD with momentum, seeded, in the
+    run's autocast precision)."""
+    require_range("lr", lr, low=0, low_inclusive=False)
+    require_range("weight_decay", weight_decay, low=0)
+    require_range("momentum", momentum, low=0, high=1, high_inclusive=False)
+    require_int("seed", seed, low=0)
+    require_autocast_dtype(autocast_dtype)
+
+
 def require_labelled_split(split: str, images: Any, labels: Any, *, num_classes: int) -> None:
     """Check one (images, labels) pair, e.g. split="train" checks train_images and train_labels."""
     images = require_images(f"{split}_images", images)

@@ -28,9 +28,7 @@ from torch import Tensor, nn
 from simclr_core.evaluate.accuracy import mean_per_class_accuracy, topk_accuracy
 from simclr_core.evaluate.features import labelled_features, module_device
 from simclr_core.evaluate.frozen import require_unchanged, snapshot_state
-from simclr_core.evaluate.inputs import (require_autocast_dtype, require_int, require_labelled_split,
-                                         require_stats)
-from simclr_core.validation import require_range
+from simclr_core.evaluate.inputs import require_int, require_labelled_split, require_sgd_settings, require_stats
 
 # momentum 0.9 with Nesterov: the paper's optimiser for linear evaluation and fine-tuning (Appendix B.5).
 MOMENTUM = 0.9
@@ -123,11 +121,7 @@ def require_linear_settings(train_images: Tensor, train_labels: Tensor, test_ima
     require_int("epochs", epochs, low=1)
     require_int("batch_size", batch_size, low=1)
     require_int("extract_batch_size", extract_batch_size, low=1)
-    require_range("lr", lr, low=0, low_inclusive=False)
-    require_range("weight_decay", weight_decay, low=0)
-    require_range("momentum", momentum, low=0, high=1, high_inclusive=False)
-    require_int("seed", seed, low=0)
-    require_autocast_dtype(autocast_dtype)
+    require_sgd_settings(lr=lr, weight_decay=weight_decay, momentum=momentum, seed=seed, autocast_dtype=autocast_dtype)
     if feature_bn:  # BatchNorm needs at least two examples per batch
         require_int("batch_size with feature_bn", batch_size, low=2)
         require_int("len(train_images) with feature_bn", train_images.shape[0], low=2)
