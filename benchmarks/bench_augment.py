@@ -22,6 +22,7 @@ Run by hand (lightly is the optional `bench` extra):
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -56,8 +57,9 @@ def lightly_transform(size: int, pool: ImageSet):
                            normalize={"mean": list(pool.mean), "std": list(pool.std)})
 
 
+@functools.cache
 def lightly_installed() -> bool:
-    """Whether lightly can be imported; where it cannot, one line says its rows and the ratio to it are left out."""
+    """Whether lightly can be imported; where it cannot, one line (once) says its rows and the ratio to it are left out."""
     try:
         import lightly.transforms  # noqa: F401
     except ImportError as error:
